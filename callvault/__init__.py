@@ -1,0 +1,1 @@
+"""callvault: call recording that enforces a written policy."""

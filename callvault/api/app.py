@@ -1,0 +1,42 @@
+"""The FastAPI application: JSON API under /api/v1 (OpenAPI at /api/v1/openapi.json) and the web pages."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.formparsers import MultiPartParser
+
+from callvault.api import routes_audit, routes_auth, routes_recordings
+from callvault.api.errors import install_error_handlers
+from callvault.runtime import Runtime
+from callvault.web import pages
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """Build the app for one runtime. No module-level state: tests build as many as they like."""
+    # Uploads stay in memory up to the upload limit, so plaintext audio never lands in a temp file.
+    MultiPartParser.spool_max_size = runtime.settings.max_upload_bytes + 1
+    app = FastAPI(
+        title="callvault",
+        version="0.1.0",
+        description="Call recording that enforces a written call-recording policy.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(routes_auth.router, prefix="/api/v1")
+    app.include_router(routes_recordings.router, prefix="/api/v1")
+    app.include_router(routes_audit.router, prefix="/api/v1")
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> JSONResponse:
+        with runtime.db.unit_of_work() as session:
+            session.connection().exec_driver_sql("SELECT 1")
+        return JSONResponse({"status": "ok"})
+
+    return app

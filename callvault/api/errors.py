@@ -1,0 +1,83 @@
+"""The one place where callvault's exception tree becomes HTTP responses (see core.errors)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from callvault.core.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    CallvaultError,
+    ConfigurationError,
+    Conflict,
+    IntegrityError,
+    InvalidInput,
+    NotFound,
+)
+from callvault.recordings.playback import RangeNotSatisfiable
+
+log = logging.getLogger("callvault.api")
+
+STATUS = [
+    (RangeNotSatisfiable, 416, "range_not_satisfiable"),
+    (InvalidInput, 422, "invalid_input"),
+    (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
+    (AuthenticationFailed, 401, "authentication_failed"),
+    (AccessDenied, 403, "access_denied"),
+    (IntegrityError, 500, "integrity_error"),
+    (ConfigurationError, 503, "unavailable"),
+]
+
+
+def error_response(exc: CallvaultError) -> JSONResponse:
+    for cls, status, code in STATUS:
+        if isinstance(exc, cls):
+            break
+    else:
+        status, code = 500, "error"
+    body: dict[str, object] = {"error": code, "message": exc.message}
+    if isinstance(exc, InvalidInput):
+        body["problems"] = [{"location": p.location, "message": p.message, "line": p.line} for p in exc.problems]
+    if isinstance(exc, AccessDenied):
+        body["reason"] = exc.reason
+        body["clauses"] = list(exc.clauses)
+    if isinstance(exc, IntegrityError):
+        log.error("integrity failure: %s", exc.message)
+    if isinstance(exc, ConfigurationError):
+        log.error("service unavailable: %s", exc.message)
+        body["message"] = "the service is temporarily unavailable; try again shortly"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CallvaultError)
+    async def _callvault_error(_request: Request, exc: CallvaultError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"location": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")) or "request",
+             "message": err["msg"], "line": None}
+            for err in exc.errors()
+        ]
+        return JSONResponse({"error": "invalid_input", "message": "the request is invalid", "problems": problems},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": "http_error", "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return JSONResponse({"error": "internal_error", "message": "something went wrong on our side; it was logged"},
+                            status_code=500)

@@ -1,0 +1,166 @@
+"""Recordings over HTTP: ingest, search, metadata, and purpose-checked audio streaming."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.datastructures import UploadFile
+
+from callvault.api.deps import Caller, get_caller, get_runtime
+from callvault.audit import service as audit
+from callvault.capture.audio import CONTENT_TYPES
+from callvault.capture.ingest import ingest_recording
+from callvault.core.errors import AccessDenied, FieldProblem, InvalidInput, NotFound
+from callvault.policy.decide import Action
+from callvault.recordings import playback
+from callvault.recordings import service as recordings
+from callvault.recordings.schemas import IngestResponse, RecordingFilters, RecordingPage, RecordingRead
+from callvault.runtime import Runtime
+
+router = APIRouter(tags=["recordings"])
+
+
+def _may_ingest(caller: Caller) -> bool:
+    role = caller.policy.roles.get(caller.user.role)
+    return bool(role and role.can_administer)
+
+
+@router.post("/recordings", response_model=IngestResponse, status_code=201,
+             responses={200: {"description": "the same call was already stored with identical audio"}})
+async def ingest(request: Request, caller: Caller = Depends(get_caller),
+                 runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Store a call recording. Multipart form: ``audio`` (WAV/FLAC/Ogg file) and ``metadata`` (JSON).
+
+    Idempotent on ``metadata.call_id``: the same call with the same audio returns the existing id
+    (200); with different audio, 409. Bad metadata or audio: 422 naming the field, nothing stored.
+    The upload is held in memory (never in a plaintext temp file) up to the configured limit.
+    """
+    if not _may_ingest(caller):
+        with runtime.db.unit_of_work() as session:
+            audit.append(session, audit.AuditEvent(
+                actor=caller.user.username, actor_role=caller.user.role, action="recording.ingest",
+                decision="deny", reason=f"role {caller.user.role} may not ingest recordings",
+                source_ip=caller.source_ip), clock=runtime.clock)
+        raise AccessDenied(f"role {caller.user.role} may not ingest recordings")
+    limit = runtime.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise InvalidInput("send the upload with a Content-Length header",
+                           [FieldProblem("content-length", "required")])
+    if int(declared) > limit:
+        return JSONResponse({"error": "too_large", "message": f"uploads are limited to {limit} bytes"},
+                            status_code=413)
+    async with request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024) as form:
+        audio = form.get("audio")
+        metadata = form.get("metadata")
+        problems = []
+        if not isinstance(audio, UploadFile):
+            problems.append(FieldProblem("audio", "attach the audio file as the form field 'audio'"))
+        if metadata is None:
+            problems.append(FieldProblem("metadata", "send the call metadata JSON as the form field 'metadata'"))
+        if problems:
+            raise InvalidInput("the upload is incomplete:", problems)
+        assert isinstance(audio, UploadFile)
+        meta_raw = await metadata.read() if isinstance(metadata, UploadFile) else str(metadata)
+        result = ingest_recording(
+            db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=audio.file, metadata=meta_raw,
+            actor=caller.user.username, actor_role=caller.user.role,
+            default_region=runtime.settings.default_region, source_ip=caller.source_ip, clock=runtime.clock,
+        )
+    body = IngestResponse(id=result.recording_id, created=result.created).model_dump()
+    return JSONResponse(body, status_code=201 if result.created else 200,
+                        headers={"Location": f"/api/v1/recordings/{result.recording_id}"})
+
+
+@router.get("/recordings", response_model=RecordingPage)
+def list_recordings(
+    caller: Caller = Depends(get_caller),
+    runtime: Runtime = Depends(get_runtime),
+    extension: str | None = None,
+    agent: str | None = None,
+    team: str | None = None,
+    direction: Literal["inbound", "outbound"] | None = None,
+    remote_number: str | None = None,
+    local_number: str | None = None,
+    started_from: Annotated[datetime | None, Query(description="ISO 8601 with offset, inclusive")] = None,
+    started_to: Annotated[datetime | None, Query(description="ISO 8601 with offset, exclusive")] = None,
+    case_ref: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=recordings.MAX_PAGE)] = 50,
+    cursor: str | None = None,
+) -> RecordingPage:
+    """Search recordings within your role's scope (a specialist sees only their own extension)."""
+    for name, value in (("started_from", started_from), ("started_to", started_to)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput("invalid filter:", [FieldProblem(name, "must include a UTC offset")])
+    filters = RecordingFilters(extension=extension, agent=agent, team=team, direction=direction,
+                               remote_number=remote_number, local_number=local_number,
+                               started_from=started_from, started_to=started_to, case_ref=case_ref)
+    with runtime.db.unit_of_work() as session:
+        rows, next_cursor = recordings.search(session, policy=caller.policy, actor=caller.actor, filters=filters,
+                                              limit=limit, cursor=cursor,
+                                              default_region=runtime.settings.default_region)
+        items = [RecordingRead.model_validate(r) for r in rows]
+    return RecordingPage(items=items, next_cursor=next_cursor, limit=limit)
+
+
+@router.get("/recordings/{recording_id}", response_model=RecordingRead)
+def get_recording(recording_id: str, caller: Caller = Depends(get_caller),
+                  runtime: Runtime = Depends(get_runtime)) -> RecordingRead:
+    """One recording's metadata, if it is within your scope (otherwise 404)."""
+    with runtime.db.unit_of_work() as session:
+        row = recordings.get_visible(session, policy=caller.policy, actor=caller.actor, recording_id=recording_id,
+                                     source_ip=caller.source_ip, clock=runtime.clock)
+        found = RecordingRead.model_validate(row) if row is not None else None
+    if found is None:
+        raise NotFound("no such recording")
+    return found
+
+
+@router.get("/recordings/{recording_id}/audio", response_class=StreamingResponse,
+            responses={200: {"content": {"audio/wav": {}}}, 206: {"description": "partial content (Range)"}})
+def get_audio(
+    recording_id: str,
+    request: Request,
+    purpose: Annotated[str | None, Query(description="a purpose id from the policy, e.g. spot_check")] = None,
+    download: bool = False,
+    caller: Caller = Depends(get_caller),
+    runtime: Runtime = Depends(get_runtime),
+) -> Response:
+    """Stream the original audio, naming a purpose. Honours ``Range``. Every call is decided and audited."""
+    action = Action.DOWNLOAD if download else Action.PLAY
+    range_header = request.headers.get("range")
+    with runtime.db.unit_of_work() as session:
+        decision, row = recordings.authorize_content(
+            session, policy=caller.policy, actor=caller.actor, action=action, recording_id=recording_id,
+            purpose=purpose, source_ip=caller.source_ip, details={"range": range_header} if range_header else None,
+            clock=runtime.clock,
+        )
+    if row is None:
+        raise NotFound("no such recording")
+    if not decision.allowed:
+        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    if decision.serves != "original":
+        raise AccessDenied("this purpose is served only by an anonymised derivative, which is not available yet",
+                           clauses=decision.clauses)
+    with runtime.db.unit_of_work() as session:
+        reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
+    size = reader.plaintext_size
+    try:
+        byte_range = playback.parse_range(range_header, size)
+    except playback.RangeNotSatisfiable as exc:
+        return JSONResponse({"error": "range_not_satisfiable", "message": exc.message}, status_code=416,
+                            headers={"Content-Range": f"bytes */{size}"})
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="{row.id}.{row.audio_format}"'
+    media_type = CONTENT_TYPES.get(row.audio_format, "application/octet-stream")
+    if byte_range is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(playback.primed(playback.stream(reader, None, row.sha256)), media_type=media_type, headers=headers)
+    headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+    headers["Content-Length"] = str(byte_range.length)
+    return StreamingResponse(playback.primed(playback.stream(reader, byte_range, None)), status_code=206, media_type=media_type,
+                             headers=headers)

@@ -1,0 +1,190 @@
+"""The ingest pipeline: metadata + audio file in, an encrypted, catalogued recording out.
+
+Contract: when ``ingest_recording`` returns, the recording is complete (row ``available`` and the
+encrypted blob durable and verified by its SHA-256) and an audit entry says who ingested it. If it
+raises, nothing usable was stored. If the process dies half-way, what is left is a ``pending`` row
+(and perhaps its blob), which ``reap_stale_ingests`` removes: blob first, then row. The row is
+committed *before* the blob is written, so a blob never exists without a row that points at it.
+
+Steps, in order (each small and typed):
+  1. parse metadata          → CallMetadata   (InvalidInput naming fields)
+  2. probe audio             → AudioInfo      (InvalidInput: not audio, truncated, unsupported)
+  3. reserve                 → pending row    (idempotent on call_id; Conflict if it differs)
+  4. encrypt to blob store   → EncryptResult  (fresh data key; temp + fsync + rename)
+  5. finalise                → available row + wrapped key + audit entry, one transaction
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callvault.audit import service as audit
+from callvault.capture.audio import AudioInfo, probe_audio
+from callvault.capture.metadata import CallMetadata, parse_metadata
+from callvault.core.clock import Clock, system_clock
+from callvault.core.db import Database
+from callvault.core.errors import Conflict
+from callvault.core.ids import new_id
+from callvault.recordings.models import DataKey, Recording, RecordingState
+from callvault.storage.blobstore import BlobStore
+from callvault.storage.crypto import encrypt_file, encrypt_stream, new_data_key, EncryptResult
+from callvault.storage.keys import Keyring
+
+CHUNK_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The recording's id and whether this call created it (False: an identical earlier ingest)."""
+
+    recording_id: str
+    created: bool
+
+
+def blob_key_for(recording_id: str) -> str:
+    return f"{recording_id[:2]}/{recording_id[2:4]}/{recording_id}.cva"
+
+
+def _sha256_of(audio: Path | BinaryIO) -> str:
+    digest = hashlib.sha256()
+    if isinstance(audio, Path):
+        with audio.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    else:
+        audio.seek(0)
+        while block := audio.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encrypt_audio(audio: Path | BinaryIO, sink: BinaryIO, *, data_key: bytes, context: bytes,
+                  chunk_size: int) -> EncryptResult:
+    """Encrypt from a file on disk or from an in-memory upload."""
+    if isinstance(audio, Path):
+        return encrypt_file(audio, sink, data_key=data_key, context=context, chunk_size=chunk_size)
+    audio.seek(0, 2)
+    size = audio.tell()
+    audio.seek(0)
+    return encrypt_stream(audio, size, sink, data_key=data_key, context=context, chunk_size=chunk_size)
+
+
+def _reserve(
+    session: Session, *, meta: CallMetadata, info: AudioInfo, audio: Path | BinaryIO, actor: str,
+    store: BlobStore, clock: Clock, stale_after: timedelta,
+) -> Recording | IngestResult:
+    existing = session.scalar(select(Recording).where(Recording.call_id == meta.call_id))
+    if existing is not None:
+        if existing.state == RecordingState.AVAILABLE:
+            if existing.sha256 == _sha256_of(audio):
+                return IngestResult(existing.id, created=False)
+            raise Conflict(f"call_id {meta.call_id!r} is already stored with different audio")
+        if existing.created_at > clock.now() - stale_after:
+            raise Conflict(f"call_id {meta.call_id!r} is being ingested right now; retry later")
+        store.delete(existing.blob_key)
+        session.delete(existing)
+        session.flush()
+    rec_id = new_id()
+    row = Recording(
+        id=rec_id, call_id=meta.call_id, state=RecordingState.PENDING, direction=meta.direction,
+        started_at=meta.started_at, ended_at=meta.ended_at, extension=meta.extension, agent=meta.agent,
+        team=meta.team, remote_number=meta.remote_number, local_number=meta.local_number,
+        consent=meta.consent.model_dump(mode="json", exclude_none=True) if meta.consent else {},
+        consent_state=meta.consent_state, quarantined=meta.consent_state == "missing",
+        case_ref=meta.case_ref, crm_ref=meta.crm_ref, audio_format=info.audio_format,
+        sample_rate=info.sample_rate, channels=info.channels, duration_seconds=info.duration_seconds,
+        size_bytes=0, sha256=None, blob_key=blob_key_for(rec_id), ingested_by=actor, created_at=clock.now(),
+    )
+    session.add(row)
+    return row
+
+
+def ingest_recording(
+    *,
+    db: Database,
+    store: BlobStore,
+    keyring: Keyring,
+    audio: Path | BinaryIO,
+    metadata: bytes | str | dict[str, Any] | CallMetadata,
+    actor: str,
+    actor_role: str = "",
+    default_region: str = "CA",
+    source_ip: str | None = None,
+    stale_after: timedelta = timedelta(hours=1),
+    clock: Clock = system_clock,
+) -> IngestResult:
+    """Run the pipeline. Manages its own transactions (see the module contract)."""
+    meta = metadata if isinstance(metadata, CallMetadata) else parse_metadata(metadata, default_region=default_region)
+    info = probe_audio(audio)
+    with db.unit_of_work() as session:
+        reserved = _reserve(session, meta=meta, info=info, audio=audio, actor=actor, store=store,
+                            clock=clock, stale_after=stale_after)
+    if isinstance(reserved, IngestResult):
+        return reserved
+    rec_id, blob_key = reserved.id, reserved.blob_key
+    try:
+        data_key = new_data_key()
+        with store.writer(blob_key) as sink:
+            result = encrypt_audio(audio, sink, data_key=data_key, context=rec_id.encode(), chunk_size=CHUNK_SIZE)
+        wrapped = keyring.wrap(data_key, recording_id=rec_id)
+        with db.unit_of_work() as session:
+            row = session.get(Recording, rec_id)
+            assert row is not None
+            row.state = RecordingState.AVAILABLE
+            row.sha256 = result.sha256_hex
+            row.size_bytes = result.plaintext_size
+            session.add(DataKey(
+                recording_id=rec_id, kek_id=wrapped.kek_id, wrapped_key=wrapped.wrapped, chunk_size=CHUNK_SIZE,
+                ciphertext_size=result.ciphertext_size, created_at=clock.now(),
+            ))
+            audit.append(session, audit.AuditEvent(
+                actor=actor, actor_role=actor_role, action="recording.ingested", decision="info",
+                object_type="recording", object_id=rec_id, source_ip=source_ip,
+                details={"call_id": meta.call_id, "sha256": result.sha256_hex, "bytes": result.plaintext_size,
+                         "consent_state": meta.consent_state},
+                clauses=("A5", "B2") if meta.consent_state == "missing" else (),
+            ), clock=clock)
+    except BaseException:
+        _discard(db, store, rec_id, blob_key)
+        raise
+    return IngestResult(rec_id, created=True)
+
+
+def _discard(db: Database, store: BlobStore, rec_id: str, blob_key: str) -> None:
+    """Undo a failed ingest: blob first, then the pending row. Best effort; the reaper retries."""
+    try:
+        store.delete(blob_key)
+        with db.unit_of_work() as session:
+            row = session.get(Recording, rec_id)
+            if row is not None and row.state == RecordingState.PENDING:
+                session.delete(row)
+    except Exception:  # noqa: BLE001,S110 - the reaper finishes what this could not
+        pass
+
+
+def reap_stale_ingests(
+    *, db: Database, store: BlobStore, older_than: timedelta, clock: Clock = system_clock
+) -> list[str]:
+    """Remove what crashed ingests left behind (pending rows older than ``older_than`` and their blobs)."""
+    cutoff = clock.now() - older_than
+    with db.unit_of_work() as session:
+        stale = list(session.scalars(select(Recording).where(
+            Recording.state == RecordingState.PENDING, Recording.created_at < cutoff)))
+        removed = []
+        for row in stale:
+            store.delete(row.blob_key)
+            removed.append(row.id)
+            session.delete(row)
+        if removed:
+            audit.append(session, audit.AuditEvent(
+                actor="system", action="recording.ingest_reaped", details={"recording_ids": removed},
+                reason="ingest did not complete (process stopped mid-way); partial data removed",
+            ), clock=clock)
+    return removed

@@ -1,0 +1,356 @@
+"""The commands behind ``callvault``: init, policy, users, ingest, serve, demo, audit, check."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from callvault.audit import service as audit
+from callvault.capture.ingest import ingest_recording, reap_stale_ingests
+from callvault.cli.main import (
+    DataDir,
+    app,
+    audit_app,
+    err,
+    handle_errors,
+    out,
+    policy_app,
+    print_json,
+    read_secret_file,
+    settings_for,
+    users_app,
+)
+from callvault.core.errors import ConfigurationError, InvalidInput
+from callvault.core.migrate import upgrade_to_head
+from callvault.core.settings import Settings
+from callvault.identity import service as identity
+from callvault.policy import service as policy_service
+from callvault.policy.loader import load_policy_file, policy_to_json
+from callvault.recordings.integrity import find_problems
+from callvault.runtime import Runtime, build_runtime
+from callvault.storage.keys import create_kek
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+CLI_ACTOR = f"cli:{getpass.getuser()}"[:64]
+
+
+def _runtime(data_dir: Path | None) -> Runtime:
+    settings = settings_for(data_dir)
+    if settings.is_sqlite and not settings.data_dir.exists():
+        raise ConfigurationError(f"{settings.data_dir} is not a callvault data directory; run `callvault init` first")
+    return build_runtime(settings)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from exc
+
+
+def initialise(settings: Settings, *, policy_file: Path, admin_user: str, admin_password: str) -> None:
+    """Create the data directory, key, schema, policy and first administrator (see ``init``)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    policy_text = _read_text(policy_file)
+    if not settings.config_path.exists():
+        settings.config_path.write_text(
+            "# callvault configuration. Environment variables CALLVAULT_* override these.\n"
+            "# database_url = \"postgresql://user@host/dbname\"\n"
+            "# storage_url = \"/path/to/blobs\"\n"
+            f"default_region = \"{settings.default_region}\"\n", encoding="utf-8")
+    if not settings.env.get("CALLVAULT_KEK") and not settings.env.get("CALLVAULT_KEK_FILE") \
+            and not (settings.key_dir / "CURRENT").exists():
+        settings.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        create_kek(settings.key_dir)
+    upgrade_to_head(settings.database_url)
+    runtime = build_runtime(settings)
+    try:
+        with runtime.db.unit_of_work() as session:
+            policy_service.load_policy(session, text=policy_text, source=str(policy_file), actor=CLI_ACTOR)
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session)
+            admin_role = "admin" if "admin" in policy.roles else next(
+                (name for name, role in policy.roles.items() if role.can_administer), None)
+            if admin_role is None:
+                raise InvalidInput("the policy defines no administering role for the first user")
+            identity.create_user(session, actor=CLI_ACTOR, policy=policy, username=admin_user, role=admin_role,
+                                 password=admin_password)
+    finally:
+        runtime.close()
+
+
+@app.command()
+@handle_errors
+def init(
+    policy: Annotated[Path, typer.Option("--policy", help="policy YAML file to load")],
+    admin_user: Annotated[str, typer.Option("--admin-user", help="name of the first administrator")] = "admin",
+    admin_password_file: Annotated[Path | None, typer.Option("--admin-password-file",
+                                                             help="file holding the admin password")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a data directory: config, key-encryption key (0600), schema, policy, first admin."""
+    settings = settings_for(data_dir)
+    if admin_password_file is not None:
+        password = read_secret_file(admin_password_file, "admin password")
+    else:
+        password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+    initialise(settings, policy_file=policy, admin_user=admin_user, admin_password=password)
+    out.print(f"Initialised {settings.data_dir} with policy {policy}; administrator [bold]{admin_user}[/].")
+
+
+@app.command()
+@handle_errors
+def migrate(data_dir: DataDir = None) -> None:
+    """Bring the database schema up to date (safe to repeat)."""
+    settings = settings_for(data_dir)
+    upgrade_to_head(settings.database_url)
+    out.print("Schema is up to date.")
+
+
+@policy_app.command("check")
+@handle_errors
+def policy_check(file: Path) -> None:
+    """Validate a policy file; report every problem with its location."""
+    doc = load_policy_file(file)
+    out.print(f"{file}: valid ({doc.policy_id} version {doc.version}, effective {doc.effective_from})")
+
+
+@policy_app.command("load")
+@handle_errors
+def policy_load(file: Path, data_dir: DataDir = None) -> None:
+    """Load a policy version into the database (it takes effect on its effective date)."""
+    runtime = _runtime(data_dir)
+    try:
+        with runtime.db.unit_of_work() as session:
+            row, created = policy_service.load_policy(session, text=_read_text(file), source=str(file),
+                                                      actor=CLI_ACTOR)
+        verb = "Loaded" if created else "Already loaded:"
+        out.print(f"{verb} {row.policy_id} version {row.version} (effective {row.effective_from}, "
+                  f"sha256 {row.sha256[:12]}…)")
+    finally:
+        runtime.close()
+
+
+@policy_app.command("show")
+@handle_errors
+def policy_show(json_output: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
+                data_dir: DataDir = None) -> None:
+    """Show the policy in force."""
+    runtime = _runtime(data_dir)
+    try:
+        with runtime.db.unit_of_work() as session:
+            row = policy_service.current_version(session)
+            doc = policy_service.current_policy(session)
+    finally:
+        runtime.close()
+    if json_output:
+        print_json({"sha256": row.sha256, "effective_from": row.effective_from.isoformat(),
+                    "policy": policy_to_json(doc)})
+        return
+    out.print(f"[bold]{doc.title}[/] — {doc.policy_id} version {doc.version}, effective {row.effective_from}")
+    table = Table("purpose", "roles", "approval by", "serves")
+    for pid, purpose in doc.purposes.items():
+        approvers = ", ".join(purpose.approval.approver_roles) if purpose.approval.required else "—"
+        table.add_row(pid, ", ".join(purpose.roles), approvers, purpose.serves)
+    out.print(table)
+
+
+@users_app.command("add")
+@handle_errors
+def users_add(
+    name: str,
+    role: Annotated[str, typer.Option("--role")],
+    password_file: Annotated[Path | None, typer.Option("--password-file")] = None,
+    extension: Annotated[str | None, typer.Option("--extension")] = None,
+    team: Annotated[str | None, typer.Option("--team")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Add a local account with a role from the policy."""
+    password = (read_secret_file(password_file, "password") if password_file
+                else typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+    runtime = _runtime(data_dir)
+    try:
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session)
+            user = identity.create_user(session, actor=CLI_ACTOR, policy=policy, username=name, role=role,
+                                        password=password, extension=extension, team=team)
+        out.print(f"Added {user.username} ({user.role}).")
+    finally:
+        runtime.close()
+
+
+def _pairs(folder: Path) -> list[tuple[Path, Path | None]]:
+    found = []
+    for audio_path in sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
+        meta = audio_path.with_suffix(".json")
+        found.append((audio_path, meta if meta.exists() else None))
+    return found
+
+
+@app.command()
+@handle_errors
+def ingest(
+    audio: Annotated[Path, typer.Argument(help="an audio file, or a folder of X.wav + X.json pairs")],
+    metadata: Annotated[Path | None, typer.Option("--metadata", help="call metadata JSON (for one file)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Ingest a recording (prints its id), or every pair in a folder with a progress bar."""
+    runtime = _runtime(data_dir)
+    try:
+        if audio.is_dir():
+            _ingest_folder(runtime, audio)
+            return
+        if metadata is None:
+            raise InvalidInput("give the call metadata with --metadata META.json")
+        if not audio.is_file():
+            raise InvalidInput(f"{audio} does not exist or is not a file")
+        result = ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=audio,
+                                  metadata=_read_text(metadata).encode(), actor=CLI_ACTOR,
+                                  default_region=runtime.settings.default_region)
+        out.print(result.recording_id)
+        if not result.created:
+            err.print("(already stored with identical audio; nothing changed)")
+    finally:
+        runtime.close()
+
+
+def _ingest_folder(runtime: Runtime, folder: Path) -> None:
+    pairs = _pairs(folder)
+    if not pairs:
+        raise InvalidInput(f"{folder} has no .wav/.flac/.ogg files")
+    failures: list[str] = []
+    created = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err) as progress:
+        task = progress.add_task("ingesting", total=len(pairs))
+        for audio_path, meta_path in pairs:
+            try:
+                if meta_path is None:
+                    raise InvalidInput(f"no {audio_path.with_suffix('.json').name} beside it")
+                result = ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring,
+                                          audio=audio_path, metadata=_read_text(meta_path).encode(),
+                                          actor=CLI_ACTOR, default_region=runtime.settings.default_region)
+                created += int(result.created)
+            except (InvalidInput, ConfigurationError) as exc:
+                failures.append(f"{audio_path.name}: {exc.message}")
+            except Exception as exc:  # noqa: BLE001 - report and go on with the rest of the folder
+                failures.append(f"{audio_path.name}: {getattr(exc, 'message', exc)}")
+            progress.advance(task)
+    out.print(f"{created} new, {len(pairs) - created - len(failures)} already stored, {len(failures)} failed")
+    for line in failures:
+        err.print(f"  - {line}", highlight=False, soft_wrap=True)
+    if failures:
+        raise typer.Exit(2)
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the web server (JSON API under /api/v1 and the web pages)."""
+    import uvicorn
+
+    from callvault.api.app import create_app
+
+    runtime = _runtime(data_dir)
+    out.print(f"callvault listening on http://{host}:{port}/  (API docs: /api/v1/docs)")
+    uvicorn.run(create_app(runtime), host=host, port=port, log_level="info", proxy_headers=False)
+
+
+@app.command()
+@handle_errors
+def demo(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    policy: Annotated[Path | None, typer.Option("--policy", help="default: examples/policies/policy-a.yaml")] = None,
+    recordings: Annotated[int, typer.Option("--recordings")] = 36,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="set up the demo data and exit")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Set up demo data (policy A, a user per role, recordings with generated speech) and serve it."""
+    from callvault.demo import seed
+
+    settings = settings_for(data_dir)
+    policy_file = policy or Path(__file__).resolve().parents[2] / "examples" / "policies" / "policy-a.yaml"
+    if not (settings.config_path.exists() and (settings.key_dir / "CURRENT").exists()):
+        out.print(f"Creating demo data directory {settings.data_dir} …")
+        initialise(settings, policy_file=policy_file, admin_user="admin", admin_password=seed.DEMO_PASSWORD)
+    else:
+        upgrade_to_head(settings.database_url)
+    runtime = build_runtime(settings)
+    try:
+        with runtime.db.unit_of_work() as session:
+            doc = policy_service.current_policy(session)
+        users = seed.seed_users(runtime.db, doc)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err) as progress:
+            task = progress.add_task("demo recordings", total=recordings)
+            new = seed.seed_recordings(db=runtime.db, store=runtime.store, keyring=runtime.keyring, policy=doc,
+                                       count=recordings, progress=lambda n: progress.update(task, completed=n))
+        out.print(f"{new} new demo recordings.")
+    finally:
+        runtime.close()
+    table = Table("username", "role", "extension", title=f"Demo logins (password: {seed.DEMO_PASSWORD})")
+    table.add_row("admin", "admin", "")
+    for u in users:
+        if u.username != "admin":
+            table.add_row(u.username, u.role, u.extension or "")
+    out.print(table)
+    out.print(f"[bold green]Open http://{host}:{port}/[/]  — try 'lead' (spot_check) or 'alice' (own calls).")
+    if not no_serve:
+        serve(host=host, port=port, data_dir=settings.data_dir)
+
+
+@audit_app.command("verify")
+@handle_errors
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Check the audit hash chain: exit 0 if intact, 1 naming the first bad entry."""
+    runtime = _runtime(data_dir)
+    try:
+        with runtime.db.unit_of_work() as session:
+            result = audit.verify_chain(session)
+    finally:
+        runtime.close()
+    if result.intact:
+        out.print(f"audit log intact: {result.entries_checked} entries, head {result.head_hash[:16]}…")
+        return
+    err.print(f"[bold red]audit log NOT intact[/]: first bad entry #{result.first_bad_seq}: {result.problem} "
+              f"({result.entries_checked} entries before it verified)", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="remove what crashed ingests left behind")] = False,
+    older_than_minutes: Annotated[int, typer.Option("--older-than-minutes")] = 60,
+    deep: Annotated[bool, typer.Option("--deep", help="decrypt every recording and check its SHA-256")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Integrity check: stale partial ingests (and, with --repair, remove them)."""
+    runtime = _runtime(data_dir)
+    try:
+        if repair:
+            removed = reap_stale_ingests(db=runtime.db, store=runtime.store,
+                                         older_than=timedelta(minutes=older_than_minutes))
+            out.print(f"removed {len(removed)} incomplete ingest(s)")
+        else:
+            problems = find_problems(db=runtime.db, store=runtime.store, keyring=runtime.keyring,
+                                     stale_after=timedelta(minutes=older_than_minutes), deep=deep)
+            for line in problems:
+                err.print(f"  - {line}", highlight=False)
+            out.print(f"{len(problems)} problem(s) found")
+            if problems:
+                raise typer.Exit(1)
+    finally:
+        runtime.close()
+
+

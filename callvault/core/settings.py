@@ -1,0 +1,102 @@
+"""Typed settings. Everything comes from the data directory and the environment; nothing is guessed
+silently, and a bad value fails loudly with a message naming the variable.
+
+Precedence: explicit argument > environment (``CALLVAULT_*``; secrets also as ``*_FILE``) >
+``<data-dir>/config.toml`` > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from callvault.core.errors import ConfigurationError
+
+DEFAULT_DATA_DIR = "./callvault-data"
+CONFIG_FILE = "config.toml"
+
+
+def _env_or_file(env: Mapping[str, str], name: str) -> str | None:
+    """Read ``name`` from the environment, or from the file named by ``name_FILE`` (Docker secrets)."""
+    if env.get(name):
+        return env[name]
+    file_name = env.get(f"{name}_FILE")
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigurationError(f"{name}_FILE points at {file_name!r}, which cannot be read: {exc}") from exc
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where callvault keeps things and how it reaches them."""
+
+    data_dir: Path
+    database_url: str
+    storage_url: str
+    key_dir: Path
+    default_region: str = "CA"
+    token_ttl_seconds: int = 12 * 3600
+    stale_ingest_seconds: int = 3600
+    max_upload_bytes: int = 512 * 1024 * 1024
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / CONFIG_FILE
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build settings for a data directory (argument, ``$CALLVAULT_DATA_DIR`` or ``./callvault-data``)."""
+    env = dict(os.environ if env is None else env)
+    root = Path(data_dir or env.get("CALLVAULT_DATA_DIR") or DEFAULT_DATA_DIR).expanduser().resolve()
+    file_conf: dict[str, object] = {}
+    config_path = root / CONFIG_FILE
+    if config_path.exists():
+        try:
+            file_conf = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"{config_path} is not valid TOML: {exc}") from exc
+
+    def pick(env_name: str, key: str, default: str) -> str:
+        value = _env_or_file(env, env_name)
+        if value:
+            return value
+        conf_value = file_conf.get(key)
+        if conf_value is not None:
+            return str(conf_value)
+        return default
+
+    database_url = pick("CALLVAULT_DATABASE_URL", "database_url", f"sqlite:///{root / 'callvault.db'}")
+    if not (database_url.startswith("sqlite") or database_url.startswith("postgresql")):
+        raise ConfigurationError(
+            f"CALLVAULT_DATABASE_URL {database_url!r} is not supported: use sqlite:///PATH or postgresql://..."
+        )
+    if database_url.startswith("postgresql://"):
+        # psycopg 3 is the driver we ship; accept the plain URL people copy from docs.
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    storage_url = pick("CALLVAULT_STORAGE_URL", "storage_url", str(root / "blobs"))
+    key_dir = Path(pick("CALLVAULT_KEY_DIR", "key_dir", str(root / "keys")))
+    region = pick("CALLVAULT_DEFAULT_REGION", "default_region", "CA").upper()
+    try:
+        ttl = int(pick("CALLVAULT_TOKEN_TTL_SECONDS", "token_ttl_seconds", str(12 * 3600)))
+    except ValueError as exc:
+        raise ConfigurationError("CALLVAULT_TOKEN_TTL_SECONDS must be a whole number of seconds") from exc
+    return Settings(
+        data_dir=root,
+        database_url=database_url,
+        storage_url=storage_url,
+        key_dir=key_dir,
+        default_region=region,
+        token_ttl_seconds=ttl,
+        env=env,
+    )

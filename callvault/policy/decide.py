@@ -1,0 +1,288 @@
+"""The single gate for reaching recordings: ``decide()`` says yes or no, why, and under which clauses.
+
+Why one pure function: every path to a recording (API, web UI, export, transcript, CLI) must apply the
+same written policy, and every decision must be explainable in the audit log. Keeping the rules here,
+free of I/O, means they are tested exhaustively once and the callers only gather facts (who, which
+recording, which approvals) and record the answer.
+
+Deny by default: each rule that cannot be shown to hold ends in a denial whose ``reason`` is a sentence
+the person can act on and whose ``clauses`` cite the requirement ids (A9, B6, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from callvault.policy.schema import PolicyDocument, PurposeRule, RoleRule
+
+__all__ = [
+    "CONTENT_ACTIONS",
+    "Action",
+    "Actor",
+    "Decision",
+    "Grant",
+    "RecordingFacts",
+    "Scope",
+    "allowed_purposes",
+    "decide",
+    "visible_scope",
+]
+
+
+class Action(StrEnum):
+    """What the actor wants to do with a recording."""
+
+    PLAY = "play"
+    DOWNLOAD = "download"
+    VIEW_METADATA = "view_metadata"
+    EXPORT = "export"
+    TRANSCRIPT = "transcript"
+
+
+CONTENT_ACTIONS: frozenset[Action] = frozenset(
+    {Action.PLAY, Action.DOWNLOAD, Action.EXPORT, Action.TRANSCRIPT}
+)
+"""Actions that reach what was said; each needs a purpose (A6, A13, B5)."""
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The signed-in person, as the policy sees them."""
+
+    user_id: str
+    username: str
+    role: str
+    extension: str | None = None
+    team: str | None = None
+    acknowledged_policy_version: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordingFacts:
+    """What the policy needs to know about one recording (no content)."""
+
+    recording_id: str
+    extension: str | None
+    agent: str | None
+    team: str | None
+    quarantined: bool = False
+    employee_consents: frozenset[str] = frozenset()
+    """Purposes the recorded employee has consented to (A6)."""
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An approved access request (B6, B9). The caller passes only grants still in force."""
+
+    grant_id: str
+    user_id: str
+    recording_id: str
+    purpose: str
+    approved_by_role: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer, with the reason a person reads and the clauses an auditor checks."""
+
+    allowed: bool
+    reason: str
+    clauses: tuple[str, ...]
+    purpose: str | None
+    """The purpose named in the request (also on denials, so the audit log shows what was asked)."""
+    serves: str | None
+    """``"original"`` or ``"anonymised_derivative"`` when allowed; None when denied."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which recordings an actor may see at all, for filtering searches before any per-item decision."""
+
+    kind: Literal["all", "own_extension", "own_team", "none"]
+    extension: str | None = None
+    team: str | None = None
+
+
+_PURPOSE_CLAUSES = ("A6", "A13", "B5")
+_ROLE_CLAUSES = ("A9",)
+_ACK_CLAUSES = ("A10", "B13")
+
+
+def _deny(reason: str, clauses: Sequence[str], purpose: str | None) -> Decision:
+    return Decision(
+        allowed=False, reason=reason, clauses=tuple(dict.fromkeys(clauses)), purpose=purpose, serves=None
+    )
+
+
+def _policy_name(policy: PolicyDocument) -> str:
+    return f"policy {policy.policy_id} version {policy.version}"
+
+
+def _acknowledged(policy: PolicyDocument, actor: Actor) -> bool:
+    return not policy.acknowledgement_required or actor.acknowledged_policy_version == policy.version
+
+
+def allowed_purposes(policy: PolicyDocument, role: str) -> list[str]:
+    """The purposes ``role`` may name, in the policy's order; none for an unknown role."""
+    return [pid for pid, rule in policy.purposes.items() if role in rule.roles]
+
+
+def visible_scope(*, policy: PolicyDocument, actor: Actor) -> Scope:
+    """The recordings ``actor`` may see listed. Anything uncertain (unknown role, no extension on file,
+    policy not acknowledged) gives ``none``: a search must never show more than ``decide()`` would allow.
+    """
+    role = policy.roles.get(actor.role)
+    if role is None or not _acknowledged(policy, actor):
+        return Scope(kind="none")
+    if role.content_scope == "all":
+        return Scope(kind="all")
+    if role.content_scope == "own_extension" and actor.extension:
+        return Scope(kind="own_extension", extension=actor.extension)
+    if role.content_scope == "own_team" and actor.team:
+        return Scope(kind="own_team", team=actor.team)
+    return Scope(kind="none")
+
+
+def _scope_denial(
+    role_id: str, role: RoleRule, actor: Actor, recording: RecordingFacts, purpose: str | None
+) -> Decision | None:
+    """None when the recording is within the role's reach; otherwise the denial explaining why."""
+    if role.content_scope == "all":
+        return None
+    if role.content_scope == "own_extension":
+        if not actor.extension:
+            return _deny(
+                f"Role {role_id!r} may only reach recordings of its own extension, and no extension is "
+                f"on file for {actor.username}.", _ROLE_CLAUSES, purpose,
+            )
+        if recording.extension != actor.extension:
+            return _deny(
+                f"Role {role_id!r} may only reach recordings of its own extension ({actor.extension}); "
+                f"this recording is on extension {recording.extension or '(none)'}.", _ROLE_CLAUSES, purpose,
+            )
+        return None
+    if role.content_scope == "own_team":
+        if not actor.team:
+            return _deny(
+                f"Role {role_id!r} may only reach recordings of its own team, and no team is on file "
+                f"for {actor.username}.", _ROLE_CLAUSES, purpose,
+            )
+        if recording.team != actor.team:
+            return _deny(
+                f"Role {role_id!r} may only reach recordings of its own team ({actor.team}); "
+                f"this recording belongs to team {recording.team or '(none)'}.", _ROLE_CLAUSES, purpose,
+            )
+        return None
+    return _deny(f"Role {role_id!r} has no access to recordings.", _ROLE_CLAUSES, purpose)
+
+
+def _grant_denial(
+    policy: PolicyDocument, actor: Actor, recording: RecordingFacts, purpose_id: str, rule: PurposeRule,
+    grants: Sequence[Grant],
+) -> Decision | None:
+    if not rule.approval.required:
+        return None
+    approvers = rule.approval.approver_roles
+    for grant in grants:
+        if (
+            grant.user_id == actor.user_id
+            and grant.recording_id == recording.recording_id
+            and grant.purpose == purpose_id
+            and grant.approved_by_role in approvers
+        ):
+            return None
+    return _deny(
+        f"Purpose {purpose_id!r} needs approval from {' or '.join(approvers)} for this recording before "
+        f"{actor.username} may use it; request access first.", ("B6", "B9", *rule.clause_ids), purpose_id,
+    )
+
+
+def decide(
+    *,
+    policy: PolicyDocument,
+    actor: Actor,
+    action: Action,
+    recording: RecordingFacts,
+    purpose: str | None,
+    grants: Sequence[Grant] = (),
+) -> Decision:
+    """Whether ``actor`` may perform ``action`` on ``recording`` for ``purpose`` under ``policy``.
+
+    ``grants`` are the approvals in force (expired or revoked ones must be filtered out by the caller).
+    """
+    named = (purpose or "").strip() or None
+    role = policy.roles.get(actor.role)
+    if role is None:
+        return _deny(
+            f"Role {actor.role!r} is not defined in {_policy_name(policy)}, so it has no access.",
+            _ROLE_CLAUSES, named,
+        )
+    if not _acknowledged(policy, actor):
+        return _deny(
+            f"{actor.username} has not acknowledged {_policy_name(policy)}; acknowledge it before reaching "
+            "any recording.", _ACK_CLAUSES, named,
+        )
+
+    if action == Action.VIEW_METADATA:
+        # Metadata (who, when, which number) is personal data too: same scope, no purpose needed.
+        denial = _scope_denial(actor.role, role, actor, recording, named)
+        if denial is not None:
+            return denial
+        if recording.quarantined and not role.can_administer:
+            return _deny(
+                "This recording is quarantined until its consent evidence is resolved; only an administrator "
+                "can see it meanwhile.", ("A5", "B2"), named,
+            )
+        return Decision(allowed=True, reason=f"Role {actor.role!r} may see this recording's details.",
+                        clauses=_ROLE_CLAUSES, purpose=named, serves=None)
+
+    if role.content_scope == "none":
+        return _deny(
+            f"Role {actor.role!r} administers the system but has no access to recording content."
+            if role.can_administer else f"Role {actor.role!r} has no access to recording content.",
+            _ROLE_CLAUSES, named,
+        )
+    if named is None:
+        return _deny(
+            f"Name a purpose to {action.value} a recording; role {actor.role!r} may use: "
+            f"{', '.join(allowed_purposes(policy, actor.role)) or 'none'}.", _PURPOSE_CLAUSES, None,
+        )
+    rule = policy.purposes.get(named)
+    if rule is None:
+        return _deny(
+            f"Unknown purpose {named!r}: it is not one of the purposes in {_policy_name(policy)}.",
+            _PURPOSE_CLAUSES, named,
+        )
+    if actor.role not in rule.roles:
+        return _deny(
+            f"Role {actor.role!r} may not use purpose {named!r}; it is open to: {', '.join(rule.roles)}.",
+            (*_ROLE_CLAUSES, *rule.clause_ids), named,
+        )
+    denial = _scope_denial(actor.role, role, actor, recording, named)
+    if denial is not None:
+        return denial
+    if recording.quarantined:
+        return _deny(
+            "This recording is quarantined until its consent evidence is resolved.", ("A5", "B2"), named,
+        )
+    if rule.employee_consent_required and named not in recording.employee_consents:
+        return _deny(
+            f"Purpose {named!r} needs the recorded employee's consent, and none is on file for this "
+            "recording.",
+            ("A6", *rule.clause_ids), named,
+        )
+    denial = _grant_denial(policy, actor, recording, named, rule, grants)
+    if denial is not None:
+        return denial
+    what = "an anonymised copy of" if rule.serves == "anonymised_derivative" else ""
+    return Decision(
+        allowed=True,
+        reason=f"Role {actor.role!r} may {action.value} {what + ' ' if what else ''}this recording "
+               f"for purpose {named!r}.",
+        clauses=tuple(dict.fromkeys((*rule.clause_ids, *_ROLE_CLAUSES))),
+        purpose=named,
+        serves=rule.serves,
+    )

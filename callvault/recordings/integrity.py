@@ -1,0 +1,55 @@
+"""The integrity checker: reports, never silently fixes (``callvault check``; later a worker job).
+
+Finds what a crash, a bad disk or a hand edit can leave: partial ingests, catalog rows whose blob
+is missing or the wrong size, keys that are missing, and (with ``deep``) audio whose decrypted
+SHA-256 no longer matches the catalog.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from callvault.core.clock import Clock, system_clock
+from callvault.core.db import Database
+from callvault.core.errors import CallvaultError
+from callvault.recordings.models import DataKey, Recording, RecordingState
+from callvault.recordings.playback import open_reader
+from callvault.storage.blobstore import BlobStore
+from callvault.storage.keys import Keyring
+
+
+def find_problems(
+    *, db: Database, store: BlobStore, keyring: Keyring, stale_after: timedelta, deep: bool = False,
+    clock: Clock = system_clock,
+) -> list[str]:
+    """Human-readable problems, one per line; empty when all is well."""
+    problems: list[str] = []
+    cutoff = clock.now() - stale_after
+    with db.unit_of_work() as session:
+        for row in session.scalars(select(Recording).order_by(Recording.created_at)):
+            if row.state == RecordingState.PENDING:
+                if row.created_at < cutoff:
+                    problems.append(f"recording {row.id} (call {row.call_id}): ingest never finished; "
+                                    "`callvault check --repair` removes it")
+                continue
+            key = session.get(DataKey, row.id)
+            if key is None:
+                problems.append(f"recording {row.id}: its data key is missing; the audio cannot be decrypted")
+                continue
+            if not store.exists(row.blob_key):
+                problems.append(f"recording {row.id}: encrypted audio blob {row.blob_key} is missing")
+                continue
+            if store.size(row.blob_key) != key.ciphertext_size:
+                problems.append(f"recording {row.id}: blob is {store.size(row.blob_key)} bytes, "
+                                f"expected {key.ciphertext_size}")
+                continue
+            if deep:
+                try:
+                    reader = open_reader(session, store=store, keyring=keyring, row=row)
+                    if row.sha256:
+                        reader.verify_sha256(row.sha256)
+                except CallvaultError as exc:
+                    problems.append(f"recording {row.id}: {exc.message}")
+    return problems

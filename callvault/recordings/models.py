@@ -1,0 +1,91 @@
+"""The catalog: one row per call recording, plus its wrapped data key kept apart for shredding."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from callvault.core.db import Base, UTCDateTime
+
+
+class RecordingState(StrEnum):
+    """Life of a recording row.
+
+    ``pending``: the row is reserved and the blob is being written; invisible to everyone; a crash
+    here is cleaned up by ``callvault check --repair``/the worker (blob first, then row).
+    ``available``: blob complete and verified; usable under the policy.
+    """
+
+    PENDING = "pending"
+    AVAILABLE = "available"
+
+
+class Recording(Base):
+    """A call recording's metadata. The audio lives encrypted in the blob store under ``blob_key``."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        Index("ix_recordings_state_started", "state", "started_at", "id"),
+        Index("ix_recordings_extension_started", "extension", "started_at"),
+        Index("ix_recordings_agent_started", "agent", "started_at"),
+        Index("ix_recordings_team_started", "team", "started_at"),
+        Index("ix_recordings_remote_number", "remote_number"),
+        Index("ix_recordings_local_number", "local_number"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(200), unique=True)
+    """The telephony system's id for the call; ingest is idempotent on it."""
+    state: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(8))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    extension: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    agent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    team: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    remote_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """E.164; the caller for inbound calls, the callee for outbound."""
+    local_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """E.164 trunk/DID number on our side."""
+    consent: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    """Consent evidence as received (A5, B2): announcement time/version or agent notice time."""
+    consent_state: Mapped[str] = mapped_column(String(24))
+    """``announcement`` | ``agent_notice`` | ``missing``."""
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Excluded from normal use until an admin resolves it (missing consent evidence)."""
+    case_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    crm_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    audio_format: Mapped[str] = mapped_column(String(16))
+    """``wav`` | ``flac`` | ``ogg``: the original container, served back unchanged."""
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    channels: Mapped[int] = mapped_column(Integer)
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Plaintext size of the original audio file."""
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """SHA-256 of the original audio, checked when the whole file is read back."""
+    blob_key: Mapped[str] = mapped_column(String(200))
+    ingested_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DataKey(Base):
+    """A recording's AES-256 data key, wrapped by a key-encryption key.
+
+    Kept in its own table so destroying it (crypto-shredding) is one DELETE, and so a restore of
+    an old recordings table without this row still cannot decrypt anything.
+    """
+
+    __tablename__ = "data_keys"
+
+    recording_id: Mapped[str] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), primary_key=True
+    )
+    kek_id: Mapped[str] = mapped_column(String(64))
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    ciphertext_size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,66 @@
+"""API shapes of recordings, apart from the ORM rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RecordingRead(BaseModel):
+    """A recording's metadata as a user with the right scope sees it. Never the audio."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    call_id: str
+    direction: str
+    started_at: datetime
+    ended_at: datetime
+    duration_seconds: float
+    extension: str | None
+    agent: str | None
+    team: str | None
+    remote_number: str | None
+    local_number: str | None
+    consent: dict[str, str]
+    consent_state: str
+    quarantined: bool
+    case_ref: str | None
+    crm_ref: str | None
+    audio_format: str
+    sample_rate: int
+    channels: int
+    size_bytes: int
+    sha256: str | None
+    created_at: datetime
+
+
+class RecordingPage(BaseModel):
+    """One page of search results; pass ``next_cursor`` back as ``cursor`` for the next page."""
+
+    items: list[RecordingRead]
+    next_cursor: str | None
+    limit: int
+
+
+class RecordingFilters(BaseModel):
+    """Search filters; all optional, combined with AND."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    extension: str | None = None
+    agent: str | None = None
+    team: str | None = None
+    direction: Literal["inbound", "outbound"] | None = None
+    remote_number: str | None = None
+    local_number: str | None = None
+    started_from: datetime | None = None
+    started_to: datetime | None = None
+    case_ref: str | None = None
+
+
+class IngestResponse(BaseModel):
+    id: str
+    created: bool

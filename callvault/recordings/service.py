@@ -1,0 +1,160 @@
+"""Finding recordings and deciding, through the policy engine, who may see or hear them.
+
+Search results are filtered by the actor's policy scope in the query itself (a specialist's
+search never even reads other extensions' rows), and every content access goes through
+``authorize_content``, which asks ``decide()`` and appends the decision to the audit log,
+allowed or not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from callvault.audit import service as audit
+from callvault.capture.metadata import normalise_number
+from callvault.core.clock import Clock, system_clock
+from callvault.core.errors import FieldProblem, InvalidInput
+from callvault.policy.decide import Action, Actor, Decision, Grant, RecordingFacts, decide, visible_scope
+from callvault.policy.schema import PolicyDocument
+from callvault.recordings.models import Recording, RecordingState
+from callvault.recordings.schemas import RecordingFilters
+
+MAX_PAGE = 200
+
+
+def _encode_cursor(row: Recording) -> str:
+    raw = json.dumps([row.started_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started, rec_id = json.loads(raw)
+        return datetime.fromisoformat(started), str(rec_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidInput("cursor is not one this server issued",
+                           [FieldProblem("cursor", "not a cursor from a previous page")]) from exc
+
+
+def _scope_clause(policy: PolicyDocument, actor: Actor) -> ColumnElement[bool] | None:
+    """SQL condition limiting rows to what the actor's role may see; None means nothing at all."""
+    scope = visible_scope(policy=policy, actor=actor)
+    if scope.kind == "all":
+        return Recording.id.is_not(None)
+    if scope.kind == "own_extension" and scope.extension:
+        return Recording.extension == scope.extension
+    if scope.kind == "own_team" and scope.team:
+        return Recording.team == scope.team
+    return None
+
+
+def search(
+    session: Session, *, policy: PolicyDocument, actor: Actor, filters: RecordingFilters,
+    limit: int = 50, cursor: str | None = None, default_region: str = "CA",
+) -> tuple[list[Recording], str | None]:
+    """Recordings matching ``filters`` within the actor's scope, newest first, keyset-paginated."""
+    limit = max(1, min(limit, MAX_PAGE))
+    scope = _scope_clause(policy, actor)
+    if scope is None:
+        return [], None
+    conds: list[ColumnElement[bool]] = [Recording.state == RecordingState.AVAILABLE, scope]
+    if actor.role not in _admin_like_roles(policy):
+        conds.append(Recording.quarantined.is_(False))
+    for field in ("extension", "team", "direction", "case_ref"):
+        value = getattr(filters, field)
+        if value:
+            conds.append(getattr(Recording, field) == value)
+    if filters.agent:
+        conds.append(Recording.agent == filters.agent.lower())
+    for field in ("remote_number", "local_number"):
+        value = getattr(filters, field)
+        if value:
+            try:
+                conds.append(getattr(Recording, field) == normalise_number(value, default_region))
+            except ValueError as exc:
+                raise InvalidInput("invalid filter:", [FieldProblem(field, str(exc))]) from exc
+    if filters.started_from:
+        conds.append(Recording.started_at >= filters.started_from)
+    if filters.started_to:
+        conds.append(Recording.started_at < filters.started_to)
+    if cursor:
+        c_started, c_id = _decode_cursor(cursor)
+        conds.append(or_(Recording.started_at < c_started,
+                         and_(Recording.started_at == c_started, Recording.id < c_id)))
+    rows = list(session.scalars(
+        select(Recording).where(*conds).order_by(Recording.started_at.desc(), Recording.id.desc()).limit(limit + 1)
+    ))
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def _admin_like_roles(policy: PolicyDocument) -> set[str]:
+    """Roles that administer the system see quarantined rows' metadata (to resolve them)."""
+    return {name for name, role in policy.roles.items() if role.can_administer}
+
+
+def facts(row: Recording) -> RecordingFacts:
+    """The policy engine's view of a recording."""
+    return RecordingFacts(
+        recording_id=row.id, extension=row.extension, agent=row.agent, team=row.team, quarantined=row.quarantined,
+    )
+
+
+def get_visible(
+    session: Session, *, policy: PolicyDocument, actor: Actor, recording_id: str,
+    source_ip: str | None = None, clock: Clock = system_clock,
+) -> Recording | None:
+    """A recording's metadata if the actor may see it, else None (out of scope looks like absent).
+
+    A denial is appended to the audit log; the caller commits before answering "not found".
+    """
+    row = session.get(Recording, recording_id)
+    if row is None or row.state != RecordingState.AVAILABLE:
+        return None
+    decision = decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None)
+    if not decision.allowed:
+        audit.append(session, _decision_event(actor, Action.VIEW_METADATA, row.id, decision, source_ip), clock=clock)
+        return None
+    return row
+
+
+def _decision_event(
+    actor: Actor, action: Action, recording_id: str, decision: Decision, source_ip: str | None
+) -> audit.AuditEvent:
+    return audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action=f"recording.{action.value}",
+        decision="allow" if decision.allowed else "deny", object_type="recording", object_id=recording_id,
+        purpose=decision.purpose, reason=decision.reason, clauses=decision.clauses, source_ip=source_ip,
+    )
+
+
+def authorize_content(
+    session: Session, *, policy: PolicyDocument, actor: Actor, action: Action, recording_id: str,
+    purpose: str | None, grants: tuple[Grant, ...] = (), source_ip: str | None = None,
+    details: dict[str, object] | None = None, clock: Clock = system_clock,
+) -> tuple[Decision, Recording | None]:
+    """Ask the policy engine whether ``actor`` may do ``action`` with ``purpose``; audit the answer.
+
+    Returns the decision (and the row when it exists). The caller must commit even when the answer is
+    no, so the denial is on record, and only then refuse the request.
+    """
+    row = session.get(Recording, recording_id)
+    if row is None or row.state != RecordingState.AVAILABLE:
+        decision = Decision(allowed=False, reason="no such recording", clauses=(), purpose=purpose, serves=None)
+        audit.append(session, _decision_event(actor, action, recording_id[:200], decision, source_ip), clock=clock)
+        return decision, None
+    decision = decide(policy=policy, actor=actor, action=action, recording=facts(row), purpose=purpose,
+                      grants=grants)
+    event = _decision_event(actor, action, row.id, decision, source_ip)
+    if details:
+        event = audit.AuditEvent(**{**event.__dict__, "details": dict(details)})
+    audit.append(session, event, clock=clock)
+    return decision, row

@@ -1,0 +1,310 @@
+"""Where encrypted recording blobs live: a small protocol and its backends.
+
+Blobs are opaque ciphertext (see ``crypto``); a store never sees plaintext or keys. The
+protocol is deliberately tiny so an S3-compatible backend fits it later:
+
+* ``writer(key)`` is atomic. On clean exit of the ``with`` block the complete blob appears
+  under ``key`` (replacing any previous one); on an exception nothing appears and no partial
+  data is left behind. The ingest pipeline relies on this to keep row and blob in step.
+* ``read_at`` behaves like ``pread``: exactly ``length`` bytes, or fewer only at the end of the
+  blob (none past it). Playback serves HTTP Range requests through it.
+* ``delete`` is idempotent; ``iter_keys`` lists every stored blob for orphan reconciliation.
+
+Keys are relative, slash-separated names such as ``ab/cd/<uuid>.cva`` drawn from
+``[A-Za-z0-9/_.-]``; no segment may start with "." (so no "..", no hidden files). Anything
+else is InvalidInput, so a key can never escape the store's root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import BinaryIO, Final, Protocol
+from urllib.parse import unquote, urlsplit
+
+from callvault.core.errors import ConfigurationError, InvalidInput, NotFound
+from callvault.storage._fs import fsync_dir
+
+__all__ = [
+    "BlobStore",
+    "LocalBlobStore",
+    "MemoryBlobStore",
+    "open_blobstore",
+    "validate_key",
+]
+
+_SEGMENT: Final = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+_KEY_RE: Final = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*")
+_MAX_KEY_LENGTH: Final = 512
+_TMP_DIR: Final = ".tmp"
+_TMP_SUFFIX: Final = ".part"
+
+
+class BlobStore(Protocol):
+    """Storage for encrypted blobs. See the module docstring for each method's contract."""
+
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """Atomic write: the blob appears complete on clean exit, not at all on error."""
+        ...
+
+    def read_at(self, key: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``offset``; fewer only at the end. NotFound if absent."""
+        ...
+
+    def size(self, key: str) -> int:
+        """Size in bytes; NotFound if absent."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; no error if it is already gone."""
+        ...
+
+    def iter_keys(self) -> Iterator[str]:
+        """Every stored blob's key (never temporaries of unfinished writes)."""
+        ...
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is a safe blob key, else raise InvalidInput naming the rule."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("a blob key must be a non-empty string")
+    if len(key) > _MAX_KEY_LENGTH or ".." in key or not _KEY_RE.fullmatch(key):
+        raise InvalidInput(
+            f"invalid blob key {key!r}: use relative names of letters, digits, '/', '_', '.', '-', "
+            f"with no segment starting with '.', at most {_MAX_KEY_LENGTH} characters"
+        )
+    return key
+
+
+def _check_span(offset: int, length: int) -> None:
+    if offset < 0 or length < 0:
+        raise InvalidInput(f"cannot read {length} bytes at offset {offset}: both must be non-negative")
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root``: directories 0700, files 0600, writes via ``root/.tmp``.
+
+    The temp directory is inside ``root`` so the final rename never crosses a filesystem and
+    stays atomic. A crash mid-write leaves only a ``.tmp/*.part`` file, which
+    ``cleanup_temp`` removes later; it never leaves a partial blob under a real key.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+        self._tmp = self._root / _TMP_DIR
+        try:
+            for directory in (self._root, self._tmp):
+                if not directory.is_dir():
+                    directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+                    os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask
+        except OSError as exc:
+            reason = exc.strerror or exc
+            raise ConfigurationError(f"cannot use blob directory {self._root}: {reason}") from exc
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({str(self._root)!r})"
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def _path(self, key: str) -> Path:
+        return self._root / validate_key(key)
+
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        return self._writer(self._path(key))
+
+    @contextmanager
+    def _writer(self, final: Path) -> Iterator[BinaryIO]:
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="blob-", suffix=_TMP_SUFFIX)  # mode 0600
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._make_dirs(final.parent)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+        fsync_dir(final.parent)
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create missing parents one level at a time, fsyncing each new entry's parent."""
+        missing: list[Path] = []
+        while directory != self._root and not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir(mode=0o700)
+                os.chmod(path, 0o700)
+            except FileExistsError:
+                continue  # a concurrent writer made it
+            fsync_dir(path.parent)
+
+    def read_at(self, key: str, offset: int, length: int) -> bytes:
+        _check_span(offset, length)
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"blob {key} does not exist") from None
+        try:
+            parts: list[bytes] = []
+            remaining = length
+            while remaining > 0:
+                part = os.pread(fd, remaining, offset)
+                if not part:
+                    break
+                parts.append(part)
+                remaining -= len(part)
+                offset += len(part)
+        except IsADirectoryError:
+            raise NotFound(f"blob {key} does not exist") from None
+        finally:
+            os.close(fd)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def size(self, key: str) -> int:
+        try:
+            st = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"blob {key} does not exist") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"blob {key} does not exist")
+        return st.st_size
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        fsync_dir(path.parent)
+
+    def iter_keys(self) -> Iterator[str]:
+        for dirpath, dirnames, filenames in os.walk(self._root):
+            # Prune .tmp and any other dot-directory in place so walk never descends there.
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            base = Path(dirpath).relative_to(self._root)
+            for name in sorted(filenames):
+                key = (base / name).as_posix()
+                if _KEY_RE.fullmatch(key) and ".." not in key:
+                    yield key
+
+    def cleanup_temp(self, older_than_seconds: float) -> int:
+        """Remove temporaries of writes that crashed; return how many were removed.
+
+        Only files untouched for ``older_than_seconds`` go, so a write in progress (which keeps
+        updating its temp file) is left alone if the threshold exceeds any pause in writing.
+        """
+        if older_than_seconds < 0:
+            raise InvalidInput("older_than_seconds cannot be negative")
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        try:
+            entries = list(os.scandir(self._tmp))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                stale = entry.stat(follow_symlinks=False).st_mtime < cutoff
+                if stale and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # finished or cleaned up concurrently
+        return removed
+
+
+class MemoryBlobStore:
+    """A BlobStore in a dict, for tests. Same key rules and atomicity as the local store."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryBlobStore({len(self._blobs)} blobs)"
+
+    def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        return self._writer(validate_key(key))
+
+    @contextmanager
+    def _writer(self, key: str) -> Iterator[BinaryIO]:
+        buffer = io.BytesIO()
+        yield buffer
+        data = buffer.getvalue()
+        with self._lock:
+            self._blobs[key] = data
+
+    def _get(self, key: str) -> bytes:
+        with self._lock:
+            data = self._blobs.get(validate_key(key))
+        if data is None:
+            raise NotFound(f"blob {key} does not exist")
+        return data
+
+    def read_at(self, key: str, offset: int, length: int) -> bytes:
+        _check_span(offset, length)
+        return self._get(key)[offset : offset + length]
+
+    def size(self, key: str) -> int:
+        return len(self._get(key))
+
+    def exists(self, key: str) -> bool:
+        with self._lock:
+            return validate_key(key) in self._blobs
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._blobs.pop(validate_key(key), None)
+
+    def iter_keys(self) -> Iterator[str]:
+        with self._lock:
+            keys = sorted(self._blobs)
+        return iter(keys)
+
+
+def open_blobstore(url: str) -> BlobStore:
+    """The store a settings URL names.
+
+    ``file:///abs/path`` or a plain path: LocalBlobStore; ``memory://``: a fresh, empty
+    MemoryBlobStore; ``s3://``: not yet available. Anything else is a ConfigurationError.
+    """
+    text = url.strip()
+    if not text:
+        raise ConfigurationError("the blob storage URL is empty; set CALLVAULT_STORAGE_URL")
+    if "://" not in text:
+        return LocalBlobStore(Path(text).expanduser())
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme == "memory":
+        return MemoryBlobStore()
+    if scheme == "file":
+        path = unquote(parts.path)
+        if parts.netloc not in ("", "localhost") or not path.startswith("/"):
+            raise ConfigurationError(f"blob storage URL {url!r} must be file:///absolute/path")
+        return LocalBlobStore(Path(path))
+    if scheme == "s3":
+        raise ConfigurationError("S3 backend arrives with the scale-out issue")
+    raise ConfigurationError(
+        f"unsupported blob storage URL {url!r}: use file:///absolute/path, a plain path, or memory://"
+    )

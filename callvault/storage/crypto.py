@@ -1,0 +1,429 @@
+"""Chunked AES-256-GCM for recording audio: streaming to write, seekable to read.
+
+A recording blob is a fixed header followed by chunks::
+
+    header (HEADER_SIZE = 36 bytes, big-endian)
+      magic           4s   b"CVA1"
+      version         B    FORMAT_VERSION
+      reserved        3s   zero; a reader refuses anything else
+      chunk_size      I    plaintext bytes per chunk (the last chunk may be shorter, even empty)
+      plaintext_size  Q    total plaintext length
+      file_id         16s  random per blob
+    chunk i            AES-256-GCM(plaintext_i) = ciphertext_i || 16-byte tag
+
+Why this shape:
+
+* Playback serves HTTP Range requests, so a reader must decrypt any byte range by touching
+  only the chunks that hold it. Fixed-size chunks make chunk ``i`` sit at a computable offset.
+* Each chunk is authenticated with AAD = header bytes || chunk index (u64) || last-chunk flag
+  (u8) || ``context`` (the recording id). So chunks cannot be reordered (index), the blob
+  cannot be cut short at a chunk boundary or extended (last flag + header length), the header
+  cannot be altered (it is in every chunk's AAD), and a blob cannot be passed off as another
+  recording's (context).
+* Empty plaintext still produces one empty, authenticated last chunk, so "empty" is a claim
+  the key holder made rather than what a truncated file looks like.
+
+Nonces: chunk ``i`` uses nonce = file_id[:4] || u64(i). **Contract: a data key encrypts exactly
+one blob, once** (``new_data_key()`` per recording, never reused, also not when re-ingesting the
+same audio). Under that contract the chunk index alone makes every (key, nonce) pair unique;
+the file-id prefix is only a cheap second line of defence against an accidental reuse.
+
+No plaintext is written anywhere by this module: plaintext lives only in memory buffers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import secrets
+import stat
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from callvault.core.errors import IntegrityError, InvalidInput
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "MAX_CHUNK_SIZE",
+    "MIN_CHUNK_SIZE",
+    "TAG_SIZE",
+    "EncryptResult",
+    "EncryptedBlobReader",
+    "Header",
+    "ciphertext_size_for",
+    "encrypt_file",
+    "encrypt_stream",
+    "new_data_key",
+    "parse_header",
+]
+
+MAGIC: Final = b"CVA1"
+FORMAT_VERSION: Final = 1
+DATA_KEY_SIZE: Final = 32
+TAG_SIZE: Final = 16
+FILE_ID_SIZE: Final = 16
+DEFAULT_CHUNK_SIZE: Final = 64 * 1024
+# Bounds on the chunk size: below 16 bytes the 16-byte tag dominates; above 16 MiB a reader
+# fed a hostile header would have to buffer too much for one chunk.
+MIN_CHUNK_SIZE: Final = 16
+MAX_CHUNK_SIZE: Final = 16 * 1024 * 1024
+# How much ciphertext a reader asks its blob store for in one call: few round trips (matters
+# for object stores) while keeping memory per request small.
+READ_BATCH_BYTES: Final = 1024 * 1024
+
+_HEADER: Final = struct.Struct(">4sB3sIQ16s")
+HEADER_SIZE: Final = _HEADER.size  # 36
+_CHUNK_TRAILER: Final = struct.Struct(">QB")
+_NONCE_INDEX: Final = struct.Struct(">Q")
+_RESERVED: Final = b"\x00\x00\x00"
+
+
+def new_data_key() -> bytes:
+    """A fresh 256-bit data key. Use one per recording and never for a second blob."""
+    return secrets.token_bytes(DATA_KEY_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The parsed blob header. ``to_bytes()`` reproduces the stored bytes exactly."""
+
+    version: int
+    chunk_size: int
+    plaintext_size: int
+    file_id: bytes
+
+    @property
+    def chunk_count(self) -> int:
+        """Number of chunks, always at least one (empty plaintext has one empty chunk)."""
+        return _chunk_count(self.plaintext_size, self.chunk_size)
+
+    def to_bytes(self) -> bytes:
+        return _HEADER.pack(
+            MAGIC, self.version, _RESERVED, self.chunk_size, self.plaintext_size, self.file_id
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptResult:
+    """What ``encrypt_file`` wrote: sizes for the catalog, SHA-256 of the plaintext for dedup/checks."""
+
+    plaintext_size: int
+    ciphertext_size: int
+    sha256_hex: str
+
+
+def parse_header(data: bytes) -> Header:
+    """Parse the first ``HEADER_SIZE`` bytes of a blob; extra bytes are ignored.
+
+    Raises IntegrityError for anything that is not a header this version wrote: short data,
+    wrong magic, unknown version, non-zero reserved bytes, out-of-range chunk size. The header
+    is only *authenticated* once a chunk decrypts (it is in every chunk's AAD).
+    """
+    if len(data) < HEADER_SIZE:
+        raise IntegrityError(
+            f"recording blob is truncated: header needs {HEADER_SIZE} bytes, found {len(data)}"
+        )
+    magic, version, reserved, chunk_size, plaintext_size, file_id = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise IntegrityError("recording blob has a bad magic number: not a callvault blob, or corrupted")
+    if version != FORMAT_VERSION:
+        raise IntegrityError(f"recording blob has unknown format version {version}: corrupted or newer")
+    if reserved != _RESERVED:
+        raise IntegrityError("recording blob header has non-zero reserved bytes: tampered or corrupted")
+    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+        raise IntegrityError(f"recording blob header has an impossible chunk size {chunk_size}: corrupted")
+    return Header(version=version, chunk_size=chunk_size, plaintext_size=plaintext_size, file_id=file_id)
+
+
+def ciphertext_size_for(plaintext_size: int, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+    """Exact blob size for a plaintext of this length: header + plaintext + one tag per chunk."""
+    if plaintext_size < 0:
+        raise InvalidInput("plaintext size cannot be negative")
+    _check_chunk_size(chunk_size)
+    return HEADER_SIZE + plaintext_size + TAG_SIZE * _chunk_count(plaintext_size, chunk_size)
+
+
+def encrypt_file(
+    src_path: Path,
+    sink: BinaryIO,
+    *,
+    data_key: bytes,
+    context: bytes,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> EncryptResult:
+    """Encrypt the file ``src_path`` into ``sink`` and hash its plaintext in the same pass.
+
+    The length goes into the header before any chunk, so it is taken from the open file; if
+    the file shrinks or grows while being read this raises InvalidInput rather than writing a
+    blob that disagrees with its own header. ``sink`` receives ciphertext only; whether it is
+    durable/atomic is the caller's business (``BlobStore.writer``). ``data_key`` must never
+    have encrypted anything else (see the module docstring).
+    """
+    _check_arguments(data_key, context, chunk_size)
+    try:
+        # Unbuffered: readinto then goes straight from the kernel into our reusable buffer.
+        src = open(src_path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise InvalidInput(f"cannot read source audio {src_path}: {exc.strerror or exc}") from exc
+    with src:
+        st = os.fstat(src.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidInput(f"source audio {src_path} is not a regular file")
+        return _encrypt(src, st.st_size, sink, data_key, context, chunk_size, name=str(src_path))
+
+
+def encrypt_stream(
+    source: BinaryIO | io.RawIOBase,
+    size: int,
+    sink: BinaryIO,
+    *,
+    data_key: bytes,
+    context: bytes,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> EncryptResult:
+    """Encrypt exactly ``size`` bytes read from ``source``'s current position (e.g. an upload).
+
+    ``size`` is needed up front because the header carries it. If ``source`` ends early, or
+    holds more than ``size`` bytes, InvalidInput is raised; the caller must then discard what
+    ``sink`` received (``BlobStore.writer`` does so when the exception leaves its block).
+    Same key contract as ``encrypt_file``.
+    """
+    _check_arguments(data_key, context, chunk_size)
+    return _encrypt(source, size, sink, data_key, context, chunk_size, name="stream")
+
+
+def _encrypt(
+    source: BinaryIO | io.RawIOBase,
+    size: int,
+    sink: BinaryIO,
+    data_key: bytes,
+    context: bytes,
+    chunk_size: int,
+    *,
+    name: str,
+) -> EncryptResult:
+    aead = AESGCM(data_key)
+    if size < 0:
+        raise InvalidInput("plaintext size cannot be negative")
+    header = Header(FORMAT_VERSION, chunk_size, size, secrets.token_bytes(FILE_ID_SIZE))
+    header_bytes = header.to_bytes()
+    _write_all(sink, header_bytes)
+    nonce_prefix = header.file_id[:4]
+    count = header.chunk_count
+    digest = hashlib.sha256()
+    # One reusable buffer: readinto fills it; hashing and encryption read views of it.
+    view = memoryview(bytearray(min(chunk_size, max(size, 1))))
+    fill = _filler(source)
+    written = len(header_bytes)
+    for index in range(count):
+        is_last = index == count - 1
+        want = size - index * chunk_size if is_last else chunk_size
+        piece = view[:want]
+        if fill(piece) != want:
+            raise InvalidInput(f"source audio {name} ended before its declared {size} bytes")
+        digest.update(piece)
+        aad = header_bytes + _CHUNK_TRAILER.pack(index, is_last) + context
+        ciphertext = aead.encrypt(nonce_prefix + _NONCE_INDEX.pack(index), piece, aad)
+        _write_all(sink, ciphertext)
+        written += len(ciphertext)
+    if source.read(1):
+        raise InvalidInput(f"source audio {name} holds more than its declared {size} bytes")
+    return EncryptResult(plaintext_size=size, ciphertext_size=written, sha256_hex=digest.hexdigest())
+
+
+class EncryptedBlobReader:
+    """Decrypts a blob written by ``encrypt_file``, whole or by byte range.
+
+    ``read_at(offset, length)`` must return the blob's bytes at ``offset``: exactly ``length``
+    of them, or fewer only where the blob ends (like ``pread``). Any blob store fits.
+
+    Construction reads the header and authenticates the last chunk. That proves the header
+    (and so ``plaintext_size``) is genuine for this key and context, and that the blob is
+    neither truncated nor padded, before a caller announces a Content-Length. Every chunk
+    yielded later is authenticated before any of its plaintext is released.
+    """
+
+    def __init__(self, read_at: Callable[[int, int], bytes], *, data_key: bytes, context: bytes) -> None:
+        self._aead = AESGCM(_check_data_key(data_key))
+        self._context = _check_context(context)
+        self._read_at = read_at
+        header_bytes = bytes(read_at(0, HEADER_SIZE))
+        self._header = parse_header(header_bytes)
+        self._header_bytes = header_bytes[:HEADER_SIZE]
+        self._nonce_prefix = self._header.file_id[:4]
+        self._chunk_size = self._header.chunk_size
+        self._stride = self._chunk_size + TAG_SIZE
+        self._count = self._header.chunk_count
+        self._last_plaintext = self._load_last_chunk()
+
+    @property
+    def plaintext_size(self) -> int:
+        """Authenticated plaintext length in bytes."""
+        return self._header.plaintext_size
+
+    @property
+    def header(self) -> Header:
+        return self._header
+
+    def iter_range(self, start: int, end_inclusive: int) -> Iterator[bytes]:
+        """Yield the plaintext bytes ``start..end_inclusive`` (HTTP Range semantics).
+
+        Only the chunks covering the range are read and decrypted, several per ``read_at``
+        call. Raises InvalidInput for a range outside ``0..plaintext_size-1`` and
+        IntegrityError as soon as a chunk fails authentication (nothing from it is yielded).
+        """
+        size = self.plaintext_size
+        if not (0 <= start <= end_inclusive < size):
+            raise InvalidInput(
+                f"byte range {start}-{end_inclusive} is outside the recording (0-{size - 1})"
+                if size
+                else "the recording is empty; no byte range can be read"
+            )
+        return self._iter_chunks(start, end_inclusive)
+
+    def iter_all(self) -> Iterator[bytes]:
+        """Yield the whole plaintext in order; nothing for an empty recording."""
+        if self.plaintext_size == 0:
+            return iter(())
+        return self._iter_chunks(0, self.plaintext_size - 1)
+
+    def verify_sha256(self, expected_hex: str) -> None:
+        """Decrypt everything and raise IntegrityError unless its SHA-256 is ``expected_hex``."""
+        digest = hashlib.sha256()
+        for block in self.iter_all():
+            digest.update(block)
+        actual = digest.hexdigest()
+        if not hmac.compare_digest(actual, expected_hex.strip().lower()):
+            raise IntegrityError(
+                f"recording plaintext SHA-256 is {actual}, expected {expected_hex}: tampered or corrupted"
+            )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _chunk_plaintext_len(self, index: int) -> int:
+        if index == self._count - 1:
+            return self.plaintext_size - index * self._chunk_size
+        return self._chunk_size
+
+    def _decrypt(self, index: int, ciphertext: memoryview | bytes) -> bytes:
+        is_last = index == self._count - 1
+        aad = self._header_bytes + _CHUNK_TRAILER.pack(index, is_last) + self._context
+        try:
+            return self._aead.decrypt(self._nonce_prefix + _NONCE_INDEX.pack(index), ciphertext, aad)
+        except InvalidTag:
+            raise IntegrityError(
+                f"recording ciphertext failed authentication at chunk {index}: tampered or corrupted"
+            ) from None
+
+    def _load_last_chunk(self) -> bytes:
+        index = self._count - 1
+        offset = HEADER_SIZE + index * self._stride
+        length = self._chunk_plaintext_len(index) + TAG_SIZE
+        # Ask for one byte more than should exist, to notice bytes appended after the last chunk.
+        data = self._read_at(offset, length + 1)
+        if len(data) < length:
+            raise IntegrityError(f"recording ciphertext is truncated at chunk {index}: tampered or corrupted")
+        if len(data) > length:
+            raise IntegrityError("recording ciphertext has bytes after its last chunk: tampered or corrupted")
+        return self._decrypt(index, data)
+
+    def _iter_chunks(self, start: int, end_inclusive: int) -> Iterator[bytes]:
+        cs = self._chunk_size
+        first, last = start // cs, end_inclusive // cs
+        per_batch = max(1, READ_BATCH_BYTES // self._stride)
+        index = first
+        data = memoryview(b"")
+        while index <= last:
+            batch_end = min(last, index + per_batch - 1)
+            # The last chunk was authenticated and kept at construction; don't fetch it again.
+            fetch_end = batch_end - 1 if batch_end == self._count - 1 else batch_end
+            if fetch_end >= index:
+                offset = HEADER_SIZE + index * self._stride
+                length = (fetch_end - index + 1) * self._stride
+                data = memoryview(self._read_at(offset, length))
+                if len(data) < length:
+                    bad = index + len(data) // self._stride
+                    raise IntegrityError(
+                        f"recording ciphertext is truncated at chunk {bad}: tampered or corrupted"
+                    )
+            for i in range(index, batch_end + 1):
+                if i == self._count - 1:
+                    plaintext = self._last_plaintext
+                else:
+                    pos = (i - index) * self._stride
+                    plaintext = self._decrypt(i, data[pos : pos + self._stride])
+                lo = start - i * cs if i == first else 0
+                hi = end_inclusive - i * cs + 1 if i == last else len(plaintext)
+                yield plaintext if lo == 0 and hi == len(plaintext) else plaintext[lo:hi]
+            index = batch_end + 1
+
+
+def _chunk_count(plaintext_size: int, chunk_size: int) -> int:
+    return max(1, -(-plaintext_size // chunk_size))
+
+
+def _check_arguments(data_key: bytes, context: bytes, chunk_size: int) -> bytes:
+    _check_context(context)
+    _check_chunk_size(chunk_size)
+    return _check_data_key(data_key)
+
+
+def _check_data_key(data_key: bytes) -> bytes:
+    if len(data_key) != DATA_KEY_SIZE:
+        raise InvalidInput(f"a data key must be {DATA_KEY_SIZE} bytes, got {len(data_key)}")
+    return data_key
+
+
+def _check_context(context: bytes) -> bytes:
+    # An empty context would silently drop the binding between a blob and its recording.
+    if not context:
+        raise InvalidInput("context must identify the recording (e.g. its id); it cannot be empty")
+    return bytes(context)
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+        raise InvalidInput(f"chunk size must be between {MIN_CHUNK_SIZE} and {MAX_CHUNK_SIZE} bytes")
+
+
+def _filler(source: BinaryIO | io.RawIOBase) -> Callable[[memoryview], int]:
+    """A function that fills a buffer from ``source``, returning fewer bytes only at its end."""
+    readinto = getattr(source, "readinto", None)
+
+    def fill(target: memoryview) -> int:
+        filled = 0
+        total = len(target)
+        while filled < total:
+            if readinto is not None:
+                n = readinto(target[filled:])
+            else:  # a minimal stream without readinto: one copy more, still correct
+                block = source.read(total - filled)
+                n = len(block) if block else 0
+                target[filled : filled + n] = block or b""
+            if not n:
+                break
+            filled += n
+        return filled
+
+    return fill
+
+
+def _write_all(sink: BinaryIO, data: bytes) -> None:
+    """Write every byte: raw (unbuffered) streams may accept only part of a write."""
+    view = memoryview(data)
+    while view:
+        n = sink.write(view)
+        if n is None:  # non-blocking stream that could not take anything now
+            raise OSError("blob sink would block; a blocking stream is required")
+        view = view[n:]

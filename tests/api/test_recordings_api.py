@@ -1,0 +1,289 @@
+"""Ingest → encrypted store → catalog → purpose-checked playback, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from callvault.audit.models import AuditEntry
+from callvault.recordings.models import Recording
+from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.env import CallvaultEnv, LiveServer
+
+
+@pytest.fixture(scope="module")
+def ingested(server: LiveServer) -> tuple[str, bytes]:
+    """One recording of alice's (ext 2001), about 320 KB so it spans several 64 KiB chunks."""
+    audio = wav_bytes(10.0, seed=1)
+    with server.client("admin") as admin:
+        resp = upload(admin, audio, metadata(call_id="api-main"))
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"], audio
+
+
+def _count(env: CallvaultEnv, model: type) -> int:
+    with env.runtime.db.unit_of_work() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _blob_files(env: CallvaultEnv) -> list[str]:
+    return sorted(env.runtime.store.iter_keys())
+
+
+def _last_audit(env: CallvaultEnv) -> AuditEntry:
+    with env.runtime.db.unit_of_work() as session:
+        entry = session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).one()
+    return entry
+
+
+def test_ingested_recording_plays_back_byte_for_byte(server: LiveServer, ingested: tuple[str, bytes]) -> None:
+    rec_id, audio = ingested
+    with server.client("lead") as lead:
+        resp = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "audio/wav"
+    assert resp.headers["accept-ranges"] == "bytes"
+    assert resp.content == audio
+
+
+def test_audio_is_not_stored_in_plaintext(env: CallvaultEnv, ingested: tuple[str, bytes]) -> None:
+    rec_id, audio = ingested
+    blob_key = next(k for k in _blob_files(env) if rec_id in k)
+    stored = env.runtime.store.read_at(blob_key, 0, env.runtime.store.size(blob_key))
+    assert audio[1000:1064] not in stored
+    assert b"RIFF" not in stored and b"WAVE" not in stored
+
+
+@pytest.mark.parametrize("range_header, start, end", [
+    ("bytes=0-99", 0, 99),
+    ("bytes=65500-65600", 65500, 65600),          # across a chunk boundary
+    ("bytes=100000-", 100000, None),              # open-ended
+    ("bytes=-500", -500, None),                   # suffix
+    ("bytes=131072-131072", 131072, 131072),      # one byte at a chunk start
+])
+def test_range_requests_return_exact_slices(server: LiveServer, ingested: tuple[str, bytes], range_header: str,
+                                            start: int, end: int | None) -> None:
+    rec_id, audio = ingested
+    expected = audio[start:] if end is None else audio[start:end + 1]
+    with server.client("lead") as lead:
+        resp = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"},
+                        headers={"Range": range_header})
+    assert resp.status_code == 206
+    assert resp.content == expected
+    first = start if start >= 0 else len(audio) + start
+    assert resp.headers["content-range"] == f"bytes {first}-{first + len(expected) - 1}/{len(audio)}"
+
+
+def test_range_beyond_the_end_is_refused_with_416(server: LiveServer, ingested: tuple[str, bytes]) -> None:
+    rec_id, audio = ingested
+    with server.client("lead") as lead:
+        resp = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"},
+                        headers={"Range": f"bytes={len(audio) + 10}-"})
+    assert resp.status_code == 416
+    assert resp.headers["content-range"] == f"bytes */{len(audio)}"
+
+
+def test_download_names_the_file_and_is_audited_as_download(server: LiveServer, env: CallvaultEnv,
+                                                            ingested: tuple[str, bytes]) -> None:
+    rec_id, audio = ingested
+    with server.client("exec") as executive:
+        resp = executive.get(f"/api/v1/recordings/{rec_id}/audio",
+                             params={"purpose": "complaint_investigation", "download": "true"})
+    assert resp.status_code == 200, resp.text
+    assert "attachment" in resp.headers["content-disposition"]
+    entry = _last_audit(env)
+    assert (entry.action, entry.decision, entry.purpose, entry.actor) == (
+        "recording.download", "allow", "complaint_investigation", "exec")
+
+
+def test_specialist_plays_own_extension_with_self_review(server: LiveServer, ingested: tuple[str, bytes]) -> None:
+    rec_id, audio = ingested
+    with server.client("alice") as alice:
+        resp = alice.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "self_review"})
+    assert resp.status_code == 200
+    assert resp.content == audio
+
+
+def test_specialist_cannot_play_other_extension(server: LiveServer, env: CallvaultEnv,
+                                                ingested: tuple[str, bytes]) -> None:
+    rec_id, _ = ingested
+    with server.client("bob") as bob:
+        play = bob.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "self_review"})
+        meta = bob.get(f"/api/v1/recordings/{rec_id}")
+        listing = bob.get("/api/v1/recordings")
+    assert play.status_code == 403
+    assert "extension" in play.json()["message"]
+    assert meta.status_code == 404
+    assert rec_id not in [item["id"] for item in listing.json()["items"]]
+    with env.runtime.db.unit_of_work() as session:
+        denial = session.scalars(select(AuditEntry).where(
+            AuditEntry.actor == "bob", AuditEntry.action == "recording.play")).one()
+    assert denial.decision == "deny" and denial.object_id == rec_id
+
+
+def test_unknown_purpose_is_denied_and_audited(server: LiveServer, env: CallvaultEnv,
+                                              ingested: tuple[str, bytes]) -> None:
+    rec_id, _ = ingested
+    with server.client("lead") as lead:
+        resp = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "curiosity"})
+    assert resp.status_code == 403
+    assert "curiosity" in resp.json()["message"]
+    entry = _last_audit(env)
+    assert (entry.decision, entry.purpose, entry.object_id) == ("deny", "curiosity", rec_id)
+
+
+def test_playing_without_a_purpose_is_denied(server: LiveServer, ingested: tuple[str, bytes]) -> None:
+    rec_id, _ = ingested
+    with server.client("lead") as lead:
+        resp = lead.get(f"/api/v1/recordings/{rec_id}/audio")
+    assert resp.status_code == 403
+    assert "purpose" in resp.json()["message"]
+
+
+def test_purpose_outside_the_role_is_denied(server: LiveServer, ingested: tuple[str, bytes]) -> None:
+    rec_id, _ = ingested
+    with server.client("alice") as alice:
+        resp = alice.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "regulatory_compliance"})
+    assert resp.status_code == 403
+
+
+def test_admin_administers_but_cannot_listen(server: LiveServer, ingested: tuple[str, bytes]) -> None:
+    rec_id, _ = ingested
+    with server.client("admin") as admin:
+        resp = admin.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"})
+    assert resp.status_code == 403
+
+
+def test_user_who_has_not_acknowledged_the_policy_cannot_listen_until_they_do(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    with server.client("admin") as admin:
+        rec_id = upload(admin, wav_bytes(1.0, seed=7), metadata(extension="2003", agent="newhire")).json()["id"]
+    with server.client("newhire") as newhire:
+        before = newhire.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "self_review"})
+        assert newhire.get("/api/v1/me").json()["policy_acknowledged"] is False
+        assert newhire.post("/api/v1/me/acknowledge-policy").status_code == 204
+        after = newhire.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "self_review"})
+    assert before.status_code == 403
+    assert "acknowledge" in before.json()["message"].lower()
+    assert after.status_code == 200
+
+
+def test_requests_without_a_valid_token_are_refused(server: LiveServer, ingested: tuple[str, bytes]) -> None:
+    rec_id, _ = ingested
+    with server.client() as anonymous:
+        assert anonymous.get("/api/v1/recordings").status_code == 401
+        assert anonymous.get(f"/api/v1/recordings/{rec_id}/audio?purpose=spot_check").status_code == 401
+        bad = anonymous.get("/api/v1/recordings", headers={"Authorization": "Bearer cvt_forged"})
+        assert bad.status_code == 401
+
+
+def test_wrong_password_is_refused_and_audited_without_saying_which_part_was_wrong(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    with server.client() as anonymous:
+        wrong = anonymous.post("/api/v1/auth/token", json={"username": "lead", "password": "nope-nope-nope"})
+        unknown = anonymous.post("/api/v1/auth/token", json={"username": "ghost", "password": "nope-nope-nope"})
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["message"] == unknown.json()["message"]
+    entry = _last_audit(env)
+    assert (entry.action, entry.decision, entry.actor) == ("auth.sign_in", "deny", "ghost")
+
+
+def test_revoked_token_stops_working(server: LiveServer) -> None:
+    with server.client("lead") as lead:
+        assert lead.get("/api/v1/me").status_code == 200
+        assert lead.post("/api/v1/auth/revoke").status_code == 204
+        assert lead.get("/api/v1/me").status_code == 401
+
+
+def test_same_call_uploaded_twice_is_stored_once(server: LiveServer, env: CallvaultEnv) -> None:
+    audio = wav_bytes(1.0, seed=11)
+    meta = metadata(call_id="retry-1")
+    with server.client("admin") as admin:
+        first = upload(admin, audio, meta)
+        second = upload(admin, audio, meta)
+        different = upload(admin, wav_bytes(1.0, seed=12), meta)
+    assert first.status_code == 201
+    assert second.status_code == 200 and second.json() == {"id": first.json()["id"], "created": False}
+    assert different.status_code == 409
+
+
+def test_role_that_may_not_ingest_is_refused(server: LiveServer) -> None:
+    with server.client("alice") as alice:
+        resp = upload(alice, wav_bytes(1.0), metadata())
+    assert resp.status_code == 403
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"call_id": None}, "call_id"),
+    ({"direction": "sideways"}, "direction"),
+    ({"started_at": "2026-11-20T14:00:00"}, "started_at"),           # no UTC offset
+    ({"started_at": "last tuesday"}, "started_at"),
+    ({"ended_at": "2026-11-20T13:00:00+00:00"}, "(metadata)"),      # ends before it starts
+    ({"remote_number": "not-a-number"}, "remote_number"),
+    ({"local_number": "+1 23"}, "local_number"),
+    ({"extension": "12ab"}, "extension"),
+    ({"colour": "blue"}, "colour"),                                  # unknown field
+    ({"consent": {"announcement_played_at": "yesterday"}}, "consent.announcement_played_at"),
+])
+def test_bad_metadata_is_rejected_naming_the_field_and_nothing_is_stored(
+        server: LiveServer, env: CallvaultEnv, change: dict[str, object], field: str) -> None:
+    rows, blobs = _count(env, Recording), _blob_files(env)
+    meta = metadata(**{k: v for k, v in change.items() if v is not None})
+    if change.get("call_id", "") is None:
+        meta.pop("call_id")
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(1.0), meta)
+    assert resp.status_code == 422, resp.text
+    assert field in [p["location"] for p in resp.json()["problems"]]
+    assert "Traceback" not in resp.text
+    assert (_count(env, Recording), _blob_files(env)) == (rows, blobs)
+
+
+@pytest.mark.parametrize("audio, why", [
+    (b"", "empty"),
+    (b"this is not audio at all" * 100, "text"),
+    (wav_bytes(1.0)[:30], "header cut short"),
+    (b"ID3" + bytes(5000), "mp3 tag, no audio"),
+])
+def test_bad_audio_is_rejected_and_nothing_is_stored(server: LiveServer, env: CallvaultEnv, audio: bytes,
+                                                     why: str) -> None:
+    rows, blobs = _count(env, Recording), _blob_files(env)
+    with server.client("admin") as admin:
+        resp = upload(admin, audio, metadata())
+    assert resp.status_code == 422, why
+    assert resp.json()["problems"][0]["location"] == "audio"
+    assert (_count(env, Recording), _blob_files(env)) == (rows, blobs)
+
+
+def test_metadata_that_is_not_json_is_rejected(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(1.0), "{not json")
+    assert resp.status_code == 422
+    assert resp.json()["problems"][0]["location"] == "metadata"
+
+
+def test_upload_missing_a_part_is_rejected(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        resp = admin.post("/api/v1/recordings", data={"metadata": json.dumps(metadata())})
+    assert resp.status_code == 422
+    assert resp.json()["problems"][0]["location"] == "audio"
+
+
+def test_flac_and_ogg_are_accepted_and_served_unchanged(server: LiveServer) -> None:
+    for fmt, subtype, ctype in (("FLAC", "PCM_16", "audio/flac"), ("OGG", "VORBIS", "audio/ogg")):
+        audio = wav_bytes(1.0, fmt=fmt, subtype=subtype, seed=3)
+        with server.client("admin") as admin:
+            rec_id = upload(admin, audio, metadata()).json()["id"]
+        with server.client("lead") as lead:
+            resp = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"})
+        assert resp.headers["content-type"] == ctype
+        assert resp.content == audio
+
+
+def test_openapi_is_published(server: LiveServer) -> None:
+    with server.client() as anonymous:
+        spec = anonymous.get("/api/v1/openapi.json").json()
+    assert "/api/v1/recordings/{recording_id}/audio" in spec["paths"]
+    assert "/api/v1/auth/token" in spec["paths"]

@@ -1,0 +1,82 @@
+"""Shared fixtures. The whole suite runs once per database: ``--db=sqlite`` (default) and
+``--db=postgres`` (a throw-away database per test module on 127.0.0.1:5432)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.support.env import CallvaultEnv, LiveServer, make_env
+
+REPO = Path(__file__).resolve().parents[1]
+POLICY_A = REPO / "examples" / "policies" / "policy-a.yaml"
+POLICY_B = REPO / "examples" / "policies" / "policy-b.yaml"
+PG_ADMIN_URL = os.environ.get("CALLVAULT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=["sqlite", "postgres"], default=os.environ.get("CALLVAULT_TEST_DB", "sqlite"),
+                     help="database the suite runs against")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"callvault database backend: {config.getoption('--db')}"
+
+
+@contextmanager
+def fresh_database(backend: str, tmp_dir: Path) -> Iterator[str]:
+    """Create an empty database (SQLite file or PostgreSQL database) and drop it afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_dir / 'callvault.db'}"
+        return
+    import psycopg
+
+    name = f"cv_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, empty database for one test module."""
+    with fresh_database(request.config.getoption("--db"), tmp_path_factory.mktemp("db")) as url:
+        yield url
+
+
+@pytest.fixture()
+def isolated_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CallvaultEnv]:
+    """Like ``env`` but fresh for a single test (for tests that break things on purpose)."""
+    (tmp_path / "db").mkdir()
+    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
+        environment = make_env(tmp_path / "data", url, POLICY_A)
+        try:
+            yield environment
+        finally:
+            environment.close()
+
+
+@pytest.fixture(scope="module")
+def env(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
+    """An initialised callvault (policy A, a user per persona) with its own data dir and database."""
+    environment = make_env(tmp_path_factory.mktemp("data"), database_url, POLICY_A)
+    yield environment
+    environment.close()
+
+
+@pytest.fixture(scope="module")
+def server(env: CallvaultEnv) -> Iterator[LiveServer]:
+    """The real HTTP server (uvicorn on a loopback port) over ``env``."""
+    live = LiveServer(env)
+    live.start()
+    yield live
+    live.stop()
