@@ -36,11 +36,7 @@ STATUS = [
 
 
 def error_response(exc: CallvaultError) -> JSONResponse:
-    for cls, status, code in STATUS:
-        if isinstance(exc, cls):
-            break
-    else:
-        status, code = 500, "error"
+    status, code = next(((s, c) for cls, s, c in STATUS if isinstance(exc, cls)), (500, "error"))
     body: dict[str, object] = {"error": code, "message": exc.message}
     if isinstance(exc, InvalidInput):
         body["problems"] = [{"location": p.location, "message": p.message, "line": p.line} for p in exc.problems]

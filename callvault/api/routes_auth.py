@@ -25,7 +25,7 @@ class TokenRequest(BaseModel):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int
 
 
@@ -86,7 +86,9 @@ def acknowledge(caller: Caller = Depends(get_caller), runtime: Runtime = Depends
 
 
 @router.get("/policy")
-def effective_policy(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> dict[str, object]:
+def effective_policy(
+    caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)
+) -> dict[str, object]:
     """The policy in force, machine-readable (roles, purposes, approvers, retention...)."""
     with runtime.db.unit_of_work() as session:
         row = policy_service.current_version(session, clock=runtime.clock)

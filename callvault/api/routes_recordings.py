@@ -159,8 +159,9 @@ def get_audio(
     media_type = CONTENT_TYPES.get(row.audio_format, "application/octet-stream")
     if byte_range is None:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(playback.primed(playback.stream(reader, None, row.sha256)), media_type=media_type, headers=headers)
+        body = playback.primed(playback.stream(reader, None, row.sha256))
+        return StreamingResponse(body, media_type=media_type, headers=headers)
     headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
     headers["Content-Length"] = str(byte_range.length)
-    return StreamingResponse(playback.primed(playback.stream(reader, byte_range, None)), status_code=206, media_type=media_type,
-                             headers=headers)
+    body = playback.primed(playback.stream(reader, byte_range, None))
+    return StreamingResponse(body, status_code=206, media_type=media_type, headers=headers)

@@ -34,7 +34,7 @@ from callvault.core.errors import Conflict
 from callvault.core.ids import new_id
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.storage.blobstore import BlobStore
-from callvault.storage.crypto import encrypt_file, encrypt_stream, new_data_key, EncryptResult
+from callvault.storage.crypto import EncryptResult, encrypt_file, encrypt_stream, new_data_key
 from callvault.storage.keys import Keyring
 
 CHUNK_SIZE = 64 * 1024
@@ -165,7 +165,7 @@ def _discard(db: Database, store: BlobStore, rec_id: str, blob_key: str) -> None
             row = session.get(Recording, rec_id)
             if row is not None and row.state == RecordingState.PENDING:
                 session.delete(row)
-    except Exception:  # noqa: BLE001,S110 - the reaper finishes what this could not
+    except Exception:  # noqa: S110 - the reaper finishes what this could not
         pass
 
 

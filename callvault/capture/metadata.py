@@ -87,7 +87,7 @@ class CallMetadata(BaseModel):
     @field_validator("case_ref", "crm_ref")
     @classmethod
     def _ref(cls, value: str | None) -> str | None:
-        if value is not None and not (0 < len(value) <= 100) or (value is not None and not value.isprintable()):
+        if (value is not None and not (0 < len(value) <= 100)) or (value is not None and not value.isprintable()):
             raise ValueError("must be 1-100 printable characters")
         return value
 

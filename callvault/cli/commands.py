@@ -239,7 +239,7 @@ def _ingest_folder(runtime: Runtime, folder: Path) -> None:
                 created += int(result.created)
             except (InvalidInput, ConfigurationError) as exc:
                 failures.append(f"{audio_path.name}: {exc.message}")
-            except Exception as exc:  # noqa: BLE001 - report and go on with the rest of the folder
+            except Exception as exc:
                 failures.append(f"{audio_path.name}: {getattr(exc, 'message', exc)}")
             progress.advance(task)
     out.print(f"{created} new, {len(pairs) - created - len(failures)} already stored, {len(failures)} failed")

@@ -84,8 +84,6 @@ def read_secret_file(path: Path, what: str) -> str:
 
 def main() -> None:
     """Console entry point."""
-    from callvault.cli import commands  # noqa: F401  (registers the commands)
-
     try:
         app()
     except KeyboardInterrupt:
@@ -95,3 +93,7 @@ def main() -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# Registers every command on ``app``; at the bottom because the commands import the names above.
+from callvault.cli import commands  # noqa: E402, F401

@@ -95,7 +95,7 @@ class Database:
         self.url = url
         try:
             self.engine = _make_engine(url)
-        except Exception as exc:  # noqa: BLE001 - any driver import/URL error is a config problem
+        except Exception as exc:
             raise ConfigurationError(f"cannot use database {url!r}: {exc}") from exc
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -32,7 +32,8 @@ def _espeak(text: str, voice: str) -> np.ndarray | None:
         data = data.mean(axis=1)
     # Resample to telephone rate by linear interpolation: good enough for a demo voice.
     n_out = int(len(data) * RATE / rate)
-    return np.interp(np.linspace(0, len(data) - 1, n_out), np.arange(len(data)), data).astype(np.float32)
+    resampled: np.ndarray = np.interp(np.linspace(0, len(data) - 1, n_out), np.arange(len(data)), data)
+    return resampled.astype(np.float32)
 
 
 def _vowel_buzz(text: str, pitch: float, rng: np.random.Generator) -> np.ndarray:

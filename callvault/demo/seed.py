@@ -25,7 +25,7 @@ from callvault.policy.schema import PolicyDocument
 from callvault.storage.blobstore import BlobStore
 from callvault.storage.keys import Keyring
 
-DEMO_PASSWORD = "callvault-demo-2026"
+DEMO_PASSWORD = "callvault-demo-2026"  # noqa: S105 - printed for demo logins; never used outside the demo
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
-from callvault.core.errors import Conflict, ConfigurationError
+from callvault.core.errors import ConfigurationError, Conflict
 from callvault.core.ids import new_id
 from callvault.policy.loader import parse_policy_text, policy_sha256
 from callvault.policy.models import PolicyVersion

@@ -33,6 +33,7 @@ No plaintext is written anywhere by this module: plaintext lives only in memory 
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import io
@@ -41,6 +42,7 @@ import secrets
 import stat
 import struct
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -87,6 +89,10 @@ HEADER_SIZE: Final = _HEADER.size  # 36
 _CHUNK_TRAILER: Final = struct.Struct(">QB")
 _NONCE_INDEX: Final = struct.Struct(">Q")
 _RESERVED: Final = b"\x00\x00\x00"
+_WRITE_BATCH: Final = 1 << 20
+"""Ciphertext is handed to the writer thread in batches of about this size (fewer syscalls)."""
+_WRITE_QUEUE: Final = 4
+"""Batches allowed in flight to the writer thread (a few MiB at most: memory stays small)."""
 
 
 def new_data_key() -> bytes:
@@ -226,17 +232,35 @@ def _encrypt(
     view = memoryview(bytearray(min(chunk_size, max(size, 1))))
     fill = _filler(source)
     written = len(header_bytes)
-    for index in range(count):
-        is_last = index == count - 1
-        want = size - index * chunk_size if is_last else chunk_size
-        piece = view[:want]
-        if fill(piece) != want:
-            raise InvalidInput(f"source audio {name} ended before its declared {size} bytes")
-        digest.update(piece)
-        aad = header_bytes + _CHUNK_TRAILER.pack(index, is_last) + context
-        ciphertext = aead.encrypt(nonce_prefix + _NONCE_INDEX.pack(index), piece, aad)
-        _write_all(sink, ciphertext)
-        written += len(ciphertext)
+    # Writing (which releases the GIL) runs on its own thread, overlapping the next chunk's hashing
+    # and encryption; at most _WRITE_QUEUE chunks are in flight, so memory stays bounded.
+    pending: collections.deque[Future[None]] = collections.deque()
+    batch: list[bytes] = []
+    batch_bytes = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer") as writer:
+        try:
+            for index in range(count):
+                is_last = index == count - 1
+                want = size - index * chunk_size if is_last else chunk_size
+                piece = view[:want]
+                if fill(piece) != want:
+                    raise InvalidInput(f"source audio {name} ended before its declared {size} bytes")
+                digest.update(piece)
+                aad = header_bytes + _CHUNK_TRAILER.pack(index, is_last) + context
+                ciphertext = aead.encrypt(nonce_prefix + _NONCE_INDEX.pack(index), piece, aad)
+                batch.append(ciphertext)
+                batch_bytes += len(ciphertext)
+                written += len(ciphertext)
+                if batch_bytes >= _WRITE_BATCH or is_last:
+                    if len(pending) >= _WRITE_QUEUE:
+                        pending.popleft().result()
+                    pending.append(writer.submit(_write_all, sink, b"".join(batch)))
+                    batch, batch_bytes = [], 0
+            while pending:
+                pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
     if source.read(1):
         raise InvalidInput(f"source audio {name} holds more than its declared {size} bytes")
     return EncryptResult(plaintext_size=size, ciphertext_size=written, sha256_hex=digest.hexdigest())

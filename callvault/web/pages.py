@@ -51,7 +51,7 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
     try:
         filters = RecordingFilters(
             extension=q.get("extension") or None, agent=q.get("agent") or None, team=q.get("team") or None,
-            direction=q.get("direction") or None,  # type: ignore[arg-type]
+            direction=q.get("direction") or None,
             remote_number=q.get("remote_number") or None, local_number=q.get("local_number") or None,
             started_from=datetime.fromisoformat(q["started_from"]) if q.get("started_from") else None,
             started_to=datetime.fromisoformat(q["started_to"]) if q.get("started_to") else None,

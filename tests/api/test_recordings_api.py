@@ -87,7 +87,7 @@ def test_range_beyond_the_end_is_refused_with_416(server: LiveServer, ingested: 
 
 def test_download_names_the_file_and_is_audited_as_download(server: LiveServer, env: CallvaultEnv,
                                                             ingested: tuple[str, bytes]) -> None:
-    rec_id, audio = ingested
+    rec_id, _ = ingested
     with server.client("exec") as executive:
         resp = executive.get(f"/api/v1/recordings/{rec_id}/audio",
                              params={"purpose": "complaint_investigation", "download": "true"})

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from callvault.audit import service as audit
-from callvault.cli.commands import app
+from callvault.cli.main import app
 from tests.integration.test_integrity import _disable_append_only
 from tests.support.env import CallvaultEnv
 

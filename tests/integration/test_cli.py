@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from callvault.cli.commands import app
+from callvault.cli.main import app
 from callvault.recordings.models import Recording
 from tests.conftest import POLICY_A, POLICY_B
 from tests.support.audio import metadata, wav_bytes

@@ -15,6 +15,7 @@ from callvault.capture.ingest import ingest_recording, reap_stale_ingests
 from callvault.core.clock import FixedClock, system_clock
 from callvault.recordings.integrity import find_problems
 from callvault.recordings.models import Recording
+from callvault.storage.keys import Keyring
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 
@@ -46,11 +47,10 @@ def test_tampering_late_in_the_file_breaks_the_stream_instead_of_serving_forged_
     with server.client("admin") as admin:
         rec_id = upload(admin, audio, metadata()).json()["id"]
     _flip_byte(env, rec_id, 250_000)
-    with server.client("lead") as lead:
-        with pytest.raises(httpx.HTTPError):
-            resp = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"})
-            assert resp.content != audio  # a complete, forged body would be a failure
-            raise AssertionError("tampered audio was served in full")
+    with server.client("lead") as lead, pytest.raises(httpx.HTTPError):
+        resp = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"})
+        assert resp.content != audio  # a complete, forged body would be a failure
+        raise AssertionError("tampered audio was served in full")
     problems = find_problems(db=env.runtime.db, store=env.runtime.store, keyring=env.runtime.keyring,
                              stale_after=timedelta(hours=1), deep=True)
     assert any(rec_id in p and "chunk" in p for p in problems)
@@ -85,7 +85,7 @@ def test_ingest_killed_midway_is_invisible_and_reaped_later(env: CallvaultEnv,
         """Stands in for SIGKILL: nothing after this point runs, not even cleanup."""
 
     original_discard = ingest_module._discard
-    monkeypatch.setattr(ingest_module.Keyring, "wrap", lambda *a, **k: (_ for _ in ()).throw(Killed()))
+    monkeypatch.setattr(Keyring, "wrap", lambda *a, **k: (_ for _ in ()).throw(Killed()))
     monkeypatch.setattr(ingest_module, "_discard", lambda *a, **k: None)
     meta = metadata(call_id="killed-1")
     with pytest.raises(Killed):

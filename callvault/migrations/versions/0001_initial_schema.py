@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = '0001'
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -19,7 +18,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('audit_entries',
     sa.Column('seq', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
@@ -178,7 +177,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_entries_append_only ON audit_entries")
         op.execute("DROP FUNCTION IF EXISTS callvault_audit_append_only()")
-    
+
     with op.batch_alter_table('policy_acknowledgements', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_policy_acknowledgements_user_id'))
 
@@ -204,4 +203,4 @@ def downgrade() -> None:
         batch_op.drop_index('ix_audit_entries_actor')
 
     op.drop_table('audit_entries')
-    
+

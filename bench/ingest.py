@@ -1,0 +1,144 @@
+"""Ingest throughput against the machine's raw crypto speed, measured in the same run.
+
+    .venv/bin/python bench/ingest.py [--count 200] [--minutes 10] [--database-url URL]
+
+Ingests ``count`` ten-minute stereo 8 kHz 16-bit WAV recordings (19.2 MB each) through the real
+pipeline (metadata validation, audio probe, pending row, AES-256-GCM chunked encryption + SHA-256,
+temp file + fsync + rename, key wrap, catalog row, audit entry) into a throw-away data directory,
+then measures raw AES-256-GCM (64 KiB chunks) + SHA-256 over the same bytes in memory and the raw
+durable write rate (64 KiB writes + fsync) of the same file system, and prints all three and the
+ratios. Target: ratio >= 0.5 of raw crypto. Where the disk's durable write rate is below the
+crypto rate, the disk bounds ingest (every recording is fsynced before it is acknowledged), so the
+second ratio says how close ingest comes to what the hardware allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from callvault.capture.ingest import ingest_recording
+from callvault.cli.commands import initialise
+from callvault.core.settings import load_settings
+from callvault.runtime import build_runtime
+
+RATE = 8000
+CHUNK = 64 * 1024
+POLICY = Path(__file__).resolve().parents[1] / "examples" / "policies" / "policy-a.yaml"
+
+
+def make_wav(path: Path, minutes: float) -> None:
+    rng = np.random.default_rng(1)
+    frames = int(minutes * 60 * RATE)
+    data = (rng.standard_normal((frames, 2)) * 3000).clip(-32768, 32767).astype(np.int16)
+    soundfile.write(str(path), data, RATE, subtype="PCM_16", format="WAV")
+
+
+def raw_crypto_rate(data: bytes, repeats: int) -> float:
+    """MB/s of AES-256-GCM over 64 KiB chunks plus SHA-256 of the whole, in memory."""
+    aead = AESGCM(AESGCM.generate_key(bit_length=256))
+    view = memoryview(data)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        digest = hashlib.sha256()
+        for index, offset in enumerate(range(0, len(data), CHUNK)):
+            piece = view[offset:offset + CHUNK]
+            digest.update(piece)
+            aead.encrypt(index.to_bytes(12, "big"), piece, b"aad")
+        digest.hexdigest()
+    elapsed = time.perf_counter() - start
+    return len(data) * repeats / elapsed / 1e6
+
+
+def raw_durable_write_rate(data: bytes, directory: Path, repeats: int) -> float:
+    """MB/s of writing the same bytes to ``directory`` in 1 MiB writes with one fsync per file."""
+    view = memoryview(data)
+    start = time.perf_counter()
+    for r in range(repeats):
+        path = directory / f"raw-{r}.bin"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            for offset in range(0, len(data), 1 << 20):
+                os.write(fd, view[offset:offset + (1 << 20)])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    elapsed = time.perf_counter() - start
+    for r in range(repeats):
+        (directory / f"raw-{r}.bin").unlink()
+    return len(data) * repeats / elapsed / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="concurrent ingests (default: one per core)")
+    parser.add_argument("--database-url", default=None, help="default: SQLite in the temp data dir")
+    parser.add_argument("--work-dir", default=None, help="where the data dir goes (default: the system temp dir); "
+                        "e.g. /dev/shm to take the disk out of the measurement")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="callvault-bench-", dir=args.work_dir) as tmp:
+        root = Path(tmp)
+        env = {"CALLVAULT_DATABASE_URL": args.database_url} if args.database_url else {}
+        settings = load_settings(root / "data", env=env)
+        password = root / "pw"
+        password.write_text("bench-password-123")
+        initialise(settings, policy_file=POLICY, admin_user="admin", admin_password=password.read_text())
+        runtime = build_runtime(settings)
+        wav = root / "call.wav"
+        make_wav(wav, args.minutes)
+        size = wav.stat().st_size
+        started = datetime(2026, 11, 1, tzinfo=UTC)
+
+        def ingest_one(i: int) -> None:
+            meta = {
+                "call_id": f"bench-{i}", "direction": "inbound", "started_at": started.isoformat(),
+                "ended_at": (started + timedelta(minutes=args.minutes)).isoformat(), "extension": "2001",
+                "agent": "alice", "team": "customer_support", "remote_number": "+14165550100",
+                "consent": {"announcement_played_at": started.isoformat()},
+            }
+            ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=wav,
+                             metadata=json.dumps(meta), actor="bench")
+
+        t0 = time.perf_counter()
+        # Concurrent uploads, as a server receives them: one ingest per worker thread.
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            for future in [pool.submit(ingest_one, i) for i in range(args.count)]:
+                future.result()
+        elapsed = time.perf_counter() - t0
+        runtime.close()
+
+        data = wav.read_bytes()
+        repeats = max(3, min(20, args.count // 10))
+        reference = raw_crypto_rate(data, repeats=repeats)
+        disk = raw_durable_write_rate(data, root, repeats=max(10, args.count // 4))
+
+    total_mb = size * args.count / 1e6
+    ingest_rate = total_mb / elapsed
+    print(f"database:        {settings.database_url.split('://')[0]}")
+    print(f"workers:         {args.workers} concurrent ingests")
+    print(f"recordings:      {args.count} x {args.minutes:g} min stereo 8 kHz WAV ({size / 1e6:.1f} MB each)")
+    print(f"ingest:          {args.count / elapsed:.2f} recordings/s, {ingest_rate:.0f} MB/s ({elapsed:.1f} s)")
+    print(f"raw AES-GCM+SHA: {reference:.0f} MB/s (same bytes, in memory, this run)")
+    print(f"raw write+fsync: {disk:.0f} MB/s (same bytes, 1 MiB writes, same file system, this run)")
+    bound = min(reference, disk)
+    print(f"ratio:           {ingest_rate / reference:.2f} of raw crypto (target >= 0.5); "
+          f"{ingest_rate / bound:.2f} of the slower of crypto and durable write")
+
+
+if __name__ == "__main__":
+    main()

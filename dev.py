@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""The two quick-start commands, needing nothing but Python 3.11+:
+
+    python3 dev.py demo    install into ./.venv, build demo data, serve it on http://127.0.0.1:8000/
+    python3 dev.py test    install into ./.venv, then ruff, mypy, import contracts and the whole
+                           test suite on SQLite and on PostgreSQL (127.0.0.1:5432)
+
+`.ci/run` runs `python3 dev.py test`. Extra arguments after `test` go to pytest; after `demo`, to
+`callvault demo`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+# System tools the product and its tests use (Debian package names); installed when missing and possible.
+SYSTEM_PACKAGES = {"espeak-ng": "espeak-ng"}
+
+
+def say(message: str) -> None:
+    print(f"\033[1m==> {message}\033[0m", flush=True)
+
+
+def run(*args: str | Path, check: bool = True, env: dict[str, str] | None = None) -> int:
+    proc = subprocess.run([str(a) for a in args], cwd=ROOT, env=env)  # noqa: S603
+    if check and proc.returncode != 0:
+        sys.exit(proc.returncode)
+    return proc.returncode
+
+
+def install(extra: str) -> None:
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 the user has
+        sys.exit(f"callvault needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        say(f"creating {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+        run(PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    say(f"installing callvault{extra} into .venv")
+    run(PY, "-m", "pip", "install", "--quiet", "-e", f".{extra}")
+
+
+def install_system_packages() -> None:
+    """Best effort: apt-get what is missing when we may (root on Debian); say so when we cannot."""
+    missing = [pkg for exe, pkg in SYSTEM_PACKAGES.items() if shutil.which(exe) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        say(f"installing system packages: {' '.join(missing)}")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if run("apt-get", "install", "-y", "-q", *missing, check=False, env=env) != 0:
+            run("apt-get", "update", "-q", check=False, env=env)
+            run("apt-get", "install", "-y", "-q", *missing, check=False, env=env)
+    else:
+        say(f"optional system packages missing ({' '.join(missing)}); demo audio falls back to synthetic tones")
+
+
+def postgres_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_postgres() -> None:
+    if postgres_reachable():
+        return
+    clusters = Path("/etc/postgresql")
+    if shutil.which("pg_ctlcluster") and clusters.exists():
+        for version in sorted(p.name for p in clusters.iterdir()):
+            say(f"starting PostgreSQL {version}")
+            run("pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start", check=False)
+    if not postgres_reachable():
+        sys.exit("PostgreSQL is not reachable on 127.0.0.1:5432 (trust auth expected); the suite runs against it. "
+                 "Start it, or point CALLVAULT_TEST_PG at one.")
+
+
+def demo(args: list[str]) -> None:
+    install("")
+    install_system_packages()
+    say("starting the callvault demo")
+    os.execv(str(BIN / "callvault"), [str(BIN / "callvault"), "demo", *args])  # noqa: S606
+
+
+def test(args: list[str]) -> None:
+    install("[test]")
+    install_system_packages()
+    failures = []
+    for name, cmd in (
+        ("ruff", [BIN / "ruff", "check", "."]),
+        ("mypy", [BIN / "mypy", "callvault", "tests", "bench"]),
+        ("import contracts", [BIN / "lint-imports"]),
+    ):
+        say(name)
+        if run(*cmd, check=False) != 0:
+            failures.append(name)
+    say("tests on SQLite")
+    if run(PY, "-m", "pytest", "--db=sqlite", *args, check=False) != 0:
+        failures.append("tests on SQLite")
+    ensure_postgres()
+    say("tests on PostgreSQL")
+    if run(PY, "-m", "pytest", "--db=postgres", *args, check=False) != 0:
+        failures.append("tests on PostgreSQL")
+    if failures:
+        say(f"FAILED: {', '.join(failures)}")
+        sys.exit(1)
+    say("all checks passed")
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+        sys.exit(__doc__)
+    {"demo": demo, "test": test}[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
