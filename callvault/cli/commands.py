@@ -354,3 +354,36 @@ def check(
         runtime.close()
 
 
+
+
+@app.command()
+@handle_errors
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="run every job once and exit")] = False,
+    job_names: Annotated[list[str] | None, typer.Option("--job", help="run only these jobs (repeatable)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run background jobs (retention, cleanup, ...) until stopped; any number of workers may run."""
+    import logging
+
+    from callvault.jobs.registry import all_jobs
+    from callvault.jobs.worker import run_forever, run_once
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = _runtime(data_dir)
+    try:
+        jobs = all_jobs()
+        unknown = set(job_names or ()) - set(jobs)
+        if unknown:
+            raise InvalidInput(f"unknown job(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(jobs))}")
+        selected = [j for j in jobs.values() if not job_names or j.name in job_names]
+        if once:
+            results = run_once(runtime, selected)
+            for name, handled in results.items():
+                out.print(f"{name}: {'FAILED' if handled < 0 else handled}")
+            if any(v < 0 for v in results.values()):
+                raise typer.Exit(1)
+            return
+        run_forever(runtime, only={j.name for j in selected})
+    finally:
+        runtime.close()

@@ -20,5 +20,9 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade_to_head(database_url: str) -> None:
-    """Bring the schema to the newest revision; safe to run again."""
-    command.upgrade(alembic_config(database_url), "head")
+    """Bring the schema to the newest revision(s); safe to run again.
+
+    "heads" rather than "head": domains add migrations on their own branches off the shared base
+    while they are developed in parallel; a merge revision joins them later.
+    """
+    command.upgrade(alembic_config(database_url), "heads")

@@ -1,0 +1,21 @@
+"""Capture's background work: removing what crashed ingests left behind."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from callvault.capture.ingest import reap_stale_ingests
+from callvault.jobs.registry import job
+
+if TYPE_CHECKING:
+    from callvault.runtime import Runtime
+
+
+@job("capture.reap_stale_ingests", every_seconds=300)
+def reap(runtime: Runtime) -> int:
+    """Remove partial ingests (pending rows and their blobs) older than the stale threshold."""
+    removed = reap_stale_ingests(db=runtime.db, store=runtime.store,
+                                 older_than=timedelta(seconds=runtime.settings.stale_ingest_seconds),
+                                 clock=runtime.clock)
+    return len(removed)
