@@ -92,7 +92,9 @@ def seed_recordings(
     rng = random.Random(20261123)  # noqa: S311 - demo data, not security
     now = now or datetime.now(UTC)
     team = policy.recording_scope.teams[0] if policy.recording_scope.teams else None
-    trunk = policy.recording_scope.trunk_numbers[0].number if policy.recording_scope.trunk_numbers else None
+    # The policy's first recorded trunk, else the demo company's main number.
+    trunk = (policy.recording_scope.trunk_numbers[0].number if policy.recording_scope.trunk_numbers
+             else "+14165911668")
     announcement = policy.consent.inbound_announcement
     created = 0
     with tempfile.TemporaryDirectory(prefix="callvault-demo-") as tmp:
