@@ -22,6 +22,7 @@ from callvault.demo.audio import render_dialogue
 from callvault.identity import service as identity
 from callvault.identity.models import User
 from callvault.policy.schema import PolicyDocument
+from callvault.recordings.models import Recording
 from callvault.storage.blobstore import BlobStore
 from callvault.storage.keys import Keyring
 
@@ -97,8 +98,14 @@ def seed_recordings(
              else "+14165911668")
     announcement = policy.consent.inbound_announcement
     created = 0
+    with db.unit_of_work() as session:
+        existing = set(session.scalars(select(Recording.call_id).where(Recording.call_id.like("demo-%"))))
     with tempfile.TemporaryDirectory(prefix="callvault-demo-") as tmp:
         for i in range(count):
+            if f"demo-{i:04d}" in existing:  # a second `callvault demo` reuses what is there
+                if progress:
+                    progress(i + 1)
+                continue
             agent, ext = SPECIALISTS[i % len(SPECIALISTS)]
             direction = "outbound" if i % 3 == 2 else "inbound"
             started = (now - timedelta(days=rng.uniform(0, 60), minutes=rng.uniform(0, 600))).replace(microsecond=0)
