@@ -33,7 +33,7 @@ def build_runtime(settings: Settings, *, clock: Clock = system_clock) -> Runtime
     return Runtime(
         settings=settings,
         db=Database(settings.database_url),
-        store=open_blobstore(settings.storage_url),
+        store=open_blobstore(settings.storage_url, settings.env),
         keyring=load_keyring(settings.key_dir, settings.env),
         clock=clock,
     )

@@ -25,7 +25,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
@@ -283,11 +283,12 @@ class MemoryBlobStore:
         return iter(keys)
 
 
-def open_blobstore(url: str) -> BlobStore:
+def open_blobstore(url: str, env: Mapping[str, str] | None = None) -> BlobStore:
     """The store a settings URL names.
 
     ``file:///abs/path`` or a plain path: LocalBlobStore; ``memory://``: a fresh, empty
-    MemoryBlobStore; ``s3://``: not yet available. Anything else is a ConfigurationError.
+    MemoryBlobStore; ``s3://BUCKET/PREFIX?endpoint=...``: S3BlobStore (credentials from ``env``).
+    Anything else is a ConfigurationError.
     """
     text = url.strip()
     if not text:
@@ -304,7 +305,9 @@ def open_blobstore(url: str) -> BlobStore:
             raise ConfigurationError(f"blob storage URL {url!r} must be file:///absolute/path")
         return LocalBlobStore(Path(path))
     if scheme == "s3":
-        raise ConfigurationError("S3 backend arrives with the scale-out issue")
+        from callvault.storage.s3 import open_s3_blobstore
+
+        return open_s3_blobstore(text, env or {})
     raise ConfigurationError(
-        f"unsupported blob storage URL {url!r}: use file:///absolute/path, a plain path, or memory://"
+        f"unsupported blob storage URL {url!r}: use file:///absolute/path, a plain path, s3://BUCKET/PREFIX?endpoint=URL, or memory://"
     )

@@ -222,9 +222,15 @@ def test_open_blobstore_understands_paths_and_urls(tmp_path: Path) -> None:
     assert isinstance(open_blobstore("memory://"), MemoryBlobStore)
 
 
-def test_open_blobstore_says_s3_is_not_available_yet() -> None:
-    with pytest.raises(ConfigurationError, match="S3 backend arrives with the scale-out issue"):
-        open_blobstore("s3://bucket/prefix")
+@pytest.mark.parametrize("url, message", [
+    ("s3://", "names no bucket"),
+    ("s3://bucket/prefix?colour=blue", "unknown option"),
+    ("s3://bucket?lock_days=soon", "whole numbers"),
+    ("s3://bucket?part_mb=1", "at least 5 MiB"),
+])
+def test_open_blobstore_explains_a_bad_s3_url(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        open_blobstore(url, {})
 
 
 @pytest.mark.parametrize("url", ["ftp://host/x", "file://relative/path", "", "gopher://x"])
