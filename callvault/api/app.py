@@ -7,7 +7,17 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
-from callvault.api import routes_audit, routes_auth, routes_recordings
+from callvault.api import (
+    routes_access,
+    routes_audit,
+    routes_auth,
+    routes_control,
+    routes_oversight,
+    routes_recordings,
+    routes_retention,
+    routes_transcription,
+)
+from callvault.api.deps import NetworkGuard
 from callvault.api.errors import install_error_handlers
 from callvault.runtime import Runtime
 from callvault.web import pages
@@ -30,8 +40,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_auth.router, prefix="/api/v1")
     app.include_router(routes_recordings.router, prefix="/api/v1")
     app.include_router(routes_audit.router, prefix="/api/v1")
+    app.include_router(routes_oversight.router, prefix="/api/v1")
+    app.include_router(routes_retention.router, prefix="/api/v1")
+    app.include_router(routes_control.router, prefix="/api/v1")
+    app.include_router(routes_access.router, prefix="/api/v1")
+    app.include_router(routes_transcription.router, prefix="/api/v1")
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
+    app.add_middleware(NetworkGuard, runtime=runtime)  # A11: the allow-list, before anything else runs
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> JSONResponse:

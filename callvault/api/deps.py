@@ -1,20 +1,55 @@
-"""Request-scoped dependencies: the runtime, the signed-in user, the caller's address."""
+"""Request-scoped dependencies: who is calling, from where, with what authority.
+
+Every request passes three gates, in this order:
+
+1. ``NetworkGuard`` (middleware, every request): the client address (``X-Forwarded-For`` believed only
+   from ``CALLVAULT_TRUSTED_PROXIES``) must be inside the policy's network allow-list (A11), and, when
+   the policy requires company devices, the trusted proxy must vouch for a verified client certificate.
+   Only the public notice, its stylesheet and the health check are exempt.
+2. ``get_caller``: a bearer token (``Authorization: Bearer``) or a fully signed-in web session cookie.
+   A token may only reach the routes its scopes cover; a cookie-authenticated state-changing request
+   must carry the session's CSRF token (``X-CSRF-Token``); the policy's per-role network rule applies.
+3. The handler's own call to the domain (``decide()`` for content).
+
+Every refusal at gates 1 and 2 that concerns a known address or user is audited.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Literal
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from callvault.core.errors import AuthenticationFailed
+from callvault.audit import service as audit
+from callvault.core.clock import Clock
+from callvault.core.errors import AccessDenied, AuthenticationFailed
+from callvault.core.settings import Settings
+from callvault.identity import network
 from callvault.identity import service as identity
-from callvault.identity.models import User
+from callvault.identity import sessions as web_sessions
+from callvault.identity.models import User, WebSession
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
+from callvault.policy.loader import parse_policy_text
 from callvault.policy.schema import PolicyDocument
 from callvault.runtime import Runtime
 
-SESSION_COOKIE = "cv_token"
+SESSION_COOKIE = "cv_session"
+CSRF_HEADER = "x-csrf-token"
+CLIENT_CERT_HEADER = "x-ssl-client-verify"
+"""Set by the TLS-terminating proxy (nginx ``$ssl_client_verify``); believed only from a trusted proxy."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PUBLIC_PATHS = ("/notice", "/static/", "/healthz")
+"""Reachable from anywhere: the public recording notice (B2) must be, and the health check is for the
+load balancer. Nothing here touches recordings or accounts."""
+
+_policy_cache: dict[str, PolicyDocument] = {}
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -22,20 +57,123 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
+def policy_in_force(session: Session, clock: Clock) -> PolicyDocument:
+    """The policy in force, parsed once per distinct document (the version is still looked up each time)."""
+    row = policy_service.current_version(session, clock=clock)
+    doc = _policy_cache.get(row.sha256)
+    if doc is None:
+        doc = parse_policy_text(row.document_yaml, source=f"stored policy {row.policy_id}@{row.version}")
+        _policy_cache[row.sha256] = doc
+    return doc
+
+
+def _client_address(scope: Scope, settings: Settings) -> str | None:
+    client = scope.get("client")
+    peer = client[0] if client else None
+    forwarded = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"x-forwarded-for"]
+    return network.client_address(peer, forwarded, network.networks(settings.trusted_proxies))
+
+
 def source_ip(request: Request) -> str | None:
-    # Trusted-proxy handling of X-Forwarded-For arrives with the access-control issue; until then the
-    # socket peer is the only address we believe.
-    return request.client.host if request.client else None
+    """The client's address, proxies accounted for (computed once by ``NetworkGuard``)."""
+    state_ip = request.scope.get("state", {}).get("client_ip")
+    if state_ip is not None:
+        return str(state_ip)
+    return _client_address(request.scope, get_runtime(request).settings)
 
 
-def bearer_token(request: Request) -> str:
+def _peer_is_trusted_proxy(scope: Scope, settings: Settings) -> bool:
+    client = scope.get("client")
+    if not client:
+        return False
+    peer: str = client[0]
+    return any(_in(peer, net) for net in settings.trusted_proxies)
+
+
+def _in(address: str, cidr: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+
+
+def _audit_network_denial(runtime: Runtime, *, ip: str | None, path: str, reason: str,
+                          actor: str = "(anonymous)", role: str = "") -> None:
+    with runtime.db.unit_of_work() as session:
+        audit.append(session, audit.AuditEvent(
+            actor=actor, actor_role=role, action="network.denied", decision="deny", reason=reason, source_ip=ip,
+            clauses=("A11",), details={"path": path[:200]}), clock=runtime.clock)
+
+
+class NetworkGuard:
+    """ASGI middleware: the policy's network allow-list on every request (A11). See the module doc."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    def _check(self, scope: Scope, ip: str | None) -> tuple[str | None, PolicyDocument]:
+        with self.runtime.db.unit_of_work() as session:
+            policy = policy_in_force(session, self.runtime.clock)
+        rules = policy.network
+        if ip is None or not rules.permits(ip):
+            return f"address {ip or '(unknown)'} is outside the policy's network allow-list", policy
+        if rules.require_device_certificate:
+            headers = dict(scope.get("headers", []))
+            verified = headers.get(CLIENT_CERT_HEADER.encode(), b"").decode("latin-1")
+            if not (_peer_is_trusted_proxy(scope, self.runtime.settings) and verified == "SUCCESS"):
+                return "the policy requires a company device: no verified client certificate", policy
+        return None, policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        ip = _client_address(scope, self.runtime.settings)
+        scope.setdefault("state", {})["client_ip"] = ip
+        if path == "/notice" or path.startswith(("/static/", "/healthz")):
+            await self.app(scope, receive, send)
+            return
+        problem, policy = await run_in_threadpool(self._check, scope, ip)
+        if problem is None:
+            scope["state"]["policy"] = policy
+            await self.app(scope, receive, send)
+            return
+        await run_in_threadpool(_audit_network_denial, self.runtime, ip=ip, path=path, reason=problem)
+        body = json.dumps({"error": "access_denied", "message": f"callvault cannot be reached from here: {problem}",
+                           "reason": problem, "clauses": ["A11"]}).encode()
+        await send({"type": "http.response.start", "status": 403,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"cache-control", b"no-store")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def bearer_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie:
-        return cookie
-    raise AuthenticationFailed("sign in first: send 'Authorization: Bearer TOKEN' (POST /api/v1/auth/token)")
+        return header[7:].strip() or None
+    return None
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The token scope a route needs; None: any signed-in token. Unlisted routes need ``admin``."""
+    if path.startswith("/api/v1/recordings"):
+        if any(part in path for part in ("/audio", "/export", "/transcript", "/derivative")):
+            return "recordings:play"
+        if method == "POST" and path.rstrip("/") == "/api/v1/recordings":
+            return "recordings:ingest"
+        return "recordings:read" if method in SAFE_METHODS else "admin"
+    if path.startswith(("/api/v1/access-requests", "/api/v1/grants")):
+        return "access:request"
+    if (method in SAFE_METHODS and path in ("/api/v1/me", "/api/v1/policy")) or path == "/api/v1/auth/revoke":
+        return None
+    return "admin"
+
+
+ENROL_PATHS = ("/api/v1/me/mfa/enrol", "/api/v1/me/mfa/confirm", "/api/v1/auth/revoke", "/api/v1/me")
 
 
 @dataclass(frozen=True)
@@ -46,14 +184,83 @@ class Caller:
     policy: PolicyDocument
     actor: Actor
     source_ip: str | None
+    via: Literal["token", "session"] = "token"
+    scopes: frozenset[str] = field(default_factory=lambda: frozenset({identity.FULL_SCOPE}))
+    credential_id: str = ""
+    """The token's or web session's row id (for revocation)."""
+    csrf_token: str = ""
+
+
+def _web_session(request: Request, runtime: Runtime, session: Session) -> WebSession | None:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return None
+    return web_sessions.resolve(session, cookie=cookie, idle_seconds=runtime.settings.session_idle_seconds,
+                                clock=runtime.clock)
+
+
+def _resolve(request: Request, runtime: Runtime, *, allow_enrol: bool) -> Caller:
+    token = bearer_token(request)
+    ip = source_ip(request)
+    path: str = request.scope.get("path", "")
+    web: tuple[str, str, str] | None = None
+    if token is None:
+        # Its own transaction, committed even when the answer is no: an idle session is ended for good.
+        with runtime.db.unit_of_work() as session:
+            ws = _web_session(request, runtime, session)
+            if ws is not None and ws.stage == "full":
+                web = (ws.id, ws.user_id, ws.csrf_token)
+        if web is None:
+            raise AuthenticationFailed("sign in first: send 'Authorization: Bearer TOKEN' (POST /api/v1/auth/token)")
+    with runtime.db.unit_of_work() as session:
+        policy = request.scope.get("state", {}).get("policy") or policy_in_force(session, runtime.clock)
+        if token is not None:
+            row, user = identity.token_and_user(session, token, clock=runtime.clock)
+            scopes = frozenset(row.scopes.split())
+            via: Literal["token", "session"] = "token"
+            credential_id, csrf = row.id, ""
+        else:
+            assert web is not None
+            found = session.get(User, web[1])
+            if found is None or not found.active:
+                raise AuthenticationFailed("sign in again")
+            user, scopes, via = found, frozenset({identity.FULL_SCOPE}), "session"
+            credential_id, csrf = web[0], web[2]
+        actor = identity.actor_for(session, user, policy)
+    caller = Caller(user=user, policy=policy, actor=actor, source_ip=ip, via=via, scopes=scopes,
+                    credential_id=credential_id, csrf_token=csrf)
+    _check_scope(caller, request.method, path, allow_enrol=allow_enrol)
+    if via == "session" and request.method not in SAFE_METHODS and path.startswith("/api/"):
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not (sent and hmac.compare_digest(sent, csrf)):
+            raise AccessDenied("missing or wrong CSRF token: send the X-CSRF-Token header of your session")
+    if ip is not None and not policy.network.permits(ip, user.role):
+        reason = f"role {user.role} may not connect from {ip} under the policy's network rules"
+        _audit_network_denial(runtime, ip=ip, path=path, reason=reason, actor=user.username, role=user.role)
+        raise AccessDenied(f"callvault cannot be reached from here: {reason}", clauses=("A11",))
+    return caller
+
+
+def _check_scope(caller: Caller, method: str, path: str, *, allow_enrol: bool) -> None:
+    scopes = caller.scopes
+    if identity.ENROL_SCOPE in scopes:
+        if allow_enrol or path in ENROL_PATHS[2:]:
+            return
+        raise AccessDenied("set up MFA first (POST /api/v1/me/mfa/enrol, then /api/v1/me/mfa/confirm), "
+                           "then sign in again with the one-time code", clauses=("A12",))
+    if identity.FULL_SCOPE in scopes or "admin" in scopes:
+        return
+    needed = required_scope(method, path)
+    if needed is not None and needed not in scopes:
+        raise AccessDenied(f"this token lacks the scope {needed!r} (it has: {', '.join(sorted(scopes))})")
 
 
 def get_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller:
-    """Resolve the token in a short read-only transaction; handlers open their own unit of work,
+    """Resolve the credential in a short transaction; handlers open their own unit of work,
     so that a denial can be committed to the audit log before the request is refused."""
-    token = bearer_token(request)
-    with runtime.db.unit_of_work() as session:
-        user = identity.user_for_token(session, token, clock=runtime.clock)
-        policy = policy_service.current_policy(session, clock=runtime.clock)
-        actor = identity.actor_for(session, user, policy)
-    return Caller(user=user, policy=policy, actor=actor, source_ip=source_ip(request))
+    return _resolve(request, runtime, allow_enrol=False)
+
+
+def get_enrolling_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller:
+    """Like ``get_caller`` but also accepts the short-lived token issued to finish MFA set-up."""
+    return _resolve(request, runtime, allow_enrol=True)

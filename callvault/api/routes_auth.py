@@ -1,19 +1,35 @@
-"""Sign-in for API clients: username + password → bearer token; who am I; acknowledge the policy."""
+"""Sign-in for API clients (password + one-time code → bearer token), MFA set-up, who am I, the policy,
+acknowledging it, and the administrators' list of accounts."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from callvault.api.deps import Caller, bearer_token, get_caller, get_runtime, source_ip
-from callvault.core.errors import AuthenticationFailed
+from callvault.api.deps import (
+    SESSION_COOKIE,
+    Caller,
+    bearer_token,
+    get_caller,
+    get_enrolling_caller,
+    get_runtime,
+    policy_in_force,
+    source_ip,
+)
+from callvault.audit import service as audit
+from callvault.core.errors import AccessDenied, AuthenticationFailed
+from callvault.identity import mfa
 from callvault.identity import service as identity
+from callvault.identity import sessions as web_sessions
 from callvault.policy import service as policy_service
 from callvault.policy.decide import allowed_purposes
 from callvault.policy.loader import policy_to_json
 from callvault.runtime import Runtime
 
 router = APIRouter(tags=["auth"])
+ENROL_TOKEN_SECONDS = 600
 
 
 class TokenRequest(BaseModel):
@@ -21,12 +37,17 @@ class TokenRequest(BaseModel):
 
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+    otp: str | None = Field(default=None, max_length=32,
+                            description="the 6-digit code from the authenticator app, or a recovery code")
 
 
 class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int
+    scope: str = identity.FULL_SCOPE
+    mfa_enrolment_required: bool = False
+    """True: this token can only set up MFA (POST /me/mfa/enrol, /me/mfa/confirm); then sign in again."""
 
 
 class MeResponse(BaseModel):
@@ -38,42 +59,126 @@ class MeResponse(BaseModel):
     policy_version: str
     policy_acknowledged: bool
     purposes: list[str]
+    mfa_enrolled: bool
+    scopes: list[str]
+
+
+class EnrolmentResponse(BaseModel):
+    secret: str
+    provisioning_uri: str
+
+
+class ConfirmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=6, max_length=32)
+
+
+class RecoveryCodes(BaseModel):
+    recovery_codes: list[str]
+    """Shown once; each works once in place of a one-time code."""
+
+
+class UserRead(BaseModel):
+    username: str
+    role: str
+    extension: str | None
+    team: str | None
+    active: bool
+    policy_acknowledged: bool
+    acknowledged_at: datetime | None
+    mfa_enrolled: bool
+    mfa_required: bool
+    locked_until: datetime | None
 
 
 @router.post("/auth/token", response_model=TokenResponse)
 def create_token(body: TokenRequest, request: Request, runtime: Runtime = Depends(get_runtime)) -> TokenResponse:
-    """Exchange a username and password for a bearer token (valid for the configured TTL)."""
+    """Exchange a username, password and (when MFA is set up) a one-time code for a bearer token.
+
+    Wrong or unknown credentials: 401 with the same message. Repeated failures lock the account name
+    and the address for a while (401 saying until when). MFA set up but no ``otp``: 401 asking for it.
+    The role needs MFA and none is set up: a 10-minute token that can only set it up.
+    """
     ip = source_ip(request)
     try:
         with runtime.db.unit_of_work() as session:
-            user = identity.authenticate(session, username=body.username, password=body.password, source_ip=ip,
-                                         clock=runtime.clock)
-            issued = identity.issue_token(session, user=user, ttl_seconds=runtime.settings.token_ttl_seconds,
-                                          clock=runtime.clock)
-    except AuthenticationFailed:
-        # The failed attempt must stay on record even though the request is refused.
+            policy = policy_in_force(session, runtime.clock)
+            result = identity.sign_in(session, username=body.username, password=body.password, otp=body.otp,
+                                      policy=policy, keyring=runtime.keyring, source_ip=ip, clock=runtime.clock)
+            if result.stage == "full":
+                issued = identity.issue_token(session, user=result.user,
+                                              ttl_seconds=runtime.settings.token_ttl_seconds, clock=runtime.clock)
+            elif result.stage == "enrol":
+                issued = identity.issue_token(session, user=result.user, ttl_seconds=ENROL_TOKEN_SECONDS,
+                                              name="mfa-enrolment", scopes=(identity.ENROL_SCOPE,),
+                                              clock=runtime.clock)
+    except AuthenticationFailed as exc:
+        # The failed attempt must stay on record (and count towards lockout) though the request is refused.
         with runtime.db.unit_of_work() as session:
-            identity.record_failed_sign_in(session, username=body.username, source_ip=ip, clock=runtime.clock)
+            identity.record_failed_sign_in(session, username=body.username, source_ip=ip, reason=exc.message,
+                                           clock=runtime.clock)
         raise
+    if result.stage == "mfa":
+        raise AuthenticationFailed('this account uses MFA: send the one-time code as "otp" with the password')
+    if result.stage == "enrol":
+        return TokenResponse(access_token=issued.token, expires_in=issued.expires_in, scope=identity.ENROL_SCOPE,
+                             mfa_enrolment_required=True)
     return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
 
 
 @router.post("/auth/revoke", status_code=204)
-def revoke(request: Request, runtime: Runtime = Depends(get_runtime), _caller: Caller = Depends(get_caller)) -> None:
-    """Revoke the token used for this request."""
+def revoke(request: Request, runtime: Runtime = Depends(get_runtime),
+           caller: Caller = Depends(get_enrolling_caller)) -> None:
+    """Revoke the credential used for this request (the token, or the web session); effective at once."""
     with runtime.db.unit_of_work() as session:
-        identity.revoke_token(session, token=bearer_token(request), clock=runtime.clock)
+        token = bearer_token(request)
+        if token is not None:
+            identity.revoke_token(session, token=token, clock=runtime.clock)
+        else:
+            web_sessions.revoke(session, cookie=request.cookies.get(SESSION_COOKIE, ""), clock=runtime.clock)
+        audit.append(session, audit.AuditEvent(
+            actor=caller.user.username, actor_role=caller.user.role, action="auth.sign_out",
+            object_type="api_token" if token else "web_session", object_id=caller.credential_id,
+            source_ip=caller.source_ip), clock=runtime.clock)
 
 
 @router.get("/me", response_model=MeResponse)
-def me(caller: Caller = Depends(get_caller)) -> MeResponse:
+def me(caller: Caller = Depends(get_enrolling_caller), runtime: Runtime = Depends(get_runtime)) -> MeResponse:
     """The signed-in user, the policy in force, and the purposes their role may name."""
+    with runtime.db.unit_of_work() as session:
+        enrolled = mfa.is_enrolled(session, caller.user)
     return MeResponse(
         username=caller.user.username, role=caller.user.role, extension=caller.user.extension, team=caller.user.team,
         policy_id=caller.policy.policy_id, policy_version=caller.policy.version,
         policy_acknowledged=caller.actor.acknowledged_policy_version == caller.policy.version,
-        purposes=allowed_purposes(caller.policy, caller.user.role),
+        purposes=allowed_purposes(caller.policy, caller.user.role), mfa_enrolled=enrolled,
+        scopes=sorted(caller.scopes),
     )
+
+
+@router.post("/me/mfa/enrol", response_model=EnrolmentResponse)
+def mfa_enrol(caller: Caller = Depends(get_enrolling_caller),
+              runtime: Runtime = Depends(get_runtime)) -> EnrolmentResponse:
+    """Start MFA set-up: a new secret, shown once, and the otpauth:// URI for an authenticator app."""
+    with runtime.db.unit_of_work() as session:
+        user = identity.get_user(session, caller.user.username)
+        enrolment = mfa.begin_enrolment(session, user=user, keyring=runtime.keyring, clock=runtime.clock)
+    return EnrolmentResponse(secret=enrolment.secret, provisioning_uri=enrolment.provisioning_uri)
+
+
+@router.post("/me/mfa/confirm", response_model=RecoveryCodes)
+def mfa_confirm(body: ConfirmRequest, request: Request, caller: Caller = Depends(get_enrolling_caller),
+                runtime: Runtime = Depends(get_runtime)) -> RecoveryCodes:
+    """Finish MFA set-up with a code from the app; returns recovery codes once. Then sign in again."""
+    with runtime.db.unit_of_work() as session:
+        user = identity.get_user(session, caller.user.username)
+        codes = mfa.confirm_enrolment(session, user=user, code=body.code, keyring=runtime.keyring,
+                                      source_ip=caller.source_ip, clock=runtime.clock)
+        token = bearer_token(request)
+        if token is not None and identity.ENROL_SCOPE in caller.scopes:
+            identity.revoke_token(session, token=token, clock=runtime.clock)
+    return RecoveryCodes(recovery_codes=codes)
 
 
 @router.post("/me/acknowledge-policy", status_code=204)
@@ -94,3 +199,14 @@ def effective_policy(
         row = policy_service.current_version(session, clock=runtime.clock)
     return {"sha256": row.sha256, "effective_from": row.effective_from.isoformat(),
             "policy": policy_to_json(caller.policy)}
+
+
+@router.get("/users", response_model=list[UserRead])
+def list_users(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> list[UserRead]:
+    """Every account with its acknowledgement of the policy in force and MFA state (administrators)."""
+    role = caller.policy.roles.get(caller.user.role)
+    if role is None or not role.can_administer:
+        raise AccessDenied(f"role {caller.user.role} does not administer accounts")
+    with runtime.db.unit_of_work() as session:
+        rows = identity.list_users(session, policy=caller.policy, clock=runtime.clock)
+    return [UserRead(**row.__dict__) for row in rows]

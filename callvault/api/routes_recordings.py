@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 
+from callvault.access import service as access
 from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.audit import service as audit
 from callvault.capture.audio import CONTENT_TYPES
@@ -133,10 +134,12 @@ def get_audio(
     action = Action.DOWNLOAD if download else Action.PLAY
     range_header = request.headers.get("range")
     with runtime.db.unit_of_work() as session:
+        grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=recording_id,
+                                            now=runtime.clock.now())
         decision, row = recordings.authorize_content(
             session, policy=caller.policy, actor=caller.actor, action=action, recording_id=recording_id,
-            purpose=purpose, source_ip=caller.source_ip, details={"range": range_header} if range_header else None,
-            clock=runtime.clock,
+            purpose=purpose, grants=grants, source_ip=caller.source_ip,
+            details={"range": range_header} if range_header else None, clock=runtime.clock,
         )
     if row is None:
         raise NotFound("no such recording")

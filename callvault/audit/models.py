@@ -18,6 +18,7 @@ class AuditEntry(Base):
     __table_args__ = (
         Index("ix_audit_entries_object", "object_type", "object_id"),
         Index("ix_audit_entries_actor", "actor", "at"),
+        Index("ix_audit_entries_at", "at"),
     )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
@@ -38,3 +39,25 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditCheckpoint(Base):
+    """A signed tree head: the Merkle root of entries ``1..tree_size`` at a moment, signed with Ed25519.
+
+    Append-only like the entries. Copies kept elsewhere (an export bundle, a mail, a printout) let
+    anyone prove later that the log still extends what was signed (``callvault.audit.checkpoints``).
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    """1, 2, 3...; part of the signed text, so checkpoints cannot be reordered or dropped unseen."""
+    tree_size: Mapped[int] = mapped_column(BigInteger)
+    """How many entries (seq 1..tree_size) the root covers."""
+    root_hash: Mapped[str] = mapped_column(String(64))
+    """RFC 9162 Merkle tree head, hex."""
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    key_id: Mapped[str] = mapped_column(String(16))
+    """First 16 hex digits of SHA-256 of the raw Ed25519 public key that signed."""
+    signature: Mapped[str] = mapped_column(String(128))
+    """Ed25519 signature (hex) over ``checkpoint_message``."""

@@ -9,14 +9,21 @@ committed *before* the blob is written, so a blob never exists without a row tha
 Steps, in order (each small and typed):
   1. parse metadata          → CallMetadata   (InvalidInput naming fields)
   2. probe audio             → AudioInfo      (InvalidInput: not audio, truncated, unsupported)
+  2b. admit                  → Admission      (``capture.admission``: recording scope, announcement,
+                                                control events; NotRecordable, audited, nothing stored;
+                                                else the audio edit: head/tail cut, pauses silenced)
   3. reserve                 → pending row    (idempotent on call_id; Conflict if it differs)
+                                                (``reserve_recording``, shared with SIPREC capture)
   4. encrypt to blob store   → EncryptResult  (fresh data key; temp + fsync + rename)
   5. finalise                → available row + wrapped key + audit entry, one transaction
+                                                (``finalise_recording``, shared with SIPREC capture)
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,13 +33,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
+from callvault.capture.admission import admit, mark_applied
 from callvault.capture.audio import AudioInfo, probe_audio
+from callvault.capture.audioedit import apply_edit
 from callvault.capture.metadata import CallMetadata, parse_metadata
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import Conflict
 from callvault.core.ids import new_id
+from callvault.policy import service as policy_service
 from callvault.recordings.models import DataKey, Recording, RecordingState
+from callvault.retention import service as retention
 from callvault.storage.blobstore import BlobStore
 from callvault.storage.crypto import EncryptResult, encrypt_file, encrypt_stream, new_data_key
 from callvault.storage.keys import Keyring
@@ -76,14 +87,24 @@ def encrypt_audio(audio: Path | BinaryIO, sink: BinaryIO, *, data_key: bytes, co
     return encrypt_stream(audio, size, sink, data_key=data_key, context=context, chunk_size=chunk_size)
 
 
-def _reserve(
-    session: Session, *, meta: CallMetadata, info: AudioInfo, audio: Path | BinaryIO, actor: str,
-    store: BlobStore, clock: Clock, stale_after: timedelta,
+def reserve_recording(
+    session: Session, *, meta: CallMetadata, info: AudioInfo, actor: str, store: BlobStore, clock: Clock,
+    stale_after: timedelta, audio_sha256: Callable[[], str] | None = None,
 ) -> Recording | IngestResult:
+    """Step 3: add the ``pending`` row (the caller commits it before writing the blob).
+
+    Idempotent on ``call_id``: an available recording whose audio hashes the same (``audio_sha256``,
+    computed only when needed) is returned as ``IngestResult(created=False)``; different or unknown
+    audio is a Conflict, as is a pending row younger than ``stale_after``. An older pending row is
+    the remains of a crash and is replaced (blob first). Used by upload ingest and live capture.
+    """
     existing = session.scalar(select(Recording).where(Recording.call_id == meta.call_id))
     if existing is not None:
+        if existing.state == RecordingState.DESTROYED:
+            raise Conflict(f"call_id {meta.call_id!r} was stored and then destroyed "
+                           f"({existing.retention_rule or 'retention'}); it cannot be stored again")
         if existing.state == RecordingState.AVAILABLE:
-            if existing.sha256 == _sha256_of(audio):
+            if audio_sha256 is not None and existing.sha256 == audio_sha256():
                 return IngestResult(existing.id, created=False)
             raise Conflict(f"call_id {meta.call_id!r} is already stored with different audio")
         if existing.created_at > clock.now() - stale_after:
@@ -106,6 +127,32 @@ def _reserve(
     return row
 
 
+def finalise_recording(
+    session: Session, *, rec_id: str, result: EncryptResult, data_key: bytes, keyring: Keyring, chunk_size: int,
+    actor: str, actor_role: str = "", source_ip: str | None = None, call_id: str, consent_state: str,
+    clock: Clock, action: str = "recording.ingested", details: dict[str, Any] | None = None,
+) -> None:
+    """Step 5: mark the row available, store the wrapped key and audit, in the caller's transaction."""
+    wrapped = keyring.wrap(data_key, recording_id=rec_id)
+    row = session.get(Recording, rec_id)
+    assert row is not None
+    row.state = RecordingState.AVAILABLE
+    row.sha256 = result.sha256_hex
+    row.size_bytes = result.plaintext_size
+    retention.refresh(session, policy=policy_service.current_policy(session, clock=clock), rows=[row])
+    session.add(DataKey(
+        recording_id=rec_id, kek_id=wrapped.kek_id, wrapped_key=wrapped.wrapped, chunk_size=chunk_size,
+        ciphertext_size=result.ciphertext_size, created_at=clock.now(),
+    ))
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action=action, decision="info",
+        object_type="recording", object_id=rec_id, source_ip=source_ip,
+        details={"call_id": call_id, "sha256": result.sha256_hex, "bytes": result.plaintext_size,
+                 "consent_state": consent_state, **(details or {})},
+        clauses=("A5", "B2") if consent_state == "missing" else (),
+    ), clock=clock)
+
+
 def ingest_recording(
     *,
     db: Database,
@@ -124,8 +171,16 @@ def ingest_recording(
     meta = metadata if isinstance(metadata, CallMetadata) else parse_metadata(metadata, default_region=default_region)
     info = probe_audio(audio)
     with db.unit_of_work() as session:
-        reserved = _reserve(session, meta=meta, info=info, audio=audio, actor=actor, store=store,
-                            clock=clock, stale_after=stale_after)
+        admission = admit(session, policy=policy_service.current_policy(session, clock=clock), meta=meta, info=info,
+                          actor=actor, actor_role=actor_role, source_ip=source_ip, clock=clock)
+    if admission.refusal is not None:
+        raise admission.refusal  # its audit entry is committed above
+    if not admission.edit.is_noop:
+        audio = io.BytesIO(apply_edit(audio, admission.edit).data)
+        info = probe_audio(audio)
+    with db.unit_of_work() as session:
+        reserved = reserve_recording(session, meta=meta, info=info, actor=actor, store=store, clock=clock,
+                                     stale_after=stale_after, audio_sha256=lambda: _sha256_of(audio))
     if isinstance(reserved, IngestResult):
         return reserved
     rec_id, blob_key = reserved.id, reserved.blob_key
@@ -133,28 +188,21 @@ def ingest_recording(
         data_key = new_data_key()
         with store.writer(blob_key) as sink:
             result = encrypt_audio(audio, sink, data_key=data_key, context=rec_id.encode(), chunk_size=CHUNK_SIZE)
-        wrapped = keyring.wrap(data_key, recording_id=rec_id)
         with db.unit_of_work() as session:
-            row = session.get(Recording, rec_id)
-            assert row is not None
-            row.state = RecordingState.AVAILABLE
-            row.sha256 = result.sha256_hex
-            row.size_bytes = result.plaintext_size
-            session.add(DataKey(
-                recording_id=rec_id, kek_id=wrapped.kek_id, wrapped_key=wrapped.wrapped, chunk_size=CHUNK_SIZE,
-                ciphertext_size=result.ciphertext_size, created_at=clock.now(),
-            ))
-            audit.append(session, audit.AuditEvent(
-                actor=actor, actor_role=actor_role, action="recording.ingested", decision="info",
-                object_type="recording", object_id=rec_id, source_ip=source_ip,
-                details={"call_id": meta.call_id, "sha256": result.sha256_hex, "bytes": result.plaintext_size,
-                         "consent_state": meta.consent_state},
-                clauses=("A5", "B2") if meta.consent_state == "missing" else (),
-            ), clock=clock)
+            finalise_recording(session, rec_id=rec_id, result=result, data_key=data_key, keyring=keyring,
+                               chunk_size=CHUNK_SIZE, actor=actor, actor_role=actor_role, source_ip=source_ip,
+                               call_id=meta.call_id, consent_state=meta.consent_state, clock=clock,
+                               details={"edits": admission.notes} if admission.notes else None)
+            mark_applied(session, admission=admission, recording_id=rec_id, clock=clock)
     except BaseException:
         _discard(db, store, rec_id, blob_key)
         raise
     return IngestResult(rec_id, created=True)
+
+
+def discard_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str) -> None:
+    """Public name of the failure path (live capture uses it when a call is dropped)."""
+    _discard(db, store, rec_id, blob_key)
 
 
 def _discard(db: Database, store: BlobStore, rec_id: str, blob_key: str) -> None:

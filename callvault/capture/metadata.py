@@ -28,9 +28,11 @@ class ConsentEvidence(BaseModel):
 
     announcement_played_at: datetime | None = None
     announcement_version: str | None = None
+    announcement_ended_at: datetime | None = None
+    """When the announcement finished (A14): nothing before it is kept; a call that ended earlier keeps nothing."""
     agent_notice_at: datetime | None = None
 
-    @field_validator("announcement_played_at", "agent_notice_at")
+    @field_validator("announcement_played_at", "announcement_ended_at", "agent_notice_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:

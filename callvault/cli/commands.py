@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -11,14 +10,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from callvault.audit import service as audit
+from callvault.audit.signing import create_signing_key, signing_key_path
 from callvault.capture.ingest import ingest_recording, reap_stale_ingests
 from callvault.cli.main import (
+    CLI_ACTOR,
     DataDir,
     app,
-    audit_app,
     err,
     handle_errors,
+    open_runtime,
     out,
     policy_app,
     print_json,
@@ -37,14 +37,7 @@ from callvault.runtime import Runtime, build_runtime
 from callvault.storage.keys import create_kek
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-CLI_ACTOR = f"cli:{getpass.getuser()}"[:64]
 
-
-def _runtime(data_dir: Path | None) -> Runtime:
-    settings = settings_for(data_dir)
-    if settings.is_sqlite and not settings.data_dir.exists():
-        raise ConfigurationError(f"{settings.data_dir} is not a callvault data directory; run `callvault init` first")
-    return build_runtime(settings)
 
 
 def _read_text(path: Path) -> str:
@@ -68,6 +61,7 @@ def initialise(settings: Settings, *, policy_file: Path, admin_user: str, admin_
             and not (settings.key_dir / "CURRENT").exists():
         settings.key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         create_kek(settings.key_dir)
+    create_signing_key(signing_key_path(settings.key_dir, settings.env))  # audit checkpoints (no-op if present)
     upgrade_to_head(settings.database_url)
     runtime = build_runtime(settings)
     try:
@@ -125,7 +119,7 @@ def policy_check(file: Path) -> None:
 @handle_errors
 def policy_load(file: Path, data_dir: DataDir = None) -> None:
     """Load a policy version into the database (it takes effect on its effective date)."""
-    runtime = _runtime(data_dir)
+    runtime = open_runtime(data_dir)
     try:
         with runtime.db.unit_of_work() as session:
             row, created = policy_service.load_policy(session, text=_read_text(file), source=str(file),
@@ -142,7 +136,7 @@ def policy_load(file: Path, data_dir: DataDir = None) -> None:
 def policy_show(json_output: Annotated[bool, typer.Option("--json", help="machine-readable")] = False,
                 data_dir: DataDir = None) -> None:
     """Show the policy in force."""
-    runtime = _runtime(data_dir)
+    runtime = open_runtime(data_dir)
     try:
         with runtime.db.unit_of_work() as session:
             row = policy_service.current_version(session)
@@ -174,7 +168,7 @@ def users_add(
     """Add a local account with a role from the policy."""
     password = (read_secret_file(password_file, "password") if password_file
                 else typer.prompt("Password", hide_input=True, confirmation_prompt=True))
-    runtime = _runtime(data_dir)
+    runtime = open_runtime(data_dir)
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session)
@@ -201,7 +195,7 @@ def ingest(
     data_dir: DataDir = None,
 ) -> None:
     """Ingest a recording (prints its id), or every pair in a folder with a progress bar."""
-    runtime = _runtime(data_dir)
+    runtime = open_runtime(data_dir)
     try:
         if audio.is_dir():
             _ingest_folder(runtime, audio)
@@ -261,7 +255,7 @@ def serve(
 
     from callvault.api.app import create_app
 
-    runtime = _runtime(data_dir)
+    runtime = open_runtime(data_dir)
     out.print(f"callvault listening on http://{host}:{port}/  (API docs: /api/v1/docs)")
     uvicorn.run(create_app(runtime), host=host, port=port, log_level="info", proxy_headers=False)
 
@@ -290,7 +284,7 @@ def demo(
     try:
         with runtime.db.unit_of_work() as session:
             doc = policy_service.current_policy(session)
-        users = seed.seed_users(runtime.db, doc)
+        users = seed.seed_users(runtime.db, doc, keyring=runtime.keyring, data_dir=settings.data_dir)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err) as progress:
             task = progress.add_task("demo recordings", total=recordings)
             new = seed.seed_recordings(db=runtime.db, store=runtime.store, keyring=runtime.keyring, policy=doc,
@@ -305,26 +299,14 @@ def demo(
             table.add_row(u.username, u.role, u.extension or "")
     out.print(table)
     out.print(f"[bold green]Open http://{host}:{port}/[/]  — try 'lead' (spot_check) or 'alice' (own calls).")
+    out.print("Every demo role needs MFA (the policy says so). For the current 6-digit code run "
+              f"[bold]callvault demo-code USERNAME --data-dir {settings.data_dir}[/] (the secrets are in "
+              f"{seed.demo_mfa_file(settings.data_dir)}, mode 0600; add one to an authenticator app if you prefer).")
     if not no_serve:
         serve(host=host, port=port, data_dir=settings.data_dir)
 
 
-@audit_app.command("verify")
-@handle_errors
-def audit_verify(data_dir: DataDir = None) -> None:
-    """Check the audit hash chain: exit 0 if intact, 1 naming the first bad entry."""
-    runtime = _runtime(data_dir)
-    try:
-        with runtime.db.unit_of_work() as session:
-            result = audit.verify_chain(session)
-    finally:
-        runtime.close()
-    if result.intact:
-        out.print(f"audit log intact: {result.entries_checked} entries, head {result.head_hash[:16]}…")
-        return
-    err.print(f"[bold red]audit log NOT intact[/]: first bad entry #{result.first_bad_seq}: {result.problem} "
-              f"({result.entries_checked} entries before it verified)", highlight=False)
-    raise typer.Exit(1)
+# `audit verify` lives in callvault/cli/oversight_commands.py (chain, Merkle tree, signed checkpoints).
 
 
 @app.command()
@@ -336,7 +318,7 @@ def check(
     data_dir: DataDir = None,
 ) -> None:
     """Integrity check: stale partial ingests (and, with --repair, remove them)."""
-    runtime = _runtime(data_dir)
+    runtime = open_runtime(data_dir)
     try:
         if repair:
             removed = reap_stale_ingests(db=runtime.db, store=runtime.store,
@@ -370,7 +352,7 @@ def worker(
     from callvault.jobs.worker import run_forever, run_once
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = _runtime(data_dir)
+    runtime = open_runtime(data_dir)
     try:
         jobs = all_jobs()
         unknown = set(job_names or ()) - set(jobs)
@@ -387,3 +369,12 @@ def worker(
         run_forever(runtime, only={j.name for j in selected})
     finally:
         runtime.close()
+
+
+@app.command("demo-code")
+@handle_errors
+def demo_code(username: str, data_dir: DataDir = None) -> None:
+    """Print a demo user's current MFA code (demo data directories only)."""
+    from callvault.demo import seed
+
+    out.print(seed.current_demo_code(settings_for(data_dir).data_dir, username))

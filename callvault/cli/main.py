@@ -6,6 +6,7 @@ exit 0 success · 1 check failed (e.g. audit not intact) · 2 invalid input · 3
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from callvault.core.errors import (
     NotFound,
 )
 from callvault.core.settings import Settings, load_settings
+from callvault.runtime import Runtime, build_runtime
 
 app = typer.Typer(name="callvault", help="Call recording that enforces your call-recording policy.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -68,8 +70,20 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+CLI_ACTOR = f"cli:{getpass.getuser()}"[:64]
+"""Who the audit log names for work done from the command line."""
+
+
 def settings_for(data_dir: Path | None) -> Settings:
     return load_settings(data_dir)
+
+
+def open_runtime(data_dir: Path | None) -> Runtime:
+    """The runtime for an existing data directory; a clear error if there is none yet."""
+    settings = settings_for(data_dir)
+    if settings.is_sqlite and not settings.data_dir.exists():
+        raise ConfigurationError(f"{settings.data_dir} is not a callvault data directory; run `callvault init` first")
+    return build_runtime(settings)
 
 
 def read_secret_file(path: Path, what: str) -> str:
@@ -97,4 +111,11 @@ def print_json(data: Any) -> None:
 
 # Registers every command on ``app``; at the bottom because the command modules import the names
 # above. One module per domain; add yours to this list.
-from callvault.cli import commands  # noqa: E402, F401
+from callvault.cli import (  # noqa: E402, F401
+    access_commands,
+    capture_commands,
+    commands,
+    oversight_commands,
+    retention_commands,
+    transcription_commands,
+)

@@ -1,8 +1,27 @@
 """Imports every ORM model so ``Base.metadata`` is complete (Alembic, test schema checks)."""
 
-from callvault.audit.models import AuditEntry
-from callvault.identity.models import ApiToken, PolicyAcknowledgement, User
+from callvault.access.models import AccessGrant, AccessRequest, EmployeeConsent
+from callvault.audit.models import AuditCheckpoint, AuditEntry
+from callvault.capture.models import RecordingControl
+from callvault.identity.models import (
+    ApiToken,
+    MfaCredential,
+    MfaRecoveryCode,
+    PolicyAcknowledgement,
+    SignInThrottle,
+    User,
+    WebSession,
+)
+from callvault.notify.models import OutboxMail
+from callvault.oversight.models import MisuseReport
 from callvault.policy.models import PolicyVersion
 from callvault.recordings.models import DataKey, Recording
+from callvault.retention.models import Case, DestructionRecord, KeyDestruction, LegalHold
+from callvault.transcription.models import CrmNote, Transcript, TranscriptTerm
 
 __all__ = ["ApiToken", "AuditEntry", "DataKey", "PolicyAcknowledgement", "PolicyVersion", "Recording", "User"]
+__all__ += ["Case", "DestructionRecord", "KeyDestruction", "LegalHold", "RecordingControl"]
+__all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", "MfaRecoveryCode",
+            "SignInThrottle", "WebSession"]
+__all__ += ["CrmNote", "Transcript", "TranscriptTerm"]
+__all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from callvault.core.errors import ConfigurationError
 
@@ -44,6 +45,12 @@ class Settings:
     token_ttl_seconds: int = 12 * 3600
     stale_ingest_seconds: int = 3600
     max_upload_bytes: int = 512 * 1024 * 1024
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDRs of reverse proxies whose X-Forwarded-For is believed (``CALLVAULT_TRUSTED_PROXIES``)."""
+    session_idle_seconds: int = 30 * 60
+    """A web session unused this long ends (``CALLVAULT_SESSION_IDLE_SECONDS``)."""
+    session_absolute_seconds: int = 12 * 3600
+    """A web session ends this long after sign-in, however active (``CALLVAULT_SESSION_ABSOLUTE_SECONDS``)."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -91,6 +98,7 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
         ttl = int(pick("CALLVAULT_TOKEN_TTL_SECONDS", "token_ttl_seconds", str(12 * 3600)))
     except ValueError as exc:
         raise ConfigurationError("CALLVAULT_TOKEN_TTL_SECONDS must be a whole number of seconds") from exc
+    access = _access_settings(pick)
     return Settings(
         data_dir=root,
         database_url=database_url,
@@ -99,4 +107,29 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
         default_region=region,
         token_ttl_seconds=ttl,
         env=env,
+        **access,
     )
+
+
+def _access_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
+    """Trusted proxies and web-session timeouts, each checked so a typo fails at start-up."""
+    import ipaddress
+
+    proxies: list[str] = []
+    raw_proxies = pick("CALLVAULT_TRUSTED_PROXIES", "trusted_proxies", "")
+    # Comma/space separated in the environment; a TOML list arrives as its str(): strip the brackets.
+    for item in raw_proxies.translate(str.maketrans(",[]'\"", "     ")).split():
+        try:
+            proxies.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"CALLVAULT_TRUSTED_PROXIES: {item!r} is not an address or CIDR network (e.g. 10.0.0.5/32)"
+            ) from exc
+    values: dict[str, Any] = {"trusted_proxies": tuple(proxies)}
+    for env_name, key, default in (("CALLVAULT_SESSION_IDLE_SECONDS", "session_idle_seconds", 30 * 60),
+                                   ("CALLVAULT_SESSION_ABSOLUTE_SECONDS", "session_absolute_seconds", 12 * 3600)):
+        raw = pick(env_name, key, str(default))
+        if not raw.isdigit() or int(raw) < 60:
+            raise ConfigurationError(f"{env_name} must be a whole number of seconds, at least 60")
+        values[key] = int(raw)
+    return values

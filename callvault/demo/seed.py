@@ -7,6 +7,7 @@ the same code paths as production and leaves a genuine audit trail.
 from __future__ import annotations
 
 import json
+import os
 import random
 import tempfile
 from collections.abc import Callable
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyotp
 from sqlalchemy import select
 
 from callvault.capture.ingest import ingest_recording
 from callvault.core.db import Database
+from callvault.core.errors import NotFound
 from callvault.demo.audio import render_dialogue
+from callvault.identity import mfa
 from callvault.identity import service as identity
 from callvault.identity.models import User
 from callvault.policy.schema import PolicyDocument
@@ -26,7 +30,7 @@ from callvault.recordings.models import Recording
 from callvault.storage.blobstore import BlobStore
 from callvault.storage.keys import Keyring
 
-DEMO_PASSWORD = "callvault-demo-2026"  # noqa: S105 - printed for demo logins; never used outside the demo
+DEMO_PASSWORD = "demo-listen-2026"  # noqa: S105 - printed for demo logins; never used outside the demo
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,19 @@ def demo_users(policy: PolicyDocument) -> list[DemoUser]:
     return users
 
 
-def seed_users(db: Database, policy: PolicyDocument) -> list[DemoUser]:
-    """Create the demo accounts (skipping any that exist) and acknowledge the policy for them."""
+def demo_mfa_file(data_dir: Path) -> Path:
+    """Where the demo keeps its users' TOTP secrets (mode 0600), so `callvault demo-code` can help."""
+    return data_dir / "demo-mfa.json"
+
+
+def seed_users(db: Database, policy: PolicyDocument, *, keyring: Keyring, data_dir: Path) -> list[DemoUser]:
+    """Create the demo accounts (skipping any that exist), enrol them in MFA (the policy requires it
+    for content roles) and acknowledge the policy for them. Their TOTP secrets go to a 0600 file in
+    the demo data directory, so a person trying the demo can get codes without an authenticator app.
+    """
     created = demo_users(policy)
+    secrets_file = demo_mfa_file(data_dir)
+    known: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
     with db.unit_of_work() as session:
         for du in created:
             user = session.scalar(select(User).where(User.username == du.username))
@@ -81,8 +95,24 @@ def seed_users(db: Database, policy: PolicyDocument) -> list[DemoUser]:
                 user = identity.create_user(session, actor="demo", policy=policy, username=du.username,
                                             role=du.role, password=DEMO_PASSWORD, extension=du.extension,
                                             team=du.team, display_name=du.username.title())
+            if not mfa.is_enrolled(session, user):
+                enrolment = mfa.begin_enrolment(session, user=user, keyring=keyring)
+                mfa.confirm_enrolment(session, user=user, code=pyotp.TOTP(enrolment.secret).now(), keyring=keyring)
+                known[du.username] = enrolment.secret
             identity.acknowledge_policy(session, user=user, policy=policy)
+    fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(known, out, indent=1)
     return created
+
+
+def current_demo_code(data_dir: Path, username: str) -> str:
+    """The TOTP code a demo user's authenticator would show now."""
+    secrets_file = demo_mfa_file(data_dir)
+    known: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+    if username not in known:
+        raise NotFound(f"{username!r} is not a demo user of {data_dir}")
+    return str(pyotp.TOTP(known[username]).now())
 
 
 def seed_recordings(

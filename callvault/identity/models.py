@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -42,6 +42,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    scopes: Mapped[str] = mapped_column(String(500), default="*", server_default="*")
+    """Space-separated scopes (``recordings:read recordings:play``); ``*`` for an interactive sign-in."""
 
 
 class PolicyAcknowledgement(Base):
@@ -54,3 +56,66 @@ class PolicyAcknowledgement(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     policy_version: Mapped[str] = mapped_column(String(64))
     acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebSession(Base):
+    """A signed-in browser. Server-side so it can be revoked at once and timed out when idle (A12).
+
+    Only the SHA-256 of the cookie value is stored. ``stage`` says how far sign-in has got: ``mfa``
+    (password checked, second factor owed), ``enrol`` (password checked, MFA must be set up first)
+    or ``full``. Only a ``full`` session reaches anything but the sign-in pages.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    session_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    """Per-session secret every state-changing form must echo."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    """The absolute end, however active the session is."""
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class MfaCredential(Base):
+    """A user's TOTP secret, wrapped by the key-encryption key so a database leak yields no codes."""
+
+    __tablename__ = "mfa_credentials"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kek_id: Mapped[str] = mapped_column(String(64))
+    wrapped_secret: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """Set once the user proved they hold the secret; until then it is not a second factor."""
+    last_used_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The TOTP time step last accepted; a code for this step or an earlier one is a replay."""
+
+
+class MfaRecoveryCode(Base):
+    """A single-use recovery code; only its SHA-256 is kept."""
+
+    __tablename__ = "mfa_recovery_codes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins per account name or per client address, in the database so every node agrees."""
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """``account:<name>`` (the name as typed, existing or not) or ``address:<ip>``."""
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,7 +1,15 @@
-"""Accounts, bearer tokens and policy acknowledgements.
+"""Accounts, sign-in (password, lockout, second factor), bearer tokens and policy acknowledgements.
 
-Full sign-in hardening (MFA, lockout, sessions, network allow-list) arrives with the access-control
-issue; the contracts here (``authenticate``, ``issue_token``, ``actor_for_token``) stay.
+Sign-in contract (``sign_in``): a locked account name or address is refused before the password is
+looked at; a wrong password and an unknown user get the same message and take the same time; a right
+password yields a *stage*: ``full`` (signed in), ``mfa`` (a one-time code is owed) or ``enrol`` (the
+role needs MFA and the account has none yet: only MFA set-up is reachable). Every outcome is audited;
+failures are recorded by the edge in a separate transaction (``record_failed_sign_in``) because the
+failed one rolls back.
+
+Token scopes: an interactive sign-in gets ``*`` (whatever the role may do); integration tokens made
+with ``callvault tokens create`` carry only the scopes named (``SCOPES``); a token issued to finish MFA
+set-up carries only ``mfa:enrol``. The role and the policy still decide everything a scope allows.
 """
 
 from __future__ import annotations
@@ -9,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,18 +27,33 @@ from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AuthenticationFailed, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id, new_secret_token
+from callvault.identity import mfa, throttle
 from callvault.identity.models import ApiToken, PolicyAcknowledgement, User
 from callvault.identity.passwords import (
     DUMMY_HASH,
-    MIN_PASSWORD_LENGTH,
     hash_password,
     needs_rehash,
+    password_problems,
     verify_password,
 )
 from callvault.policy.decide import Actor
 from callvault.policy.schema import PolicyDocument
+from callvault.storage.keys import Keyring
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+SCOPES: dict[str, str] = {
+    "recordings:read": "search recordings and read their metadata",
+    "recordings:play": "stream or download audio (each use still needs a purpose the role may name)",
+    "recordings:ingest": "upload recordings (PBX, SIPREC gateway)",
+    "access:request": "file and read access requests and grants (CRM integration)",
+    "admin": "everything the user's role may do",
+}
+"""Scopes an integration token may carry."""
+FULL_SCOPE = "*"
+ENROL_SCOPE = "mfa:enrol"
+WRONG_CREDENTIALS = "wrong username or password"
+WRONG_CODE = "the one-time code is wrong, expired or already used"
+Stage = Literal["full", "mfa", "enrol"]
 EXTENSION_RE = re.compile(r"^[0-9*#]{1,16}$")
 
 
@@ -39,6 +63,7 @@ class IssuedToken:
 
     token: str
     expires_in: int
+    token_id: str = ""
 
 
 def _validate_new_user(
@@ -50,8 +75,7 @@ def _validate_new_user(
     if role not in policy.roles:
         problems.append(FieldProblem("role", f"{role!r} is not a role in the policy; choose one of "
                                              f"{', '.join(sorted(policy.roles))}"))
-    if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(FieldProblem("password", f"must be at least {MIN_PASSWORD_LENGTH} characters"))
+    problems.extend(FieldProblem("password", p) for p in password_problems(password, username=username))
     if extension is not None and not EXTENSION_RE.match(extension):
         problems.append(FieldProblem("extension", "must be 1-16 digits"))
     if problems:
@@ -103,49 +127,147 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+class SignInLocked(AuthenticationFailed):
+    """Too many failures for this account name or address; nothing is checked until ``until``."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"too many failed sign-ins; try again after {until:%H:%M} UTC")
+        self.until = until
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """A password accepted: the user and how far sign-in has got."""
+
+    user: User
+    stage: Stage
+
+
+def mfa_required(policy: PolicyDocument, user: User) -> bool:
+    """Whether the policy makes ``user``'s role use a second factor (an unknown role: yes)."""
+    role = policy.roles.get(user.role)
+    return role is None or role.mfa_required
+
+
+def _check_lock(session: Session, username: str, source_ip: str | None, clock: Clock) -> None:
+    lock = throttle.active_lock(session, username=username, address=source_ip, now=clock.now())
+    if lock is not None:
+        raise SignInLocked(lock.until)
+
+
 def authenticate(
     session: Session, *, username: str, password: str, source_ip: str | None, clock: Clock = system_clock
 ) -> User:
-    """Check a username and password; the failure message is the same whoever is asking."""
+    """Check a username and password (and the lockout); the failure message is the same whoever is asking."""
+    _check_lock(session, username, source_ip, clock)
     user = session.scalar(select(User).where(User.username == username.strip().lower()))
     ok = verify_password(user.password_hash if user else DUMMY_HASH, password)
     if user is None or not ok or not user.active:
         # The caller rolls this transaction back; it records the failure with record_failed_sign_in.
-        raise AuthenticationFailed("wrong username or password")
+        raise AuthenticationFailed(WRONG_CREDENTIALS)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    audit.append(session, audit.AuditEvent(
-        actor=user.username, actor_role=user.role, action="auth.sign_in", decision="allow", source_ip=source_ip,
-    ), clock=clock)
     return user
 
 
-def record_failed_sign_in(
-    session: Session, *, username: str, source_ip: str | None, clock: Clock = system_clock
-) -> None:
-    """Put a failed sign-in on record (in its own transaction, since the failed one rolls back)."""
+def _signed_in(session: Session, user: User, source_ip: str | None, method: str, clock: Clock) -> None:
+    throttle.record_success(session, username=user.username)
     audit.append(session, audit.AuditEvent(
-        actor=username.strip().lower()[:64] or "(blank)", action="auth.sign_in", decision="deny",
-        reason="wrong username or password", source_ip=source_ip,
+        actor=user.username, actor_role=user.role, action="auth.sign_in", decision="allow", source_ip=source_ip,
+        details={"method": method}, clauses=("A12",),
     ), clock=clock)
+
+
+def record_sign_in(session: Session, *, user: User, source_ip: str | None, method: str,
+                   clock: Clock = system_clock) -> None:
+    """Put a completed sign-in on record and clear the account's failure count."""
+    _signed_in(session, user, source_ip, method, clock)
+
+
+def sign_in(
+    session: Session, *, username: str, password: str, otp: str | None, policy: PolicyDocument, keyring: Keyring,
+    source_ip: str | None, clock: Clock = system_clock,
+) -> SignIn:
+    """Password (and, when given, the one-time code) → how far the user is signed in. See the module doc."""
+    user = authenticate(session, username=username, password=password, source_ip=source_ip, clock=clock)
+    if mfa.is_enrolled(session, user):
+        if not otp:
+            audit.append(session, audit.AuditEvent(
+                actor=user.username, actor_role=user.role, action="auth.password_verified", source_ip=source_ip,
+                reason="one-time code owed"), clock=clock)
+            return SignIn(user=user, stage="mfa")
+        method = mfa.verify(session, user=user, code=otp, keyring=keyring, clock=clock)
+        if method is None:
+            raise AuthenticationFailed(WRONG_CODE)
+        _signed_in(session, user, source_ip, f"password+{method}", clock)
+        return SignIn(user=user, stage="full")
+    if mfa_required(policy, user):
+        audit.append(session, audit.AuditEvent(
+            actor=user.username, actor_role=user.role, action="auth.password_verified", source_ip=source_ip,
+            reason="MFA set-up required by the policy before anything else"), clock=clock)
+        return SignIn(user=user, stage="enrol")
+    _signed_in(session, user, source_ip, "password", clock)
+    return SignIn(user=user, stage="full")
+
+
+def complete_mfa(
+    session: Session, *, user: User, code: str, keyring: Keyring, source_ip: str | None, clock: Clock = system_clock
+) -> None:
+    """The second step of a web sign-in; AuthenticationFailed (record it) when the code is not good."""
+    _check_lock(session, user.username, source_ip, clock)
+    method = mfa.verify(session, user=user, code=code, keyring=keyring, clock=clock)
+    if method is None:
+        raise AuthenticationFailed(WRONG_CODE)
+    _signed_in(session, user, source_ip, f"password+{method}", clock)
+
+
+def record_failed_sign_in(
+    session: Session, *, username: str, source_ip: str | None, reason: str = WRONG_CREDENTIALS,
+    clock: Clock = system_clock,
+) -> None:
+    """Put a failed sign-in on record and count it towards lockout (in its own transaction, since the
+    failed one rolls back). Attempts refused by a lock are recorded but not counted again."""
+    name = username.strip().lower()[:64] or "(blank)"
+    locks = [] if reason.startswith("too many") else throttle.record_failure(
+        session, username=username, address=source_ip, now=clock.now())
+    audit.append(session, audit.AuditEvent(
+        actor=name, action="auth.sign_in", decision="deny", reason=reason, source_ip=source_ip, clauses=("A12",),
+    ), clock=clock)
+    for lock in locks:
+        audit.append(session, audit.AuditEvent(
+            actor=name, action="auth.lockout", decision="deny", object_type="throttle", object_id=lock.key[:200],
+            reason=f"too many failed sign-ins; locked until {lock.until.isoformat()}", source_ip=source_ip,
+            clauses=("A12",)), clock=clock)
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def check_scopes(scopes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Validate integration scopes; InvalidInput naming the bad one."""
+    cleaned = tuple(dict.fromkeys(s.strip() for s in scopes if s.strip()))
+    bad = [s for s in cleaned if s not in SCOPES]
+    if not cleaned or bad:
+        raise InvalidInput("invalid token scopes:", [FieldProblem(
+            "scope", f"{', '.join(bad) or 'none given'}: choose from {', '.join(SCOPES)}")])
+    return cleaned
+
+
 def issue_token(
-    session: Session, *, user: User, ttl_seconds: int, name: str = "api", clock: Clock = system_clock
+    session: Session, *, user: User, ttl_seconds: int, name: str = "api", scopes: tuple[str, ...] = (FULL_SCOPE,),
+    clock: Clock = system_clock,
 ) -> IssuedToken:
-    """A new bearer token for ``user``, valid for ``ttl_seconds``."""
+    """A new bearer token for ``user``, valid for ``ttl_seconds``, limited to ``scopes``."""
     token = new_secret_token("cvt")
     now = clock.now()
-    session.add(ApiToken(
-        id=new_id(), user_id=user.id, token_sha256=_token_hash(token), name=name,
-        created_at=now, expires_at=now + timedelta(seconds=ttl_seconds),
-    ))
+    row = ApiToken(
+        id=new_id(), user_id=user.id, token_sha256=_token_hash(token), name=name[:100],
+        created_at=now, expires_at=now + timedelta(seconds=ttl_seconds), scopes=" ".join(scopes),
+    )
+    session.add(row)
     session.flush()
-    return IssuedToken(token=token, expires_in=ttl_seconds)
+    return IssuedToken(token=token, expires_in=ttl_seconds, token_id=row.id)
 
 
 def revoke_token(session: Session, *, token: str, clock: Clock = system_clock) -> None:
@@ -154,15 +276,74 @@ def revoke_token(session: Session, *, token: str, clock: Clock = system_clock) -
         row.revoked_at = clock.now()
 
 
-def user_for_token(session: Session, token: str, *, clock: Clock = system_clock) -> User:
-    """The active user a bearer token belongs to, or AuthenticationFailed."""
+def token_and_user(session: Session, token: str, *, clock: Clock = system_clock) -> tuple[ApiToken, User]:
+    """The live token row and its active user, or AuthenticationFailed."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _token_hash(token)))
     if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
         raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
     user = session.get(User, row.user_id)
     if user is None or not user.active:
         raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
-    return user
+    return row, user
+
+
+def user_for_token(session: Session, token: str, *, clock: Clock = system_clock) -> User:
+    """The active user a bearer token belongs to, or AuthenticationFailed."""
+    return token_and_user(session, token, clock=clock)[1]
+
+
+def revoke_token_id(session: Session, *, token_id: str, actor: str, clock: Clock = system_clock) -> ApiToken:
+    """Revoke a token by its id (``callvault tokens revoke``); audited."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFound(f"no token with id {token_id!r}")
+    if row.revoked_at is None:
+        row.revoked_at = clock.now()
+        audit.append(session, audit.AuditEvent(
+            actor=actor, action="auth.token_revoked", object_type="api_token", object_id=row.id,
+            details={"name": row.name}), clock=clock)
+    return row
+
+
+def list_tokens(session: Session, *, user: User | None = None) -> list[ApiToken]:
+    stmt = select(ApiToken).order_by(ApiToken.created_at.desc())
+    if user is not None:
+        stmt = stmt.where(ApiToken.user_id == user.id)
+    return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class UserStatus:
+    """An account as an administrator sees it: who has not acknowledged the policy, who has no MFA."""
+
+    username: str
+    role: str
+    extension: str | None
+    team: str | None
+    active: bool
+    policy_acknowledged: bool
+    acknowledged_at: datetime | None
+    mfa_enrolled: bool
+    mfa_required: bool
+    locked_until: datetime | None
+
+
+def list_users(session: Session, *, policy: PolicyDocument, clock: Clock = system_clock) -> list[UserStatus]:
+    """Every account with its acknowledgement of the policy in force (A10, B13) and MFA state."""
+    acks: dict[str, datetime] = {
+        user_id: at for user_id, at in session.execute(
+            select(PolicyAcknowledgement.user_id, PolicyAcknowledgement.acknowledged_at)
+            .where(PolicyAcknowledgement.policy_version == policy.version))}
+    now = clock.now()
+    out: list[UserStatus] = []
+    for user in session.scalars(select(User).order_by(User.username)):
+        lock = throttle.active_lock(session, username=user.username, address=None, now=now)
+        out.append(UserStatus(
+            username=user.username, role=user.role, extension=user.extension, team=user.team, active=user.active,
+            policy_acknowledged=user.id in acks, acknowledged_at=acks.get(user.id),
+            mfa_enrolled=mfa.is_enrolled(session, user), mfa_required=mfa_required(policy, user),
+            locked_until=lock.until if lock else None))
+    return out
 
 
 def acknowledged_version(session: Session, user: User, version: str) -> str | None:

@@ -1,3 +1,9 @@
 """Imports every domain's ``jobs`` module so their jobs register. Add a line per domain."""
 
-import callvault.capture.jobs  # noqa: F401
+import callvault.access.jobs
+import callvault.audit.jobs
+import callvault.capture.jobs
+import callvault.notify.jobs
+import callvault.oversight.jobs
+import callvault.retention.jobs
+import callvault.transcription.jobs  # noqa: F401

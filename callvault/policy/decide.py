@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -20,6 +21,7 @@ from callvault.policy.schema import PolicyDocument, PurposeRule, RoleRule
 
 __all__ = [
     "CONTENT_ACTIONS",
+    "GRANTABLE_ACTIONS",
     "Action",
     "Actor",
     "Decision",
@@ -28,6 +30,7 @@ __all__ = [
     "Scope",
     "allowed_purposes",
     "decide",
+    "role_title",
     "visible_scope",
 ]
 
@@ -46,6 +49,9 @@ CONTENT_ACTIONS: frozenset[Action] = frozenset(
     {Action.PLAY, Action.DOWNLOAD, Action.EXPORT, Action.TRANSCRIPT}
 )
 """Actions that reach what was said; each needs a purpose (A6, A13, B5)."""
+
+GRANTABLE_ACTIONS: tuple[str, ...] = ("play", "download", "export")
+"""What an approval may allow (B6, B9); reading a transcript counts as ``play``."""
 
 
 @dataclass(frozen=True)
@@ -71,17 +77,28 @@ class RecordingFacts:
     quarantined: bool = False
     employee_consents: frozenset[str] = frozenset()
     """Purposes the recorded employee has consented to (A6)."""
+    state: str = "available"
+    """Only ``available`` recordings can be reached; any other state (pending, destroyed...) cannot."""
 
 
 @dataclass(frozen=True)
 class Grant:
-    """An approved access request (B6, B9). The caller passes only grants still in force."""
+    """An approved access request (B6, B9), limited in time and actions.
+
+    The caller should pass only grants in force; ``decide`` checks again (``ends_at`` against ``now``,
+    the actions, and that nobody approved their own request), so a stale list cannot widen access.
+    """
 
     grant_id: str
     user_id: str
     recording_id: str
     purpose: str
     approved_by_role: str
+    actions: frozenset[str] = frozenset(GRANTABLE_ACTIONS)
+    ends_at: datetime | None = None
+    """None only in hand-built grants; a grant created by an approval always ends."""
+    approved_by: str = ""
+    """The approver's user id; a grant approved by its own holder is ignored."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +132,20 @@ def _deny(reason: str, clauses: Sequence[str], purpose: str | None) -> Decision:
     return Decision(
         allowed=False, reason=reason, clauses=tuple(dict.fromkeys(clauses)), purpose=purpose, serves=None
     )
+
+
+_SMALL_WORDS = frozenset({"of", "and", "the", "for", "to"})
+
+
+def role_title(role_id: str) -> str:
+    """``head_of_customer_success`` -> ``Head of Customer Success``, for messages people read."""
+    words = role_id.split("_")
+    return " ".join(w if (i and w in _SMALL_WORDS) else w[:1].upper() + w[1:] for i, w in enumerate(words))
+
+
+def _roles_text(roles: Sequence[str]) -> str:
+    titles = [role_title(r) for r in roles]
+    return titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " or " + titles[-1]
 
 
 def _policy_name(policy: PolicyDocument) -> str:
@@ -179,24 +210,38 @@ def _scope_denial(
     return _deny(f"Role {role_id!r} has no access to recordings.", _ROLE_CLAUSES, purpose)
 
 
+def _grant_covers(grant: Grant, action: Action) -> bool:
+    wanted = "play" if action == Action.TRANSCRIPT else action.value
+    return wanted in grant.actions
+
+
 def _grant_denial(
-    policy: PolicyDocument, actor: Actor, recording: RecordingFacts, purpose_id: str, rule: PurposeRule,
-    grants: Sequence[Grant],
+    actor: Actor, action: Action, recording: RecordingFacts, purpose_id: str, rule: PurposeRule,
+    grants: Sequence[Grant], now: datetime | None,
 ) -> Decision | None:
     if not rule.approval.required:
         return None
     approvers = rule.approval.approver_roles
-    for grant in grants:
-        if (
-            grant.user_id == actor.user_id
-            and grant.recording_id == recording.recording_id
-            and grant.purpose == purpose_id
-            and grant.approved_by_role in approvers
-        ):
-            return None
+    matching = [
+        g for g in grants
+        if g.user_id == actor.user_id and g.recording_id == recording.recording_id and g.purpose == purpose_id
+        and g.approved_by_role in approvers and g.approved_by != actor.user_id
+        and (now is None or g.ends_at is None or g.ends_at > now)
+    ]
+    clauses = ("B6", "B9", *rule.clause_ids)
+    if any(_grant_covers(g, action) for g in matching):
+        return None
+    if matching:
+        allowed = sorted({a for g in matching for a in g.actions})
+        return _deny(
+            f"The approval {actor.username} holds for purpose {purpose_id!r} on this recording allows only "
+            f"{', '.join(allowed)}, not {action.value}; request access again naming {action.value}.",
+            clauses, purpose_id,
+        )
     return _deny(
-        f"Purpose {purpose_id!r} needs approval from {' or '.join(approvers)} for this recording before "
-        f"{actor.username} may use it; request access first.", ("B6", "B9", *rule.clause_ids), purpose_id,
+        f"Purpose {purpose_id!r} needs approval by {_roles_text(approvers)} for this recording before "
+        f"{actor.username} may {action.value} it (it needs approval from {' or '.join(approvers)}); file an "
+        "access request with the CRM ticket and wait for approval.", clauses, purpose_id,
     )
 
 
@@ -208,10 +253,18 @@ def decide(
     recording: RecordingFacts,
     purpose: str | None,
     grants: Sequence[Grant] = (),
+    now: datetime | None = None,
 ) -> Decision:
     """Whether ``actor`` may perform ``action`` on ``recording`` for ``purpose`` under ``policy``.
 
-    ``grants`` are the approvals in force (expired or revoked ones must be filtered out by the caller).
+    The checks, in order (the first that fails is the answer): the role exists; the policy is
+    acknowledged (A10, B13); the recording is available; for metadata, scope and quarantine; for
+    content, the role has content access, a purpose is named, it is in the policy and open to the role
+    (A6, A13, B5), the recording is within the role's scope (A9), it is not quarantined (A5, B2), the
+    recorded employee consented where the purpose needs it (A6), and an approval in force covers this
+    user, recording, purpose and action where the purpose needs one (B6, B9). ``grants`` are the
+    caller's approvals; with ``now``, grants that have ended are ignored. Every answer carries the
+    clause ids and a sentence saying what would make a denial an allowance.
     """
     named = (purpose or "").strip() or None
     role = policy.roles.get(actor.role)
@@ -224,6 +277,10 @@ def decide(
         return _deny(
             f"{actor.username} has not acknowledged {_policy_name(policy)}; acknowledge it before reaching "
             "any recording.", _ACK_CLAUSES, named,
+        )
+    if recording.state != "available":
+        return _deny(
+            f"This recording is {recording.state}, not available; nobody can reach it.", _ROLE_CLAUSES, named,
         )
 
     if action == Action.VIEW_METADATA:
@@ -258,7 +315,9 @@ def decide(
         )
     if actor.role not in rule.roles:
         return _deny(
-            f"Role {actor.role!r} may not use purpose {named!r}; it is open to: {', '.join(rule.roles)}.",
+            f"Role {actor.role!r} may not use purpose {named!r}; it is open to: {', '.join(rule.roles)}. "
+            f"Ask someone in one of those roles, or use one of your purposes: "
+            f"{', '.join(allowed_purposes(policy, actor.role)) or 'none'}.",
             (*_ROLE_CLAUSES, *rule.clause_ids), named,
         )
     denial = _scope_denial(actor.role, role, actor, recording, named)
@@ -266,23 +325,28 @@ def decide(
         return denial
     if recording.quarantined:
         return _deny(
-            "This recording is quarantined until its consent evidence is resolved.", ("A5", "B2"), named,
+            "This recording is quarantined until its consent evidence is resolved; an administrator must "
+            "resolve it first.", ("A5", "B2"), named,
         )
     if rule.employee_consent_required and named not in recording.employee_consents:
         return _deny(
-            f"Purpose {named!r} needs the recorded employee's consent, and none is on file for this "
-            "recording.",
+            f"Purpose {named!r} needs the recorded employee's consent ({recording.agent or 'agent unknown'}), "
+            f"and none is on file; it becomes possible once they record their consent to {named!r}.",
             ("A6", *rule.clause_ids), named,
         )
-    denial = _grant_denial(policy, actor, recording, named, rule, grants)
+    denial = _grant_denial(actor, action, recording, named, rule, grants, now)
     if denial is not None:
         return denial
     what = "an anonymised copy of" if rule.serves == "anonymised_derivative" else ""
+    approved = " with an approval in force" if rule.approval.required else ""
+    extra: tuple[str, ...] = ("B6", "B9") if rule.approval.required else ()
+    if rule.employee_consent_required:
+        extra = (*extra, "A6")
     return Decision(
         allowed=True,
         reason=f"Role {actor.role!r} may {action.value} {what + ' ' if what else ''}this recording "
-               f"for purpose {named!r}.",
-        clauses=tuple(dict.fromkeys((*rule.clause_ids, *_ROLE_CLAUSES))),
+               f"for purpose {named!r}{approved}.",
+        clauses=tuple(dict.fromkeys((*rule.clause_ids, *_ROLE_CLAUSES, *extra))),
         purpose=named,
         serves=rule.serves,
     )

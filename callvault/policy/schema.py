@@ -42,6 +42,7 @@ __all__ = [
     "ConsentRules",
     "Contact",
     "ContentScope",
+    "MisuseDetection",
     "MisuseRules",
     "NetworkRules",
     "NoticeRules",
@@ -114,6 +115,22 @@ def _check_country(value: str) -> str:
 
 
 Country = Annotated[str, AfterValidator(_check_country)]
+
+
+def _check_timezone(value: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not an IANA time zone (e.g. America/Toronto, UTC)") from exc
+    return value
+
+
+def _check_hhmm(value: str) -> str:
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]|24:00", value):
+        raise ValueError(f"{value!r} is not a time of day as HH:MM (24-hour)")
+    return value
 
 _EXTENSION_ITEM = re.compile(r"^(?P<start>[0-9]+)(?:-(?P<end>[0-9]+))?$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -483,10 +500,45 @@ class SubjectRequestRules(_Model):
 
 
 # --------------------------------------------------------------------------------- misuse, notice, people
+class MisuseDetection(_Model):
+    """Thresholds of the misuse detection rules the worker runs over the audit log (B12).
+
+    Every rule looks at one calendar day in ``timezone``; a hit raises one report per rule, user and day.
+    """
+
+    enabled: bool = True
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+    """IANA zone the working hours and days are in, e.g. ``America/Toronto``."""
+    working_hours: tuple[Annotated[str, AfterValidator(_check_hhmm)], Annotated[str, AfterValidator(_check_hhmm)]] = (
+        "07:00", "19:00")
+    """Start and end (HH:MM, end exclusive); content access outside them raises ``outside_hours``."""
+    working_days: tuple[Annotated[int, Field(ge=1, le=7)], ...] = (1, 2, 3, 4, 5)
+    """ISO weekdays (1 = Monday) that are working days."""
+    volume_factor: float = Field(default=3.0, gt=1.0, le=100.0)
+    """Recordings played in a day above this multiple of the user's daily average is unusual..."""
+    volume_min_recordings: int = Field(default=20, ge=1)
+    """...when it is also at least this many distinct recordings."""
+    baseline_days: int = Field(default=28, ge=1, le=365)
+    denials_per_day: int = Field(default=5, ge=1)
+    """Denied requests by one user in a day that raise ``repeated_denials``."""
+    probing_extensions: int = Field(default=2, ge=1)
+    """Distinct other extensions a specialist was denied in a day that raise ``extension_probing``."""
+    bulk_download_recordings: int = Field(default=10, ge=1)
+    """Distinct recordings downloaded or exported within ``bulk_download_minutes`` that raise ``bulk_download``."""
+    bulk_download_minutes: int = Field(default=60, ge=1, le=1440)
+
+    @model_validator(mode="after")
+    def _hours_in_order(self) -> MisuseDetection:
+        if self.working_hours[0] >= self.working_hours[1]:
+            raise ValueError("working_hours must be [start, end] with start before end, e.g. [\"08:00\", \"18:00\"]")
+        return self
+
+
 class MisuseRules(_Model):
     """Who receives reports of suspected misuse (B12)."""
 
     report_to_roles: tuple[Identifier, ...] = Field(min_length=1)
+    detection: MisuseDetection = MisuseDetection()
 
     @field_validator("report_to_roles")
     @classmethod
@@ -516,6 +568,18 @@ class NoticeRules(_Model):
     public_title: Text
     public_text: Text
     objection_contact: Contact | None = None
+
+
+# ------------------------------------------------------------------------------------- transcription
+class TranscriptionRules(_Model):
+    """Speech-to-text of recordings (A6, B5) and removal of card data from them (PCI DSS)."""
+
+    enabled: bool = False
+    """The worker transcribes new recordings only when this is true."""
+    engine: Literal["faster_whisper", "pocketsphinx"] = "faster_whisper"
+    redact_card_data: bool = True
+    """Spoken card numbers and security codes, and keyed DTMF tones, are removed from the stored audio
+    and transcript (not just hidden); the recording notes that a removal happened."""
 
 
 # ------------------------------------------------------------------------------------------- document
@@ -550,6 +614,7 @@ class PolicyDocument(_Model):
     misuse: MisuseRules
     notice: NoticeRules
     contacts: tuple[Contact, ...] = ()
+    transcription: TranscriptionRules = TranscriptionRules()
 
     @model_validator(mode="after")
     def _cross_references(self) -> PolicyDocument:

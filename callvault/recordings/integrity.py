@@ -34,6 +34,8 @@ def find_problems(
                     problems.append(f"recording {row.id} (call {row.call_id}): ingest never finished; "
                                     "`callvault check --repair` removes it")
                 continue
+            if row.state == RecordingState.DESTROYED:
+                continue  # key and blob destroyed on purpose; the destruction record says why
             key = session.get(DataKey, row.id)
             if key is None:
                 problems.append(f"recording {row.id}: its data key is missing; the audio cannot be decrypted")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -17,10 +17,13 @@ class RecordingState(StrEnum):
     ``pending``: the row is reserved and the blob is being written; invisible to everyone; a crash
     here is cleaned up by ``callvault check --repair``/the worker (blob first, then row).
     ``available``: blob complete and verified; usable under the policy.
+    ``destroyed``: key and blob destroyed (retention, personal call, quarantine); only this
+    content-free row and its destruction record remain (see ``callvault.retention``).
     """
 
     PENDING = "pending"
     AVAILABLE = "available"
+    DESTROYED = "destroyed"
 
 
 class Recording(Base):
@@ -34,6 +37,8 @@ class Recording(Base):
         Index("ix_recordings_team_started", "team", "started_at"),
         Index("ix_recordings_remote_number", "remote_number"),
         Index("ix_recordings_local_number", "local_number"),
+        Index("ix_recordings_retention_due", "state", "on_hold", "destroy_after"),
+        Index("ix_recordings_case_ref", "case_ref"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -70,6 +75,15 @@ class Recording(Base):
     blob_key: Mapped[str] = mapped_column(String(200))
     ingested_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    destroy_after: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When retention destroys it (unless ``on_hold``); recomputed when cases, holds or the policy change."""
+    retention_rule: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """Which rule set ``destroy_after`` (``max_age``, ``case_resolved``), or why it was destroyed."""
+    retention_basis: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """The policy (``id@version``) ``destroy_after`` was computed under; the sweep recomputes stale ones."""
+    on_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A legal hold suspends destruction while true."""
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class DataKey(Base):

@@ -35,6 +35,12 @@ class RecordingRead(BaseModel):
     size_bytes: int
     sha256: str | None
     created_at: datetime
+    destroy_after: datetime | None = None
+    """When retention destroys it (A3, B11), unless ``on_hold``."""
+    retention_rule: str | None = None
+    """Which rule sets ``destroy_after``: ``max_age`` or ``case_resolved``."""
+    on_hold: bool = False
+    """A legal hold suspends destruction."""
 
 
 class RecordingPage(BaseModel):

@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from callvault.access.consents import consents_of_agent
 from callvault.audit import service as audit
 from callvault.capture.metadata import normalise_number
 from callvault.core.clock import Clock, system_clock
@@ -101,10 +102,11 @@ def _admin_like_roles(policy: PolicyDocument) -> set[str]:
     return {name for name, role in policy.roles.items() if role.can_administer}
 
 
-def facts(row: Recording) -> RecordingFacts:
-    """The policy engine's view of a recording."""
+def facts(row: Recording, *, employee_consents: frozenset[str] = frozenset()) -> RecordingFacts:
+    """The policy engine's view of a recording (``employee_consents``: see ``consents_of_agent``)."""
     return RecordingFacts(
         recording_id=row.id, extension=row.extension, agent=row.agent, team=row.team, quarantined=row.quarantined,
+        employee_consents=employee_consents, state=str(row.state),
     )
 
 
@@ -151,8 +153,9 @@ def authorize_content(
         decision = Decision(allowed=False, reason="no such recording", clauses=(), purpose=purpose, serves=None)
         audit.append(session, _decision_event(actor, action, recording_id[:200], decision, source_ip), clock=clock)
         return decision, None
-    decision = decide(policy=policy, actor=actor, action=action, recording=facts(row), purpose=purpose,
-                      grants=grants)
+    decision = decide(policy=policy, actor=actor, action=action,
+                      recording=facts(row, employee_consents=consents_of_agent(session, row.agent)),
+                      purpose=purpose, grants=grants, now=clock.now())
     event = _decision_event(actor, action, row.id, decision, source_ip)
     if details:
         event = audit.AuditEvent(**{**event.__dict__, "details": dict(details)})

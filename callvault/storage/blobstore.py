@@ -309,5 +309,6 @@ def open_blobstore(url: str, env: Mapping[str, str] | None = None) -> BlobStore:
 
         return open_s3_blobstore(text, env or {})
     raise ConfigurationError(
-        f"unsupported blob storage URL {url!r}: use file:///absolute/path, a plain path, s3://BUCKET/PREFIX?endpoint=URL, or memory://"
+        f"unsupported blob storage URL {url!r}: "
+        "use file:///absolute/path, a plain path, s3://BUCKET/PREFIX?endpoint=URL, or memory://"
     )

@@ -29,6 +29,15 @@ same audio). Under that contract the chunk index alone makes every (key, nonce) 
 the file-id prefix is only a cheap second line of defence against an accidental reuse.
 
 No plaintext is written anywhere by this module: plaintext lives only in memory buffers.
+
+Format version 2 (streaming, ``StreamingEncryptor``) is for writers that do not know the length
+up front (live call capture). Its header is the same 36 bytes with ``version`` = 2 and
+``plaintext_size`` = 0; chunks and AAD are exactly as above. The length is derived from the blob
+size instead: every chunk but the last is full, so ``blob size - HEADER_SIZE`` fixes the chunk
+count and the last chunk's length. Truncation at a chunk boundary or appended chunks still fail,
+because the chunk that would become the last was not encrypted with the last-chunk flag set
+(or, appended, one was encrypted as last and is now not). A reader therefore needs the blob's
+size for version 2: pass ``blob_size``, or the reader finds the end by probing ``read_at``.
 """
 
 from __future__ import annotations
@@ -59,10 +68,12 @@ __all__ = [
     "MAGIC",
     "MAX_CHUNK_SIZE",
     "MIN_CHUNK_SIZE",
+    "STREAMING_FORMAT_VERSION",
     "TAG_SIZE",
     "EncryptResult",
     "EncryptedBlobReader",
     "Header",
+    "StreamingEncryptor",
     "ciphertext_size_for",
     "encrypt_file",
     "encrypt_stream",
@@ -72,6 +83,7 @@ __all__ = [
 
 MAGIC: Final = b"CVA1"
 FORMAT_VERSION: Final = 1
+STREAMING_FORMAT_VERSION: Final = 2
 DATA_KEY_SIZE: Final = 32
 TAG_SIZE: Final = 16
 FILE_ID_SIZE: Final = 16
@@ -143,8 +155,10 @@ def parse_header(data: bytes) -> Header:
     magic, version, reserved, chunk_size, plaintext_size, file_id = _HEADER.unpack_from(data)
     if magic != MAGIC:
         raise IntegrityError("recording blob has a bad magic number: not a callvault blob, or corrupted")
-    if version != FORMAT_VERSION:
+    if version not in (FORMAT_VERSION, STREAMING_FORMAT_VERSION):
         raise IntegrityError(f"recording blob has unknown format version {version}: corrupted or newer")
+    if version == STREAMING_FORMAT_VERSION and plaintext_size != 0:
+        raise IntegrityError("streaming recording blob header carries a length: tampered or corrupted")
     if reserved != _RESERVED:
         raise IntegrityError("recording blob header has non-zero reserved bytes: tampered or corrupted")
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
@@ -278,7 +292,9 @@ class EncryptedBlobReader:
     yielded later is authenticated before any of its plaintext is released.
     """
 
-    def __init__(self, read_at: Callable[[int, int], bytes], *, data_key: bytes, context: bytes) -> None:
+    def __init__(
+        self, read_at: Callable[[int, int], bytes], *, data_key: bytes, context: bytes, blob_size: int | None = None
+    ) -> None:
         self._aead = AESGCM(_check_data_key(data_key))
         self._context = _check_context(context)
         self._read_at = read_at
@@ -288,16 +304,21 @@ class EncryptedBlobReader:
         self._nonce_prefix = self._header.file_id[:4]
         self._chunk_size = self._header.chunk_size
         self._stride = self._chunk_size + TAG_SIZE
-        self._count = self._header.chunk_count
+        if self._header.version == STREAMING_FORMAT_VERSION:
+            size = blob_size if blob_size is not None else _probe_size(read_at)
+            self._count, self._plaintext_size = _streaming_layout(size, self._chunk_size)
+        else:
+            self._count, self._plaintext_size = self._header.chunk_count, self._header.plaintext_size
         self._last_plaintext = self._load_last_chunk()
 
     @property
     def plaintext_size(self) -> int:
-        """Authenticated plaintext length in bytes."""
-        return self._header.plaintext_size
+        """Authenticated plaintext length in bytes (for version 2, derived from the blob size)."""
+        return self._plaintext_size
 
     @property
     def header(self) -> Header:
+        """The header as stored; for version 2 its ``plaintext_size`` is 0 (use the reader's)."""
         return self._header
 
     def iter_range(self, start: int, end_inclusive: int) -> Iterator[bytes]:
@@ -391,6 +412,101 @@ class EncryptedBlobReader:
                 hi = end_inclusive - i * cs + 1 if i == last else len(plaintext)
                 yield plaintext if lo == 0 and hi == len(plaintext) else plaintext[lo:hi]
             index = batch_end + 1
+
+
+class StreamingEncryptor:
+    """Encrypts plaintext of unknown length as it arrives (format version 2), into ``sink``.
+
+    ``write`` may be called with any amount; a chunk is encrypted and written as soon as it is
+    known not to be the last one (that is, when the next byte arrives), so at most one chunk of
+    plaintext is ever held in memory. ``close`` encrypts the remainder as the last chunk (empty if
+    nothing was written) and returns the sizes and the plaintext SHA-256. Same key contract as
+    ``encrypt_file``: a fresh data key per blob. Writes go to ``sink`` synchronously.
+    """
+
+    def __init__(
+        self, sink: BinaryIO, *, data_key: bytes, context: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> None:
+        self._aead = AESGCM(_check_arguments(data_key, context, chunk_size))
+        self._context = bytes(context)
+        self._sink = sink
+        self._chunk_size = chunk_size
+        self._header = Header(STREAMING_FORMAT_VERSION, chunk_size, 0, secrets.token_bytes(FILE_ID_SIZE))
+        self._header_bytes = self._header.to_bytes()
+        self._nonce_prefix = self._header.file_id[:4]
+        self._buffer = bytearray()
+        self._index = 0
+        self._plaintext = 0
+        self._written = 0
+        self._digest = hashlib.sha256()
+        self._closed = False
+        _write_all(sink, self._header_bytes)
+        self._written = len(self._header_bytes)
+
+    @property
+    def plaintext_size(self) -> int:
+        """Plaintext bytes accepted so far."""
+        return self._plaintext
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed:
+            raise InvalidInput("the encrypted stream is already closed")
+        self._buffer += data
+        self._plaintext += len(data)
+        self._digest.update(data)
+        cs = self._chunk_size
+        # Strictly more than a chunk: the full chunk is then certainly not the last one.
+        while len(self._buffer) > cs:
+            self._emit(memoryview(self._buffer)[:cs], is_last=False)
+            del self._buffer[:cs]
+
+    def close(self) -> EncryptResult:
+        """Write the last chunk. Idempotent only in the sense that a second call raises InvalidInput."""
+        if self._closed:
+            raise InvalidInput("the encrypted stream is already closed")
+        self._emit(memoryview(self._buffer), is_last=True)
+        self._buffer = bytearray()
+        self._closed = True
+        return EncryptResult(plaintext_size=self._plaintext, ciphertext_size=self._written,
+                             sha256_hex=self._digest.hexdigest())
+
+    def _emit(self, piece: memoryview, *, is_last: bool) -> None:
+        aad = self._header_bytes + _CHUNK_TRAILER.pack(self._index, is_last) + self._context
+        ciphertext = self._aead.encrypt(self._nonce_prefix + _NONCE_INDEX.pack(self._index), bytes(piece), aad)
+        _write_all(self._sink, ciphertext)
+        self._written += len(ciphertext)
+        self._index += 1
+
+
+def _streaming_layout(blob_size: int, chunk_size: int) -> tuple[int, int]:
+    """(chunk count, plaintext size) of a version-2 blob of ``blob_size`` bytes."""
+    body = blob_size - HEADER_SIZE
+    stride = chunk_size + TAG_SIZE
+    if body < TAG_SIZE:
+        raise IntegrityError("recording ciphertext is truncated at chunk 0: tampered or corrupted")
+    count = -(-body // stride)
+    last = body - (count - 1) * stride
+    if last < TAG_SIZE:
+        raise IntegrityError(f"recording ciphertext is truncated at chunk {count - 1}: tampered or corrupted")
+    return count, body - count * TAG_SIZE
+
+
+def _probe_size(read_at: Callable[[int, int], bytes]) -> int:
+    """A blob's size found through ``read_at`` alone (pread semantics): gallop, then bisect."""
+    low = HEADER_SIZE  # known to exist (the header was read)
+    step = 1 << 16
+    high = low + step
+    while read_at(high - 1, 1):
+        low, step = high, step * 2
+        high = low + step
+    # Invariant: the byte at low-1 exists and the byte at high-1 does not, so low <= size < high.
+    while high - low > 1:
+        mid = (low + high) // 2
+        if read_at(mid - 1, 1):
+            low = mid
+        else:
+            high = mid
+    return low
 
 
 def _chunk_count(plaintext_size: int, chunk_size: int) -> int:

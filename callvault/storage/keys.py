@@ -6,6 +6,9 @@ wrapped key copied onto another recording's row does not unwrap. Consequences:
 
 * Crypto-shredding: deleting a recording's wrapped key makes its blob unreadable everywhere,
   including in backups of the blob store, without touching the blob.
+* Backups: every destroyed wrapped key's fingerprint is appended to the key-destruction list
+  (``<key_dir>/SHREDDED``, see ``shredlist``) and ``unwrap`` refuses a listed key, so a database
+  backup restored next to the current key store cannot bring a destroyed recording back.
 * Rotation: ``create_kek`` makes a new KEK current; older KEKs stay on the ring so existing
   wrapped keys still unwrap, and ``Keyring.rewrap`` moves them to the current KEK. Once no
   wrapped key names an old KEK, deleting that KEK file retires it.
@@ -34,8 +37,9 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from callvault.core.errors import ConfigurationError, IntegrityError, InvalidInput
+from callvault.core.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
 from callvault.storage._fs import fsync_dir, write_fd_and_close
+from callvault.storage.shredlist import SHRED_LIST_NAME, ShredList, fingerprint
 
 __all__ = [
     "KEK_SIZE",
@@ -71,7 +75,7 @@ class Keyring:
     is not among ``keys``. The key bytes never appear in ``repr``.
     """
 
-    def __init__(self, keys: Mapping[str, bytes], current_id: str) -> None:
+    def __init__(self, keys: Mapping[str, bytes], current_id: str, *, shredded: ShredList | None = None) -> None:
         for kek_id, key in keys.items():
             _check_kek_id(kek_id)
             if len(key) != KEK_SIZE:
@@ -82,6 +86,7 @@ class Keyring:
             raise ConfigurationError(f"the current key-encryption key {current_id!r} is not on the keyring")
         self._aeads = {kek_id: AESGCM(bytes(key)) for kek_id, key in keys.items()}
         self._current_id = current_id
+        self._shredded = shredded
 
     def __repr__(self) -> str:
         return f"Keyring(ids={sorted(self._aeads)!r}, current_id={self._current_id!r})"
@@ -93,6 +98,25 @@ class Keyring:
     @property
     def kek_ids(self) -> frozenset[str]:
         return frozenset(self._aeads)
+
+    @property
+    def shredded(self) -> ShredList | None:
+        """The key-destruction list this ring honours (None: a ring built without one, e.g. in tests)."""
+        return self._shredded
+
+    def record_destroyed(self, wrapped_keys: list[WrappedKey]) -> None:
+        """Durably list these wrapped keys as destroyed; ``unwrap`` refuses them from now on.
+
+        ConfigurationError if this ring has no destruction list: destroying keys without one would
+        leave them restorable from any database backup.
+        """
+        if self._shredded is None:
+            raise ConfigurationError("this keyring has no key-destruction list; load it with load_keyring")
+        self._shredded.add(fingerprint(w.wrapped) for w in wrapped_keys)
+
+    def is_destroyed(self, wrapped: WrappedKey) -> bool:
+        """Whether this wrapped key is on the key-destruction list."""
+        return self._shredded is not None and fingerprint(wrapped.wrapped) in self._shredded
 
     def wrap(self, data_key: bytes, *, recording_id: str) -> WrappedKey:
         """Encrypt ``data_key`` under the current KEK, bound to ``recording_id``."""
@@ -107,8 +131,14 @@ class Keyring:
         """The data key inside ``wrapped``.
 
         ConfigurationError if its KEK is not on this ring (a retired or missing key file);
-        IntegrityError if it fails authentication: tampered, or wrapped for another recording.
+        IntegrityError if it fails authentication: tampered, or wrapped for another recording;
+        NotFound if the key was destroyed (on the key-destruction list, e.g. restored from a backup).
         """
+        if self.is_destroyed(wrapped):
+            raise NotFound(
+                f"the data key of recording {recording_id} was destroyed; its audio no longer exists "
+                "(a restored backup cannot bring it back)"
+            )
         aead = self._aeads.get(wrapped.kek_id)
         if aead is None:
             raise ConfigurationError(
@@ -175,7 +205,7 @@ def load_keyring(key_dir: Path, env: Mapping[str, str]) -> Keyring:
         raise ConfigurationError(
             f"{key_dir} holds key files but no CURRENT file naming the key to use for new recordings"
         )
-    return Keyring(keys, current)
+    return Keyring(keys, current, shredded=ShredList(key_dir / SHRED_LIST_NAME))
 
 
 def create_kek(key_dir: Path) -> str:

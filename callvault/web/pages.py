@@ -1,11 +1,16 @@
 """Server-rendered pages over the same services as the JSON API (sign-in, search, detail, player).
 
-The session is the same bearer token as the API, carried in an HttpOnly, SameSite=Strict cookie;
-the full web application (MFA step, CSRF tokens, waveform player) grows from here.
+Sign-in: password (the form carries a double-submit CSRF token, so nobody can sign a browser into
+an account of theirs), then the one-time code (or, when the role needs MFA and the account has none,
+MFA set-up). Each step starts a brand-new server-side session (``identity.sessions``) carried in an
+HttpOnly, SameSite=Strict cookie, Secure over HTTPS. Every state-changing form carries the session's
+CSRF token and is refused without it.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -14,9 +19,12 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from callvault.api.deps import SESSION_COOKIE, Caller, get_caller, get_runtime, source_ip
-from callvault.core.errors import AuthenticationFailed, CallvaultError
+from callvault.api.deps import SESSION_COOKIE, Caller, get_caller, get_runtime, policy_in_force, source_ip
+from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, InvalidInput
+from callvault.identity import mfa
 from callvault.identity import service as identity
+from callvault.identity import sessions as web_sessions
+from callvault.identity.models import User, WebSession
 from callvault.policy import service as policy_service
 from callvault.policy.decide import allowed_purposes
 from callvault.recordings import service as recordings
@@ -28,20 +36,73 @@ STATIC_DIR = Path(__file__).parent / "static"
 router = APIRouter(include_in_schema=False)
 
 
+PRELOGIN_COOKIE = "cv_prelogin"
+
+
 def _optional_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller | None:
     if not request.cookies.get(SESSION_COOKIE):
         return None
     try:
         return get_caller(request, runtime)
-    except AuthenticationFailed:
+    except (AuthenticationFailed, AccessDenied):
         return None
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "") == "https"
+
+
+def _set_session_cookie(response: Response, request: Request, cookie: str) -> None:
+    # No max_age: a browser-session cookie. The server ends the session (idle/absolute) regardless.
+    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="strict", secure=_secure(request), path="/")
+
+
+def _same(sent: str, expected: str) -> bool:
+    return bool(sent) and bool(expected) and hmac.compare_digest(sent, expected)
+
+
+def _login_page(request: Request, error: str | None, status_code: int = 200) -> Response:
+    """The sign-in form with a fresh double-submit token (cookie + hidden field must match)."""
+    token = secrets.token_urlsafe(32)
+    response = templates.TemplateResponse(request, "login.html", {"error": error, "csrf_token": token},
+                                          status_code=status_code)
+    response.set_cookie(PRELOGIN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
+                        path="/", max_age=3600)
+    return response
+
+
+def _half_session(request: Request, runtime: Runtime, stage: str) -> tuple[WebSession, User] | None:
+    """The half-signed-in session (password done, second factor or MFA set-up owed) at ``stage``."""
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    with runtime.db.unit_of_work() as session:
+        row = web_sessions.resolve(session, cookie=cookie, idle_seconds=runtime.settings.session_idle_seconds,
+                                   clock=runtime.clock)
+        if row is None or row.stage != stage:
+            return None
+        user = session.get(User, row.user_id)
+        if user is None or not user.active:
+            return None
+        session.expunge(row)
+        session.expunge(user)
+        return row, user
+
+
+def _pending_redirect(request: Request, runtime: Runtime) -> Response | None:
+    for stage, path in (("mfa", "/mfa"), ("enrol", "/mfa/enrol")):
+        if _half_session(request, runtime, stage) is not None:
+            return RedirectResponse(path, status_code=303)
+    return None
 
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request, caller: Caller | None = Depends(_optional_caller),
          runtime: Runtime = Depends(get_runtime)) -> Response:
     if caller is None:
-        return templates.TemplateResponse(request, "login.html", {"error": None})
+        if request.cookies.get(SESSION_COOKIE):
+            pending = _pending_redirect(request, runtime)
+            if pending is not None:
+                return pending
+        return _login_page(request, None)
     if caller.actor.acknowledged_policy_version != caller.policy.version:
         return templates.TemplateResponse(request, "acknowledge.html", {"caller": caller, "policy": caller.policy})
     q = request.query_params
@@ -69,38 +130,149 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
 
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
-          runtime: Runtime = Depends(get_runtime)) -> Response:
+          csrf_token: Annotated[str, Form()] = "", runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not _same(csrf_token, request.cookies.get(PRELOGIN_COOKIE, "")):
+        return _login_page(request, "The sign-in form expired; please try again.", status_code=403)
     ip = source_ip(request)
+    old_cookie = request.cookies.get(SESSION_COOKIE)
     try:
         with runtime.db.unit_of_work() as session:
-            user = identity.authenticate(session, username=username, password=password, source_ip=ip,
-                                         clock=runtime.clock)
-            issued = identity.issue_token(session, user=user, ttl_seconds=runtime.settings.token_ttl_seconds,
-                                          name="web", clock=runtime.clock)
-    except AuthenticationFailed:
+            policy = policy_in_force(session, runtime.clock)
+            result = identity.sign_in(session, username=username, password=password, otp=None, policy=policy,
+                                      keyring=runtime.keyring, source_ip=ip, clock=runtime.clock)
+            if old_cookie:  # never adopt a session the browser brought along (fixation)
+                web_sessions.revoke(session, cookie=old_cookie, clock=runtime.clock)
+            new = web_sessions.create(session, user=result.user, stage=result.stage, source_ip=ip,
+                                      absolute_seconds=runtime.settings.session_absolute_seconds,
+                                      clock=runtime.clock)
+    except AuthenticationFailed as exc:
         with runtime.db.unit_of_work() as session:
-            identity.record_failed_sign_in(session, username=username, source_ip=ip, clock=runtime.clock)
-        return templates.TemplateResponse(request, "login.html", {"error": "Wrong username or password."},
-                                          status_code=401)
-    response = RedirectResponse("/", status_code=303)
-    response.set_cookie(SESSION_COOKIE, issued.token, max_age=issued.expires_in, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/")
+            identity.record_failed_sign_in(session, username=username, source_ip=ip, reason=exc.message,
+                                           clock=runtime.clock)
+        message = exc.message[:1].upper() + exc.message[1:] + "."
+        return _login_page(request, message, status_code=401)
+    target = {"full": "/", "mfa": "/mfa", "enrol": "/mfa/enrol"}[result.stage]
+    response = RedirectResponse(target, status_code=303)
+    _set_session_cookie(response, request, new.cookie)
+    response.delete_cookie(PRELOGIN_COOKIE, path="/")
     return response
 
 
-@router.post("/logout")
-def logout(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
+@router.get("/mfa", response_class=HTMLResponse)
+def mfa_page(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
+    half = _half_session(request, runtime, "mfa")
+    if half is None:
+        return RedirectResponse("/", status_code=303)
+    return templates.TemplateResponse(request, "mfa.html", {"error": None, "csrf_token": half[0].csrf_token})
+
+
+@router.post("/mfa", response_class=HTMLResponse)
+def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annotated[str, Form()] = "",
+               runtime: Runtime = Depends(get_runtime)) -> Response:
+    half = _half_session(request, runtime, "mfa")
+    if half is None:
+        return RedirectResponse("/", status_code=303)
+    ws, user = half
+    if not _same(csrf_token, ws.csrf_token):
+        return templates.TemplateResponse(request, "mfa.html", {"error": "The form expired; please try again.",
+                                                                "csrf_token": ws.csrf_token}, status_code=403)
+    ip = source_ip(request)
+    try:
         with runtime.db.unit_of_work() as session:
-            identity.revoke_token(session, token=token, clock=runtime.clock)
+            identity.complete_mfa(session, user=user, code=code, keyring=runtime.keyring, source_ip=ip,
+                                  clock=runtime.clock)
+            row = session.get(WebSession, ws.id)
+            assert row is not None
+            new = web_sessions.rotate(session, old=row, user=user, stage="full", source_ip=ip,
+                                      absolute_seconds=runtime.settings.session_absolute_seconds, clock=runtime.clock)
+    except AuthenticationFailed as exc:
+        with runtime.db.unit_of_work() as session:
+            identity.record_failed_sign_in(session, username=user.username, source_ip=ip, reason=exc.message,
+                                           clock=runtime.clock)
+            if isinstance(exc, identity.SignInLocked):
+                web_sessions.revoke(session, cookie=request.cookies.get(SESSION_COOKIE, ""), clock=runtime.clock)
+        return templates.TemplateResponse(request, "mfa.html", {
+            "error": exc.message[:1].upper() + exc.message[1:] + ".", "csrf_token": ws.csrf_token}, status_code=401)
+    response = RedirectResponse("/", status_code=303)
+    _set_session_cookie(response, request, new.cookie)
+    return response
+
+
+@router.get("/mfa/enrol", response_class=HTMLResponse)
+def mfa_enrol_page(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
+    half = _half_session(request, runtime, "enrol")
+    if half is None:
+        return RedirectResponse("/", status_code=303)
+    ws, user = half
+    with runtime.db.unit_of_work() as session:
+        enrolment = mfa.pending_enrolment(session, user=user, keyring=runtime.keyring) or mfa.begin_enrolment(
+            session, user=user, keyring=runtime.keyring, clock=runtime.clock)
+    return templates.TemplateResponse(request, "mfa_enrol.html", {
+        "error": None, "csrf_token": ws.csrf_token, "enrolment": enrolment})
+
+
+@router.post("/mfa/enrol", response_class=HTMLResponse)
+def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annotated[str, Form()] = "",
+                     runtime: Runtime = Depends(get_runtime)) -> Response:
+    half = _half_session(request, runtime, "enrol")
+    if half is None:
+        return RedirectResponse("/", status_code=303)
+    ws, user = half
+    ip = source_ip(request)
+    error = None if _same(csrf_token, ws.csrf_token) else "The form expired; please try again."
+    if error is None:
+        try:
+            with runtime.db.unit_of_work() as session:
+                fresh = session.get(User, user.id)
+                assert fresh is not None
+                codes = mfa.confirm_enrolment(session, user=fresh, code=code, keyring=runtime.keyring, source_ip=ip,
+                                              clock=runtime.clock)
+                identity.record_sign_in(session, user=fresh, source_ip=ip, method="password+totp (enrolment)",
+                                        clock=runtime.clock)
+                row = session.get(WebSession, ws.id)
+                assert row is not None
+                new = web_sessions.rotate(session, old=row, user=fresh, stage="full", source_ip=ip,
+                                          absolute_seconds=runtime.settings.session_absolute_seconds,
+                                          clock=runtime.clock)
+        except InvalidInput as exc:
+            error = exc.message
+    if error is not None:
+        with runtime.db.unit_of_work() as session:
+            enrolment = mfa.pending_enrolment(session, user=user, keyring=runtime.keyring)
+        return templates.TemplateResponse(request, "mfa_enrol.html", {
+            "error": error, "csrf_token": ws.csrf_token, "enrolment": enrolment}, status_code=422)
+    response = templates.TemplateResponse(request, "mfa_recovery.html", {"codes": codes})
+    response.headers["Cache-Control"] = "no-store"
+    _set_session_cookie(response, request, new.cookie)
+    return response
+
+
+def _web_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller:
+    """A fully signed-in web user whose form carries the session's CSRF token (checked by the handler)."""
+    return get_caller(request, runtime)
+
+
+@router.post("/logout")
+def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
+           runtime: Runtime = Depends(get_runtime)) -> Response:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        with runtime.db.unit_of_work() as session:
+            row = web_sessions.resolve(session, cookie=cookie, idle_seconds=runtime.settings.session_idle_seconds,
+                                       clock=runtime.clock)
+            if row is None or not _same(csrf_token, row.csrf_token):
+                return Response("The form expired; reload the page and try again.", status_code=403)
+            web_sessions.revoke(session, cookie=cookie, clock=runtime.clock)
     response = RedirectResponse("/", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 @router.post("/acknowledge")
-def acknowledge(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+def acknowledge(csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(_web_caller),
+                runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not _same(csrf_token, caller.csrf_token):
+        return Response("The form expired; reload the page and try again.", status_code=403)
     with runtime.db.unit_of_work() as session:
         user = identity.get_user(session, caller.user.username)
         identity.acknowledge_policy(session, user=user, policy=caller.policy, source_ip=caller.source_ip,

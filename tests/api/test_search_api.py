@@ -23,7 +23,7 @@ def catalog(server: LiveServer) -> dict[str, str]:
         dict(call_id="s-3", extension="2002", agent="bob", direction="inbound", remote_number="+14165550101",
              local_number="+14165911669", offset=2),
         dict(call_id="s-4", extension="2002", agent="bob", direction="inbound", remote_number="+14165550104",
-             local_number="+14165911668", offset=3, team="billing"),
+             local_number="+14165911668", offset=3),
         dict(call_id="s-5", extension="2001", agent="alice", direction="inbound", remote_number="+14165550105",
              local_number="+14165911668", offset=10),
         dict(call_id="s-6", extension="2002", agent="bob", direction="inbound", remote_number="+14165550106",
@@ -52,7 +52,8 @@ def _calls(client: object, **params: str) -> list[str]:
 @pytest.mark.parametrize("params, expected", [
     ({"extension": "2002"}, ["s-3", "s-4", "s-6"]),
     ({"agent": "alice"}, ["s-1", "s-2", "s-5"]),
-    ({"team": "billing"}, ["s-4"]),
+    ({"team": "customer_support"}, ["s-1", "s-2", "s-3", "s-4", "s-5", "s-6"]),
+    ({"team": "billing"}, []),                                     # policy A records no other team (A1)
     ({"direction": "outbound"}, ["s-2"]),
     ({"remote_number": "+1 (416) 555-0101"}, ["s-1", "s-3"]),      # normalised before matching
     ({"remote_number": "416-555-0101"}, ["s-1", "s-3"]),           # national format, default region

@@ -12,11 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import uvicorn
 
+import callvault.cli.main  # noqa: F401  (first: it loads every command module; see the end of cli/main.py)
 from callvault.cli.commands import initialise
+from callvault.core.clock import Clock
 from callvault.core.settings import Settings, load_settings
+from callvault.identity import mfa
 from callvault.identity import service as identity
+from callvault.identity.models import MfaCredential
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime, build_runtime
 
@@ -47,19 +52,50 @@ PERSONAS = [
 class CallvaultEnv:
     """One initialised callvault: settings, runtime and the personas' accounts."""
 
-    def __init__(self, data_dir: Path, database_url: str, policy_file: Path) -> None:
+    def __init__(self, data_dir: Path, database_url: str, policy_file: Path,
+                 personas: list[Persona] | None = None) -> None:
         self.settings: Settings = load_settings(data_dir, env={"CALLVAULT_DATABASE_URL": database_url})
         initialise(self.settings, policy_file=policy_file, admin_user="admin", admin_password=PASSWORD)
         self.runtime: Runtime = build_runtime(self.settings)
+        self.totp_secrets: dict[str, str] = {}
+        """Every persona (and admin) has MFA set up, as the example policies require for their roles."""
+        self._otp_steps: dict[str, int] = {}
         with self.runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session)
             admin = identity.get_user(session, "admin")
             identity.acknowledge_policy(session, user=admin, policy=policy)
-            for p in PERSONAS:
+            self._enrol_mfa(session, admin)
+            for p in PERSONAS if personas is None else personas:
                 user = identity.create_user(session, actor="test", policy=policy, username=p.username, role=p.role,
                                             password=PASSWORD, extension=p.extension, team=p.team)
                 if p.acknowledge:
                     identity.acknowledge_policy(session, user=user, policy=policy)
+                self._enrol_mfa(session, user)
+
+    def _enrol_mfa(self, session: Any, user: Any) -> None:
+        enrolment = mfa.begin_enrolment(session, user=user, keyring=self.runtime.keyring)
+        mfa.confirm_enrolment(session, user=user, code=pyotp.TOTP(enrolment.secret).now(),
+                              keyring=self.runtime.keyring)
+        # As if enrolled long ago: the enrolment code's time step must not block the first sign-in.
+        cred = session.get(MfaCredential, user.id)
+        cred.last_used_step = None
+        self.totp_secrets[user.username] = enrolment.secret
+
+    def otp(self, username: str) -> str:
+        """A one-time code ``username``'s server has not seen yet (each step is accepted once)."""
+        clock: Clock = self.runtime.clock
+        while True:
+            now_step = int(clock.now().timestamp()) // mfa.STEP_SECONDS
+            # Prefer the current step or a later one: an older step can expire between here and the
+            # server's check when the machine is busy.
+            step = max(self._otp_steps.get(username, now_step - 1) + 1, now_step)
+            if step <= now_step + mfa.DRIFT_STEPS:
+                break
+            if type(clock) is not Clock:
+                raise RuntimeError(f"no unused one-time code left for {username} at this fixed time")
+            time.sleep(mfa.STEP_SECONDS - clock.now().timestamp() % mfa.STEP_SECONDS + 0.05)
+        self._otp_steps[username] = step
+        return str(pyotp.TOTP(self.totp_secrets[username]).at(step * mfa.STEP_SECONDS))
 
     @property
     def data_dir(self) -> Path:
@@ -93,10 +129,13 @@ class LiveServer:
         self.env = env
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        # proxy_headers=False, as `callvault serve` runs: only callvault decides whom to believe (A11).
         config = uvicorn.Config(create_app(env.runtime), host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
+                                lifespan="off", proxy_headers=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._tokens: dict[str, str] = {}
+        """Signed-in tokens reused across tests: each sign-in spends a one-time code, and a code works once."""
 
     def start(self) -> None:
         self._thread.start()
@@ -112,10 +151,21 @@ class LiveServer:
 
     @contextmanager
     def client(self, username: str | None = None, **kwargs: Any) -> Iterator[httpx.Client]:
-        """An HTTP client, signed in as ``username`` (bearer token) when given."""
+        """An HTTP client, signed in as ``username`` (bearer token; password + one-time code) when given."""
         with httpx.Client(base_url=self.base_url, timeout=30, **kwargs) as client:
             if username:
-                resp = client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD})
-                resp.raise_for_status()
-                client.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+                token = self._tokens.get(username)
+                if token is None or client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+                                                ).status_code != 200:
+                    token = self.sign_in(client, username)
+                    self._tokens[username] = token
+                client.headers["Authorization"] = f"Bearer {token}"
             yield client
+
+    def sign_in(self, client: httpx.Client, username: str) -> str:
+        """A fresh bearer token for ``username`` through the real sign-in (password, then a new TOTP code)."""
+        resp = client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD,
+                                                       "otp": self.env.otp(username)})
+        resp.raise_for_status()
+        token: str = resp.json()["access_token"]
+        return token

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ACCESS_KEY = "cvtestaccess"
-SECRET_KEY = "cvtest-secret-key-0123456789"  # noqa: S105 - a throw-away test server's credential
+SECRET_KEY = "cvtest-secret-key-0123456789"
 
 
 def _free_ports(n: int) -> list[int]:
@@ -78,7 +78,7 @@ def start_s3_server(workdir: Path, buckets: str = "callvault-test") -> S3Server:
         f"-filer.localSocket={workdir / 'filer.sock'}", f"-s3.localSocket={workdir / 's3.sock'}",
     ]
     with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)  # noqa: S603
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     server = S3Server(endpoint=f"http://127.0.0.1:{p_s3}", process=process, log=log)
     deadline = time.monotonic() + 60
     import boto3
@@ -94,7 +94,7 @@ def start_s3_server(workdir: Path, buckets: str = "callvault-test") -> S3Server:
             names = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
             if set(buckets.split(",")) <= names:
                 return server
-        except Exception:  # noqa: BLE001, S110 - still starting
+        except Exception:
             pass
         if time.monotonic() > deadline:
             server.stop()

@@ -1,0 +1,1 @@
+"""Internal access requests, approvals, time-boxed grants and employees' consents (B6, B9, A6)."""

@@ -1,0 +1,348 @@
+"""Signed checkpoints over the audit log, full verification, inclusion proofs and export bundles.
+
+A checkpoint signs this text (UTF-8, ``\\n`` line ends, the same in ``tools/verify_audit_bundle.py``)::
+
+    callvault-audit-checkpoint/1
+    seq <checkpoint seq>
+    size <tree size>
+    root <Merkle root, hex>
+    time <published_at, ISO 8601 with microseconds and +00:00>
+    key <key id>
+
+``verify_log`` checks, in this order, and stops at the first problem it can name:
+the hash chain (first bad entry), then every checkpoint: sequence, signer, signature, that it does not
+cover entries that are gone, that its root is the root of the entries as they are now, and that it is
+consistent with the checkpoint before it (an RFC 9162 consistency proof).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from callvault.audit import merkle
+from callvault.audit.models import AuditCheckpoint, AuditEntry
+from callvault.audit.service import _PG_AUDIT_LOCK, EntryFields, as_dict, iter_entry_rows, verify_chain
+from callvault.audit.signing import Signer, key_id, public_key_pem, raw_public_key, signature_valid
+from callvault.core.clock import Clock, system_clock
+from callvault.core.errors import ConfigurationError, InvalidInput, NotFound
+
+BUNDLE_FORMAT = "callvault-audit-bundle/1"
+CHECKPOINT_HEADER = "callvault-audit-checkpoint/1"
+
+
+def checkpoint_message(*, seq: int, tree_size: int, root_hash: str, published_at: datetime, key: str) -> bytes:
+    """The exact bytes a checkpoint's signature covers."""
+    return (
+        f"{CHECKPOINT_HEADER}\nseq {seq}\nsize {tree_size}\nroot {root_hash}\n"
+        f"time {published_at.astimezone(UTC).isoformat(timespec='microseconds')}\nkey {key}\n"
+    ).encode()
+
+
+def checkpoint_dict(cp: AuditCheckpoint) -> dict[str, Any]:
+    """JSON form of a checkpoint (what the CLI prints and bundles carry)."""
+    return {
+        "seq": cp.seq,
+        "tree_size": cp.tree_size,
+        "root_hash": cp.root_hash,
+        "published_at": cp.published_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        "key_id": cp.key_id,
+        "signature": cp.signature,
+    }
+
+
+def _lock(session: Session) -> None:
+    # The same lock appends take: the tree is read as a complete, contiguous prefix of the log.
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+
+
+def load_tree(session: Session, *, size: int | None = None) -> merkle.MerkleTree:
+    """The Merkle tree of the stored entries (the first ``size`` of them, or all)."""
+    tree = merkle.MerkleTree()
+    query = select(AuditEntry.entry_hash).order_by(AuditEntry.seq)
+    if size is not None:
+        query = query.where(AuditEntry.seq <= size)
+    for (entry_hash,) in session.execute(query):
+        tree.append(merkle.entry_leaf(entry_hash))
+    return tree
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    return session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1))
+
+
+def list_checkpoints(session: Session, *, up_to_seq: int | None = None) -> list[AuditCheckpoint]:
+    query = select(AuditCheckpoint).order_by(AuditCheckpoint.seq)
+    if up_to_seq is not None:
+        query = query.where(AuditCheckpoint.seq <= up_to_seq)
+    return list(session.scalars(query))
+
+
+def publish_checkpoint(
+    session: Session, *, signer: Signer, clock: Clock = system_clock, only_if_grown: bool = False,
+    max_quiet_seconds: float | None = None,
+) -> AuditCheckpoint | None:
+    """Sign the current tree head and store it (the caller commits).
+
+    With ``only_if_grown`` nothing is published when no entry was added since the last checkpoint,
+    unless the last one is older than ``max_quiet_seconds`` (a fresh signature on an unchanged log
+    shows the log was still there and unchanged at that time).
+    """
+    _lock(session)
+    last = latest_checkpoint(session)
+    size = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+    now = clock.now()
+    if only_if_grown and last is not None and last.tree_size == size:
+        quiet = (now - last.published_at).total_seconds()
+        if max_quiet_seconds is None or quiet < max_quiet_seconds:
+            return None
+    tree = load_tree(session, size=size)
+    if tree.size != size:
+        raise ConfigurationError(f"the audit log has {size} entries but {tree.size} form a prefix; "
+                                 "run `callvault audit verify`")
+    root = tree.root().hex()
+    seq = (last.seq + 1) if last else 1
+    cp = AuditCheckpoint(seq=seq, tree_size=size, root_hash=root, published_at=now, key_id=signer.key_id,
+                         signature="")
+    cp.signature = signer.sign(checkpoint_message(seq=seq, tree_size=size, root_hash=root, published_at=now,
+                                                  key=signer.key_id))
+    session.add(cp)
+    session.flush()
+    return cp
+
+
+@dataclass(frozen=True)
+class LogVerifyResult:
+    """Outcome of ``verify_log``. At most one of ``first_bad_seq`` / ``first_bad_checkpoint`` is set."""
+
+    entries_checked: int
+    head_hash: str
+    checkpoints_checked: int
+    first_bad_seq: int | None = None
+    first_bad_checkpoint: int | None = None
+    problem: str = ""
+    latest_tree_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return self.first_bad_seq is None and self.first_bad_checkpoint is None
+
+
+@dataclass(frozen=True)
+class TrustedCheckpoint:
+    """A checkpoint kept outside the database (from a bundle, a mail, ``audit checkpoint`` output)."""
+
+    seq: int
+    tree_size: int
+    root_hash: str
+    published_at: datetime
+    key_id: str
+    signature: str
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str = "checkpoint") -> TrustedCheckpoint:
+        try:
+            return cls(seq=int(data["seq"]), tree_size=int(data["tree_size"]), root_hash=str(data["root_hash"]),
+                       published_at=datetime.fromisoformat(str(data["published_at"])),
+                       key_id=str(data["key_id"]), signature=str(data["signature"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"{where} is not a callvault checkpoint (seq, tree_size, root_hash, "
+                               f"published_at, key_id, signature): {exc}") from exc
+
+
+def _check_signature(cp: AuditCheckpoint | TrustedCheckpoint, public_key: Ed25519PublicKey) -> str:
+    trusted_id = key_id(public_key)
+    if cp.key_id != trusted_id:
+        return f"signed by key {cp.key_id}, not the trusted key {trusted_id}"
+    message = checkpoint_message(seq=cp.seq, tree_size=cp.tree_size, root_hash=cp.root_hash,
+                                 published_at=cp.published_at, key=cp.key_id)
+    if not signature_valid(public_key, cp.signature, message):
+        return "its signature does not match its contents (seq, size, root, time or key was altered)"
+    return ""
+
+
+def verify_log(
+    session: Session, *, public_key: Ed25519PublicKey | None, trusted: Sequence[TrustedCheckpoint] = (),
+) -> LogVerifyResult:
+    """Verify chain, tree, checkpoint signatures and consistency; see the module docstring."""
+    tree = merkle.MerkleTree()
+
+    def add_leaf(entry: EntryFields) -> None:
+        tree.append(merkle.entry_leaf(entry.entry_hash))
+
+    chain = verify_chain(session, on_entry=add_leaf)
+    entries, head = chain.entries_checked, chain.head_hash
+    if not chain.intact:
+        return LogVerifyResult(entries, head, checkpoints_checked=0, first_bad_seq=chain.first_bad_seq,
+                               problem=chain.problem)
+    checkpoints = list_checkpoints(session)
+    if checkpoints and public_key is None:
+        raise ConfigurationError("the log has signed checkpoints but no public key to check them with; "
+                                 "give --public-key FILE (from `callvault audit public-key`)")
+    checked = 0
+    prev: AuditCheckpoint | None = None
+    for cp in checkpoints:
+        expected = (prev.seq + 1) if prev else 1
+        if cp.seq != expected:
+            return LogVerifyResult(entries, head, checkpoints_checked=checked, first_bad_checkpoint=expected,
+                                   problem=f"checkpoint {expected} is missing (the next one is {cp.seq})")
+        bad = _check_checkpoint(cp, prev, tree, public_key)
+        if bad:
+            return LogVerifyResult(entries, head, checkpoints_checked=checked, first_bad_checkpoint=cp.seq,
+                                   problem=f"checkpoint {cp.seq} {bad}")
+        prev = cp
+        checked += 1
+    notes: list[str] = []
+    for item in trusted:
+        bad = _check_trusted(item, tree, public_key, checkpoints)
+        if bad:
+            return LogVerifyResult(entries, head, checkpoints_checked=checked, first_bad_checkpoint=item.seq,
+                                   problem=f"saved checkpoint {item.seq} {bad}")
+        notes.append(f"saved checkpoint {item.seq} (size {item.tree_size}) is consistent with the log")
+    latest = prev.tree_size if prev else 0
+    if tree.size > latest:
+        notes.append(f"{tree.size - latest} entries after the latest checkpoint are not signed yet")
+    return LogVerifyResult(entries, head, checkpoints_checked=checked, latest_tree_size=latest, notes=notes)
+
+
+def _check_checkpoint(cp: AuditCheckpoint, prev: AuditCheckpoint | None, tree: merkle.MerkleTree,
+                      public_key: Ed25519PublicKey | None) -> str:
+    assert public_key is not None
+    bad = _check_signature(cp, public_key)
+    if bad:
+        return bad
+    if prev is not None and cp.tree_size < prev.tree_size:
+        return f"covers {cp.tree_size} entries, fewer than checkpoint {prev.seq} ({prev.tree_size})"
+    if prev is not None and cp.published_at < prev.published_at:
+        return f"is dated before checkpoint {prev.seq}"
+    if cp.tree_size > tree.size:
+        return (f"covers {cp.tree_size} entries but the log has only {tree.size}: "
+                f"entries #{tree.size + 1}..#{cp.tree_size} were removed")
+    if tree.root(cp.tree_size).hex() != cp.root_hash:
+        since = prev.tree_size if prev else 0
+        return (f"does not match the entries it signed: entries #{since + 1}..#{cp.tree_size} were rewritten "
+                f"after checkpoint {cp.seq} was published")
+    if prev is not None:
+        proof = tree.consistency_proof(prev.tree_size, cp.tree_size)
+        if not merkle.verify_consistency(prev.tree_size, cp.tree_size, bytes.fromhex(prev.root_hash),
+                                         bytes.fromhex(cp.root_hash), proof):
+            return f"is not consistent with checkpoint {prev.seq}"
+    return ""
+
+
+def _check_trusted(item: TrustedCheckpoint, tree: merkle.MerkleTree, public_key: Ed25519PublicKey | None,
+                   stored: Sequence[AuditCheckpoint]) -> str:
+    if public_key is None:
+        return "cannot be checked without a public key"
+    bad = _check_signature(item, public_key)
+    if bad:
+        return bad
+    if item.tree_size > tree.size:
+        return (f"covers {item.tree_size} entries but the log has only {tree.size}: "
+                f"entries #{tree.size + 1}..#{item.tree_size} were removed")
+    if tree.root(item.tree_size).hex() != item.root_hash:
+        return f"does not match the log: entries among #1..#{item.tree_size} were rewritten after it was saved"
+    same = next((c for c in stored if c.seq == item.seq), None)
+    if same is None or checkpoint_dict(same) != _trusted_dict(item):
+        return "is missing from the database or differs from the stored copy"
+    return ""
+
+
+def _trusted_dict(item: TrustedCheckpoint) -> dict[str, Any]:
+    return {"seq": item.seq, "tree_size": item.tree_size, "root_hash": item.root_hash,
+            "published_at": item.published_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "key_id": item.key_id, "signature": item.signature}
+
+
+def inclusion_proof(session: Session, entry_seq: int) -> dict[str, Any]:
+    """An RFC 9162 inclusion proof of one entry against the latest checkpoint that covers it."""
+    cp = latest_checkpoint(session)
+    if cp is None:
+        raise NotFound("no checkpoint has been published yet; run `callvault audit checkpoint`")
+    if not 1 <= entry_seq <= cp.tree_size:
+        raise NotFound(f"entry #{entry_seq} is not covered by the latest checkpoint {cp.seq} "
+                       f"(entries #1..#{cp.tree_size}); publish a new checkpoint first")
+    entry = session.get(AuditEntry, entry_seq)
+    if entry is None:
+        raise NotFound(f"entry #{entry_seq} does not exist")
+    tree = load_tree(session, size=cp.tree_size)
+    proof = tree.inclusion_proof(entry_seq - 1, cp.tree_size)
+    return {
+        "entry": as_dict(entry),
+        "leaf_index": entry_seq - 1,
+        "leaf_hash": merkle.entry_leaf(entry.entry_hash).hex(),
+        "tree_size": cp.tree_size,
+        "root_hash": cp.root_hash,
+        "audit_path": [p.hex() for p in proof],
+        "checkpoint": checkpoint_dict(cp),
+    }
+
+
+def seq_range(session: Session, start: datetime | None, end: datetime | None) -> tuple[int, int] | None:
+    """The contiguous seq range from the first entry at/after ``start`` to the last before ``end``."""
+    first_q = select(func.min(AuditEntry.seq))
+    last_q = select(func.max(AuditEntry.seq))
+    if start is not None:
+        first_q = first_q.where(AuditEntry.at >= start)
+        last_q = last_q.where(AuditEntry.at >= start)
+    if end is not None:
+        first_q = first_q.where(AuditEntry.at < end)
+        last_q = last_q.where(AuditEntry.at < end)
+    first, last = session.scalar(first_q), session.scalar(last_q)
+    if first is None or last is None:
+        return None
+    return int(first), int(last)
+
+
+def export_bundle(session: Session, *, public_key: Ed25519PublicKey, first_seq: int, last_seq: int,
+                  clock: Clock = system_clock) -> dict[str, Any]:
+    """A self-contained bundle: the entries, every checkpoint up to the latest, consistency proofs
+    between consecutive checkpoints, and an inclusion proof of each entry in the latest checkpoint.
+
+    The latest checkpoint must cover ``last_seq`` (the CLI publishes one first when it does not).
+    """
+    cp = latest_checkpoint(session)
+    if cp is None or cp.tree_size < last_seq:
+        raise NotFound(f"no checkpoint covers entry #{last_seq} yet; publish one with `callvault audit checkpoint`")
+    checkpoints = list_checkpoints(session, up_to_seq=cp.seq)
+    tree = load_tree(session, size=cp.tree_size)
+    consistency = []
+    for older, newer in itertools.pairwise(checkpoints):
+        proof = tree.consistency_proof(older.tree_size, newer.tree_size)
+        consistency.append({"from_checkpoint": older.seq, "to_checkpoint": newer.seq,
+                            "proof": [p.hex() for p in proof]})
+    entries = [as_dict(e) for e in iter_entry_rows(session, first_seq=first_seq, last_seq=last_seq)]
+    inclusion = {str(e["seq"]): [p.hex() for p in tree.inclusion_proof(e["seq"] - 1, cp.tree_size)]
+                 for e in entries}
+    return {
+        "format": BUNDLE_FORMAT,
+        "created_at": clock.now().astimezone(UTC).isoformat(timespec="seconds"),
+        "hashing": {
+            "entry_hash": "sha256(prev_hash as ASCII hex || canonical JSON of the entry fields)",
+            "canonical_json": "json.dumps(fields, sort_keys=True, separators=(',', ':'), ensure_ascii=False)",
+            "leaf": "sha256(0x00 || bytes.fromhex(entry_hash))",
+            "node": "sha256(0x01 || left || right)  (RFC 9162 section 2.1)",
+        },
+        "public_key": {"algorithm": "ed25519", "key_id": key_id(public_key),
+                       "raw_hex": raw_public_key(public_key).hex(), "pem": public_key_pem(public_key)},
+        "range": {"first_seq": first_seq, "last_seq": last_seq},
+        "entries": entries,
+        "checkpoints": [checkpoint_dict(c) for c in checkpoints],
+        "consistency_proofs": consistency,
+        "anchor_checkpoint": cp.seq,
+        "inclusion_proofs": inclusion,
+    }
+
+
+def dump_bundle(bundle: dict[str, Any]) -> str:
+    return json.dumps(bundle, indent=1, sort_keys=True, ensure_ascii=False, default=str) + "\n"

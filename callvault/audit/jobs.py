@@ -1,0 +1,26 @@
+"""Audit's background work: publishing signed checkpoints at a fixed interval."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from callvault.audit.checkpoints import publish_checkpoint
+from callvault.audit.signing import load_signer, signing_key_path
+from callvault.jobs.registry import job
+
+if TYPE_CHECKING:
+    from callvault.runtime import Runtime
+
+CHECKPOINT_EVERY_SECONDS = 300
+MAX_QUIET_SECONDS = 24 * 3600
+"""Even with no new entries, a fresh checkpoint a day shows the log was there, unchanged."""
+
+
+@job("audit.checkpoint", every_seconds=CHECKPOINT_EVERY_SECONDS)
+def checkpoint(runtime: Runtime) -> int:
+    """Sign and store the current Merkle tree head when the log grew (or daily when it did not)."""
+    signer = load_signer(signing_key_path(runtime.settings.key_dir, runtime.settings.env))
+    with runtime.db.unit_of_work() as session:
+        cp = publish_checkpoint(session, signer=signer, clock=runtime.clock, only_if_grown=True,
+                                max_quiet_seconds=MAX_QUIET_SECONDS)
+    return 0 if cp is None else 1

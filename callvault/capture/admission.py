@@ -1,0 +1,167 @@
+"""Ingest's admission step: may this call be stored at all, and which parts of it?
+
+Runs before anything is reserved or written (A1, A8, A14, B1, B3, B4):
+
+* **scope**: a call outside the policy's recording scope (team, direction, extension, private line,
+  trunk number) is not stored. The refusal is audited with the reason and the call's routing
+  metadata, never the caller's number or any audio.
+* **announcement**: a call that ended during the inbound announcement keeps no caller audio, so
+  nothing is stored; otherwise the stored audio starts when the announcement ended
+  (``consent.announcement_ended_at``).
+* **control events** already filed for the call (``recording_controls``, e.g. the agent pressed stop
+  while the call was live): ``personal`` stores nothing; ``stop`` cuts everything after it;
+  ``pause``/``resume`` spans are silenced. An event from a specialist applies only if the call turns
+  out to be on their own extension; others are marked ignored, with the reason.
+
+Refusals are ``NotRecordable`` (an ``InvalidInput``: HTTP 422, CLI exit 2) naming the field at fault.
+The caller commits the audit entry before raising it, so the refusal is on record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from callvault.audit import service as audit
+from callvault.capture.audio import AudioInfo
+from callvault.capture.audioedit import AudioEdit, pause_spans
+from callvault.capture.metadata import CallMetadata
+from callvault.capture.models import ControlKind, RecordingControl
+from callvault.core.clock import Clock, system_clock
+from callvault.core.errors import FieldProblem, InvalidInput
+from callvault.policy.schema import PolicyDocument
+
+
+class NotRecordable(InvalidInput):
+    """The call may not be stored: out of scope, ended during the announcement, personal, or stopped at once."""
+
+
+@dataclass
+class Admission:
+    """The outcome: a refusal, or the edit to apply and the control events it honours."""
+
+    refusal: NotRecordable | None = None
+    edit: AudioEdit = field(default_factory=AudioEdit)
+    applied: list[str] = field(default_factory=list)
+    """Control event ids honoured by ``edit``; marked applied when the recording is finalised."""
+    notes: list[str] = field(default_factory=list)
+
+
+def _scope_field(policy: PolicyDocument, meta: CallMetadata) -> str:
+    scope = policy.recording_scope
+    if meta.direction not in scope.directions:
+        return "direction"
+    if scope.extension_excluded(meta.extension):
+        return "extension"
+    if scope.teams and meta.team not in scope.teams:
+        return "team"
+    if scope.extensions and not scope.check(direction=meta.direction, team=meta.team, extension=meta.extension,
+                                            trunk_number=None).in_scope:
+        return "extension"
+    return "local_number"
+
+
+def _seconds(at: datetime, origin: datetime) -> float:
+    return (at - origin).total_seconds()
+
+
+def _refuse(
+    session: Session, *, meta: CallMetadata, message: str, location: str, reason: str, clauses: tuple[str, ...],
+    actor: str, actor_role: str, source_ip: str | None, clock: Clock,
+) -> Admission:
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="recording.not_stored", decision="deny",
+        object_type="call", object_id=meta.call_id, reason=reason, clauses=clauses, source_ip=source_ip,
+        details={"direction": meta.direction, "extension": meta.extension, "team": meta.team,
+                 "local_number": meta.local_number, "started_at": meta.started_at.isoformat()},
+    ), clock=clock)
+    return Admission(refusal=NotRecordable(message, [FieldProblem(location, reason)]))
+
+
+def admit(
+    session: Session, *, policy: PolicyDocument, meta: CallMetadata, info: AudioInfo, actor: str,
+    actor_role: str = "", source_ip: str | None = None, clock: Clock = system_clock,
+) -> Admission:
+    """Decide what of this call may be stored (see the module docstring). Audits refusals; never commits."""
+
+    def refuse(*, message: str, location: str, reason: str, clauses: tuple[str, ...]) -> Admission:
+        return _refuse(session, meta=meta, message=message, location=location, reason=reason, clauses=clauses,
+                       actor=actor, actor_role=actor_role, source_ip=source_ip, clock=clock)
+
+    scope = policy.recording_scope.check(direction=meta.direction, team=meta.team, extension=meta.extension,
+                                         trunk_number=meta.local_number)
+    if not scope.in_scope:
+        return refuse(message=f"call {meta.call_id} is outside the recording scope and was not stored: "
+                              f"{scope.reason}",
+                      location=_scope_field(policy, meta), reason=scope.reason, clauses=tuple(scope.clauses))
+
+    controls = list(session.scalars(select(RecordingControl).where(
+        RecordingControl.call_id == meta.call_id, RecordingControl.applied_at.is_(None)
+    ).order_by(RecordingControl.created_at)))
+    eligible: list[RecordingControl] = []
+    for control in controls:
+        if control.administrative or (control.requester_extension and control.requester_extension == meta.extension):
+            eligible.append(control)
+        else:
+            control.applied_at = clock.now()
+            control.outcome = (f"ignored: requested by {control.requested_by} (extension "
+                               f"{control.requester_extension or 'none'}), but the call is on extension "
+                               f"{meta.extension or 'none'}")
+    personal = next((c for c in eligible if c.kind == ControlKind.PERSONAL), None)
+    if personal is not None:
+        personal.applied_at, personal.outcome = clock.now(), "call is personal: nothing stored"
+        return refuse(message=f"call {meta.call_id} was marked personal by {personal.requested_by}; "
+                              "nothing of it is stored",
+                      location="call_id", reason="the call was marked personal; no recording is kept",
+                      clauses=("A14", "B4"))
+
+    origin = meta.started_at
+    announcement_end = meta.consent.announcement_ended_at if meta.consent else None
+    keep_from = 0.0
+    if announcement_end is not None:
+        if meta.ended_at <= announcement_end:
+            return refuse(message=f"call {meta.call_id} ended during the announcement, so no caller audio is "
+                                  "kept (the caller did not consent by staying on the line)",
+                          location="consent.announcement_ended_at",
+                          reason="the call ended during the announcement; nothing is stored", clauses=("A14",))
+        keep_from = max(0.0, _seconds(announcement_end, origin))
+    stop_times = [_seconds(c.at, origin) for c in eligible if c.kind == ControlKind.STOP and c.at is not None]
+    keep_until = min(stop_times) if stop_times else None
+    if keep_until is not None and keep_until <= keep_from:
+        for c in eligible:
+            if c.kind == ControlKind.STOP:
+                c.applied_at, c.outcome = clock.now(), "stopped before any audio could be kept: nothing stored"
+        return refuse(message=f"recording of call {meta.call_id} was stopped before any audio could be kept; "
+                              "nothing is stored",
+                      location="call_id", reason="recording was stopped before any audio could be kept",
+                      clauses=("A14", "B4"))
+    if keep_from >= info.duration_seconds:
+        return refuse(message=f"call {meta.call_id}: the audio ends before the announcement does, so no caller "
+                              "audio is kept",
+                      location="consent.announcement_ended_at",
+                      reason="no audio after the announcement; nothing is stored", clauses=("A14",))
+    pauses = [(c.kind, _seconds(c.at, origin)) for c in eligible
+              if c.kind in (ControlKind.PAUSE, ControlKind.RESUME) and c.at is not None]
+    spans = tuple(pause_spans(pauses, end=keep_until))
+    edit = AudioEdit(keep_from=keep_from, keep_until=keep_until, silence=spans)
+    notes = []
+    if keep_from > 0:
+        notes.append(f"announcement removed ({keep_from:.1f} s)")
+    if keep_until is not None:
+        notes.append(f"stopped at {keep_until:.1f} s")
+    if spans:
+        notes.append(f"{len(spans)} paused span(s) silenced")
+    return Admission(edit=edit, applied=[c.id for c in eligible], notes=notes)
+
+
+def mark_applied(session: Session, *, admission: Admission, recording_id: str, clock: Clock = system_clock) -> None:
+    """Link the honoured control events to the stored recording (the call's timeline)."""
+    for control_id in admission.applied:
+        control = session.get(RecordingControl, control_id)
+        if control is not None and control.applied_at is None:
+            control.recording_id = recording_id
+            control.applied_at = clock.now()
+            control.outcome = "applied when the recording was stored"

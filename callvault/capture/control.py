@@ -1,0 +1,313 @@
+"""Recording control (A14, B4) and quarantine resolution (A5, B2).
+
+Control events: ``stop`` (nothing after the instant is kept), ``pause``/``resume`` (the span is
+silenced; the timeline keeps the fact that it existed), ``personal`` (nothing of the call is kept).
+Who may file one: the agent on the call (a user whose extension is the call's) and administering
+roles / capture integrations. Everyone else is refused, and the refusal is audited by the edge.
+
+* For a call not stored yet the event is kept in ``recording_controls`` and applied by ingest
+  (``capture.admission``); a specialist's event applies only if the call is on their extension.
+* For a stored recording it is applied after the fact, here:
+  - ``stop``: the audio is decrypted in memory, cut, re-encrypted under a **new** data key into a new
+    blob; the catalog switches to it in one transaction and the old key and blob are destroyed
+    (``retention.shred``: listed, blob deleted). A stop at or before the start destroys the recording.
+  - ``pause`` (with ``until``, or to the end when none is given) silences the span the same way;
+    a lone ``resume`` on a stored recording changes nothing (silenced audio cannot come back).
+  - ``personal``: the whole recording is destroyed at once; a content-free destruction record stays.
+
+Quarantine: a recording without consent evidence is stored but excluded from normal use; an
+administering role releases it (evidence found) or destroys it, with a reason, audited.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from callvault.audit import service as audit
+from callvault.capture.audioedit import AudioEdit, apply_edit
+from callvault.capture.models import ControlKind, RecordingControl
+from callvault.core.clock import Clock, system_clock
+from callvault.core.db import Database
+from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
+from callvault.core.ids import new_id
+from callvault.policy.decide import Actor
+from callvault.policy.schema import PolicyDocument
+from callvault.recordings import playback
+from callvault.recordings.models import DataKey, Recording, RecordingState
+from callvault.retention.models import RetentionRule
+from callvault.retention.shred import Doomed, Pending, destroy_now, finish, replace_key
+from callvault.storage.blobstore import BlobStore
+from callvault.storage.crypto import encrypt_stream, new_data_key
+from callvault.storage.keys import Keyring
+
+CHUNK_SIZE = 64 * 1024
+
+
+def is_administrative(policy: PolicyDocument, role: str) -> bool:
+    rule = policy.roles.get(role)
+    return bool(rule and rule.can_administer)
+
+
+def may_control(policy: PolicyDocument, actor: Actor, extension: str | None) -> bool:
+    """The agent on the call (their extension is the call's) or an administering role / integration."""
+    if is_administrative(policy, actor.role):
+        return True
+    return bool(actor.extension and extension and actor.extension == extension and actor.role in policy.roles)
+
+
+def audio_origin(row: Recording) -> datetime:
+    """The call instant the stored audio's first sample belongs to (after a removed announcement)."""
+    ended = row.consent.get("announcement_ended_at") if row.consent else None
+    if ended:
+        at = datetime.fromisoformat(ended)
+        if at > row.started_at:
+            return at
+    return row.started_at
+
+
+@dataclass(frozen=True)
+class ControlFiled:
+    """The stored event(s) and, when the call is already stored, the recording to apply them to."""
+
+    control_ids: tuple[str, ...]
+    recording_id: str | None
+    call_id: str
+
+
+def _check_request(kind: str, at: datetime | None, until: datetime | None) -> None:
+    problems = []
+    if kind not in set(ControlKind):
+        problems.append(FieldProblem("action", f"must be one of {', '.join(k.value for k in ControlKind)}"))
+    elif kind != ControlKind.PERSONAL and at is None:
+        problems.append(FieldProblem("at", f"say when to {kind} (ISO 8601 with a UTC offset)"))
+    for name, value in (("at", at), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            problems.append(FieldProblem(name, "must include a UTC offset"))
+    if until is not None and kind != ControlKind.PAUSE:
+        problems.append(FieldProblem("until", "only a pause has an end"))
+    if until is not None and at is not None and until.tzinfo and at.tzinfo and until <= at:
+        problems.append(FieldProblem("until", "must be after at"))
+    if problems:
+        raise InvalidInput("invalid recording control:", problems)
+
+
+def file_control(
+    session: Session, *, policy: PolicyDocument, actor: Actor, kind: str, at: datetime | None = None,
+    until: datetime | None = None, call_id: str | None = None, recording_id: str | None = None,
+    administrative: bool | None = None, source_ip: str | None = None, clock: Clock = system_clock,
+) -> ControlFiled:
+    """Record a control event for a call (by ``call_id``) or a stored recording (by ``recording_id``).
+
+    AccessDenied for someone who is neither the agent on the call nor administrative; NotFound for an
+    unknown recording id; Conflict for a call being stored right now or already destroyed.
+    """
+    _check_request(kind, at, until)
+    admin = is_administrative(policy, actor.role) if administrative is None else administrative
+    row: Recording | None
+    if recording_id is not None:
+        row = session.get(Recording, recording_id)
+        if row is None:
+            raise NotFound("no such recording")
+        call_id = row.call_id
+    else:
+        if not call_id:
+            raise InvalidInput("invalid recording control:", [FieldProblem("call_id", "name the call")])
+        row = session.scalar(select(Recording).where(Recording.call_id == call_id))
+    if row is not None:
+        if not (admin or may_control(policy, actor, row.extension)):
+            raise AccessDenied("only the agent on this call or an administrator may control its recording",
+                               reason="not the agent on the call", clauses=("A14", "B4"))
+        if row.state == RecordingState.PENDING:
+            raise Conflict(f"call {call_id} is being stored right now; send the control again in a moment")
+        if row.state == RecordingState.DESTROYED:
+            raise Conflict(f"the recording of call {call_id} was already destroyed")
+    elif not admin and not actor.extension:
+        raise AccessDenied("only the agent on a call (with an extension on file) or an administrator may "
+                           "control its recording", reason="no extension on file", clauses=("A14", "B4"))
+    assert call_id is not None
+    events = [(kind, at)]
+    if until is not None:
+        events.append((ControlKind.RESUME.value, until))
+    ids = []
+    for event_kind, event_at in events:
+        control = RecordingControl(
+            id=new_id(), call_id=call_id, recording_id=row.id if row is not None else None, kind=event_kind,
+            at=event_at, requested_by=actor.username, requested_role=actor.role,
+            requester_extension=actor.extension, administrative=admin, created_at=clock.now(), outcome="",
+        )
+        session.add(control)
+        ids.append(control.id)
+    session.flush()
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action=f"recording.control_{kind}", decision="allow",
+        object_type="recording" if row is not None else "call", object_id=row.id if row is not None else call_id,
+        source_ip=source_ip, clauses=("A14", "B4"),
+        details={"call_id": call_id, "at": at.isoformat() if at else None,
+                 "until": until.isoformat() if until else None, "stored": row is not None},
+    ), clock=clock)
+    return ControlFiled(tuple(ids), row.id if row is not None else None, call_id)
+
+
+def _edit_for(row: Recording, controls: list[RecordingControl]) -> tuple[AudioEdit, bool]:
+    """The edit these new events ask of the stored audio, and whether nothing would remain."""
+    origin = audio_origin(row)
+    stops = [(c.at - origin).total_seconds() for c in controls if c.kind == ControlKind.STOP and c.at]
+    keep_until = min(stops) if stops else None
+    pause = next((c for c in controls if c.kind == ControlKind.PAUSE and c.at), None)
+    spans: tuple[tuple[float, float], ...] = ()
+    if pause is not None and pause.at is not None:
+        resume = next((c for c in controls if c.kind == ControlKind.RESUME and c.at), None)
+        end = (resume.at - origin).total_seconds() if resume is not None and resume.at else row.duration_seconds
+        spans = ((max(0.0, (pause.at - origin).total_seconds()), end),)
+    if keep_until is not None and keep_until >= row.duration_seconds:
+        keep_until = None  # stopped after the audio ended: nothing to cut
+    edit = AudioEdit(keep_until=keep_until, silence=tuple(s for s in spans if s[1] > s[0]))
+    return edit, keep_until is not None and keep_until <= 0
+
+
+def apply_to_stored(
+    *, db: Database, store: BlobStore, keyring: Keyring, filed: ControlFiled, actor: Actor,
+    source_ip: str | None = None, clock: Clock = system_clock,
+) -> str:
+    """Apply just-filed events to the stored recording (see the module docstring); returns what was done."""
+    if filed.recording_id is None:
+        return "kept; applied when the call's recording arrives"
+    edit = AudioEdit()
+    pending: list[Pending] = []
+    outcome = ""
+    with db.unit_of_work() as session:
+        row = session.get(Recording, filed.recording_id)
+        controls = list(session.scalars(select(RecordingControl).where(RecordingControl.id.in_(filed.control_ids))))
+        if row is None or row.state != RecordingState.AVAILABLE:
+            raise Conflict("the recording is no longer available")
+        if any(c.kind == ControlKind.PERSONAL for c in controls):
+            pending = destroy_now(session, keyring=keyring, doomed=[Doomed.of(
+                row, RetentionRule.PERSONAL_CALL.value, f"call marked personal by {actor.username}")],
+                actor=actor.username, actor_role=actor.role, source_ip=source_ip, clock=clock)
+            outcome = "recording destroyed: the call is personal"
+            _mark(controls, outcome, clock)
+        else:
+            edit, nothing_left = _edit_for(row, controls)
+            if nothing_left:
+                pending = destroy_now(session, keyring=keyring, doomed=[Doomed.of(
+                    row, RetentionRule.STOPPED.value, f"recording stopped at its start by {actor.username}")],
+                    actor=actor.username, actor_role=actor.role, source_ip=source_ip, clock=clock)
+                outcome = "recording destroyed: stopped before any audio"
+                _mark(controls, outcome, clock)
+            elif edit.is_noop:
+                outcome = "nothing to change in the stored audio"
+                _mark(controls, outcome, clock)
+    if pending:
+        finish(db, store, keyring, pending, clock=clock)
+    if outcome:
+        return outcome
+    return _rewrite(db=db, store=store, keyring=keyring, recording_id=filed.recording_id, edit=edit,
+                    control_ids=filed.control_ids, actor=actor, source_ip=source_ip, clock=clock)
+
+
+def _mark(controls: list[RecordingControl], outcome: str, clock: Clock) -> None:
+    for control in controls:
+        control.applied_at, control.outcome = clock.now(), outcome
+
+
+def _rewrite(
+    *, db: Database, store: BlobStore, keyring: Keyring, recording_id: str, edit: AudioEdit,
+    control_ids: tuple[str, ...], actor: Actor, source_ip: str | None, clock: Clock,
+) -> str:
+    """Cut/silence the stored audio under a new key and blob, then destroy the old key and blob."""
+    with db.unit_of_work() as session:
+        row = session.get(Recording, recording_id)
+        assert row is not None
+        old_blob = row.blob_key
+        reader = playback.open_reader(session, store=store, keyring=keyring, row=row)
+        plaintext = b"".join(playback.stream(reader, None, row.sha256))
+    edited = apply_edit(plaintext, edit)
+    del plaintext
+    data_key = new_data_key()
+    new_blob = f"{recording_id[:2]}/{recording_id[2:4]}/{recording_id}.{new_id()[:8]}.cva"
+    with store.writer(new_blob) as sink:
+        result = encrypt_stream(io.BytesIO(edited.data), len(edited.data), sink, data_key=data_key,
+                                context=recording_id.encode(), chunk_size=CHUNK_SIZE)
+    wrapped = keyring.wrap(data_key, recording_id=recording_id)
+    pending: Pending
+    try:
+        with db.unit_of_work() as session:
+            row = session.get(Recording, recording_id)
+            old_key = session.get(DataKey, recording_id)
+            if row is None or old_key is None or row.state != RecordingState.AVAILABLE or row.blob_key != old_blob:
+                raise Conflict("the recording changed while the control was applied; send it again")
+            pending = replace_key(session, row=row, old_key=old_key, new_key=DataKey(
+                recording_id=recording_id, kek_id=wrapped.kek_id, wrapped_key=wrapped.wrapped, chunk_size=CHUNK_SIZE,
+                ciphertext_size=result.ciphertext_size, created_at=clock.now()), new_blob_key=new_blob, clock=clock)
+            old_sha = row.sha256
+            row.sha256, row.size_bytes = result.sha256_hex, result.plaintext_size
+            row.duration_seconds = edited.seconds
+            parts = []
+            if edit.keep_until is not None:
+                parts.append(f"truncated at {edit.keep_until:.1f} s")
+            if edit.silence:
+                parts.append(", ".join(f"{a:.1f}-{b:.1f} s silenced" for a, b in edit.silence))
+            outcome = "; ".join(parts)
+            for control in session.scalars(select(RecordingControl).where(RecordingControl.id.in_(control_ids))):
+                control.applied_at, control.outcome = clock.now(), outcome
+            audit.append(session, audit.AuditEvent(
+                actor=actor.username, actor_role=actor.role, action="recording.edited", decision="info",
+                object_type="recording", object_id=recording_id, reason=outcome, source_ip=source_ip,
+                clauses=("A14", "B4"),
+                details={"old_sha256": old_sha, "new_sha256": result.sha256_hex, "old_kek_id": old_key.kek_id,
+                         "new_kek_id": wrapped.kek_id},
+            ), clock=clock)
+    except BaseException:
+        store.delete(new_blob)
+        raise
+    finish(db, store, keyring, [pending], clock=clock)
+    return outcome
+
+
+def timeline(session: Session, *, recording: Recording) -> list[RecordingControl]:
+    """The call's control events, in the order they happened on the call."""
+    events = session.scalars(select(RecordingControl).where(or_(
+        RecordingControl.recording_id == recording.id, RecordingControl.call_id == recording.call_id,
+    )))
+    return sorted(events, key=lambda e: (e.at or e.created_at, e.created_at, e.id))
+
+
+# ----------------------------------------------------------------------------------------- quarantine
+def resolve_quarantine(
+    session: Session, *, policy: PolicyDocument, actor: Actor, recording_id: str, decision: str, reason: str,
+    keyring: Keyring, administrative: bool | None = None, source_ip: str | None = None,
+    clock: Clock = system_clock,
+) -> list[Pending]:
+    """Release (evidence found) or destroy a quarantined recording. The caller commits, then ``finish``es."""
+    admin = is_administrative(policy, actor.role) if administrative is None else administrative
+    if not admin:
+        raise AccessDenied("only an administering role may resolve quarantined recordings",
+                           reason="not an administering role", clauses=("A5", "B2"))
+    problems = []
+    if decision not in ("release", "destroy"):
+        problems.append(FieldProblem("decision", "must be release or destroy"))
+    if not reason.strip():
+        problems.append(FieldProblem("reason", "say why (e.g. where the consent evidence was found)"))
+    if problems:
+        raise InvalidInput("invalid quarantine resolution:", problems)
+    row = session.get(Recording, recording_id)
+    if row is None or row.state != RecordingState.AVAILABLE:
+        raise NotFound("no such recording")
+    if not row.quarantined:
+        raise Conflict(f"recording {recording_id} is not quarantined")
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action=f"recording.quarantine_{decision}", decision="allow",
+        object_type="recording", object_id=row.id, reason=reason.strip(), source_ip=source_ip, clauses=("A5", "B2"),
+    ), clock=clock)
+    if decision == "release":
+        row.quarantined = False
+        session.flush()
+        return []
+    return destroy_now(session, keyring=keyring, doomed=[Doomed.of(
+        row, RetentionRule.QUARANTINE_DESTROYED.value, reason.strip())], actor=actor.username,
+        actor_role=actor.role, source_ip=source_ip, clock=clock)

@@ -1,0 +1,53 @@
+"""Capture's table: recording-control events (stop, pause, resume, personal) per call.
+
+Keyed by the telephony ``call_id`` because the agent presses "stop" while the call is live, before
+any recording exists. Ingest applies the events it finds; events on a stored recording are applied
+after the fact. Either way the row stays as the call's timeline (no content, only instants).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from callvault.core.db import Base, UTCDateTime
+
+
+class ControlKind(StrEnum):
+    """What the agent (or the capture integration) asked for (A14, B4)."""
+
+    STOP = "stop"
+    """Nothing after ``at`` is kept."""
+    PAUSE = "pause"
+    """Nothing from ``at`` until the next ``resume`` is kept (silenced)."""
+    RESUME = "resume"
+    PERSONAL = "personal"
+    """The whole call is personal: nothing is kept."""
+
+
+class RecordingControl(Base):
+    """One control event on one call."""
+
+    __tablename__ = "recording_controls"
+    __table_args__ = (Index("ix_recording_controls_call", "call_id", "at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(200))
+    recording_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    """The stored recording it applies to, once there is one."""
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """The instant in the call (None for ``personal``, which covers the whole call)."""
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_role: Mapped[str] = mapped_column(String(64), default="")
+    requester_extension: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """A specialist may control only calls on their own extension; checked again when the call arrives."""
+    administrative: Mapped[bool] = mapped_column(default=False)
+    """Requested by an administering role or capture integration (applies whatever the extension)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    """What applying it did, in words (``truncated at 12.0 s``, ``ignored: other extension``)."""

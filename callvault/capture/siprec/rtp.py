@@ -1,0 +1,287 @@
+"""RTP for recording: packet parsing, G.711/G.722 decoding, per-stream timing, the two-channel mixer.
+
+Timing model. Each stream's audio is placed on the call's timeline (samples since the INVITE, at
+the recording's sample rate) by **RTP timestamp**, anchored to the arrival time of the first
+packet of each SSRC segment: ``pos = anchor + (ts - ts0) * rate / clock``. So reordering and
+jitter cost nothing (a packet lands where its timestamp says), loss and DTX leave silence
+(counted from sequence numbers, RFC 3550 A.3), a new SSRC or a timestamp jump that disagrees
+with the wall clock by more than ``RESYNC_SECONDS`` starts a new segment at its arrival time,
+and 16-bit sequence / 32-bit timestamp wraps are extended (RFC 3550 A.1).
+
+The mixer holds a short window per call (``WINDOW_SECONDS``); everything older than the reorder
+delay is flushed, interleaved (left = remote party, right = agent), to the encrypted writer.
+Memory per call is therefore fixed. Packets older than the flushed point are late: counted, dropped.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from callvault.capture.siprec.sdp import Codec
+
+RESYNC_SECONDS: Final = 5.0
+WINDOW_SECONDS: Final = 3.0
+_HDR: Final = struct.Struct(">BBHII")
+
+Pcm = npt.NDArray[np.int16]
+
+
+class RtpError(ValueError):
+    """Not an RTP packet we can use."""
+
+
+@dataclass(frozen=True, slots=True)
+class RtpPacket:
+    payload_type: int
+    marker: bool
+    sequence: int
+    timestamp: int
+    ssrc: int
+    payload: bytes
+
+
+def parse_rtp(data: bytes) -> RtpPacket:
+    """Parse an RTP packet honouring padding, CSRCs and header extensions; RtpError otherwise."""
+    if len(data) < 12:
+        raise RtpError("shorter than an RTP header")
+    b0, b1, seq, ts, ssrc = _HDR.unpack_from(data)
+    if b0 >> 6 != 2:
+        raise RtpError("not RTP version 2")
+    offset = 12 + 4 * (b0 & 0x0F)
+    if b0 & 0x10:
+        if len(data) < offset + 4:
+            raise RtpError("truncated header extension")
+        ext_words = struct.unpack_from(">H", data, offset + 2)[0]
+        offset += 4 + 4 * ext_words
+    end = len(data)
+    if b0 & 0x20:
+        if end <= offset:
+            raise RtpError("padding without payload")
+        end -= data[-1]
+    if end < offset:
+        raise RtpError("truncated RTP packet")
+    return RtpPacket(b1 & 0x7F, bool(b1 & 0x80), seq, ts, ssrc, data[offset:end])
+
+
+# ------------------------------------------------------------------------------------------ decoding
+def _ulaw_table() -> Pcm:
+    codes = np.arange(256, dtype=np.int32) ^ 0xFF
+    sign = codes & 0x80
+    exponent = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
+
+
+def _alaw_table() -> Pcm:
+    codes = np.arange(256, dtype=np.int32) ^ 0x55
+    sign = codes & 0x80
+    exponent = (codes >> 4) & 0x07
+    mantissa = codes & 0x0F
+    magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    return np.where(sign != 0, magnitude, -magnitude).astype(np.int16)
+
+
+ULAW: Final = _ulaw_table()
+ALAW: Final = _alaw_table()
+
+
+class Decoder:
+    """Turns one codec's payloads into int16 PCM at the codec's sample rate (stateful for G.722)."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self._g722 = None
+        if codec.name == "G722":
+            # The maintained ITU-T G.722 implementation (sippy/libg722 on PyPI as G722, public domain).
+            import G722  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+            self._g722 = G722.G722(16000, 64000)
+
+    def decode(self, payload: bytes) -> Pcm:
+        name = self.codec.name
+        if name == "PCMU":
+            return ULAW[np.frombuffer(payload, dtype=np.uint8)]
+        if name == "PCMA":
+            return ALAW[np.frombuffer(payload, dtype=np.uint8)]
+        assert self._g722 is not None
+        return np.asarray(self._g722.decode(payload), dtype=np.int16)
+
+
+# ------------------------------------------------------------------------------------------- timing
+@dataclass
+class StreamStats:
+    packets: int = 0
+    expected: int = 0
+    late: int = 0
+    duplicates: int = 0
+    ignored: int = 0
+    """Packets of other payload types (telephone-event, comfort noise, unknown): never audio."""
+    paused_dropped: int = 0
+    ssrc_changes: int = 0
+    resyncs: int = 0
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - self.packets)
+
+
+@dataclass
+class _Segment:
+    ssrc: int
+    anchor_pos: int
+    base_ts: int
+    last_ext_ts: int
+    base_seq: int
+    max_seq: int
+    received: int = 0
+    recent: set[int] = field(default_factory=set)
+
+
+class StreamTimer:
+    """Places one stream's packets on the call timeline (see the module docstring)."""
+
+    def __init__(self, codecs: tuple[Codec, ...], out_rate: int) -> None:
+        self.stats = StreamStats()
+        self.out_rate = out_rate
+        self.paused = False
+        self._decoders = {c.payload_type: Decoder(c) for c in codecs}
+        self._seg: _Segment | None = None
+        self._closed_expected = 0
+        self._closed_received = 0
+
+    def set_codecs(self, codecs: tuple[Codec, ...]) -> None:
+        old = {pt: d for pt, d in self._decoders.items() if d.codec in codecs}
+        self._decoders = {c.payload_type: old.get(c.payload_type) or Decoder(c) for c in codecs}
+
+    def pause(self) -> None:
+        """Stop keeping audio; the next packet after ``resume`` starts a new segment (new anchor)."""
+        self.paused = True
+        self._close_segment()
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def _close_segment(self) -> None:
+        if self._seg is not None:
+            self._closed_expected += self._seg.max_seq - self._seg.base_seq + 1
+            self._closed_received += self._seg.received
+            self._seg = None
+        self.stats.expected = self._closed_expected
+        self.stats.packets = self._closed_received
+
+    def on_packet(self, pkt: RtpPacket, arrival_pos: int) -> tuple[int, Pcm] | None:
+        """Timeline position and PCM (at ``out_rate``) for a packet, or None if it carries no audio to keep."""
+        if self.paused:
+            self.stats.paused_dropped += 1
+            return None
+        decoder = self._decoders.get(pkt.payload_type)
+        if decoder is None:
+            self.stats.ignored += 1
+            return None
+        seg = self._seg
+        if seg is None or seg.ssrc != pkt.ssrc:
+            if seg is not None:
+                self.stats.ssrc_changes += 1
+            seg = self._new_segment(pkt, arrival_pos)
+        ext_ts = _unwrap(pkt.timestamp, seg.last_ext_ts, 1 << 32)
+        ext_seq = _unwrap(pkt.sequence, seg.max_seq, 1 << 16)
+        scale = self.out_rate / 8000  # PCMU, PCMA and G.722 all use an 8000 Hz RTP clock
+        pos = seg.anchor_pos + round((ext_ts - seg.base_ts) * scale)
+        if abs(pos - arrival_pos) > RESYNC_SECONDS * self.out_rate:
+            # A timestamp jump the wall clock does not confirm (SBC failover, hostile sender).
+            self.stats.resyncs += 1
+            self._close_segment()
+            seg = self._new_segment(pkt, arrival_pos)
+            ext_ts, ext_seq, pos = pkt.timestamp, pkt.sequence, arrival_pos
+        if ext_seq in seg.recent:
+            self.stats.duplicates += 1
+            return None
+        seg.recent.add(ext_seq)
+        if len(seg.recent) > 512:
+            floor = seg.max_seq - 256
+            seg.recent = {s for s in seg.recent if s > floor}
+        seg.received += 1
+        seg.max_seq = max(seg.max_seq, ext_seq)
+        seg.base_seq = min(seg.base_seq, ext_seq)
+        seg.last_ext_ts = max(seg.last_ext_ts, ext_ts)
+        self.stats.expected = self._closed_expected + seg.max_seq - seg.base_seq + 1
+        self.stats.packets = self._closed_received + seg.received
+        pcm = decoder.decode(pkt.payload)
+        native = decoder.codec.sample_rate
+        if native != self.out_rate:
+            pcm = pcm[::2] if native > self.out_rate else np.repeat(pcm, self.out_rate // native)
+        return pos, pcm
+
+    def _new_segment(self, pkt: RtpPacket, arrival_pos: int) -> _Segment:
+        self._seg = _Segment(pkt.ssrc, arrival_pos, pkt.timestamp, pkt.timestamp, pkt.sequence, pkt.sequence)
+        return self._seg
+
+
+def _unwrap(value: int, reference: int, modulus: int) -> int:
+    """Extend a wrapping counter to the value nearest ``reference`` (RFC 3550 A.1 idea)."""
+    base = reference - (reference % modulus)
+    candidate = base + value
+    half = modulus // 2
+    if candidate - reference > half:
+        candidate -= modulus
+    elif reference - candidate > half:
+        candidate += modulus
+    return candidate
+
+
+# -------------------------------------------------------------------------------------------- mixer
+class Mixer:
+    """Two channels on one timeline, flushed interleaved to ``sink`` (PCM16 little-endian)."""
+
+    def __init__(self, rate: int, sink: Callable[[bytes], None], *, window_seconds: float = WINDOW_SECONDS) -> None:
+        self.rate = rate
+        self._sink = sink
+        self._size = int(window_seconds * rate)
+        self._buf = np.zeros((self._size, 2), dtype=np.int16)
+        self.base = 0
+        """Timeline position of ``_buf[0]``: everything before it has been written."""
+        self.high = 0
+        """One past the last position any audio reached."""
+        self.late_samples = 0
+
+    def put(self, channel: int, pos: int, pcm: Pcm) -> None:
+        end = pos + len(pcm)
+        if end <= self.base:
+            self.late_samples += len(pcm)
+            return
+        if pos < self.base:
+            self.late_samples += self.base - pos
+            pcm = pcm[self.base - pos:]
+            pos = self.base
+        if end > self.base + self._size:
+            self.flush(end - self._size)
+        start = pos - self.base
+        self._buf[start:start + len(pcm), channel] = pcm
+        self.high = max(self.high, end)
+
+    def flush(self, upto: int) -> None:
+        """Write everything before ``upto`` (silence where nothing arrived)."""
+        n = upto - self.base
+        if n <= 0:
+            return
+        while n > self._size:  # a long silent stretch: write it without holding it
+            self._sink(self._buf.tobytes())
+            self._buf[:] = 0
+            self.base += self._size
+            n -= self._size
+        self._sink(self._buf[:n].tobytes())
+        self._buf[: self._size - n] = self._buf[n:].copy()
+        self._buf[self._size - n:] = 0
+        self.base += n
+
+    def finish(self, end: int | None = None) -> int:
+        """Flush to ``end`` (default: the last audio) and return the total frames written."""
+        self.flush(max(end if end is not None else self.high, self.base))
+        return self.base

@@ -1,0 +1,748 @@
+"""The SIPREC recording server: asyncio SIP over UDP/TCP/TLS, transactions, dialogs, RTP ports.
+
+Transaction behaviour (RFC 3261 as far as a UAS that never sends requests needs it):
+
+* every request's final response is cached by (branch, method) for 32 s, so a retransmitted
+  request gets the same response again (and an INVITE still being set up gets ``100 Trying``);
+* final responses to INVITE are retransmitted over UDP (T1 = 500 ms doubling to T2 = 4 s) until
+  the ACK arrives or 32 s pass; over TCP they are sent once;
+* CANCEL answers 200 and ends a not-yet-answered INVITE with 487;
+* OPTIONS is answered at once (503 with Retry-After while draining, so SBCs fail over);
+* ``Require`` tags other than ``siprec`` get 420 with ``Unsupported``;
+* unparsable requests get a 400 naming the problem (when a Via can be found to answer to).
+
+In-dialog requests are never answered with a 4xx other than 481/491 (OpenSIPS crashed on that),
+so an unparsable re-INVITE SDP gets the previous answer back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callvault.audit import service as audit
+from callvault.capture.siprec import sip
+from callvault.capture.siprec.metadata import MetadataError, derive_facts, parse_recording_metadata
+from callvault.capture.siprec.rtp import StreamTimer
+from callvault.capture.siprec.sdp import SdpError, SessionDescription, build_answer, parse_sdp, plan_answer
+from callvault.capture.siprec.session import (
+    ACTOR,
+    CallSession,
+    ControlAction,
+    StreamRuntime,
+    catalog_call_id,
+    facts_from,
+    lookup_agent,
+    scope_decision,
+)
+from callvault.core.errors import Conflict
+from callvault.policy.schema import PolicyDocument
+from callvault.policy.service import current_policy
+from callvault.runtime import Runtime
+
+log = logging.getLogger("callvault.siprec")
+
+T1, T2, TIMER_B = 0.5, 4.0, 32.0
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
+METADATA_TYPES = ("application/rs-metadata+xml", "application/rs-metadata")
+UDP_READ = 65535
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 5060
+    tls_port: int | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    advertise: str | None = None
+    """Address put in Contact and SDP ``c=`` (default: the listen host)."""
+    rtp_ports: tuple[int, int] = (20000, 40000)
+    session_timeout: float = 4 * 3600.0
+    """A dialog with no SIP or RTP activity for this long is ended (its audio kept)."""
+    drain_timeout: float = 30.0
+    reuse_port: bool = False
+    stats_file: Path | None = None
+
+
+@dataclass
+class Reply:
+    """Where responses to a request go."""
+
+    send: Callable[[bytes], None]
+    reliable: bool
+    peer: str
+
+
+@dataclass
+class _Pending:
+    data: bytes
+    reply: Reply
+    key: tuple[str, int]
+    started: float
+    interval: float = T1
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Stats:
+    calls_started: int = 0
+    calls_refused: int = 0
+    calls_stored: int = 0
+    calls_discarded: int = 0
+    parse_errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class SessionManager:
+    """Dialogs, transactions and RTP endpoints of one capture process."""
+
+    def __init__(self, runtime: Runtime, config: ServerConfig) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.sessions: dict[str, CallSession] = {}
+        self.draining = False
+        self.stats = Stats()
+        self._cache: dict[tuple[str, str], tuple[float, bytes | None]] = {}
+        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._inflight_invites: dict[tuple[str, str], asyncio.Event] = {}
+        self._cancelled: set[tuple[str, str]] = set()
+        self._policy: tuple[float, PolicyDocument] | None = None
+        self._ports = list(range(config.rtp_ports[0] + config.rtp_ports[0] % 2, config.rtp_ports[1] - 1, 2))
+        self._port_cursor = 0
+        self._used_ports: set[int] = set()
+        self._finishing: set[asyncio.Task[Any]] = set()
+        # Call set-up must not queue behind finalisations (WAV encryption, catalog writes) after a
+        # burst of BYEs, so the two kinds of blocking work have their own threads.
+        self._setup_pool = ThreadPoolExecutor(4, thread_name_prefix="siprec-setup")
+        self._finish_pool = ThreadPoolExecutor(2, thread_name_prefix="siprec-finish")
+        self._advertise = config.advertise or (config.host if config.host not in ("0.0.0.0", "::") else  # noqa: S104
+                                               socket.gethostbyname(socket.gethostname()))
+
+    # -- policy ------------------------------------------------------------------------------
+    def policy(self) -> PolicyDocument:
+        """The current policy, re-read at most every 30 s (blocking: call from a worker thread)."""
+        now = time.monotonic()
+        if self._policy is None or now - self._policy[0] > 30:
+            with self.runtime.db.unit_of_work() as session:
+                self._policy = (now, current_policy(session))
+        return self._policy[1]
+
+    # -- control hook ----------------------------------------------------------------------------
+    def apply_control(self, call_id: str, action: ControlAction, *, actor: str) -> str | None:
+        """Apply pause/resume/stop/personal to a live call, by SIP Call-ID or catalog call id.
+
+        The hook for the recording-control API (capture/control.py): returns the call's new state,
+        or None if no such call is being recorded by this process. Must run on the event loop
+        (``loop.call_soon_threadsafe`` from elsewhere).
+        """
+        call = self.sessions.get(call_id) or next(
+            (s for s in self.sessions.values() if catalog_call_id(s.call_id) == call_id), None)
+        if call is None:
+            return None
+        return call.apply_control(action, actor=actor)
+
+    # -- entry point -----------------------------------------------------------------------------
+    def handle_datagram(self, data: bytes, reply: Reply) -> None:
+        if not data.strip(b"\r\n\x00 "):
+            return  # keep-alive
+        try:
+            msg = sip.parse_message(data, stream=reply.reliable)
+        except sip.SipParseError as exc:
+            self.stats.parse_errors += 1
+            self._bad_request(data, reply, str(exc))
+            return
+        if not msg.is_request:
+            return  # we send no requests; stray responses are ignored
+        try:
+            self._handle_request(msg, reply)
+        except Exception:  # never let one message take the server down
+            log.exception("error handling %s", msg.method)
+            with contextlib.suppress(Exception):
+                self._respond(msg, reply, 500, "Server Internal Error")
+
+    def _bad_request(self, data: bytes, reply: Reply, why: str) -> None:
+        # Answer 400 only if enough of the message is there to address a response.
+        try:
+            head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("latin-1")
+            first, _, rest = head.partition("\n")
+            if first.startswith("SIP/2.0") or first.strip().upper().startswith("ACK "):
+                return
+            headers = sip.parse_headers(rest)
+        except (sip.SipParseError, ValueError):
+            return
+        keep = [(n, v) for n, v in headers if n in ("Via", "From", "To", "Call-ID", "CSeq")]
+        if not any(n == "Via" for n, _ in keep):
+            return
+        resp = sip.SipMessage(status=400, reason=("Bad Request - " + why)[:120].replace("\r", " ").replace("\n", " "),
+                              headers=keep)
+        reply.send(resp.to_bytes())
+
+    def _handle_request(self, msg: sip.SipMessage, reply: Reply) -> None:
+        method = msg.method or ""
+        if method == "ACK":
+            self._on_ack(msg)
+            return
+        key = (msg.branch or f"{msg.call_id}:{msg.get('CSeq')}", method)
+        cached = self._cache.get(key)
+        if cached is not None:
+            if cached[1] is not None:
+                reply.send(cached[1])
+            elif method == "INVITE":
+                reply.send(sip.make_response(msg, 100, "Trying").to_bytes())
+            return
+        if method == "CANCEL":
+            self._on_cancel(msg, reply)
+            return
+        if method == "OPTIONS":
+            if self.draining:
+                self._respond(msg, reply, 503, "Service Unavailable", headers=[("Retry-After", "30")])
+            else:
+                self._respond(msg, reply, 200, "OK", headers=self._capabilities())
+            return
+        unsupported = [t for t in msg.get_all("Require") if t.strip().lower() != "siprec"]
+        if unsupported:
+            self._respond(msg, reply, 420, "Bad Extension", headers=[("Unsupported", ", ".join(unsupported))])
+            return
+        to_tag = sip.param(msg.get("To") or "", "tag")
+        call = self.sessions.get(msg.call_id)
+        if method == "INVITE" and not to_tag:
+            if self.draining:
+                self._respond(msg, reply, 503, "Service Unavailable", headers=[("Retry-After", "30")])
+                return
+            if call is not None:
+                self._respond(msg, reply, 482, "Loop Detected")
+                return
+            self._cache[key] = (time.monotonic(), None)
+            reply.send(sip.make_response(msg, 100, "Trying").to_bytes())
+            task = asyncio.get_running_loop().create_task(self._new_call(msg, reply, key))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+            return
+        if call is None or (to_tag and to_tag != call.local_tag):
+            if method in ("INVITE", "UPDATE", "BYE", "INFO"):
+                self._respond(msg, reply, 481, "Call/Transaction Does Not Exist")
+            else:
+                self._respond(msg, reply, 405, "Method Not Allowed", headers=[("Allow", ALLOW)])
+            return
+        call.last_activity = time.monotonic()
+        if method in ("INVITE", "UPDATE"):
+            self._on_offer_in_dialog(call, msg, reply)
+        elif method == "BYE":
+            self._on_bye(call, msg, reply)
+        elif method == "INFO":
+            self._respond(msg, reply, 200, "OK", to_tag=call.local_tag)
+        else:
+            self._respond(msg, reply, 405, "Method Not Allowed", headers=[("Allow", ALLOW)], to_tag=call.local_tag)
+
+    def _capabilities(self) -> list[tuple[str, str]]:
+        return [("Allow", ALLOW), ("Supported", "siprec"), ("Accept", "application/sdp, application/rs-metadata+xml,"
+                                                                      " application/rs-metadata, multipart/mixed")]
+
+    def _contact(self, reply: Reply) -> str:
+        transport = "tcp" if reply.reliable else "udp"
+        return f"<sip:srs@{self._advertise}:{self.config.port};transport={transport}>;+sip.srs"
+
+    def _respond(self, msg: sip.SipMessage, reply: Reply, status: int, reason: str, *,
+                 headers: list[tuple[str, str]] | None = None, body: bytes = b"", to_tag: str | None = None,
+                 dialog: bool = False) -> None:
+        extra = list(headers or [])
+        if dialog:
+            extra += [("Contact", self._contact(reply)), ("Allow", ALLOW), ("Supported", "siprec")]
+        extra.append(("Server", "callvault-srs"))
+        resp = sip.make_response(msg, status, reason, to_tag=to_tag or (secrets.token_hex(6) if status >= 200
+                                 and msg.method == "INVITE" else None), headers=extra, body=body)
+        data = resp.to_bytes()
+        key = (msg.branch or f"{msg.call_id}:{msg.get('CSeq')}", msg.method or "")
+        if status >= 200:
+            self._cache[key] = (time.monotonic(), data)
+        reply.send(data)
+        if status >= 200 and msg.method == "INVITE" and not reply.reliable:
+            num, _ = msg.cseq
+            pkey = (msg.call_id, num)
+            self._stop_retransmit(pkey)
+            pending = _Pending(data, reply, pkey, time.monotonic())
+            pending.task = asyncio.get_running_loop().create_task(self._retransmit(pending))
+            self._pending[pkey] = pending
+
+    async def _retransmit(self, pending: _Pending) -> None:
+        while time.monotonic() - pending.started < TIMER_B:
+            await asyncio.sleep(pending.interval)
+            if self._pending.get(pending.key) is not pending:
+                return
+            pending.reply.send(pending.data)
+            pending.interval = min(pending.interval * 2, T2)
+        self._pending.pop(pending.key, None)
+
+    def _stop_retransmit(self, key: tuple[str, int]) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is not None and pending.task is not None:
+            pending.task.cancel()
+
+    def _on_ack(self, msg: sip.SipMessage) -> None:
+        try:
+            num, _ = msg.cseq
+        except ValueError:
+            return
+        self._stop_retransmit((msg.call_id, num))
+        call = self.sessions.get(msg.call_id)
+        if call is not None:
+            call.last_activity = time.monotonic()
+
+    def _on_cancel(self, msg: sip.SipMessage, reply: Reply) -> None:
+        key = (msg.branch, "INVITE")
+        entry = self._cache.get(key)
+        if entry is None:
+            self._respond(msg, reply, 481, "Call/Transaction Does Not Exist")
+            return
+        self._respond(msg, reply, 200, "OK")
+        if entry[1] is None:  # still setting up: it will answer 487
+            self._cancelled.add(key)
+
+    # -- new calls -------------------------------------------------------------------------------
+    async def _new_call(self, msg: sip.SipMessage, reply: Reply, key: tuple[str, str]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            parts = sip.body_parts(msg.get("Content-Type") or "", msg.body)
+        except sip.SipParseError as exc:
+            self._respond(msg, reply, 400, f"Bad Request - {exc}"[:120])
+            return
+        sdp_part = next((p for p in parts if p.content_type == "application/sdp"), None)
+        meta_part = next((p for p in parts if p.content_type in METADATA_TYPES), None)
+        if sdp_part is None:
+            self._respond(msg, reply, 488, "Not Acceptable Here",
+                          headers=[("Warning", '399 callvault "an SDP offer is required in the INVITE"')])
+            return
+        try:
+            offer = parse_sdp(sdp_part.body)
+        except SdpError as exc:
+            self._respond(msg, reply, 488, "Not Acceptable Here", headers=[("Warning", f'399 callvault "{exc}"')])
+            return
+        metadata = None
+        if meta_part is not None:
+            try:
+                metadata = parse_recording_metadata(meta_part.body)
+            except MetadataError as exc:
+                # Unusable metadata does not stop recording (pjsip learned that); it is logged.
+                log.warning("call %s: metadata ignored: %s", msg.call_id, exc)
+        labels = [m.label for m in offer.media]
+        try:
+            policy = await loop.run_in_executor(self._setup_pool, self.policy)
+            facts = None
+            if metadata is not None:
+                derived = derive_facts(metadata, scope=policy.recording_scope,
+                                       default_region=self.runtime.settings.default_region, labels=labels)
+                user = await loop.run_in_executor(self._setup_pool, lookup_agent, self.runtime, derived.extension)
+                facts = (derived, facts_from(derived, user))
+            if facts is not None:
+                in_scope, why, clauses = scope_decision(policy, facts[1], final=False)
+                if in_scope is False:
+                    self.stats.calls_refused += 1
+                    await loop.run_in_executor(self._setup_pool, self._audit_refusal, msg.call_id, why, clauses)
+                    self._respond(msg, reply, 403, "Forbidden",
+                                  headers=[("Warning", '399 callvault "call is outside the recording scope"')])
+                    return
+            rate = 16000 if any(c.name == "G722" for m in plan_answer(offer, [0] * len(offer.media))
+                                for c in m.codecs[:1]) else 8000
+            call = CallSession(call_id=msg.call_id, local_tag=secrets.token_hex(8), started_at=self.runtime.clock.now(),
+                               t0=time.monotonic(), rate=rate, runtime=self.runtime)
+            call.labels = labels
+            call.metadata = metadata
+            if facts is not None:
+                call.facts = facts[1]
+                call.channel_labels = (facts[0].caller_label, facts[0].agent_label)
+            await loop.run_in_executor(self._setup_pool, lambda: call.open_storage(policy=policy,
+                                                                       clock_now=self.runtime.clock.now()))
+        except Conflict:
+            self._respond(msg, reply, 403, "Forbidden", headers=[("Warning", '399 callvault "call already recorded"')])
+            return
+        except Exception:
+            log.exception("call %s: cannot start recording", msg.call_id)
+            self._respond(msg, reply, 500, "Server Internal Error", headers=[("Retry-After", "5")])
+            return
+        if key in self._cancelled:
+            self._cancelled.discard(key)
+            self._respond(msg, reply, 487, "Request Terminated")
+            await self._finish(call, "cancelled")
+            return
+        self.sessions[msg.call_id] = call
+        try:
+            answer = await self._apply_offer(call, offer)
+        except OSError as exc:  # no RTP port could be bound
+            log.error("call %s: %s", msg.call_id, exc)
+            self._respond(msg, reply, 503, "Service Unavailable", headers=[("Retry-After", "5")])
+            call.state = "active"
+            await self._finish(call, "no media ports")
+            return
+        call.state = "active"
+        self.stats.calls_started += 1
+        self._respond(msg, reply, 200, "OK", body=answer, to_tag=call.local_tag, dialog=True)
+
+    def _audit_refusal(self, call_id: str, why: str, clauses: tuple[str, ...]) -> None:
+        with self.runtime.db.unit_of_work() as session:
+            audit.append(session, audit.AuditEvent(
+                actor=ACTOR, action="capture.refused", decision="deny", object_type="call",
+                object_id=catalog_call_id(call_id)[:64], reason=why, clauses=clauses,
+            ), clock=self.runtime.clock)
+
+    async def _apply_offer(self, call: CallSession, offer: SessionDescription) -> bytes:
+        """Bind/keep ports, pause/resume streams, and build the answer."""
+        ports: list[int | None] = []
+        for i, _m in enumerate(offer.media):
+            existing = call.streams[i] if i < len(call.streams) else None
+            ports.append(existing.port if existing is not None and existing.port else self._next_port())
+        plans = plan_answer(offer, ports)
+        for i, plan in enumerate(plans):
+            existing = call.streams[i] if i < len(call.streams) else None
+            if existing is None:
+                stream = StreamRuntime(plan=plan, timer=StreamTimer(plan.codecs, call.rate), channel=None)
+                call.streams.append(stream)
+                if plan.accepted:
+                    stream.transport, stream.port = await self._bind(call, i, plan.local_port)
+                    plans[i] = stream.plan = dataclasses.replace(plan, local_port=stream.port)
+                elif ports[i] is not None:
+                    self._release_port(ports[i])
+                if not plan.active:
+                    stream.timer.pause()
+                    if plan.accepted:
+                        call.mark("pause", stream=plan.label, source="sdp")
+                continue
+            was_active = existing.plan.active
+            existing.plan = plan
+            if plan.accepted:
+                existing.timer.set_codecs(plan.codecs)
+                if existing.transport is None:
+                    existing.transport, existing.port = await self._bind(call, i, plan.local_port)
+                    plans[i] = existing.plan = dataclasses.replace(plan, local_port=existing.port)
+            elif existing.transport is None and ports[i] is not None:
+                self._release_port(ports[i])
+            if was_active and not plan.active:
+                existing.timer.pause()
+                call.mark("pause", stream=plan.label, source="sdp")
+            elif plan.active and not was_active:
+                if not call.control_paused:
+                    existing.timer.resume()
+                call.mark("resume", stream=plan.label, source="sdp")
+        call.labels = [m.label for m in offer.media]
+        call.assign_channels()
+        call.sdp_version += 1
+        call.last_answer = build_answer(offer, plans, address=self._advertise,
+                                        session_id=abs(hash(call.local_tag)) % 10**9, version=call.sdp_version)
+        return call.last_answer
+
+    def _next_port(self) -> int | None:
+        for _ in range(len(self._ports)):
+            port = self._ports[self._port_cursor]
+            self._port_cursor = (self._port_cursor + 1) % len(self._ports)
+            if port not in self._used_ports:
+                self._used_ports.add(port)
+                return port
+        return None
+
+    def _release_port(self, port: int | None) -> None:
+        if port is not None:
+            self._used_ports.discard(port)
+
+    async def _bind(self, call: CallSession, index: int, port: int) -> tuple[Any, int]:
+        loop = asyncio.get_running_loop()
+        host = self.config.host
+        for _attempt in range(20):
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _RtpProtocol(call, index), local_addr=(host, port))
+                _grow_receive_buffer(transport)
+                return transport, port
+            except OSError:  # taken by another program: try the next free port
+                nxt = self._next_port()
+                if nxt is None:
+                    break
+                port = nxt
+        raise OSError("no RTP port could be bound")
+
+    # -- in dialog ---------------------------------------------------------------------------------
+    def _on_offer_in_dialog(self, call: CallSession, msg: sip.SipMessage, reply: Reply) -> None:
+        try:
+            parts = sip.body_parts(msg.get("Content-Type") or "", msg.body)
+        except sip.SipParseError as exc:
+            log.warning("call %s: in-dialog body ignored: %s", call.call_id, exc)
+            parts = []
+        meta_part = next((p for p in parts if p.content_type in METADATA_TYPES), None)
+        sdp_part = next((p for p in parts if p.content_type == "application/sdp"), None)
+        if meta_part is not None:
+            self._update_metadata(call, meta_part.body)
+        offer = None
+        if sdp_part is not None:
+            try:
+                offer = parse_sdp(sdp_part.body)
+            except SdpError as exc:
+                log.warning("call %s: re-offer ignored: %s", call.call_id, exc)
+        loop = asyncio.get_running_loop()
+
+        async def answer() -> None:
+            body = call.last_answer if msg.method == "INVITE" else b""
+            if offer is not None:
+                body = await self._apply_offer(call, offer)
+            elif meta_part is not None:
+                call.assign_channels()
+            self._respond(msg, reply, 200, "OK", body=body, to_tag=call.local_tag, dialog=True)
+
+        task = loop.create_task(answer())
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    def _update_metadata(self, call: CallSession, body: bytes) -> None:
+        try:
+            update = parse_recording_metadata(body)
+        except MetadataError as exc:
+            log.warning("call %s: metadata update ignored: %s", call.call_id, exc)
+            return
+        call.metadata = update if call.metadata is None else call.metadata.merge(update)
+        policy = self._policy[1] if self._policy else None
+        if policy is None:
+            return
+        derived = derive_facts(call.metadata, scope=policy.recording_scope,
+                               default_region=self.runtime.settings.default_region, labels=call.labels)
+        user = lookup_agent(self.runtime, derived.extension)
+        call.facts = facts_from(derived, user)
+        call.channel_labels = (derived.caller_label, derived.agent_label)
+        call.assign_channels()
+        call.mark("metadata", mode=update.datamode)
+        in_scope, why, clauses = scope_decision(policy, call.facts, final=False)
+        if in_scope is False and call.discard_reason is None:
+            call.discard_reason, call.discard_clauses = f"out of the recording scope: {why}", clauses
+            call.mark("out_of_scope")
+
+    def _on_bye(self, call: CallSession, msg: sip.SipMessage, reply: Reply) -> None:
+        try:
+            parts = sip.body_parts(msg.get("Content-Type") or "", msg.body)
+        except sip.SipParseError:
+            parts = []
+        meta_part = next((p for p in parts if p.content_type in METADATA_TYPES), None)
+        if meta_part is not None:
+            self._update_metadata(call, meta_part.body)
+        self._respond(msg, reply, 200, "OK", to_tag=call.local_tag)
+        task = asyncio.get_running_loop().create_task(self._finish(call, "bye"))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, call: CallSession, reason: str) -> str | None:
+        if call.state in ("ending", "ended"):
+            return None
+        end_pos = call.now_pos()
+        ended_at = self.runtime.clock.now()
+        call.state = "ending"
+        self.sessions.pop(call.call_id, None)
+        for stream in call.streams:
+            if stream.transport is not None:
+                stream.transport.close()
+            self._release_port(stream.port or None)
+        loop = asyncio.get_running_loop()
+        try:
+            policy = await loop.run_in_executor(self._finish_pool, self.policy)
+            rec_id = await loop.run_in_executor(
+                self._finish_pool,
+                lambda: call.finish(policy=policy, ended_at=ended_at, end_pos=end_pos, reason=reason))
+        except Exception:
+            log.exception("call %s: could not be stored", call.call_id)
+            rec_id = None
+        call.state = "ended"
+        if rec_id is None:
+            self.stats.calls_discarded += 1
+        else:
+            self.stats.calls_stored += 1
+            log.info("call %s stored as recording %s", call.call_id, rec_id)
+        return rec_id
+
+    # -- housekeeping -------------------------------------------------------------------------------
+    async def housekeeping(self) -> None:
+        """Flush mixers, expire caches and idle dialogs, write stats; forever."""
+        last_stats = 0.0
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for call in list(self.sessions.values()):
+                call.flush(now)
+                if now - call.last_activity > self.config.session_timeout:
+                    task = asyncio.get_running_loop().create_task(self._finish(call, "timeout"))
+                    self._finishing.add(task)
+                    task.add_done_callback(self._finishing.discard)
+            if len(self._cache) > 0 and int(now * 4) % 20 == 0:
+                cutoff = now - TIMER_B
+                self._cache = {k: v for k, v in self._cache.items() if v[0] > cutoff}
+            if self.config.stats_file is not None and now - last_stats >= 1.0:
+                last_stats = now
+                self.write_stats()
+
+    def snapshot(self) -> dict[str, Any]:
+        packets = lost = late = 0
+        for call in self.sessions.values():
+            late += call.mixer.late_samples
+            for s in call.streams:
+                packets += s.timer.stats.packets
+                lost += s.timer.stats.lost
+        usage = os.times()
+        return {"pid": os.getpid(), "active_calls": len(self.sessions), "packets": packets, "lost": lost,
+                "late_samples": late, "cpu_seconds": usage.user + usage.system, "time": time.time(),
+                "started": self.stats.calls_started, "stored": self.stats.calls_stored,
+                "discarded": self.stats.calls_discarded, "refused": self.stats.calls_refused,
+                "parse_errors": self.stats.parse_errors}
+
+    def write_stats(self) -> None:
+        assert self.config.stats_file is not None
+        tmp = self.config.stats_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.snapshot()))
+        tmp.replace(self.config.stats_file)
+
+    async def drain(self) -> None:
+        """Refuse new calls (503), wait for calls to end, then end what is left (audio kept)."""
+        self.draining = True
+        deadline = time.monotonic() + self.config.drain_timeout
+        while self.sessions and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a dict, rarely
+            await asyncio.sleep(0.2)
+        for call in list(self.sessions.values()):
+            await self._finish(call, "shutdown")
+        while self._finishing:
+            await asyncio.gather(*list(self._finishing), return_exceptions=True)
+        self._setup_pool.shutdown(wait=True)
+        self._finish_pool.shutdown(wait=True)
+
+
+def _grow_receive_buffer(transport: Any) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("call", "index")
+
+    def __init__(self, call: CallSession, index: int) -> None:
+        self.call = call
+        self.index = index
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.call.on_rtp(self.index, data)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP errors: nothing to do for a receiver
+        pass
+
+
+class _SipUdp(asyncio.DatagramProtocol):
+    def __init__(self, manager: SessionManager) -> None:
+        self.manager = manager
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (The selector loop's UDP transport is not a DatagramTransport subclass; don't isinstance it.)
+        self.transport = transport  # type: ignore[assignment]
+        _grow_receive_buffer(transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        transport = self.transport
+        assert transport is not None
+
+        def send(payload: bytes) -> None:
+            transport.sendto(payload, addr)
+
+        self.manager.handle_datagram(data, Reply(send, False, f"{addr[0]}:{addr[1]}"))
+
+    def error_received(self, exc: Exception) -> None:
+        pass
+
+
+async def _serve_stream(manager: SessionManager, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    peer = writer.get_extra_info("peername") or ("?", 0)
+    framer = sip.StreamFramer()
+
+    def send(payload: bytes) -> None:
+        if not writer.is_closing():
+            writer.write(payload)
+
+    reply = Reply(send, True, f"{peer[0]}:{peer[1]}")
+    try:
+        while data := await reader.read(UDP_READ):
+            try:
+                messages = framer.feed(data)
+            except sip.SipParseError as exc:
+                log.warning("closing SIP connection from %s: %s", reply.peer, exc)
+                break
+            for message in messages:
+                manager.handle_datagram(message, reply)
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[SessionManager], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run one capture process until ``stop`` is set or SIGTERM/SIGINT arrives, then drain."""
+    loop = asyncio.get_running_loop()
+    manager = SessionManager(runtime, config)
+    await loop.run_in_executor(None, manager.policy)  # fail fast on a database without a policy
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    udp, _ = await loop.create_datagram_endpoint(lambda: _SipUdp(manager), local_addr=(config.host, config.port),
+                                                 reuse_port=config.reuse_port or None)
+    servers = [await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w), config.host, config.port,
+                                          reuse_port=config.reuse_port or None)]
+    if config.tls_port is not None and config.certfile is not None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(str(config.certfile), str(config.keyfile) if config.keyfile else None)
+        servers.append(await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w), config.host,
+                                                  config.tls_port, ssl=ctx, reuse_port=config.reuse_port or None))
+    house = loop.create_task(manager.housekeeping())
+    if ready is not None:
+        ready(manager)
+    try:
+        await stop.wait()
+        await manager.drain()
+    finally:
+        house.cancel()
+        for server in servers:
+            server.close()
+        udp.close()
+        if config.stats_file is not None:
+            manager.write_stats()
+
+
+def install_uvloop() -> bool:
+    """Use uvloop when it is installed (several times the packet rate of the default loop)."""
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def raise_fd_limit() -> None:
+    """Every call holds two RTP sockets and a blob writer: lift the soft descriptor limit to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass

@@ -1,0 +1,387 @@
+"""One recorded call: its streams, metadata, pause timeline and encrypted audio, from INVITE to recording.
+
+Storage contract (the ingest pipeline's, shared through ``reserve_recording``/``finalise_recording``):
+the ``pending`` row is committed when the call is answered, before any audio is written; audio
+then goes, as it arrives, through the mixer into a **streaming encrypted blob** (format v2, fresh
+data key held only in memory) at the row's blob key. No plaintext touches the disk. At BYE the
+WAV file (two channels: left = remote party, right = agent; PCM16 at 8 or 16 kHz) is produced by
+decrypting that spool and encrypting the WAV (format v1, a second fresh key, the one that is
+wrapped and kept) into the same key; then the row becomes ``available`` with an audit entry. A
+crash leaves a pending row whose blob is unreadable (its key died with the process); the reaper
+removes both, as for any interrupted ingest.
+
+Discarded calls (out of the recording scope, a personal call, a stop before any audio) leave
+nothing: spool and row are deleted, and an audit entry says why, without content.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import struct
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, BinaryIO, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from callvault.audit import service as audit
+from callvault.capture.audio import AudioInfo
+from callvault.capture.ingest import discard_recording, finalise_recording, reserve_recording
+from callvault.capture.metadata import CallMetadata, ConsentEvidence
+from callvault.capture.siprec.metadata import CallFacts, RecordingMetadata
+from callvault.capture.siprec.rtp import Mixer, RtpError, StreamTimer, parse_rtp
+from callvault.capture.siprec.sdp import StreamPlan
+from callvault.identity.models import User
+from callvault.policy.schema import PolicyDocument
+from callvault.recordings.models import Recording
+from callvault.runtime import Runtime
+from callvault.storage.crypto import (
+    EncryptedBlobReader,
+    StreamingEncryptor,
+    encrypt_stream,
+    new_data_key,
+)
+
+log = logging.getLogger("callvault.siprec")
+
+CHUNK_SIZE = 64 * 1024
+REORDER_SECONDS = 1.0
+ACTOR = "siprec"
+ControlAction = Literal["pause", "resume", "stop", "personal"]
+_CALL_ID_BAD = re.compile(r"[^A-Za-z0-9._:@+=/-]")
+
+
+def catalog_call_id(sip_call_id: str) -> str:
+    """The catalog's call id for a SIP Call-ID (only the characters the catalog accepts)."""
+    return ("siprec:" + _CALL_ID_BAD.sub("_", sip_call_id))[:200]
+
+
+@dataclass
+class StreamRuntime:
+    plan: StreamPlan
+    timer: StreamTimer
+    channel: int | None
+    """0 = remote party (left), 1 = agent (right), None = not kept (a third stream, a refused one)."""
+    transport: Any = None
+    port: int = 0
+
+
+@dataclass
+class Facts:
+    direction: str = "inbound"
+    extension: str | None = None
+    agent: str | None = None
+    team: str | None = None
+    remote_number: str | None = None
+    local_number: str | None = None
+    consent: dict[str, str] = field(default_factory=dict)
+    mapping: str = "none"
+
+
+def facts_from(call: CallFacts, user: User | None) -> Facts:
+    return Facts(direction=call.direction, extension=call.extension, agent=user.username if user else None,
+                 team=user.team if user else None, remote_number=call.remote_number,
+                 local_number=call.local_number, consent=dict(call.consent), mapping=call.mapping)
+
+
+def scope_decision(policy: PolicyDocument, facts: Facts, *, final: bool) -> tuple[bool | None, str, tuple[str, ...]]:
+    """(in scope?, reason, clauses). ``None`` = not decidable yet (metadata may still arrive)."""
+    scope = policy.recording_scope
+    if facts.extension is None and (scope.extensions or scope.teams) and not final:
+        return None, "no agent extension in the metadata yet", ()
+    check = scope.check(direction=facts.direction, team=facts.team, extension=facts.extension,
+                        trunk_number=facts.local_number)
+    return check.in_scope, check.reason, check.clauses
+
+
+class CallSession:
+    """State of one SIPREC dialog. Methods run on the event loop unless they say otherwise."""
+
+    def __init__(self, *, call_id: str, local_tag: str, started_at: datetime, t0: float, rate: int,
+                 runtime: Runtime) -> None:
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.started_at = started_at
+        self.t0 = t0
+        self.rate = rate
+        self.runtime = runtime
+        self.metadata: RecordingMetadata | None = None
+        self.facts = Facts()
+        self.labels: list[str | None] = []
+        self.streams: list[StreamRuntime] = []
+        self.sdp_version = 1
+        self.last_answer = b""
+        self.timeline: list[dict[str, Any]] = []
+        self.state: Literal["starting", "active", "ending", "ended"] = "starting"
+        self.discard_reason: str | None = None
+        self.discard_clauses: tuple[str, ...] = ()
+        self.control_paused = False
+        self.stopped = False
+        self.last_activity = time.monotonic()
+        self.rec_id: str | None = None
+        self.blob_key: str | None = None
+        self._stack = ExitStack()
+        self._encryptor: StreamingEncryptor | None = None
+        self.mixer = Mixer(rate, self._write)
+        self.write_error: str | None = None
+
+    # -- timeline ----------------------------------------------------------------------------
+    def now_pos(self, now: float | None = None) -> int:
+        return int(((now if now is not None else time.monotonic()) - self.t0) * self.rate)
+
+    def mark(self, event: str, **details: Any) -> None:
+        self.timeline.append({"t": round(self.now_pos() / self.rate, 3), "event": event, **details})
+
+    # -- storage -----------------------------------------------------------------------------
+    def open_storage(self, *, policy: PolicyDocument, clock_now: datetime) -> None:
+        """Reserve the pending row and open the encrypted spool. Blocking: run in a worker thread."""
+        rt = self.runtime
+        meta = self._catalog_metadata(ended_at=clock_now)
+        info = AudioInfo(audio_format="wav", sample_rate=self.rate, channels=2, frames=0)
+        with rt.db.unit_of_work() as session:
+            reserved = reserve_recording(session, meta=meta, info=info, actor=ACTOR, store=rt.store,
+                                         clock=rt.clock, stale_after=timedelta(hours=12))
+            if not isinstance(reserved, Recording):
+                from callvault.core.errors import Conflict
+
+                raise Conflict(f"call {meta.call_id} is already recorded")
+            self.rec_id, self.blob_key = reserved.id, reserved.blob_key
+        sink: BinaryIO = self._stack.enter_context(rt.store.writer(self.blob_key))
+        self._spool_key = new_data_key()
+        self._encryptor = StreamingEncryptor(sink, data_key=self._spool_key, context=self.rec_id.encode(),
+                                             chunk_size=CHUNK_SIZE)
+
+    def _write(self, data: bytes) -> None:
+        if self._encryptor is None or self.write_error is not None or self.stopped or self.discard_reason:
+            return
+        try:
+            self._encryptor.write(data)
+        except Exception as exc:  # disk full, store gone: the call is lost, but the server lives
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            log.error("call %s: cannot write audio: %s", self.call_id, self.write_error)
+
+    # -- media ------------------------------------------------------------------------------
+    def on_rtp(self, index: int, data: bytes) -> None:
+        stream = self.streams[index] if index < len(self.streams) else None
+        if stream is None or stream.channel is None or self.state != "active":
+            return
+        try:
+            pkt = parse_rtp(data)
+        except RtpError:
+            stream.timer.stats.ignored += 1
+            return
+        now = time.monotonic()
+        self.last_activity = now
+        if self.control_paused or self.stopped:
+            stream.timer.stats.paused_dropped += 1
+            return
+        placed = stream.timer.on_packet(pkt, self.now_pos(now))
+        if placed is not None:
+            self.mixer.put(stream.channel, placed[0], placed[1])
+
+    def flush(self, now: float) -> None:
+        if self.state == "active":
+            self.mixer.flush(self.now_pos(now) - int(REORDER_SECONDS * self.rate))
+
+    def assign_channels(self) -> None:
+        """Left = remote party's stream, right = agent's, by label from the metadata mapping."""
+        caller_label, agent_label = self.channel_labels
+        used: set[int] = set()
+        for s in self.streams:
+            s.channel = None
+        for channel, label in ((0, caller_label), (1, agent_label)):
+            for i, s in enumerate(self.streams):
+                if label is not None and s.plan.label == label and s.plan.accepted and i not in used:
+                    s.channel = channel
+                    used.add(i)
+                    break
+        # Streams the metadata does not tie to anyone: free channels in m-line order (last resort).
+        free = [c for c in (0, 1) if c not in {s.channel for s in self.streams}]
+        for i, s in enumerate(self.streams):
+            if s.plan.accepted and i not in used and free:
+                s.channel = free.pop(0)
+                used.add(i)
+
+    channel_labels: tuple[str | None, str | None] = (None, None)
+    """(remote party's stream label, agent's stream label) from the metadata (``derive_facts``)."""
+
+    # -- control hook -------------------------------------------------------------------------
+    def apply_control(self, action: ControlAction, *, actor: str) -> str:
+        """Apply a recording-control action (pause/resume/stop/personal); returns what happened."""
+        if action == "pause":
+            if not self.control_paused:
+                self.control_paused = True
+                for s in self.streams:
+                    s.timer.pause()
+                self.mark("pause", source="control", actor=actor)
+            return "paused"
+        if action == "resume":
+            if self.control_paused and not self.stopped:
+                self.control_paused = False
+                for s in self.streams:
+                    if s.plan.active:
+                        s.timer.resume()
+                self.mark("resume", source="control", actor=actor)
+            return "recording" if not self.stopped else "stopped"
+        if action == "stop":
+            if not self.stopped:
+                self.mixer.flush(self.now_pos())
+                self.stopped = True
+                self.mark("stop", source="control", actor=actor)
+            return "stopped"
+        self.discard_reason = "the call was marked personal; nothing of it is kept"
+        self.discard_clauses = ("A8",)
+        self.mark("personal", source="control", actor=actor)
+        return "discarded"
+
+    # -- the end -------------------------------------------------------------------------------
+    def finish(self, *, policy: PolicyDocument, ended_at: datetime, end_pos: int, reason: str) -> str | None:
+        """Turn the spool into a recording, or discard it. Blocking: run in a worker thread.
+
+        Returns the recording id, or None when nothing was kept.
+        """
+        rt = self.runtime
+        in_scope, why, clauses = scope_decision(policy, self.facts, final=True)
+        if self.discard_reason is None and not in_scope:
+            self.discard_reason, self.discard_clauses = f"out of the recording scope: {why}", clauses
+        if self.discard_reason is None and self.write_error is not None:
+            self.discard_reason = f"audio could not be written ({self.write_error})"
+        frames = 0
+        if self._encryptor is not None:
+            if not self.stopped and self.discard_reason is None:
+                self.mixer.finish(max(end_pos, self.mixer.high))
+            frames = self.mixer.base
+            try:
+                self._encryptor.close()
+                self._stack.close()
+            except Exception as exc:
+                self.discard_reason = self.discard_reason or f"audio could not be written ({exc})"
+            self._encryptor = None
+        if self.rec_id is None or self.blob_key is None:
+            return None
+        if self.discard_reason is not None or frames == 0:
+            reason_text = self.discard_reason or "no audio was received"
+            discard_recording(rt.db, rt.store, self.rec_id, self.blob_key)
+            with rt.db.unit_of_work() as session:
+                audit.append(session, audit.AuditEvent(
+                    actor=ACTOR, action="capture.discarded", decision="info", object_type="call",
+                    object_id=catalog_call_id(self.call_id)[:64], reason=reason_text,
+                    details={"timeline": self.timeline[:200]}, clauses=self.discard_clauses,
+                ), clock=rt.clock)
+            return None
+        return self._store_recording(ended_at=ended_at, frames=frames, reason=reason)
+
+    def _store_recording(self, *, ended_at: datetime, frames: int, reason: str) -> str:
+        rt = self.runtime
+        assert self.rec_id is not None and self.blob_key is not None
+        spool_key = self.blob_key
+        # The spool's key lives only in this object; read it back through the v2 reader.
+        spool_reader = self._spool_reader
+        assert spool_reader is not None
+        wav_header = _wav_header(frames, self.rate, 2)
+        source = _ChainReader([wav_header], spool_reader.iter_all())
+        data_key = new_data_key()
+        size = len(wav_header) + frames * 4
+        with rt.store.writer(spool_key) as sink:
+            result = encrypt_stream(source, size, sink, data_key=data_key, context=self.rec_id.encode(),
+                                    chunk_size=CHUNK_SIZE)
+        meta = self._catalog_metadata(ended_at=ended_at)
+        stats = {f"stream{i}": {"label": s.plan.label, "channel": s.channel, "packets": s.timer.stats.packets,
+                                "lost": s.timer.stats.lost, "duplicates": s.timer.stats.duplicates,
+                                "ignored": s.timer.stats.ignored, "ssrc_changes": s.timer.stats.ssrc_changes}
+                 for i, s in enumerate(self.streams)}
+        with rt.db.unit_of_work() as session:
+            row = session.get(Recording, self.rec_id)
+            assert row is not None
+            row.ended_at = meta.ended_at
+            row.direction = meta.direction
+            row.extension, row.agent, row.team = meta.extension, meta.agent, meta.team
+            row.remote_number, row.local_number = meta.remote_number, meta.local_number
+            row.consent = meta.consent.model_dump(mode="json", exclude_none=True) if meta.consent else {}
+            row.consent_state = meta.consent_state
+            row.quarantined = meta.consent_state == "missing"
+            row.duration_seconds = frames / self.rate
+            row.sample_rate, row.channels, row.audio_format = self.rate, 2, "wav"
+            finalise_recording(session, rec_id=self.rec_id, result=result, data_key=data_key, keyring=rt.keyring,
+                               chunk_size=CHUNK_SIZE, actor=ACTOR, call_id=meta.call_id,
+                               consent_state=meta.consent_state, clock=rt.clock, action="recording.captured",
+                               details={"source": "siprec", "end": reason, "channels": ["remote", "agent"],
+                                        "mapping": self.facts.mapping, "timeline": self.timeline[:200],
+                                        "streams": stats})
+        return self.rec_id
+
+    @property
+    def _spool_reader(self) -> EncryptedBlobReader | None:
+        if self.rec_id is None or self.blob_key is None or self._spool_key is None:
+            return None
+        key = self.blob_key
+        store = self.runtime.store
+        return EncryptedBlobReader(lambda o, n: store.read_at(key, o, n), data_key=self._spool_key,
+                                   context=self.rec_id.encode(), blob_size=store.size(key))
+
+    _spool_key: bytes | None = None
+
+    def _catalog_metadata(self, *, ended_at: datetime) -> CallMetadata:
+        f = self.facts
+        consent = None
+        if f.consent:
+            try:
+                consent = ConsentEvidence.model_validate(f.consent)
+            except ValidationError:
+                consent = None  # unusable evidence counts as none: the recording is quarantined
+        return CallMetadata.model_construct(
+            call_id=catalog_call_id(self.call_id),
+            direction="outbound" if f.direction == "outbound" else "inbound", started_at=self.started_at,
+            ended_at=max(ended_at, self.started_at), extension=f.extension, agent=f.agent, team=f.team,
+            remote_number=f.remote_number, local_number=f.local_number, consent=consent, case_ref=None,
+            crm_ref=None,
+        )
+
+
+def lookup_agent(runtime: Runtime, extension: str | None) -> User | None:
+    """The active user with this extension (their username is the agent, their team the team)."""
+    if not extension:
+        return None
+    with runtime.db.unit_of_work() as session:
+        user = session.scalar(select(User).where(User.extension == extension, User.active.is_(True)))
+        if user is not None:
+            session.expunge(user)
+        return user
+
+
+def _wav_header(frames: int, rate: int, channels: int) -> bytes:
+    data_len = frames * channels * 2
+    return (b"RIFF" + struct.pack("<I", 36 + data_len) + b"WAVE" + b"fmt " +
+            struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * channels * 2, channels * 2, 16) +
+            b"data" + struct.pack("<I", data_len))
+
+
+class _ChainReader(io.RawIOBase):
+    """A readable stream over some bytes followed by an iterator of bytes (no copy to disk)."""
+
+    def __init__(self, head: list[bytes], rest: Iterator[bytes]) -> None:
+        self._pieces = iter([*head])
+        self._rest = rest
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._current:
+            nxt = next(self._pieces, None)
+            if nxt is None:
+                nxt = next(self._rest, None)
+            if nxt is None:
+                return 0
+            self._current = memoryview(nxt)
+        n = min(len(target), len(self._current))
+        target[:n] = self._current[:n]
+        self._current = self._current[n:]
+        return n

@@ -1,0 +1,116 @@
+"""``callvault capture …``: live capture from telephony (the SIPREC recording server)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from callvault.capture.siprec.server import ServerConfig, install_uvloop, raise_fd_limit, serve
+from callvault.cli.main import DataDir, app, err, handle_errors, settings_for
+from callvault.core.errors import ConfigurationError, InvalidInput
+from callvault.runtime import build_runtime
+
+capture_app = typer.Typer(help="Capture calls from telephony (SIPREC recording server).", no_args_is_help=True)
+app.add_typer(capture_app, name="capture")
+
+
+def parse_hostport(value: str, *, default_port: int) -> tuple[str, int]:
+    """``host:port``, ``host``, ``[v6]:port`` → (host, port); InvalidInput naming the option otherwise."""
+    text = value.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest.lstrip(":")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        raise InvalidInput(f"--listen {value!r}: the port must be a number") from None
+    if not host or not 0 < port < 65536:
+        raise InvalidInput(f"--listen {value!r}: give HOST:PORT, e.g. 127.0.0.1:5060")
+    return host, port
+
+
+def parse_port_range(value: str) -> tuple[int, int]:
+    low, sep, high = value.partition("-")
+    try:
+        lo, hi = int(low), int(high)
+    except ValueError:
+        raise InvalidInput(f"--rtp-ports {value!r}: give a range like 20000-40000") from None
+    if not sep or not (1024 <= lo < hi <= 65535) or hi - lo < 4:
+        raise InvalidInput(f"--rtp-ports {value!r}: give a range like 20000-40000 (1024-65535)")
+    return lo, hi
+
+
+def _run_one(data_dir: Path | None, config: ServerConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    raise_fd_limit()
+    install_uvloop()
+    runtime = build_runtime(settings_for(data_dir))
+    try:
+        asyncio.run(serve(runtime, config))
+    finally:
+        runtime.close()
+
+
+@capture_app.command("siprec")
+@handle_errors
+def siprec(
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT for SIP over UDP and TCP")] = "127.0.0.1:5060",
+    tls_port: Annotated[int | None, typer.Option("--tls-port", help="also accept SIP over TLS on this port")] = None,
+    cert: Annotated[Path | None, typer.Option("--cert", help="TLS certificate chain (PEM)")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="TLS private key (PEM)")] = None,
+    advertise: Annotated[str | None, typer.Option("--advertise", help="address SRCs send media to "
+                                                                        "(default: the listen host)")] = None,
+    rtp_ports: Annotated[str, typer.Option("--rtp-ports", help="UDP port range for media")] = "20000-40000",
+    processes: Annotated[int, typer.Option("--processes", help="capture processes sharing the SIP port "
+                                                                "(SO_REUSEPORT); one per core")] = 1,
+    stats_file: Annotated[Path | None, typer.Option("--stats-file", help="write live counters (JSON) here")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the SIPREC recording server (RFC 7866) until SIGTERM; calls become encrypted recordings."""
+    host, port = parse_hostport(listen, default_port=5060)
+    low, high = parse_port_range(rtp_ports)
+    if tls_port is not None and cert is None:
+        raise InvalidInput("--tls-port needs --cert (and --key unless the key is in the certificate file)")
+    for path in (cert, key):
+        if path is not None and not path.is_file():
+            raise InvalidInput(f"{path} does not exist or is not a file")
+    if not 1 <= processes <= 256:
+        raise InvalidInput("--processes must be between 1 and 256")
+    settings = settings_for(data_dir)
+    if settings.is_sqlite and not settings.data_dir.exists():
+        raise ConfigurationError(f"{settings.data_dir} is not a callvault data directory; run `callvault init` first")
+    span = (high - low) // processes
+    configs = [ServerConfig(host=host, port=port, tls_port=tls_port, certfile=cert, keyfile=key, advertise=advertise,
+                            rtp_ports=(low + i * span, low + (i + 1) * span), reuse_port=processes > 1,
+                            stats_file=(stats_file.with_name(f"{stats_file.name}.{i}") if processes > 1 and stats_file
+                                        else stats_file))
+               for i in range(processes)]
+    err.print(f"SIPREC recording server on {host}:{port} (UDP, TCP{', TLS :' + str(tls_port) if tls_port else ''}),"
+              f" {processes} process(es), RTP {low}-{high}")
+    if processes == 1:
+        _run_one(data_dir, configs[0])
+        return
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=_run_one, args=(data_dir, c), daemon=False) for c in configs]
+    for child in children:
+        child.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()

@@ -1,0 +1,199 @@
+"""The compliance report (A4, PIPEDA): for a period, what was recorded, who reached it and why, what was
+refused, and what was released, destroyed, held or quarantined.
+
+Built from the recordings catalogue and the audit log only, so it works whatever other domains are
+installed: lifecycle events are recognised by their audit action names (``retention.*``,
+``*.destroyed``, ``*hold*``, ``*quarantine*``, ``subject_request.*``/``*.released``) and counted as found.
+Output as CSV (one long table an auditor can pivot) or self-contained HTML with an inline SVG chart.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from callvault.audit.models import AuditEntry
+from callvault.oversight.models import MisuseReport
+from callvault.recordings.models import Recording
+
+CONTENT_ACTIONS = ("recording.play", "recording.download", "recording.export", "recording.transcript")
+LIFECYCLE_WORDS = ("destroy", "shred", "eras", "hold", "quarantin", "release", "subject_request", "retention",
+                   "case.")
+CSV_COLUMNS = ("section", "team", "direction", "consent_state", "actor", "role", "action", "purpose", "decision",
+               "reason", "week", "count")
+
+
+@dataclass
+class ComplianceReport:
+    start: datetime
+    end: datetime
+    recorded: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(team, direction, consent state) → recordings started in the period and still catalogued."""
+    ingested_events: int = 0
+    accessed: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
+    """(actor, role, action, purpose, decision) → requests for recording content."""
+    per_week: Counter[tuple[date, str]] = field(default_factory=Counter)
+    """(Monday of the week, purpose) → allowed content accesses."""
+    denied: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(action, reason) → every refusal in the period, content or not."""
+    lifecycle: Counter[str] = field(default_factory=Counter)
+    """audit action → releases, destructions, holds, quarantines and the like."""
+    quarantined_now: int = 0
+    misuse: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(source, status) → misuse reports filed in the period."""
+    policy_events: Counter[str] = field(default_factory=Counter)
+
+
+def _week(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def build_report(session: Session, *, start: datetime, end: datetime) -> ComplianceReport:
+    report = ComplianceReport(start=start, end=end)
+    for team, direction, consent, count in session.execute(
+        select(Recording.team, Recording.direction, Recording.consent_state, func.count())
+        .where(Recording.started_at >= start, Recording.started_at < end)
+        .group_by(Recording.team, Recording.direction, Recording.consent_state)
+    ):
+        report.recorded[(team or "(none)", direction, consent)] += count
+    report.quarantined_now = session.scalar(
+        select(func.count()).select_from(Recording).where(Recording.quarantined.is_(True))) or 0
+    rows = session.execute(
+        select(AuditEntry.at, AuditEntry.actor, AuditEntry.actor_role, AuditEntry.action, AuditEntry.purpose,
+               AuditEntry.decision, AuditEntry.reason)
+        .where(AuditEntry.at >= start, AuditEntry.at < end).order_by(AuditEntry.seq)
+    )
+    for at, actor, role, action, purpose, decision, reason in rows:
+        if action == "recording.ingested":
+            report.ingested_events += 1
+        if action in CONTENT_ACTIONS:
+            report.accessed[(actor, role or "", action.removeprefix("recording."), purpose or "(none)",
+                             decision)] += 1
+            if decision == "allow":
+                report.per_week[(_week(at.date()), purpose or "(none)")] += 1
+        if decision == "deny":
+            report.denied[(action, (reason or "")[:120])] += 1
+        elif any(word in action for word in LIFECYCLE_WORDS):
+            report.lifecycle[action] += 1
+        if action.startswith("policy."):
+            report.policy_events[action] += 1
+    for source, status, count in session.execute(
+        select(MisuseReport.source, MisuseReport.status, func.count())
+        .where(MisuseReport.created_at >= start, MisuseReport.created_at < end)
+        .group_by(MisuseReport.source, MisuseReport.status)
+    ):
+        report.misuse[(source, status)] += count
+    return report
+
+
+def to_csv(report: ComplianceReport) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+
+    def row(section: str, count: int, **values: str) -> None:
+        writer.writerow({"section": section, "count": count, **values})
+
+    row("period", 0, reason=f"{report.start.isoformat()} to {report.end.isoformat()}")
+    for (team, direction, consent), count in sorted(report.recorded.items()):
+        row("recorded", count, team=team, direction=direction, consent_state=consent)
+    row("ingest_events", report.ingested_events)
+    for (actor, role, action, purpose, decision), count in sorted(report.accessed.items()):
+        row("accessed", count, actor=actor, role=role, action=action, purpose=purpose, decision=decision)
+    for (week, purpose), count in sorted(report.per_week.items()):
+        row("accesses_per_week", count, week=week.isoformat(), purpose=purpose)
+    for (action, reason), count in sorted(report.denied.items()):
+        row("denied", count, action=action, reason=reason)
+    for action, count in sorted(report.lifecycle.items()):
+        row("lifecycle", count, action=action)
+    row("quarantined_now", report.quarantined_now)
+    for (source, status), count in sorted(report.misuse.items()):
+        row("misuse_reports", count, action=source, decision=status)
+    for action, count in sorted(report.policy_events.items()):
+        row("policy", count, action=action)
+    return buffer.getvalue()
+
+
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf")
+
+
+def weekly_chart_svg(per_week: Counter[tuple[date, str]]) -> str:
+    """Grouped bars: allowed content accesses per week, one colour per purpose. Plain SVG, no script."""
+    if not per_week:
+        return "<p>No content was accessed in this period.</p>"
+    weeks = sorted({w for w, _ in per_week})
+    purposes = sorted({p for _, p in per_week})
+    top = max(per_week.values())
+    bar, gap, height, left, bottom = 14, 18, 220, 40, 40
+    group = bar * len(purposes) + gap
+    width = left + group * len(weeks) + 20
+    legend_y = height + bottom
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
+           f'height="{legend_y + 20 * len(purposes) + 10}" aria-label="content accesses per week per purpose">']
+    out.append(f'<line x1="{left}" y1="{height}" x2="{width - 10}" y2="{height}" stroke="#333"/>')
+    for frac in (0.5, 1.0):
+        y = height - (height - 20) * frac
+        out.append(f'<text x="{left - 6}" y="{y + 4:.0f}" font-size="10" text-anchor="end">{round(top * frac)}</text>')
+    for wi, week in enumerate(weeks):
+        x0 = left + wi * group + gap // 2
+        for pi, purpose in enumerate(purposes):
+            count = per_week.get((week, purpose), 0)
+            h = (height - 20) * count / top
+            colour = _PALETTE[pi % len(_PALETTE)]
+            out.append(f'<rect x="{x0 + pi * bar}" y="{height - h:.1f}" width="{bar - 2}" height="{h:.1f}" '
+                       f'fill="{colour}"><title>{html.escape(purpose)}, week of {week}: {count}</title></rect>')
+        out.append(f'<text x="{x0}" y="{height + 14}" font-size="10">{week.strftime("%d %b")}</text>')
+    for pi, purpose in enumerate(purposes):
+        y = legend_y + pi * 20
+        out.append(f'<rect x="{left}" y="{y}" width="12" height="12" fill="{_PALETTE[pi % len(_PALETTE)]}"/>')
+        out.append(f'<text x="{left + 18}" y="{y + 10}" font-size="12">{html.escape(purpose)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[object, ...]], empty: str) -> str:
+    if not rows:
+        return f"<p>{html.escape(empty)}</p>"
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def to_html(report: ComplianceReport, *, title: str = "Compliance report") -> str:
+    period = f"{report.start.isoformat()} to {report.end.isoformat()} (end exclusive)"
+    recorded = sorted(((t, d, c, n) for (t, d, c), n in report.recorded.items()))
+    accessed = sorted(((a, r, act, p, dec, n) for (a, r, act, p, dec), n in report.accessed.items()))
+    denied = sorted(((a, r, n) for (a, r), n in report.denied.items()), key=lambda x: -x[2])
+    lifecycle = sorted(report.lifecycle.items())
+    misuse = sorted(((s, st, n) for (s, st), n in report.misuse.items()))
+    parts = [
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse;"
+        "margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}"
+        "th{background:#f3f3f3}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p>Period: {html.escape(period)}</p>",
+        "<h2>Recorded</h2>",
+        f"<p>{sum(report.recorded.values())} recordings started in the period are catalogued; "
+        f"{report.ingested_events} were ingested in it; {report.quarantined_now} are quarantined now.</p>",
+        _table(("team", "direction", "consent", "recordings"), list(recorded), "Nothing was recorded."),
+        "<h2>Accesses per week and purpose</h2>", weekly_chart_svg(report.per_week),
+        "<h2>Accessed (by whom, why, decision)</h2>",
+        _table(("user", "role", "action", "purpose", "decision", "requests"), list(accessed),
+               "Nobody asked for recording content."),
+        "<h2>Denied</h2>", _table(("action", "reason", "times"), list(denied), "Nothing was refused."),
+        "<h2>Released, destroyed, held, quarantined</h2>",
+        _table(("event", "times"), list(lifecycle), "No such events in the period."),
+        "<h2>Misuse reports</h2>", _table(("source", "status", "reports"), list(misuse), "None filed."),
+        "<h2>Policy</h2>", _table(("event", "times"), sorted(report.policy_events.items()), "No policy changes."),
+        "</body></html>\n",
+    ]
+    return "".join(parts)

@@ -1,0 +1,189 @@
+"""Misuse and breach reports (B12): intake, routing to the roles the policy names, status tracking.
+
+Who sees what: anyone signed in may file a report and follow the ones they filed; the roles in
+``policy.misuse.report_to_roles`` are mailed each new report and may list, read and move every
+report, except one that names them as its subject (they are neither mailed nor shown it).
+Every filing, status change and refused look is an audit entry; report text never goes in one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy.orm import Session
+
+from callvault.audit import service as audit
+from callvault.core.clock import Clock, system_clock
+from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
+from callvault.core.ids import new_id
+from callvault.identity.models import User
+from callvault.notify import service as notify
+from callvault.oversight.models import REPORT_STATUSES, MisuseReport
+from callvault.policy.schema import PolicyDocument
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "open": ("investigating", "closed"),
+    "investigating": ("closed",),
+    "closed": ("investigating",),
+}
+"""Allowed status moves; reopening a closed report sends it back to investigating."""
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """Who is acting on reports: a signed-in user, or ``system`` for detection."""
+
+    username: str
+    role: str
+    source_ip: str | None = None
+
+
+def is_recipient(policy: PolicyDocument, role: str) -> bool:
+    return role in policy.misuse.report_to_roles
+
+
+def recipients(session: Session, policy: PolicyDocument, *, exclude: str | None = None) -> list[User]:
+    """Active users in the roles the policy routes misuse reports to, minus the report's subject."""
+    users = session.scalars(select(User).where(User.role.in_(policy.misuse.report_to_roles),
+                                               User.active.is_(True)).order_by(User.username))
+    return [u for u in users if u.username != exclude]
+
+
+def _notify_recipients(session: Session, report: MisuseReport, policy: PolicyDocument, *, mail_domain: str,
+                       clock: Clock) -> int:
+    queued = 0
+    kind = f"detection rule {report.rule}" if report.source == "detection" else f"{report.reporter}"
+    for user in recipients(session, policy, exclude=report.subject_user):
+        body = (
+            f"A misuse report was {'raised by' if report.source == 'detection' else 'filed by'} {kind}.\n\n"
+            f"Report: {report.id}\nSummary: {report.summary}\nStatus: {report.status}\n"
+            f"Evidence: {len(report.evidence)} audit entr{'y' if len(report.evidence) == 1 else 'ies'}\n\n"
+            f"Sign in to callvault to read it: GET /api/v1/misuse-reports/{report.id}\n"
+            f"You receive this because policy {policy.policy_id} ({policy.version}) routes misuse reports "
+            f"to the role {user.role} (B12).\n"
+        )
+        mail = notify.enqueue(
+            session, to=notify.address_for(user.username, getattr(user, "email", None), _domain(mail_domain)),
+            recipient_user=user.username, subject=f"[callvault] Misuse report: {report.summary}"[:300], body=body,
+            dedup_key=f"misuse:{report.id}:{user.username}", clock=clock)
+        queued += mail is not None
+    return queued
+
+
+def _domain(mail_domain: str) -> notify.SmtpSettings:
+    return notify.SmtpSettings(mail_domain=mail_domain)
+
+
+def _clean_evidence(evidence: Sequence[int]) -> list[int]:
+    if len(evidence) > 1000:
+        raise InvalidInput("too much evidence", [FieldProblem("evidence", "at most 1000 audit entry seqs")])
+    bad = [e for e in evidence if not isinstance(e, int) or e < 1]
+    if bad:
+        raise InvalidInput("invalid evidence", [FieldProblem("evidence", "audit entry seqs are whole numbers ≥ 1")])
+    return sorted(set(evidence))
+
+
+def file_report(
+    session: Session, *, policy: PolicyDocument, reporter: Reporter, summary: str, description: str = "",
+    subject_user: str | None = None, evidence: Sequence[int] = (), source: str = "person",
+    rule: str | None = None, dedup_key: str | None = None, mail_domain: str = "localhost",
+    clock: Clock = system_clock,
+) -> MisuseReport | None:
+    """Store a report, audit it and queue a mail per recipient. Returns None for a duplicate ``dedup_key``."""
+    summary = summary.strip()
+    if not summary:
+        raise InvalidInput("a report needs a summary", [FieldProblem("summary", "must not be blank")])
+    if dedup_key is not None and session.scalar(
+            select(MisuseReport.id).where(MisuseReport.dedup_key == dedup_key)) is not None:
+        return None
+    now = clock.now()
+    report = MisuseReport(
+        id=new_id(), created_at=now, updated_at=now, source=source, reporter=reporter.username, rule=rule,
+        subject_user=(subject_user or None), summary=summary[:300], description=description,
+        evidence=_clean_evidence(evidence), status="open", dedup_key=dedup_key,
+    )
+    try:
+        with session.begin_nested():
+            session.add(report)
+            session.flush()
+    except SqlIntegrityError:
+        return None  # a concurrent detection run raised the same hit
+    audit.append(session, audit.AuditEvent(
+        actor=reporter.username, actor_role=reporter.role,
+        action="misuse.detected" if source == "detection" else "misuse.reported",
+        object_type="misuse_report", object_id=report.id, source_ip=reporter.source_ip, clauses=("B12",),
+        details={"rule": rule, "subject_user": report.subject_user, "evidence": report.evidence[:50]},
+    ), clock=clock)
+    _notify_recipients(session, report, policy, mail_domain=mail_domain, clock=clock)
+    return report
+
+
+def _deny(session: Session, who: Reporter, action: str, report_id: str, reason: str, clock: Clock) -> None:
+    audit.append(session, audit.AuditEvent(
+        actor=who.username, actor_role=who.role, action=action, decision="deny", object_type="misuse_report",
+        object_id=report_id[:200], reason=reason, source_ip=who.source_ip, clauses=("B12",),
+    ), clock=clock)
+
+
+def list_reports(session: Session, *, policy: PolicyDocument, viewer: Reporter, status: str | None = None,
+                 limit: int = 200) -> list[MisuseReport]:
+    """Reports the viewer may see: all but those about themselves for recipients; their own otherwise."""
+    if status is not None and status not in REPORT_STATUSES:
+        raise InvalidInput("invalid filter", [FieldProblem("status", f"one of {', '.join(REPORT_STATUSES)}")])
+    query = select(MisuseReport).order_by(MisuseReport.created_at.desc()).limit(max(1, min(limit, 500)))
+    if status:
+        query = query.where(MisuseReport.status == status)
+    if is_recipient(policy, viewer.role):
+        query = query.where(or_(MisuseReport.subject_user.is_(None), MisuseReport.subject_user != viewer.username))
+    else:
+        query = query.where(MisuseReport.reporter == viewer.username)
+    return list(session.scalars(query))
+
+
+def get_report(session: Session, *, policy: PolicyDocument, viewer: Reporter, report_id: str,
+               clock: Clock = system_clock) -> MisuseReport | None:
+    """One report if the viewer may see it; otherwise None, with the refused look audited (caller commits)."""
+    report = session.get(MisuseReport, report_id)
+    if report is None:
+        return None
+    if report.reporter == viewer.username and report.source == "person":
+        return report
+    if is_recipient(policy, viewer.role) and report.subject_user != viewer.username:
+        return report
+    _deny(session, viewer, "misuse.read", report_id, "not a recipient of misuse reports, or the report's subject",
+          clock)
+    return None
+
+
+def change_status(session: Session, *, policy: PolicyDocument, actor: Reporter, report_id: str, status: str,
+                  note: str = "", clock: Clock = system_clock) -> MisuseReport:
+    """Move a report along ``TRANSITIONS`` (recipients only, never on a report about themselves); audited.
+
+    A refusal is audited before ``AccessDenied`` is raised: the caller commits, then answers.
+    """
+    if status not in REPORT_STATUSES:
+        raise InvalidInput("invalid status", [FieldProblem("status", f"one of {', '.join(REPORT_STATUSES)}")])
+    report = session.get(MisuseReport, report_id)
+    if report is None:
+        raise NotFound("no such misuse report")
+    if not is_recipient(policy, actor.role) or report.subject_user == actor.username:
+        reason = (f"role {actor.role} does not handle misuse reports" if not is_recipient(policy, actor.role)
+                  else "nobody may handle a report about themselves")
+        _deny(session, actor, "misuse.status_changed", report_id, reason, clock)
+        raise AccessDenied(reason, clauses=("B12",))
+    if status not in TRANSITIONS[report.status]:
+        raise Conflict(f"a {report.status} report cannot become {status}; "
+                       f"allowed: {', '.join(TRANSITIONS[report.status])}")
+    previous = report.status
+    report.status = status
+    report.updated_at = clock.now()
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action="misuse.status_changed", decision="allow",
+        object_type="misuse_report", object_id=report.id, reason=note[:2000], source_ip=actor.source_ip,
+        clauses=("B12",), details={"from": previous, "to": status},
+    ), clock=clock)
+    session.flush()
+    return report

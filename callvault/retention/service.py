@@ -1,0 +1,371 @@
+"""Retention rules applied to recordings: destruction dates, cases, legal holds, the report.
+
+Every available recording carries ``destroy_after`` and ``retention_rule`` (A3, A9, B11):
+
+* ``max_age``: the policy's cap, ``retention.max_age_months`` after the call started;
+* ``case_resolved``: when the policy destroys on case resolution (A9), its case's ``resolved_at``
+  plus ``post_resolution_grace_days``, if that comes before the cap ("whichever first").
+
+A legal hold on the recording or on its case sets ``on_hold``, which suspends destruction without
+changing the date: once the last hold is released the recording goes at its date (at once if passed).
+The values are recomputed whenever a case, a hold or the recording's case link changes, and by the
+sweep for rows computed under another policy version (``retention_basis``), so the columns are a
+cache of these rules, never a second source of truth.
+
+Services take the session and the actor and never commit; every change is audited.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from callvault.audit import service as audit
+from callvault.core.clock import Clock, system_clock
+from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
+from callvault.core.ids import new_id
+from callvault.policy.schema import PolicyDocument
+from callvault.recordings.models import Recording, RecordingState
+from callvault.retention.models import Case, CaseKind, CaseStatus, DestructionRecord, LegalHold, RetentionRule
+
+REFRESH_BATCH = 500
+
+
+def retention_basis(policy: PolicyDocument) -> str:
+    """The policy identity stored with computed dates, to spot dates computed under another version."""
+    return f"{policy.policy_id}@{policy.version}"
+
+
+def may_manage(policy: PolicyDocument, role: str) -> bool:
+    """Who opens/resolves cases and places/releases holds: administering roles and roles that reach all
+    recordings (leadership). Specialists never: they could otherwise keep their own calls forever."""
+    rule = policy.roles.get(role)
+    return bool(rule and (rule.can_administer or rule.content_scope == "all"))
+
+
+def require_manager(policy: PolicyDocument, role: str, what: str) -> None:
+    """AccessDenied unless ``role`` may manage retention (the edge audits the denial)."""
+    if not may_manage(policy, role):
+        raise AccessDenied(f"role {role or '(none)'} may not {what}",
+                           reason=f"only administering roles and leadership may {what}", clauses=("A9",))
+
+
+# ------------------------------------------------------------------------------------- computation
+def compute_destruction(
+    policy: PolicyDocument, *, started_at: datetime, case: Case | None
+) -> tuple[datetime, RetentionRule]:
+    """When a recording must go and which rule says so (holds are applied separately)."""
+    rules = policy.retention
+    when, rule = rules.expires_at(started_at), RetentionRule.MAX_AGE
+    if (rules.destroy_on_case_resolution and case is not None and case.status == CaseStatus.RESOLVED
+            and case.resolved_at is not None):
+        early = case.resolved_at + timedelta(days=rules.post_resolution_grace_days)
+        if early < when:
+            when, rule = early, RetentionRule.CASE_RESOLVED
+    return when, rule
+
+
+def refresh(session: Session, *, policy: PolicyDocument, rows: Sequence[Recording]) -> None:
+    """Recompute ``destroy_after``/``retention_rule``/``on_hold`` for these available rows."""
+    rows = [r for r in rows if r.state == RecordingState.AVAILABLE]
+    if not rows:
+        return
+    refs = {r.case_ref for r in rows if r.case_ref}
+    cases = ({c.ref: c for c in session.scalars(select(Case).where(Case.ref.in_(refs)))} if refs else {})
+    held_ids, held_cases = _active_holds(session, [r.id for r in rows], refs)
+    basis = retention_basis(policy)
+    for row in rows:
+        when, rule = compute_destruction(policy, started_at=row.started_at,
+                                         case=cases.get(row.case_ref) if row.case_ref else None)
+        row.destroy_after = when
+        row.retention_rule = rule.value
+        row.on_hold = row.id in held_ids or (row.case_ref is not None and row.case_ref in held_cases)
+        row.retention_basis = basis
+    session.flush()
+
+
+def refresh_where(session: Session, *, policy: PolicyDocument, condition: ColumnElement[bool]) -> int:
+    """Recompute every available recording matching ``condition``, in batches; returns how many."""
+    done = 0
+    after = ""
+    while True:
+        rows = list(session.scalars(
+            select(Recording).where(Recording.state == RecordingState.AVAILABLE, condition, Recording.id > after)
+            .order_by(Recording.id).limit(REFRESH_BATCH)))
+        if not rows:
+            return done
+        refresh(session, policy=policy, rows=rows)
+        done += len(rows)
+        after = rows[-1].id
+
+
+def refresh_stale(session: Session, *, policy: PolicyDocument) -> int:
+    """Recompute rows whose dates were computed under another policy version (or never)."""
+    basis = retention_basis(policy)
+    return refresh_where(session, policy=policy, condition=or_(
+        Recording.retention_basis.is_(None), Recording.retention_basis != basis))
+
+
+def _active_holds(session: Session, recording_ids: Iterable[str], refs: Iterable[str]) -> tuple[set[str], set[str]]:
+    ids, refs = list(recording_ids), list(refs)
+    conds = []
+    if ids:
+        conds.append(LegalHold.recording_id.in_(ids))
+    if refs:
+        conds.append(LegalHold.case_ref.in_(refs))
+    if not conds:
+        return set(), set()
+    held_ids: set[str] = set()
+    held_cases: set[str] = set()
+    for hold in session.scalars(select(LegalHold).where(LegalHold.released_at.is_(None), or_(*conds))):
+        if hold.recording_id:
+            held_ids.add(hold.recording_id)
+        if hold.case_ref:
+            held_cases.add(hold.case_ref)
+    return held_ids, held_cases
+
+
+# -------------------------------------------------------------------------------------------- cases
+def get_case(session: Session, ref: str) -> Case:
+    case = session.get(Case, ref)
+    if case is None:
+        raise NotFound(f"no case {ref!r}")
+    return case
+
+
+def list_cases(session: Session) -> list[Case]:
+    """Every case, newest first."""
+    return list(session.scalars(select(Case).order_by(Case.opened_at.desc(), Case.ref)))
+
+
+def _check_ref(ref: str) -> str:
+    ref = ref.strip()
+    if not (0 < len(ref) <= 100) or not ref.isprintable():
+        raise InvalidInput("invalid case:", [FieldProblem("ref", "must be 1-100 printable characters")])
+    return ref
+
+
+def open_case(
+    session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, ref: str, kind: str,
+    description: str = "", clock: Clock = system_clock,
+) -> Case:
+    """Open a complaint, investigation or legal claim; recordings whose ``case_ref`` is ``ref`` join it."""
+    require_manager(policy, actor_role, "open cases")
+    ref = _check_ref(ref)
+    if kind not in set(CaseKind):
+        raise InvalidInput("invalid case:", [FieldProblem(
+            "kind", f"must be one of {', '.join(k.value for k in CaseKind)}")])
+    if session.get(Case, ref) is not None:
+        raise Conflict(f"case {ref!r} already exists")
+    case = Case(ref=ref, kind=kind, status=CaseStatus.OPEN, description=description.strip(), opened_at=clock.now(),
+                opened_by=actor)
+    session.add(case)
+    session.flush()
+    refresh_where(session, policy=policy, condition=Recording.case_ref == ref)
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="retention.case_opened", object_type="case", object_id=ref,
+        details={"kind": kind}, clauses=("A9",)), clock=clock)
+    return case
+
+
+def resolve_case(
+    session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, ref: str, clock: Clock = system_clock,
+) -> Case:
+    """Mark a case resolved; under a policy that destroys on resolution its recordings' dates move up (A9)."""
+    require_manager(policy, actor_role, "resolve cases")
+    case = get_case(session, ref)
+    if case.status == CaseStatus.RESOLVED:
+        raise Conflict(f"case {ref!r} is already resolved")
+    case.status = CaseStatus.RESOLVED
+    case.resolved_at = clock.now()
+    case.resolved_by = actor
+    session.flush()
+    count = refresh_where(session, policy=policy, condition=Recording.case_ref == ref)
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="retention.case_resolved", object_type="case", object_id=ref,
+        details={"recordings": count, "grace_days": policy.retention.post_resolution_grace_days,
+                 "destroy_on_resolution": policy.retention.destroy_on_case_resolution},
+        clauses=("A9",)), clock=clock)
+    return case
+
+
+def reopen_case(
+    session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, ref: str, clock: Clock = system_clock,
+) -> Case:
+    """Reopen a resolved case: its recordings fall back to the cap (those already destroyed stay destroyed)."""
+    require_manager(policy, actor_role, "reopen cases")
+    case = get_case(session, ref)
+    if case.status != CaseStatus.RESOLVED:
+        raise Conflict(f"case {ref!r} is not resolved")
+    case.status, case.resolved_at, case.resolved_by = CaseStatus.OPEN, None, None
+    session.flush()
+    refresh_where(session, policy=policy, condition=Recording.case_ref == ref)
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="retention.case_reopened", object_type="case", object_id=ref,
+        clauses=("A9",)), clock=clock)
+    return case
+
+
+def link_recording(
+    session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, ref: str, recording_id: str,
+    clock: Clock = system_clock,
+) -> Recording:
+    """Link a recording to a case (replacing any earlier link) and recompute its date."""
+    require_manager(policy, actor_role, "link recordings to cases")
+    get_case(session, ref)
+    row = session.get(Recording, recording_id)
+    if row is None or row.state != RecordingState.AVAILABLE:
+        raise NotFound("no such recording")
+    previous = row.case_ref
+    row.case_ref = ref
+    refresh(session, policy=policy, rows=[row])
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="retention.case_linked", object_type="recording",
+        object_id=row.id, details={"case_ref": ref, "previous_case_ref": previous}, clauses=("A9",)), clock=clock)
+    return row
+
+
+# -------------------------------------------------------------------------------------------- holds
+def place_hold(
+    session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, reason: str, owner: str,
+    review_on: date, recording_id: str | None = None, case_ref: str | None = None, clock: Clock = system_clock,
+) -> LegalHold:
+    """Suspend destruction of one recording or of a whole case until the hold is released."""
+    require_manager(policy, actor_role, "place legal holds")
+    problems = []
+    if (recording_id is None) == (case_ref is None):
+        problems.append(FieldProblem("recording_id", "give exactly one of recording_id or case_ref"))
+    if not reason.strip():
+        problems.append(FieldProblem("reason", "say why the recording must be kept"))
+    if not owner.strip():
+        problems.append(FieldProblem("owner", "name the person responsible for the hold"))
+    if review_on <= clock.now().date():
+        problems.append(FieldProblem("review_date", "must be in the future"))
+    if problems:
+        raise InvalidInput("invalid legal hold:", problems)
+    if recording_id is not None:
+        row = session.get(Recording, recording_id)
+        if row is None or row.state != RecordingState.AVAILABLE:
+            raise NotFound("no such recording (a destroyed recording cannot be held)")
+    if case_ref is not None:
+        get_case(session, case_ref)
+    hold = LegalHold(id=new_id(), recording_id=recording_id, case_ref=case_ref, reason=reason.strip(),
+                     owner=owner.strip(), review_on=review_on, placed_at=clock.now(), placed_by=actor)
+    session.add(hold)
+    session.flush()
+    _refresh_hold_scope(session, policy=policy, hold=hold)
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="retention.hold_placed", object_type="legal_hold",
+        object_id=hold.id, reason=hold.reason,
+        details={"recording_id": recording_id, "case_ref": case_ref, "owner": hold.owner,
+                 "review_on": review_on.isoformat()}, clauses=("A9", "B11")), clock=clock)
+    return hold
+
+
+def release_hold(
+    session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, hold_id: str, reason: str,
+    clock: Clock = system_clock,
+) -> LegalHold:
+    """End a hold; what it protected is destroyed at its date again (at the next sweep if that has passed)."""
+    require_manager(policy, actor_role, "release legal holds")
+    hold = session.get(LegalHold, hold_id)
+    if hold is None:
+        raise NotFound(f"no legal hold {hold_id!r}")
+    if hold.released_at is not None:
+        raise Conflict(f"legal hold {hold_id} was already released")
+    if not reason.strip():
+        raise InvalidInput("invalid release:", [FieldProblem("reason", "say why the hold is no longer needed")])
+    hold.released_at, hold.released_by, hold.release_reason = clock.now(), actor, reason.strip()
+    session.flush()
+    _refresh_hold_scope(session, policy=policy, hold=hold)
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="retention.hold_released", object_type="legal_hold",
+        object_id=hold.id, reason=hold.release_reason or "",
+        details={"recording_id": hold.recording_id, "case_ref": hold.case_ref}, clauses=("A9", "B11")), clock=clock)
+    return hold
+
+
+def _refresh_hold_scope(session: Session, *, policy: PolicyDocument, hold: LegalHold) -> None:
+    if hold.recording_id:
+        refresh_where(session, policy=policy, condition=Recording.id == hold.recording_id)
+    if hold.case_ref:
+        refresh_where(session, policy=policy, condition=Recording.case_ref == hold.case_ref)
+
+
+def list_holds(session: Session, *, active_only: bool = True) -> list[LegalHold]:
+    query = select(LegalHold).order_by(LegalHold.placed_at)
+    if active_only:
+        query = query.where(LegalHold.released_at.is_(None))
+    return list(session.scalars(query))
+
+
+# ------------------------------------------------------------------------------------------- report
+@dataclass
+class PeriodDestroyed:
+    """What was destroyed in one calendar month, by rule."""
+
+    period: str
+    by_rule: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_rule.values())
+
+
+@dataclass
+class HeldItem:
+    hold_id: str
+    recording_id: str | None
+    case_ref: str | None
+    reason: str
+    owner: str
+    review_on: date
+    review_overdue: bool
+    recordings_held: int
+
+
+@dataclass
+class RetentionReport:
+    start: datetime
+    end: datetime
+    destroyed: list[PeriodDestroyed]
+    held: list[HeldItem]
+    overdue_for_destruction: int
+    """Available, not held, past their date: what the next sweep will take (should be ~0)."""
+
+    @property
+    def destroyed_total(self) -> int:
+        return sum(p.total for p in self.destroyed)
+
+
+def report(session: Session, *, start: datetime, end: datetime, clock: Clock = system_clock) -> RetentionReport:
+    """Per calendar month in [start, end): how many recordings were destroyed, by rule; every active hold."""
+    if end <= start:
+        raise InvalidInput("invalid period:", [FieldProblem("to", "must be after from")])
+    by_period: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    rows = session.execute(select(DestructionRecord.destroyed_at, DestructionRecord.rule).where(
+        DestructionRecord.destroyed_at >= start, DestructionRecord.destroyed_at < end))
+    for at, rule in rows:
+        by_period[at.strftime("%Y-%m")][rule] += 1
+    destroyed = [PeriodDestroyed(period, dict(rules)) for period, rules in sorted(by_period.items())]
+    today = clock.now().date()
+    held = []
+    for hold in list_holds(session):
+        if hold.recording_id:
+            count = int(session.scalar(select(Recording.id).where(
+                Recording.id == hold.recording_id, Recording.state == RecordingState.AVAILABLE).limit(1)) is not None)
+        else:
+            count = int(session.scalar(select(func.count()).select_from(Recording).where(
+                Recording.case_ref == hold.case_ref, Recording.state == RecordingState.AVAILABLE)) or 0)
+        held.append(HeldItem(hold.id, hold.recording_id, hold.case_ref, hold.reason, hold.owner, hold.review_on,
+                             hold.review_on < today, count))
+    overdue = int(session.scalar(select(func.count()).select_from(Recording).where(
+        Recording.state == RecordingState.AVAILABLE, Recording.on_hold.is_(False),
+        Recording.destroy_after <= clock.now())) or 0)
+    return RetentionReport(start=start, end=end, destroyed=destroyed, held=held, overdue_for_destruction=overdue)

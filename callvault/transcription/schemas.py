@@ -1,0 +1,90 @@
+"""API shapes for transcripts, transcript search and CRM notes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class WordRead(BaseModel):
+    text: str
+    start: float
+    end: float
+
+
+class SegmentRead(BaseModel):
+    speaker: str
+    start: float
+    end: float
+    text: str
+    words: list[WordRead]
+
+
+class RemovalRead(BaseModel):
+    """A span cut from audio and transcript: kind and time only, never what was said."""
+
+    kind: str
+    speaker: str
+    start: float
+    end: float
+
+
+class TranscriptRead(BaseModel):
+    recording_id: str
+    engine: str
+    redacted: bool
+    """True when personal data is masked (asked for, or the purpose serves only an anonymised copy)."""
+    speakers: list[str]
+    segments: list[SegmentRead]
+    removed: list[RemovalRead]
+    completed_at: datetime | None
+
+
+class TranscriptHit(BaseModel):
+    recording_id: str
+    started_at: datetime
+    extension: str | None
+    agent: str | None
+
+
+class TranscriptSearchResult(BaseModel):
+    items: list[TranscriptHit]
+
+
+class CrmNoteIn(BaseModel):
+    note: str = Field(min_length=1, max_length=20_000, description="the note as written in the CRM")
+    products: list[str] = Field(default_factory=list, max_length=50,
+                                description="product names to look for (default: capitalised phrases)")
+
+
+class CrmNoteAccepted(BaseModel):
+    id: str
+    check_state: str
+    flag_count: int
+
+
+class CrmFlagRead(BaseModel):
+    kind: str
+    detail: str
+    note_text: str
+    note_start: int
+    note_end: int
+    call_text: str | None = None
+    call_speaker: str | None = None
+    call_start: float | None = None
+    call_end: float | None = None
+
+
+class CrmNoteRead(BaseModel):
+    id: str
+    crm_ref: str | None
+    source: str
+    received_at: datetime
+    received_by: str
+    note: str
+    check_state: str
+    flag_count: int
+    similarity: float | None
+    similarity_method: str | None
+    flags: list[CrmFlagRead]

@@ -1,0 +1,131 @@
+"""Full-text search over transcripts without plaintext words at rest: keyed hashes of tokens.
+
+Each distinct normalised token of a transcript is stored as HMAC-SHA-256(search key, token) in
+``transcript_terms``. Without the search key the table says nothing about what was said; with it,
+an attacker can test guesses (a dictionary attack on single words), which is why the key lives
+beside the KEKs (``<key dir>/search.key``, mode 0600, or ``CALLVAULT_SEARCH_KEY``/``_FILE``) and
+not in the database. Trade-offs, stated in docs/transcription.md: equality only (no prefixes,
+no fuzzy matching, no phrases), and the number of recordings sharing a token is visible (frequency).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+import re
+import secrets
+import unicodedata
+from collections.abc import Iterable, Mapping
+from hashlib import sha256
+from pathlib import Path
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from callvault.core.errors import ConfigurationError
+from callvault.policy.decide import Actor, visible_scope
+from callvault.policy.schema import PolicyDocument
+from callvault.recordings.models import Recording, RecordingState
+from callvault.transcription.models import TranscriptTerm
+from callvault.transcription.redaction import digits_of
+
+SEARCH_KEY_FILE = "search.key"
+MAX_QUERY_TERMS = 10
+_TOKEN_RE = re.compile(r"[\w@.'-]+")
+
+
+def normalise(text: str) -> list[str]:
+    """Lower-case, accent-free tokens; numerals and number words become digits ("4,111" → "4111")."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    out = []
+    for raw in _TOKEN_RE.findall(folded):
+        word = raw.strip(".'-")
+        if not word:
+            continue
+        digits = digits_of(word)
+        if digits is not None:
+            if digits:
+                out.append(digits)
+            continue
+        out.append(word.replace("'", ""))
+    return out
+
+
+def load_search_key(key_dir: Path, env: Mapping[str, str]) -> bytes:
+    """The search key: from the environment, or ``<key_dir>/search.key`` (created 0600 on first use)."""
+    inline = (env.get("CALLVAULT_SEARCH_KEY") or "").strip()
+    file_name = (env.get("CALLVAULT_SEARCH_KEY_FILE") or "").strip()
+    if inline or file_name:
+        text = inline or Path(file_name).read_text(encoding="ascii")
+        return _decode(text, "CALLVAULT_SEARCH_KEY")
+    path = key_dir / SEARCH_KEY_FILE
+    if not path.exists():
+        key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it first; read theirs
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(base64.b64encode(secrets.token_bytes(32)) + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+    if path.stat().st_mode & 0o077:
+        raise ConfigurationError(f"search key {path} is readable by other users; run: chmod 600 {path}")
+    return _decode(path.read_text(encoding="ascii"), str(path))
+
+
+def _decode(text: str, source: str) -> bytes:
+    try:
+        key = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(f"{source} is not valid base64") from None
+    if len(key) < 32:
+        raise ConfigurationError(f"{source} must hold at least 32 bytes")
+    return key
+
+
+def term_hash(key: bytes, token: str) -> str:
+    return hmac.new(key, b"callvault-term|" + token.encode(), sha256).hexdigest()
+
+
+def index(session: Session, *, key: bytes, recording_id: str, texts: Iterable[str]) -> int:
+    """Replace the recording's index terms with those of ``texts``; returns how many distinct terms."""
+    session.execute(delete(TranscriptTerm).where(TranscriptTerm.recording_id == recording_id))
+    hashes = {term_hash(key, t) for text in texts for t in normalise(text)}
+    session.add_all(TranscriptTerm(recording_id=recording_id, term_hash=h) for h in sorted(hashes))
+    return len(hashes)
+
+
+def _scope_clause(policy: PolicyDocument, actor: Actor) -> ColumnElement[bool] | None:
+    scope = visible_scope(policy=policy, actor=actor)
+    if scope.kind == "all":
+        return Recording.id.is_not(None)
+    if scope.kind == "own_extension" and scope.extension:
+        return Recording.extension == scope.extension
+    if scope.kind == "own_team" and scope.team:
+        return Recording.team == scope.team
+    return None
+
+
+def candidates(session: Session, *, key: bytes, policy: PolicyDocument, actor: Actor, query: str,
+               limit: int = 50) -> list[Recording]:
+    """Recordings within the actor's scope whose transcript holds every token of ``query``.
+
+    The caller still runs each one through ``decide()`` with the purpose (quarantine, consent...).
+    """
+    tokens = sorted(set(normalise(query)))[:MAX_QUERY_TERMS]
+    scope = _scope_clause(policy, actor)
+    if not tokens or scope is None:
+        return []
+    hashes = [term_hash(key, t) for t in tokens]
+    matching = (select(TranscriptTerm.recording_id).where(TranscriptTerm.term_hash.in_(hashes))
+                .group_by(TranscriptTerm.recording_id)
+                .having(func.count(TranscriptTerm.term_hash) == len(hashes)))
+    return list(session.scalars(
+        select(Recording).where(Recording.id.in_(matching), Recording.state == RecordingState.AVAILABLE, scope)
+        .order_by(Recording.started_at.desc(), Recording.id.desc()).limit(limit)))

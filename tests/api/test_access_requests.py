@@ -1,0 +1,355 @@
+"""Internal access requests under policy B (B6, B9): routed to the named approvers, no self-approval,
+grants limited in time and actions, rejections, lapses and reminders on the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, update
+
+from callvault.access import service as access
+from callvault.access.models import AccessGrant
+from callvault.audit.models import AuditEntry
+from callvault.core.clock import Clock, FixedClock
+from callvault.identity import service as identity
+from callvault.policy import service as policy_service
+from callvault.policy.decide import Action
+from callvault.recordings import service as recordings
+from tests.conftest import POLICY_B, fresh_database
+from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.env import CallvaultEnv, LiveServer, Persona
+
+PERSONAS_B = [
+    Persona("sam", "specialist", "3001", "customer_success"),
+    Persona("tina", "specialist", "3002", "customer_success"),
+    Persona("lead", "support_lead", "3100", "customer_success"),
+    Persona("lead2", "support_lead", "3101", "customer_success"),
+    Persona("head", "head_of_customer_success", "3200", "customer_success"),
+    Persona("hr", "hr_manager"),
+    Persona("qa", "qa_reviewer"),
+]
+
+
+@pytest.fixture(scope="module")
+def env_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
+    tmp = tmp_path_factory.mktemp("policy-b")
+    with fresh_database(request.config.getoption("--db"), tmp) as url:
+        environment = CallvaultEnv(tmp / "data", url, POLICY_B, personas=PERSONAS_B)
+        yield environment
+        environment.close()
+
+
+@pytest.fixture(scope="module")
+def server_b(env_b: CallvaultEnv) -> Iterator[LiveServer]:
+    live = LiveServer(env_b)
+    live.start()
+    yield live
+    live.stop()
+
+
+def _meta(agent: str, extension: str, **extra: Any) -> dict[str, Any]:
+    return metadata(agent=agent, extension=extension, team="customer_success", local_number="+61 2 8197 9000",
+                    remote_number="+61 2 9374 4000", **extra)
+
+
+@pytest.fixture(scope="module")
+def recs(server_b: LiveServer) -> dict[str, str]:
+    """One recording each of sam's, tina's and lead's calls."""
+    ids = {}
+    with server_b.client("admin") as admin:
+        for i, (agent, ext) in enumerate((("sam", "3001"), ("tina", "3002"), ("lead", "3100"))):
+            resp = upload(admin, wav_bytes(0.5, seed=200 + i), _meta(agent, ext))
+            assert resp.status_code == 201, resp.text
+            ids[agent] = resp.json()["id"]
+    return ids
+
+
+def _request(client: httpx.Client, rec: str, purpose: str, **extra: Any) -> httpx.Response:
+    body = {"recording_ids": [rec], "purpose": purpose, "crm_ref": "CRM-1234",
+            "justification": "Customer disputes what was promised on this call.", **extra}
+    return client.post("/api/v1/access-requests", json=body)
+
+
+def _audio(client: httpx.Client, rec: str, purpose: str, **params: Any) -> httpx.Response:
+    return client.get(f"/api/v1/recordings/{rec}/audio", params={"purpose": purpose, **params})
+
+
+def _audit(env: CallvaultEnv, action: str) -> list[AuditEntry]:
+    with env.runtime.db.unit_of_work() as session:
+        return list(session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)))
+
+
+def test_a_specialist_hears_their_own_call_only_after_a_team_leader_approves(
+        server_b: LiveServer, env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    with server_b.client("sam") as sam, server_b.client("lead") as lead, server_b.client("qa") as qa:
+        before = _audio(sam, recs["sam"], "self_review")
+        assert before.status_code == 403
+        assert "needs approval by Support Lead or Head of Customer Success" in before.json()["message"]
+        created = _request(sam, recs["sam"], "self_review")
+        assert created.status_code == 201, created.text
+        req = created.json()
+        assert req["status"] == "pending" and req["approver_roles"] == ["support_lead", "head_of_customer_success"]
+        pending = lead.get("/api/v1/access-requests", params={"status": "pending"}).json()
+        assert req["id"] in [r["id"] for r in pending]
+        assert req["id"] not in [r["id"] for r in qa.get("/api/v1/access-requests").json()]
+        own = sam.post(f"/api/v1/access-requests/{req['id']}/approve")
+        assert own.status_code == 403
+        not_approver = qa.post(f"/api/v1/access-requests/{req['id']}/approve")
+        assert not_approver.status_code == 403
+        approved = lead.post(f"/api/v1/access-requests/{req['id']}/approve", json={"note": "ok", "grant_days": 3})
+        assert approved.status_code == 200 and approved.json()["status"] == "approved"
+        assert _audio(sam, recs["sam"], "self_review").status_code == 200
+        download = _audio(sam, recs["sam"], "self_review", download="true")
+        assert download.status_code == 403 and "allows only play" in download.json()["message"]
+        grants = sam.get("/api/v1/grants").json()
+        assert [(g["recording_id"], g["purpose"], g["actions"]) for g in grants] == [
+            (recs["sam"], "self_review", ["play"])]
+        again = lead.post(f"/api/v1/access-requests/{req['id']}/approve")
+        assert again.status_code == 409
+    refused = [(e.actor, e.decision) for e in _audit(env_b, "access.approve")]
+    assert refused == [("sam", "deny"), ("qa", "deny")]
+
+
+def test_legal_claims_need_the_head_of_customer_success(server_b: LiveServer, recs: dict[str, str]) -> None:
+    with server_b.client("lead") as lead, server_b.client("lead2") as lead2, server_b.client("head") as head:
+        denied = _audio(lead, recs["tina"], "legal_claim")
+        assert denied.status_code == 403
+        assert "needs approval by Head of Customer Success" in denied.json()["message"]
+        assert "B9" in denied.json()["clauses"]
+        req = _request(lead, recs["tina"], "legal_claim", actions=["play", "download"]).json()
+        assert req["approver_roles"] == ["head_of_customer_success"]
+        assert lead2.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 403
+        assert head.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
+        assert _audio(lead, recs["tina"], "legal_claim", download="true").status_code == 200
+        assert _audio(lead2, recs["tina"], "legal_claim").status_code == 403  # the grant is lead's alone
+
+
+def test_an_approver_cannot_approve_access_to_their_own_calls(server_b: LiveServer, recs: dict[str, str]) -> None:
+    with server_b.client("hr") as hr, server_b.client("lead") as lead, server_b.client("lead2") as lead2:
+        req = _request(hr, recs["lead"], "staff_performance").json()
+        conflicted = lead.post(f"/api/v1/access-requests/{req['id']}/approve")
+        assert conflicted.status_code == 403 and "your own calls" in conflicted.json()["message"]
+        assert lead2.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
+
+
+def test_a_rejection_says_why_and_leaves_access_closed(server_b: LiveServer, env_b: CallvaultEnv,
+                                                      recs: dict[str, str]) -> None:
+    with server_b.client("hr") as hr, server_b.client("lead") as lead:
+        req = _request(hr, recs["tina"], "abusive_call").json()
+        assert lead.post(f"/api/v1/access-requests/{req['id']}/reject", json={"note": ""}).status_code == 422
+        rejected = lead.post(f"/api/v1/access-requests/{req['id']}/reject", json={"note": "No abuse reported."})
+        assert rejected.status_code == 200
+        mine = hr.get(f"/api/v1/access-requests/{req['id']}").json()
+        assert (mine["status"], mine["decision_note"]) == ("rejected", "No abuse reported.")
+        assert _audio(hr, recs["tina"], "abusive_call").status_code == 403
+    assert _audit(env_b, "access.rejected")[-1].object_id == req["id"]
+
+
+@pytest.mark.parametrize("who, change, field", [
+    ("qa", {"purpose": "spot_check"}, "purpose"),            # needs no approval: use it directly
+    ("qa", {"purpose": "legal_claim"}, "purpose"),           # not open to the role
+    ("sam", {"purpose": "no_such_purpose"}, "purpose"),
+    ("sam", {"crm_ref": ""}, "crm_ref"),
+    ("sam", {"justification": "x"}, "justification"),
+    ("sam", {"actions": ["delete"]}, "actions.0"),
+    ("sam", {"grant_days": 365}, "grant_days"),
+    ("sam", {"recording": "tina"}, "recording_ids[0]"),     # outside a specialist's scope
+])
+def test_a_request_that_could_not_lead_anywhere_is_refused_naming_the_field(
+        server_b: LiveServer, recs: dict[str, str], who: str, change: dict[str, Any], field: str) -> None:
+    rec = recs[change.pop("recording", "sam")]
+    body = {"purpose": "self_review", **change}
+    with server_b.client(who) as client:
+        resp = _request(client, rec, **body)
+    assert resp.status_code == 422, resp.text
+    assert field in [p["location"] for p in resp.json()["problems"]]
+
+
+def test_grants_end_on_time_and_their_end_is_audited_once(env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    start = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+    clock = FixedClock(start)
+    with env_b.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=clock)
+        tina = identity.actor_for(session, identity.get_user(session, "tina"), policy)
+        head = identity.actor_for(session, identity.get_user(session, "head"), policy)
+        req = access.create_request(session, policy=policy, actor=tina, new=access.NewRequest(
+            recording_ids=(recs["tina"],), purpose="abusive_call", crm_ref="CRM-9",
+            justification="Caller was abusive to me.", grant_days=2), clock=clock)
+        grants = access.approve(session, policy=policy, actor=head, request_id=req.id, clock=clock)
+    assert grants[0].ends_at == start + timedelta(days=2)
+    clock.at = start + timedelta(days=2, seconds=1)
+    with env_b.runtime.db.unit_of_work() as session:
+        assert access.record_expiries(session, clock=clock) >= 1
+        assert access.record_expiries(session, clock=clock) == 0
+    assert grants[0].id in [e.object_id for e in _audit(env_b, "access.grant_expired")]
+
+
+def test_requests_waiting_too_long_are_flagged_and_finally_lapse(env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    start = datetime(2027, 4, 1, 9, 0, tzinfo=UTC)
+    clock = FixedClock(start)
+    with env_b.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=clock)
+        sam = identity.actor_for(session, identity.get_user(session, "sam"), policy)
+        req = access.create_request(session, policy=policy, actor=sam, new=access.NewRequest(
+            recording_ids=(recs["sam"],), purpose="crm_transcription_check", crm_ref="CRM-77",
+            justification="Check my notes match the call."), clock=clock)
+    clock.at = start + timedelta(hours=access.REMIND_AFTER_HOURS - 1)
+    with env_b.runtime.db.unit_of_work() as session:
+        assert req.id not in [r.id for r in access.remind_waiting(session, clock=clock)]
+    clock.at = start + timedelta(hours=access.REMIND_AFTER_HOURS + 1)
+    with env_b.runtime.db.unit_of_work() as session:
+        assert req.id in [r.id for r in access.remind_waiting(session, clock=clock)]
+        assert req.id not in [r.id for r in access.remind_waiting(session, clock=clock)]  # once per period
+    reminder = [e for e in _audit(env_b, "access.reminder") if e.object_id == req.id]
+    assert "support_lead" in reminder[0].reason
+    clock.at = start + timedelta(days=access.PENDING_LAPSE_DAYS, hours=1)
+    with env_b.runtime.db.unit_of_work() as session:
+        access.record_expiries(session, clock=clock)
+        assert access.get_request(session, req.id).status == "expired"
+
+
+# ------------------------------------------------------------------------------------- properties
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(days=st.integers(min_value=1, max_value=14), offset=st.integers(min_value=0, max_value=20 * 86400))
+def test_a_grant_never_outlives_its_end(env_b: CallvaultEnv, recs: dict[str, str], days: int, offset: int) -> None:
+    start = datetime(2027, 6, 1, tzinfo=UTC)
+    clock = FixedClock(start)
+    with env_b.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=clock)
+        qa = identity.actor_for(session, identity.get_user(session, "qa"), policy)
+        lead = identity.actor_for(session, identity.get_user(session, "lead"), policy)
+        session.execute(update(AccessGrant).where(AccessGrant.user_id == qa.user_id, AccessGrant.revoked_at.is_(None))
+                        .values(revoked_at=start - timedelta(days=1)))
+        req = access.create_request(session, policy=policy, actor=qa, new=access.NewRequest(
+            recording_ids=(recs["tina"],), purpose="training", crm_ref="CRM-5", justification="Training needs review.",
+            grant_days=days), clock=clock)
+        access.approve(session, policy=policy, actor=lead, request_id=req.id, clock=clock)
+    clock.at = start + timedelta(seconds=offset)
+    with env_b.runtime.db.unit_of_work() as session:
+        grants = access.grants_for_decision(session, user_id=qa.user_id, recording_id=recs["tina"], now=clock.now())
+        decision, _ = recordings.authorize_content(session, policy=policy, actor=qa, action=Action.PLAY,
+                                                   recording_id=recs["tina"], purpose="training", grants=grants,
+                                                   clock=clock)
+    assert decision.allowed == (offset < days * 86400)
+
+
+OPS = st.one_of(
+    st.tuples(st.just("request"), st.sampled_from(["sam", "lead", "hr", "qa"]), st.sampled_from(["sam", "lead"]),
+              st.sampled_from(["self_review", "staff_performance", "legal_claim", "abusive_call", "training"])),
+    st.tuples(st.just("approve"), st.sampled_from(["sam", "lead", "lead2", "head", "hr"]), st.integers(0, 3)),
+    st.tuples(st.just("reject"), st.sampled_from(["lead", "head"]), st.integers(0, 3)),
+    st.tuples(st.just("advance"), st.integers(1, 30)),
+    st.tuples(st.just("play"), st.sampled_from(["sam", "lead", "hr", "qa", "head"]), st.sampled_from(["sam", "lead"]),
+              st.sampled_from(["self_review", "staff_performance", "legal_claim", "abusive_call", "training",
+                               "spot_check"])),
+)
+
+
+class _Model:
+    """What the policy (read from YAML semantics, not from callvault) says the API must allow."""
+
+    ROLES = {p.username: p.role for p in PERSONAS_B}
+    OPEN = {"self_review": {"specialist"}, "staff_performance": {"support_lead", "qa_reviewer",
+            "head_of_customer_success", "hr_manager"}, "legal_claim": {"support_lead", "head_of_customer_success"},
+            "abusive_call": {"support_lead", "head_of_customer_success", "hr_manager", "specialist"},
+            "training": {"support_lead", "qa_reviewer", "head_of_customer_success"},
+            "spot_check": {"qa_reviewer", "support_lead", "head_of_customer_success"}}
+    APPROVERS = {"self_review": {"support_lead", "head_of_customer_success"},
+                 "staff_performance": {"support_lead", "head_of_customer_success"},
+                 "legal_claim": {"head_of_customer_success"},
+                 "abusive_call": {"support_lead", "head_of_customer_success"},
+                 "training": {"support_lead", "head_of_customer_success"}}
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.requests: list[dict[str, Any]] = []
+        self.grants: list[tuple[str, str, str, datetime]] = []
+
+    def in_scope(self, user: str, owner: str) -> bool:
+        return self.ROLES[user] != "specialist" or user == owner
+
+    def may_request(self, user: str, owner: str, purpose: str) -> bool:
+        return self.ROLES[user] in self.OPEN[purpose] and purpose in self.APPROVERS and self.in_scope(user, owner)
+
+    def may_approve(self, approver: str, req: dict[str, Any]) -> bool:
+        return (req["status"] == "pending" and self.ROLES[approver] in self.APPROVERS[req["purpose"]]
+                and approver != req["user"] and approver != req["owner"])
+
+    def may_play(self, user: str, owner: str, purpose: str) -> bool:
+        if self.ROLES[user] not in self.OPEN[purpose] or not self.in_scope(user, owner):
+            return False
+        if purpose not in self.APPROVERS:
+            return True
+        return any(g[:3] == (user, owner, purpose) and g[3] > self.now for g in self.grants)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPS, min_size=1, max_size=10))
+def test_no_sequence_of_api_calls_reaches_a_recording_the_policy_denies(
+        server_b: LiveServer, env_b: CallvaultEnv, recs: dict[str, str], ops: list[tuple[Any, ...]]) -> None:
+    start = datetime(2027, 9, 1, 9, 0, tzinfo=UTC)
+    clock = FixedClock(start)
+    env_b.runtime.clock = clock
+    model = _Model(start)
+    with env_b.runtime.db.unit_of_work() as session:
+        session.execute(update(AccessGrant).values(revoked_at=start - timedelta(days=1)))
+        tokens = {p.username: identity.issue_token(session, user=identity.get_user(session, p.username),
+                                                   ttl_seconds=365 * 86400, clock=clock).token for p in PERSONAS_B}
+    try:
+        with httpx.Client(base_url=server_b.base_url, timeout=30) as client:
+            def call(user: str, method: str, path: str, **kw: Any) -> httpx.Response:
+                return client.request(method, path, headers={"Authorization": f"Bearer {tokens[user]}"}, **kw)
+
+            for op in ops:
+                if op[0] == "request":
+                    _, user, owner, purpose = op
+                    resp = call(user, "POST", "/api/v1/access-requests", json={
+                        "recording_ids": [recs[owner]], "purpose": purpose, "crm_ref": "CRM-P",
+                        "justification": "Property-based access check.", "grant_days": 1})
+                    assert (resp.status_code == 201) == model.may_request(user, owner, purpose), resp.text
+                    if resp.status_code == 201:
+                        model.requests.append({"id": resp.json()["id"], "user": user, "owner": owner,
+                                               "purpose": purpose, "status": "pending"})
+                elif op[0] in ("approve", "reject") and model.requests:
+                    _, approver, index = op
+                    req = model.requests[index % len(model.requests)]
+                    body = {"note": "decided"}
+                    resp = call(approver, "POST", f"/api/v1/access-requests/{req['id']}/{op[0]}", json=body)
+                    expected = model.may_approve(approver, req)
+                    assert (resp.status_code == 200) == expected, (op, req, resp.text)
+                    if expected:
+                        req["status"] = op[0]
+                        if op[0] == "approve":
+                            model.grants.append((req["user"], req["owner"], req["purpose"],
+                                                 model.now + timedelta(days=1)))
+                elif op[0] == "advance":
+                    model.now += timedelta(hours=op[1])
+                    clock.at = model.now
+                elif op[0] == "play":
+                    _, user, owner, purpose = op
+                    resp = call(user, "GET", f"/api/v1/recordings/{recs[owner]}/audio", params={"purpose": purpose})
+                    assert resp.status_code in (200, 403, 404)
+                    assert (resp.status_code == 200) == model.may_play(user, owner, purpose), (op, resp.text)
+    finally:
+        env_b.runtime.clock = Clock()
+
+
+def test_the_api_documents_the_access_routes(server_b: LiveServer) -> None:
+    with server_b.client() as anonymous:
+        paths = anonymous.get("/api/v1/openapi.json").json()["paths"]
+    for path in ("/api/v1/access-requests", "/api/v1/access-requests/{request_id}/approve",
+                 "/api/v1/access-requests/{request_id}/reject", "/api/v1/grants", "/api/v1/users"):
+        assert path in paths
+
+
+def test_policy_b_file_is_the_one_in_force(env_b: CallvaultEnv) -> None:
+    assert Path(POLICY_B).exists()
+    with env_b.runtime.db.unit_of_work() as session:
+        assert policy_service.current_policy(session).policy_id == "totalsynergy-global"

@@ -1,0 +1,163 @@
+"""The web sign-in as a browser does it: CSRF on every form, a new session at each step (no fixation),
+cookie flags, idle and absolute timeouts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from callvault.core.clock import FixedClock
+from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _csrf(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+def web_sign_in(client: httpx.Client, env: CallvaultEnv, username: str) -> None:
+    """Sign a browser-like client in through the pages: password form, then the one-time code form."""
+    form = client.get("/")
+    resp = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": _csrf(form.text)})
+    assert resp.status_code == 303 and resp.headers["location"] == "/mfa", resp.text
+    page = client.get("/mfa")
+    done = client.post("/mfa", data={"code": env.otp(username), "csrf_token": _csrf(page.text)})
+    assert done.status_code == 303 and done.headers["location"] == "/", done.text
+
+
+@pytest.fixture()
+def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
+    live = LiveServer(isolated_env)
+    live.start()
+    yield live
+    live.stop()
+
+
+def test_signing_in_through_the_pages_reaches_the_recordings(server: LiveServer, env: CallvaultEnv) -> None:
+    with server.client() as browser:
+        web_sign_in(browser, env, "lead")
+        home = browser.get("/")
+        assert "Recordings" in home.text
+        assert browser.get("/api/v1/me").json()["username"] == "lead"
+
+
+def test_session_cookie_is_httponly_and_samesite_strict(server: LiveServer, env: CallvaultEnv) -> None:
+    with server.client() as browser:
+        form = browser.get("/")
+        resp = browser.post("/login", data={"username": "exec", "password": PASSWORD, "csrf_token": _csrf(form.text)})
+        cookie = resp.headers["set-cookie"].lower()
+    assert "cv_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    assert "max-age" not in cookie.split("cv_session=")[1].split(",")[0]  # a browser-session cookie
+
+
+def test_login_form_without_its_csrf_token_is_refused(server: LiveServer) -> None:
+    with server.client() as browser:
+        browser.get("/")
+        forged = browser.post("/login", data={"username": "lead", "password": PASSWORD, "csrf_token": "forged"})
+        missing = browser.post("/login", data={"username": "lead", "password": PASSWORD})
+    assert forged.status_code == missing.status_code == 403
+    assert "cv_session" not in forged.headers.get("set-cookie", "")
+
+
+def test_state_changing_forms_need_the_sessions_csrf_token(server: LiveServer, env: CallvaultEnv) -> None:
+    with server.client() as browser:
+        web_sign_in(browser, env, "newhire")
+        assert browser.post("/acknowledge", data={"csrf_token": "wrong"}).status_code == 403
+        assert browser.post("/logout").status_code == 403
+        assert browser.get("/api/v1/me").json()["policy_acknowledged"] is False
+        # A cookie-authenticated API call that changes state needs the header too.
+        assert browser.post("/api/v1/me/acknowledge-policy").status_code == 403
+
+
+def test_a_session_planted_before_sign_in_is_never_adopted(server: LiveServer, env: CallvaultEnv) -> None:
+    with server.client() as victim:
+        victim.cookies.set("cv_session", "attacker-chosen-value", domain="127.0.0.1")
+        form = victim.get("/")
+        victim.post("/login", data={"username": "exec", "password": PASSWORD, "csrf_token": _csrf(form.text)})
+        half = victim.cookies.get("cv_session")
+        assert half and half != "attacker-chosen-value"
+        page = victim.get("/mfa")
+        victim.post("/mfa", data={"code": env.otp("exec"), "csrf_token": _csrf(page.text)})
+        full = victim.cookies.get("cv_session")
+        assert full and full not in (half, "attacker-chosen-value")
+    with server.client() as attacker:
+        for value in ("attacker-chosen-value", half):
+            attacker.cookies.set("cv_session", value)
+            assert attacker.get("/api/v1/me").status_code == 401
+
+
+def test_a_half_signed_in_session_reaches_nothing(server: LiveServer) -> None:
+    with server.client() as browser:
+        form = browser.get("/")
+        browser.post("/login", data={"username": "exec", "password": PASSWORD, "csrf_token": _csrf(form.text)})
+        assert browser.get("/api/v1/recordings").status_code == 401
+        assert browser.get("/").status_code == 303  # back to the code form
+
+
+def test_a_wrong_code_on_the_page_is_refused_and_counted(server: LiveServer, env: CallvaultEnv) -> None:
+    with server.client() as browser:
+        form = browser.get("/")
+        browser.post("/login", data={"username": "it", "password": PASSWORD, "csrf_token": _csrf(form.text)})
+        page = browser.get("/mfa")
+        wrong = browser.post("/mfa", data={"code": "000000", "csrf_token": _csrf(page.text)})
+        assert wrong.status_code == 401 and "already used" in wrong.text
+        assert browser.get("/api/v1/me").status_code == 401
+
+
+def test_an_idle_session_ends_and_stays_ended(live: LiveServer) -> None:
+    env = live.env
+    with live.client() as browser:
+        web_sign_in(browser, env, "lead")
+        start = env.runtime.clock.now()
+        env.runtime.clock = FixedClock(start + timedelta(seconds=env.settings.session_idle_seconds - 60))
+        assert browser.get("/api/v1/me").status_code == 200  # activity keeps it alive
+        env.runtime.clock = FixedClock(start + timedelta(seconds=2 * env.settings.session_idle_seconds))
+        assert browser.get("/api/v1/me").status_code == 401
+        env.runtime.clock = FixedClock(start)
+        assert browser.get("/api/v1/me").status_code == 401  # revoked for good, not merely idle
+
+
+def test_a_busy_session_still_ends_at_the_absolute_limit(live: LiveServer) -> None:
+    env = live.env
+    with live.client() as browser:
+        web_sign_in(browser, env, "lead")
+        start = env.runtime.clock.now()
+        step = timedelta(seconds=env.settings.session_idle_seconds // 2)
+        moment = start
+        while moment - start < timedelta(seconds=env.settings.session_absolute_seconds) - step:
+            moment += step
+            env.runtime.clock = FixedClock(moment)
+            assert browser.get("/api/v1/me").status_code == 200
+        env.runtime.clock = FixedClock(start + timedelta(seconds=env.settings.session_absolute_seconds))
+        assert browser.get("/api/v1/me").status_code == 401
+
+
+def test_mfa_set_up_in_the_browser_shows_the_secret_once_then_recovery_codes(live: LiveServer) -> None:
+    import pyotp
+
+    from callvault.identity import mfa
+    from callvault.identity import service as identity
+
+    env = live.env
+    with env.runtime.db.unit_of_work() as session:
+        mfa.reset(session, user=identity.get_user(session, "alice"), actor="test")
+    with live.client() as browser:
+        form = browser.get("/")
+        resp = browser.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": _csrf(form.text)})
+        assert resp.headers["location"] == "/mfa/enrol"
+        page = browser.get("/mfa/enrol")
+        secret = re.search(r"<code>([A-Z2-7]+)</code>", page.text)
+        assert secret and "otpauth://totp/" in page.text
+        again = browser.get("/mfa/enrol")
+        assert secret.group(1) in again.text  # the same secret until confirmed: no re-scan after a typo
+        done = browser.post("/mfa/enrol", data={"code": pyotp.TOTP(secret.group(1)).now(),
+                                                "csrf_token": _csrf(page.text)})
+        assert done.status_code == 200 and done.text.count("<li><code>") == 10
+        assert browser.get("/api/v1/me").json()["mfa_enrolled"] is True

@@ -1,0 +1,225 @@
+"""Recording control, quarantine and retention over real HTTP, with a denial test for every allowed action."""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from datetime import datetime, timedelta
+from typing import Any
+
+import soundfile
+from sqlalchemy import select
+
+from callvault.audit.models import AuditEntry
+from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.env import CallvaultEnv, LiveServer
+
+START = datetime.fromisoformat(metadata()["started_at"])
+
+
+def _store(server: LiveServer, seconds: float = 4.0, **overrides: Any) -> str:
+    meta = metadata(ended_at=(START + timedelta(seconds=seconds)).isoformat(), **overrides)
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(seconds, seed=zlib.crc32(meta["call_id"].encode()) % 1000), meta)
+    assert resp.status_code == 201, resp.text
+    rec_id: str = resp.json()["id"]
+    return rec_id
+
+
+def _at(seconds: float) -> str:
+    return (START + timedelta(seconds=seconds)).isoformat()
+
+
+def _seconds(server: LiveServer, rec_id: str) -> float:
+    with server.client("lead") as lead:
+        resp = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"})
+    assert resp.status_code == 200, resp.text
+    info = soundfile.info(io.BytesIO(resp.content))
+    return float(info.frames / info.samplerate)
+
+
+def _denials(env: CallvaultEnv, actor: str, action: str) -> int:
+    with env.runtime.db.unit_of_work() as session:
+        return len(session.scalars(select(AuditEntry.seq).where(
+            AuditEntry.actor == actor, AuditEntry.action == action, AuditEntry.decision == "deny")).all())
+
+
+# ---------------------------------------------------------------------------------------------- control
+def test_agent_stops_their_own_recording_and_it_is_truncated(server: LiveServer) -> None:
+    rec = _store(server)
+    with server.client("alice") as alice:
+        resp = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "stop", "at": _at(1.0)})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["outcome"] == "truncated at 1.0 s"
+    assert _seconds(server, rec) == 1.0
+
+
+def test_colleague_cannot_stop_someone_elses_recording_and_the_refusal_is_audited(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server)
+    before = _denials(env, "bob", "recording.control_stop")
+    with server.client("bob") as bob:
+        resp = bob.post(f"/api/v1/recordings/{rec}/control", json={"action": "stop", "at": _at(1.0)})
+    assert resp.status_code == 403
+    assert _denials(env, "bob", "recording.control_stop") == before + 1
+    assert _seconds(server, rec) == 4.0
+
+
+def test_leadership_cannot_mark_a_call_personal(server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server)
+    with server.client("lead") as lead:
+        resp = lead.post(f"/api/v1/recordings/{rec}/control", json={"action": "personal"})
+    assert resp.status_code == 403
+    assert _denials(env, "lead", "recording.control_personal") >= 1
+
+
+def test_agent_marks_their_call_personal_and_nobody_can_reach_it_again(server: LiveServer) -> None:
+    rec = _store(server)
+    with server.client("alice") as alice:
+        resp = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "personal"})
+        assert resp.status_code == 200, resp.text
+        assert "destroyed" in resp.json()["outcome"]
+        assert alice.get(f"/api/v1/recordings/{rec}").status_code == 404
+    with server.client("lead") as lead:
+        assert lead.get(f"/api/v1/recordings/{rec}/audio", params={"purpose": "spot_check"}).status_code == 404
+
+
+def test_capture_integration_stops_a_live_call_before_it_is_stored(server: LiveServer) -> None:
+    call_id = "api-live-stop"
+    with server.client("admin") as admin:
+        resp = admin.post(f"/api/v1/calls/{call_id}/control", json={"action": "stop", "at": _at(2.0)})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["recording_id"] is None
+    rec = _store(server, call_id=call_id)
+    assert _seconds(server, rec) == 2.0
+
+
+def test_specialist_without_the_call_cannot_control_a_live_call_for_someone_else(server: LiveServer) -> None:
+    call_id = "api-live-bob"
+    with server.client("bob") as bob:
+        assert bob.post(f"/api/v1/calls/{call_id}/control", json={"action": "personal"}).status_code == 200
+    rec = _store(server, call_id=call_id)  # alice's call: bob's request is ignored, and the timeline says so
+    with server.client("alice") as alice:
+        events = alice.get(f"/api/v1/recordings/{rec}/controls").json()
+    assert events[0]["outcome"].startswith("ignored")
+
+
+def test_timeline_is_shown_to_those_who_may_see_the_recording_only(server: LiveServer) -> None:
+    rec = _store(server)
+    with server.client("alice") as alice:
+        alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "pause", "at": _at(1.0), "until": _at(2.0)})
+        events = alice.get(f"/api/v1/recordings/{rec}/controls").json()
+    assert [e["kind"] for e in events] == ["pause", "resume"]
+    with server.client("bob") as bob:
+        assert bob.get(f"/api/v1/recordings/{rec}/controls").status_code == 404
+
+
+def test_bad_control_requests_name_the_field(server: LiveServer) -> None:
+    rec = _store(server, seconds=1.0)
+    with server.client("alice") as alice:
+        no_time = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "stop"})
+        naive = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "stop", "at": "2026-11-20T14:00:01"})
+        unknown = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "rewind", "at": _at(0.5)})
+    assert no_time.status_code == 422 and no_time.json()["problems"][0]["location"] == "at"
+    assert naive.status_code == 422 and naive.json()["problems"][0]["location"] == "at"
+    assert unknown.status_code == 422 and unknown.json()["problems"][0]["location"] == "action"
+
+
+# ----------------------------------------------------------------------------------------------- scope
+def test_upload_outside_the_recording_scope_is_refused_naming_the_field(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(1.0), metadata(call_id="api-private", extension="2099"))
+    assert resp.status_code == 422
+    body = resp.json()
+    assert body["problems"][0]["location"] == "extension"
+    assert "private line" in body["message"]
+
+
+# ------------------------------------------------------------------------------------------- retention
+def test_recording_shows_its_destruction_date_and_rule(server: LiveServer) -> None:
+    rec = _store(server, seconds=1.0)
+    with server.client("lead") as lead:
+        body = lead.get(f"/api/v1/recordings/{rec}").json()
+    assert body["retention_rule"] == "max_age" and body["on_hold"] is False
+    assert body["destroy_after"].startswith("2027-05-20")  # started 2026-11-20 + 6 months (policy A)
+
+
+def test_leadership_opens_and_resolves_a_case_and_the_date_moves_up(server: LiveServer) -> None:
+    rec = _store(server, seconds=1.0, case_ref="API-CASE-1")
+    with server.client("lead") as lead:
+        assert lead.post("/api/v1/retention/cases", json={"ref": "API-CASE-1", "kind": "complaint"}).status_code == 201
+        assert lead.post("/api/v1/retention/cases/API-CASE-1/resolve").status_code == 200
+        body = lead.get(f"/api/v1/recordings/{rec}").json()
+    assert body["retention_rule"] == "case_resolved"
+
+
+def test_specialist_cannot_open_a_case_and_the_refusal_is_audited(server: LiveServer, env: CallvaultEnv) -> None:
+    with server.client("alice") as alice:
+        resp = alice.post("/api/v1/retention/cases", json={"ref": "MINE", "kind": "complaint"})
+    assert resp.status_code == 403
+    assert _denials(env, "alice", "retention.case_open") == 1
+
+
+def test_legal_hold_is_placed_shown_and_released(server: LiveServer) -> None:
+    rec = _store(server, seconds=1.0)
+    with server.client("exec") as ex:
+        resp = ex.post("/api/v1/retention/holds", json={
+            "recording_id": rec, "reason": "regulator inquiry", "owner": "exec", "review_date": "2099-01-01"})
+        assert resp.status_code == 201, resp.text
+        hold_id = resp.json()["id"]
+        assert ex.get(f"/api/v1/recordings/{rec}").json()["on_hold"] is True
+        report = ex.get("/api/v1/retention/report", params={"from": "2026-01-01T00:00:00Z",
+                                                            "to": "2100-01-01T00:00:00Z"}).json()
+        assert any(h["hold_id"] == hold_id and h["reason"] == "regulator inquiry" for h in report["held"])
+        released = ex.post(f"/api/v1/retention/holds/{hold_id}/release", json={"reason": "inquiry closed"})
+        assert released.status_code == 200
+        assert ex.get(f"/api/v1/recordings/{rec}").json()["on_hold"] is False
+
+
+def test_specialist_cannot_place_a_hold_or_read_the_report(server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server, seconds=1.0)
+    with server.client("alice") as alice:
+        hold = alice.post("/api/v1/retention/holds", json={
+            "recording_id": rec, "reason": "keep", "owner": "alice", "review_date": "2099-01-01"})
+        report = alice.get("/api/v1/retention/report", params={"from": "2026-01-01T00:00:00Z",
+                                                               "to": "2027-01-01T00:00:00Z"})
+    assert hold.status_code == 403 and report.status_code == 403
+    assert _denials(env, "alice", "retention.hold_place") == 1
+
+
+def test_hold_without_a_reason_is_refused_naming_the_field(server: LiveServer) -> None:
+    rec = _store(server, seconds=1.0)
+    with server.client("lead") as lead:
+        resp = lead.post("/api/v1/retention/holds", json={
+            "recording_id": rec, "reason": " ", "owner": "lead", "review_date": "2099-01-01"})
+    assert resp.status_code == 422
+    assert "reason" in [p["location"] for p in resp.json()["problems"]]
+
+
+# ------------------------------------------------------------------------------------------ quarantine
+def test_admin_releases_a_quarantined_recording(server: LiveServer) -> None:
+    meta = metadata(call_id="api-q-1")
+    meta.pop("consent")
+    with server.client("admin") as admin:
+        rec = upload(admin, wav_bytes(1.0, seed=41), meta).json()["id"]
+        resp = admin.post(f"/api/v1/recordings/{rec}/quarantine",
+                          json={"decision": "release", "reason": "announcement log found"})
+    assert resp.status_code == 200, resp.text
+    with server.client("lead") as lead:
+        assert lead.get(f"/api/v1/recordings/{rec}/audio", params={"purpose": "spot_check"}).status_code == 200
+
+
+def test_leadership_cannot_resolve_quarantine_and_the_refusal_is_audited(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    meta = metadata(call_id="api-q-2")
+    meta.pop("consent")
+    with server.client("admin") as admin:
+        rec = upload(admin, wav_bytes(1.0, seed=42), meta).json()["id"]
+    with server.client("lead") as lead:
+        resp = lead.post(f"/api/v1/recordings/{rec}/quarantine", json={"decision": "destroy", "reason": "x"})
+    assert resp.status_code == 403
+    assert _denials(env, "lead", "recording.quarantine_destroy") == 1
+    with server.client("admin") as admin:
+        gone = admin.post(f"/api/v1/recordings/{rec}/quarantine", json={"decision": "destroy", "reason": "no notice"})
+    assert gone.status_code == 200 and json.loads(gone.text)["state"] == "destroyed"

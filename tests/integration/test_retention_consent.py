@@ -1,0 +1,284 @@
+"""Consent and recording control at ingest and after it: scope, the announcement, stop/pause/personal,
+quarantine resolution. Everything refused is audited without content and leaves nothing stored."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile
+from sqlalchemy import select
+
+from callvault.audit.models import AuditEntry
+from callvault.capture import control
+from callvault.capture.admission import NotRecordable
+from callvault.core.errors import AccessDenied, NotFound
+from callvault.policy import service as policy_service
+from callvault.policy.decide import Actor
+from callvault.recordings.models import DataKey, Recording, RecordingState
+from callvault.retention.models import KeyDestruction
+from callvault.retention.shred import finish
+from tests.conftest import POLICY_A, POLICY_B, fresh_database
+from tests.support.audio import wav_bytes
+from tests.support.retention import T, World, make_world
+
+ADMIN = Actor(user_id="u-admin", username="admin", role="admin")
+ALICE = Actor(user_id="u-alice", username="alice", role="specialist", extension="2001", team="customer_support")
+BOB = Actor(user_id="u-bob", username="bob", role="specialist", extension="2002", team="customer_support")
+LEAD = Actor(user_id="u-lead", username="lead", role="support_lead", team="customer_support")
+
+
+def _world(request: pytest.FixtureRequest, tmp_path: Path, policy: str) -> Iterator[World]:
+    (tmp_path / "db").mkdir()
+    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
+        world = make_world(tmp_path / "data", url, POLICY_A if policy == "a" else POLICY_B, policy)
+        try:
+            yield world
+        finally:
+            world.close()
+
+
+@pytest.fixture()
+def a(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    yield from _world(request, tmp_path, "a")
+
+
+@pytest.fixture()
+def b(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    yield from _world(request, tmp_path, "b")
+
+
+def _frames(data: bytes) -> np.ndarray:
+    samples, _rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+    return np.asarray(samples)
+
+
+def _last_audit(world: World, action: str) -> AuditEntry:
+    with world.runtime.db.unit_of_work() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == action)
+                                .order_by(AuditEntry.seq.desc()).limit(1)).first()
+    assert entry is not None, f"no {action} audit entry"
+    return entry
+
+
+def _file(world: World, actor: Actor, kind: str, *, call_id: str | None = None, recording_id: str | None = None,
+          at_s: float | None = None, until_s: float | None = None) -> str:
+    with world.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=world.clock)
+        filed = control.file_control(
+            session, policy=policy, actor=actor, kind=kind, call_id=call_id, recording_id=recording_id,
+            at=T + timedelta(seconds=at_s) if at_s is not None else None,
+            until=T + timedelta(seconds=until_s) if until_s is not None else None, clock=world.clock)
+    return control.apply_to_stored(db=world.runtime.db, store=world.runtime.store, keyring=world.runtime.keyring,
+                                   filed=filed, actor=actor, clock=world.clock)
+
+
+# --------------------------------------------------------------------------------------------- scope
+@pytest.mark.parametrize("overrides, location", [
+    ({"team": "billing"}, "team"),
+    ({"extension": "2099"}, "extension"),          # A8: the private line
+    ({"extension": "3001"}, "extension"),          # A1: not a Customer Support extension
+])
+def test_call_outside_policy_a_scope_is_not_stored_and_the_refusal_is_audited(
+        a: World, overrides: dict[str, Any], location: str) -> None:
+    with pytest.raises(NotRecordable) as refused:
+        a.ingest(call_id="out-of-scope", **overrides)
+    assert [p.location for p in refused.value.problems] == [location]
+    assert a.count(Recording) == 0
+    assert list(a.runtime.store.iter_keys()) == []
+    entry = _last_audit(a, "recording.not_stored")
+    assert entry.decision == "deny" and entry.object_id == "out-of-scope"
+    assert "+1416555" not in str(entry.details)  # the caller's number is not logged
+
+
+def test_call_on_a_number_policy_b_does_not_record_is_refused(b: World) -> None:
+    with pytest.raises(NotRecordable, match="not a recorded number") as refused:
+        b.ingest(local_number="+61 2 9876 5432")
+    assert refused.value.problems[0].location == "local_number"
+    assert b.count(Recording) == 0
+
+
+def test_cli_ingest_of_an_out_of_scope_call_exits_2(a: World, tmp_path: Path) -> None:
+    audio = tmp_path / "call.wav"
+    audio.write_bytes(wav_bytes(1.0))
+    meta = tmp_path / "call.json"
+    meta.write_text('{"call_id": "cli-out", "direction": "inbound", "started_at": "2026-01-15T10:00:00+00:00", '
+                    '"ended_at": "2026-01-15T10:00:01+00:00", "extension": "2099", "team": "customer_support"}')
+    code, output = a.cli("ingest", str(audio), "--metadata", str(meta))
+    assert code == 2
+    assert "private line" in output and "Traceback" not in output
+
+
+# ------------------------------------------------------------------------------------- announcement
+def test_call_that_ended_during_the_announcement_keeps_no_audio(a: World) -> None:
+    consent = {"announcement_played_at": T.isoformat(),
+               "announcement_ended_at": (T + timedelta(seconds=8)).isoformat()}
+    with pytest.raises(NotRecordable, match="ended during the announcement"):
+        a.ingest(call_id="hung-up", seconds=2.0, consent=consent)
+    assert a.count(Recording) == 0
+    assert _last_audit(a, "recording.not_stored").clauses == ["A14"]
+
+
+def test_stored_audio_starts_after_the_announcement(a: World) -> None:
+    original = wav_bytes(4.0, seed=3)
+    consent = {"announcement_played_at": T.isoformat(),
+               "announcement_ended_at": (T + timedelta(seconds=1.5)).isoformat()}
+    rec = a.ingest(seconds=4.0, audio=original, consent=consent)
+    stored = _frames(a.audio(rec))
+    assert np.array_equal(stored, _frames(original)[12000:])  # 1.5 s at 8 kHz cut, the rest sample-exact
+    assert a.row(rec).duration_seconds == pytest.approx(2.5)
+
+
+# ------------------------------------------------------------------------------ controls during a call
+def test_stop_filed_during_the_call_keeps_nothing_after_it(a: World) -> None:
+    original = wav_bytes(4.0, seed=4)
+    assert "kept" in _file(a, ALICE, "stop", call_id="live-1", at_s=1.0)
+    rec = a.ingest(call_id="live-1", seconds=4.0, audio=original)
+    assert np.array_equal(_frames(a.audio(rec)), _frames(original)[:8000])
+    with a.runtime.db.unit_of_work() as session:
+        events = control.timeline(session, recording=session.get(Recording, rec))  # type: ignore[arg-type]
+        assert [(e.kind, e.recording_id, e.applied_at is not None) for e in events] == [("stop", rec, True)]
+
+
+def test_paused_span_is_silenced_and_the_timeline_records_it(a: World) -> None:
+    original = wav_bytes(4.0, seed=5)
+    _file(a, ALICE, "pause", call_id="live-2", at_s=1.0)
+    _file(a, ALICE, "resume", call_id="live-2", at_s=2.0)
+    rec = a.ingest(call_id="live-2", seconds=4.0, audio=original)
+    stored, source = _frames(a.audio(rec)), _frames(original)
+    assert len(stored) == len(source)
+    assert not stored[8000:16000].any()
+    assert np.array_equal(stored[:8000], source[:8000]) and np.array_equal(stored[16000:], source[16000:])
+    with a.runtime.db.unit_of_work() as session:
+        kinds = [e.kind for e in control.timeline(session, recording=session.get(Recording, rec))]  # type: ignore[arg-type]
+    assert kinds == ["pause", "resume"]
+
+
+def test_personal_call_marked_during_the_call_is_never_stored(a: World) -> None:
+    _file(a, ALICE, "personal", call_id="live-3")
+    with pytest.raises(NotRecordable, match="personal"):
+        a.ingest(call_id="live-3")
+    assert a.count(Recording) == 0 and list(a.runtime.store.iter_keys()) == []
+
+
+def test_a_specialists_control_for_a_call_on_another_extension_is_ignored(a: World) -> None:
+    _file(a, BOB, "personal", call_id="live-4")
+    rec = a.ingest(call_id="live-4")  # alice's call: bob's "personal" does not apply
+    assert a.playable(rec)
+    with a.runtime.db.unit_of_work() as session:
+        events = control.timeline(session, recording=session.get(Recording, rec))  # type: ignore[arg-type]
+    assert events[0].outcome.startswith("ignored")
+
+
+def test_leadership_cannot_control_a_call(a: World) -> None:
+    with pytest.raises(AccessDenied):
+        _file(a, LEAD, "stop", call_id="live-5", at_s=1.0)
+
+
+# ------------------------------------------------------------------------------------- after the fact
+def test_stop_after_the_fact_truncates_under_a_new_key_and_destroys_the_old_one(a: World) -> None:
+    original = wav_bytes(4.0, seed=6)
+    rec = a.ingest(seconds=4.0, audio=original)
+    before = a.row(rec)
+    with a.runtime.db.unit_of_work() as session:
+        old_key = session.get(DataKey, rec)
+        assert old_key is not None
+        old_wrapped = old_key.wrapped_key
+    outcome = _file(a, ALICE, "stop", recording_id=rec, at_s=1.0)
+    assert outcome == "truncated at 1.0 s"
+    assert np.array_equal(_frames(a.audio(rec)), _frames(original)[:8000])
+    after = a.row(rec)
+    assert after.blob_key != before.blob_key and after.sha256 != before.sha256
+    assert not a.runtime.store.exists(before.blob_key)
+    with a.runtime.db.unit_of_work() as session:
+        assert session.get(DataKey, rec).wrapped_key != old_wrapped  # type: ignore[union-attr]
+        log = session.scalars(select(KeyDestruction).where(KeyDestruction.recording_id == rec)).one()
+    assert log.reason == "replaced" and log.completed_at is not None
+    assert _last_audit(a, "recording.edited").object_id == rec
+
+
+def test_pause_after_the_fact_silences_only_that_span(a: World) -> None:
+    original = wav_bytes(4.0, seed=7)
+    rec = a.ingest(seconds=4.0, audio=original)
+    _file(a, ADMIN, "pause", recording_id=rec, at_s=2.0, until_s=3.0)
+    stored, source = _frames(a.audio(rec)), _frames(original)
+    assert not stored[16000:24000].any()
+    assert np.array_equal(stored[:16000], source[:16000]) and np.array_equal(stored[24000:], source[24000:])
+
+
+def test_personal_after_the_fact_destroys_the_recording_and_keeps_a_content_free_record(a: World) -> None:
+    rec = a.ingest()
+    sha = a.row(rec).sha256
+    assert "destroyed" in _file(a, ALICE, "personal", recording_id=rec)
+    assert a.intact_or_fully_destroyed(rec) == "destroyed"
+    record = a.record(rec)
+    assert record is not None and record.rule == "personal_call" and record.content_sha256 == sha
+
+
+def test_stop_at_the_very_start_destroys_the_recording(a: World) -> None:
+    rec = a.ingest()
+    _file(a, ALICE, "stop", recording_id=rec, at_s=0.0)
+    assert a.record(rec).rule == "stopped"  # type: ignore[union-attr]
+
+
+def test_colleague_cannot_stop_someone_elses_recording(a: World) -> None:
+    rec = a.ingest()
+    with pytest.raises(AccessDenied):
+        _file(a, BOB, "stop", recording_id=rec, at_s=1.0)
+    assert a.playable(rec)
+
+
+def test_flac_recording_is_cut_and_stays_flac(a: World) -> None:
+    original = wav_bytes(3.0, seed=8, fmt="FLAC", subtype="PCM_16")
+    rec = a.ingest(seconds=3.0, audio=original)
+    _file(a, ALICE, "stop", recording_id=rec, at_s=2.0)
+    data = a.audio(rec)
+    assert data[:4] == b"fLaC"
+    assert np.array_equal(_frames(data), _frames(original)[:16000])
+
+
+# ----------------------------------------------------------------------------------------- quarantine
+def _resolve(world: World, actor: Actor, rec: str, decision: str) -> None:
+    with world.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=world.clock)
+        pending = control.resolve_quarantine(session, policy=policy, actor=actor, recording_id=rec,
+                                             decision=decision, reason="evidence in the PBX log",
+                                             keyring=world.runtime.keyring, clock=world.clock)
+    finish(world.runtime.db, world.runtime.store, world.runtime.keyring, pending, clock=world.clock)
+
+
+def test_admin_releases_a_quarantined_recording_with_a_reason(a: World) -> None:
+    rec = a.ingest(consent=None)
+    assert a.row(rec).quarantined
+    _resolve(a, ADMIN, rec, "release")
+    assert not a.row(rec).quarantined
+    entry = _last_audit(a, "recording.quarantine_release")
+    assert entry.reason == "evidence in the PBX log"
+
+
+def test_admin_destroys_a_quarantined_recording(a: World) -> None:
+    rec = a.ingest(consent=None)
+    _resolve(a, ADMIN, rec, "destroy")
+    assert a.intact_or_fully_destroyed(rec) == "destroyed"
+    assert a.record(rec).rule == "quarantine_destroyed"  # type: ignore[union-attr]
+
+
+def test_leadership_cannot_resolve_quarantine(a: World) -> None:
+    rec = a.ingest(consent=None)
+    with pytest.raises(AccessDenied):
+        _resolve(a, LEAD, rec, "release")
+    assert a.row(rec).quarantined and a.row(rec).state == RecordingState.AVAILABLE
+
+
+def test_destroyed_recording_cannot_be_controlled(a: World) -> None:
+    rec = a.ingest()
+    _file(a, ALICE, "personal", recording_id=rec)
+    with pytest.raises(Exception, match="already destroyed"):
+        _file(a, ALICE, "stop", recording_id=rec, at_s=1.0)
+    with pytest.raises(NotFound):
+        _file(a, ALICE, "stop", recording_id="no-such-id", at_s=1.0)

@@ -1,0 +1,165 @@
+"""Running the SIPREC server in-process and sipp against it, and reading back what was stored."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from sqlalchemy import select
+
+from callvault.capture.siprec.server import ServerConfig, SessionManager, serve
+from callvault.recordings.models import Recording
+from callvault.recordings.playback import open_reader
+from callvault.runtime import Runtime
+
+HERE = Path(__file__).parent
+SCENARIOS = HERE / "scenarios"
+HELPER = HERE / "rtp_send.py"
+
+
+def sipp_or_skip() -> str:
+    path = shutil.which("sipp")
+    if path is None:
+        pytest.skip("SIPP IS NOT INSTALLED: the SIPREC real-peer tests need Debian's sip-tester package "
+                    "(`apt-get install -y sip-tester`, or `python dev.py` as root)")
+    return path
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_sip_port() -> int:
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class RunningServer:
+    port: int
+    manager: SessionManager
+    loop: asyncio.AbstractEventLoop
+
+    def wait_idle(self, timeout: float = 20.0) -> None:
+        """Wait until every call has been finalised (stored or discarded)."""
+        async def idle() -> None:
+            deadline = asyncio.get_running_loop().time() + timeout
+            loop = asyncio.get_running_loop()
+            while (self.manager.sessions or self.manager._finishing) and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        asyncio.run_coroutine_threadsafe(idle(), self.loop).result(timeout + 5)
+
+
+@contextmanager
+def running_server(runtime: Runtime, *, rtp_base: int = 31000) -> Iterator[RunningServer]:
+    port = free_sip_port()
+    config = ServerConfig(host="127.0.0.1", port=port, rtp_ports=(rtp_base, rtp_base + 400), drain_timeout=5)
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+    stop_holder: dict[str, asyncio.Event] = {}
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        holder["loop"] = loop
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            stop_holder["stop"] = stop
+
+            def on_ready(manager: SessionManager) -> None:
+                holder["manager"] = manager
+                ready.set()
+
+            await serve(runtime, config, ready=on_ready, stop=stop)
+
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:  # surface start-up failures to the test
+            holder["error"] = exc
+            ready.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(20), "SIPREC server did not start"
+    if "error" in holder:
+        raise AssertionError(f"SIPREC server failed: {holder['error']!r}")
+    loop = holder["loop"]
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    manager = holder["manager"]
+    assert isinstance(manager, SessionManager)
+    try:
+        yield RunningServer(port, manager, loop)
+    finally:
+        loop.call_soon_threadsafe(stop_holder["stop"].set)
+        thread.join(30)
+
+
+def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str = "u1",
+             timeout: int = 40) -> subprocess.CompletedProcess[str]:
+    sipp = sipp_or_skip()
+    media_port = free_port()
+    media_port -= media_port % 2
+    cmd = [sipp, "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", "127.0.0.1", "-p", str(free_sip_port()),
+           "-mp", str(media_port), "-t", transport, "-nostdin", "-timeout", str(timeout), "-timeout_error",
+           "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err",
+           f"127.0.0.1:{server_port}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout + 20, check=False)
+    if proc.returncode != 0:
+        errors = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("*_errors.log"))
+        raise AssertionError(
+            f"sipp failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}\n{errors}")
+    return proc
+
+
+@dataclass
+class Stored:
+    row: Recording
+    audio: np.ndarray
+    rate: int
+
+
+def stored_recording(runtime: Runtime, call_id_prefix: str = "siprec:") -> list[Stored]:
+    out = []
+    with runtime.db.unit_of_work() as session:
+        rows = list(session.scalars(select(Recording).where(Recording.call_id.startswith(call_id_prefix))))
+        for row in rows:
+            reader = open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
+            assert row.sha256 is not None
+            reader.verify_sha256(row.sha256)
+            data = b"".join(reader.iter_all())
+            audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+            session.expunge(row)
+            out.append(Stored(row, audio, rate))
+    return out
+
+
+def dominant_frequency(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0

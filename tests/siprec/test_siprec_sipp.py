@@ -1,0 +1,84 @@
+"""The SIPREC recording server against a real SRC (sipp), with RTP for both streams.
+
+Each test asserts on what a person would find in the catalog afterwards: one recording, the
+right length, the remote party on the left channel and the agent on the right (told apart by
+their tones, not by label order), silence where the SRC paused, metadata mapped to the agent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from callvault.audit.models import AuditEntry
+from tests.siprec.support import dominant_frequency, rms, run_sipp, running_server, sipp_or_skip, stored_recording
+from tests.support.env import CallvaultEnv
+
+
+@pytest.fixture(autouse=True)
+def _need_sipp() -> None:
+    sipp_or_skip()
+
+
+def test_rfc7865_call_with_pause_becomes_a_two_channel_recording(isolated_env: CallvaultEnv, tmp_path: Path) -> None:
+    runtime = isolated_env.runtime
+    with running_server(runtime, rtp_base=31000) as server:
+        run_sipp("rfc7865_pause_resume.xml", server.port, tmp_path)
+        server.wait_idle()
+    [rec] = stored_recording(runtime)
+    row, audio, rate = rec.row, rec.audio, rec.rate
+    assert row.state == "available"
+    assert (rate, audio.shape[1]) == (8000, 2)
+    # INVITE at 0 s, pause at ~2 s, resume at ~3.5 s, BYE at ~5.5 s.
+    assert 5.0 <= row.duration_seconds <= 6.5
+    assert row.extension == "2001" and row.agent == "alice" and row.team == "customer_support"
+    assert row.remote_number == "+16135550100"
+    assert row.direction == "inbound"
+    # Consent evidence arrived in the partial update of the resume re-INVITE.
+    assert row.consent_state == "announcement" and not row.quarantined
+    left, right = audio[:, 0], audio[:, 1]
+    talk = slice(int(0.5 * rate), int(1.7 * rate))
+    # The caller (label 2) sent 1000 Hz, the agent (label 1) 440 Hz: left = remote party, right = agent.
+    assert abs(dominant_frequency(left[talk], rate) - 1000) < 20
+    assert abs(dominant_frequency(right[talk], rate) - 440) < 20
+    paused = slice(int(2.4 * rate), int(3.3 * rate))
+    assert rms(left[paused]) < 1 and rms(right[paused]) < 1, "audio sent while paused was kept"
+    resumed = slice(int(4.0 * rate), int(5.0 * rate))
+    assert abs(dominant_frequency(left[resumed], rate) - 1000) < 20
+    assert abs(dominant_frequency(right[resumed], rate) - 440) < 20
+    with runtime.db.unit_of_work() as session:
+        entry = session.query(AuditEntry).filter_by(action="recording.captured", object_id=row.id).one()
+        events = [e["event"] for e in entry.details["timeline"]]
+        assert events.count("pause") == 2 and events.count("resume") == 2
+        assert entry.details["mapping"] == "participantstreamassoc"
+
+
+def test_legacy_metadata_over_tcp_with_update_is_recorded(isolated_env: CallvaultEnv, tmp_path: Path) -> None:
+    runtime = isolated_env.runtime
+    with running_server(runtime, rtp_base=32000) as server:
+        run_sipp("legacy_acme_tcp_update.xml", server.port, tmp_path, transport="t1")
+        server.wait_idle()
+    [rec] = stored_recording(runtime)
+    row, audio, rate = rec.row, rec.audio, rec.rate
+    assert 2.5 <= row.duration_seconds <= 4.0
+    assert row.extension == "2002" and row.agent == "bob"
+    assert row.remote_number == "+16135550111"
+    # apkt:callingParty=true on the caller: an inbound call. No consent evidence: quarantined.
+    assert row.direction == "inbound"
+    assert row.consent_state == "missing" and row.quarantined
+    talk = slice(int(0.5 * rate), int(2.0 * rate))
+    assert abs(dominant_frequency(audio[talk, 0], rate) - 700) < 20
+    assert abs(dominant_frequency(audio[talk, 1], rate) - 1500) < 20
+
+
+def test_call_on_a_private_extension_is_refused_and_nothing_is_kept(isolated_env: CallvaultEnv,
+                                                                    tmp_path: Path) -> None:
+    runtime = isolated_env.runtime
+    with running_server(runtime, rtp_base=33000) as server:
+        run_sipp("out_of_scope_refused.xml", server.port, tmp_path)
+        server.wait_idle()
+    assert stored_recording(runtime) == []
+    with runtime.db.unit_of_work() as session:
+        refusal = session.query(AuditEntry).filter_by(action="capture.refused").one()
+        assert refusal.decision == "deny" and "A8" in refusal.clauses
