@@ -72,10 +72,10 @@ def catalog(count: int, database_url: str | None) -> Iterator[tuple[Runtime, flo
         runtime = build_runtime(settings)
         try:
             seconds = bulk_insert(runtime, count)
-            if runtime.db.dialect == "postgresql":
-                with runtime.db.engine.connect() as conn:
-                    conn.exec_driver_sql("ANALYZE recordings")
-                    conn.commit()
+            # Fresh statistics, as the worker's database.optimize job keeps them in production.
+            with runtime.db.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE recordings" if runtime.db.dialect == "postgresql" else "ANALYZE")
+                conn.commit()
             yield runtime, seconds
         finally:
             runtime.close()

@@ -1,6 +1,6 @@
 """Ingest throughput against the machine's raw crypto speed, measured in the same run.
 
-    .venv/bin/python bench/ingest.py [--count 200] [--minutes 10] [--database-url URL]
+    .venv/bin/python -m bench.ingest [--small] [--count N] [--minutes M] [--workers W] [--database-url URL]
 
 Ingests ``count`` ten-minute stereo 8 kHz 16-bit WAV recordings (19.2 MB each) through the real
 pipeline (metadata validation, audio probe, pending row, AES-256-GCM chunked encryption + SHA-256,
@@ -82,14 +82,19 @@ def raw_durable_write_rate(data: bytes, directory: Path, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--count", type=int, default=200)
-    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--count", type=int, default=None, help="default 200 (1,000 with --small)")
+    parser.add_argument("--minutes", type=float, default=None, help="default 10 (0.5 with --small)")
+    parser.add_argument("--small", action="store_true", help="many 30-second calls: the recordings/s case")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="concurrent ingests (default: one per core)")
     parser.add_argument("--database-url", default=None, help="default: SQLite in the temp data dir")
     parser.add_argument("--work-dir", default=None, help="where the data dir goes (default: the system temp dir); "
                         "e.g. /dev/shm to take the disk out of the measurement")
     args = parser.parse_args()
+    if args.count is None:
+        args.count = 1000 if args.small else 200
+    if args.minutes is None:
+        args.minutes = 0.5 if args.small else 10.0
 
     with tempfile.TemporaryDirectory(prefix="callvault-bench-", dir=args.work_dir) as tmp:
         root = Path(tmp)

@@ -20,7 +20,7 @@ from callvault.api import (
 from callvault.api.deps import NetworkGuard
 from callvault.api.errors import install_error_handlers
 from callvault.runtime import Runtime
-from callvault.web import pages
+from callvault.web import pages, subject_pages
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -45,6 +45,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_control.router, prefix="/api/v1")
     app.include_router(routes_access.router, prefix="/api/v1")
     app.include_router(routes_transcription.router, prefix="/api/v1")
+    app.include_router(subject_pages.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
     app.add_middleware(NetworkGuard, runtime=runtime)  # A11: the allow-list, before anything else runs
@@ -56,3 +57,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         return JSONResponse({"status": "ok"})
 
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """App factory for multi-process serving (``callvault serve --workers N``): settings from the environment."""
+    from callvault.core.settings import load_settings
+    from callvault.runtime import build_runtime
+
+    return create_app(build_runtime(load_settings()))

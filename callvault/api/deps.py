@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,7 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callvault.audit import service as audit
 from callvault.core.clock import Clock
-from callvault.core.errors import AccessDenied, AuthenticationFailed
+from callvault.core.errors import AccessDenied, AuthenticationFailed, ConfigurationError
 from callvault.core.settings import Settings
 from callvault.identity import network
 from callvault.identity import service as identity
@@ -36,9 +38,10 @@ from callvault.identity import sessions as web_sessions
 from callvault.identity.models import User, WebSession
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
-from callvault.policy.loader import parse_policy_text
 from callvault.policy.schema import PolicyDocument
 from callvault.runtime import Runtime
+
+log = logging.getLogger("callvault.api")
 
 SESSION_COOKIE = "cv_session"
 CSRF_HEADER = "x-csrf-token"
@@ -49,7 +52,18 @@ PUBLIC_PATHS = ("/notice", "/static/", "/healthz")
 """Reachable from anywhere: the public recording notice (B2) must be, and the health check is for the
 load balancer. Nothing here touches recordings or accounts."""
 
-_policy_cache: dict[str, PolicyDocument] = {}
+_SUBJECT_PUBLIC = re.compile(r"^/(request(/[0-9a-f-]{36}/verify)?|s/[A-Za-z0-9_-]{20,100})$")
+_SUBJECT_PUBLIC_API = re.compile(r"^/api/v1/subject-requests(/[0-9a-f-]{36}/verify)?$")
+
+
+def _public_subject_path(scope: Scope) -> bool:
+    """Callers' requests for their recordings (B7) come from anywhere: the public form, its API (POST
+    only: listing the queue is staff work) and the emailed download link. None of them reaches a
+    recording without a verified request released by staff (``callvault.subject_requests``)."""
+    path: str = scope.get("path", "")
+    if _SUBJECT_PUBLIC.match(path):
+        return True
+    return scope.get("method") == "POST" and bool(_SUBJECT_PUBLIC_API.match(path))
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -58,13 +72,8 @@ def get_runtime(request: Request) -> Runtime:
 
 
 def policy_in_force(session: Session, clock: Clock) -> PolicyDocument:
-    """The policy in force, parsed once per distinct document (the version is still looked up each time)."""
-    row = policy_service.current_version(session, clock=clock)
-    doc = _policy_cache.get(row.sha256)
-    if doc is None:
-        doc = parse_policy_text(row.document_yaml, source=f"stored policy {row.policy_id}@{row.version}")
-        _policy_cache[row.sha256] = doc
-    return doc
+    """The policy in force (parsed once per distinct document; the version is looked up each time)."""
+    return policy_service.current_policy(session, clock=clock)
 
 
 def _client_address(scope: Scope, settings: Settings) -> str | None:
@@ -134,10 +143,20 @@ class NetworkGuard:
         path: str = scope.get("path", "")
         ip = _client_address(scope, self.runtime.settings)
         scope.setdefault("state", {})["client_ip"] = ip
-        if path == "/notice" or path.startswith(("/static/", "/healthz")):
+        if path == "/notice" or path.startswith(("/static/", "/healthz")) or _public_subject_path(scope):
             await self.app(scope, receive, send)
             return
-        problem, policy = await run_in_threadpool(self._check, scope, ip)
+        try:
+            problem, policy = await run_in_threadpool(self._check, scope, ip)
+        except ConfigurationError as exc:  # e.g. the database is unreachable: a clear 503, not a reset connection
+            log.error("service unavailable: %s", exc.message)
+            body = json.dumps({"error": "unavailable",
+                               "message": "the service is temporarily unavailable; try again shortly"}).encode()
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()), (b"retry-after", b"5")]})
+            await send({"type": "http.response.body", "body": body})
+            return
         if problem is None:
             scope["state"]["policy"] = policy
             await self.app(scope, receive, send)

@@ -72,6 +72,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "http_error", "message": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(OSError)
+    async def _storage_error(_request: Request, exc: OSError) -> JSONResponse:
+        # Disk full, I/O error, object store unreachable: nothing was stored (ingest discards partial
+        # work), so the client may retry later.
+        log.error("storage unavailable: %s", exc)
+        return JSONResponse({"error": "storage_unavailable",
+                             "message": "recording storage is unavailable right now; nothing was stored, retry later"},
+                            status_code=503, headers={"Retry-After": "30"})
+
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)

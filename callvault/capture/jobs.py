@@ -14,8 +14,11 @@ if TYPE_CHECKING:
 
 @job("capture.reap_stale_ingests", every_seconds=300)
 def reap(runtime: Runtime) -> int:
-    """Remove partial ingests (pending rows and their blobs) older than the stale threshold."""
+    """Remove partial ingests (pending rows, their blobs, half-written temporaries) older than the threshold."""
     removed = reap_stale_ingests(db=runtime.db, store=runtime.store,
                                  older_than=timedelta(seconds=runtime.settings.stale_ingest_seconds),
                                  clock=runtime.clock)
-    return len(removed)
+    # Temporaries of blob writes a killed process left (LocalBlobStore's .tmp/*.part; S3 has none).
+    cleanup = getattr(runtime.store, "cleanup_temp", None)
+    temps = cleanup(runtime.settings.stale_ingest_seconds) if cleanup is not None else 0
+    return len(removed) + temps

@@ -248,16 +248,26 @@ def _ingest_folder(runtime: Runtime, folder: Path) -> None:
 def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="server processes (one per core)")] = 1,
     data_dir: DataDir = None,
 ) -> None:
     """Run the web server (JSON API under /api/v1 and the web pages)."""
+    import os
+
     import uvicorn
 
     from callvault.api.app import create_app
 
     runtime = open_runtime(data_dir)
     out.print(f"callvault listening on http://{host}:{port}/  (API docs: /api/v1/docs)")
-    uvicorn.run(create_app(runtime), host=host, port=port, log_level="info", proxy_headers=False)
+    if workers == 1:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info", proxy_headers=False)
+        return
+    runtime.close()
+    # Each process builds its own runtime from the same settings; nothing is shared in memory.
+    os.environ["CALLVAULT_DATA_DIR"] = str(runtime.settings.data_dir)
+    uvicorn.run("callvault.api.app:create_app_from_environment", factory=True, host=host, port=port,
+                workers=workers, log_level="info", proxy_headers=False)
 
 
 @app.command()
@@ -323,7 +333,9 @@ def check(
         if repair:
             removed = reap_stale_ingests(db=runtime.db, store=runtime.store,
                                          older_than=timedelta(minutes=older_than_minutes))
-            out.print(f"removed {len(removed)} incomplete ingest(s)")
+            cleanup = getattr(runtime.store, "cleanup_temp", None)  # half-written blobs of killed writers
+            temps = cleanup(older_than_minutes * 60) if cleanup is not None else 0
+            out.print(f"removed {len(removed)} incomplete ingest(s) and {temps} half-written temporary file(s)")
         else:
             problems = find_problems(db=runtime.db, store=runtime.store, keyring=runtime.keyring,
                                      stale_after=timedelta(minutes=older_than_minutes), deep=deep)

@@ -117,5 +117,6 @@ from callvault.cli import (  # noqa: E402, F401
     commands,
     oversight_commands,
     retention_commands,
+    subject_commands,
     transcription_commands,
 )

@@ -5,5 +5,7 @@ import callvault.audit.jobs
 import callvault.capture.jobs
 import callvault.notify.jobs
 import callvault.oversight.jobs
+import callvault.recordings.jobs
 import callvault.retention.jobs
+import callvault.subject_requests.jobs
 import callvault.transcription.jobs  # noqa: F401

@@ -468,6 +468,9 @@ class SubjectRequestRegion(_Model):
 
     country: Country
     subdivision: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{1,3}$")] | None = None
+    timezone: Annotated[str, AfterValidator(_check_timezone)] | None = None
+    """IANA zone in which the region's working day starts and ends (e.g. ``Australia/Sydney``); without
+    it, the zone phonenumbers gives for the requester's number, else UTC."""
 
 
 class SubjectRequestRules(_Model):

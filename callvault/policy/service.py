@@ -67,7 +67,16 @@ def current_version(session: Session, *, today: date | None = None, clock: Clock
     return row
 
 
+_parsed: dict[str, PolicyDocument] = {}
+"""Parsed documents by content hash. Safe across nodes: which version is in force is still read from
+the database every time; only the parse of an identical document is reused."""
+
+
 def current_policy(session: Session, *, clock: Clock = system_clock) -> PolicyDocument:
     """The policy document in force now."""
     row = current_version(session, clock=clock)
-    return parse_policy_text(row.document_yaml, source=f"stored policy {row.policy_id}@{row.version}")
+    doc = _parsed.get(row.sha256)
+    if doc is None:
+        doc = parse_policy_text(row.document_yaml, source=f"stored policy {row.policy_id}@{row.version}")
+        _parsed[row.sha256] = doc
+    return doc

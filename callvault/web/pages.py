@@ -1,4 +1,5 @@
-"""Server-rendered pages over the same services as the JSON API (sign-in, search, detail, player).
+"""Server-rendered pages over the same services as the JSON API: sign-in, the acknowledgement gate,
+the home page and the public notice here; the other areas in ``*_pages.py`` (see docs/web.md).
 
 Sign-in: password (the form carries a double-submit CSRF token, so nobody can sign a browser into
 an account of theirs), then the one-time code (or, when the role needs MFA and the account has none,
@@ -9,30 +10,25 @@ CSRF token and is refused without it.
 
 from __future__ import annotations
 
-import hmac
 import secrets
-from datetime import datetime
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from callvault.api.deps import SESSION_COOKIE, Caller, get_caller, get_runtime, policy_in_force, source_ip
-from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, InvalidInput
+from callvault.core.errors import AccessDenied, AuthenticationFailed, InvalidInput
 from callvault.identity import mfa
 from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
 from callvault.identity.models import User, WebSession
 from callvault.policy import service as policy_service
-from callvault.policy.decide import allowed_purposes
-from callvault.recordings import service as recordings
-from callvault.recordings.schemas import RecordingFilters
 from callvault.runtime import Runtime
+from callvault.web import access_pages, home_pages, oversight_pages, recording_pages
+from callvault.web.common import STATIC_DIR, render, same, templates
 
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-STATIC_DIR = Path(__file__).parent / "static"
+__all__ = ["STATIC_DIR", "router"]
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -55,10 +51,6 @@ def _secure(request: Request) -> bool:
 def _set_session_cookie(response: Response, request: Request, cookie: str) -> None:
     # No max_age: a browser-session cookie. The server ends the session (idle/absolute) regardless.
     response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="strict", secure=_secure(request), path="/")
-
-
-def _same(sent: str, expected: str) -> bool:
-    return bool(sent) and bool(expected) and hmac.compare_digest(sent, expected)
 
 
 def _login_page(request: Request, error: str | None, status_code: int = 200) -> Response:
@@ -104,34 +96,14 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
                 return pending
         return _login_page(request, None)
     if caller.actor.acknowledged_policy_version != caller.policy.version:
-        return templates.TemplateResponse(request, "acknowledge.html", {"caller": caller, "policy": caller.policy})
-    q = request.query_params
-    error = None
-    rows: list[object] = []
-    next_cursor = None
-    try:
-        filters = RecordingFilters(
-            extension=q.get("extension") or None, agent=q.get("agent") or None, team=q.get("team") or None,
-            direction=q.get("direction") or None,
-            remote_number=q.get("remote_number") or None, local_number=q.get("local_number") or None,
-            started_from=datetime.fromisoformat(q["started_from"]) if q.get("started_from") else None,
-            started_to=datetime.fromisoformat(q["started_to"]) if q.get("started_to") else None,
-        )
-        with runtime.db.unit_of_work() as session:
-            found, next_cursor = recordings.search(session, policy=caller.policy, actor=caller.actor,
-                                                   filters=filters, limit=50, cursor=q.get("cursor") or None,
-                                                   default_region=runtime.settings.default_region)
-            rows = list(found)
-    except (CallvaultError, ValueError) as exc:
-        error = getattr(exc, "message", None) or f"invalid filter: {exc}"
-    return templates.TemplateResponse(request, "recordings.html", {
-        "caller": caller, "rows": rows, "next_cursor": next_cursor, "q": q, "error": error})
+        return render(request, "acknowledge.html", {"caller": caller, "policy": caller.policy})
+    return home_pages.dashboard(request, caller, runtime)
 
 
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
           csrf_token: Annotated[str, Form()] = "", runtime: Runtime = Depends(get_runtime)) -> Response:
-    if not _same(csrf_token, request.cookies.get(PRELOGIN_COOKIE, "")):
+    if not same(csrf_token, request.cookies.get(PRELOGIN_COOKIE, "")):
         return _login_page(request, "The sign-in form expired; please try again.", status_code=403)
     ip = source_ip(request)
     old_cookie = request.cookies.get(SESSION_COOKIE)
@@ -173,7 +145,7 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
     if half is None:
         return RedirectResponse("/", status_code=303)
     ws, user = half
-    if not _same(csrf_token, ws.csrf_token):
+    if not same(csrf_token, ws.csrf_token):
         return templates.TemplateResponse(request, "mfa.html", {"error": "The form expired; please try again.",
                                                                 "csrf_token": ws.csrf_token}, status_code=403)
     ip = source_ip(request)
@@ -219,7 +191,7 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
         return RedirectResponse("/", status_code=303)
     ws, user = half
     ip = source_ip(request)
-    error = None if _same(csrf_token, ws.csrf_token) else "The form expired; please try again."
+    error = None if same(csrf_token, ws.csrf_token) else "The form expired; please try again."
     if error is None:
         try:
             with runtime.db.unit_of_work() as session:
@@ -260,7 +232,7 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
         with runtime.db.unit_of_work() as session:
             row = web_sessions.resolve(session, cookie=cookie, idle_seconds=runtime.settings.session_idle_seconds,
                                        clock=runtime.clock)
-            if row is None or not _same(csrf_token, row.csrf_token):
+            if row is None or not same(csrf_token, row.csrf_token):
                 return Response("The form expired; reload the page and try again.", status_code=403)
             web_sessions.revoke(session, cookie=cookie, clock=runtime.clock)
     response = RedirectResponse("/", status_code=303)
@@ -271,7 +243,7 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
 @router.post("/acknowledge")
 def acknowledge(csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(_web_caller),
                 runtime: Runtime = Depends(get_runtime)) -> Response:
-    if not _same(csrf_token, caller.csrf_token):
+    if not same(csrf_token, caller.csrf_token):
         return Response("The form expired; reload the page and try again.", status_code=403)
     with runtime.db.unit_of_work() as session:
         user = identity.get_user(session, caller.user.username)
@@ -280,24 +252,13 @@ def acknowledge(csrf_token: Annotated[str, Form()] = "", caller: Caller = Depend
     return RedirectResponse("/", status_code=303)
 
 
-@router.get("/recordings/{recording_id}", response_class=HTMLResponse)
-def recording_page(recording_id: str, request: Request, caller: Caller = Depends(get_caller),
-                   runtime: Runtime = Depends(get_runtime)) -> Response:
-    with runtime.db.unit_of_work() as session:
-        row = recordings.get_visible(session, policy=caller.policy, actor=caller.actor, recording_id=recording_id,
-                                     source_ip=caller.source_ip, clock=runtime.clock)
-    if row is None:
-        return templates.TemplateResponse(request, "not_found.html", {"caller": caller}, status_code=404)
-    purpose = request.query_params.get("purpose") or None
-    purposes = allowed_purposes(caller.policy, caller.user.role)
-    return templates.TemplateResponse(request, "recording.html", {
-        "caller": caller, "row": row, "purposes": purposes, "purpose": purpose,
-        "purpose_labels": {p: caller.policy.purposes[p].description for p in purposes}})
-
-
 @router.get("/notice", response_class=HTMLResponse)
 def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
     """The public recording notice (B2), linked from a website's 'Contact us' page. No sign-in."""
     with runtime.db.unit_of_work() as session:
         policy = policy_service.current_policy(session, clock=runtime.clock)
     return templates.TemplateResponse(request, "notice.html", {"policy": policy})
+
+
+for _module in (recording_pages, access_pages, oversight_pages):
+    router.include_router(_module.router)

@@ -52,6 +52,7 @@ class S3Server:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()  # reap it, or the Popen object warns when collected
 
 
 def start_s3_server(workdir: Path, buckets: str = "callvault-test") -> S3Server:

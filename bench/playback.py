@@ -1,0 +1,111 @@
+"""Playback latency and streaming speed for a one-hour call.
+
+    .venv/bin/python -m bench.playback [--minutes 60] [--database-url URL]
+
+Ingests one stereo 8 kHz call of ``minutes`` (115 MB for an hour), then measures, through the real
+path (policy decision + audit commit, key unwrap, blob read, chunk authentication):
+time to first byte from the start, time to first byte of a seek to the middle (HTTP Range), and
+full-stream MB/s. Reference, measured in the same run: raw AES-256-GCM decryption of the same
+ciphertext chunks already in memory. Targets: first byte and seek <= 30 ms; ratio >= 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from bench.ingest import POLICY, make_wav
+from callvault.capture.ingest import ingest_recording
+from callvault.cli.commands import initialise
+from callvault.core.settings import load_settings
+from callvault.identity import service as identity
+from callvault.policy import service as policy_service
+from callvault.policy.decide import Action
+from callvault.recordings import playback
+from callvault.recordings import service as recordings
+from callvault.runtime import build_runtime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="callvault-bench-") as tmp:
+        root = Path(tmp)
+        env = {"CALLVAULT_DATABASE_URL": args.database_url} if args.database_url else {}
+        settings = load_settings(root / "data", env=env)
+        initialise(settings, policy_file=POLICY, admin_user="admin", admin_password="bench-password-123")
+        runtime = build_runtime(settings)
+        wav = root / "call.wav"
+        make_wav(wav, args.minutes)
+        meta = {"call_id": "bench-hour", "direction": "inbound", "started_at": "2026-11-01T10:00:00+00:00",
+                "ended_at": "2026-11-01T11:00:00+00:00", "extension": "2001", "agent": "alice",
+                "team": "customer_support", "consent": {"announcement_played_at": "2026-11-01T10:00:00+00:00"}}
+        rec = ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=wav,
+                               metadata=meta, actor="bench")
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session)
+            user = identity.create_user(session, actor="bench", policy=policy, username="lead",
+                                        role="support_lead", password="quiet-harbour-bench-7")
+            identity.acknowledge_policy(session, user=user, policy=policy)
+            actor = identity.actor_for(session, user, policy)
+        size = wav.stat().st_size
+
+        def first_byte(byte_range: playback.ByteRange | None) -> float:
+            start = time.perf_counter()
+            with runtime.db.unit_of_work() as session:
+                decision, row = recordings.authorize_content(session, policy=policy, actor=actor, action=Action.PLAY,
+                                                             recording_id=rec.recording_id, purpose="spot_check")
+                assert decision.allowed and row is not None
+                reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
+            stream = playback.primed(playback.stream(reader, byte_range, None if byte_range else row.sha256))
+            next(stream)
+            return (time.perf_counter() - start) * 1000
+
+        ttfb = statistics.median(first_byte(None) for _ in range(args.repeats))
+        middle = playback.ByteRange(size // 2, size // 2 + 65535)
+        seek = statistics.median(first_byte(middle) for _ in range(args.repeats))
+
+        with runtime.db.unit_of_work() as session:
+            decision, row = recordings.authorize_content(session, policy=policy, actor=actor, action=Action.PLAY,
+                                                         recording_id=rec.recording_id, purpose="spot_check")
+            assert decision.allowed and row is not None
+            reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
+        start = time.perf_counter()
+        total = sum(len(block) for block in playback.stream(reader, None, row.sha256))
+        stream_rate = total / (time.perf_counter() - start) / 1e6
+        start = time.perf_counter()
+        total = sum(len(block) for block in playback.stream(reader, playback.ByteRange(0, size - 1), None))
+        range_rate = total / (time.perf_counter() - start) / 1e6
+
+        aead = AESGCM(AESGCM.generate_key(bit_length=256))
+        chunks = [aead.encrypt(i.to_bytes(12, "big"), b"\0" * 65536, b"aad") for i in range(size // 65536)]
+        start = time.perf_counter()
+        for i, chunk in enumerate(chunks):
+            aead.decrypt(i.to_bytes(12, "big"), chunk, b"aad")
+        raw_rate = len(chunks) * 65536 / (time.perf_counter() - start) / 1e6
+        start = time.perf_counter()
+        digest = hashlib.sha256()
+        for i, chunk in enumerate(chunks):
+            digest.update(aead.decrypt(i.to_bytes(12, "big"), chunk, b"aad"))
+        raw_hash_rate = len(chunks) * 65536 / (time.perf_counter() - start) / 1e6
+        runtime.close()
+    print(f"database: {runtime.db.dialect}; call: {args.minutes:g} min stereo 8 kHz, {size / 1e6:.0f} MB")
+    print(f"time to first byte:     {ttfb:.1f} ms (decision + audit commit + unwrap + first chunk; target <= 30)")
+    print(f"seek to the middle:     {seek:.1f} ms (Range request; target <= 30)")
+    print(f"stream (Range, all):    {range_rate:.0f} MB/s vs raw AES-GCM decrypt {raw_rate:.0f} MB/s in memory: "
+          f"ratio {range_rate / raw_rate:.2f} (target >= 0.8)")
+    print(f"stream (whole + SHA):   {stream_rate:.0f} MB/s vs raw decrypt + SHA-256 {raw_hash_rate:.0f} MB/s: "
+          f"ratio {stream_rate / raw_hash_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()

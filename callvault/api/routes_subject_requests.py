@@ -1,0 +1,340 @@
+"""Subject requests over HTTP (B7, B10): the public intake and verification, the staff queue, review and
+release, and operators' requests for their own recordings. See ``callvault.subject_requests.service``."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from callvault.api.deps import Caller, get_caller, get_runtime, source_ip
+from callvault.core.clock import Clock
+from callvault.core.errors import AccessDenied, FieldProblem, InvalidInput
+from callvault.core.ids import new_id
+from callvault.identity.models import User
+from callvault.notify.service import SmtpSettings
+from callvault.policy import service as policy_service
+from callvault.runtime import Runtime
+from callvault.subject_requests import limits
+from callvault.subject_requests import service as subject
+from callvault.subject_requests.models import SubjectRequest
+
+router = APIRouter(tags=["subject requests"])
+
+MAX_PUBLIC_BODY = 16 * 1024
+"""The public form is a few fields; anything bigger is refused before it is parsed."""
+
+
+class SubjectRequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone_numbers: list[Annotated[str, Field(max_length=40)]] = Field(min_length=1, max_length=subject.MAX_NUMBERS)
+    email: str = Field(min_length=3, max_length=subject.MAX_EMAIL)
+    date_from: date | None = None
+    date_to: date | None = None
+    description: str = Field(default="", max_length=subject.MAX_DESCRIPTION)
+    website: str = Field(default="", max_length=200, description="leave empty (a trap for robots)")
+
+
+class VerifyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=16)
+
+
+class Accepted(BaseModel):
+    id: str
+    status: str
+    message: str
+
+
+class Verified(BaseModel):
+    id: str
+    status: str
+    due_on: date | None
+    message: str
+
+
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recording_ids: list[str] = Field(max_length=subject.MAX_SELECTION)
+    redaction_note: str = Field(default="", max_length=subject.MAX_DESCRIPTION)
+
+
+class ApproveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    link_days: int = Field(default=subject.LINK_DAYS_DEFAULT, ge=1, le=subject.LINK_DAYS_MAX)
+    max_downloads: int = Field(default=subject.DOWNLOADS_DEFAULT, ge=1, le=subject.DOWNLOADS_MAX)
+
+
+class OwnRequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    date_from: date | None = None
+    date_to: date | None = None
+    description: str = Field(default="", max_length=subject.MAX_DESCRIPTION)
+
+
+class SelectedRecording(BaseModel):
+    recording_id: str
+    party: str
+
+
+class LinkRead(BaseModel):
+    id: str
+    created_at: datetime
+    expires_at: datetime
+    downloads: int
+    max_downloads: int
+    revoked_at: datetime | None
+
+
+class SubjectRequestRead(BaseModel):
+    id: str
+    kind: str
+    status: str
+    """As staff see it: ``overdue`` replaces to_review/ready once the due time has passed."""
+    stored_status: str
+    phone_numbers: list[str]
+    email: str
+    requester_username: str | None
+    date_from: date | None
+    date_to: date | None
+    description: str
+    region: str
+    timezone: str
+    received_at: datetime
+    verified_at: datetime | None
+    due_on: date | None
+    due_at: datetime | None
+    reviewed_by: str | None
+    redaction_note: str
+    approved_by: str | None
+    sent_at: datetime | None
+    recordings: list[SelectedRecording] = []
+    links: list[LinkRead] = []
+
+
+class Candidate(BaseModel):
+    id: str
+    started_at: datetime
+    duration_seconds: float
+    direction: str
+    remote_number: str | None
+    local_number: str | None
+    extension: str | None
+    agent: str | None
+    quarantined: bool
+    party: str
+    selected: bool
+
+
+class Summary(BaseModel):
+    counts: dict[str, int]
+    overdue: int
+    next_due_on: date | None
+
+
+def _read(session: Session, row: SubjectRequest, now: datetime, *, detail: bool = False) -> SubjectRequestRead:
+    out = SubjectRequestRead(
+        id=row.id, kind=row.kind, status=subject.display_status(row, now), stored_status=row.status,
+        phone_numbers=list(row.phone_numbers), email=row.email, requester_username=row.requester_username,
+        date_from=row.date_from, date_to=row.date_to, description=row.description, region=row.region,
+        timezone=row.timezone, received_at=row.received_at, verified_at=row.verified_at, due_on=row.due_on,
+        due_at=row.due_at, reviewed_by=row.reviewed_by, redaction_note=row.redaction_note,
+        approved_by=row.approved_by, sent_at=row.sent_at)
+    if detail:
+        out.recordings = [SelectedRecording(recording_id=s.recording_id, party=s.party)
+                          for s in subject.selection(session, row.id)]
+        out.links = [LinkRead(id=link.id, created_at=link.created_at, expires_at=link.expires_at,
+                              downloads=link.downloads, max_downloads=link.max_downloads, revoked_at=link.revoked_at)
+                     for link in subject.links_of(session, row.id)]
+    return out
+
+
+def rate_limited(exc: limits.RateLimited, clock: Clock) -> JSONResponse:
+    retry = max(1, int((exc.until - clock.now()).total_seconds()))
+    return JSONResponse({"error": "rate_limited", "message": exc.message}, status_code=429,
+                        headers={"Retry-After": str(retry)})
+
+
+def mail_domain(runtime: Runtime) -> str:
+    return SmtpSettings.from_env(runtime.settings.env).mail_domain
+
+
+def public_url(runtime: Runtime, request: Request) -> str:
+    """Where links in mails point: ``CALLVAULT_PUBLIC_URL`` (set it in production), else this request's URL."""
+    return runtime.settings.env.get("CALLVAULT_PUBLIC_URL") or str(request.base_url)
+
+
+def _staff(caller: Caller, runtime: Runtime, action: str, object_id: str = "") -> None:
+    """Refuse (after committing the audited denial) anyone the policy does not give subject access to."""
+    reason = subject.staff_denial(caller.policy, caller.actor)
+    if reason is None:
+        return
+    with runtime.db.unit_of_work() as session:
+        subject.audit_staff_denial(session, actor=caller.actor, action=action, reason=reason, object_id=object_id,
+                                   source_ip=caller.source_ip, clock=runtime.clock)
+    raise AccessDenied(reason, reason=reason, clauses=subject.CLAUSES)
+
+
+# ------------------------------------------------------------------------------------------------ public
+@router.post("/subject-requests", response_model=Accepted, status_code=202,
+             responses={429: {"description": "too many requests from this address or for this email"}})
+def submit(body: SubjectRequestCreate, request: Request, runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
+    """Ask for copies of your own call recordings (no account needed). A code is mailed to ``email``;
+    confirm it with ``POST /subject-requests/{id}/verify`` and the request starts."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_PUBLIC_BODY:
+        return JSONResponse({"error": "too_large", "message": "the request is too large"}, status_code=413)
+    message = "if the address is right, a verification code is on its way to it"
+    if body.website:
+        # A robot filled the hidden field: answer exactly as for a person, store and send nothing.
+        return JSONResponse(Accepted(id=new_id(), status="awaiting_verification", message=message).model_dump(),
+                            status_code=202)
+    new = subject.NewRequest(phone_numbers=body.phone_numbers, email=body.email, date_from=body.date_from,
+                             date_to=body.date_to, description=body.description)
+    try:
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session, clock=runtime.clock)
+            row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request), clock=runtime.clock)
+            out = Accepted(id=row.id, status=row.status, message=message)
+    except limits.RateLimited as exc:
+        return rate_limited(exc, runtime.clock)
+    return JSONResponse(out.model_dump(), status_code=202)
+
+
+@router.post("/subject-requests/{request_id}/verify", response_model=Verified,
+             responses={429: {"description": "too many wrong codes from this address"}})
+def verify(request_id: str, body: VerifyBody, request: Request,
+           runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
+    """Confirm the emailed code. The clock starts now; an acknowledgement with the due date is mailed."""
+    try:
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session, clock=runtime.clock)
+            outcome = subject.verify(session, policy=policy, request_id=request_id, code=body.code,
+                                     source_ip=source_ip(request), mail_domain=mail_domain(runtime),
+                                     clock=runtime.clock)
+            row = outcome.request
+            out = Verified(id=request_id, status=row.status if row else "unknown",
+                           due_on=row.due_on if row else None, message=outcome.message)
+    except limits.RateLimited as exc:
+        return rate_limited(exc, runtime.clock)
+    if not outcome.ok:
+        raise InvalidInput(outcome.message, [FieldProblem("code", outcome.message)])
+    return JSONResponse(out.model_dump(mode="json"))
+
+
+# ------------------------------------------------------------------------------------------------- staff
+@router.get("/subject-requests", response_model=list[SubjectRequestRead])
+def list_requests(
+    caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime),
+    status: Annotated[str | None, Query(description="awaiting_verification, to_review, ready, sent or overdue")]
+    = None,
+) -> list[SubjectRequestRead]:
+    """The queue, soonest due first."""
+    _staff(caller, runtime, "list")
+    now = runtime.clock.now()
+    with runtime.db.unit_of_work() as session:
+        return [_read(session, row, now) for row in subject.queue(session, status=status, clock=runtime.clock)]
+
+
+@router.get("/subject-requests/summary", response_model=Summary)
+def summary(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> Summary:
+    """Counts per status and how many are overdue (for the dashboard and reports)."""
+    _staff(caller, runtime, "summary")
+    with runtime.db.unit_of_work() as session:
+        return Summary.model_validate(subject.summary(session, clock=runtime.clock))
+
+
+@router.get("/subject-requests/{request_id}", response_model=SubjectRequestRead)
+def show(request_id: str, caller: Caller = Depends(get_caller),
+         runtime: Runtime = Depends(get_runtime)) -> SubjectRequestRead:
+    _staff(caller, runtime, "show", request_id)
+    with runtime.db.unit_of_work() as session:
+        return _read(session, subject.get(session, request_id), runtime.clock.now(), detail=True)
+
+
+@router.get("/subject-requests/{request_id}/candidates", response_model=list[Candidate])
+def candidates(request_id: str, caller: Caller = Depends(get_caller),
+               runtime: Runtime = Depends(get_runtime)) -> list[Candidate]:
+    """Recordings that match the requester's number(s) (or, for an operator, their name/extension)."""
+    _staff(caller, runtime, "candidates", request_id)
+    with runtime.db.unit_of_work() as session:
+        row = subject.get(session, request_id)
+        chosen = {s.recording_id for s in subject.selection(session, row.id)}
+        return [Candidate(id=r.id, started_at=r.started_at, duration_seconds=r.duration_seconds, direction=r.direction,
+                          remote_number=r.remote_number, local_number=r.local_number, extension=r.extension,
+                          agent=r.agent, quarantined=r.quarantined, party=subject.party_of(row, r),
+                          selected=r.id in chosen)
+                for r in subject.candidates(session, policy=caller.policy, actor=caller.actor, row=row)]
+
+
+@router.post("/subject-requests/{request_id}/review", response_model=SubjectRequestRead)
+def review(request_id: str, body: ReviewBody, caller: Caller = Depends(get_caller),
+           runtime: Runtime = Depends(get_runtime)) -> SubjectRequestRead:
+    """Confirm which recordings belong to the requester (replaces any earlier choice) and note redaction needs."""
+    _staff(caller, runtime, "review", request_id)
+    with runtime.db.unit_of_work() as session:
+        row = subject.review(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
+                             recording_ids=body.recording_ids, redaction_note=body.redaction_note,
+                             source_ip=caller.source_ip, clock=runtime.clock)
+        return _read(session, row, runtime.clock.now(), detail=True)
+
+
+@router.post("/subject-requests/{request_id}/approve", response_model=SubjectRequestRead)
+def approve(request_id: str, request: Request, body: ApproveBody | None = None,
+            caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> SubjectRequestRead:
+    """Release: every recording is decided for ``subject_access`` (audited), then the link is mailed."""
+    _staff(caller, runtime, "approve", request_id)
+    body = body or ApproveBody()
+    with runtime.db.unit_of_work() as session:
+        outcome = subject.approve(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
+                                  public_url=public_url(runtime, request), link_days=body.link_days,
+                                  max_downloads=body.max_downloads, source_ip=caller.source_ip, clock=runtime.clock)
+        denials = outcome.denials
+        if not denials:
+            out = _read(session, outcome.request, runtime.clock.now(), detail=True)
+    if denials:
+        reason = "; ".join(f"{rid}: {d.reason}" for rid, d in denials)
+        raise AccessDenied(f"nothing was released: {reason}", reason=reason, clauses=subject.CLAUSES)
+    return out
+
+
+@router.post("/subject-requests/{request_id}/revoke-links")
+def revoke_links(request_id: str, caller: Caller = Depends(get_caller),
+                 runtime: Runtime = Depends(get_runtime)) -> dict[str, int]:
+    """Stop every download link of a request from working (e.g. the mail went to the wrong person)."""
+    _staff(caller, runtime, "revoke_links", request_id)
+    with runtime.db.unit_of_work() as session:
+        return {"revoked": subject.revoke_links(session, actor=caller.actor, request_id=request_id,
+                                                source_ip=caller.source_ip, clock=runtime.clock)}
+
+
+# ------------------------------------------------------------------------------------------- operators
+@router.post("/me/subject-requests", response_model=SubjectRequestRead, status_code=201)
+def file_own(body: OwnRequestCreate, caller: Caller = Depends(get_caller),
+             runtime: Runtime = Depends(get_runtime)) -> SubjectRequestRead:
+    """Request copies of your own recordings as an operator (B10): your account is the identity check."""
+    with runtime.db.unit_of_work() as session:
+        user = session.get(User, caller.user.id)
+        assert user is not None
+        row = subject.file_own(session, policy=caller.policy, user=user, date_from=body.date_from,
+                               date_to=body.date_to, description=body.description, source_ip=caller.source_ip,
+                               mail_domain=mail_domain(runtime), clock=runtime.clock)
+        return _read(session, row, runtime.clock.now())
+
+
+@router.get("/me/subject-requests", response_model=list[SubjectRequestRead])
+def own_requests(caller: Caller = Depends(get_caller),
+                 runtime: Runtime = Depends(get_runtime)) -> list[SubjectRequestRead]:
+    with runtime.db.unit_of_work() as session:
+        user = session.get(User, caller.user.id)
+        assert user is not None
+        return [_read(session, row, runtime.clock.now()) for row in subject.own_requests(session, user=user)]

@@ -1,0 +1,126 @@
+"""``callvault requests``: the queue of callers' and operators' requests for their own recordings (B7, B10)."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from callvault.audit import service as audit
+from callvault.cli.main import CLI_ACTOR, DataDir, app, err, handle_errors, open_runtime, out, print_json
+from callvault.core.errors import AccessDenied, ConfigurationError
+from callvault.identity import service as identity
+from callvault.policy import service as policy_service
+from callvault.subject_requests import service as subject
+
+requests_app = typer.Typer(help="Callers' and operators' requests for their own recordings.", no_args_is_help=True)
+app.add_typer(requests_app, name="requests")
+
+
+@requests_app.command("list")
+@handle_errors
+def requests_list(
+    status: Annotated[str | None, typer.Option(help="awaiting_verification, to_review, ready, sent or overdue")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """The queue, soonest due first."""
+    with closing(open_runtime(data_dir)) as runtime:
+        now = runtime.clock.now()
+        with runtime.db.unit_of_work() as session:
+            rows = [{"id": r.id, "kind": r.kind, "status": subject.display_status(r, now), "due_on": r.due_on,
+                     "region": r.region, "received_at": r.received_at, "requester": r.requester_username or r.email}
+                    for r in subject.queue(session, status=status, clock=runtime.clock)]
+            counts = subject.summary(session, clock=runtime.clock)
+        if as_json:
+            print_json({"requests": rows, "summary": counts})
+            return
+        table = Table("id", "kind", "status", "due", "region", "requester")
+        for r in rows:
+            table.add_row(str(r["id"]), str(r["kind"]), str(r["status"]), str(r["due_on"] or "-"), str(r["region"]),
+                          str(r["requester"]))
+        out.print(table)
+        out.print(f"overdue: {counts['overdue']}")
+
+
+@requests_app.command("show")
+@handle_errors
+def requests_show(request_id: str, data_dir: DataDir = None) -> None:
+    """One request, the recordings chosen for it, its links and the candidate recordings."""
+    with closing(open_runtime(data_dir)) as runtime:
+        now = runtime.clock.now()
+        with runtime.db.unit_of_work() as session:
+            row = subject.get(session, request_id)
+            policy = policy_service.current_policy(session, clock=runtime.clock)
+            from callvault.policy.decide import Actor
+
+            # Candidates are listed as an all-seeing reviewer would see them; releasing still needs a person.
+            viewer = Actor(user_id="", username=CLI_ACTOR, role=next(iter(subject.staff_roles(policy)), ""),
+                           acknowledged_policy_version=policy.version)
+            data = {
+                "id": row.id, "kind": row.kind, "status": subject.display_status(row, now), "stored_status": row.status,
+                "phone_numbers": row.phone_numbers, "email": row.email, "requester": row.requester_username,
+                "date_from": row.date_from, "date_to": row.date_to, "description": row.description,
+                "region": row.region, "timezone": row.timezone, "received_at": row.received_at,
+                "verified_at": row.verified_at, "due_on": row.due_on, "reviewed_by": row.reviewed_by,
+                "redaction_note": row.redaction_note, "approved_by": row.approved_by, "sent_at": row.sent_at,
+                "recordings": [{"recording_id": s.recording_id, "party": s.party}
+                               for s in subject.selection(session, row.id)],
+                "links": [{"id": link.id, "expires_at": link.expires_at, "downloads": link.downloads,
+                           "max_downloads": link.max_downloads, "revoked_at": link.revoked_at}
+                          for link in subject.links_of(session, row.id)],
+                "candidates": [{"id": r.id, "started_at": r.started_at, "duration_seconds": r.duration_seconds,
+                                "remote_number": r.remote_number, "party": subject.party_of(row, r)}
+                               for r in subject.candidates(session, policy=policy, actor=viewer, row=row)],
+            }
+        print_json(data)
+
+
+@requests_app.command("approve")
+@handle_errors
+def requests_approve(
+    request_id: str,
+    as_user: Annotated[str, typer.Option("--as", help="the staff member whose authority releases it (a role "
+                                                      "that may use subject_access)")],
+    recording: Annotated[list[str] | None, typer.Option("--recording", help="confirm these recordings first "
+                                                                             "(repeatable); else the reviewed ones")]
+    = None,
+    redaction_note: Annotated[str, typer.Option(help="what needs redacting, with --recording")] = "",
+    link_days: Annotated[int, typer.Option(help="how long the link works")] = subject.LINK_DAYS_DEFAULT,
+    max_downloads: Annotated[int, typer.Option(help="how many downloads it allows")] = subject.DOWNLOADS_DEFAULT,
+    data_dir: DataDir = None,
+) -> None:
+    """Release a request: each recording is decided for subject_access as --as (audited); the link is mailed."""
+    with closing(open_runtime(data_dir)) as runtime:
+        public_url = runtime.settings.env.get("CALLVAULT_PUBLIC_URL")
+        if not public_url:
+            raise ConfigurationError("set CALLVAULT_PUBLIC_URL (e.g. https://calls.example.com) so the mailed link "
+                                     "points at your server")
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session, clock=runtime.clock)
+            user = identity.get_user(session, as_user)
+            actor = identity.actor_for(session, user, policy)
+            reason = subject.staff_denial(policy, actor)
+            if reason is None:
+                audit.append(session, audit.AuditEvent(
+                    actor=CLI_ACTOR, action="subject_request.cli_release", object_type="subject_request",
+                    object_id=request_id[:200], purpose=subject.PURPOSE, clauses=subject.CLAUSES,
+                    details={"as": user.username}), clock=runtime.clock)
+                if recording:
+                    subject.review(session, policy=policy, actor=actor, request_id=request_id, recording_ids=recording,
+                                   redaction_note=redaction_note, clock=runtime.clock)
+                outcome = subject.approve(session, policy=policy, actor=actor, request_id=request_id,
+                                          public_url=public_url, link_days=link_days, max_downloads=max_downloads,
+                                          clock=runtime.clock)
+                denials = [f"{rid}: {d.reason}" for rid, d in outcome.denials]
+            else:
+                subject.audit_staff_denial(session, actor=actor, action="approve", reason=reason, object_id=request_id,
+                                           clock=runtime.clock)
+        if reason is not None:
+            raise AccessDenied(reason)
+        if denials:
+            raise AccessDenied("nothing was released: " + "; ".join(denials))
+        err.print(f"released request {request_id}: the link was mailed to the requester")

@@ -1,0 +1,123 @@
+"""The working-day clock for subject requests (B7: "within 7 working days").
+
+The rule, applied in the requester's region (its public holidays from the ``holidays`` package,
+country and subdivision, and its time zone):
+
+* A **working day** is Monday to Friday that is not a public holiday of the region (observed
+  holidays included: Christmas on a Saturday moves the day off to the Monday).
+* The **start day** is the local date the clock started (the verification code was confirmed), if
+  that is a working day and the time was before ``CUTOFF`` (17:00 local); otherwise the next working
+  day. So a request confirmed on Friday evening, at the weekend or on Easter Monday counts from the
+  next working day, as if it had arrived first thing that morning.
+* The **due date** is the N-th working day after the start day (the start day itself is not counted),
+  and the request is due by the end of that day in the region's time zone (``due_at``).
+
+Example (GB, 7 working days): confirmed Monday 3 May 2027 10:00 is a bank holiday, so the start day is
+Tuesday 4 May and the due date Thursday 13 May.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import holidays
+import phonenumbers
+from phonenumbers import timezone as phone_timezones
+
+from callvault.policy.schema import SubjectRequestRules
+
+CUTOFF = time(17, 0)
+"""Requests confirmed at or after this local time count from the next working day."""
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """A region's working-day calendar."""
+
+    region: str
+    country: str
+    subdivision: str | None
+    timezone: str
+
+    def is_working_day(self, day: date) -> bool:
+        return day.isoweekday() <= 5 and day not in _holidays(self.country, self.subdivision, day.year)
+
+    def holiday_name(self, day: date) -> str | None:
+        name = _holidays(self.country, self.subdivision, day.year).get(day)
+        return str(name) if name else None
+
+    def next_working_day(self, day: date) -> date:
+        """The first working day strictly after ``day``."""
+        day += timedelta(days=1)
+        while not self.is_working_day(day):
+            day += timedelta(days=1)
+        return day
+
+    def start_day(self, received: datetime) -> date:
+        local = received.astimezone(ZoneInfo(self.timezone))
+        if self.is_working_day(local.date()) and local.time() < CUTOFF:
+            return local.date()
+        return self.next_working_day(local.date())
+
+    def add_working_days(self, day: date, count: int) -> date:
+        for _ in range(count):
+            day = self.next_working_day(day)
+        return day
+
+    def working_days_between(self, start: date, end: date) -> int:
+        """Working days after ``start`` up to and including ``end`` (0 when ``end <= start``)."""
+        count, day = 0, start
+        while day < end:
+            day += timedelta(days=1)
+            if self.is_working_day(day):
+                count += 1
+        return count
+
+    def due(self, received: datetime, working_days: int) -> tuple[date, datetime]:
+        """The due date and the instant (end of that day, local time) it passes."""
+        due_on = self.add_working_days(self.start_day(received), working_days)
+        end = datetime.combine(due_on + timedelta(days=1), time(0), tzinfo=ZoneInfo(self.timezone))
+        return due_on, end
+
+
+@functools.lru_cache(maxsize=256)
+def _holidays(country: str, subdivision: str | None, year: int) -> holidays.HolidayBase:
+    return holidays.country_holidays(country, subdiv=subdivision, years=year)
+
+
+def _number_zone(numbers: Sequence[str]) -> str | None:
+    for number in numbers:
+        try:
+            zones = phone_timezones.time_zones_for_number(phonenumbers.parse(number, None))
+        except phonenumbers.NumberParseException:
+            continue
+        usable = [z for z in zones if z != "Etc/Unknown"]
+        if usable:
+            return str(usable[0])
+    return None
+
+
+def region_for(rules: SubjectRequestRules, numbers: Sequence[str]) -> str:
+    """The policy region for a requester: the first of their numbers whose country has a region
+    calendar in the policy, else the policy's ``default_region``."""
+    for number in numbers:
+        try:
+            country = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+        except phonenumbers.NumberParseException:
+            continue
+        for region_id, region in rules.regions.items():
+            if region.country == country:
+                return region_id
+    if rules.default_region is None:
+        raise ValueError("the policy names no default_region for subject requests")
+    return rules.default_region
+
+
+def calendar_for(rules: SubjectRequestRules, region_id: str, numbers: Sequence[str] = ()) -> Calendar:
+    region = rules.regions[region_id]
+    zone = region.timezone or _number_zone(list(numbers)) or "UTC"
+    return Calendar(region=region_id, country=region.country, subdivision=region.subdivision, timezone=zone)

@@ -1,0 +1,77 @@
+"""What every page module shares: templates, the signed-in page caller, CSRF checks, denial pages.
+
+Pages are thin: they call the same domain services as ``callvault.api`` and never decide anything
+themselves. A refusal is rendered as a page that says why and what would allow it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import Response
+from fastapi.templating import Jinja2Templates
+
+from callvault.api.deps import SESSION_COOKIE, Caller, get_caller, get_runtime
+from callvault.core.errors import AccessDenied, AuthenticationFailed
+from callvault.oversight import service as oversight
+from callvault.retention import service as retention
+from callvault.runtime import Runtime
+
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def abilities(caller: Caller) -> dict[str, bool]:
+    """What the navigation offers this caller (the services still decide every action)."""
+    role = caller.policy.roles.get(caller.user.role)
+    approver = any(p.approval and p.approval.required and caller.user.role in p.approval.approver_roles
+                   for p in caller.policy.purposes.values())
+    return {
+        "admin": bool(role and role.can_administer),
+        "manage_retention": retention.may_manage(caller.policy, caller.user.role),
+        "misuse_recipient": oversight.is_recipient(caller.policy, caller.user.role),
+        "approver": approver,
+        "content": bool(role and role.content_scope != "none"),
+    }
+
+
+templates.env.globals["abilities"] = abilities
+
+
+def same(sent: str, expected: str) -> bool:
+    return bool(sent) and bool(expected) and hmac.compare_digest(sent, expected)
+
+
+def page_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller:
+    """A fully signed-in person who has acknowledged the policy in force; otherwise back to ``/``
+    (which shows the sign-in form, the code form or the acknowledgement gate)."""
+    try:
+        caller = get_caller(request, runtime)
+    except (AuthenticationFailed, AccessDenied) as exc:
+        if not request.cookies.get(SESSION_COOKIE) or isinstance(exc, AuthenticationFailed):
+            raise HTTPException(status_code=303, headers={"Location": "/"}) from exc
+        raise
+    if caller.actor.acknowledged_policy_version != caller.policy.version:
+        raise HTTPException(status_code=303, headers={"Location": "/"})
+    return caller
+
+
+def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def denied(request: Request, caller: Caller | None, reason: str, allow: str = "", *, title: str = "Not allowed",
+           clauses: tuple[str, ...] = (), status_code: int = 403) -> Response:
+    """The refusal page: why (the service's reason, with the policy clauses) and what would allow it."""
+    return render(request, "denied.html", {"caller": caller, "title": title, "reason": reason, "allow": allow,
+                                           "clauses": clauses}, status_code=status_code)
+
+
+def form_expired(request: Request, caller: Caller | None) -> Response:
+    return denied(request, caller, "The form expired or did not come from this page.",
+                  "Reload the page and submit it again.", title="Form expired")

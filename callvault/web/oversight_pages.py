@@ -1,0 +1,204 @@
+"""Oversight pages: misuse reports (B12), cases and legal holds, the compliance report, the audit
+log's verification status, and the administrator's users / API tokens / policy versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from markupsafe import Markup
+from sqlalchemy import select
+
+from callvault.api.deps import Caller, get_runtime
+from callvault.audit import checkpoints
+from callvault.audit import service as audit
+from callvault.core.errors import CallvaultError, InvalidInput
+from callvault.identity import service as identity
+from callvault.identity import throttle
+from callvault.identity.models import User
+from callvault.notify.service import SmtpSettings
+from callvault.oversight import policy_lifecycle, reports
+from callvault.oversight import service as oversight
+from callvault.policy.models import PolicyVersion
+from callvault.retention import service as retention
+from callvault.runtime import Runtime
+from callvault.web.common import abilities, denied, form_expired, page_caller, render, same
+
+router = APIRouter(include_in_schema=False)
+
+
+def _who(caller: Caller) -> oversight.Reporter:
+    return oversight.Reporter(username=caller.user.username, role=caller.user.role, source_ip=caller.source_ip)
+
+
+# ----------------------------------------------------------------------------------------- misuse
+@router.get("/misuse", response_class=HTMLResponse)
+def misuse_page(request: Request, caller: Caller = Depends(page_caller),
+                runtime: Runtime = Depends(get_runtime)) -> Response:
+    with runtime.db.unit_of_work() as session:
+        rows = oversight.list_reports(session, policy=caller.policy, viewer=_who(caller), limit=200)
+        for r in rows:
+            session.expunge(r)
+    return render(request, "misuse.html", {
+        "caller": caller, "rows": rows, "errors": [], "form": {}, "flash": request.query_params.get("done"),
+        "recipient": oversight.is_recipient(caller.policy, caller.user.role),
+        "recipient_roles": caller.policy.misuse.report_to_roles})
+
+
+@router.post("/misuse", response_class=HTMLResponse)
+def file_misuse(request: Request, summary: Annotated[str, Form()] = "", description: Annotated[str, Form()] = "",
+                subject_user: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+                caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    errors = []
+    if len(summary) > 300:
+        errors.append("summary: at most 300 characters")
+    if not errors:
+        try:
+            with runtime.db.unit_of_work() as session:
+                oversight.file_report(session, policy=caller.policy, reporter=_who(caller), summary=summary,
+                                      description=description[:20_000], subject_user=subject_user.strip() or None,
+                                      mail_domain=SmtpSettings.from_env(runtime.settings.env).mail_domain,
+                                      clock=runtime.clock)
+        except InvalidInput as exc:
+            errors = [f"{p.location}: {p.message}" for p in exc.problems] or [exc.message]
+    if errors:
+        return render(request, "misuse.html", {
+            "caller": caller, "rows": [], "errors": errors, "flash": None,
+            "form": {"summary": summary, "description": description, "subject_user": subject_user},
+            "recipient": oversight.is_recipient(caller.policy, caller.user.role),
+            "recipient_roles": caller.policy.misuse.report_to_roles}, status_code=422)
+    return RedirectResponse("/misuse?done=filed", status_code=303)
+
+
+# ----------------------------------------------------------------------------------------- cases, holds
+@router.get("/cases", response_class=HTMLResponse)
+def cases_page(request: Request, caller: Caller = Depends(page_caller),
+               runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not abilities(caller)["manage_retention"]:
+        return _refuse(request, caller, runtime, "retention.cases_list", f"role {caller.user.role} may not list cases",
+                       "Cases and legal holds are for administering roles and leadership.", ("A9",))
+    with runtime.db.unit_of_work() as session:
+        cases = retention.list_cases(session)
+        holds = retention.list_holds(session, active_only=True)
+        for item in (*cases, *holds):
+            session.expunge(item)
+    return render(request, "cases.html", {"caller": caller, "cases": cases, "holds": holds})
+
+
+def _refuse(request: Request, caller: Caller, runtime: Runtime, action: str, reason: str, allow: str,
+            clauses: tuple[str, ...] = ()) -> Response:
+    """A page-level refusal, audited and committed like the API's."""
+    with runtime.db.unit_of_work() as session:
+        audit.append(session, audit.AuditEvent(actor=caller.user.username, actor_role=caller.user.role,
+                                               action=action, decision="deny", reason=reason, clauses=clauses,
+                                               source_ip=caller.source_ip), clock=runtime.clock)
+    return denied(request, caller, reason[:1].upper() + reason[1:] + ".", allow, clauses=clauses)
+
+
+# ----------------------------------------------------------------------------------------- compliance report
+@router.get("/reports/compliance", response_class=HTMLResponse)
+def compliance_page(request: Request, caller: Caller = Depends(page_caller),
+                    runtime: Runtime = Depends(get_runtime)) -> Response:
+    can = abilities(caller)
+    if not (can["admin"] or can["manage_retention"] or can["misuse_recipient"]):
+        return _refuse(request, caller, runtime, "report.compliance", f"role {caller.user.role} may not read the "
+                       "compliance report", "It is for administering roles, leadership and misuse-report recipients.")
+    now = runtime.clock.now()
+    try:
+        end = datetime.fromisoformat(request.query_params["to"]) if request.query_params.get("to") else now
+        start = (datetime.fromisoformat(request.query_params["from"]) if request.query_params.get("from")
+                 else end - timedelta(days=30))
+    except ValueError:
+        return denied(request, caller, "The period is not a date like 2026-11-01.", "Fix the dates and try again.",
+                      title="Invalid period", status_code=422)
+    start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))
+    with runtime.db.unit_of_work() as session:
+        report = reports.build_report(session, start=start, end=end)
+        audit.append(session, audit.AuditEvent(actor=caller.user.username, actor_role=caller.user.role,
+                                               action="report.compliance", decision="allow",
+                                               source_ip=caller.source_ip,
+                                               details={"from": start.isoformat(), "to": end.isoformat()}),
+                     clock=runtime.clock)
+    html = reports.to_html(report)
+    body = html[html.index("<h2>"):html.rindex("</body>")]  # the report's own sections and SVG chart
+    return render(request, "compliance.html", {"caller": caller, "body": Markup(body),  # noqa: S704 (escaped there)
+                                               "start": start, "end": end})
+
+
+# ----------------------------------------------------------------------------------------- admin
+def _admin_only(request: Request, caller: Caller, runtime: Runtime, what: str) -> Response | None:
+    if abilities(caller)["admin"]:
+        return None
+    return _refuse(request, caller, runtime, f"admin.{what}", f"role {caller.user.role} does not administer the "
+                   "system", "These pages are for the roles the policy lets administer callvault.")
+
+
+@router.get("/admin/audit", response_class=HTMLResponse)
+def audit_page(request: Request, caller: Caller = Depends(page_caller),
+               runtime: Runtime = Depends(get_runtime)) -> Response:
+    refused = _admin_only(request, caller, runtime, "audit")
+    if refused is not None:
+        return refused
+    with runtime.db.unit_of_work() as session:
+        latest = checkpoints.latest_checkpoint(session)
+        cp = checkpoints.checkpoint_dict(latest) if latest is not None else None
+        result: Any = audit.verify_chain(session) if request.query_params.get("verify") else None
+    return render(request, "audit.html", {"caller": caller, "checkpoint": cp, "result": result})
+
+
+@router.get("/admin/users", response_class=HTMLResponse)
+def users_page(request: Request, caller: Caller = Depends(page_caller),
+               runtime: Runtime = Depends(get_runtime)) -> Response:
+    refused = _admin_only(request, caller, runtime, "users")
+    if refused is not None:
+        return refused
+    with runtime.db.unit_of_work() as session:
+        users = identity.list_users(session, policy=caller.policy, clock=runtime.clock)
+        names = {u.id: u.username for u in session.scalars(select(User))}
+        tokens = [{"t": t, "user": names.get(t.user_id, "?")} for t in identity.list_tokens(session)]
+        for t in tokens:
+            session.expunge(t["t"])
+    return render(request, "users.html", {"caller": caller, "users": users, "tokens": tokens,
+                                          "now": runtime.clock.now(), "flash": request.query_params.get("done")})
+
+
+@router.post("/admin/users/{username}/unlock", response_class=HTMLResponse)
+def unlock_user(username: str, request: Request, csrf_token: Annotated[str, Form()] = "",
+                caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    refused = _admin_only(request, caller, runtime, "unlock")
+    if refused is not None:
+        return refused
+    with runtime.db.unit_of_work() as session:
+        throttle.unlock(session, username=username)
+        audit.append(session, audit.AuditEvent(actor=caller.user.username, actor_role=caller.user.role,
+                                               action="auth.unlocked", object_type="user", object_id=username[:200],
+                                               clauses=("A12",), source_ip=caller.source_ip), clock=runtime.clock)
+    return RedirectResponse("/admin/users?done=unlocked", status_code=303)
+
+
+@router.get("/admin/policy", response_class=HTMLResponse)
+def policy_page(request: Request, caller: Caller = Depends(page_caller),
+                runtime: Runtime = Depends(get_runtime)) -> Response:
+    refused = _admin_only(request, caller, runtime, "policy")
+    if refused is not None:
+        return refused
+    q = request.query_params
+    diff = None
+    error = None
+    with runtime.db.unit_of_work() as session:
+        versions = list(session.scalars(select(PolicyVersion).order_by(PolicyVersion.loaded_at.desc())))
+        for v in versions:
+            session.expunge(v)
+        if q.get("old") and q.get("new"):
+            try:
+                diff = policy_lifecycle.diff_versions(session, q["old"], q["new"])
+            except CallvaultError as exc:
+                error = exc.message
+    return render(request, "policy.html", {"caller": caller, "versions": versions, "diff": diff, "error": error,
+                                           "q": q})

@@ -1,0 +1,160 @@
+"""Recording pages: search (all the API's filters, keyset pages) and the detail page with the
+purpose-first player, the per-channel waveform, the transcript, the control timeline, retention
+and (administrators) the recording's audit trail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+
+from callvault.access import service as access
+from callvault.api.deps import Caller, get_runtime
+from callvault.audit import service as audit
+from callvault.capture import control
+from callvault.core.errors import CallvaultError, IntegrityError, InvalidInput, NotFound
+from callvault.policy.decide import Action, allowed_purposes
+from callvault.recordings import playback
+from callvault.recordings import service as recordings
+from callvault.recordings.schemas import RecordingFilters
+from callvault.runtime import Runtime
+from callvault.web import waveform
+from callvault.web.common import abilities, page_caller, render
+
+router = APIRouter(include_in_schema=False)
+
+FILTERS = ("extension", "agent", "team", "direction", "remote_number", "local_number", "started_from",
+           "started_to", "case_ref")
+
+
+def _time(name: str, value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{name.replace('_', ' ')}: not a date/time like 2026-11-01 or 2026-11-01T09:00+00:00") \
+            from exc
+    if parsed.tzinfo is None:  # a date typed into the form: read it as UTC, as the table shows
+        from datetime import UTC
+
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+@router.get("/recordings", response_class=HTMLResponse)
+def search_page(request: Request, caller: Caller = Depends(page_caller),
+                runtime: Runtime = Depends(get_runtime)) -> Response:
+    q = {k: v for k, v in request.query_params.items() if v}
+    error = None
+    rows: list[Any] = []
+    next_cursor = None
+    try:
+        direction = q.get("direction")
+        if direction not in (None, "inbound", "outbound"):
+            raise InvalidInput("direction: choose inbound or outbound")
+        filters = RecordingFilters(
+            extension=q.get("extension"), agent=q.get("agent"), team=q.get("team"),
+            direction=direction,
+            remote_number=q.get("remote_number"), local_number=q.get("local_number"),
+            started_from=_time("started_from", q.get("started_from")),
+            started_to=_time("started_to", q.get("started_to")), case_ref=q.get("case_ref"))
+        with runtime.db.unit_of_work() as session:
+            found, next_cursor = recordings.search(session, policy=caller.policy, actor=caller.actor,
+                                                   filters=filters, limit=50, cursor=q.get("cursor"),
+                                                   default_region=runtime.settings.default_region)
+            rows = list(found)
+            for r in rows:
+                session.expunge(r)
+    except CallvaultError as exc:
+        error = exc.message + (" " + "; ".join(f"{p.location}: {p.message}" for p in exc.problems)
+                               if isinstance(exc, InvalidInput) and exc.problems else "")
+    keep = {k: v for k, v in q.items() if k in FILTERS}
+    return render(request, "recordings.html", {
+        "caller": caller, "rows": rows, "next_cursor": next_cursor, "q": keep, "error": error,
+        "paged": "cursor" in q, "now": runtime.clock.now()})
+
+
+def _spans(row: Any, events: list[Any]) -> list[tuple[float, float, str]]:
+    """Paused / stopped spans, in seconds from the first stored sample."""
+    origin = control.audio_origin(row)
+    end = float(row.duration_seconds)
+    spans: list[tuple[float, float, str]] = []
+    open_pause: float | None = None
+    for e in events:
+        if e.at is None:
+            continue
+        t = max(0.0, (e.at - origin).total_seconds())
+        if e.kind == "pause" and open_pause is None:
+            open_pause = t
+        elif e.kind == "resume" and open_pause is not None:
+            spans.append((open_pause, min(t, end), "paused"))
+            open_pause = None
+        elif e.kind == "stop":
+            spans.append((t, end, "stopped"))
+    if open_pause is not None:
+        spans.append((open_pause, end, "paused"))
+    return [s for s in spans if s[1] > s[0]]
+
+
+@router.get("/recordings/{recording_id}", response_class=HTMLResponse)
+def recording_page(recording_id: str, request: Request, caller: Caller = Depends(page_caller),
+                   runtime: Runtime = Depends(get_runtime)) -> Response:
+    purpose = request.query_params.get("purpose") or None
+    with runtime.db.unit_of_work() as session:
+        row = recordings.get_visible(session, policy=caller.policy, actor=caller.actor, recording_id=recording_id,
+                                     source_ip=caller.source_ip, clock=runtime.clock)
+        if row is None:
+            found = None
+        else:
+            events = control.timeline(session, recording=row)
+            trail = (audit.entries_for_object(session, "recording", row.id, limit=100)
+                     if abilities(caller)["admin"] else None)
+            for item in (row, *events, *(trail or [])):
+                session.expunge(item)
+            found = row
+    if found is None:  # out of scope looks like absent (the look was audited)
+        return render(request, "not_found.html", {"caller": caller, "what": "recording"}, status_code=404)
+    row = found
+    purposes = allowed_purposes(caller.policy, caller.user.role)
+    context: dict[str, Any] = {
+        "caller": caller, "row": row, "purposes": purposes, "purpose": purpose, "events": events,
+        "spans": _spans(row, events), "trail": trail, "decision": None, "wave": None, "wave_note": None,
+        "purpose_labels": {p: caller.policy.purposes[p].description for p in caller.policy.purposes},
+        "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
+    }
+    if purpose:
+        context.update(_content(runtime, caller, row, purpose, context["spans"]))
+    return render(request, "recording.html", context, status_code=200 if not context["decision"] or
+                  context["decision"].allowed else 403)
+
+
+def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
+             spans: list[tuple[float, float, str]]) -> dict[str, Any]:
+    """Decide (and audit) the purpose for the waveform, the same way the audio route decides playback."""
+    with runtime.db.unit_of_work() as session:
+        grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=row.id,
+                                            now=runtime.clock.now())
+        decision, fresh = recordings.authorize_content(
+            session, policy=caller.policy, actor=caller.actor, action=Action.PLAY, recording_id=row.id,
+            purpose=purpose, grants=grants, source_ip=caller.source_ip, details={"view": "waveform"},
+            clock=runtime.clock)
+    out: dict[str, Any] = {"decision": decision}
+    if fresh is None or not decision.allowed:
+        return out
+    if decision.serves != "original":
+        out["wave_note"] = "This purpose is served only by an anonymised copy, which is not available yet."
+        return out
+    if row.size_bytes > waveform.MAX_DECODE_BYTES:
+        out["wave_note"] = "This call is too long to draw here; the player still streams it."
+        return out
+    try:
+        with runtime.db.unit_of_work() as session:
+            reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=fresh)
+        raw = b"".join(playback.stream(reader, None, row.sha256))
+        out["wave"] = waveform.svg(raw, duration=float(row.duration_seconds), controls=tuple(spans))
+    except (NotFound, IntegrityError, InvalidInput) as exc:
+        out["wave_note"] = f"The waveform cannot be drawn: {exc.message}"
+    return out

@@ -1,0 +1,43 @@
+"""Bounded crash-consistency runs (SIGKILL at random points); the long form is tests/soak/."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POLICY_A, fresh_database
+from tests.reliability.crash import crash_ingest, crash_mail, crash_sweep
+from tests.support.retention import World, make_world
+from tests.support.smtp import smtp_server
+
+
+@pytest.fixture()
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    (tmp_path / "db").mkdir()
+    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
+        w = make_world(tmp_path / "data", url, POLICY_A, "a")
+        try:
+            yield w
+        finally:
+            w.close()
+
+
+def test_every_acknowledged_recording_survives_kill_9_during_ingest(world: World, tmp_path: Path) -> None:
+    tally = crash_ingest(world, tmp_path, trials=20, seed=11)
+    tally.report()
+    assert tally.killed >= 8 and tally.counts["acknowledged"] > 0
+
+
+def test_a_retention_sweep_killed_anywhere_leaves_each_recording_intact_or_fully_destroyed(world: World) -> None:
+    tally = crash_sweep(world, trials=10, seed=12)
+    tally.report()
+    assert tally.killed >= 4
+
+
+def test_a_mail_sender_killed_mid_send_loses_no_mail_and_records_every_duplicate(world: World) -> None:
+    with smtp_server() as sink:
+        tally = crash_mail(world, sink, trials=10, seed=13)
+    tally.report()
+    assert tally.killed >= 4

@@ -1,0 +1,119 @@
+"""Over real HTTP: upload abuse, and the database going away (PostgreSQL only) and coming back."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from callvault.recordings.models import Recording, RecordingState
+from tests.conftest import PG_ADMIN_URL
+from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.env import CallvaultEnv, LiveServer
+
+
+def _raw_request(server: LiveServer, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data
+
+
+def _token(server: LiveServer, username: str) -> str:
+    with server.client(username) as client:
+        return str(client.headers["Authorization"])
+
+
+def _blob_and_row_counts(env: CallvaultEnv) -> tuple[int, int, int]:
+    with env.runtime.db.unit_of_work() as session:
+        rows = int(session.scalar(select(func.count()).select_from(Recording)) or 0)
+        pending = int(session.scalar(select(func.count()).select_from(Recording)
+                                     .where(Recording.state == RecordingState.PENDING)) or 0)
+    return rows, pending, len(list(env.runtime.store.iter_keys()))
+
+
+def test_an_upload_declaring_more_than_the_limit_is_refused_with_413_before_its_body_is_read(
+        server: LiveServer) -> None:
+    auth = _token(server, "admin")
+    status, data = _raw_request(server, (
+        "POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Authorization: {auth}\r\nContent-Length: {10**12}\r\nConnection: close\r\n"))
+    assert status == 413 and b"too_large" in data
+
+
+def test_an_upload_without_content_length_is_refused_naming_the_header(server: LiveServer) -> None:
+    auth = _token(server, "admin")
+    status, data = _raw_request(server, (
+        "POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Authorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"), b"0\r\n\r\n")
+    assert status == 422 and b"content-length" in data
+
+
+def test_wrong_content_types_and_hostile_filenames_get_clear_4xx_and_store_nothing_outside(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    before = _blob_and_row_counts(env)
+    with server.client("admin") as admin:
+        as_json = admin.post("/api/v1/recordings", json={"audio": "x", "metadata": "{}"})
+        assert as_json.status_code == 422, as_json.text
+        not_audio = admin.post("/api/v1/recordings", files={"audio": ("call.wav", b"<html>hi</html>", "text/html")},
+                               data={"metadata": '{"call_id": "x"}'})
+        assert not_audio.status_code == 422 and "problems" in not_audio.json()
+        traversal = admin.post("/api/v1/recordings",
+                               files={"audio": ("../../../../tmp/cv-escape.wav", wav_bytes(0.5, seed=3), "audio/wav")},
+                               data={"metadata": __import__("json").dumps(metadata(call_id="traversal-1"))})
+        assert traversal.status_code == 201, traversal.text
+    escaped = [p for p in env.data_dir.parent.rglob("cv-escape*")]
+    assert not escaped and not __import__("os").path.exists("/tmp/cv-escape.wav")
+    rows, pending, blobs = _blob_and_row_counts(env)
+    assert (rows, pending, blobs) == (before[0] + 1, 0, before[2] + 1)
+
+
+@contextmanager
+def _database_unreachable(url: str) -> Iterator[None]:
+    """Refuse new connections to this one database and end its sessions (the shared server keeps running)."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+    try:
+        yield
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def test_with_the_database_gone_requests_get_503_json_ingest_stores_nothing_and_all_resumes(
+        request: pytest.FixtureRequest, server: LiveServer, env: CallvaultEnv) -> None:
+    if request.config.getoption("--db") != "postgres":
+        pytest.skip("needs PostgreSQL (a database that can be made unreachable on its own)")
+    audio, meta = wav_bytes(1.0, seed=21), metadata(call_id="during-outage")
+    with server.client("admin") as admin:
+        assert admin.get("/api/v1/recordings").status_code == 200
+        before = _blob_and_row_counts(env)
+        tried: list[int] = []
+        with _database_unreachable(env.settings.database_url):
+            for _ in range(3):
+                for resp in (admin.get("/api/v1/recordings"), admin.get("/api/v1/me"), upload(admin, audio, meta)):
+                    tried.append(resp.status_code)
+                    assert resp.status_code == 503, resp.text
+                    assert resp.json()["error"] == "unavailable" and "Traceback" not in resp.text
+            blobs_during = len(list(env.runtime.store.iter_keys()))
+        assert _blob_and_row_counts(env) == before and blobs_during == before[2]
+        assert admin.get("/api/v1/recordings").status_code == 200
+        stored = upload(admin, audio, meta)
+        assert stored.status_code == 201, stored.text
+    print(f"[reliability] database unreachable: {len(tried)} requests, all 503 JSON; 0 partial rows/blobs; "
+          "service resumed on the first request after")
+    _ = httpx

@@ -1,0 +1,41 @@
+"""Hundreds of SIGKILL trials per scenario (the bounded form runs dozens in CI)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import POLICY_A, fresh_database
+from tests.reliability.crash import crash_ingest, crash_mail, crash_sweep
+from tests.support.retention import World, make_world
+from tests.support.smtp import smtp_server
+
+TRIALS = int(os.environ.get("CALLVAULT_SOAK_TRIALS", "300"))
+SEED = int(os.environ.get("CALLVAULT_SOAK_SEED", "1"))
+
+
+@pytest.fixture()
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    (tmp_path / "db").mkdir()
+    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
+        w = make_world(tmp_path / "data", url, POLICY_A, "a")
+        try:
+            yield w
+        finally:
+            w.close()
+
+
+def test_soak_ingest_kills(world: World, tmp_path: Path) -> None:
+    crash_ingest(world, tmp_path, trials=TRIALS, seed=SEED).report()
+
+
+def test_soak_sweep_kills(world: World) -> None:
+    crash_sweep(world, trials=TRIALS // 2, seed=SEED).report()
+
+
+def test_soak_mail_kills(world: World) -> None:
+    with smtp_server() as sink:
+        crash_mail(world, sink, trials=TRIALS, seed=SEED).report()
