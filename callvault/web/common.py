@@ -19,6 +19,7 @@ from callvault.core.errors import AccessDenied, AuthenticationFailed
 from callvault.oversight import service as oversight
 from callvault.retention import service as retention
 from callvault.runtime import Runtime
+from callvault.subject_requests import service as subject_requests
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
@@ -35,6 +36,7 @@ def abilities(caller: Caller) -> dict[str, bool]:
         "misuse_recipient": oversight.is_recipient(caller.policy, caller.user.role),
         "approver": approver,
         "content": bool(role and role.content_scope != "none"),
+        "requests_staff": subject_requests.staff_denial(caller.policy, caller.actor) is None,
     }
 
 

@@ -284,3 +284,17 @@ def test_a_caller_can_ask_for_their_recordings_without_an_account(browser: Any, 
     assert request.status == "awaiting_verification"
     assert request.phone_numbers == ["+14165550142"]
     assert len(mails) == 1 and "code" in mails[0].subject.lower()
+
+
+def test_staff_see_the_callers_requests_queue_and_others_are_told_who_handles_it(
+        browser: Any, server: LiveServer, env: CallvaultEnv, tmp_path: Path) -> None:
+    page = _page(browser, server)
+    _sign_in(page, env, "lead")
+    page.get_by_role("link", name="Callers' requests").click()
+    assert page.get_by_role("heading", name="Callers' requests").is_visible()
+    _shot(page, "callers-requests", tmp_path)
+    other = _page(browser, server)
+    _sign_in(other, env, "alice")
+    assert other.get_by_role("link", name="Callers' requests").count() == 0
+    other.goto("/requests")
+    assert "handled by" in other.content()
