@@ -20,7 +20,7 @@ DEFAULT_DATA_DIR = "./callvault-data"
 CONFIG_FILE = "config.toml"
 
 
-def _env_or_file(env: Mapping[str, str], name: str) -> str | None:
+def env_or_file(env: Mapping[str, str], name: str) -> str | None:
     """Read ``name`` from the environment, or from the file named by ``name_FILE`` (Docker secrets)."""
     if env.get(name):
         return env[name]
@@ -75,7 +75,7 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
             raise ConfigurationError(f"{config_path} is not valid TOML: {exc}") from exc
 
     def pick(env_name: str, key: str, default: str) -> str:
-        value = _env_or_file(env, env_name)
+        value = env_or_file(env, env_name)
         if value:
             return value
         conf_value = file_conf.get(key)

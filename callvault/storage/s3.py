@@ -19,11 +19,11 @@ import io
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
 
 from callvault.core.errors import ConfigurationError, IntegrityError, NotFound
+from callvault.core.settings import env_or_file
 from callvault.storage.blobstore import validate_key
 
 MIN_PART = 5 * 1024 * 1024
@@ -175,18 +175,6 @@ class S3BlobStore:
                 yield str(item["Key"])[len(start):]
 
 
-def _secret(env: Mapping[str, str], name: str) -> str | None:
-    if env.get(name):
-        return env[name]
-    path = env.get(f"{name}_FILE")
-    if path:
-        try:
-            return Path(path).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigurationError(f"{name}_FILE {path!r} cannot be read: {exc}") from exc
-    return None
-
-
 def open_s3_blobstore(url: str, env: Mapping[str, str]) -> S3BlobStore:
     """Build an S3 store from an ``s3://`` URL (see the module docstring)."""
     try:
@@ -211,8 +199,8 @@ def open_s3_blobstore(url: str, env: Mapping[str, str]) -> S3BlobStore:
         "s3",
         endpoint_url=query.get("endpoint"),
         region_name=query.get("region", "us-east-1"),
-        aws_access_key_id=_secret(env, "CALLVAULT_S3_ACCESS_KEY"),
-        aws_secret_access_key=_secret(env, "CALLVAULT_S3_SECRET_KEY"),
+        aws_access_key_id=env_or_file(env, "CALLVAULT_S3_ACCESS_KEY"),
+        aws_secret_access_key=env_or_file(env, "CALLVAULT_S3_SECRET_KEY"),
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 3, "mode": "standard"}),
     )
     return S3BlobStore(client=client, bucket=bucket, prefix=parts.path, part_size=part_size, lock_days=lock_days)
