@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -310,7 +311,7 @@ def demo(
     out.print(table)
     out.print(f"[bold green]Open http://{host}:{port}/[/]  — try 'lead' (spot_check) or 'alice' (own calls).")
     out.print("Every demo role needs MFA (the policy says so). For the current 6-digit code run "
-              f"[bold]callvault demo-code USERNAME --data-dir {settings.data_dir}[/] (the secrets are in "
+              f"[bold]{sys.argv[0]} demo-code USERNAME --data-dir {settings.data_dir}[/] (the secrets are in "
               f"{seed.demo_mfa_file(settings.data_dir)}, mode 0600; add one to an authenticator app if you prefer).")
     if not no_serve:
         serve(host=host, port=port, data_dir=settings.data_dir)
