@@ -1,27 +1,34 @@
-"""Transcripts over HTTP: purpose-checked viewing, keyed-hash search, CRM notes and their check (B5).
+"""Transcripts over HTTP: purpose-checked viewing, keyed-hash search, CRM notes and their check (B5),
+redacted audio, and the CRM connector's signed webhook.
 
 Reading a transcript or a CRM check is content access: ``authorize_content`` with
-``Action.TRANSCRIPT`` and the named purpose, audited (denials committed before the refusal).
+``Action.TRANSCRIPT`` and the named purpose, audited (denials committed before the refusal). The
+redacted audio is decided as playback (``Action.PLAY``/``DOWNLOAD``) and audited the same way.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from starlette.concurrency import run_in_threadpool
 
+from callvault.access import service as access
 from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.audit import service as audit
-from callvault.core.errors import AccessDenied, NotFound
+from callvault.core.errors import AccessDenied, AuthenticationFailed, Conflict, NotFound
 from callvault.policy.decide import Action, decide
+from callvault.recordings import playback
 from callvault.recordings import service as recordings
 from callvault.runtime import Runtime
-from callvault.transcription import search, service
+from callvault.transcription import derivative, search, service, webhook
 from callvault.transcription.schemas import (
     CrmNoteAccepted,
     CrmNoteIn,
     CrmNoteRead,
+    CrmWebhookNoteResult,
     TranscriptHit,
     TranscriptRead,
     TranscriptSearchResult,
@@ -49,7 +56,7 @@ def get_transcript(recording_id: str, purpose: Purpose = None, redact: bool = Fa
                    caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> TranscriptRead:
     """The transcript (who said what, with word timings), naming a purpose; decided and audited.
 
-    ``redact=true`` masks phone numbers, e-mails and account numbers; a purpose that serves only an
+    ``redact=true`` masks phone numbers, e-mails, account numbers and names; a purpose that serves only an
     anonymised copy (training) always gets the masked version.
     """
     serves = _authorise(runtime, caller, recording_id, purpose, "transcript")
@@ -120,3 +127,92 @@ def get_crm_notes(recording_id: str, purpose: Purpose = None, caller: Caller = D
     with runtime.db.unit_of_work() as session:
         notes = service.read_crm_notes(session, keyring=runtime.keyring, recording_id=recording_id)
     return [CrmNoteRead.model_validate(n) for n in notes]
+
+
+@router.get("/recordings/{recording_id}/audio/redacted", response_class=StreamingResponse,
+            responses={200: {"content": {"audio/wav": {}}}})
+def get_redacted_audio(recording_id: str, purpose: Purpose = None, download: bool = False,
+                       caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The audio with a 1 kHz tone over personal data (card data, phone numbers, e-mails, account
+    numbers, names), on the channel where it was said; 16-bit WAV built on demand, never stored.
+
+    Decided like playback (a purpose, your scope, grants) and audited. A purpose that serves only an
+    anonymised copy (training) also gets the caller's channel silenced. Needs the transcript's word
+    timings (409 until the recording is transcribed). No ``Range`` support.
+    """
+    action = Action.DOWNLOAD if download else Action.PLAY
+    with runtime.db.unit_of_work() as session:
+        grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=recording_id,
+                                            now=runtime.clock.now())
+        decision, row = recordings.authorize_content(
+            session, policy=caller.policy, actor=caller.actor, action=action, recording_id=recording_id,
+            purpose=purpose, grants=grants, source_ip=caller.source_ip, details={"view": "redacted_audio"},
+            clock=runtime.clock)
+    if row is None:
+        raise NotFound("no such recording")
+    if not decision.allowed:
+        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    with runtime.db.unit_of_work() as session:
+        try:
+            _, doc = service.load_transcript(session, keyring=runtime.keyring, recording_id=recording_id)
+        except NotFound as exc:
+            raise Conflict(f"redacted audio needs the transcript's word timings, and {exc.message}") from None
+        reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
+    raw = b"".join(playback.stream(reader, None, row.sha256))
+    result = derivative.build(raw, doc, mask_caller=decision.serves == "anonymised_derivative",
+                              region=runtime.settings.default_region)
+    headers = {"Content-Length": str(result.size), "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+               "X-Callvault-Redacted-Spans": str(sum(result.counts.values())),
+               "X-Callvault-Caller-Masked": "true" if result.caller_masked else "false"}
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="{row.id}.redacted.wav"'
+    return StreamingResponse(result.chunks, media_type="audio/wav", headers=headers)
+
+
+MAX_WEBHOOK_BYTES = 64 * 1024
+
+
+def _receive_webhook(runtime: Runtime, body: bytes, timestamp: str | None, signature: str | None,
+                     source_ip: str | None) -> JSONResponse:
+    try:
+        secret = webhook.load_secret(runtime.settings.env)
+        digest = webhook.verify(secret, timestamp=timestamp, signature=signature, body=body, clock=runtime.clock)
+        note = webhook.parse(body)
+        try:
+            with runtime.db.unit_of_work() as session:
+                delivery = webhook.receive(session, keyring=runtime.keyring, note=note, digest=digest,
+                                           env=runtime.settings.env, clock=runtime.clock)
+                result = CrmWebhookNoteResult.model_validate({
+                    "note_id": delivery.note_id, "crm_ref": delivery.crm_ref, "created": delivery.created,
+                    "notes": [{"recording_id": n.recording_id, "id": n.id, "check_state": n.check_state,
+                               "flag_count": n.flag_count} for n in delivery.notes]})
+        except SAIntegrityError:  # the same delivery raced in twice: one wins, the other is a replay
+            raise AuthenticationFailed("this delivery was already received (replay refused)") from None
+    except (AuthenticationFailed, NotFound) as exc:
+        with runtime.db.unit_of_work() as session:
+            audit.append(session, audit.AuditEvent(
+                actor=webhook.ACTOR, action="crm_note.webhook", decision="deny", source_ip=source_ip,
+                reason=exc.message[:300] if isinstance(exc, AuthenticationFailed)
+                else "no recording has the note's crm_ref"), clock=runtime.clock)
+        raise
+    return JSONResponse(result.model_dump(mode="json"), status_code=201 if result.created else 200)
+
+
+@router.post("/crm/notes", response_model=CrmWebhookNoteResult, status_code=201,
+             responses={200: {"description": "this note_id was already stored (a re-send); nothing changed"},
+                        401: {"description": "missing, wrong, expired or replayed signature"},
+                        404: {"description": "no recording has this crm_ref"}})
+async def crm_webhook_note(request: Request, runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
+    """The CRM connector: a note for the call(s) tagged with ``crm_ref``, signed with the shared secret.
+
+    Body ``{"note_id", "crm_ref", "note", "author", "created_at"}``; headers ``X-Callvault-Timestamp``
+    (Unix seconds) and ``X-Callvault-Signature: sha256=<hex HMAC-SHA-256 of "<timestamp>.<body>">``.
+    No user sign-in: the signature is the credential. See docs/transcription.md.
+    """
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return JSONResponse({"error": "too_large", "message": f"notes are limited to {MAX_WEBHOOK_BYTES} bytes"},
+                            status_code=413)
+    source_ip = getattr(request.state, "client_ip", None)
+    return await run_in_threadpool(_receive_webhook, runtime, body, request.headers.get(webhook.TIMESTAMP_HEADER),
+                                   request.headers.get(webhook.SIGNATURE_HEADER), source_ip)

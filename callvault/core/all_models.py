@@ -18,12 +18,12 @@ from callvault.policy.models import PolicyVersion
 from callvault.recordings.models import DataKey, Recording
 from callvault.retention.models import Case, DestructionRecord, KeyDestruction, LegalHold
 from callvault.subject_requests.models import DeliveryLink, SubjectRequest, SubjectRequestRecording
-from callvault.transcription.models import CrmNote, Transcript, TranscriptTerm
+from callvault.transcription.models import CrmNote, CrmWebhookDelivery, Transcript, TranscriptTerm
 
 __all__ = ["ApiToken", "AuditEntry", "DataKey", "PolicyAcknowledgement", "PolicyVersion", "Recording", "User"]
 __all__ += ["Case", "DestructionRecord", "KeyDestruction", "LegalHold", "RecordingControl"]
 __all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", "MfaRecoveryCode",
             "SignInThrottle", "WebSession"]
 __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
-__all__ += ["CrmNote", "Transcript", "TranscriptTerm"]
+__all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]

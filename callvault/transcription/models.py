@@ -95,3 +95,18 @@ class CrmNote(Base):
     received_by: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class CrmWebhookDelivery(Base):
+    """A signed CRM-connector delivery that was accepted: its signature, so a replay is refused.
+
+    Holds no content (the HMAC and the CRM's opaque note id). Rows older than twice the replay window
+    are deleted as new deliveries arrive: past the window the timestamp check refuses a replay anyway.
+    """
+
+    __tablename__ = "crm_webhook_deliveries"
+    __table_args__ = (Index("ix_crm_webhook_deliveries_received", "received_at"),)
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    note_id: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())

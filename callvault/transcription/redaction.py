@@ -3,7 +3,10 @@
 Detectors (all offline): card numbers (13 to 19 digits passing the Luhn check, or — because speech
 recognition garbles long digit strings — 12+ digits spoken right after a card prompt), card security
 codes (3 or 4 digits after "security code", "CVV"...), phone numbers (``phonenumbers``), e-mail
-addresses (written or spoken "name at example dot com"), and long account-like digit runs.
+addresses (written or spoken "name at example dot com"), long account-like digit runs, and personal
+names by a conservative heuristic (see ``_names``: capitalised words right after "my name is",
+"this is", "Mr"/"Ms"/"Mrs"/"Dr"..., or right before "speaking"; no offline name recogniser ships in a
+package we can trust, so names said without such a cue are missed).
 
 Digits are read from words written as numerals ("4539", "1,488") and spoken as words ("four").
 Nothing found here is logged or audited: only kinds and counts leave this module.
@@ -29,6 +32,16 @@ _CVV_PROMPTS: Final = ("security", "cvv", "cvc", "cvv2", "verification", "back")
 _PROMPT_WINDOW: Final = 8
 _EMAIL_RE: Final = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _SPOKEN_EMAIL_RE: Final = re.compile(r"\b[\w.]+ at [\w-]+( dot [\w-]+)+\b", re.IGNORECASE)
+_NAME_CUES: Final = (("my", "name", "is"), ("my", "names"), ("name", "is"), ("this", "is"), ("im", "called"),
+                     ("mr",), ("mrs",), ("ms",), ("miss",), ("dr",), ("mister",))
+_NAME_AFTER: Final = ("speaking",)
+_MAX_NAME_WORDS: Final = 3
+_NOT_NAMES_TEXT: Final = (
+    "i im it its the a an and yes no hi hello hey thanks thank okay ok sir madam maam please sorry well so "
+    "customer support service services team department desk billing sales help calling speaking your my our "
+    "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
+    "august september october november december")
+_NOT_NAMES: Final = frozenset(_NOT_NAMES_TEXT.split())
 
 
 @dataclass(frozen=True)
@@ -149,7 +162,54 @@ def find(doc: TranscriptDoc, *, region: str = "CA") -> list[Finding]:
                 if idx:
                     out.append(span("email", idx[0], idx[-1]))
                     taken.update(idx)
+        for a, b in _names(words, taken):
+            out.append(span("name", a, b))
+            taken.update(range(a, b + 1))
     return sorted(out, key=lambda f: f.start)
+
+
+def _name_word(word: TWord) -> bool:
+    """A capitalised alphabetic word that is not a common capitalised non-name ("I", "Hello", "Monday")."""
+    bare = re.sub(r"[^\w'-]", "", word.text).strip("'-")
+    return (bool(bare) and bare[0].isupper() and bare.replace("'", "").replace("-", "").isalpha()
+            and _clean(bare) not in _NOT_NAMES)
+
+
+def _names(words: list[tuple[int, int, TWord]], taken: set[int]) -> list[tuple[int, int]]:
+    """(first, last) word indexes of names said right after a cue or right before "speaking".
+
+    Conservative on purpose: without a cue nothing is found, and a capitalised non-name after a cue
+    ("this is Acme Support") is masked too. Recognisers capitalise names inconsistently, so a name
+    they write in lower case is missed.
+    """
+    cleaned = [_clean(w.text) for _, _, w in words]
+    found: list[tuple[int, int]] = []
+    for i in range(len(words)):
+        for cue in _NAME_CUES:
+            if tuple(cleaned[i: i + len(cue)]) != cue:
+                continue
+            a = b = i + len(cue)
+            while b < len(words) and b - a < _MAX_NAME_WORDS and b not in taken and _name_word(words[b][2]):
+                b += 1
+                if words[b - 1][2].text.rstrip()[-1:] in ",.;!?":
+                    break  # "this is Sarah, how can I help": the name ends at the comma
+            if b > a:
+                found.append((a, b - 1))
+            break
+        if cleaned[i] in _NAME_AFTER and i > 0:
+            b = a = i - 1
+            while a >= 0 and b - a < _MAX_NAME_WORDS and a not in taken and _name_word(words[a][2]) \
+                    and (a == b or words[a][2].text.rstrip()[-1:] not in ",.;!?"):
+                a -= 1
+            if a < b:
+                found.append((a + 1, b))
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(set(found)):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
 
 
 def apply(doc: TranscriptDoc, findings: list[Finding], *, kinds: frozenset[str] | None = None,

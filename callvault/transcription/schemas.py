@@ -64,6 +64,13 @@ class CrmNoteAccepted(BaseModel):
     flag_count: int
 
 
+class CrmWebhookStored(BaseModel):
+    recording_id: str
+    id: str
+    check_state: str
+    flag_count: int
+
+
 class CrmFlagRead(BaseModel):
     kind: str
     detail: str
@@ -83,8 +90,21 @@ class CrmNoteRead(BaseModel):
     received_at: datetime
     received_by: str
     note: str
+    author: str | None = None
+    """Who wrote it in the CRM (notes from the CRM connector)."""
+    written_at: datetime | None = None
     check_state: str
     flag_count: int
     similarity: float | None
     similarity_method: str | None
     flags: list[CrmFlagRead]
+
+
+class CrmWebhookNoteResult(BaseModel):
+    """The answer to a CRM connector: where the note went and how it compared, no content."""
+
+    note_id: str
+    crm_ref: str
+    created: bool
+    """False when the note was already stored (a re-send of the same note_id)."""
+    notes: list[CrmWebhookStored]

@@ -270,7 +270,7 @@ def load_transcript(session: Session, *, keyring: Keyring, recording_id: str) ->
 
 
 def redacted(doc: TranscriptDoc, *, region: str = "CA") -> TranscriptDoc:
-    """Personal data (phone numbers, e-mails, card and account numbers) masked as ``[kind]``."""
+    """Personal data (phone numbers, e-mails, card and account numbers, names) masked as ``[kind]``."""
     return redaction.apply(doc, redaction.find(doc, region=region))
 
 
@@ -278,14 +278,22 @@ def redacted(doc: TranscriptDoc, *, region: str = "CA") -> TranscriptDoc:
 def add_crm_note(
     session: Session, *, keyring: Keyring, recording: Recording, note: str, actor: str, source: str = "api",
     products: list[str] | None = None, env: Mapping[str, str] | None = None, clock: Clock = system_clock,
+    note_id: str | None = None, author: str | None = None, written_at: str | None = None,
 ) -> CrmNote:
-    """Store a sealed CRM note and, if the transcript exists, compare them now."""
+    """Store a sealed CRM note and, if the transcript exists, compare them now.
+
+    ``note_id`` fixes the row id (the webhook derives it from the CRM's note id, for idempotency);
+    ``author`` and ``written_at`` (from a CRM connector) are sealed with the note.
+    """
     note = note.strip()
     if not note or len(note) > MAX_NOTE_CHARS:
         raise InvalidInput("invalid CRM note:", [FieldProblem("note", f"send 1 to {MAX_NOTE_CHARS} characters")])
     data_key = sealing.data_key_for(session, keyring=keyring, recording_id=recording.id)
-    body = json.dumps({"note": note, "products": products or []}).encode()
-    row = CrmNote(id=new_id(), recording_id=recording.id, crm_ref=recording.crm_ref, source=source,
+    sealed_body: dict[str, Any] = {"note": note, "products": products or []}
+    if author is not None:
+        sealed_body.update(author=author, written_at=written_at)
+    body = json.dumps(sealed_body).encode()
+    row = CrmNote(id=note_id or new_id(), recording_id=recording.id, crm_ref=recording.crm_ref, source=source,
                   sealed_note=sealing.seal(data_key, sealing.context_for(recording.id, sealing.CRM_NOTE), body),
                   check_state="waiting", flag_count=0, flags_summary=[], received_by=actor,
                   received_at=clock.now())
@@ -331,7 +339,8 @@ def read_crm_notes(session: Session, *, keyring: Keyring, recording_id: str) -> 
         check = json.loads(sealing.unseal(data_key, sealing.context_for(recording_id, sealing.CRM_CHECK),
                                           n.sealed_check)) if n.sealed_check else None
         out.append({"id": n.id, "crm_ref": n.crm_ref, "source": n.source, "received_at": n.received_at,
-                    "received_by": n.received_by, "note": body["note"], "check_state": n.check_state,
+                    "received_by": n.received_by, "note": body["note"], "author": body.get("author"),
+                    "written_at": body.get("written_at"), "check_state": n.check_state,
                     "flag_count": n.flag_count, "similarity": n.similarity, "similarity_method": n.similarity_method,
                     "flags": check["flags"] if check else []})
     return out
