@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,7 +47,11 @@ __all__ = [
     "Keyring",
     "WrappedKey",
     "create_kek",
+    "current_kek_id",
+    "kek_file",
     "load_keyring",
+    "restore_kek_file",
+    "retire_kek_file",
 ]
 
 KEK_SIZE: Final = 32
@@ -75,7 +80,8 @@ class Keyring:
     is not among ``keys``. The key bytes never appear in ``repr``.
     """
 
-    def __init__(self, keys: Mapping[str, bytes], current_id: str, *, shredded: ShredList | None = None) -> None:
+    def __init__(self, keys: Mapping[str, bytes], current_id: str, *, shredded: ShredList | None = None,
+                 key_dir: Path | None = None) -> None:
         for kek_id, key in keys.items():
             _check_kek_id(kek_id)
             if len(key) != KEK_SIZE:
@@ -87,6 +93,11 @@ class Keyring:
         self._aeads = {kek_id: AESGCM(bytes(key)) for kek_id, key in keys.items()}
         self._current_id = current_id
         self._shredded = shredded
+        # With ``key_dir`` the ring follows ``callvault keys rotate`` in running processes: a changed
+        # CURRENT file is noticed before the next wrap, and an unknown KEK id is looked up on disk.
+        self._key_dir = key_dir
+        self._stamp = _current_stamp(key_dir) if key_dir is not None else None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Keyring(ids={sorted(self._aeads)!r}, current_id={self._current_id!r})"
@@ -122,6 +133,7 @@ class Keyring:
         """Encrypt ``data_key`` under the current KEK, bound to ``recording_id``."""
         if len(data_key) != _DATA_KEY_SIZE:
             raise InvalidInput(f"a data key must be {_DATA_KEY_SIZE} bytes, got {len(data_key)}")
+        self._follow_key_dir(force=False)
         kek_id = self._current_id
         nonce = secrets.token_bytes(_NONCE_SIZE)  # random: one KEK wraps very many keys
         sealed = self._aeads[kek_id].encrypt(nonce, bytes(data_key), _aad(kek_id, recording_id))
@@ -140,6 +152,9 @@ class Keyring:
                 "(a restored backup cannot bring it back)"
             )
         aead = self._aeads.get(wrapped.kek_id)
+        if aead is None and self._key_dir is not None:
+            self._follow_key_dir(force=True)  # rotated by another process since this ring was loaded
+            aead = self._aeads.get(wrapped.kek_id)
         if aead is None:
             raise ConfigurationError(
                 f"key-encryption key {wrapped.kek_id!r} is not loaded; restore its .kek file "
@@ -160,6 +175,34 @@ class Keyring:
         """Re-encrypt a wrapped key under the current KEK (rotation). Always a fresh wrap."""
         return self.wrap(self.unwrap(wrapped, recording_id=recording_id), recording_id=recording_id)
 
+    def refresh(self) -> None:
+        """Pick up a rotation done by another process now (``wrap`` and ``unwrap`` do it when needed)."""
+        self._follow_key_dir(force=False)
+
+    def _follow_key_dir(self, *, force: bool) -> None:
+        """Pick up KEKs added and a CURRENT changed on disk since this ring was loaded.
+
+        Keys are only ever added in memory (a retired key file stays usable here until restart,
+        which is harmless: nothing new is wrapped under it once CURRENT has moved on).
+        """
+        key_dir = self._key_dir
+        if key_dir is None:
+            return
+        stamp = _current_stamp(key_dir)
+        if not force and stamp == self._stamp:
+            return
+        with self._lock:
+            try:
+                keys, current = _read_key_dir(key_dir)
+            except ConfigurationError:
+                return  # keep working with what was loaded; the next load reports the problem
+            for kek_id, key in keys.items():
+                if kek_id not in self._aeads:
+                    self._aeads = {**self._aeads, kek_id: AESGCM(key)}
+            if current is not None and current in self._aeads:
+                self._current_id = current
+            self._stamp = stamp
+
 
 def load_keyring(key_dir: Path, env: Mapping[str, str]) -> Keyring:
     """Build the keyring from ``key_dir`` and the environment; ConfigurationError if unusable.
@@ -169,22 +212,7 @@ def load_keyring(key_dir: Path, env: Mapping[str, str]) -> Keyring:
     is exempt from the mode check because secret mounts (Docker, Kubernetes) are commonly
     0444/0644 inside a private filesystem the deployment controls.
     """
-    keys: dict[str, bytes] = {}
-    current: str | None = None
-    if key_dir.is_dir():
-        for path in sorted(key_dir.iterdir()):
-            if path.name.endswith(_KEK_SUFFIX) and not path.name.startswith("."):
-                kek_id = path.name[: -len(_KEK_SUFFIX)]
-                _check_kek_id(kek_id, where=str(path))
-                keys[kek_id] = _read_key_file(path, require_private=True)
-        current_file = key_dir / _CURRENT
-        if current_file.exists():
-            current = _read_text(current_file).strip()
-            if current not in keys:
-                raise ConfigurationError(
-                    f"{current_file} names key {current!r} "
-                    f"but there is no {key_dir / (current + _KEK_SUFFIX)}"
-                )
+    keys, current = _read_key_dir(key_dir)
 
     env_key = _key_from_env(env)
     if env_key is not None:
@@ -205,7 +233,20 @@ def load_keyring(key_dir: Path, env: Mapping[str, str]) -> Keyring:
         raise ConfigurationError(
             f"{key_dir} holds key files but no CURRENT file naming the key to use for new recordings"
         )
-    return Keyring(keys, current, shredded=ShredList(key_dir / SHRED_LIST_NAME))
+    # An environment key is always current, so only a ring built from files follows rotation on disk.
+    follow = key_dir if env_key is None else None
+    return Keyring(keys, current, shredded=ShredList(key_dir / SHRED_LIST_NAME), key_dir=follow)
+
+
+def kek_file(key_dir: Path, kek_id: str) -> Path:
+    """Where the KEK ``kek_id`` lives in ``key_dir`` (ConfigurationError for a malformed id)."""
+    _check_kek_id(kek_id)
+    return key_dir / (kek_id + _KEK_SUFFIX)
+
+
+def current_kek_id(key_dir: Path) -> str | None:
+    """The id named by ``<key_dir>/CURRENT`` (None when there is no such file)."""
+    return _read_key_dir(key_dir)[1]
 
 
 def create_kek(key_dir: Path) -> str:
@@ -233,6 +274,34 @@ def create_kek(key_dir: Path) -> str:
 
 
 # -- internals ---------------------------------------------------------------------------------
+
+
+def _read_key_dir(key_dir: Path) -> tuple[dict[str, bytes], str | None]:
+    keys: dict[str, bytes] = {}
+    current: str | None = None
+    if key_dir.is_dir():
+        for path in sorted(key_dir.iterdir()):
+            if path.name.endswith(_KEK_SUFFIX) and not path.name.startswith("."):
+                kek_id = path.name[: -len(_KEK_SUFFIX)]
+                _check_kek_id(kek_id, where=str(path))
+                keys[kek_id] = _read_key_file(path, require_private=True)
+        current_file = key_dir / _CURRENT
+        if current_file.exists():
+            current = _read_text(current_file).strip()
+            if current not in keys:
+                raise ConfigurationError(
+                    f"{current_file} names key {current!r} "
+                    f"but there is no {key_dir / (current + _KEK_SUFFIX)}"
+                )
+    return keys, current
+
+
+def _current_stamp(key_dir: Path) -> tuple[int, int] | None:
+    try:
+        st = (key_dir / _CURRENT).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def _aad(kek_id: str, recording_id: str) -> bytes:
@@ -327,3 +396,27 @@ def _write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     fsync_dir(path.parent)
+
+
+def retire_kek_file(key_dir: Path, kek_id: str) -> bytes:
+    """Delete the KEK file ``kek_id`` (durably) and return the key it held.
+
+    ConfigurationError if it is the current KEK or there is no such file. The caller must first
+    make sure nothing is wrapped under it any more (``callvault keys retire`` does).
+    """
+    path = kek_file(key_dir, kek_id)
+    if current_kek_id(key_dir) == kek_id:
+        raise ConfigurationError(f"{kek_id!r} is the current key-encryption key; rotate first (callvault keys rotate)")
+    if not path.exists():
+        raise ConfigurationError(f"there is no key file {path}")
+    key = _read_key_file(path, require_private=True)
+    path.unlink()
+    fsync_dir(key_dir)
+    return key
+
+
+def restore_kek_file(key_dir: Path, kek_id: str, key: bytes) -> None:
+    """Put back a KEK file removed by ``retire_kek_file`` (mode 0600, fsynced)."""
+    fd = os.open(kek_file(key_dir, kek_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    write_fd_and_close(fd, base64.b64encode(key) + b"\n")
+    fsync_dir(key_dir)
