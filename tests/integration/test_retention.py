@@ -22,30 +22,20 @@ from callvault.retention import service as retention
 from callvault.retention.models import DestructionRecord, KeyDestruction
 from callvault.retention.sweep import dry_run, sweep
 from callvault.storage.keys import Keyring, WrappedKey, load_keyring
-from tests.conftest import POLICY_A, POLICY_B, fresh_database
-from tests.support.retention import T, World, make_world
-
-
-def _world(request: pytest.FixtureRequest, tmp_path: Path, policy: str) -> Iterator[World]:
-    (tmp_path / "db").mkdir()
-    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
-        world = make_world(tmp_path / "data", url, POLICY_A if policy == "a" else POLICY_B, policy)
-        try:
-            yield world
-        finally:
-            world.close()
+from tests.conftest import POLICY_A
+from tests.support.retention import T, World, world_for
 
 
 @pytest.fixture()
 def a(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     """Policy A (6 months; destroyed once the case resolves)."""
-    yield from _world(request, tmp_path, "a")
+    yield from world_for(request, tmp_path, "a")
 
 
 @pytest.fixture()
 def b(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     """Policy B (12 months, then permanently erased)."""
-    yield from _world(request, tmp_path, "b")
+    yield from world_for(request, tmp_path, "b")
 
 
 def run_sweep(world: World, **kwargs: object):  # type: ignore[no-untyped-def]

@@ -23,9 +23,8 @@ from callvault.policy.decide import Actor
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention.models import KeyDestruction
 from callvault.retention.shred import finish
-from tests.conftest import POLICY_A, POLICY_B, fresh_database
 from tests.support.audio import wav_bytes
-from tests.support.retention import T, World, make_world
+from tests.support.retention import T, World, world_for
 
 ADMIN = Actor(user_id="u-admin", username="admin", role="admin")
 ALICE = Actor(user_id="u-alice", username="alice", role="specialist", extension="2001", team="customer_support")
@@ -33,24 +32,16 @@ BOB = Actor(user_id="u-bob", username="bob", role="specialist", extension="2002"
 LEAD = Actor(user_id="u-lead", username="lead", role="support_lead", team="customer_support")
 
 
-def _world(request: pytest.FixtureRequest, tmp_path: Path, policy: str) -> Iterator[World]:
-    (tmp_path / "db").mkdir()
-    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
-        world = make_world(tmp_path / "data", url, POLICY_A if policy == "a" else POLICY_B, policy)
-        try:
-            yield world
-        finally:
-            world.close()
 
 
 @pytest.fixture()
 def a(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    yield from _world(request, tmp_path, "a")
+    yield from world_for(request, tmp_path, "a")
 
 
 @pytest.fixture()
 def b(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    yield from _world(request, tmp_path, "b")
+    yield from world_for(request, tmp_path, "b")
 
 
 def _frames(data: bytes) -> np.ndarray:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -127,3 +129,16 @@ def make_world(data_dir: Path, database_url: str, policy_file: Path, policy: str
     clock = FixedClock(T)
     runtime = build_runtime(settings, clock=clock)
     return World(settings=settings, runtime=runtime, clock=clock, policy=policy)
+
+
+def world_for(request: pytest.FixtureRequest, tmp_path: Path, policy: str) -> Iterator[World]:
+    """A fresh world (own database and data dir) under policy "a" or "b", closed afterwards."""
+    from tests.conftest import POLICY_A, POLICY_B, fresh_database
+
+    (tmp_path / "db").mkdir()
+    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
+        world = make_world(tmp_path / "data", url, POLICY_A if policy == "a" else POLICY_B, policy)
+        try:
+            yield world
+        finally:
+            world.close()
