@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -54,7 +55,17 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
     if int(declared) > limit:
         return JSONResponse({"error": "too_large", "message": f"uploads are limited to {limit} bytes"},
                             status_code=413)
-    async with request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024) as form:
+    deadline = runtime.settings.upload_grace_seconds + int(declared) / runtime.settings.upload_min_bytes_per_second
+    try:
+        async with asyncio.timeout(deadline):  # a slow client may not hold a worker and memory forever
+            form = await request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024)
+    except TimeoutError:
+        return JSONResponse({"error": "upload_too_slow",
+                             "message": f"the upload did not arrive within {deadline:.0f} s (at least "
+                                        f"{runtime.settings.upload_min_bytes_per_second} bytes/s are required); "
+                                        "nothing was stored, send it again"},
+                            status_code=408, headers={"Connection": "close"})
+    try:
         audio = form.get("audio")
         metadata = form.get("metadata")
         problems = []
@@ -71,6 +82,8 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
             actor=caller.user.username, actor_role=caller.user.role,
             default_region=runtime.settings.default_region, source_ip=caller.source_ip, clock=runtime.clock,
         )
+    finally:
+        await form.close()
     body = IngestResponse(id=result.recording_id, created=result.created).model_dump()
     return JSONResponse(body, status_code=201 if result.created else 200,
                         headers={"Location": f"/api/v1/recordings/{result.recording_id}"})

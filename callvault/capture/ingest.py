@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,9 +45,11 @@ from callvault.core.ids import new_id
 from callvault.policy import service as policy_service
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention import service as retention
-from callvault.storage.blobstore import BlobStore
+from callvault.storage.blobstore import BlobStore, FlushFailed
 from callvault.storage.crypto import EncryptResult, encrypt_file, encrypt_stream, new_data_key
 from callvault.storage.keys import Keyring
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 
@@ -194,10 +197,24 @@ def ingest_recording(
                                call_id=meta.call_id, consent_state=meta.consent_state, clock=clock,
                                details={"edits": admission.notes} if admission.notes else None)
             mark_applied(session, admission=admission, recording_id=rec_id, clock=clock)
-    except BaseException:
+    except BaseException as exc:
         _discard(db, store, rec_id, blob_key)
+        if isinstance(exc, FlushFailed):
+            raise_storage_alarm(db, exc, call_id=meta.call_id, actor=actor, clock=clock)
         raise
     return IngestResult(rec_id, created=True)
+
+
+def raise_storage_alarm(db: Database, exc: OSError, *, call_id: str, actor: str, clock: Clock) -> None:
+    """Put a failed flush on the record (audit, log): compliance must be able to show the gap."""
+    log.critical("recording of call %s refused: %s", call_id, exc)
+    try:
+        with db.unit_of_work() as session:
+            audit.append(session, audit.AuditEvent(
+                actor=actor, action="storage.flush_failed", decision="alarm", object_type="call",
+                object_id=call_id, reason=str(exc), details={"errno": exc.errno}), clock=clock)
+    except Exception:  # the database may be down too; the log line above stands
+        log.exception("could not audit the storage alarm for call %s", call_id)
 
 
 def discard_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str) -> None:
