@@ -56,6 +56,12 @@ def library_rules(policy: PolicyDocument) -> TrainingLibraryRules:
     return rules
 
 
+def clip_purpose(policy: PolicyDocument) -> str:
+    """The purpose whose consent keeps clips alive (``training`` unless the policy names another)."""
+    qr = policy.quality_review
+    return qr.training.purpose if qr is not None and qr.training is not None else "training"
+
+
 def may_browse(policy: PolicyDocument, role: str) -> bool:
     qr = policy.quality_review
     return qr is not None and qr.training is not None and role in qr.training.library_roles
@@ -221,8 +227,7 @@ def withdraw_for_agent(session: Session, *, keyring: Keyring, agent: str, actor:
 def sweep(session: Session, *, policy: PolicyDocument, keyring: Keyring, clock: Clock = system_clock,
           limit: int = 500) -> list[str]:
     """Destroy clips past their retention, and clips whose agent no longer consents (withdrawn by any path)."""
-    purpose = policy.quality_review.training.purpose if policy.quality_review and policy.quality_review.training \
-        else "training"
+    purpose = clip_purpose(policy)
     due = list(session.scalars(select(TrainingClip).where(TrainingClip.state == ClipState.AVAILABLE)
                                .order_by(TrainingClip.destroy_after).limit(limit)))
     expired = [c for c in due if c.destroy_after <= clock.now()]
