@@ -93,11 +93,11 @@ def verify_sample(sample_id: str, caller: Caller = Depends(get_caller),
 
 
 @router.get("/queue", response_model=list[ReviewItemRead])
-def get_queue(state: Annotated[str | None, Query(pattern="^(open|reviewed)$")] = "open",
+def get_queue(state: Annotated[str, Query(pattern="^(open|reviewed|all)$")] = "open",
               caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> list[ReviewItemRead]:
     """Sampled calls waiting for review (or reviewed), oldest first; never your own calls."""
     with runtime.db.unit_of_work() as session:
-        items = review.queue(session, policy=caller.policy, actor=caller.actor, state=state)
+        items = review.queue(session, policy=caller.policy, actor=caller.actor, state=None if state == "all" else state)
         return [ReviewItemRead.model_validate(review.describe_item(i)) for i in items]
 
 
