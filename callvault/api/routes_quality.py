@@ -15,10 +15,10 @@ from starlette.concurrency import run_in_threadpool
 
 from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.capture.audio import CONTENT_TYPES
-from callvault.core.errors import AccessDenied, InvalidInput, NotFound
+from callvault.core.errors import AccessDenied, NotFound
 from callvault.policy.decide import Action
 from callvault.quality import review, sampling, training
-from callvault.quality.models import QaSample
+from callvault.quality.models import QaSample, TrainingClip
 from callvault.quality.schemas import (
     AcknowledgeCreate,
     CalibrationRead,
@@ -35,9 +35,7 @@ from callvault.quality.schemas import (
     SampleVerification,
 )
 from callvault.recordings import playback
-from callvault.recordings import service as recordings
 from callvault.runtime import Runtime
-from callvault.transcription import service as transcripts
 
 router = APIRouter(prefix="/quality", tags=["quality"])
 
@@ -220,36 +218,11 @@ def calibration(caller: Caller = Depends(get_caller), runtime: Runtime = Depends
 
 # ------------------------------------------------------------------------------------ training library
 def promote_item(runtime: Runtime, caller: Caller, item_id: str, title: str) -> ClipRead:
-    """Decide (training purpose: employee consent, A6) and audit, then build and store the anonymised clip."""
-    rules = training.library_rules(caller.policy)
+    clip_id = training.promote(db=runtime.db, store=runtime.store, keyring=runtime.keyring, policy=caller.policy,
+                               actor=caller.actor, item_id=item_id, title=title,
+                               region=runtime.settings.default_region, source_ip=caller.source_ip, clock=runtime.clock)
     with runtime.db.unit_of_work() as session:
-        review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
-        item = training.check_promotion(session, policy=caller.policy, item_id=item_id)
-        decision, row = recordings.authorize_content(
-            session, policy=caller.policy, actor=caller.actor, action=Action.EXPORT, recording_id=item.recording_id,
-            purpose=rules.purpose, source_ip=caller.source_ip, details={"training_clip_from": item.id},
-            clock=runtime.clock)
-    if row is None:
-        raise NotFound("the call no longer exists")
-    if not decision.allowed:
-        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
-    with runtime.db.unit_of_work() as session:
-        reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
-        try:
-            _, doc = transcripts.load_transcript(session, keyring=runtime.keyring, recording_id=row.id)
-        except NotFound:
-            doc = None
-    raw = b"".join(playback.stream(reader, None, row.sha256))
-    try:
-        wav, spans, duration, rate = training.anonymise(raw, doc, region=runtime.settings.default_region)
-    except AccessDenied as exc:  # a mono call: the voices cannot be separated
-        raise InvalidInput(f"this call cannot be made into a training clip: {exc.message}") from exc
-    with runtime.db.unit_of_work() as session:
-        clip = training.store_clip(session, store=runtime.store, keyring=runtime.keyring, policy=caller.policy,
-                                   recording=row, wav=wav, masked_spans=spans, duration=duration, rate=rate,
-                                   transcript_used=doc is not None, title=title, actor=caller.actor,
-                                   clock=runtime.clock, source_ip=caller.source_ip)
-        session.flush()
+        clip = session.get(TrainingClip, clip_id)
         return ClipRead.model_validate(clip)
 
 

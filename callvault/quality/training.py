@@ -31,17 +31,21 @@ from sqlalchemy.orm import Session
 from callvault.access.consents import consents_of_agent
 from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
+from callvault.core.db import Database
 from callvault.core.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.policy.decide import Action, Actor, Decision, RecordingFacts, decide
 from callvault.policy.schema import PolicyDocument, TrainingLibraryRules, add_months
 from callvault.quality.models import ClipState, QaReviewItem, ReviewItemState, TrainingClip
 from callvault.quality.sampling import rules_of
+from callvault.recordings import playback
+from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 from callvault.storage.blobstore import BlobStore
 from callvault.storage.crypto import EncryptedBlobReader, encrypt_stream, new_data_key
 from callvault.storage.keys import Keyring, WrappedKey
 from callvault.transcription import derivative
+from callvault.transcription import service as transcripts
 from callvault.transcription.document import TranscriptDoc
 
 AGENT_CHANNEL = 1
@@ -192,6 +196,51 @@ def read_clip(keyring: Keyring, store: BlobStore, clip: TrainingClip) -> bytes:
     if hashlib.sha256(data).hexdigest() != clip.sha256:
         raise InvalidInput(f"training clip {clip.id}: its audio does not match its checksum")
     return data
+
+
+def promote(
+    *, db: Database, store: BlobStore, keyring: Keyring, policy: PolicyDocument, actor: Actor, item_id: str,
+    title: str = "", region: str = "CA", source_ip: str | None = None, clock: Clock = system_clock,
+) -> str:
+    """Promote a reviewed queued call to the library; returns the new clip's id.
+
+    Decided under the library's purpose as an export of the call (A6: the recorded employee's consent must
+    be on file) and audited; a denial is committed before AccessDenied is raised. The original is decrypted
+    in memory only; the clip is anonymised (``anonymise``) and stored encrypted (``store_clip``).
+    """
+    rules = library_rules(policy)
+    if actor.role not in rules_of(policy).reviewer_roles:
+        raise AccessDenied(f"Role {actor.role!r} does not review calls, so it cannot promote one to the training "
+                           "library.", clauses=("A6", "B8"))
+    with db.unit_of_work() as session:
+        item = check_promotion(session, policy=policy, item_id=item_id)
+        if item.agent == actor.username:
+            raise NotFound(f"no review item {item_id}")
+        decision, row = recordings.authorize_content(
+            session, policy=policy, actor=actor, action=Action.EXPORT, recording_id=item.recording_id,
+            purpose=rules.purpose, source_ip=source_ip, details={"training_clip_from": item.id}, clock=clock)
+        if row is not None:
+            session.expunge(row)
+    if row is None:
+        raise NotFound("the call no longer exists")
+    if not decision.allowed:
+        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    with db.unit_of_work() as session:
+        reader = playback.open_reader(session, store=store, keyring=keyring, row=row)
+        try:
+            _, doc = transcripts.load_transcript(session, keyring=keyring, recording_id=row.id)
+        except NotFound:
+            doc = None
+    raw = b"".join(playback.stream(reader, None, row.sha256))
+    try:
+        wav, spans, duration, rate = anonymise(raw, doc, region=region)
+    except AccessDenied as exc:  # a mono call: the voices cannot be separated
+        raise InvalidInput(f"this call cannot be made into a training clip: {exc.message}") from exc
+    with db.unit_of_work() as session:
+        clip = store_clip(session, store=store, keyring=keyring, policy=policy, recording=row, wav=wav,
+                          masked_spans=spans, duration=duration, rate=rate, transcript_used=doc is not None,
+                          title=title, actor=actor, clock=clock, source_ip=source_ip)
+        return clip.id
 
 
 # ------------------------------------------------------------------------------------------ destroying
