@@ -65,5 +65,5 @@ def test_a_policy_whose_reviewers_may_not_use_the_review_purpose_is_refused(tmp_
                                         "reviewer_roles: [executive, specialist]")
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
-    with pytest.raises(InvalidInput, match="quality_review.reviewer_roles"):
+    with pytest.raises(InvalidInput, match=r"quality_review\.reviewer_roles"):
         load_policy_file(bad)
