@@ -137,6 +137,12 @@ def _after_months(now: datetime, months: int) -> datetime:
     return now.replace(year=end.year, month=end.month, day=end.day)
 
 
+def clip_for_recording(session: Session, recording_id: str) -> TrainingClip | None:
+    """The available anonymised clip made from a call, if any (what the training purpose is served)."""
+    return session.scalars(select(TrainingClip).where(TrainingClip.recording_id == recording_id,
+                                                      TrainingClip.state == ClipState.AVAILABLE).limit(1)).first()
+
+
 def list_clips(session: Session, *, policy: PolicyDocument, actor: Actor) -> list[TrainingClip]:
     """The library (metadata only) for the roles the policy lets browse it."""
     rules = library_rules(policy)

@@ -238,12 +238,20 @@ def test_training_clip_needs_consent_removes_the_caller_and_tones_out_personal_d
         stored = env.runtime.store.read_at(row.blob_key, 0, 64 * 1024)
     assert audio.content[:64] not in stored and b"RIFF" not in stored  # encrypted at rest
 
+    # The training purpose on the call itself is served this clip, never the original.
+    with server.client("lead") as lead:
+        served = lead.get(f"/api/v1/recordings/{item['recording_id']}/audio", params={"purpose": "training"})
+    assert served.status_code == 200 and served.headers["x-callvault-anonymised"] == "true"
+    assert served.content == audio.content
+
     with server.client("alice") as alice:  # withdrawing consent withdraws the clip
         assert alice.delete("/api/v1/me/consents/training").status_code == 204
     with server.client("lead") as lead:
         assert lead.get("/api/v1/quality/training/clips").json() == []
         gone = lead.get(f"/api/v1/quality/training/clips/{clip['id']}/audio")
         assert gone.status_code in (403, 404)
+        original = lead.get(f"/api/v1/recordings/{item['recording_id']}/audio", params={"purpose": "training"})
+        assert original.status_code == 403 and "consent" in original.json()["message"]
     with env.runtime.db.unit_of_work() as session:
         row = session.get(TrainingClip, clip["id"])
         assert row is not None and row.state == "destroyed" and row.wrapped_key is None
