@@ -22,7 +22,7 @@ from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
-from callvault.policy.decide import Action, Actor, Decision
+from callvault.policy.decide import Action, Actor, Decision, decide
 from callvault.policy.schema import PolicyDocument, QualityReviewRules
 from callvault.quality import scorecards
 from callvault.quality.models import QaComment, QaReview, QaReviewItem, ReviewItemState
@@ -46,21 +46,33 @@ def _reviewer_rules(policy: PolicyDocument, actor: Actor) -> QualityReviewRules:
     return qr
 
 
+def _visible(session: Session, policy: PolicyDocument, actor: Actor, item: QaReviewItem) -> bool:
+    """Whether the reviewer may see the call's details at all: within their role's scope, not quarantined
+    (a policy may give reviewing to a team-scoped role; the queue must not show more than ``decide`` would)."""
+    row = session.get(Recording, item.recording_id)
+    if row is None:
+        return False
+    return decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=recordings.facts(row),
+                  purpose=None).allowed
+
+
 def queue(session: Session, *, policy: PolicyDocument, actor: Actor, state: str | None = "open",
           limit: int = 200) -> list[QaReviewItem]:
-    """Queued calls for a reviewer, oldest first; never the reviewer's own calls."""
+    """Queued calls for a reviewer, oldest first; never the reviewer's own calls, nor calls outside
+    their scope or quarantined since they were sampled."""
     _reviewer_rules(policy, actor)
     query = select(QaReviewItem).where(QaReviewItem.agent != actor.username)
     if state:
         query = query.where(QaReviewItem.state == state)
-    return list(session.scalars(query.order_by(QaReviewItem.created_at, QaReviewItem.id).limit(limit)))
+    items = session.scalars(query.order_by(QaReviewItem.created_at, QaReviewItem.id).limit(limit))
+    return [i for i in items if _visible(session, policy, actor, i)]
 
 
 def get_item(session: Session, *, policy: PolicyDocument, actor: Actor, item_id: str) -> QaReviewItem:
-    """A queued call, for a reviewer who is not its agent (anyone else: NotFound, so ids reveal nothing)."""
+    """A queued call, for a reviewer who is not its agent and may see it (anyone else: NotFound)."""
     _reviewer_rules(policy, actor)
     item = session.get(QaReviewItem, item_id)
-    if item is None or item.agent == actor.username:
+    if item is None or item.agent == actor.username or not _visible(session, policy, actor, item):
         raise NotFound(f"no review item {item_id}")
     return item
 

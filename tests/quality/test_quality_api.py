@@ -260,3 +260,21 @@ def test_training_clip_needs_consent_removes_the_caller_and_tones_out_personal_d
 def test_specialists_cannot_browse_the_training_library(server: LiveServer, sample: dict[str, object]) -> None:
     with server.client("alice") as alice:
         assert alice.get("/api/v1/quality/training/clips").status_code == 403
+
+
+def test_a_call_quarantined_after_it_was_sampled_leaves_the_queue(
+    env: CallvaultEnv, server: LiveServer, sample: dict[str, object],
+) -> None:
+    with server.client("lead") as lead:
+        items = lead.get("/api/v1/quality/queue", params={"state": "all"}).json()
+        bobs = next(i for i in items if i["agent"] == "bob")
+        with env.runtime.db.unit_of_work() as session:
+            session.execute(update(Recording).where(Recording.id == bobs["recording_id"]).values(quarantined=True))
+        try:
+            after = [i["id"] for i in lead.get("/api/v1/quality/queue", params={"state": "all"}).json()]
+            assert bobs["id"] not in after and len(after) == len(items) - 1
+            assert lead.get(f"/api/v1/quality/items/{bobs['id']}/reviews").status_code == 404
+        finally:
+            with env.runtime.db.unit_of_work() as session:
+                session.execute(update(Recording).where(Recording.id == bobs["recording_id"])
+                                .values(quarantined=False))
