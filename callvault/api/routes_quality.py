@@ -187,6 +187,15 @@ def my_reviews(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(
         return [ReviewRead.model_validate(r) for r in review.my_reviews(session, actor=caller.actor)]
 
 
+@router.get("/my-reviews/{review_id}/comments", response_model=list[CommentRead])
+def my_review_comments(review_id: str, caller: Caller = Depends(get_caller),
+                       runtime: Runtime = Depends(get_runtime)) -> list[CommentRead]:
+    """The reviewers' time-stamped comments on a call of yours whose review was shared with you."""
+    with runtime.db.unit_of_work() as session:
+        return [CommentRead.model_validate(c) for c in review.my_review_comments(session, actor=caller.actor,
+                                                                                 review_id=review_id)]
+
+
 @router.post("/my-reviews/{review_id}/acknowledge", response_model=ReviewRead)
 def acknowledge(review_id: str, body: AcknowledgeCreate, caller: Caller = Depends(get_caller),
                 runtime: Runtime = Depends(get_runtime)) -> ReviewRead:

@@ -170,6 +170,14 @@ def my_reviews(session: Session, *, actor: Actor) -> list[QaReview]:
                                 .order_by(QaReview.submitted_at.desc())))
 
 
+def my_review_comments(session: Session, *, actor: Actor, review_id: str) -> list[QaComment]:
+    """The comments on the call of a review shared with the actor (its agent)."""
+    review = session.get(QaReview, review_id)
+    if review is None or review.agent != actor.username or review.shared_at is None:
+        raise NotFound(f"no review {review_id} of your calls")
+    return comments(session, review.item_id)
+
+
 def acknowledge(session: Session, *, actor: Actor, review_id: str, response: str = "",
                 clock: Clock = system_clock, source_ip: str | None = None) -> QaReview:
     """The agent confirms they have read a shared review, optionally answering it; once."""

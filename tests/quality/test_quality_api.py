@@ -167,11 +167,14 @@ def test_reviewer_scores_comments_and_the_agent_sees_and_acknowledges_it(
     with server.client("alice") as alice:
         mine = alice.get("/api/v1/quality/my-reviews").json()
         assert [r["id"] for r in mine] == [review["id"]] and mine[0]["coaching_note"] == "Check the price list."
+        notes = alice.get(f"/api/v1/quality/my-reviews/{review['id']}/comments").json()
+        assert [(c["at_seconds"], c["text"]) for c in notes] == [(1.5, "Good tone here")]
         ack = alice.post(f"/api/v1/quality/my-reviews/{review['id']}/acknowledge", json={"response": "Will do"})
         assert ack.status_code == 200 and ack.json()["acknowledged_at"]
         assert alice.post(f"/api/v1/quality/my-reviews/{review['id']}/acknowledge", json={}).status_code == 409
     with server.client("bob") as bob:
         assert bob.get("/api/v1/quality/my-reviews").json() == []
+        assert bob.get(f"/api/v1/quality/my-reviews/{review['id']}/comments").status_code == 404
         assert bob.post(f"/api/v1/quality/my-reviews/{review['id']}/acknowledge", json={}).status_code == 404
 
 

@@ -28,6 +28,18 @@ def a(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     yield from world_for(request, tmp_path, "a")
 
 
+@pytest.fixture()
+def b(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    yield from world_for(request, tmp_path, "b")
+
+
+def test_policy_b_samples_five_percent_of_each_agents_calls_per_month_at_least_one(b: World) -> None:
+    for i in range(3):
+        b.ingest(started=T + timedelta(hours=i))
+    code, out = b.cli("quality", "sample", "--from", "2026-01-01", "--to", "2026-01-31")
+    assert code == 0 and "1 of 3 calls queued" in out, out
+
+
 def test_the_worker_draws_the_last_week_once_however_often_it_runs(a: World) -> None:
     calls = [a.ingest(started=T + timedelta(hours=i)) for i in range(3)]  # Thursday 15 January 2026
     job = all_jobs()["quality.sample"]
