@@ -15,6 +15,7 @@ from callvault.identity.models import (
 from callvault.notify.models import OutboxMail
 from callvault.oversight.models import MisuseReport
 from callvault.policy.models import PolicyVersion
+from callvault.quality.models import QaComment, QaReview, QaReviewItem, QaSample, TrainingClip
 from callvault.recordings.models import DataKey, Recording
 from callvault.retention.models import Case, DestructionRecord, KeyDestruction, LegalHold
 from callvault.subject_requests.models import DeliveryLink, SubjectRequest, SubjectRequestRecording
@@ -27,3 +28,4 @@ __all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", 
 __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
 __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]
+__all__ += ["QaComment", "QaReview", "QaReviewItem", "QaSample", "TrainingClip"]

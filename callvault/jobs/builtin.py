@@ -5,6 +5,7 @@ import callvault.audit.jobs
 import callvault.capture.jobs
 import callvault.notify.jobs
 import callvault.oversight.jobs
+import callvault.quality.jobs
 import callvault.recordings.jobs
 import callvault.retention.jobs
 import callvault.subject_requests.jobs
