@@ -177,11 +177,13 @@ def _claimable(now: datetime) -> Any:
                (TwilioRecording.state == TwilioState.FETCHING) & (TwilioRecording.claimed_at < now - CLAIM_LEASE))
 
 
-def _claim(runtime: Runtime) -> str | None:
+def _claim(runtime: Runtime, exclude: set[str]) -> str | None:
     now = runtime.clock.now()
     with runtime.db.unit_of_work() as session:
-        sid = session.scalar(select(TwilioRecording.recording_sid).where(_claimable(now))
-                             .order_by(TwilioRecording.received_at).limit(1).with_for_update(skip_locked=True))
+        query = select(TwilioRecording.recording_sid).where(_claimable(now))
+        if exclude:  # one try per recording per pass, however short the retry delay
+            query = query.where(TwilioRecording.recording_sid.not_in(exclude))
+        sid = session.scalar(query.order_by(TwilioRecording.received_at).limit(1).with_for_update(skip_locked=True))
         if sid is None:
             return None
         result = session.execute(update(TwilioRecording).where(
@@ -221,11 +223,13 @@ def _metadata(runtime: Runtime, settings: TwilioSettings, row: TwilioRecording) 
     return {k: v for k, v in meta.items() if v is not None}
 
 
-def process_one(runtime: Runtime, settings: TwilioSettings) -> str | None:
+def process_one(runtime: Runtime, settings: TwilioSettings, *, exclude: set[str] | None = None) -> str | None:
     """Fetch and store one queued recording; returns its new state, or None when nothing is due."""
-    sid = _claim(runtime)
+    sid = _claim(runtime, exclude if exclude is not None else set())
     if sid is None:
         return None
+    if exclude is not None:
+        exclude.add(sid)
     with runtime.db.unit_of_work() as session:
         row = session.get(TwilioRecording, sid)
         assert row is not None
@@ -260,9 +264,9 @@ def process_one(runtime: Runtime, settings: TwilioSettings) -> str | None:
 
 
 def process_due(runtime: Runtime, settings: TwilioSettings, *, limit: int = 100) -> int:
-    handled = 0
+    handled, seen = 0, set[str]()
     for _ in range(limit):
-        if process_one(runtime, settings) is None:
+        if process_one(runtime, settings, exclude=seen) is None:
             break
         handled += 1
     return handled
