@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -52,18 +51,27 @@ def scan(
 @capture_app.command("pbx-done")
 @handle_errors
 def pbx_done(
-    path: Annotated[str, typer.Argument(help="the finished recording (MixMonitor's ^{MIXMONITOR_FILENAME}, "
-                                             "FreeSWITCH's ${record_path})")],
+    path: Annotated[str | None, typer.Argument(help="the finished recording (FreeSWITCH's ${record_path}, or a "
+                                                    "MixMonitor file name without caller ids)")] = None,
+    uniqueid: Annotated[str | None, typer.Option("--uniqueid", help="instead of PATH: the call's Asterisk "
+                                                                    "${UNIQUEID} / FreeSWITCH ${uuid}")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """The PBX's post-recording hook: PATH is complete; import it now (or queue it until its CDR arrives)."""
+    """The PBX's post-recording hook: the recording is complete; import it now (or queue it until its CDR arrives)."""
+    if (path is None) == (uniqueid is None):
+        raise InvalidInput("give the recording's PATH or --uniqueid ID (one of them)")
     runtime = open_runtime(data_dir)
     try:
         settings = pbx_settings(runtime.settings.env)
-        raw = os.fsencode(path) if not isinstance(path, bytes) else path
-        row_id = pbx.mark_done(runtime, path=raw, settings=settings)
-        done = pbx.import_ready(runtime, settings=settings, row_id=row_id, limit=1)
-        err.print(f"{path!r}: {', '.join(done.counts) or 'recorded in the ledger'}", highlight=False)
+        if uniqueid is not None:
+            row_ids = pbx.mark_done_by_id(runtime, uniqueid=uniqueid, settings=settings)
+        else:
+            assert path is not None
+            row_ids = [pbx.mark_done(runtime, path=os.fsencode(path), settings=settings)]
+        outcomes: dict[str, int] = {}
+        for row_id in row_ids:
+            for state, n in pbx.import_ready(runtime, settings=settings, row_id=row_id, limit=1).counts.items():
+                outcomes[state] = outcomes.get(state, 0) + n
+        err.print(f"{path or uniqueid}: {', '.join(outcomes) or 'recorded in the ledger'}", highlight=False)
     finally:
         runtime.close()
-    sys.exit(0)

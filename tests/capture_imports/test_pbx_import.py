@@ -251,6 +251,19 @@ def test_cli_scan_and_the_post_recording_hook(env: CallvaultEnv, tmp_path: Path)
                                 env=hook_env)
     assert result.exit_code == 0, result.output
     assert len(stored(env.runtime, "asterisk:1763669100.7")) == 1 and not fresh.exists()
+    # The safer hook: only ${UNIQUEID} goes through MixMonitor's shell, never the caller-id-bearing name.
+    by_id = tone_wav(root / "2026/11/20/exten-2001-6135550123-20261120-151000-1763669400.8.wav", freqs=(900,))
+    with cdr.open("a") as fh:
+        fh.write(master_line(src="6135550123", dst="2001", channel="PJSIP/trunk-11", dstchannel="PJSIP/2001-12",
+                             start="2026-11-20 15:10:00", answer="2026-11-20 15:10:02", end="2026-11-20 15:11:00",
+                             uniqueid="1763669400.8"))
+    result = CliRunner().invoke(app, ["capture", "pbx-done", "--uniqueid", "1763669400.8", "--data-dir",
+                                      str(env.data_dir)], env=hook_env)
+    assert result.exit_code == 0, result.output
+    assert len(stored(env.runtime, "asterisk:1763669400.8")) == 1 and not by_id.exists()
+    unknown = CliRunner().invoke(app, ["capture", "pbx-done", "--uniqueid", "1.2; rm -rf /", "--data-dir",
+                                       str(env.data_dir)], env=hook_env)
+    assert unknown.exit_code == 2 and "is not an Asterisk UNIQUEID" in unknown.output
     outside = CliRunner().invoke(app, ["capture", "pbx-done", str(tmp_path / "elsewhere.wav"),
                                        "--data-dir", str(env.data_dir)], env=hook_env)
     assert outside.exit_code == 2 and "not inside a configured PBX folder" in outside.output

@@ -156,8 +156,10 @@ def _observe(runtime: Runtime, *, key: str, flavour: str, root_b: bytes, rel: by
         if row is None:
             quiet = now.timestamp() - mtime_ns / 1e9 >= settings.quiet_seconds
             state = ImportState.REJECTED if problem else (ImportState.READY if quiet else ImportState.WAITING)
+            parsed = None if problem else parse_name(flavour, printable(rel).rsplit("/", 1)[-1], settings.timezone)
             session.add(PbxImport(
                 id=new_id(), path_key=key, flavour=flavour, root=os.fsdecode(root_b), rel_path=printable(rel),
+                uniqueid=parsed.uniqueid if parsed else None,
                 cdr_file=str(cdr_file) if cdr_file else None, state=state, reason=problem or "", size=size,
                 mtime_ns=mtime_ns, first_seen_at=now, changed_at=now, next_attempt_at=now, updated_at=now))
             summary.add("rejected" if problem else "seen")
@@ -249,6 +251,28 @@ def mark_done(runtime: Runtime, *, path: bytes, settings: PbxSettings, flavour: 
                     row.state, row.completed_by_hook, row.updated_at = ImportState.READY, True, now
                 return row.id
     raise InvalidInput(f"{printable(path)} is not inside a configured PBX folder (CALLVAULT_PBX_FOLDERS)")
+
+
+def mark_done_by_id(runtime: Runtime, *, uniqueid: str, settings: PbxSettings) -> list[str]:
+    """The hook without a file name (safer: MixMonitor's command runs in a shell, and FreePBX names carry
+    caller ids): scan the configured folders, then mark the files of this UNIQUEID/uuid complete."""
+    if not uniqueid or len(uniqueid) > 100 or not all(c.isalnum() or c in ".-" for c in uniqueid):
+        raise InvalidInput(f"{uniqueid!r} is not an Asterisk UNIQUEID or FreeSWITCH uuid")
+    if not settings.folders:
+        raise InvalidInput("no PBX folders are configured (CALLVAULT_PBX_FOLDERS)")
+    for folder in settings.folders:
+        scan_folder(runtime, flavour=folder.flavour, root=folder.root, cdr_file=folder.cdr_file, settings=settings)
+    now = runtime.clock.now()
+    with runtime.db.unit_of_work() as session:
+        wanted = uniqueid.lower() if "-" in uniqueid else uniqueid  # FreeSWITCH uuids are stored lower-case
+        rows = list(session.scalars(select(PbxImport).where(PbxImport.uniqueid == wanted)))
+        for row in rows:
+            row.completed_by_hook = True
+            if row.state == ImportState.WAITING:
+                row.state, row.updated_at = ImportState.READY, now
+        if not rows:
+            raise NotFound(f"no recording file for {uniqueid} in the configured PBX folders")
+        return [row.id for row in rows]
 
 
 def _claimable(now: datetime) -> Any:
