@@ -33,6 +33,8 @@ def _handle(runtime: Runtime, url: str, params: dict[str, str], extras: dict[str
         with runtime.db.unit_of_work() as session:
             row, created = twilio.receive_callback(session, settings=settings, params={**extras, **params},
                                                    clock=runtime.clock)
+            if row is None:  # an in-progress event: nothing to fetch yet
+                return Response(status_code=204)
             if created:
                 audit.append(session, audit.AuditEvent(
                     actor=twilio.ACTOR, action="capture.twilio_callback", decision="info", object_type="call",

@@ -128,6 +128,9 @@ def test_signed_callback_is_fetched_and_stored_once(configured: CallvaultEnv, se
                                                     fake_twilio: FakeTwilio, tmp_path: Path) -> None:
     params = _callback(fake_twilio, 1)
     _serve(fake_twilio, tmp_path, params, (700, 1500))  # channel 1 = parent call (the caller), channel 2 = agent
+    in_progress = {**params, "RecordingStatus": "in-progress"}
+    assert _post(server, in_progress, query="From=%2B16135550123").status_code == 204
+    assert _rows(configured, params["RecordingSid"]) == []
     response = _post(server, params, query="From=%2B16135550123")
     assert response.status_code == 202, response.text
     assert _post(server, params, query="From=%2B16135550123").status_code == 200  # Twilio retried the callback

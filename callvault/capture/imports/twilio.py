@@ -112,9 +112,15 @@ def validate_callback(settings: TwilioSettings, params: Mapping[str, str]) -> di
 
 
 def receive_callback(session: Session, *, settings: TwilioSettings, params: Mapping[str, str],
-                     clock: Clock) -> tuple[TwilioRecording, bool]:
-    """Queue the recording (idempotent by RecordingSid); returns the row and whether it was new. Never commits."""
+                     clock: Clock) -> tuple[TwilioRecording | None, bool]:
+    """Queue the recording (idempotent by RecordingSid); returns the row and whether it was new. Never commits.
+
+    An ``in-progress`` event (sent when ``recordingStatusCallbackEvent`` asks for it) queues nothing:
+    the ``completed`` event for the same RecordingSid follows.
+    """
     fields = validate_callback(settings, params)
+    if fields["status"] == "in-progress":
+        return None, False
     existing = session.get(TwilioRecording, params["RecordingSid"])
     if existing is not None:
         return existing, False
