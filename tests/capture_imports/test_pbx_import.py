@@ -156,6 +156,18 @@ def test_hostile_names_are_quarantined_never_followed(env: CallvaultEnv, tmp_pat
     assert secret.exists() and not stored(env.runtime, "asterisk:1763648000.1")
     assert _audit(env, "capture.import_quarantined", "linked")
 
+    # A folder swapped for a link between the scan and the import (a race an attacker could try).
+    swapped = tone_wav(root / "2026/in-1-2-20261120-090000-1763648000.6.wav", freqs=(300,), mtime=OLD)
+    conf = settings(timezone=TORONTO)
+    pbx.scan_folder(env.runtime, flavour="asterisk", root=root, cdr_file=None, settings=conf)
+    swapped.unlink()
+    (root / "2026").rmdir()
+    tone_wav(outside / "2026/in-1-2-20261120-090000-1763648000.6.wav", freqs=(300,), mtime=OLD)
+    (root / "2026").symlink_to(outside / "2026", target_is_directory=True)
+    assert pbx.import_ready(env.runtime, settings=conf, root=root).counts == {ImportState.REJECTED: 1}
+    assert not stored(env.runtime, "asterisk:1763648000.6")
+    assert (outside / "2026/in-1-2-20261120-090000-1763648000.6.wav").exists()
+
     conf = settings(folders=(PbxFolder("asterisk", root, None),))
     for path in (os.fsencode(root) + b"/../outside/in-1-2-20261120-090000-1763648000.1.wav", os.fsencode(secret)):
         with pytest.raises(InvalidInput, match="not inside a configured PBX folder"):

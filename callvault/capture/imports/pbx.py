@@ -19,6 +19,7 @@ Two passes, both safe on any number of nodes at once and after a crash at any po
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
@@ -55,6 +56,7 @@ from callvault.core.clock import Clock
 from callvault.core.errors import Conflict, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.identity.models import User
+from callvault.recordings.models import Recording, RecordingState
 
 if TYPE_CHECKING:
     from callvault.runtime import Runtime
@@ -130,10 +132,11 @@ def scan_folder(
     root_b = _root_bytes(root)
     if not os.path.isdir(root_b) or os.path.islink(root_b):
         raise NotFound(f"{root} is not a folder (or is a symbolic link)")
-    summary = ImportSummary()
+    summary, seen = ImportSummary(), set()
     now = runtime.clock.now()
     for rel, problem, info in _walk(root_b, b"", 0, settings.max_name_bytes):
         key = path_key(flavour, root_b, rel)
+        seen.add(key)
         size = info.st_size if info else 0
         mtime_ns = info.st_mtime_ns if info else 0
         if problem is None and size > settings.max_file_bytes:
@@ -143,6 +146,13 @@ def scan_folder(
                      mtime_ns=mtime_ns, cdr_file=cdr_file, settings=settings, summary=summary, now=now)
         except SAIntegrityError:  # another node recorded the same new file a moment ago: it is in the ledger
             continue
+    with runtime.db.unit_of_work() as session:  # a crash between unlink and its flag: the file is gone, say so
+        for row in session.scalars(select(PbxImport).where(
+                PbxImport.root == os.fsdecode(root_b), PbxImport.flavour == flavour,
+                PbxImport.state.in_((ImportState.IMPORTED, ImportState.REFUSED)),
+                PbxImport.source_deleted.is_(False))):
+            if row.path_key not in seen and settings.delete_source:
+                row.source_deleted, row.updated_at = True, now
     return summary
 
 
@@ -173,7 +183,7 @@ def _observe(runtime: Runtime, *, key: str, flavour: str, root_b: bytes, rel: by
             if (row.size, row.mtime_ns) != (size, mtime_ns):
                 row.size, row.mtime_ns, row.changed_at, row.updated_at = size, mtime_ns, now, now
             elif (now - row.changed_at).total_seconds() >= settings.quiet_seconds:
-                row.state, row.updated_at = ImportState.READY, now
+                row.state, row.updated_at, row.next_attempt_at = ImportState.READY, now, now
         elif row.state == ImportState.CDR_MISSING and cdr_file is not None:
             row.state, row.next_attempt_at, row.changed_at, row.updated_at = ImportState.READY, now, now, now
         elif row.state == ImportState.IMPORTED and (row.size, row.mtime_ns) != (size, mtime_ns) \
@@ -182,7 +192,7 @@ def _observe(runtime: Runtime, *, key: str, flavour: str, root_b: bytes, rel: by
                           "again (check the PBX's naming)")
             row.updated_at = now
         elif row.state in (ImportState.IMPORTED, ImportState.REFUSED) and settings.delete_source \
-                and not row.source_deleted and (row.size, row.mtime_ns) == (size, mtime_ns):
+                and (row.size, row.mtime_ns) == (size, mtime_ns):  # imported, then a crash before the unlink
             row.source_deleted = _delete_source(root_b, rel, settings)
             row.updated_at = now
 
@@ -241,6 +251,7 @@ def mark_done(runtime: Runtime, *, path: bytes, settings: PbxSettings, flavour: 
                                         clock=runtime.clock)
                 elif row.state == ImportState.WAITING and info is not None:
                     row.state, row.completed_by_hook, row.updated_at = ImportState.READY, True, now
+                    row.next_attempt_at = now
                     row.size, row.mtime_ns = info.st_size, info.st_mtime_ns
                 return row.id
         except SAIntegrityError:  # a concurrent scan inserted it first: mark that row
@@ -249,6 +260,7 @@ def mark_done(runtime: Runtime, *, path: bytes, settings: PbxSettings, flavour: 
                 assert row is not None
                 if row.state == ImportState.WAITING:
                     row.state, row.completed_by_hook, row.updated_at = ImportState.READY, True, now
+                    row.next_attempt_at = now
                 return row.id
     raise InvalidInput(f"{printable(path)} is not inside a configured PBX folder (CALLVAULT_PBX_FOLDERS)")
 
@@ -269,15 +281,14 @@ def mark_done_by_id(runtime: Runtime, *, uniqueid: str, settings: PbxSettings) -
         for row in rows:
             row.completed_by_hook = True
             if row.state == ImportState.WAITING:
-                row.state, row.updated_at = ImportState.READY, now
+                row.state, row.updated_at, row.next_attempt_at = ImportState.READY, now, now
         if not rows:
             raise NotFound(f"no recording file for {uniqueid} in the configured PBX folders")
         return [row.id for row in rows]
 
 
 def _claimable(now: datetime) -> Any:
-    return or_(PbxImport.state == ImportState.READY,
-               (PbxImport.state == ImportState.WAITING_CDR) & (PbxImport.next_attempt_at <= now),
+    return or_(PbxImport.state.in_((ImportState.READY, ImportState.WAITING_CDR)) & (PbxImport.next_attempt_at <= now),
                (PbxImport.state == ImportState.IMPORTING) & (PbxImport.claimed_at < now - CLAIM_LEASE))
 
 
@@ -309,9 +320,19 @@ def _finish(runtime: Runtime, row_id: str, state: str, reason: str = "", **value
 
 
 def _read_source(root_b: bytes, rel: bytes, settings: PbxSettings) -> tuple[bytes, os.stat_result]:
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(os.path.join(root_b, rel), flags)
+    """Read the file by walking down from the root with directory descriptors, ``O_NOFOLLOW`` at every step:
+    a folder swapped for a link between the name check and the read cannot redirect us."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    parts = rel.split(b"/")
+    fd = os.open(root_b, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
+        for part in parts[:-1]:
+            child = os.open(part, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        child = os.open(parts[-1], os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0), dir_fd=fd)
+        os.close(fd)
+        fd = child
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise InvalidInput("not a regular file")
@@ -362,6 +383,8 @@ def import_row(runtime: Runtime, row_id: str, *, settings: PbxSettings, cdr_cach
     except InvalidInput as exc:
         return _finish(runtime, row_id, ImportState.REJECTED, exc.message)
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # replaced by a link after it was checked
+            return _finish(runtime, row_id, ImportState.REJECTED, "symbolic link (never followed)")
         return _finish(runtime, row_id, ImportState.FAILED, f"cannot read the file: {exc.strerror}")
     now = runtime.clock.now()
     if (info.st_size, info.st_mtime_ns) != known and known != (0, 0) and not _was_hook(runtime, row_id):
@@ -418,13 +441,18 @@ def import_row(runtime: Runtime, row_id: str, *, settings: PbxSettings, cdr_cach
     except InvalidInput as exc:
         return _finish(runtime, row_id, ImportState.REJECTED, exc.message, call_id=meta.call_id)
     except Conflict as exc:
+        if _pending_ingest(runtime, meta.call_id):  # a crashed import of this call: the reaper clears it first
+            return _finish(runtime, row_id, ImportState.READY, f"{exc.message} (an earlier attempt stopped half-way; "
+                           "retried once the stale-ingest reaper has removed it)", call_id=meta.call_id,
+                           next_attempt_at=now + timedelta(seconds=settings.retry_seconds))
         return _finish(runtime, row_id, ImportState.FAILED, exc.message, call_id=meta.call_id)
     except Exception as exc:  # storage or database trouble: retry later, the ledger keeps the file
         log.exception("import of %s failed; will retry", rel_text)
         attempts = _attempts(runtime, row_id)
         if attempts >= MAX_ATTEMPTS:
             return _finish(runtime, row_id, ImportState.FAILED, f"gave up after {attempts} attempts: {exc}")
-        return _finish(runtime, row_id, ImportState.READY, f"attempt {attempts} failed: {exc}"[:500])
+        return _finish(runtime, row_id, ImportState.READY, f"attempt {attempts} failed: {exc}"[:500],
+                       next_attempt_at=now + timedelta(seconds=settings.retry_seconds * attempts))
     _finish(runtime, row_id, ImportState.IMPORTED, "", recording_id=result.recording_id, call_id=meta.call_id,
             sha256=sha)
     if settings.delete_source and _delete_source(root_b, rel, settings):
@@ -445,6 +473,12 @@ def _refused(runtime: Runtime, row_id: str, reason: str, root_b: bytes, rel: byt
             if row is not None:
                 row.source_deleted = True
     return ImportState.REFUSED
+
+
+def _pending_ingest(runtime: Runtime, call_id: str) -> bool:
+    with runtime.db.unit_of_work() as session:
+        return session.scalar(select(Recording.id).where(Recording.call_id == call_id,
+                                                         Recording.state == RecordingState.PENDING)) is not None
 
 
 def _was_hook(runtime: Runtime, row_id: str) -> bool:
