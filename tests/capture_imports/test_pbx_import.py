@@ -279,3 +279,25 @@ def test_cli_scan_and_the_post_recording_hook(env: CallvaultEnv, tmp_path: Path)
     outside = CliRunner().invoke(app, ["capture", "pbx-done", str(tmp_path / "elsewhere.wav"),
                                        "--data-dir", str(env.data_dir)], env=hook_env)
     assert outside.exit_code == 2 and "not inside a configured PBX folder" in outside.output
+
+
+def test_the_worker_job_imports_the_configured_folders(env: CallvaultEnv, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    asterisk, freeswitch = tmp_path / "monitor", tmp_path / "fs"
+    tone_wav(asterisk / "2026/11/21/out-6135550199-2001-20261121-090000-1763733600.1.wav", freqs=(500,), mtime=OLD)
+    uuid = "2b3c4d5e-6f70-4a1b-8c2d-3e4f5a6b7c8e"
+    tone_wav(freeswitch / f"{uuid}.wav", freqs=(700, 1500), mtime=OLD)
+    fs_cdr = tmp_path / "fs.csv"
+    fs_cdr.write_text(f'"C","6135550123","2001","public","2026-11-21 09:05:00","2026-11-21 09:05:01",'
+                      f'"2026-11-21 09:06:00","60","59","NORMAL_CLEARING","{uuid}","","","PCMU","PCMU"\n')
+    worker_env = {**env.cli_env, "CALLVAULT_PBX_FOLDERS": f"asterisk:{asterisk};freeswitch:{freeswitch}:{fs_cdr}",
+                  "CALLVAULT_PBX_TIMEZONE": "America/Toronto"}
+    result = CliRunner().invoke(app, ["worker", "--once", "--job", "capture.pbx_import", "--data-dir",
+                                      str(env.data_dir)], env=worker_env)
+    assert result.exit_code == 0, result.output
+    assert len(stored(env.runtime, "asterisk:1763733600.1")) == 1
+    assert len(stored(env.runtime, f"freeswitch:{uuid}")) == 1
+    bad = CliRunner().invoke(app, ["worker", "--once", "--job", "capture.pbx_import", "--data-dir", str(env.data_dir)],
+                             env={**worker_env, "CALLVAULT_PBX_FOLDERS": "asterisk:relative/dir"})
+    assert bad.exit_code == 1 and "capture.pbx_import: FAILED" in bad.output
+    assert "CALLVAULT_PBX_FOLDERS entry 'asterisk:relative/dir': paths must be absolute" in caplog.text
