@@ -167,7 +167,8 @@ def test_media_outside_the_configured_base_is_never_fetched(configured: Callvaul
     before = len(fake_twilio.requests)
     for url in ("http://127.0.0.2:9/2010-04-01/Accounts/x/Recordings/RE1",
                 fake_twilio.base + "../../evil/Recordings/RE1",
-                fake_twilio.base.replace("http://", "http://user@") + "x"):
+                fake_twilio.base.replace("http://", "http://user@") + "x",
+                fake_twilio.base + "%2e%2e/%2e%2e/evil/Recordings/RE1"):
         params = {**_callback(fake_twilio, 3), "RecordingUrl": url}
         response = _post(server, params)
         assert response.status_code == 422, response.text

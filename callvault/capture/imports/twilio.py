@@ -90,7 +90,7 @@ def validate_callback(settings: TwilioSettings, params: Mapping[str, str]) -> di
     url = params["RecordingUrl"]
     parsed = urllib.parse.urlsplit(url)
     if not url.startswith(settings.media_base_url) or ".." in parsed.path or parsed.query or parsed.fragment \
-            or "@" in parsed.netloc:
+            or "@" in parsed.netloc or any(c in url for c in "%\\ ") or not url.isprintable():
         raise _problem("RecordingUrl", f"is outside the configured media base URL {settings.media_base_url}; "
                                        "it was not fetched")
     out: dict[str, Any] = {"media_url": url, "status": params["RecordingStatus"][:32]}
