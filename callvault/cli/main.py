@@ -117,6 +117,7 @@ from callvault.cli import (  # noqa: E402, F401
     commands,
     keys_commands,
     oversight_commands,
+    pbx_commands,
     quality_commands,
     retention_commands,
     subject_commands,

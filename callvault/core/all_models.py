@@ -2,6 +2,7 @@
 
 from callvault.access.models import AccessGrant, AccessRequest, EmployeeConsent
 from callvault.audit.models import AuditCheckpoint, AuditEntry
+from callvault.capture.imports.models import PbxImport, TwilioRecording
 from callvault.capture.models import RecordingControl
 from callvault.identity.models import (
     ApiToken,
@@ -29,3 +30,4 @@ __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
 __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]
 __all__ += ["QaComment", "QaReview", "QaReviewItem", "QaSample", "TrainingClip"]
+__all__ += ["PbxImport", "TwilioRecording"]

@@ -2,6 +2,7 @@
 
 import callvault.access.jobs
 import callvault.audit.jobs
+import callvault.capture.imports.jobs
 import callvault.capture.jobs
 import callvault.notify.jobs
 import callvault.oversight.jobs
