@@ -118,14 +118,21 @@ def running_server(runtime: Runtime, *, rtp_base: int = 31000) -> Iterator[Runni
 
 
 def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str = "u1",
-             timeout: int = 40) -> subprocess.CompletedProcess[str]:
+             timeout: int = 40, keys: dict[str, str] | None = None,
+             trace_messages: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run one sipp call; ``keys`` become ``-key NAME VALUE`` ([NAME] in the scenario), and
+    ``trace_messages`` leaves the exchanged messages in ``tmp_path/*_messages.log``."""
     sipp = sipp_or_skip()
     media_port = free_port()
     media_port -= media_port % 2
     cmd = [sipp, "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", "127.0.0.1", "-p", str(free_sip_port()),
            "-mp", str(media_port), "-t", transport, "-nostdin", "-timeout", str(timeout), "-timeout_error",
-           "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err",
-           f"127.0.0.1:{server_port}"]
+           "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err"]
+    for name, value in (keys or {}).items():
+        cmd += ["-key", name, value]
+    if trace_messages:
+        cmd.append("-trace_msg")
+    cmd.append(f"127.0.0.1:{server_port}")
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout + 20, check=False)
     if proc.returncode != 0:
         errors = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("*_errors.log"))
