@@ -60,6 +60,7 @@ class RunningServer:
     port: int
     manager: SessionManager
     loop: asyncio.AbstractEventLoop
+    tls_port: int | None = None
 
     def wait_idle(self, timeout: float = 20.0) -> None:
         """Wait until every call has been finalised (stored or discarded)."""
@@ -72,9 +73,13 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(runtime: Runtime, *, rtp_base: int = 31000) -> Iterator[RunningServer]:
+def running_server(runtime: Runtime, *, rtp_base: int = 31000,
+                   tls: tuple[Path, Path] | None = None) -> Iterator[RunningServer]:
+    """The server in a thread; ``tls`` = (certificate, key) also opens a TLS port."""
     port = free_sip_port()
-    config = ServerConfig(host="127.0.0.1", port=port, rtp_ports=(rtp_base, rtp_base + 400), drain_timeout=5)
+    config = ServerConfig(host="127.0.0.1", port=port, rtp_ports=(rtp_base, rtp_base + 400), drain_timeout=5,
+                          tls_port=free_sip_port() if tls else None, certfile=tls[0] if tls else None,
+                          keyfile=tls[1] if tls else None)
     ready = threading.Event()
     holder: dict[str, object] = {}
     stop_holder: dict[str, asyncio.Event] = {}
@@ -111,7 +116,7 @@ def running_server(runtime: Runtime, *, rtp_base: int = 31000) -> Iterator[Runni
     manager = holder["manager"]
     assert isinstance(manager, SessionManager)
     try:
-        yield RunningServer(port, manager, loop)
+        yield RunningServer(port, manager, loop, config.tls_port)
     finally:
         loop.call_soon_threadsafe(stop_holder["stop"].set)
         thread.join(30)
