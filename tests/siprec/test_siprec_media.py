@@ -16,6 +16,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from callvault.audit.models import AuditEntry
@@ -44,15 +45,18 @@ def test_opus_call_is_recorded_at_16_khz_and_keyed_digits_are_dropped(
     row, audio, rate = rec.row, rec.audio, rec.rate
     assert (rate, audio.shape[1]) == (16000, 2), "Opus is kept at 16 kHz, two channels"
     assert 2.5 <= row.duration_seconds <= 4.0
-    talk = slice(int(0.4 * rate), int(2.6 * rate))
+    # Media starts when the sender is up (a few hundred ms after the 200 OK): measure from there.
+    onset = int(np.argmax(np.abs(audio[:, 1]) > 500))
+    assert onset < 1.2 * rate
+    talk = slice(onset + int(0.1 * rate), onset + int(2.0 * rate))
     # Caller (label 2) sent 1000 Hz, the agent (label 1) 440 Hz, both through libopus.
     assert abs(dominant_frequency(audio[talk, 0], rate) - 1000) < 15
     assert abs(dominant_frequency(audio[talk, 1], rate) - 440) < 15
     assert rms(audio[talk, 0]) > 2000 and rms(audio[talk, 1]) > 2000
-    # Digits were keyed on the agent's stream from 1.0 to 1.8 s: that stretch is the same clean tone
-    # (event payloads were not decoded as audio, which would leave clicks and dropouts).
-    keyed = audio[int(1.05 * rate):int(1.75 * rate), 1].astype(float)
-    steady = audio[int(1.9 * rate):int(2.5 * rate), 1].astype(float)
+    # Digits were keyed on the agent's stream from 1.0 to 1.8 s of its media: that stretch is the same
+    # clean tone (event payloads were not decoded as audio, which would leave clicks and dropouts).
+    keyed = audio[onset + int(1.05 * rate):onset + int(1.75 * rate), 1].astype(float)
+    steady = audio[onset + int(0.2 * rate):onset + int(0.9 * rate), 1].astype(float)
     assert abs(rms(keyed) - rms(steady)) < 0.1 * rms(steady)
     assert abs(dominant_frequency(keyed, rate) - 440) < 15
     with runtime.db.unit_of_work() as session:
@@ -118,7 +122,7 @@ def test_call_that_ends_during_the_announcement_keeps_no_caller_audio(isolated_e
         assert "announcement" in (discarded.reason or "")
 
 
-def test_consent_evidence_from_metadata_extension_data_and_the_announcement_is_silenced(
+def test_consent_evidence_from_metadata_extension_data_and_the_announcement_is_cut(
         isolated_env: CallvaultEnv, tmp_path: Path) -> None:
     runtime = isolated_env.runtime
     announced = datetime.now(UTC)
@@ -130,15 +134,15 @@ def test_consent_evidence_from_metadata_extension_data_and_the_announcement_is_s
     row, audio, rate = rec.row, rec.audio, rec.rate
     assert row.consent_state == "announcement" and not row.quarantined
     assert row.consent["announcement_version"] == "1" and "announcement_ended_at" in row.consent
-    assert 2.5 <= row.duration_seconds <= 4.0, "the timeline still starts at the INVITE"
-    # Nothing from before the end of the announcement (either party); both tones after it. The
-    # recording's timeline starts when the INVITE arrived, a little after the announcement started.
+    # The INVITE arrived a little after the announcement started (sipp start-up); the call lasted ~3 s
+    # from the INVITE; everything before the end of the announcement is cut, as for an upload.
     started = row.started_at if row.started_at.tzinfo else row.started_at.replace(tzinfo=UTC)
     announcement_end = (announced + timedelta(seconds=1.2) - started).total_seconds()
     assert 0.5 < announcement_end <= 1.2
-    assert rms(audio[: int(announcement_end * rate)]) == 0
-    assert rms(audio[int((announcement_end + 0.05) * rate):int((announcement_end + 0.5) * rate)]) > 1000
-    after = slice(int(1.5 * rate), int(2.8 * rate))
+    assert 2.9 - announcement_end <= row.duration_seconds <= 3.8 - announcement_end
+    # Media began ~0.3 s after the INVITE, so the kept audio has both tones from its start.
+    assert rms(audio[: int(0.3 * rate)]) > 1000
+    after = slice(int(0.2 * rate), int(1.5 * rate))
     assert abs(dominant_frequency(audio[after, 0], rate) - 1000) < 20
     assert abs(dominant_frequency(audio[after, 1], rate) - 440) < 20
     with runtime.db.unit_of_work() as session:

@@ -166,13 +166,17 @@ def test_opus_packets_are_placed_by_their_48_khz_timestamps() -> None:
     assert timer.stats.lost == 1
 
 
-def test_capture_edit_silences_the_announcement_and_pauses_and_cuts_after_a_stop() -> None:
+def test_capture_edit_cuts_the_announcement_silences_pauses_and_cuts_after_a_stop() -> None:
     rate, frames = 8000, 8000 * 4
-    spool = np.full((frames, 2), 1000, dtype=np.int16).tobytes()
-    chunks = [spool[i:i + 1000] for i in range(0, len(spool), 1000)]  # odd chunk size: spans cross chunks
+    # Each frame holds its own index (mod 30000) so the test can see exactly which frames were kept.
+    index = (np.arange(frames) % 30000 + 1).astype(np.int16)
+    spool = np.stack([index, index], axis=1).tobytes()
+    chunks = [spool[i:i + 1000] for i in range(0, len(spool), 1000)]  # odd chunk size: edges cross chunks
     edit = AudioEdit(keep_from=1.0, keep_until=3.5, silence=((2.0, 2.5),))
     out = np.frombuffer(b"".join(edit_stream(iter(chunks), edit, rate=rate, frames=frames)), dtype=np.int16)
     out = out.reshape(-1, 2)
-    assert len(out) == kept_frames(edit, rate=rate, frames=frames) == int(3.5 * rate)
-    assert not out[:rate].any() and not out[2 * rate:int(2.5 * rate)].any()
-    assert (out[rate:2 * rate] == 1000).all() and (out[int(2.5 * rate):] == 1000).all()
+    assert len(out) == kept_frames(edit, rate=rate, frames=frames) == int(2.5 * rate)
+    assert out[0, 0] == index[rate], "the first kept frame is the end of the announcement"
+    assert (out[:rate, 0] == index[rate:2 * rate]).all()
+    assert not out[rate:int(1.5 * rate)].any(), "call time 2.0-2.5 s (paused) is silent"
+    assert (out[int(1.5 * rate):, 1] == index[int(2.5 * rate):int(3.5 * rate)]).all()

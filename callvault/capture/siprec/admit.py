@@ -2,13 +2,10 @@
 
 A SIPREC call is admitted by the same rules as an uploaded recording, so the two paths cannot
 drift apart: a call that ended during the announcement (consent evidence ``announcement_ended_at``
-from the metadata's extension data) keeps no caller audio and nothing is stored (A14); recording
-control events filed for the call id (pause/resume/stop/personal) are honoured.
-
-One difference, and why: ingest *cuts* the announcement off the head of the file; here the
-announcement span is *silenced* instead (both channels), so every instant of the capture timeline
-(pause/resume/metadata marks in the audit entry, measured from the INVITE) still points at the
-same place in the audio. A stop still cuts the tail; paused spans are silenced, as in ingest.
+from the metadata's extension data) keeps no caller audio and nothing is stored (A14); otherwise
+the announcement is cut off the head, exactly as ingest does (``control.audio_origin`` relies on
+the first stored sample being the end of the announcement); recording control events filed for the
+call id (pause/resume/stop/personal) are honoured: paused spans silenced, the tail after a stop cut.
 
 The edit is applied while the encrypted spool is re-read into the WAV (``edit_stream``): no
 plaintext copy, fixed memory.
@@ -38,36 +35,33 @@ def admit_call(runtime: Runtime, *, policy: PolicyDocument, meta: CallMetadata, 
                      clock=runtime.clock)
 
 
+def kept_range(edit: AudioEdit, *, rate: int, frames: int) -> tuple[int, int]:
+    """The frames kept, [start, end): after the announcement, before a stop."""
+    start = min(frames, max(0, round(edit.keep_from * rate)))
+    end = frames if edit.keep_until is None else max(start, min(frames, round(edit.keep_until * rate)))
+    return start, end
+
+
 def kept_frames(edit: AudioEdit, *, rate: int, frames: int) -> int:
-    """Frames left once a stop's tail is cut (the announcement and pauses are silenced, not cut)."""
-    if edit.keep_until is None:
-        return frames
-    return max(0, min(frames, round(edit.keep_until * rate)))
-
-
-def silenced_spans(edit: AudioEdit, *, rate: int) -> list[tuple[int, int]]:
-    """Frame ranges to zero: the announcement head and every paused span."""
-    spans = [(0, round(edit.keep_from * rate))] if edit.keep_from > 0 else []
-    spans += [(round(a * rate), round(b * rate)) for a, b in edit.silence]
-    return [(a, b) for a, b in spans if b > a]
+    start, end = kept_range(edit, rate=rate, frames=frames)
+    return end - start
 
 
 def edit_stream(chunks: Iterator[bytes], edit: AudioEdit, *, rate: int, frames: int) -> Iterator[bytes]:
-    """Yield the spool's PCM with silenced spans zeroed and the tail after a stop dropped."""
-    limit = kept_frames(edit, rate=rate, frames=frames) * FRAME_BYTES
-    spans = [(a * FRAME_BYTES, b * FRAME_BYTES) for a, b in silenced_spans(edit, rate=rate)]
-    offset = 0
+    """Yield the kept part of the spool's PCM, with paused spans zeroed (times are call times)."""
+    start, end = (f * FRAME_BYTES for f in kept_range(edit, rate=rate, frames=frames))
+    spans = [(round(a * rate) * FRAME_BYTES, round(b * rate) * FRAME_BYTES) for a, b in edit.silence if b > a]
+    offset = 0  # position of ``chunk`` in the unedited spool
     for chunk in chunks:
-        if offset >= limit:
-            continue  # drain the reader (it authenticates every chunk) without emitting more
-        data = chunk[: limit - offset]
-        if spans:
-            buf = bytearray(data)
-            for a, b in spans:
-                lo, hi = max(a - offset, 0), min(b - offset, len(buf))
-                if hi > lo:
-                    buf[lo:hi] = bytes(hi - lo)
-            data = bytes(buf)
-        offset += len(data)
-        yield data
+        lo, hi = max(start - offset, 0), min(end - offset, len(chunk))
+        here = offset
+        offset += len(chunk)
+        if hi <= lo:
+            continue  # before the announcement's end or after a stop; the reader still authenticates it
+        buf = bytearray(chunk[lo:hi])
+        for a, b in spans:
+            s_lo, s_hi = max(a - here - lo, 0), min(b - here - lo, len(buf))
+            if s_hi > s_lo:
+                buf[s_lo:s_hi] = bytes(s_hi - s_lo)
+        yield bytes(buf)
 
