@@ -122,6 +122,7 @@ class OpusDecoder:
 
         name = "libopus" if "libopus" in av.codecs_available else "opus"
         self._ctx: Any = av.CodecContext.create(name, "r")
+        self._ctx.layout = "mono"  # libopus mixes stereo down itself: half the samples to convert
         self._history = np.zeros(len(self._TAPS) - 1, dtype=np.float64)
         self._av = av
 
