@@ -11,6 +11,7 @@ Options (sipp passes them through <exec>):
                          from 1.0 s to 1.8 s, as an SBC does while a caller keys a card number
   srtp1=SUITE:B64KEY     protect stream 1 with SRTP (pylibsrtp), likewise srtp2= for stream 2
   forge2=N               additionally send N SRTP packets with a corrupted auth tag on stream 2
+  seed=N                 pick other SSRCs/initial sequence numbers/timestamps (a "new" source)
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def main(argv: list[str]) -> None:
     streams: list[dict[str, Any]] = []
     for n, (port, freq) in enumerate(((port1, f1), (port2, f2)), start=1):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rng = random.Random(port)
+        rng = random.Random(port + 7919 * int(options.get("seed", 0)))  # seed=N: another SSRC/sequence/timestamp
         srtp = options.get(f"srtp{n}")
         streams.append({"sock": sock, "addr": (host, port),
                         "frames": opus_frames(freq, seconds) if opus else tone_frames(freq, seconds),

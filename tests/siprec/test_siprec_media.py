@@ -13,6 +13,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +22,17 @@ import numpy as np
 import pytest
 
 from callvault.audit.models import AuditEntry
-from tests.siprec.support import dominant_frequency, rms, run_sipp, running_server, sipp_or_skip, stored_recording
+from tests.siprec.support import (
+    HELPER,
+    StreamSipClient,
+    dominant_frequency,
+    free_port,
+    rms,
+    run_sipp,
+    running_server,
+    sipp_or_skip,
+    stored_recording,
+)
 from tests.support.env import CallvaultEnv
 
 
@@ -148,3 +160,80 @@ def test_consent_evidence_from_metadata_extension_data_and_the_announcement_is_c
     with runtime.db.unit_of_work() as session:
         entry = session.query(AuditEntry).filter_by(action="recording.captured", object_id=row.id).one()
         assert any("announcement" in note for note in entry.details["admission"])
+
+
+def _srtp_body(port: int, key1: str, key2: str, version: int) -> str:
+    sdp = (f"v=0\no=- 1 {version} IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+           f"m=audio {port} RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key1}\na=sendonly\na=label:1\n"
+           f"m=audio {port + 2} RTP/SAVP 0\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key2}\na=sendonly\n"
+           f"a=label:2\n")
+    return (f"--b1\nContent-Type: application/sdp\n\n{sdp}--b1\nContent-Type: application/rs-metadata+xml\n"
+            f"Content-Disposition: recording-session\n\n{METADATA}--b1--\n")
+
+
+METADATA = """<recording xmlns="urn:ietf:params:xml:ns:recording:1"><datamode>complete</datamode>
+<participant participant_id="PC"><nameID aor="sip:+16135550100@carrier.example"/></participant>
+<participant participant_id="PA"><nameID aor="sip:2001@pbx.example"/></participant>
+<stream stream_id="T1"><label>1</label></stream><stream stream_id="T2"><label>2</label></stream>
+<participantstreamassoc participant_id="PA"><send>T1</send></participantstreamassoc>
+<participantstreamassoc participant_id="PC"><send>T2</send></participantstreamassoc>
+</recording>
+"""
+
+
+def test_srtp_re_invite_with_new_keys_starts_new_sessions_and_old_keys_stop_working(
+        isolated_env: CallvaultEnv) -> None:
+    runtime = isolated_env.runtime
+    old = [base64.b64encode(os.urandom(30)).decode() for _ in range(2)]
+    new = [base64.b64encode(os.urandom(30)).decode() for _ in range(2)]
+    media = free_port()
+
+    def send(ports: list[str], keys: list[str], seed: int) -> None:
+        subprocess.run([sys.executable, str(HELPER), "127.0.0.1", ports[0], ports[1], "1.5", "440", "1000",
+                        f"srtp1=AES_CM_128_HMAC_SHA1_80:{keys[0]}", f"srtp2=AES_CM_128_HMAC_SHA1_80:{keys[1]}",
+                        f"seed={seed}"], check=True, timeout=30)
+
+    with running_server(runtime, rtp_base=39200) as server:
+        client = StreamSipClient(server.port)
+        contact = "Require: siprec\r\nContact: <sip:src@127.0.0.1;transport=tcp>;+sip.src\r\n"
+        client.request("INVITE", 1, content_type="multipart/mixed;boundary=b1",
+                       body=_srtp_body(media, old[0], old[1], version=1), extra=contact)
+        status, head, answer = client.final_response()
+        assert status == 200
+        to_tag = re.search(r"(?im)^to:.*(;tag=[^;\s]+)", head).group(1)  # type: ignore[union-attr]
+        ports = re.findall(r"m=audio (\d+) RTP/SAVP", answer)
+        client.request("ACK", 1, to_tag=to_tag)
+        send(ports, old, seed=0)  # 0.0-1.5 s: the first keys
+        client.request("INVITE", 2, to_tag=to_tag, content_type="multipart/mixed;boundary=b1",
+                       body=_srtp_body(media, new[0], new[1], version=2), extra=contact)
+        status, _, reanswer = client.final_response()
+        assert status == 200 and re.findall(r"m=audio (\d+) RTP/SAVP", reanswer) == ports
+        client.request("ACK", 2, to_tag=to_tag)
+        send(ports, old, seed=1)  # 1.5-3.0 s: still the old keys, which no longer authenticate
+        send(ports, new, seed=2)  # 3.0-4.5 s: the new keys
+        client.request("BYE", 3, to_tag=to_tag)
+        assert client.final_response()[0] == 200
+        client.sock.close()
+        server.wait_idle()
+        snapshot = server.manager.snapshot()
+    assert snapshot["srtp_auth_failures"] == 2 * 75, "every packet under the old keys is refused"
+    [rec] = stored_recording(runtime)
+    audio, rate = rec.audio, rec.rate
+    # Audio in 20 ms blocks: loud where a tone was kept. Expect tone (old keys, before the re-INVITE),
+    # then >= 1.2 s of nothing (old keys after it), then tone again (new keys).
+    block = rate // 50
+    loud = [rms(audio[i:i + block, 1]) > 1000 for i in range(0, len(audio) - block, block)]
+    runs: list[tuple[bool, int]] = []
+    for value in loud:
+        if runs and runs[-1][0] == value:
+            runs[-1] = (value, runs[-1][1] + 1)
+        else:
+            runs.append((value, 1))
+    tones = [n for value, n in runs if value]
+    silences = [n for value, n in runs if not value]
+    assert len(tones) == 2 and all(60 <= n <= 80 for n in tones), runs  # two 1.5 s stretches of tone
+    assert max(silences) >= 60, "media under the replaced keys must not be recorded"
+    end = len(loud) * block - sum(n for value, n in runs[-1:] if not value) * block
+    last = slice(end - int(1.0 * rate), end - int(0.1 * rate))
+    assert abs(dominant_frequency(audio[last, 0], rate) - 1000) < 20
+    assert abs(dominant_frequency(audio[last, 1], rate) - 440) < 20

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -26,7 +25,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.siprec.support import HELPER, dominant_frequency, free_port, free_sip_port, running_server, stored_recording
+from tests.siprec.support import (
+    HELPER,
+    StreamSipClient,
+    dominant_frequency,
+    free_port,
+    free_sip_port,
+    running_server,
+    stored_recording,
+)
 from tests.support.env import CallvaultEnv
 
 METADATA = """<?xml version="1.0" encoding="UTF-8"?>
@@ -60,41 +67,6 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class _TlsSipClient:
-    def __init__(self, port: int, cafile: Path) -> None:
-        ctx = ssl.create_default_context(cafile=str(cafile))  # verifies the SRS certificate and its IP SAN
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-        self.local = self.sock.getsockname()
-        self.buffer = b""
-        self.call_id = f"{uuid.uuid4()}@127.0.0.1"
-        self.branch = 0
-
-    def request(self, method: str, cseq: int, *, to_tag: str = "", content_type: str = "", body: str = "",
-                extra: str = "") -> None:
-        self.branch += 1
-        host, port = self.local[0], self.local[1]
-        head = (f"{method} sips:srs@127.0.0.1 SIP/2.0\r\n"
-                f"Via: SIP/2.0/TLS {host}:{port};branch=z9hG4bK{self.call_id[:8]}{self.branch}\r\n"
-                f"From: <sip:src@{host}>;tag=src1\r\nTo: <sip:srs@127.0.0.1>{to_tag}\r\n"
-                f"Call-ID: {self.call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{extra}")
-        data = body.replace("\n", "\r\n").encode()
-        if content_type:
-            head += f"Content-Type: {content_type}\r\n"
-        self.sock.sendall((head + f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
-
-    def response(self) -> tuple[int, str, str]:
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self.sock.recv(65535)
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        text = head.decode()
-        length = int(re.search(r"(?im)^(?:content-length|l)\s*:\s*(\d+)", text).group(1))  # type: ignore[union-attr]
-        while len(rest) < length:
-            rest += self.sock.recv(65535)
-        self.buffer = rest[length:]
-        return int(text.split()[1]), text, rest[:length].decode()
-
-
 def test_siprec_call_over_tls_is_recorded(isolated_env: CallvaultEnv, tmp_path: Path) -> None:
     runtime = isolated_env.runtime
     cert, key = _self_signed(tmp_path)
@@ -106,7 +78,7 @@ def test_siprec_call_over_tls_is_recorded(isolated_env: CallvaultEnv, tmp_path: 
             f"Content-Disposition: recording-session\n\n{METADATA}--b1--\n")
     with running_server(runtime, rtp_base=38000, tls=(cert, key)) as server:
         assert server.tls_port is not None
-        client = _TlsSipClient(server.tls_port, cert)
+        client = StreamSipClient(server.tls_port, cafile=cert)
         client.request("INVITE", 1, content_type="multipart/mixed;boundary=b1", body=body,
                        extra="Require: siprec\r\nContact: <sip:src@127.0.0.1;transport=tls>;+sip.src\r\n")
         status, head, answer = client.response()
