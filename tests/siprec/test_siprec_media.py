@@ -56,10 +56,11 @@ def test_opus_call_is_recorded_at_16_khz_and_keyed_digits_are_dropped(
     [rec] = stored_recording(runtime)
     row, audio, rate = rec.row, rec.audio, rec.rate
     assert (rate, audio.shape[1]) == (16000, 2), "Opus is kept at 16 kHz, two channels"
-    assert 2.5 <= row.duration_seconds <= 4.0
-    # Media starts when the sender is up (a few hundred ms after the 200 OK): measure from there.
+    assert 3.5 <= row.duration_seconds <= 5.0
+    # Media starts when the sender is up (it encodes its Opus first; slower on a busy machine) and
+    # lasts 3.2 s; the SRC hangs up 4 s after the ACK. Measure from the first audio.
     onset = int(np.argmax(np.abs(audio[:, 1]) > 500))
-    assert onset < 1.2 * rate
+    assert onset < 1.5 * rate
     talk = slice(onset + int(0.1 * rate), onset + int(2.0 * rate))
     # Caller (label 2) sent 1000 Hz, the agent (label 1) 440 Hz, both through libopus.
     assert abs(dominant_frequency(audio[talk, 0], rate) - 1000) < 15

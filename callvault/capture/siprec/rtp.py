@@ -121,8 +121,9 @@ class OpusDecoder:
         import av  # PyAV: FFmpeg with libopus inside the wheel
 
         name = "libopus" if "libopus" in av.codecs_available else "opus"
-        self._ctx: Any = av.CodecContext.create(name, "r")
-        self._ctx.layout = "mono"  # libopus mixes stereo down itself: half the samples to convert
+        ctx: Any = av.CodecContext.create(name, "r")
+        ctx.layout = "mono"  # libopus mixes stereo down itself: half the samples to convert
+        self._ctx = ctx
         self._history = np.zeros(len(self._TAPS) - 1, dtype=np.float64)
         self._av = av
 
