@@ -5,7 +5,8 @@
 Feeds ``--seconds`` of 20 ms packets of one stream through exactly what the capture server runs per
 packet after the socket — SRTP unprotect (libsrtp, when the stream is SRTP), RTP parse, timeline
 placement, decode (G.711 table, G.722, Opus via libopus with the 48→16 kHz decimation) and the mixer
-— and reports microseconds per packet (best of three runs) and the share of one core per two-stream call (100 packets/s).
+— and reports microseconds per packet (best of three runs) and the share of one core per
+two-stream call (100 packets/s).
 The reference is plain PCMU in the same run: bench/siprec.py measured what a capture process does
 end to end with G.711, so these ratios say how that capacity figure shrinks for Opus or SRTP calls.
 """
