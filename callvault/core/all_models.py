@@ -12,6 +12,8 @@ from callvault.identity.models import (
     User,
     WebSession,
 )
+from callvault.integrations.crm.models import CrmEvent, CrmIdentity, CrmTicket
+from callvault.integrations.webhooks_out.models import WebhookDelivery, WebhookSubscription
 from callvault.notify.models import OutboxMail
 from callvault.oversight.models import MisuseReport
 from callvault.policy.models import PolicyVersion
@@ -27,3 +29,4 @@ __all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", 
 __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
 __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]
+__all__ += ["CrmEvent", "CrmIdentity", "CrmTicket", "WebhookDelivery", "WebhookSubscription"]
