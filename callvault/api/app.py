@@ -12,6 +12,7 @@ from callvault.api import (
     routes_audit,
     routes_auth,
     routes_control,
+    routes_integrations,
     routes_oversight,
     routes_recordings,
     routes_retention,
@@ -45,6 +46,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_control.router, prefix="/api/v1")
     app.include_router(routes_access.router, prefix="/api/v1")
     app.include_router(routes_transcription.router, prefix="/api/v1")
+    app.include_router(routes_integrations.router, prefix="/api/v1")
     app.include_router(subject_pages.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
