@@ -72,8 +72,8 @@ def ticket() -> str:
     return str(uuid.uuid4().int % 10**8)
 
 
-def zd(server: LiveServer, name: str, *, secret: str = SECRET, sent_at: datetime | None = None,
-       **values: str) -> httpx.Response:
+def zd(server: LiveServer, name: str, values: dict[str, str], *, secret: str = SECRET,
+       sent_at: datetime | None = None) -> httpx.Response:
     body = zendesk_body(name, **values)
     with server.client() as client:
         return post(client, "zendesk", body, zendesk_headers(secret, body, sent_at=sent_at))
@@ -102,7 +102,7 @@ def test_a_zendesk_ticket_files_the_request_its_approval_opens_the_call_and_solv
     ref = ticket()
     ids = {"ticket": ref, "requester": SAM, "approver": LEAD, "recording": sams_call}
     assert audio(server_b, sams_call) == 403
-    created = only(zd(server_b, "ticket_created_access_request", **ids))
+    created = only(zd(server_b, "ticket_created_access_request", ids))
     assert created["outcome"] == "applied", created
     assert created["kind"] == "created" and created["ticket_ref"] == ref
     with server_b.client("sam") as sam:
@@ -111,11 +111,11 @@ def test_a_zendesk_ticket_files_the_request_its_approval_opens_the_call_and_solv
     assert mine[0]["purpose"] == "self_review" and mine[0]["actions"] == ["play"]
     assert audio(server_b, sams_call) == 403  # filed, not yet approved
 
-    approved = only(zd(server_b, "ticket_tags_changed_approved", **ids))
+    approved = only(zd(server_b, "ticket_tags_changed_approved", ids))
     assert approved["outcome"] == "applied" and "approved by lead" in approved["detail"]
     assert audio(server_b, sams_call) == 200
 
-    resp = zd(server_b, "ticket_status_changed_solved", **ids)
+    resp = zd(server_b, "ticket_status_changed_solved", ids)
     assert resp.status_code == 200, resp.text
     closed, resolved = resp.json()["events"]
     assert closed["kind"] == "closed" and closed["outcome"] == "applied" and "1 grant(s) ended" in closed["detail"]
@@ -133,9 +133,9 @@ def test_a_redelivered_event_changes_nothing_and_says_so(env_b: CallvaultEnv, se
                                                          sams_call: str) -> None:
     ref = ticket()
     ids = {"ticket": ref, "requester": SAM, "approver": LEAD, "recording": sams_call}
-    first = only(zd(server_b, "ticket_created_access_request", **ids))
-    again = only(zd(server_b, "ticket_created_access_request", sent_at=datetime.now(UTC) - timedelta(seconds=2),
-                    **ids))  # the CRM's retry: newly signed, same event id
+    first = only(zd(server_b, "ticket_created_access_request", ids))
+    # The CRM's retry: newly signed (another timestamp), same event id.
+    again = only(zd(server_b, "ticket_created_access_request", ids, sent_at=datetime.now(UTC) - timedelta(seconds=2)))
     assert first["outcome"] == "applied" and again["outcome"] == "duplicate"
     assert "already received (applied)" in again["detail"]
     with env_b.runtime.db.unit_of_work() as session:
@@ -146,23 +146,23 @@ def test_an_approval_that_overtakes_its_ticket_is_deferred_and_applies_once_the_
         server_b: LiveServer, sams_call: str) -> None:
     ref = ticket()
     ids = {"ticket": ref, "requester": SAM, "approver": LEAD, "recording": sams_call}
-    early = zd(server_b, "ticket_tags_changed_approved", **ids)
+    early = zd(server_b, "ticket_tags_changed_approved", ids)
     assert early.status_code == 409
     assert "deliver its creation first" in early.json()["message"]
-    assert only(zd(server_b, "ticket_created_access_request", **ids))["outcome"] == "applied"
-    assert only(zd(server_b, "ticket_tags_changed_approved", **ids))["outcome"] == "applied"
+    assert only(zd(server_b, "ticket_created_access_request", ids))["outcome"] == "applied"
+    assert only(zd(server_b, "ticket_tags_changed_approved", ids))["outcome"] == "applied"
     # A solve that was sent before the approval but arrives after it ended nothing it should not have:
-    resp = zd(server_b, "ticket_status_changed_solved", **ids)
+    resp = zd(server_b, "ticket_status_changed_solved", ids)
     assert resp.json()["events"][0]["outcome"] == "applied"
 
 
 def test_a_reopen_that_arrived_before_an_older_solve_wins(server_b: LiveServer, sams_call: str) -> None:
     ref = ticket()
     ids = {"ticket": ref, "requester": SAM, "approver": LEAD, "recording": sams_call}
-    only(zd(server_b, "ticket_created_access_request", **ids))
-    only(zd(server_b, "ticket_tags_changed_approved", **ids))
-    assert only(zd(server_b, "ticket_status_changed_reopened", **ids))["outcome"] == "noop"  # 16:00
-    late = zd(server_b, "ticket_status_changed_solved", **ids).json()["events"]  # 15:00, arrives later
+    only(zd(server_b, "ticket_created_access_request", ids))
+    only(zd(server_b, "ticket_tags_changed_approved", ids))
+    assert only(zd(server_b, "ticket_status_changed_reopened", ids))["outcome"] == "noop"  # 16:00
+    late = zd(server_b, "ticket_status_changed_solved", ids).json()["events"]  # 15:00, arrives later
     assert [e["outcome"] for e in late] == ["stale", "stale"]
     assert audio(server_b, sams_call) == 200  # the grant was not ended by the stale solve
 
@@ -177,7 +177,7 @@ def test_the_crm_cannot_approve_its_own_requesters_request_or_speak_for_unlinked
         resp = post(client, "zendesk", created, zendesk_headers(SECRET, created))
     assert only(resp)["outcome"] == "applied"
     # ... and tags their own ticket approved: the access service refuses self-approval (B9).
-    own = only(zd(server_b, "ticket_tags_changed_approved", **body_ids))
+    own = only(zd(server_b, "ticket_tags_changed_approved", body_ids))
     assert own["outcome"] == "refused" and "nobody may approve or reject their own" in own["detail"]
     # The head approves it instead: fine.
     other = zendesk_body("ticket_tags_changed_approved", ticket=ref, requester=LEAD, approver=HEAD,
@@ -185,17 +185,17 @@ def test_the_crm_cannot_approve_its_own_requesters_request_or_speak_for_unlinked
     with server_b.client() as client:
         assert only(post(client, "zendesk", other, zendesk_headers(SECRET, other)))["outcome"] == "applied"
     # A requester nobody linked to an account is refused, naming the fix.
-    stranger = only(zd(server_b, "ticket_created_access_request", ticket=ticket(), requester=STRANGER,
-                       approver=LEAD, recording=sams_call))
+    stranger = only(zd(server_b, "ticket_created_access_request", {
+        "ticket": ticket(), "requester": STRANGER, "approver": LEAD, "recording": sams_call}))
     assert stranger["outcome"] == "refused" and "callvault crm link-user" in stranger["detail"]
 
 
 def test_forged_expired_and_replayed_deliveries_are_refused_and_audited(
         env_b: CallvaultEnv, server_b: LiveServer, sams_call: str) -> None:
     ids = {"ticket": ticket(), "requester": SAM, "approver": LEAD, "recording": sams_call}
-    forged = zd(server_b, "ticket_created_access_request", secret="not-the-secret-at-all-000", **ids)
+    forged = zd(server_b, "ticket_created_access_request", ids, secret="not-the-secret-at-all-000")
     assert forged.status_code == 401 and "signature does not match" in forged.json()["message"]
-    old = zd(server_b, "ticket_created_access_request", sent_at=datetime.now(UTC) - timedelta(minutes=10), **ids)
+    old = zd(server_b, "ticket_created_access_request", ids, sent_at=datetime.now(UTC) - timedelta(minutes=10))
     assert old.status_code == 401 and "more than 5 minutes" in old.json()["message"]
     body = zendesk_body("ticket_created_access_request", **ids)
     headers = zendesk_headers(SECRET, body)
@@ -234,7 +234,7 @@ def test_bodies_the_connector_cannot_use_get_a_clear_answer(server_b: LiveServer
         unknown = post(client, "salesforce", b"{}", {})
         assert unknown.status_code == 404 and "generic, zendesk" in unknown.json()["message"]
     # An event type callvault does not act on is acknowledged and ignored.
-    comment = zd(server_b, "ticket_comment_added", **ids)
+    comment = zd(server_b, "ticket_comment_added", ids)
     assert comment.status_code == 202 and comment.json()["events"] == []
 
 
