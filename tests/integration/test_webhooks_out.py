@@ -234,3 +234,19 @@ def test_the_cli_adds_lists_and_shows_the_delivery_log(world: World) -> None:
     assert code == 4 and "already exists" in output
     code, output = world.cli("webhooks", "deliveries", "--json")
     assert code == 0 and output.strip() == "[]"
+
+
+def test_key_rotation_rewraps_webhook_secrets_so_the_old_key_can_be_retired(world: World) -> None:
+    from callvault.recordings import rekey
+    from callvault.storage.keys import create_kek
+
+    secret = subscribe(world, "https://hooks.example.org/in", ["*"])
+    old_kek = world.runtime.keyring.current_id
+    create_kek(world.settings.key_dir)
+    report = rekey.rewrap_all(world.runtime.db, world.runtime.keyring, actor="test", clock=world.clock)
+    assert report.rewrapped["webhook_subscriptions"] == 1 and report.current_kek != old_kek
+    with world.runtime.db.unit_of_work() as session:
+        assert rekey.usage(session, old_kek)["webhook_subscriptions"] == 0
+        sub = session.scalars(select(WebhookSubscription)).one()
+        assert sub.kek_id == report.current_kek
+        assert webhooks.secret_of(sub, world.runtime.keyring) == secret  # receivers keep their secret
