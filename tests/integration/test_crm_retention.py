@@ -105,3 +105,21 @@ def test_the_crm_may_not_resolve_cases_unless_the_policy_lets_it(world: World) -
     # A ticket no recording is kept for changes nothing, and says why.
     none = send(world, "d2", "case.resolved", "ZD-nothing", T + timedelta(days=1))
     assert none.outcome == "noop" and "no recording is kept for this ticket" in none.detail
+
+
+def test_administrators_link_crm_users_and_read_what_each_event_did_from_the_cli(world: World) -> None:
+    code, output = world.cli("crm", "link-user", "zendesk", "1508849302", "admin")
+    assert code == 0, output
+    code, output = world.cli("crm", "link-user", "zendesk", "77", "nobody-here")
+    assert code == 5 and "nobody-here" in output
+    code, output = world.cli("crm", "link-user", "hubspot", "77", "admin")
+    assert code == 5 and "generic, zendesk" in output
+    code, output = world.cli("crm", "users", "--json")
+    assert code == 0 and '"external_id": "1508849302"' in output and '"username": "admin"' in output
+    send(world, "c1", "case.resolved", "ZD-none", T + timedelta(days=1))
+    code, output = world.cli("crm", "events", "--json")
+    assert code == 0 and '"outcome": "noop"' in output and '"ticket_ref": "ZD-none"' in output
+    code, output = world.cli("crm", "unlink-user", "zendesk", "1508849302")
+    assert code == 0, output
+    code, output = world.cli("crm", "unlink-user", "zendesk", "1508849302")
+    assert code == 5 and "is not linked" in output
