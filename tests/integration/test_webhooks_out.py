@@ -250,3 +250,34 @@ def test_key_rotation_rewraps_webhook_secrets_so_the_old_key_can_be_retired(worl
         sub = session.scalars(select(WebhookSubscription)).one()
         assert sub.kek_id == report.current_kek
         assert webhooks.secret_of(sub, world.runtime.keyring) == secret  # receivers keep their secret
+
+
+def test_workers_running_side_by_side_deliver_each_event_exactly_once(world: World) -> None:
+    import threading
+
+    from callvault.integrations.webhooks_out.emit import emit
+
+    receiver = Receiver()
+    with ReceiverServer(receiver) as server:
+        receiver.secret = subscribe(world, server.url, ["misuse.reported"])
+        with world.runtime.db.unit_of_work() as session:
+            for i in range(60):
+                emit(session, "misuse.reported", {"report_id": f"r-{i}"}, clock=world.clock)
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                while deliver(world):
+                    pass
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work) for _ in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=120)
+    assert not errors, errors
+    got = sorted(r.body["data"]["report_id"] for r in receiver.received)
+    assert got == sorted(f"r-{i}" for i in range(60))  # every one, none twice
+    assert all(d.state == "delivered" and d.attempts == 1 for d in log(world))

@@ -1,8 +1,8 @@
 """Subscriptions (add, list, remove) and the sender that works through the outbox.
 
-Sender contract (like the mail outbox): ``deliver_due`` claims one row at a time with a conditional
-``UPDATE … WHERE state = 'pending'`` that must change exactly one row, commits the claim, posts, then
-records the outcome. A 2xx answer is delivered; anything else (or no answer within ``TIMEOUT``) is
+Sender contract (like the mail outbox): ``deliver_due`` claims rows (``BATCH`` per transaction) with a
+conditional ``UPDATE … WHERE state = 'pending'`` that must change exactly one row each, commits the
+claim, posts, then records the outcomes. A 2xx answer is delivered; anything else (or no answer within ``TIMEOUT``) is
 tried again after an exponential backoff (``BACKOFF_BASE`` * 2^(tries-1), capped at ``BACKOFF_CAP``)
 until ``MAX_ATTEMPTS``, then the row is ``failed``. A worker killed mid-post leaves the row in
 ``sending``; after ``STALE_SENDING`` it is tried again, so a receiver may see an event twice and
@@ -42,6 +42,8 @@ BACKOFF_BASE: Final = timedelta(seconds=30)
 BACKOFF_CAP: Final = timedelta(hours=6)
 STALE_SENDING: Final = timedelta(minutes=5)
 TIMEOUT: Final = 10.0
+BATCH: Final = 20
+"""Deliveries claimed per transaction; BATCH * TIMEOUT stays well inside STALE_SENDING."""
 EVENT_HEADER: Final = "X-Callvault-Event"
 DELIVERY_HEADER: Final = "X-Callvault-Delivery"
 
@@ -149,34 +151,52 @@ def backoff(attempts: int) -> timedelta:
 
 
 # ------------------------------------------------------------------------------------------ sender
-def _claim(db: Database, *, clock: Clock) -> tuple[WebhookDelivery, str, WrappedKey] | None:
-    """Claim the next due delivery; committed before anything is posted. Returns it, its URL, its wrapped secret."""
+@dataclass(frozen=True)
+class _Claimed:
+    row: WebhookDelivery
+    url: str
+    wrapped: WrappedKey
+
+
+def _claim(db: Database, *, clock: Clock, size: int) -> list[_Claimed]:
+    """Claim up to ``size`` due deliveries for this worker; committed before anything is posted."""
     now = clock.now()
+    claimed: list[_Claimed] = []
     with db.unit_of_work() as session:
+        # Rows stuck in "sending" (a worker died mid-post) become due again; attempts shows it.
         session.execute(update(WebhookDelivery).where(
             WebhookDelivery.state == DeliveryState.SENDING, WebhookDelivery.claimed_at < now - STALE_SENDING)
             .values(state=DeliveryState.PENDING, last_error="worker stopped while posting; may have been delivered"))
         candidates = list(session.scalars(
             select(WebhookDelivery.id).where(WebhookDelivery.state == DeliveryState.PENDING,
                                              WebhookDelivery.next_attempt_at <= now)
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(10)))
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id).limit(size * 2)))
+        taken: list[str] = []
         for delivery_id in candidates:
+            if len(taken) >= size:
+                break
             result = session.execute(
                 update(WebhookDelivery)
                 .where(WebhookDelivery.id == delivery_id, WebhookDelivery.state == DeliveryState.PENDING)
                 .values(state=DeliveryState.SENDING, claimed_at=now, attempts=WebhookDelivery.attempts + 1))
-            if getattr(result, "rowcount", 0) != 1:
-                continue
-            row = session.get(WebhookDelivery, delivery_id)
-            assert row is not None
-            session.refresh(row)
-            sub = session.get(WebhookSubscription, row.subscription_id)
+            if getattr(result, "rowcount", 0) == 1:  # else another worker took it
+                taken.append(delivery_id)
+        if not taken:
+            return []
+        rows = list(session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(taken))
+                                    .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)))
+        subs = {sub.id: sub for sub in session.scalars(select(WebhookSubscription).where(
+            WebhookSubscription.id.in_({r.subscription_id for r in rows})))}
+        for row in rows:
+            sub = subs.get(row.subscription_id)
             if sub is None:
                 row.state, row.last_error = DeliveryState.CANCELLED, "the webhook was removed"
                 continue
-            session.expunge(row)
-            return row, sub.url, WrappedKey(kek_id=sub.kek_id, wrapped=sub.wrapped_secret)
-    return None
+            claimed.append(_Claimed(row, sub.url, WrappedKey(kek_id=sub.kek_id, wrapped=sub.wrapped_secret)))
+        session.flush()
+        for item in claimed:
+            session.expunge(item.row)
+    return claimed
 
 
 def _post(client: httpx.Client, url: str, row: WebhookDelivery, secret: bytes,
@@ -196,48 +216,64 @@ def _post(client: httpx.Client, url: str, row: WebhookDelivery, secret: bytes,
     return resp.status_code, f"HTTP {resp.status_code}: {resp.text[:300]}"
 
 
-def _record(db: Database, row: WebhookDelivery, *, status: int | None, error: str | None, clock: Clock) -> None:
+def _record(db: Database, outcomes: list[tuple[WebhookDelivery, int | None, str | None]], *, clock: Clock) -> None:
+    """Write a batch's outcomes in one transaction: delivered, back to pending with a backoff, or failed."""
     now = clock.now()
-    values: dict[str, object] = {"last_status": status}
-    if error is None:
-        values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error="")
-    elif row.attempts >= MAX_ATTEMPTS:
-        values.update(state=DeliveryState.FAILED, last_error=error)
-    else:
-        values.update(state=DeliveryState.PENDING, last_error=error, next_attempt_at=now + backoff(row.attempts))
     with db.unit_of_work() as session:
-        session.execute(update(WebhookDelivery).where(
-            WebhookDelivery.id == row.id, WebhookDelivery.state == DeliveryState.SENDING).values(**values))
-        if error is not None and row.attempts >= MAX_ATTEMPTS:
-            audit.append(session, audit.AuditEvent(
-                actor="system", action="webhook.gave_up", decision="info", object_type="webhook_delivery",
-                object_id=row.id, reason=error[:300],
-                details={"webhook": row.subscription_name, "event_type": row.event_type, "attempts": row.attempts}),
-                clock=clock)
+        for row, status, error in outcomes:
+            values: dict[str, object] = {"last_status": status}
+            if error is None:
+                values.update(state=DeliveryState.DELIVERED, delivered_at=now, last_error="")
+            elif row.attempts >= MAX_ATTEMPTS:
+                values.update(state=DeliveryState.FAILED, last_error=error)
+            else:
+                values.update(state=DeliveryState.PENDING, last_error=error,
+                              next_attempt_at=now + backoff(row.attempts))
+            session.execute(update(WebhookDelivery).where(
+                WebhookDelivery.id == row.id, WebhookDelivery.state == DeliveryState.SENDING).values(**values))
+            if error is not None and row.attempts >= MAX_ATTEMPTS:
+                audit.append(session, audit.AuditEvent(
+                    actor="system", action="webhook.gave_up", decision="info", object_type="webhook_delivery",
+                    object_id=row.id, reason=error[:300],
+                    details={"webhook": row.subscription_name, "event_type": row.event_type,
+                             "attempts": row.attempts}), clock=clock)
 
 
 def deliver_due(db: Database, keyring: Keyring, *, clock: Clock = system_clock, limit: int = 200,
                 transport: httpx.BaseTransport | None = None) -> int:
-    """Post due deliveries, one claim at a time; returns how many were delivered."""
-    delivered = 0
+    """Post due deliveries, ``BATCH`` claims at a time; returns how many were delivered.
+
+    A batch is claimed in one transaction and its outcomes recorded in one, so a worker killed
+    mid-batch leaves its rows in ``sending`` (re-tried after ``STALE_SENDING``, attempts counting
+    the earlier try): at least once, never silently twice.
+    """
+    delivered = handled = 0
     started = time.monotonic()
     with httpx.Client(timeout=TIMEOUT, follow_redirects=False, transport=transport) as client:
-        for _ in range(limit):
-            claimed = _claim(db, clock=clock)
-            if claimed is None:
+        while handled < limit and time.monotonic() - started < 120:
+            batch = _claim(db, clock=clock, size=min(BATCH, limit - handled))
+            if not batch:
                 break
-            row, url, wrapped = claimed
-            try:
-                secret = _secret_text(keyring.unwrap(wrapped, recording_id=_binding(row.subscription_id))).encode()
-            except CallvaultError as exc:  # a missing/retired KEK: recorded on the row, retried later
-                _record(db, row, status=None, error=f"cannot unwrap the signing secret: {exc}", clock=clock)
-                continue
-            status, error = _post(client, url, row, secret, clock)
-            if error is not None:
-                log.warning("webhook %s (%s) to %s failed (try %d): %s", row.id, row.event_type, url, row.attempts,
-                            error)
-            _record(db, row, status=status, error=error, clock=clock)
-            delivered += error is None
-            if time.monotonic() - started > 120:
-                break
+            secrets_by_sub: dict[str, bytes | CallvaultError] = {}
+            outcomes: list[tuple[WebhookDelivery, int | None, str | None]] = []
+            for item in batch:
+                sub_id = item.row.subscription_id
+                if sub_id not in secrets_by_sub:
+                    try:
+                        secrets_by_sub[sub_id] = _secret_text(
+                            keyring.unwrap(item.wrapped, recording_id=_binding(sub_id))).encode()
+                    except CallvaultError as exc:  # a missing/retired KEK: recorded on the row, retried later
+                        secrets_by_sub[sub_id] = exc
+                secret = secrets_by_sub[sub_id]
+                if isinstance(secret, CallvaultError):
+                    outcomes.append((item.row, None, f"cannot unwrap the signing secret: {secret}"))
+                    continue
+                status, error = _post(client, item.url, item.row, secret, clock)
+                if error is not None:
+                    log.warning("webhook %s (%s) to %s failed (try %d): %s", item.row.id, item.row.event_type,
+                                item.url, item.row.attempts, error)
+                outcomes.append((item.row, status, error))
+                delivered += error is None
+            _record(db, outcomes, clock=clock)
+            handled += len(batch)
     return delivered
