@@ -9,8 +9,12 @@ from typing import Any
 
 import pytest
 
+from callvault.integrations.crm import service as crm
+from callvault.integrations.crm.generic import GenericConnector
 from callvault.integrations.webhooks_out import service as webhooks
+from callvault.policy import service as policy_service
 from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.crm import generic_event
 from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
 from tests.support.webhook_receiver import Receiver, ReceiverServer
 
@@ -48,6 +52,11 @@ def deliveries(env: CallvaultEnv, server: LiveServer) -> Iterator[None]:
             assert upload(admin, wav_bytes(0.5, seed=9), metadata()).status_code == 201
         webhooks.deliver_due(rt.db, rt.keyring)
         assert len(receiver.received) == 1 and receiver.received[0].signature_ok
+        [closed] = GenericConnector().parse(generic_event("evt-page-1", "ticket.closed", "CRM-PAGE-7",
+                                                          "2026-11-20T15:00:00+00:00"))
+        with rt.db.unit_of_work() as session:
+            crm.apply_events(session, policy=policy_service.current_policy(session), connector="generic",
+                             events=[closed])
         yield
 
 
@@ -76,6 +85,8 @@ def test_an_administrator_reads_the_delivery_log_and_others_are_refused(
     assert "delivered" in delivered.inner_text() and "HTTP 204" in delivered.inner_text()
     waiting = log.locator("tr", has_text="crm-down")
     assert "pending" in waiting.inner_text() and "ConnectError" in waiting.inner_text()
+    crm_events = page.get_by_role("table", name="CRM events").inner_text()
+    assert "CRM-PAGE-7" in crm_events and "noop" in crm_events
     page.get_by_role("link", name="failed", exact=True).click()
     assert "No deliveries in state failed" in page.inner_text("main")
     context.close()
