@@ -116,10 +116,9 @@ def destroy_now(
         details={"recording_ids": ids, "rules": dict(rules), "kek_ids": sorted({k[0] for k in keys.values()})},
         clauses=("A3", "A9", "B11"),
     ), clock=clock)
-    for item in doomed:
-        webhooks.emit(session, "recording.destroyed", {
-            "recording_id": item.recording_id, "call_id": item.call_id, "rule": item.rule, "reason": item.reason,
-            "destroyed_at": now.isoformat(), "content_sha256": item.sha256}, clock=clock)
+    webhooks.emit_many(session, "recording.destroyed", [{
+        "recording_id": item.recording_id, "call_id": item.call_id, "rule": item.rule, "reason": item.reason,
+        "destroyed_at": now.isoformat(), "content_sha256": item.sha256} for item in doomed], clock=clock)
     return pending
 
 

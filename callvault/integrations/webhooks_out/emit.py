@@ -8,7 +8,7 @@ carry identifiers, states and dates only: never audio, transcripts, notes or pho
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from sqlalchemy import select
@@ -36,19 +36,29 @@ def wants(subscription: WebhookSubscription, event_type: str) -> bool:
 
 def emit(session: Session, event_type: str, data: Mapping[str, Any], *, clock: Clock = system_clock) -> int:
     """Queue ``event_type`` with ``data`` for each subscription that wants it; returns how many rows."""
+    return emit_many(session, event_type, [data], clock=clock)
+
+
+def emit_many(session: Session, event_type: str, items: Sequence[Mapping[str, Any]], *,
+              clock: Clock = system_clock) -> int:
+    """``emit`` for several events of one type (a retention sweep's batch): one look-up of the subscriptions."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
+    if not items:
+        return 0
     subs = [s for s in session.scalars(select(WebhookSubscription).where(WebhookSubscription.enabled.is_(True)))
             if wants(s, event_type)]
     if not subs:
         return 0
     now = clock.now()
-    event_id = new_id()
-    body = json.dumps({"id": event_id, "type": event_type, "occurred_at": now.isoformat(), "data": dict(data)},
-                      sort_keys=True, separators=(",", ":"), default=str)
-    for sub in subs:
-        session.add(WebhookDelivery(
-            id=new_id(), subscription_id=sub.id, subscription_name=sub.name, event_id=event_id,
-            event_type=event_type, payload=body, state=DeliveryState.PENDING, attempts=0, created_at=now,
-            next_attempt_at=now, last_error=""))
-    return len(subs)
+    rows = []
+    for data in items:
+        event_id = new_id()
+        body = json.dumps({"id": event_id, "type": event_type, "occurred_at": now.isoformat(), "data": dict(data)},
+                          sort_keys=True, separators=(",", ":"), default=str)
+        rows += [WebhookDelivery(
+            id=new_id(), subscription_id=sub.id, subscription_name=sub.name, event_id=event_id, event_type=event_type,
+            payload=body, state=DeliveryState.PENDING, attempts=0, created_at=now, next_attempt_at=now, last_error="")
+            for sub in subs]
+    session.add_all(rows)
+    return len(rows)
