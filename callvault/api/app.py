@@ -13,6 +13,7 @@ from callvault.api import (
     routes_auth,
     routes_capture_imports,
     routes_control,
+    routes_integrations,
     routes_oversight,
     routes_quality,
     routes_recordings,
@@ -49,6 +50,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_transcription.router, prefix="/api/v1")
     app.include_router(routes_quality.router, prefix="/api/v1")
     app.include_router(routes_capture_imports.router, prefix="/api/v1")
+    app.include_router(routes_integrations.router, prefix="/api/v1")
     app.include_router(subject_pages.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")

@@ -115,6 +115,7 @@ from callvault.cli import (  # noqa: E402, F401
     access_commands,
     capture_commands,
     commands,
+    integration_commands,
     keys_commands,
     oversight_commands,
     pbx_commands,

@@ -13,6 +13,8 @@ from callvault.identity.models import (
     User,
     WebSession,
 )
+from callvault.integrations.crm.models import CrmEvent, CrmIdentity, CrmTicket
+from callvault.integrations.webhooks_out.models import WebhookDelivery, WebhookSubscription
 from callvault.notify.models import OutboxMail
 from callvault.oversight.models import MisuseReport
 from callvault.policy.models import PolicyVersion
@@ -31,3 +33,4 @@ __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]
 __all__ += ["QaComment", "QaReview", "QaReviewItem", "QaSample", "TrainingClip"]
 __all__ += ["PbxImport", "TwilioRecording"]
+__all__ += ["CrmEvent", "CrmIdentity", "CrmTicket", "WebhookDelivery", "WebhookSubscription"]

@@ -4,6 +4,7 @@ import callvault.access.jobs
 import callvault.audit.jobs
 import callvault.capture.imports.jobs
 import callvault.capture.jobs
+import callvault.integrations.webhooks_out.jobs
 import callvault.notify.jobs
 import callvault.oversight.jobs
 import callvault.quality.jobs

@@ -687,6 +687,29 @@ class QualityReviewRules(_Model):
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _no_duplicates(value, "role")
 
+# -------------------------------------------------------------------------------------- integrations
+class CrmIntegrationRules(_Model):
+    """What a CRM connector may do on the CRM's word (B5, B6, A9). Everything is off unless named.
+
+    The connector never reaches content. It acts through the same services as a person: a request it
+    files is checked as if the linked requester filed it, an approval it relays is checked against
+    the linked approver's role (and no self-approval), so these switches only say whether the
+    organisation lets the CRM carry those decisions at all. Ending grants and reopening cases only
+    reduce access or keep recordings longer, so a configured connector may always do them.
+    """
+
+    file_access_requests: bool = False
+    """A ticket asking for recordings becomes an access request filed by the ticket's requester (B6)."""
+    relay_approvals: bool = False
+    """An approval recorded on the ticket by a linked approver approves the request (B6, B9)."""
+    resolve_cases: bool = False
+    """A resolved ticket resolves the case of the same reference, starting its grace period (A9)."""
+
+
+class IntegrationRules(_Model):
+    crm: CrmIntegrationRules = CrmIntegrationRules()
+
+
 # ------------------------------------------------------------------------------------------- document
 def _error(loc: tuple[str | int, ...], message: str, value: Any) -> InitErrorDetails:
     return InitErrorDetails(
@@ -721,6 +744,7 @@ class PolicyDocument(_Model):
     contacts: tuple[Contact, ...] = ()
     transcription: TranscriptionRules = TranscriptionRules()
     quality_review: QualityReviewRules | None = None
+    integrations: IntegrationRules = IntegrationRules()
 
     @model_validator(mode="after")
     def _cross_references(self) -> PolicyDocument:

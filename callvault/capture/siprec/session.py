@@ -279,7 +279,9 @@ class CallSession:
                 self.discard_clauses = ("A14",)
         if self.discard_reason is not None or frames == 0:
             reason_text = self.discard_reason or "no audio was received"
-            discard_recording(rt.db, rt.store, self.rec_id, self.blob_key)
+            failed = frames == 0 or self.write_error is not None or reason_text.startswith("audio could not be")
+            discard_recording(rt.db, rt.store, self.rec_id, self.blob_key, clock=rt.clock,
+                              failure=reason_text[:300] if failed else None)
             with rt.db.unit_of_work() as session:
                 audit.append(session, audit.AuditEvent(
                     actor=ACTOR, action="capture.discarded", decision="info", object_type="call",
