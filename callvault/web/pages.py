@@ -10,7 +10,6 @@ CSRF token and is refused without it.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -24,15 +23,13 @@ from callvault.identity import sessions as web_sessions
 from callvault.identity.models import User, WebSession
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime
-from callvault.web import access_pages, home_pages, oversight_pages, recording_pages, requests_pages
-from callvault.web.common import STATIC_DIR, render, same, templates
+from callvault.web import access_pages, home_pages, oversight_pages, recording_pages, requests_pages, sso_pages
+from callvault.web.common import PRELOGIN_COOKIE, STATIC_DIR, login_page, render, same, set_session_cookie, templates
 
 __all__ = ["STATIC_DIR", "router"]
 
 router = APIRouter(include_in_schema=False)
 
-
-PRELOGIN_COOKIE = "cv_prelogin"
 
 
 def _optional_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller | None:
@@ -42,25 +39,6 @@ def _optional_caller(request: Request, runtime: Runtime = Depends(get_runtime)) 
         return get_caller(request, runtime)
     except (AuthenticationFailed, AccessDenied):
         return None
-
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "") == "https"
-
-
-def _set_session_cookie(response: Response, request: Request, cookie: str) -> None:
-    # No max_age: a browser-session cookie. The server ends the session (idle/absolute) regardless.
-    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="strict", secure=_secure(request), path="/")
-
-
-def _login_page(request: Request, error: str | None, status_code: int = 200) -> Response:
-    """The sign-in form with a fresh double-submit token (cookie + hidden field must match)."""
-    token = secrets.token_urlsafe(32)
-    response = templates.TemplateResponse(request, "login.html", {"error": error, "csrf_token": token},
-                                          status_code=status_code)
-    response.set_cookie(PRELOGIN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
-                        path="/", max_age=3600)
-    return response
 
 
 def _half_session(request: Request, runtime: Runtime, stage: str) -> tuple[WebSession, User] | None:
@@ -94,7 +72,7 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
             pending = _pending_redirect(request, runtime)
             if pending is not None:
                 return pending
-        return _login_page(request, None)
+        return login_page(request, None)
     if caller.actor.acknowledged_policy_version != caller.policy.version:
         return render(request, "acknowledge.html", {"caller": caller, "policy": caller.policy})
     return home_pages.dashboard(request, caller, runtime)
@@ -104,7 +82,7 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
 def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
           csrf_token: Annotated[str, Form()] = "", runtime: Runtime = Depends(get_runtime)) -> Response:
     if not same(csrf_token, request.cookies.get(PRELOGIN_COOKIE, "")):
-        return _login_page(request, "The sign-in form expired; please try again.", status_code=403)
+        return login_page(request, "The sign-in form expired; please try again.", status_code=403)
     ip = source_ip(request)
     old_cookie = request.cookies.get(SESSION_COOKIE)
     try:
@@ -122,10 +100,10 @@ def login(request: Request, username: Annotated[str, Form()], password: Annotate
             identity.record_failed_sign_in(session, username=username, source_ip=ip, reason=exc.message,
                                            clock=runtime.clock)
         message = exc.message[:1].upper() + exc.message[1:] + "."
-        return _login_page(request, message, status_code=401)
+        return login_page(request, message, status_code=401)
     target = {"full": "/", "mfa": "/mfa", "enrol": "/mfa/enrol"}[result.stage]
     response = RedirectResponse(target, status_code=303)
-    _set_session_cookie(response, request, new.cookie)
+    set_session_cookie(response, request, new.cookie)
     response.delete_cookie(PRELOGIN_COOKIE, path="/")
     return response
 
@@ -166,7 +144,7 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
         return templates.TemplateResponse(request, "mfa.html", {
             "error": exc.message[:1].upper() + exc.message[1:] + ".", "csrf_token": ws.csrf_token}, status_code=401)
     response = RedirectResponse("/", status_code=303)
-    _set_session_cookie(response, request, new.cookie)
+    set_session_cookie(response, request, new.cookie)
     return response
 
 
@@ -215,7 +193,7 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
             "error": error, "csrf_token": ws.csrf_token, "enrolment": enrolment}, status_code=422)
     response = templates.TemplateResponse(request, "mfa_recovery.html", {"codes": codes})
     response.headers["Cache-Control"] = "no-store"
-    _set_session_cookie(response, request, new.cookie)
+    set_session_cookie(response, request, new.cookie)
     return response
 
 
@@ -260,5 +238,5 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
     return templates.TemplateResponse(request, "notice.html", {"policy": policy})
 
 
-for _module in (recording_pages, access_pages, oversight_pages, requests_pages):
+for _module in (recording_pages, access_pages, oversight_pages, requests_pages, sso_pages):
     router.include_router(_module.router)
