@@ -116,6 +116,7 @@ from callvault.cli import (  # noqa: E402, F401
     capture_commands,
     commands,
     keys_commands,
+    ops_commands,
     oversight_commands,
     retention_commands,
     subject_commands,

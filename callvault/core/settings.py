@@ -83,6 +83,8 @@ class Settings:
     """One JSON object per log line, each with the request id (``CALLVAULT_JSON_LOGS=1``)."""
     metrics_token: str | None = field(default=None, repr=False)
     """Bearer token that lets a scraper outside loopback read ``/metrics`` (``CALLVAULT_METRICS_TOKEN(_FILE)``)."""
+    siprec_stats: str | None = None
+    """Glob of the SIPREC servers' ``--stats-file`` files on this host, read by ``/metrics``."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -187,6 +189,7 @@ def _ops_settings(env: Mapping[str, str], pick: Callable[[str, str, str], str]) 
     return {
         "json_logs": _flag(pick("CALLVAULT_JSON_LOGS", "json_logs", "false"), "CALLVAULT_JSON_LOGS"),
         "metrics_token": env_or_file(env, "CALLVAULT_METRICS_TOKEN") or None,
+        "siprec_stats": pick("CALLVAULT_SIPREC_STATS", "siprec_stats", "") or None,
     }
 
 
