@@ -34,14 +34,14 @@ router = APIRouter(include_in_schema=False)
 
 
 def _route_template(scope: Scope) -> str:
-    """The matched route's template; never the raw path (it carries ids)."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return path
-    if scope.get("path", "").startswith("/static/"):
-        return "/static"
-    return "(unmatched)"
+    """The matched route as a template (``/api/v1/recordings/{recording_id}``), never the raw path: the
+    path carries ids. Rebuilt from the path and its parameters, since an included router's route
+    knows only its own part of the path. Unmatched paths (404s, scanners) share one label."""
+    if scope.get("route") is None:
+        return "(unmatched)"
+    params = {str(v): k for k, v in (scope.get("path_params") or {}).items()}
+    segments = str(scope.get("path", "")).split("/")
+    return "/".join("{" + params[seg] + "}" if seg in params else seg for seg in segments)
 
 
 class RequestContext:
