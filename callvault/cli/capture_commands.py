@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from callvault.ops import logs
 from callvault.capture.siprec.server import ServerConfig, install_uvloop, raise_fd_limit, serve
 from callvault.cli.main import DataDir, app, err, handle_errors, settings_for
 from callvault.core.errors import ConfigurationError, InvalidInput
+from callvault.ops import logs
 from callvault.runtime import build_runtime
 
 capture_app = typer.Typer(help="Capture calls from telephony (SIPREC recording server).", no_args_is_help=True)

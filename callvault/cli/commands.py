@@ -363,7 +363,6 @@ def worker(
     """Run background jobs (retention, cleanup, ...) until stopped; any number of workers may run."""
     from callvault.jobs.registry import all_jobs
     from callvault.jobs.worker import run_forever, run_once
-
     from callvault.ops import logs
 
     runtime = open_runtime(data_dir)

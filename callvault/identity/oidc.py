@@ -126,7 +126,8 @@ class ProviderClient:
     def oauth(self, redirect_uri: str) -> OAuth2Client:
         return OAuth2Client(self.settings.client_id, self.settings.client_secret,
                             scope=" ".join(self.settings.scopes), redirect_uri=redirect_uri,
-                            code_challenge_method="S256", token_endpoint_auth_method="client_secret_basic",
+                            code_challenge_method="S256",
+                            token_endpoint_auth_method="client_secret_basic",  # noqa: S106 - a method name
                             timeout=HTTP_TIMEOUT, transport=self._transport)
 
 

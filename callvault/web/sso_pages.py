@@ -67,9 +67,11 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
     state, code = params.get("state", ""), params.get("code", "")
     ip = source_ip(request)
     try:
-        if params.get("error"):
-            raise oidc.SsoRefused(f"the identity provider did not sign you in ({params.get('error')[:100]}"
-                                  f"{': ' + params.get('error_description', '')[:200] if params.get('error_description') else ''})")
+        error = params.get("error")
+        if error:
+            detail = params.get("error_description", "")[:200]
+            raise oidc.SsoRefused(f"the identity provider did not sign you in ({error[:100]}"
+                                  f"{': ' + detail if detail else ''})")
         if not state or not code:
             raise oidc.SsoRefused("the identity provider's answer is incomplete (no code or state)")
         if not same(state, request.cookies.get(FLOW_COOKIE, "")):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -53,7 +53,7 @@ def sso_server(env: CallvaultEnv, provider: Provider) -> Iterator[LiveServer]:
 
 
 @pytest.fixture()
-def configure(env: CallvaultEnv, provider: Provider) -> Iterator[object]:
+def configure(env: CallvaultEnv, provider: Provider) -> Iterator[Callable[..., None]]:
     """Change the SSO settings for one test (the app reads them per request), then put them back."""
     before = env.runtime.settings
 
@@ -155,8 +155,8 @@ def test_groups_that_map_to_no_role_are_refused(sso_server: LiveServer, provider
     assert "maps to a role" in refused[-1].reason
 
 
-def test_an_unknown_account_is_refused_unless_just_in_time_is_on(sso_server: LiveServer, provider: Provider,
-                                                                 env: CallvaultEnv, configure) -> None:
+def test_an_unknown_account_is_refused_unless_just_in_time_is_on(
+        sso_server: LiveServer, provider: Provider, env: CallvaultEnv, configure: Callable[..., None]) -> None:
     provider.set_user("idp-zed", {"preferred_username": "zed", "groups": ["cv-agents"], "amr": ["pwd"]})
     with sso_server.client() as browser:
         resp = sso_sign_in(browser, provider, "idp-zed")
@@ -180,10 +180,11 @@ def test_without_mfa_from_the_provider_our_totp_step_is_owed(sso_server: LiveSer
         resp = sso_sign_in(browser, provider, "idp-alice")
         assert resp.status_code == 200 and 'url=/mfa"' in resp.text
         assert browser.get("/api/v1/me").status_code == 401  # half signed in reaches nothing
-        page = browser.get("/mfa")
-        wrong = browser.post("/mfa", data={"code": "000000", "csrf_token": CSRF.search(page.text).group(1)})
+        found = CSRF.search(browser.get("/mfa").text)
+        assert found, "the one-time code form"
+        wrong = browser.post("/mfa", data={"code": "000000", "csrf_token": found.group(1)})
         assert wrong.status_code == 401
-        done = browser.post("/mfa", data={"code": env.otp("alice"), "csrf_token": CSRF.search(page.text).group(1)})
+        done = browser.post("/mfa", data={"code": env.otp("alice"), "csrf_token": found.group(1)})
         assert done.status_code == 303
         assert browser.get("/api/v1/me").json()["username"] == "alice"
 
@@ -209,7 +210,8 @@ def test_tokens_that_do_not_answer_this_sign_in_are_refused(sso_server: LiveServ
 def test_a_token_signed_with_another_key_is_refused(provider: Provider) -> None:
     client = oidc.ProviderClient(_sso_settings(provider))
     published = client.keys()
-    forged_key = RSAKey.generate_key(2048, parameters={"kid": next(iter(published)).kid})
+    published_kid = str(next(iter(published)).kid)
+    forged_key = RSAKey.generate_key(2048, parameters={"kid": published_kid})
     now = int(time.time())
     forged = jwt.encode({"alg": "RS256", "kid": forged_key.kid},
                         {"iss": provider.issuer, "aud": CLIENT_ID, "sub": "x", "exp": now + 300, "iat": now,
