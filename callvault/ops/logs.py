@@ -69,7 +69,13 @@ def logging_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
 
 
 def configure(json_logs: bool, level: str = "INFO") -> None:
-    """Install the configuration in this process (CLI commands, the worker)."""
+    """Install the configuration in this process (the worker, the SIPREC server, serve's workers).
+
+    JSON replaces whatever handlers there were (the operator asked for it); plain text only fills in
+    when nothing is configured yet, like ``logging.basicConfig``, so a host application keeps its own."""
     import logging.config
 
-    logging.config.dictConfig(logging_config(json_logs, level))
+    if json_logs:
+        logging.config.dictConfig(logging_config(True, level))
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")

@@ -53,13 +53,15 @@ def query(url: str) -> dict[str, str]:
 
 
 @contextmanager
-def running_provider() -> Iterator[Provider]:
-    """Serve the provider on 127.0.0.1 (an ephemeral port) in a thread until the block ends."""
+def running_provider(host_name: str = "127.0.0.1") -> Iterator[Provider]:
+    """Serve the provider on 127.0.0.1 (an ephemeral port) in a thread until the block ends. ``host_name``
+    ``localhost`` makes it another *site* than a callvault on 127.0.0.1, as a real provider is (the
+    SameSite rules then apply to the redirect back, as in production)."""
     server = werkzeug.serving.make_server("127.0.0.1", 0, provider_app(require_nonce=True), threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        yield Provider(issuer=f"http://127.0.0.1:{server.server_port}")
+        yield Provider(issuer=f"http://{host_name}:{server.server_port}")
     finally:
         server.shutdown()
         server.server_close()
