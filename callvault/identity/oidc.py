@@ -208,9 +208,10 @@ def _values(claim: object) -> list[str]:
 def mapped_role(settings: OidcSettings, claims: dict[str, Any]) -> str | None:
     """The role the token's role/group claims map to (first ``role_map`` pair that matches), or, with no
     map configured, the first value of the role claim taken as a role id."""
-    carried = _values(claims.get(settings.role_claim)) + _values(claims.get(settings.groups_claim))
+    roles = _values(claims.get(settings.role_claim))
     if not settings.role_map:
-        return _values(claims.get(settings.role_claim))[0] if _values(claims.get(settings.role_claim)) else None
+        return roles[0] if roles else None
+    carried = set(roles) | set(_values(claims.get(settings.groups_claim)))
     for value, role in settings.role_map:
         if value in carried:
             return role

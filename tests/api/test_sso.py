@@ -4,7 +4,9 @@ browser; role mapping; tokens that must be refused; the TOTP step when the provi
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -107,6 +109,11 @@ def test_code_flow_with_pkce_signs_an_existing_account_in(sso_server: LiveServer
         assert sent["nonce"] and sent["state"] and sent["client_id"] == CLIENT_ID
         done = browser.get(provider.approve(authorize, "idp-lead"))
         assert done.status_code == 200, done.text
+        # PKCE: the verifier sent with the code hashes to the challenge sent with the authorization request.
+        exchange = provider.token_requests[-1]
+        assert exchange["grant_type"] == "authorization_code" and "client_secret" not in exchange
+        digest = hashlib.sha256(exchange["code_verifier"].encode()).digest()
+        assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() == sent["code_challenge"]
         assert 'url=/"' in done.text  # straight in: the provider proved a second factor
         me = browser.get("/api/v1/me").json()
         assert (me["username"], me["role"]) == ("lead", "support_lead")
@@ -233,3 +240,22 @@ def test_a_deactivated_account_cannot_use_sso(sso_server: LiveServer, provider: 
     with sso_server.client() as browser:
         resp = sso_sign_in(browser, provider, "idp-dora")
     assert resp.status_code == 401 and "deactivated" in resp.text
+
+
+def test_the_flow_may_start_on_one_node_and_finish_on_another(sso_server: LiveServer, provider: Provider,
+                                                              env: CallvaultEnv) -> None:
+    """State, nonce and PKCE verifier live in the database: a second node (its own app, its own
+    provider client) finishes a sign-in the first one started."""
+    other = LiveServer(env)
+    other.start()
+    try:
+        provider.set_user("idp-exec", {"preferred_username": "exec", "groups": ["cv-execs"], "amr": ["mfa"]})
+        with sso_server.client() as browser:
+            callback = provider.approve(_start(browser), "idp-exec")
+            on_other = callback.replace(sso_server.base_url, other.base_url)
+            assert on_other != callback
+            assert browser.get(on_other).status_code == 200  # cookies are per host, not per port
+            assert browser.get(other.base_url + "/api/v1/me").json()["username"] == "exec"
+            assert browser.get("/api/v1/me").json()["username"] == "exec"  # and node one knows the session
+    finally:
+        other.stop()

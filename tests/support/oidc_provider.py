@@ -8,12 +8,13 @@ after the standard ones, so a test can also make the provider misbehave (another
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -33,6 +34,8 @@ class Provider:
     """The running provider: its issuer URL and helpers to set users and approve a sign-in."""
 
     issuer: str
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    """The form of every request to the token endpoint, as received (to check what the client sent)."""
 
     def set_user(self, sub: str, claims: dict[str, Any]) -> None:
         resp = httpx.put(f"{self.issuer}/users/{sub}", json=claims, timeout=10)
@@ -48,6 +51,22 @@ class Provider:
         return location
 
 
+class _RecordTokenRequests:
+    """WSGI middleware keeping a copy of each token-endpoint form (the mock does not check PKCE itself,
+    so the tests check the verifier the client sent against the challenge it sent before)."""
+
+    def __init__(self, app: Any, sink: list[dict[str, str]]) -> None:
+        self.app = app
+        self.sink = sink
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == "/oauth2/token":
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            self.sink.append({k: v[0] for k, v in parse_qs(body.decode()).items()})
+            environ["wsgi.input"] = io.BytesIO(body)
+        return self.app(environ, start_response)
+
+
 def query(url: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
@@ -57,11 +76,13 @@ def running_provider(host_name: str = "127.0.0.1") -> Iterator[Provider]:
     """Serve the provider on 127.0.0.1 (an ephemeral port) in a thread until the block ends. ``host_name``
     ``localhost`` makes it another *site* than a callvault on 127.0.0.1, as a real provider is (the
     SameSite rules then apply to the redirect back, as in production)."""
-    server = werkzeug.serving.make_server("127.0.0.1", 0, provider_app(require_nonce=True), threaded=True)
+    token_requests: list[dict[str, str]] = []
+    app = _RecordTokenRequests(provider_app(require_nonce=True), token_requests)
+    server = werkzeug.serving.make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        yield Provider(issuer=f"http://{host_name}:{server.server_port}")
+        yield Provider(issuer=f"http://{host_name}:{server.server_port}", token_requests=token_requests)
     finally:
         server.shutdown()
         server.server_close()
