@@ -230,3 +230,23 @@ def _check_config_show(env: CallvaultEnv, secret_file: Path) -> None:
     bad = CliRunner().invoke(cli_app, ["config", "show", "--data-dir", str(env.data_dir)],
                              env={**cli_env, "CALLVAULT_OIDC_ISSUER": "http://idp.example.com"})
     assert bad.exit_code != 0 and "must be an https:// URL" in bad.stdout + bad.stderr
+
+
+def test_with_the_database_gone_the_node_is_alive_but_not_ready(request: pytest.FixtureRequest,
+                                                                server: LiveServer, env: CallvaultEnv) -> None:
+    if request.config.getoption("--db") != "postgres":
+        pytest.skip("needs PostgreSQL (a database that can be made unreachable on its own)")
+    from tests.reliability.test_server_faults import _database_unreachable
+
+    with server.client() as client:
+        with _database_unreachable(env.settings.database_url):
+            env.runtime.db.engine.dispose()  # drop pooled connections, as a restarted database would
+            assert client.get("/healthz").status_code == 200
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("unreachable")
+            # /metrics sits behind the network guard, which needs the policy from the database: the
+            # scrape fails (Prometheus' own `up` alerts), with a clear 503, not a hang or a traceback.
+            scrape = client.get("/metrics")
+            assert scrape.status_code == 503 and scrape.json()["error"] == "unavailable"
+        assert client.get("/readyz").status_code == 200
+        assert _metric(client.get("/metrics").text, "callvault_database_up") == 1
