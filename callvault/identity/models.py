@@ -80,6 +80,8 @@ class WebSession(Base):
     """The absolute end, however active the session is."""
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_factor: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
+    """How the person proved who they are before any TOTP step: ``password`` or ``oidc`` (for the audit)."""
 
 
 class MfaCredential(Base):

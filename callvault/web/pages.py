@@ -130,7 +130,7 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
     try:
         with runtime.db.unit_of_work() as session:
             identity.complete_mfa(session, user=user, code=code, keyring=runtime.keyring, source_ip=ip,
-                                  clock=runtime.clock)
+                                  clock=runtime.clock, first_factor=ws.first_factor)
             row = session.get(WebSession, ws.id)
             assert row is not None
             new = web_sessions.rotate(session, old=row, user=user, stage="full", source_ip=ip,
@@ -177,8 +177,8 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
                 assert fresh is not None
                 codes = mfa.confirm_enrolment(session, user=fresh, code=code, keyring=runtime.keyring, source_ip=ip,
                                               clock=runtime.clock)
-                identity.record_sign_in(session, user=fresh, source_ip=ip, method="password+totp (enrolment)",
-                                        clock=runtime.clock)
+                identity.record_sign_in(session, user=fresh, source_ip=ip,
+                                        method=f"{ws.first_factor}+totp (enrolment)", clock=runtime.clock)
                 row = session.get(WebSession, ws.id)
                 assert row is not None
                 new = web_sessions.rotate(session, old=row, user=fresh, stage="full", source_ip=ip,

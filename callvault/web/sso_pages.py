@@ -84,7 +84,8 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
             if old_cookie:  # never adopt a session the browser brought along (fixation)
                 web_sessions.revoke(session, cookie=old_cookie, clock=runtime.clock)
             new = web_sessions.create(session, user=result.user, stage=result.stage, source_ip=ip,
-                                      absolute_seconds=runtime.settings.session_absolute_seconds, clock=runtime.clock)
+                                      absolute_seconds=runtime.settings.session_absolute_seconds, clock=runtime.clock,
+                                      first_factor="oidc")
     except AuthenticationFailed as exc:
         with runtime.db.unit_of_work() as session:
             oidc.record_refusal(session, reason=exc.message, source_ip=ip, clock=runtime.clock)

@@ -194,6 +194,8 @@ def test_without_mfa_from_the_provider_our_totp_step_is_owed(sso_server: LiveSer
         done = browser.post("/mfa", data={"code": env.otp("alice"), "csrf_token": found.group(1)})
         assert done.status_code == 303
         assert browser.get("/api/v1/me").json()["username"] == "alice"
+    signed_in = [e for e in _audit(env, "auth.sign_in") if e.actor == "alice" and e.decision == "allow"]
+    assert signed_in[-1].details["method"] == "oidc+totp"
 
 
 @pytest.mark.parametrize(("claims", "why"), [

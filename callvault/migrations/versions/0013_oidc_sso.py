@@ -1,4 +1,4 @@
-"""identity: OpenID Connect single sign-on (linked IdP subjects, sign-ins in flight)
+"""identity: OpenID Connect single sign-on (linked IdP subjects, sign-ins in flight, a session's first factor)
 
 Revision ID: 0013
 Revises: 0010
@@ -45,9 +45,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('oidc_login_states', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_oidc_login_states_expires_at'), ['expires_at'], unique=False)
+    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('first_factor', sa.String(length=16), server_default='password', nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('web_sessions', schema=None) as batch_op:
+        batch_op.drop_column('first_factor')
     with op.batch_alter_table('oidc_login_states', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_oidc_login_states_expires_at'))
     op.drop_table('oidc_login_states')
