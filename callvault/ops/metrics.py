@@ -118,7 +118,8 @@ class DatabaseCollector(Collector):
                                             "recordings destroyed by retention or request")
             destroyed.add_metric([], by_state.get(RecordingState.DESTROYED.value, 0))
             yield destroyed
-            last = session.scalar(select(func.max(Recording.destroyed_at)))
+            last = session.scalar(select(func.max(Recording.destroyed_at)).where(
+                Recording.state == RecordingState.DESTROYED))  # the state index narrows it to destroyed rows
             last_sweep = GaugeMetricFamily("callvault_retention_last_destruction_timestamp_seconds",
                                            "when a recording was last destroyed (0: never)")
             last_sweep.add_metric([], last.timestamp() if last else 0)
