@@ -144,24 +144,51 @@ class FlowStart:
 
 def begin(session: Session, *, client: ProviderClient, redirect_uri: str, clock: Clock = system_clock) -> FlowStart:
     """Record a sign-in in flight and build the provider URL to send the browser to."""
+    endpoint = client.metadata().authorization_endpoint  # network first: no database lock held while waiting
     now = clock.now()
     session.execute(delete(OidcLoginState).where(OidcLoginState.expires_at < now - timedelta(hours=1)))
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(64)
     session.add(OidcLoginState(id=new_id(), state_sha256=_hash(state), nonce=nonce, code_verifier=verifier,
                                redirect_uri=redirect_uri[:500], created_at=now, expires_at=now + FLOW_LIFETIME))
     with client.oauth(redirect_uri) as oauth:
-        url, _ = oauth.create_authorization_url(client.metadata().authorization_endpoint, state=state, nonce=nonce,
-                                                code_verifier=verifier)
+        url, _ = oauth.create_authorization_url(endpoint, state=state, nonce=nonce, code_verifier=verifier)
     return FlowStart(authorization_url=url, state=state)
 
 
-def _take_state(session: Session, state: str, clock: Clock) -> OidcLoginState:
+@dataclass(frozen=True)
+class Flow:
+    """A sign-in in flight, claimed: what the callback needs to finish it."""
+
+    nonce: str
+    code_verifier: str
+    redirect_uri: str
+
+
+def claim_flow(session: Session, *, state: str, clock: Clock = system_clock) -> Flow:
+    """Mark the sign-in behind ``state`` used and return it. The edge commits this on its own, before
+    talking to the provider, so a refused answer cannot be replayed against the same flow."""
     row = session.scalar(select(OidcLoginState).where(OidcLoginState.state_sha256 == _hash(state)))
     now = clock.now()
     if row is None or row.used_at is not None or row.expires_at <= now:
         raise SsoRefused("this single sign-on attempt expired or was already used; start again from the sign-in page")
     row.used_at = now
-    return row
+    return Flow(nonce=row.nonce, code_verifier=row.code_verifier, redirect_uri=row.redirect_uri)
+
+
+def exchange_code(*, client: ProviderClient, flow: Flow, code: str, clock: Clock = system_clock) -> dict[str, Any]:
+    """Trade the code (with the PKCE verifier) for tokens and return the checked ID token's claims.
+    Network only: called outside any database transaction."""
+    try:
+        with client.oauth(flow.redirect_uri) as oauth:
+            token = oauth.fetch_token(client.metadata().token_endpoint, code=code, code_verifier=flow.code_verifier)
+    except OAuthError as exc:
+        raise SsoRefused(f"the identity provider refused the sign-in code ({exc.error}: {exc.description})") from exc
+    except httpx.HTTPError as exc:
+        raise ConfigurationError(f"the identity provider's token endpoint could not be reached: {exc}") from exc
+    id_token = token.get("id_token")
+    if not isinstance(id_token, str):
+        raise SsoRefused("the identity provider returned no ID token (is the 'openid' scope allowed?)")
+    return validate_id_token(id_token, client=client, nonce=flow.nonce, now=clock.now())
 
 
 def validate_id_token(id_token: str, *, client: ProviderClient, nonce: str, now: datetime) -> dict[str, Any]:
@@ -277,24 +304,11 @@ def _link_user(session: Session, *, settings: OidcSettings, claims: dict[str, An
 
 
 def finish(
-    session: Session, *, client: ProviderClient, state: str, code: str, policy: PolicyDocument,
+    session: Session, *, settings: OidcSettings, claims: dict[str, Any], policy: PolicyDocument,
     source_ip: str | None, clock: Clock = system_clock,
 ) -> SsoSignIn:
-    """The provider sent the browser back: check everything, find the account, decide how far it is signed in.
+    """Checked claims → the account, its role, and how far it is signed in (see the module doc).
     Refusals raise ``SsoRefused``; the edge records them in a transaction of their own."""
-    settings = client.settings
-    flow = _take_state(session, state, clock)
-    try:
-        with client.oauth(flow.redirect_uri) as oauth:
-            token = oauth.fetch_token(client.metadata().token_endpoint, code=code, code_verifier=flow.code_verifier)
-    except OAuthError as exc:
-        raise SsoRefused(f"the identity provider refused the sign-in code ({exc.error}: {exc.description})") from exc
-    except httpx.HTTPError as exc:
-        raise ConfigurationError(f"the identity provider's token endpoint could not be reached: {exc}") from exc
-    id_token = token.get("id_token")
-    if not isinstance(id_token, str):
-        raise SsoRefused("the identity provider returned no ID token (is the 'openid' scope allowed?)")
-    claims = validate_id_token(id_token, client=client, nonce=flow.nonce, now=clock.now())
     role = mapped_role(settings, claims)
     if role is not None and role not in policy.roles:
         raise SsoRefused(f"the identity provider's claims map to role {role!r}, which the policy in force does not "

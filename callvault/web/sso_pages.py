@@ -77,9 +77,14 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
         if not same(state, request.cookies.get(FLOW_COOKIE, "")):
             raise oidc.SsoRefused("this sign-in was not started in this browser; start again from the sign-in page")
         old_cookie = request.cookies.get(SESSION_COOKIE)
+        # Three short transactions, none held open while the provider answers: claim the flow (committed
+        # even if what follows fails: no second try with the same state), exchange and check, sign in.
+        with runtime.db.unit_of_work() as session:
+            flow = oidc.claim_flow(session, state=state, clock=runtime.clock)
+        claims = oidc.exchange_code(client=client, flow=flow, code=code, clock=runtime.clock)
         with runtime.db.unit_of_work() as session:
             policy = policy_in_force(session, runtime.clock)
-            result = oidc.finish(session, client=client, state=state, code=code, policy=policy, source_ip=ip,
+            result = oidc.finish(session, settings=client.settings, claims=claims, policy=policy, source_ip=ip,
                                  clock=runtime.clock)
             if old_cookie:  # never adopt a session the browser brought along (fixation)
                 web_sessions.revoke(session, cookie=old_cookie, clock=runtime.clock)
