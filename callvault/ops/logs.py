@@ -64,6 +64,8 @@ def logging_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
             "uvicorn.error": {"handlers": [], "propagate": True, "level": level},
             # callvault logs each request itself (with its id, route and duration): no second access line.
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
+            # /readyz reads the schema version through Alembic, which says so at INFO on every probe.
+            "alembic.runtime.migration": {"level": "WARNING"},
         },
     }
 
