@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
 from callvault.api import (
+    observability,
     routes_access,
     routes_audit,
     routes_auth,
@@ -22,6 +22,7 @@ from callvault.api import (
 )
 from callvault.api.deps import NetworkGuard
 from callvault.api.errors import install_error_handlers
+from callvault.ops.metrics import build_registry
 from callvault.runtime import Runtime
 from callvault.web import pages, subject_pages
 
@@ -53,21 +54,24 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_integrations.router, prefix="/api/v1")
     app.include_router(subject_pages.router)
     app.include_router(pages.router)
+    app.include_router(observability.router)
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
-    app.add_middleware(NetworkGuard, runtime=runtime)  # A11: the allow-list, before anything else runs
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> JSONResponse:
-        with runtime.db.unit_of_work() as session:
-            session.connection().exec_driver_sql("SELECT 1")
-        return JSONResponse({"status": "ok"})
-
+    registry, http_metrics = build_registry(runtime.db, siprec_stats=runtime.settings.siprec_stats,
+                                            clock=runtime.clock)
+    app.state.metrics_registry = registry
+    # Added last = runs first. NetworkGuard (A11) runs before anything that reads data or decides;
+    # RequestContext only stamps an id and times the request, so it wraps even the guard's refusals.
+    app.add_middleware(NetworkGuard, runtime=runtime)
+    app.add_middleware(observability.RequestContext, metrics=http_metrics)
     return app
 
 
 def create_app_from_environment() -> FastAPI:
     """App factory for multi-process serving (``callvault serve --workers N``): settings from the environment."""
     from callvault.core.settings import load_settings
+    from callvault.ops import logs
     from callvault.runtime import build_runtime
 
-    return create_app(build_runtime(load_settings()))
+    settings = load_settings()
+    logs.configure(settings.json_logs)
+    return create_app(build_runtime(settings))

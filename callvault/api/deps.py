@@ -5,7 +5,7 @@ Every request passes three gates, in this order:
 1. ``NetworkGuard`` (middleware, every request): the client address (``X-Forwarded-For`` believed only
    from ``CALLVAULT_TRUSTED_PROXIES``) must be inside the policy's network allow-list (A11), and, when
    the policy requires company devices, the trusted proxy must vouch for a verified client certificate.
-   Only the public notice, its stylesheet and the health check are exempt.
+   Only the public notice, its stylesheet and the health checks are exempt.
 2. ``get_caller``: a bearer token (``Authorization: Bearer``) or a fully signed-in web session cookie.
    A token may only reach the routes its scopes cover; a cookie-authenticated state-changing request
    must carry the session's CSRF token (``X-CSRF-Token``); the policy's per-role network rule applies.
@@ -48,8 +48,8 @@ CSRF_HEADER = "x-csrf-token"
 CLIENT_CERT_HEADER = "x-ssl-client-verify"
 """Set by the TLS-terminating proxy (nginx ``$ssl_client_verify``); believed only from a trusted proxy."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PUBLIC_PATHS = ("/notice", "/static/", "/healthz")
-"""Reachable from anywhere: the public recording notice (B2) must be, and the health check is for the
+PUBLIC_PATHS = ("/notice", "/static/", "/healthz", "/readyz")
+"""Reachable from anywhere: the public recording notice (B2) must be, and the health checks are for the
 load balancer. Nothing here touches recordings or accounts."""
 
 _SUBJECT_PUBLIC = re.compile(r"^/(request(/[0-9a-f-]{36}/verify)?|s/[A-Za-z0-9_-]{20,100})$")
@@ -143,7 +143,7 @@ class NetworkGuard:
         path: str = scope.get("path", "")
         ip = _client_address(scope, self.runtime.settings)
         scope.setdefault("state", {})["client_ip"] = ip
-        if path == "/notice" or path.startswith(("/static/", "/healthz")) or _public_subject_path(scope):
+        if path in ("/notice", "/healthz", "/readyz") or path.startswith("/static/") or _public_subject_path(scope):
             await self.app(scope, receive, send)
             return
         try:

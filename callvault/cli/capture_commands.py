@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import multiprocessing
 import signal
 from pathlib import Path
@@ -14,6 +13,7 @@ import typer
 from callvault.capture.siprec.server import ServerConfig, install_uvloop, raise_fd_limit, serve
 from callvault.cli.main import DataDir, app, err, handle_errors, settings_for
 from callvault.core.errors import ConfigurationError, InvalidInput
+from callvault.ops import logs
 from callvault.runtime import build_runtime
 
 capture_app = typer.Typer(help="Capture calls from telephony (SIPREC recording server).", no_args_is_help=True)
@@ -51,10 +51,11 @@ def parse_port_range(value: str) -> tuple[int, int]:
 
 
 def _run_one(data_dir: Path | None, config: ServerConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    settings = settings_for(data_dir)
+    logs.configure(settings.json_logs)
     raise_fd_limit()
     install_uvloop()
-    runtime = build_runtime(settings_for(data_dir))
+    runtime = build_runtime(settings)
     try:
         asyncio.run(serve(runtime, config))
     finally:

@@ -260,8 +260,10 @@ def serve(
 
     from callvault.api.app import create_app
     from callvault.capture.siprec.service import start_beside_serve
+    from callvault.ops import logs
 
     runtime = open_runtime(data_dir)
+    log_config = logs.logging_config(runtime.settings.json_logs)
     # CALLVAULT_SIPREC_LISTEN (docs/siprec.md): the capture server runs as a supervised child process.
     capture = start_beside_serve(runtime.settings)
     if capture is not None:
@@ -272,13 +274,13 @@ def serve(
     out.print(f"callvault listening on http://{host}:{port}/  (API docs: /api/v1/docs)")
     try:
         if workers == 1:
-            uvicorn.run(create_app(runtime), host=host, port=port, log_level="info", proxy_headers=False)
+            uvicorn.run(create_app(runtime), host=host, port=port, log_config=log_config, proxy_headers=False)
             return
         runtime.close()
         # Each process builds its own runtime from the same settings; nothing is shared in memory.
         os.environ["CALLVAULT_DATA_DIR"] = str(runtime.settings.data_dir)
         uvicorn.run("callvault.api.app:create_app_from_environment", factory=True, host=host, port=port,
-                    workers=workers, log_level="info", proxy_headers=False)
+                    workers=workers, log_config=log_config, proxy_headers=False)
     finally:
         if capture is not None:
             capture.stop()
@@ -376,13 +378,12 @@ def worker(
     data_dir: DataDir = None,
 ) -> None:
     """Run background jobs (retention, cleanup, ...) until stopped; any number of workers may run."""
-    import logging
-
     from callvault.jobs.registry import all_jobs
     from callvault.jobs.worker import run_forever, run_once
+    from callvault.ops import logs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     runtime = open_runtime(data_dir)
+    logs.configure(runtime.settings.json_logs)
     try:
         jobs = all_jobs()
         unknown = set(job_names or ()) - set(jobs)

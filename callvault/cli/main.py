@@ -117,6 +117,7 @@ from callvault.cli import (  # noqa: E402, F401
     commands,
     integration_commands,
     keys_commands,
+    ops_commands,
     oversight_commands,
     pbx_commands,
     quality_commands,

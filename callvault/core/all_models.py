@@ -8,6 +8,8 @@ from callvault.identity.models import (
     ApiToken,
     MfaCredential,
     MfaRecoveryCode,
+    OidcIdentity,
+    OidcLoginState,
     PolicyAcknowledgement,
     SignInThrottle,
     User,
@@ -27,7 +29,7 @@ from callvault.transcription.models import CrmNote, CrmWebhookDelivery, Transcri
 __all__ = ["ApiToken", "AuditEntry", "DataKey", "PolicyAcknowledgement", "PolicyVersion", "Recording", "User"]
 __all__ += ["Case", "DestructionRecord", "KeyDestruction", "LegalHold", "RecordingControl"]
 __all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", "MfaRecoveryCode",
-            "SignInThrottle", "WebSession"]
+            "OidcIdentity", "OidcLoginState", "SignInThrottle", "WebSession"]
 __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
 __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]

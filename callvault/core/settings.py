@@ -34,6 +34,32 @@ def env_or_file(env: Mapping[str, str], name: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """How callvault signs people in through an OpenID Connect provider (docs/sso.md).
+
+    ``role_map`` pairs a value found in the role claim or the groups claim with a policy role; the
+    first pair (in configured order) whose value the ID token carries decides the role. A token that
+    matches none is refused: nobody gets a role by accident.
+    """
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    role_map: tuple[tuple[str, str], ...] = ()
+    role_claim: str = "roles"
+    groups_claim: str = "groups"
+    username_claim: str = "preferred_username"
+    scopes: tuple[str, ...] = ("openid", "profile", "email")
+    mfa_amr: tuple[str, ...] = ("mfa",)
+    """``amr`` values (RFC 8176) that prove the IdP did a second factor."""
+    mfa_acr: tuple[str, ...] = ()
+    """``acr`` values that prove a second factor (e.g. your IdP's MFA level URI)."""
+    provisioning: str = "existing"
+    """``existing``: the account must already exist (default); ``jit``: created at first sign-in."""
+    button_label: str = "Sign in with SSO"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where callvault keeps things and how it reaches them."""
 
@@ -57,6 +83,14 @@ class Settings:
     """A web session unused this long ends (``CALLVAULT_SESSION_IDLE_SECONDS``)."""
     session_absolute_seconds: int = 12 * 3600
     """A web session ends this long after sign-in, however active (``CALLVAULT_SESSION_ABSOLUTE_SECONDS``)."""
+    oidc: OidcSettings | None = None
+    """Single sign-on through an OpenID Connect provider; None when ``CALLVAULT_OIDC_ISSUER`` is unset."""
+    json_logs: bool = False
+    """One JSON object per log line, each with the request id (``CALLVAULT_JSON_LOGS=1``)."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """Bearer token that lets a scraper outside loopback read ``/metrics`` (``CALLVAULT_METRICS_TOKEN(_FILE)``)."""
+    siprec_stats: str | None = None
+    """Glob of the SIPREC servers' ``--stats-file`` files on this host, read by ``/metrics``."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -106,6 +140,8 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
         raise ConfigurationError("CALLVAULT_TOKEN_TTL_SECONDS must be a whole number of seconds") from exc
     access = _access_settings(pick)
     uploads = _upload_settings(pick)
+    access.update(_ops_settings(env, pick))
+    access["oidc"] = _oidc_settings(env, pick, file_conf)
     return Settings(
         data_dir=root,
         database_url=database_url,
@@ -155,3 +191,74 @@ def _access_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
             raise ConfigurationError(f"{env_name} must be a whole number of seconds, at least 60")
         values[key] = int(raw)
     return values
+
+
+def _flag(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
+
+
+def _words(raw: str) -> tuple[str, ...]:
+    """A comma/space separated list from the environment, or a TOML list's str()."""
+    return tuple(w for w in raw.translate(str.maketrans(",[]'\"", "     ")).split() if w)
+
+
+def _ops_settings(env: Mapping[str, str], pick: Callable[[str, str, str], str]) -> dict[str, Any]:
+    return {
+        "json_logs": _flag(pick("CALLVAULT_JSON_LOGS", "json_logs", "false"), "CALLVAULT_JSON_LOGS"),
+        "metrics_token": env_or_file(env, "CALLVAULT_METRICS_TOKEN") or None,
+        "siprec_stats": pick("CALLVAULT_SIPREC_STATS", "siprec_stats", "") or None,
+    }
+
+
+def _oidc_settings(env: Mapping[str, str], pick: Callable[[str, str, str], str],
+                   file_conf: Mapping[str, object]) -> OidcSettings | None:
+    """OIDC settings, checked at start-up: a half-configured provider is an error, not a silent no-SSO."""
+    from urllib.parse import urlsplit
+
+    issuer = pick("CALLVAULT_OIDC_ISSUER", "oidc_issuer", "").rstrip("/")
+    if not issuer:
+        return None
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ConfigurationError(f"CALLVAULT_OIDC_ISSUER {issuer!r} must be an https:// URL "
+                                 "(plain http is accepted only for a provider on loopback, for tests)")
+    client_id = pick("CALLVAULT_OIDC_CLIENT_ID", "oidc_client_id", "")
+    secret = env_or_file(env, "CALLVAULT_OIDC_CLIENT_SECRET") or ""
+    if not client_id or not secret:
+        raise ConfigurationError("CALLVAULT_OIDC_ISSUER is set: also set CALLVAULT_OIDC_CLIENT_ID and "
+                                 "CALLVAULT_OIDC_CLIENT_SECRET (or CALLVAULT_OIDC_CLIENT_SECRET_FILE)")
+    role_map: list[tuple[str, str]] = []
+    table = file_conf.get("oidc_role_map")
+    if isinstance(table, dict) and not env.get("CALLVAULT_OIDC_ROLE_MAP"):
+        role_map = [(str(k), str(v)) for k, v in table.items()]
+    else:
+        for pair in pick("CALLVAULT_OIDC_ROLE_MAP", "oidc_role_map", "").split(","):
+            if not pair.strip():
+                continue
+            value, sep, role = pair.partition("=")
+            if not sep or not value.strip() or not role.strip():
+                raise ConfigurationError(f"CALLVAULT_OIDC_ROLE_MAP: {pair.strip()!r} is not CLAIM_VALUE=ROLE "
+                                         "(e.g. cv-admins=it_staff,cv-agents=specialist)")
+            role_map.append((value.strip(), role.strip()))
+    provisioning = pick("CALLVAULT_OIDC_PROVISIONING", "oidc_provisioning", "existing").strip().lower()
+    if provisioning not in ("existing", "jit"):
+        raise ConfigurationError("CALLVAULT_OIDC_PROVISIONING must be 'existing' (accounts must be created first) "
+                                 "or 'jit' (created at first sign-in)")
+    defaults = OidcSettings(issuer="", client_id="", client_secret="")
+    return OidcSettings(
+        issuer=issuer, client_id=client_id, client_secret=secret, role_map=tuple(role_map),
+        role_claim=pick("CALLVAULT_OIDC_ROLE_CLAIM", "oidc_role_claim", defaults.role_claim),
+        groups_claim=pick("CALLVAULT_OIDC_GROUPS_CLAIM", "oidc_groups_claim", defaults.groups_claim),
+        username_claim=pick("CALLVAULT_OIDC_USERNAME_CLAIM", "oidc_username_claim", defaults.username_claim),
+        scopes=_words(pick("CALLVAULT_OIDC_SCOPES", "oidc_scopes", " ".join(defaults.scopes))),
+        mfa_amr=_words(pick("CALLVAULT_OIDC_MFA_AMR", "oidc_mfa_amr", ",".join(defaults.mfa_amr))),
+        mfa_acr=_words(pick("CALLVAULT_OIDC_MFA_ACR", "oidc_mfa_acr", "")),
+        provisioning=provisioning,
+        button_label=pick("CALLVAULT_OIDC_BUTTON_LABEL", "oidc_button_label", defaults.button_label),
+    )

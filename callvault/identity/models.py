@@ -80,6 +80,8 @@ class WebSession(Base):
     """The absolute end, however active the session is."""
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_factor: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
+    """How the person proved who they are before any TOTP step: ``password`` or ``oidc`` (for the audit)."""
 
 
 class MfaCredential(Base):
@@ -119,3 +121,36 @@ class SignInThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OidcIdentity(Base):
+    """Which account an identity-provider subject signs in as. Linked once (by the username claim, or
+    at just-in-time creation); afterwards the subject, not the name, decides, so a renamed IdP account
+    keeps its callvault account and a reused name cannot take over another's."""
+
+    __tablename__ = "oidc_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_oidc_identities_issuer_subject"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OidcLoginState(Base):
+    """One sign-in through the identity provider in flight: the ``state`` (hashed), the ``nonce`` the
+    ID token must carry and the PKCE verifier. In the database, so the callback may land on any node;
+    used once, and short-lived."""
+
+    __tablename__ = "oidc_login_states"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    state_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(String(128))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    redirect_uri: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -211,14 +211,16 @@ def sign_in(
 
 
 def complete_mfa(
-    session: Session, *, user: User, code: str, keyring: Keyring, source_ip: str | None, clock: Clock = system_clock
+    session: Session, *, user: User, code: str, keyring: Keyring, source_ip: str | None, clock: Clock = system_clock,
+    first_factor: str = "password",
 ) -> None:
-    """The second step of a web sign-in; AuthenticationFailed (record it) when the code is not good."""
+    """The second step of a web sign-in (after a password or single sign-on, ``first_factor``);
+    AuthenticationFailed (record it) when the code is not good."""
     _check_lock(session, user.username, source_ip, clock)
     method = mfa.verify(session, user=user, code=code, keyring=keyring, clock=clock)
     if method is None:
         raise AuthenticationFailed(WRONG_CODE)
-    _signed_in(session, user, source_ip, f"password+{method}", clock)
+    _signed_in(session, user, source_ip, f"{first_factor}+{method}", clock)
 
 
 def record_failed_sign_in(

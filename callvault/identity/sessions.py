@@ -44,7 +44,7 @@ def _hash(value: str) -> str:
 
 def create(
     session: Session, *, user: User, stage: Stage, source_ip: str | None, absolute_seconds: int,
-    clock: Clock = system_clock,
+    clock: Clock = system_clock, first_factor: str = "password",
 ) -> NewSession:
     now = clock.now()
     lifetime = timedelta(seconds=absolute_seconds) if stage == "full" else min(
@@ -53,7 +53,7 @@ def create(
     row = WebSession(
         id=new_id(), session_sha256=_hash(cookie), user_id=user.id, stage=stage,
         csrf_token=secrets.token_urlsafe(32), created_at=now, last_seen_at=now, expires_at=now + lifetime,
-        source_ip=source_ip,
+        source_ip=source_ip, first_factor=first_factor,
     )
     session.add(row)
     session.flush()
@@ -85,7 +85,7 @@ def rotate(
     """End ``old`` and start a fresh session (new id, new CSRF token) at ``stage``."""
     old.revoked_at = clock.now()
     return create(session, user=user, stage=stage, source_ip=source_ip, absolute_seconds=absolute_seconds,
-                  clock=clock)
+                  clock=clock, first_factor=old.first_factor)
 
 
 def revoke(session: Session, *, cookie: str, clock: Clock = system_clock) -> bool:

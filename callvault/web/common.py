@@ -7,6 +7,7 @@ themselves. A refusal is rendered as a page that says why and what would allow i
 from __future__ import annotations
 
 import hmac
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from callvault.subject_requests import service as subject_requests
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 STATIC_DIR = Path(__file__).parent / "static"
+PRELOGIN_COOKIE = "cv_prelogin"
 
 
 def abilities(caller: Caller) -> dict[str, bool]:
@@ -77,3 +79,25 @@ def denied(request: Request, caller: Caller | None, reason: str, allow: str = ""
 def form_expired(request: Request, caller: Caller | None) -> Response:
     return denied(request, caller, "The form expired or did not come from this page.",
                   "Reload the page and submit it again.", title="Form expired")
+
+
+def secure_request(request: Request) -> bool:
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "") == "https"
+
+
+def set_session_cookie(response: Response, request: Request, cookie: str) -> None:
+    # No max_age: a browser-session cookie. The server ends the session (idle/absolute) regardless.
+    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="strict", secure=secure_request(request),
+                        path="/")
+
+
+def login_page(request: Request, error: str | None, status_code: int = 200) -> Response:
+    """The sign-in form with a fresh double-submit token (cookie + hidden field must match)."""
+    token = secrets.token_urlsafe(32)
+    oidc = get_runtime(request).settings.oidc
+    response = templates.TemplateResponse(request, "login.html", {
+        "error": error, "csrf_token": token, "sso_label": oidc.button_label if oidc else None},
+        status_code=status_code)
+    response.set_cookie(PRELOGIN_COOKIE, token, httponly=True, samesite="strict", secure=secure_request(request),
+                        path="/", max_age=3600)
+    return response

@@ -10,7 +10,6 @@ CSRF token and is refused without it.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -32,15 +31,14 @@ from callvault.web import (
     quality_pages,
     recording_pages,
     requests_pages,
+    sso_pages,
 )
-from callvault.web.common import STATIC_DIR, render, same, templates
+from callvault.web.common import PRELOGIN_COOKIE, STATIC_DIR, login_page, render, same, set_session_cookie, templates
 
 __all__ = ["STATIC_DIR", "router"]
 
 router = APIRouter(include_in_schema=False)
 
-
-PRELOGIN_COOKIE = "cv_prelogin"
 
 
 def _optional_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller | None:
@@ -50,25 +48,6 @@ def _optional_caller(request: Request, runtime: Runtime = Depends(get_runtime)) 
         return get_caller(request, runtime)
     except (AuthenticationFailed, AccessDenied):
         return None
-
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "") == "https"
-
-
-def _set_session_cookie(response: Response, request: Request, cookie: str) -> None:
-    # No max_age: a browser-session cookie. The server ends the session (idle/absolute) regardless.
-    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="strict", secure=_secure(request), path="/")
-
-
-def _login_page(request: Request, error: str | None, status_code: int = 200) -> Response:
-    """The sign-in form with a fresh double-submit token (cookie + hidden field must match)."""
-    token = secrets.token_urlsafe(32)
-    response = templates.TemplateResponse(request, "login.html", {"error": error, "csrf_token": token},
-                                          status_code=status_code)
-    response.set_cookie(PRELOGIN_COOKIE, token, httponly=True, samesite="strict", secure=_secure(request),
-                        path="/", max_age=3600)
-    return response
 
 
 def _half_session(request: Request, runtime: Runtime, stage: str) -> tuple[WebSession, User] | None:
@@ -102,7 +81,7 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
             pending = _pending_redirect(request, runtime)
             if pending is not None:
                 return pending
-        return _login_page(request, None)
+        return login_page(request, None)
     if caller.actor.acknowledged_policy_version != caller.policy.version:
         return render(request, "acknowledge.html", {"caller": caller, "policy": caller.policy})
     return home_pages.dashboard(request, caller, runtime)
@@ -112,7 +91,7 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
 def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
           csrf_token: Annotated[str, Form()] = "", runtime: Runtime = Depends(get_runtime)) -> Response:
     if not same(csrf_token, request.cookies.get(PRELOGIN_COOKIE, "")):
-        return _login_page(request, "The sign-in form expired; please try again.", status_code=403)
+        return login_page(request, "The sign-in form expired; please try again.", status_code=403)
     ip = source_ip(request)
     old_cookie = request.cookies.get(SESSION_COOKIE)
     try:
@@ -130,10 +109,10 @@ def login(request: Request, username: Annotated[str, Form()], password: Annotate
             identity.record_failed_sign_in(session, username=username, source_ip=ip, reason=exc.message,
                                            clock=runtime.clock)
         message = exc.message[:1].upper() + exc.message[1:] + "."
-        return _login_page(request, message, status_code=401)
+        return login_page(request, message, status_code=401)
     target = {"full": "/", "mfa": "/mfa", "enrol": "/mfa/enrol"}[result.stage]
     response = RedirectResponse(target, status_code=303)
-    _set_session_cookie(response, request, new.cookie)
+    set_session_cookie(response, request, new.cookie)
     response.delete_cookie(PRELOGIN_COOKIE, path="/")
     return response
 
@@ -160,7 +139,7 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
     try:
         with runtime.db.unit_of_work() as session:
             identity.complete_mfa(session, user=user, code=code, keyring=runtime.keyring, source_ip=ip,
-                                  clock=runtime.clock)
+                                  clock=runtime.clock, first_factor=ws.first_factor)
             row = session.get(WebSession, ws.id)
             assert row is not None
             new = web_sessions.rotate(session, old=row, user=user, stage="full", source_ip=ip,
@@ -174,7 +153,7 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
         return templates.TemplateResponse(request, "mfa.html", {
             "error": exc.message[:1].upper() + exc.message[1:] + ".", "csrf_token": ws.csrf_token}, status_code=401)
     response = RedirectResponse("/", status_code=303)
-    _set_session_cookie(response, request, new.cookie)
+    set_session_cookie(response, request, new.cookie)
     return response
 
 
@@ -207,8 +186,8 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
                 assert fresh is not None
                 codes = mfa.confirm_enrolment(session, user=fresh, code=code, keyring=runtime.keyring, source_ip=ip,
                                               clock=runtime.clock)
-                identity.record_sign_in(session, user=fresh, source_ip=ip, method="password+totp (enrolment)",
-                                        clock=runtime.clock)
+                identity.record_sign_in(session, user=fresh, source_ip=ip,
+                                        method=f"{ws.first_factor}+totp (enrolment)", clock=runtime.clock)
                 row = session.get(WebSession, ws.id)
                 assert row is not None
                 new = web_sessions.rotate(session, old=row, user=fresh, stage="full", source_ip=ip,
@@ -223,7 +202,7 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
             "error": error, "csrf_token": ws.csrf_token, "enrolment": enrolment}, status_code=422)
     response = templates.TemplateResponse(request, "mfa_recovery.html", {"codes": codes})
     response.headers["Cache-Control"] = "no-store"
-    _set_session_cookie(response, request, new.cookie)
+    set_session_cookie(response, request, new.cookie)
     return response
 
 
@@ -268,5 +247,6 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
     return templates.TemplateResponse(request, "notice.html", {"policy": policy})
 
 
-for _module in (recording_pages, access_pages, oversight_pages, requests_pages, quality_pages, integrations_pages):
+for _module in (recording_pages, access_pages, oversight_pages, requests_pages, quality_pages, integrations_pages,
+                sso_pages):
     router.include_router(_module.router)

@@ -1,0 +1,132 @@
+"""What ``callvault config show`` prints: every setting's effective value and where it came from, with
+secrets redacted, so an operator can compare two nodes or a support person can read it safely.
+
+Sources, as ``core.settings`` applies them: the environment (``env``), a ``*_FILE`` named in the
+environment (``file``), ``<data-dir>/config.toml`` (``config.toml``) or the built-in ``default``.
+A secret is shown only as ``(set)``/``(not set)``; a database URL keeps everything but its password.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from callvault.core.settings import Settings
+
+REDACTED = "(set, redacted)"
+
+
+@dataclass(frozen=True)
+class Spec:
+    env: str
+    key: str | None = None
+    """Its name in config.toml, when it may be set there."""
+    secret: bool = False
+    value: Callable[[Settings], object] | None = None
+    """The effective value from ``Settings``; None: read straight from the environment (default ``default``)."""
+    default: str = ""
+
+
+def _oidc(attr: str) -> Callable[[Settings], object]:
+    return lambda s: getattr(s.oidc, attr) if s.oidc else None
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("CALLVAULT_DATA_DIR", None, value=lambda s: s.data_dir),
+    Spec("CALLVAULT_DATABASE_URL", "database_url", value=lambda s: redact_url(s.database_url)),
+    Spec("CALLVAULT_STORAGE_URL", "storage_url", value=lambda s: redact_url(s.storage_url)),
+    Spec("CALLVAULT_KEY_DIR", "key_dir", value=lambda s: s.key_dir),
+    Spec("CALLVAULT_KEK", None, secret=True),
+    Spec("CALLVAULT_KEK_ID", None),
+    Spec("CALLVAULT_S3_ACCESS_KEY", None, secret=True),
+    Spec("CALLVAULT_S3_SECRET_KEY", None, secret=True),
+    Spec("CALLVAULT_DEFAULT_REGION", "default_region", value=lambda s: s.default_region),
+    Spec("CALLVAULT_TOKEN_TTL_SECONDS", "token_ttl_seconds", value=lambda s: s.token_ttl_seconds),
+    Spec("CALLVAULT_TRUSTED_PROXIES", "trusted_proxies", value=lambda s: ",".join(s.trusted_proxies)),
+    Spec("CALLVAULT_SESSION_IDLE_SECONDS", "session_idle_seconds", value=lambda s: s.session_idle_seconds),
+    Spec("CALLVAULT_SESSION_ABSOLUTE_SECONDS", "session_absolute_seconds",
+         value=lambda s: s.session_absolute_seconds),
+    Spec("CALLVAULT_PUBLIC_URL", None),
+    Spec("CALLVAULT_SMTP_HOST", None, default="localhost"),
+    Spec("CALLVAULT_SMTP_PORT", None, default="25"),
+    Spec("CALLVAULT_SMTP_FROM", None, default="callvault@localhost"),
+    Spec("CALLVAULT_SMTP_STARTTLS", None, default="0"),
+    Spec("CALLVAULT_SMTP_USERNAME", None),
+    Spec("CALLVAULT_SMTP_PASSWORD", None, secret=True),
+    Spec("CALLVAULT_MAIL_DOMAIN", None, default="localhost"),
+    Spec("CALLVAULT_SEARCH_KEY", None, secret=True),
+    Spec("CALLVAULT_AUDIT_SIGNING_KEY_FILE", None),
+    Spec("CALLVAULT_CRM_WEBHOOK_SECRET", None, secret=True),
+    Spec("CALLVAULT_ASR_MODEL_DIR", None),
+    Spec("CALLVAULT_ASR_THREADS", None, default="1"),
+    Spec("CALLVAULT_SUBJECT_REMINDER_DAYS", None, default="3,1"),
+    Spec("CALLVAULT_JSON_LOGS", "json_logs", value=lambda s: s.json_logs),
+    Spec("CALLVAULT_METRICS_TOKEN", None, secret=True, value=lambda s: s.metrics_token),
+    Spec("CALLVAULT_SIPREC_STATS", "siprec_stats", value=lambda s: s.siprec_stats),
+    Spec("CALLVAULT_OIDC_ISSUER", "oidc_issuer", value=_oidc("issuer")),
+    Spec("CALLVAULT_OIDC_CLIENT_ID", "oidc_client_id", value=_oidc("client_id")),
+    Spec("CALLVAULT_OIDC_CLIENT_SECRET", None, secret=True, value=_oidc("client_secret")),
+    Spec("CALLVAULT_OIDC_ROLE_MAP", "oidc_role_map",
+         value=lambda s: ",".join(f"{k}={v}" for k, v in s.oidc.role_map) if s.oidc else None),
+    Spec("CALLVAULT_OIDC_ROLE_CLAIM", "oidc_role_claim", value=_oidc("role_claim")),
+    Spec("CALLVAULT_OIDC_GROUPS_CLAIM", "oidc_groups_claim", value=_oidc("groups_claim")),
+    Spec("CALLVAULT_OIDC_USERNAME_CLAIM", "oidc_username_claim", value=_oidc("username_claim")),
+    Spec("CALLVAULT_OIDC_SCOPES", "oidc_scopes", value=lambda s: " ".join(s.oidc.scopes) if s.oidc else None),
+    Spec("CALLVAULT_OIDC_MFA_AMR", "oidc_mfa_amr", value=lambda s: ",".join(s.oidc.mfa_amr) if s.oidc else None),
+    Spec("CALLVAULT_OIDC_MFA_ACR", "oidc_mfa_acr", value=lambda s: ",".join(s.oidc.mfa_acr) if s.oidc else None),
+    Spec("CALLVAULT_OIDC_PROVISIONING", "oidc_provisioning", value=_oidc("provisioning")),
+    Spec("CALLVAULT_OIDC_BUTTON_LABEL", "oidc_button_label", value=_oidc("button_label")),
+)
+
+
+@dataclass(frozen=True)
+class SettingLine:
+    name: str
+    value: str
+    source: str
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (``postgresql://cv:***@db/cv``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + ":***@" + netloc[1]))
+
+
+def _file_conf(settings: Settings) -> dict[str, object]:
+    try:
+        return tomllib.loads(settings.config_path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def describe(settings: Settings) -> list[SettingLine]:
+    """One line per known setting, in a stable order."""
+    env = settings.env
+    conf = _file_conf(settings)
+    lines: list[SettingLine] = []
+    for spec in SPECS:
+        if env.get(spec.env):
+            source = "env"
+        elif env.get(spec.env + "_FILE"):
+            source = f"file {env[spec.env + '_FILE']}"
+        elif spec.key is not None and spec.key in conf:
+            source = "config.toml"
+        else:
+            source = "--data-dir or default" if spec.env == "CALLVAULT_DATA_DIR" else "default"
+        raw = spec.value(settings) if spec.value is not None else (env.get(spec.env) or spec.default or None)
+        if spec.secret:
+            shown = REDACTED if raw or source != "default" else "(not set)"
+        elif raw is None or raw == "":
+            shown = "(not set)"
+        else:
+            shown = str(raw).lower() if isinstance(raw, bool) else str(raw)
+        lines.append(SettingLine(spec.env, shown, source))
+    return lines
