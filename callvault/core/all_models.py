@@ -12,6 +12,7 @@ from callvault.identity.models import (
     User,
     WebSession,
 )
+from callvault.live.models import ActiveCall, MonitoringSession
 from callvault.notify.models import OutboxMail
 from callvault.oversight.models import MisuseReport
 from callvault.policy.models import PolicyVersion
@@ -27,3 +28,4 @@ __all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", 
 __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
 __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]
+__all__ += ["ActiveCall", "MonitoringSession"]

@@ -1,0 +1,161 @@
+"""Recording control reaching a SIPREC call while it runs (A14, B4): sipp sends the call, the agent
+presses pause/resume or "personal" through the real HTTP API (another thread, as another node would),
+and we look at what was stored afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from callvault.audit.models import AuditEntry
+from callvault.capture.models import RecordingControl
+from callvault.live.models import ActiveCall
+from callvault.recordings.models import Recording
+from callvault.retention.models import DestructionRecord
+from tests.siprec.support import dominant_frequency, rms, run_sipp, running_server, sipp_or_skip, stored_recording
+from tests.support.env import CallvaultEnv, LiveServer
+
+
+@pytest.fixture(autouse=True)
+def _need_sipp() -> None:
+    sipp_or_skip()
+
+
+@contextmanager
+def sipp_call(port: int, tmp_path: Path) -> Iterator[dict[str, object]]:
+    """Run the ~7 s live_call.xml scenario in the background; re-raise its failure at the end."""
+    result: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            run_sipp("live_call.xml", port, tmp_path)
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        thread.join(60)
+        if "error" in result:
+            raise result["error"]  # type: ignore[misc]
+
+
+def wait_for_active_call(env: CallvaultEnv, timeout: float = 10.0) -> ActiveCall:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with env.runtime.db.unit_of_work() as session:
+            row = session.scalar(select(ActiveCall))
+            if row is not None and row.extension == "2001":
+                session.expunge(row)
+                return row
+        time.sleep(0.05)
+    raise AssertionError("the call never appeared in active_calls")
+
+
+def control(client: httpx.Client, call_id: str, action: str) -> httpx.Response:
+    body: dict[str, str] = {"action": action}
+    if action != "personal":
+        body["at"] = datetime.now(UTC).isoformat()
+    return client.post(f"/api/v1/calls/{call_id}/control", json=body)
+
+
+def seconds_since(start: datetime) -> float:
+    return (datetime.now(UTC) - start).total_seconds()
+
+
+def test_pause_and_resume_through_the_api_silence_that_span_of_the_live_call(
+        env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
+    runtime = env.runtime
+    with running_server(runtime, rtp_base=34000) as srs, server.client("alice") as alice:
+        with sipp_call(srs.port, tmp_path):
+            call = wait_for_active_call(env)
+            while seconds_since(call.started_at) < 2.0:
+                time.sleep(0.02)
+            paused = control(alice, call.call_id, "pause")
+            assert paused.status_code == 200, paused.text
+            assert "live" in paused.json()["outcome"]
+            pause_at = seconds_since(call.started_at)
+            time.sleep(1.5)
+            resumed = control(alice, call.call_id, "resume")
+            assert resumed.status_code == 200, resumed.text
+            resume_at = seconds_since(call.started_at)
+        srs.wait_idle()
+    [rec] = stored_recording(runtime, call.call_id)
+    audio, rate = rec.audio, rec.rate
+    assert 6.0 <= rec.row.duration_seconds <= 8.5
+    before = slice(int(0.5 * rate), int(1.8 * rate))
+    assert abs(dominant_frequency(audio[before, 0], rate) - 1000) < 20
+    assert abs(dominant_frequency(audio[before, 1], rate) - 440) < 20
+    # The pause took effect at its instant (the event's ``at``), not when capture happened to poll.
+    silent = slice(int((pause_at + 0.05) * rate), int((resume_at - 0.3) * rate))
+    assert rms(audio[silent, 0]) < 1 and rms(audio[silent, 1]) < 1, "audio of the paused span was kept"
+    after = slice(int((resume_at + 0.5) * rate), int((resume_at + 1.5) * rate))
+    assert abs(dominant_frequency(audio[after, 0], rate) - 1000) < 20
+    assert rms(audio[after, 1]) > 1000
+    with runtime.db.unit_of_work() as session:
+        events = list(session.scalars(select(RecordingControl).where(RecordingControl.call_id == call.call_id)))
+        assert {e.kind for e in events} == {"pause", "resume"}
+        # Marked applied (and linked to the recording) in the same transaction that stored it: nothing
+        # later (ingest's admission, apply_to_stored) applies them a second time.
+        assert all(e.applied_at is not None and e.recording_id == rec.row.id for e in events)
+        assert all(e.outcome.startswith("applied live") for e in events)
+        assert session.scalar(select(ActiveCall).where(ActiveCall.call_id == call.call_id)) is None
+
+
+def test_marking_a_live_call_personal_keeps_nothing_and_is_audited(
+        env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
+    runtime = env.runtime
+    with running_server(runtime, rtp_base=34400) as srs, server.client("alice") as alice:
+        with sipp_call(srs.port, tmp_path):
+            call = wait_for_active_call(env)
+            while seconds_since(call.started_at) < 2.0:
+                time.sleep(0.02)
+            resp = control(alice, call.call_id, "personal")
+            assert resp.status_code == 200, resp.text
+            # Capture stops at once: within a second the partial recording is destroyed, call still running.
+            deadline = time.monotonic() + 2.0
+            state = None
+            while time.monotonic() < deadline:
+                with runtime.db.unit_of_work() as session:
+                    state = session.scalar(select(Recording.state).where(Recording.call_id == call.call_id))
+                if state == "destroyed":
+                    break
+                time.sleep(0.05)
+            assert state == "destroyed"
+            assert seconds_since(call.started_at) < 5.0, "destroyed only at the end of the call"
+        srs.wait_idle()
+    with runtime.db.unit_of_work() as session:
+        row = session.scalar(select(Recording).where(Recording.call_id == call.call_id))
+        assert row is not None and row.state == "destroyed" and row.retention_rule == "personal_call"
+        assert not runtime.store.exists(row.blob_key)
+        record = session.scalar(select(DestructionRecord).where(DestructionRecord.recording_id == row.id))
+        assert record is not None and record.rule == "personal_call"
+        actions = [e.action for e in session.scalars(select(AuditEntry).order_by(AuditEntry.seq))
+                   if e.object_id in (call.call_id, call.call_id[:64], row.id)]
+        assert "recording.control_personal" in actions
+        assert "recording.destroyed" in actions and "capture.discarded" in actions
+        [event] = session.scalars(select(RecordingControl).where(RecordingControl.call_id == call.call_id))
+        assert event.applied_at is not None and "destroyed" in event.outcome
+
+
+def test_someone_else_cannot_control_the_live_call(env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
+    runtime = env.runtime
+    with running_server(runtime, rtp_base=34800) as srs, server.client("bob") as bob:
+        with sipp_call(srs.port, tmp_path):
+            call = wait_for_active_call(env)
+            refused = control(bob, call.call_id, "personal")
+            assert refused.status_code == 403, refused.text
+        srs.wait_idle()
+    [rec] = stored_recording(runtime, call.call_id)
+    assert rec.row.state == "available" and rec.row.duration_seconds > 6.0
