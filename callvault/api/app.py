@@ -12,6 +12,7 @@ from callvault.api import (
     routes_audit,
     routes_auth,
     routes_control,
+    routes_live,
     routes_oversight,
     routes_recordings,
     routes_retention,
@@ -43,6 +44,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_oversight.router, prefix="/api/v1")
     app.include_router(routes_retention.router, prefix="/api/v1")
     app.include_router(routes_control.router, prefix="/api/v1")
+    app.include_router(routes_live.router, prefix="/api/v1")
     app.include_router(routes_access.router, prefix="/api/v1")
     app.include_router(routes_transcription.router, prefix="/api/v1")
     app.include_router(subject_pages.router)

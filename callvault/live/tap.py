@@ -8,7 +8,8 @@ the tap cannot be used to listen without the policy's say. Nothing on this path 
 
 Wire format (both hops, tap → API node → browser):
 
-* first a text frame ``{"type": "hello", "rate": 8000, "parties": "both", "channels": ["remote", "agent"]}``;
+* first a text frame ``{"type": "hello", "rate": 8000, "parties": "both", "started_ms": ..., "channels":
+  ["remote", "agent"]}`` (``started_ms``: the wall-clock instant of position 0);
 * then binary frames, one per RTP packet: 8-byte header (u8 version = 1, u8 channel: 0 = remote
   party, 1 = agent, u16 zero, u32 little-endian position in samples since the call began) and
   16-bit little-endian PCM at ``rate``;
@@ -72,8 +73,10 @@ class Listener:
 class LiveFeed:
     """The fan-out point a call's session publishes decoded packets to (event loop only)."""
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, started_ms: int = 0) -> None:
         self.rate = rate
+        self.started_ms = started_ms
+        """The wall-clock instant (ms since the epoch) of timeline position 0, for listeners' latency figures."""
         self.listeners: set[Listener] = set()
         self.ended: str | None = None
 
@@ -128,7 +131,7 @@ async def _handle(connection: ServerConnection, lookup: Lookup, redeem: Redeem) 
     feed.listeners.add(listener)
     try:
         await connection.send(json.dumps({"type": "hello", "rate": feed.rate, "parties": parties,
-                                          "channels": ["remote", "agent"]}))
+                                          "started_ms": feed.started_ms, "channels": ["remote", "agent"]}))
         waiter = asyncio.ensure_future(connection.wait_closed())
         while True:
             getter = asyncio.ensure_future(listener.queue.get())

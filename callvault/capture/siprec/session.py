@@ -144,7 +144,7 @@ class CallSession:
         self.frames_written = 0
         self.applied_controls: dict[str, str] = {}
         """Control event id -> what applying it did; marked on the event rows when the call is stored."""
-        self.feed = LiveFeed(rate)
+        self.feed = LiveFeed(rate, int(started_at.timestamp() * 1000))
         self.personal_by: str | None = None
         self._storage_lock = threading.Lock()
         """``finish`` and ``destroy_personal`` run in worker threads; one at a time, each idempotent."""
