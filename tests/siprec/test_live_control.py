@@ -5,10 +5,7 @@ and we look at what was stored afterwards.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,46 +18,21 @@ from callvault.capture.models import RecordingControl
 from callvault.live.models import ActiveCall
 from callvault.recordings.models import Recording
 from callvault.retention.models import DestructionRecord
-from tests.siprec.support import dominant_frequency, rms, run_sipp, running_server, sipp_or_skip, stored_recording
+from tests.siprec.support import (
+    dominant_frequency,
+    rms,
+    running_server,
+    sipp_call,
+    sipp_or_skip,
+    stored_recording,
+    wait_for_active_call,
+)
 from tests.support.env import CallvaultEnv, LiveServer
 
 
 @pytest.fixture(autouse=True)
 def _need_sipp() -> None:
     sipp_or_skip()
-
-
-@contextmanager
-def sipp_call(port: int, tmp_path: Path) -> Iterator[dict[str, object]]:
-    """Run the ~7 s live_call.xml scenario in the background; re-raise its failure at the end."""
-    result: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            run_sipp("live_call.xml", port, tmp_path)
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield result
-    finally:
-        thread.join(60)
-        if "error" in result:
-            raise result["error"]  # type: ignore[misc]
-
-
-def wait_for_active_call(env: CallvaultEnv, timeout: float = 10.0) -> ActiveCall:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with env.runtime.db.unit_of_work() as session:
-            row = session.scalar(select(ActiveCall))
-            if row is not None and row.extension == "2001":
-                session.expunge(row)
-                return row
-        time.sleep(0.05)
-    raise AssertionError("the call never appeared in active_calls")
 
 
 def control(client: httpx.Client, call_id: str, action: str) -> httpx.Response:
@@ -79,7 +51,7 @@ def test_pause_and_resume_through_the_api_silence_that_span_of_the_live_call(
     runtime = env.runtime
     with running_server(runtime, rtp_base=34000) as srs, server.client("alice") as alice:
         with sipp_call(srs.port, tmp_path):
-            call = wait_for_active_call(env)
+            call = wait_for_active_call(env.runtime)
             while seconds_since(call.started_at) < 2.0:
                 time.sleep(0.02)
             paused = control(alice, call.call_id, "pause")
@@ -118,7 +90,7 @@ def test_marking_a_live_call_personal_keeps_nothing_and_is_audited(
     runtime = env.runtime
     with running_server(runtime, rtp_base=34400) as srs, server.client("alice") as alice:
         with sipp_call(srs.port, tmp_path):
-            call = wait_for_active_call(env)
+            call = wait_for_active_call(env.runtime)
             while seconds_since(call.started_at) < 2.0:
                 time.sleep(0.02)
             resp = control(alice, call.call_id, "personal")
@@ -153,7 +125,7 @@ def test_someone_else_cannot_control_the_live_call(env: CallvaultEnv, server: Li
     runtime = env.runtime
     with running_server(runtime, rtp_base=34800) as srs, server.client("bob") as bob:
         with sipp_call(srs.port, tmp_path):
-            call = wait_for_active_call(env)
+            call = wait_for_active_call(env.runtime)
             refused = control(bob, call.call_id, "personal")
             assert refused.status_code == 403, refused.text
         srs.wait_idle()
