@@ -679,11 +679,11 @@ class PolicyDocument(_Model):
         for i, role in enumerate(self.monitoring.roles):
             need_role(("monitoring", "roles", i), role)
         for i, pid in enumerate(self.monitoring.purposes):
-            rule = self.purposes.get(pid)
-            if rule is None:
+            used = self.purposes.get(pid)
+            if used is None:
                 errors.append(_error(("monitoring", "purposes", i), f"unknown purpose {pid!r}; the purposes "
                                      f"defined are: {', '.join(sorted(self.purposes))}", pid))
-            elif rule.approval.required or rule.employee_consent_required or rule.serves != "original":
+            elif used.approval.required or used.employee_consent_required or used.serves != "original":
                 errors.append(_error(("monitoring", "purposes", i), f"purpose {pid!r} needs an approval, the "
                                      "employee's consent or an anonymised copy, none of which a live call can "
                                      "have; remove it from monitoring.purposes", pid))

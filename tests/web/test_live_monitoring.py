@@ -6,6 +6,7 @@ reason on screen. A role the policy does not let monitor is refused, and every s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -14,8 +15,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from websockets.sync.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from callvault.audit.models import AuditEntry
 from callvault.live.models import MonitoringSession
@@ -117,10 +118,8 @@ def _try_listen(url: str, token: str) -> tuple[dict[str, Any], int | None]:
     # The sync client: Playwright's sync API keeps an event loop running in this thread.
     with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
         message = json.loads(ws.recv(timeout=10))
-        try:
+        with contextlib.suppress(ConnectionClosed):
             ws.recv(timeout=10)
-        except ConnectionClosed:
-            pass
         return message, ws.close_code
 
 
