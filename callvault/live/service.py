@@ -239,7 +239,7 @@ def end_monitoring(session: Session, monitoring_id: str, *, reason: str, actor: 
     row = session.get(MonitoringSession, monitoring_id)
     if row is None or row.ended_at is not None:
         return False
-    _end(session, row, reason=reason, actor=actor or row.listener, clock=clock)
+    _end(session, row, reason=reason, actor=actor or "system", clock=clock)
     return True
 
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from websockets.sync.client import connect
 
 from callvault.audit.models import AuditEntry
 from callvault.live.models import MonitoringSession
-from tests.siprec.support import running_server, sipp_call, sipp_or_skip, wait_for_active_call
+from tests.siprec.support import rms, running_server, sipp_call, sipp_or_skip, stored_recording, wait_for_active_call
 from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -146,3 +147,41 @@ def test_a_role_without_the_right_is_refused_and_the_refusal_is_audited(
         assert sorted((e.actor, e.purpose) for e in denials) == [
             ("bob", "spot_check"), ("it", "health_safety_crime"), ("lead", "training")]
         assert session.scalar(select(MonitoringSession).where(MonitoringSession.call_id == call.call_id)) is None
+
+
+def test_the_agent_pauses_and_resumes_their_call_from_the_calls_now_page(
+        browser: Any, server: LiveServer, env: CallvaultEnv, tmp_path: Path) -> None:
+    runtime = env.runtime
+    alice = _signed_in_page(browser, server, env, "alice")
+    with running_server(runtime, rtp_base=35800, tap=True) as srs:
+        with sipp_call(srs.port, tmp_path, "live_call_long.xml"):
+            call = wait_for_active_call(runtime)
+            card = alice.locator(f'.own-call[data-call-id="{call.call_id}"]')
+            card.wait_for()  # the page notices the new call by itself
+            while _since(call.started_at) < 2.0:
+                time.sleep(0.02)
+            pause_at = _since(call.started_at)
+            card.get_by_role("button", name="Pause recording").click()
+            assert "Pause recording: sent to the call" in alice.locator(".flash").inner_text()
+            resume = alice.locator(f'.own-call[data-call-id="{call.call_id}"]').get_by_role(
+                "button", name="Resume recording")
+            deadline = time.monotonic() + 3
+            while not resume.count() and time.monotonic() < deadline:
+                alice.reload()
+            time.sleep(max(0.0, pause_at + 2.0 - _since(call.started_at)))
+            resume_at = _since(call.started_at)
+            resume.click()
+            assert "Resume recording: sent to the call" in alice.locator(".flash").inner_text()
+        srs.wait_idle()
+    [rec] = stored_recording(runtime, call.call_id)
+    rate = rec.rate
+    silent = slice(int((pause_at + 0.1) * rate), int((resume_at - 0.2) * rate))
+    assert rms(rec.audio[silent]) < 1, "audio of the span the agent paused was kept"
+    after = slice(int((resume_at + 0.6) * rate), int((resume_at + 1.6) * rate))
+    assert rms(rec.audio[after, 0]) > 1000 and rms(rec.audio[after, 1]) > 1000
+    before = slice(int(0.5 * rate), int((pause_at - 0.2) * rate))
+    assert rms(rec.audio[before, 0]) > 1000
+
+
+def _since(start: datetime) -> float:
+    return (datetime.now(UTC) - start).total_seconds()

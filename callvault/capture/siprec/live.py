@@ -62,8 +62,21 @@ class LiveLink:
         self._last_poll = 0.0
         self._last_beat = 0.0
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._shown: dict[str, tuple[str | None, ...]] = {}
+        """What ``active_calls`` shows of each call (agent facts may arrive later, in metadata updates)."""
 
     # -- blocking work (worker threads) ----------------------------------------------------------
+    @staticmethod
+    def _shown_facts(call: CallSession) -> tuple[str | None, ...]:
+        f = call.facts
+        return (f.direction, f.extension, f.agent, f.team, "evidence" if f.consent else "missing")
+
+    def _refresh(self, call_id: str, facts: tuple[str | None, ...]) -> None:
+        direction, extension, agent, team, consent = facts
+        with self.runtime.db.unit_of_work() as session:
+            live.update_call(session, call_id, direction=direction, extension=extension, agent=agent, team=team,
+                             consent_state=consent)
+
     def _register(self, call: CallSession) -> None:
         f = call.facts
         with self.runtime.db.unit_of_work() as session:
@@ -122,12 +135,15 @@ class LiveLink:
             log.error("live link: %s", fut.exception())
 
     def call_started(self, call: CallSession) -> None:
+        self._shown[catalog_call_id(call.call_id)] = self._shown_facts(call)
         self._spawn(self._register, call)
 
     def call_ended(self, call: CallSession, reason: str) -> None:
         call.feed.end("call_ended")
+        call_id = catalog_call_id(call.call_id)
+        self._shown.pop(call_id, None)
         if call.personal_by is None:
-            self._spawn(self._ended, catalog_call_id(call.call_id), "call_ended" if reason == "bye" else reason)
+            self._spawn(self._ended, call_id, "call_ended")
 
     async def run(self, sessions: dict[str, CallSession]) -> None:
         """Forever: poll for control events and heartbeat while this process has calls."""
@@ -141,6 +157,11 @@ class LiveLink:
         if not sessions:
             return
         by_id = {catalog_call_id(c.call_id): c for c in sessions.values() if c.state == "active"}
+        for call_id, call in by_id.items():
+            facts = self._shown_facts(call)
+            if call_id in self._shown and self._shown[call_id] != facts and call.personal_by is None:
+                self._shown[call_id] = facts
+                self._spawn(self._refresh, call_id, facts)
         if now - self._last_beat >= live.HEARTBEAT_SECONDS:
             self._last_beat = now
             self._spawn(self._beat, list(by_id))
