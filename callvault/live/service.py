@@ -16,8 +16,10 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
@@ -228,34 +230,44 @@ def redeem_ticket(session: Session, *, call_id: str, ticket: str, clock: Clock =
             or row.ticket_expires_at < clock.now()):
         raise AccessDenied("no valid monitoring ticket for this call", reason="bad or expired ticket",
                            clauses=("A7",))
-    row.ticket_hash, row.ticket_expires_at = None, None
-    session.flush()
+    # Used once, even by two relays racing with the same ticket: only one conditional update matches.
+    result = cast(CursorResult[Any], session.execute(update(MonitoringSession).where(
+        MonitoringSession.id == row.id, MonitoringSession.ticket_hash == row.ticket_hash).values(
+        ticket_hash=None, ticket_expires_at=None), execution_options={"synchronize_session": False}))
+    if result.rowcount != 1:
+        raise AccessDenied("no valid monitoring ticket for this call", reason="ticket already used", clauses=("A7",))
+    session.expire(row)
     return row
 
 
 def end_monitoring(session: Session, monitoring_id: str, *, reason: str, actor: str = "",
                    clock: Clock = system_clock) -> bool:
-    """End one session (idempotent: the capture side and the API side may both say so). Audited."""
+    """End one session. Idempotent and race-free: the capture side and the API side may both say so at
+    once, and only the one whose conditional update wins writes the audit entry."""
     row = session.get(MonitoringSession, monitoring_id)
     if row is None or row.ended_at is not None:
         return False
-    _end(session, row, reason=reason, actor=actor or "system", clock=clock)
-    return True
+    return _end(session, row, reason=reason, actor=actor or "system", clock=clock)
 
 
 def end_all_for_call(session: Session, call_id: str, *, reason: str, actor: str,
                      clock: Clock = system_clock) -> int:
     rows = list(session.scalars(select(MonitoringSession).where(MonitoringSession.call_id == call_id,
                                                                 MonitoringSession.ended_at.is_(None))))
-    for row in rows:
-        _end(session, row, reason=reason, actor=actor, clock=clock)
-    return len(rows)
+    return sum(_end(session, row, reason=reason, actor=actor, clock=clock) for row in rows)
 
 
-def _end(session: Session, row: MonitoringSession, *, reason: str, actor: str, clock: Clock) -> None:
+def _end(session: Session, row: MonitoringSession, *, reason: str, actor: str, clock: Clock) -> bool:
     now = clock.now()
-    row.ended_at, row.end_reason = now, reason
-    row.ticket_hash, row.ticket_expires_at = None, None
+    # The WHERE ended_at IS NULL makes a concurrent second ender wait for the first and then match nothing.
+    result = cast(CursorResult[Any], session.execute(update(MonitoringSession).where(
+        MonitoringSession.id == row.id, MonitoringSession.ended_at.is_(None)).values(
+        ended_at=now, end_reason=reason, ticket_hash=None, ticket_expires_at=None),
+        execution_options={"synchronize_session": False}))
+    won = result.rowcount
+    session.expire(row)
+    if not won:
+        return False
     audit.append(session, audit.AuditEvent(
         actor=actor, actor_role=row.listener_role if actor == row.listener else "", action="call.monitor_ended",
         decision="info", object_type="call", object_id=row.call_id, purpose=row.purpose,
@@ -263,4 +275,4 @@ def _end(session: Session, row: MonitoringSession, *, reason: str, actor: str, c
         details={"monitoring_id": row.id, "listener": row.listener, "end": reason,
                  "seconds": round((now - row.started_at).total_seconds(), 3)},
     ), clock=clock)
-    session.flush()
+    return True
