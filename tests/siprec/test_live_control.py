@@ -6,7 +6,7 @@ and we look at what was stored afterwards.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -35,10 +35,10 @@ def _need_sipp() -> None:
     sipp_or_skip()
 
 
-def control(client: httpx.Client, call_id: str, action: str) -> httpx.Response:
+def control(client: httpx.Client, call_id: str, action: str, at: datetime | None = None) -> httpx.Response:
     body: dict[str, str] = {"action": action}
     if action != "personal":
-        body["at"] = datetime.now(UTC).isoformat()
+        body["at"] = (at or datetime.now(UTC)).isoformat()
     return client.post(f"/api/v1/calls/{call_id}/control", json=body)
 
 
@@ -54,14 +54,14 @@ def test_pause_and_resume_through_the_api_silence_that_span_of_the_live_call(
             call = wait_for_active_call(env.runtime)
             while seconds_since(call.started_at) < 2.0:
                 time.sleep(0.02)
-            paused = control(alice, call.call_id, "pause")
+            pause_at = seconds_since(call.started_at)
+            paused = control(alice, call.call_id, "pause", call.started_at + timedelta(seconds=pause_at))
             assert paused.status_code == 200, paused.text
             assert "live" in paused.json()["outcome"]
-            pause_at = seconds_since(call.started_at)
             time.sleep(1.5)
-            resumed = control(alice, call.call_id, "resume")
-            assert resumed.status_code == 200, resumed.text
             resume_at = seconds_since(call.started_at)
+            resumed = control(alice, call.call_id, "resume", call.started_at + timedelta(seconds=resume_at))
+            assert resumed.status_code == 200, resumed.text
         srs.wait_idle()
     [rec] = stored_recording(runtime, call.call_id)
     audio, rate = rec.audio, rec.rate
@@ -69,9 +69,13 @@ def test_pause_and_resume_through_the_api_silence_that_span_of_the_live_call(
     before = slice(int(0.5 * rate), int(1.8 * rate))
     assert abs(dominant_frequency(audio[before, 0], rate) - 1000) < 20
     assert abs(dominant_frequency(audio[before, 1], rate) - 440) < 20
-    # The pause took effect at its instant (the event's ``at``), not when capture happened to poll.
-    silent = slice(int((pause_at + 0.05) * rate), int((resume_at - 0.3) * rate))
+    # Each takes effect at its own instant (the event's ``at``), not when capture happened to poll (up
+    # to ~250 ms later): silence exactly between them, audio right up to the pause and right after the resume.
+    silent = slice(int((pause_at + 0.02) * rate), int((resume_at - 0.02) * rate))
     assert rms(audio[silent, 0]) < 1 and rms(audio[silent, 1]) < 1, "audio of the paused span was kept"
+    edge = int(0.1 * rate)
+    assert rms(audio[int((pause_at - 0.02) * rate) - edge:int((pause_at - 0.02) * rate), 0]) > 1000
+    assert rms(audio[int((resume_at + 0.02) * rate):int((resume_at + 0.02) * rate) + edge, 0]) > 1000
     after = slice(int((resume_at + 0.5) * rate), int((resume_at + 1.5) * rate))
     assert abs(dominant_frequency(audio[after, 0], rate) - 1000) < 20
     assert rms(audio[after, 1]) > 1000

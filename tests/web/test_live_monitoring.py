@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from callvault.audit.models import AuditEntry
+from callvault.capture.models import RecordingControl
 from callvault.live.models import MonitoringSession
 from tests.siprec.support import rms, running_server, sipp_call, sipp_or_skip, stored_recording, wait_for_active_call
 from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
@@ -173,14 +174,22 @@ def test_the_agent_pauses_and_resumes_their_call_from_the_calls_now_page(
             resume.click()
             assert "Resume recording: sent to the call" in alice.locator(".flash").inner_text()
         srs.wait_idle()
+    with runtime.db.unit_of_work() as session:
+        events = {c.kind: c for c in session.scalars(select(RecordingControl).where(
+            RecordingControl.call_id == call.call_id))}
+    # The buttons file the instant the server got the click; the recording is silent exactly from there.
+    paused = (events["pause"].at - call.started_at).total_seconds()
+    resumed = (events["resume"].at - call.started_at).total_seconds()
+    assert pause_at <= paused < pause_at + 1.5 and resume_at <= resumed < resume_at + 1.5
     [rec] = stored_recording(runtime, call.call_id)
     rate = rec.rate
-    silent = slice(int((pause_at + 0.1) * rate), int((resume_at - 0.2) * rate))
+    silent = slice(int((paused + 0.03) * rate), int((resumed - 0.03) * rate))
     assert rms(rec.audio[silent]) < 1, "audio of the span the agent paused was kept"
-    after = slice(int((resume_at + 0.6) * rate), int((resume_at + 1.6) * rate))
+    after = slice(int((resumed + 0.6) * rate), int((resumed + 1.6) * rate))
     assert rms(rec.audio[after, 0]) > 1000 and rms(rec.audio[after, 1]) > 1000
-    before = slice(int(0.5 * rate), int((pause_at - 0.2) * rate))
+    before = slice(int(0.5 * rate), int((paused - 0.1) * rate))
     assert rms(rec.audio[before, 0]) > 1000
+    assert all(e.outcome.startswith("applied live") for e in events.values())
 
 
 def _since(start: datetime) -> float:

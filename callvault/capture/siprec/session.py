@@ -219,13 +219,17 @@ class CallSession:
             return
         now = time.monotonic()
         self.last_activity = now
-        if self.control_paused or self.stopped:
+        if self.stopped:
             stream.timer.stats.paused_dropped += 1
             return
         placed = stream.timer.on_packet(pkt, self.now_pos(now))
         if placed is not None and not self.discard_reason:
+            # During a control pause audio still goes into the (in-memory) mixer window, where the pause
+            # span is zeroed before anything is written; so a pause or resume takes effect at its own
+            # instant even though capture learns of it up to a poll later. Listeners get nothing.
             self.mixer.put(stream.channel, placed[0], placed[1])
-            self.feed.publish(stream.channel, placed[0], placed[1])
+            if not self.control_paused:
+                self.feed.publish(stream.channel, placed[0], placed[1])
 
     def flush(self, now: float) -> None:
         if self.state == "active":
@@ -264,8 +268,8 @@ class CallSession:
     def apply_control(self, action: ControlAction, *, actor: str, at: datetime | None = None) -> str:
         """Apply a recording-control action (pause/resume/stop/personal) at ``at`` (default: now).
 
-        Pause silences the timeline from ``at`` (audio still in the reorder window is zeroed before
-        it is written; anything older is zeroed when the WAV is made) and drops packets until resume;
+        Pause silences the timeline from ``at`` until the resume's ``at``: audio in the 1 s reorder
+        window is zeroed before it is written (anything older is zeroed when the WAV is made);
         stop keeps nothing from ``at`` on; personal discards the call (the caller destroys the spool
         at once with ``destroy_personal``). Pause, stop and personal end every live listener.
         Returns the call's new state.
@@ -275,8 +279,6 @@ class CallSession:
             if not self.control_paused and not self.stopped:
                 self.control_paused = True
                 self.muted.append([pos, None])
-                for s in self.streams:
-                    s.timer.pause()
                 self.mark("pause", source="control", actor=actor)
                 self.feed.end("paused")
             return "paused" if not self.stopped else "stopped"
