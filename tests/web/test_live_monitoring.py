@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ if not CHROMIUM.exists():  # loud, and only for this reason
                 allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
 
+SHOTS = os.environ.get("CALLVAULT_SCREENSHOTS")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
         "--autoplay-policy=no-user-gesture-required"]
@@ -87,6 +89,9 @@ def test_a_supervisor_listens_live_and_is_cut_off_when_the_call_turns_personal(
             # The agent sees who is listening, and why.
             alice.locator(".monitored", has_text="lead").wait_for()
             assert "spot check" in alice.locator(".monitored").inner_text()
+            if SHOTS:  # CALLVAULT_SCREENSHOTS=docs/screenshots refreshes the pictures in docs
+                lead.screenshot(path=str(Path(SHOTS) / "live-listening.png"), full_page=True)
+                alice.screenshot(path=str(Path(SHOTS) / "live-agent.png"), full_page=True)
 
             sent_ms = time.time() * 1000
             resp = alice_api.post(f"/api/v1/calls/{call.call_id}/control", json={"action": "personal"})

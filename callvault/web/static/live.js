@@ -42,6 +42,7 @@
     if (mine.map((c) => c.call_id).sort().join("|") !== ownIds() && !listening) { location.reload(); return; }
     for (const c of mine) {
       const card = document.querySelector('.own-call[data-call-id="' + CSS.escape(c.call_id) + '"]');
+      text(card && card.querySelector(".duration"), clock(c.seconds));
       const note = card && card.querySelector(".monitored");
       if (!note) continue;
       note.replaceChildren();
