@@ -183,8 +183,10 @@ def test_the_agent_pauses_and_resumes_their_call_from_the_calls_now_page(
         events = {c.kind: c for c in session.scalars(select(RecordingControl).where(
             RecordingControl.call_id == call.call_id))}
     # The buttons file the instant the server got the click; the recording is silent exactly from there.
-    paused = (events["pause"].at - call.started_at).total_seconds()
-    resumed = (events["resume"].at - call.started_at).total_seconds()
+    pause_event, resume_event = events["pause"].at, events["resume"].at
+    assert pause_event is not None and resume_event is not None
+    paused = (pause_event - call.started_at).total_seconds()
+    resumed = (resume_event - call.started_at).total_seconds()
     assert pause_at <= paused < pause_at + 1.5 and resume_at <= resumed < resume_at + 1.5
     [rec] = stored_recording(runtime, call.call_id)
     rate = rec.rate
