@@ -135,3 +135,21 @@ def test_someone_else_cannot_control_the_live_call(env: CallvaultEnv, server: Li
         srs.wait_idle()
     [rec] = stored_recording(runtime, call.call_id)
     assert rec.row.state == "available" and rec.row.duration_seconds > 6.0
+
+
+def test_stop_through_the_api_keeps_the_call_only_up_to_that_instant(
+        env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
+    runtime = env.runtime
+    with running_server(runtime, rtp_base=36200) as srs, server.client("alice") as alice:
+        with sipp_call(srs.port, tmp_path):
+            call = wait_for_active_call(env.runtime)
+            while seconds_since(call.started_at) < 3.0:
+                time.sleep(0.02)
+            stop_at = seconds_since(call.started_at)
+            resp = control(alice, call.call_id, "stop", call.started_at + timedelta(seconds=stop_at))
+            assert resp.status_code == 200, resp.text
+        srs.wait_idle()
+    [rec] = stored_recording(runtime, call.call_id)
+    # The call went on for 7 s; the recording ends at the stop instant, with audio right up to it.
+    assert abs(rec.row.duration_seconds - stop_at) < 0.05, (rec.row.duration_seconds, stop_at)
+    assert rms(rec.audio[-int(0.1 * rec.rate):, 0]) > 1000

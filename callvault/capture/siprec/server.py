@@ -150,11 +150,12 @@ class SessionManager:
 
     # -- control hook ----------------------------------------------------------------------------
     def apply_control(self, call_id: str, action: ControlAction, *, actor: str) -> str | None:
-        """Apply pause/resume/stop/personal to a live call, by SIP Call-ID or catalog call id.
+        """Apply pause/resume/stop/personal to a live call now, by SIP Call-ID or catalog call id.
 
-        The hook for the recording-control API (capture/control.py): returns the call's new state,
-        or None if no such call is being recorded by this process. Must run on the event loop
-        (``loop.call_soon_threadsafe`` from elsewhere).
+        In-process hook (tests, tools). The recording-control API reaches calls through the database
+        instead (``capture.siprec.live.LiveLink`` polls ``recording_controls``), so it works from any
+        node. Returns the call's new state, or None if this process is not recording such a call.
+        Must run on the event loop (``loop.call_soon_threadsafe`` from elsewhere).
         """
         call = self.sessions.get(call_id) or next(
             (s for s in self.sessions.values() if catalog_call_id(s.call_id) == call_id), None)
