@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from callvault.audit.models import AuditEntry
 from callvault.capture.models import RecordingControl
@@ -201,3 +202,22 @@ def test_the_agent_pauses_and_resumes_their_call_from_the_calls_now_page(
 
 def _since(start: datetime) -> float:
     return (datetime.now(UTC) - start).total_seconds()
+
+
+def test_a_signed_in_browser_session_cannot_be_used_from_another_site(browser: Any, server: LiveServer,
+                                                                      env: CallvaultEnv) -> None:
+    lead = _signed_in_page(browser, server, env, "lead")
+    cookies = "; ".join(f"{c['name']}={c['value']}" for c in lead.context.cookies())
+    url = server.base_url.replace("http://", "ws://") + "/api/v1/live/calls/siprec:nobody/listen?purpose=spot_check"
+
+    def attempt(origin: str) -> tuple[dict[str, Any], int | None]:
+        with connect(url, additional_headers={"Cookie": cookies}, origin=Origin(origin)) as ws:
+            message = json.loads(ws.recv(timeout=10))
+            with contextlib.suppress(ConnectionClosed):
+                ws.recv(timeout=10)
+            return message, ws.close_code
+
+    foreign, code = attempt("http://evil.example")
+    assert (foreign["type"], code) == ("refused", 4403) and "Origin" in foreign["message"]
+    own, code = attempt(server.base_url)  # the same session from its own page gets as far as the call
+    assert (own["type"], code) == ("refused", 4404) and "not being recorded now" in own["message"]
