@@ -24,7 +24,8 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 # System tools the product and its tests use (Debian package names); installed when missing and possible.
-SYSTEM_PACKAGES = {"espeak-ng": "espeak-ng", "sipp": "sip-tester", "chromium": "chromium"}
+SYSTEM_PACKAGES = {"espeak-ng": "espeak-ng", "sipp": "sip-tester", "chromium": "chromium",
+                   "fusermount3": "fuse3"}
 
 
 def say(message: str) -> None:

@@ -259,6 +259,31 @@ def revoke_grant(
     return grant
 
 
+def end_for_ticket(
+    session: Session, *, request_id: str, actor: str, reason: str, clock: Clock = system_clock,
+) -> tuple[int, bool]:
+    """The CRM ticket behind a request is finished: its grants end now and, if still pending, it is
+    cancelled. Only ever reduces access, so an integration may do it. Returns (grants ended, cancelled)."""
+    req = get_request(session, request_id)
+    now = clock.now()
+    cancelled = False
+    if req.status == RequestStatus.PENDING:
+        req.status, req.decided_at, req.decided_by = RequestStatus.CANCELLED, now, actor[:64]
+        req.decision_note = reason.strip()[:2000]
+        cancelled = True
+        _audit(session, clock, actor=actor, actor_role="integration", action="access.request_cancelled",
+               decision="deny", object_type="access_request", object_id=req.id, purpose=req.purpose,
+               reason=reason[:500], clauses=("B6",), details={"crm_ref": req.crm_ref})
+    grants = list(session.scalars(select(AccessGrant).where(
+        AccessGrant.request_id == req.id, AccessGrant.revoked_at.is_(None), AccessGrant.ends_at > now)))
+    for grant in grants:
+        grant.revoked_at, grant.revoked_by = now, actor[:64]
+        _audit(session, clock, actor=actor, actor_role="integration", action="access.grant_revoked",
+               object_type="access_grant", object_id=grant.id, purpose=grant.purpose, reason=reason[:500],
+               clauses=("B6", "B9"), details={"recording_id": grant.recording_id, "crm_ref": req.crm_ref})
+    return len(grants), cancelled
+
+
 def record_expiries(session: Session, *, clock: Clock = system_clock, limit: int = 500) -> int:
     """Put ended grants and lapsed pending requests on the audit log, once each (a job)."""
     now = clock.now()

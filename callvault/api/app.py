@@ -11,9 +11,12 @@ from callvault.api import (
     routes_access,
     routes_audit,
     routes_auth,
+    routes_capture_imports,
     routes_control,
+    routes_integrations,
     routes_live,
     routes_oversight,
+    routes_quality,
     routes_recordings,
     routes_retention,
     routes_transcription,
@@ -47,6 +50,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_live.router, prefix="/api/v1")
     app.include_router(routes_access.router, prefix="/api/v1")
     app.include_router(routes_transcription.router, prefix="/api/v1")
+    app.include_router(routes_quality.router, prefix="/api/v1")
+    app.include_router(routes_capture_imports.router, prefix="/api/v1")
+    app.include_router(routes_integrations.router, prefix="/api/v1")
     app.include_router(subject_pages.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")

@@ -185,6 +185,10 @@ def required_scope(method: str, path: str) -> str | None:
         if method == "POST" and path.rstrip("/") == "/api/v1/recordings":
             return "recordings:ingest"
         return "recordings:read" if method in SAFE_METHODS else "admin"
+    if path.startswith("/api/v1/quality"):
+        if path.endswith("/audio") or path.endswith("/training-clip"):
+            return "recordings:play"
+        return "recordings:read" if method in SAFE_METHODS else "admin"
     if path.startswith(("/api/v1/access-requests", "/api/v1/grants")):
         return "access:request"
     if (method in SAFE_METHODS and path in ("/api/v1/me", "/api/v1/policy")) or path == "/api/v1/auth/revoke":

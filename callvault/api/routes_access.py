@@ -14,6 +14,7 @@ from callvault.access.models import AccessGrant, AccessRequest
 from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.core.errors import AccessDenied, NotFound
 from callvault.identity import service as identity
+from callvault.quality import training
 from callvault.runtime import Runtime
 
 router = APIRouter(tags=["access"])
@@ -207,3 +208,8 @@ def withdraw_consent(purpose: str, caller: Caller = Depends(get_caller),
         user = identity.get_user(session, caller.user.username)
         consents.revoke(session, user=user, purpose=purpose, actor=caller.user.username,
                         source_ip=caller.source_ip, clock=runtime.clock)
+        # A6: withdrawing training consent withdraws the anonymised clips made from this employee's calls.
+        withdrawn = training.withdraw_for_agent(session, keyring=runtime.keyring, agent=user.username,
+                                                actor=caller.user.username, clock=runtime.clock) \
+            if purpose == training.clip_purpose(caller.policy) else []
+    training.delete_blobs(runtime.store, withdrawn)

@@ -34,7 +34,7 @@ router = APIRouter(tags=["recording control"])
 
 
 def _audit_denial(runtime: Runtime, caller: Caller, action: str, object_type: str, object_id: str,
-                  exc: AccessDenied) -> None:
+                  exc: AccessDenied | control.UnderLegalHold) -> None:
     with runtime.db.unit_of_work() as session:
         audit.append(session, audit.AuditEvent(
             actor=caller.user.username, actor_role=caller.user.role, action=action, decision="deny",
@@ -96,7 +96,7 @@ def resolve_quarantine(recording_id: str, body: QuarantineResolution, caller: Ca
             pending = control.resolve_quarantine(
                 session, policy=caller.policy, actor=caller.actor, recording_id=recording_id, decision=body.decision,
                 reason=body.reason, keyring=runtime.keyring, source_ip=caller.source_ip, clock=runtime.clock)
-    except AccessDenied as exc:
+    except (AccessDenied, control.UnderLegalHold) as exc:
         _audit_denial(runtime, caller, f"recording.quarantine_{body.decision}", "recording", recording_id, exc)
         raise
     finish(runtime.db, runtime.store, runtime.keyring, pending, clock=runtime.clock)

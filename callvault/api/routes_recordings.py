@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -16,6 +17,7 @@ from callvault.capture.audio import CONTENT_TYPES
 from callvault.capture.ingest import ingest_recording
 from callvault.core.errors import AccessDenied, FieldProblem, InvalidInput, NotFound
 from callvault.policy.decide import Action
+from callvault.quality import training
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
 from callvault.recordings.schemas import IngestResponse, RecordingFilters, RecordingPage, RecordingRead
@@ -54,7 +56,17 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
     if int(declared) > limit:
         return JSONResponse({"error": "too_large", "message": f"uploads are limited to {limit} bytes"},
                             status_code=413)
-    async with request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024) as form:
+    deadline = runtime.settings.upload_grace_seconds + int(declared) / runtime.settings.upload_min_bytes_per_second
+    try:
+        async with asyncio.timeout(deadline):  # a slow client may not hold a worker and memory forever
+            form = await request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024)
+    except TimeoutError:
+        return JSONResponse({"error": "upload_too_slow",
+                             "message": f"the upload did not arrive within {deadline:.0f} s (at least "
+                                        f"{runtime.settings.upload_min_bytes_per_second} bytes/s are required); "
+                                        "nothing was stored, send it again"},
+                            status_code=408, headers={"Connection": "close"})
+    try:
         audio = form.get("audio")
         metadata = form.get("metadata")
         problems = []
@@ -71,6 +83,8 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
             actor=caller.user.username, actor_role=caller.user.role,
             default_region=runtime.settings.default_region, source_ip=caller.source_ip, clock=runtime.clock,
         )
+    finally:
+        await form.close()
     body = IngestResponse(id=result.recording_id, created=result.created).model_dump()
     return JSONResponse(body, status_code=201 if result.created else 200,
                         headers={"Location": f"/api/v1/recordings/{result.recording_id}"})
@@ -146,8 +160,7 @@ def get_audio(
     if not decision.allowed:
         raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
     if decision.serves != "original":
-        raise AccessDenied("this purpose is served only by an anonymised derivative, which is not available yet",
-                           clauses=decision.clauses)
+        return _anonymised_copy(runtime, row.id, decision.clauses, download=download)
     with runtime.db.unit_of_work() as session:
         reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
     size = reader.plaintext_size
@@ -168,3 +181,19 @@ def get_audio(
     headers["Content-Length"] = str(byte_range.length)
     body = playback.primed(playback.stream(reader, byte_range, None))
     return StreamingResponse(body, status_code=206, media_type=media_type, headers=headers)
+
+
+def _anonymised_copy(runtime: Runtime, recording_id: str, clauses: tuple[str, ...], *, download: bool) -> Response:
+    """What a purpose that serves only an anonymised derivative gets (A6): the call's training clip."""
+    with runtime.db.unit_of_work() as session:
+        clip = training.clip_for_recording(session, recording_id)
+        if clip is not None:
+            session.expunge(clip)
+    if clip is None:
+        raise AccessDenied("this purpose is served only by an anonymised derivative, and none exists for this call "
+                           "yet: a reviewer makes one by promoting the reviewed call to the training library",
+                           clauses=clauses)
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Callvault-Anonymised": "true"}
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="{clip.id}.anonymised.wav"'
+    return Response(training.read_clip(runtime.keyring, runtime.store, clip), media_type="audio/wav", headers=headers)

@@ -196,6 +196,9 @@ def apply_to_stored(
         controls = list(session.scalars(select(RecordingControl).where(RecordingControl.id.in_(filed.control_ids))))
         if row is None or row.state != RecordingState.AVAILABLE:
             raise Conflict("the recording is no longer available")
+        if row.on_hold:
+            return _defer_for_hold(session, row=row, controls=controls, actor=actor, source_ip=source_ip,
+                                   clock=clock)
         if any(c.kind == ControlKind.PERSONAL for c in controls):
             pending = destroy_now(session, keyring=keyring, doomed=[Doomed.of(
                 row, RetentionRule.PERSONAL_CALL.value, f"call marked personal by {actor.username}")],
@@ -219,6 +222,54 @@ def apply_to_stored(
         return outcome
     return _rewrite(db=db, store=store, keyring=keyring, recording_id=filed.recording_id, edit=edit,
                     control_ids=filed.control_ids, actor=actor, source_ip=source_ip, clock=clock)
+
+
+class UnderLegalHold(Conflict):
+    """Destruction refused because a legal hold covers the recording; callers audit the refusal."""
+
+    reason = "legal hold"
+    clauses = ("A9", "B11")
+
+
+HELD_OUTCOME = "deferred: the recording is under legal hold; applied when the hold is released"
+
+
+def _defer_for_hold(session: Session, *, row: Recording, controls: list[RecordingControl], actor: Actor,
+                    source_ip: str | None, clock: Clock) -> str:
+    """A legal hold outranks destruction and alteration (RELIABILITY 11): refuse now, on the record.
+
+    The events stay unapplied (``applied_at`` empty) with the reason as their outcome; the
+    ``capture.apply_deferred_controls`` job applies them once no hold covers the recording.
+    """
+    for control in controls:
+        control.outcome = HELD_OUTCOME
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action="recording.control_deferred", decision="deny",
+        object_type="recording", object_id=row.id, reason="legal hold", source_ip=source_ip,
+        clauses=("A9", "B11"), details={"controls": [c.kind for c in controls]},
+    ), clock=clock)
+    return HELD_OUTCOME
+
+
+def apply_deferred(*, db: Database, store: BlobStore, keyring: Keyring, clock: Clock = system_clock) -> int:
+    """Apply control events a legal hold held back, for recordings no hold covers any more."""
+    with db.unit_of_work() as session:
+        waiting = session.execute(
+            select(RecordingControl.recording_id, RecordingControl.id, RecordingControl.requested_by,
+                   RecordingControl.requested_role)
+            .join(Recording, Recording.id == RecordingControl.recording_id)
+            .where(RecordingControl.applied_at.is_(None), RecordingControl.outcome == HELD_OUTCOME,
+                   Recording.state == RecordingState.AVAILABLE, Recording.on_hold.is_(False))
+            .order_by(RecordingControl.created_at)).all()
+    by_recording: dict[str, list[tuple[str, str, str]]] = {}
+    for rec_id, control_id, who, role in waiting:
+        by_recording.setdefault(str(rec_id), []).append((control_id, who, role))
+    for rec_id, items in by_recording.items():
+        first = items[0]
+        filed = ControlFiled(control_ids=tuple(i[0] for i in items), recording_id=rec_id, call_id="")
+        apply_to_stored(db=db, store=store, keyring=keyring, filed=filed,
+                        actor=Actor(user_id="", username=first[1], role=first[2]), clock=clock)
+    return len(by_recording)
 
 
 def _mark(controls: list[RecordingControl], outcome: str, clock: Clock) -> None:
@@ -311,6 +362,9 @@ def resolve_quarantine(
         raise NotFound("no such recording")
     if not row.quarantined:
         raise Conflict(f"recording {recording_id} is not quarantined")
+    if decision == "destroy" and row.on_hold:
+        raise UnderLegalHold(f"recording {recording_id} is under legal hold: it cannot be destroyed until the "
+                             "hold is released (release it from quarantine, or wait for the hold's release)")
     audit.append(session, audit.AuditEvent(
         actor=actor.username, actor_role=actor.role, action=f"recording.quarantine_{decision}", decision="allow",
         object_type="recording", object_id=row.id, reason=reason.strip(), source_ip=source_ip, clauses=("A5", "B2"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,12 +42,15 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import Conflict
 from callvault.core.ids import new_id
+from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.policy import service as policy_service
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention import service as retention
-from callvault.storage.blobstore import BlobStore
+from callvault.storage.blobstore import BlobStore, FlushFailed
 from callvault.storage.crypto import EncryptResult, encrypt_file, encrypt_stream, new_data_key
 from callvault.storage.keys import Keyring
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
 
@@ -151,6 +155,23 @@ def finalise_recording(
                  "consent_state": consent_state, **(details or {})},
         clauses=("A5", "B2") if consent_state == "missing" else (),
     ), clock=clock)
+    _emit_saved(session, row, details or {}, clock)
+
+
+def _emit_saved(session: Session, row: Recording, details: dict[str, Any], clock: Clock) -> None:
+    """Outgoing webhooks for a stored recording: saved, and quarantined / gap where that applies."""
+    data = {"recording_id": row.id, "call_id": row.call_id, "started_at": row.started_at.isoformat(),
+            "duration_seconds": row.duration_seconds, "extension": row.extension, "agent": row.agent,
+            "crm_ref": row.crm_ref, "case_ref": row.case_ref, "quarantined": row.quarantined,
+            "destroy_after": row.destroy_after.isoformat() if row.destroy_after else None}
+    webhooks.emit(session, "recording.saved", data, clock=clock)
+    if row.quarantined:
+        webhooks.emit(session, "recording.quarantined", {**data, "reason": "no consent evidence (A5, B2)"},
+                      clock=clock)
+    streams = details.get("streams")
+    lost = sum(int(s.get("lost", 0)) for s in streams.values()) if isinstance(streams, dict) else 0
+    if lost:
+        webhooks.emit(session, "recording.gap", {**data, "lost_packets": lost}, clock=clock)
 
 
 def ingest_recording(
@@ -194,24 +215,47 @@ def ingest_recording(
                                call_id=meta.call_id, consent_state=meta.consent_state, clock=clock,
                                details={"edits": admission.notes} if admission.notes else None)
             mark_applied(session, admission=admission, recording_id=rec_id, clock=clock)
-    except BaseException:
-        _discard(db, store, rec_id, blob_key)
+    except BaseException as exc:
+        _discard(db, store, rec_id, blob_key, failure=f"{type(exc).__name__}: {exc}"[:300], clock=clock)
+        if isinstance(exc, FlushFailed):
+            raise_storage_alarm(db, exc, call_id=meta.call_id, actor=actor, clock=clock)
         raise
     return IngestResult(rec_id, created=True)
 
 
-def discard_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str) -> None:
-    """Public name of the failure path (live capture uses it when a call is dropped)."""
-    _discard(db, store, rec_id, blob_key)
+def raise_storage_alarm(db: Database, exc: OSError, *, call_id: str, actor: str, clock: Clock) -> None:
+    """Put a failed flush on the record (audit, log): compliance must be able to show the gap."""
+    log.critical("recording of call %s refused: %s", call_id, exc)
+    try:
+        with db.unit_of_work() as session:
+            audit.append(session, audit.AuditEvent(
+                actor=actor, action="storage.flush_failed", decision="alarm", object_type="call",
+                object_id=call_id, reason=str(exc), details={"errno": exc.errno}), clock=clock)
+    except Exception:  # the database may be down too; the log line above stands
+        log.exception("could not audit the storage alarm for call %s", call_id)
 
 
-def _discard(db: Database, store: BlobStore, rec_id: str, blob_key: str) -> None:
+def discard_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str, *, failure: str | None = None,
+                      clock: Clock = system_clock) -> None:
+    """Public name of the failure path (live capture uses it when a call is dropped).
+
+    ``failure`` says why when it is one (``recording.failed`` webhook); None for a deliberate discard
+    (a personal call, out of scope)."""
+    _discard(db, store, rec_id, blob_key, failure=failure, clock=clock)
+
+
+def _discard(db: Database, store: BlobStore, rec_id: str, blob_key: str, *, failure: str | None = None,
+             clock: Clock = system_clock) -> None:
     """Undo a failed ingest: blob first, then the pending row. Best effort; the reaper retries."""
     try:
         store.delete(blob_key)
         with db.unit_of_work() as session:
             row = session.get(Recording, rec_id)
             if row is not None and row.state == RecordingState.PENDING:
+                if failure is not None:
+                    webhooks.emit(session, "recording.failed", {
+                        "recording_id": rec_id, "call_id": row.call_id, "started_at": row.started_at.isoformat(),
+                        "extension": row.extension, "agent": row.agent, "reason": failure}, clock=clock)
                 session.delete(row)
     except Exception:  # noqa: S110 - the reaper finishes what this could not
         pass
@@ -229,6 +273,10 @@ def reap_stale_ingests(
         for row in stale:
             store.delete(row.blob_key)
             removed.append(row.id)
+            webhooks.emit(session, "recording.failed", {
+                "recording_id": row.id, "call_id": row.call_id, "started_at": row.started_at.isoformat(),
+                "extension": row.extension, "agent": row.agent,
+                "reason": "ingest did not complete (process stopped mid-way); partial data removed"}, clock=clock)
             session.delete(row)
         if removed:
             audit.append(session, audit.AuditEvent(

@@ -22,3 +22,11 @@ def reap(runtime: Runtime) -> int:
     cleanup = getattr(runtime.store, "cleanup_temp", None)
     temps = cleanup(runtime.settings.stale_ingest_seconds) if cleanup is not None else 0
     return len(removed) + temps
+
+
+@job("capture.apply_deferred_controls", every_seconds=60)
+def apply_deferred_controls(runtime: Runtime) -> int:
+    """Apply stop/pause/personal events a legal hold held back, once no hold covers the recording."""
+    from callvault.capture.control import apply_deferred
+
+    return apply_deferred(db=runtime.db, store=runtime.store, keyring=runtime.keyring, clock=runtime.clock)

@@ -28,6 +28,7 @@ from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
 from callvault.identity.models import User
 from callvault.policy import service as policy_service
+from callvault.quality import training
 
 tokens_app = typer.Typer(help="Bearer tokens for integrations (PBX upload, CRM access requests).",
                          no_args_is_help=True)
@@ -188,10 +189,16 @@ def consents_revoke(user: str, purpose: str, data_dir: DataDir = None) -> None:
     runtime = open_runtime(data_dir)
     try:
         with runtime.db.unit_of_work() as session:
-            consents.revoke(session, user=identity.get_user(session, user), purpose=purpose, actor=CLI_ACTOR)
+            account = identity.get_user(session, user)
+            consents.revoke(session, user=account, purpose=purpose, actor=CLI_ACTOR)
+            policy = policy_service.current_policy(session)
+            withdrawn = training.withdraw_for_agent(session, keyring=runtime.keyring, agent=account.username,
+                                                    actor=CLI_ACTOR) if purpose == training.clip_purpose(policy) else []
+        training.delete_blobs(runtime.store, withdrawn)
     finally:
         runtime.close()
-    out.print(f"Withdrew {user}'s consent to {purpose}.")
+    out.print(f"Withdrew {user}'s consent to {purpose}"
+              + (f"; destroyed {len(withdrawn)} training clip(s)." if withdrawn else "."))
 
 
 @consents_app.command("list")

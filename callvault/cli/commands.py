@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -252,23 +253,39 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, help="server processes (one per core)")] = 1,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the web server (JSON API under /api/v1 and the web pages)."""
+    """Run the web server (JSON API under /api/v1 and the web pages), and the SIPREC server if configured."""
     import os
 
     import uvicorn
 
     from callvault.api.app import create_app
+    from callvault.capture.siprec.service import start_beside_serve
 
     runtime = open_runtime(data_dir)
+    # CALLVAULT_SIPREC_LISTEN (docs/siprec.md): the capture server runs as a supervised child process.
+    capture = start_beside_serve(runtime.settings)
+    if capture is not None:
+        out.print("SIPREC recording server: started beside the web server (CALLVAULT_SIPREC_LISTEN)")
+        # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the process
+        # would die before the ``finally`` below and leave the capture child running.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     out.print(f"callvault listening on http://{host}:{port}/  (API docs: /api/v1/docs)")
-    if workers == 1:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info", proxy_headers=False)
-        return
-    runtime.close()
-    # Each process builds its own runtime from the same settings; nothing is shared in memory.
-    os.environ["CALLVAULT_DATA_DIR"] = str(runtime.settings.data_dir)
-    uvicorn.run("callvault.api.app:create_app_from_environment", factory=True, host=host, port=port,
-                workers=workers, log_level="info", proxy_headers=False)
+    try:
+        if workers == 1:
+            uvicorn.run(create_app(runtime), host=host, port=port, log_level="info", proxy_headers=False)
+            return
+        runtime.close()
+        # Each process builds its own runtime from the same settings; nothing is shared in memory.
+        os.environ["CALLVAULT_DATA_DIR"] = str(runtime.settings.data_dir)
+        uvicorn.run("callvault.api.app:create_app_from_environment", factory=True, host=host, port=port,
+                    workers=workers, log_level="info", proxy_headers=False)
+    finally:
+        if capture is not None:
+            capture.stop()
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 @app.command()

@@ -108,7 +108,9 @@ def rewrap_cmd(
             print_json(result)
             return
         out.print(f"rewrapped {report.rewrapped['data_keys']} data keys and {report.rewrapped['mfa_credentials']} "
-                  f"MFA secrets to {report.current_kek}", highlight=False)
+                  f"MFA secrets to {report.current_kek}"
+                  + (f" (and {report.rewrapped['webhook_subscriptions']} webhook secrets)"
+                     if report.rewrapped["webhook_subscriptions"] else ""), highlight=False)
         if remaining:
             out.print(f"still under older keys: {remaining} (destroyed keys awaiting the retention pass, or "
                       "written by a process that has not seen the rotation yet; rerun rewrap)", highlight=False)

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
+from callvault.audit import service as audit
 from callvault.capture import control
 from callvault.cli.main import CLI_ACTOR, DataDir, app, err, handle_errors, open_runtime, out, print_json
 from callvault.core.clock import FixedClock
@@ -440,12 +441,23 @@ def quarantine_resolve(
         raise InvalidInput("invalid quarantine resolution:", [FieldProblem("decision", "give --release or --destroy")])
     runtime = open_runtime(data_dir)
     try:
+        refusal: control.UnderLegalHold | None = None
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
-            pending = control.resolve_quarantine(
-                session, policy=policy, actor=_admin_actor(policy), recording_id=recording_id,
-                decision="release" if release else "destroy", reason=reason, keyring=runtime.keyring,
-                administrative=True, clock=runtime.clock)
+            try:
+                pending = control.resolve_quarantine(
+                    session, policy=policy, actor=_admin_actor(policy), recording_id=recording_id,
+                    decision="release" if release else "destroy", reason=reason, keyring=runtime.keyring,
+                    administrative=True, clock=runtime.clock)
+            except control.UnderLegalHold as exc:
+                refusal = exc
+        if refusal is not None:
+            with runtime.db.unit_of_work() as session:
+                audit.append(session, audit.AuditEvent(
+                    actor=CLI_ACTOR, actor_role="admin", action="recording.quarantine_destroy", decision="deny",
+                    object_type="recording", object_id=recording_id, reason=refusal.reason,
+                    clauses=refusal.clauses), clock=runtime.clock)
+            raise refusal
         finish(runtime.db, runtime.store, runtime.keyring, pending, clock=runtime.clock)
         out.print(f"{recording_id}: {'released' if release else 'destroyed'}")
     finally:

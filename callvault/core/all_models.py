@@ -2,6 +2,7 @@
 
 from callvault.access.models import AccessGrant, AccessRequest, EmployeeConsent
 from callvault.audit.models import AuditCheckpoint, AuditEntry
+from callvault.capture.imports.models import PbxImport, TwilioRecording
 from callvault.capture.models import RecordingControl
 from callvault.identity.models import (
     ApiToken,
@@ -12,10 +13,13 @@ from callvault.identity.models import (
     User,
     WebSession,
 )
+from callvault.integrations.crm.models import CrmEvent, CrmIdentity, CrmTicket
+from callvault.integrations.webhooks_out.models import WebhookDelivery, WebhookSubscription
 from callvault.live.models import ActiveCall, MonitoringSession
 from callvault.notify.models import OutboxMail
 from callvault.oversight.models import MisuseReport
 from callvault.policy.models import PolicyVersion
+from callvault.quality.models import QaComment, QaReview, QaReviewItem, QaSample, TrainingClip
 from callvault.recordings.models import DataKey, Recording
 from callvault.retention.models import Case, DestructionRecord, KeyDestruction, LegalHold
 from callvault.subject_requests.models import DeliveryLink, SubjectRequest, SubjectRequestRecording
@@ -29,3 +33,6 @@ __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
 __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]
 __all__ += ["ActiveCall", "MonitoringSession"]
+__all__ += ["QaComment", "QaReview", "QaReviewItem", "QaSample", "TrainingClip"]
+__all__ += ["PbxImport", "TwilioRecording"]
+__all__ += ["CrmEvent", "CrmIdentity", "CrmTicket", "WebhookDelivery", "WebhookSubscription"]

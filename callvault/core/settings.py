@@ -45,6 +45,12 @@ class Settings:
     token_ttl_seconds: int = 12 * 3600
     stale_ingest_seconds: int = 3600
     max_upload_bytes: int = 512 * 1024 * 1024
+    """Largest accepted upload body (``CALLVAULT_MAX_UPLOAD_BYTES``); larger declared bodies get 413."""
+    upload_min_bytes_per_second: int = 16 * 1024
+    """Slowest upload tolerated (``CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND``): a body must arrive within
+    ``upload_grace_seconds + size / this``, or the request gets 408 and nothing is stored."""
+    upload_grace_seconds: int = 30
+    """Fixed allowance on top of the size-based upload deadline (``CALLVAULT_UPLOAD_GRACE_SECONDS``)."""
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs of reverse proxies whose X-Forwarded-For is believed (``CALLVAULT_TRUSTED_PROXIES``)."""
     session_idle_seconds: int = 30 * 60
@@ -99,6 +105,7 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
     except ValueError as exc:
         raise ConfigurationError("CALLVAULT_TOKEN_TTL_SECONDS must be a whole number of seconds") from exc
     access = _access_settings(pick)
+    uploads = _upload_settings(pick)
     return Settings(
         data_dir=root,
         database_url=database_url,
@@ -108,7 +115,22 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
         token_ttl_seconds=ttl,
         env=env,
         **access,
+        **uploads,
     )
+
+
+def _upload_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
+    """Upload size and slow-client limits (RELIABILITY: upload abuse), checked at start-up."""
+    values: dict[str, Any] = {}
+    for env_name, key, default, least in (
+            ("CALLVAULT_MAX_UPLOAD_BYTES", "max_upload_bytes", 512 * 1024 * 1024, 1024),
+            ("CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND", "upload_min_bytes_per_second", 16 * 1024, 1),
+            ("CALLVAULT_UPLOAD_GRACE_SECONDS", "upload_grace_seconds", 30, 1)):
+        raw = pick(env_name, key, str(default)).strip()
+        if not raw.isdigit() or int(raw) < least:
+            raise ConfigurationError(f"{env_name} must be a whole number, at least {least} (got {raw!r})")
+        values[key] = int(raw)
+    return values
 
 
 def _access_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:

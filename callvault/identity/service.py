@@ -171,7 +171,7 @@ def authenticate(
 
 
 def _signed_in(session: Session, user: User, source_ip: str | None, method: str, clock: Clock) -> None:
-    throttle.record_success(session, username=user.username)
+    throttle.record_success(session, username=user.username, address=source_ip, now=clock.now())
     audit.append(session, audit.AuditEvent(
         actor=user.username, actor_role=user.role, action="auth.sign_in", decision="allow", source_ip=source_ip,
         details={"method": method}, clauses=("A12",),

@@ -2,9 +2,12 @@
 
 import callvault.access.jobs
 import callvault.audit.jobs
+import callvault.capture.imports.jobs
 import callvault.capture.jobs
+import callvault.integrations.webhooks_out.jobs
 import callvault.notify.jobs
 import callvault.oversight.jobs
+import callvault.quality.jobs
 import callvault.recordings.jobs
 import callvault.retention.jobs
 import callvault.subject_requests.jobs

@@ -20,6 +20,7 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.identity.models import User
+from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
 from callvault.oversight.models import REPORT_STATUSES, MisuseReport
 from callvault.policy.schema import PolicyDocument
@@ -118,6 +119,9 @@ def file_report(
         details={"rule": rule, "subject_user": report.subject_user, "evidence": report.evidence[:50]},
     ), clock=clock)
     _notify_recipients(session, report, policy, mail_domain=mail_domain, clock=clock)
+    webhooks.emit(session, "misuse.reported", {
+        "report_id": report.id, "source": source, "rule": rule, "subject_user": report.subject_user,
+        "evidence_entries": len(report.evidence), "created_at": now.isoformat()}, clock=clock)
     return report
 
 

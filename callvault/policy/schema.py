@@ -49,14 +49,20 @@ __all__ = [
     "NoticeRules",
     "PolicyDocument",
     "PurposeRule",
+    "QualityReviewRules",
     "RecordingScope",
     "RetentionRules",
     "ReviewRules",
     "RoleRule",
+    "SamplingRule",
     "ScopeCheck",
+    "Scorecard",
+    "ScorecardQuestion",
+    "ScorecardSection",
     "Serves",
     "SubjectRequestRegion",
     "SubjectRequestRules",
+    "TrainingLibraryRules",
     "TrunkNumber",
     "add_months",
 ]
@@ -586,6 +592,125 @@ class TranscriptionRules(_Model):
     and transcript (not just hidden); the recording notes that a removal happened."""
 
 
+
+# ------------------------------------------------------------------------------------- quality review
+Period = Literal["day", "week", "month"]
+Stratum = Literal["team", "direction"]
+Answer = Literal["yes", "no", "na"]
+
+
+class SamplingRule(_Model):
+    """How calls are drawn at random for review (B8): N per agent per period, or a percentage.
+
+    Exactly one of ``calls_per_agent`` and ``percent`` is given: a rule with both would leave the
+    reviewer guessing which one the auditor will check.
+    """
+
+    period: Period = "week"
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+    """IANA zone in which a period starts and ends (a week starts on Monday at 00:00)."""
+    calls_per_agent: int | None = Field(default=None, ge=1, le=1000)
+    percent: float | None = Field(default=None, gt=0, le=100)
+    """Of each agent's calls in the period, rounded up (so an agent with any call gets one reviewed)."""
+    stratify_by: tuple[Stratum, ...] = ("team", "direction")
+    """Each agent's sample is spread over these groups in proportion to their calls."""
+
+    @model_validator(mode="after")
+    def _one_size(self) -> SamplingRule:
+        if (self.calls_per_agent is None) == (self.percent is None):
+            raise ValueError("give exactly one of calls_per_agent (N calls per agent per period) or percent")
+        _no_duplicates(self.stratify_by, "stratum")
+        return self
+
+
+class ScorecardQuestion(_Model):
+    """One yes/no question; ``auto_fail``: answering no fails the whole review whatever the rest scores."""
+
+    id: Identifier
+    text: Text
+    weight: float = Field(default=1.0, gt=0, le=100)
+    auto_fail: bool = False
+    allow_na: bool = False
+    """Whether "not applicable" is an answer (the question then leaves the section's total)."""
+
+
+class ScorecardSection(_Model):
+    """A group of questions; its score (0-100) counts ``weight`` in the review's total."""
+
+    id: Identifier
+    title: Text
+    weight: float = Field(gt=0, le=100)
+    questions: tuple[ScorecardQuestion, ...] = Field(min_length=1)
+
+
+class Scorecard(_Model):
+    """The form reviewers fill in for a sampled call (B8)."""
+
+    id: Identifier
+    version: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    title: Text
+    pass_mark: float = Field(default=80.0, ge=0, le=100)
+    sections: tuple[ScorecardSection, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Scorecard:
+        dupes = _duplicates(s.id for s in self.sections)
+        if dupes:
+            raise ValueError(f"section id listed more than once: {', '.join(dupes)}")
+        dupes = _duplicates(q.id for s in self.sections for q in s.questions)
+        if dupes:
+            raise ValueError(f"question id listed more than once: {', '.join(dupes)}")
+        return self
+
+
+class TrainingLibraryRules(_Model):
+    """Anonymised training clips (A6): who may browse them and how long they are kept."""
+
+    purpose: Identifier = "training"
+    """The purpose the library serves; it must serve only an anonymised derivative."""
+    library_roles: tuple[Identifier, ...] = Field(min_length=1)
+    retention_months: int = Field(ge=1, le=120)
+    """Clips are crypto-shredded this long after they were made (their own retention, not the call's)."""
+
+
+class QualityReviewRules(_Model):
+    """Random quality review of calls (B8) and the training library built from reviewed calls (A6)."""
+
+    purpose: Identifier = "spot_check"
+    """The purpose a reviewer's listening is decided and audited under (implied by the queue)."""
+    reviewer_roles: tuple[Identifier, ...] = Field(min_length=1)
+    sampling: SamplingRule
+    scorecard: Scorecard
+    training: TrainingLibraryRules | None = None
+
+    @field_validator("reviewer_roles")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "role")
+
+# -------------------------------------------------------------------------------------- integrations
+class CrmIntegrationRules(_Model):
+    """What a CRM connector may do on the CRM's word (B5, B6, A9). Everything is off unless named.
+
+    The connector never reaches content. It acts through the same services as a person: a request it
+    files is checked as if the linked requester filed it, an approval it relays is checked against
+    the linked approver's role (and no self-approval), so these switches only say whether the
+    organisation lets the CRM carry those decisions at all. Ending grants and reopening cases only
+    reduce access or keep recordings longer, so a configured connector may always do them.
+    """
+
+    file_access_requests: bool = False
+    """A ticket asking for recordings becomes an access request filed by the ticket's requester (B6)."""
+    relay_approvals: bool = False
+    """An approval recorded on the ticket by a linked approver approves the request (B6, B9)."""
+    resolve_cases: bool = False
+    """A resolved ticket resolves the case of the same reference, starting its grace period (A9)."""
+
+
+class IntegrationRules(_Model):
+    crm: CrmIntegrationRules = CrmIntegrationRules()
+
+
 # ---------------------------------------------------------------------------------------- monitoring
 class MonitoringRules(_Model):
     """Live monitoring of calls in progress (A7, A13): who may listen, why, to whom, and what the agent sees.
@@ -651,6 +776,8 @@ class PolicyDocument(_Model):
     notice: NoticeRules
     contacts: tuple[Contact, ...] = ()
     transcription: TranscriptionRules = TranscriptionRules()
+    quality_review: QualityReviewRules | None = None
+    integrations: IntegrationRules = IntegrationRules()
     monitoring: MonitoringRules = MonitoringRules()
 
     @model_validator(mode="after")
@@ -691,6 +818,8 @@ class PolicyDocument(_Model):
             need_role(("network", "per_role", role), role)
         for i, role in enumerate(self.misuse.report_to_roles):
             need_role(("misuse", "report_to_roles", i), role)
+        if self.quality_review is not None:
+            errors.extend(self._quality_review_errors(need_role))
         if self.subject_requests.enabled:
             for i, trunk in enumerate(self.recording_scope.trunk_numbers):
                 if trunk.region not in self.subject_requests.regions:
@@ -702,6 +831,39 @@ class PolicyDocument(_Model):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def _quality_review_errors(self, need_role: Any) -> list[InitErrorDetails]:
+        """The review purpose must exist and be open to every reviewer role; likewise the training library."""
+        qr = self.quality_review
+        assert qr is not None
+        errors: list[InitErrorDetails] = []
+
+        def need_purpose(loc: tuple[str | int, ...], pid: str, roles: tuple[str, ...], what: str) -> None:
+            rule = self.purposes.get(pid)
+            if rule is None:
+                errors.append(_error(loc, f"unknown purpose {pid!r}; the purposes defined are: "
+                                          f"{', '.join(self.purposes)}", pid))
+                return
+            for i, role in enumerate(roles):
+                if role not in rule.roles:
+                    errors.append(_error((*loc[:-1], what, i), f"role {role!r} may not use purpose {pid!r} "
+                                         f"(open to: {', '.join(rule.roles)})", role))
+
+        for i, role in enumerate(qr.reviewer_roles):
+            need_role(("quality_review", "reviewer_roles", i), role)
+        need_purpose(("quality_review", "purpose"), qr.purpose, qr.reviewer_roles, "reviewer_roles")
+        if qr.training is not None:
+            for i, role in enumerate(qr.training.library_roles):
+                need_role(("quality_review", "training", "library_roles", i), role)
+            need_purpose(("quality_review", "training", "purpose"), qr.training.purpose, qr.training.library_roles,
+                         "library_roles")
+            rule = self.purposes.get(qr.training.purpose)
+            if rule is not None and rule.serves != "anonymised_derivative":
+                errors.append(_error(("quality_review", "training", "purpose"),
+                                     f"purpose {qr.training.purpose!r} serves the original audio; the training "
+                                     "library needs a purpose that serves only an anonymised derivative (A6)",
+                                     qr.training.purpose))
+        return errors
 
     def review_due_on(self) -> date:
         """When the next scheduled review falls due (B13)."""

@@ -2,7 +2,8 @@
 
 What the keyring wraps (``keyring.wrap(`` across callvault): each recording's data key
 (``data_keys``, bound to the recording id) and each user's TOTP secret (``mfa_credentials``, bound
-to ``mfa:<user id>``). Transcripts and CRM notes are sealed under keys *derived* from the data key,
+to ``mfa:<user id>``) and each outgoing webhook's signing secret (``webhook_subscriptions``, bound to
+``webhook:<subscription id>``). Transcripts and CRM notes are sealed under keys *derived* from the data key,
 so they follow their recording's data key and need nothing of their own.
 
 Contracts:
@@ -27,6 +28,7 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import NotFound
 from callvault.identity.models import MfaCredential
+from callvault.integrations.webhooks_out.models import WebhookSubscription
 from callvault.recordings.models import DataKey
 from callvault.storage.keys import Keyring, WrappedKey
 
@@ -36,8 +38,10 @@ DEFAULT_BATCH = 500
 @dataclass
 class RewrapReport:
     current_kek: str
-    rewrapped: dict[str, int] = field(default_factory=lambda: {"data_keys": 0, "mfa_credentials": 0})
-    already_current: dict[str, int] = field(default_factory=lambda: {"data_keys": 0, "mfa_credentials": 0})
+    rewrapped: dict[str, int] = field(default_factory=lambda: {"data_keys": 0, "mfa_credentials": 0,
+                                                               "webhook_subscriptions": 0})
+    already_current: dict[str, int] = field(default_factory=lambda: {"data_keys": 0, "mfa_credentials": 0,
+                                                                     "webhook_subscriptions": 0})
     destroyed_skipped: int = 0
     batches: int = 0
 
@@ -48,13 +52,15 @@ def usage(session: Session, kek_id: str) -> dict[str, int]:
         "data_keys": session.scalar(select(func.count()).select_from(DataKey).where(DataKey.kek_id == kek_id)) or 0,
         "mfa_credentials": session.scalar(
             select(func.count()).select_from(MfaCredential).where(MfaCredential.kek_id == kek_id)) or 0,
+        "webhook_subscriptions": session.scalar(
+            select(func.count()).select_from(WebhookSubscription).where(WebhookSubscription.kek_id == kek_id)) or 0,
     }
 
 
 def kek_usage(session: Session) -> dict[str, int]:
     """Every KEK id named by a wrapped secret, with how many secrets name it."""
     counts: dict[str, int] = {}
-    for model in (DataKey, MfaCredential):
+    for model in (DataKey, MfaCredential, WebhookSubscription):
         for kek_id, n in session.execute(select(model.kek_id, func.count()).group_by(model.kek_id)):
             counts[kek_id] = counts.get(kek_id, 0) + n
     return counts
@@ -69,7 +75,30 @@ def rewrap_all(db: Database, keyring: Keyring, *, actor: str, batch_size: int = 
                   on_batch=on_batch)
     _rewrap_table(db, keyring, report, "mfa_credentials", actor=actor, batch_size=batch_size, clock=clock,
                   on_batch=on_batch)
+    _rewrap_webhook_secrets(db, keyring, report, actor=actor, clock=clock)
     return report
+
+
+def _rewrap_webhook_secrets(db: Database, keyring: Keyring, report: RewrapReport, *, actor: str, clock: Clock) -> None:
+    """A handful of rows: one transaction, one audit entry if anything moved."""
+    with db.unit_of_work() as session:
+        current = keyring.current_id
+        moved: dict[str, int] = {}
+        for sub in session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id).with_for_update()):
+            if sub.kek_id == current:
+                report.already_current["webhook_subscriptions"] += 1
+                continue
+            old = WrappedKey(kek_id=sub.kek_id, wrapped=sub.wrapped_secret)
+            new = keyring.rewrap(old, f"webhook:{sub.id}")
+            sub.kek_id, sub.wrapped_secret = new.kek_id, new.wrapped
+            moved[old.kek_id] = moved.get(old.kek_id, 0) + 1
+        if moved:
+            report.rewrapped["webhook_subscriptions"] += sum(moved.values())
+            audit.append(session, audit.AuditEvent(
+                actor=actor, action="keys.rewrapped", object_type="kek", object_id=current,
+                reason=f"rotation: {sum(moved.values())} webhook secrets rewrapped to the current key-encryption key",
+                details={"table": "webhook_subscriptions", "from": moved, "to": current}), clock=clock)
+            report.batches += 1
 
 
 def _rewrap_table(db: Database, keyring: Keyring, report: RewrapReport, table: str, *, actor: str,

@@ -212,6 +212,61 @@ def reopen_case(
     return case
 
 
+def resolve_for_integration(
+    session: Session, *, policy: PolicyDocument, actor: str, ref: str, resolved_at: datetime,
+    clock: Clock = system_clock,
+) -> tuple[str, int]:
+    """A CRM says ticket ``ref`` was resolved at ``resolved_at``: its recordings enter the grace period (A9).
+
+    For the CRM integration, which has already checked that the policy lets it resolve cases
+    (``integrations.crm.resolve_cases``); ``resolve_case`` is the path for people. A case that does
+    not exist yet is opened (as a complaint) when available recordings carry ``ref`` as their
+    ``case_ref``; with none, nothing changes. Returns (outcome, recordings recomputed), outcome being
+    ``resolved``, ``already_resolved`` or ``no_recordings``.
+    """
+    ref = _check_ref(ref)
+    case = session.get(Case, ref)
+    linked = int(session.scalar(select(func.count()).select_from(Recording).where(
+        Recording.case_ref == ref, Recording.state == RecordingState.AVAILABLE)) or 0)
+    if case is None:
+        if not linked:
+            return "no_recordings", 0
+        case = Case(ref=ref, kind=CaseKind.COMPLAINT, status=CaseStatus.OPEN, opened_at=min(resolved_at, clock.now()),
+                    opened_by=actor, description="opened from the CRM when its ticket was resolved")
+        session.add(case)
+        session.flush()
+    if case.status == CaseStatus.RESOLVED:
+        return "already_resolved", 0
+    case.status, case.resolved_at, case.resolved_by = CaseStatus.RESOLVED, min(resolved_at, clock.now()), actor
+    session.flush()
+    count = refresh_where(session, policy=policy, condition=Recording.case_ref == ref)
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role="integration", action="retention.case_resolved", object_type="case", object_id=ref,
+        details={"recordings": count, "grace_days": policy.retention.post_resolution_grace_days,
+                 "destroy_on_resolution": policy.retention.destroy_on_case_resolution,
+                 "resolved_at": case.resolved_at.isoformat() if case.resolved_at else None},
+        clauses=("A9",)), clock=clock)
+    return "resolved", count
+
+
+def reopen_for_integration(
+    session: Session, *, policy: PolicyDocument, actor: str, ref: str, clock: Clock = system_clock,
+) -> tuple[str, int]:
+    """A CRM says ticket ``ref`` was reopened: a resolved case reopens and its recordings' dates are
+    recomputed (back to the cap; those already destroyed stay destroyed). Keeping recordings longer
+    needs no permission beyond a configured connector. Returns (``reopened`` or ``not_resolved``, count)."""
+    case = session.get(Case, _check_ref(ref))
+    if case is None or case.status != CaseStatus.RESOLVED:
+        return "not_resolved", 0
+    case.status, case.resolved_at, case.resolved_by = CaseStatus.OPEN, None, None
+    session.flush()
+    count = refresh_where(session, policy=policy, condition=Recording.case_ref == ref)
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role="integration", action="retention.case_reopened", object_type="case", object_id=ref,
+        details={"recordings": count}, clauses=("A9",)), clock=clock)
+    return "reopened", count
+
+
 def link_recording(
     session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, ref: str, recording_id: str,
     clock: Clock = system_clock,

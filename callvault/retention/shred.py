@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
+from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention.models import DestructionRecord, KeyDestruction
 from callvault.storage.blobstore import BlobStore
@@ -115,6 +116,9 @@ def destroy_now(
         details={"recording_ids": ids, "rules": dict(rules), "kek_ids": sorted({k[0] for k in keys.values()})},
         clauses=("A3", "A9", "B11"),
     ), clock=clock)
+    webhooks.emit_many(session, "recording.destroyed", [{
+        "recording_id": item.recording_id, "call_id": item.call_id, "rule": item.rule, "reason": item.reason,
+        "destroyed_at": now.isoformat(), "content_sha256": item.sha256} for item in doomed], clock=clock)
     return pending
 
 

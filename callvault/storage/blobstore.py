@@ -18,14 +18,17 @@ else is InvalidInput, so a key can never escape the store's root.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import io
+import logging
 import os
 import re
 import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
@@ -36,6 +39,7 @@ from callvault.storage._fs import fsync_dir
 
 __all__ = [
     "BlobStore",
+    "FlushFailed",
     "LocalBlobStore",
     "MemoryBlobStore",
     "open_blobstore",
@@ -47,6 +51,20 @@ _KEY_RE: Final = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*")
 _MAX_KEY_LENGTH: Final = 512
 _TMP_DIR: Final = ".tmp"
 _TMP_SUFFIX: Final = ".part"
+
+
+class FlushFailed(OSError):
+    """An fsync failed, or writes stopped because one did (RELIABILITY.md scenario 3, "fsyncgate").
+
+    After a failed fsync the kernel may have dropped the dirty pages and a later fsync can succeed
+    without them, so a retry proves nothing. The store therefore fail-stops: this process refuses
+    every further write until it is restarted (as PostgreSQL PANICs), and the ingest path raises an
+    alarm in the audit trail. Acknowledged recordings are unaffected: each was fsynced before it was
+    acknowledged.
+    """
+
+
+log = logging.getLogger(__name__)
 
 
 class BlobStore(Protocol):
@@ -103,6 +121,7 @@ class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
         self._tmp = self._root / _TMP_DIR
+        self._stopped: str | None = None  # why writes stopped (a failed fsync); only a restart clears it
         try:
             for directory in (self._root, self._tmp):
                 if not directory.is_dir():
@@ -123,7 +142,21 @@ class LocalBlobStore:
         return self._root / validate_key(key)
 
     def writer(self, key: str) -> AbstractContextManager[BinaryIO]:
+        if self._stopped is not None:
+            raise FlushFailed(errno.EIO, f"recording storage stopped accepting writes after a failed fsync "
+                                         f"({self._stopped}); recordings already acknowledged are safe. Check "
+                                         f"the disk under {self._root}, then restart this process")
         return self._writer(self._path(key))
+
+    def _flushed(self, flush: Callable[[], None]) -> None:
+        """Run one fsync; on failure stop all later writes of this process (see ``FlushFailed``)."""
+        try:
+            flush()
+        except OSError as exc:
+            self._stopped = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: {exc.strerror or exc}"
+            log.critical("fsync failed under %s (%s): recording writes stopped until restart", self._root, exc)
+            raise FlushFailed(exc.errno or errno.EIO, f"fsync failed: {exc.strerror or exc}; nothing was "
+                                                      "stored and writes are stopped until restart") from exc
 
     @contextmanager
     def _writer(self, final: Path) -> Iterator[BinaryIO]:
@@ -133,14 +166,14 @@ class LocalBlobStore:
             with os.fdopen(fd, "wb") as handle:
                 yield handle
                 handle.flush()
-                os.fsync(handle.fileno())
+                self._flushed(lambda: os.fsync(handle.fileno()))
             self._make_dirs(final.parent)
             os.replace(tmp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
-        fsync_dir(final.parent)
+        self._flushed(lambda: fsync_dir(final.parent))  # on failure the caller discards the blob
 
     def _make_dirs(self, directory: Path) -> None:
         """Create missing parents one level at a time, fsyncing each new entry's parent."""
@@ -154,7 +187,7 @@ class LocalBlobStore:
                 os.chmod(path, 0o700)
             except FileExistsError:
                 continue  # a concurrent writer made it
-            fsync_dir(path.parent)
+            self._flushed(functools.partial(fsync_dir, path.parent))
 
     def read_at(self, key: str, offset: int, length: int) -> bytes:
         _check_span(offset, length)

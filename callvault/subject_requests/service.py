@@ -39,6 +39,7 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.identity.models import User
+from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
 from callvault.policy.decide import Action, Actor, Decision, visible_scope
 from callvault.policy.schema import PolicyDocument
@@ -679,6 +680,9 @@ def remind(session: Session, *, policy: PolicyDocument, points: Sequence[int], m
                            dedup=f"subject:{row.id}:overdue", mail_domain=mail_domain, clock=clock,
                            body=f"Request {row.id} was due by {row.due_on} and has not been sent.\n"
                                 f"callvault requests show {row.id}\n")
+                webhooks.emit(session, "subject_request.overdue", {
+                    "request_id": row.id, "due_on": row.due_on.isoformat(), "due_at": row.due_at.isoformat(),
+                    "status": row.status}, clock=clock)
                 handled += 1
             continue
         cal = calendar_of(policy, row)
@@ -693,6 +697,9 @@ def remind(session: Session, *, policy: PolicyDocument, points: Sequence[int], m
                    dedup=f"subject:{row.id}:remind:{min(due_points)}", mail_domain=mail_domain, clock=clock,
                    body=f"Request {row.id} ({display_status(row, now)}) is due by {row.due_on}.\n"
                         f"callvault requests show {row.id}\n")
+        webhooks.emit(session, "subject_request.due_soon", {
+            "request_id": row.id, "due_on": row.due_on.isoformat(), "due_at": row.due_at.isoformat(),
+            "working_days_left": left, "status": row.status}, clock=clock)
         row.reminders_sent = sorted(done | set(due_points))
         handled += 1
     return handled

@@ -15,30 +15,29 @@ The note is stored against every recording with that ``crm_ref`` through ``servi
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callvault.core.clock import Clock
-from callvault.core.errors import AuthenticationFailed, ConfigurationError, FieldProblem, InvalidInput, NotFound
+from callvault.core.errors import ConfigurationError, FieldProblem, InvalidInput, NotFound
 from callvault.core.settings import env_or_file
+from callvault.integrations import signing
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.storage.keys import Keyring
 from callvault.transcription import service
-from callvault.transcription.models import CrmNote, CrmWebhookDelivery
+from callvault.transcription.models import CrmNote
 
 SECRET_ENV: Final = "CALLVAULT_CRM_WEBHOOK_SECRET"  # noqa: S105 (a variable name)
-TIMESTAMP_HEADER: Final = "x-callvault-timestamp"
-SIGNATURE_HEADER: Final = "x-callvault-signature"
-REPLAY_WINDOW: Final = timedelta(minutes=5)
+TIMESTAMP_HEADER: Final = signing.TIMESTAMP_HEADER
+SIGNATURE_HEADER: Final = signing.SIGNATURE_HEADER
+REPLAY_WINDOW: Final = signing.REPLAY_WINDOW
 MIN_SECRET_CHARS: Final = 16
 ACTOR: Final = "crm-webhook"
 _NOTE_IDS: Final = uuid.UUID("5b0f7c1e-3a52-4d8e-9a51-6c1d0e7f2b90")
@@ -83,22 +82,12 @@ def load_secret(env: Mapping[str, str]) -> bytes:
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     """The signature header value for ``body`` sent at ``timestamp`` (what a connector computes)."""
-    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return signing.sign(secret, timestamp, body)
 
 
 def verify(secret: bytes, *, timestamp: str | None, signature: str | None, body: bytes, clock: Clock) -> str:
     """The signature's hex digest if the delivery is authentic and fresh; AuthenticationFailed otherwise."""
-    if not timestamp or not signature:
-        raise AuthenticationFailed("send the X-Callvault-Timestamp and X-Callvault-Signature headers")
-    if not timestamp.isdigit() or len(timestamp) > 12:
-        raise AuthenticationFailed("X-Callvault-Timestamp must be whole seconds since 1970 (UTC)")
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip().lower()):
-        raise AuthenticationFailed("the signature does not match the body and timestamp")
-    age = clock.now().timestamp() - int(timestamp)
-    if abs(age) > REPLAY_WINDOW.total_seconds():
-        raise AuthenticationFailed("the delivery's timestamp is more than 5 minutes from the server's clock "
-                                   "(expired, or the clocks disagree)")
-    return signature.strip().lower().removeprefix("sha256=")
+    return signing.verify(secret, timestamp=timestamp, signature=signature, body=body, clock=clock)
 
 
 def parse(body: bytes) -> WebhookNote:
@@ -121,8 +110,7 @@ def receive(session: Session, *, keyring: Keyring, note: WebhookNote, digest: st
     Raises AuthenticationFailed for a replayed signature and NotFound when no recording has the ref.
     The caller commits; a concurrent replay then fails on the signature's primary key.
     """
-    if session.get(CrmWebhookDelivery, digest) is not None:
-        raise AuthenticationFailed("this delivery was already received (replay refused)")
+    signing.remember(session, digest=digest, reference=note.note_id, clock=clock)
     rows = list(session.scalars(
         select(Recording).join(DataKey, DataKey.recording_id == Recording.id)
         .where(Recording.crm_ref == note.crm_ref, Recording.state == RecordingState.AVAILABLE)
@@ -130,9 +118,6 @@ def receive(session: Session, *, keyring: Keyring, note: WebhookNote, digest: st
     if not rows:
         raise NotFound(f"no recording has crm_ref {note.crm_ref!r}; the note was not stored "
                        "(check the reference, or send it again once the call is recorded)")
-    now = clock.now()
-    session.execute(delete(CrmWebhookDelivery).where(CrmWebhookDelivery.received_at < now - 2 * REPLAY_WINDOW))
-    session.add(CrmWebhookDelivery(signature=digest, note_id=note.note_id, received_at=now))
     delivery = Delivery(note_id=note.note_id, crm_ref=note.crm_ref, created=False)
     for rec in rows:
         existing = session.get(CrmNote, note_row_id(note.note_id, rec.id))

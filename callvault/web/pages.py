@@ -24,7 +24,16 @@ from callvault.identity import sessions as web_sessions
 from callvault.identity.models import User, WebSession
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime
-from callvault.web import access_pages, home_pages, live_pages, oversight_pages, recording_pages, requests_pages
+from callvault.web import (
+    access_pages,
+    home_pages,
+    integrations_pages,
+    live_pages,
+    oversight_pages,
+    quality_pages,
+    recording_pages,
+    requests_pages,
+)
 from callvault.web.common import STATIC_DIR, render, same, templates
 
 __all__ = ["STATIC_DIR", "router"]
@@ -260,5 +269,6 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
     return templates.TemplateResponse(request, "notice.html", {"policy": policy})
 
 
-for _module in (recording_pages, access_pages, oversight_pages, requests_pages, live_pages):
+for _module in (recording_pages, access_pages, oversight_pages, requests_pages, quality_pages, integrations_pages,
+                live_pages):
     router.include_router(_module.router)

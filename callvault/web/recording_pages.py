@@ -145,7 +145,8 @@ def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
     if fresh is None or not decision.allowed:
         return out
     if decision.serves != "original":
-        out["wave_note"] = "This purpose is served only by an anonymised copy, which is not available yet."
+        out["wave_note"] = ("This purpose is served only by an anonymised copy (the agent's side, personal data "
+                            "toned out): the player plays it if a reviewer has made one; no waveform is drawn.")
         return out
     if row.size_bytes > waveform.MAX_DECODE_BYTES:
         out["wave_note"] = "This call is too long to draw here; the player still streams it."

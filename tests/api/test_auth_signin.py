@@ -114,9 +114,10 @@ def test_a_role_that_needs_mfa_must_set_it_up_before_reaching_anything(live: Liv
 
 
 # ------------------------------------------------------------------------------------- guessing
-def test_five_wrong_passwords_lock_the_account_even_against_the_right_one(live: LiveServer) -> None:
+def test_five_wrong_passwords_lock_the_account_from_that_address_even_against_the_right_one(
+        live: LiveServer) -> None:
     env = live.env
-    for _ in range(throttle.ACCOUNT_LIMIT):
+    for _ in range(throttle.PAIR_LIMIT):
         assert _token(live, "alice", None, password="wrong-password-guess")[0] == 401
     status, body = _token(live, "alice", env.otp("alice"))
     assert status == 401
@@ -134,7 +135,7 @@ def test_five_wrong_passwords_lock_the_account_even_against_the_right_one(live: 
 def test_an_unknown_name_locks_exactly_like_a_real_one(live: LiveServer) -> None:
     replies = []
     for name in ("ghost", "alice"):
-        for _ in range(throttle.ACCOUNT_LIMIT + 1):
+        for _ in range(throttle.PAIR_LIMIT + 1):
             replies.append((name, *_token(live, name, None, password="wrong-password-guess")))
     ghost = [(s, b["message"]) for n, s, b in replies if n == "ghost"]
     alice = [(s, b["message"]) for n, s, b in replies if n == "alice"]
@@ -151,6 +152,52 @@ def test_many_failures_from_one_address_lock_that_address(live: LiveServer) -> N
     with env.runtime.db.unit_of_work() as session:
         keys = [e.object_id for e in session.scalars(select(AuditEntry).where(AuditEntry.action == "auth.lockout"))]
     assert "address:127.0.0.1" in keys
+
+
+def _attempt(env: CallvaultEnv, username: str, password: str, address: str) -> str:
+    """One password attempt at the service level from ``address``: "ok", "wrong" or "locked"."""
+    try:
+        with env.runtime.db.unit_of_work() as session:
+            user = identity.authenticate(session, username=username, password=password, source_ip=address,
+                                         clock=env.runtime.clock)
+            identity.record_sign_in(session, user=user, source_ip=address, method="password", clock=env.runtime.clock)
+        return "ok"
+    except identity.SignInLocked:
+        outcome, reason = "locked", "too many failed sign-ins"
+    except Exception:  # AuthenticationFailed
+        outcome, reason = "wrong", identity.WRONG_CREDENTIALS
+    with env.runtime.db.unit_of_work() as session:
+        identity.record_failed_sign_in(session, username=username, source_ip=address, reason=reason,
+                                       clock=env.runtime.clock)
+    return outcome
+
+
+def test_a_guesser_on_one_address_cannot_lock_the_user_out_elsewhere(live: LiveServer) -> None:
+    """RELIABILITY.md 15: attackers cannot lock out users."""
+    env = live.env
+    outcomes = [_attempt(env, "alice", "wrong-password-guess", "203.0.113.9") for _ in range(throttle.PAIR_LIMIT + 2)]
+    assert outcomes[-1] == "locked" and outcomes.count("wrong") == throttle.PAIR_LIMIT
+    assert _attempt(env, "alice", PASSWORD, "203.0.113.9") == "locked"
+    assert _attempt(env, "alice", PASSWORD, "198.51.100.20") == "ok"  # the real user, from their desk
+
+
+def test_a_distributed_guesser_gets_at_most_100_tries_an_hour_and_the_user_still_gets_in(
+        live: LiveServer) -> None:
+    env = live.env
+    assert _attempt(env, "bob", PASSWORD, "198.51.100.7") == "ok"  # bob's usual address
+    tried = 0
+    for i in range(60):  # 60 addresses x 2 guesses = 120 attempts, each address under its own limits
+        for _ in range(2):
+            if _attempt(env, "bob", "wrong-password-guess", f"203.0.113.{i}") == "wrong":
+                tried += 1
+    assert tried == throttle.ACCOUNT_LIMIT, f"{tried} guesses were checked against the password"
+    assert _attempt(env, "bob", PASSWORD, "192.0.2.77") == "locked"  # an unfamiliar address: closed
+    assert _attempt(env, "bob", PASSWORD, "198.51.100.7") == "ok"  # bob's own address: still open
+    with env.runtime.db.unit_of_work() as session:
+        lock = throttle.active_lock(session, username="bob", address=None, now=env.runtime.clock.now())
+    assert lock is not None and lock.until <= env.runtime.clock.now() + throttle.ACCOUNT_WINDOW
+    env.runtime.clock = FixedClock(env.runtime.clock.now() + throttle.ACCOUNT_WINDOW + timedelta(seconds=1))
+    assert _attempt(env, "bob", PASSWORD, "192.0.2.77") == "ok"  # the hour is over
 
 
 def test_counters_live_in_the_database_so_every_node_sees_them(live: LiveServer) -> None:

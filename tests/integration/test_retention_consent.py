@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from callvault.core.errors import AccessDenied, NotFound
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
 from callvault.recordings.models import DataKey, Recording, RecordingState
+from callvault.retention import service as retention
 from callvault.retention.models import KeyDestruction
 from callvault.retention.shred import finish
 from tests.support.audio import wav_bytes
@@ -273,3 +274,64 @@ def test_destroyed_recording_cannot_be_controlled(a: World) -> None:
         _file(a, ALICE, "stop", recording_id=rec, at_s=1.0)
     with pytest.raises(NotFound):
         _file(a, ALICE, "stop", recording_id="no-such-id", at_s=1.0)
+
+
+# ------------------------------------------------------------------------------- legal hold outranks
+def _hold(world: World, rec: str) -> str:
+    with world.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=world.clock)
+        hold = retention.place_hold(session, policy=policy, actor="exec", actor_role="executive",
+                                    reason="litigation hold", owner="legal@example.com",
+                                    review_on=date(2030, 1, 1), recording_id=rec, clock=world.clock)
+        return hold.id
+
+
+def _release(world: World, hold_id: str) -> None:
+    with world.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=world.clock)
+        retention.release_hold(session, policy=policy, actor="exec", actor_role="executive", hold_id=hold_id,
+                               reason="case settled", clock=world.clock)
+
+
+def _apply_deferred(world: World) -> int:
+    return control.apply_deferred(db=world.runtime.db, store=world.runtime.store, keyring=world.runtime.keyring,
+                                  clock=world.clock)
+
+
+@pytest.mark.parametrize(("kind", "at_s"), [("personal", None), ("stop", 1.0), ("pause", 1.0)])
+def test_a_legal_hold_defers_personal_stop_and_pause_until_it_is_released(
+        a: World, kind: str, at_s: float | None) -> None:
+    """RELIABILITY 11: a hold outranks destruction and alteration; refused on the record, resumed after."""
+    original = wav_bytes(3.0, seed=31)
+    rec = a.ingest(seconds=3.0, audio=original)
+    hold_id = _hold(a, rec)
+    outcome = _file(a, ALICE, kind, recording_id=rec, at_s=at_s)
+    assert "legal hold" in outcome
+    assert a.audio(rec) == original, "a held recording was altered"
+    refusal = _last_audit(a, "recording.control_deferred")
+    assert refusal.decision == "deny" and refusal.object_id == rec and refusal.reason == "legal hold"
+    assert _apply_deferred(a) == 0  # still held: the worker leaves it alone
+    assert a.audio(rec) == original
+    _release(a, hold_id)
+    assert _apply_deferred(a) == 1
+    if kind == "personal":
+        assert a.intact_or_fully_destroyed(rec) == "destroyed"
+    else:
+        assert a.playable(rec) and a.audio(rec) != original
+    assert _apply_deferred(a) == 0, "a deferred control was applied twice"
+
+
+def test_a_held_quarantined_recording_cannot_be_destroyed_and_the_refusal_is_audited(
+        a: World) -> None:
+    rec = a.ingest(consent=None)
+    hold_id = _hold(a, rec)
+    with pytest.raises(control.UnderLegalHold, match="legal hold"):
+        _resolve(a, ADMIN, rec, "destroy")
+    assert a.playable(rec) and a.row(rec).quarantined
+    code, output = a.cli("quarantine", "resolve", rec, "--destroy", "--reason", "no consent found")
+    assert code != 0 and "legal hold" in output, output
+    refusal = _last_audit(a, "recording.quarantine_destroy")
+    assert refusal.decision == "deny" and refusal.reason == "legal hold"
+    _release(a, hold_id)
+    _resolve(a, ADMIN, rec, "destroy")
+    assert a.intact_or_fully_destroyed(rec) == "destroyed"

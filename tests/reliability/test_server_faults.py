@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 from sqlalchemy import func, select
 
+from callvault.core.errors import ConfigurationError
+from callvault.core.settings import load_settings
 from callvault.recordings.models import Recording, RecordingState
 from tests.conftest import PG_ADMIN_URL
 from tests.support.audio import metadata, upload, wav_bytes
@@ -117,3 +123,50 @@ def test_with_the_database_gone_requests_get_503_json_ingest_stores_nothing_and_
     print(f"[reliability] database unreachable: {len(tried)} requests, all 503 JSON; 0 partial rows/blobs; "
           "service resumed on the first request after")
     _ = httpx
+
+
+def test_a_slow_upload_is_cut_off_with_408_stores_nothing_and_does_not_starve_other_clients(
+        server: LiveServer, env: CallvaultEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slowloris on the upload body: the deadline is grace + size / minimum rate (both configurable)."""
+    monkeypatch.setattr(env.runtime, "settings", dataclasses.replace(
+        env.runtime.settings, upload_grace_seconds=1, upload_min_bytes_per_second=100_000))
+    auth = _token(server, "admin")
+    before = _blob_and_row_counts(env)
+    built = httpx.Request("POST", "http://x/", files={"audio": ("call.wav", wav_bytes(1.0, seed=77), "audio/wav")},
+                          data={"metadata": json.dumps(metadata())})
+    data, content_type = built.read(), built.headers["content-type"]
+    fast_latencies: list[float] = []
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        slow.sendall((f"POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                      f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n\r\n").encode())
+        started = time.monotonic()
+        sent = 0
+        slow.settimeout(0.25)
+        answer = b""
+        with server.client("admin") as other:
+            while not answer and time.monotonic() - started < 15:
+                slow.sendall(data[sent:sent + 20])  # 80 bytes/s: far below the minimum rate
+                sent += 20
+                t0 = time.monotonic()
+                assert other.get("/api/v1/recordings", params={"limit": 1}).status_code == 200
+                fast_latencies.append(time.monotonic() - t0)
+                try:
+                    answer = slow.recv(65536)
+                except TimeoutError:
+                    continue
+        took = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"upload_too_slow" in answer and took < 5, took
+    assert _blob_and_row_counts(env) == before, "a slow upload left something behind"
+    assert max(fast_latencies) < 1.0, f"other clients were held up: {max(fast_latencies):.2f} s"
+    print(f"[reliability] slow upload ({sent} of {len(data)} bytes in {took:.1f} s): 408 after the "
+          f"deadline; {len(fast_latencies)} requests of another client meanwhile, slowest "
+          f"{max(fast_latencies) * 1000:.0f} ms")
+
+
+def test_upload_limits_come_from_the_environment_and_typos_fail_at_start_up(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, env={"CALLVAULT_MAX_UPLOAD_BYTES": "2048",
+                                            "CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND": "500"})
+    assert (settings.max_upload_bytes, settings.upload_min_bytes_per_second) == (2048, 500)
+    with pytest.raises(ConfigurationError, match="CALLVAULT_UPLOAD_GRACE_SECONDS"):
+        load_settings(tmp_path, env={"CALLVAULT_UPLOAD_GRACE_SECONDS": "ten"})

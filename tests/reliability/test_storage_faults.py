@@ -14,9 +14,11 @@ import pytest
 from botocore.config import Config
 from sqlalchemy import select
 
+from callvault.audit.models import AuditEntry
 from callvault.capture.ingest import reap_stale_ingests
 from callvault.core.clock import system_clock
 from callvault.recordings.models import Recording, RecordingState
+from callvault.runtime import build_runtime
 from callvault.storage import blobstore
 from callvault.storage.s3 import S3BlobStore
 from tests.conftest import POLICY_A, fresh_database
@@ -65,17 +67,12 @@ def _nothing_partial(world: World, store: Any) -> None:
         assert not list((store.root / ".tmp").iterdir()), "a half-written temporary was left"
 
 
-@pytest.mark.parametrize(("fault", "after"), [("ENOSPC", 0), ("ENOSPC", 40_000), ("EIO", 10_000), ("EIO-fsync", 0)])
+@pytest.mark.parametrize(("fault", "after"), [("ENOSPC", 0), ("ENOSPC", 40_000), ("EIO", 10_000)])
 def test_a_full_or_failing_disk_refuses_the_ingest_and_leaves_nothing_partial(
         world: World, monkeypatch: pytest.MonkeyPatch, fault: str, after: int) -> None:
     real_fdopen = os.fdopen
-    if fault == "EIO-fsync":
-        def failing_fsync(_fd: int) -> None:
-            raise OSError(errno.EIO, "Input/output error")
-        monkeypatch.setattr(os, "fsync", failing_fsync)
-    else:
-        code = getattr(errno, fault)
-        monkeypatch.setattr(os, "fdopen", lambda fd, mode: _FailingFile(real_fdopen(fd, mode), code, after))
+    code = getattr(errno, fault)
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: _FailingFile(real_fdopen(fd, mode), code, after))
     with pytest.raises(OSError) as caught:
         world.ingest(call_id=f"disk-{fault}-{after}", seconds=4.0)
     _nothing_partial(world, world.runtime.store)
@@ -105,3 +102,36 @@ def test_a_dead_object_store_refuses_the_ingest_and_the_reaper_clears_the_reserv
     _nothing_partial(world, local)
     print(f"[reliability] dead S3 endpoint: refused with {type(caught.value).__name__}; "
           f"{len(rows)} pending reservation(s) left for the reaper, which cleared them")
+
+
+@pytest.mark.parametrize("which", ["file", "directory"])
+def test_a_failed_fsync_stops_writes_raises_an_alarm_and_never_reports_success(
+        world: World, monkeypatch: pytest.MonkeyPatch, which: str) -> None:
+    """RELIABILITY.md scenario 3 (fsyncgate): fail-stop until restart, alarm, nothing acknowledged."""
+    kept = world.ingest(call_id=f"before-{which}", seconds=2.0)
+    real_fsync = os.fsync
+    calls = {"n": 0}
+
+    def failing_fsync(fd: int) -> None:
+        is_dir = os.path.isdir(f"/proc/self/fd/{fd}")
+        if is_dir == (which == "directory") and calls["n"] == 0:
+            calls["n"] += 1
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(blobstore.FlushFailed, match="fsync failed"):
+        world.ingest(call_id=f"during-{which}", seconds=2.0)
+    monkeypatch.undo()  # the disk "recovers": a retry in this process must still be refused
+    with pytest.raises(blobstore.FlushFailed, match="restart this process") as refused:
+        world.ingest(call_id=f"during-{which}", seconds=2.0)
+    _nothing_partial(world, world.runtime.store)
+    with world.runtime.db.unit_of_work() as session:
+        alarms = list(session.scalars(select(AuditEntry).where(AuditEntry.action == "storage.flush_failed")))
+    assert [a.object_id for a in alarms] == [f"during-{which}"] * 2 and alarms[0].decision == "alarm"
+    assert world.playable(kept), "a recording acknowledged before the failure was harmed"
+    world.runtime.close()  # the operator restarts the process
+    world.runtime = build_runtime(world.settings, clock=world.clock)
+    assert world.playable(world.ingest(call_id=f"during-{which}", seconds=2.0))
+    print(f"[reliability] fsync EIO on the {which}: refused, writes stopped ({str(refused.value)[:60]}...), "
+          f"{len(alarms)} alarms audited, stored after restart")

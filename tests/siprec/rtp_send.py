@@ -1,9 +1,17 @@
-"""Send two G.711 RTP streams of different tones (one per SIPREC m-line), as an SRC's media would.
+"""Send two RTP streams of different tones (one per SIPREC m-line), as an SRC's media would.
 
-Usage: python rtp_send.py HOST PORT1 PORT2 SECONDS [FREQ1 FREQ2] [CODEC]
+Usage: python rtp_send.py HOST PORT1 PORT2 SECONDS [FREQ1 FREQ2] [OPTION ...]
 Stream 1 goes to PORT1 (the first m-line), stream 2 to PORT2. Packets are 20 ms, 50 per second,
 paced on the wall clock; different SSRCs and random initial sequence numbers/timestamps so wraps
 and offsets are exercised. Used by the sipp scenarios through <exec> and by the benchmark.
+
+Options (sipp passes them through <exec>):
+  opus                   encode with Opus (libopus via PyAV), PT 111, 48 kHz RTP clock
+  dtmf                   also send RFC 4733 telephone-events (PT 101, digits 4-1-1-1) on stream 1
+                         from 1.0 s to 1.8 s, as an SBC does while a caller keys a card number
+  srtp1=SUITE:B64KEY     protect stream 1 with SRTP (pylibsrtp), likewise srtp2= for stream 2
+  forge2=N               additionally send N SRTP packets with a corrupted auth tag on stream 2
+  seed=N                 pick other SSRCs/initial sequence numbers/timestamps (a "new" source)
 """
 
 from __future__ import annotations
@@ -35,28 +43,90 @@ def tone_frames(freq: float, seconds: float, rate: int = 8000) -> list[bytes]:
     return [table[i : i + 160] for i in range(0, len(table) - 159, 160)]
 
 
+def opus_frames(freq: float, seconds: float) -> list[bytes]:
+    """20 ms Opus packets of a tone (48 kHz mono, libopus through PyAV)."""
+    import fractions
+
+    import av
+
+    enc: Any = av.CodecContext.create("libopus", "w")
+    enc.sample_rate, enc.layout, enc.format, enc.bit_rate = 48000, "mono", "s16", 32000
+    n = int(seconds * 48000) // 960 * 960
+    pcm = [int(8000 * math.sin(2 * math.pi * freq * i / 48000)) for i in range(n + 960 * 4)]
+    import numpy as np
+
+    samples = np.asarray(pcm, dtype=np.int16)
+    out: list[bytes] = []
+    for i in range(0, len(samples), 960):
+        frame = av.AudioFrame.from_ndarray(samples[i:i + 960].reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, i, fractions.Fraction(1, 48000)
+        out.extend(bytes(p) for p in enc.encode(frame))
+    return out[: n // 960]
+
+
+def srtp_session(spec: str) -> Any:
+    import base64
+
+    import pylibsrtp
+
+    suite, _, key = spec.partition(":")
+    profiles = {"AES_CM_128_HMAC_SHA1_80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+                "AES_CM_128_HMAC_SHA1_32": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32}
+    return pylibsrtp.Session(policy=pylibsrtp.Policy(key=base64.b64decode(key), srtp_profile=profiles[suite],
+                                                     ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND))
+
+
+DTMF_DIGITS = (4, 1, 1, 1)
+
+
 def main(argv: list[str]) -> None:
     host, port1, port2, seconds = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
     f1 = float(argv[4]) if len(argv) > 4 else 440.0
     f2 = float(argv[5]) if len(argv) > 5 else 1000.0
+    options = dict(o.partition("=")[::2] for o in argv[6:])
+    opus = "opus" in options
     streams: list[dict[str, Any]] = []
-    for port, freq in ((port1, f1), (port2, f2)):
+    for n, (port, freq) in enumerate(((port1, f1), (port2, f2)), start=1):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rng = random.Random(port)
-        streams.append({"sock": sock, "addr": (host, port), "frames": tone_frames(freq, seconds),
+        rng = random.Random(port + 7919 * int(options.get("seed", 0)))  # seed=N: another SSRC/sequence/timestamp
+        srtp = options.get(f"srtp{n}")
+        streams.append({"sock": sock, "addr": (host, port),
+                        "frames": opus_frames(freq, seconds) if opus else tone_frames(freq, seconds),
                         "seq": 65535 - 20 if port == port1 else rng.randrange(65536),  # stream 1 wraps early
-                        "ts": rng.randrange(1 << 32), "ssrc": rng.randrange(1 << 32)})
+                        "ts": rng.randrange(1 << 32), "ssrc": rng.randrange(1 << 32),
+                        "srtp": srtp_session(srtp) if srtp else None, "forge": int(options.get(f"forge{n}", 0))})
+    pt, step = (111, 960) if opus else (0, 160)
     start = time.monotonic()
-    count = len(streams[0]["frames"])
+    count = min(len(s["frames"]) for s in streams)
     for i in range(count):
         delay = start + i * 0.02 - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        for s in streams:
-            header = struct.pack(">BBHII", 0x80, 0, s["seq"] & 0xFFFF, s["ts"] & 0xFFFFFFFF, s["ssrc"])
-            s["sock"].sendto(header + s["frames"][i], s["addr"])
+        for n, s in enumerate(streams, start=1):
+            packets = [struct.pack(">BBHII", 0x80, pt, s["seq"] & 0xFFFF, s["ts"] & 0xFFFFFFFF, s["ssrc"])
+                       + s["frames"][i]]
+            if n == 1 and "dtmf" in options and 50 <= i < 90:
+                # RFC 4733: one event per 200 ms, event timestamp = its start, E bit on the last packet.
+                digit = DTMF_DIGITS[(i - 50) // 10]
+                event_ts = s["ts"] - step * ((i - 50) % 10)
+                end = (i - 50) % 10 == 9
+                payload = struct.pack(">BBH", digit, (0x80 if end else 0) | 10, step * ((i - 50) % 10 + 1))
+                s["seq"] += 1
+                packets.append(struct.pack(">BBHII", 0x80, 101, s["seq"] & 0xFFFF, event_ts & 0xFFFFFFFF, s["ssrc"])
+                               + payload)
+            for packet in packets:
+                if s["srtp"] is not None:
+                    packet = s["srtp"].protect(packet)
+                s["sock"].sendto(packet, s["addr"])
+            if s["srtp"] is not None and s["forge"] > 0 and i % 10 == 5:
+                s["forge"] -= 1
+                s["seq"] += 1
+                forged = s["srtp"].protect(struct.pack(">BBHII", 0x80, pt, s["seq"] & 0xFFFF,
+                                                       (s["ts"] + step // 2) & 0xFFFFFFFF, s["ssrc"])
+                                           + bytes(len(s["frames"][i])))
+                s["sock"].sendto(forged[:-1] + bytes([forged[-1] ^ 0x5A]), s["addr"])
             s["seq"] += 1
-            s["ts"] += 160
+            s["ts"] += step
 
 
 if __name__ == "__main__":

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +65,7 @@ class RunningServer:
     port: int
     manager: SessionManager
     loop: asyncio.AbstractEventLoop
+    tls_port: int | None = None
 
     def wait_idle(self, timeout: float = 20.0) -> None:
         """Wait until every call has been finalised (stored or discarded)."""
@@ -74,11 +78,14 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(runtime: Runtime, *, rtp_base: int = 31000, tap: bool = False) -> Iterator[RunningServer]:
-    """The SIPREC server in a thread; ``tap``: with the live-monitoring tap on a free loopback port."""
+def running_server(runtime: Runtime, *, rtp_base: int = 31000, tls: tuple[Path, Path] | None = None,
+                   tap: bool = False) -> Iterator[RunningServer]:
+    """The server in a thread; ``tls`` = (certificate, key) also opens a TLS port; ``tap``: with the
+    live-monitoring tap on a free loopback port."""
     port = free_sip_port()
     config = ServerConfig(host="127.0.0.1", port=port, rtp_ports=(rtp_base, rtp_base + 400), drain_timeout=5,
-                          tap_port=0 if tap else None)
+                          tls_port=free_sip_port() if tls else None, certfile=tls[0] if tls else None,
+                          keyfile=tls[1] if tls else None, tap_port=0 if tap else None)
     ready = threading.Event()
     holder: dict[str, object] = {}
     stop_holder: dict[str, asyncio.Event] = {}
@@ -115,21 +122,28 @@ def running_server(runtime: Runtime, *, rtp_base: int = 31000, tap: bool = False
     manager = holder["manager"]
     assert isinstance(manager, SessionManager)
     try:
-        yield RunningServer(port, manager, loop)
+        yield RunningServer(port, manager, loop, config.tls_port)
     finally:
         loop.call_soon_threadsafe(stop_holder["stop"].set)
         thread.join(30)
 
 
 def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str = "u1",
-             timeout: int = 40) -> subprocess.CompletedProcess[str]:
+             timeout: int = 40, keys: dict[str, str] | None = None,
+             trace_messages: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run one sipp call; ``keys`` become ``-key NAME VALUE`` ([NAME] in the scenario), and
+    ``trace_messages`` leaves the exchanged messages in ``tmp_path/*_messages.log``."""
     sipp = sipp_or_skip()
     media_port = free_port()
     media_port -= media_port % 2
     cmd = [sipp, "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", "127.0.0.1", "-p", str(free_sip_port()),
            "-mp", str(media_port), "-t", transport, "-nostdin", "-timeout", str(timeout), "-timeout_error",
-           "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err",
-           f"127.0.0.1:{server_port}"]
+           "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err"]
+    for name, value in (keys or {}).items():
+        cmd += ["-key", name, value]
+    if trace_messages:
+        cmd.append("-trace_msg")
+    cmd.append(f"127.0.0.1:{server_port}")
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=timeout + 20, check=False)
     if proc.returncode != 0:
         errors = "\n".join(p.read_text(errors="replace")[-3000:] for p in tmp_path.glob("*_errors.log"))
@@ -201,3 +215,53 @@ def dominant_frequency(samples: np.ndarray, rate: int) -> float:
 
 def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
+
+
+class StreamSipClient:
+    """A minimal SIP UAC over one TCP connection, or TLS when ``cafile`` is given (the server's
+    certificate is then verified, IP SAN included, as an SBC would)."""
+
+    def __init__(self, port: int, *, cafile: Path | None = None) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.tls = cafile is not None
+        if cafile is not None:
+            ctx = ssl.create_default_context(cafile=str(cafile))
+            self.sock: socket.socket = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        else:
+            self.sock = raw
+        self.local = self.sock.getsockname()
+        self.buffer = b""
+        self.call_id = f"{uuid.uuid4()}@127.0.0.1"
+        self.branch = 0
+
+    def request(self, method: str, cseq: int, *, to_tag: str = "", content_type: str = "", body: str = "",
+                extra: str = "") -> None:
+        self.branch += 1
+        host, port = self.local[0], self.local[1]
+        scheme, transport = ("sips", "TLS") if self.tls else ("sip", "TCP")
+        head = (f"{method} {scheme}:srs@127.0.0.1 SIP/2.0\r\n"
+                f"Via: SIP/2.0/{transport} {host}:{port};branch=z9hG4bK{self.call_id[:8]}{self.branch}\r\n"
+                f"From: <sip:src@{host}>;tag=src1\r\nTo: <sip:srs@127.0.0.1>{to_tag}\r\n"
+                f"Call-ID: {self.call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{extra}")
+        data = body.replace("\n", "\r\n").encode()
+        if content_type:
+            head += f"Content-Type: {content_type}\r\n"
+        self.sock.sendall((head + f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
+
+    def response(self) -> tuple[int, str, str]:
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self.sock.recv(65535)
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        text = head.decode()
+        length = int(re.search(r"(?im)^(?:content-length|l)\s*:\s*(\d+)", text).group(1))  # type: ignore[union-attr]
+        while len(rest) < length:
+            rest += self.sock.recv(65535)
+        self.buffer = rest[length:]
+        return int(text.split()[1]), text, rest[:length].decode()
+
+
+    def final_response(self) -> tuple[int, str, str]:
+        status, head, body = self.response()
+        while status < 200:
+            status, head, body = self.response()
+        return status, head, body

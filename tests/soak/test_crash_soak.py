@@ -39,3 +39,20 @@ def test_soak_sweep_kills(world: World) -> None:
 def test_soak_mail_kills(world: World) -> None:
     with smtp_server() as sink:
         crash_mail(world, sink, trials=TRIALS, seed=SEED).report()
+
+
+def test_soak_power_loss(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """RELIABILITY.md's 100 power-loss runs: CALLVAULT_SOAK_TRIALS=100 (cuts rotate crash/torn-seq/torn-op)."""
+    from tests.reliability.powerloss import power_loss_ingest
+    from tests.support import lossyfs
+
+    if reason := lossyfs.available():
+        pytest.skip(reason)
+    (tmp_path / "work").mkdir()
+    with lossyfs.lossy_mount(tmp_path / "disk", tmp_path / "mnt") as fs, \
+            fresh_database(request.config.getoption("--db"), tmp_path / "mnt") as url:
+        world = make_world(tmp_path / "mnt" / "data", url, POLICY_A, "a")
+        try:
+            power_loss_ingest(world, fs, tmp_path / "work", trials=TRIALS, seed=SEED).report()
+        finally:
+            world.close()

@@ -1,4 +1,10 @@
-"""RTP for recording: packet parsing, G.711/G.722 decoding, per-stream timing, the two-channel mixer.
+"""RTP for recording: packet parsing, G.711/G.722/Opus decoding, per-stream timing, the two-channel mixer.
+
+Opus (RFC 7587) is decoded with PyAV's libopus decoder (the ``av`` wheels bundle FFmpeg and libopus,
+so nothing has to be installed on the host) at 48 kHz and low-pass filtered and decimated by 3 to the
+16 kHz the recording keeps: telephony Opus is at most wideband in practice, 16 kHz is what G.722
+calls and the transcription engines use, and it is a third of the storage of 48 kHz. Stereo Opus is
+mixed down to the stream's one channel.
 
 Timing model. Each stream's audio is placed on the call's timeline (samples since the INVITE, at
 the recording's sample rate) by **RTP timestamp**, anchored to the arrival time of the first
@@ -18,7 +24,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -92,17 +98,78 @@ ULAW: Final = _ulaw_table()
 ALAW: Final = _alaw_table()
 
 
+def _lowpass_taps(ratio: int, taps: int = 63) -> npt.NDArray[np.float64]:
+    """Windowed-sinc low-pass for decimation by ``ratio`` (cut-off a little below the new Nyquist)."""
+    n = np.arange(taps) - (taps - 1) / 2
+    cutoff = 0.9 / (2 * ratio)
+    h = 2 * cutoff * np.sinc(2 * cutoff * n) * np.blackman(taps)
+    return np.asarray(h / h.sum(), dtype=np.float64)
+
+
+class OpusDecoder:
+    """Opus payloads → int16 mono PCM at 16 kHz (48 kHz decode, FIR low-pass, keep every third sample).
+
+    The filter's history is carried between packets, so packet boundaries leave no clicks; every Opus
+    frame size (2.5 to 60 ms) is a multiple of 120 samples at 48 kHz, so each packet yields exactly a
+    third as many samples and timestamp placement stays exact.
+    """
+
+    RATIO: Final = 3
+    _TAPS: Final = _lowpass_taps(3)
+
+    def __init__(self) -> None:
+        import av  # PyAV: FFmpeg with libopus inside the wheel
+
+        name = "libopus" if "libopus" in av.codecs_available else "opus"
+        ctx: Any = av.CodecContext.create(name, "r")
+        ctx.layout = "mono"  # libopus mixes stereo down itself: half the samples to convert
+        self._ctx = ctx
+        self._history = np.zeros(len(self._TAPS) - 1, dtype=np.float64)
+        self._av = av
+
+    def decode(self, payload: bytes) -> Pcm:
+        if not payload:
+            return np.zeros(0, dtype=np.int16)
+        try:
+            frames = self._ctx.decode(self._av.Packet(payload))
+        except (self._av.error.FFmpegError, ValueError):
+            return np.zeros(0, dtype=np.int16)  # a corrupt frame: silence, as for a lost packet
+        pieces = [_mono(frame) for frame in frames]
+        if not pieces:
+            return np.zeros(0, dtype=np.int16)
+        x = np.concatenate([self._history, *pieces])
+        self._history = x[len(x) - len(self._history):]
+        y = np.convolve(x, self._TAPS, mode="valid")[:: self.RATIO]
+        return np.clip(np.rint(y), -32768, 32767).astype(np.int16)
+
+
+def _mono(frame: Any) -> npt.NDArray[np.float64]:
+    """One decoded PyAV frame as float samples in int16 scale, channels averaged."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if frame.format.is_planar:
+        samples = data.reshape(channels, -1).astype(np.float64).mean(axis=0)
+    else:
+        samples = data.reshape(-1, channels).astype(np.float64).mean(axis=1)
+    if frame.format.name.startswith(("flt", "dbl")):
+        samples = samples * 32767.0
+    return np.asarray(samples, dtype=np.float64)
+
+
 class Decoder:
-    """Turns one codec's payloads into int16 PCM at the codec's sample rate (stateful for G.722)."""
+    """Turns one codec's payloads into int16 PCM at the codec's sample rate (stateful for G.722 and Opus)."""
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self._g722 = None
+        self._opus: OpusDecoder | None = None
         if codec.name == "G722":
             # The maintained ITU-T G.722 implementation (sippy/libg722 on PyPI as G722, public domain).
             import G722  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
             self._g722 = G722.G722(16000, 64000)
+        elif codec.name == "OPUS":
+            self._opus = OpusDecoder()
 
     def decode(self, payload: bytes) -> Pcm:
         name = self.codec.name
@@ -110,6 +177,8 @@ class Decoder:
             return ULAW[np.frombuffer(payload, dtype=np.uint8)]
         if name == "PCMA":
             return ALAW[np.frombuffer(payload, dtype=np.uint8)]
+        if self._opus is not None:
+            return self._opus.decode(payload)
         assert self._g722 is not None
         return np.asarray(self._g722.decode(payload), dtype=np.int16)
 
@@ -126,6 +195,10 @@ class StreamStats:
     paused_dropped: int = 0
     ssrc_changes: int = 0
     resyncs: int = 0
+    srtp_auth_failures: int = 0
+    """SRTP packets whose authentication tag did not verify (forged, corrupted, wrong key): dropped."""
+    srtp_replays: int = 0
+    """SRTP packets libsrtp refused as replayed or too old: dropped."""
 
     @property
     def lost(self) -> int:
@@ -183,7 +256,20 @@ class StreamTimer:
             return None
         decoder = self._decoders.get(pkt.payload_type)
         if decoder is None:
+            # RFC 4733 telephone-events, comfort noise, unknown types: never decoded, never logged (the
+            # event payload is a keyed digit). They share the stream's sequence numbers, so they are
+            # counted as received, or every keyed digit would show up as packet loss.
             self.stats.ignored += 1
+            seg = self._seg
+            if seg is not None and seg.ssrc == pkt.ssrc:
+                ext_seq = _unwrap(pkt.sequence, seg.max_seq, 1 << 16)
+                if ext_seq not in seg.recent and abs(ext_seq - seg.max_seq) < 1 << 15:
+                    seg.recent.add(ext_seq)
+                    seg.received += 1
+                    seg.max_seq = max(seg.max_seq, ext_seq)
+                    seg.base_seq = min(seg.base_seq, ext_seq)
+                    self.stats.expected = self._closed_expected + seg.max_seq - seg.base_seq + 1
+                    self.stats.packets = self._closed_received + seg.received
             return None
         seg = self._seg
         if seg is None or seg.ssrc != pkt.ssrc:
@@ -192,7 +278,7 @@ class StreamTimer:
             seg = self._new_segment(pkt, arrival_pos)
         ext_ts = _unwrap(pkt.timestamp, seg.last_ext_ts, 1 << 32)
         ext_seq = _unwrap(pkt.sequence, seg.max_seq, 1 << 16)
-        scale = self.out_rate / 8000  # PCMU, PCMA and G.722 all use an 8000 Hz RTP clock
+        scale = self.out_rate / decoder.codec.clock_rate  # 8000 for G.711/G.722, 48000 for Opus
         pos = seg.anchor_pos + round((ext_ts - seg.base_ts) * scale)
         if abs(pos - arrival_pos) > RESYNC_SECONDS * self.out_rate:
             # A timestamp jump the wall clock does not confirm (SBC failover, hostile sender).

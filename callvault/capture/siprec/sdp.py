@@ -1,14 +1,24 @@
 """SDP offers from SRCs and the SRS's answers (RFC 4566, RFC 3264 as profiled by RFC 7866).
 
 The answer has exactly one m-line per offered m-line, in order. Audio we can decode (PCMU, PCMA,
-G.722) is accepted ``recvonly`` (``inactive`` when the offer is inactive or on hold with
-``c=0.0.0.0``); anything else (video, SRTP, an unknown codec) is refused with port 0. Labels are
-echoed (OpenSIPS needs them). RFC 4733 ``telephone-event`` is never selected: events are not audio.
+G.722, Opus) is accepted ``recvonly`` (``inactive`` when the offer is inactive or on hold with
+``c=0.0.0.0``); anything else (video, an unknown codec, SRTP without a crypto suite we support) is
+refused with port 0. Labels are echoed (OpenSIPS needs them). RFC 4733 ``telephone-event`` is never
+selected: events are not audio, so they never reach the decoder (they are counted as ignored).
+
+SRTP (SDES, RFC 4568): an ``RTP/SAVP`` m-line is accepted when one of its ``a=crypto`` lines uses a
+suite libsrtp decrypts (``SUITES``) without MKI or session parameters that change the protection.
+The answer carries the same tag and suite with a fresh key of our own (we never send, but RFC 4568
+requires it); the offer's key is what decrypts the SRC's media. Keys are ``repr=False`` everywhere,
+so neither a log line nor an exception message can carry them.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -23,16 +33,96 @@ class SdpError(ValueError):
 @dataclass(frozen=True)
 class Codec:
     name: str
-    """Upper-case encoding name: PCMU, PCMA, G722."""
+    """Upper-case encoding name: PCMU, PCMA, G722, OPUS."""
     payload_type: int
     clock_rate: int
     sample_rate: int
-    """Audio samples per second after decoding (G.722: 16000 on an 8000 RTP clock)."""
+    """Audio samples per second we keep (G.722: 16000 on an 8000 RTP clock; Opus: decoded at 48 kHz on a
+    48000 clock and kept at 16000, see rtp.py)."""
+
+    @property
+    def rtpmap(self) -> str:
+        """The ``a=rtpmap`` encoding (RFC 7587 requires ``opus/48000/2`` whatever the real channels)."""
+        return "opus/48000/2" if self.name == "OPUS" else f"{self.name}/{self.clock_rate}"
 
 
 STATIC: Final = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000), 13: ("CN", 8000)}
-SUPPORTED: Final = {"PCMU": 8000, "PCMA": 8000, "G722": 16000}
-PREFERENCE: Final = ("G722", "PCMU", "PCMA")
+SUPPORTED: Final = {"PCMU": (8000, 8000), "PCMA": (8000, 8000), "G722": (8000, 16000), "OPUS": (48000, 16000)}
+"""Encoding name → (RTP clock rate it must be offered with, sample rate we record it at)."""
+
+SUITES: Final = {
+    "AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28, "AEAD_AES_256_GCM": 44,
+}
+"""SDES crypto suites pylibsrtp (libsrtp 2) can decrypt → key‖salt length in bytes (RFC 4568, RFC 7714)."""
+SECURE_PROTOS: Final = ("RTP/SAVP", "RTP/SAVPF")
+_HARMLESS_SESSION_PARAMS: Final = ("UNENCRYPTED_SRTCP",)
+"""Session parameters that change nothing for a receiver of RTP (we ignore RTCP); any other one
+(UNENCRYPTED_SRTP, UNAUTHENTICATED_SRTP, KDR, FEC_*, WSH) makes the line unusable for us."""
+_LIFETIME: Final = re.compile(r"(2\^\d{1,2}|\d{1,20})")
+_BASE64: Final = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+@dataclass(frozen=True)
+class CryptoAttribute:
+    """One parsed ``a=crypto`` line (RFC 4568 §9.1) we can use."""
+
+    tag: int
+    suite: str
+    key: bytes = field(repr=False)
+    """Master key ‖ master salt, raw bytes. Never logged, never stored."""
+
+
+def parse_crypto(value: str) -> CryptoAttribute:
+    """Parse the value of an ``a=crypto:`` attribute; SdpError (never quoting key material) if unusable.
+
+    ``<tag> <suite> inline:<base64 key‖salt>[|lifetime][|MKI:len][;more keys] [session params]``.
+    Multiple keys and MKIs are refused (libsrtp would need an MKI policy per key; SBCs do not send
+    them for SIPREC), as are unknown suites and session parameters that weaken protection.
+    """
+    parts = value.split()
+    if len(parts) < 3:
+        raise SdpError("crypto attribute needs a tag, a suite and key parameters")
+    tag_text, suite, key_params, *session_params = parts
+    if not (tag_text.isascii() and tag_text.isdigit()) or len(tag_text) > 9:
+        raise SdpError("crypto tag must be a number of at most 9 digits")
+    length = SUITES.get(suite)
+    if length is None:
+        raise SdpError(f"crypto suite {suite[:40]!r} is not supported")
+    for param in session_params:
+        if param not in _HARMLESS_SESSION_PARAMS:
+            raise SdpError(f"crypto session parameter {param.split('=')[0][:30]!r} is not supported")
+    if ";" in key_params:
+        raise SdpError("several master keys in one crypto attribute are not supported")
+    method, sep, info = key_params.partition(":")
+    if method != "inline" or not sep:
+        raise SdpError("crypto key method must be inline")
+    key_text, *extras = info.split("|")
+    if len(extras) > 2 or any(":" in e for e in extras):
+        raise SdpError("crypto keys with an MKI are not supported")
+    if not all(_LIFETIME.fullmatch(e) for e in extras):
+        raise SdpError("crypto key lifetime is malformed")
+    if not _BASE64.fullmatch(key_text):
+        raise SdpError("crypto key is not base64")
+    try:
+        key = base64.b64decode(key_text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SdpError("crypto key is not base64") from None
+    if len(key) != length:
+        raise SdpError(f"crypto key for {suite} must be {length} bytes of key and salt")
+    return CryptoAttribute(int(tag_text), suite, key)
+
+
+@dataclass(frozen=True)
+class SrtpAgreement:
+    """The crypto of one accepted SRTP stream: theirs decrypts their media, ours goes in the answer."""
+
+    tag: int
+    suite: str
+    remote_key: bytes = field(repr=False)
+    local_key: bytes = field(repr=False)
+
+    def answer_line(self) -> str:
+        return f"a=crypto:{self.tag} {self.suite} inline:{base64.b64encode(self.local_key).decode()}"
 
 
 @dataclass
@@ -45,6 +135,9 @@ class Media:
     direction: str | None = None
     label: str | None = None
     rtpmap: dict[int, tuple[str, int]] = field(default_factory=dict)
+    crypto: list[CryptoAttribute] = field(default_factory=list)
+    crypto_problems: list[str] = field(default_factory=list)
+    """Why offered ``a=crypto`` lines could not be used (no key material in these strings)."""
 
     def effective_direction(self, session_direction: str | None, session_connection: str | None) -> str:
         conn = self.connection or session_connection or ""
@@ -55,8 +148,8 @@ class Media:
     def codec_for(self, pt: int) -> Codec | None:
         name, rate = self.rtpmap.get(pt) or STATIC.get(pt, ("", 0))
         name = name.upper()
-        if name in SUPPORTED and rate == 8000:
-            return Codec(name, pt, rate, SUPPORTED[name])
+        if name in SUPPORTED and rate == SUPPORTED[name][0]:
+            return Codec(name, pt, rate, SUPPORTED[name][1])
         return None
 
 
@@ -124,6 +217,12 @@ def parse_sdp(data: bytes) -> SessionDescription:
                     current.direction = name
             elif name == "label" and current is not None:
                 current.label = attr.strip()
+            elif name == "crypto" and current is not None:
+                if len(current.crypto) + len(current.crypto_problems) < 16:
+                    try:
+                        current.crypto.append(parse_crypto(attr.strip()))
+                    except SdpError as exc:
+                        current.crypto_problems.append(str(exc))
             elif name == "rtpmap" and current is not None:
                 m = re.match(r"^(\d+)\s+([^/\s]+)/(\d+)", attr.strip())
                 if m:
@@ -145,6 +244,8 @@ class StreamPlan:
     codecs: tuple[Codec, ...]
     local_port: int
     reason: str = ""
+    srtp: SrtpAgreement | None = None
+    """Set for an accepted ``RTP/SAVP`` stream: its packets are decrypted before anything else."""
 
 
 def plan_answer(offer: SessionDescription, ports: list[int | None]) -> list[StreamPlan]:
@@ -156,7 +257,16 @@ def plan_answer(offer: SessionDescription, ports: list[int | None]) -> list[Stre
         if m.media != "audio":
             plans.append(StreamPlan(i, m.label, False, False, (), 0, f"{m.media} is not recorded"))
             continue
-        if m.proto.upper() not in ("RTP/AVP", "RTP/AVPF"):
+        proto = m.proto.upper()
+        srtp = None
+        if proto in SECURE_PROTOS:
+            if not m.crypto:
+                why = m.crypto_problems[0] if m.crypto_problems else "no a=crypto line"
+                plans.append(StreamPlan(i, m.label, False, False, (), 0, f"SRTP without usable crypto: {why}"))
+                continue
+            chosen = m.crypto[0]  # the offerer's order is its preference (RFC 4568 §7.1)
+            srtp = SrtpAgreement(chosen.tag, chosen.suite, chosen.key, secrets.token_bytes(len(chosen.key)))
+        elif proto not in ("RTP/AVP", "RTP/AVPF"):
             plans.append(StreamPlan(i, m.label, False, False, (), 0, f"transport {m.proto} is not supported"))
             continue
         if m.port == 0:
@@ -174,7 +284,7 @@ def plan_answer(offer: SessionDescription, ports: list[int | None]) -> list[Stre
             plans.append(StreamPlan(i, m.label, False, False, (), 0, "no receive port available"))
             continue
         active = direction in ("sendonly", "sendrecv")
-        plans.append(StreamPlan(i, m.label, True, active, tuple(codecs), port))
+        plans.append(StreamPlan(i, m.label, True, active, tuple(codecs), port, srtp=srtp))
     return plans
 
 
@@ -190,9 +300,12 @@ def build_answer(offer: SessionDescription, plans: list[StreamPlan], *, address:
             lines.append(f"m={m.media} 0 {m.proto} {fmts}")
         else:
             pts = [c.payload_type for c in plan.codecs]
-            lines.append(f"m=audio {plan.local_port} RTP/AVP {' '.join(str(p) for p in pts)}")
+            proto = m.proto if plan.srtp is not None else "RTP/AVP"
+            lines.append(f"m=audio {plan.local_port} {proto} {' '.join(str(p) for p in pts)}")
             for c in plan.codecs:
-                lines.append(f"a=rtpmap:{c.payload_type} {c.name}/{c.clock_rate}")
+                lines.append(f"a=rtpmap:{c.payload_type} {c.rtpmap}")
+            if plan.srtp is not None:
+                lines.append(plan.srtp.answer_line())
             offered = m.effective_direction(offer.direction, offer.connection)
             lines.append("a=recvonly" if offered in ("sendonly", "sendrecv") else "a=inactive")
         if m.label is not None:

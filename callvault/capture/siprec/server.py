@@ -39,7 +39,14 @@ from callvault.capture.siprec import sip
 from callvault.capture.siprec.live import LiveLink
 from callvault.capture.siprec.metadata import MetadataError, derive_facts, parse_recording_metadata
 from callvault.capture.siprec.rtp import StreamTimer
-from callvault.capture.siprec.sdp import SdpError, SessionDescription, build_answer, parse_sdp, plan_answer
+from callvault.capture.siprec.sdp import (
+    SdpError,
+    SessionDescription,
+    StreamPlan,
+    build_answer,
+    parse_sdp,
+    plan_answer,
+)
 from callvault.capture.siprec.session import (
     ACTOR,
     CallSession,
@@ -50,6 +57,7 @@ from callvault.capture.siprec.session import (
     lookup_agent,
     scope_decision,
 )
+from callvault.capture.siprec.srtp import SrtpReceiver
 from callvault.core.errors import Conflict
 from callvault.policy.schema import PolicyDocument
 from callvault.policy.service import current_policy
@@ -90,6 +98,8 @@ class Reply:
     send: Callable[[bytes], None]
     reliable: bool
     peer: str
+    transport: str = ""
+    """``udp``, ``tcp`` or ``tls``: what our Contact advertises for this dialog (default: by ``reliable``)."""
 
 
 @dataclass
@@ -109,6 +119,9 @@ class Stats:
     calls_stored: int = 0
     calls_discarded: int = 0
     parse_errors: int = 0
+    srtp_auth_failures: int = 0
+    """SRTP packets of ended calls dropped because their authentication tag did not verify."""
+    srtp_replays: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -261,7 +274,10 @@ class SessionManager:
                                                                       " application/rs-metadata, multipart/mixed")]
 
     def _contact(self, reply: Reply) -> str:
-        transport = "tcp" if reply.reliable else "udp"
+        transport = reply.transport or ("tcp" if reply.reliable else "udp")
+        if transport == "tls" and self.config.tls_port is not None:
+            # Requests to us in this dialog must come back over TLS, to the TLS port (RFC 3261 §26.2).
+            return f"<sip:srs@{self._advertise}:{self.config.tls_port};transport=tls>;+sip.srs"
         return f"<sip:srs@{self._advertise}:{self.config.port};transport={transport}>;+sip.srs"
 
     def _respond(self, msg: sip.SipMessage, reply: Reply, status: int, reason: str, *,
@@ -363,8 +379,9 @@ class SessionManager:
                     self._respond(msg, reply, 403, "Forbidden",
                                   headers=[("Warning", '399 callvault "call is outside the recording scope"')])
                     return
-            rate = 16000 if any(c.name == "G722" for m in plan_answer(offer, [0] * len(offer.media))
-                                for c in m.codecs[:1]) else 8000
+            # 16 kHz when any stream's codec is wideband (G.722, Opus), else 8 kHz.
+            rate = max((c.sample_rate for m in plan_answer(offer, [0] * len(offer.media)) for c in m.codecs[:1]),
+                       default=8000)
             call = CallSession(call_id=msg.call_id, local_tag=secrets.token_hex(8), started_at=self.runtime.clock.now(),
                                t0=time.monotonic(), rate=rate, runtime=self.runtime)
             call.labels = labels
@@ -420,7 +437,8 @@ class SessionManager:
                 stream = StreamRuntime(plan=plan, timer=StreamTimer(plan.codecs, call.rate), channel=None)
                 call.streams.append(stream)
                 if plan.accepted:
-                    stream.transport, stream.port = await self._bind(call, i, plan.local_port)
+                    stream.transport, stream.port = await self._bind(call, i, plan.local_port,
+                                                                     _receiver(plan, stream))
                     plans[i] = stream.plan = dataclasses.replace(plan, local_port=stream.port)
                 elif ports[i] is not None:
                     self._release_port(ports[i])
@@ -434,7 +452,10 @@ class SessionManager:
             if plan.accepted:
                 existing.timer.set_codecs(plan.codecs)
                 if existing.transport is None:
-                    existing.transport, existing.port = await self._bind(call, i, plan.local_port)
+                    existing.transport, existing.port = await self._bind(call, i, plan.local_port,
+                                                                         _receiver(plan, existing))
+                else:
+                    _rekey(existing)
                     plans[i] = existing.plan = dataclasses.replace(plan, local_port=existing.port)
             elif existing.transport is None and ports[i] is not None:
                 self._release_port(ports[i])
@@ -465,13 +486,14 @@ class SessionManager:
         if port is not None:
             self._used_ports.discard(port)
 
-    async def _bind(self, call: CallSession, index: int, port: int) -> tuple[Any, int]:
+    async def _bind(self, call: CallSession, index: int, port: int,
+                    srtp: SrtpReceiver | None) -> tuple[Any, int]:
         loop = asyncio.get_running_loop()
         host = self.config.host
         for _attempt in range(20):
             try:
                 transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtpProtocol(call, index), local_addr=(host, port))
+                    lambda: _RtpProtocol(call, index, srtp), local_addr=(host, port))
                 _grow_receive_buffer(transport)
                 return transport, port
             except OSError:  # taken by another program: try the next free port
@@ -556,6 +578,8 @@ class SessionManager:
         self.sessions.pop(call.call_id, None)
         self.live.call_ended(call, reason)
         for stream in call.streams:
+            self.stats.srtp_auth_failures += stream.timer.stats.srtp_auth_failures
+            self.stats.srtp_replays += stream.timer.stats.srtp_replays
             if stream.transport is not None:
                 stream.transport.close()
             self._release_port(stream.port or None)
@@ -598,17 +622,21 @@ class SessionManager:
 
     def snapshot(self) -> dict[str, Any]:
         packets = lost = late = 0
+        auth_failures, replays = self.stats.srtp_auth_failures, self.stats.srtp_replays
         for call in self.sessions.values():
             late += call.mixer.late_samples
             for s in call.streams:
                 packets += s.timer.stats.packets
                 lost += s.timer.stats.lost
+                auth_failures += s.timer.stats.srtp_auth_failures
+                replays += s.timer.stats.srtp_replays
         usage = os.times()
         return {"pid": os.getpid(), "active_calls": len(self.sessions), "packets": packets, "lost": lost,
                 "late_samples": late, "cpu_seconds": usage.user + usage.system, "time": time.time(),
                 "started": self.stats.calls_started, "stored": self.stats.calls_stored,
                 "discarded": self.stats.calls_discarded, "refused": self.stats.calls_refused,
-                "parse_errors": self.stats.parse_errors}
+                "parse_errors": self.stats.parse_errors, "srtp_auth_failures": auth_failures,
+                "srtp_replays": replays}
 
     def write_stats(self) -> None:
         assert self.config.stats_file is not None
@@ -637,14 +665,39 @@ def _grow_receive_buffer(transport: Any) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
 
 
-class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("call", "index")
+def _receiver(plan: StreamPlan, stream: StreamRuntime) -> SrtpReceiver | None:
+    return SrtpReceiver(plan.srtp, stream.timer.stats) if plan.srtp is not None else None
 
-    def __init__(self, call: CallSession, index: int) -> None:
+
+def _rekey(stream: StreamRuntime) -> None:
+    """After a re-offer: keep the SRTP session if the key is unchanged, else start a new one (or none)."""
+    protocol = stream.transport.get_protocol() if stream.transport is not None else None
+    if not isinstance(protocol, _RtpProtocol):
+        return
+    agreement = stream.plan.srtp
+    if agreement is None:
+        protocol.srtp = None
+    elif protocol.srtp is None or not protocol.srtp.same_key(agreement):
+        protocol.srtp = SrtpReceiver(agreement, stream.timer.stats)
+
+
+class _RtpProtocol(asyncio.DatagramProtocol):
+    __slots__ = ("call", "index", "srtp")
+
+    def __init__(self, call: CallSession, index: int, srtp: SrtpReceiver | None) -> None:
         self.call = call
         self.index = index
+        self.srtp = srtp
+        """Set for an SRTP stream: only packets that authenticate are passed on."""
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.srtp is not None:
+            plain = self.srtp.unprotect(data)
+            if plain is None:
+                return
+            data = plain
+        elif self.index < len(self.call.streams) and self.call.streams[self.index].plan.srtp is not None:
+            return  # never treat media of an SRTP stream as plain RTP
         self.call.on_rtp(self.index, data)
 
     def error_received(self, exc: Exception) -> None:  # ICMP errors: nothing to do for a receiver
@@ -668,13 +721,14 @@ class _SipUdp(asyncio.DatagramProtocol):
         def send(payload: bytes) -> None:
             transport.sendto(payload, addr)
 
-        self.manager.handle_datagram(data, Reply(send, False, f"{addr[0]}:{addr[1]}"))
+        self.manager.handle_datagram(data, Reply(send, False, f"{addr[0]}:{addr[1]}", "udp"))
 
     def error_received(self, exc: Exception) -> None:
         pass
 
 
-async def _serve_stream(manager: SessionManager, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _serve_stream(manager: SessionManager, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        transport: str = "tcp") -> None:
     peer = writer.get_extra_info("peername") or ("?", 0)
     framer = sip.StreamFramer()
 
@@ -682,7 +736,7 @@ async def _serve_stream(manager: SessionManager, reader: asyncio.StreamReader, w
         if not writer.is_closing():
             writer.write(payload)
 
-    reply = Reply(send, True, f"{peer[0]}:{peer[1]}")
+    reply = Reply(send, True, f"{peer[0]}:{peer[1]}", transport)
     try:
         while data := await reader.read(UDP_READ):
             try:
@@ -718,7 +772,7 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(config.certfile), str(config.keyfile) if config.keyfile else None)
-        servers.append(await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w), config.host,
+        servers.append(await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w, "tls"), config.host,
                                                   config.tls_port, ssl=ctx, reuse_port=config.reuse_port or None))
     house = loop.create_task(manager.housekeeping())
     tap = None

@@ -33,10 +33,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from callvault.audit import service as audit
+from callvault.capture.admission import Admission, mark_applied
 from callvault.capture.audio import AudioInfo
+from callvault.capture.audioedit import AudioEdit
 from callvault.capture.ingest import discard_recording, finalise_recording, reserve_recording
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
 from callvault.capture.models import RecordingControl
+from callvault.capture.siprec.admit import admit_call, edit_stream, kept_frames
 from callvault.capture.siprec.metadata import CallFacts, RecordingMetadata
 from callvault.capture.siprec.rtp import Mixer, RtpError, StreamTimer, parse_rtp
 from callvault.capture.siprec.sdp import StreamPlan
@@ -346,7 +349,8 @@ class CallSession:
         self.rec_id = self.blob_key = None
 
     def _mark_controls(self, session: Any, *, recording_id: str | None) -> None:
-        """Record on the control events that capture applied them (so nothing applies them again)."""
+        """Record on the control events that capture applied them (so nothing applies them again), and
+        link them to the recording once there is one."""
         if not self.applied_controls:
             return
         for control in session.scalars(select(RecordingControl).where(
@@ -354,6 +358,7 @@ class CallSession:
             if control.applied_at is None:
                 control.applied_at = self.runtime.clock.now()
                 control.outcome = self.applied_controls[control.id]
+            if recording_id is not None:
                 control.recording_id = recording_id
 
     # -- the end -------------------------------------------------------------------------------
@@ -388,9 +393,25 @@ class CallSession:
             self._encryptor = None
         if self.rec_id is None or self.blob_key is None:
             return None  # nothing reserved, or a personal call already destroyed
+        if self.applied_controls:
+            # Events capture applied live are marked applied now, so that ingest's admission below (which
+            # honours the call's *unapplied* events) cannot apply them a second time.
+            with rt.db.unit_of_work() as session:
+                self._mark_controls(session, recording_id=None)
+        admission = None
+        if self.discard_reason is None and frames > 0:
+            # Ingest's admission rules (announcement A14, filed control events): capture/siprec/admit.py.
+            admission = admit_call(rt, policy=policy, meta=self._catalog_metadata(ended_at=ended_at),
+                                   rate=self.rate, frames=frames, actor=ACTOR)
+            if admission.refusal is not None:
+                self.discard_reason = admission.refusal.problems[0].message if admission.refusal.problems \
+                    else str(admission.refusal)
+                self.discard_clauses = ("A14",)
         if self.discard_reason is not None or frames == 0:
             reason_text = self.discard_reason or "no audio was received"
-            discard_recording(rt.db, rt.store, self.rec_id, self.blob_key)
+            failed = frames == 0 or self.write_error is not None or reason_text.startswith("audio could not be")
+            discard_recording(rt.db, rt.store, self.rec_id, self.blob_key, clock=rt.clock,
+                              failure=reason_text[:300] if failed else None)
             with rt.db.unit_of_work() as session:
                 audit.append(session, audit.AuditEvent(
                     actor=ACTOR, action="capture.discarded", decision="info", object_type="call",
@@ -399,17 +420,22 @@ class CallSession:
                 ), clock=rt.clock)
                 self._mark_controls(session, recording_id=None)
             return None
-        return self._store_recording(ended_at=ended_at, frames=frames, reason=reason)
+        return self._store_recording(ended_at=ended_at, frames=frames, reason=reason, admission=admission)
 
-    def _store_recording(self, *, ended_at: datetime, frames: int, reason: str) -> str:
+    def _store_recording(self, *, ended_at: datetime, frames: int, reason: str,
+                         admission: Admission | None = None) -> str:
         rt = self.runtime
         assert self.rec_id is not None and self.blob_key is not None
         spool_key = self.blob_key
         # The spool's key lives only in this object; read it back through the v2 reader.
         spool_reader = self._spool_reader
         assert spool_reader is not None
+        edit = admission.edit if admission is not None else AudioEdit()
+        # Live control first (paused spans zeroed, nothing after a stop), then admission's edit (announcement).
+        chunks = edit_stream(self._kept_audio(spool_reader.iter_all(), frames), edit, rate=self.rate, frames=frames)
+        frames = kept_frames(edit, rate=self.rate, frames=frames)
         wav_header = _wav_header(frames, self.rate, 2)
-        source = _ChainReader([wav_header], self._kept_audio(spool_reader.iter_all(), frames))
+        source = _ChainReader([wav_header], chunks)
         data_key = new_data_key()
         size = len(wav_header) + frames * 4
         with rt.store.writer(spool_key) as sink:
@@ -418,7 +444,8 @@ class CallSession:
         meta = self._catalog_metadata(ended_at=ended_at)
         stats = {f"stream{i}": {"label": s.plan.label, "channel": s.channel, "packets": s.timer.stats.packets,
                                 "lost": s.timer.stats.lost, "duplicates": s.timer.stats.duplicates,
-                                "ignored": s.timer.stats.ignored, "ssrc_changes": s.timer.stats.ssrc_changes}
+                                "ignored": s.timer.stats.ignored, "ssrc_changes": s.timer.stats.ssrc_changes,
+                                "srtp_auth_failures": s.timer.stats.srtp_auth_failures}
                  for i, s in enumerate(self.streams)}
         with rt.db.unit_of_work() as session:
             row = session.get(Recording, self.rec_id)
@@ -437,8 +464,10 @@ class CallSession:
                                consent_state=meta.consent_state, clock=rt.clock, action="recording.captured",
                                details={"source": "siprec", "end": reason, "channels": ["remote", "agent"],
                                         "mapping": self.facts.mapping, "timeline": self.timeline[:200],
-                                        "streams": stats})
+                                        "streams": stats, "admission": admission.notes if admission else []})
             self._mark_controls(session, recording_id=self.rec_id)
+            if admission is not None:
+                mark_applied(session, admission=admission, recording_id=self.rec_id, clock=rt.clock)
         return self.rec_id
 
     def _kept_audio(self, spool: Iterator[bytes], frames: int) -> Iterator[bytes]:

@@ -1,0 +1,269 @@
+"""Quality review over HTTP (B8) and the training library (A6), under ``/api/v1/quality``.
+
+Listening to a queued call is decided with the policy's review purpose (implied by the queue) and
+audited; a clip is decided under the training purpose, which needs the recorded employee's consent.
+Denials are committed before the refusal.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from callvault.api.deps import Caller, get_caller, get_runtime
+from callvault.capture.audio import CONTENT_TYPES
+from callvault.core.errors import AccessDenied, NotFound
+from callvault.policy.decide import Action
+from callvault.quality import review, sampling, training
+from callvault.quality.models import QaSample, TrainingClip
+from callvault.quality.schemas import (
+    AcknowledgeCreate,
+    CalibrationRead,
+    ClipCreate,
+    ClipRead,
+    CommentCreate,
+    CommentRead,
+    DashboardRow,
+    ReviewCreate,
+    ReviewItemRead,
+    ReviewRead,
+    SampleCreate,
+    SampleRead,
+    SampleVerification,
+)
+from callvault.recordings import playback
+from callvault.runtime import Runtime
+
+router = APIRouter(prefix="/quality", tags=["quality"])
+
+
+def _sample_read(row: QaSample) -> SampleRead:
+    return SampleRead.model_validate({**{c: getattr(row, c) for c in (
+        "id", "policy_id", "policy_version", "period_start", "period_end", "trigger", "seed", "rule",
+        "population_sha256", "selected", "excluded", "run_by", "created_at")}, "population_size": len(row.population)})
+
+
+def _reviewer(caller: Caller) -> None:
+    if not review.may_review(caller.policy, caller.user.role):
+        raise AccessDenied(f"Role {caller.user.role!r} does not review sampled calls under this policy.",
+                           clauses=("B8",))
+
+
+@router.post("/samples", response_model=SampleRead, status_code=201)
+def create_sample(body: SampleCreate, caller: Caller = Depends(get_caller),
+                  runtime: Runtime = Depends(get_runtime)) -> SampleRead:
+    """Draw a random sample now (default: the last complete period) and queue the chosen calls."""
+    _reviewer(caller)
+    rule = sampling.rules_of(caller.policy).sampling
+    if body.first_day or body.last_day:
+        first = body.first_day or body.last_day
+        assert first is not None
+        period = sampling.period_between(first, body.last_day or first, rule)
+    else:
+        period = sampling.previous_period(runtime.clock.now(), rule)
+    with runtime.db.unit_of_work() as session:
+        row = sampling.run_sample(session, policy=caller.policy, period=period, trigger="on_demand",
+                                  actor=caller.user.username, clock=runtime.clock, source_ip=caller.source_ip)
+        return _sample_read(row)
+
+
+@router.get("/samples/{sample_id}", response_model=SampleRead)
+def get_sample(sample_id: str, caller: Caller = Depends(get_caller),
+               runtime: Runtime = Depends(get_runtime)) -> SampleRead:
+    """A sample with its seed, rule and population digest (the population itself: ``/verify`` recomputes)."""
+    _reviewer(caller)
+    with runtime.db.unit_of_work() as session:
+        return _sample_read(sampling.get_sample(session, sample_id))
+
+
+@router.get("/samples/{sample_id}/verify", response_model=SampleVerification)
+def verify_sample(sample_id: str, caller: Caller = Depends(get_caller),
+                  runtime: Runtime = Depends(get_runtime)) -> SampleVerification:
+    """Re-derive the selection from the recorded seed and population (an auditor's check)."""
+    _reviewer(caller)
+    with runtime.db.unit_of_work() as session:
+        row = sampling.get_sample(session, sample_id)
+        again = sampling.rederive(row)
+        return SampleVerification(sample_id=row.id, matches=again == sorted(row.selected), rederived=again)
+
+
+@router.get("/queue", response_model=list[ReviewItemRead])
+def get_queue(state: Annotated[str, Query(pattern="^(open|reviewed|all)$")] = "open",
+              caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> list[ReviewItemRead]:
+    """Sampled calls waiting for review (or reviewed), oldest first; never your own calls."""
+    with runtime.db.unit_of_work() as session:
+        items = review.queue(session, policy=caller.policy, actor=caller.actor, state=None if state == "all" else state)
+        return [ReviewItemRead.model_validate(review.describe_item(i)) for i in items]
+
+
+@router.get("/items/{item_id}/audio", response_class=StreamingResponse,
+            responses={200: {"content": {"audio/wav": {}}}})
+def get_item_audio(item_id: str, caller: Caller = Depends(get_caller),
+                   runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The queued call's audio, decided and audited under the review purpose (spot check)."""
+    with runtime.db.unit_of_work() as session:
+        decision, _, row = review.authorize_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id,
+                                                 source_ip=caller.source_ip, clock=runtime.clock)
+    if row is None:
+        raise NotFound("no such recording")
+    if not decision.allowed or decision.serves != "original":
+        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    with runtime.db.unit_of_work() as session:
+        reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
+    return StreamingResponse(playback.primed(playback.stream(reader, None, row.sha256)),
+                             media_type=CONTENT_TYPES.get(row.audio_format, "application/octet-stream"),
+                             headers={"Content-Length": str(reader.plaintext_size), "Cache-Control": "no-store"})
+
+
+@router.post("/items/{item_id}/reviews", response_model=ReviewRead, status_code=201)
+def post_review(item_id: str, body: ReviewCreate, caller: Caller = Depends(get_caller),
+                runtime: Runtime = Depends(get_runtime)) -> ReviewRead:
+    """Score a queued call with the policy's scorecard; a second reviewer makes a calibration pair."""
+    with runtime.db.unit_of_work() as session:
+        decision, _, _ = review.authorize_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id,
+                                               action=Action.VIEW_METADATA, source_ip=caller.source_ip,
+                                               clock=runtime.clock)
+    if not decision.allowed:
+        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    with runtime.db.unit_of_work() as session:
+        item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
+        row = review.submit(session, policy=caller.policy, actor=caller.actor, item=item, answers=body.answers,
+                            coaching_note=body.coaching_note, share=body.share, clock=runtime.clock,
+                            source_ip=caller.source_ip)
+        return ReviewRead.model_validate(row)
+
+
+@router.get("/items/{item_id}/reviews", response_model=list[ReviewRead])
+def get_reviews(item_id: str, caller: Caller = Depends(get_caller),
+                runtime: Runtime = Depends(get_runtime)) -> list[ReviewRead]:
+    with runtime.db.unit_of_work() as session:
+        item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
+        return [ReviewRead.model_validate(r) for r in review.reviews_of_item(session, item.id)]
+
+
+@router.post("/items/{item_id}/comments", response_model=CommentRead, status_code=201)
+def post_comment(item_id: str, body: CommentCreate, caller: Caller = Depends(get_caller),
+                 runtime: Runtime = Depends(get_runtime)) -> CommentRead:
+    """A comment pinned to a moment of the call (seconds from the start)."""
+    with runtime.db.unit_of_work() as session:
+        decision, item, row = review.authorize_item(
+            session, policy=caller.policy, actor=caller.actor, item_id=item_id, action=Action.VIEW_METADATA,
+            source_ip=caller.source_ip, clock=runtime.clock)
+    if not decision.allowed or row is None:
+        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    with runtime.db.unit_of_work() as session:
+        item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
+        comment = review.add_comment(session, policy=caller.policy, actor=caller.actor, item=item,
+                                     at_seconds=body.at_seconds, text=body.text, duration=row.duration_seconds,
+                                     clock=runtime.clock)
+        session.flush()
+        return CommentRead.model_validate(comment)
+
+
+@router.get("/items/{item_id}/comments", response_model=list[CommentRead])
+def get_comments(item_id: str, caller: Caller = Depends(get_caller),
+                 runtime: Runtime = Depends(get_runtime)) -> list[CommentRead]:
+    with runtime.db.unit_of_work() as session:
+        item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
+        return [CommentRead.model_validate(c) for c in review.comments(session, item.id)]
+
+
+@router.post("/reviews/{review_id}/share", response_model=ReviewRead)
+def share_review(review_id: str, caller: Caller = Depends(get_caller),
+                 runtime: Runtime = Depends(get_runtime)) -> ReviewRead:
+    """Show your review (score and coaching note) to the agent."""
+    with runtime.db.unit_of_work() as session:
+        return ReviewRead.model_validate(review.share(session, actor=caller.actor, review_id=review_id,
+                                                      clock=runtime.clock))
+
+
+@router.get("/my-reviews", response_model=list[ReviewRead])
+def my_reviews(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> list[ReviewRead]:
+    """Reviews of your own calls that were shared with you."""
+    with runtime.db.unit_of_work() as session:
+        return [ReviewRead.model_validate(r) for r in review.my_reviews(session, actor=caller.actor)]
+
+
+@router.get("/my-reviews/{review_id}/comments", response_model=list[CommentRead])
+def my_review_comments(review_id: str, caller: Caller = Depends(get_caller),
+                       runtime: Runtime = Depends(get_runtime)) -> list[CommentRead]:
+    """The reviewers' time-stamped comments on a call of yours whose review was shared with you."""
+    with runtime.db.unit_of_work() as session:
+        return [CommentRead.model_validate(c) for c in review.my_review_comments(session, actor=caller.actor,
+                                                                                 review_id=review_id)]
+
+
+@router.post("/my-reviews/{review_id}/acknowledge", response_model=ReviewRead)
+def acknowledge(review_id: str, body: AcknowledgeCreate, caller: Caller = Depends(get_caller),
+                runtime: Runtime = Depends(get_runtime)) -> ReviewRead:
+    """Confirm you have read a review of your call, optionally answering it."""
+    with runtime.db.unit_of_work() as session:
+        return ReviewRead.model_validate(review.acknowledge(session, actor=caller.actor, review_id=review_id,
+                                                            response=body.response, clock=runtime.clock,
+                                                            source_ip=caller.source_ip))
+
+
+@router.get("/dashboard", response_model=list[DashboardRow])
+def dashboard(by: Annotated[str, Query(pattern="^(agent|team)$")] = "agent", caller: Caller = Depends(get_caller),
+              runtime: Runtime = Depends(get_runtime)) -> list[DashboardRow]:
+    """Average score, passes and auto-fails per agent (or team) and month."""
+    with runtime.db.unit_of_work() as session:
+        rows = review.dashboard(session, policy=caller.policy, actor=caller.actor, by=by)
+    return [DashboardRow.model_validate(r.__dict__) for r in rows]
+
+
+@router.get("/calibration", response_model=list[CalibrationRead])
+def calibration(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> list[CalibrationRead]:
+    """Calls scored by two or more reviewers, widest disagreement first."""
+    with runtime.db.unit_of_work() as session:
+        pairs = review.calibration(session, policy=caller.policy, actor=caller.actor)
+        return [CalibrationRead(item_id=p.item.id, recording_id=p.item.recording_id, agent=p.item.agent,
+                                spread=p.spread, scores={r.reviewer: r.score for r in p.reviews},
+                                disagreements=p.disagreements) for p in pairs]
+
+
+# ------------------------------------------------------------------------------------ training library
+def promote_item(runtime: Runtime, caller: Caller, item_id: str, title: str) -> ClipRead:
+    clip_id = training.promote(db=runtime.db, store=runtime.store, keyring=runtime.keyring, policy=caller.policy,
+                               actor=caller.actor, item_id=item_id, title=title,
+                               region=runtime.settings.default_region, source_ip=caller.source_ip, clock=runtime.clock)
+    with runtime.db.unit_of_work() as session:
+        clip = session.get(TrainingClip, clip_id)
+        return ClipRead.model_validate(clip)
+
+
+@router.post("/items/{item_id}/training-clip", response_model=ClipRead, status_code=201)
+async def post_training_clip(item_id: str, body: ClipCreate, caller: Caller = Depends(get_caller),
+                             runtime: Runtime = Depends(get_runtime)) -> ClipRead:
+    """Promote a reviewed call to the training library as an anonymised clip (caller removed, personal data
+    toned out); needs the recorded employee's consent to training (A6)."""
+    return await run_in_threadpool(promote_item, runtime, caller, item_id, body.title)
+
+
+@router.get("/training/clips", response_model=list[ClipRead])
+def list_clips(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> list[ClipRead]:
+    """The training library (for the roles the policy allows)."""
+    with runtime.db.unit_of_work() as session:
+        return [ClipRead.model_validate(c) for c in training.list_clips(session, policy=caller.policy,
+                                                                        actor=caller.actor)]
+
+
+@router.get("/training/clips/{clip_id}/audio", response_class=Response,
+            responses={200: {"content": {"audio/wav": {}}}})
+def clip_audio(clip_id: str, caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    """A clip's audio under the training purpose: decided (library role, employee consent) and audited."""
+    with runtime.db.unit_of_work() as session:
+        decision, clip = training.authorize_clip(session, policy=caller.policy, actor=caller.actor, clip_id=clip_id,
+                                                 source_ip=caller.source_ip, clock=runtime.clock)
+        if clip is not None:
+            session.expunge(clip)
+    if clip is None:
+        raise NotFound("no such training clip")
+    if not decision.allowed:
+        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    data = training.read_clip(runtime.keyring, runtime.store, clip)
+    return Response(data, media_type="audio/wav", headers={"Cache-Control": "no-store",
+                                                           "X-Content-Type-Options": "nosniff"})

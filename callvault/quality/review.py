@@ -1,0 +1,263 @@
+"""The review queue (B8): who may review, scoring, time-stamped comments, coaching notes the agent
+sees and acknowledges, and the dashboard and calibration views.
+
+Listening to a queued call is content access: ``authorize_item`` asks the policy engine with the
+review purpose (``quality_review.purpose``, spot check in both example policies), implied by the queue
+and written to the audit log like any other retrieval. A reviewer never reviews their own calls.
+Services never commit; the request, job or command does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from callvault.audit import service as audit
+from callvault.core.clock import Clock, system_clock
+from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
+from callvault.core.ids import new_id
+from callvault.policy.decide import Action, Actor, Decision, decide
+from callvault.policy.schema import PolicyDocument, QualityReviewRules
+from callvault.quality import scorecards
+from callvault.quality.models import QaComment, QaReview, QaReviewItem, ReviewItemState
+from callvault.quality.sampling import rules_of
+from callvault.recordings import service as recordings
+from callvault.recordings.models import Recording
+
+MAX_COMMENT = 2000
+MAX_NOTE = 5000
+
+
+def may_review(policy: PolicyDocument, role: str) -> bool:
+    return policy.quality_review is not None and role in policy.quality_review.reviewer_roles
+
+
+def _reviewer_rules(policy: PolicyDocument, actor: Actor) -> QualityReviewRules:
+    qr = rules_of(policy)
+    if actor.role not in qr.reviewer_roles:
+        raise AccessDenied(f"Role {actor.role!r} does not review sampled calls; the policy gives the review queue "
+                           f"to: {', '.join(qr.reviewer_roles)}.", clauses=("B8", "A9"))
+    return qr
+
+
+def _visible(session: Session, policy: PolicyDocument, actor: Actor, item: QaReviewItem) -> bool:
+    """Whether the reviewer may see the call's details at all: within their role's scope, not quarantined
+    (a policy may give reviewing to a team-scoped role; the queue must not show more than ``decide`` would)."""
+    row = session.get(Recording, item.recording_id)
+    if row is None:
+        return False
+    return decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=recordings.facts(row),
+                  purpose=None).allowed
+
+
+def queue(session: Session, *, policy: PolicyDocument, actor: Actor, state: str | None = "open",
+          limit: int = 200) -> list[QaReviewItem]:
+    """Queued calls for a reviewer, oldest first; never the reviewer's own calls, nor calls outside
+    their scope or quarantined since they were sampled."""
+    _reviewer_rules(policy, actor)
+    query = select(QaReviewItem).where(QaReviewItem.agent != actor.username)
+    if state:
+        query = query.where(QaReviewItem.state == state)
+    items = session.scalars(query.order_by(QaReviewItem.created_at, QaReviewItem.id).limit(limit))
+    return [i for i in items if _visible(session, policy, actor, i)]
+
+
+def get_item(session: Session, *, policy: PolicyDocument, actor: Actor, item_id: str) -> QaReviewItem:
+    """A queued call, for a reviewer who is not its agent and may see it (anyone else: NotFound)."""
+    _reviewer_rules(policy, actor)
+    item = session.get(QaReviewItem, item_id)
+    if item is None or item.agent == actor.username or not _visible(session, policy, actor, item):
+        raise NotFound(f"no review item {item_id}")
+    return item
+
+
+def authorize_item(
+    session: Session, *, policy: PolicyDocument, actor: Actor, item_id: str, action: Action = Action.PLAY,
+    source_ip: str | None = None, clock: Clock = system_clock,
+) -> tuple[Decision, QaReviewItem, Recording | None]:
+    """Decide and audit a reviewer reaching a queued call under the review purpose (the caller commits,
+    then refuses when the decision is no)."""
+    qr = _reviewer_rules(policy, actor)
+    item = get_item(session, policy=policy, actor=actor, item_id=item_id)
+    decision, row = recordings.authorize_content(
+        session, policy=policy, actor=actor, action=action, recording_id=item.recording_id, purpose=qr.purpose,
+        source_ip=source_ip, details={"quality_item": item.id}, clock=clock)
+    return decision, item, row
+
+
+def submit(
+    session: Session, *, policy: PolicyDocument, actor: Actor, item: QaReviewItem, answers: Mapping[str, str],
+    coaching_note: str = "", share: bool = False, clock: Clock = system_clock, source_ip: str | None = None,
+) -> QaReview:
+    """Score ``item`` (already authorised with ``authorize_item``). A second reviewer on the same call
+    makes a calibration pair; the same reviewer twice is a Conflict."""
+    qr = _reviewer_rules(policy, actor)
+    if len(coaching_note) > MAX_NOTE:
+        raise InvalidInput("the review is not valid:",
+                           [FieldProblem("coaching_note", f"at most {MAX_NOTE} characters")])
+    if session.scalar(select(QaReview.id).where(QaReview.item_id == item.id, QaReview.reviewer == actor.username)):
+        raise Conflict("you have already scored this call; a second opinion must come from another reviewer")
+    result = scorecards.score(qr.scorecard, answers)
+    now = clock.now()
+    review = QaReview(
+        id=new_id(), item_id=item.id, reviewer=actor.username, agent=item.agent, team=item.team,
+        scorecard_id=qr.scorecard.id, scorecard_version=qr.scorecard.version,
+        answers=scorecards.validate_answers(qr.scorecard, answers), section_scores=result.section_scores,
+        score=result.score, auto_failed=result.auto_failed, passed=result.passed,
+        coaching_note=coaching_note.strip(), submitted_at=now, shared_at=now if share else None, agent_response="")
+    session.add(review)
+    item.state = ReviewItemState.REVIEWED
+    session.flush()
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action="quality.review", object_type="qa_review",
+        object_id=review.id, purpose=qr.purpose, source_ip=source_ip, clauses=("B8",),
+        details={"item": item.id, "recording": item.recording_id, "score": result.score, "passed": result.passed,
+                 "auto_failed": result.auto_failed, "shared": share}), clock=clock)
+    return review
+
+
+def share(session: Session, *, actor: Actor, review_id: str, clock: Clock = system_clock) -> QaReview:
+    """Show a review (score and coaching note) to the agent; only its reviewer can."""
+    review = session.get(QaReview, review_id)
+    if review is None or review.reviewer != actor.username:
+        raise NotFound(f"no review {review_id} of yours")
+    if review.shared_at is None:
+        review.shared_at = clock.now()
+        audit.append(session, audit.AuditEvent(
+            actor=actor.username, actor_role=actor.role, action="quality.review.shared", object_type="qa_review",
+            object_id=review.id, clauses=("B8",)), clock=clock)
+    return review
+
+
+def add_comment(session: Session, *, policy: PolicyDocument, actor: Actor, item: QaReviewItem, at_seconds: float,
+                text: str, duration: float, clock: Clock = system_clock) -> QaComment:
+    """A comment pinned to ``at_seconds`` of the call (which must lie inside it)."""
+    _reviewer_rules(policy, actor)
+    problems: list[FieldProblem] = []
+    if not 0 <= at_seconds <= duration:
+        problems.append(FieldProblem("at_seconds", f"must be between 0 and the call's length ({duration:.1f} s)"))
+    text = text.strip()
+    if not text or len(text) > MAX_COMMENT:
+        problems.append(FieldProblem("text", f"write between 1 and {MAX_COMMENT} characters"))
+    if problems:
+        raise InvalidInput("the comment is not valid:", problems)
+    row = QaComment(id=new_id(), item_id=item.id, reviewer=actor.username, at_seconds=round(at_seconds, 2),
+                    text=text, created_at=clock.now())
+    session.add(row)
+    return row
+
+
+def comments(session: Session, item_id: str) -> list[QaComment]:
+    return list(session.scalars(select(QaComment).where(QaComment.item_id == item_id)
+                                .order_by(QaComment.at_seconds, QaComment.created_at)))
+
+
+def reviews_of_item(session: Session, item_id: str) -> list[QaReview]:
+    return list(session.scalars(select(QaReview).where(QaReview.item_id == item_id).order_by(QaReview.submitted_at)))
+
+
+# ------------------------------------------------------------------------------------------ the agent
+def my_reviews(session: Session, *, actor: Actor) -> list[QaReview]:
+    """The reviews of the actor's own calls that were shared with them, newest first."""
+    return list(session.scalars(select(QaReview).where(QaReview.agent == actor.username,
+                                                       QaReview.shared_at.is_not(None))
+                                .order_by(QaReview.submitted_at.desc())))
+
+
+def my_review_comments(session: Session, *, actor: Actor, review_id: str) -> list[QaComment]:
+    """The comments on the call of a review shared with the actor (its agent)."""
+    review = session.get(QaReview, review_id)
+    if review is None or review.agent != actor.username or review.shared_at is None:
+        raise NotFound(f"no review {review_id} of your calls")
+    return comments(session, review.item_id)
+
+
+def acknowledge(session: Session, *, actor: Actor, review_id: str, response: str = "",
+                clock: Clock = system_clock, source_ip: str | None = None) -> QaReview:
+    """The agent confirms they have read a shared review, optionally answering it; once."""
+    review = session.get(QaReview, review_id)
+    if review is None or review.agent != actor.username or review.shared_at is None:
+        raise NotFound(f"no review {review_id} of your calls")
+    if review.acknowledged_at is not None:
+        raise Conflict("you have already acknowledged this review")
+    if len(response) > MAX_NOTE:
+        raise InvalidInput("the acknowledgement is not valid:",
+                           [FieldProblem("response", f"at most {MAX_NOTE} characters")])
+    review.acknowledged_at, review.agent_response = clock.now(), response.strip()
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action="quality.review.acknowledged", object_type="qa_review",
+        object_id=review.id, source_ip=source_ip, clauses=("B8",)), clock=clock)
+    return review
+
+
+# ------------------------------------------------------------------------------------------ dashboard
+@dataclass
+class ScoreRow:
+    key: str
+    """Agent or team."""
+    month: str
+    """``YYYY-MM`` of submission."""
+    reviews: int = 0
+    average: float = 0.0
+    passed: int = 0
+    auto_failed: int = 0
+
+
+def dashboard(session: Session, *, policy: PolicyDocument, actor: Actor, by: str = "agent",
+              since: datetime | None = None) -> list[ScoreRow]:
+    """Average scores per agent (or team) and month, with pass and auto-fail counts."""
+    _reviewer_rules(policy, actor)
+    if by not in ("agent", "team"):
+        raise InvalidInput("cannot build the dashboard:", [FieldProblem("by", "agent or team")])
+    query = select(QaReview)
+    if since is not None:
+        query = query.where(QaReview.submitted_at >= since)
+    rows: dict[tuple[str, str], ScoreRow] = {}
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for r in session.scalars(query):
+        key = (r.agent if by == "agent" else (r.team or "(no team)"), r.submitted_at.strftime("%Y-%m"))
+        row = rows.setdefault(key, ScoreRow(key=key[0], month=key[1]))
+        row.reviews += 1
+        row.passed += int(r.passed)
+        row.auto_failed += int(r.auto_failed)
+        totals[key] += r.score
+    for key, row in rows.items():
+        row.average = round(totals[key] / row.reviews, 1)
+    return sorted(rows.values(), key=lambda r: (r.key, r.month))
+
+
+@dataclass
+class CalibrationPair:
+    item: QaReviewItem
+    reviews: list[QaReview]
+    spread: float
+    """Highest score minus lowest."""
+    disagreements: list[str] = field(default_factory=list)
+    """Question ids answered differently."""
+
+
+def calibration(session: Session, *, policy: PolicyDocument, actor: Actor, limit: int = 100) -> list[CalibrationPair]:
+    """Calls scored by two or more reviewers, with how far apart they were (widest first)."""
+    _reviewer_rules(policy, actor)
+    multi = select(QaReview.item_id).group_by(QaReview.item_id).having(func.count(QaReview.id) >= 2)
+    items = list(session.scalars(select(QaReviewItem).where(QaReviewItem.id.in_(multi)).limit(limit)))
+    pairs: list[CalibrationPair] = []
+    for item in items:
+        reviews = reviews_of_item(session, item.id)
+        questions = sorted({q for r in reviews for q in r.answers})
+        differ = [q for q in questions if len({r.answers.get(q) for r in reviews}) > 1]
+        scores = [r.score for r in reviews]
+        pairs.append(CalibrationPair(item=item, reviews=reviews, spread=round(max(scores) - min(scores), 2),
+                                     disagreements=differ))
+    return sorted(pairs, key=lambda p: -p.spread)
+
+
+def describe_item(item: QaReviewItem) -> dict[str, Any]:
+    return {"id": item.id, "sample_id": item.sample_id, "recording_id": item.recording_id, "agent": item.agent,
+            "team": item.team, "direction": item.direction, "state": item.state, "created_at": item.created_at}

@@ -1,0 +1,229 @@
+"""Quality review pages (B8) and the training library (A6): the review queue, a call's scoring page
+(player, scorecard, time-stamped comments, coaching note), the agent's own scores with acknowledgement,
+the dashboard with calibration, and the library. Thin: every decision is the quality services'."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from callvault.api.deps import Caller, get_runtime
+from callvault.core.errors import AccessDenied, CallvaultError, Conflict, InvalidInput, NotFound
+from callvault.policy.decide import Action
+from callvault.quality import review, sampling, training
+from callvault.recordings.models import Recording
+from callvault.runtime import Runtime
+from callvault.web.common import denied, form_expired, page_caller, render, same
+
+router = APIRouter(include_in_schema=False)
+
+
+def _not_reviewer(request: Request, caller: Caller) -> Response:
+    roles = caller.policy.quality_review.reviewer_roles if caller.policy.quality_review else ()
+    return denied(request, caller, f"Role {caller.user.role.replace('_', ' ')} does not review sampled calls.",
+                  f"The policy gives the review queue to: {', '.join(roles) or 'nobody'}. Your own scores are under "
+                  "My scores.", title="Not a reviewer", clauses=("B8",))
+
+
+@router.get("/quality", response_class=HTMLResponse)
+def queue_page(request: Request, caller: Caller = Depends(page_caller),
+               runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not review.may_review(caller.policy, caller.user.role):
+        return RedirectResponse("/quality/mine", status_code=303)
+    state = request.query_params.get("state") or "open"
+    if state not in ("open", "reviewed", "all"):
+        state = "open"
+    with runtime.db.unit_of_work() as session:
+        items = [review.describe_item(i) for i in review.queue(
+            session, policy=caller.policy, actor=caller.actor, state=None if state == "all" else state)]
+        samples = [{"id": s.id, "start": s.period_start, "end": s.period_end, "trigger": s.trigger,
+                    "population": len(s.population), "selected": len(s.selected), "excluded": s.excluded}
+                   for s in sampling.recent_samples(session, limit=5)]
+    return render(request, "quality_queue.html", {"caller": caller, "items": items, "state": state,
+                                                  "samples": samples, "flash": request.query_params.get("done")})
+
+
+@router.post("/quality/sample", response_class=HTMLResponse)
+def sample_now(request: Request, csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
+               runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    if not review.may_review(caller.policy, caller.user.role):
+        return _not_reviewer(request, caller)
+    rule = sampling.rules_of(caller.policy).sampling
+    with runtime.db.unit_of_work() as session:
+        row = sampling.run_sample(session, policy=caller.policy, trigger="on_demand", actor=caller.user.username,
+                                  period=sampling.previous_period(runtime.clock.now(), rule), clock=runtime.clock,
+                                  source_ip=caller.source_ip)
+        count = len(row.selected)
+    return RedirectResponse(f"/quality?done=sampled-{count}", status_code=303)
+
+
+def _item_context(runtime: Runtime, caller: Caller, item_id: str) -> dict[str, Any]:
+    qr = sampling.rules_of(caller.policy)
+    with runtime.db.unit_of_work() as session:
+        item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
+        rec = session.get(Recording, item.recording_id)
+        reviews = review.reviews_of_item(session, item.id)
+        ctx = {"item": review.describe_item(item), "duration": rec.duration_seconds if rec else 0.0,
+               "comments": [{"at": c.at_seconds, "reviewer": c.reviewer, "text": c.text}
+                            for c in review.comments(session, item.id)],
+               "reviews": [{"reviewer": r.reviewer, "score": r.score, "passed": r.passed, "auto_failed": r.auto_failed,
+                            "shared": r.shared_at is not None, "note": r.coaching_note} for r in reviews],
+               "mine": any(r.reviewer == caller.user.username for r in reviews)}
+    return {"caller": caller, "card": qr.scorecard, "purpose": qr.purpose,
+            "library": training.may_browse(caller.policy, caller.user.role), **ctx}
+
+
+@router.get("/quality/items/{item_id}", response_class=HTMLResponse)
+def item_page(item_id: str, request: Request, caller: Caller = Depends(page_caller),
+              runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not review.may_review(caller.policy, caller.user.role):
+        return _not_reviewer(request, caller)
+    try:
+        ctx = _item_context(runtime, caller, item_id)
+    except NotFound:
+        return render(request, "not_found.html", {"caller": caller, "what": "review item"}, status_code=404)
+    return render(request, "quality_item.html", {**ctx, "errors": [], "answers": {},
+                                                 "flash": request.query_params.get("done")})
+
+
+@router.post("/quality/items/{item_id}/review", response_class=HTMLResponse)
+async def submit_review(item_id: str, request: Request, caller: Caller = Depends(page_caller),
+                        runtime: Runtime = Depends(get_runtime)) -> Response:
+    form = await request.form()
+    if not same(str(form.get("csrf_token", "")), caller.csrf_token):
+        return form_expired(request, caller)
+    if not review.may_review(caller.policy, caller.user.role):
+        return _not_reviewer(request, caller)
+    answers = {k[2:]: str(v) for k, v in form.items() if k.startswith("q_")}
+    note, share = str(form.get("coaching_note", "")), form.get("share") == "on"
+    def work() -> list[str] | Response:
+        try:
+            with runtime.db.unit_of_work() as session:
+                decision, item, _ = review.authorize_item(
+                    session, policy=caller.policy, actor=caller.actor, item_id=item_id, action=Action.VIEW_METADATA,
+                    source_ip=caller.source_ip, clock=runtime.clock)
+            if not decision.allowed:
+                return denied(request, caller, decision.reason, clauses=decision.clauses)
+            with runtime.db.unit_of_work() as session:
+                item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
+                review.submit(session, policy=caller.policy, actor=caller.actor, item=item, answers=answers,
+                              coaching_note=note, share=share, clock=runtime.clock, source_ip=caller.source_ip)
+        except InvalidInput as exc:
+            return [f"{p.location}: {p.message}" for p in exc.problems] or [exc.message]
+        except (Conflict, NotFound) as exc:
+            return [exc.message]
+        return []
+
+    result = await run_in_threadpool(work)
+    if isinstance(result, Response):
+        return result
+    if result:
+        ctx = await run_in_threadpool(_item_context, runtime, caller, item_id)
+        return render(request, "quality_item.html", {**ctx, "errors": result, "answers": answers,
+                                                     "flash": None}, status_code=422)
+    return RedirectResponse(f"/quality/items/{item_id}?done=scored", status_code=303)
+
+
+@router.post("/quality/items/{item_id}/comment", response_class=HTMLResponse)
+def add_comment(item_id: str, request: Request, at_seconds: Annotated[str, Form()] = "",
+                text: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+                caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    if not review.may_review(caller.policy, caller.user.role):
+        return _not_reviewer(request, caller)
+    try:
+        seconds = float(at_seconds)
+    except ValueError:
+        return denied(request, caller, f"{at_seconds!r} is not a number of seconds.", "Go back and give the moment "
+                      "of the call in seconds, e.g. 12.5.", title="Comment not added", status_code=422)
+    try:
+        with runtime.db.unit_of_work() as session:
+            item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
+            rec = session.get(Recording, item.recording_id)
+            review.add_comment(session, policy=caller.policy, actor=caller.actor, item=item, at_seconds=seconds,
+                               text=text, duration=rec.duration_seconds if rec else 0.0, clock=runtime.clock)
+    except (InvalidInput, NotFound) as exc:
+        detail = "; ".join(str(p) for p in exc.problems) if isinstance(exc, InvalidInput) and exc.problems else ""
+        return denied(request, caller, f"{exc.message} {detail}".strip(), "Go back and correct the comment.",
+                      title="Comment not added", status_code=422)
+    return RedirectResponse(f"/quality/items/{item_id}?done=commented", status_code=303)
+
+
+@router.post("/quality/items/{item_id}/promote", response_class=HTMLResponse)
+def promote(item_id: str, request: Request, title: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+            caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    try:
+        training.promote(db=runtime.db, store=runtime.store, keyring=runtime.keyring, policy=caller.policy,
+                         actor=caller.actor, item_id=item_id, title=title, region=runtime.settings.default_region,
+                         source_ip=caller.source_ip, clock=runtime.clock)
+    except AccessDenied as exc:
+        return denied(request, caller, exc.message, "Training use needs the recorded employee's consent on file "
+                      "(they give it under their account); ask them, or choose another call.", clauses=exc.clauses)
+    except CallvaultError as exc:
+        return denied(request, caller, exc.message, "Go back to the call.", title="Not promoted", status_code=409)
+    return RedirectResponse("/quality/training?done=promoted", status_code=303)
+
+
+@router.get("/quality/mine", response_class=HTMLResponse)
+def my_scores(request: Request, caller: Caller = Depends(page_caller),
+              runtime: Runtime = Depends(get_runtime)) -> Response:
+    with runtime.db.unit_of_work() as session:
+        rows = review.my_reviews(session, actor=caller.actor)
+        for r in rows:
+            session.expunge(r)
+        comments = {r.item_id: [{"at": c.at_seconds, "text": c.text} for c in review.comments(session, r.item_id)]
+                    for r in rows}
+    return render(request, "quality_mine.html", {"caller": caller, "reviews": rows, "comments": comments,
+                                                 "flash": request.query_params.get("done")})
+
+
+@router.post("/quality/mine/{review_id}/acknowledge", response_class=HTMLResponse)
+def acknowledge(review_id: str, request: Request, response: Annotated[str, Form()] = "",
+                csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
+                runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    try:
+        with runtime.db.unit_of_work() as session:
+            review.acknowledge(session, actor=caller.actor, review_id=review_id, response=response,
+                               clock=runtime.clock, source_ip=caller.source_ip)
+    except (NotFound, Conflict, InvalidInput) as exc:
+        return denied(request, caller, exc.message, "Reload My scores.", title="Not acknowledged", status_code=409)
+    return RedirectResponse("/quality/mine?done=acknowledged", status_code=303)
+
+
+@router.get("/quality/dashboard", response_class=HTMLResponse)
+def dashboard(request: Request, caller: Caller = Depends(page_caller),
+              runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not review.may_review(caller.policy, caller.user.role):
+        return _not_reviewer(request, caller)
+    with runtime.db.unit_of_work() as session:
+        agents = review.dashboard(session, policy=caller.policy, actor=caller.actor, by="agent")
+        teams = review.dashboard(session, policy=caller.policy, actor=caller.actor, by="team")
+        pairs = [{"item": p.item.id, "agent": p.item.agent, "spread": p.spread, "disagreements": p.disagreements,
+                  "scores": [(r.reviewer, r.score) for r in p.reviews]}
+                 for p in review.calibration(session, policy=caller.policy, actor=caller.actor)]
+    return render(request, "quality_dashboard.html", {"caller": caller, "agents": agents, "teams": teams,
+                                                      "pairs": pairs})
+
+
+@router.get("/quality/training", response_class=HTMLResponse)
+def library(request: Request, caller: Caller = Depends(page_caller),
+            runtime: Runtime = Depends(get_runtime)) -> Response:
+    if not training.may_browse(caller.policy, caller.user.role):
+        return denied(request, caller, "Your role may not browse the training library under this policy.",
+                      title="Not allowed", clauses=("A6",))
+    with runtime.db.unit_of_work() as session:
+        clips = training.list_clips(session, policy=caller.policy, actor=caller.actor)
+        for c in clips:
+            session.expunge(c)
+    return render(request, "quality_training.html", {"caller": caller, "clips": clips,
+                                                     "flash": request.query_params.get("done")})

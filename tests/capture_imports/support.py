@@ -1,0 +1,77 @@
+"""Helpers for the import tests: PBX-like WAV files with a distinct tone per leg, and reading back what was stored."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import soundfile
+from sqlalchemy import select
+
+from callvault.capture.imports.models import PbxImport
+from callvault.capture.imports.settings import PbxSettings
+from callvault.core.clock import FixedClock
+from callvault.recordings.models import Recording
+from callvault.recordings.playback import open_reader
+from callvault.runtime import Runtime
+
+
+def tone_wav(path: Path, *, freqs: tuple[float, ...], seconds: float = 2.0, rate: int = 8000,
+             mtime: float | None = None) -> Path:
+    """A PCM16 WAV with one sine per channel (``freqs[0]`` on the left), as a PBX would leave it."""
+    t = np.arange(int(seconds * rate)) / rate
+    audio = np.stack([0.4 * np.sin(2 * np.pi * f * t) for f in freqs], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, audio, rate, subtype="PCM_16")
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def dominant_frequency(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64) * np.hanning(len(samples))))
+    return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
+
+
+@dataclass
+class Stored:
+    row: Recording
+    audio: np.ndarray
+    rate: int
+
+
+def stored(runtime: Runtime, call_id: str) -> list[Stored]:
+    """The recordings stored under ``call_id``, decrypted and checked against their SHA-256."""
+    out = []
+    with runtime.db.unit_of_work() as session:
+        for row in session.scalars(select(Recording).where(Recording.call_id == call_id)):
+            reader = open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
+            assert row.sha256 is not None
+            reader.verify_sha256(row.sha256)
+            audio, rate = soundfile.read(io.BytesIO(b"".join(reader.iter_all())), dtype="int16", always_2d=True)
+            session.expunge(row)
+            out.append(Stored(row, audio, rate))
+    return out
+
+
+def ledger(runtime: Runtime, root: Path) -> list[PbxImport]:
+    with runtime.db.unit_of_work() as session:
+        rows = list(session.scalars(select(PbxImport).where(PbxImport.root == str(root.absolute()))
+                                    .order_by(PbxImport.rel_path)))
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def at(runtime: Runtime, when: datetime) -> Runtime:
+    """The same runtime, with the clock fixed at ``when``."""
+    return replace(runtime, clock=FixedClock(when))
+
+
+def settings(**overrides: object) -> PbxSettings:
+    base = PbxSettings(quiet_seconds=30, cdr_wait_seconds=600, retry_seconds=10)
+    return replace(base, **overrides)  # type: ignore[arg-type]

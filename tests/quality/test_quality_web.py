@@ -1,0 +1,117 @@
+"""The review-and-score flow in a real browser (Debian's chromium driven by Playwright): a reviewer draws
+the sample, scores a call with the policy's scorecard and comments on it; the agent sees the score and
+coaching note and acknowledges it; a second reviewer's score shows up in calibration."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (dev.py does) to run the browser tests",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def calls(server: LiveServer) -> None:
+    """Three calls of alice's in last week (the metadata factory's date), so the sample takes two."""
+    with server.client("admin") as admin:
+        for seed in (1, 2, 3):
+            assert upload(admin, wav_bytes(3.0, seed=seed), metadata(agent="alice")).status_code == 201
+
+
+def _page(browser: Any, server: LiveServer) -> Any:
+    context = browser.new_context(base_url=server.base_url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    return context.new_page()
+
+
+def _sign_in(page: Any, env: CallvaultEnv, username: str) -> None:
+    page.goto("/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/mfa")
+    page.get_by_label("The 6-digit code").fill(env.otp(username))
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(lambda url: not url.endswith("/mfa"))
+
+
+ANSWERS = {"Greeted the caller": "Yes", "On an outbound call": "Not applicable", "Understood the issue": "Yes",
+           "Gave accurate information": "No", "Verified the caller's identity": "Yes",
+           "Was courteous": "Yes", "Summarised what happens next": "Yes"}
+
+
+def _score(page: Any, answers: dict[str, str]) -> None:
+    for question, answer in answers.items():
+        page.get_by_role("radiogroup", name=question).get_by_label(answer, exact=True).check()
+
+
+def test_reviewer_scores_a_sampled_call_and_the_agent_acknowledges_it(
+    browser: Any, server: LiveServer, env: CallvaultEnv, calls: None,
+) -> None:
+    lead = _page(browser, server)
+    _sign_in(lead, env, "lead")
+    lead.get_by_role("link", name="Quality").click()
+    lead.get_by_role("button", name="Draw last period's sample now").click()
+    assert "2 call(s) added" in lead.get_by_role("status").inner_text()
+    lead.get_by_role("link", name=re.compile(r"^Review [0-9a-f]{8}$")).first.click()
+    lead.wait_for_url("**/quality/items/**")
+    assert lead.get_by_role("heading", name="Review: alice's inbound call").is_visible()
+
+    lead.get_by_role("button", name="Submit score").click()  # nothing answered: every question is named
+    assert "answers.greeting" in lead.get_by_role("alert").inner_text()
+
+    _score(lead, ANSWERS)
+    lead.get_by_label("Coaching note for the agent").fill("Check the price list before quoting.")
+    lead.get_by_role("button", name="Submit score").click()
+    assert lead.get_by_role("status").inner_text() == "Your review was saved."
+    assert "lead: 75.0" in lead.get_by_role("main").inner_text()
+    lead.get_by_label("At (seconds)").fill("1.5")
+    lead.get_by_label("Comment").fill("Price quoted from memory here")
+    lead.get_by_role("button", name="Add comment").click()
+    assert "1.5 s · lead: Price quoted from memory here" in lead.get_by_role("main").inner_text()
+    item_url = lead.url.split("?")[0]
+
+    agent = _page(browser, server)
+    _sign_in(agent, env, "alice")
+    agent.get_by_role("link", name="Quality").click()
+    agent.wait_for_url("**/quality/mine")
+    text = agent.get_by_role("main").inner_text()
+    assert "Score 75.0" in text and "Check the price list before quoting." in text
+    assert "1.5 s: Price quoted from memory here" in text
+    agent.get_by_label("Your response (optional)").fill("Understood")
+    agent.get_by_role("button", name="Acknowledge").click()
+    assert "Acknowledged" in agent.get_by_role("status").inner_text()
+    assert "“Understood”" in agent.get_by_role("main").inner_text()
+    agent.goto("/quality/dashboard")
+    assert agent.get_by_role("heading", name="Not a reviewer").is_visible()
+
+    second = _page(browser, server)
+    _sign_in(second, env, "exec")
+    second.goto(item_url)
+    _score(second, {**ANSWERS, "Gave accurate information": "Yes"})
+    second.get_by_role("button", name="Submit score").click()
+    second.get_by_role("link", name="Dashboard & calibration").click()
+    row = second.get_by_role("row").filter(has_text="alice").filter(has_text="accurate")
+    assert "lead 75.0" in row.inner_text() and "exec 100.0" in row.inner_text()
