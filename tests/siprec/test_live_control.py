@@ -86,6 +86,10 @@ def test_pause_and_resume_through_the_api_silence_that_span_of_the_live_call(
         # later (ingest's admission, apply_to_stored) applies them a second time.
         assert all(e.applied_at is not None and e.recording_id == rec.row.id for e in events)
         assert all(e.outcome.startswith("applied live") for e in events)
+        # ... and ingest's admission, which runs at the end of a SIPREC call, did not apply them again.
+        captured = session.scalars(select(AuditEntry).where(AuditEntry.action == "recording.captured",
+                                                            AuditEntry.object_id == rec.row.id)).one()
+        assert not [note for note in captured.details["admission"] if "paus" in note or "stop" in note]
         assert session.scalar(select(ActiveCall).where(ActiveCall.call_id == call.call_id)) is None
 
 
