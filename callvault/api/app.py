@@ -14,6 +14,7 @@ from callvault.api import (
     routes_capture_imports,
     routes_control,
     routes_integrations,
+    routes_live,
     routes_oversight,
     routes_quality,
     routes_recordings,
@@ -47,6 +48,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_oversight.router, prefix="/api/v1")
     app.include_router(routes_retention.router, prefix="/api/v1")
     app.include_router(routes_control.router, prefix="/api/v1")
+    app.include_router(routes_live.router, prefix="/api/v1")
     app.include_router(routes_access.router, prefix="/api/v1")
     app.include_router(routes_transcription.router, prefix="/api/v1")
     app.include_router(routes_quality.router, prefix="/api/v1")

@@ -7,6 +7,9 @@ roles / capture integrations. Everyone else is refused, and the refusal is audit
 
 * For a call not stored yet the event is kept in ``recording_controls`` and applied by ingest
   (``capture.admission``); a specialist's event applies only if the call is on their extension.
+* For a call a SIPREC capture process is recording now (a row in ``active_calls``), that process
+  polls for the event and applies it live (``capture.siprec.live``): the pause silences the span,
+  stop keeps nothing more, personal ends capture and destroys the partial recording at once.
 * For a stored recording it is applied after the fact, here:
   - ``stop``: the audio is decrypted in memory, cut, re-encrypted under a **new** data key into a new
     blob; the catalog switches to it in one transaction and the old key and blob are destroyed
@@ -35,6 +38,7 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
+from callvault.live import service as live
 from callvault.policy.decide import Actor
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings import playback
@@ -77,6 +81,8 @@ class ControlFiled:
     control_ids: tuple[str, ...]
     recording_id: str | None
     call_id: str
+    live: bool = False
+    """The call is being recorded now: its capture process applies the events within a fraction of a second."""
 
 
 def _check_request(kind: str, at: datetime | None, until: datetime | None) -> None:
@@ -122,7 +128,7 @@ def file_control(
         if not (admin or may_control(policy, actor, row.extension)):
             raise AccessDenied("only the agent on this call or an administrator may control its recording",
                                reason="not the agent on the call", clauses=("A14", "B4"))
-        if row.state == RecordingState.PENDING:
+        if row.state == RecordingState.PENDING and live.live_call(session, row.call_id, clock=clock) is None:
             raise Conflict(f"call {call_id} is being stored right now; send the control again in a moment")
         if row.state == RecordingState.DESTROYED:
             raise Conflict(f"the recording of call {call_id} was already destroyed")
@@ -130,6 +136,9 @@ def file_control(
         raise AccessDenied("only the agent on a call (with an extension on file) or an administrator may "
                            "control its recording", reason="no extension on file", clauses=("A14", "B4"))
     assert call_id is not None
+    live_now = row is not None and row.state == RecordingState.PENDING
+    if live_now:
+        row = None  # being recorded live: the capture process applies the events (capture/siprec/live.py)
     events = [(kind, at)]
     if until is not None:
         events.append((ControlKind.RESUME.value, until))
@@ -148,9 +157,9 @@ def file_control(
         object_type="recording" if row is not None else "call", object_id=row.id if row is not None else call_id,
         source_ip=source_ip, clauses=("A14", "B4"),
         details={"call_id": call_id, "at": at.isoformat() if at else None,
-                 "until": until.isoformat() if until else None, "stored": row is not None},
+                 "until": until.isoformat() if until else None, "stored": row is not None, "live": live_now},
     ), clock=clock)
-    return ControlFiled(tuple(ids), row.id if row is not None else None, call_id)
+    return ControlFiled(tuple(ids), row.id if row is not None else None, call_id, live=live_now)
 
 
 def _edit_for(row: Recording, controls: list[RecordingControl]) -> tuple[AudioEdit, bool]:
@@ -175,6 +184,8 @@ def apply_to_stored(
     source_ip: str | None = None, clock: Clock = system_clock,
 ) -> str:
     """Apply just-filed events to the stored recording (see the module docstring); returns what was done."""
+    if filed.live:
+        return "sent to the call being recorded now; applied live by the capture process"
     if filed.recording_id is None:
         return "kept; applied when the call's recording arrives"
     edit = AudioEdit()

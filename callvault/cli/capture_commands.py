@@ -75,6 +75,9 @@ def siprec(
     processes: Annotated[int, typer.Option("--processes", help="capture processes sharing the SIP port "
                                                                 "(SO_REUSEPORT); one per core")] = 1,
     stats_file: Annotated[Path | None, typer.Option("--stats-file", help="write live counters (JSON) here")] = None,
+    tap: Annotated[str | None, typer.Option("--tap", help="HOST:PORT of the live-monitoring tap (loopback or an "
+                                                           "internal address; process i uses PORT+i); off if "
+                                                           "not given")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run the SIPREC recording server (RFC 7866) until SIGTERM; calls become encrypted recordings."""
@@ -91,10 +94,17 @@ def siprec(
     if settings.is_sqlite and not settings.data_dir.exists():
         raise ConfigurationError(f"{settings.data_dir} is not a callvault data directory; run `callvault init` first")
     span = (high - low) // processes
+    tap_host, tap_port = "127.0.0.1", None
+    if tap:
+        try:
+            tap_host, tap_port = parse_hostport(tap, default_port=5080)
+        except InvalidInput:
+            raise InvalidInput(f"--tap {tap!r}: give HOST:PORT, e.g. 127.0.0.1:5080") from None
     configs = [ServerConfig(host=host, port=port, tls_port=tls_port, certfile=cert, keyfile=key, advertise=advertise,
                             rtp_ports=(low + i * span, low + (i + 1) * span), reuse_port=processes > 1,
                             stats_file=(stats_file.with_name(f"{stats_file.name}.{i}") if processes > 1 and stats_file
-                                        else stats_file))
+                                        else stats_file),
+                            tap_host=tap_host, tap_port=None if tap_port is None else tap_port + i)
                for i in range(processes)]
     err.print(f"SIPREC recording server on {host}:{port} (UDP, TCP{', TLS :' + str(tls_port) if tls_port else ''}),"
               f" {processes} process(es), RTP {low}-{high}")

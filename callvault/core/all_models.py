@@ -17,6 +17,7 @@ from callvault.identity.models import (
 )
 from callvault.integrations.crm.models import CrmEvent, CrmIdentity, CrmTicket
 from callvault.integrations.webhooks_out.models import WebhookDelivery, WebhookSubscription
+from callvault.live.models import ActiveCall, MonitoringSession
 from callvault.notify.models import OutboxMail
 from callvault.oversight.models import MisuseReport
 from callvault.policy.models import PolicyVersion
@@ -33,6 +34,7 @@ __all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", 
 __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
 __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
 __all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]
+__all__ += ["ActiveCall", "MonitoringSession"]
 __all__ += ["QaComment", "QaReview", "QaReviewItem", "QaSample", "TrainingClip"]
 __all__ += ["PbxImport", "TwilioRecording"]
 __all__ += ["CrmEvent", "CrmIdentity", "CrmTicket", "WebhookDelivery", "WebhookSubscription"]

@@ -43,10 +43,12 @@ class Action(StrEnum):
     VIEW_METADATA = "view_metadata"
     EXPORT = "export"
     TRANSCRIPT = "transcript"
+    MONITOR = "monitor"
+    """Listen to a call while it happens (the policy's ``monitoring`` section, A7)."""
 
 
 CONTENT_ACTIONS: frozenset[Action] = frozenset(
-    {Action.PLAY, Action.DOWNLOAD, Action.EXPORT, Action.TRANSCRIPT}
+    {Action.PLAY, Action.DOWNLOAD, Action.EXPORT, Action.TRANSCRIPT, Action.MONITOR}
 )
 """Actions that reach what was said; each needs a purpose (A6, A13, B5)."""
 
@@ -245,6 +247,21 @@ def _grant_denial(
     )
 
 
+def _monitor_denial(policy: PolicyDocument, actor: Actor, purpose: str | None) -> Decision | None:
+    """Live monitoring's own gate, before the common content rules (purpose, scope, consent)."""
+    rules = policy.monitoring
+    clauses = rules.clause_ids or ("A7",)
+    if not rules.enabled:
+        return _deny(f"{_policy_name(policy)} does not offer live monitoring of calls.", clauses, purpose)
+    if actor.role not in rules.roles:
+        return _deny(f"Role {actor.role!r} may not monitor calls live; the policy allows: "
+                     f"{_roles_text(rules.roles)}.", (*clauses, *_ROLE_CLAUSES), purpose)
+    if purpose is not None and purpose not in rules.purposes:
+        return _deny(f"Purpose {purpose!r} is not a reason to monitor a call live; name one of: "
+                     f"{', '.join(rules.purposes)}.", (*clauses, *_PURPOSE_CLAUSES), purpose)
+    return None
+
+
 def decide(
     *,
     policy: PolicyDocument,
@@ -282,6 +299,11 @@ def decide(
         return _deny(
             f"This recording is {recording.state}, not available; nobody can reach it.", _ROLE_CLAUSES, named,
         )
+
+    if action == Action.MONITOR:
+        denial = _monitor_denial(policy, actor, named)
+        if denial is not None:
+            return denial
 
     if action == Action.VIEW_METADATA:
         # Metadata (who, when, which number) is personal data too: same scope, no purpose needed.

@@ -44,6 +44,7 @@ __all__ = [
     "ContentScope",
     "MisuseDetection",
     "MisuseRules",
+    "MonitoringRules",
     "NetworkRules",
     "NoticeRules",
     "PolicyDocument",
@@ -710,6 +711,38 @@ class IntegrationRules(_Model):
     crm: CrmIntegrationRules = CrmIntegrationRules()
 
 
+# ---------------------------------------------------------------------------------------- monitoring
+class MonitoringRules(_Model):
+    """Live monitoring of calls in progress (A7, A13): who may listen, why, to whom, and what the agent sees.
+
+    Off unless a policy turns it on. A listener names one of ``purposes`` (each still checked by
+    ``decide()`` against the purpose's roles and the role's scope); a purpose that needs an approval
+    per recording, the employee's consent or an anonymised copy cannot be used live and is refused
+    when the policy is loaded. Monitoring ends at once when the call is paused, stopped or marked
+    personal (A7: "leave the line immediately").
+    """
+
+    enabled: bool = False
+    roles: tuple[Identifier, ...] = ()
+    """Roles that may listen live (each still needs a purpose open to it)."""
+    purposes: tuple[Identifier, ...] = ()
+    default_purpose: Identifier | None = None
+    """Offered first in the live view (policy A: ``spot_check``)."""
+    parties: Literal["both", "agent"] = "both"
+    """What a listener hears: both parties, or only the agent's side."""
+    notify_agent: bool = True
+    """The agent sees that they are monitored, and by whom."""
+    clause_ids: tuple[ClauseId, ...] = ("A7",)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MonitoringRules:
+        if self.enabled and (not self.roles or not self.purposes):
+            raise ValueError("monitoring is enabled but names no roles or no purposes; name both, or disable it")
+        if self.default_purpose is not None and self.default_purpose not in self.purposes:
+            raise ValueError(f"default_purpose {self.default_purpose!r} is not one of monitoring.purposes")
+        return self
+
+
 # ------------------------------------------------------------------------------------------- document
 def _error(loc: tuple[str | int, ...], message: str, value: Any) -> InitErrorDetails:
     return InitErrorDetails(
@@ -745,6 +778,7 @@ class PolicyDocument(_Model):
     transcription: TranscriptionRules = TranscriptionRules()
     quality_review: QualityReviewRules | None = None
     integrations: IntegrationRules = IntegrationRules()
+    monitoring: MonitoringRules = MonitoringRules()
 
     @model_validator(mode="after")
     def _cross_references(self) -> PolicyDocument:
@@ -769,6 +803,17 @@ class PolicyDocument(_Model):
                     ))
             for i, role in enumerate(purpose.approval.approver_roles):
                 need_role(("purposes", pid, "approval", "approver_roles", i), role)
+        for i, role in enumerate(self.monitoring.roles):
+            need_role(("monitoring", "roles", i), role)
+        for i, pid in enumerate(self.monitoring.purposes):
+            used = self.purposes.get(pid)
+            if used is None:
+                errors.append(_error(("monitoring", "purposes", i), f"unknown purpose {pid!r}; the purposes "
+                                     f"defined are: {', '.join(sorted(self.purposes))}", pid))
+            elif used.approval.required or used.employee_consent_required or used.serves != "original":
+                errors.append(_error(("monitoring", "purposes", i), f"purpose {pid!r} needs an approval, the "
+                                     "employee's consent or an anonymised copy, none of which a live call can "
+                                     "have; remove it from monitoring.purposes", pid))
         for role in self.network.per_role:
             need_role(("network", "per_role", role), role)
         for i, role in enumerate(self.misuse.report_to_roles):

@@ -27,6 +27,7 @@ from callvault.web import (
     access_pages,
     home_pages,
     integrations_pages,
+    live_pages,
     oversight_pages,
     quality_pages,
     recording_pages,
@@ -248,5 +249,5 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
 
 
 for _module in (recording_pages, access_pages, oversight_pages, requests_pages, quality_pages, integrations_pages,
-                sso_pages):
+                sso_pages, live_pages):
     router.include_router(_module.router)

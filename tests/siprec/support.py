@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import soundfile
 from sqlalchemy import select
 
 from callvault.capture.siprec.server import ServerConfig, SessionManager, serve
+from callvault.live.models import ActiveCall
 from callvault.recordings.models import Recording
 from callvault.recordings.playback import open_reader
 from callvault.runtime import Runtime
@@ -76,13 +78,14 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(runtime: Runtime, *, rtp_base: int = 31000,
-                   tls: tuple[Path, Path] | None = None) -> Iterator[RunningServer]:
-    """The server in a thread; ``tls`` = (certificate, key) also opens a TLS port."""
+def running_server(runtime: Runtime, *, rtp_base: int = 31000, tls: tuple[Path, Path] | None = None,
+                   tap: bool = False) -> Iterator[RunningServer]:
+    """The server in a thread; ``tls`` = (certificate, key) also opens a TLS port; ``tap``: with the
+    live-monitoring tap on a free loopback port."""
     port = free_sip_port()
     config = ServerConfig(host="127.0.0.1", port=port, rtp_ports=(rtp_base, rtp_base + 400), drain_timeout=5,
                           tls_port=free_sip_port() if tls else None, certfile=tls[0] if tls else None,
-                          keyfile=tls[1] if tls else None)
+                          keyfile=tls[1] if tls else None, tap_port=0 if tap else None)
     ready = threading.Event()
     holder: dict[str, object] = {}
     stop_holder: dict[str, asyncio.Event] = {}
@@ -147,6 +150,40 @@ def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str 
         raise AssertionError(
             f"sipp failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}\n{errors}")
     return proc
+
+
+@contextmanager
+def sipp_call(port: int, tmp_path: Path, scenario: str = "live_call.xml") -> Iterator[None]:
+    """Run a scenario in the background while the test acts on the call; re-raise sipp's failure at the end."""
+    result: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            run_sipp(scenario, port, tmp_path)
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join(60)
+        if "error" in result:
+            raise result["error"]
+
+
+def wait_for_active_call(runtime: Runtime, extension: str = "2001", timeout: float = 10.0) -> ActiveCall:
+    """The ``active_calls`` row of the call sipp just started (the cluster-wide live view reads it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with runtime.db.unit_of_work() as session:
+            row = session.scalar(select(ActiveCall).where(ActiveCall.extension == extension))
+            if row is not None:
+                session.expunge(row)
+                return row
+        time.sleep(0.05)
+    raise AssertionError("the call never appeared in active_calls")
 
 
 @dataclass

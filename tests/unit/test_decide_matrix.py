@@ -52,6 +52,12 @@ def expected(raw: dict[str, Any], case: Case) -> bool:
     scope = role["content_scope"]
     in_scope = scope == "all" or (scope == "own_extension" and case.scope == "own_extension") or (
         scope == "own_team" and case.scope != "other_extension")
+    if case.action == Action.MONITOR:  # live listening: the policy's monitoring section first, then as content
+        live = raw.get("monitoring", {})
+        if not live.get("enabled") or case.role not in live.get("roles", []):
+            return False
+        if case.purpose is not None and case.purpose not in live.get("purposes", []):
+            return False
     if case.action == Action.VIEW_METADATA:
         return in_scope and (not case.quarantined or bool(role.get("can_administer")))
     if scope == "none" or case.purpose is None:

@@ -258,3 +258,33 @@ def test_policy_models_are_frozen() -> None:
     with pytest.raises(ValueError, match="frozen"):
         doc.version = "2"  # type: ignore[misc]
     assert isinstance(doc, PolicyDocument)
+
+
+# ------------------------------------------------------------------------------------- live monitoring
+def test_policy_a_offers_live_monitoring_to_leadership_for_its_listed_reasons_and_b_does_not() -> None:
+    a = load_policy_file(POLICY_A).monitoring
+    assert a.enabled and set(a.roles) == {"executive", "support_lead"}
+    assert a.default_purpose == "spot_check" and "training" not in a.purposes  # caller anonymity cannot hold live
+    assert a.notify_agent and a.parties == "both"
+    assert not load_policy_file(POLICY_B).monitoring.enabled
+
+
+def test_monitoring_with_a_purpose_a_live_call_cannot_satisfy_is_refused_at_its_line() -> None:
+    text = _with(_a_text(), "purposes: [spot_check, complaint_investigation,", "purposes: [spot_check, training,")
+    problem = _problem_at(_problems(text), "monitoring.purposes[1]")
+    assert "anonymised copy" in problem.message
+    assert problem.line == _line_of(text, "purposes: [spot_check, training,")
+
+
+def test_monitoring_naming_an_unknown_role_or_purpose_is_refused() -> None:
+    text = _with(_a_text(), "roles: [executive, support_lead]\n  purposes: [spot_check",
+                 "roles: [executive, supervisor]\n  purposes: [spot_check, gossip")
+    problems = _problems(text)
+    assert "unknown role 'supervisor'" in _problem_at(problems, "monitoring.roles[1]").message
+    assert "unknown purpose 'gossip'" in _problem_at(problems, "monitoring.purposes[1]").message
+
+
+def test_monitoring_enabled_without_roles_is_refused() -> None:
+    text = _with(_a_text(), "roles: [executive, support_lead]\n  purposes: [spot_check",
+                 "roles: []\n  purposes: [spot_check")
+    assert any("names no roles" in p.message for p in _problems(text))

@@ -44,3 +44,9 @@ def test_bad_values_stop_serve_with_the_variable_named(tmp_path: Path, env: dict
     with pytest.raises(ConfigurationError) as info:
         siprec_settings(load_settings(tmp_path, env={"CALLVAULT_SIPREC_LISTEN": "127.0.0.1:5060", **env}))
     assert named in str(info.value)
+
+
+def test_the_live_monitoring_tap_is_passed_on(tmp_path: Path) -> None:
+    config = siprec_settings(load_settings(tmp_path, env={"CALLVAULT_SIPREC_LISTEN": "127.0.0.1:5060",
+                                                          "CALLVAULT_SIPREC_TAP": "127.0.0.1:5080"}))
+    assert config is not None and config.cli_args(tmp_path)[-2:] == ["--tap", "127.0.0.1:5080"]

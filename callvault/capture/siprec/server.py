@@ -36,6 +36,7 @@ from typing import Any
 
 from callvault.audit import service as audit
 from callvault.capture.siprec import sip
+from callvault.capture.siprec.live import LiveLink
 from callvault.capture.siprec.metadata import MetadataError, derive_facts, parse_recording_metadata
 from callvault.capture.siprec.rtp import StreamTimer
 from callvault.capture.siprec.sdp import (
@@ -85,6 +86,9 @@ class ServerConfig:
     drain_timeout: float = 30.0
     reuse_port: bool = False
     stats_file: Path | None = None
+    tap_host: str = "127.0.0.1"
+    tap_port: int | None = None
+    """Live-monitoring tap (``callvault.live.tap``) on this address; None = no live listening (0 = any port)."""
 
 
 @dataclass
@@ -143,6 +147,8 @@ class SessionManager:
         # burst of BYEs, so the two kinds of blocking work have their own threads.
         self._setup_pool = ThreadPoolExecutor(4, thread_name_prefix="siprec-setup")
         self._finish_pool = ThreadPoolExecutor(2, thread_name_prefix="siprec-finish")
+        self.live = LiveLink(runtime)
+        """Control events from the database, ``active_calls``, live listeners (``capture.siprec.live``)."""
         self._advertise = config.advertise or (config.host if config.host not in ("0.0.0.0", "::") else  # noqa: S104
                                                socket.gethostbyname(socket.gethostname()))
 
@@ -157,11 +163,12 @@ class SessionManager:
 
     # -- control hook ----------------------------------------------------------------------------
     def apply_control(self, call_id: str, action: ControlAction, *, actor: str) -> str | None:
-        """Apply pause/resume/stop/personal to a live call, by SIP Call-ID or catalog call id.
+        """Apply pause/resume/stop/personal to a live call now, by SIP Call-ID or catalog call id.
 
-        The hook for the recording-control API (capture/control.py): returns the call's new state,
-        or None if no such call is being recorded by this process. Must run on the event loop
-        (``loop.call_soon_threadsafe`` from elsewhere).
+        In-process hook (tests, tools). The recording-control API reaches calls through the database
+        instead (``capture.siprec.live.LiveLink`` polls ``recording_controls``), so it works from any
+        node. Returns the call's new state, or None if this process is not recording such a call.
+        Must run on the event loop (``loop.call_soon_threadsafe`` from elsewhere).
         """
         call = self.sessions.get(call_id) or next(
             (s for s in self.sessions.values() if catalog_call_id(s.call_id) == call_id), None)
@@ -407,6 +414,7 @@ class SessionManager:
             return
         call.state = "active"
         self.stats.calls_started += 1
+        self.live.call_started(call)
         self._respond(msg, reply, 200, "OK", body=answer, to_tag=call.local_tag, dialog=True)
 
     def _audit_refusal(self, call_id: str, why: str, clauses: tuple[str, ...]) -> None:
@@ -568,6 +576,7 @@ class SessionManager:
         ended_at = self.runtime.clock.now()
         call.state = "ending"
         self.sessions.pop(call.call_id, None)
+        self.live.call_ended(call, reason)
         for stream in call.streams:
             self.stats.srtp_auth_failures += stream.timer.stats.srtp_auth_failures
             self.stats.srtp_replays += stream.timer.stats.srtp_replays
@@ -766,6 +775,16 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
         servers.append(await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w, "tls"), config.host,
                                                   config.tls_port, ssl=ctx, reuse_port=config.reuse_port or None))
     house = loop.create_task(manager.housekeeping())
+    tap = None
+    if config.tap_port is not None:
+        from callvault.live.tap import start_tap
+
+        tap = await start_tap(config.tap_host, config.tap_port, redeem=manager.live.redeem,
+                              lookup=lambda cid: next((c.feed for c in manager.sessions.values()
+                                                       if catalog_call_id(c.call_id) == cid), None))
+        bound = next(iter(tap.sockets)).getsockname()
+        manager.live.tap_url = f"ws://{config.tap_host}:{bound[1]}"
+    link = loop.create_task(manager.live.run(manager.sessions))
     if ready is not None:
         ready(manager)
     try:
@@ -773,6 +792,10 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
         await manager.drain()
     finally:
         house.cancel()
+        link.cancel()
+        await manager.live.close()
+        if tap is not None:
+            tap.close()
         for server in servers:
             server.close()
         udp.close()

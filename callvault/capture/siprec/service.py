@@ -11,7 +11,8 @@ the error is logged and will not fix itself.
 Configuration (environment, or a ``[siprec]`` table in ``<data-dir>/config.toml``):
 ``CALLVAULT_SIPREC_LISTEN`` (``HOST:PORT``, turns it on), ``CALLVAULT_SIPREC_TLS_PORT``,
 ``CALLVAULT_SIPREC_CERT``, ``CALLVAULT_SIPREC_KEY``, ``CALLVAULT_SIPREC_ADVERTISE``,
-``CALLVAULT_SIPREC_RTP_PORTS`` (``LO-HI``), ``CALLVAULT_SIPREC_PROCESSES``.
+``CALLVAULT_SIPREC_RTP_PORTS`` (``LO-HI``), ``CALLVAULT_SIPREC_PROCESSES``, ``CALLVAULT_SIPREC_TAP``
+(``HOST:PORT`` of the live-monitoring tap, docs/live-monitoring.md).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from callvault.core.settings import Settings, env_or_file
 
 log = logging.getLogger("callvault.siprec.service")
 
-_KEYS = ("listen", "tls_port", "cert", "key", "advertise", "rtp_ports", "processes")
+_KEYS = ("listen", "tls_port", "cert", "key", "advertise", "rtp_ports", "processes", "tap")
 CONFIG_EXIT = 2
 """``callvault`` exits 2 on invalid input or configuration (core.errors): restarting will not help."""
 
@@ -48,12 +49,14 @@ class SiprecSettings:
     advertise: str | None = None
     rtp_ports: str | None = None
     processes: int = 1
+    tap: str | None = None
+    """The live-monitoring tap's ``HOST:PORT`` (loopback or internal); None: no live listening."""
 
     def cli_args(self, data_dir: Path) -> list[str]:
         args = ["capture", "siprec", "--listen", self.listen, "--processes", str(self.processes),
                 "--data-dir", str(data_dir)]
         for flag, value in (("--tls-port", self.tls_port), ("--cert", self.cert), ("--key", self.key),
-                            ("--advertise", self.advertise), ("--rtp-ports", self.rtp_ports)):
+                            ("--advertise", self.advertise), ("--rtp-ports", self.rtp_ports), ("--tap", self.tap)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -91,6 +94,7 @@ def siprec_settings(settings: Settings) -> SiprecSettings | None:
         advertise=values.get("advertise"),
         rtp_ports=values.get("rtp_ports"),
         processes=_int(values, "processes", 1, 256) or 1,
+        tap=values.get("tap"),
     )
 
 

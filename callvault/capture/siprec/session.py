@@ -16,10 +16,12 @@ nothing: spool and row are deleted, and an audit entry says why, without content
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -36,13 +38,18 @@ from callvault.capture.audio import AudioInfo
 from callvault.capture.audioedit import AudioEdit
 from callvault.capture.ingest import discard_recording, finalise_recording, reserve_recording
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
+from callvault.capture.models import RecordingControl
 from callvault.capture.siprec.admit import admit_call, edit_stream, kept_frames
 from callvault.capture.siprec.metadata import CallFacts, RecordingMetadata
 from callvault.capture.siprec.rtp import Mixer, RtpError, StreamTimer, parse_rtp
 from callvault.capture.siprec.sdp import StreamPlan
 from callvault.identity.models import User
+from callvault.live.tap import LiveFeed
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings.models import Recording
+from callvault.retention.models import RetentionRule
+from callvault.retention.shred import Doomed, destroy_now
+from callvault.retention.shred import finish as finish_destruction
 from callvault.runtime import Runtime
 from callvault.storage.crypto import (
     EncryptedBlobReader,
@@ -133,6 +140,18 @@ class CallSession:
         self._encryptor: StreamingEncryptor | None = None
         self.mixer = Mixer(rate, self._write)
         self.write_error: str | None = None
+        self.muted: list[list[int | None]] = []
+        """[start, end) timeline spans paused by recording control (end None: still paused)."""
+        self.stop_pos: int | None = None
+        """Nothing from this timeline position on is kept (recording control ``stop``)."""
+        self.frames_written = 0
+        self.applied_controls: dict[str, str] = {}
+        """Control event id -> what applying it did; marked on the event rows when the call is stored."""
+        self.feed = LiveFeed(rate, int(started_at.timestamp() * 1000))
+        self.personal_by: str | None = None
+        self._storage_lock = threading.Lock()
+        """``finish`` and ``destroy_personal`` run in worker threads; one at a time, each idempotent."""
+        """Live listeners of this call (``callvault.live.tap``); ended on pause, stop, personal and BYE."""
 
     # -- timeline ----------------------------------------------------------------------------
     def now_pos(self, now: float | None = None) -> int:
@@ -161,13 +180,35 @@ class CallSession:
                                              chunk_size=CHUNK_SIZE)
 
     def _write(self, data: bytes) -> None:
+        """The mixer's sink: ``data`` starts at timeline position ``mixer.base`` (the mixer advances it after)."""
         if self._encryptor is None or self.write_error is not None or self.stopped or self.discard_reason:
             return
+        start = self.mixer.base
+        n = len(data) // 4
+        if self.stop_pos is not None and start + n > self.stop_pos:
+            n = max(0, self.stop_pos - start)
+            data = data[: n * 4]
+        if not n:
+            return
+        data = self._silence_paused(data, start)
         try:
             self._encryptor.write(data)
+            self.frames_written += n
         except Exception as exc:  # disk full, store gone: the call is lost, but the server lives
             self.write_error = f"{type(exc).__name__}: {exc}"
             log.error("call %s: cannot write audio: %s", self.call_id, self.write_error)
+
+    def _silence_paused(self, data: bytes, start: int) -> bytes:
+        """Zero the frames of ``data`` (stereo PCM16 from ``start``) inside a control pause span."""
+        end = start + len(data) // 4
+        hits = [(max(a or 0, start), min(end if b is None else b, end)) for a, b in self.muted]
+        hits = [(a, b) for a, b in hits if b > a]
+        if not hits:
+            return data
+        out = bytearray(data)
+        for a, b in hits:
+            out[(a - start) * 4:(b - start) * 4] = bytes((b - a) * 4)
+        return bytes(out)
 
     # -- media ------------------------------------------------------------------------------
     def on_rtp(self, index: int, data: bytes) -> None:
@@ -181,12 +222,17 @@ class CallSession:
             return
         now = time.monotonic()
         self.last_activity = now
-        if self.control_paused or self.stopped:
+        if self.stopped:
             stream.timer.stats.paused_dropped += 1
             return
         placed = stream.timer.on_packet(pkt, self.now_pos(now))
-        if placed is not None:
+        if placed is not None and not self.discard_reason:
+            # During a control pause audio still goes into the (in-memory) mixer window, where the pause
+            # span is zeroed before anything is written; so a pause or resume takes effect at its own
+            # instant even though capture learns of it up to a poll later. Listeners get nothing.
             self.mixer.put(stream.channel, placed[0], placed[1])
+            if not self.control_paused:
+                self.feed.publish(stream.channel, placed[0], placed[1])
 
     def flush(self, now: float) -> None:
         if self.state == "active":
@@ -215,18 +261,35 @@ class CallSession:
     """(remote party's stream label, agent's stream label) from the metadata (``derive_facts``)."""
 
     # -- control hook -------------------------------------------------------------------------
-    def apply_control(self, action: ControlAction, *, actor: str) -> str:
-        """Apply a recording-control action (pause/resume/stop/personal); returns what happened."""
+    def position_of(self, at: datetime | None) -> int:
+        """The timeline position of a wall-clock instant (now when None; never in the future)."""
+        now = self.now_pos()
+        if at is None:
+            return now
+        return max(0, min(now, int((at - self.started_at).total_seconds() * self.rate)))
+
+    def apply_control(self, action: ControlAction, *, actor: str, at: datetime | None = None) -> str:
+        """Apply a recording-control action (pause/resume/stop/personal) at ``at`` (default: now).
+
+        Pause silences the timeline from ``at`` until the resume's ``at``: audio in the 1 s reorder
+        window is zeroed before it is written (anything older is zeroed when the WAV is made);
+        stop keeps nothing from ``at`` on; personal discards the call (the caller destroys the spool
+        at once with ``destroy_personal``). Pause, stop and personal end every live listener.
+        Returns the call's new state.
+        """
+        pos = self.position_of(at)
         if action == "pause":
-            if not self.control_paused:
+            if not self.control_paused and not self.stopped:
                 self.control_paused = True
-                for s in self.streams:
-                    s.timer.pause()
+                self.muted.append([pos, None])
                 self.mark("pause", source="control", actor=actor)
-            return "paused"
+                self.feed.end("paused")
+            return "paused" if not self.stopped else "stopped"
         if action == "resume":
             if self.control_paused and not self.stopped:
                 self.control_paused = False
+                if self.muted and self.muted[-1][1] is None:
+                    self.muted[-1][1] = max(pos, self.muted[-1][0] or 0)
                 for s in self.streams:
                     if s.plan.active:
                         s.timer.resume()
@@ -234,14 +297,69 @@ class CallSession:
             return "recording" if not self.stopped else "stopped"
         if action == "stop":
             if not self.stopped:
-                self.mixer.flush(self.now_pos())
+                self.stop_pos = pos
+                self.mixer.flush(max(self.now_pos(), self.mixer.base))
                 self.stopped = True
                 self.mark("stop", source="control", actor=actor)
+                self.feed.end("stopped")
             return "stopped"
-        self.discard_reason = "the call was marked personal; nothing of it is kept"
-        self.discard_clauses = ("A8",)
-        self.mark("personal", source="control", actor=actor)
+        if self.discard_reason is None:
+            self.discard_reason = "the call was marked personal; nothing of it is kept"
+            self.discard_clauses = ("A14", "B4")
+            self.personal_by = actor
+            self.mark("personal", source="control", actor=actor)
+        self.feed.end("personal")
         return "discarded"
+
+    def destroy_personal(self, *, actor: str, reason: str) -> None:
+        """A personal call: close and destroy the partial spool now, under the retention rules.
+
+        Blocking: run in a worker thread. The spool's key dies with this object (it was never
+        stored); the blob is deleted and the pending row becomes a ``destroyed`` recording with a
+        destruction record (rule ``personal_call``), so the call id can never be stored again.
+        """
+        with self._storage_lock:
+            self._destroy_personal(actor=actor, reason=reason)
+
+    def _destroy_personal(self, *, actor: str, reason: str) -> None:
+        rt = self.runtime
+        if self._encryptor is not None:
+            with contextlib.suppress(Exception):
+                self._encryptor.close()
+            with contextlib.suppress(Exception):
+                self._stack.close()
+            self._encryptor = None
+        self._spool_key = None
+        if self.rec_id is None:
+            return
+        rec_id = self.rec_id
+        with rt.db.unit_of_work() as session:
+            row = session.get(Recording, rec_id)
+            pending = []
+            if row is not None and row.state == "pending":
+                pending = destroy_now(session, keyring=rt.keyring, doomed=[Doomed.of(
+                    row, RetentionRule.PERSONAL_CALL.value, reason)], actor=actor, clock=rt.clock)
+            audit.append(session, audit.AuditEvent(
+                actor=ACTOR, action="capture.discarded", decision="info", object_type="call",
+                object_id=catalog_call_id(self.call_id)[:64], reason=self.discard_reason or reason,
+                details={"timeline": self.timeline[:200], "recording_id": rec_id}, clauses=self.discard_clauses,
+            ), clock=rt.clock)
+            self._mark_controls(session, recording_id=rec_id)
+        finish_destruction(rt.db, rt.store, rt.keyring, pending, clock=rt.clock)
+        self.rec_id = self.blob_key = None
+
+    def _mark_controls(self, session: Any, *, recording_id: str | None) -> None:
+        """Record on the control events that capture applied them (so nothing applies them again), and
+        link them to the recording once there is one."""
+        if not self.applied_controls:
+            return
+        for control in session.scalars(select(RecordingControl).where(
+                RecordingControl.id.in_(list(self.applied_controls)))):
+            if control.applied_at is None:
+                control.applied_at = self.runtime.clock.now()
+                control.outcome = self.applied_controls[control.id]
+            if recording_id is not None:
+                control.recording_id = recording_id
 
     # -- the end -------------------------------------------------------------------------------
     def finish(self, *, policy: PolicyDocument, ended_at: datetime, end_pos: int, reason: str) -> str | None:
@@ -249,6 +367,13 @@ class CallSession:
 
         Returns the recording id, or None when nothing was kept.
         """
+        with self._storage_lock:
+            if self.personal_by is not None:
+                self._destroy_personal(actor=self.personal_by, reason=f"call marked personal by {self.personal_by}")
+                return None
+            return self._finish(policy=policy, ended_at=ended_at, end_pos=end_pos, reason=reason)
+
+    def _finish(self, *, policy: PolicyDocument, ended_at: datetime, end_pos: int, reason: str) -> str | None:
         rt = self.runtime
         in_scope, why, clauses = scope_decision(policy, self.facts, final=True)
         if self.discard_reason is None and not in_scope:
@@ -259,7 +384,7 @@ class CallSession:
         if self._encryptor is not None:
             if not self.stopped and self.discard_reason is None:
                 self.mixer.finish(max(end_pos, self.mixer.high))
-            frames = self.mixer.base
+            frames = self.frames_written if self.stop_pos is None else min(self.frames_written, self.stop_pos)
             try:
                 self._encryptor.close()
                 self._stack.close()
@@ -267,7 +392,12 @@ class CallSession:
                 self.discard_reason = self.discard_reason or f"audio could not be written ({exc})"
             self._encryptor = None
         if self.rec_id is None or self.blob_key is None:
-            return None
+            return None  # nothing reserved, or a personal call already destroyed
+        if self.applied_controls:
+            # Events capture applied live are marked applied now, so that ingest's admission below (which
+            # honours the call's *unapplied* events) cannot apply them a second time.
+            with rt.db.unit_of_work() as session:
+                self._mark_controls(session, recording_id=None)
         admission = None
         if self.discard_reason is None and frames > 0:
             # Ingest's admission rules (announcement A14, filed control events): capture/siprec/admit.py.
@@ -288,6 +418,7 @@ class CallSession:
                     object_id=catalog_call_id(self.call_id)[:64], reason=reason_text,
                     details={"timeline": self.timeline[:200]}, clauses=self.discard_clauses,
                 ), clock=rt.clock)
+                self._mark_controls(session, recording_id=None)
             return None
         return self._store_recording(ended_at=ended_at, frames=frames, reason=reason, admission=admission)
 
@@ -300,7 +431,8 @@ class CallSession:
         spool_reader = self._spool_reader
         assert spool_reader is not None
         edit = admission.edit if admission is not None else AudioEdit()
-        chunks = edit_stream(spool_reader.iter_all(), edit, rate=self.rate, frames=frames)
+        # Live control first (paused spans zeroed, nothing after a stop), then admission's edit (announcement).
+        chunks = edit_stream(self._kept_audio(spool_reader.iter_all(), frames), edit, rate=self.rate, frames=frames)
         frames = kept_frames(edit, rate=self.rate, frames=frames)
         wav_header = _wav_header(frames, self.rate, 2)
         source = _ChainReader([wav_header], chunks)
@@ -333,9 +465,20 @@ class CallSession:
                                details={"source": "siprec", "end": reason, "channels": ["remote", "agent"],
                                         "mapping": self.facts.mapping, "timeline": self.timeline[:200],
                                         "streams": stats, "admission": admission.notes if admission else []})
+            self._mark_controls(session, recording_id=self.rec_id)
             if admission is not None:
                 mark_applied(session, admission=admission, recording_id=self.rec_id, clock=rt.clock)
         return self.rec_id
+
+    def _kept_audio(self, spool: Iterator[bytes], frames: int) -> Iterator[bytes]:
+        """The spool's first ``frames`` frames with control pauses silenced (again: some may predate them)."""
+        pos = 0
+        for chunk in spool:
+            n = min(len(chunk) // 4, frames - pos)
+            if n <= 0:
+                break
+            yield self._silence_paused(chunk[: n * 4], pos)
+            pos += n
 
     @property
     def _spool_reader(self) -> EncryptedBlobReader | None:

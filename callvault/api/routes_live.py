@@ -1,0 +1,198 @@
+"""Live monitoring over HTTP and WebSocket (A7, A13, A14).
+
+* ``GET /live/calls``: calls being recorded now that the caller may see (their own, and those the
+  policy lets them monitor), with who is listening (shown to the agent when the policy says so).
+* ``WS /live/calls/{call_id}/listen?purpose=spot_check``: listen to a call while it happens. The
+  server asks ``decide()`` (action ``monitor``) and audits, records the monitoring session with a
+  one-time ticket, opens the capture process's tap with it and relays the frames (``callvault.live.tap``
+  describes them) to the browser. When the call is paused, stopped, marked personal or ends, the
+  browser gets ``{"type": "ended", "reason": ..., "message": ...}`` and a close with the reason's code
+  (4001 personal, 4002 paused, 4003 stopped, 4004 call ended); every end is audited with its purpose.
+  A refusal is a ``{"type": "refused", ...}`` message (the reason and clauses, as the JSON API's 403)
+  and a close with 4401/4403/4404/4409, because a browser cannot read a failed handshake's status.
+
+The network guard middleware sees only HTTP, so this endpoint applies the same gates itself: the
+credential (bearer token or the web session cookie), the policy's network rules, and for a cookie the
+Origin must be this server (no cross-site WebSocket hijacking).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import APIRouter, Depends, WebSocket
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from callvault.api.deps import Caller, _resolve, get_caller, get_runtime
+from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, Conflict, NotFound
+from callvault.live import service as live
+from callvault.live.service import END_REASONS
+from callvault.live.tap import close_code
+from callvault.runtime import Runtime
+
+log = logging.getLogger("callvault.live")
+router = APIRouter(tags=["live monitoring"])
+
+REFUSAL_CODES = [(AuthenticationFailed, 4401), (AccessDenied, 4403), (NotFound, 4404), (Conflict, 4409)]
+
+
+class LiveCallRead(BaseModel):
+    call_id: str
+    direction: str
+    extension: str | None
+    agent: str | None
+    team: str | None
+    consent_state: str
+    state: str
+    started_at: str
+    seconds: int
+    own: bool
+    may_monitor: bool
+    listeners: list[dict[str, str]]
+
+
+class LiveOverview(BaseModel):
+    monitoring_offered: bool
+    purposes: list[str]
+    default_purpose: str | None
+    parties: str
+    calls: list[LiveCallRead]
+
+
+@router.get("/live/calls", response_model=LiveOverview)
+def live_calls(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> LiveOverview:
+    """Calls being recorded now that you may see, with their consent state and who is listening."""
+    rules = caller.policy.monitoring
+    with runtime.db.unit_of_work() as session:
+        views = live.visible_calls(session, policy=caller.policy, actor=caller.actor, clock=runtime.clock)
+    calls = [LiveCallRead(
+        call_id=v.call_id, direction=v.direction, extension=v.extension, agent=v.agent, team=v.team,
+        consent_state=v.consent_state, state=v.state, started_at=v.started_at.isoformat(), seconds=v.seconds,
+        own=v.own, may_monitor=v.may_monitor,
+        listeners=[{"listener": n, "role": r, "purpose": p} for n, r, p in v.listeners]) for v in views]
+    purposes = [p for p in rules.purposes if caller.user.role in caller.policy.purposes[p].roles] \
+        if caller.user.role in rules.roles else []
+    return LiveOverview(monitoring_offered=rules.enabled and bool(purposes), purposes=purposes,
+                        default_purpose=rules.default_purpose if rules.default_purpose in purposes else
+                        next(iter(purposes), None), parties=rules.parties, calls=calls)
+
+
+def _ws_caller(websocket: WebSocket, runtime: Runtime) -> Caller:
+    """The same credential checks as ``get_caller``, for a WebSocket handshake (a GET)."""
+    request = Request({**websocket.scope, "type": "http", "method": "GET"})
+    caller = _resolve(request, runtime, allow_enrol=False)
+    if caller.via == "session":
+        origin = websocket.headers.get("origin", "")
+        host = websocket.headers.get("host", "")
+        if not origin or urlsplit(origin).netloc != host:
+            raise AccessDenied("live listening from a page of another site is refused (Origin does not match)")
+    return caller
+
+
+async def _refuse(websocket: WebSocket, exc: CallvaultError) -> None:
+    code = next((c for cls, c in REFUSAL_CODES if isinstance(exc, cls)), 4400)
+    body: dict[str, Any] = {"type": "refused", "message": exc.message}
+    if isinstance(exc, AccessDenied):
+        body.update(reason=exc.reason, clauses=list(exc.clauses))
+    await websocket.accept()
+    await websocket.send_text(json.dumps(body))
+    await websocket.close(code, exc.message[:120])
+
+
+def _start(runtime: Runtime, caller: Caller, call_id: str, purpose: str | None) -> live.Started:
+    try:
+        with runtime.db.unit_of_work() as session:
+            return live.start_monitoring(session, policy=caller.policy, actor=caller.actor, call_id=call_id,
+                                         purpose=purpose, source_ip=caller.source_ip, clock=runtime.clock)
+    except AccessDenied as exc:
+        with runtime.db.unit_of_work() as session:
+            live.audit_denial(session, actor=caller.actor, call_id=call_id, purpose=purpose, exc=exc,
+                              source_ip=caller.source_ip, clock=runtime.clock)
+        raise
+
+
+def _end(runtime: Runtime, monitoring_id: str, reason: str, actor: str) -> None:
+    with runtime.db.unit_of_work() as session:
+        live.end_monitoring(session, monitoring_id, reason=reason, actor=actor, clock=runtime.clock)
+
+
+@router.websocket("/live/calls/{call_id:path}/listen")
+async def listen(websocket: WebSocket, call_id: str, purpose: str | None = None) -> None:
+    """Listen to a call in progress (see the module docstring for the messages and close codes)."""
+    runtime: Runtime = websocket.app.state.runtime
+    try:
+        caller = await run_in_threadpool(_ws_caller, websocket, runtime)
+        started = await run_in_threadpool(_start, runtime, caller, call_id, purpose)
+    except CallvaultError as exc:
+        await _refuse(websocket, exc)
+        return
+    await websocket.accept()
+    reason = "capture_lost"
+    try:
+        reason = await _relay(websocket, started, call_id)
+    finally:
+        await run_in_threadpool(_end, runtime, started.monitoring_id, reason,
+                                caller.user.username if reason == "listener_left" else "")
+        if websocket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.send_text(json.dumps({"type": "ended", "reason": reason,
+                                                      "message": END_REASONS.get(reason, reason)}))
+                await websocket.close(close_code(reason), reason)
+
+
+async def _relay(websocket: WebSocket, started: live.Started, call_id: str) -> str:
+    """Frames from the tap to the browser until either side ends; returns the end reason."""
+    url = f"{started.tap_url}/calls/{quote(call_id, safe='')}?ticket={started.ticket}"
+    try:
+        tap = await connect(url, open_timeout=5, max_size=1 << 20, compression=None)
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+        log.warning("live tap for %s unreachable: %s", call_id, exc)
+        return "capture_lost"
+
+    async def from_tap() -> str:
+        try:
+            async for message in tap:
+                if isinstance(message, bytes):
+                    await websocket.send_bytes(message)
+                    continue
+                data = json.loads(message)
+                if data.get("type") == "end":
+                    return str(data.get("reason") or "call_ended")
+                if data.get("type") == "hello":
+                    data.update(monitoring_id=started.monitoring_id)
+                    await websocket.send_text(json.dumps(data))
+        except ConnectionClosed:
+            pass
+        code = tap.close_code or 0
+        return next((r for r, c in _CODE_REASONS.items() if c == code), "capture_lost")
+
+    async def from_browser() -> str:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+        return "listener_left"
+
+    tasks = [asyncio.ensure_future(from_tap()), asyncio.ensure_future(from_browser())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return next(iter(done)).result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await tap.close()
+
+
+_CODE_REASONS = {r: close_code(r) for r in END_REASONS}
