@@ -33,7 +33,7 @@ from callvault.audit.models import AuditCheckpoint, AuditEntry
 from callvault.audit.service import _PG_AUDIT_LOCK, EntryFields, as_dict, iter_entry_rows, verify_chain
 from callvault.audit.signing import Signer, key_id, public_key_pem, raw_public_key, signature_valid
 from callvault.core.clock import Clock, system_clock
-from callvault.core.errors import ConfigurationError, InvalidInput, NotFound
+from callvault.core.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
 
 BUNDLE_FORMAT = "callvault-audit-bundle/1"
 CHECKPOINT_HEADER = "callvault-audit-checkpoint/1"
@@ -87,15 +87,25 @@ def list_checkpoints(session: Session, *, up_to_seq: int | None = None) -> list[
     return list(session.scalars(query))
 
 
+class HistoryRewritten(IntegrityError):
+    """The log no longer extends a checkpoint published earlier outside the database."""
+
+    def __init__(self, message: str, *, anchored_seq: int, anchored_size: int, log_size: int) -> None:
+        super().__init__(message)
+        self.anchored_seq, self.anchored_size, self.log_size = anchored_seq, anchored_size, log_size
+
+
 def publish_checkpoint(
     session: Session, *, signer: Signer, clock: Clock = system_clock, only_if_grown: bool = False,
-    max_quiet_seconds: float | None = None,
+    max_quiet_seconds: float | None = None, anchored: TrustedCheckpoint | None = None,
 ) -> AuditCheckpoint | None:
     """Sign the current tree head and store it (the caller commits).
 
     With ``only_if_grown`` nothing is published when no entry was added since the last checkpoint,
     unless the last one is older than ``max_quiet_seconds`` (a fresh signature on an unchanged log
     shows the log was still there and unchanged at that time).
+    With ``anchored`` (the last checkpoint published outside the database, ``callvault.audit.anchor``)
+    nothing is published and ``HistoryRewritten`` is raised unless the log still extends it.
     """
     _lock(session)
     last = latest_checkpoint(session)
@@ -110,6 +120,11 @@ def publish_checkpoint(
         raise ConfigurationError(f"the audit log has {size} entries but {tree.size} form a prefix; "
                                  "run `callvault audit verify`")
     root = tree.root().hex()
+    if anchored is not None:
+        problem = rewrite_problem(session, anchored, tree, last, signer.public_key)
+        if problem:
+            raise HistoryRewritten(f"history rewritten: {problem}", anchored_seq=anchored.seq,
+                                   anchored_size=anchored.tree_size, log_size=size)
     seq = (last.seq + 1) if last else 1
     cp = AuditCheckpoint(seq=seq, tree_size=size, root_hash=root, published_at=now, key_id=signer.key_id,
                          signature="")
@@ -118,6 +133,37 @@ def publish_checkpoint(
     session.add(cp)
     session.flush()
     return cp
+
+
+def rewrite_problem(session: Session, anchored: TrustedCheckpoint, tree: merkle.MerkleTree,
+                    last: AuditCheckpoint | None, public_key: Ed25519PublicKey) -> str:
+    """Why the log (``tree``, newest stored checkpoint ``last``) does not extend ``anchored``, or "".
+
+    In order: the anchored copy itself is not genuine; the log has fewer entries than it covered
+    (removed entries, or an older database restored); no RFC 9162 consistency proof leads from its
+    root to the log's; the database lacks checkpoints published since, or holds a different one.
+    """
+    when = anchored.published_at.astimezone(UTC).isoformat(timespec="seconds")
+    published = f"checkpoint #{anchored.seq} published {when} outside the database"
+    if anchored.key_id == key_id(public_key) and _check_signature(anchored, public_key):
+        return f"the anchored copy of checkpoint #{anchored.seq} does not carry a valid signature"
+    if tree.size < anchored.tree_size:
+        return (f"the log has {tree.size} entries, but {published} covered {anchored.tree_size} "
+                "(entries were removed, or an older database was restored)")
+    proof = tree.consistency_proof(anchored.tree_size, tree.size)
+    if not merkle.verify_consistency(anchored.tree_size, tree.size, bytes.fromhex(anchored.root_hash),
+                                     tree.root(), proof):
+        return (f"the log's first {anchored.tree_size} entries are not the ones {published} signed "
+                "(the RFC 9162 consistency proof fails: entries were changed, or an older database was "
+                "restored and written to since)")
+    newest = last.seq if last is not None else 0
+    if newest < anchored.seq:
+        return (f"the database's newest checkpoint is #{newest}, but {published} "
+                "(an older database was restored)")
+    stored = session.get(AuditCheckpoint, anchored.seq)
+    if stored is None or checkpoint_dict(stored) != _trusted_dict(anchored):
+        return f"the database's checkpoint #{anchored.seq} differs from the {published}"
+    return ""
 
 
 @dataclass(frozen=True)

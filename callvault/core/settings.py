@@ -57,7 +57,15 @@ class Settings:
     """A web session unused this long ends (``CALLVAULT_SESSION_IDLE_SECONDS``)."""
     session_absolute_seconds: int = 12 * 3600
     """A web session ends this long after sign-in, however active (``CALLVAULT_SESSION_ABSOLUTE_SECONDS``)."""
+    audit_anchor_dir: Path | None = None
+    """Where each published audit checkpoint is also written, outside the database
+    (``CALLVAULT_AUDIT_ANCHOR_DIR``; default ``<data dir>/audit-anchor``). Point it at storage the
+    database's administrators cannot write (another host, a WORM share) for a real witness."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def anchor_dir(self) -> Path:
+        return self.audit_anchor_dir or self.data_dir / "audit-anchor"
 
     @property
     def config_path(self) -> Path:
@@ -99,6 +107,7 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     storage_url = pick("CALLVAULT_STORAGE_URL", "storage_url", str(root / "blobs"))
     key_dir = Path(pick("CALLVAULT_KEY_DIR", "key_dir", str(root / "keys")))
+    anchor_dir = Path(pick("CALLVAULT_AUDIT_ANCHOR_DIR", "audit_anchor_dir", str(root / "audit-anchor")))
     region = pick("CALLVAULT_DEFAULT_REGION", "default_region", "CA").upper()
     try:
         ttl = int(pick("CALLVAULT_TOKEN_TTL_SECONDS", "token_ttl_seconds", str(12 * 3600)))
@@ -111,6 +120,7 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
         database_url=database_url,
         storage_url=storage_url,
         key_dir=key_dir,
+        audit_anchor_dir=anchor_dir,
         default_region=region,
         token_ttl_seconds=ttl,
         env=env,
