@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,10 +31,21 @@ from sqlalchemy.orm import Session
 
 from callvault.audit import merkle
 from callvault.audit.models import AuditCheckpoint, AuditEntry
-from callvault.audit.service import _PG_AUDIT_LOCK, EntryFields, as_dict, iter_entry_rows, verify_chain
+from callvault.audit.service import (
+    _PG_AUDIT_LOCK,
+    CLOCK_STEP_TOLERANCE_SECONDS,
+    AuditEvent,
+    EntryFields,
+    append,
+    as_dict,
+    iter_entry_rows,
+    verify_chain,
+)
 from callvault.audit.signing import Signer, key_id, public_key_pem, raw_public_key, signature_valid
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
+
+log = logging.getLogger("callvault.audit")
 
 BUNDLE_FORMAT = "callvault-audit-bundle/1"
 CHECKPOINT_HEADER = "callvault-audit-checkpoint/1"
@@ -109,8 +121,14 @@ def publish_checkpoint(
     """
     _lock(session)
     last = latest_checkpoint(session)
-    size = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
     now = clock.now()
+    _record_clock_step(session, last, now, clock)
+    if last is not None and now < last.published_at:
+        # Never date a checkpoint before the one it follows: verification treats that as tampering.
+        log.warning("clock is %.0f s behind checkpoint %d; dating the new one %s",
+                    (last.published_at - now).total_seconds(), last.seq, last.published_at.isoformat())
+        now = last.published_at
+    size = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
     if only_if_grown and last is not None and last.tree_size == size:
         quiet = (now - last.published_at).total_seconds()
         if max_quiet_seconds is None or quiet < max_quiet_seconds:
@@ -133,6 +151,35 @@ def publish_checkpoint(
     session.add(cp)
     session.flush()
     return cp
+
+
+def _record_clock_step(session: Session, last: AuditCheckpoint | None, now: datetime, clock: Clock) -> None:
+    """Put a clock that went backwards on the audit record (RELIABILITY scenario 22).
+
+    Looks at the entries since the last checkpoint (and the one before them), then at the clock
+    itself: a time more than ``CLOCK_STEP_TOLERANCE_SECONDS`` before the one preceding it is a step
+    back. Each step is reported by the first checkpoint after it, once: the entries it looked at are
+    covered from then on, and the alarm entry carries the current time.
+    """
+    start = last.tree_size if last is not None and last.tree_size > 0 else 1
+    times: list[tuple[str, datetime]] = [
+        (f"audit entry #{seq}", at) for seq, at in session.execute(
+            select(AuditEntry.seq, AuditEntry.at).where(AuditEntry.seq >= start).order_by(AuditEntry.seq))]
+    times.append(("the clock", now))
+    steps = [(later, earlier, (earlier_at - later_at).total_seconds())
+             for (earlier, earlier_at), (later, later_at) in itertools.pairwise(times)
+             if (earlier_at - later_at).total_seconds() > CLOCK_STEP_TOLERANCE_SECONDS]
+    if not steps:
+        return
+    what, before, behind = steps[0]
+    message = (f"clock went backwards: {what} is {behind:.0f} s earlier than {before}"
+               + (f" ({len(steps)} steps back since the last checkpoint)" if len(steps) > 1 else "")
+               + "; the log stays ordered by seq; check the time source (NTP)")
+    log.error(message)
+    append(session, AuditEvent(actor="system", action="audit.clock_went_back", decision="alarm",
+                               object_type="audit_log", object_id=what.removeprefix("audit entry #"),
+                               reason=message, details={"seconds_behind": round(behind, 3), "steps": len(steps)}),
+           clock=clock)
 
 
 def rewrite_problem(session: Session, anchored: TrustedCheckpoint, tree: merkle.MerkleTree,
