@@ -157,6 +157,19 @@ class S3BlobStore:
             raise ConfigurationError(f"object store refused to describe {key}: {self._error_code(exc)}") from exc
         return int(head["ContentLength"])
 
+    def modified_at(self, key: str) -> datetime:
+        """When the object was last written (see ``LocalBlobStore.modified_at``)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as exc:
+            if self._error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound(f"blob {key} does not exist") from exc
+            raise ConfigurationError(f"object store refused to describe {key}: {self._error_code(exc)}") from exc
+        when: datetime = head["LastModified"]
+        return when.astimezone(UTC)
+
     def exists(self, key: str) -> bool:
         try:
             self.size(key)
