@@ -41,6 +41,10 @@ class Settings:
     database_url: str
     storage_url: str
     key_dir: Path
+    audit_anchor_dir: Path | None = None
+    """Where each published audit checkpoint is also written, outside the database
+    (``CALLVAULT_AUDIT_ANCHOR_DIR``; default ``<data dir>/audit-anchor``). Point it at storage the
+    database's administrators cannot write (another host, a WORM share) for a real witness."""
     default_region: str = "CA"
     token_ttl_seconds: int = 12 * 3600
     stale_ingest_seconds: int = 3600
@@ -57,10 +61,6 @@ class Settings:
     """A web session unused this long ends (``CALLVAULT_SESSION_IDLE_SECONDS``)."""
     session_absolute_seconds: int = 12 * 3600
     """A web session ends this long after sign-in, however active (``CALLVAULT_SESSION_ABSOLUTE_SECONDS``)."""
-    audit_anchor_dir: Path | None = None
-    """Where each published audit checkpoint is also written, outside the database
-    (``CALLVAULT_AUDIT_ANCHOR_DIR``; default ``<data dir>/audit-anchor``). Point it at storage the
-    database's administrators cannot write (another host, a WORM share) for a real witness."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
