@@ -13,7 +13,8 @@ read at all):
    (pin the key you got from the operator earlier: a bundle's own key proves only self-consistency);
 3. that each checkpoint extends the one before it (RFC 9162 consistency proofs);
 4. that every entry is in the tree the newest checkpoint signed (RFC 9162 inclusion proofs);
-5. with ``--checkpoint``: that checkpoints you saved earlier (``callvault audit checkpoint``) are in
+5. that the entries are exactly the ``range`` the bundle declares (none left out at either end);
+6. with ``--checkpoint``: that checkpoints you saved earlier (``callvault audit checkpoint``) are in
    the bundle unchanged, so a history rewritten since then is caught.
 
 Exit 0 means: these entries are exactly the ones the log held when its key signed the newest checkpoint.
@@ -153,6 +154,18 @@ def check_entries(entries: list[dict[str, Any]]) -> None:
         prev = entry
 
 
+def check_range(entries: list[dict[str, Any]], declared: Any) -> None:
+    """The entries are exactly the range the bundle says it holds: none dropped at either end."""
+    if not isinstance(declared, dict):
+        raise Bad("range: the bundle does not say which entries it holds (first_seq, last_seq)")
+    first, last = declared["first_seq"], declared["last_seq"]
+    held = (entries[0]["seq"], entries[-1]["seq"]) if entries else None
+    if held != (first, last):
+        span = f"#{held[0]}..#{held[1]}" if held else "none"
+        raise Bad(f"entries: the bundle declares entries #{first}..#{last} but holds {span} "
+                  "(entries were left out)")
+
+
 def check_checkpoints(checkpoints: list[dict[str, Any]], consistency: list[dict[str, Any]],
                       key: Ed25519PublicKey) -> None:
     trusted_id = key_id(key)
@@ -160,6 +173,8 @@ def check_checkpoints(checkpoints: list[dict[str, Any]], consistency: list[dict[
     prev: dict[str, Any] | None = None
     for cp in checkpoints:
         seq = cp.get("seq")
+        if prev is None and seq != 1:
+            raise Bad("checkpoint #1: missing (a bundle carries every checkpoint from #1 to its anchor)")
         if prev is not None and seq != prev["seq"] + 1:
             raise Bad(f"checkpoint #{prev['seq'] + 1}: missing")
         if cp.get("key_id") != trusted_id:
@@ -186,6 +201,7 @@ def check_bundle(bundle: dict[str, Any], *, pinned: Ed25519PublicKey | None = No
     entries: list[dict[str, Any]] = bundle["entries"]
     checkpoints: list[dict[str, Any]] = bundle["checkpoints"]
     check_entries(entries)
+    check_range(entries, bundle.get("range"))
     check_checkpoints(checkpoints, bundle.get("consistency_proofs", []), key)
     anchor = next((c for c in checkpoints if c["seq"] == bundle.get("anchor_checkpoint")), None)
     if anchor is None or anchor is not checkpoints[-1]:

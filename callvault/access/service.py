@@ -243,14 +243,21 @@ def revoke_grant(
     session: Session, *, policy: PolicyDocument, actor: Actor, grant_id: str, source_ip: str | None = None,
     clock: Clock = system_clock,
 ) -> AccessGrant:
-    """End a grant early: its holder, or anyone whose role may approve the purpose."""
+    """End a grant early: its holder, or anyone whose role may approve the purpose.
+
+    A refusal is audited (decision ``deny``) before ``AccessDenied`` is raised: the caller commits it.
+    """
     grant = session.get(AccessGrant, grant_id)
     if grant is None:
         raise NotFound("no such grant")
     rule = policy.purposes.get(grant.purpose)
     approvers = rule.approval.approver_roles if rule is not None else ()
     if grant.user_id != actor.user_id and actor.role not in approvers:
-        raise AccessDenied("only the holder or an approver for this purpose may revoke the grant")
+        problem = "only the holder or an approver for this purpose may revoke the grant"
+        _audit(session, clock, actor=actor.username, actor_role=actor.role, action="access.grant_revoked",
+               decision="deny", object_type="access_grant", object_id=grant.id, purpose=grant.purpose,
+               reason=problem, source_ip=source_ip, clauses=("B6", "B9"))
+        raise AccessDenied(problem, clauses=("B6", "B9"))
     if grant.revoked_at is None:
         grant.revoked_at, grant.revoked_by = clock.now(), actor.username
         _audit(session, clock, actor=actor.username, actor_role=actor.role, action="access.grant_revoked",

@@ -176,9 +176,14 @@ def my_grants(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(g
 def revoke_grant(grant_id: str, caller: Caller = Depends(get_caller),
                  runtime: Runtime = Depends(get_runtime)) -> GrantRead:
     """End a grant early (its holder, or an approver for its purpose)."""
+    denied: AccessDenied | None = None
     with runtime.db.unit_of_work() as session:
-        return _grant(access.revoke_grant(session, policy=caller.policy, actor=caller.actor, grant_id=grant_id,
-                                          source_ip=caller.source_ip, clock=runtime.clock))
+        try:
+            return _grant(access.revoke_grant(session, policy=caller.policy, actor=caller.actor, grant_id=grant_id,
+                                              source_ip=caller.source_ip, clock=runtime.clock))
+        except AccessDenied as exc:
+            denied = exc  # the refusal is on the audit log: commit it, then refuse
+    raise denied
 
 
 @router.get("/me/consents", response_model=list[ConsentRead])

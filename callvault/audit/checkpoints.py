@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,10 +31,21 @@ from sqlalchemy.orm import Session
 
 from callvault.audit import merkle
 from callvault.audit.models import AuditCheckpoint, AuditEntry
-from callvault.audit.service import _PG_AUDIT_LOCK, EntryFields, as_dict, iter_entry_rows, verify_chain
+from callvault.audit.service import (
+    _PG_AUDIT_LOCK,
+    CLOCK_STEP_TOLERANCE_SECONDS,
+    AuditEvent,
+    EntryFields,
+    append,
+    as_dict,
+    iter_entry_rows,
+    verify_chain,
+)
 from callvault.audit.signing import Signer, key_id, public_key_pem, raw_public_key, signature_valid
 from callvault.core.clock import Clock, system_clock
-from callvault.core.errors import ConfigurationError, InvalidInput, NotFound
+from callvault.core.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
+
+log = logging.getLogger("callvault.audit")
 
 BUNDLE_FORMAT = "callvault-audit-bundle/1"
 CHECKPOINT_HEADER = "callvault-audit-checkpoint/1"
@@ -87,20 +99,36 @@ def list_checkpoints(session: Session, *, up_to_seq: int | None = None) -> list[
     return list(session.scalars(query))
 
 
+class HistoryRewritten(IntegrityError):
+    """The log no longer extends a checkpoint published earlier outside the database."""
+
+    def __init__(self, message: str, *, anchored_seq: int, anchored_size: int, log_size: int) -> None:
+        super().__init__(message)
+        self.anchored_seq, self.anchored_size, self.log_size = anchored_seq, anchored_size, log_size
+
+
 def publish_checkpoint(
     session: Session, *, signer: Signer, clock: Clock = system_clock, only_if_grown: bool = False,
-    max_quiet_seconds: float | None = None,
+    max_quiet_seconds: float | None = None, anchored: TrustedCheckpoint | None = None,
 ) -> AuditCheckpoint | None:
     """Sign the current tree head and store it (the caller commits).
 
     With ``only_if_grown`` nothing is published when no entry was added since the last checkpoint,
     unless the last one is older than ``max_quiet_seconds`` (a fresh signature on an unchanged log
     shows the log was still there and unchanged at that time).
+    With ``anchored`` (the last checkpoint published outside the database, ``callvault.audit.anchor``)
+    nothing is published and ``HistoryRewritten`` is raised unless the log still extends it.
     """
     _lock(session)
     last = latest_checkpoint(session)
-    size = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
     now = clock.now()
+    _record_clock_step(session, last, now, clock)
+    if last is not None and now < last.published_at:
+        # Never date a checkpoint before the one it follows: verification treats that as tampering.
+        log.warning("clock is %.0f s behind checkpoint %d; dating the new one %s",
+                    (last.published_at - now).total_seconds(), last.seq, last.published_at.isoformat())
+        now = last.published_at
+    size = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
     if only_if_grown and last is not None and last.tree_size == size:
         quiet = (now - last.published_at).total_seconds()
         if max_quiet_seconds is None or quiet < max_quiet_seconds:
@@ -110,6 +138,11 @@ def publish_checkpoint(
         raise ConfigurationError(f"the audit log has {size} entries but {tree.size} form a prefix; "
                                  "run `callvault audit verify`")
     root = tree.root().hex()
+    if anchored is not None:
+        problem = rewrite_problem(session, anchored, tree, last, signer.public_key)
+        if problem:
+            raise HistoryRewritten(f"history rewritten: {problem}", anchored_seq=anchored.seq,
+                                   anchored_size=anchored.tree_size, log_size=size)
     seq = (last.seq + 1) if last else 1
     cp = AuditCheckpoint(seq=seq, tree_size=size, root_hash=root, published_at=now, key_id=signer.key_id,
                          signature="")
@@ -118,6 +151,66 @@ def publish_checkpoint(
     session.add(cp)
     session.flush()
     return cp
+
+
+def _record_clock_step(session: Session, last: AuditCheckpoint | None, now: datetime, clock: Clock) -> None:
+    """Put a clock that went backwards on the audit record (RELIABILITY scenario 22).
+
+    Looks at the entries since the last checkpoint (and the one before them), then at the clock
+    itself: a time more than ``CLOCK_STEP_TOLERANCE_SECONDS`` before the one preceding it is a step
+    back. Each step is reported by the first checkpoint after it, once: the entries it looked at are
+    covered from then on, and the alarm entry carries the current time.
+    """
+    start = last.tree_size if last is not None and last.tree_size > 0 else 1
+    times: list[tuple[str, datetime]] = [
+        (f"audit entry #{seq}", at) for seq, at in session.execute(
+            select(AuditEntry.seq, AuditEntry.at).where(AuditEntry.seq >= start).order_by(AuditEntry.seq))]
+    times.append(("the clock", now))
+    steps = [(later, earlier, (earlier_at - later_at).total_seconds())
+             for (earlier, earlier_at), (later, later_at) in itertools.pairwise(times)
+             if (earlier_at - later_at).total_seconds() > CLOCK_STEP_TOLERANCE_SECONDS]
+    if not steps:
+        return
+    what, before, behind = steps[0]
+    message = (f"clock went backwards: {what} is {behind:.0f} s earlier than {before}"
+               + (f" ({len(steps)} steps back since the last checkpoint)" if len(steps) > 1 else "")
+               + "; the log stays ordered by seq; check the time source (NTP)")
+    log.error(message)
+    append(session, AuditEvent(actor="system", action="audit.clock_went_back", decision="alarm",
+                               object_type="audit_log", object_id=what.removeprefix("audit entry #"),
+                               reason=message, details={"seconds_behind": round(behind, 3), "steps": len(steps)}),
+           clock=clock)
+
+
+def rewrite_problem(session: Session, anchored: TrustedCheckpoint, tree: merkle.MerkleTree,
+                    last: AuditCheckpoint | None, public_key: Ed25519PublicKey) -> str:
+    """Why the log (``tree``, newest stored checkpoint ``last``) does not extend ``anchored``, or "".
+
+    In order: the anchored copy itself is not genuine; the log has fewer entries than it covered
+    (removed entries, or an older database restored); no RFC 9162 consistency proof leads from its
+    root to the log's; the database lacks checkpoints published since, or holds a different one.
+    """
+    when = anchored.published_at.astimezone(UTC).isoformat(timespec="seconds")
+    published = f"checkpoint #{anchored.seq} published {when} outside the database"
+    if anchored.key_id == key_id(public_key) and _check_signature(anchored, public_key):
+        return f"the anchored copy of checkpoint #{anchored.seq} does not carry a valid signature"
+    if tree.size < anchored.tree_size:
+        return (f"the log has {tree.size} entries, but {published} covered {anchored.tree_size} "
+                "(entries were removed, or an older database was restored)")
+    proof = tree.consistency_proof(anchored.tree_size, tree.size)
+    if not merkle.verify_consistency(anchored.tree_size, tree.size, bytes.fromhex(anchored.root_hash),
+                                     tree.root(), proof):
+        return (f"the log's first {anchored.tree_size} entries are not the ones {published} signed "
+                "(the RFC 9162 consistency proof fails: entries were changed, or an older database was "
+                "restored and written to since)")
+    newest = last.seq if last is not None else 0
+    if newest < anchored.seq:
+        return (f"the database's newest checkpoint is #{newest}, but {published} "
+                "(an older database was restored)")
+    stored = session.get(AuditCheckpoint, anchored.seq)
+    if stored is None or checkpoint_dict(stored) != _trusted_dict(anchored):
+        return f"the database's checkpoint #{anchored.seq} differs from the {published}"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from callvault.audit.checkpoints import publish_checkpoint
+from callvault.audit.anchor import CheckpointAnchor, publish_anchored
 from callvault.audit.signing import load_signer, signing_key_path
 from callvault.jobs.registry import job
 
@@ -18,9 +18,13 @@ MAX_QUIET_SECONDS = 24 * 3600
 
 @job("audit.checkpoint", every_seconds=CHECKPOINT_EVERY_SECONDS)
 def checkpoint(runtime: Runtime) -> int:
-    """Sign and store the current Merkle tree head when the log grew (or daily when it did not)."""
+    """Sign and store the current Merkle tree head when the log grew (or daily when it did not).
+
+    Refused, with an alarm, when the log no longer extends the checkpoint anchored outside the
+    database (``callvault.audit.anchor``): the job then fails with "history rewritten: ...".
+    """
     signer = load_signer(signing_key_path(runtime.settings.key_dir, runtime.settings.env))
-    with runtime.db.unit_of_work() as session:
-        cp = publish_checkpoint(session, signer=signer, clock=runtime.clock, only_if_grown=True,
-                                max_quiet_seconds=MAX_QUIET_SECONDS)
+    cp = publish_anchored(runtime.db, signer=signer, anchor=CheckpointAnchor(runtime.settings.anchor_dir),
+                          clock=runtime.clock, actor="worker", only_if_grown=True,
+                          max_quiet_seconds=MAX_QUIET_SECONDS)
     return 0 if cp is None else 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from callvault.audit.models import AuditEntry
 from callvault.core.clock import Clock, system_clock
+
+log = logging.getLogger("callvault.audit")
 
 GENESIS_HASH = "0" * 64
 _PG_AUDIT_LOCK = 0x63_76_61_75  # "cvau": arbitrary, constant across nodes
@@ -118,12 +121,15 @@ def append(session: Session, event: AuditEvent, *, clock: Clock = system_clock) 
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
     last = session.execute(
-        select(AuditEntry.seq, AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+        select(AuditEntry.seq, AuditEntry.entry_hash, AuditEntry.at).order_by(AuditEntry.seq.desc()).limit(1)
     ).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    now = clock.now()
+    if last is not None:
+        _warn_if_clock_went_back(last[2], now, seq)
     entry = AuditEntry(
         seq=seq,
-        at=clock.now(),
+        at=now,
         actor=event.actor,
         actor_role=event.actor_role,
         action=event.action,
@@ -141,6 +147,21 @@ def append(session: Session, event: AuditEvent, *, clock: Clock = system_clock) 
     session.add(entry)
     session.flush()
     return entry
+
+
+CLOCK_STEP_TOLERANCE_SECONDS = 5.0
+"""How far an entry's time may fall behind the one before it (NTP slewing, two nodes' clocks a little
+apart) before the step back is reported."""
+
+
+def _warn_if_clock_went_back(previous_at: datetime, now: datetime, seq: int) -> None:
+    """Log a step back of the clock. The chain does not care (``seq`` orders the log, not ``at``), but
+    times earlier than the entry before them mislead anyone reading the trail; the checkpoint job puts
+    it on the record (``callvault.audit.checkpoints``)."""
+    behind = (previous_at - now).total_seconds()
+    if behind > CLOCK_STEP_TOLERANCE_SECONDS:
+        log.warning("clock went backwards: audit entry #%d is dated %s, %.0f s before entry #%d",
+                    seq, now.isoformat(), behind, seq - 1)
 
 
 def append_many(session: Session, events: Sequence[AuditEvent], *, clock: Clock = system_clock) -> int:

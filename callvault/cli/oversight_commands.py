@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy import text
 
 from callvault.audit import checkpoints
+from callvault.audit.anchor import CheckpointAnchor, publish_anchored
 from callvault.audit.signing import (
     Signer,
     create_signing_key,
@@ -137,10 +138,9 @@ def audit_checkpoint(
     runtime = open_runtime(data_dir)
     try:
         signer = _signer(runtime)
-        with runtime.db.unit_of_work() as session:
-            cp = checkpoints.publish_checkpoint(session, signer=signer, clock=runtime.clock)
-            assert cp is not None
-            data = checkpoints.checkpoint_dict(cp)
+        data = publish_anchored(runtime.db, signer=signer, anchor=CheckpointAnchor(runtime.settings.anchor_dir),
+                                clock=runtime.clock, actor="cli")
+        assert data is not None
     finally:
         runtime.close()
     if out_file is not None:
@@ -182,8 +182,9 @@ def audit_export(
             if span is None:
                 raise NotFound("no audit entries in that period")
             latest = checkpoints.latest_checkpoint(session)
-            if latest is None or latest.tree_size < span[1]:
-                checkpoints.publish_checkpoint(session, signer=signer, clock=runtime.clock)
+        if latest is None or latest.tree_size < span[1]:
+            publish_anchored(runtime.db, signer=signer, anchor=CheckpointAnchor(runtime.settings.anchor_dir),
+                             clock=runtime.clock, actor="cli")
         with runtime.db.unit_of_work() as session:
             bundle = checkpoints.export_bundle(session, public_key=signer.public_key, first_seq=span[0],
                                                last_seq=span[1], clock=runtime.clock)

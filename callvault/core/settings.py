@@ -67,6 +67,10 @@ class Settings:
     database_url: str
     storage_url: str
     key_dir: Path
+    audit_anchor_dir: Path | None = None
+    """Where each published audit checkpoint is also written, outside the database
+    (``CALLVAULT_AUDIT_ANCHOR_DIR``; default ``<data dir>/audit-anchor``). Point it at storage the
+    database's administrators cannot write (another host, a WORM share) for a real witness."""
     default_region: str = "CA"
     token_ttl_seconds: int = 12 * 3600
     stale_ingest_seconds: int = 3600
@@ -92,6 +96,10 @@ class Settings:
     siprec_stats: str | None = None
     """Glob of the SIPREC servers' ``--stats-file`` files on this host, read by ``/metrics``."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def anchor_dir(self) -> Path:
+        return self.audit_anchor_dir or self.data_dir / "audit-anchor"
 
     @property
     def config_path(self) -> Path:
@@ -133,6 +141,7 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
         database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
     storage_url = pick("CALLVAULT_STORAGE_URL", "storage_url", str(root / "blobs"))
     key_dir = Path(pick("CALLVAULT_KEY_DIR", "key_dir", str(root / "keys")))
+    anchor_dir = Path(pick("CALLVAULT_AUDIT_ANCHOR_DIR", "audit_anchor_dir", str(root / "audit-anchor")))
     region = pick("CALLVAULT_DEFAULT_REGION", "default_region", "CA").upper()
     try:
         ttl = int(pick("CALLVAULT_TOKEN_TTL_SECONDS", "token_ttl_seconds", str(12 * 3600)))
@@ -147,6 +156,7 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
         database_url=database_url,
         storage_url=storage_url,
         key_dir=key_dir,
+        audit_anchor_dir=anchor_dir,
         default_region=region,
         token_ttl_seconds=ttl,
         env=env,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,8 @@ from callvault.identity.models import MfaCredential, MfaRecoveryCode, User
 from callvault.storage.keys import Keyring, WrappedKey
 
 ISSUER = "callvault"
+log = logging.getLogger("callvault.identity")
+
 STEP_SECONDS = 30
 DRIFT_STEPS = 1
 RECOVERY_CODES = 10
@@ -148,8 +151,15 @@ def verify(session: Session, *, user: User, code: str, keyring: Keyring, clock: 
         return None
     normalised = _normalise(code)
     if normalised.isdigit() and len(normalised) == 6:  # a TOTP code; recovery codes are hex with dashes
-        step = _matching_step(_secret(cred, user, keyring), normalised, clock.now())
+        now = clock.now()
+        step = _matching_step(_secret(cred, user, keyring), normalised, now)
         if step is None or (cred.last_used_step is not None and step <= cred.last_used_step):
+            if step is not None and cred.last_used_step is not None and cred.last_used_step > step + DRIFT_STEPS:
+                # The clock stepped back: every code until it catches up may have been used (and seen)
+                # already; only the newest step is stored, so refusing them all is the safe answer.
+                log.warning("one-time code for %s refused: the server clock is %d s behind the last code "
+                            "accepted; TOTP works again once it catches up (recovery codes work meanwhile)",
+                            user.username, (cred.last_used_step - step) * STEP_SECONDS)
             return None
         cred.last_used_step = step
         return "totp"

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
 from urllib.parse import unquote, urlsplit
@@ -223,6 +224,14 @@ class LocalBlobStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def modified_at(self, key: str) -> datetime:
+        """When the blob was last written (the integrity check leaves young orphans alone: their
+        catalog row may be about to commit)."""
+        try:
+            return datetime.fromtimestamp(self._path(key).stat().st_mtime, UTC)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"blob {key} does not exist") from None
 
     def delete(self, key: str) -> None:
         path = self._path(key)

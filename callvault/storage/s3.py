@@ -7,7 +7,9 @@ exception aborts it, so a reader never sees half an object. Ranged GETs serve pl
 Optional Object Lock (compliance mode) for record classes a regulator requires to be unalterable:
 objects are written with a retain-until date, and the store refuses to delete them before it.
 Erasure still works where the law allows it: destroying the wrapped data key makes the locked
-ciphertext unreadable at once; the blob itself is removed by a later sweep once the lock expires.
+ciphertext unreadable at once; ``delete`` only places a delete marker (the bucket is versioned), and
+the locked version is removed by a bucket lifecycle rule for noncurrent versions once the lock
+expires (configure one; callvault does not sweep them itself).
 
 URL: ``s3://BUCKET[/PREFIX]?endpoint=URL&region=R&lock_days=N&part_mb=M``; credentials from
 ``CALLVAULT_S3_ACCESS_KEY``/``CALLVAULT_S3_SECRET_KEY`` (or ``*_FILE``), else boto3's own chain.
@@ -16,6 +18,7 @@ URL: ``s3://BUCKET[/PREFIX]?endpoint=URL&region=R&lock_days=N&part_mb=M``; crede
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,8 @@ from urllib.parse import parse_qs, urlsplit
 from callvault.core.errors import ConfigurationError, IntegrityError, NotFound
 from callvault.core.settings import env_or_file
 from callvault.storage.blobstore import validate_key
+
+log = logging.getLogger(__name__)
 
 MIN_PART = 5 * 1024 * 1024
 DEFAULT_PART = 8 * 1024 * 1024
@@ -157,6 +162,19 @@ class S3BlobStore:
             raise ConfigurationError(f"object store refused to describe {key}: {self._error_code(exc)}") from exc
         return int(head["ContentLength"])
 
+    def modified_at(self, key: str) -> datetime:
+        """When the object was last written (see ``LocalBlobStore.modified_at``)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._object_key(key))
+        except ClientError as exc:
+            if self._error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound(f"blob {key} does not exist") from exc
+            raise ConfigurationError(f"object store refused to describe {key}: {self._error_code(exc)}") from exc
+        when: datetime = head["LastModified"]
+        return when.astimezone(UTC)
+
     def exists(self, key: str) -> bool:
         try:
             self.size(key)
@@ -165,7 +183,11 @@ class S3BlobStore:
         return True
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+        answer = self.client.delete_object(Bucket=self.bucket, Key=self._object_key(key))
+        if self.lock_days and answer.get("DeleteMarker"):
+            # A locked bucket is versioned: the object is hidden, its locked version stays (by design).
+            log.info("blob %s hidden by a delete marker; Object Lock keeps its ciphertext until its "
+                     "retain-until date (a lifecycle rule for noncurrent versions removes it then)", key)
 
     def iter_keys(self) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")

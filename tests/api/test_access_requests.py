@@ -353,3 +353,35 @@ def test_policy_b_file_is_the_one_in_force(env_b: CallvaultEnv) -> None:
     assert Path(POLICY_B).exists()
     with env_b.runtime.db.unit_of_work() as session:
         assert policy_service.current_policy(session).policy_id == "totalsynergy-global"
+
+
+@pytest.mark.parametrize("revoker", ["lead2", "tina"])  # an approver for the purpose, or the holder
+def test_a_revoked_grant_stops_the_very_next_play_and_the_refusal_is_audited(
+        server_b: LiveServer, env_b: CallvaultEnv, revoker: str) -> None:
+    """RELIABILITY scenario 14: revocation takes effect at once (no cache, no session keeps it alive)."""
+    with server_b.client("admin") as admin:
+        fresh = upload(admin, wav_bytes(0.5, seed=900 + len(revoker)), _meta("tina", "3002"))
+    assert fresh.status_code == 201, fresh.text
+    rec = fresh.json()["id"]
+    with server_b.client("tina") as tina, server_b.client("lead") as lead, server_b.client(revoker) as other, \
+            server_b.client("qa") as qa:
+        req = _request(tina, rec, "self_review").json()
+        assert lead.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
+        assert _audio(tina, rec, "self_review").status_code == 200
+        grant = next(g for g in tina.get("/api/v1/grants").json() if g["recording_id"] == rec)
+        stranger = qa.post(f"/api/v1/grants/{grant['id']}/revoke")
+        assert stranger.status_code == 403  # neither the holder nor an approver for self_review
+        assert _audio(tina, rec, "self_review").status_code == 200
+        revoked = other.post(f"/api/v1/grants/{grant['id']}/revoke")
+        assert revoked.status_code == 200, revoked.text
+        after = _audio(tina, rec, "self_review")
+        assert after.status_code == 403
+        assert "needs approval" in after.json()["message"]
+        assert rec not in [g["recording_id"] for g in tina.get("/api/v1/grants").json()]
+    attempts = [e for e in _audit(env_b, "access.grant_revoked") if e.object_id == grant["id"]]
+    assert [(e.actor, e.decision) for e in attempts] == [("qa", "deny"), (revoker, "info")]
+    revocation = attempts[-1]
+    assert revocation.details["recording_id"] == rec
+    plays = [e for e in _audit(env_b, "recording.play") if e.object_id == rec and e.actor == "tina"]
+    assert [e.decision for e in plays] == ["allow", "allow", "deny"]
+    assert plays[-1].seq > revocation.seq and plays[-1].purpose == "self_review"

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
+import time
 from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import func, select, text
+from typer.testing import CliRunner
 
 from callvault.audit import service as audit
 from callvault.capture import ingest as ingest_module
 from callvault.capture.ingest import ingest_recording, reap_stale_ingests
+from callvault.cli.main import app
 from callvault.core.clock import FixedClock, system_clock
 from callvault.recordings.integrity import find_problems
 from callvault.recordings.models import Recording
@@ -130,3 +134,29 @@ def test_audit_log_refuses_updates_and_deletes(env: CallvaultEnv) -> None:
         session.execute(text("DELETE FROM audit_entries WHERE seq = 1"))
     with env.runtime.db.unit_of_work() as session:
         assert audit.verify_chain(session).intact
+
+
+def test_a_blob_without_its_row_is_reported_as_drift_once_it_is_old_enough(isolated_env: CallvaultEnv) -> None:
+    """RELIABILITY scenario 6: media without metadata (a row lost to a partition, a restore of an
+    older database) is reported. A young one is not: its row may be about to commit."""
+    env = isolated_env
+    kept = ingest_recording(db=env.runtime.db, store=env.runtime.store, keyring=env.runtime.keyring,
+                            audio=io.BytesIO(wav_bytes(1.0, seed=31)), metadata=metadata(), actor="test")
+    orphan = "zz/zz/zzzz-orphan.cva"
+    with env.runtime.store.writer(orphan) as sink:
+        sink.write(b"\x01" * 64)
+
+    def check(*extra: str) -> tuple[int, str]:
+        done = CliRunner().invoke(app, ["check", *extra, "--data-dir", str(env.data_dir)], env=env.cli_env)
+        return done.exit_code, " ".join(done.output.split())
+
+    assert check() == (0, "0 problem(s) found")  # written just now: left alone
+    path = env.runtime.store.root / orphan  # type: ignore[attr-defined]
+    two_hours_ago = time.time() - 7200
+    os.utime(path, (two_hours_ago, two_hours_ago))
+    code, output = check()
+    assert code == 1
+    assert f"blob {orphan}: no catalog row names it" in output and "1 problem(s) found" in output
+    assert kept.recording_id not in output  # the recording's own blob has its row
+    env.runtime.store.delete(orphan)
+    assert check("--deep") == (0, "0 problem(s) found")

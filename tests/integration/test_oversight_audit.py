@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner, Result
@@ -313,6 +319,10 @@ def _tampered(path: Path, change: Any) -> Path:
     ("a consistency proof", lambda b: b["consistency_proofs"][0]["proof"].__setitem__(0, "2" * 64),
      "checkpoint #2"),
     ("an inclusion proof", lambda b: b["inclusion_proofs"]["4"].__setitem__(0, "3" * 64), "entry #4"),
+    ("the first entry left out", lambda b: b["entries"].pop(0), "declares entries #1..#12 but holds #2..#12"),
+    ("the last entry left out", lambda b: b["entries"].pop(), "declares entries #1..#12 but holds #1..#11"),
+    ("the range removed", lambda b: b.pop("range"), "does not say which entries it holds"),
+    ("checkpoint #1 left out", lambda b: b["checkpoints"].pop(0), "checkpoint #1: missing"),
 ])
 def test_the_standalone_verifier_rejects_a_tampered_bundle(ledger: Ledger, what: str, change: Any,
                                                            named: str) -> None:
@@ -428,3 +438,98 @@ def test_bulk_append_writes_exactly_what_append_would(ledger: Ledger) -> None:
     assert ledger.verify().intact
     with ledger.db.unit_of_work() as session:
         assert session.scalar(select(AuditEntry.actor).where(AuditEntry.seq == last)) == "user104"
+
+
+# ------------------------------------------------------------- offline verifier: malformed bundles
+def _run_offline_in_process(bundle: Path, *extra: str) -> tuple[int, str]:
+    """The offline verifier's ``main`` in this process (hundreds of runs; a subprocess each is slow)."""
+    spec = importlib.util.spec_from_file_location("verify_audit_bundle_fuzz", VERIFIER)
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = tool.main([str(bundle), *extra])
+    return code, err.getvalue() + out.getvalue()
+
+
+@pytest.mark.parametrize("what, text_", [
+    ("not JSON", '{"format": "callvault-audit-bundle/1", "entries": ['),
+    ("empty file", ""),
+    ("binary", "\x00\x01\x02"),
+])
+def test_the_standalone_verifier_says_it_cannot_read_a_file_that_is_not_json(tmp_path: Path, what: str,
+                                                                             text_: str) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(text_, encoding="utf-8")
+    done = _offline(path)
+    assert done.returncode == 2, what
+    assert "cannot read input" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("what, data", [
+    ("a list", []),
+    ("a number", 7),
+    ("a string", "callvault-audit-bundle/1"),
+    ("null", None),
+    ("no entries", {"format": "callvault-audit-bundle/1"}),
+])
+def test_the_standalone_verifier_rejects_json_that_is_not_a_bundle(tmp_path: Path, what: str, data: Any) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    done = _offline(path)
+    assert done.returncode == 1, (what, done.stdout)
+    assert "NOT intact" in done.stderr and "Traceback" not in done.stderr
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False) | st.text(max_size=70),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _checked_paths(bundle: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Every place in a bundle the verifier depends on (the ``hashing`` notes and ``created_at`` are
+    informative only)."""
+    paths: list[tuple[Any, ...]] = [("format",), ("entries",), ("checkpoints",), ("consistency_proofs",),
+                                    ("anchor_checkpoint",), ("inclusion_proofs",), ("public_key",),
+                                    ("public_key", "pem"), ("range",), ("range", "first_seq"),
+                                    ("range", "last_seq")]
+    for i, entry in enumerate(bundle["entries"]):
+        paths += [("entries", i), *(("entries", i, k) for k in entry)]
+    for i, cp in enumerate(bundle["checkpoints"]):
+        paths += [("checkpoints", i), *(("checkpoints", i, k) for k in cp)]
+    for i, item in enumerate(bundle["consistency_proofs"]):
+        paths += [("consistency_proofs", i, k) for k in item]
+        paths += [("consistency_proofs", i, "proof", j) for j in range(len(item["proof"]))]
+    for seq, proof in bundle["inclusion_proofs"].items():
+        paths += [("inclusion_proofs", seq), *(("inclusion_proofs", seq, j) for j in range(len(proof)))]
+    return paths
+
+
+def test_the_standalone_verifier_never_accepts_a_bundle_with_a_wrong_value_anywhere(ledger: Ledger) -> None:
+    """Hypothesis puts a value of any JSON type (or nothing) where the verifier reads one: exit 1 or 2
+    with a sentence, never 0, never a traceback."""
+    good = json.loads(_bundle(ledger, 3, 9).read_text(encoding="utf-8"))
+    paths = _checked_paths(good)
+    target = ledger.tmp / "fuzzed.json"
+
+    @settings(max_examples=250, deadline=None, derandomize=True)
+    @given(path=st.sampled_from(paths), value=_JSON_VALUES, remove=st.booleans())
+    def check(path: tuple[Any, ...], value: Any, remove: bool) -> None:
+        data = copy.deepcopy(good)
+        parent = data
+        for step in path[:-1]:
+            parent = parent[step]
+        assume(remove or parent[path[-1]] != value)
+        if remove:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = value
+        target.write_text(json.dumps(data), encoding="utf-8")
+        code, said = _run_offline_in_process(target)
+        assert code in (1, 2), (path, value, remove, said)
+        assert "NOT intact" in said or "cannot read input" in said, said
+
+    check()
