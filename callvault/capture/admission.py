@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session
 from callvault.audit import service as audit
 from callvault.capture.audio import AudioInfo
 from callvault.capture.audioedit import AudioEdit, pause_spans
-from callvault.capture.metadata import CallMetadata
-from callvault.capture.models import ControlKind, RecordingControl
+from callvault.capture.metadata import CallMetadata, ConsentEvidence
+from callvault.capture.models import EVIDENCE_KINDS, ControlKind, RecordingControl
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import FieldProblem, InvalidInput
 from callvault.policy.schema import PolicyDocument
@@ -48,6 +48,9 @@ class Admission:
     applied: list[str] = field(default_factory=list)
     """Control event ids honoured by ``edit``; marked applied when the recording is finalised."""
     notes: list[str] = field(default_factory=list)
+    consent: ConsentEvidence | None = None
+    """Consent evidence the metadata lacked but the recording-control API supplied (``announced`` /
+    ``notified`` events filed while the call ran); the caller stores the call with it."""
 
 
 def _scope_field(policy: PolicyDocument, meta: CallMetadata) -> str:
@@ -110,6 +113,10 @@ def admit(
             control.outcome = (f"ignored: requested by {control.requested_by} (extension "
                                f"{control.requester_extension or 'none'}), but the call is on extension "
                                f"{meta.extension or 'none'}")
+    evidence = [c for c in eligible if c.kind in EVIDENCE_KINDS]
+    consent = _consent_with(meta, evidence)
+    if consent is not None:
+        meta = meta.model_copy(update={"consent": consent})
     personal = next((c for c in eligible if c.kind == ControlKind.PERSONAL), None)
     if personal is not None:
         personal.applied_at, personal.outcome = clock.now(), "call is personal: nothing stored"
@@ -154,7 +161,28 @@ def admit(
         notes.append(f"stopped at {keep_until:.1f} s")
     if spans:
         notes.append(f"{len(spans)} paused span(s) silenced")
-    return Admission(edit=edit, applied=[c.id for c in eligible], notes=notes)
+    if consent is not None:
+        notes.append("consent evidence from the recording-control API")
+    return Admission(edit=edit, applied=[c.id for c in eligible], notes=notes, consent=consent)
+
+
+def _consent_with(meta: CallMetadata, evidence: list[RecordingControl]) -> ConsentEvidence | None:
+    """The call's consent evidence completed from control-API events, or None when they add nothing.
+
+    Metadata wins where it already says something: the telephony platform's own record is the better
+    evidence, and an event cannot overwrite it.
+    """
+    first = {kind: min((c.at for c in evidence if c.kind == kind and c.at is not None), default=None)
+             for kind in EVIDENCE_KINDS}
+    current = meta.consent or ConsentEvidence()
+    update = {}
+    if meta.direction == "inbound" and current.announcement_played_at is None and first[ControlKind.ANNOUNCED]:
+        update["announcement_played_at"] = first[ControlKind.ANNOUNCED]
+        if current.announcement_ended_at is None and first[ControlKind.ANNOUNCEMENT_END]:
+            update["announcement_ended_at"] = first[ControlKind.ANNOUNCEMENT_END]
+    if meta.direction == "outbound" and current.agent_notice_at is None and first[ControlKind.NOTIFIED]:
+        update["agent_notice_at"] = first[ControlKind.NOTIFIED]
+    return current.model_copy(update=update) if update else None
 
 
 def mark_applied(session: Session, *, admission: Admission, recording_id: str, clock: Clock = system_clock) -> None:

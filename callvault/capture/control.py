@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
 from callvault.capture.audioedit import AudioEdit, apply_edit
-from callvault.capture.models import ControlKind, RecordingControl
+from callvault.capture.models import EVIDENCE_KINDS, ControlKind, RecordingControl
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
@@ -87,15 +87,16 @@ class ControlFiled:
 
 def _check_request(kind: str, at: datetime | None, until: datetime | None) -> None:
     problems = []
-    if kind not in set(ControlKind):
-        problems.append(FieldProblem("action", f"must be one of {', '.join(k.value for k in ControlKind)}"))
+    if kind not in set(ControlKind) or kind == ControlKind.ANNOUNCEMENT_END:
+        choices = ", ".join(k.value for k in ControlKind if k != ControlKind.ANNOUNCEMENT_END)
+        problems.append(FieldProblem("action", f"must be one of {choices} (an announcement's end is its `until`)"))
     elif kind != ControlKind.PERSONAL and at is None:
         problems.append(FieldProblem("at", f"say when to {kind} (ISO 8601 with a UTC offset)"))
     for name, value in (("at", at), ("until", until)):
         if value is not None and value.tzinfo is None:
             problems.append(FieldProblem(name, "must include a UTC offset"))
-    if until is not None and kind != ControlKind.PAUSE:
-        problems.append(FieldProblem("until", "only a pause has an end"))
+    if until is not None and kind not in (ControlKind.PAUSE, ControlKind.ANNOUNCED):
+        problems.append(FieldProblem("until", "only a pause or an announcement has an end"))
     if until is not None and at is not None and until.tzinfo and at.tzinfo and until <= at:
         problems.append(FieldProblem("until", "must be after at"))
     if problems:
@@ -139,9 +140,14 @@ def file_control(
     live_now = row is not None and row.state == RecordingState.PENDING
     if live_now:
         row = None  # being recorded live: the capture process applies the events (capture/siprec/live.py)
+    if kind in EVIDENCE_KINDS and row is not None:
+        raise Conflict(f"consent evidence for call {call_id} must be filed while the call is in progress; for a "
+                       "stored recording, release it from quarantine with the reason instead")
     events = [(kind, at)]
-    if until is not None:
+    if until is not None and kind == ControlKind.PAUSE:
         events.append((ControlKind.RESUME.value, until))
+    if until is not None and kind == ControlKind.ANNOUNCED:
+        events.append((ControlKind.ANNOUNCEMENT_END.value, until))
     ids = []
     for event_kind, event_at in events:
         control = RecordingControl(
@@ -155,7 +161,7 @@ def file_control(
     audit.append(session, audit.AuditEvent(
         actor=actor.username, actor_role=actor.role, action=f"recording.control_{kind}", decision="allow",
         object_type="recording" if row is not None else "call", object_id=row.id if row is not None else call_id,
-        source_ip=source_ip, clauses=("A14", "B4"),
+        source_ip=source_ip, clauses=("A5", "B2") if kind in EVIDENCE_KINDS else ("A14", "B4"),
         details={"call_id": call_id, "at": at.isoformat() if at else None,
                  "until": until.isoformat() if until else None, "stored": row is not None, "live": live_now},
     ), clock=clock)

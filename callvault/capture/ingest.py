@@ -196,6 +196,8 @@ def ingest_recording(
                           actor=actor, actor_role=actor_role, source_ip=source_ip, clock=clock)
     if admission.refusal is not None:
         raise admission.refusal  # its audit entry is committed above
+    if admission.consent is not None:
+        meta = meta.model_copy(update={"consent": admission.consent})
     if not admission.edit.is_noop:
         audio = io.BytesIO(apply_edit(audio, admission.edit).data)
         info = probe_audio(audio)

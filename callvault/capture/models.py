@@ -26,6 +26,18 @@ class ControlKind(StrEnum):
     RESUME = "resume"
     PERSONAL = "personal"
     """The whole call is personal: nothing is kept."""
+    ANNOUNCED = "announced"
+    """Consent evidence (A5, B2), inbound: the recording announcement was played at ``at`` (and, with
+    ``until``, ended then). Filed by the telephony integration or the agent while the call runs."""
+    ANNOUNCEMENT_END = "announcement_end"
+    """Filed with ``announced`` when its ``until`` is given: when the announcement finished (A14)."""
+    NOTIFIED = "notified"
+    """Consent evidence, outbound: the agent told the called party about the recording at ``at``."""
+
+
+CONTROL_ACTIONS = (ControlKind.STOP, ControlKind.PAUSE, ControlKind.RESUME, ControlKind.PERSONAL)
+"""The kinds that change what is kept (live capture acts on these); the others are consent evidence."""
+EVIDENCE_KINDS = (ControlKind.ANNOUNCED, ControlKind.ANNOUNCEMENT_END, ControlKind.NOTIFIED)
 
 
 class RecordingControl(Base):

@@ -404,6 +404,24 @@ def control_personal(recording: Recording_ = None, call: Call = None, data_dir: 
     _control("personal", recording, call, None, None, data_dir)
 
 
+@control_app.command("announced")
+@handle_errors
+def control_announced(
+    at: At = None,
+    until: Annotated[str | None, typer.Option("--until", help="when the announcement ended")] = None,
+    call: Call = None, data_dir: DataDir = None,
+) -> None:
+    """Consent evidence for an inbound call in progress: the announcement was played (A5, B2)."""
+    _control("announced", None, call, at, until, data_dir)
+
+
+@control_app.command("notified")
+@handle_errors
+def control_notified(at: At = None, call: Call = None, data_dir: DataDir = None) -> None:
+    """Consent evidence for an outbound call in progress: the agent told the called party (A5, B2)."""
+    _control("notified", None, call, at, None, data_dir)
+
+
 # --------------------------------------------------------------------------------------- quarantine
 @quarantine_app.command("list")
 @handle_errors

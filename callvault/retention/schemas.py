@@ -111,9 +111,13 @@ class ControlRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["stop", "pause", "resume", "personal"]
+    action: Literal["stop", "pause", "resume", "personal", "announced", "notified"] = Field(
+        description="stop/pause/resume/personal change what is kept; announced (inbound: the recording "
+                    "announcement was played at `at`, ended at `until`) and notified (outbound: the agent told "
+                    "the called party at `at`) are consent evidence for a call in progress (A5, B2)")
     at: datetime | None = None
-    until: datetime | None = Field(default=None, description="pause only: when recording resumed")
+    until: datetime | None = Field(default=None, description="pause: when recording resumed; announced: when "
+                                                           "the announcement ended")
 
 
 class ControlRead(BaseModel):

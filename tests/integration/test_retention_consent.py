@@ -17,7 +17,7 @@ from sqlalchemy import select
 from callvault.audit.models import AuditEntry
 from callvault.capture import control
 from callvault.capture.admission import NotRecordable
-from callvault.core.errors import AccessDenied, NotFound
+from callvault.core.errors import AccessDenied, Conflict, NotFound
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
 from callvault.recordings.models import DataKey, Recording, RecordingState
@@ -335,3 +335,43 @@ def test_a_held_quarantined_recording_cannot_be_destroyed_and_the_refusal_is_aud
     _release(a, hold_id)
     _resolve(a, ADMIN, rec, "destroy")
     assert a.intact_or_fully_destroyed(rec) == "destroyed"
+
+
+# ------------------------------------------------------------------- consent evidence via control API
+def _evidence(world: World, actor: Actor, kind: str, call_id: str, at_s: float, until_s: float | None = None) -> None:
+    with world.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=world.clock)
+        control.file_control(session, policy=policy, actor=actor, kind=kind, call_id=call_id,
+                             at=T + timedelta(seconds=at_s),
+                             until=T + timedelta(seconds=until_s) if until_s is not None else None, clock=world.clock)
+
+
+def test_an_announcement_reported_through_the_control_api_is_the_calls_consent_evidence(a: World) -> None:
+    """A5/B2: evidence comes from the metadata or from the recording-control API; A14: its end trims."""
+    original = wav_bytes(4.0, seed=41)
+    _evidence(a, ALICE, "announced", "api-consent-1", 0.0, until_s=1.0)
+    rec = a.ingest(call_id="api-consent-1", seconds=4.0, audio=original, consent=None)
+    row = a.row(rec)
+    assert not row.quarantined and row.consent_state == "announcement"
+    assert row.consent["announcement_ended_at"].startswith((T + timedelta(seconds=1)).isoformat()[:19])
+    assert np.array_equal(_frames(a.audio(rec)), _frames(original)[8000:]), "the announcement was not trimmed"
+    entry = _last_audit(a, "recording.control_announced")
+    assert entry.decision == "allow" and entry.clauses == ["A5", "B2"]
+
+
+def test_evidence_from_someone_not_on_the_call_is_ignored_and_metadata_evidence_wins(a: World) -> None:
+    _evidence(a, BOB, "announced", "api-consent-2", 0.0)  # bob is on extension 2002; the call is alice's
+    rec = a.ingest(call_id="api-consent-2", consent=None)
+    assert a.row(rec).quarantined and a.row(rec).consent_state == "missing"
+    _evidence(a, ALICE, "announced", "api-consent-3", 1.5, until_s=1.9)
+    rec = a.ingest(call_id="api-consent-3", seconds=3.0)  # the metadata says it was played at 0.0 s
+    assert a.row(rec).consent["announcement_played_at"].startswith(T.isoformat()[:19])
+    assert "announcement_ended_at" not in a.row(rec).consent
+    assert a.row(rec).duration_seconds == pytest.approx(3.0)
+
+
+def test_consent_evidence_cannot_be_added_to_a_stored_recording(a: World) -> None:
+    rec = a.ingest(call_id="api-consent-4", consent=None)
+    with pytest.raises(Conflict, match="while the call is in progress"):
+        _evidence(a, ADMIN, "announced", "api-consent-4", 0.0)
+    assert a.row(rec).quarantined

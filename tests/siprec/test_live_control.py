@@ -157,3 +157,24 @@ def test_stop_through_the_api_keeps_the_call_only_up_to_that_instant(
     # The call went on for 7 s; the recording ends at the stop instant, with audio right up to it.
     assert abs(rec.row.duration_seconds - stop_at) < 0.05, (rec.row.duration_seconds, stop_at)
     assert rms(rec.audio[-int(0.1 * rec.rate):, 0]) > 1000
+
+
+def test_an_announcement_reported_through_the_api_during_the_call_is_its_consent_evidence(
+        env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
+    """The SBC's metadata carries no consent here; the telephony integration reports the announcement."""
+    runtime = env.runtime
+    with running_server(runtime, rtp_base=34400) as srs, server.client("admin") as admin:
+        with sipp_call(srs.port, tmp_path):
+            call = wait_for_active_call(env.runtime)
+            filed = admin.post(f"/api/v1/calls/{call.call_id}/control", json={
+                "action": "announced", "at": call.started_at.isoformat(),
+                "until": (call.started_at + timedelta(seconds=1)).isoformat()})
+            assert filed.status_code == 200, filed.text
+        srs.wait_idle()
+    [rec] = stored_recording(runtime, call.call_id)
+    assert not rec.row.quarantined and rec.row.consent_state == "announcement"
+    assert rec.row.consent["announcement_ended_at"]
+    with runtime.db.unit_of_work() as session:
+        events = list(session.scalars(select(RecordingControl).where(RecordingControl.call_id == call.call_id)))
+    assert {e.kind for e in events} == {"announced", "announcement_end"}
+    assert all(e.applied_at is not None and e.recording_id == rec.row.id for e in events)

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from callvault.capture.models import RecordingControl
+from callvault.capture.models import CONTROL_ACTIONS, RecordingControl
 from callvault.capture.siprec.session import CallSession, catalog_call_id
 from callvault.live import service as live
 from callvault.runtime import Runtime
@@ -94,7 +94,8 @@ class LiveLink:
             rows = session.execute(select(
                 RecordingControl.id, RecordingControl.call_id, RecordingControl.kind, RecordingControl.at,
                 RecordingControl.requested_by, RecordingControl.administrative, RecordingControl.requester_extension,
-            ).where(RecordingControl.call_id.in_(call_ids), RecordingControl.applied_at.is_(None))
+            ).where(RecordingControl.call_id.in_(call_ids), RecordingControl.applied_at.is_(None),
+                     RecordingControl.kind.in_(CONTROL_ACTIONS))  # consent evidence waits for admission
               .order_by(RecordingControl.created_at)).all()
         return [Event(*row) for row in rows]
 

@@ -442,6 +442,8 @@ class CallSession:
             result = encrypt_stream(source, size, sink, data_key=data_key, context=self.rec_id.encode(),
                                     chunk_size=CHUNK_SIZE)
         meta = self._catalog_metadata(ended_at=ended_at)
+        if admission is not None and admission.consent is not None:  # evidence filed through the control API
+            meta = meta.model_copy(update={"consent": admission.consent})
         stats = {f"stream{i}": {"label": s.plan.label, "channel": s.channel, "packets": s.timer.stats.packets,
                                 "lost": s.timer.stats.lost, "duplicates": s.timer.stats.duplicates,
                                 "ignored": s.timer.stats.ignored, "ssrc_changes": s.timer.stats.ssrc_changes,
