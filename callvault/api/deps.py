@@ -124,7 +124,7 @@ class NetworkGuard:
         self.runtime = runtime
 
     def _check(self, scope: Scope, ip: str | None) -> tuple[str | None, PolicyDocument]:
-        with self.runtime.db.unit_of_work() as session:
+        with self.runtime.db.read_only() as session:
             policy = policy_in_force(session, self.runtime.clock)
         rules = policy.network
         if ip is None or not rules.permits(ip):
@@ -235,7 +235,7 @@ def _resolve(request: Request, runtime: Runtime, *, allow_enrol: bool) -> Caller
                 web = (ws.id, ws.user_id, ws.csrf_token)
         if web is None:
             raise AuthenticationFailed("sign in first: send 'Authorization: Bearer TOKEN' (POST /api/v1/auth/token)")
-    with runtime.db.unit_of_work() as session:
+    with runtime.db.read_only() as session:
         policy = request.scope.get("state", {}).get("policy") or policy_in_force(session, runtime.clock)
         if token is not None:
             row, user = identity.token_and_user(session, token, clock=runtime.clock)

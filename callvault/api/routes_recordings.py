@@ -113,7 +113,7 @@ def list_recordings(
     filters = RecordingFilters(extension=extension, agent=agent, team=team, direction=direction,
                                remote_number=remote_number, local_number=local_number,
                                started_from=started_from, started_to=started_to, case_ref=case_ref)
-    with runtime.db.unit_of_work() as session:
+    with runtime.db.read_only() as session:
         rows, next_cursor = recordings.search(session, policy=caller.policy, actor=caller.actor, filters=filters,
                                               limit=limit, cursor=cursor,
                                               default_region=runtime.settings.default_region)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,10 +83,22 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front (no lock upgrade, no SQLITE_BUSY half-way); readers
+            # (``Database.read_only``) begin deferred and, under WAL, never wait for a writer.
+            conn.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+    @event.listens_for(engine, "begin")
+    def _pg_begin(conn: Any) -> None:
+        if _READ_ONLY.get():
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")  # a write in a read-only unit is an error
+
+    return engine
+
+
+_READ_ONLY: ContextVar[bool] = ContextVar("callvault_read_only_unit", default=False)
 
 
 class Database:
@@ -118,6 +131,23 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def read_only(self) -> Iterator[Session]:
+        """A unit of work that only reads (the per-request checks, searches).
+
+        Why: on SQLite every other unit of work begins IMMEDIATE, so it queues for the one write lock;
+        a reader doing that makes busy requests wait on each other for nothing (SQLite's busy handler
+        sleeps in steps up to 100 ms, which is where long tails come from). A deferred BEGIN reads a
+        WAL snapshot beside any writer. On PostgreSQL the transaction is declared READ ONLY, so a
+        write slipped into one fails loudly instead of passing unnoticed.
+        """
+        token = _READ_ONLY.set(True)
+        try:
+            with self.unit_of_work() as session:
+                yield session
+        finally:
+            _READ_ONLY.reset(token)
 
     def dispose(self) -> None:
         self.engine.dispose()
