@@ -4,6 +4,7 @@ read-only unit fails on PostgreSQL."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from tests.conftest import fresh_database
 
 
 @pytest.fixture()
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     with fresh_database(request.config.getoption("--db"), tmp_path) as url:
         database = Database(url)
         with database.unit_of_work() as session:
