@@ -22,7 +22,11 @@ from callvault.identity import mfa
 from callvault.identity import service as identity
 from tests.support.env import CallvaultEnv
 
-START = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)  # after anything init wrote
+
+def _start() -> datetime:
+    """Five minutes after now, i.e. after anything the fixture's set-up wrote (taken per test: at import
+    time it would be minutes stale by the time a test runs late in a whole-suite run)."""
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
 
 
 def _play(env: CallvaultEnv, clock: FixedClock, tag: str) -> int:
@@ -43,6 +47,7 @@ def _checkpoint(env: CallvaultEnv, clock: FixedClock) -> dict[str, object]:
 def test_after_the_clock_steps_back_the_log_still_chains_verifies_and_says_so_once(
         isolated_env: CallvaultEnv, caplog: pytest.LogCaptureFixture) -> None:
     env = isolated_env
+    START = _start()
     clock = FixedClock(START)
     before = [_play(env, clock, "before-1")]
     clock.at += timedelta(seconds=10)
@@ -77,6 +82,7 @@ def test_after_the_clock_steps_back_the_log_still_chains_verifies_and_says_so_on
 
 
 def test_small_differences_between_clocks_raise_nothing(isolated_env: CallvaultEnv) -> None:
+    START = _start()
     clock = FixedClock(START)
     _play(isolated_env, clock, "a")
     clock.at -= timedelta(seconds=2)  # two nodes a little apart: within tolerance
@@ -93,6 +99,7 @@ def test_one_time_codes_are_never_replayed_across_a_step_back(isolated_env: Call
     codes keep working meanwhile. Fail-safe rather than replayable."""
     env = isolated_env
     totp = pyotp.TOTP(env.totp_secrets["lead"], interval=mfa.STEP_SECONDS)
+    START = _start()
     clock = FixedClock(START)
 
     def verify(code: str) -> str | None:
