@@ -3,12 +3,16 @@
     .venv/bin/python -m bench.http [--count 100000] [--clients 100] [--seconds 10] [--database-url URL]
 
 Starts the real server (`callvault serve` in its own process(es), ``--server-workers``) on loopback
-over a catalog of ``count`` recordings, then 100 concurrent keep-alive clients (threads with httpx, in
-this process) hammer
+over a catalog of ``count`` recordings, then 100 concurrent keep-alive clients hammer
 ``GET /api/v1/recordings?agent=…`` and ``GET /api/v1/recordings/{id}`` for ``seconds`` each.
 Reference in the same run: the same clients against ``/healthz`` (routing + one SELECT 1), the
 floor this server and client pair can reach. Target: p99 <= 200 ms. Client and server share the
 machine's cores, so absolute figures are conservative.
+
+Clients: ``--client wrk`` (the default when Debian's ``wrk`` is installed: 100 connections from a C
+load generator in its own process, so the load costs the server's cores little) or ``--client
+threads`` (100 Python threads with httpx in this process: portable, but the clients then take much
+of the CPU the server would use).
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -63,12 +70,44 @@ def hammer(base: str, token: str, paths: list[str], clients: int, seconds: float
     return len(latencies), latencies
 
 
+WRK_SCRIPT = """
+local paths = {%s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1], {["Authorization"] = "Bearer %s"})
+end
+"""
+
+
+def hammer_wrk(base: str, token: str, paths: list[str], clients: int, seconds: float) -> tuple[int, float, float]:
+    """``wrk`` with ``clients`` connections over ``paths`` in turn; (requests, p50 ms, p99 ms)."""
+    shuffled = random.Random(1).sample(paths, len(paths))
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in shuffled), token))
+    try:
+        out = subprocess.run(["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds:g}s", "--latency",
+                              "-s", script.name, base], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out:
+        raise SystemExit(f"errors under load:\n{out}")
+    done = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+
+    def percentile(label: str) -> float:
+        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return done, percentile("50"), percentile("99")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=100_000)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--client", choices=["wrk", "threads"], default="wrk" if shutil.which("wrk") else "threads")
     parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1, help="server processes")
     args = parser.parse_args()
     with catalog(args.count, args.database_url) as (runtime, _):
@@ -102,13 +141,16 @@ def main() -> None:
             "recording metadata": [f"/api/v1/recordings/{i}" for i in ids],
         }
         print(f"database: {runtime.db.dialect}; catalog {args.count:,}; {args.clients} concurrent clients; "
-              f"{args.seconds:g} s per case; {args.server_workers} server process(es)")
+              f"{args.seconds:g} s per case; {args.server_workers} server process(es); clients: {args.client}")
         results = {}
         for name, paths in cases.items():
-            done, lat = hammer(base, token, paths, args.clients, args.seconds)
+            if args.client == "wrk":
+                done, p50, p99 = hammer_wrk(base, token, paths, args.clients, args.seconds)
+            else:
+                done, lat = hammer(base, token, paths, args.clients, args.seconds)
+                p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
             rps = done / args.seconds
             results[name] = rps
-            p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
             reference = results["reference /healthz"]
             ratio = f"  ({rps / reference:.2f} of reference)" if name != "reference /healthz" else ""
             print(f"{name:22s} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms{ratio}")
