@@ -86,7 +86,7 @@ def hammer_wrk(base: str, token: str, paths: list[str], clients: int, seconds: f
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in shuffled), token))
     try:
-        out = subprocess.run(["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds:g}s", "--latency",
+        out = subprocess.run(["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{seconds:g}s", "--latency",
                               "-s", script.name, base], capture_output=True, text=True, check=True).stdout
     finally:
         os.unlink(script.name)
