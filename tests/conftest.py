@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +81,12 @@ def server(env: CallvaultEnv) -> Iterator[LiveServer]:
     live.start()
     yield live
     live.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Debian chromium per test module (tests/support/browser.py)."""
+    from tests.support.browser import launched
+
+    with launched() as chromium:
+        yield chromium

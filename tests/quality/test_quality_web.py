@@ -5,31 +5,16 @@ coaching note and acknowledges it; a second reviewer's score shows up in calibra
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.audio import metadata, upload, wav_bytes
-from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
+from tests.support.browser import new_page, require_browser, sign_in
+from tests.support.env import CallvaultEnv, LiveServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (dev.py does) to run the browser tests",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
+require_browser()
 
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -41,20 +26,8 @@ def calls(server: LiveServer) -> None:
 
 
 def _page(browser: Any, server: LiveServer) -> Any:
-    context = browser.new_context(base_url=server.base_url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    return context.new_page()
+    return new_page(browser, server.base_url)
 
-
-def _sign_in(page: Any, env: CallvaultEnv, username: str) -> None:
-    page.goto("/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/mfa")
-    page.get_by_label("The 6-digit code").fill(env.otp(username))
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(lambda url: not url.endswith("/mfa"))
 
 
 ANSWERS = {"Greeted the caller": "Yes", "On an outbound call": "Not applicable", "Understood the issue": "Yes",
@@ -71,7 +44,7 @@ def test_reviewer_scores_a_sampled_call_and_the_agent_acknowledges_it(
     browser: Any, server: LiveServer, env: CallvaultEnv, calls: None,
 ) -> None:
     lead = _page(browser, server)
-    _sign_in(lead, env, "lead")
+    sign_in(lead, env, "lead")
     lead.get_by_role("link", name="Quality").click()
     lead.get_by_role("button", name="Draw last period's sample now").click()
     assert "2 call(s) added" in lead.get_by_role("status").inner_text()
@@ -94,7 +67,7 @@ def test_reviewer_scores_a_sampled_call_and_the_agent_acknowledges_it(
     item_url = lead.url.split("?")[0]
 
     agent = _page(browser, server)
-    _sign_in(agent, env, "alice")
+    sign_in(agent, env, "alice")
     agent.get_by_role("link", name="Quality").click()
     agent.wait_for_url("**/quality/mine")
     text = agent.get_by_role("main").inner_text()
@@ -108,7 +81,7 @@ def test_reviewer_scores_a_sampled_call_and_the_agent_acknowledges_it(
     assert agent.get_by_role("heading", name="Not a reviewer").is_visible()
 
     second = _page(browser, server)
-    _sign_in(second, env, "exec")
+    sign_in(second, env, "exec")
     second.goto(item_url)
     _score(second, {**ANSWERS, "Gave accurate information": "Yes"})
     second.get_by_role("button", name="Submit score").click()

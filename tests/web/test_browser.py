@@ -16,25 +16,12 @@ import pytest
 
 from tests.conftest import POLICY_B, fresh_database
 from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.browser import new_page, require_browser, sign_in
 from tests.support.env import PASSWORD, CallvaultEnv, LiveServer, Persona
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():  # loud, and only for this reason
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (dev.py does) to run the browser tests",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+require_browser()
 SHOTS = os.environ.get("CALLVAULT_SCREENSHOTS")
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -49,20 +36,8 @@ def recs(server: LiveServer) -> dict[str, str]:
 
 
 def _page(browser: Any, server: LiveServer, width: int = 1280) -> Any:
-    context = browser.new_context(base_url=server.base_url, viewport={"width": width, "height": 900})
-    context.set_default_timeout(10_000)
-    return context.new_page()
+    return new_page(browser, server.base_url, width=width, timeout_ms=10_000)
 
-
-def _sign_in(page: Any, env: CallvaultEnv, username: str) -> None:
-    page.goto("/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/mfa")
-    page.get_by_label("The 6-digit code").fill(env.otp(username))
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(lambda url: not url.endswith("/mfa"))
 
 
 def _shot(page: Any, name: str, tmp: Path) -> None:
@@ -76,7 +51,7 @@ def test_signing_in_takes_a_code_and_the_home_page_says_what_needs_you(browser: 
     page = _page(browser, server)
     page.goto("/")
     _shot(page, "sign-in", tmp_path)
-    _sign_in(page, env, "it")
+    sign_in(page, env, "it")
     assert page.get_by_role("heading", name="What needs you now").is_visible()
     assert page.get_by_text("Quarantined recordings").is_visible()  # an administering role's tile
     _shot(page, "home", tmp_path)
@@ -100,7 +75,7 @@ def test_a_wrong_code_is_refused_with_the_reason(browser: Any, server: LiveServe
 def test_a_new_hire_must_acknowledge_the_policy_before_anything_else(browser: Any, server: LiveServer,
                                                                      env: CallvaultEnv) -> None:
     page = _page(browser, server)
-    _sign_in(page, env, "newhire")
+    sign_in(page, env, "newhire")
     assert page.get_by_text("You must acknowledge this policy").is_visible()
     page.goto("/recordings")  # every page leads back to the gate
     assert page.get_by_text("You must acknowledge this policy").is_visible()
@@ -111,7 +86,7 @@ def test_a_new_hire_must_acknowledge_the_policy_before_anything_else(browser: An
 def test_search_shows_consent_retention_and_filters(browser: Any, server: LiveServer, env: CallvaultEnv,
                                                      recs: dict[str, str], tmp_path: Path) -> None:
     page = _page(browser, server)
-    _sign_in(page, env, "lead")
+    sign_in(page, env, "lead")
     page.get_by_role("link", name="Recordings", exact=True).click()
     rows = page.locator("#results tbody tr")
     assert rows.count() == 2
@@ -124,7 +99,7 @@ def test_search_shows_consent_retention_and_filters(browser: Any, server: LiveSe
     page.get_by_role("button", name="Search").click()
     assert "not a date/time" in page.get_by_role("alert").inner_text()
     phone = _page(browser, server, width=390)
-    _sign_in(phone, env, "lead")
+    sign_in(phone, env, "lead")
     phone.goto("/recordings")
     assert phone.locator("#results tbody tr").count() == 2
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
@@ -134,7 +109,7 @@ def test_search_shows_consent_retention_and_filters(browser: Any, server: LiveSe
 def test_playing_asks_for_a_purpose_then_streams_and_draws_both_channels(
         browser: Any, server: LiveServer, env: CallvaultEnv, recs: dict[str, str], tmp_path: Path) -> None:
     page = _page(browser, server)
-    _sign_in(page, env, "lead")
+    sign_in(page, env, "lead")
     page.goto(f"/recordings/{recs['alice']}")
     assert page.locator("audio").count() == 0  # nothing plays before a purpose is named
     page.get_by_label("Why are you listening?").select_option("spot_check")
@@ -155,7 +130,7 @@ def test_playing_asks_for_a_purpose_then_streams_and_draws_both_channels(
 def test_a_specialist_is_refused_anothers_recording_and_can_file_a_misuse_report(
         browser: Any, server: LiveServer, env: CallvaultEnv, recs: dict[str, str], tmp_path: Path) -> None:
     page = _page(browser, server)
-    _sign_in(page, env, "alice")
+    sign_in(page, env, "alice")
     resp = page.goto(f"/recordings/{recs['bob']}")
     assert resp.status == 404 and page.get_by_text("that you may see").is_visible()
     page.goto("/recordings")
@@ -167,7 +142,7 @@ def test_a_specialist_is_refused_anothers_recording_and_can_file_a_misuse_report
     assert page.get_by_role("status").inner_text().startswith("Your report was filed")
     assert page.get_by_text("Someone replayed my calls at night").is_visible()
     boss = _page(browser, server)
-    _sign_in(boss, env, "exec")
+    sign_in(boss, env, "exec")
     assert "1" in boss.locator(".tile", has_text="Open misuse reports").inner_text()
     boss.goto("/misuse")
     assert boss.get_by_text("Someone replayed my calls at night").is_visible()
@@ -179,7 +154,7 @@ def test_a_specialist_is_refused_anothers_recording_and_can_file_a_misuse_report
 def test_administrators_see_users_policy_audit_and_a_recordings_trail(
         browser: Any, server: LiveServer, env: CallvaultEnv, recs: dict[str, str], tmp_path: Path) -> None:
     page = _page(browser, server)
-    _sign_in(page, env, "it")
+    sign_in(page, env, "it")
     page.goto("/admin/users")
     assert page.locator("tr", has_text="newhire").count() == 1
     _shot(page, "admin-users", tmp_path)
@@ -196,7 +171,7 @@ def test_administrators_see_users_policy_audit_and_a_recordings_trail(
     _shot(page, "compliance", tmp_path)
 
 
-def test_the_public_notice_needs_no_sign_in(browser: Any, server: LiveServer) -> None:
+def test_the_public_notice_needs_nosign_in(browser: Any, server: LiveServer) -> None:
     page = _page(browser, server)
     page.goto("/notice")
     assert page.get_by_role("link", name="Ask for a copy of your recordings").is_visible()
@@ -231,7 +206,7 @@ def test_a_refusal_says_why_and_an_approved_request_lets_the_specialist_listen(
         assert resp.status_code == 201, resp.text
         rec = resp.json()["id"]
     sam = _page(browser, server_b)
-    _sign_in(sam, env_b, "sam")
+    sign_in(sam, env_b, "sam")
     sam.goto(f"/recordings/{rec}")
     sam.get_by_label("Why are you listening?").select_option("self_review")
     sam.get_by_role("button", name="Open player").click()
@@ -247,7 +222,7 @@ def test_a_refusal_says_why_and_an_approved_request_lets_the_specialist_listen(
     assert sam.get_by_text("you cannot approve your own request").is_visible()
 
     lead = _page(browser, server_b)
-    _sign_in(lead, env_b, "lead")
+    sign_in(lead, env_b, "lead")
     assert "1" in lead.locator(".tile", has_text="waiting for your decision").inner_text()
     lead.goto("/access?status=pending")
     _shot(lead, "access-requests", tmp_path)
@@ -289,12 +264,12 @@ def test_a_caller_can_ask_for_their_recordings_without_an_account(browser: Any, 
 def test_staff_see_the_callers_requests_queue_and_others_are_told_who_handles_it(
         browser: Any, server: LiveServer, env: CallvaultEnv, tmp_path: Path) -> None:
     page = _page(browser, server)
-    _sign_in(page, env, "lead")
+    sign_in(page, env, "lead")
     page.get_by_role("link", name="Callers' requests").click()
     assert page.get_by_role("heading", name="Callers' requests").is_visible()
     _shot(page, "callers-requests", tmp_path)
     other = _page(browser, server)
-    _sign_in(other, env, "alice")
+    sign_in(other, env, "alice")
     assert other.get_by_role("link", name="Callers' requests").count() == 0
     other.goto("/requests")
     assert "handled by" in other.content()

@@ -25,18 +25,19 @@ from callvault.audit.models import AuditEntry
 from callvault.capture.models import RecordingControl
 from callvault.live.models import MonitoringSession
 from tests.siprec.support import rms, running_server, sipp_call, sipp_or_skip, stored_recording, wait_for_active_call
-from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
+from tests.support.browser import launched, new_page, require_browser, sign_in
+from tests.support.env import CallvaultEnv, LiveServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():  # loud, and only for this reason
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (dev.py does) to run the browser tests",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
+require_browser()
 
 SHOTS = os.environ.get("CALLVAULT_SCREENSHOTS")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-        "--autoplay-policy=no-user-gesture-required"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium that may start audio without a click (the listener's Web Audio output)."""
+    with launched("--autoplay-policy=no-user-gesture-required") as chromium:
+        yield chromium
 
 
 @pytest.fixture(autouse=True)
@@ -44,26 +45,10 @@ def _need_sipp() -> None:
     sipp_or_skip()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
-
 
 def _signed_in_page(browser: Any, server: LiveServer, env: CallvaultEnv, username: str) -> Any:
-    context = browser.new_context(base_url=server.base_url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.goto("/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/mfa")
-    page.get_by_label("The 6-digit code").fill(env.otp(username))
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(lambda url: not url.endswith("/mfa"))
+    page = new_page(browser, server.base_url)
+    sign_in(page, env, username)
     page.goto("/live")
     return page
 

@@ -6,23 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from callvault.core.settings import OidcSettings
+from tests.support.browser import new_page, require_browser
 from tests.support.env import CallvaultEnv, LiveServer
 from tests.support.oidc_provider import Provider, running_provider
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():  # loud, and only for this reason
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (dev.py does) to run the browser tests",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -42,20 +35,11 @@ def sso_server(env: CallvaultEnv, provider: Provider) -> Iterator[LiveServer]:
     live.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
-
 
 def test_the_sso_button_signs_a_person_in_through_the_provider(browser: Any, sso_server: LiveServer,
                                                                provider: Provider) -> None:
     provider.set_user("idp-lead", {"preferred_username": "lead", "groups": ["cv-leads"], "amr": ["pwd", "mfa"]})
-    context = browser.new_context(base_url=sso_server.base_url)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
+    page = new_page(browser, sso_server.base_url)
     page.goto("/")
     page.get_by_role("link", name="Sign in with SSO").click()
     page.wait_for_url(provider.issuer + "/oauth2/authorize**")
@@ -64,4 +48,4 @@ def test_the_sso_button_signs_a_person_in_through_the_provider(browser: Any, sso
     page.wait_for_url(sso_server.base_url + "/")
     assert page.get_by_role("heading", name="What needs you now").is_visible()
     assert "lead" in page.locator(".account").inner_text()
-    context.close()
+    page.context.close()

@@ -4,7 +4,6 @@ administrators see each delivery's state, tries and the receiver's answer; other
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,25 +13,13 @@ from callvault.integrations.crm.generic import GenericConnector
 from callvault.integrations.webhooks_out import service as webhooks
 from callvault.policy import service as policy_service
 from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.browser import new_page, require_browser, sign_in
 from tests.support.crm import generic_event
-from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
+from tests.support.env import CallvaultEnv, LiveServer
 from tests.support.webhook_receiver import Receiver, ReceiverServer
 
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():  # loud, and only for this reason
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (dev.py does) to run the browser tests",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+require_browser()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -60,23 +47,11 @@ def deliveries(env: CallvaultEnv, server: LiveServer) -> Iterator[None]:
         yield
 
 
-def _sign_in(page: Any, env: CallvaultEnv, username: str) -> None:
-    page.goto("/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/mfa")
-    page.get_by_label("The 6-digit code").fill(env.otp(username))
-    page.get_by_role("button", name="Continue").click()
-    page.wait_for_url(lambda url: not url.endswith("/mfa"))
-
 
 def test_an_administrator_reads_the_delivery_log_and_others_are_refused(
         browser: Any, server: LiveServer, env: CallvaultEnv, deliveries: None) -> None:
-    context = browser.new_context(base_url=server.base_url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
-    page = context.new_page()
-    _sign_in(page, env, "it")
+    page = new_page(browser, server.base_url, timeout_ms=10_000)
+    sign_in(page, env, "it")
     page.goto("/admin/users")
     page.get_by_role("link", name="Webhooks").click()
     assert page.get_by_role("heading", name="Outgoing webhooks").is_visible()
@@ -89,11 +64,11 @@ def test_an_administrator_reads_the_delivery_log_and_others_are_refused(
     assert "CRM-PAGE-7" in crm_events and "noop" in crm_events
     page.get_by_role("link", name="failed", exact=True).click()
     assert "No deliveries in state failed" in page.inner_text("main")
-    context.close()
+    page.context.close()
 
     other = browser.new_context(base_url=server.base_url)
     boss = other.new_page()
-    _sign_in(boss, env, "lead")
+    sign_in(boss, env, "lead")
     boss.goto("/admin/webhooks")
     assert "does not administer" in boss.get_by_role("alert").inner_text()
     other.close()

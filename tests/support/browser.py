@@ -1,0 +1,63 @@
+"""What every browser test shares: Debian's chromium driven by Playwright (``executable_path``), a
+page on a server, and the password + one-time-code sign-in.
+
+A module calls ``require_browser()`` at import, so a machine without chromium or Playwright skips it
+loudly with the reason (dev.py installs both); the ``browser`` fixture (tests/conftest.py) launches one
+chromium per test module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.env import PASSWORD, CallvaultEnv
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def require_browser() -> None:
+    """Skip the calling module (at import) when chromium or Playwright is missing, saying which."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (dev.py does) to run the browser tests",
+                    allow_module_level=True)
+    pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
+
+
+@contextmanager
+def launched(*extra_args: str) -> Iterator[Any]:
+    """One headless chromium for as long as the block lasts (``extra_args``: more command-line switches)."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*ARGS, *extra_args])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def new_page(browser: Any, base_url: str, *, width: int = 1280, timeout_ms: int = 15_000) -> Any:
+    """A page in a fresh context (its own cookies) on ``base_url``."""
+    context = browser.new_context(base_url=base_url, viewport={"width": width, "height": 900})
+    context.set_default_timeout(timeout_ms)
+    return context.new_page()
+
+
+def sign_in(page: Any, env: CallvaultEnv, username: str) -> None:
+    """Sign in through the login and one-time-code pages, as a person would."""
+    page.goto("/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/mfa")
+    page.get_by_label("The 6-digit code").fill(env.otp(username))
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(lambda url: not url.endswith("/mfa"))
