@@ -80,8 +80,10 @@ def test_a_signed_note_is_stored_for_every_recording_with_its_crm_ref(
 
 def test_the_same_note_sent_again_is_not_stored_twice(env: CallvaultEnv, server: LiveServer, crm_ref: str) -> None:
     body = note(crm_ref)
-    first = send(server, env, body)
-    again = send(server, env, body, age_seconds=1)  # re-sent, newly signed
+    first = send(server, env, body, age_seconds=2)
+    # Re-sent, newly signed: its timestamp is at least 2 s later than the first's whatever second the
+    # sends fall in (the same timestamp and body would be the same signature, refused as a replay).
+    again = send(server, env, body)
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["created"] is False
     assert [n["id"] for n in again.json()["notes"]] == [n["id"] for n in first.json()["notes"]]
