@@ -9,15 +9,36 @@ bit-exact, nothing pending, no orphan blob or temporary, the audit chain intact.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from callvault.runtime import build_runtime
 from tests.reliability.crash import _write_jobs, repair_and_check_ingest
 from tests.reliability.harness import Killer, Tally, assert_chain_intact
+from tests.support import lossyfs
 from tests.support.lossyfs import LossyMount
-from tests.support.retention import World
+from tests.support.retention import World, make_world
 
 MODES = ("crash", "torn-seq", "torn-op")
+
+
+@contextmanager
+def world_on_lossy_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[World, LossyMount]]:
+    """A world whose data directory (and SQLite database) lives on the lossy file system."""
+    from tests.conftest import POLICY_A, fresh_database
+
+    if reason := lossyfs.available():
+        pytest.skip(reason)
+    with lossyfs.lossy_mount(tmp_path / "disk", tmp_path / "mnt") as fs, \
+            fresh_database(request.config.getoption("--db"), tmp_path / "mnt") as url:
+        world = make_world(tmp_path / "mnt" / "data", url, POLICY_A, "a")
+        try:
+            yield world, fs
+        finally:
+            world.close()
 
 
 def power_loss_ingest(world: World, fs: LossyMount, work: Path, *, trials: int, seed: int) -> Tally:

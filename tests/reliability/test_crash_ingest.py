@@ -7,21 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POLICY_A, fresh_database
 from tests.reliability.crash import crash_ingest, crash_mail, crash_sweep
-from tests.support.retention import World, make_world
+from tests.support.retention import World, world_for
 from tests.support.smtp import smtp_server
 
 
 @pytest.fixture()
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    (tmp_path / "db").mkdir()
-    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
-        w = make_world(tmp_path / "data", url, POLICY_A, "a")
-        try:
-            yield w
-        finally:
-            w.close()
+    yield from world_for(request, tmp_path, "a")
 
 
 def test_every_acknowledged_recording_survives_kill_9_during_ingest(world: World, tmp_path: Path) -> None:

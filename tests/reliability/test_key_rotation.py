@@ -21,20 +21,13 @@ from callvault.recordings import rekey
 from callvault.recordings.models import DataKey
 from callvault.runtime import build_runtime
 from callvault.transcription import sealing
-from tests.conftest import POLICY_A, fresh_database
 from tests.reliability.harness import assert_chain_intact
-from tests.support.retention import World, make_world
+from tests.support.retention import World, world_for
 
 
 @pytest.fixture()
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    (tmp_path / "db").mkdir()
-    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
-        w = make_world(tmp_path / "data", url, POLICY_A, "a")
-        try:
-            yield w
-        finally:
-            w.close()
+    yield from world_for(request, tmp_path, "a")
 
 
 def _kek_ids(world: World) -> set[str]:

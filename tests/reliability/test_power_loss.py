@@ -7,27 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POLICY_A, fresh_database
-from tests.reliability.powerloss import power_loss_ingest
+from tests.reliability.powerloss import power_loss_ingest, world_on_lossy_disk
 from tests.support import lossyfs
-from tests.support.retention import World, make_world
+from tests.support.retention import World
 
 UNAVAILABLE = lossyfs.available()
 
 
-@pytest.fixture()
-def lossy_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[World, lossyfs.LossyMount]]:
-    """A world whose data directory (and SQLite database) lives on the lossy file system."""
-    if UNAVAILABLE:
-        pytest.skip(UNAVAILABLE)
-    (tmp_path / "db").mkdir()
-    with lossyfs.lossy_mount(tmp_path / "disk", tmp_path / "mnt") as fs, \
-            fresh_database(request.config.getoption("--db"), tmp_path / "mnt") as url:
-        world = make_world(tmp_path / "mnt" / "data", url, POLICY_A, "a")
-        try:
-            yield world, fs
-        finally:
-            world.close()
+@pytest.fixture(name="lossy_world")
+def _lossy_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[World, lossyfs.LossyMount]]:
+    with world_on_lossy_disk(request, tmp_path) as pair:
+        yield pair
 
 
 def test_no_acknowledged_recording_is_lost_when_the_power_fails_during_ingest(

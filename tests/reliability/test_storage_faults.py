@@ -21,19 +21,12 @@ from callvault.recordings.models import Recording, RecordingState
 from callvault.runtime import build_runtime
 from callvault.storage import blobstore
 from callvault.storage.s3 import S3BlobStore
-from tests.conftest import POLICY_A, fresh_database
-from tests.support.retention import World, make_world
+from tests.support.retention import World, world_for
 
 
 @pytest.fixture()
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    (tmp_path / "db").mkdir()
-    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
-        w = make_world(tmp_path / "data", url, POLICY_A, "a")
-        try:
-            yield w
-        finally:
-            w.close()
+    yield from world_for(request, tmp_path, "a")
 
 
 class _FailingFile:

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import POLICY_A, fresh_database
 from tests.reliability.crash import crash_ingest, crash_mail, crash_sweep
-from tests.support.retention import World, make_world
+from tests.support.retention import World, world_for
 from tests.support.smtp import smtp_server
 
 TRIALS = int(os.environ.get("CALLVAULT_SOAK_TRIALS", "300"))
@@ -19,13 +18,7 @@ SEED = int(os.environ.get("CALLVAULT_SOAK_SEED", "1"))
 
 @pytest.fixture()
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
-    (tmp_path / "db").mkdir()
-    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
-        w = make_world(tmp_path / "data", url, POLICY_A, "a")
-        try:
-            yield w
-        finally:
-            w.close()
+    yield from world_for(request, tmp_path, "a")
 
 
 def test_soak_ingest_kills(world: World, tmp_path: Path) -> None:
@@ -43,16 +36,8 @@ def test_soak_mail_kills(world: World) -> None:
 
 def test_soak_power_loss(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """RELIABILITY.md's 100 power-loss runs: CALLVAULT_SOAK_TRIALS=100 (cuts rotate crash/torn-seq/torn-op)."""
-    from tests.reliability.powerloss import power_loss_ingest
-    from tests.support import lossyfs
+    from tests.reliability.powerloss import power_loss_ingest, world_on_lossy_disk
 
-    if reason := lossyfs.available():
-        pytest.skip(reason)
     (tmp_path / "work").mkdir()
-    with lossyfs.lossy_mount(tmp_path / "disk", tmp_path / "mnt") as fs, \
-            fresh_database(request.config.getoption("--db"), tmp_path / "mnt") as url:
-        world = make_world(tmp_path / "mnt" / "data", url, POLICY_A, "a")
-        try:
-            power_loss_ingest(world, fs, tmp_path / "work", trials=TRIALS, seed=SEED).report()
-        finally:
-            world.close()
+    with world_on_lossy_disk(request, tmp_path) as (world, fs):
+        power_loss_ingest(world, fs, tmp_path / "work", trials=TRIALS, seed=SEED).report()
