@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from callvault.api.deps import get_runtime, source_ip
+from callvault.api.deps import bearer_token, get_runtime, source_ip
 from callvault.ops import health
 from callvault.ops.logs import REQUEST_ID_HEADER, request_id_from, request_id_var
 from callvault.ops.metrics import HttpMetrics
@@ -113,8 +113,7 @@ def _loopback(address: str | None) -> bool:
 async def metrics(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
     """Prometheus exposition: from loopback, or with the metrics bearer token."""
     token = runtime.settings.metrics_token
-    header = request.headers.get("authorization", "")
-    sent = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    sent = bearer_token(request) or ""
     # Loopback counts only for a direct request: one relayed by a local reverse proxy (X-Forwarded-For)
     # may come from anywhere.
     direct_local = _loopback(source_ip(request)) and "x-forwarded-for" not in request.headers

@@ -138,7 +138,7 @@ def require_administrator(runtime: Runtime, caller: Caller, what: str) -> None:
 
 def delivery_rows(runtime: Runtime, *, webhook: str | None, state: str | None,
                   limit: int) -> list[WebhookDeliveryRead]:
-    with runtime.db.unit_of_work() as session:
+    with runtime.db.read_only() as session:
         return [WebhookDeliveryRead(
             id=d.id, webhook=d.subscription_name, event_id=d.event_id, event_type=d.event_type, state=d.state,
             attempts=d.attempts, created_at=d.created_at.isoformat(), next_attempt_at=d.next_attempt_at.isoformat(),

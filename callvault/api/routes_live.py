@@ -37,7 +37,7 @@ from callvault.api.deps import Caller, _resolve, get_caller, get_runtime
 from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, Conflict, NotFound
 from callvault.live import service as live
 from callvault.live.service import END_REASONS
-from callvault.live.tap import close_code
+from callvault.live.tap import REASON_BY_CODE, close_code
 from callvault.runtime import Runtime
 
 log = logging.getLogger("callvault.live")
@@ -174,7 +174,7 @@ async def _relay(websocket: WebSocket, started: live.Started, call_id: str) -> s
         except ConnectionClosed:
             pass
         code = tap.close_code or 0
-        return next((r for r, c in _CODE_REASONS.items() if c == code), "capture_lost")
+        return REASON_BY_CODE.get(code, "capture_lost")
 
     async def from_browser() -> str:
         with contextlib.suppress(WebSocketDisconnect):
@@ -195,4 +195,3 @@ async def _relay(websocket: WebSocket, started: live.Started, call_id: str) -> s
             await tap.close()
 
 
-_CODE_REASONS = {r: close_code(r) for r in END_REASONS}

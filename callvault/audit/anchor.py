@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from callvault.audit.signing import Signer
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import ConfigurationError
+from callvault.storage._fs import write_atomic
 
 log = logging.getLogger("callvault.audit")
 
@@ -68,19 +68,7 @@ class CheckpointAnchor:
         if current is not None and current.seq >= checkpoint["seq"]:
             return  # another node anchored a newer one meanwhile
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f".{ANCHOR_FILE}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.write(fd, (json.dumps(checkpoint, indent=2, sort_keys=True) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(self.path, (json.dumps(checkpoint, indent=2, sort_keys=True) + "\n").encode(), mode=0o644)
 
 
 def publish_anchored(

@@ -52,6 +52,10 @@ class Admission:
     """Consent evidence the metadata lacked but the recording-control API supplied (``announced`` /
     ``notified`` events filed while the call ran); the caller stores the call with it."""
 
+    def applied_to(self, meta: CallMetadata) -> CallMetadata:
+        """``meta`` as the call is stored: with the consent evidence admission completed, if any."""
+        return meta if self.consent is None else meta.model_copy(update={"consent": self.consent})
+
 
 def _scope_field(policy: PolicyDocument, meta: CallMetadata) -> str:
     scope = policy.recording_scope

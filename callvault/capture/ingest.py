@@ -196,8 +196,7 @@ def ingest_recording(
                           actor=actor, actor_role=actor_role, source_ip=source_ip, clock=clock)
     if admission.refusal is not None:
         raise admission.refusal  # its audit entry is committed above
-    if admission.consent is not None:
-        meta = meta.model_copy(update={"consent": admission.consent})
+    meta = admission.applied_to(meta)
     if not admission.edit.is_noop:
         audio = io.BytesIO(apply_edit(audio, admission.edit).data)
         info = probe_audio(audio)
@@ -246,6 +245,12 @@ def discard_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str
     _discard(db, store, rec_id, blob_key, failure=failure, clock=clock)
 
 
+def _failed_payload(row: Recording, reason: str) -> dict[str, Any]:
+    """The ``recording.failed`` webhook body (no content, no caller number)."""
+    return {"recording_id": row.id, "call_id": row.call_id, "started_at": row.started_at.isoformat(),
+            "extension": row.extension, "agent": row.agent, "reason": reason}
+
+
 def _discard(db: Database, store: BlobStore, rec_id: str, blob_key: str, *, failure: str | None = None,
              clock: Clock = system_clock) -> None:
     """Undo a failed ingest: blob first, then the pending row. Best effort; the reaper retries."""
@@ -255,9 +260,7 @@ def _discard(db: Database, store: BlobStore, rec_id: str, blob_key: str, *, fail
             row = session.get(Recording, rec_id)
             if row is not None and row.state == RecordingState.PENDING:
                 if failure is not None:
-                    webhooks.emit(session, "recording.failed", {
-                        "recording_id": rec_id, "call_id": row.call_id, "started_at": row.started_at.isoformat(),
-                        "extension": row.extension, "agent": row.agent, "reason": failure}, clock=clock)
+                    webhooks.emit(session, "recording.failed", _failed_payload(row, failure), clock=clock)
                 session.delete(row)
     except Exception:  # noqa: S110 - the reaper finishes what this could not
         pass
@@ -275,10 +278,8 @@ def reap_stale_ingests(
         for row in stale:
             store.delete(row.blob_key)
             removed.append(row.id)
-            webhooks.emit(session, "recording.failed", {
-                "recording_id": row.id, "call_id": row.call_id, "started_at": row.started_at.isoformat(),
-                "extension": row.extension, "agent": row.agent,
-                "reason": "ingest did not complete (process stopped mid-way); partial data removed"}, clock=clock)
+            webhooks.emit(session, "recording.failed", _failed_payload(
+                row, "ingest did not complete (process stopped mid-way); partial data removed"), clock=clock)
             session.delete(row)
         if removed:
             audit.append(session, audit.AuditEvent(

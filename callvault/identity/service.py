@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
+from callvault.core.db import Database
 from callvault.core.errors import AuthenticationFailed, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id, new_secret_token
 from callvault.identity import mfa, throttle
@@ -376,3 +377,15 @@ def actor_for(session: Session, user: User, policy: PolicyDocument) -> Actor:
         user_id=user.id, username=user.username, role=user.role, extension=user.extension, team=user.team,
         acknowledged_policy_version=acknowledged_version(session, user, policy.version),
     )
+
+
+def user_with_extension(db: Database, extension: str | None) -> User | None:
+    """The active user whose extension this is (their username is the call's agent, their team its
+    team): how capture paths (SIPREC, PBX imports, Twilio) name the agent when the telephony does not."""
+    if not extension:
+        return None
+    with db.unit_of_work() as session:
+        user = session.scalar(select(User).where(User.extension == extension, User.active.is_(True)))
+        if user is not None:
+            session.expunge(user)
+        return user

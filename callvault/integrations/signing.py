@@ -14,19 +14,34 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from callvault.core.clock import Clock
-from callvault.core.errors import AuthenticationFailed
+from callvault.core.errors import AuthenticationFailed, ConfigurationError
+from callvault.core.settings import env_or_file
 from callvault.transcription.models import CrmWebhookDelivery  # the table is the notes webhook's (0010)
 
 TIMESTAMP_HEADER: Final = "x-callvault-timestamp"
 SIGNATURE_HEADER: Final = "x-callvault-signature"
 REPLAY_WINDOW: Final = timedelta(minutes=5)
+
+
+MIN_SECRET_CHARS: Final = 16
+
+
+def load_shared_secret(env: Mapping[str, str], env_name: str, what: str) -> bytes:
+    """A shared secret from ``env_name`` (or ``env_name``_FILE); ConfigurationError (503 at the edge)
+    naming the setting while it is unset or shorter than ``MIN_SECRET_CHARS``."""
+    secret = env_or_file(env, env_name)
+    if not secret or len(secret.strip()) < MIN_SECRET_CHARS:
+        raise ConfigurationError(f"{what} is not configured: set {env_name} (or {env_name}_FILE) to a secret of "
+                                 f"at least {MIN_SECRET_CHARS} characters")
+    return secret.strip().encode()
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -50,10 +65,7 @@ def verify(secret: bytes, *, timestamp: str | None, signature: str | None, body:
         raise AuthenticationFailed("X-Callvault-Timestamp must be whole seconds since 1970 (UTC)")
     if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip().lower()):
         raise AuthenticationFailed("the signature does not match the body and timestamp")
-    age = clock.now().timestamp() - int(timestamp)
-    if abs(age) > REPLAY_WINDOW.total_seconds():
-        raise AuthenticationFailed("the delivery's timestamp is more than 5 minutes from the server's clock "
-                                   "(expired, or the clocks disagree)")
+    check_fresh(datetime.fromtimestamp(int(timestamp), UTC), clock)
     return signature.strip().lower().removeprefix("sha256=")
 
 

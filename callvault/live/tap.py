@@ -42,6 +42,9 @@ CLOSE_CODES = {"personal": 4001, "paused": 4002, "stopped": 4003, "call_ended": 
                "listener_left": 1000}
 
 
+REASON_BY_CODE = {code: reason for reason, code in CLOSE_CODES.items()}
+
+
 def close_code(reason: str) -> int:
     return CLOSE_CODES.get(reason, 4000)
 

@@ -69,7 +69,7 @@ class DatabaseCollector(Collector):
 
     def _families(self) -> Iterable[Metric]:
         now = self.clock.now()
-        with self.db.unit_of_work() as session:
+        with self.db.read_only() as session:
             by_state = dict(session.execute(select(Recording.state, func.count()).group_by(Recording.state)).all())
             ingested = CounterMetricFamily("callvault_recordings_ingested",
                                            "recordings ever stored (available or since destroyed)")

@@ -180,8 +180,7 @@ def run_sample(
     sample = QaSample(
         id=new_id(), policy_id=policy.policy_id, policy_version=policy.version, period_start=period.start,
         period_end=period.end, trigger=trigger,
-        schedule_key=f"{policy.policy_id}:{qr.sampling.period}:{period.start.isoformat()}"
-        if trigger == "schedule" else None,
+        schedule_key=scheduled_key(policy, period) if trigger == "schedule" else None,
         seed=seed, rule=qr.sampling.model_dump(mode="json"), population=[list(e) for e in population],
         population_sha256=population_digest(population), selected=selected, excluded=dict(excluded),
         run_by=actor[:64], created_at=clock.now())

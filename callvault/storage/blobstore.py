@@ -174,7 +174,12 @@ class LocalBlobStore:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
-        self._flushed(lambda: fsync_dir(final.parent))  # on failure the caller discards the blob
+        try:
+            self._flushed(lambda: fsync_dir(final.parent))
+        except FlushFailed:  # the writer's contract: on an error nothing appears under the key
+            with contextlib.suppress(FileNotFoundError):
+                final.unlink()
+            raise
 
     def _make_dirs(self, directory: Path) -> None:
         """Create missing parents one level at a time, fsyncing each new entry's parent."""

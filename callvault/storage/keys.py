@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import os
 import re
@@ -39,7 +38,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from callvault.core.errors import ConfigurationError, IntegrityError, InvalidInput, NotFound
-from callvault.storage._fs import fsync_dir, write_fd_and_close
+from callvault.storage._fs import fsync_dir, write_atomic, write_fd_and_close
 from callvault.storage.shredlist import SHRED_LIST_NAME, ShredList, fingerprint
 
 __all__ = [
@@ -386,16 +385,7 @@ def _ensure_private_dir(path: Path) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        write_fd_and_close(fd, data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
+    write_atomic(path, data, mode=0o600)
 
 
 def retire_kek_file(key_dir: Path, kek_id: str) -> bytes:

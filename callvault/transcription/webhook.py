@@ -26,8 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callvault.core.clock import Clock
-from callvault.core.errors import ConfigurationError, FieldProblem, InvalidInput, NotFound
-from callvault.core.settings import env_or_file
+from callvault.core.errors import FieldProblem, InvalidInput, NotFound
 from callvault.integrations import signing
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.storage.keys import Keyring
@@ -38,7 +37,7 @@ SECRET_ENV: Final = "CALLVAULT_CRM_WEBHOOK_SECRET"  # noqa: S105 (a variable nam
 TIMESTAMP_HEADER: Final = signing.TIMESTAMP_HEADER
 SIGNATURE_HEADER: Final = signing.SIGNATURE_HEADER
 REPLAY_WINDOW: Final = signing.REPLAY_WINDOW
-MIN_SECRET_CHARS: Final = 16
+MIN_SECRET_CHARS: Final = signing.MIN_SECRET_CHARS
 ACTOR: Final = "crm-webhook"
 _NOTE_IDS: Final = uuid.UUID("5b0f7c1e-3a52-4d8e-9a51-6c1d0e7f2b90")
 
@@ -73,21 +72,12 @@ class Delivery:
 
 
 def load_secret(env: Mapping[str, str]) -> bytes:
-    secret = env_or_file(env, SECRET_ENV)
-    if not secret or len(secret.strip()) < MIN_SECRET_CHARS:
-        raise ConfigurationError(f"the CRM webhook is not configured: set {SECRET_ENV} (or {SECRET_ENV}_FILE) "
-                                 f"to a secret of at least {MIN_SECRET_CHARS} characters")
-    return secret.strip().encode()
+    return signing.load_shared_secret(env, SECRET_ENV, "the CRM webhook")
 
 
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """The signature header value for ``body`` sent at ``timestamp`` (what a connector computes)."""
-    return signing.sign(secret, timestamp, body)
-
-
-def verify(secret: bytes, *, timestamp: str | None, signature: str | None, body: bytes, clock: Clock) -> str:
-    """The signature's hex digest if the delivery is authentic and fresh; AuthenticationFailed otherwise."""
-    return signing.verify(secret, timestamp=timestamp, signature=signature, body=body, clock=clock)
+# The scheme is the shared one (callvault/integrations/signing.py); these names are this webhook's API.
+sign = signing.sign
+verify = signing.verify
 
 
 def parse(body: bytes) -> WebhookNote:

@@ -20,6 +20,7 @@ Two passes, both safe on any number of nodes at once and after a crash at any po
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import io
 import logging
@@ -55,6 +56,7 @@ from callvault.capture.ingest import ingest_recording
 from callvault.core.clock import Clock
 from callvault.core.errors import Conflict, InvalidInput, NotFound
 from callvault.core.ids import new_id
+from callvault.identity import service as identity
 from callvault.identity.models import User
 from callvault.recordings.models import Recording, RecordingState
 
@@ -493,25 +495,10 @@ def _attempts(runtime: Runtime, row_id: str) -> int:
         return row.attempts if row else 0
 
 
-def user_lookup(runtime: Runtime) -> Callable[[str | None], User | None]:
-    """The active user owning an extension (agent = username, team = team), as SIPREC capture does."""
-
-    def find(extension: str | None) -> User | None:
-        if not extension:
-            return None
-        with runtime.db.unit_of_work() as session:
-            user = session.scalar(select(User).where(User.extension == extension, User.active.is_(True)))
-            if user is not None:
-                session.expunge(user)
-            return user
-
-    return find
-
-
 def import_ready(runtime: Runtime, *, settings: PbxSettings, root: Path | None = None, row_id: str | None = None,
                  limit: int = 500) -> ImportSummary:
     """Import every complete row (of ``root``, or one row) that is due; returns the outcomes."""
-    summary, user_for = ImportSummary(), user_lookup(runtime)
+    summary, user_for = ImportSummary(), functools.partial(identity.user_with_extension, runtime.db)
     cache: dict[str, CdrIndex] = {}
     root_text = os.fsdecode(_root_bytes(root)) if root is not None else None
     for _ in range(limit):

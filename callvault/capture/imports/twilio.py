@@ -40,12 +40,13 @@ from twilio.request_validator import RequestValidator  # type: ignore[import-unt
 
 from callvault.capture.admission import NotRecordable
 from callvault.capture.imports.models import TwilioRecording, TwilioState
-from callvault.capture.imports.pbx import _swapped, user_lookup
+from callvault.capture.imports.pbx import _swapped
 from callvault.capture.imports.settings import TwilioSettings
 from callvault.capture.ingest import ingest_recording
 from callvault.capture.metadata import normalise_number, parse_metadata
 from callvault.core.clock import Clock
 from callvault.core.errors import AuthenticationFailed, Conflict, FieldProblem, InvalidInput
+from callvault.identity import service as identity
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -214,7 +215,7 @@ def _metadata(runtime: Runtime, settings: TwilioSettings, row: TwilioRecording) 
         direction = "inbound" if extra["Direction"] == "inbound" else "outbound"
     started = row.started_at or (row.received_at - timedelta(seconds=row.duration_seconds))
     extension = extra.get("Extension") or settings.extension
-    user = user_lookup(runtime)(extension)
+    user = identity.user_with_extension(runtime.db, extension)
     remote, local = (extra.get("From"), extra.get("To")) if direction == "inbound" else \
         (extra.get("To"), extra.get("From"))
     meta: dict[str, Any] = {

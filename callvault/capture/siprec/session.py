@@ -43,6 +43,7 @@ from callvault.capture.siprec.admit import admit_call, edit_stream, kept_frames
 from callvault.capture.siprec.metadata import CallFacts, RecordingMetadata
 from callvault.capture.siprec.rtp import Mixer, RtpError, StreamTimer, parse_rtp
 from callvault.capture.siprec.sdp import StreamPlan
+from callvault.identity import service as identity
 from callvault.identity.models import User
 from callvault.live.tap import LiveFeed
 from callvault.policy.schema import PolicyDocument
@@ -442,8 +443,8 @@ class CallSession:
             result = encrypt_stream(source, size, sink, data_key=data_key, context=self.rec_id.encode(),
                                     chunk_size=CHUNK_SIZE)
         meta = self._catalog_metadata(ended_at=ended_at)
-        if admission is not None and admission.consent is not None:  # evidence filed through the control API
-            meta = meta.model_copy(update={"consent": admission.consent})
+        if admission is not None:  # with consent evidence filed through the control API
+            meta = admission.applied_to(meta)
         stats = {f"stream{i}": {"label": s.plan.label, "channel": s.channel, "packets": s.timer.stats.packets,
                                 "lost": s.timer.stats.lost, "duplicates": s.timer.stats.duplicates,
                                 "ignored": s.timer.stats.ignored, "ssrc_changes": s.timer.stats.ssrc_changes,
@@ -512,13 +513,7 @@ class CallSession:
 
 def lookup_agent(runtime: Runtime, extension: str | None) -> User | None:
     """The active user with this extension (their username is the agent, their team the team)."""
-    if not extension:
-        return None
-    with runtime.db.unit_of_work() as session:
-        user = session.scalar(select(User).where(User.extension == extension, User.active.is_(True)))
-        if user is not None:
-            session.expunge(user)
-        return user
+    return identity.user_with_extension(runtime.db, extension)
 
 
 def _wav_header(frames: int, rate: int, channels: int) -> bytes:

@@ -18,10 +18,10 @@ from typing import ClassVar
 from pydantic import ValidationError
 
 from callvault.core.clock import Clock
-from callvault.core.errors import ConfigurationError, FieldProblem, InvalidInput
-from callvault.core.settings import env_or_file
+from callvault.core.errors import FieldProblem, InvalidInput
+from callvault.integrations import signing
 
-MIN_SECRET_CHARS = 16
+MIN_SECRET_CHARS = signing.MIN_SECRET_CHARS
 
 
 class EventKind(StrEnum):
@@ -74,12 +74,7 @@ class Connector(ABC):
 
     def load_secret(self, env: Mapping[str, str]) -> bytes:
         """The shared secret; ConfigurationError (503 at the edge) while it is not set."""
-        secret = env_or_file(env, self.secret_env)
-        if not secret or len(secret.strip()) < MIN_SECRET_CHARS:
-            raise ConfigurationError(f"the {self.name} CRM connector is not configured: set {self.secret_env} "
-                                     f"(or {self.secret_env}_FILE) to a secret of at least {MIN_SECRET_CHARS} "
-                                     "characters")
-        return secret.strip().encode()
+        return signing.load_shared_secret(env, self.secret_env, f"the {self.name} CRM connector")
 
     @abstractmethod
     def authenticate(self, secret: bytes, headers: Mapping[str, str], body: bytes, clock: Clock) -> str:

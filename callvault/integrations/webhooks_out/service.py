@@ -103,8 +103,11 @@ def _secret_text(key: bytes) -> str:
 
 def secret_of(sub: WebhookSubscription, keyring: Keyring) -> bytes:
     """The signing secret as the receiver holds it (the text shown at creation, as UTF-8 bytes)."""
-    key = keyring.unwrap(WrappedKey(kek_id=sub.kek_id, wrapped=sub.wrapped_secret), recording_id=_binding(sub.id))
-    return _secret_text(key).encode()
+    return _unwrap_secret(keyring, WrappedKey(kek_id=sub.kek_id, wrapped=sub.wrapped_secret), sub.id)
+
+
+def _unwrap_secret(keyring: Keyring, wrapped: WrappedKey, subscription_id: str) -> bytes:
+    return _secret_text(keyring.unwrap(wrapped, recording_id=_binding(subscription_id))).encode()
 
 
 def get_subscription(session: Session, name: str) -> WebhookSubscription:
@@ -206,7 +209,7 @@ def _post(client: httpx.Client, url: str, row: WebhookDelivery, secret: bytes,
     stamp = str(int(clock.now().timestamp()))
     headers = {"Content-Type": "application/json", "User-Agent": "callvault-webhooks/1",
                EVENT_HEADER: row.event_type, DELIVERY_HEADER: row.id,
-               "X-Callvault-Timestamp": stamp, "X-Callvault-Signature": signing.sign(secret, stamp, body)}
+               signing.TIMESTAMP_HEADER: stamp, signing.SIGNATURE_HEADER: signing.sign(secret, stamp, body)}
     try:
         resp = client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
@@ -260,8 +263,7 @@ def deliver_due(db: Database, keyring: Keyring, *, clock: Clock = system_clock, 
                 sub_id = item.row.subscription_id
                 if sub_id not in secrets_by_sub:
                     try:
-                        secrets_by_sub[sub_id] = _secret_text(
-                            keyring.unwrap(item.wrapped, recording_id=_binding(sub_id))).encode()
+                        secrets_by_sub[sub_id] = _unwrap_secret(keyring, item.wrapped, sub_id)
                     except CallvaultError as exc:  # a missing/retired KEK: recorded on the row, retried later
                         secrets_by_sub[sub_id] = exc
                 secret = secrets_by_sub[sub_id]
