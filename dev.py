@@ -25,7 +25,7 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 # System tools the product and its tests use (Debian package names); installed when missing and possible.
 SYSTEM_PACKAGES = {"espeak-ng": "espeak-ng", "sipp": "sip-tester", "chromium": "chromium",
-                   "fusermount3": "fuse3"}
+                   "fusermount3": "fuse3", "wrk": "wrk"}  # wrk: bench/http.py's load generator
 
 
 def say(message: str) -> None:

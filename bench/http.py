@@ -1,18 +1,28 @@
 """HTTP throughput and tail latency of search and metadata under 100 concurrent clients.
 
-    .venv/bin/python -m bench.http [--count 100000] [--clients 100] [--seconds 10] [--database-url URL]
+    .venv/bin/python -m bench.http [--count 100000] [--clients 100] [--seconds 10] [--think-ms 1000]
+                                   [--database-url URL]
 
 Starts the real server (`callvault serve` in its own process(es), ``--server-workers``) on loopback
-over a catalog of ``count`` recordings, then 100 concurrent keep-alive clients hammer
-``GET /api/v1/recordings?agent=…`` and ``GET /api/v1/recordings/{id}`` for ``seconds`` each.
-Reference in the same run: the same clients against ``/healthz`` (routing + one SELECT 1), the
-floor this server and client pair can reach. Target: p99 <= 200 ms. Client and server share the
-machine's cores, so absolute figures are conservative.
+over a catalog of ``count`` recordings; 100 concurrent keep-alive clients then request
+``GET /api/v1/recordings?agent=…`` and ``GET /api/v1/recordings/{id}`` for ``seconds`` each, in two
+ways:
 
-Clients: ``--client wrk`` (the default when Debian's ``wrk`` is installed: 100 connections from a C
-load generator in its own process, so the load costs the server's cores little) or ``--client
-threads`` (100 Python threads with httpx in this process: portable, but the clients then take much
-of the CPU the server would use).
+* **saturation**: every client sends its next request the moment the last one is answered (no
+  think time). This finds the most the server does per second; with 100 clients always waiting,
+  latency is queueing (Little's law: mean = 100 / throughput), so p99 here mostly says how many
+  cores the machine has.
+* **with think time**: every client waits ``--think-ms`` (uniformly 0.5 to 1.5 times that) between its
+  requests, as people at a search page do; latency is then the server's own answer time under
+  that load.
+
+Reference in the same run: the same clients against ``/healthz`` (routing + one SELECT 1), the
+floor this server and client pair can reach. Target: p99 <= 200 ms.
+
+Clients: ``--client wrk`` (the default when Debian's ``wrk`` is installed: the connections come
+from a C load generator in its own process, so the load costs the server's cores little; think time
+is wrk's ``delay()`` hook) or ``--client threads`` (Python threads with httpx in this process:
+portable, but the clients then take much of the CPU the server would use).
 """
 
 from __future__ import annotations
@@ -39,7 +49,8 @@ from callvault.recordings.models import Recording
 from tests.support.env import _free_port
 
 
-def hammer(base: str, token: str, paths: list[str], clients: int, seconds: float) -> tuple[int, list[float]]:
+def hammer(base: str, token: str, paths: list[str], clients: int, seconds: float,
+           think_ms: float = 0.0) -> tuple[int, list[float]]:
     """``clients`` threads, each a keep-alive connection, requesting random ``paths`` for ``seconds``.
 
     Threads with blocking clients rather than one asyncio client: httpx's asyncio pool became the
@@ -58,6 +69,8 @@ def hammer(base: str, token: str, paths: list[str], clients: int, seconds: float
                 resp = client.get(rng.choice(paths))
                 resp.raise_for_status()
                 mine.append((time.perf_counter() - start) * 1000)
+                if think_ms:
+                    time.sleep(think_ms * rng.uniform(0.5, 1.5) / 1000)
         with lock:
             latencies.extend(mine)
 
@@ -77,14 +90,23 @@ request = function()
   i = i + 1
   return wrk.format("GET", paths[(i %% #paths) + 1], {["Authorization"] = "Bearer %s"})
 end
+%s
+"""
+
+THINK = """
+delay = function()
+  return math.random(%d, %d)
+end
 """
 
 
-def hammer_wrk(base: str, token: str, paths: list[str], clients: int, seconds: float) -> tuple[int, float, float]:
+def hammer_wrk(base: str, token: str, paths: list[str], clients: int, seconds: float,
+               think_ms: float = 0.0) -> tuple[int, float, float]:
     """``wrk`` with ``clients`` connections over ``paths`` in turn; (requests, p50 ms, p99 ms)."""
     shuffled = random.Random(1).sample(paths, len(paths))
+    think = THINK % (int(think_ms * 0.5), int(think_ms * 1.5)) if think_ms else ""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in shuffled), token))
+        script.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in shuffled), token, think))
     try:
         out = subprocess.run(["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{seconds:g}s", "--latency",
                               "-s", script.name, base], capture_output=True, text=True, check=True).stdout
@@ -107,6 +129,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--think-ms", type=float, default=1000.0,
+                        help="each client's pause between requests in the second pass (0: skip that pass)")
     parser.add_argument("--client", choices=["wrk", "threads"], default="wrk" if shutil.which("wrk") else "threads")
     parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1, help="server processes")
     args = parser.parse_args()
@@ -142,18 +166,24 @@ def main() -> None:
         }
         print(f"database: {runtime.db.dialect}; catalog {args.count:,}; {args.clients} concurrent clients; "
               f"{args.seconds:g} s per case; {args.server_workers} server process(es); clients: {args.client}")
-        results = {}
-        for name, paths in cases.items():
-            if args.client == "wrk":
-                done, p50, p99 = hammer_wrk(base, token, paths, args.clients, args.seconds)
-            else:
-                done, lat = hammer(base, token, paths, args.clients, args.seconds)
-                p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
-            rps = done / args.seconds
-            results[name] = rps
-            reference = results["reference /healthz"]
-            ratio = f"  ({rps / reference:.2f} of reference)" if name != "reference /healthz" else ""
-            print(f"{name:22s} {rps:8.0f} req/s   p50 {p50:6.1f} ms   p99 {p99:6.1f} ms{ratio}")
+        passes = [("saturation (no think time)", 0.0)]
+        if args.think_ms:
+            passes.append((f"think time {args.think_ms:g} ms (0.5-1.5x)", args.think_ms))
+        for title, think_ms in passes:
+            print(f"-- {title}")
+            results = {}
+            for name, paths in cases.items():
+                if args.client == "wrk":
+                    done, p50, p99 = hammer_wrk(base, token, paths, args.clients, args.seconds, think_ms)
+                else:
+                    done, lat = hammer(base, token, paths, args.clients, args.seconds, think_ms)
+                    p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+                rps = done / args.seconds
+                results[name] = (rps, p99)
+                ref_rps, ref_p99 = results["reference /healthz"]
+                ratio = (f"  ({rps / ref_rps:.2f} of reference req/s; p99 {p99 / ref_p99:.1f}x)"
+                         if name != "reference /healthz" else "")
+                print(f"{name:22s} {rps:8.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms{ratio}")
         server.terminate()
         server.wait(timeout=30)
     print("target: p99 <= 200 ms")

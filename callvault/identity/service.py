@@ -281,11 +281,13 @@ def revoke_token(session: Session, *, token: str, clock: Clock = system_clock) -
 
 def token_and_user(session: Session, token: str, *, clock: Clock = system_clock) -> tuple[ApiToken, User]:
     """The live token row and its active user, or AuthenticationFailed."""
-    row = session.scalar(select(ApiToken).where(ApiToken.token_sha256 == _token_hash(token)))
-    if row is None or row.revoked_at is not None or row.expires_at <= clock.now():
+    # One round trip (runs on every API request): the token and its user together.
+    found = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+                            .where(ApiToken.token_sha256 == _token_hash(token))).first()
+    if found is None:
         raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
-    user = session.get(User, row.user_id)
-    if user is None or not user.active:
+    row, user = found
+    if row.revoked_at is not None or row.expires_at <= clock.now() or not user.active:
         raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
     return row, user
 

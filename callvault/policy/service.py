@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
@@ -53,17 +53,22 @@ def load_policy(
     return row, True
 
 
+def _in_force(day: date) -> Select[str, str]:
+    return (select(PolicyVersion.id, PolicyVersion.sha256)
+            .where(PolicyVersion.active.is_(True), PolicyVersion.effective_from <= day)
+            .order_by(PolicyVersion.effective_from.desc(), PolicyVersion.loaded_at.desc())
+            .limit(1))
+
+
+_NONE_IN_FORCE = "no policy is in force: load one with `callvault policy load FILE`"
+
+
 def current_version(session: Session, *, today: date | None = None, clock: Clock = system_clock) -> PolicyVersion:
     """The newest loaded version whose effective date has come."""
-    day = today or clock.now().date()
-    row = session.scalar(
-        select(PolicyVersion)
-        .where(PolicyVersion.active.is_(True), PolicyVersion.effective_from <= day)
-        .order_by(PolicyVersion.effective_from.desc(), PolicyVersion.loaded_at.desc())
-        .limit(1)
-    )
+    found = session.execute(_in_force(today or clock.now().date())).first()
+    row = session.get(PolicyVersion, found.id) if found is not None else None
     if row is None:
-        raise ConfigurationError("no policy is in force: load one with `callvault policy load FILE`")
+        raise ConfigurationError(_NONE_IN_FORCE)
     return row
 
 
@@ -73,10 +78,19 @@ the database every time; only the parse of an identical document is reused."""
 
 
 def current_policy(session: Session, *, clock: Clock = system_clock) -> PolicyDocument:
-    """The policy document in force now."""
-    row = current_version(session, clock=clock)
-    doc = _parsed.get(row.sha256)
+    """The policy document in force now.
+
+    Runs on every request (network guard, caller): it reads only the in-force version's id and hash,
+    and fetches the stored document text only when that hash has not been parsed in this process.
+    """
+    found = session.execute(_in_force(clock.now().date())).first()
+    if found is None:
+        raise ConfigurationError(_NONE_IN_FORCE)
+    doc = _parsed.get(found.sha256)
     if doc is None:
+        row = session.get(PolicyVersion, found.id)
+        if row is None:  # removed between the two reads
+            raise ConfigurationError(_NONE_IN_FORCE)
         doc = parse_policy_text(row.document_yaml, source=f"stored policy {row.policy_id}@{row.version}")
         _parsed[row.sha256] = doc
     return doc
