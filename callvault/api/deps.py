@@ -2,9 +2,10 @@
 
 Every request passes three gates, in this order:
 
-1. ``NetworkGuard`` (middleware, every request): the client address (``X-Forwarded-For`` believed only
-   from ``CALLVAULT_TRUSTED_PROXIES``) must be inside the policy's network allow-list (A11), and, when
-   the policy requires company devices, the trusted proxy must vouch for a verified client certificate.
+1. ``NetworkGuard`` (middleware, every request and WebSocket handshake): the client address
+   (``X-Forwarded-For`` believed only from ``CALLVAULT_TRUSTED_PROXIES``) must be inside the policy's
+   network allow-list (A11), and, when the policy requires company devices, the trusted proxy must
+   vouch for a verified client certificate.
    Only the public notice, its stylesheet and the health checks are exempt.
 2. ``get_caller``: a bearer token (``Authorization: Bearer``) or a fully signed-in web session cookie.
    A token may only reach the routes its scopes cover; a cookie-authenticated state-changing request
@@ -137,6 +138,9 @@ class NetworkGuard:
         return None, policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -168,6 +172,32 @@ class NetworkGuard:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"cache-control", b"no-store")]})
         await send({"type": "http.response.body", "body": body})
+
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same allow-list for a WebSocket handshake (live listening). A refusal is accepted, told
+        and closed with 4403 (a browser cannot read a refused handshake's status), like the route's own."""
+        ip = _client_address(scope, self.runtime.settings)
+        scope.setdefault("state", {})["client_ip"] = ip
+        try:
+            problem, policy = await run_in_threadpool(self._check, scope, ip)
+        except ConfigurationError as exc:
+            log.error("service unavailable: %s", exc.message)
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1013, "reason": "temporarily unavailable"})
+            return
+        if problem is None:
+            scope["state"]["policy"] = policy
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        await run_in_threadpool(_audit_network_denial, self.runtime, ip=ip, path=path, reason=problem)
+        message = f"callvault cannot be reached from here: {problem}"
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": json.dumps(
+            {"type": "refused", "message": message, "reason": problem, "clauses": ["A11"]})})
+        await send({"type": "websocket.close", "code": 4403, "reason": message[:120]})
 
 
 def bearer_token(request: Request) -> str | None:

@@ -11,9 +11,10 @@
   A refusal is a ``{"type": "refused", ...}`` message (the reason and clauses, as the JSON API's 403)
   and a close with 4401/4403/4404/4409, because a browser cannot read a failed handshake's status.
 
-The network guard middleware sees only HTTP, so this endpoint applies the same gates itself: the
-credential (bearer token or the web session cookie), the policy's network rules, and for a cookie the
-Origin must be this server (no cross-site WebSocket hijacking).
+The network guard middleware checks the handshake's address (and the company-device certificate
+when the policy requires one) before this endpoint runs; the endpoint then applies the credential
+gates itself (bearer token or the web session cookie, the per-role network rules), and for a cookie
+the Origin must be this server (no cross-site WebSocket hijacking).
 """
 
 from __future__ import annotations

@@ -143,6 +143,14 @@ def add_comment(item_id: str, request: Request, at_seconds: Annotated[str, Form(
         return denied(request, caller, f"{at_seconds!r} is not a number of seconds.", "Go back and give the moment "
                       "of the call in seconds, e.g. 12.5.", title="Comment not added", status_code=422)
     try:
+        # As the API: the policy engine decides (and the audit log records) the reviewer reaching the
+        # call under the review purpose before anything is written about it.
+        with runtime.db.unit_of_work() as session:
+            decision, _, _ = review.authorize_item(
+                session, policy=caller.policy, actor=caller.actor, item_id=item_id, action=Action.VIEW_METADATA,
+                source_ip=caller.source_ip, clock=runtime.clock)
+        if not decision.allowed:
+            return denied(request, caller, decision.reason, clauses=decision.clauses)
         with runtime.db.unit_of_work() as session:
             item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
             rec = session.get(Recording, item.recording_id)

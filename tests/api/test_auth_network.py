@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 from sqlalchemy import select
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect as ws_connect
 
 from callvault.audit.models import AuditEntry
 from callvault.identity.network import client_address, networks
@@ -104,3 +108,32 @@ def test_outside_the_allow_list_nothing_but_the_public_notice_answers(live: Live
 def test_client_address_believes_forwarded_hops_only_from_trusted_proxies(
         peer: str, header: list[str], trusted: list[str], expected: str) -> None:
     assert client_address(peer, header, networks(trusted)) == expected
+
+
+def _ws_refusal(live: LiveServer, headers: dict[str, str]) -> tuple[dict[str, Any], int | None]:
+    url = live.base_url.replace("http://", "ws://") + "/api/v1/live/calls/any-call/listen?purpose=spot_check"
+    with ws_connect(url, additional_headers=headers) as ws:
+        message = json.loads(ws.recv(timeout=10))
+        with contextlib.suppress(ConnectionClosed):
+            ws.recv(timeout=10)
+        return message, ws.close_code
+
+
+@pytest.mark.parametrize("network, headers, problem", [
+    ({"allow": ["10.20.0.0/16"]}, {"X-Forwarded-For": "198.51.100.7"}, "network allow-list"),
+    ({"allow": ["10.20.0.0/16", "127.0.0.0/8"], "require_device_certificate": True},
+     {"X-Forwarded-For": "10.20.0.9", "X-SSL-Client-Verify": "NONE"}, "company device"),
+])
+def test_a_live_listening_handshake_meets_the_same_network_rules(
+        live: LiveServer, network: dict[str, Any], headers: dict[str, str], problem: str) -> None:
+    """WebSocket handshakes pass the guard too: from outside the allow-list, or without a verified
+    company-device certificate, live listening is refused (4403) before any credential is looked at."""
+    env = live.env
+    with live.client("lead") as lead:
+        token = lead.headers["Authorization"].split()[1]
+    _trust_loopback_proxy(env)
+    _load_variant(env, "net-ws", network)
+    message, code = _ws_refusal(live, {**headers, "Authorization": f"Bearer {token}"})
+    assert (message["type"], code, message["clauses"]) == ("refused", 4403, ["A11"])
+    assert problem in message["message"]
+    assert [e.source_ip for e in _denials(env)][-1:] == [headers["X-Forwarded-For"]]

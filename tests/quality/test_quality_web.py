@@ -8,7 +8,9 @@ import re
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from callvault.audit.models import AuditEntry
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.browser import new_page, require_browser, sign_in
 from tests.support.env import CallvaultEnv, LiveServer
@@ -33,6 +35,13 @@ def _page(browser: Any, server: LiveServer) -> Any:
 ANSWERS = {"Greeted the caller": "Yes", "On an outbound call": "Not applicable", "Understood the issue": "Yes",
            "Gave accurate information": "No", "Verified the caller's identity": "Yes",
            "Was courteous": "Yes", "Summarised what happens next": "Yes"}
+
+
+def _item_decisions(env: CallvaultEnv, actor: str) -> list[tuple[str, str | None]]:
+    """(decision, purpose) of the policy engine's answers to ``actor`` reaching a review item's call."""
+    with env.runtime.db.unit_of_work() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.actor == actor).order_by(AuditEntry.seq))
+        return [(e.decision, e.purpose) for e in entries if (e.details or {}).get("quality_item")]
 
 
 def _score(page: Any, answers: dict[str, str]) -> None:
@@ -60,10 +69,12 @@ def test_reviewer_scores_a_sampled_call_and_the_agent_acknowledges_it(
     lead.get_by_role("button", name="Submit score").click()
     assert lead.get_by_role("status").inner_text() == "Your review was saved."
     assert "lead: 75.0" in lead.get_by_role("main").inner_text()
+    decided = _item_decisions(env, "lead")
     lead.get_by_label("At (seconds)").fill("1.5")
     lead.get_by_label("Comment").fill("Price quoted from memory here")
     lead.get_by_role("button", name="Add comment").click()
     assert "1.5 s · lead: Price quoted from memory here" in lead.get_by_role("main").inner_text()
+    assert _item_decisions(env, "lead") == [*decided, ("allow", "spot_check")]  # the comment was decided, audited
     item_url = lead.url.split("?")[0]
 
     agent = _page(browser, server)
