@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
+from callvault.core.errors import Conflict
 from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention.models import DestructionRecord, KeyDestruction
@@ -89,6 +90,12 @@ def destroy_now(
         return []
     now = clock.now()
     ids = [d.recording_id for d in doomed]
+    # The last line of defence for legal holds (every caller already skips or defers held recordings):
+    # a hold placed after a caller looked is still seen here, and the whole step is refused.
+    held = sorted(session.scalars(select(Recording.id).where(Recording.id.in_(ids), Recording.on_hold.is_(True))))
+    if held:
+        raise Conflict(f"not destroyed: recording(s) {', '.join(held)} are under legal hold; "
+                       "release the hold first (`callvault retention hold release`)")
     keys = {rec_id: (kek_id, wrapped) for rec_id, kek_id, wrapped in session.execute(
         select(DataKey.recording_id, DataKey.kek_id, DataKey.wrapped_key).where(DataKey.recording_id.in_(ids)))}
     # List first: from here on the key is dead everywhere, including in any backup of data_keys.

@@ -20,6 +20,7 @@ from callvault.policy import service as policy_service
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention import service as retention
 from callvault.retention.models import DestructionRecord, KeyDestruction
+from callvault.retention.shred import Doomed, destroy_now
 from callvault.retention.sweep import dry_run, sweep
 from callvault.storage.keys import Keyring, WrappedKey, load_keyring
 from tests.conftest import POLICY_A
@@ -143,6 +144,24 @@ def test_held_recording_stays_past_its_date_and_goes_once_released(a: World) -> 
     assert not a.row(held).on_hold
     assert run_sweep(a).destroyed == 1
     assert a.intact_or_fully_destroyed(held) == "destroyed"
+
+
+def test_destruction_itself_refuses_a_held_recording_whoever_asks(a: World) -> None:
+    """A hold placed after a caller chose what to destroy (a sweep's batch, a personal-call control)
+    still stops the destruction: the step is refused and the key and audio stay."""
+    held = a.ingest()
+    policy = _manage(a)
+    with a.runtime.db.unit_of_work() as session:
+        retention.place_hold(session, policy=policy, actor="exec", actor_role="executive", reason="regulator",
+                             owner="legal@example.com", review_on=date(2026, 9, 1), recording_id=held, clock=a.clock)
+    with pytest.raises(Conflict, match="under legal hold"), a.runtime.db.unit_of_work() as session:
+        row = session.get(Recording, held)
+        assert row is not None
+        destroy_now(session, keyring=a.runtime.keyring, doomed=[Doomed.of(row, "personal")], actor="alice")
+    assert a.playable(held)
+    with a.runtime.db.unit_of_work() as session:
+        assert session.get(DataKey, held) is not None
+        assert session.scalars(select(DestructionRecord).where(DestructionRecord.recording_id == held)).first() is None
 
 
 def test_a_hold_on_a_case_keeps_every_recording_of_it(a: World) -> None:
