@@ -69,6 +69,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:  # a route's max_body_size, enforced while the body is read
+            return JSONResponse({"error": "too_large", "message": "the request body is larger than this endpoint "
+                                 "accepts; nothing was stored"}, status_code=413)
         return JSONResponse({"error": "http_error", "message": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 

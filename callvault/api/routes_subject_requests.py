@@ -185,14 +185,15 @@ def _staff(caller: Caller, runtime: Runtime, action: str, object_id: str = "") -
 
 
 # ------------------------------------------------------------------------------------------------ public
-@router.post("/subject-requests", response_model=Accepted, status_code=202,
-             responses={429: {"description": "too many requests from this address or for this email"}})
+@router.post("/subject-requests", response_model=Accepted, status_code=202, max_body_size=MAX_PUBLIC_BODY,
+             responses={413: {"description": "the request body is over 16 KiB"},
+                        429: {"description": "too many requests from this address or for this email"}})
 def submit(body: SubjectRequestCreate, request: Request, runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
     """Ask for copies of your own call recordings (no account needed). A code is mailed to ``email``;
-    confirm it with ``POST /subject-requests/{id}/verify`` and the request starts."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_PUBLIC_BODY:
-        return JSONResponse({"error": "too_large", "message": "the request is too large"}, status_code=413)
+    confirm it with ``POST /subject-requests/{id}/verify`` and the request starts.
+
+    Anyone can reach this, so the body limit is enforced while it is read (``max_body_size``: a
+    chunked body without Content-Length is cut off at 16 KiB too), before anything parses it."""
     message = "if the address is right, a verification code is on its way to it"
     if body.website:
         # A robot filled the hidden field: answer exactly as for a person, store and send nothing.

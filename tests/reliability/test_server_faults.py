@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import select as io_select
 import socket
 import time
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from sqlalchemy import func, select
 from callvault.core.errors import ConfigurationError
 from callvault.core.settings import load_settings
 from callvault.recordings.models import Recording, RecordingState
+from callvault.subject_requests.models import SubjectRequest
 from tests.conftest import PG_ADMIN_URL
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
@@ -56,6 +59,34 @@ def test_an_upload_declaring_more_than_the_limit_is_refused_with_413_before_its_
         "POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
         f"Authorization: {auth}\r\nContent-Length: {10**12}\r\nConnection: close\r\n"))
     assert status == 413 and b"too_large" in data
+
+
+def test_a_public_request_body_over_the_limit_is_cut_off_while_read_even_chunked(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    """The caller's request form is open to anyone: 16 KiB, enforced while the body streams in (a
+    chunked body declares no length), and nothing is stored."""
+    padding = json.dumps({"email": "someone@example.com", "phone_numbers": ["+15145550100"],
+                          "description": "x" * 200_000}).encode()
+    head = (b"POST /api/v1/subject-requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+    data = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head)
+        for i in range(0, len(padding), 4096):  # chunk by chunk, until the server answers
+            piece = padding[i:i + 4096]
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            except OSError:
+                break
+            if io_select.select([sock], [], [], 0.02)[0]:
+                break
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    status = int(data.split(b" ", 2)[1])
+    assert status == 413 and b"too_large" in data, data[-300:]
+    with env.runtime.db.unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(SubjectRequest)) == 0
 
 
 def test_an_upload_without_content_length_is_refused_naming_the_header(server: LiveServer) -> None:
