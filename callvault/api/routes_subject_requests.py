@@ -211,7 +211,7 @@ def submit(body: SubjectRequestCreate, request: Request, runtime: Runtime = Depe
     return JSONResponse(out.model_dump(), status_code=202)
 
 
-@router.post("/subject-requests/{request_id}/verify", response_model=Verified,
+@router.post("/subject-requests/{request_id}/verify", response_model=Verified, max_body_size=MAX_PUBLIC_BODY,
              responses={429: {"description": "too many wrong codes from this address"}})
 def verify(request_id: str, body: VerifyBody, request: Request,
            runtime: Runtime = Depends(get_runtime)) -> JSONResponse:

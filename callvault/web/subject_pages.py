@@ -25,6 +25,9 @@ from callvault.runtime import Runtime
 from callvault.subject_requests import limits, package
 from callvault.subject_requests import service as subject
 
+PUBLIC_FORM_LIMIT = 16 * 1024
+"""The public form is open to anyone: its body is cut off at this size while it is read."""
+
 router = APIRouter(include_in_schema=False)
 router.include_router(routes_subject_requests.router, prefix="/api/v1")
 
@@ -53,7 +56,7 @@ def request_form(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
     return _page(request, "subject_request.html", {"policy": policy, "form": {}, "problems": [], "error": None})
 
 
-@router.post("/request")
+@router.post("/request", max_body_size=PUBLIC_FORM_LIMIT)
 def request_submit(
     request: Request,
     phone_numbers: Annotated[str, Form(max_length=300)] = "",
@@ -91,7 +94,7 @@ def request_submit(
     return _page(request, "subject_request_verify.html", {"request_id": request_id, "error": None})
 
 
-@router.post("/request/{request_id}/verify")
+@router.post("/request/{request_id}/verify", max_body_size=PUBLIC_FORM_LIMIT)
 def request_verify(request: Request, request_id: str, code: Annotated[str, Form(max_length=16)] = "",
                    runtime: Runtime = Depends(get_runtime)) -> Response:
     try:
