@@ -7,6 +7,8 @@ their tones, not by label order), silence where the SRC paused, metadata mapped 
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,27 @@ def test_call_on_a_private_extension_is_refused_and_nothing_is_kept(isolated_env
     with runtime.db.unit_of_work() as session:
         refusal = session.query(AuditEntry).filter_by(action="capture.refused").one()
         assert refusal.decision == "deny" and "A8" in refusal.clauses
+
+
+def test_a_failed_fsync_under_a_live_call_discards_it_and_raises_the_storage_alarm(
+        isolated_env: CallvaultEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RELIABILITY.md scenario 3 for capture: the call's audio cannot be made durable, so nothing is
+    kept, and compliance sees the gap as a ``storage.flush_failed`` alarm (as for uploads)."""
+    runtime = isolated_env.runtime
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if "/blobs/" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with running_server(runtime, rtp_base=33400) as server:
+        run_sipp("rfc7865_pause_resume.xml", server.port, tmp_path)
+        server.wait_idle()
+    assert stored_recording(runtime) == []
+    with runtime.db.unit_of_work() as session:
+        alarm = session.query(AuditEntry).filter_by(action="storage.flush_failed").one()
+        discarded = session.query(AuditEntry).filter_by(action="capture.discarded").one()
+    assert alarm.decision == "alarm" and "fsync failed" in (alarm.reason or "")
+    assert alarm.object_id == discarded.object_id and "could not be written" in (discarded.reason or "")

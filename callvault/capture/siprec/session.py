@@ -36,7 +36,7 @@ from callvault.audit import service as audit
 from callvault.capture.admission import Admission, mark_applied
 from callvault.capture.audio import AudioInfo
 from callvault.capture.audioedit import AudioEdit
-from callvault.capture.ingest import discard_recording, finalise_recording, reserve_recording
+from callvault.capture.ingest import discard_recording, finalise_recording, raise_storage_alarm, reserve_recording
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
 from callvault.capture.models import RecordingControl
 from callvault.capture.siprec.admit import admit_call, edit_stream, kept_frames
@@ -52,6 +52,7 @@ from callvault.retention.models import RetentionRule
 from callvault.retention.shred import Doomed, destroy_now
 from callvault.retention.shred import finish as finish_destruction
 from callvault.runtime import Runtime
+from callvault.storage.blobstore import FlushFailed
 from callvault.storage.crypto import (
     EncryptedBlobReader,
     StreamingEncryptor,
@@ -141,6 +142,8 @@ class CallSession:
         self._encryptor: StreamingEncryptor | None = None
         self.mixer = Mixer(rate, self._write)
         self.write_error: str | None = None
+        self._flush_failed: FlushFailed | None = None
+        """Set when the blob store fail-stopped under this call (its fsync failed): alarmed at close."""
         self.muted: list[list[int | None]] = []
         """[start, end) timeline spans paused by recording control (end None: still paused)."""
         self.stop_pos: int | None = None
@@ -197,6 +200,7 @@ class CallSession:
             self.frames_written += n
         except Exception as exc:  # disk full, store gone: the call is lost, but the server lives
             self.write_error = f"{type(exc).__name__}: {exc}"
+            self._flush_failed = self._flush_failed or (exc if isinstance(exc, FlushFailed) else None)
             log.error("call %s: cannot write audio: %s", self.call_id, self.write_error)
 
     def _silence_paused(self, data: bytes, start: int) -> bytes:
@@ -391,7 +395,11 @@ class CallSession:
                 self._stack.close()
             except Exception as exc:
                 self.discard_reason = self.discard_reason or f"audio could not be written ({exc})"
+                self._flush_failed = self._flush_failed or (exc if isinstance(exc, FlushFailed) else None)
             self._encryptor = None
+        if self._flush_failed is not None:  # the fsync-gate alarm, as for any other ingest (RELIABILITY 3)
+            raise_storage_alarm(rt.db, self._flush_failed, call_id=catalog_call_id(self.call_id)[:64], actor=ACTOR,
+                                clock=rt.clock)
         if self.rec_id is None or self.blob_key is None:
             return None  # nothing reserved, or a personal call already destroyed
         if self.applied_controls:
