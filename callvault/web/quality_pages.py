@@ -103,12 +103,9 @@ async def submit_review(item_id: str, request: Request, caller: Caller = Depends
     note, share = str(form.get("coaching_note", "")), form.get("share") == "on"
     def work() -> list[str] | Response:
         try:
-            with runtime.db.unit_of_work() as session:
-                decision, item, _ = review.authorize_item(
-                    session, policy=caller.policy, actor=caller.actor, item_id=item_id, action=Action.VIEW_METADATA,
-                    source_ip=caller.source_ip, clock=runtime.clock)
-            if not decision.allowed:
-                return denied(request, caller, decision.reason, clauses=decision.clauses)
+            refused = _refusal(request, runtime, caller, item_id)
+            if refused is not None:
+                return refused
             with runtime.db.unit_of_work() as session:
                 item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
                 review.submit(session, policy=caller.policy, actor=caller.actor, item=item, answers=answers,
@@ -129,6 +126,16 @@ async def submit_review(item_id: str, request: Request, caller: Caller = Depends
     return RedirectResponse(f"/quality/items/{item_id}?done=scored", status_code=303)
 
 
+def _refusal(request: Request, runtime: Runtime, caller: Caller, item_id: str) -> Response | None:
+    """As the API: the policy engine decides (and the audit log records) the reviewer reaching the call
+    under the review purpose before anything is written about it; the refusal page, or None."""
+    with runtime.db.unit_of_work() as session:
+        decision, _, _ = review.authorize_item(
+            session, policy=caller.policy, actor=caller.actor, item_id=item_id, action=Action.VIEW_METADATA,
+            source_ip=caller.source_ip, clock=runtime.clock)
+    return None if decision.allowed else denied(request, caller, decision.reason, clauses=decision.clauses)
+
+
 @router.post("/quality/items/{item_id}/comment", response_class=HTMLResponse)
 def add_comment(item_id: str, request: Request, at_seconds: Annotated[str, Form()] = "",
                 text: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
@@ -143,14 +150,9 @@ def add_comment(item_id: str, request: Request, at_seconds: Annotated[str, Form(
         return denied(request, caller, f"{at_seconds!r} is not a number of seconds.", "Go back and give the moment "
                       "of the call in seconds, e.g. 12.5.", title="Comment not added", status_code=422)
     try:
-        # As the API: the policy engine decides (and the audit log records) the reviewer reaching the
-        # call under the review purpose before anything is written about it.
-        with runtime.db.unit_of_work() as session:
-            decision, _, _ = review.authorize_item(
-                session, policy=caller.policy, actor=caller.actor, item_id=item_id, action=Action.VIEW_METADATA,
-                source_ip=caller.source_ip, clock=runtime.clock)
-        if not decision.allowed:
-            return denied(request, caller, decision.reason, clauses=decision.clauses)
+        refused = _refusal(request, runtime, caller, item_id)
+        if refused is not None:
+            return refused
         with runtime.db.unit_of_work() as session:
             item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
             rec = session.get(Recording, item.recording_id)
