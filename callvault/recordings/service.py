@@ -45,8 +45,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
                            [FieldProblem("cursor", "not a cursor from a previous page")]) from exc
 
 
-def _scope_clause(policy: PolicyDocument, actor: Actor) -> ColumnElement[bool] | None:
-    """SQL condition limiting rows to what the actor's role may see; None means nothing at all."""
+def scope_clause(policy: PolicyDocument, actor: Actor) -> ColumnElement[bool] | None:
+    """SQL condition limiting rows to what the actor's role may see; None means nothing at all.
+
+    The one translation of ``visible_scope`` into SQL: every list of recordings (search, transcript
+    search, a caller's request) uses it, so a scope without its extension or team shows nothing."""
     scope = visible_scope(policy=policy, actor=actor)
     if scope.kind == "all":
         return Recording.id.is_not(None)
@@ -63,7 +66,7 @@ def search(
 ) -> tuple[list[Recording], str | None]:
     """Recordings matching ``filters`` within the actor's scope, newest first, keyset-paginated."""
     limit = max(1, min(limit, MAX_PAGE))
-    scope = _scope_clause(policy, actor)
+    scope = scope_clause(policy, actor)
     if scope is None:
         return [], None
     conds: list[ColumnElement[bool]] = [Recording.state == RecordingState.AVAILABLE, scope]

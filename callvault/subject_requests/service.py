@@ -41,7 +41,7 @@ from callvault.core.ids import new_id
 from callvault.identity.models import User
 from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
-from callvault.policy.decide import Action, Actor, Decision, visible_scope
+from callvault.policy.decide import Action, Actor, Decision
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
@@ -417,14 +417,10 @@ def _operator_extension(session: Session, row: SubjectRequest) -> str | None:
 def candidates(session: Session, *, policy: PolicyDocument, actor: Actor,
                row: SubjectRequest) -> list[Recording]:
     """Available recordings that match the requester, within the date range and the actor's scope."""
-    scope = visible_scope(policy=policy, actor=actor)
-    conds: list[ColumnElement[bool]] = [Recording.state == RecordingState.AVAILABLE]
-    if scope.kind == "none":
+    scope = recordings.scope_clause(policy, actor)
+    if scope is None:
         return []
-    if scope.kind == "own_extension":
-        conds.append(Recording.extension == scope.extension)
-    elif scope.kind == "own_team":
-        conds.append(Recording.team == scope.team)
+    conds: list[ColumnElement[bool]] = [Recording.state == RecordingState.AVAILABLE, scope]
     if row.kind == RequesterKind.OPERATOR:
         ext = _operator_extension(session, row)
         who = Recording.agent == (row.requester_username or "").lower()

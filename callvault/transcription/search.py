@@ -23,12 +23,12 @@ from pathlib import Path
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from callvault.core.errors import ConfigurationError
-from callvault.policy.decide import Actor, visible_scope
+from callvault.policy.decide import Actor
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings.models import Recording, RecordingState
+from callvault.recordings.service import scope_clause
 from callvault.transcription.models import TranscriptTerm
 from callvault.transcription.redaction import digits_of
 
@@ -101,17 +101,6 @@ def index(session: Session, *, key: bytes, recording_id: str, texts: Iterable[st
     return len(hashes)
 
 
-def _scope_clause(policy: PolicyDocument, actor: Actor) -> ColumnElement[bool] | None:
-    scope = visible_scope(policy=policy, actor=actor)
-    if scope.kind == "all":
-        return Recording.id.is_not(None)
-    if scope.kind == "own_extension" and scope.extension:
-        return Recording.extension == scope.extension
-    if scope.kind == "own_team" and scope.team:
-        return Recording.team == scope.team
-    return None
-
-
 def candidates(session: Session, *, key: bytes, policy: PolicyDocument, actor: Actor, query: str,
                limit: int = 50) -> list[Recording]:
     """Recordings within the actor's scope whose transcript holds every token of ``query``.
@@ -119,7 +108,7 @@ def candidates(session: Session, *, key: bytes, policy: PolicyDocument, actor: A
     The caller still runs each one through ``decide()`` with the purpose (quarantine, consent...).
     """
     tokens = sorted(set(normalise(query)))[:MAX_QUERY_TERMS]
-    scope = _scope_clause(policy, actor)
+    scope = scope_clause(policy, actor)
     if not tokens or scope is None:
         return []
     hashes = [term_hash(key, t) for t in tokens]
