@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -35,120 +36,98 @@ from callvault.storage.keys import Keyring, WrappedKey
 DEFAULT_BATCH = 500
 
 
+@dataclass(frozen=True)
+class WrappedSecrets:
+    """One table of keyring-wrapped secrets: its primary key, the wrapped column and the binding
+    (associated data) each secret was wrapped with."""
+
+    table: str
+    model: Any
+    pk: str
+    wrapped: str
+    binding: Callable[[str], str]
+
+
+SECRETS = (
+    WrappedSecrets("data_keys", DataKey, "recording_id", "wrapped_key", lambda pk: pk),
+    WrappedSecrets("mfa_credentials", MfaCredential, "user_id", "wrapped_secret", lambda pk: f"mfa:{pk}"),
+    WrappedSecrets("webhook_subscriptions", WebhookSubscription, "id", "wrapped_secret", lambda pk: f"webhook:{pk}"),
+)
+"""Everything the keyring wraps; a new kind of wrapped secret is added here and nowhere else."""
+
+
+def _per_table() -> dict[str, int]:
+    return {spec.table: 0 for spec in SECRETS}
+
+
 @dataclass
 class RewrapReport:
     current_kek: str
-    rewrapped: dict[str, int] = field(default_factory=lambda: {"data_keys": 0, "mfa_credentials": 0,
-                                                               "webhook_subscriptions": 0})
-    already_current: dict[str, int] = field(default_factory=lambda: {"data_keys": 0, "mfa_credentials": 0,
-                                                                     "webhook_subscriptions": 0})
+    rewrapped: dict[str, int] = field(default_factory=_per_table)
+    already_current: dict[str, int] = field(default_factory=_per_table)
     destroyed_skipped: int = 0
     batches: int = 0
 
 
 def usage(session: Session, kek_id: str) -> dict[str, int]:
     """How many wrapped secrets still name ``kek_id``, per table."""
-    return {
-        "data_keys": session.scalar(select(func.count()).select_from(DataKey).where(DataKey.kek_id == kek_id)) or 0,
-        "mfa_credentials": session.scalar(
-            select(func.count()).select_from(MfaCredential).where(MfaCredential.kek_id == kek_id)) or 0,
-        "webhook_subscriptions": session.scalar(
-            select(func.count()).select_from(WebhookSubscription).where(WebhookSubscription.kek_id == kek_id)) or 0,
-    }
+    return {spec.table: session.scalar(select(func.count()).select_from(spec.model)
+                                       .where(spec.model.kek_id == kek_id)) or 0 for spec in SECRETS}
 
 
 def kek_usage(session: Session) -> dict[str, int]:
     """Every KEK id named by a wrapped secret, with how many secrets name it."""
     counts: dict[str, int] = {}
-    for model in (DataKey, MfaCredential, WebhookSubscription):
-        for kek_id, n in session.execute(select(model.kek_id, func.count()).group_by(model.kek_id)):
+    for spec in SECRETS:
+        for kek_id, n in session.execute(select(spec.model.kek_id, func.count()).group_by(spec.model.kek_id)):
             counts[kek_id] = counts.get(kek_id, 0) + n
     return counts
 
 
 def rewrap_all(db: Database, keyring: Keyring, *, actor: str, batch_size: int = DEFAULT_BATCH,
                clock: Clock = system_clock, on_batch: Callable[[RewrapReport], None] | None = None) -> RewrapReport:
-    """Rewrap every data key and MFA secret to the current KEK; see the module contract."""
+    """Rewrap every wrapped secret (``SECRETS``) to the current KEK; see the module contract."""
     keyring.refresh()  # the rotation was most likely done by another process
     report = RewrapReport(current_kek=keyring.current_id)
-    _rewrap_table(db, keyring, report, "data_keys", actor=actor, batch_size=batch_size, clock=clock,
-                  on_batch=on_batch)
-    _rewrap_table(db, keyring, report, "mfa_credentials", actor=actor, batch_size=batch_size, clock=clock,
-                  on_batch=on_batch)
-    _rewrap_webhook_secrets(db, keyring, report, actor=actor, clock=clock)
+    for spec in SECRETS:
+        _rewrap_table(db, keyring, report, spec, actor=actor, batch_size=batch_size, clock=clock, on_batch=on_batch)
     return report
 
 
-def _rewrap_webhook_secrets(db: Database, keyring: Keyring, report: RewrapReport, *, actor: str, clock: Clock) -> None:
-    """A handful of rows: one transaction, one audit entry if anything moved."""
-    with db.unit_of_work() as session:
-        current = keyring.current_id
-        moved: dict[str, int] = {}
-        for sub in session.scalars(select(WebhookSubscription).order_by(WebhookSubscription.id).with_for_update()):
-            if sub.kek_id == current:
-                report.already_current["webhook_subscriptions"] += 1
-                continue
-            old = WrappedKey(kek_id=sub.kek_id, wrapped=sub.wrapped_secret)
-            new = keyring.rewrap(old, f"webhook:{sub.id}")
-            sub.kek_id, sub.wrapped_secret = new.kek_id, new.wrapped
-            moved[old.kek_id] = moved.get(old.kek_id, 0) + 1
-        if moved:
-            report.rewrapped["webhook_subscriptions"] += sum(moved.values())
-            audit.append(session, audit.AuditEvent(
-                actor=actor, action="keys.rewrapped", object_type="kek", object_id=current,
-                reason=f"rotation: {sum(moved.values())} webhook secrets rewrapped to the current key-encryption key",
-                details={"table": "webhook_subscriptions", "from": moved, "to": current}), clock=clock)
-            report.batches += 1
-
-
-def _rewrap_table(db: Database, keyring: Keyring, report: RewrapReport, table: str, *, actor: str,
+def _rewrap_table(db: Database, keyring: Keyring, report: RewrapReport, spec: WrappedSecrets, *, actor: str,
                   batch_size: int, clock: Clock, on_batch: Callable[[RewrapReport], None] | None) -> None:
     after = ""
+    pk_column = getattr(spec.model, spec.pk)
     while True:
         with db.unit_of_work() as session:
             keyring.refresh()
             current = keyring.current_id
-            if table == "data_keys":
-                keys = list(session.scalars(
-                    select(DataKey).where(DataKey.recording_id > after).order_by(DataKey.recording_id)
-                    .limit(batch_size).with_for_update()))
-                rows: list[tuple[str, str, object]] = [(k.recording_id, k.recording_id, k) for k in keys]
-            else:
-                creds = list(session.scalars(
-                    select(MfaCredential).where(MfaCredential.user_id > after).order_by(MfaCredential.user_id)
-                    .limit(batch_size).with_for_update()))
-                rows = [(c.user_id, f"mfa:{c.user_id}", c) for c in creds]
+            rows = list(session.scalars(select(spec.model).where(pk_column > after).order_by(pk_column)
+                                        .limit(batch_size).with_for_update()))
             if not rows:
                 return
             moved: dict[str, int] = {}
-            for pk, binding, row in rows:
-                after = pk
-                if isinstance(row, DataKey):
-                    old = WrappedKey(kek_id=row.kek_id, wrapped=row.wrapped_key)
-                else:
-                    assert isinstance(row, MfaCredential)
-                    old = WrappedKey(kek_id=row.kek_id, wrapped=row.wrapped_secret)
+            for row in rows:
+                after = getattr(row, spec.pk)
+                old = WrappedKey(kek_id=row.kek_id, wrapped=getattr(row, spec.wrapped))
                 if old.kek_id == current:
-                    report.already_current[table] += 1
+                    report.already_current[spec.table] += 1
                     continue
                 try:
-                    new = keyring.rewrap(old, binding)
+                    new = keyring.rewrap(old, spec.binding(after))
                 except NotFound:  # on the key-destruction list: the retention pass deletes it
                     report.destroyed_skipped += 1
                     continue
-                if isinstance(row, DataKey):
-                    row.kek_id, row.wrapped_key = new.kek_id, new.wrapped
-                else:
-                    assert isinstance(row, MfaCredential)
-                    row.kek_id, row.wrapped_secret = new.kek_id, new.wrapped
+                row.kek_id = new.kek_id
+                setattr(row, spec.wrapped, new.wrapped)
                 moved[old.kek_id] = moved.get(old.kek_id, 0) + 1
             if moved:
-                report.rewrapped[table] += sum(moved.values())
+                report.rewrapped[spec.table] += sum(moved.values())
                 audit.append(session, audit.AuditEvent(
                     actor=actor, action="keys.rewrapped", object_type="kek", object_id=current,
-                    reason=f"rotation: {sum(moved.values())} {table.replace('_', ' ')} rewrapped to the current "
-                           "key-encryption key",
-                    details={"table": table, "from": moved, "to": current}), clock=clock)
+                    reason=f"rotation: {sum(moved.values())} {spec.table.replace('_', ' ')} rewrapped to the "
+                           "current key-encryption key",
+                    details={"table": spec.table, "from": moved, "to": current}), clock=clock)
             report.batches += 1
         if on_batch is not None:
             on_batch(report)
