@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import yaml
 
 from callvault.core.clock import FixedClock
 from callvault.core.errors import AuthenticationFailed, InvalidInput
@@ -97,7 +98,14 @@ def test_the_policy_lets_the_crm_do_nothing_unless_it_says_so() -> None:
     text = POLICY_A.read_text(encoding="utf-8")
     rules = parse_policy_text(text).integrations.crm
     assert not (rules.file_access_requests or rules.relay_approvals or rules.resolve_cases)
-    on = parse_policy_text(text + "\nintegrations:\n  crm:\n    resolve_cases: true\n").integrations.crm
+
+    def with_crm(crm: dict[str, bool]) -> str:
+        doc = yaml.safe_load(text)
+        doc["integrations"] = {"crm": crm}
+        return yaml.safe_dump(doc)
+
+    assert not parse_policy_text(with_crm({})).integrations.crm.resolve_cases  # off unless named
+    on = parse_policy_text(with_crm({"resolve_cases": True})).integrations.crm
     assert on.resolve_cases and not on.relay_approvals
     with pytest.raises(Exception, match="grant_everything"):
-        parse_policy_text(text + "\nintegrations:\n  crm:\n    grant_everything: true\n")
+        parse_policy_text(with_crm({"grant_everything": True}))
