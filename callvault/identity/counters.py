@@ -35,6 +35,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from callvault.core.errors import ConfigurationError
@@ -117,11 +119,19 @@ class DatabaseCounters:
 
     backend = "database"
 
-    def _row(self, session: Session, key: str, *, for_update: bool) -> SignInThrottle | None:
-        stmt = select(SignInThrottle).where(SignInThrottle.key == key)
-        if for_update:
-            stmt = stmt.with_for_update()
-        return session.scalar(stmt)
+    def _locked_row(self, session: Session, key: str, *, now: datetime) -> SignInThrottle:
+        """The key's row, created if missing, locked until the caller commits. Created with
+        ``INSERT ... ON CONFLICT DO NOTHING``: two nodes counting a new key's first failure at once must
+        not collide on the primary key (the loser would lose its count and answer 500)."""
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        for _ in range(3):  # a concurrent unlock or success may delete the row between the two statements
+            session.execute(insert(SignInThrottle).values(key=key, failures=0, window_started_at=now,
+                                                          locked_until=None).on_conflict_do_nothing(index_elements=["key"]))
+            row = session.scalar(select(SignInThrottle).where(SignInThrottle.key == key).with_for_update()
+                                 .execution_options(populate_existing=True))
+            if row is not None:
+                return row
+        raise CountersUnavailable(f"the counter {key!r} kept disappearing while being counted; try again")
 
     def read(self, session: Session, keys: Sequence[str], *, lock: bool = False) -> dict[str, Counter]:
         if not keys:
@@ -132,10 +142,7 @@ class DatabaseCounters:
 
     def bump(self, session: Session, key: str, *, limit: int, window: timedelta, lock_for: timedelta | None,
              now: datetime) -> Bumped:
-        row = self._row(session, key, for_update=True)
-        if row is None:
-            row = SignInThrottle(key=key, failures=0, window_started_at=now)
-            session.add(row)
+        row = self._locked_row(session, key, now=now)
         if _new_window(Counter(row.failures, row.window_started_at, row.locked_until), window=window, now=now):
             row.failures, row.window_started_at, row.locked_until = 0, now, None
         row.failures += 1
@@ -146,11 +153,9 @@ class DatabaseCounters:
         return Bumped(Counter(row.failures, row.window_started_at, row.locked_until), started)
 
     def mark(self, session: Session, key: str, *, now: datetime, keep_for: timedelta) -> None:
-        row = self._row(session, key, for_update=True)
-        if row is None:
-            session.add(SignInThrottle(key=key, failures=0, window_started_at=now))
-        else:
-            row.failures, row.window_started_at, row.locked_until = 0, now, None
+        row = self._locked_row(session, key, now=now)
+        row.failures, row.window_started_at, row.locked_until = 0, now, None
+        session.flush()
 
     def clear(self, session: Session, keys: Sequence[str]) -> int:
         result = session.execute(delete(SignInThrottle).where(SignInThrottle.key.in_(list(keys))))
