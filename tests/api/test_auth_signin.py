@@ -3,6 +3,7 @@ scoped integration tokens, and revocation that takes effect at once."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -220,6 +221,27 @@ def test_counters_live_in_the_configured_store_so_every_node_sees_them(guarded: 
         row = session.get(SignInThrottle, key)
     # With Redis configured, nothing is counted in the database (and the other way round).
     assert (row is not None and row.failures == 1) == (env.runtime.counters.backend == "database")
+
+
+def test_an_administrator_sees_the_account_lock_and_lifts_it_from_the_users_page(guarded: LiveServer) -> None:
+    env = guarded.env
+    with env.runtime.db.unit_of_work() as session:
+        for i in range(throttle.ACCOUNT_LIMIT):
+            throttle.record_failure(session, counters=env.runtime.counters, username="bob", address=f"10.1.{i}.1",
+                                    now=env.runtime.clock.now())
+    with guarded.client() as browser:
+        web_sign_in(browser, env, "it")
+        page = browser.get("/admin/users")
+        row = next(line for line in page.text.splitlines() if "/admin/users/bob/unlock" in line)
+        assert "locked until" in row
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', row)
+        assert csrf
+        done = browser.post("/admin/users/bob/unlock", data={"csrf_token": csrf.group(1)})
+        assert done.status_code == 303
+        assert "/admin/users/bob/unlock" not in browser.get("/admin/users").text
+    with env.runtime.db.unit_of_work() as session:
+        assert env.runtime.counters.read(session, [throttle.account_key("bob")]) == {}
+    assert "auth.unlocked" in [a for a, _, _ in _actions(env, "it")]
 
 
 # ------------------------------------------------------------------------------------- passwords
