@@ -3,7 +3,8 @@
 
     python3 dev.py demo    install into ./.venv, build demo data, serve it on http://127.0.0.1:8000/
     python3 dev.py test    install into ./.venv, then ruff, mypy, import contracts and the whole
-                           test suite on SQLite and on PostgreSQL (127.0.0.1:5432)
+                           test suite on SQLite and on PostgreSQL (127.0.0.1:5432), with Redis
+                           (127.0.0.1:6379) for the rate-limit tests
 
 `.ci/run` runs `python3 dev.py test`. Extra arguments after `test` go to pytest; after `demo`, to
 `callvault demo`.
@@ -16,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -86,6 +88,30 @@ def ensure_postgres() -> None:
                  "Start it, or point CALLVAULT_TEST_PG at one.")
 
 
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def ensure_redis() -> None:
+    """The rate-limit tests run against a real Redis too (CALLVAULT_REDIS_URL); they fail, not skip, without one."""
+    if redis_reachable():
+        return
+    if shutil.which("redis-server"):
+        say("starting redis-server on 127.0.0.1:6379")
+        run("redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "",
+            "--appendonly", "no", check=False)
+        for _ in range(50):
+            if redis_reachable():
+                return
+            time.sleep(0.1)
+    sys.exit("Redis is not reachable on 127.0.0.1:6379; the rate-limit tests need it. Install and start it "
+             "(apt-get install redis-server; redis-server --daemonize yes), or point CALLVAULT_TEST_REDIS at one.")
+
+
 def demo(args: list[str]) -> None:
     install("")
     install_system_packages()
@@ -105,6 +131,7 @@ def test(args: list[str]) -> None:
         say(name)
         if run(*cmd, check=False) != 0:
             failures.append(name)
+    ensure_redis()
     say("tests on SQLite")
     if run(PY, "-m", "pytest", "--db=sqlite", *args, check=False) != 0:
         failures.append("tests on SQLite")

@@ -1,4 +1,5 @@
-"""Wiring: builds the database, blob store and keyring from settings, for the edges (API, CLI, worker).
+"""Wiring: builds the database, blob store, keyring and rate-limit counters from settings, for the edges
+(API, CLI, worker).
 
 Domains receive these pieces explicitly; nothing here is global, so two server nodes built from
 the same settings behave identically.
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.settings import Settings
+from callvault.identity.counters import Counters, open_counters
 from callvault.storage.blobstore import BlobStore, open_blobstore
 from callvault.storage.keys import Keyring, load_keyring
 
@@ -23,9 +25,12 @@ class Runtime:
     db: Database
     store: BlobStore
     keyring: Keyring
+    counters: Counters
+    """Guessing limits and request-form limits: the database, or Redis when ``CALLVAULT_REDIS_URL`` is set."""
     clock: Clock = field(default=system_clock)
 
     def close(self) -> None:
+        self.counters.close()
         self.db.dispose()
 
 
@@ -36,4 +41,5 @@ def build_runtime(settings: Settings, *, clock: Clock = system_clock) -> Runtime
         store=open_blobstore(settings.storage_url, settings.env),
         keyring=load_keyring(settings.key_dir, settings.env),
         clock=clock,
+        counters=open_counters(settings),
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 POLICY_A = REPO / "examples" / "policies" / "policy-a.yaml"
 POLICY_B = REPO / "examples" / "policies" / "policy-b.yaml"
 PG_ADMIN_URL = os.environ.get("CALLVAULT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("CALLVAULT_TEST_REDIS", "redis://127.0.0.1:6379/15")
+"""The Redis the rate-limit tests use: a database index of its own, and a random key prefix per test."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +62,50 @@ def isolated_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cal
     (tmp_path / "db").mkdir()
     with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url:
         environment = make_env(tmp_path / "data", url, POLICY_A)
+        try:
+            yield environment
+        finally:
+            environment.close()
+
+
+@contextmanager
+def redis_namespace() -> Iterator[dict[str, str]]:
+    """``CALLVAULT_REDIS_URL`` and a fresh ``CALLVAULT_REDIS_PREFIX``; every key under the prefix is deleted
+    afterwards (never FLUSHDB: the Redis may be shared). Fails, never skips, when Redis is not there:
+    the Redis backend must be tested wherever the suite runs."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS_TEST_URL} ({exc}); the rate-limit tests need it. Start it "
+                    "(`redis-server --daemonize yes --bind 127.0.0.1`, or `systemctl start redis-server`), or point "
+                    "CALLVAULT_TEST_REDIS at one.", pytrace=False)
+    prefix = f"cvtest-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield {"CALLVAULT_REDIS_URL": REDIS_TEST_URL, "CALLVAULT_REDIS_PREFIX": prefix}
+    finally:
+        for key in client.scan_iter(match=prefix + "*", count=500):
+            client.delete(key)
+        client.close()
+
+
+@pytest.fixture()
+def redis_env() -> Iterator[dict[str, str]]:
+    """Settings that put rate-limit counters in the test Redis, under a prefix of this test's own."""
+    with redis_namespace() as extra:
+        yield extra
+
+
+@pytest.fixture(params=["database", "redis"])
+def counters_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CallvaultEnv]:
+    """Like ``isolated_env``, once with the counters in the database and once in Redis."""
+    (tmp_path / "db").mkdir()
+    redis_or_not: AbstractContextManager[dict[str, str]] = (
+        redis_namespace() if request.param == "redis" else nullcontext({}))
+    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as url, redis_or_not as extra:
+        environment = make_env(tmp_path / "data", url, POLICY_A, extra_env=extra)
         try:
             yield environment
         finally:

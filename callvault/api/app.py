@@ -59,7 +59,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(observability.router)
     app.mount("/static", StaticFiles(directory=str(pages.STATIC_DIR)), name="static")
     registry, http_metrics = build_registry(runtime.db, siprec_stats=runtime.settings.siprec_stats,
-                                            clock=runtime.clock)
+                                            clock=runtime.clock, counters=runtime.counters)
     app.state.metrics_registry = registry
     # Added last = runs first. NetworkGuard (A11) runs before anything that reads data or decides;
     # RequestContext only stamps an id and times the request, so it wraps even the guard's refusals.

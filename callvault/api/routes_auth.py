@@ -23,6 +23,7 @@ from callvault.core.errors import AccessDenied, AuthenticationFailed
 from callvault.identity import mfa
 from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
+from callvault.identity.counters import CountersUnavailable
 from callvault.policy import service as policy_service
 from callvault.policy.decide import allowed_purposes
 from callvault.policy.loader import policy_to_json
@@ -98,14 +99,16 @@ def create_token(body: TokenRequest, request: Request, runtime: Runtime = Depend
 
     Wrong or unknown credentials: 401 with the same message. Repeated failures lock the account name
     and the address for a while (401 saying until when). MFA set up but no ``otp``: 401 asking for it.
-    The role needs MFA and none is set up: a 10-minute token that can only set it up.
+    The role needs MFA and none is set up: a 10-minute token that can only set it up. The guessing
+    counters cannot be read (Redis down): 503, and nobody is let in.
     """
     ip = source_ip(request)
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_in_force(session, runtime.clock)
             result = identity.sign_in(session, username=body.username, password=body.password, otp=body.otp,
-                                      policy=policy, keyring=runtime.keyring, source_ip=ip, clock=runtime.clock)
+                                      policy=policy, keyring=runtime.keyring, source_ip=ip, counters=runtime.counters,
+                                      clock=runtime.clock)
             if result.stage == "full":
                 issued = identity.issue_token(session, user=result.user,
                                               ttl_seconds=runtime.settings.token_ttl_seconds, clock=runtime.clock)
@@ -117,7 +120,13 @@ def create_token(body: TokenRequest, request: Request, runtime: Runtime = Depend
         # The failed attempt must stay on record (and count towards lockout) though the request is refused.
         with runtime.db.unit_of_work() as session:
             identity.record_failed_sign_in(session, username=body.username, source_ip=ip, reason=exc.message,
-                                           clock=runtime.clock)
+                                           counters=runtime.counters, clock=runtime.clock)
+        raise
+    except CountersUnavailable:
+        # Fail closed: no counter, no password check. On record (not counted), then 503 (api.errors logs it).
+        with runtime.db.unit_of_work() as session:
+            identity.record_failed_sign_in(session, username=body.username, source_ip=ip, reason=identity.UNAVAILABLE,
+                                           counters=runtime.counters, count=False, clock=runtime.clock)
         raise
     if result.stage == "mfa":
         raise AuthenticationFailed('this account uses MFA: send the one-time code as "otp" with the password')
@@ -208,5 +217,5 @@ def list_users(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(
     if role is None or not role.can_administer:
         raise AccessDenied(f"role {caller.user.role} does not administer accounts")
     with runtime.db.unit_of_work() as session:
-        rows = identity.list_users(session, policy=caller.policy, clock=runtime.clock)
+        rows = identity.list_users(session, policy=caller.policy, counters=runtime.counters, clock=runtime.clock)
     return [UserRead(**row.__dict__) for row in rows]

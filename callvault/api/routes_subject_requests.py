@@ -204,7 +204,8 @@ def submit(body: SubjectRequestCreate, request: Request, runtime: Runtime = Depe
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
-            row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request), clock=runtime.clock)
+            row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request),
+                                 counters=runtime.counters, clock=runtime.clock)
             out = Accepted(id=row.id, status=row.status, message=message)
     except limits.RateLimited as exc:
         return rate_limited(exc, runtime.clock)
@@ -220,6 +221,7 @@ def verify(request_id: str, body: VerifyBody, request: Request,
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
             outcome = subject.verify(session, policy=policy, request_id=request_id, code=body.code,
+                                     counters=runtime.counters,
                                      source_ip=source_ip(request), mail_domain=mail_domain(runtime),
                                      clock=runtime.clock)
             row = outcome.request

@@ -121,7 +121,7 @@ def users_list(json_output: Annotated[bool, typer.Option("--json", help="machine
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session)
-            rows = identity.list_users(session, policy=policy)
+            rows = identity.list_users(session, policy=policy, counters=runtime.counters)
     finally:
         runtime.close()
     if json_output:
@@ -144,7 +144,7 @@ def users_unlock(name: str, data_dir: DataDir = None) -> None:
     runtime = open_runtime(data_dir)
     try:
         with runtime.db.unit_of_work() as session:
-            cleared = throttle.unlock(session, username=name)
+            cleared = throttle.unlock(session, counters=runtime.counters, username=name)
             audit.append(session, audit.AuditEvent(actor=CLI_ACTOR, action="auth.unlocked", object_type="user",
                                                    object_id=name[:200], clauses=("A12",)))
     finally:

@@ -95,6 +95,11 @@ class Settings:
     """Bearer token that lets a scraper outside loopback read ``/metrics`` (``CALLVAULT_METRICS_TOKEN(_FILE)``)."""
     siprec_stats: str | None = None
     """Glob of the SIPREC servers' ``--stats-file`` files on this host, read by ``/metrics``."""
+    redis_url: str | None = field(default=None, repr=False)
+    """Where rate-limit counters live when set (``CALLVAULT_REDIS_URL(_FILE)``, ``redis://``, ``rediss://`` or
+    ``unix://``); None keeps them in the database. It may carry a password, hence not in ``repr``."""
+    redis_prefix: str = "callvault:"
+    """Prepended to every Redis key (``CALLVAULT_REDIS_PREFIX``), so deployments can share one Redis."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -222,7 +227,24 @@ def _ops_settings(env: Mapping[str, str], pick: Callable[[str, str, str], str]) 
         "json_logs": _flag(pick("CALLVAULT_JSON_LOGS", "json_logs", "false"), "CALLVAULT_JSON_LOGS"),
         "metrics_token": env_or_file(env, "CALLVAULT_METRICS_TOKEN") or None,
         "siprec_stats": pick("CALLVAULT_SIPREC_STATS", "siprec_stats", "") or None,
+        **_redis_settings(pick),
     }
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _redis_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
+    """Redis for rate-limit counters, checked at start-up: a typo must not silently mean "database"."""
+    url = pick("CALLVAULT_REDIS_URL", "redis_url", "").strip()  # pick() also reads CALLVAULT_REDIS_URL_FILE
+    if url and not url.startswith(REDIS_SCHEMES):
+        raise ConfigurationError("CALLVAULT_REDIS_URL must start with redis://, rediss:// (TLS) or unix:// "
+                                 "(e.g. redis://127.0.0.1:6379/0); leave it unset to keep counters in the database")
+    prefix = pick("CALLVAULT_REDIS_PREFIX", "redis_prefix", "callvault:").strip()
+    if not prefix or len(prefix) > 64 or any(c.isspace() or c in "*?[]\\" for c in prefix):
+        raise ConfigurationError(f"CALLVAULT_REDIS_PREFIX {prefix!r} must be 1-64 characters with no spaces "
+                                 "and none of * ? [ ] \\ (e.g. callvault-prod:)")
+    return {"redis_url": url or None, "redis_prefix": prefix}
 
 
 def _oidc_settings(env: Mapping[str, str], pick: Callable[[str, str, str], str],

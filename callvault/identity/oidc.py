@@ -43,6 +43,7 @@ from callvault.core.ids import new_id
 from callvault.core.settings import OidcSettings
 from callvault.identity import mfa, throttle
 from callvault.identity import service as identity
+from callvault.identity.counters import Counters
 from callvault.identity.models import OidcIdentity, OidcLoginState, User
 from callvault.identity.passwords import hash_password
 from callvault.policy.schema import PolicyDocument
@@ -305,7 +306,7 @@ def _link_user(session: Session, *, settings: OidcSettings, claims: dict[str, An
 
 def finish(
     session: Session, *, settings: OidcSettings, claims: dict[str, Any], policy: PolicyDocument,
-    source_ip: str | None, clock: Clock = system_clock,
+    source_ip: str | None, counters: Counters, clock: Clock = system_clock,
 ) -> SsoSignIn:
     """Checked claims → the account, its role, and how far it is signed in (see the module doc).
     Refusals raise ``SsoRefused``; the edge records them in a transaction of their own."""
@@ -319,7 +320,8 @@ def finish(
     user = _link_user(session, settings=settings, claims=claims, role=role, policy=policy, clock=clock)
     if not user.active:
         raise SsoRefused("this callvault account is deactivated")
-    lock = throttle.active_lock(session, username=user.username, address=source_ip, now=clock.now())
+    lock = throttle.active_lock(session, counters=counters, username=user.username, address=source_ip,
+                                now=clock.now())
     if lock is not None:
         raise identity.SignInLocked(lock.until)
     if role is not None and role != user.role:
@@ -338,6 +340,7 @@ def finish(
             details={"amr": _values(claims.get("amr")), "acr": claims.get("acr")}), clock=clock)
         return SsoSignIn(user=user, stage=stage, idp_mfa=False)
     identity.record_sign_in(session, user=user, source_ip=source_ip, method="oidc+idp-mfa" if proved else "oidc",
+                            counters=counters,
                             clock=clock)
     return SsoSignIn(user=user, stage="full", idp_mfa=proved)
 

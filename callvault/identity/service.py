@@ -29,6 +29,7 @@ from callvault.core.db import Database
 from callvault.core.errors import AuthenticationFailed, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id, new_secret_token
 from callvault.identity import mfa, throttle
+from callvault.identity.counters import Counters
 from callvault.identity.models import ApiToken, PolicyAcknowledgement, User
 from callvault.identity.passwords import (
     DUMMY_HASH,
@@ -54,6 +55,7 @@ FULL_SCOPE = "*"
 ENROL_SCOPE = "mfa:enrol"
 WRONG_CREDENTIALS = "wrong username or password"
 WRONG_CODE = "the one-time code is wrong, expired or already used"
+UNAVAILABLE = "sign-in is temporarily unavailable (the guessing counters could not be read); nobody was let in"
 Stage = Literal["full", "mfa", "enrol"]
 EXTENSION_RE = re.compile(r"^[0-9*#]{1,16}$")
 
@@ -150,17 +152,19 @@ def mfa_required(policy: PolicyDocument, user: User) -> bool:
     return role is None or role.mfa_required
 
 
-def _check_lock(session: Session, username: str, source_ip: str | None, clock: Clock) -> None:
-    lock = throttle.active_lock(session, username=username, address=source_ip, now=clock.now())
+def _check_lock(session: Session, counters: Counters, username: str, source_ip: str | None, clock: Clock) -> None:
+    lock = throttle.active_lock(session, counters=counters, username=username, address=source_ip, now=clock.now())
     if lock is not None:
         raise SignInLocked(lock.until)
 
 
 def authenticate(
-    session: Session, *, username: str, password: str, source_ip: str | None, clock: Clock = system_clock
+    session: Session, *, username: str, password: str, source_ip: str | None, counters: Counters,
+    clock: Clock = system_clock,
 ) -> User:
-    """Check a username and password (and the lockout); the failure message is the same whoever is asking."""
-    _check_lock(session, username, source_ip, clock)
+    """Check a username and password (and the lockout); the failure message is the same whoever is asking.
+    ``CountersUnavailable`` (503) when the guessing counters cannot be read: nobody is let in then."""
+    _check_lock(session, counters, username, source_ip, clock)
     user = session.scalar(select(User).where(User.username == username.strip().lower()))
     ok = verify_password(user.password_hash if user else DUMMY_HASH, password)
     if user is None or not ok or not user.active:
@@ -171,26 +175,28 @@ def authenticate(
     return user
 
 
-def _signed_in(session: Session, user: User, source_ip: str | None, method: str, clock: Clock) -> None:
-    throttle.record_success(session, username=user.username, address=source_ip, now=clock.now())
+def _signed_in(session: Session, counters: Counters, user: User, source_ip: str | None, method: str,
+               clock: Clock) -> None:
+    throttle.record_success(session, counters=counters, username=user.username, address=source_ip, now=clock.now())
     audit.append(session, audit.AuditEvent(
         actor=user.username, actor_role=user.role, action="auth.sign_in", decision="allow", source_ip=source_ip,
         details={"method": method}, clauses=("A12",),
     ), clock=clock)
 
 
-def record_sign_in(session: Session, *, user: User, source_ip: str | None, method: str,
+def record_sign_in(session: Session, *, user: User, source_ip: str | None, method: str, counters: Counters,
                    clock: Clock = system_clock) -> None:
     """Put a completed sign-in on record and clear the account's failure count."""
-    _signed_in(session, user, source_ip, method, clock)
+    _signed_in(session, counters, user, source_ip, method, clock)
 
 
 def sign_in(
     session: Session, *, username: str, password: str, otp: str | None, policy: PolicyDocument, keyring: Keyring,
-    source_ip: str | None, clock: Clock = system_clock,
+    source_ip: str | None, counters: Counters, clock: Clock = system_clock,
 ) -> SignIn:
     """Password (and, when given, the one-time code) → how far the user is signed in. See the module doc."""
-    user = authenticate(session, username=username, password=password, source_ip=source_ip, clock=clock)
+    user = authenticate(session, username=username, password=password, source_ip=source_ip, counters=counters,
+                        clock=clock)
     if mfa.is_enrolled(session, user):
         if not otp:
             audit.append(session, audit.AuditEvent(
@@ -200,39 +206,40 @@ def sign_in(
         method = mfa.verify(session, user=user, code=otp, keyring=keyring, clock=clock)
         if method is None:
             raise AuthenticationFailed(WRONG_CODE)
-        _signed_in(session, user, source_ip, f"password+{method}", clock)
+        _signed_in(session, counters, user, source_ip, f"password+{method}", clock)
         return SignIn(user=user, stage="full")
     if mfa_required(policy, user):
         audit.append(session, audit.AuditEvent(
             actor=user.username, actor_role=user.role, action="auth.password_verified", source_ip=source_ip,
             reason="MFA set-up required by the policy before anything else"), clock=clock)
         return SignIn(user=user, stage="enrol")
-    _signed_in(session, user, source_ip, "password", clock)
+    _signed_in(session, counters, user, source_ip, "password", clock)
     return SignIn(user=user, stage="full")
 
 
 def complete_mfa(
-    session: Session, *, user: User, code: str, keyring: Keyring, source_ip: str | None, clock: Clock = system_clock,
-    first_factor: str = "password",
+    session: Session, *, user: User, code: str, keyring: Keyring, source_ip: str | None, counters: Counters,
+    clock: Clock = system_clock, first_factor: str = "password",
 ) -> None:
     """The second step of a web sign-in (after a password or single sign-on, ``first_factor``);
     AuthenticationFailed (record it) when the code is not good."""
-    _check_lock(session, user.username, source_ip, clock)
+    _check_lock(session, counters, user.username, source_ip, clock)
     method = mfa.verify(session, user=user, code=code, keyring=keyring, clock=clock)
     if method is None:
         raise AuthenticationFailed(WRONG_CODE)
-    _signed_in(session, user, source_ip, f"{first_factor}+{method}", clock)
+    _signed_in(session, counters, user, source_ip, f"{first_factor}+{method}", clock)
 
 
 def record_failed_sign_in(
-    session: Session, *, username: str, source_ip: str | None, reason: str = WRONG_CREDENTIALS,
-    clock: Clock = system_clock,
+    session: Session, *, username: str, source_ip: str | None, counters: Counters, reason: str = WRONG_CREDENTIALS,
+    count: bool = True, clock: Clock = system_clock,
 ) -> None:
     """Put a failed sign-in on record and count it towards lockout (in its own transaction, since the
-    failed one rolls back). Attempts refused by a lock are recorded but not counted again."""
+    failed one rolls back). Attempts refused by a lock are recorded but not counted again; so are those
+    refused because the counters could not be read (``count=False``, reason ``UNAVAILABLE``)."""
     name = username.strip().lower()[:64] or "(blank)"
-    locks = [] if reason.startswith("too many") else throttle.record_failure(
-        session, username=username, address=source_ip, now=clock.now())
+    locks = [] if not count or reason.startswith("too many") else throttle.record_failure(
+        session, counters=counters, username=username, address=source_ip, now=clock.now())
     audit.append(session, audit.AuditEvent(
         actor=name, action="auth.sign_in", decision="deny", reason=reason, source_ip=source_ip, clauses=("A12",),
     ), clock=clock)
@@ -333,7 +340,8 @@ class UserStatus:
     locked_until: datetime | None
 
 
-def list_users(session: Session, *, policy: PolicyDocument, clock: Clock = system_clock) -> list[UserStatus]:
+def list_users(session: Session, *, policy: PolicyDocument, counters: Counters,
+               clock: Clock = system_clock) -> list[UserStatus]:
     """Every account with its acknowledgement of the policy in force (A10, B13) and MFA state."""
     acks: dict[str, datetime] = {
         user_id: at for user_id, at in session.execute(
@@ -342,7 +350,7 @@ def list_users(session: Session, *, policy: PolicyDocument, clock: Clock = syste
     now = clock.now()
     out: list[UserStatus] = []
     for user in session.scalars(select(User).order_by(User.username)):
-        lock = throttle.active_lock(session, username=user.username, address=None, now=now)
+        lock = throttle.active_lock(session, counters=counters, username=user.username, address=None, now=now)
         out.append(UserStatus(
             username=user.username, role=user.role, extension=user.extension, team=user.team, active=user.active,
             policy_acknowledged=user.id in acks, acknowledged_at=acks.get(user.id),

@@ -1,7 +1,8 @@
-"""Guessing limits: failed sign-ins counted per account name, per client address and per pair, in
-the database.
+"""Guessing limits: failed sign-ins counted per account name, per client address and per pair, in a
+``Counters`` store shared by every node: the database by default, Redis when ``CALLVAULT_REDIS_URL``
+is set (``identity.counters``; the rules here are the same for both).
 
-Why the database: with several server nodes behind a load balancer, counters in process memory would
+Why not process memory: with several server nodes behind a load balancer, counters in memory would
 let an attacker spread guesses across nodes. The account key is the name *as typed*, whether or not
 such an account exists, so a lockout reveals nothing about which names are real.
 
@@ -26,10 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from callvault.identity.models import SignInThrottle
+from callvault.identity.counters import Counters
 
 WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=15)
@@ -82,66 +82,55 @@ def _keys(username: str, address: str | None) -> list[tuple[str, int, timedelta,
     return keys
 
 
-def _row(session: Session, key: str, *, for_update: bool) -> SignInThrottle | None:
-    stmt = select(SignInThrottle).where(SignInThrottle.key == key)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return session.scalar(stmt)
-
-
-def is_known_address(session: Session, *, username: str, address: str | None, now: datetime) -> bool:
+def is_known_address(session: Session, *, counters: Counters, username: str, address: str | None,
+                     now: datetime) -> bool:
     if not address:
         return False
-    row = _row(session, known_key(username, address), for_update=False)
+    key = known_key(username, address)
+    row = counters.read(session, [key]).get(key)
     return row is not None and row.window_started_at + KNOWN_FOR > now
 
 
-def active_lock(session: Session, *, username: str, address: str | None, now: datetime) -> Lock | None:
+def active_lock(session: Session, *, counters: Counters, username: str, address: str | None,
+                now: datetime) -> Lock | None:
     """The lock that stops this attempt, if any (``address`` None: the account-wide lock only)."""
     keys = [key for key, *_ in _keys(username, address)] if address else [account_key(username)]
+    known = known_key(username, address) if address else None
+    rows = counters.read(session, keys + ([known] if known else []))
     for key in keys:
-        if key == account_key(username) and is_known_address(session, username=username, address=address, now=now):
-            continue  # the user's own address: the distributed guesser's lock does not apply
-        row = _row(session, key, for_update=False)
+        if key == account_key(username) and known:
+            mark = rows.get(known)
+            if mark is not None and mark.window_started_at + KNOWN_FOR > now:
+                continue  # the user's own address: the distributed guesser's lock does not apply
+        row = rows.get(key)
         if row is not None and row.locked_until is not None and row.locked_until > now:
             return Lock(key=key, until=row.locked_until)
     return None
 
 
-def record_failure(session: Session, *, username: str, address: str | None, now: datetime) -> list[Lock]:
+def record_failure(session: Session, *, counters: Counters, username: str, address: str | None,
+                   now: datetime) -> list[Lock]:
     """Count one failure against the pair, the account name and the address; the locks it started."""
     started: list[Lock] = []
     for key, limit, window, lock_for in _keys(username, address):
-        row = _row(session, key, for_update=True)
-        if row is None:
-            row = SignInThrottle(key=key, failures=0, window_started_at=now)
-            session.add(row)
-        if row.window_started_at + window <= now or (row.locked_until is not None and row.locked_until <= now):
-            row.failures, row.window_started_at, row.locked_until = 0, now, None
-        row.failures += 1
-        if row.failures >= limit and (row.locked_until is None or row.locked_until <= now):
-            row.locked_until = (row.window_started_at + window) if key == account_key(username) else now + lock_for
-            started.append(Lock(key=key, until=row.locked_until))
-    session.flush()
+        # The account-wide lock ends with its window (a fixed hourly budget); the others run LOCKOUT from now.
+        bumped = counters.bump(session, key, limit=limit, window=window, now=now,
+                               lock_for=None if key == account_key(username) else lock_for)
+        if bumped.started and bumped.counter.locked_until is not None:
+            started.append(Lock(key=key, until=bumped.counter.locked_until))
     return started
 
 
-def record_success(session: Session, *, username: str, address: str | None, now: datetime) -> None:
+def record_success(session: Session, *, counters: Counters, username: str, address: str | None,
+                   now: datetime) -> None:
     """Clear the pair's counter and remember the address as one this account signs in from."""
-    row = _row(session, pair_key(username, address), for_update=True)
-    if row is not None:
-        session.delete(row)
+    counters.clear(session, [pair_key(username, address)])
     if address:
-        known = _row(session, known_key(username, address), for_update=True)
-        if known is None:
-            session.add(SignInThrottle(key=known_key(username, address), failures=0, window_started_at=now))
-        else:
-            known.window_started_at = now
+        counters.mark(session, known_key(username, address), now=now, keep_for=KNOWN_FOR)
 
 
-def unlock(session: Session, *, username: str) -> bool:
+def unlock(session: Session, *, counters: Counters, username: str) -> bool:
     """Clear an account's counters, from every address (an administrator's decision); True if there were any."""
-    name = _name(username)
-    result = session.execute(delete(SignInThrottle).where(
-        (SignInThrottle.key == account_key(username)) | SignInThrottle.key.like(f"pair:{name}|%")))
-    return bool(getattr(result, "rowcount", 0))
+    cleared = counters.clear(session, [account_key(username)])
+    cleared += counters.clear_prefix(session, f"pair:{_name(username)}|")
+    return cleared > 0

@@ -3,7 +3,7 @@ secrets redacted, so an operator can compare two nodes or a support person can r
 
 Sources, as ``core.settings`` applies them: the environment (``env``), a ``*_FILE`` named in the
 environment (``file``), ``<data-dir>/config.toml`` (``config.toml``) or the built-in ``default``.
-A secret is shown only as ``(set)``/``(not set)``; a database URL keeps everything but its password.
+A secret is shown only as ``(set)``/``(not set)``; a database or Redis URL keeps everything but its password.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("CALLVAULT_JSON_LOGS", "json_logs", value=lambda s: s.json_logs),
     Spec("CALLVAULT_METRICS_TOKEN", None, secret=True, value=lambda s: s.metrics_token),
     Spec("CALLVAULT_SIPREC_STATS", "siprec_stats", value=lambda s: s.siprec_stats),
+    Spec("CALLVAULT_REDIS_URL", "redis_url", value=lambda s: redact_url(s.redis_url) if s.redis_url else None),
+    Spec("CALLVAULT_REDIS_PREFIX", "redis_prefix", value=lambda s: s.redis_prefix),
     Spec("CALLVAULT_OIDC_ISSUER", "oidc_issuer", value=_oidc("issuer")),
     Spec("CALLVAULT_OIDC_CLIENT_ID", "oidc_client_id", value=_oidc("client_id")),
     Spec("CALLVAULT_OIDC_CLIENT_SECRET", None, secret=True, value=_oidc("client_secret")),

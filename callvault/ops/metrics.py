@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from callvault.access.models import AccessRequest
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
+from callvault.identity.counters import Counters, CountersUnavailable
 from callvault.notify.models import OutboxMail, OutboxState
 from callvault.oversight.models import MisuseReport
 from callvault.recordings.models import Recording, RecordingState
@@ -156,6 +157,24 @@ class SiprecStatsCollector(Collector):
         yield from (active, packets, lost, refused)
 
 
+class CountersCollector(Collector):
+    """Whether the rate-limit store answers (Redis when ``CALLVAULT_REDIS_URL`` is set): while it does not,
+    sign-in is refused everywhere, so alert on ``callvault_rate_limit_store_up == 0``."""
+
+    def __init__(self, counters: Counters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("callvault_rate_limit_store_up",
+                               "1 when the rate-limit counter store answered this scrape", labels=["backend"])
+        try:
+            self.counters.ping()
+            up.add_metric([self.counters.backend], 1)
+        except CountersUnavailable:  # already logged by the store
+            up.add_metric([self.counters.backend], 0)
+        yield up
+
+
 class HttpMetrics:
     """Request counts and latency histograms in this process, by method, route template and status class."""
 
@@ -172,9 +191,11 @@ class HttpMetrics:
 
 
 def build_registry(db: Database, *, siprec_stats: str | None, clock: Clock = system_clock,
-                   ) -> tuple[CollectorRegistry, HttpMetrics]:
+                   counters: Counters | None = None) -> tuple[CollectorRegistry, HttpMetrics]:
     """A registry per app (no module-level global: tests build many apps in one process)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(db, clock))
+    if counters is not None:
+        registry.register(CountersCollector(counters))
     registry.register(SiprecStatsCollector(siprec_stats))
     return registry, HttpMetrics(registry)

@@ -1,10 +1,10 @@
-"""Rate limits for the public request form, kept in the database like the sign-in throttle.
+"""Rate limits for the public request form, kept in the sign-in throttle's counter store.
 
-This reuses ``identity.throttle``'s table (``sign_in_throttles``: one row per key with a count, the
-start of its window and a ``locked_until``) with keys of its own (``subject-…:``), so every server
-node behind the load balancer sees the same counts and there is one mechanism to operate. The rule
-differs from sign-in's only in what is counted: here every attempt counts, not only failures, and a key
-at its limit stays refused until its window ends (a fixed window).
+This reuses ``identity.counters`` (the database's ``sign_in_throttles`` table by default, Redis when
+``CALLVAULT_REDIS_URL`` is set) with keys of its own (``subject-…:``), so every server node behind
+the load balancer sees the same counts and there is one mechanism to operate. The rule differs from
+sign-in's only in what is counted: here every attempt counts, not only failures, and a key at its
+limit stays refused until its window ends (a fixed window).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callvault.core.errors import AccessDenied
-from callvault.identity.models import SignInThrottle
+from callvault.identity.counters import Counters
 
 
 @dataclass(frozen=True)
@@ -46,40 +45,28 @@ def _key(limit: Limit, value: str) -> str:
     return f"{limit.prefix}:{value.strip().lower()[:150]}"
 
 
-def _row(session: Session, key: str) -> SignInThrottle | None:
-    return session.scalar(select(SignInThrottle).where(SignInThrottle.key == key).with_for_update())
-
-
-def blocked_until(session: Session, limit: Limit, value: str | None, *, now: datetime) -> datetime | None:
+def blocked_until(session: Session, counters: Counters, limit: Limit, value: str | None, *,
+                  now: datetime) -> datetime | None:
     """When ``value`` may try again, if it is at its limit now."""
     if not value:
         return None
-    row = _row(session, _key(limit, value))
+    key = _key(limit, value)
+    row = counters.read(session, [key], lock=True).get(key)
     if row is None or row.window_started_at + limit.window <= now:
         return None
     return row.window_started_at + limit.window if row.failures >= limit.limit else None
 
 
-def count(session: Session, limit: Limit, value: str | None, *, now: datetime) -> None:
+def count(session: Session, counters: Counters, limit: Limit, value: str | None, *, now: datetime) -> None:
     """Count one attempt against ``value`` (the caller commits, even when it then refuses)."""
-    if not value:
-        return
-    key = _key(limit, value)
-    row = _row(session, key)
-    if row is None:
-        row = SignInThrottle(key=key, failures=0, window_started_at=now)
-        session.add(row)
-    if row.window_started_at + limit.window <= now:
-        row.failures, row.window_started_at = 0, now
-    row.failures += 1
-    row.locked_until = row.window_started_at + limit.window if row.failures >= limit.limit else None
-    session.flush()
+    if value:
+        counters.bump(session, _key(limit, value), limit=limit.limit, window=limit.window, lock_for=None, now=now)
 
 
-def check(session: Session, limits: list[tuple[Limit, str | None]], *, now: datetime) -> None:
+def check(session: Session, counters: Counters, limits: list[tuple[Limit, str | None]], *, now: datetime) -> None:
     """Raise ``RateLimited`` if any of the keys is at its limit."""
     for limit, value in limits:
-        until = blocked_until(session, limit, value, now=now)
+        until = blocked_until(session, counters, limit, value, now=now)
         if until is not None:
             minutes = max(1, int((until - now).total_seconds() // 60) + 1)
             raise RateLimited(f"too many attempts; try again in {minutes} minute{'s' if minutes != 1 else ''}",

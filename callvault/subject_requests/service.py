@@ -38,6 +38,7 @@ from callvault.capture.metadata import normalise_number
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
+from callvault.identity.counters import Counters
 from callvault.identity.models import User
 from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
@@ -214,7 +215,7 @@ def _validate(policy: PolicyDocument, new: NewRequest, *, today: date) -> tuple[
 
 
 def submit(
-    session: Session, *, policy: PolicyDocument, new: NewRequest, source_ip: str | None,
+    session: Session, *, policy: PolicyDocument, new: NewRequest, source_ip: str | None, counters: Counters,
     clock: Clock = system_clock,
 ) -> SubjectRequest:
     """Record a caller's request and mail a verification code to the nominated address.
@@ -225,10 +226,11 @@ def submit(
     _rules(policy)
     now = clock.now()
     email_key = (new.email or "").strip().lower() or None
-    limits.check(session, [(limits.SUBMIT_PER_ADDRESS, source_ip), (limits.SUBMIT_PER_EMAIL, email_key)], now=now)
+    limits.check(session, counters, [(limits.SUBMIT_PER_ADDRESS, source_ip), (limits.SUBMIT_PER_EMAIL, email_key)],
+                 now=now)
     numbers, email = _validate(policy, new, today=now.date())
-    limits.count(session, limits.SUBMIT_PER_ADDRESS, source_ip, now=now)
-    limits.count(session, limits.SUBMIT_PER_EMAIL, email.lower(), now=now)
+    limits.count(session, counters, limits.SUBMIT_PER_ADDRESS, source_ip, now=now)
+    limits.count(session, counters, limits.SUBMIT_PER_EMAIL, email.lower(), now=now)
     rules = policy.subject_requests
     region = region_for(rules, numbers)
     cal = calendar_for(rules, region, numbers)
@@ -262,7 +264,7 @@ class VerifyOutcome:
 
 def verify(
     session: Session, *, policy: PolicyDocument, request_id: str, code: str, source_ip: str | None,
-    mail_domain: str = "localhost", clock: Clock = system_clock,
+    counters: Counters, mail_domain: str = "localhost", clock: Clock = system_clock,
 ) -> VerifyOutcome:
     """Confirm the emailed code: the clock starts, an acknowledgement with the due date is mailed.
 
@@ -272,20 +274,20 @@ def verify(
     """
     _rules(policy)
     now = clock.now()
-    limits.check(session, [(limits.VERIFY_PER_ADDRESS, source_ip)], now=now)
+    limits.check(session, counters, [(limits.VERIFY_PER_ADDRESS, source_ip)], now=now)
     row = session.get(SubjectRequest, request_id[:36]) if request_id else None
     fail = "that code is wrong or has expired"
     if row is None or row.status != RequestStatus.AWAITING_VERIFICATION or row.code_sha256 is None:
-        limits.count(session, limits.VERIFY_PER_ADDRESS, source_ip, now=now)
+        limits.count(session, counters, limits.VERIFY_PER_ADDRESS, source_ip, now=now)
         return VerifyOutcome(False, f"{fail}; if it expired, submit the request again")
     if row.code_expires_at is None or row.code_expires_at <= now:
         row.code_sha256 = None
-        limits.count(session, limits.VERIFY_PER_ADDRESS, source_ip, now=now)
+        limits.count(session, counters, limits.VERIFY_PER_ADDRESS, source_ip, now=now)
         return VerifyOutcome(False, f"{fail}; codes last {int(CODE_TTL.total_seconds() // 60)} minutes, so "
                                     "please submit the request again", row)
     if not hmac.compare_digest(row.code_sha256, _code_hash(row.id, (code or "").strip()[:16])):
         row.code_attempts += 1
-        limits.count(session, limits.VERIFY_PER_ADDRESS, source_ip, now=now)
+        limits.count(session, counters, limits.VERIFY_PER_ADDRESS, source_ip, now=now)
         left = MAX_CODE_ATTEMPTS - row.code_attempts
         if left <= 0:
             row.code_sha256 = None

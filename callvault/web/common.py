@@ -91,6 +91,10 @@ def set_session_cookie(response: Response, request: Request, cookie: str) -> Non
                         path="/")
 
 
+SIGN_IN_UNAVAILABLE = "Sign-in is temporarily unavailable; please try again in a few minutes."
+"""What a person sees when the guessing counters (Redis) cannot be read: sign-in fails closed."""
+
+
 def login_page(request: Request, error: str | None, status_code: int = 200) -> Response:
     """The sign-in form with a fresh double-submit token (cookie + hidden field must match)."""
     token = secrets.token_urlsafe(32)

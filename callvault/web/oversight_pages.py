@@ -157,7 +157,7 @@ def users_page(request: Request, caller: Caller = Depends(page_caller),
     if refused is not None:
         return refused
     with runtime.db.unit_of_work() as session:
-        users = identity.list_users(session, policy=caller.policy, clock=runtime.clock)
+        users = identity.list_users(session, policy=caller.policy, counters=runtime.counters, clock=runtime.clock)
         names = {u.id: u.username for u in session.scalars(select(User))}
         tokens = [{"t": t, "user": names.get(t.user_id, "?")} for t in identity.list_tokens(session)]
         for t in tokens:
@@ -175,7 +175,7 @@ def unlock_user(username: str, request: Request, csrf_token: Annotated[str, Form
     if refused is not None:
         return refused
     with runtime.db.unit_of_work() as session:
-        throttle.unlock(session, username=username)
+        throttle.unlock(session, counters=runtime.counters, username=username)
         audit.append(session, audit.AuditEvent(actor=caller.user.username, actor_role=caller.user.role,
                                                action="auth.unlocked", object_type="user", object_id=username[:200],
                                                clauses=("A12",), source_ip=caller.source_ip), clock=runtime.clock)

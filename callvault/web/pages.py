@@ -20,6 +20,7 @@ from callvault.core.errors import AccessDenied, AuthenticationFailed, InvalidInp
 from callvault.identity import mfa
 from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
+from callvault.identity.counters import CountersUnavailable
 from callvault.identity.models import User, WebSession
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime
@@ -34,11 +35,27 @@ from callvault.web import (
     requests_pages,
     sso_pages,
 )
-from callvault.web.common import PRELOGIN_COOKIE, STATIC_DIR, login_page, render, same, set_session_cookie, templates
+from callvault.web.common import (
+    PRELOGIN_COOKIE,
+    SIGN_IN_UNAVAILABLE,
+    STATIC_DIR,
+    login_page,
+    render,
+    same,
+    set_session_cookie,
+    templates,
+)
 
 __all__ = ["STATIC_DIR", "router"]
 
 router = APIRouter(include_in_schema=False)
+
+
+def record_unavailable(runtime: Runtime, *, username: str, ip: str | None) -> None:
+    """Put a sign-in refused for want of counters on record (not counted); the store already logged why."""
+    with runtime.db.unit_of_work() as session:
+        identity.record_failed_sign_in(session, username=username, source_ip=ip, reason=identity.UNAVAILABLE,
+                                       counters=runtime.counters, count=False, clock=runtime.clock)
 
 
 
@@ -99,18 +116,25 @@ def login(request: Request, username: Annotated[str, Form()], password: Annotate
         with runtime.db.unit_of_work() as session:
             policy = policy_in_force(session, runtime.clock)
             result = identity.sign_in(session, username=username, password=password, otp=None, policy=policy,
-                                      keyring=runtime.keyring, source_ip=ip, clock=runtime.clock)
+                                      keyring=runtime.keyring, source_ip=ip, counters=runtime.counters,
+                                      clock=runtime.clock)
             if old_cookie:  # never adopt a session the browser brought along (fixation)
                 web_sessions.revoke(session, cookie=old_cookie, clock=runtime.clock)
             new = web_sessions.create(session, user=result.user, stage=result.stage, source_ip=ip,
                                       absolute_seconds=runtime.settings.session_absolute_seconds,
                                       clock=runtime.clock)
     except AuthenticationFailed as exc:
-        with runtime.db.unit_of_work() as session:
-            identity.record_failed_sign_in(session, username=username, source_ip=ip, reason=exc.message,
-                                           clock=runtime.clock)
+        try:
+            with runtime.db.unit_of_work() as session:
+                identity.record_failed_sign_in(session, username=username, source_ip=ip, reason=exc.message,
+                                               counters=runtime.counters, clock=runtime.clock)
+        except CountersUnavailable:
+            return login_page(request, SIGN_IN_UNAVAILABLE, status_code=503)
         message = exc.message[:1].upper() + exc.message[1:] + "."
         return login_page(request, message, status_code=401)
+    except CountersUnavailable:
+        record_unavailable(runtime, username=username, ip=ip)
+        return login_page(request, SIGN_IN_UNAVAILABLE, status_code=503)
     target = {"full": "/", "mfa": "/mfa", "enrol": "/mfa/enrol"}[result.stage]
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, new.cookie)
@@ -140,19 +164,28 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
     try:
         with runtime.db.unit_of_work() as session:
             identity.complete_mfa(session, user=user, code=code, keyring=runtime.keyring, source_ip=ip,
+                                  counters=runtime.counters,
                                   clock=runtime.clock, first_factor=ws.first_factor)
             row = session.get(WebSession, ws.id)
             assert row is not None
             new = web_sessions.rotate(session, old=row, user=user, stage="full", source_ip=ip,
                                       absolute_seconds=runtime.settings.session_absolute_seconds, clock=runtime.clock)
     except AuthenticationFailed as exc:
-        with runtime.db.unit_of_work() as session:
-            identity.record_failed_sign_in(session, username=user.username, source_ip=ip, reason=exc.message,
-                                           clock=runtime.clock)
-            if isinstance(exc, identity.SignInLocked):
-                web_sessions.revoke(session, cookie=request.cookies.get(SESSION_COOKIE, ""), clock=runtime.clock)
+        try:
+            with runtime.db.unit_of_work() as session:
+                identity.record_failed_sign_in(session, username=user.username, source_ip=ip, reason=exc.message,
+                                               counters=runtime.counters, clock=runtime.clock)
+                if isinstance(exc, identity.SignInLocked):
+                    web_sessions.revoke(session, cookie=request.cookies.get(SESSION_COOKIE, ""), clock=runtime.clock)
+        except CountersUnavailable:
+            return templates.TemplateResponse(request, "mfa.html", {
+                "error": SIGN_IN_UNAVAILABLE, "csrf_token": ws.csrf_token}, status_code=503)
         return templates.TemplateResponse(request, "mfa.html", {
             "error": exc.message[:1].upper() + exc.message[1:] + ".", "csrf_token": ws.csrf_token}, status_code=401)
+    except CountersUnavailable:
+        record_unavailable(runtime, username=user.username, ip=ip)
+        return templates.TemplateResponse(request, "mfa.html", {
+            "error": SIGN_IN_UNAVAILABLE, "csrf_token": ws.csrf_token}, status_code=503)
     response = RedirectResponse("/", status_code=303)
     set_session_cookie(response, request, new.cookie)
     return response
@@ -187,7 +220,7 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
                 assert fresh is not None
                 codes = mfa.confirm_enrolment(session, user=fresh, code=code, keyring=runtime.keyring, source_ip=ip,
                                               clock=runtime.clock)
-                identity.record_sign_in(session, user=fresh, source_ip=ip,
+                identity.record_sign_in(session, user=fresh, source_ip=ip, counters=runtime.counters,
                                         method=f"{ws.first_factor}+totp (enrolment)", clock=runtime.clock)
                 row = session.get(WebSession, ws.id)
                 assert row is not None
@@ -196,11 +229,14 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
                                           clock=runtime.clock)
         except InvalidInput as exc:
             error = exc.message
+        except CountersUnavailable:
+            error = SIGN_IN_UNAVAILABLE  # nothing was committed: the same code works once the store is back
     if error is not None:
         with runtime.db.unit_of_work() as session:
             enrolment = mfa.pending_enrolment(session, user=user, keyring=runtime.keyring)
         return templates.TemplateResponse(request, "mfa_enrol.html", {
-            "error": error, "csrf_token": ws.csrf_token, "enrolment": enrolment}, status_code=422)
+            "error": error, "csrf_token": ws.csrf_token, "enrolment": enrolment},
+            status_code=503 if error == SIGN_IN_UNAVAILABLE else 422)
     response = templates.TemplateResponse(request, "mfa_recovery.html", {"codes": codes})
     response.headers["Cache-Control"] = "no-store"
     set_session_cookie(response, request, new.cookie)

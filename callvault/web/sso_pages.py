@@ -19,8 +19,10 @@ from callvault.api.deps import SESSION_COOKIE, get_runtime, policy_in_force, sou
 from callvault.core.errors import AuthenticationFailed, ConfigurationError, NotFound
 from callvault.identity import oidc
 from callvault.identity import sessions as web_sessions
+from callvault.identity.counters import CountersUnavailable
+from callvault.identity.service import UNAVAILABLE
 from callvault.runtime import Runtime
-from callvault.web.common import login_page, render, same, secure_request, set_session_cookie
+from callvault.web.common import SIGN_IN_UNAVAILABLE, login_page, render, same, secure_request, set_session_cookie
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("callvault.web.sso")
@@ -85,7 +87,7 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
         with runtime.db.unit_of_work() as session:
             policy = policy_in_force(session, runtime.clock)
             result = oidc.finish(session, settings=client.settings, claims=claims, policy=policy, source_ip=ip,
-                                 clock=runtime.clock)
+                                 counters=runtime.counters, clock=runtime.clock)
             if old_cookie:  # never adopt a session the browser brought along (fixation)
                 web_sessions.revoke(session, cookie=old_cookie, clock=runtime.clock)
             new = web_sessions.create(session, user=result.user, stage=result.stage, source_ip=ip,
@@ -97,6 +99,10 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
         response = login_page(request, "Single sign-on failed: " + exc.message + ".", status_code=401)
         response.delete_cookie(FLOW_COOKIE, path=FLOW_COOKIE_PATH)
         return response
+    except CountersUnavailable:  # the store logged why; the public page names no internals
+        with runtime.db.unit_of_work() as session:
+            oidc.record_refusal(session, reason=UNAVAILABLE, source_ip=ip, clock=runtime.clock)
+        return login_page(request, SIGN_IN_UNAVAILABLE, status_code=503)
     except ConfigurationError as exc:
         log.error("single sign-on unavailable: %s", exc.message)
         return login_page(request, "Single sign-on is unavailable right now: " + exc.message + ".", status_code=503)

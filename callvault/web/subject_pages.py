@@ -20,6 +20,7 @@ from callvault.api import routes_subject_requests
 from callvault.api.deps import get_runtime, source_ip
 from callvault.core.errors import FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
+from callvault.identity.counters import CountersUnavailable
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime
 from callvault.subject_requests import limits, package
@@ -29,6 +30,9 @@ PUBLIC_FORM_LIMIT = 16 * 1024
 """The public form is open to anyone: its body is cut off at this size while it is read."""
 
 router = APIRouter(include_in_schema=False)
+FORM_UNAVAILABLE = ("The request form is temporarily unavailable; nothing was sent or stored. Please try again "
+                    "in a few minutes.")
+"""The rate-limit store (Redis) did not answer: refuse rather than take requests nobody limits."""
 router.include_router(routes_subject_requests.router, prefix="/api/v1")
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -83,11 +87,15 @@ def request_submit(
         if problems:
             raise InvalidInput("the request cannot be accepted:", problems)
         with runtime.db.unit_of_work() as session:
-            row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request), clock=runtime.clock)
+            row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request),
+                                 counters=runtime.counters, clock=runtime.clock)
             request_id = row.id
     except limits.RateLimited as exc:
         return _page(request, "subject_request.html", {"policy": policy, "form": form, "problems": [],
                                                        "error": exc.message}, status_code=429)
+    except CountersUnavailable:
+        return _page(request, "subject_request.html", {"policy": policy, "form": form, "problems": [],
+                                                       "error": FORM_UNAVAILABLE}, status_code=503)
     except InvalidInput as exc:
         return _page(request, "subject_request.html", {"policy": policy, "form": form, "problems": exc.problems,
                                                        "error": exc.message}, status_code=422)
@@ -101,12 +109,15 @@ def request_verify(request: Request, request_id: str, code: Annotated[str, Form(
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
             outcome = subject.verify(session, policy=policy, request_id=request_id, code=code,
-                                     source_ip=source_ip(request),
+                                     source_ip=source_ip(request), counters=runtime.counters,
                                      mail_domain=routes_subject_requests.mail_domain(runtime), clock=runtime.clock)
             due_on = outcome.request.due_on if outcome.request else None
     except limits.RateLimited as exc:
         return _page(request, "subject_request_verify.html", {"request_id": request_id, "error": exc.message},
                      status_code=429)
+    except CountersUnavailable:
+        return _page(request, "subject_request_verify.html", {"request_id": request_id, "error": FORM_UNAVAILABLE},
+                     status_code=503)
     if not outcome.ok:
         return _page(request, "subject_request_verify.html", {"request_id": request_id, "error": outcome.message},
                      status_code=422)

@@ -3,6 +3,7 @@ scoped integration tokens, and revocation that takes effect at once."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -48,6 +49,15 @@ def _token(server: LiveServer, username: str, otp: str | None,
 @pytest.fixture()
 def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
     live = LiveServer(isolated_env)
+    live.start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture()
+def guarded(counters_env: CallvaultEnv) -> Iterator[LiveServer]:
+    """A live server whose guessing counters are in the database, then in Redis (the same rules for both)."""
+    live = LiveServer(counters_env)
     live.start()
     yield live
     live.stop()
@@ -115,39 +125,39 @@ def test_a_role_that_needs_mfa_must_set_it_up_before_reaching_anything(live: Liv
 
 # ------------------------------------------------------------------------------------- guessing
 def test_five_wrong_passwords_lock_the_account_from_that_address_even_against_the_right_one(
-        live: LiveServer) -> None:
-    env = live.env
+        guarded: LiveServer) -> None:
+    env = guarded.env
     for _ in range(throttle.PAIR_LIMIT):
-        assert _token(live, "alice", None, password="wrong-password-guess")[0] == 401
-    status, body = _token(live, "alice", env.otp("alice"))
+        assert _token(guarded, "alice", None, password="wrong-password-guess")[0] == 401
+    status, body = _token(guarded, "alice", env.otp("alice"))
     assert status == 401
     assert "too many failed sign-ins" in body["message"]
     actions = _actions(env, "alice")
     assert ("auth.lockout", "deny") in [(a, d) for a, d, _ in actions]
     assert actions[-1][:2] == ("auth.sign_in", "deny")
     # Other accounts from the same address are not locked out by alice's five failures.
-    assert _token(live, "bob", env.otp("bob"))[0] == 200
+    assert _token(guarded, "bob", env.otp("bob"))[0] == 200
     # The lock lifts by itself after the lockout period.
     env.runtime.clock = FixedClock(env.runtime.clock.now() + throttle.LOCKOUT + timedelta(seconds=1))
-    assert _token(live, "alice", env.otp("alice"))[0] == 200
+    assert _token(guarded, "alice", env.otp("alice"))[0] == 200
 
 
-def test_an_unknown_name_locks_exactly_like_a_real_one(live: LiveServer) -> None:
+def test_an_unknown_name_locks_exactly_like_a_real_one(guarded: LiveServer) -> None:
     replies = []
     for name in ("ghost", "alice"):
         for _ in range(throttle.PAIR_LIMIT + 1):
-            replies.append((name, *_token(live, name, None, password="wrong-password-guess")))
+            replies.append((name, *_token(guarded, name, None, password="wrong-password-guess")))
     ghost = [(s, b["message"]) for n, s, b in replies if n == "ghost"]
     alice = [(s, b["message"]) for n, s, b in replies if n == "alice"]
     assert ghost == alice
     assert "too many" in ghost[-1][1]
 
 
-def test_many_failures_from_one_address_lock_that_address(live: LiveServer) -> None:
-    env = live.env
+def test_many_failures_from_one_address_lock_that_address(guarded: LiveServer) -> None:
+    env = guarded.env
     for i in range(throttle.ADDRESS_LIMIT):
-        _token(live, f"nobody{i}", None, password="wrong-password-guess")
-    status, body = _token(live, "exec", env.otp("exec"))
+        _token(guarded, f"nobody{i}", None, password="wrong-password-guess")
+    status, body = _token(guarded, "exec", env.otp("exec"))
     assert status == 401 and "too many" in body["message"]
     with env.runtime.db.unit_of_work() as session:
         keys = [e.object_id for e in session.scalars(select(AuditEntry).where(AuditEntry.action == "auth.lockout"))]
@@ -159,8 +169,9 @@ def _attempt(env: CallvaultEnv, username: str, password: str, address: str) -> s
     try:
         with env.runtime.db.unit_of_work() as session:
             user = identity.authenticate(session, username=username, password=password, source_ip=address,
-                                         clock=env.runtime.clock)
-            identity.record_sign_in(session, user=user, source_ip=address, method="password", clock=env.runtime.clock)
+                                         counters=env.runtime.counters, clock=env.runtime.clock)
+            identity.record_sign_in(session, user=user, source_ip=address, method="password",
+                                    counters=env.runtime.counters, clock=env.runtime.clock)
         return "ok"
     except identity.SignInLocked:
         outcome, reason = "locked", "too many failed sign-ins"
@@ -168,13 +179,13 @@ def _attempt(env: CallvaultEnv, username: str, password: str, address: str) -> s
         outcome, reason = "wrong", identity.WRONG_CREDENTIALS
     with env.runtime.db.unit_of_work() as session:
         identity.record_failed_sign_in(session, username=username, source_ip=address, reason=reason,
-                                       clock=env.runtime.clock)
+                                       counters=env.runtime.counters, clock=env.runtime.clock)
     return outcome
 
 
-def test_a_guesser_on_one_address_cannot_lock_the_user_out_elsewhere(live: LiveServer) -> None:
+def test_a_guesser_on_one_address_cannot_lock_the_user_out_elsewhere(guarded: LiveServer) -> None:
     """RELIABILITY.md 15: attackers cannot lock out users."""
-    env = live.env
+    env = guarded.env
     outcomes = [_attempt(env, "alice", "wrong-password-guess", "203.0.113.9") for _ in range(throttle.PAIR_LIMIT + 2)]
     assert outcomes[-1] == "locked" and outcomes.count("wrong") == throttle.PAIR_LIMIT
     assert _attempt(env, "alice", PASSWORD, "203.0.113.9") == "locked"
@@ -182,8 +193,8 @@ def test_a_guesser_on_one_address_cannot_lock_the_user_out_elsewhere(live: LiveS
 
 
 def test_a_distributed_guesser_gets_at_most_100_tries_an_hour_and_the_user_still_gets_in(
-        live: LiveServer) -> None:
-    env = live.env
+        guarded: LiveServer) -> None:
+    env = guarded.env
     assert _attempt(env, "bob", PASSWORD, "198.51.100.7") == "ok"  # bob's usual address
     tried = 0
     for i in range(60):  # 60 addresses x 2 guesses = 120 attempts, each address under its own limits
@@ -194,18 +205,43 @@ def test_a_distributed_guesser_gets_at_most_100_tries_an_hour_and_the_user_still
     assert _attempt(env, "bob", PASSWORD, "192.0.2.77") == "locked"  # an unfamiliar address: closed
     assert _attempt(env, "bob", PASSWORD, "198.51.100.7") == "ok"  # bob's own address: still open
     with env.runtime.db.unit_of_work() as session:
-        lock = throttle.active_lock(session, username="bob", address=None, now=env.runtime.clock.now())
+        lock = throttle.active_lock(session, counters=env.runtime.counters, username="bob", address=None,
+                                    now=env.runtime.clock.now())
     assert lock is not None and lock.until <= env.runtime.clock.now() + throttle.ACCOUNT_WINDOW
     env.runtime.clock = FixedClock(env.runtime.clock.now() + throttle.ACCOUNT_WINDOW + timedelta(seconds=1))
     assert _attempt(env, "bob", PASSWORD, "192.0.2.77") == "ok"  # the hour is over
 
 
-def test_counters_live_in_the_database_so_every_node_sees_them(live: LiveServer) -> None:
-    env = live.env
-    _token(live, "exec", None, password="wrong-password-guess")
+def test_counters_live_in_the_configured_store_so_every_node_sees_them(guarded: LiveServer) -> None:
+    env = guarded.env
+    _token(guarded, "exec", None, password="wrong-password-guess")
+    key = throttle.account_key("exec")
     with env.runtime.db.unit_of_work() as session:
-        row = session.get(SignInThrottle, throttle.account_key("exec"))
-        assert row is not None and row.failures == 1
+        assert env.runtime.counters.read(session, [key])[key].failures == 1
+        row = session.get(SignInThrottle, key)
+    # With Redis configured, nothing is counted in the database (and the other way round).
+    assert (row is not None and row.failures == 1) == (env.runtime.counters.backend == "database")
+
+
+def test_an_administrator_sees_the_account_lock_and_lifts_it_from_the_users_page(guarded: LiveServer) -> None:
+    env = guarded.env
+    with env.runtime.db.unit_of_work() as session:
+        for i in range(throttle.ACCOUNT_LIMIT):
+            throttle.record_failure(session, counters=env.runtime.counters, username="bob", address=f"10.1.{i}.1",
+                                    now=env.runtime.clock.now())
+    with guarded.client() as browser:
+        web_sign_in(browser, env, "it")
+        page = browser.get("/admin/users")
+        row = next(line for line in page.text.splitlines() if "/admin/users/bob/unlock" in line)
+        assert "locked until" in row
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', row)
+        assert csrf
+        done = browser.post("/admin/users/bob/unlock", data={"csrf_token": csrf.group(1)})
+        assert done.status_code == 303
+        assert "/admin/users/bob/unlock" not in browser.get("/admin/users").text
+    with env.runtime.db.unit_of_work() as session:
+        assert env.runtime.counters.read(session, [throttle.account_key("bob")]) == {}
+    assert "auth.unlocked" in [a for a, _, _ in _actions(env, "it")]
 
 
 # ------------------------------------------------------------------------------------- passwords

@@ -13,13 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from callvault.audit.models import AuditEntry
 from callvault.cli.main import app as cli_app
 from callvault.core.clock import FixedClock
-from callvault.identity.models import SignInThrottle
 from callvault.notify import service as notify
 from callvault.subject_requests import jobs as subject_jobs
 from callvault.subject_requests import service as subject
@@ -41,7 +40,7 @@ def mail() -> Iterator[MailSink]:
 def _fresh_limits(env: CallvaultEnv) -> None:
     """Every test comes from 127.0.0.1; start each with the public form's counters at zero."""
     with env.runtime.db.unit_of_work() as session:
-        session.execute(delete(SignInThrottle).where(SignInThrottle.key.like("subject-%")))
+        env.runtime.counters.clear_prefix(session, "subject-")
 
 
 @pytest.fixture(scope="module")

@@ -53,8 +53,11 @@ class CallvaultEnv:
     """One initialised callvault: settings, runtime and the personas' accounts."""
 
     def __init__(self, data_dir: Path, database_url: str, policy_file: Path,
-                 personas: list[Persona] | None = None) -> None:
-        self.settings: Settings = load_settings(data_dir, env={"CALLVAULT_DATABASE_URL": database_url})
+                 personas: list[Persona] | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = dict(extra_env or {})
+        """More settings (e.g. ``CALLVAULT_REDIS_URL``), also given to CLI runs through ``cli_env``."""
+        self.settings: Settings = load_settings(
+            data_dir, env={"CALLVAULT_DATABASE_URL": database_url, **self.extra_env})
         initialise(self.settings, policy_file=policy_file, admin_user="admin", admin_password=PASSWORD)
         self.runtime: Runtime = build_runtime(self.settings)
         self.totp_secrets: dict[str, str] = {}
@@ -103,14 +106,16 @@ class CallvaultEnv:
 
     @property
     def cli_env(self) -> dict[str, str]:
-        return {"CALLVAULT_DATA_DIR": str(self.data_dir), "CALLVAULT_DATABASE_URL": self.settings.database_url}
+        return {"CALLVAULT_DATA_DIR": str(self.data_dir), "CALLVAULT_DATABASE_URL": self.settings.database_url,
+                **self.extra_env}
 
     def close(self) -> None:
         self.runtime.close()
 
 
-def make_env(data_dir: Path, database_url: str, policy_file: Path) -> CallvaultEnv:
-    return CallvaultEnv(data_dir, database_url, policy_file)
+def make_env(data_dir: Path, database_url: str, policy_file: Path,
+             extra_env: dict[str, str] | None = None) -> CallvaultEnv:
+    return CallvaultEnv(data_dir, database_url, policy_file, extra_env=extra_env)
 
 
 def _free_port() -> int:
