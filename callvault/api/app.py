@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
@@ -32,7 +36,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     """Build the app for one runtime. No module-level state: tests build as many as they like."""
     # Uploads stay in memory up to the upload limit, so plaintext audio never lands in a temp file.
     MultiPartParser.spool_max_size = runtime.settings.max_upload_bytes + 1
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The pool FastAPI runs sync dependencies and handlers in (settings.DEFAULT_SERVER_THREADS: why small).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.server_threads
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="callvault",
         version="0.1.0",
         description="Call recording that enforces a written call-recording policy.",

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from callvault.access import service as access
@@ -31,6 +33,14 @@ def _may_ingest(caller: Caller) -> bool:
     return bool(role and role.can_administer)
 
 
+def _audit_ingest_refusal(runtime: Runtime, caller: Caller) -> None:
+    with runtime.db.unit_of_work() as session:
+        audit.append(session, audit.AuditEvent(
+            actor=caller.user.username, actor_role=caller.user.role, action="recording.ingest",
+            decision="deny", reason=f"role {caller.user.role} may not ingest recordings",
+            source_ip=caller.source_ip), clock=runtime.clock)
+
+
 @router.post("/recordings", response_model=IngestResponse, status_code=201,
              responses={200: {"description": "the same call was already stored with identical audio"}})
 async def ingest(request: Request, caller: Caller = Depends(get_caller),
@@ -42,11 +52,7 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
     The upload is held in memory (never in a plaintext temp file) up to the configured limit.
     """
     if not _may_ingest(caller):
-        with runtime.db.unit_of_work() as session:
-            audit.append(session, audit.AuditEvent(
-                actor=caller.user.username, actor_role=caller.user.role, action="recording.ingest",
-                decision="deny", reason=f"role {caller.user.role} may not ingest recordings",
-                source_ip=caller.source_ip), clock=runtime.clock)
+        await run_in_threadpool(_audit_ingest_refusal, runtime, caller)
         raise AccessDenied(f"role {caller.user.role} may not ingest recordings")
     limit = runtime.settings.max_upload_bytes
     declared = request.headers.get("content-length")
@@ -78,11 +84,12 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
             raise InvalidInput("the upload is incomplete:", problems)
         assert isinstance(audio, UploadFile)
         meta_raw = await metadata.read() if isinstance(metadata, UploadFile) else str(metadata)
-        result = ingest_recording(
-            db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=audio.file, metadata=meta_raw,
-            actor=caller.user.username, actor_role=caller.user.role,
+        # Encryption, fsync and commits: off the event loop, or every other request of this process waits.
+        result = await run_in_threadpool(functools.partial(
+            ingest_recording, db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=audio.file,
+            metadata=meta_raw, actor=caller.user.username, actor_role=caller.user.role,
             default_region=runtime.settings.default_region, source_ip=caller.source_ip, clock=runtime.clock,
-        )
+        ))
     finally:
         await form.close()
     body = IngestResponse(id=result.recording_id, created=result.created).model_dump()

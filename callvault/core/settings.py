@@ -59,6 +59,13 @@ class OidcSettings:
     button_label: str = "Sign in with SSO"
 
 
+DEFAULT_SERVER_THREADS = 8
+"""Request work (database, policy, decryption) runs in a thread pool; with anyio's default of 40
+threads, 100 busy clients keep 40 requests inside Python at once, and they spend their time handing
+the GIL to each other. A handful of threads per process (one process per core) serves more and with a
+shorter tail (docs/performance.md, ``bench.http``)."""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where callvault keeps things and how it reaches them."""
@@ -81,6 +88,9 @@ class Settings:
     ``upload_grace_seconds + size / this``, or the request gets 408 and nothing is stored."""
     upload_grace_seconds: int = 30
     """Fixed allowance on top of the size-based upload deadline (``CALLVAULT_UPLOAD_GRACE_SECONDS``)."""
+    server_threads: int = DEFAULT_SERVER_THREADS
+    """Threads per server process for request work (``CALLVAULT_SERVER_THREADS``); see
+    ``DEFAULT_SERVER_THREADS`` for why it is small."""
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs of reverse proxies whose X-Forwarded-For is believed (``CALLVAULT_TRUSTED_PROXIES``)."""
     session_idle_seconds: int = 30 * 60
@@ -153,7 +163,7 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
     except ValueError as exc:
         raise ConfigurationError("CALLVAULT_TOKEN_TTL_SECONDS must be a whole number of seconds") from exc
     access = _access_settings(pick)
-    uploads = _upload_settings(pick)
+    uploads = _request_settings(pick)
     access.update(_ops_settings(env, pick))
     access["oidc"] = _oidc_settings(env, pick, file_conf)
     return Settings(
@@ -170,13 +180,15 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
     )
 
 
-def _upload_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
-    """Upload size and slow-client limits (RELIABILITY: upload abuse), checked at start-up."""
+def _request_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
+    """Upload size and slow-client limits (RELIABILITY: upload abuse) and the request thread pool,
+    checked at start-up."""
     values: dict[str, Any] = {}
     for env_name, key, default, least in (
             ("CALLVAULT_MAX_UPLOAD_BYTES", "max_upload_bytes", 512 * 1024 * 1024, 1024),
             ("CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND", "upload_min_bytes_per_second", 16 * 1024, 1),
-            ("CALLVAULT_UPLOAD_GRACE_SECONDS", "upload_grace_seconds", 30, 1)):
+            ("CALLVAULT_UPLOAD_GRACE_SECONDS", "upload_grace_seconds", 30, 1),
+            ("CALLVAULT_SERVER_THREADS", "server_threads", DEFAULT_SERVER_THREADS, 1)):
         raw = pick(env_name, key, str(default)).strip()
         if not raw.isdigit() or int(raw) < least:
             raise ConfigurationError(f"{env_name} must be a whole number, at least {least} (got {raw!r})")
