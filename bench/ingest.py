@@ -1,6 +1,7 @@
 """Ingest throughput against the machine's raw crypto speed, measured in the same run.
 
-    .venv/bin/python -m bench.ingest [--small] [--count N] [--minutes M] [--workers W] [--database-url URL]
+    .venv/bin/python -m bench.ingest [--small] [--count N] [--minutes M] [--workers W] [--batch B]
+                                     [--database-url URL] [--work-dir DIR]
 
 Ingests ``count`` ten-minute stereo 8 kHz 16-bit WAV recordings (19.2 MB each) through the real
 pipeline (metadata validation, audio probe, pending row, AES-256-GCM chunked encryption + SHA-256,
@@ -10,6 +11,12 @@ durable write rate (64 KiB writes + fsync) of the same file system, and prints a
 ratios. Target: ratio >= 0.5 of raw crypto. Where the disk's durable write rate is below the
 crypto rate, the disk bounds ingest (every recording is fsynced before it is acknowledged), so the
 second ratio says how close ingest comes to what the hardware allows.
+
+``--small`` (30-second calls) measures recordings/s twice in the same run: one ``ingest_recording``
+per call (as uploads arrive, ``--workers`` at once) and the bulk path (``ingest_many`` in batches of
+``--batch``, as ``callvault ingest FOLDER`` imports, ``--workers`` batches at once). Both do the same
+per recording: its own admission, data key, fsynced blob and audit entry; the bulk path shares the
+transactions. Target: >= 300 recordings/s.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy as np
 import soundfile
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from callvault.capture.ingest import ingest_recording
+from callvault.capture.ingest import IngestItem, IngestResult, ingest_many, ingest_recording
 from callvault.cli.commands import initialise
 from callvault.core.settings import load_settings
 from callvault.runtime import build_runtime
@@ -87,6 +94,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="many 30-second calls: the recordings/s case")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="concurrent ingests (default: one per core)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="also measure bulk ingest in batches of this many (default 100 with --small, else off)")
     parser.add_argument("--database-url", default=None, help="default: SQLite in the temp data dir")
     parser.add_argument("--work-dir", default=None, help="where the data dir goes (default: the system temp dir); "
                         "e.g. /dev/shm to take the disk out of the measurement")
@@ -95,6 +104,8 @@ def main() -> None:
         args.count = 1000 if args.small else 200
     if args.minutes is None:
         args.minutes = 0.5 if args.small else 10.0
+    if args.batch is None:
+        args.batch = 100 if args.small else 0
 
     with tempfile.TemporaryDirectory(prefix="callvault-bench-", dir=args.work_dir) as tmp:
         root = Path(tmp)
@@ -109,15 +120,25 @@ def main() -> None:
         size = wav.stat().st_size
         started = datetime(2026, 11, 1, tzinfo=UTC)
 
-        def ingest_one(i: int) -> None:
-            meta = {
+        def meta_for(i: int) -> str:
+            return json.dumps({
                 "call_id": f"bench-{i}", "direction": "inbound", "started_at": started.isoformat(),
                 "ended_at": (started + timedelta(minutes=args.minutes)).isoformat(), "extension": "2001",
                 "agent": "alice", "team": "customer_support", "remote_number": "+14165550100",
                 "consent": {"announcement_played_at": started.isoformat()},
-            }
+            })
+
+        def ingest_one(i: int) -> None:
             ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=wav,
-                             metadata=json.dumps(meta), actor="bench")
+                             metadata=meta_for(i), actor="bench")
+
+        def ingest_batch(first: int) -> None:
+            items = [IngestItem(wav, meta_for(i)) for i in range(first, min(first + args.batch, 2 * args.count))]
+            outcomes = ingest_many(db=runtime.db, store=runtime.store, keyring=runtime.keyring, items=items,
+                                   actor="bench")
+            for outcome in outcomes:
+                if not (isinstance(outcome, IngestResult) and outcome.created):
+                    raise RuntimeError(f"bulk ingest did not store a recording: {outcome!r}")
 
         t0 = time.perf_counter()
         # Concurrent uploads, as a server receives them: one ingest per worker thread.
@@ -125,6 +146,14 @@ def main() -> None:
             for future in [pool.submit(ingest_one, i) for i in range(args.count)]:
                 future.result()
         elapsed = time.perf_counter() - t0
+        bulk_elapsed = None
+        if args.batch > 0:  # the same number again, new call ids, through the bulk path
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=args.workers) as pool:
+                for future in [pool.submit(ingest_batch, first)
+                               for first in range(args.count, 2 * args.count, args.batch)]:
+                    future.result()
+            bulk_elapsed = time.perf_counter() - t0
         runtime.close()
 
         data = wav.read_bytes()
@@ -137,7 +166,11 @@ def main() -> None:
     print(f"database:        {settings.database_url.split('://')[0]}")
     print(f"workers:         {args.workers} concurrent ingests")
     print(f"recordings:      {args.count} x {args.minutes:g} min stereo 8 kHz WAV ({size / 1e6:.1f} MB each)")
-    print(f"ingest:          {args.count / elapsed:.2f} recordings/s, {ingest_rate:.0f} MB/s ({elapsed:.1f} s)")
+    print(f"ingest:          {args.count / elapsed:.2f} recordings/s, {ingest_rate:.0f} MB/s ({elapsed:.1f} s)"
+          f"{' one per call' if bulk_elapsed is not None else ''}")
+    if bulk_elapsed is not None:
+        print(f"bulk ingest:     {args.count / bulk_elapsed:.2f} recordings/s, {total_mb / bulk_elapsed:.0f} MB/s "
+              f"({bulk_elapsed:.1f} s) ingest_many, batches of {args.batch}")
     print(f"raw AES-GCM+SHA: {reference:.0f} MB/s (same bytes, in memory, this run)")
     print(f"raw write+fsync: {disk:.0f} MB/s (same bytes, 1 MiB writes, same file system, this run)")
     bound = min(reference, disk)

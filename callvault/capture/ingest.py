@@ -24,7 +24,8 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,7 +37,7 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
-from callvault.capture.admission import Admission, admit, mark_applied
+from callvault.capture.admission import Admission, admit, mark_applied, unapplied_controls
 from callvault.capture.audio import AudioInfo, probe_audio
 from callvault.capture.audioedit import apply_edit
 from callvault.capture.metadata import CallMetadata, parse_metadata
@@ -56,6 +57,8 @@ from callvault.storage.keys import Keyring
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 64 * 1024
+BLOB_WRITERS = 4
+"""Blobs ``ingest_many`` writes at once."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ def encrypt_audio(audio: Path | BinaryIO, sink: BinaryIO, *, data_key: bytes, co
 def reserve_recording(
     session: Session, *, meta: CallMetadata, info: AudioInfo, actor: str, store: BlobStore, clock: Clock,
     stale_after: timedelta, audio_sha256: Callable[[], str] | None = None,
+    existing_rows: dict[str, Recording] | None = None,
 ) -> Recording | IngestResult:
     """Step 3: add the ``pending`` row (the caller commits it before writing the blob).
 
@@ -104,8 +108,11 @@ def reserve_recording(
     computed only when needed) is returned as ``IngestResult(created=False)``; different or unknown
     audio is a Conflict, as is a pending row younger than ``stale_after``. An older pending row is
     the remains of a crash and is replaced (blob first). Used by upload ingest and live capture.
+    ``existing_rows``: ``recordings_by_call_id`` for a batch including this call, looked up once by the
+    caller (``ingest_many``); None looks this call up here.
     """
-    existing = session.scalar(select(Recording).where(Recording.call_id == meta.call_id))
+    existing = (existing_rows.get(meta.call_id) if existing_rows is not None
+                else session.scalar(select(Recording).where(Recording.call_id == meta.call_id)))
     if existing is not None:
         if existing.state == RecordingState.DESTROYED:
             raise Conflict(f"call_id {meta.call_id!r} was stored and then destroyed "
@@ -132,6 +139,16 @@ def reserve_recording(
     )
     session.add(row)
     return row
+
+
+def recordings_by_call_id(session: Session, call_ids: Iterable[str]) -> dict[str, Recording]:
+    """The stored rows (in any state) of these call ids: one query per 500 for a whole batch."""
+    ids = list(set(call_ids))
+    found: dict[str, Recording] = {}
+    for start in range(0, len(ids), 500):
+        found.update((row.call_id, row) for row in session.scalars(
+            select(Recording).where(Recording.call_id.in_(ids[start:start + 500]))))
+    return found
 
 
 def finalise_recording(
@@ -326,35 +343,45 @@ def _ingest_works(
 ) -> None:
     """Steps 2b-5 for parsed and probed recordings; sets each one's ``outcome``."""
 
-    def reserve(session: Session, work: _Work) -> None:
+    seen: set[str] = set()
+
+    def reserve(session: Session, work: _Work, existing_rows: dict[str, Recording] | None) -> None:
         audio = work.audio
         try:
+            if work.meta.call_id in seen:  # what the second of two uploads racing each other hears
+                raise Conflict(f"call_id {work.meta.call_id!r} is being ingested right now (it is in this "
+                               "batch twice); retry later")
             reserved = reserve_recording(session, meta=work.meta, info=work.info, actor=actor, store=store,
                                          clock=clock, stale_after=stale_after,
-                                         audio_sha256=lambda: _sha256_of(audio))
+                                         audio_sha256=lambda: _sha256_of(audio), existing_rows=existing_rows)
         except Conflict as exc:  # raised before the session was changed: the others go on
             work.outcome = exc
             return
+        seen.add(work.meta.call_id)
         if isinstance(reserved, IngestResult):
             work.outcome = reserved
         else:
             work.row = reserved
 
     to_edit: list[_Work] = []
-    with _collision_guard(), db.unit_of_work() as session:
+    with _collision_guard(), db.unit_of_work() as session, session.no_autoflush:
         # One look-up of the policy in force serves the batch, for admission and for the retention dates
         # set at finalising; a row computed under a version replaced meanwhile is caught up by the
-        # retention sweep (``retention_basis``).
+        # retention sweep (``retention_basis``). Control events and existing rows are looked up for the
+        # whole batch at once, and the new rows are inserted together at commit (no autoflush).
         policy = policy_service.current_policy(session, clock=clock)
+        call_ids = [work.meta.call_id for work in works]
+        controls = unapplied_controls(session, call_ids)
+        existing_rows = recordings_by_call_id(session, call_ids)
         for work in works:
             work.admission = admit(session, policy=policy, meta=work.meta, info=work.info, actor=actor,
-                                   actor_role=actor_role, source_ip=source_ip, clock=clock)
+                                   actor_role=actor_role, source_ip=source_ip, clock=clock, controls=controls)
             if work.admission.refusal is not None:
                 work.outcome = work.admission.refusal  # its audit entry is committed with this transaction
                 continue
             work.meta = work.admission.applied_to(work.meta)
             if work.admission.edit.is_noop:
-                reserve(session, work)
+                reserve(session, work, existing_rows)
             else:
                 to_edit.append(work)
     if to_edit:
@@ -370,23 +397,35 @@ def _ingest_works(
             with db.unit_of_work() as session:
                 for work in to_edit:
                     if work.outcome is None:
-                        reserve(session, work)
+                        reserve(session, work, None)
     reserved = [work for work in works if work.row is not None]
+
+    def write(work: _Work) -> None:
+        assert work.row is not None
+        try:
+            work.data_key = new_data_key()
+            with store.writer(work.row.blob_key) as sink:
+                work.result = encrypt_audio(work.audio, sink, data_key=work.data_key,
+                                            context=work.row.id.encode(), chunk_size=CHUNK_SIZE)
+        except Exception as exc:
+            work.outcome = exc
+            _discard(db, store, work.row.id, work.row.blob_key, failure=f"{type(exc).__name__}: {exc}"[:300],
+                     clock=clock)
+            work.row = None
+            if isinstance(exc, FlushFailed):
+                raise_storage_alarm(db, exc, call_id=work.meta.call_id, actor=actor, clock=clock)
+
     try:
-        for work in reserved:
-            assert work.row is not None
-            try:
-                work.data_key = new_data_key()
-                with store.writer(work.row.blob_key) as sink:
-                    work.result = encrypt_audio(work.audio, sink, data_key=work.data_key,
-                                                context=work.row.id.encode(), chunk_size=CHUNK_SIZE)
-            except Exception as exc:
-                work.outcome = exc
-                _discard(db, store, work.row.id, work.row.blob_key, failure=f"{type(exc).__name__}: {exc}"[:300],
-                         clock=clock)
-                work.row = None
-                if isinstance(exc, FlushFailed):
-                    raise_storage_alarm(db, exc, call_id=work.meta.call_id, actor=actor, clock=clock)
+        if len(reserved) > 1:
+            # Several blobs at once: creating, fsyncing and renaming files waits on the disk, and
+            # hashing and writing release the GIL, so a few writers overlap what one would wait for.
+            # Leaving the block waits for every writer, also on an interrupt, before anything is undone.
+            with ThreadPoolExecutor(max_workers=min(BLOB_WRITERS, len(reserved)),
+                                    thread_name_prefix="ingest-blob") as pool:
+                list(pool.map(write, reserved))
+        else:
+            for work in reserved:
+                write(work)
         written = [work for work in reserved if work.row is not None and work.result is not None]
         if written:
             with db.unit_of_work() as session:

@@ -43,6 +43,7 @@ size for version 2: pass ``blob_size``, or the reader finds the end by probing `
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import hmac
 import io
@@ -251,15 +252,29 @@ def _encrypt(
     # slots of about 2 x _WRITE_BATCH bytes, and a slot is refilled only after the batch that used it
     # was hashed and written (the sink must not keep the view it was given, as any file's ``write``
     # does not). Each thread handles its batches in order, so the digest and the file come out in order.
+    # A blob of one batch (a short call) is hashed and written inline: starting and waiting for threads
+    # would cost more than it overlaps.
     per_batch = max(1, _WRITE_BATCH // chunk_size)
+    batches = -(-count // per_batch)
     slot_plain = min(per_batch * chunk_size, max(size, 1))
     slots = [(memoryview(bytearray(slot_plain)), memoryview(bytearray(slot_plain + per_batch * TAG_SIZE)))
-             for _ in range(min(_WRITE_QUEUE + 1, -(-count // per_batch)))]
+             for _ in range(min(_WRITE_QUEUE + 1, batches))]
     fill = _filler(source)
     written = len(header_bytes)
-    pending: collections.deque[tuple[Future[None], Future[None]]] = collections.deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hasher") as hasher, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer") as writer:
+    pending: collections.deque[tuple[Future[None], ...]] = collections.deque()
+    with contextlib.ExitStack() as threads:
+        hasher = writer = None
+        if batches > 1:
+            hasher = threads.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hasher"))
+            writer = threads.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer"))
+
+        def hand_off(plain: memoryview, cipher: memoryview) -> tuple[Future[None], ...]:
+            if hasher is None or writer is None:
+                digest.update(plain)
+                _write_all(sink, cipher)
+                return ()
+            return hasher.submit(digest.update, plain), writer.submit(_write_all, sink, cipher)
+
         try:
             for batch_no, first in enumerate(range(0, count, per_batch)):
                 last = min(count, first + per_batch)  # exclusive
@@ -277,8 +292,7 @@ def _encrypt(
                     out += aead.encrypt_into(nonce_prefix + _NONCE_INDEX.pack(index), plain[lo:lo + n], aad,
                                              cipher[out:out + n + TAG_SIZE])
                 written += out
-                pending.append((hasher.submit(digest.update, plain[:want]),
-                                writer.submit(_write_all, sink, cipher[:out])))
+                pending.append(hand_off(plain[:want], cipher[:out]))
             while pending:
                 _finish(pending.popleft())
         finally:
