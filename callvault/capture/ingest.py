@@ -17,6 +17,11 @@ Steps, in order (each small and typed):
   4. encrypt to blob store   → EncryptResult  (fresh data key; temp + fsync + rename)
   5. finalise                → available row + wrapped key + audit entry, one transaction
                                                 (``finalise_recording``, shared with SIPREC capture)
+
+Steps 2b and 3 share one transaction (a second one only when admission edits the audio), step 5 is
+the other. ``ingest_many`` runs the same steps for a batch (bulk imports): each recording still has
+its own admission decision, data key, fsynced blob and audit entry, and is acknowledged only after
+the finalising commit; only the two transactions are shared.
 """
 
 from __future__ import annotations
