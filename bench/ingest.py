@@ -8,7 +8,7 @@ pipeline (metadata validation, audio probe, pending row, AES-256-GCM chunked enc
 temp file + fsync + rename, key wrap, catalog row, audit entry) into a throw-away data directory,
 then measures raw AES-256-GCM (64 KiB chunks) + SHA-256 over the same bytes in memory and the raw
 durable write rate (64 KiB writes + fsync) of the same file system, and prints all three and the
-ratios. Target: ratio >= 0.5 of raw crypto. Where the disk's durable write rate is below the
+ratios. Target: ratio >= 0.8 of raw crypto (#10; 0.5 in #2). Where the disk's durable write rate is below the
 crypto rate, the disk bounds ingest (every recording is fsynced before it is acknowledged), so the
 second ratio says how close ingest comes to what the hardware allows.
 
@@ -87,6 +87,40 @@ def raw_durable_write_rate(data: bytes, directory: Path, repeats: int) -> float:
     return len(data) * repeats / elapsed / 1e6
 
 
+def raw_pipeline_rate(data: bytes, directory: Path, repeats: int) -> float:
+    """MB/s of the least a durable encrypted store must do, in one thread: AES-256-GCM (64 KiB chunks) and
+    SHA-256 of the bytes, the ciphertext written in 1 MiB writes to a new file on ``directory``, one fsync.
+
+    Why beside the other two: on tmpfs (``--work-dir /dev/shm``) writing is not a separate device that
+    runs beside the CPU but a copy into freshly allocated pages by the same cores, so its cost adds to
+    the crypto's instead of overlapping it; this is the reference for the pipeline there."""
+    aead = AESGCM(AESGCM.generate_key(bit_length=256))
+    view = memoryview(data)
+    start = time.perf_counter()
+    for r in range(repeats):
+        digest = hashlib.sha256()
+        path = directory / f"pipe-{r}.bin"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            batch: list[bytes] = []
+            for index, offset in enumerate(range(0, len(data), CHUNK)):
+                piece = view[offset:offset + CHUNK]
+                digest.update(piece)
+                batch.append(aead.encrypt(index.to_bytes(12, "big"), piece, b"aad"))
+                if len(batch) == 16:
+                    os.write(fd, b"".join(batch))
+                    batch = []
+            os.write(fd, b"".join(batch))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        digest.hexdigest()
+    elapsed = time.perf_counter() - start
+    for r in range(repeats):
+        (directory / f"pipe-{r}.bin").unlink()
+    return len(data) * repeats / elapsed / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=None, help="default 200 (1,000 with --small)")
@@ -160,6 +194,7 @@ def main() -> None:
         repeats = max(3, min(20, args.count // 10))
         reference = raw_crypto_rate(data, repeats=repeats)
         disk = raw_durable_write_rate(data, root, repeats=max(10, args.count // 4))
+        pipeline = raw_pipeline_rate(data, root, repeats=max(3, min(20, args.count // 10)))
 
     total_mb = size * args.count / 1e6
     ingest_rate = total_mb / elapsed
@@ -173,8 +208,10 @@ def main() -> None:
               f"({bulk_elapsed:.1f} s) ingest_many, batches of {args.batch}")
     print(f"raw AES-GCM+SHA: {reference:.0f} MB/s (same bytes, in memory, this run)")
     print(f"raw write+fsync: {disk:.0f} MB/s (same bytes, 1 MiB writes, same file system, this run)")
+    print(f"raw crypto+write: {pipeline:.0f} MB/s (AES-GCM+SHA-256+write+fsync, one thread, same file system, "
+          f"this run): ratio {ingest_rate / pipeline:.2f}")
     bound = min(reference, disk)
-    print(f"ratio:           {ingest_rate / reference:.2f} of raw crypto (target >= 0.5); "
+    print(f"ratio:           {ingest_rate / reference:.2f} of raw crypto (target >= 0.8, #10); "
           f"{ingest_rate / bound:.2f} of the slower of crypto and durable write")
 
 
