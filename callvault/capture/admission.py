@@ -19,6 +19,7 @@ The caller commits the audit entry before raising it, so the refusal is on recor
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -88,11 +89,32 @@ def _refuse(
     return Admission(refusal=NotRecordable(message, [FieldProblem(location, reason)]))
 
 
+def unapplied_controls(session: Session, call_ids: Iterable[str]) -> dict[str, list[RecordingControl]]:
+    """The control events not yet applied, per call id, oldest first: one query for a whole batch."""
+    found: dict[str, list[RecordingControl]] = {}
+    ids = list(set(call_ids))
+    for start in range(0, len(ids), _IN_BATCH):
+        for control in session.scalars(select(RecordingControl).where(
+                RecordingControl.call_id.in_(ids[start:start + _IN_BATCH]), RecordingControl.applied_at.is_(None)
+        ).order_by(RecordingControl.created_at)):
+            found.setdefault(control.call_id, []).append(control)
+    return found
+
+
+_IN_BATCH = 500
+"""Call ids per IN (...) query: well inside SQLite's and PostgreSQL's limits on bound parameters."""
+
+
 def admit(
     session: Session, *, policy: PolicyDocument, meta: CallMetadata, info: AudioInfo, actor: str,
     actor_role: str = "", source_ip: str | None = None, clock: Clock = system_clock,
+    controls: dict[str, list[RecordingControl]] | None = None,
 ) -> Admission:
-    """Decide what of this call may be stored (see the module docstring). Audits refusals; never commits."""
+    """Decide what of this call may be stored (see the module docstring). Audits refusals; never commits.
+
+    ``controls``: ``unapplied_controls`` for a batch of calls including this one, looked up once by the
+    caller (``ingest_many``); None looks this call's up here.
+    """
 
     def refuse(*, message: str, location: str, reason: str, clauses: tuple[str, ...]) -> Admission:
         return _refuse(session, meta=meta, message=message, location=location, reason=reason, clauses=clauses,
@@ -105,11 +127,9 @@ def admit(
                               f"{scope.reason}",
                       location=_scope_field(policy, meta), reason=scope.reason, clauses=tuple(scope.clauses))
 
-    controls = list(session.scalars(select(RecordingControl).where(
-        RecordingControl.call_id == meta.call_id, RecordingControl.applied_at.is_(None)
-    ).order_by(RecordingControl.created_at)))
+    calls = controls if controls is not None else unapplied_controls(session, [meta.call_id])
     eligible: list[RecordingControl] = []
-    for control in controls:
+    for control in [c for c in calls.get(meta.call_id, []) if c.applied_at is None]:
         if control.administrative or (control.requester_extension and control.requester_extension == meta.extension):
             eligible.append(control)
         else:

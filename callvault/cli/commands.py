@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from callvault.audit.signing import create_signing_key, signing_key_path
-from callvault.capture.ingest import ingest_recording, reap_stale_ingests
+from callvault.capture.ingest import IngestItem, IngestResult, ingest_many, ingest_recording, reap_stale_ingests
 from callvault.cli.main import (
     CLI_ACTOR,
     DataDir,
@@ -28,7 +28,7 @@ from callvault.cli.main import (
     settings_for,
     users_app,
 )
-from callvault.core.errors import ConfigurationError, InvalidInput
+from callvault.core.errors import InvalidInput
 from callvault.core.migrate import upgrade_to_head
 from callvault.core.settings import Settings
 from callvault.identity import service as identity
@@ -216,6 +216,10 @@ def ingest(
         runtime.close()
 
 
+FOLDER_BATCH = 50
+"""Pairs of a folder ingested per ``ingest_many`` call: a few commits per batch instead of a few per file."""
+
+
 def _ingest_folder(runtime: Runtime, folder: Path) -> None:
     pairs = _pairs(folder)
     if not pairs:
@@ -225,19 +229,29 @@ def _ingest_folder(runtime: Runtime, folder: Path) -> None:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err) as progress:
         task = progress.add_task("ingesting", total=len(pairs))
-        for audio_path, meta_path in pairs:
+        for start in range(0, len(pairs), FOLDER_BATCH):
+            batch = pairs[start:start + FOLDER_BATCH]
+            names: list[str] = []
+            items: list[IngestItem] = []
+            for audio_path, meta_path in batch:
+                try:
+                    if meta_path is None:
+                        raise InvalidInput(f"no {audio_path.with_suffix('.json').name} beside it")
+                    items.append(IngestItem(audio_path, _read_text(meta_path).encode()))
+                    names.append(audio_path.name)
+                except InvalidInput as exc:
+                    failures.append(f"{audio_path.name}: {exc.message}")
             try:
-                if meta_path is None:
-                    raise InvalidInput(f"no {audio_path.with_suffix('.json').name} beside it")
-                result = ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring,
-                                          audio=audio_path, metadata=_read_text(meta_path).encode(),
-                                          actor=CLI_ACTOR, default_region=runtime.settings.default_region)
-                created += int(result.created)
-            except (InvalidInput, ConfigurationError) as exc:
-                failures.append(f"{audio_path.name}: {exc.message}")
-            except Exception as exc:
-                failures.append(f"{audio_path.name}: {getattr(exc, 'message', exc)}")
-            progress.advance(task)
+                outcomes = ingest_many(db=runtime.db, store=runtime.store, keyring=runtime.keyring, items=items,
+                                       actor=CLI_ACTOR, default_region=runtime.settings.default_region)
+            except Exception as exc:  # the database failed the whole batch; nothing of it was kept
+                outcomes = [exc] * len(items)
+            for name, outcome in zip(names, outcomes, strict=True):
+                if isinstance(outcome, IngestResult):
+                    created += int(outcome.created)
+                else:
+                    failures.append(f"{name}: {getattr(outcome, 'message', outcome)}")
+            progress.advance(task, len(batch))
     out.print(f"{created} new, {len(pairs) - created - len(failures)} already stored, {len(failures)} failed")
     for line in failures:
         err.print(f"  - {line}", highlight=False, soft_wrap=True)

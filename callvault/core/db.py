@@ -8,8 +8,10 @@ time); on PostgreSQL the chain takes an advisory lock instead (see ``callvault.a
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,10 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from callvault.core.errors import ConfigurationError
+
+SQLITE_BUSY_SECONDS = 30
+"""How long a writer waits for SQLite's write lock (``busy_timeout``) and for its turn in this process."""
+
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -68,7 +74,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -78,7 +84,7 @@ def _make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -98,6 +104,16 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
+@contextmanager
+def _acquired(lock: threading.RLock, timeout: float) -> Iterator[object]:
+    if not lock.acquire(timeout=timeout):
+        raise ConfigurationError(f"database unavailable: no write turn within {timeout:.0f} s (database is locked)")
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 _READ_ONLY: ContextVar[bool] = ContextVar("callvault_read_only_unit", default=False)
 
 
@@ -111,6 +127,12 @@ class Database:
         except Exception as exc:
             raise ConfigurationError(f"cannot use database {url!r}: {exc}") from exc
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of this process queue here for it instead of in
+        # SQLite's busy handler, which polls with sleeps of up to 100 ms: two concurrent ingests spent
+        # most of their time asleep (35 instead of 84 recordings/s with one). Other processes still
+        # meet the busy timeout. Re-entrant, so a nested unit in one thread behaves as before (it
+        # waits on SQLite's lock and times out) instead of deadlocking here.
+        self._writer = threading.RLock() if self.engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -119,18 +141,25 @@ class Database:
     @contextmanager
     def unit_of_work(self) -> Iterator[Session]:
         """A session that commits once on success and rolls back on any exception."""
-        session = self.session_factory()
-        try:
-            yield session
-            session.commit()
-        except OperationalError as exc:
-            session.rollback()
-            raise ConfigurationError(f"database unavailable: {exc.orig}") from exc
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+        with self._writer_turn():
+            session = self.session_factory()
+            try:
+                yield session
+                session.commit()
+            except OperationalError as exc:
+                session.rollback()
+                raise ConfigurationError(f"database unavailable: {exc.orig}") from exc
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    def _writer_turn(self) -> contextlib.AbstractContextManager[object]:
+        """This thread's turn as SQLite's writer (see ``__init__``); nothing on PostgreSQL or for readers."""
+        if self._writer is None or _READ_ONLY.get():
+            return nullcontext()
+        return _acquired(self._writer, SQLITE_BUSY_SECONDS)
 
     @contextmanager
     def read_only(self) -> Iterator[Session]:

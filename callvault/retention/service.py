@@ -71,14 +71,18 @@ def compute_destruction(
     return when, rule
 
 
-def refresh(session: Session, *, policy: PolicyDocument, rows: Sequence[Recording]) -> None:
-    """Recompute ``destroy_after``/``retention_rule``/``on_hold`` for these available rows."""
+def refresh(session: Session, *, policy: PolicyDocument, rows: Sequence[Recording], just_stored: bool = False) -> None:
+    """Recompute ``destroy_after``/``retention_rule``/``on_hold`` for these available rows.
+
+    ``just_stored``: the rows become available in this transaction (ingest), so no hold can name them
+    yet (``place_hold`` needs an available recording) and only their cases' holds are looked up.
+    """
     rows = [r for r in rows if r.state == RecordingState.AVAILABLE]
     if not rows:
         return
     refs = {r.case_ref for r in rows if r.case_ref}
     cases = ({c.ref: c for c in session.scalars(select(Case).where(Case.ref.in_(refs)))} if refs else {})
-    held_ids, held_cases = _active_holds(session, [r.id for r in rows], refs)
+    held_ids, held_cases = _active_holds(session, [] if just_stored else [r.id for r in rows], refs)
     basis = retention_basis(policy)
     for row in rows:
         when, rule = compute_destruction(policy, started_at=row.started_at,

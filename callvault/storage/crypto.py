@@ -43,6 +43,7 @@ size for version 2: pass ``blob_size``, or the reader finds the end by probing `
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import hmac
 import io
@@ -242,39 +243,62 @@ def _encrypt(
     nonce_prefix = header.file_id[:4]
     count = header.chunk_count
     digest = hashlib.sha256()
-    # One reusable buffer: readinto fills it; hashing and encryption read views of it.
-    view = memoryview(bytearray(min(chunk_size, max(size, 1))))
+    # Work goes in batches of whole chunks (about _WRITE_BATCH bytes). The calling thread reads a batch
+    # into a reusable plaintext buffer and encrypts it chunk by chunk straight into a reusable ciphertext
+    # buffer (``encrypt_into``: no per-chunk allocation, no join). Two more threads then hash the
+    # plaintext and write the ciphertext. Hashing is the largest cost per byte and writing the next;
+    # both release the GIL, so on two cores they overlap each other and the next batch's encryption,
+    # which holds it. Each in-flight batch owns one slot of buffers, so memory stays at _WRITE_QUEUE + 1
+    # slots of about 2 x _WRITE_BATCH bytes, and a slot is refilled only after the batch that used it
+    # was hashed and written (the sink must not keep the view it was given, as any file's ``write``
+    # does not). Each thread handles its batches in order, so the digest and the file come out in order.
+    # A blob of one batch (a short call) is hashed and written inline: starting and waiting for threads
+    # would cost more than it overlaps.
+    per_batch = max(1, _WRITE_BATCH // chunk_size)
+    batches = -(-count // per_batch)
+    slot_plain = min(per_batch * chunk_size, max(size, 1))
+    slots = [(memoryview(bytearray(slot_plain)), memoryview(bytearray(slot_plain + per_batch * TAG_SIZE)))
+             for _ in range(min(_WRITE_QUEUE + 1, batches))]
     fill = _filler(source)
     written = len(header_bytes)
-    # Writing (which releases the GIL) runs on its own thread, overlapping the next chunk's hashing
-    # and encryption; at most _WRITE_QUEUE chunks are in flight, so memory stays bounded.
-    pending: collections.deque[Future[None]] = collections.deque()
-    batch: list[bytes] = []
-    batch_bytes = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer") as writer:
+    pending: collections.deque[tuple[Future[None], ...]] = collections.deque()
+    with contextlib.ExitStack() as threads:
+        hasher = writer = None
+        if batches > 1:
+            hasher = threads.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hasher"))
+            writer = threads.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer"))
+
+        def hand_off(plain: memoryview, cipher: memoryview) -> tuple[Future[None], ...]:
+            if hasher is None or writer is None:
+                digest.update(plain)
+                _write_all(sink, cipher)
+                return ()
+            return hasher.submit(digest.update, plain), writer.submit(_write_all, sink, cipher)
+
         try:
-            for index in range(count):
-                is_last = index == count - 1
-                want = size - index * chunk_size if is_last else chunk_size
-                piece = view[:want]
-                if fill(piece) != want:
+            for batch_no, first in enumerate(range(0, count, per_batch)):
+                last = min(count, first + per_batch)  # exclusive
+                plain, cipher = slots[batch_no % len(slots)]
+                while pending and len(pending) >= len(slots) - 1:
+                    _finish(pending.popleft())  # frees this slot: the batch that used it is done
+                want = min(size, last * chunk_size) - first * chunk_size
+                if fill(plain[:want]) != want:
                     raise InvalidInput(f"source audio {name} ended before its declared {size} bytes")
-                digest.update(piece)
-                aad = header_bytes + _CHUNK_TRAILER.pack(index, is_last) + context
-                ciphertext = aead.encrypt(nonce_prefix + _NONCE_INDEX.pack(index), piece, aad)
-                batch.append(ciphertext)
-                batch_bytes += len(ciphertext)
-                written += len(ciphertext)
-                if batch_bytes >= _WRITE_BATCH or is_last:
-                    if len(pending) >= _WRITE_QUEUE:
-                        pending.popleft().result()
-                    pending.append(writer.submit(_write_all, sink, b"".join(batch)))
-                    batch, batch_bytes = [], 0
+                out = 0
+                for index in range(first, last):
+                    lo = (index - first) * chunk_size
+                    n = min(chunk_size, want - lo)
+                    aad = header_bytes + _CHUNK_TRAILER.pack(index, index == count - 1) + context
+                    out += aead.encrypt_into(nonce_prefix + _NONCE_INDEX.pack(index), plain[lo:lo + n], aad,
+                                             cipher[out:out + n + TAG_SIZE])
+                written += out
+                pending.append(hand_off(plain[:want], cipher[:out]))
             while pending:
-                pending.popleft().result()
+                _finish(pending.popleft())
         finally:
-            for future in pending:
-                future.cancel()
+            for futures in pending:
+                for future in futures:
+                    future.cancel()
     if source.read(1):
         raise InvalidInput(f"source audio {name} holds more than its declared {size} bytes")
     return EncryptResult(plaintext_size=size, ciphertext_size=written, sha256_hex=digest.hexdigest())
@@ -559,7 +583,13 @@ def _filler(source: BinaryIO | io.RawIOBase) -> Callable[[memoryview], int]:
     return fill
 
 
-def _write_all(sink: BinaryIO, data: bytes) -> None:
+def _finish(futures: tuple[Future[None], ...]) -> None:
+    """Wait for every future of one batch (re-raising the first failure)."""
+    for future in futures:
+        future.result()
+
+
+def _write_all(sink: BinaryIO, data: bytes | memoryview) -> None:
     """Write every byte: raw (unbuffered) streams may accept only part of a write."""
     view = memoryview(data)
     while view:

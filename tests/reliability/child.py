@@ -6,6 +6,7 @@ acknowledges (an ingest that returned, a sweep that returned, a send pass that r
 
 Modes:
   ingest JOBS.jsonl   ingest each job ({"call_id", "audio", "meta"}) in turn; ``ACK call_id rec_id``
+  ingest_many JOBS.jsonl   the same jobs in one ``ingest_many`` batch; an ACK per job once it returns
   sweep NOW_ISO       one retention sweep (batch size 1) as of NOW; ``ACK swept N``
   mail PORT           send the outbox to the SMTP server on 127.0.0.1:PORT; ``ACK sent N``
 """
@@ -39,6 +40,16 @@ def main(argv: list[str]) -> None:
                                       audio=Path(job["audio"]), metadata=json.dumps(job["meta"]).encode(),
                                       actor="crash-harness", actor_role="admin")
             print(f"ACK {job['call_id']} {result.recording_id}", flush=True)
+    elif mode == "ingest_many":
+        from callvault.capture.ingest import IngestItem, IngestResult, ingest_many
+
+        jobs = [json.loads(line) for line in Path(arg).read_text().splitlines()]
+        outcomes = ingest_many(db=runtime.db, store=runtime.store, keyring=runtime.keyring,
+                               items=[IngestItem(Path(job["audio"]), json.dumps(job["meta"]).encode()) for job in jobs],
+                               actor="crash-harness", actor_role="admin")
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            assert isinstance(outcome, IngestResult), outcome
+            print(f"ACK {job['call_id']} {outcome.recording_id}", flush=True)
     elif mode == "sweep":
         from callvault.retention.sweep import sweep
 

@@ -66,8 +66,9 @@ def repair_and_check_ingest(world: World, sources: dict[str, bytes], acked: dict
     return found
 
 
-def crash_ingest(world: World, work: Path, *, trials: int, seed: int) -> Tally:
-    tally = Tally("kill -9 during ingest")
+def crash_ingest(world: World, work: Path, *, trials: int, seed: int, mode: str = "ingest") -> Tally:
+    """``mode``: ``ingest`` (one ``ingest_recording`` per job) or ``ingest_many`` (all jobs in one batch)."""
+    tally = Tally(f"kill -9 during {mode}")
     killer = Killer(world.settings.data_dir, world.settings.database_url, seed=seed)
     sources: dict[str, bytes] = {}
     acked: dict[str, str] = {}
@@ -75,8 +76,8 @@ def crash_ingest(world: World, work: Path, *, trials: int, seed: int) -> Tally:
         jobs = [_write_jobs(world, work, t, sources) for t in range(trials)]
         for trial in range(trials):
             if trial + 1 < trials:
-                killer.prepare("ingest", str(jobs[trial + 1]))
-            lines, killed = killer.run("ingest", str(jobs[trial]))
+                killer.prepare(mode, str(jobs[trial + 1]))
+            lines, killed = killer.run(mode, str(jobs[trial]))
             for line in lines:
                 if line.startswith("ACK "):
                     _, call_id, rec_id = line.split()

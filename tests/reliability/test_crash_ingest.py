@@ -23,6 +23,14 @@ def test_every_acknowledged_recording_survives_kill_9_during_ingest(world: World
     assert tally.killed >= 8 and tally.counts["acknowledged"] > 0
 
 
+def test_every_acknowledged_recording_survives_kill_9_during_bulk_ingest(world: World, tmp_path: Path) -> None:
+    """``ingest_many`` shares transactions and writes blobs on several threads; a kill anywhere in it
+    still leaves each recording complete (and acknowledged only then) or gone after the repair pass."""
+    tally = crash_ingest(world, tmp_path, trials=12, seed=14, mode="ingest_many")
+    tally.report()
+    assert tally.killed >= 5 and tally.counts["acknowledged"] > 0
+
+
 def test_a_retention_sweep_killed_anywhere_leaves_each_recording_intact_or_fully_destroyed(world: World) -> None:
     tally = crash_sweep(world, trials=10, seed=12)
     tally.report()
