@@ -59,7 +59,7 @@ class OidcSettings:
     button_label: str = "Sign in with SSO"
 
 
-DEFAULT_SERVER_THREADS = 8
+DEFAULT_SERVER_THREADS = 4
 """Request work (database, policy, decryption) runs in a thread pool; with anyio's default of 40
 threads, 100 busy clients keep 40 requests inside Python at once, and they spend their time handing
 the GIL to each other. A handful of threads per process (one process per core) serves more and with a
