@@ -16,6 +16,7 @@ import hashlib
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -36,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--passes", type=int, default=5, help="streaming passes (best of each side counts)")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="callvault-bench-") as tmp:
@@ -79,24 +81,34 @@ def main() -> None:
                                                          recording_id=rec.recording_id, purpose="spot_check")
             assert decision.allowed and row is not None
             reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
-        start = time.perf_counter()
-        total = sum(len(block) for block in playback.stream(reader, None, row.sha256))
-        stream_rate = total / (time.perf_counter() - start) / 1e6
-        start = time.perf_counter()
-        total = sum(len(block) for block in playback.stream(reader, playback.ByteRange(0, size - 1), None))
-        range_rate = total / (time.perf_counter() - start) / 1e6
-
         aead = AESGCM(AESGCM.generate_key(bit_length=256))
         chunks = [aead.encrypt(i.to_bytes(12, "big"), b"\0" * 65536, b"aad") for i in range(size // 65536)]
-        start = time.perf_counter()
-        for i, chunk in enumerate(chunks):
-            aead.decrypt(i.to_bytes(12, "big"), chunk, b"aad")
-        raw_rate = len(chunks) * 65536 / (time.perf_counter() - start) / 1e6
-        start = time.perf_counter()
-        digest = hashlib.sha256()
-        for i, chunk in enumerate(chunks):
-            digest.update(aead.decrypt(i.to_bytes(12, "big"), chunk, b"aad"))
-        raw_hash_rate = len(chunks) * 65536 / (time.perf_counter() - start) / 1e6
+
+        def rate(run: Callable[[], int]) -> float:
+            began = time.perf_counter()
+            total = run()
+            return total / (time.perf_counter() - began) / 1e6
+
+        def raw_decrypt(with_sha: bool) -> int:
+            digest = hashlib.sha256()
+            for i, chunk in enumerate(chunks):
+                plain = aead.decrypt(i.to_bytes(12, "big"), chunk, b"aad")
+                if with_sha:
+                    digest.update(plain)
+            return len(chunks) * 65536
+
+        # Each figure and its reference alternate, ``--passes`` times; the best pass of each counts, so
+        # a burst of other work on the machine does not land on one side only.
+        best = {"stream": 0.0, "range": 0.0, "raw": 0.0, "raw_hash": 0.0}
+        for _ in range(args.passes):
+            for name, run in (
+                    ("stream", lambda: sum(len(b) for b in playback.stream(reader, None, row.sha256))),
+                    ("raw_hash", lambda: raw_decrypt(True)),
+                    ("range", lambda: sum(len(b) for b in playback.stream(reader, playback.ByteRange(0, size - 1),
+                                                                           None))),
+                    ("raw", lambda: raw_decrypt(False))):
+                best[name] = max(best[name], rate(run))
+        stream_rate, range_rate, raw_rate, raw_hash_rate = best["stream"], best["range"], best["raw"], best["raw_hash"]
         runtime.close()
     print(f"database: {runtime.db.dialect}; call: {args.minutes:g} min stereo 8 kHz, {size / 1e6:.0f} MB")
     print(f"time to first byte:     {ttfb:.1f} ms (decision + audit commit + unwrap + first chunk; target <= 30)")

@@ -192,7 +192,7 @@ def open_clip(keyring: Keyring, store: BlobStore, clip: TrainingClip) -> Encrypt
         raise NotFound("this training clip has been destroyed")
     data_key = keyring.unwrap(WrappedKey(kek_id=clip.kek_id, wrapped=clip.wrapped_key), recording_id=clip.id)
     blob_key = clip.blob_key
-    return EncryptedBlobReader(lambda offset, length: store.read_at(blob_key, offset, length),
+    return EncryptedBlobReader(store.ranged_reader(blob_key),
                                data_key=data_key, context=clip.id.encode())
 
 

@@ -67,12 +67,7 @@ def open_reader(session: Session, *, store: BlobStore, keyring: Keyring, row: Re
     if key_row is None:
         raise NotFound("this recording's key has been destroyed; its audio no longer exists")
     data_key = keyring.unwrap(WrappedKey(kek_id=key_row.kek_id, wrapped=key_row.wrapped_key), recording_id=row.id)
-    blob_key = row.blob_key
-
-    def read_at(offset: int, length: int) -> bytes:
-        return store.read_at(blob_key, offset, length)
-
-    reader = EncryptedBlobReader(read_at, data_key=data_key, context=row.id.encode())
+    reader = EncryptedBlobReader(store.ranged_reader(row.blob_key), data_key=data_key, context=row.id.encode())
     if reader.plaintext_size != row.size_bytes:
         raise IntegrityError(f"recording {row.id}: stored audio length does not match the catalog")
     return reader

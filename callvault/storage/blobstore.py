@@ -28,6 +28,7 @@ import stat
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -79,6 +80,13 @@ class BlobStore(Protocol):
         """Up to ``length`` bytes from ``offset``; fewer only at the end. NotFound if absent."""
         ...
 
+    def ranged_reader(self, key: str) -> Callable[[int, int], bytes]:
+        """``read_at`` bound to one blob, for many reads in a row (a playback stream). NotFound if
+        absent (an object store says so at the first read). A store may hold the blob open for the
+        reader's life: the local store keeps its file descriptor, so a stream costs one open, not one
+        per read."""
+        ...
+
     def size(self, key: str) -> int:
         """Size in bytes; NotFound if absent."""
         ...
@@ -104,6 +112,23 @@ def validate_key(key: str) -> str:
             f"with no segment starting with '.', at most {_MAX_KEY_LENGTH} characters"
         )
     return key
+
+
+def _pread(fd: int, key: str, offset: int, length: int) -> bytes:
+    """Up to ``length`` bytes at ``offset`` of an open blob (fewer only at its end)."""
+    parts: list[bytes] = []
+    remaining = length
+    try:
+        while remaining > 0:
+            part = os.pread(fd, remaining, offset)
+            if not part:
+                break
+            parts.append(part)
+            remaining -= len(part)
+            offset += len(part)
+    except IsADirectoryError:
+        raise NotFound(f"blob {key} does not exist") from None
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _check_span(offset: int, length: int) -> None:
@@ -197,26 +222,27 @@ class LocalBlobStore:
 
     def read_at(self, key: str, offset: int, length: int) -> bytes:
         _check_span(offset, length)
-        path = self._path(key)
+        fd = self._open(key)
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except (FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"blob {key} does not exist") from None
-        try:
-            parts: list[bytes] = []
-            remaining = length
-            while remaining > 0:
-                part = os.pread(fd, remaining, offset)
-                if not part:
-                    break
-                parts.append(part)
-                remaining -= len(part)
-                offset += len(part)
-        except IsADirectoryError:
-            raise NotFound(f"blob {key} does not exist") from None
+            return _pread(fd, key, offset, length)
         finally:
             os.close(fd)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def ranged_reader(self, key: str) -> Callable[[int, int], bytes]:
+        fd = self._open(key)
+
+        def read_at(offset: int, length: int) -> bytes:
+            _check_span(offset, length)
+            return _pread(fd, key, offset, length)
+
+        weakref.finalize(read_at, os.close, fd)  # closed when the last user of the reader lets go
+        return read_at
+
+    def _open(self, key: str) -> int:
+        try:
+            return os.open(self._path(key), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"blob {key} does not exist") from None
 
     def size(self, key: str) -> int:
         try:
@@ -312,6 +338,10 @@ class MemoryBlobStore:
     def read_at(self, key: str, offset: int, length: int) -> bytes:
         _check_span(offset, length)
         return self._get(key)[offset : offset + length]
+
+    def ranged_reader(self, key: str) -> Callable[[int, int], bytes]:
+        self._get(key)  # NotFound now, as the other stores
+        return functools.partial(self.read_at, key)
 
     def size(self, key: str) -> int:
         return len(self._get(key))

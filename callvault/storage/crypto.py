@@ -387,7 +387,7 @@ class EncryptedBlobReader:
 
     def _decrypt(self, index: int, ciphertext: memoryview | bytes) -> bytes:
         is_last = index == self._count - 1
-        aad = self._header_bytes + _CHUNK_TRAILER.pack(index, is_last) + self._context
+        aad = b"".join((self._header_bytes, _CHUNK_TRAILER.pack(index, is_last), self._context))
         try:
             return self._aead.decrypt(self._nonce_prefix + _NONCE_INDEX.pack(index), ciphertext, aad)
         except InvalidTag:
@@ -413,6 +413,7 @@ class EncryptedBlobReader:
         per_batch = max(1, READ_BATCH_BYTES // self._stride)
         index = first
         data = memoryview(b"")
+        stride, decrypt = self._stride, self._decrypt
         while index <= last:
             batch_end = min(last, index + per_batch - 1)
             # The last chunk was authenticated and kept at construction; don't fetch it again.
@@ -430,11 +431,14 @@ class EncryptedBlobReader:
                 if i == self._count - 1:
                     plaintext = self._last_plaintext
                 else:
-                    pos = (i - index) * self._stride
-                    plaintext = self._decrypt(i, data[pos : pos + self._stride])
-                lo = start - i * cs if i == first else 0
-                hi = end_inclusive - i * cs + 1 if i == last else len(plaintext)
-                yield plaintext if lo == 0 and hi == len(plaintext) else plaintext[lo:hi]
+                    pos = (i - index) * stride
+                    plaintext = decrypt(i, data[pos : pos + stride])
+                if i in (first, last):
+                    lo = start - i * cs if i == first else 0
+                    hi = end_inclusive - i * cs + 1 if i == last else len(plaintext)
+                    yield plaintext if lo == 0 and hi == len(plaintext) else plaintext[lo:hi]
+                else:  # a whole chunk inside the range (most of a long stream)
+                    yield plaintext
             index = batch_end + 1
 
 

@@ -17,9 +17,10 @@ URL: ``s3://BUCKET[/PREFIX]?endpoint=URL&region=R&lock_days=N&part_mb=M``; crede
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, cast
@@ -130,6 +131,10 @@ class S3BlobStore:
     def _error_code(self, exc: Exception) -> str:
         response = getattr(exc, "response", None) or {}
         return str(response.get("Error", {}).get("Code", ""))
+
+    def ranged_reader(self, key: str) -> Callable[[int, int], bytes]:
+        """One ranged GET per read (an object store holds nothing open); NotFound at the first read."""
+        return functools.partial(self.read_at, key)
 
     def read_at(self, key: str, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0:

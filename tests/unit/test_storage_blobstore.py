@@ -65,6 +65,22 @@ def test_a_missing_blob_is_not_found(store: BlobStore) -> None:
         store.size(KEY)
 
 
+def test_a_ranged_reader_reads_like_read_at_and_lets_go_of_the_file(store: BlobStore) -> None:
+    _put(store, KEY, b"0123456789")
+    open_before = len(os.listdir("/proc/self/fd"))
+    read_at = store.ranged_reader(KEY)
+    assert (read_at(0, 4), read_at(8, 100), read_at(10, 1)) == (b"0123", b"89", b"")
+    with pytest.raises(InvalidInput):
+        read_at(-1, 2)
+    store.delete(KEY)  # a stream already under way keeps reading what it opened
+    if isinstance(store, LocalBlobStore):
+        assert read_at(4, 2) == b"45"
+    del read_at
+    assert len(os.listdir("/proc/self/fd")) == open_before, "the reader's file was not closed"
+    with pytest.raises(NotFound):
+        store.ranged_reader(KEY)
+
+
 def test_a_directory_is_not_mistaken_for_a_blob(store: BlobStore) -> None:
     _put(store, KEY, b"abc")
     assert not store.exists("ab/cd")

@@ -497,7 +497,7 @@ class CallSession:
             return None
         key = self.blob_key
         store = self.runtime.store
-        return EncryptedBlobReader(lambda o, n: store.read_at(key, o, n), data_key=self._spool_key,
+        return EncryptedBlobReader(store.ranged_reader(key), data_key=self._spool_key,
                                    context=self.rec_id.encode(), blob_size=store.size(key))
 
     _spool_key: bytes | None = None
