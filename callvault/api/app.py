@@ -52,6 +52,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
+    app.state.live_relays = routes_live.LocalRelays()
     install_error_handlers(app)
     app.include_router(routes_auth.router, prefix="/api/v1")
     app.include_router(routes_recordings.router, prefix="/api/v1")

@@ -258,11 +258,17 @@ def _resolve(request: Request, runtime: Runtime, *, allow_enrol: bool) -> Caller
     path: str = request.scope.get("path", "")
     web: tuple[str, str, str] | None = None
     if token is None:
-        # Its own transaction, committed even when the answer is no: an idle session is ended for good.
-        with runtime.db.unit_of_work() as session:
-            ws = _web_session(request, runtime, session)
+        cookie = request.cookies.get(SESSION_COOKIE) or ""
+        idle = runtime.settings.session_idle_seconds
+        with runtime.db.read_only() as session:
+            ws, must_write = web_sessions.peek(session, cookie=cookie, idle_seconds=idle, clock=runtime.clock)
             if ws is not None and ws.stage == "full":
                 web = (ws.id, ws.user_id, ws.csrf_token)
+        if must_write:
+            # Its own transaction, committed even when the answer is no: an idle session is ended for good.
+            with runtime.db.unit_of_work() as session:
+                ws = _web_session(request, runtime, session)
+                web = (ws.id, ws.user_id, ws.csrf_token) if ws is not None and ws.stage == "full" else None
         if web is None:
             raise AuthenticationFailed("sign in first: send 'Authorization: Bearer TOKEN' (POST /api/v1/auth/token)")
     with runtime.db.read_only() as session:

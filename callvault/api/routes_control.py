@@ -13,9 +13,10 @@ is audited and committed before the request is refused (403).
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from callvault.api.deps import Caller, get_caller, get_runtime
+from callvault.api.routes_live import LocalRelays
 from callvault.audit import service as audit
 from callvault.capture import control
 from callvault.core.errors import AccessDenied, NotFound
@@ -43,7 +44,7 @@ def _audit_denial(runtime: Runtime, caller: Caller, action: str, object_type: st
 
 
 def _control(runtime: Runtime, caller: Caller, body: ControlRequest, *, call_id: str | None,
-             recording_id: str | None) -> ControlResult:
+             recording_id: str | None, relays: LocalRelays) -> ControlResult:
     try:
         with runtime.db.unit_of_work() as session:
             filed = control.file_control(session, policy=caller.policy, actor=caller.actor, kind=body.action,
@@ -53,6 +54,8 @@ def _control(runtime: Runtime, caller: Caller, body: ControlRequest, *, call_id:
         _audit_denial(runtime, caller, f"recording.control_{body.action}", "recording" if recording_id else "call",
                       recording_id or call_id or "", exc)
         raise
+    if filed.live:
+        relays.controlled(filed.call_id, body.action, now=body.at is None or body.at <= runtime.clock.now())
     outcome = control.apply_to_stored(db=runtime.db, store=runtime.store, keyring=runtime.keyring, filed=filed,
                                       actor=caller.actor, source_ip=caller.source_ip, clock=runtime.clock)
     return ControlResult(call_id=filed.call_id, recording_id=filed.recording_id,
@@ -60,17 +63,18 @@ def _control(runtime: Runtime, caller: Caller, body: ControlRequest, *, call_id:
 
 
 @router.post("/calls/{call_id}/control", response_model=ControlResult)
-def control_call(call_id: str, body: ControlRequest, caller: Caller = Depends(get_caller),
+def control_call(call_id: str, body: ControlRequest, request: Request, caller: Caller = Depends(get_caller),
                  runtime: Runtime = Depends(get_runtime)) -> ControlResult:
     """Stop, pause (``at``, optional ``until``), resume or mark personal a call, live or already stored."""
-    return _control(runtime, caller, body, call_id=call_id, recording_id=None)
+    return _control(runtime, caller, body, call_id=call_id, recording_id=None, relays=request.app.state.live_relays)
 
 
 @router.post("/recordings/{recording_id}/control", response_model=ControlResult)
-def control_recording(recording_id: str, body: ControlRequest, caller: Caller = Depends(get_caller),
-                      runtime: Runtime = Depends(get_runtime)) -> ControlResult:
+def control_recording(recording_id: str, body: ControlRequest, request: Request,
+                      caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> ControlResult:
     """Apply a control to a stored recording: stop truncates it, pause silences a span, personal destroys it."""
-    return _control(runtime, caller, body, call_id=None, recording_id=recording_id)
+    return _control(runtime, caller, body, call_id=None, recording_id=recording_id,
+                    relays=request.app.state.live_relays)
 
 
 @router.get("/recordings/{recording_id}/controls", response_model=list[ControlRead])

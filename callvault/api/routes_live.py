@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -45,6 +47,47 @@ log = logging.getLogger("callvault.live")
 router = APIRouter(tags=["live monitoring"])
 
 REFUSAL_CODES = [(AuthenticationFailed, 4401), (AccessDenied, 4403), (NotFound, 4404), (Conflict, 4409)]
+
+
+CUT_BY_CONTROL = {"pause": "paused", "stop": "stopped", "personal": "personal"}
+"""Control actions that end every live listener of the call, with the end reason they give."""
+
+
+class LocalRelays:
+    """The live relays this server process holds, by call id (one per app: ``app.state.live_relays``).
+
+    Why: a control filed through this process (the agent's pause, stop or personal) cuts its own
+    listeners at once instead of after the capture process's next poll of the database. The capture
+    process still ends the tap for every listener on every node, so this only makes the common case
+    faster; nothing depends on it being complete (it holds connections, like the sockets themselves).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_call: dict[str, set[Callable[[str], None]]] = {}
+
+    def add(self, call_id: str, cut: Callable[[str], None]) -> None:
+        with self._lock:
+            self._by_call.setdefault(call_id, set()).add(cut)
+
+    def remove(self, call_id: str, cut: Callable[[str], None]) -> None:
+        with self._lock:
+            cuts = self._by_call.get(call_id)
+            if cuts is not None:
+                cuts.discard(cut)
+                if not cuts:
+                    del self._by_call[call_id]
+
+    def controlled(self, call_id: str, action: str, *, now: bool) -> None:
+        """A control was filed (authorised, on the record) for a call being recorded: end its listeners
+        here when it takes effect now. Safe to call from any thread."""
+        reason = CUT_BY_CONTROL.get(action)
+        if reason is None or not now:
+            return
+        with self._lock:
+            cuts = list(self._by_call.get(call_id, ()))
+        for cut in cuts:
+            cut(reason)
 
 
 class LiveCallRead(BaseModel):
@@ -139,20 +182,36 @@ async def listen(websocket: WebSocket, call_id: str, purpose: str | None = None)
         return
     await websocket.accept()
     reason = "capture_lost"
+    loop = asyncio.get_running_loop()
+    cut_short: asyncio.Future[str] = loop.create_future()
+
+    def settle(why: str) -> None:
+        if not cut_short.done():
+            cut_short.set_result(why)
+
+    def cut(why: str) -> None:  # from the thread that filed the control
+        loop.call_soon_threadsafe(settle, why)
+
+    relays: LocalRelays = websocket.app.state.live_relays
+    relays.add(call_id, cut)
     try:
-        reason = await _relay(websocket, started, call_id)
+        reason = await _relay(websocket, started, call_id, cut_short)
     finally:
-        await run_in_threadpool(_end, runtime, started.monitoring_id, reason,
-                                caller.user.username if reason == "listener_left" else "")
+        relays.remove(call_id, cut)
+        # Cut the listener off first (A7: leave the line at once), then put the end on the record: the
+        # database write may wait behind the capture side's own (a personal call's destruction).
         if websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.send_text(json.dumps({"type": "ended", "reason": reason,
                                                       "message": END_REASONS.get(reason, reason)}))
                 await websocket.close(close_code(reason), reason)
+        await run_in_threadpool(_end, runtime, started.monitoring_id, reason,
+                                caller.user.username if reason == "listener_left" else "")
 
 
-async def _relay(websocket: WebSocket, started: live.Started, call_id: str) -> str:
-    """Frames from the tap to the browser until either side ends; returns the end reason."""
+async def _relay(websocket: WebSocket, started: live.Started, call_id: str, cut_short: asyncio.Future[str]) -> str:
+    """Frames from the tap to the browser until either side ends, or a control filed on this node cuts
+    the listener off (``cut_short``); returns the end reason."""
     url = f"{started.tap_url}/calls/{quote(call_id, safe='')}?ticket={started.ticket}"
     try:
         tap = await connect(url, open_timeout=5, max_size=1 << 20, compression=None)
@@ -185,12 +244,12 @@ async def _relay(websocket: WebSocket, started: live.Started, call_id: str) -> s
                     break
         return "listener_left"
 
-    tasks = [asyncio.ensure_future(from_tap()), asyncio.ensure_future(from_browser())]
+    tasks = [asyncio.ensure_future(from_tap()), asyncio.ensure_future(from_browser()), cut_short]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         return next(iter(done)).result()
     finally:
-        for task in tasks:
+        for task in tasks[:2]:
             task.cancel()
         with contextlib.suppress(Exception):
             await tap.close()

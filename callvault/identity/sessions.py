@@ -60,6 +60,23 @@ def create(
     return NewSession(cookie=cookie, row=row)
 
 
+def peek(
+    session: Session, *, cookie: str, idle_seconds: int, clock: Clock = system_clock
+) -> tuple[WebSession | None, bool]:
+    """``resolve`` without writing: (the live session or None, whether ``resolve`` has something to
+    write: the idle end or the last-seen touch). Every signed-in page request and poll checks its
+    session; only one in ``TOUCH_EVERY`` needs the database's write lock."""
+    if not cookie:
+        return None, False
+    row = session.scalar(select(WebSession).where(WebSession.session_sha256 == _hash(cookie)))
+    now = clock.now()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None, False
+    if row.last_seen_at + timedelta(seconds=idle_seconds) <= now:
+        return None, True
+    return row, now - row.last_seen_at >= TOUCH_EVERY
+
+
 def resolve(
     session: Session, *, cookie: str, idle_seconds: int, clock: Clock = system_clock
 ) -> WebSession | None:

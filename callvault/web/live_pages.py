@@ -55,6 +55,8 @@ def control_live_call(request: Request, call_id: Annotated[str, Form()] = "", ac
             filed = control.file_control(session, policy=caller.policy, actor=caller.actor, kind=action,
                                          at=None if action == "personal" else runtime.clock.now(), call_id=call_id,
                                          source_ip=caller.source_ip, clock=runtime.clock)
+        if filed.live:
+            request.app.state.live_relays.controlled(filed.call_id, action, now=True)
         control.apply_to_stored(db=runtime.db, store=runtime.store, keyring=runtime.keyring, filed=filed,
                                 actor=caller.actor, source_ip=caller.source_ip, clock=runtime.clock)
     except AccessDenied as exc:

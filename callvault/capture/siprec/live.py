@@ -34,7 +34,9 @@ from callvault.runtime import Runtime
 log = logging.getLogger("callvault.siprec")
 
 POLL_SECONDS = 0.2
-"""How soon a control event filed on any node reaches the call (the listener's cut-off budget is 500 ms)."""
+"""How soon a control event filed on any node reaches the call. The listener's cut-off budget is
+500 ms from the request, and the request's own commit can take 100-200 ms on a slow disk, so the
+poll (one indexed read per capture process) may add at most 100 ms."""
 
 _REASON = {"pause": "paused", "stop": "stopped", "personal": "personal"}
 
@@ -90,7 +92,9 @@ class LiveLink:
             live.end_call(session, call_id, reason=reason, clock=self.runtime.clock)
 
     def _fetch(self, call_ids: list[str]) -> list[Event]:
-        with self.runtime.db.unit_of_work() as session:
+        # A reader: on SQLite a read-write unit takes the one write lock, ten times a second, and the
+        # API's control request then waits for it in SQLite's busy handler (sleeps of up to 100 ms).
+        with self.runtime.db.read_only() as session:
             rows = session.execute(select(
                 RecordingControl.id, RecordingControl.call_id, RecordingControl.kind, RecordingControl.at,
                 RecordingControl.requested_by, RecordingControl.administrative, RecordingControl.requester_extension,
