@@ -96,6 +96,11 @@ def destroy_now(
     if held:
         raise Conflict(f"not destroyed: recording(s) {', '.join(held)} are under legal hold; "
                        "release the hold first (`callvault retention hold release`)")
+    # Claim the rows: a second sweeper whose FOR UPDATE SKIP LOCKED reaches one of them after this
+    # transaction commits re-checks its conditions against this version (no destruction date any more)
+    # and passes it by; without a change to the row it would see it as still due and shred it again.
+    session.execute(update(Recording).where(Recording.id.in_(ids)).values(destroy_after=None),
+                    execution_options={"synchronize_session": False})
     keys = {rec_id: (kek_id, wrapped) for rec_id, kek_id, wrapped in session.execute(
         select(DataKey.recording_id, DataKey.kek_id, DataKey.wrapped_key).where(DataKey.recording_id.in_(ids)))}
     # List first: from here on the key is dead everywhere, including in any backup of data_keys.
