@@ -49,10 +49,6 @@ router = APIRouter(tags=["live monitoring"])
 REFUSAL_CODES = [(AuthenticationFailed, 4401), (AccessDenied, 4403), (NotFound, 4404), (Conflict, 4409)]
 
 
-CUT_BY_CONTROL = {"pause": "paused", "stop": "stopped", "personal": "personal"}
-"""Control actions that end every live listener of the call, with the end reason they give."""
-
-
 class LocalRelays:
     """The live relays this server process holds, by call id (one per app: ``app.state.live_relays``).
 
@@ -81,7 +77,7 @@ class LocalRelays:
     def controlled(self, call_id: str, action: str, *, now: bool) -> None:
         """A control was filed (authorised, on the record) for a call being recorded: end its listeners
         here when it takes effect now. Safe to call from any thread."""
-        reason = CUT_BY_CONTROL.get(action)
+        reason = live.END_REASON_BY_CONTROL.get(action)
         if reason is None or not now:
             return
         with self._lock:

@@ -36,6 +36,9 @@ HEARTBEAT_SECONDS = 5.0
 TICKET_SECONDS = 30
 """How long the API node has to show a fresh ticket to the capture tap."""
 
+END_REASON_BY_CONTROL = {"pause": "paused", "stop": "stopped", "personal": "personal"}
+"""Recording-control actions that end every live listener of the call, with the end reason they give."""
+
 END_REASONS = {
     "personal": "the call was marked personal: monitoring ended at once and nothing of the call is kept",
     "paused": "recording of the call was paused: monitoring ended",

@@ -34,11 +34,9 @@ from callvault.runtime import Runtime
 log = logging.getLogger("callvault.siprec")
 
 POLL_SECONDS = 0.2
-"""How soon a control event filed on any node reaches the call. The listener's cut-off budget is
-500 ms from the request, and the request's own commit can take 100-200 ms on a slow disk, so the
-poll (one indexed read per capture process) may add at most 100 ms."""
-
-_REASON = {"pause": "paused", "stop": "stopped", "personal": "personal"}
+"""How soon a control event filed on another node reaches the call (one indexed read per capture
+process). A control filed through the listener's own API node cuts it off at once
+(``callvault.api.routes_live.LocalRelays``)."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +116,9 @@ class LiveLink:
             return
         with self.runtime.db.unit_of_work() as session:
             live.update_call(session, call_id, state=state)
-            if kind in _REASON:
-                live.end_all_for_call(session, call_id, reason=_REASON[kind], actor=actor, clock=clock)
+            if kind in live.END_REASON_BY_CONTROL:
+                live.end_all_for_call(session, call_id, reason=live.END_REASON_BY_CONTROL[kind], actor=actor,
+                                      clock=clock)
 
     def redeem_blocking(self, call_id: str, ticket: str) -> str:
         with self.runtime.db.unit_of_work() as session:
