@@ -12,6 +12,10 @@ Options (sipp passes them through <exec>):
   srtp1=SUITE:B64KEY     protect stream 1 with SRTP (pylibsrtp), likewise srtp2= for stream 2
   forge2=N               additionally send N SRTP packets with a corrupted auth tag on stream 2
   seed=N                 pick other SSRCs/initial sequence numbers/timestamps (a "new" source)
+
+With ``opus``, packets already encoded by ``write_opus_frames`` into the working directory are sent as
+they are: the test encodes them before the call, so the sender does not spend the call's first
+seconds importing PyAV and running libopus on a busy machine (the media would start late).
 """
 
 from __future__ import annotations
@@ -64,6 +68,32 @@ def opus_frames(freq: float, seconds: float) -> list[bytes]:
     return out[: n // 960]
 
 
+def opus_frames_file(freq: float, seconds: float) -> str:
+    return f"opus-{freq:g}-{seconds:g}.frames"
+
+
+def write_opus_frames(directory: str, freq: float, seconds: float) -> None:
+    """Encode a tone's Opus packets into ``directory`` for a later ``opus`` send (length-prefixed)."""
+    with open(f"{directory}/{opus_frames_file(freq, seconds)}", "wb") as out:
+        for packet in opus_frames(freq, seconds):
+            out.write(struct.pack(">H", len(packet)) + packet)
+
+
+def load_opus_frames(freq: float, seconds: float) -> list[bytes]:
+    """Packets written by ``write_opus_frames`` in the working directory, else encoded now."""
+    try:
+        with open(opus_frames_file(freq, seconds), "rb") as stored:
+            data = stored.read()
+    except FileNotFoundError:
+        return opus_frames(freq, seconds)
+    frames, at = [], 0
+    while at < len(data):
+        (size,) = struct.unpack_from(">H", data, at)
+        frames.append(data[at + 2:at + 2 + size])
+        at += 2 + size
+    return frames
+
+
 def srtp_session(spec: str) -> Any:
     import base64
 
@@ -91,7 +121,7 @@ def main(argv: list[str]) -> None:
         rng = random.Random(port + 7919 * int(options.get("seed", 0)))  # seed=N: another SSRC/sequence/timestamp
         srtp = options.get(f"srtp{n}")
         streams.append({"sock": sock, "addr": (host, port),
-                        "frames": opus_frames(freq, seconds) if opus else tone_frames(freq, seconds),
+                        "frames": load_opus_frames(freq, seconds) if opus else tone_frames(freq, seconds),
                         "seq": 65535 - 20 if port == port1 else rng.randrange(65536),  # stream 1 wraps early
                         "ts": rng.randrange(1 << 32), "ssrc": rng.randrange(1 << 32),
                         "srtp": srtp_session(srtp) if srtp else None, "forge": int(options.get(f"forge{n}", 0))})

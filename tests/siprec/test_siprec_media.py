@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from callvault.audit.models import AuditEntry
+from tests.siprec.rtp_send import write_opus_frames
 from tests.siprec.support import (
     HELPER,
     StreamSipClient,
@@ -50,6 +51,8 @@ def test_opus_call_is_recorded_at_16_khz_and_keyed_digits_are_dropped(
         isolated_env: CallvaultEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     runtime = isolated_env.runtime
     caplog.set_level(logging.DEBUG)
+    for freq in (440, 1000):  # the sender reads these instead of encoding during the call
+        write_opus_frames(str(tmp_path), freq, 3.2)
     with running_server(runtime, rtp_base=34000) as server:
         run_sipp("opus_dtmf.xml", server.port, tmp_path)
         server.wait_idle()
@@ -57,7 +60,7 @@ def test_opus_call_is_recorded_at_16_khz_and_keyed_digits_are_dropped(
     row, audio, rate = rec.row, rec.audio, rec.rate
     assert (rate, audio.shape[1]) == (16000, 2), "Opus is kept at 16 kHz, two channels"
     assert 3.5 <= row.duration_seconds <= 5.0
-    # Media starts when the sender is up (it encodes its Opus first; slower on a busy machine) and
+    # Media starts when the sender is up (its Opus is encoded before the call, so only a Python start) and
     # lasts 3.2 s; the SRC hangs up 4 s after the ACK. Measure from the first audio.
     onset = int(np.argmax(np.abs(audio[:, 1]) > 500))
     assert onset < 1.5 * rate
