@@ -147,6 +147,42 @@ def test_a_long_read_fetches_many_chunks_per_store_call(tmp_path: Path) -> None:
     assert calls <= 8  # header + last chunk + ~1 MiB batches, not one call per 64 KiB chunk
 
 
+def _stream_until_error(reader: EncryptedBlobReader) -> tuple[bytes, IntegrityError]:
+    released = bytearray()
+    with pytest.raises(IntegrityError) as caught:
+        for block in reader.iter_all():
+            released += block
+    return bytes(released), caught.value
+
+
+def test_a_long_stream_stops_exactly_before_a_tampered_chunk_read_ahead_of_it(tmp_path: Path) -> None:
+    # Later batches of a long stream are read on the read-ahead thread while earlier ones are
+    # decrypted; a bad chunk there must still stop the stream at that chunk, with all before it intact.
+    data = _payload(12 * 1024 * 1024)
+    blob, key, _ = _encrypt(tmp_path, data, chunk_size=DEFAULT_CHUNK_SIZE)
+    tampered = bytearray(blob)
+    tampered[_chunk_span(150, DEFAULT_CHUNK_SIZE)[0] + 9] ^= 0x01
+    released, error = _stream_until_error(_reader(bytes(tampered), key))
+    assert released == data[: 150 * DEFAULT_CHUNK_SIZE]
+    assert "chunk 150" in str(error)
+
+
+def test_a_blob_cut_short_while_it_streams_is_reported_where_it_ends(tmp_path: Path) -> None:
+    data = _payload(12 * 1024 * 1024)
+    blob, key, _ = _encrypt(tmp_path, data, chunk_size=DEFAULT_CHUNK_SIZE)
+    cut_at = _chunk_span(100, DEFAULT_CHUNK_SIZE)[0]
+    reads = 0
+
+    def read_at(offset: int, length: int) -> bytes:  # the file is truncated after the reader opened it
+        nonlocal reads
+        reads += 1
+        return blob[offset : offset + length] if reads <= 3 else blob[:cut_at][offset : offset + length]
+
+    released, error = _stream_until_error(EncryptedBlobReader(read_at, data_key=key, context=CONTEXT))
+    assert data.startswith(released) and len(released) <= 100 * DEFAULT_CHUNK_SIZE
+    assert "truncated at chunk 100" in str(error)
+
+
 @pytest.mark.parametrize("bad", [(-1, 3), (5, 4), (0, 4 * SMALL_CHUNK), (4 * SMALL_CHUNK, 4 * SMALL_CHUNK)])
 def test_a_range_outside_the_recording_is_refused(tmp_path: Path, bad: tuple[int, int]) -> None:
     blob, key, _ = _encrypt(tmp_path, _payload(4 * SMALL_CHUNK))
