@@ -132,10 +132,13 @@ def list_recordings(
 def get_recording(recording_id: str, caller: Caller = Depends(get_caller),
                   runtime: Runtime = Depends(get_runtime)) -> RecordingRead:
     """One recording's metadata, if it is within your scope (otherwise 404)."""
-    with runtime.db.unit_of_work() as session:
-        row = recordings.get_visible(session, policy=caller.policy, actor=caller.actor, recording_id=recording_id,
-                                     source_ip=caller.source_ip, clock=runtime.clock)
+    with runtime.db.read_only() as session:
+        row, denial = recordings.find_visible(session, policy=caller.policy, actor=caller.actor,
+                                              recording_id=recording_id, source_ip=caller.source_ip)
         found = RecordingRead.model_validate(row) if row is not None else None
+    if denial is not None:  # on record before the refusal
+        with runtime.db.unit_of_work() as session:
+            audit.append(session, denial, clock=runtime.clock)
     if found is None:
         raise NotFound("no such recording")
     return found

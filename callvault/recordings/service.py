@@ -121,14 +121,28 @@ def get_visible(
 
     A denial is appended to the audit log; the caller commits before answering "not found".
     """
+    row, denial = find_visible(session, policy=policy, actor=actor, recording_id=recording_id, source_ip=source_ip)
+    if denial is not None:
+        audit.append(session, denial, clock=clock)
+    return row
+
+
+def find_visible(
+    session: Session, *, policy: PolicyDocument, actor: Actor, recording_id: str, source_ip: str | None = None,
+) -> tuple[Recording | None, audit.AuditEvent | None]:
+    """Like ``get_visible`` but writes nothing: returns the row (or None) and, for a denial, the audit
+    event the caller must commit before answering "not found".
+
+    Why: a metadata read that is allowed then runs in a read-only unit of work, which on SQLite does
+    not queue for the database's one write lock; only a denial takes it, to record itself.
+    """
     row = session.get(Recording, recording_id)
     if row is None or row.state != RecordingState.AVAILABLE:
-        return None
+        return None, None
     decision = decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None)
     if not decision.allowed:
-        audit.append(session, _decision_event(actor, Action.VIEW_METADATA, row.id, decision, source_ip), clock=clock)
-        return None
-    return row
+        return None, _decision_event(actor, Action.VIEW_METADATA, row.id, decision, source_ip)
+    return row, None
 
 
 def _decision_event(

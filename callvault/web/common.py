@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
-from callvault.api.deps import SESSION_COOKIE, Caller, get_caller, get_runtime
+from callvault.api.deps import SESSION_COOKIE, Caller, get_runtime, resolve_caller, runtime_of
 from callvault.core.errors import AccessDenied, AuthenticationFailed
 from callvault.oversight import service as oversight
 from callvault.retention import service as retention
@@ -53,7 +53,7 @@ def page_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Ca
     """A fully signed-in person who has acknowledged the policy in force; otherwise back to ``/``
     (which shows the sign-in form, the code form or the acknowledgement gate)."""
     try:
-        caller = get_caller(request, runtime)
+        caller = resolve_caller(request, runtime)
     except (AuthenticationFailed, AccessDenied) as exc:
         if not request.cookies.get(SESSION_COOKIE) or isinstance(exc, AuthenticationFailed):
             raise HTTPException(status_code=303, headers={"Location": "/"}) from exc
@@ -98,7 +98,7 @@ SIGN_IN_UNAVAILABLE = "Sign-in is temporarily unavailable; please try again in a
 def login_page(request: Request, error: str | None, status_code: int = 200) -> Response:
     """The sign-in form with a fresh double-submit token (cookie + hidden field must match)."""
     token = secrets.token_urlsafe(32)
-    oidc = get_runtime(request).settings.oidc
+    oidc = runtime_of(request).settings.oidc
     response = templates.TemplateResponse(request, "login.html", {
         "error": error, "csrf_token": token, "sso_label": oidc.button_label if oidc else None},
         status_code=status_code)

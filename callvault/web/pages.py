@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from callvault.api.deps import SESSION_COOKIE, Caller, get_caller, get_runtime, policy_in_force, source_ip
+from callvault.api.deps import SESSION_COOKIE, Caller, get_runtime, policy_in_force, resolve_caller, source_ip
 from callvault.core.errors import AccessDenied, AuthenticationFailed, InvalidInput
 from callvault.identity import mfa
 from callvault.identity import service as identity
@@ -63,7 +63,7 @@ def _optional_caller(request: Request, runtime: Runtime = Depends(get_runtime)) 
     if not request.cookies.get(SESSION_COOKIE):
         return None
     try:
-        return get_caller(request, runtime)
+        return resolve_caller(request, runtime)
     except (AuthenticationFailed, AccessDenied):
         return None
 
@@ -245,7 +245,7 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
 
 def _web_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller:
     """A fully signed-in web user whose form carries the session's CSRF token (checked by the handler)."""
-    return get_caller(request, runtime)
+    return resolve_caller(request, runtime)
 
 
 @router.post("/logout")

@@ -120,7 +120,10 @@ def test_specialist_cannot_play_other_extension(server: LiveServer, env: Callvau
     with env.runtime.db.unit_of_work() as session:
         denial = session.scalars(select(AuditEntry).where(
             AuditEntry.actor == "bob", AuditEntry.action == "recording.play")).one()
+        metadata_denial = session.scalars(select(AuditEntry).where(
+            AuditEntry.actor == "bob", AuditEntry.action == "recording.view_metadata")).one()
     assert denial.decision == "deny" and denial.object_id == rec_id
+    assert (metadata_denial.decision, metadata_denial.object_id) == ("deny", rec_id), "the 404 is on record"
 
 
 def test_unknown_purpose_is_denied_and_audited(server: LiveServer, env: CallvaultEnv,
