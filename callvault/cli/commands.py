@@ -272,7 +272,7 @@ def serve(
 
     import uvicorn
 
-    from callvault.api.app import create_app
+    from callvault.api.app import create_app, settle_heap
     from callvault.capture.siprec.service import start_beside_serve
     from callvault.ops import logs
 
@@ -288,7 +288,9 @@ def serve(
     out.print(f"callvault listening on http://{host}:{port}/  (API docs: /api/v1/docs)")
     try:
         if workers == 1:
-            uvicorn.run(create_app(runtime), host=host, port=port, log_config=log_config, proxy_headers=False)
+            app = create_app(runtime)
+            settle_heap()
+            uvicorn.run(app, host=host, port=port, log_config=log_config, proxy_headers=False)
             return
         runtime.close()
         # Each process builds its own runtime from the same settings; nothing is shared in memory.

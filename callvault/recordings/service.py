@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import RowMapping, and_, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -31,7 +32,11 @@ MAX_PAGE = 200
 
 
 def _encode_cursor(row: Recording) -> str:
-    raw = json.dumps([row.started_at.isoformat(), row.id]).encode()
+    return _encode_cursor_at(row.started_at, row.id)
+
+
+def _encode_cursor_at(started_at: datetime, recording_id: str) -> str:
+    raw = json.dumps([started_at.isoformat(), recording_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -66,9 +71,42 @@ def search(
 ) -> tuple[list[Recording], str | None]:
     """Recordings matching ``filters`` within the actor's scope, newest first, keyset-paginated."""
     limit = max(1, min(limit, MAX_PAGE))
+    conds = _search_conditions(policy, actor, filters, cursor, default_region)
+    if conds is None:
+        return [], None
+    rows = list(session.scalars(select(Recording).where(*conds).order_by(*_NEWEST_FIRST).limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def search_columns(
+    session: Session, *, columns: Sequence[str], policy: PolicyDocument, actor: Actor, filters: RecordingFilters,
+    limit: int = 50, cursor: str | None = None, default_region: str = "CA",
+) -> tuple[list[RowMapping], str | None]:
+    """``search``, reading only ``columns`` (Recording attribute names) as plain rows.
+
+    Why: the API's search page is its busiest read; plain rows of the fields it returns skip building
+    ORM objects (about a fifth of that request's time)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    conds = _search_conditions(policy, actor, filters, cursor, default_region)
+    if conds is None:
+        return [], None
+    wanted = [getattr(Recording, name) for name in dict.fromkeys((*columns, "started_at", "id"))]
+    rows = list(session.execute(select(*wanted).where(*conds).order_by(*_NEWEST_FIRST).limit(limit + 1)).mappings())
+    next_cursor = _encode_cursor_at(rows[limit - 1]["started_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+_NEWEST_FIRST = (Recording.started_at.desc(), Recording.id.desc())
+
+
+def _search_conditions(
+    policy: PolicyDocument, actor: Actor, filters: RecordingFilters, cursor: str | None, default_region: str,
+) -> list[ColumnElement[bool]] | None:
+    """The WHERE of a search; None when the actor's scope shows nothing at all."""
     scope = scope_clause(policy, actor)
     if scope is None:
-        return [], None
+        return None
     conds: list[ColumnElement[bool]] = [Recording.state == RecordingState.AVAILABLE, scope]
     if actor.role not in _admin_like_roles(policy):
         conds.append(Recording.quarantined.is_(False))
@@ -93,11 +131,7 @@ def search(
         c_started, c_id = _decode_cursor(cursor)
         conds.append(or_(Recording.started_at < c_started,
                          and_(Recording.started_at == c_started, Recording.id < c_id)))
-    rows = list(session.scalars(
-        select(Recording).where(*conds).order_by(Recording.started_at.desc(), Recording.id.desc()).limit(limit + 1)
-    ))
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return conds
 
 
 def _admin_like_roles(policy: PolicyDocument) -> set[str]:
