@@ -254,11 +254,11 @@ class _TokenCredential:
 
 def _load_token_credential(session: Session, token: str, policy: PolicyDocument, clock: Clock) -> _TokenCredential:
     try:
-        row, user = identity.token_and_user(session, token, clock=clock)
+        row, user, actor = identity.token_caller(session, token, policy=policy, clock=clock)
     except AuthenticationFailed as exc:
         return _TokenCredential(token=token, policy=policy, failure=exc)
-    return _TokenCredential(token=token, policy=policy, user=user, actor=identity.actor_for(session, user, policy),
-                            scopes=frozenset(row.scopes.split()), credential_id=row.id)
+    return _TokenCredential(token=token, policy=policy, user=user, actor=actor, scopes=frozenset(row.scopes.split()),
+                            credential_id=row.id)
 
 
 def required_scope(method: str, path: str) -> str | None:
