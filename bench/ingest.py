@@ -24,10 +24,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from callvault.capture.ingest import IngestItem, IngestResult, ingest_many, ingest_recording
 from callvault.cli.commands import initialise
 from callvault.core.settings import load_settings
-from callvault.runtime import build_runtime
+from callvault.runtime import Runtime, build_runtime
 
 RATE = 8000
 CHUNK = 64 * 1024
@@ -121,6 +122,22 @@ def raw_pipeline_rate(data: bytes, directory: Path, repeats: int) -> float:
     return len(data) * repeats / elapsed / 1e6
 
 
+_worker_runtime: list[Runtime] = []
+
+
+def _process_start(data_dir: str | None = None, env: dict[str, str] | None = None) -> None:
+    """Process pool initializer (a runtime of the process's own); called again with nothing, a no-op
+    that tells the parent the process is up."""
+    if data_dir is not None and not _worker_runtime:
+        _worker_runtime.append(build_runtime(load_settings(Path(data_dir), env=env or {})))
+
+
+def _process_ingest(wav: str, metadata: str) -> None:
+    runtime = _worker_runtime[0]
+    ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=Path(wav),
+                     metadata=metadata, actor="bench")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=None, help="default 200 (1,000 with --small)")
@@ -128,6 +145,9 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="many 30-second calls: the recordings/s case")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="concurrent ingests (default: one per core)")
+    parser.add_argument("--processes", action="store_true",
+                        help="one-per-call ingests in --workers processes instead of threads of one process: "
+                             "each server process (`serve --workers N`) has its own interpreter and GIL")
     parser.add_argument("--batch", type=int, default=None,
                         help="also measure bulk ingest in batches of this many (default 100 with --small, else off)")
     parser.add_argument("--database-url", default=None, help="default: SQLite in the temp data dir")
@@ -166,6 +186,24 @@ def main() -> None:
             ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=wav,
                              metadata=meta_for(i), actor="bench")
 
+        def one_per_call(first: int) -> float:
+            """Seconds for ``count`` single ingests from ``first`` on: ``--workers`` threads of this process
+            or, with ``--processes``, that many processes of their own (as ``serve --workers N`` runs)."""
+            t0 = time.perf_counter()
+            if args.processes:
+                with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_process_start, initargs=(str(settings.data_dir), env)) as procs:
+                    list(procs.map(_process_start, [None] * args.workers))  # start them before the clock runs
+                    t0 = time.perf_counter()
+                    for future in [procs.submit(_process_ingest, str(wav), meta_for(i))
+                                   for i in range(first, first + args.count)]:
+                        future.result()
+                return time.perf_counter() - t0
+            with ThreadPoolExecutor(max_workers=args.workers) as pool:
+                for future in [pool.submit(ingest_one, i) for i in range(first, first + args.count)]:
+                    future.result()
+            return time.perf_counter() - t0
+
         def ingest_batch(first: int) -> None:
             items = [IngestItem(wav, meta_for(i)) for i in range(first, min(first + args.batch, 2 * args.count))]
             outcomes = ingest_many(db=runtime.db, store=runtime.store, keyring=runtime.keyring, items=items,
@@ -174,12 +212,8 @@ def main() -> None:
                 if not (isinstance(outcome, IngestResult) and outcome.created):
                     raise RuntimeError(f"bulk ingest did not store a recording: {outcome!r}")
 
-        t0 = time.perf_counter()
-        # Concurrent uploads, as a server receives them: one ingest per worker thread.
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            for future in [pool.submit(ingest_one, i) for i in range(args.count)]:
-                future.result()
-        elapsed = time.perf_counter() - t0
+        # Concurrent uploads, as a server receives them: one ingest per worker (thread or process).
+        elapsed = one_per_call(0)
         bulk_elapsed = None
         if args.batch > 0:  # the same number again, new call ids, through the bulk path
             t0 = time.perf_counter()
@@ -199,7 +233,7 @@ def main() -> None:
     total_mb = size * args.count / 1e6
     ingest_rate = total_mb / elapsed
     print(f"database:        {settings.database_url.split('://')[0]}")
-    print(f"workers:         {args.workers} concurrent ingests")
+    print(f"workers:         {args.workers} concurrent ingests ({'processes' if args.processes else 'threads'})")
     print(f"recordings:      {args.count} x {args.minutes:g} min stereo 8 kHz WAV ({size / 1e6:.1f} MB each)")
     print(f"ingest:          {args.count / elapsed:.2f} recordings/s, {ingest_rate:.0f} MB/s ({elapsed:.1f} s)"
           f"{' one per call' if bulk_elapsed is not None else ''}")
