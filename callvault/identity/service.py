@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
@@ -299,16 +299,20 @@ def token_and_user(session: Session, token: str, *, clock: Clock = system_clock)
     return row, user
 
 
+_TOKEN_CALLER = (
+    select(ApiToken, User, PolicyAcknowledgement.policy_version)
+    .join(User, User.id == ApiToken.user_id)
+    .outerjoin(PolicyAcknowledgement, and_(PolicyAcknowledgement.user_id == User.id,
+                                           PolicyAcknowledgement.policy_version == bindparam("version")))
+    .where(ApiToken.token_sha256 == bindparam("token_sha256")))
+"""Built once (with its cache key): it runs on every API request."""
+
+
 def token_caller(
     session: Session, token: str, *, policy: PolicyDocument, clock: Clock = system_clock,
 ) -> tuple[ApiToken, User, Actor]:
     """``token_and_user`` and ``actor_for`` in one round trip: the read every API request makes."""
-    found = session.execute(
-        select(ApiToken, User, PolicyAcknowledgement.policy_version)
-        .join(User, User.id == ApiToken.user_id)
-        .outerjoin(PolicyAcknowledgement, and_(PolicyAcknowledgement.user_id == User.id,
-                                               PolicyAcknowledgement.policy_version == policy.version))
-        .where(ApiToken.token_sha256 == _token_hash(token))).first()
+    found = session.execute(_TOKEN_CALLER, {"token_sha256": _token_hash(token), "version": policy.version}).first()
     if found is None:
         raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
     row, user, acknowledged = found

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import BindParameter, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
@@ -54,13 +54,16 @@ def load_policy(
     return row, True
 
 
-def _in_force(*columns: Any, day: date) -> Select[Any]:
+def _in_force(*columns: Any, day: date | BindParameter[date]) -> Select[Any]:
     """The newest loaded version whose effective date has come (the columns asked for)."""
     return (select(*columns)
             .where(PolicyVersion.active.is_(True), PolicyVersion.effective_from <= day)
             .order_by(PolicyVersion.effective_from.desc(), PolicyVersion.loaded_at.desc())
             .limit(1))
 
+
+_IN_FORCE_HASH = _in_force(PolicyVersion.sha256, PolicyVersion.id, day=bindparam("day"))
+"""Built once (with its cache key): every request looks the policy in force up."""
 
 _NO_POLICY = "no policy is in force: load one with `callvault policy load FILE`"
 
@@ -84,7 +87,7 @@ def current_policy(session: Session, *, clock: Clock = system_clock) -> PolicyDo
     Looked up on every call, but only the version's hash is read: the stored document (about 10 KB of
     YAML) is loaded and parsed only the first time a version is seen (loading it on every look-up cost
     about 1 ms)."""
-    found = session.execute(_in_force(PolicyVersion.sha256, PolicyVersion.id, day=clock.now().date())).first()
+    found = session.execute(_IN_FORCE_HASH, {"day": clock.now().date()}).first()
     if found is None:
         raise ConfigurationError(_NO_POLICY)
     doc = _parsed.get(found.sha256)
