@@ -92,7 +92,10 @@ def search_columns(
     if conds is None:
         return [], None
     wanted = [getattr(Recording, name) for name in dict.fromkeys((*columns, "started_at", "id"))]
-    rows = list(session.execute(select(*wanted).where(*conds).order_by(*_NEWEST_FIRST).limit(limit + 1)).mappings())
+    # Executed on the connection (Core), not through the session: the ORM's result machinery is not
+    # needed for plain columns and cost more than the query itself.
+    query = select(*wanted).where(*conds).order_by(*_NEWEST_FIRST).limit(limit + 1)
+    rows = list(session.connection().execute(query).mappings())
     next_cursor = _encode_cursor_at(rows[limit - 1]["started_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
