@@ -90,8 +90,15 @@ request = function()
   i = i + 1
   return wrk.format("GET", paths[(i %% #paths) + 1], {["Authorization"] = "Bearer %s"})
 end
+done = function(summary, latency, requests)
+  for q = 1, 1000 do
+    io.write(string.format("quantile %%d %%d\\n", q, latency:percentile(q / 10)))
+  end
+end
 %s
 """
+"""Each wrk run prints its latency at every 0.1 % quantile (``done``): runs against several nodes at once
+are merged from these, weighted by their request counts."""
 
 THINK = """
 delay = function()
@@ -100,27 +107,46 @@ end
 """
 
 
-def hammer_wrk(base: str, token: str, paths: list[str], clients: int, seconds: float,
+def hammer_wrk(bases: list[str], token: str, paths: list[str], clients: int, seconds: float,
                think_ms: float = 0.0) -> tuple[int, float, float]:
-    """``wrk`` with ``clients`` connections over ``paths`` in turn; (requests, p50 ms, p99 ms)."""
+    """``wrk`` with ``clients`` connections over ``paths`` in turn; (requests, p50 ms, p99 ms).
+
+    With several ``bases`` (nodes), one ``wrk`` per node runs at the same time with an equal share of
+    the connections, as a least-connections load balancer keeps them; the percentiles are those of
+    all requests together."""
     shuffled = random.Random(1).sample(paths, len(paths))
     think = THINK % (int(think_ms * 0.5), int(think_ms * 1.5)) if think_ms else ""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in shuffled), token, think))
+    share = max(1, clients // len(bases))
     try:
-        out = subprocess.run(["wrk", "-t", str(min(2, clients)), "-c", str(clients), "-d", f"{seconds:g}s", "--latency",
-                              "-s", script.name, base], capture_output=True, text=True, check=True).stdout
+        runs = [subprocess.Popen(["wrk", "-t", str(min(2 if len(bases) == 1 else 1, share)), "-c", str(share),
+                                  "-d", f"{seconds:g}s", "-s", script.name, base],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for base in bases]
+        outs = [run.communicate()[0] for run in runs]
     finally:
         os.unlink(script.name)
-    if "Non-2xx" in out:
-        raise SystemExit(f"errors under load:\n{out}")
-    done = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    weighted: list[tuple[float, float]] = []  # (latency ms, share of all requests)
+    total = 0
+    for out in outs:
+        if "Non-2xx" in out or "requests in" not in out:
+            raise SystemExit(f"errors under load:\n{out[:3000]}")
+        total += int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    for out in outs:
+        done = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+        quantiles = [int(us) / 1000 for us in re.findall(r"^quantile \d+ (\d+)$", out, re.MULTILINE)]
+        weighted += [(ms, done / total / len(quantiles)) for ms in quantiles]
+    weighted.sort()
 
-    def percentile(label: str) -> float:
-        value, unit = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    def percentile(fraction: float) -> float:
+        seen = 0.0
+        for ms, weight in weighted:
+            seen += weight
+            if seen >= fraction - 1e-9:
+                return ms
+        return weighted[-1][0]
 
-    return done, percentile("50"), percentile("99")
+    return total, percentile(0.50), percentile(0.99)
 
 
 def main() -> None:
@@ -133,6 +159,10 @@ def main() -> None:
                         help="each client's pause between requests in the second pass (0: skip that pass)")
     parser.add_argument("--client", choices=["wrk", "threads"], default="wrk" if shutil.which("wrk") else "threads")
     parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1, help="server processes")
+    parser.add_argument("--nodes", action="store_true",
+                        help="as deploy/ runs it: --server-workers single-process `serve` nodes, each on its own "
+                             "port, the clients split evenly across them (nginx least_conn); default: one "
+                             "`serve --workers N`, whose processes share one listening socket")
     args = parser.parse_args()
     with catalog(args.count, args.database_url) as (runtime, _):
         with runtime.db.unit_of_work() as session:
@@ -142,30 +172,34 @@ def main() -> None:
             identity.acknowledge_policy(session, user=user, policy=policy)
             token = identity.issue_token(session, user=user, ttl_seconds=3600).token
             ids = list(session.scalars(select(Recording.id).limit(500)))
-        port = _free_port()
         env = {**os.environ, "CALLVAULT_DATABASE_URL": runtime.settings.database_url}
-        server = subprocess.Popen(
+        layout = [(_free_port(), 1) for _ in range(args.server_workers)] if args.nodes else \
+            [(_free_port(), args.server_workers)]
+        servers = [subprocess.Popen(
             [str(Path(sys.executable).parent / "callvault"), "serve", "--port", str(port), "--workers",
-             str(args.server_workers), "--data-dir", str(runtime.settings.data_dir)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+             str(workers), "--data-dir", str(runtime.settings.data_dir)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port, workers in layout]
+        bases = [f"http://127.0.0.1:{port}" for port, _ in layout]
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
+        for base, server in zip(bases, servers, strict=True):
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("the server did not start")
+                time.sleep(0.2)
         cases = {
             "reference /healthz": ["/healthz"],
             "search by agent": [f"/api/v1/recordings?agent={a}&limit=50" for a, _ in AGENTS],
             "recording metadata": [f"/api/v1/recordings/{i}" for i in ids],
         }
         print(f"database: {runtime.db.dialect}; catalog {args.count:,}; {args.clients} concurrent clients; "
-              f"{args.seconds:g} s per case; {args.server_workers} server process(es); clients: {args.client}")
+              f"{args.seconds:g} s per case; {args.server_workers} server process(es)"
+              f"{' as single-process nodes, clients split evenly' if args.nodes else ' of one serve'}; "
+              f"clients: {args.client}")
         passes = [("saturation (no think time)", 0.0)]
         if args.think_ms:
             passes.append((f"think time {args.think_ms:g} ms (0.5-1.5x)", args.think_ms))
@@ -174,9 +208,11 @@ def main() -> None:
             results = {}
             for name, paths in cases.items():
                 if args.client == "wrk":
-                    done, p50, p99 = hammer_wrk(base, token, paths, args.clients, args.seconds, think_ms)
+                    done, p50, p99 = hammer_wrk(bases, token, paths, args.clients, args.seconds, think_ms)
                 else:
-                    done, lat = hammer(base, token, paths, args.clients, args.seconds, think_ms)
+                    if args.nodes:
+                        raise SystemExit("--nodes needs --client wrk")
+                    done, lat = hammer(bases[0], token, paths, args.clients, args.seconds, think_ms)
                     p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
                 rps = done / args.seconds
                 results[name] = (rps, p99)
@@ -184,8 +220,10 @@ def main() -> None:
                 ratio = (f"  ({rps / ref_rps:.2f} of reference req/s; p99 {p99 / ref_p99:.1f}x)"
                          if name != "reference /healthz" else "")
                 print(f"{name:22s} {rps:8.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms{ratio}")
-        server.terminate()
-        server.wait(timeout=30)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=30)
     print("target: p99 <= 200 ms")
 
 
