@@ -46,7 +46,7 @@ from bench.catalog import AGENTS, catalog
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.recordings.models import Recording
-from tests.support.env import _free_port
+from tests.support.env import _free_port, wait_until_serving
 
 
 def hammer(base: str, token: str, paths: list[str], clients: int, seconds: float,
@@ -180,17 +180,8 @@ def main() -> None:
              str(workers), "--data-dir", str(runtime.settings.data_dir)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port, workers in layout]
         bases = [f"http://127.0.0.1:{port}" for port, _ in layout]
-        deadline = time.monotonic() + 60
         for base, server in zip(bases, servers, strict=True):
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("the server did not start")
-                time.sleep(0.2)
+            wait_until_serving(base, server)
         cases = {
             "reference /healthz": ["/healthz"],
             "search by agent": [f"/api/v1/recordings?agent={a}&limit=50" for a, _ in AGENTS],

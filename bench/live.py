@@ -40,6 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from bench.siprec import _in_dialog, _invite, _sip_exchange
+from tests.support.env import wait_until_serving
 
 POLICY = Path(__file__).resolve().parents[1] / "examples" / "policies" / "policy-a.yaml"
 BOUND_CUTOFF_MS = 500
@@ -159,19 +160,6 @@ def one_call(n: int, sip_port: int, base: str, tokens: dict[str, str], listen_s:
             "p95_ms": latencies[int(len(latencies) * 0.95)]}
 
 
-def _wait_http(base: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise RuntimeError("the API server exited")
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("the API server did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=5)
@@ -190,7 +178,7 @@ def main() -> None:
                                stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{http_port}"
         try:
-            _wait_http(base, api)
+            wait_until_serving(base, api)
             time.sleep(1.0)  # the capture process's start-up (policy read, sockets)
             print(f"capture process pid {capture.pid} and API server pid {api.pid}: two processes, one database; "
                   f"{os.cpu_count()} CPU cores")

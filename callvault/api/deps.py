@@ -29,7 +29,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NoReturn
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -222,19 +222,16 @@ class NetworkGuard:
 
 
 def bearer_token(request: Request) -> str | None:
-    return _bearer_from(request.headers.get("authorization", ""))
+    return _scope_bearer_token(request.scope)
 
 
 def _scope_bearer_token(scope: Scope) -> str | None:
+    """The ``Authorization: Bearer`` token of a request (or WebSocket handshake), from its first such
+    header (ASGI header names are lower case), or None."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
-            return _bearer_from(value.decode("latin-1"))
-    return None
-
-
-def _bearer_from(header: str) -> str | None:
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None
+            header = value.decode("latin-1")
+            return (header[7:].strip() or None) if header.lower().startswith("bearer ") else None
     return None
 
 
@@ -310,10 +307,15 @@ def _resolve(request: Request, runtime: Runtime, *, allow_enrol: bool) -> Caller
     caller = _preloaded(request) or _read_caller(request, runtime)
     reason = _refusal(caller, request, allow_enrol=allow_enrol)
     if reason is not None:
-        _audit_network_denial(runtime, ip=caller.source_ip, path=request.scope.get("path", ""), reason=reason,
-                              actor=caller.user.username, role=caller.user.role)
-        raise AccessDenied(f"callvault cannot be reached from here: {reason}", clauses=("A11",))
+        _refuse_role_network(runtime, caller, request, reason)
     return caller
+
+
+def _refuse_role_network(runtime: Runtime, caller: Caller, request: Request, reason: str) -> NoReturn:
+    """Audit, then raise, the policy's per-role network refusal (A11)."""
+    _audit_network_denial(runtime, ip=caller.source_ip, path=request.scope.get("path", ""), reason=reason,
+                          actor=caller.user.username, role=caller.user.role)
+    raise AccessDenied(f"callvault cannot be reached from here: {reason}", clauses=("A11",))
 
 
 def _read_caller(request: Request, runtime: Runtime) -> Caller:
@@ -419,7 +421,5 @@ async def _resolve_async(request: Request, runtime: Runtime, *, allow_enrol: boo
         return await run_in_threadpool(_resolve, request, runtime, allow_enrol=allow_enrol)
     reason = _refusal(caller, request, allow_enrol=allow_enrol)
     if reason is not None:
-        await run_in_threadpool(_audit_network_denial, runtime, ip=caller.source_ip, path=request.scope.get("path", ""),
-                                reason=reason, actor=caller.user.username, role=caller.user.role)
-        raise AccessDenied(f"callvault cannot be reached from here: {reason}", clauses=("A11",))
+        await run_in_threadpool(_refuse_role_network, runtime, caller, request, reason)
     return caller

@@ -292,11 +292,18 @@ def token_and_user(session: Session, token: str, *, clock: Clock = system_clock)
     found = session.execute(select(ApiToken, User).join(User, User.id == ApiToken.user_id)
                             .where(ApiToken.token_sha256 == _token_hash(token))).first()
     if found is None:
-        raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
+        raise AuthenticationFailed(_SIGN_IN_AGAIN)
     row, user = found
-    if row.revoked_at is not None or row.expires_at <= clock.now() or not user.active:
-        raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
+    _check_live(row, user, clock)
     return row, user
+
+
+_SIGN_IN_AGAIN = "the token is missing, expired or revoked; sign in again"
+
+
+def _check_live(row: ApiToken, user: User, clock: Clock) -> None:
+    if row.revoked_at is not None or row.expires_at <= clock.now() or not user.active:
+        raise AuthenticationFailed(_SIGN_IN_AGAIN)
 
 
 _TOKEN_CALLER = (
@@ -314,10 +321,9 @@ def token_caller(
     """``token_and_user`` and ``actor_for`` in one round trip: the read every API request makes."""
     found = session.execute(_TOKEN_CALLER, {"token_sha256": _token_hash(token), "version": policy.version}).first()
     if found is None:
-        raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
+        raise AuthenticationFailed(_SIGN_IN_AGAIN)
     row, user, acknowledged = found
-    if row.revoked_at is not None or row.expires_at <= clock.now() or not user.active:
-        raise AuthenticationFailed("the token is missing, expired or revoked; sign in again")
+    _check_live(row, user, clock)
     return row, user, _actor(user, acknowledged)
 
 

@@ -13,8 +13,9 @@ import binascii
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import RowMapping, and_, or_, select
+from sqlalchemy import RowMapping, Select, and_, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -74,7 +75,7 @@ def search(
     conds = _search_conditions(policy, actor, filters, cursor, default_region)
     if conds is None:
         return [], None
-    rows = list(session.scalars(select(Recording).where(*conds).order_by(*_NEWEST_FIRST).limit(limit + 1)))
+    rows = list(session.scalars(_page_query(conds, limit, Recording)))
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
@@ -94,13 +95,14 @@ def search_columns(
     wanted = [getattr(Recording, name) for name in dict.fromkeys((*columns, "started_at", "id"))]
     # Executed on the connection (Core), not through the session: the ORM's result machinery is not
     # needed for plain columns and cost more than the query itself.
-    query = select(*wanted).where(*conds).order_by(*_NEWEST_FIRST).limit(limit + 1)
-    rows = list(session.connection().execute(query).mappings())
+    rows = list(session.connection().execute(_page_query(conds, limit, *wanted)).mappings())
     next_cursor = _encode_cursor_at(rows[limit - 1]["started_at"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 
-_NEWEST_FIRST = (Recording.started_at.desc(), Recording.id.desc())
+def _page_query(conds: list[ColumnElement[bool]], limit: int, *entities: Any) -> Select[Any]:
+    """One page, newest first (ties by id, as the cursor), with one row more to tell whether more follow."""
+    return select(*entities).where(*conds).order_by(Recording.started_at.desc(), Recording.id.desc()).limit(limit + 1)
 
 
 def _search_conditions(

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from callvault.cli.main import app as cli_app
 from tests.api.test_auth_network import _load_variant, _trust_loopback_proxy
 from tests.support.audio import metadata, upload, wav_bytes
-from tests.support.env import CallvaultEnv, LiveServer
+from tests.support.env import CallvaultEnv, LiveServer, wait_until_serving
 
 CALLVAULT = str(Path(sys.executable).parent / "callvault")
 
@@ -178,15 +178,7 @@ def test_serve_writes_json_logs_carrying_the_request_id(env: CallvaultEnv, tmp_p
         process = subprocess.Popen([CALLVAULT, "serve", "--port", str(port), "--data-dir", str(env.data_dir)],
                                    env=child_env, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_until_serving(f"http://127.0.0.1:{port}", process, log=log_path)
         resp = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"X-Request-ID": "trace-42-abcdef"})
         assert resp.status_code == 401 and resp.headers["x-request-id"] == "trace-42-abcdef"
     finally:

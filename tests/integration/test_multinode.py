@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,7 +34,7 @@ from callvault.retention.models import DestructionRecord
 from callvault.runtime import build_runtime
 from tests.conftest import POLICY_A, fresh_database
 from tests.support.audio import metadata, wav_bytes
-from tests.support.env import _free_port
+from tests.support.env import _free_port, wait_until_serving
 from tests.support.s3server import ACCESS_KEY, SECRET_KEY, S3Server, start_s3_server
 
 CALLVAULT = str(Path(sys.executable).parent / "callvault")
@@ -53,20 +52,6 @@ class Cluster:
     def run(self, *args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run([CALLVAULT, *args, "--data-dir", str(data_dir)], env=self.env, capture_output=True,
                               text=True, timeout=120, check=False)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"node exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"node did not start: {log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +102,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                 processes.append(proc)
                 nodes.append(f"http://127.0.0.1:{port}")
                 data_dirs.append(data_dir)
-                _wait_ready(nodes[-1], proc, log)
+                wait_until_serving(nodes[-1], proc, log=log)
             yield Cluster(env=env, nodes=nodes, processes=processes, data_dirs=data_dirs,
                           admin_token=admin_token, lead_token=lead_token)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -123,6 +124,24 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_until_serving(base: str, process: subprocess.Popen[Any], *, log: Path | None = None,
+                       timeout: float = 60.0) -> None:
+    """Poll ``base``/healthz until a ``callvault serve`` child answers 200; RuntimeError (with the tail
+    of its ``log``, if given) when it exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-3000:] if log is not None else ""
+            state = "exited" if process.poll() is not None else f"did not answer within {timeout:g} s"
+            raise RuntimeError(f"the server at {base} {state}\n{tail}")
+        time.sleep(0.2)
 
 
 class LiveServer:
