@@ -1,7 +1,7 @@
 """Ingest throughput against the machine's raw crypto speed, measured in the same run.
 
     .venv/bin/python -m bench.ingest [--small] [--count N] [--minutes M] [--workers W] [--batch B]
-                                     [--database-url URL] [--work-dir DIR]
+                                     [--processes [--per-process T]] [--database-url URL] [--work-dir DIR]
 
 Ingests ``count`` ten-minute stereo 8 kHz 16-bit WAV recordings (19.2 MB each) through the real
 pipeline (metadata validation, audio probe, pending row, AES-256-GCM chunked encryption + SHA-256,
@@ -16,7 +16,10 @@ second ratio says how close ingest comes to what the hardware allows.
 per call (as uploads arrive, ``--workers`` at once) and the bulk path (``ingest_many`` in batches of
 ``--batch``, as ``callvault ingest FOLDER`` imports, ``--workers`` batches at once). Both do the same
 per recording: its own admission, data key, fsynced blob and audit entry; the bulk path shares the
-transactions. Target: >= 300 recordings/s.
+transactions. Single ingests that arrive together share their transactions too (group commit,
+``capture.group_commit``), so the one-per-call figure grows with the uploads in flight: give
+``--workers 32`` for a server busy enough to take 300 uploads/s (at ~100 ms an upload, Little's law
+puts ~30 in flight). Target: >= 300 recordings/s.
 """
 
 from __future__ import annotations
@@ -132,10 +135,16 @@ def _process_start(data_dir: str | None = None, env: dict[str, str] | None = Non
         _worker_runtime.append(build_runtime(load_settings(Path(data_dir), env=env or {})))
 
 
-def _process_ingest(wav: str, metadata: str) -> None:
+def _process_ingest(wav: str, metadatas: list[str], threads: int) -> None:
+    """Single ingests of ``metadatas`` in this process, ``threads`` at once (uploads in flight on one node)."""
     runtime = _worker_runtime[0]
-    ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=Path(wav),
-                     metadata=metadata, actor="bench")
+
+    def one(metadata: str) -> None:
+        ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=Path(wav),
+                         metadata=metadata, actor="bench")
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(one, metadatas))
 
 
 def main() -> None:
@@ -148,6 +157,9 @@ def main() -> None:
     parser.add_argument("--processes", action="store_true",
                         help="one-per-call ingests in --workers processes instead of threads of one process: "
                              "each server process (`serve --workers N`) has its own interpreter and GIL")
+    parser.add_argument("--per-process", type=int, default=1,
+                        help="with --processes: concurrent uploads in each process (default 1); concurrent "
+                             "uploads of one process share their transactions (capture.group_commit)")
     parser.add_argument("--batch", type=int, default=None,
                         help="also measure bulk ingest in batches of this many (default 100 with --small, else off)")
     parser.add_argument("--database-url", default=None, help="default: SQLite in the temp data dir")
@@ -195,8 +207,11 @@ def main() -> None:
                                          initializer=_process_start, initargs=(str(settings.data_dir), env)) as procs:
                     list(procs.map(_process_start, [None] * args.workers))  # start them before the clock runs
                     t0 = time.perf_counter()
-                    for future in [procs.submit(_process_ingest, str(wav), meta_for(i))
-                                   for i in range(first, first + args.count)]:
+                    step = args.per_process * 4  # a few rounds of the process's uploads per task
+                    for future in [procs.submit(_process_ingest, str(wav),
+                                                [meta_for(i) for i in range(n, min(n + step, first + args.count))],
+                                                args.per_process)
+                                   for n in range(first, first + args.count, step)]:
                         future.result()
                 return time.perf_counter() - t0
             with ThreadPoolExecutor(max_workers=args.workers) as pool:
@@ -233,7 +248,8 @@ def main() -> None:
     total_mb = size * args.count / 1e6
     ingest_rate = total_mb / elapsed
     print(f"database:        {settings.database_url.split('://')[0]}")
-    print(f"workers:         {args.workers} concurrent ingests ({'processes' if args.processes else 'threads'})")
+    print(f"workers:         {args.workers} {'processes' if args.processes else 'threads'}"
+          f"{f' x {args.per_process} concurrent uploads' if args.processes else ' (concurrent uploads)'}")
     print(f"recordings:      {args.count} x {args.minutes:g} min stereo 8 kHz WAV ({size / 1e6:.1f} MB each)")
     print(f"ingest:          {args.count / elapsed:.2f} recordings/s, {ingest_rate:.0f} MB/s ({elapsed:.1f} s)"
           f"{' one per call' if bulk_elapsed is not None else ''}")

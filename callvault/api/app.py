@@ -41,6 +41,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # The pool FastAPI runs sync dependencies and handlers in (settings.DEFAULT_SERVER_THREADS: why small).
         anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.server_threads
+        _app.state.upload_limiter = anyio.CapacityLimiter(routes_recordings.UPLOAD_THREADS)
         yield
 
     app = FastAPI(

@@ -7,6 +7,7 @@ import functools
 from datetime import datetime
 from typing import Annotated, Literal
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
@@ -26,6 +27,14 @@ from callvault.recordings.schemas import IngestResponse, RecordingFilters, Recor
 from callvault.runtime import Runtime
 
 router = APIRouter(tags=["recordings"])
+
+UPLOAD_THREADS = 16
+"""Uploads of one server process ingested at once, in threads of their own (not the request threads).
+
+Concurrent uploads share their transactions (``capture.group_commit``): most of these threads wait
+for a batch, so more of them make bigger batches, not more CPU work, and searches and playback keep
+the request threads. The audio is in memory already when an upload gets here; this bounds threads,
+not memory."""
 
 
 def _may_ingest(caller: Caller) -> bool:
@@ -85,11 +94,11 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
         assert isinstance(audio, UploadFile)
         meta_raw = await metadata.read() if isinstance(metadata, UploadFile) else str(metadata)
         # Encryption, fsync and commits: off the event loop, or every other request of this process waits.
-        result = await run_in_threadpool(functools.partial(
+        result = await anyio.to_thread.run_sync(functools.partial(
             ingest_recording, db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=audio.file,
             metadata=meta_raw, actor=caller.user.username, actor_role=caller.user.role,
             default_region=runtime.settings.default_region, source_ip=caller.source_ip, clock=runtime.clock,
-        ))
+        ), limiter=getattr(request.app.state, "upload_limiter", None))
     finally:
         await form.close()
     body = IngestResponse(id=result.recording_id, created=result.created).model_dump()

@@ -45,6 +45,7 @@ from callvault.audit import service as audit
 from callvault.capture.admission import Admission, admit, mark_applied, unapplied_controls
 from callvault.capture.audio import AudioInfo, probe_audio
 from callvault.capture.audioedit import apply_edit
+from callvault.capture.group_commit import GroupCommit
 from callvault.capture.metadata import CallMetadata, parse_metadata
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
@@ -73,6 +74,10 @@ class IngestResult:
 
     recording_id: str
     created: bool
+
+
+_SINGLE_INGESTS: GroupCommit[IngestItem, IngestResult] = GroupCommit()
+"""Where concurrent ``ingest_recording`` calls meet to share a batch (see ``capture.group_commit``)."""
 
 
 def blob_key_for(recording_id: str) -> str:
@@ -280,13 +285,17 @@ def ingest_recording(
     stale_after: timedelta = timedelta(hours=1),
     clock: Clock = system_clock,
 ) -> IngestResult:
-    """Run the pipeline for one recording (see the module contract); raises what stopped it."""
-    outcome, = ingest_many(db=db, store=store, keyring=keyring, items=[IngestItem(audio, metadata)], actor=actor,
-                           actor_role=actor_role, default_region=default_region, source_ip=source_ip,
-                           stale_after=stale_after, clock=clock)
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
+    """Run the pipeline for one recording (see the module contract); raises what stopped it.
+
+    Concurrent calls with the same database, store, actor and source share their transactions
+    (``capture.group_commit``); each recording's contract is the same as alone.
+    """
+    def run_batch(items: Sequence[IngestItem]) -> list[IngestResult | Exception]:
+        return ingest_many(db=db, store=store, keyring=keyring, items=items, actor=actor, actor_role=actor_role,
+                           default_region=default_region, source_ip=source_ip, stale_after=stale_after, clock=clock)
+
+    key = (id(db), id(store), id(keyring), actor, actor_role, default_region, source_ip, stale_after, id(clock))
+    return _SINGLE_INGESTS.run(key, IngestItem(audio, metadata), run_batch)
 
 
 def ingest_many(
@@ -355,8 +364,8 @@ def _ingest_works(
         audio = work.audio
         try:
             if work.meta.call_id in seen:  # what the second of two uploads racing each other hears
-                raise Conflict(f"call_id {work.meta.call_id!r} is being ingested right now (it is in this "
-                               "batch twice); retry later")
+                raise Conflict(f"call_id {work.meta.call_id!r} is being ingested right now (it came "
+                               "twice in one batch of uploads); retry later")
             reserved = reserve_recording(session, meta=work.meta, info=work.info, actor=actor, store=store,
                                          clock=clock, stale_after=stale_after,
                                          audio_sha256=lambda: _sha256_of(audio), existing_rows=existing_rows)

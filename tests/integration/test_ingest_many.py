@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from callvault.audit import service as audit
 from callvault.audit.models import AuditEntry
+from callvault.capture import ingest as capture_ingest
 from callvault.capture.admission import NotRecordable
 from callvault.capture.ingest import IngestItem, IngestResult, ingest_many, ingest_recording
 from callvault.core.errors import Conflict, InvalidInput
@@ -114,3 +119,57 @@ def test_a_blob_that_fails_to_write_fails_only_its_own_item(env: CallvaultEnv,
     with rt.db.unit_of_work() as session:
         assert session.scalar(select(Recording).where(Recording.call_id == metas[1]["call_id"])) is None
     assert len(set(rt.store.iter_keys()) - blobs_before) == 2
+
+
+def test_concurrent_single_uploads_share_a_batch_and_each_gets_its_own_answer(
+        env: CallvaultEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = env.runtime
+    audios = [wav_bytes(1.0, seed=60 + i) for i in range(5)]
+    metas = [metadata() for _ in range(5)]
+    ingested_before = len(_entries(env, "recording.ingested"))
+    batch_sizes: list[int] = []
+    lanes_busy, release = threading.Event(), threading.Event()
+    real_ingest_many = capture_ingest.ingest_many
+
+    def held_first_batch(**kwargs: Any) -> list[IngestResult | Exception]:
+        batch_sizes.append(len(kwargs["items"]))
+        if len(batch_sizes) == 2:  # both lanes busy: hold them so the later uploads queue behind them
+            lanes_busy.set()
+        assert release.wait(30)
+        return real_ingest_many(**kwargs)
+
+    monkeypatch.setattr(capture_ingest, "ingest_many", held_first_batch)
+
+    def upload(i: int) -> IngestResult | Exception:
+        audio = io.BytesIO(b"RIFF but not audio" if i == 3 else audios[i])
+        try:
+            return ingest_recording(db=rt.db, store=rt.store, keyring=rt.keyring, audio=audio,
+                                    metadata=metas[i], actor="pbx", source_ip="127.0.0.1")
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        futures = [pool.submit(upload, 0), pool.submit(upload, 1)]
+        assert lanes_busy.wait(30)
+        futures += [pool.submit(upload, i) for i in range(2, 5)]  # these three wait for a lane together
+        deadline = time.monotonic() + 30
+        while sum(len(q) for q in capture_ingest._SINGLE_INGESTS._queues.values()) < 3:
+            assert time.monotonic() < deadline, "the uploads did not queue"
+            time.sleep(0.01)
+        release.set()
+        outcomes = [f.result() for f in futures]
+
+    assert sorted(batch_sizes) == [1, 1, 3]
+    assert isinstance(outcomes[3], InvalidInput) and "audio" in outcomes[3].message
+    stored = {}
+    for i in (0, 1, 2, 4):
+        outcome = outcomes[i]
+        assert isinstance(outcome, IngestResult) and outcome.created
+        assert _decrypted(env, outcome.recording_id) == audios[i]
+        stored[outcome.recording_id] = metas[i]["call_id"]
+    with rt.db.unit_of_work() as session:
+        assert session.scalar(select(Recording).where(Recording.call_id == metas[3]["call_id"])) is None
+        assert {r.id: r.call_id for r in session.scalars(select(Recording).where(Recording.id.in_(stored)))} == stored
+    ingested = _entries(env, "recording.ingested")[ingested_before:]
+    assert sorted(e.object_id for e in ingested) == sorted(stored)
+    assert all(e.actor == "pbx" for e in ingested)
