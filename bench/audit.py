@@ -1,11 +1,14 @@
 """Audit log benchmark: append and verify N entries (default 1,000,000) through the real code paths.
 
-    python -m bench.audit [--count N] [--batch 10000] [--checkpoints 10] [--db-url URL]
+    python -m bench.audit [--count N] [--batch 10000] [--checkpoints 10] [--minute 3000] [--db-url URL]
 
 Append: ``audit.append_many`` in transactions of ``--batch`` entries (the chain hash, the canonical
 JSON and the database insert), plus a signed checkpoint every N/--checkpoints entries (timed apart).
 Verify: ``checkpoints.verify_log``: read every entry back, recompute its hash and link, build the
 Merkle tree, check each checkpoint's signature, root and consistency with the one before.
+Checkpoint: at the end, one checkpoint recomputed from every entry (``full``, what the hourly check
+and ``audit checkpoint`` do) against one that extends the previous checkpoint by ``--minute``
+entries (what the worker publishes every minute), both timed on the full log.
 Baseline: raw SHA-256 chaining over the same canonical bytes (sha256(prev_hex || canonical)), measured
 in the same run, so the ratios say what the database, JSON and tree cost on top of the hashing itself.
 Default database: a fresh SQLite file in a temporary directory (PostgreSQL: --db-url postgresql://...).
@@ -19,9 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import text
+
 from callvault.audit import checkpoints
 from callvault.audit import service as audit
-from callvault.audit.signing import create_signing_key, load_signer
+from callvault.audit.signing import Signer, create_signing_key, load_signer
 from callvault.core.db import Database
 from callvault.core.migrate import upgrade_to_head
 
@@ -36,7 +41,7 @@ def _event(i: int) -> audit.AuditEvent:
     )
 
 
-def run(count: int, batch: int, n_checkpoints: int, db_url: str | None, workdir: Path) -> None:
+def run(count: int, batch: int, n_checkpoints: int, db_url: str | None, workdir: Path, minute: int = 3000) -> None:
     url = db_url or f"sqlite:///{workdir / 'bench-audit.db'}"
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
@@ -66,6 +71,13 @@ def run(count: int, batch: int, n_checkpoints: int, db_url: str | None, workdir:
             next_cp += every
         print(f"\rappended {done:,}/{count:,}", end="", flush=True)
     print()
+
+    if db.dialect == "postgresql":
+        # A table filled in a minute has no planner statistics yet (autovacuum analyzes it a little
+        # later), and without them PostgreSQL scans the whole table for "entries since seq N".
+        with db.engine.begin() as conn:
+            conn.execute(text("ANALYZE audit_entries"))
+    full_s, minute_s = _time_checkpoints(db, signer, minute)
 
     started = time.perf_counter()
     with db.unit_of_work() as session:
@@ -103,6 +115,27 @@ def run(count: int, batch: int, n_checkpoints: int, db_url: str | None, workdir:
     print(f"raw SHA-256: {raw_rate:12,.0f} entries/s  ({raw_s:.2f} s chaining the same canonical bytes)")
     print(f"ratio to raw SHA-256 chaining: append {raw_rate / append_rate:.1f}x slower, "
           f"verify {raw_rate / verify_rate:.1f}x slower")
+    print(f"checkpoint:  {minute_s * 1000:12,.1f} ms extending the last one by {minute:,} entries; "
+          f"{full_s * 1000:,.1f} ms recomputed from all {count + minute:,} (full / incremental "
+          f"{full_s / minute_s:,.0f}x)")
+
+
+def _time_checkpoints(db: Database, signer: Signer, minute: int) -> tuple[float, float]:
+    """Seconds for a full checkpoint of the whole log, then for one extending it by ``minute`` entries."""
+    with db.unit_of_work() as session:
+        audit.append_many(session, [_event(i) for i in range(minute)])
+    started = time.perf_counter()
+    with db.unit_of_work() as session:
+        cp = checkpoints.publish_checkpoint(session, signer=signer, full=True)
+        assert cp is not None and cp.rewrite_checked
+    full_s = time.perf_counter() - started
+    with db.unit_of_work() as session:
+        audit.append_many(session, [_event(i) for i in range(minute)])
+    started = time.perf_counter()
+    with db.unit_of_work() as session:
+        cp = checkpoints.publish_checkpoint(session, signer=signer)
+        assert cp is not None and not cp.rewrite_checked, "the minutely checkpoint did not extend the last one"
+    return full_s, time.perf_counter() - started
 
 
 def main() -> None:
@@ -111,11 +144,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--checkpoints", type=int, default=10)
     parser.add_argument("--db-url", default=None)
+    parser.add_argument("--minute", type=int, default=3000,
+                        help="entries a minutely checkpoint covers in the checkpoint timing (default 3,000: 50/s)")
     args = parser.parse_args()
     if args.count < 1 or args.batch < 1:
         parser.error("--count and --batch must be at least 1")
     with tempfile.TemporaryDirectory(prefix="cv-bench-audit-") as tmp:
-        run(args.count, args.batch, args.checkpoints, args.db_url, Path(tmp))
+        run(args.count, args.batch, args.checkpoints, args.db_url, Path(tmp), args.minute)
 
 
 if __name__ == "__main__":

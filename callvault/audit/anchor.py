@@ -73,18 +73,21 @@ class CheckpointAnchor:
 
 def publish_anchored(
     db: Database, *, signer: Signer, anchor: CheckpointAnchor, clock: Clock = system_clock,
-    actor: str = "system", only_if_grown: bool = False, max_quiet_seconds: float | None = None,
+    actor: str = "system", only_if_grown: bool = False, max_quiet_seconds: float | None = None, full: bool = False,
 ) -> dict[str, Any] | None:
     """Publish a checkpoint that must extend the anchored one, then anchor it; see the module docstring.
 
-    Returns the checkpoint (``checkpoint_dict``), or None when ``only_if_grown`` found nothing new.
+    Returns the checkpoint as anchored (``checkpoint_dict`` and ``head_hash``), or None when
+    ``only_if_grown`` found nothing new. ``head_hash`` is the hash of the last entry covered, which
+    the next checkpoint's entries must chain from (``checkpoints.REWRITE_CHECK_EVERY_SECONDS``);
+    ``full`` recomputes the root from every entry whatever the time since the last full one.
     """
     anchored = anchor.latest()
     try:
         with db.unit_of_work() as session:
             cp = publish_checkpoint(session, signer=signer, clock=clock, only_if_grown=only_if_grown,
-                                    max_quiet_seconds=max_quiet_seconds, anchored=anchored)
-            data = checkpoint_dict(cp) if cp is not None else None
+                                    max_quiet_seconds=max_quiet_seconds, anchored=anchored, full=full)
+            data = {**checkpoint_dict(cp), "head_hash": cp.head_hash} if cp is not None else None
     except HistoryRewritten as exc:
         raise_rewrite_alarm(db, exc, anchor=anchor, actor=actor, clock=clock)
         raise

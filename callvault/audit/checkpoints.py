@@ -107,9 +107,23 @@ class HistoryRewritten(IntegrityError):
         self.anchored_seq, self.anchored_size, self.log_size = anchored_seq, anchored_size, log_size
 
 
+REWRITE_CHECK_EVERY_SECONDS = 3600
+"""How often a checkpoint recomputes the Merkle root from every stored entry.
+
+In between, a checkpoint appends the entries added since the previous one to that checkpoint's
+frontier (``merkle.Frontier``), so publishing costs the new entries, not the log: that is what lets
+checkpoints come every minute on a log of millions. The incremental step trusts nothing unsigned
+it cannot check: the stored frontier must fold to the previous checkpoint's signed root, the entry
+it ended at must still carry the hash kept with it (and in the anchor), and every new entry must
+chain from it in unbroken ``seq`` order. An entry changed in the middle of the log with every later
+hash recomputed changes that head hash and is caught at once; one changed without recomputing
+breaks the chain, which ``verify_log`` reports, and the hourly full recomputation catches anything
+else before the next checkpoint after it."""
+
+
 def publish_checkpoint(
     session: Session, *, signer: Signer, clock: Clock = system_clock, only_if_grown: bool = False,
-    max_quiet_seconds: float | None = None, anchored: TrustedCheckpoint | None = None,
+    max_quiet_seconds: float | None = None, anchored: TrustedCheckpoint | None = None, full: bool = False,
 ) -> AuditCheckpoint | None:
     """Sign the current tree head and store it (the caller commits).
 
@@ -118,6 +132,9 @@ def publish_checkpoint(
     shows the log was still there and unchanged at that time).
     With ``anchored`` (the last checkpoint published outside the database, ``callvault.audit.anchor``)
     nothing is published and ``HistoryRewritten`` is raised unless the log still extends it.
+    The root is recomputed from every entry when ``full`` is given, when the last such checkpoint is
+    older than ``REWRITE_CHECK_EVERY_SECONDS``, or when the previous checkpoint cannot be extended as
+    it is; otherwise it is the previous checkpoint's frontier plus the entries added since.
     """
     _lock(session)
     last = latest_checkpoint(session)
@@ -128,29 +145,87 @@ def publish_checkpoint(
         log.warning("clock is %.0f s behind checkpoint %d; dating the new one %s",
                     (last.published_at - now).total_seconds(), last.seq, last.published_at.isoformat())
         now = last.published_at
-    size = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
-    if only_if_grown and last is not None and last.tree_size == size:
-        quiet = (now - last.published_at).total_seconds()
-        if max_quiet_seconds is None or quiet < max_quiet_seconds:
+    extended = None if full else _extend(session, last, anchored, now)
+    if extended is not None:
+        frontier, head = extended
+    else:
+        size = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+        if _quiet(last, size, now, only_if_grown, max_quiet_seconds):
             return None
-    tree = load_tree(session, size=size)
-    if tree.size != size:
-        raise ConfigurationError(f"the audit log has {size} entries but {tree.size} form a prefix; "
-                                 "run `callvault audit verify`")
-    root = tree.root().hex()
-    if anchored is not None:
-        problem = rewrite_problem(session, anchored, tree, last, signer.public_key)
-        if problem:
-            raise HistoryRewritten(f"history rewritten: {problem}", anchored_seq=anchored.seq,
-                                   anchored_size=anchored.tree_size, log_size=size)
+        tree = load_tree(session, size=size)
+        if tree.size != size:
+            raise ConfigurationError(f"the audit log has {size} entries but {tree.size} form a prefix; "
+                                     "run `callvault audit verify`")
+        if anchored is not None:
+            problem = rewrite_problem(session, anchored, tree, last, signer.public_key)
+            if problem:
+                raise HistoryRewritten(f"history rewritten: {problem}", anchored_seq=anchored.seq,
+                                       anchored_size=anchored.tree_size, log_size=size)
+        frontier = merkle.Frontier(size, tree.frontier())
+        head = session.scalar(select(AuditEntry.entry_hash).where(AuditEntry.seq == size)) or ""
+    if extended is not None and _quiet(last, frontier.size, now, only_if_grown, max_quiet_seconds):
+        return None
     seq = (last.seq + 1) if last else 1
-    cp = AuditCheckpoint(seq=seq, tree_size=size, root_hash=root, published_at=now, key_id=signer.key_id,
-                         signature="")
-    cp.signature = signer.sign(checkpoint_message(seq=seq, tree_size=size, root_hash=root, published_at=now,
+    root = frontier.root().hex()
+    cp = AuditCheckpoint(seq=seq, tree_size=frontier.size, root_hash=root, published_at=now, key_id=signer.key_id,
+                         signature="", frontier=frontier.to_text(), head_hash=head, rewrite_checked=extended is None)
+    cp.signature = signer.sign(checkpoint_message(seq=seq, tree_size=frontier.size, root_hash=root, published_at=now,
                                                   key=signer.key_id))
     session.add(cp)
     session.flush()
     return cp
+
+
+def _quiet(last: AuditCheckpoint | None, size: int, now: datetime, only_if_grown: bool,
+           max_quiet_seconds: float | None) -> bool:
+    """Whether ``only_if_grown`` leaves this checkpoint out: nothing new, and the last one is recent."""
+    if not only_if_grown or last is None or last.tree_size != size:
+        return False
+    return max_quiet_seconds is None or (now - last.published_at).total_seconds() < max_quiet_seconds
+
+
+def _extend(session: Session, last: AuditCheckpoint | None, anchored: TrustedCheckpoint | None,
+            now: datetime) -> tuple[merkle.Frontier, str] | None:
+    """The frontier and head hash of the log as it is now, built on ``last``; None: recompute in full.
+
+    None whenever anything the shortcut relies on does not hold (see ``REWRITE_CHECK_EVERY_SECONDS``):
+    the full recomputation then either publishes or says what is wrong.
+    """
+    if last is None or last.tree_size == 0 or not last.frontier or not last.head_hash:
+        return None
+    checked = session.scalar(select(func.max(AuditCheckpoint.published_at)).where(AuditCheckpoint.rewrite_checked))
+    if checked is None or (now - checked).total_seconds() >= REWRITE_CHECK_EVERY_SECONDS:
+        return None
+    if anchored is not None and (anchored.seq != last.seq or anchored.head_hash != last.head_hash
+                                 or _trusted_dict(anchored) != checkpoint_dict(last)):
+        return None
+    try:
+        frontier = merkle.Frontier.from_text(last.tree_size, last.frontier)
+    except ValueError:
+        frontier = None
+    if frontier is None or frontier.root().hex() != last.root_hash:
+        log.warning("checkpoint #%d: its stored frontier does not fold to its signed root; recomputing the "
+                    "root from every entry", last.seq)
+        return None
+    head = last.head_hash
+    rows = session.execute(select(AuditEntry.seq, AuditEntry.prev_hash, AuditEntry.entry_hash)
+                           .where(AuditEntry.seq >= last.tree_size).order_by(AuditEntry.seq))
+    expected = last.tree_size
+    for seq, prev_hash, entry_hash in rows:
+        if seq != expected:
+            return None
+        if seq == last.tree_size:
+            if entry_hash != head:
+                return None
+        else:
+            if prev_hash != head:
+                return None
+            frontier.append(merkle.entry_leaf(entry_hash))
+            head = entry_hash
+        expected += 1
+    if expected == last.tree_size:  # the entry the last checkpoint ended at is gone
+        return None
+    return frontier, head
 
 
 def _record_clock_step(session: Session, last: AuditCheckpoint | None, now: datetime, clock: Clock) -> None:
@@ -241,14 +316,18 @@ class TrustedCheckpoint:
     published_at: datetime
     key_id: str
     signature: str
+    head_hash: str | None = None
+    """``entry_hash`` of entry ``tree_size``, where the anchor keeps it (not signed, not in bundles)."""
 
     @classmethod
     def from_json(cls, data: Any, *, where: str = "checkpoint") -> TrustedCheckpoint:
         try:
+            head = data.get("head_hash")
             return cls(seq=int(data["seq"]), tree_size=int(data["tree_size"]), root_hash=str(data["root_hash"]),
                        published_at=datetime.fromisoformat(str(data["published_at"])),
-                       key_id=str(data["key_id"]), signature=str(data["signature"]))
-        except (KeyError, TypeError, ValueError) as exc:
+                       key_id=str(data["key_id"]), signature=str(data["signature"]),
+                       head_hash=str(head) if head is not None else None)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"{where} is not a callvault checkpoint (seq, tree_size, root_hash, "
                                f"published_at, key_id, signature): {exc}") from exc
 

@@ -11,7 +11,9 @@ from callvault.jobs.registry import job
 if TYPE_CHECKING:
     from callvault.runtime import Runtime
 
-CHECKPOINT_EVERY_SECONDS = 300
+CHECKPOINT_EVERY_SECONDS = 60
+"""RELIABILITY: checkpoint interval <= 60 s. Affordable because a checkpoint reads only the entries
+added since the last one (``checkpoints.REWRITE_CHECK_EVERY_SECONDS``: the hourly full recomputation)."""
 MAX_QUIET_SECONDS = 24 * 3600
 """Even with no new entries, a fresh checkpoint a day shows the log was there, unchanged."""
 

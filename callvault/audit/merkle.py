@@ -139,6 +139,68 @@ class MerkleTree:
         return [*self._subproof(m - k, start + k, n - k, False), self.subtree_root(start, k)]
 
 
+    def frontier(self, size: int | None = None) -> list[bytes]:
+        """The roots of the perfect subtrees that make up the tree of ``size`` leaves (see ``Frontier``)."""
+        size = self.size if size is None else size
+        self._check_size(size)
+        roots, start = [], 0
+        for width in _frontier_widths(size):
+            roots.append(self.subtree_root(start, width))
+            start += width
+        return roots
+
+
+def _frontier_widths(size: int) -> list[int]:
+    """The powers of two that sum to ``size``, largest first: the frontier's subtree widths."""
+    return [1 << bit for bit in reversed(range(size.bit_length())) if size >> bit & 1]
+
+
+class Frontier:
+    """The right edge of a tree: enough to append leaves and compute new roots without the old leaves.
+
+    A tree of n leaves splits into perfect subtrees whose widths are the powers of two in n (13 =
+    8 + 4 + 1); their roots, largest first, are the frontier: popcount(n) hashes, 20 for a million
+    entries. Appending a leaf merges equal-width subtrees from the right, like adding 1 to n, and the
+    RFC 9162 root is the frontier folded from the right. Why: publishing a checkpoint then costs the
+    entries added since the last one, not the whole log (``callvault.audit.checkpoints``).
+    """
+
+    def __init__(self, size: int = 0, roots: Sequence[bytes] = ()) -> None:
+        if size < 0 or len(roots) != bin(size).count("1") or any(len(r) != HASH_LEN for r in roots):
+            raise ValueError(f"a frontier of {size} leaves has {bin(max(size, 0)).count('1')} roots of 32 bytes")
+        self.size = size
+        self.roots = list(roots)
+
+    def append(self, leaf: bytes) -> None:
+        """Add one leaf hash (already ``leaf_hash``-ed)."""
+        if len(leaf) != HASH_LEN:
+            raise ValueError("a leaf hash is 32 bytes")
+        node, carried = leaf, self.size
+        while carried & 1:  # each trailing 1 bit of the old size is a subtree of the new one's width
+            node = node_hash(self.roots.pop(), node)
+            carried >>= 1
+        self.roots.append(node)
+        self.size += 1
+
+    def root(self) -> bytes:
+        """The RFC 9162 tree head: MTH(D[n]) = node(MTH(D[0:k]), MTH(D[k:n])), folded from the right."""
+        if not self.roots:
+            return EMPTY_ROOT
+        node = self.roots[-1]
+        for left in reversed(self.roots[:-1]):
+            node = node_hash(left, node)
+        return node
+
+    def to_text(self) -> str:
+        """Hex roots, comma-separated (how a checkpoint row stores it)."""
+        return ",".join(r.hex() for r in self.roots)
+
+    @classmethod
+    def from_text(cls, size: int, text: str) -> Frontier:
+        """Parse ``to_text``; raises ValueError when it does not fit ``size``."""
+        return cls(size, [bytes.fromhex(part) for part in text.split(",")] if text else [])
+
+
 def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
     """RFC 9162 2.1.3.2: does ``proof`` show ``leaf`` at ``index`` in the tree ``root`` of ``size``?"""
     if not 0 <= index < size:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -61,3 +61,10 @@ class AuditCheckpoint(Base):
     """First 16 hex digits of SHA-256 of the raw Ed25519 public key that signed."""
     signature: Mapped[str] = mapped_column(String(128))
     """Ed25519 signature (hex) over ``checkpoint_message``."""
+    frontier: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """The tree's perfect-subtree roots at ``tree_size`` (``merkle.Frontier.to_text``): the next
+    checkpoint appends only the entries added since. Not signed: it must fold to ``root_hash``."""
+    head_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """``entry_hash`` of entry ``tree_size``, which the next entries chain from; kept in the anchor too."""
+    rewrite_checked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """Published after recomputing the root from every entry (not from the previous frontier)."""

@@ -134,12 +134,14 @@ def audit_checkpoint(
     out_file: Annotated[Path | None, typer.Option("--out", help="also write the checkpoint JSON here")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Publish a signed checkpoint of the log now and print it (JSON): keep a copy somewhere else."""
+    """Publish a signed checkpoint of the log now and print it (JSON): keep a copy somewhere else.
+
+    Its root is recomputed from every entry (the worker's minutely checkpoints extend the previous one)."""
     runtime = open_runtime(data_dir)
     try:
         signer = _signer(runtime)
         data = publish_anchored(runtime.db, signer=signer, anchor=CheckpointAnchor(runtime.settings.anchor_dir),
-                                clock=runtime.clock, actor="cli")
+                                clock=runtime.clock, actor="cli", full=True)
         assert data is not None
     finally:
         runtime.close()

@@ -29,8 +29,8 @@ from callvault.audit.models import AuditCheckpoint, AuditEntry
 from callvault.audit.signing import Signer, create_signing_key, load_signer, public_key_pem
 from callvault.cli.main import app
 from callvault.core.db import Database
-from callvault.core.migrate import upgrade_to_head
-from tests.conftest import REPO, fresh_database
+from tests.conftest import REPO
+from tests.support.audit_db import signed_database, unguard
 from tests.support.env import CallvaultEnv
 
 VERIFIER = REPO / "tools" / "verify_audit_bundle.py"
@@ -72,31 +72,12 @@ def _event(i: int) -> audit.AuditEvent:
 @pytest.fixture()
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
     """A migrated database holding 12 entries and checkpoints at sizes 4, 8 and 12."""
-    with fresh_database(request.config.getoption("--db"), tmp_path) as url:
-        url = url.replace("postgresql://", "postgresql+psycopg://")
-        upgrade_to_head(url)
-        db = Database(url)
-        key_path = tmp_path / "keys" / "audit.pem"
-        create_signing_key(key_path)
-        led = Ledger(db=db, signer=load_signer(key_path), key_path=key_path, tmp=tmp_path)
+    with signed_database(request.config.getoption("--db"), tmp_path) as (db, signer, key_path):
+        led = Ledger(db=db, signer=signer, key_path=key_path, tmp=tmp_path)
         for start in (0, 4, 8):
             led.append(4, start)
             led.checkpoint()
-        try:
-            yield led
-        finally:
-            db.dispose()
-
-
-def _unguard(session: Session) -> None:
-    """What a database superuser can do: switch the append-only triggers off."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("ALTER TABLE audit_entries DISABLE TRIGGER USER"))
-        session.execute(text("ALTER TABLE audit_checkpoints DISABLE TRIGGER USER"))
-    else:
-        for name in ("audit_entries_no_update", "audit_entries_no_delete", "audit_checkpoints_no_update",
-                     "audit_checkpoints_no_delete"):
-            session.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+        yield led
 
 
 def _flip(value: str, index: int = 0) -> str:
@@ -130,7 +111,7 @@ def test_changing_any_field_of_an_entry_is_named_by_verify(ledger: Ledger, colum
         assert entry is not None
         new_value = ENTRY_TAMPERS[column](entry)
         session.expunge(entry)
-        _unguard(session)
+        unguard(session)
         session.execute(update(AuditEntry).where(AuditEntry.seq == TAMPERED_SEQ).values({column: new_value}))
     result = ledger.verify()
     assert not result.intact
@@ -154,7 +135,7 @@ def test_changing_any_field_of_a_checkpoint_is_named_by_verify(ledger: Ledger, c
         assert cp is not None
         new_value = CHECKPOINT_TAMPERS[column](cp)
         session.expunge(cp)
-        _unguard(session)
+        unguard(session)
         session.execute(update(AuditCheckpoint).where(AuditCheckpoint.seq == 2).values({column: new_value}))
     result = ledger.verify()
     assert not result.intact
@@ -177,7 +158,7 @@ def test_checkpoints_are_append_only_in_the_database(ledger: Ledger) -> None:
 
 def test_removing_the_newest_entries_is_caught_by_the_checkpoint_that_covered_them(ledger: Ledger) -> None:
     with ledger.db.unit_of_work() as session:
-        _unguard(session)
+        unguard(session)
         session.execute(text("DELETE FROM audit_entries WHERE seq > 10"))
     assert ledger.verify().entries_checked == 10
     result = ledger.verify()
@@ -202,7 +183,7 @@ def _rechain(session: Session, change_seq: int) -> None:
 
 def test_a_rewritten_and_rechained_history_is_caught_by_the_signed_roots(ledger: Ledger) -> None:
     with ledger.db.unit_of_work() as session:
-        _unguard(session)
+        unguard(session)
         # entry_hash is unique: move the old hashes out of the way first.
         session.execute(text("UPDATE audit_entries SET entry_hash = 'x' || seq"))
         _rechain(session, 6)
@@ -217,7 +198,7 @@ def test_a_checkpoint_saved_elsewhere_catches_a_history_re_signed_with_the_stole
         saved = checkpoints.TrustedCheckpoint.from_json(
             checkpoints.checkpoint_dict(checkpoints.latest_checkpoint(session)))  # type: ignore[arg-type]
     with ledger.db.unit_of_work() as session:
-        _unguard(session)
+        unguard(session)
         session.execute(text("UPDATE audit_entries SET entry_hash = 'x' || seq"))
         _rechain(session, 3)
         session.execute(text("DELETE FROM audit_checkpoints"))
@@ -384,7 +365,7 @@ def test_cli_checkpoint_proof_export_and_verify_work_together(isolated_env: Call
 def test_cli_verify_names_the_first_bad_checkpoint(isolated_env: CallvaultEnv) -> None:
     assert _cli(isolated_env, "audit", "checkpoint").exit_code == 0
     with isolated_env.runtime.db.unit_of_work() as session:
-        _unguard(session)
+        unguard(session)
         session.execute(text("UPDATE audit_checkpoints SET tree_size = tree_size + 1"))
     result = _cli(isolated_env, "audit", "verify")
     assert result.exit_code == 1
