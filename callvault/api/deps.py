@@ -13,7 +13,7 @@ Every request passes three gates, in this order:
 3. The handler's own call to the domain (``decide()`` for content).
 
 For a bearer token the guard reads the token, its user and their acknowledgement in the same
-read-only snapshot as the policy, and leaves them in the request's scope state for ``get_caller``,
+read-only unit as the policy, and leaves them in the request's scope state for ``get_caller``,
 which then checks scope, CSRF and the role's network rule on the event loop: an API request takes
 two worker-thread hops (guard, handler) and two transactions instead of four and three. The result
 lives only as long as the request. Cookies take ``get_caller``'s own read (the idle-session end may
@@ -142,7 +142,7 @@ class NetworkGuard:
             problem = self._problem(scope, ip, policy)
             token = _scope_bearer_token(scope) if problem is None else None
             if token is not None:
-                # Read in the same snapshot as the policy, so ``get_caller`` needs neither a transaction nor
+                # Read in the same read-only unit as the policy, so ``get_caller`` needs neither a transaction nor
                 # a worker thread of its own for a token (most API traffic). Cookies take the full path.
                 scope["state"]["credential"] = _load_token_credential(session, token, policy, self.runtime.clock)
         return problem, policy
@@ -237,7 +237,7 @@ def _scope_bearer_token(scope: Scope) -> str | None:
 
 @dataclass(frozen=True)
 class _TokenCredential:
-    """A bearer token resolved by the network guard: what ``get_caller`` needs, read in one snapshot
+    """A bearer token resolved by the network guard: what ``get_caller`` needs, read in one read-only unit
     with the policy. ``failure`` is set instead when the token is unknown, expired or revoked."""
 
     token: str
