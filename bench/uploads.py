@@ -1,0 +1,161 @@
+"""Uploads per second through the HTTP API: 30-second calls posted one per request, as a PBX pushes them.
+
+    .venv/bin/python -m bench.uploads [--clients 32] [--seconds 8] [--server-workers 2] [--database-url URL]
+
+Starts ``--server-workers`` single-process ``callvault serve`` nodes on loopback (the deploy/ layout)
+over a fresh data directory, then ``wrk`` keeps ``--clients`` connections busy posting
+``POST /api/v1/recordings`` (multipart: a 30 s stereo 8 kHz WAV of 0.96 MB and its metadata, every
+request a new ``call_id``) for ``--seconds``, split evenly across the nodes. Each upload goes the
+whole way: multipart parsing, admission, data key, AES-256-GCM, fsynced blob, two commits and an
+audit entry, answered 201 only after the final commit; uploads in flight together share their
+transactions (``capture.group_commit``). Afterwards every answered upload must be an available
+recording.
+
+Reference in the same run: the same number of recordings through the bulk path in one process
+(``ingest_many``, batches of 100, two at a time, as ``callvault ingest FOLDER`` runs), with no HTTP.
+Target (#10, ``--small``): >= 300 recordings/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from bench.http import run_wrk
+from bench.ingest import POLICY, make_wav
+from callvault.capture.ingest import IngestItem, IngestResult, ingest_many
+from callvault.cli.commands import initialise
+from callvault.core.settings import load_settings
+from callvault.identity import service as identity
+from callvault.policy import service as policy_service
+from callvault.recordings.models import Recording, RecordingState
+from callvault.runtime import build_runtime
+from tests.support.env import _free_port, wait_until_serving
+
+BOUNDARY = "cvbench7f3a9e"
+STARTED = datetime(2026, 11, 1, tzinfo=UTC)
+
+UPLOAD_SCRIPT = """
+local f = assert(io.open("%(wav)s", "rb"))
+local audio = f:read("*a")
+f:close()
+local head = '--%(boundary)s\\r\\nContent-Disposition: form-data; name="metadata"\\r\\n\\r\\n'
+local middle = '\\r\\n--%(boundary)s\\r\\nContent-Disposition: form-data; name="audio"; filename="call.wav"\\r\\n'
+  .. 'Content-Type: audio/wav\\r\\n\\r\\n'
+local tail = '\\r\\n--%(boundary)s--\\r\\n'
+local headers = {["Authorization"] = "Bearer %(token)s",
+                 ["Content-Type"] = "multipart/form-data; boundary=%(boundary)s"}
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n = 0
+request = function()
+  n = n + 1
+  local meta = '%(meta_head)s' .. "node%(node)d-t" .. tid .. "-" .. n .. '%(meta_tail)s'
+  return wrk.format("POST", "/api/v1/recordings", headers, head .. meta .. middle .. audio .. tail)
+end
+"""
+
+
+def _metadata(call_id: str) -> dict[str, object]:
+    return {"call_id": call_id, "direction": "inbound", "started_at": STARTED.isoformat(),
+            "ended_at": (STARTED + timedelta(seconds=30)).isoformat(), "extension": "2001", "agent": "alice",
+            "team": "customer_support", "remote_number": "+14165550100",
+            "consent": {"announcement_played_at": STARTED.isoformat()}}
+
+
+def _script(node: int, wav: Path, token: str) -> str:
+    marker = "@@CALL@@"
+    head, tail = json.dumps(_metadata(marker)).split(marker)
+    return UPLOAD_SCRIPT % {"wav": wav, "boundary": BOUNDARY, "token": token, "node": node,
+                            "meta_head": head, "meta_tail": tail}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32, help="uploads in flight (wrk connections)")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1, help="serve nodes")
+    parser.add_argument("--database-url", default=None, help="default: SQLite in the temp data dir")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="callvault-bench-uploads-") as tmp:
+        root = Path(tmp)
+        env = {"CALLVAULT_DATABASE_URL": args.database_url} if args.database_url else {}
+        settings = load_settings(root / "data", env=env)
+        initialise(settings, policy_file=POLICY, admin_user="admin", admin_password="bench-password-123")
+        runtime = build_runtime(settings)
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session)
+            admin = identity.get_user(session, "admin")
+            identity.acknowledge_policy(session, user=admin, policy=policy)
+            token = identity.issue_token(session, user=admin, ttl_seconds=3600).token
+        wav = root / "call.wav"
+        make_wav(wav, 0.5)
+
+        ports = [_free_port() for _ in range(args.server_workers)]
+        server_env = {**os.environ, "CALLVAULT_DATABASE_URL": settings.database_url}
+        servers = [subprocess.Popen(
+            [str(Path(sys.executable).parent / "callvault"), "serve", "--port", str(port), "--workers", "1",
+             "--data-dir", str(settings.data_dir)], env=server_env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL) for port in ports]
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        try:
+            for base, server in zip(bases, servers, strict=True):
+                wait_until_serving(base, server)
+            done, p50, p99 = run_wrk(bases, lambda node: _script(node, wav, token), args.clients, args.seconds,
+                                     threads_per_node=1)
+        finally:
+            for server in servers:
+                server.terminate()
+            for server in servers:
+                server.wait(timeout=60)
+        with runtime.db.read_only() as session:
+            stored = session.scalar(select(func.count()).select_from(Recording)
+                                    .where(Recording.state == RecordingState.AVAILABLE)) or 0
+        if stored < done:
+            raise SystemExit(f"{done} uploads were answered 2xx but only {stored} recordings are available")
+
+        # The reference: as many recordings again through the bulk path, in this process, no HTTP.
+        def batch(first: int) -> None:
+            items = [IngestItem(wav, _metadata(f"bulk-{i}")) for i in range(first, min(first + 100, done))]
+            for outcome in ingest_many(db=runtime.db, store=runtime.store, keyring=runtime.keyring, items=items,
+                                       actor="bench"):
+                if not (isinstance(outcome, IngestResult) and outcome.created):
+                    raise SystemExit(f"bulk ingest did not store a recording: {outcome!r}")
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(batch, range(0, done, 100)))
+        bulk_rate = done / (time.perf_counter() - started)
+        runtime.close()
+
+    rate = done / args.seconds
+    print(f"database:  {settings.database_url.split('://')[0]}; {args.server_workers} serve node(s); "
+          f"{args.clients} uploads in flight (wrk); 30 s stereo 8 kHz WAV, {wav_size_mb():.2f} MB each")
+    print(f"uploads:   {rate:8.1f} recordings/s over HTTP ({done} answered in {args.seconds:g} s, {stored} stored: "
+          "those still in flight when wrk stopped were stored too), "
+          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms per upload")
+    print(f"reference: {bulk_rate:8.1f} recordings/s bulk ingest_many in one process, same run "
+          f"(ratio {rate / bulk_rate:.2f})")
+    print("target:    >= 300 recordings/s")
+
+
+def wav_size_mb() -> float:
+    """Size of the 30 s stereo 8 kHz 16-bit WAV the bench posts."""
+    return (44 + 30 * 8000 * 2 * 2) / 1e6
+
+
+if __name__ == "__main__":
+    main()
