@@ -63,19 +63,26 @@ def bulk_insert(runtime: Runtime, count: int) -> float:
 
 
 @contextmanager
-def catalog(count: int, database_url: str | None) -> Iterator[tuple[Runtime, float]]:
-    """An initialised callvault with ``count`` rows; yields (runtime, seconds the insert took)."""
+def fresh_runtime(database_url: str | None) -> Iterator[tuple[Runtime, Path]]:
+    """An initialised callvault (demo policy, an ``admin``) in a temp dir; yields (runtime, the temp dir)."""
     with tempfile.TemporaryDirectory(prefix="callvault-bench-") as tmp:
         env = {"CALLVAULT_DATABASE_URL": database_url} if database_url else {}
         settings = load_settings(Path(tmp) / "data", env=env)
         initialise(settings, policy_file=POLICY, admin_user="admin", admin_password="bench-password-123")
         runtime = build_runtime(settings)
         try:
-            seconds = bulk_insert(runtime, count)
-            # Fresh statistics, as the worker's database.optimize job keeps them in production.
-            with runtime.db.engine.connect() as conn:
-                conn.exec_driver_sql("ANALYZE recordings" if runtime.db.dialect == "postgresql" else "ANALYZE")
-                conn.commit()
-            yield runtime, seconds
+            yield runtime, Path(tmp)
         finally:
             runtime.close()
+
+
+@contextmanager
+def catalog(count: int, database_url: str | None) -> Iterator[tuple[Runtime, float]]:
+    """An initialised callvault with ``count`` rows; yields (runtime, seconds the insert took)."""
+    with fresh_runtime(database_url) as (runtime, _tmp):
+        seconds = bulk_insert(runtime, count)
+        # Fresh statistics, as the worker's database.optimize job keeps them in production.
+        with runtime.db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE recordings" if runtime.db.dialect == "postgresql" else "ANALYZE")
+            conn.commit()
+        yield runtime, seconds

@@ -14,23 +14,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bench.ingest import POLICY, make_wav
+from bench.catalog import fresh_runtime
+from bench.ingest import make_wav
 from callvault.capture.ingest import ingest_recording
-from callvault.cli.commands import initialise
-from callvault.core.settings import load_settings
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Action
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
-from callvault.runtime import build_runtime
 
 
 def main() -> None:
@@ -40,12 +36,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=5, help="streaming passes (best of each side counts)")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="callvault-bench-") as tmp:
-        root = Path(tmp)
-        env = {"CALLVAULT_DATABASE_URL": args.database_url} if args.database_url else {}
-        settings = load_settings(root / "data", env=env)
-        initialise(settings, policy_file=POLICY, admin_user="admin", admin_password="bench-password-123")
-        runtime = build_runtime(settings)
+    with fresh_runtime(args.database_url) as (runtime, root):
         wav = root / "call.wav"
         make_wav(wav, args.minutes)
         meta = {"call_id": "bench-hour", "direction": "inbound", "started_at": "2026-11-01T10:00:00+00:00",
@@ -109,7 +100,6 @@ def main() -> None:
                     ("raw", lambda: raw_decrypt(False))):
                 best[name] = max(best[name], rate(run))
         stream_rate, range_rate, raw_rate, raw_hash_rate = best["stream"], best["range"], best["raw"], best["raw_hash"]
-        runtime.close()
     print(f"database: {runtime.db.dialect}; call: {args.minutes:g} min stereo 8 kHz, {size / 1e6:.0f} MB")
     print(f"time to first byte:     {ttfb:.1f} ms (decision + audit commit + unwrap + first chunk; target <= 30)")
     print(f"seek to the middle:     {seek:.1f} ms (Range request; target <= 30)")

@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -31,15 +30,13 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from bench.catalog import fresh_runtime
 from bench.http import run_wrk
-from bench.ingest import POLICY, make_wav
+from bench.ingest import make_wav
 from callvault.capture.ingest import IngestItem, IngestResult, ingest_many
-from callvault.cli.commands import initialise
-from callvault.core.settings import load_settings
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.recordings.models import Recording, RecordingState
-from callvault.runtime import build_runtime
 from tests.support.env import _free_port, wait_until_serving
 
 BOUNDARY = "cvbench7f3a9e"
@@ -90,12 +87,8 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1, help="serve nodes")
     parser.add_argument("--database-url", default=None, help="default: SQLite in the temp data dir")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="callvault-bench-uploads-") as tmp:
-        root = Path(tmp)
-        env = {"CALLVAULT_DATABASE_URL": args.database_url} if args.database_url else {}
-        settings = load_settings(root / "data", env=env)
-        initialise(settings, policy_file=POLICY, admin_user="admin", admin_password="bench-password-123")
-        runtime = build_runtime(settings)
+    with fresh_runtime(args.database_url) as (runtime, root):
+        settings = runtime.settings
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session)
             admin = identity.get_user(session, "admin")
@@ -139,7 +132,6 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(batch, range(0, done, 100)))
         bulk_rate = done / (time.perf_counter() - started)
-        runtime.close()
 
     rate = done / args.seconds
     print(f"database:  {settings.database_url.split('://')[0]}; {args.server_workers} serve node(s); "
