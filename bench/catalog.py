@@ -63,9 +63,10 @@ def bulk_insert(runtime: Runtime, count: int) -> float:
 
 
 @contextmanager
-def fresh_runtime(database_url: str | None) -> Iterator[tuple[Runtime, Path]]:
-    """An initialised callvault (demo policy, an ``admin``) in a temp dir; yields (runtime, the temp dir)."""
-    with tempfile.TemporaryDirectory(prefix="callvault-bench-") as tmp:
+def fresh_runtime(database_url: str | None, directory: str | None = None) -> Iterator[tuple[Runtime, Path]]:
+    """An initialised callvault (demo policy, an ``admin``) in a temp dir (made under ``directory``, else
+    the system's); yields (runtime, the temp dir)."""
+    with tempfile.TemporaryDirectory(prefix="callvault-bench-", dir=directory) as tmp:
         env = {"CALLVAULT_DATABASE_URL": database_url} if database_url else {}
         settings = load_settings(Path(tmp) / "data", env=env)
         initialise(settings, policy_file=POLICY, admin_user="admin", admin_password="bench-password-123")

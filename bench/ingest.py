@@ -29,7 +29,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -39,14 +38,13 @@ import numpy as np
 import soundfile
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from bench.catalog import fresh_runtime
 from callvault.capture.ingest import IngestItem, IngestResult, ingest_many, ingest_recording
-from callvault.cli.commands import initialise
 from callvault.core.settings import load_settings
 from callvault.runtime import Runtime, build_runtime
 
 RATE = 8000
 CHUNK = 64 * 1024
-POLICY = Path(__file__).resolve().parents[1] / "examples" / "policies" / "policy-a.yaml"
 
 
 def make_wav(path: Path, minutes: float) -> None:
@@ -173,14 +171,9 @@ def main() -> None:
     if args.batch is None:
         args.batch = 100 if args.small else 0
 
-    with tempfile.TemporaryDirectory(prefix="callvault-bench-", dir=args.work_dir) as tmp:
-        root = Path(tmp)
-        env = {"CALLVAULT_DATABASE_URL": args.database_url} if args.database_url else {}
-        settings = load_settings(root / "data", env=env)
-        password = root / "pw"
-        password.write_text("bench-password-123")
-        initialise(settings, policy_file=POLICY, admin_user="admin", admin_password=password.read_text())
-        runtime = build_runtime(settings)
+    with fresh_runtime(args.database_url, args.work_dir) as (runtime, root):
+        settings = runtime.settings
+        env = {"CALLVAULT_DATABASE_URL": settings.database_url}  # what each --processes worker opens
         wav = root / "call.wav"
         make_wav(wav, args.minutes)
         size = wav.stat().st_size
@@ -237,7 +230,6 @@ def main() -> None:
                                for first in range(args.count, 2 * args.count, args.batch)]:
                     future.result()
             bulk_elapsed = time.perf_counter() - t0
-        runtime.close()
 
         data = wav.read_bytes()
         repeats = max(3, min(20, args.count // 10))

@@ -98,8 +98,8 @@ def _make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _pg_begin(conn: Any) -> None:
-        # A write in a read-only unit is an error. psycopg then opens the transaction with BEGIN READ ONLY
-        # itself: no extra round trip for a SET TRANSACTION on every per-request read.
+        # Read-only units have their own engine (``_make_pg_read_engine``); a unit of work opened inside
+        # one stays read-only too, as on SQLite: psycopg then begins it with BEGIN READ ONLY itself.
         conn.connection.dbapi_connection.read_only = _READ_ONLY.get()
 
     return engine
