@@ -99,7 +99,7 @@ def _make_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _pg_begin(conn: Any) -> None:
         # Read-only units have their own engine (``_make_pg_read_engine``); a unit of work opened inside
-        # one stays read-only too, as on SQLite: psycopg then begins it with BEGIN READ ONLY itself.
+        # one stays read-only too: psycopg then begins it with BEGIN READ ONLY itself.
         conn.connection.dbapi_connection.read_only = _READ_ONLY.get()
 
     return engine
