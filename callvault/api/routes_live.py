@@ -33,7 +33,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.websockets import WebSocketDisconnect, WebSocketState
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from callvault.api.deps import Caller, _resolve, get_caller, get_runtime
@@ -45,6 +45,10 @@ from callvault.runtime import Runtime
 
 log = logging.getLogger("callvault.live")
 router = APIRouter(tags=["live monitoring"])
+
+TAP_CLOSE_SECONDS = 2.0
+"""How long letting go of a capture tap may wait for its closing handshake before dropping the socket
+(the listener is told first, and the end recorded, whatever this wait)."""
 
 REFUSAL_CODES = [(AuthenticationFailed, 4401), (AccessDenied, 4403), (NotFound, 4404), (Conflict, 4409)]
 
@@ -190,30 +194,45 @@ async def listen(websocket: WebSocket, call_id: str, purpose: str | None = None)
 
     relays: LocalRelays = websocket.app.state.live_relays
     relays.add(call_id, cut)
+    tap: ClientConnection | None = None
     try:
-        reason = await _relay(websocket, started, call_id, cut_short)
+        tap = await _open_tap(started, call_id)
+        if tap is not None:
+            reason = await _relay(websocket, tap, started, cut_short)
     finally:
         relays.remove(call_id, cut)
-        # Cut the listener off first (A7: leave the line at once), then put the end on the record: the
-        # database write may wait behind the capture side's own (a personal call's destruction).
+        # Cut the listener off first (A7: leave the line at once), then put the end on the record, then let
+        # go of the tap: the database write may wait behind the capture side's own (a personal call's
+        # destruction), and a capture process that busy may answer the tap's close only seconds later.
         if websocket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
                 await websocket.send_text(json.dumps({"type": "ended", "reason": reason,
                                                       "message": END_REASONS.get(reason, reason)}))
                 await websocket.close(close_code(reason), reason)
-        await run_in_threadpool(_end, runtime, started.monitoring_id, reason,
-                                caller.user.username if reason == "listener_left" else "")
+        try:
+            await run_in_threadpool(_end, runtime, started.monitoring_id, reason,
+                                    caller.user.username if reason == "listener_left" else "")
+        finally:
+            if tap is not None:
+                with contextlib.suppress(Exception):
+                    await tap.close()
 
 
-async def _relay(websocket: WebSocket, started: live.Started, call_id: str, cut_short: asyncio.Future[str]) -> str:
-    """Frames from the tap to the browser until either side ends, or a control filed on this node cuts
-    the listener off (``cut_short``); returns the end reason."""
+async def _open_tap(started: live.Started, call_id: str) -> ClientConnection | None:
+    """The capture process's tap for this call, opened with the monitoring session's one-time ticket."""
     url = f"{started.tap_url}/calls/{quote(call_id, safe='')}?ticket={started.ticket}"
     try:
-        tap = await connect(url, open_timeout=5, max_size=1 << 20, compression=None)
+        return await connect(url, open_timeout=5, close_timeout=TAP_CLOSE_SECONDS, max_size=1 << 20,
+                             compression=None)
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
         log.warning("live tap for %s unreachable: %s", call_id, exc)
-        return "capture_lost"
+        return None
+
+
+async def _relay(websocket: WebSocket, tap: ClientConnection, started: live.Started,
+                 cut_short: asyncio.Future[str]) -> str:
+    """Frames from the tap to the browser until either side ends, or a control filed on this node cuts
+    the listener off (``cut_short``); returns the end reason. The caller closes both sockets."""
 
     async def from_tap() -> str:
         try:
@@ -247,7 +266,5 @@ async def _relay(websocket: WebSocket, started: live.Started, call_id: str, cut_
     finally:
         for task in tasks[:2]:
             task.cancel()
-        with contextlib.suppress(Exception):
-            await tap.close()
 
 
