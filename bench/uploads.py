@@ -1,12 +1,14 @@
 """Uploads per second through the HTTP API: 30-second calls posted one per request, as a PBX pushes them.
 
-    .venv/bin/python -m bench.uploads [--clients 32] [--seconds 8] [--server-workers 2] [--database-url URL]
+    .venv/bin/python -m bench.uploads [--body raw|multipart] [--clients 32] [--seconds 8] [--server-workers 2]
+                                      [--database-url URL]
 
 Starts ``--server-workers`` single-process ``callvault serve`` nodes on loopback (the deploy/ layout)
 over a fresh data directory, then ``wrk`` keeps ``--clients`` connections busy posting
-``POST /api/v1/recordings`` (multipart: a 30 s stereo 8 kHz WAV of 0.96 MB and its metadata, every
-request a new ``call_id``) for ``--seconds``, split evenly across the nodes. Each upload goes the
-whole way: multipart parsing, admission, data key, AES-256-GCM, fsynced blob, two commits and an
+``POST /api/v1/recordings`` (a 30 s stereo 8 kHz WAV of 0.96 MB and its metadata, every request a
+new ``call_id``) for ``--seconds``, split evenly across the nodes. ``--body raw`` (the default) sends
+the WAV as the body with the metadata in the ``Callvault-Metadata`` header; ``--body multipart`` sends
+the form. Each upload goes the whole way: admission, data key, AES-256-GCM, fsynced blob, two commits and an
 audit entry, answered 201 only after the final commit; uploads in flight together share their
 transactions (``capture.group_commit``). Afterwards every answered upload must be an available
 recording.
@@ -42,6 +44,25 @@ from tests.support.env import _free_port, wait_until_serving
 BOUNDARY = "cvbench7f3a9e"
 STARTED = datetime(2026, 11, 1, tzinfo=UTC)
 
+RAW_UPLOAD_SCRIPT = """
+local f = assert(io.open("%(wav)s", "rb"))
+local audio = f:read("*a")
+f:close()
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n = 0
+request = function()
+  n = n + 1
+  local meta = '%(meta_head)s' .. "node%(node)d-t" .. tid .. "-" .. n .. '%(meta_tail)s'
+  local headers = {["Authorization"] = "Bearer %(token)s", ["Content-Type"] = "audio/wav",
+                   ["Callvault-Metadata"] = meta}
+  return wrk.format("POST", "/api/v1/recordings", headers, audio)
+end
+"""
+
 UPLOAD_SCRIPT = """
 local f = assert(io.open("%(wav)s", "rb"))
 local audio = f:read("*a")
@@ -73,15 +94,18 @@ def _metadata(call_id: str) -> dict[str, object]:
             "consent": {"announcement_played_at": STARTED.isoformat()}}
 
 
-def _script(node: int, wav: Path, token: str) -> str:
+def _script(node: int, wav: Path, token: str, body: str) -> str:
     marker = "@@CALL@@"
     head, tail = json.dumps(_metadata(marker)).split(marker)
-    return UPLOAD_SCRIPT % {"wav": wav, "boundary": BOUNDARY, "token": token, "node": node,
-                            "meta_head": head, "meta_tail": tail}
+    script = RAW_UPLOAD_SCRIPT if body == "raw" else UPLOAD_SCRIPT
+    return script % {"wav": wav, "boundary": BOUNDARY, "token": token, "node": node,
+                     "meta_head": head, "meta_tail": tail}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--body", choices=("raw", "multipart"), default="raw",
+                        help="the audio as the body with a metadata header, or a multipart form")
     parser.add_argument("--clients", type=int, default=32, help="uploads in flight (wrk connections)")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--server-workers", type=int, default=os.cpu_count() or 1, help="serve nodes")
@@ -107,8 +131,8 @@ def main() -> None:
         try:
             for base, server in zip(bases, servers, strict=True):
                 wait_until_serving(base, server)
-            done, p50, p99 = run_wrk(bases, lambda node: _script(node, wav, token), args.clients, args.seconds,
-                                     threads_per_node=1)
+            done, p50, p99 = run_wrk(bases, lambda node: _script(node, wav, token, args.body), args.clients,
+                                     args.seconds, threads_per_node=1)
         finally:
             for server in servers:
                 server.terminate()
@@ -135,7 +159,8 @@ def main() -> None:
 
     rate = done / args.seconds
     print(f"database:  {settings.database_url.split('://')[0]}; {args.server_workers} serve node(s); "
-          f"{args.clients} uploads in flight (wrk); 30 s stereo 8 kHz WAV, {wav_size_mb():.2f} MB each")
+          f"{args.clients} uploads in flight (wrk); {args.body} body; "
+          f"30 s stereo 8 kHz WAV, {wav_size_mb():.2f} MB each")
     print(f"uploads:   {rate:8.1f} recordings/s over HTTP ({done} answered in {args.seconds:g} s, {stored} stored: "
           "those still in flight when wrk stopped were stored too), "
           f"p50 {p50:.0f} ms, p99 {p99:.0f} ms per upload")

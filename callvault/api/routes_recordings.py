@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, BinaryIO, Literal, NamedTuple
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 
 from callvault.access import service as access
 from callvault.api.deps import Caller, get_caller, get_runtime
@@ -50,11 +51,87 @@ def _audit_ingest_refusal(runtime: Runtime, caller: Caller) -> None:
             source_ip=caller.source_ip), clock=runtime.clock)
 
 
-@router.post("/recordings", response_model=IngestResponse, status_code=201,
-             responses={200: {"description": "the same call was already stored with identical audio"}})
+RAW_AUDIO_TYPES = frozenset({*CONTENT_TYPES.values(), "audio/x-wav", "audio/wave", "audio/vnd.wave",
+                             "audio/x-flac"})
+"""Content types of an upload whose body is the audio itself (the format is read from the audio)."""
+
+FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+"""Forms: only multipart carries a file, but a URL-encoded one gets the same "attach the audio" answer."""
+
+METADATA_HEADER = "Callvault-Metadata"
+"""The header carrying the call metadata JSON when the body is the audio itself."""
+
+_INGEST_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["audio", "metadata"],
+            "properties": {"audio": {"type": "string", "format": "binary"},
+                           "metadata": {"type": "string", "description": "the call metadata JSON"}}}},
+        **{ctype: {"schema": {"type": "string", "format": "binary"}} for ctype in sorted(CONTENT_TYPES.values())},
+    },
+}
+_INGEST_HEADER = {
+    "name": METADATA_HEADER, "in": "header", "required": False, "schema": {"type": "string"},
+    "description": "the call metadata JSON, when the body is the audio itself (UTF-8; required then)",
+}
+
+
+class _Upload(NamedTuple):
+    audio: BinaryIO
+    metadata: bytes | str
+    form: FormData | None
+
+
+async def _read_form(request: Request) -> _Upload:
+    form = await request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024)
+    audio = form.get("audio")
+    metadata = form.get("metadata")
+    problems = []
+    if not isinstance(audio, UploadFile):
+        problems.append(FieldProblem("audio", "attach the audio file as the form field 'audio'"))
+    if metadata is None:
+        problems.append(FieldProblem("metadata", "send the call metadata JSON as the form field 'metadata'"))
+    if problems:
+        await form.close()
+        raise InvalidInput("the upload is incomplete:", problems)
+    assert isinstance(audio, UploadFile)
+    meta_raw = await metadata.read() if isinstance(metadata, UploadFile) else str(metadata)
+    return _Upload(audio.file, meta_raw, form)
+
+
+async def _read_raw(request: Request, declared: int) -> _Upload:
+    """The body is the audio; the metadata comes in a header.
+
+    Why: a PBX script or an SBC hook posts a file with ``curl --data-binary`` and one header, and the
+    server skips parsing and re-spooling a multipart body (its biggest per-upload cost after ingest).
+    """
+    header = request.headers.get(METADATA_HEADER)
+    if header is None:
+        raise InvalidInput("the upload is incomplete:", [FieldProblem(
+            METADATA_HEADER, f"send the call metadata JSON in the {METADATA_HEADER} header with an audio body")])
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > declared:  # the server checks Content-Length too; never hold more than was declared
+            raise InvalidInput("the upload is longer than its Content-Length", [FieldProblem("content-length", "")])
+        chunks.append(chunk)
+    # Headers travel as bytes; Starlette reads them as Latin-1, so this gives back what was sent.
+    return _Upload(io.BytesIO(b"".join(chunks)), header.encode("latin-1"), None)
+
+
+@router.post("/recordings", response_model=IngestResponse, status_code=201, openapi_extra={
+    "requestBody": _INGEST_BODY, "parameters": [_INGEST_HEADER]},
+             responses={200: {"description": "the same call was already stored with identical audio"},
+                        415: {"description": "the body is neither a multipart form nor audio"}})
 async def ingest(request: Request, caller: Caller = Depends(get_caller),
                  runtime: Runtime = Depends(get_runtime)) -> Response:
-    """Store a call recording. Multipart form: ``audio`` (WAV/FLAC/Ogg file) and ``metadata`` (JSON).
+    """Store a call recording, sent either way:
+
+    * a multipart form: ``audio`` (WAV/FLAC/Ogg file) and ``metadata`` (JSON);
+    * the audio itself as the body (``Content-Type: audio/wav``, ``audio/flac`` or ``audio/ogg``) with
+      the metadata JSON in the ``Callvault-Metadata`` header.
 
     Idempotent on ``metadata.call_id``: the same call with the same audio returns the existing id
     (200); with different audio, 409. Bad metadata or audio: 422 naming the field, nothing stored.
@@ -71,10 +148,17 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
     if int(declared) > limit:
         return JSONResponse({"error": "too_large", "message": f"uploads are limited to {limit} bytes"},
                             status_code=413)
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type not in FORM_TYPES and content_type not in RAW_AUDIO_TYPES:
+        return JSONResponse({"error": "unsupported_media_type", "message": (
+            f"send the recording as multipart/form-data (fields 'audio' and 'metadata') or as the audio "
+            f"itself ({', '.join(sorted(CONTENT_TYPES.values()))}) with the metadata JSON in the "
+            f"{METADATA_HEADER} header; got {content_type or 'no Content-Type'}")}, status_code=415)
     deadline = runtime.settings.upload_grace_seconds + int(declared) / runtime.settings.upload_min_bytes_per_second
     try:
         async with asyncio.timeout(deadline):  # a slow client may not hold a worker and memory forever
-            form = await request.form(max_files=1, max_fields=4, max_part_size=1024 * 1024)
+            upload = await (_read_form(request) if content_type in FORM_TYPES
+                            else _read_raw(request, int(declared)))
     except TimeoutError:
         return JSONResponse({"error": "upload_too_slow",
                              "message": f"the upload did not arrive within {deadline:.0f} s (at least "
@@ -82,25 +166,15 @@ async def ingest(request: Request, caller: Caller = Depends(get_caller),
                                         "nothing was stored, send it again"},
                             status_code=408, headers={"Connection": "close"})
     try:
-        audio = form.get("audio")
-        metadata = form.get("metadata")
-        problems = []
-        if not isinstance(audio, UploadFile):
-            problems.append(FieldProblem("audio", "attach the audio file as the form field 'audio'"))
-        if metadata is None:
-            problems.append(FieldProblem("metadata", "send the call metadata JSON as the form field 'metadata'"))
-        if problems:
-            raise InvalidInput("the upload is incomplete:", problems)
-        assert isinstance(audio, UploadFile)
-        meta_raw = await metadata.read() if isinstance(metadata, UploadFile) else str(metadata)
         # Encryption, fsync and commits: off the event loop, or every other request of this process waits.
         result = await anyio.to_thread.run_sync(functools.partial(
-            ingest_recording, db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=audio.file,
-            metadata=meta_raw, actor=caller.user.username, actor_role=caller.user.role,
+            ingest_recording, db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=upload.audio,
+            metadata=upload.metadata, actor=caller.user.username, actor_role=caller.user.role,
             default_region=runtime.settings.default_region, source_ip=caller.source_ip, clock=runtime.clock,
         ), limiter=getattr(request.app.state, "upload_limiter", None))
     finally:
-        await form.close()
+        if upload.form is not None:
+            await upload.form.close()
     body = IngestResponse(id=result.recording_id, created=result.created).model_dump()
     return JSONResponse(body, status_code=201 if result.created else 200,
                         headers={"Location": f"/api/v1/recordings/{result.recording_id}"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -272,6 +273,68 @@ def test_upload_missing_a_part_is_rejected(server: LiveServer) -> None:
         resp = admin.post("/api/v1/recordings", data={"metadata": json.dumps(metadata())})
     assert resp.status_code == 422
     assert resp.json()["problems"][0]["location"] == "audio"
+
+
+def _post_raw(client: object, audio: bytes, meta: dict[str, object] | None,
+              content_type: str = "audio/wav") -> Any:
+    headers = {"Content-Type": content_type}
+    if meta is not None:  # as curl sends a header: the bytes given, here UTF-8
+        headers["Callvault-Metadata"] = json.dumps(meta, ensure_ascii=False).encode()  # type: ignore[assignment]
+    return client.post("/api/v1/recordings", content=audio, headers=headers)  # type: ignore[attr-defined]
+
+
+def test_audio_sent_as_the_body_with_a_metadata_header_is_stored(server: LiveServer, env: CallvaultEnv) -> None:
+    audio = wav_bytes(3.0, seed=11)
+    meta = metadata(case_ref="Réclamation-8841")  # not ASCII: the header carries UTF-8 bytes
+    with server.client("admin") as admin:
+        first = _post_raw(admin, audio, meta)
+        again = _post_raw(admin, audio, meta)
+        different = _post_raw(admin, wav_bytes(3.0, seed=12), meta)
+    assert first.status_code == 201, first.text
+    rec_id = first.json()["id"]
+    assert first.headers["location"] == f"/api/v1/recordings/{rec_id}"
+    assert (again.status_code, again.json()["id"]) == (200, rec_id)  # idempotent on call_id, as the form
+    assert different.status_code == 409
+    with server.client("lead") as lead:
+        read = lead.get(f"/api/v1/recordings/{rec_id}").json()
+        played = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "spot_check"})
+    assert read["case_ref"] == "Réclamation-8841" and read["call_id"] == meta["call_id"]
+    assert played.content == audio
+    with env.runtime.db.unit_of_work() as session:
+        stored = session.scalars(select(AuditEntry).where(AuditEntry.object_id == rec_id,
+                                                          AuditEntry.action == "recording.ingested")).all()
+    assert [(e.actor, e.decision) for e in stored] == [("admin", "info")]
+
+
+@pytest.mark.parametrize("audio, meta, content_type, status, location", [
+    (wav_bytes(1.0), None, "audio/wav", 422, "Callvault-Metadata"),
+    (b"this is not audio at all" * 100, metadata(), "audio/wav", 422, "audio"),
+    (wav_bytes(1.0)[:30], metadata(), "audio/wav", 422, "audio"),
+    (wav_bytes(1.0), metadata(started_at="yesterday"), "audio/wav", 422, "started_at"),
+    (wav_bytes(1.0), metadata(), "text/plain", 415, None),
+    (wav_bytes(1.0), metadata(), "application/octet-stream", 415, None),
+], ids=["no metadata header", "text body", "cut-short header", "bad date", "text/plain", "octet-stream"])
+def test_a_bad_raw_upload_is_refused_with_a_reason_and_nothing_is_stored(
+        server: LiveServer, env: CallvaultEnv, audio: bytes, meta: dict[str, object] | None, content_type: str,
+        status: int, location: str | None) -> None:
+    rows, blobs = _count(env, Recording), _blob_files(env)
+    with server.client("admin") as admin:
+        resp = _post_raw(admin, audio, meta, content_type)
+    assert resp.status_code == status, resp.text
+    assert "Traceback" not in resp.text
+    if location is None:
+        assert "multipart/form-data" in resp.json()["message"] and "audio/wav" in resp.json()["message"]
+    else:
+        assert location in [p["location"] for p in resp.json()["problems"]]
+    assert (_count(env, Recording), _blob_files(env)) == (rows, blobs)
+
+
+def test_metadata_header_that_is_not_json_is_rejected(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        resp = admin.post("/api/v1/recordings", content=wav_bytes(1.0),
+                          headers={"Content-Type": "audio/wav", "Callvault-Metadata": "{not json"})
+    assert resp.status_code == 422
+    assert resp.json()["problems"][0]["location"] == "metadata"
 
 
 def test_flac_and_ogg_are_accepted_and_served_unchanged(server: LiveServer) -> None:
