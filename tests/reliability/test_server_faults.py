@@ -102,7 +102,8 @@ def test_wrong_content_types_and_hostile_filenames_get_clear_4xx_and_store_nothi
     before = _blob_and_row_counts(env)
     with server.client("admin") as admin:
         as_json = admin.post("/api/v1/recordings", json={"audio": "x", "metadata": "{}"})
-        assert as_json.status_code == 422, as_json.text
+        assert as_json.status_code == 415, as_json.text  # neither a form nor audio: both ways are named
+        assert "multipart/form-data" in as_json.json()["message"] and "Callvault-Metadata" in as_json.json()["message"]
         not_audio = admin.post("/api/v1/recordings", files={"audio": ("call.wav", b"<html>hi</html>", "text/html")},
                                data={"metadata": '{"call_id": "x"}'})
         assert not_audio.status_code == 422 and "problems" in not_audio.json()
@@ -156,16 +157,21 @@ def test_with_the_database_gone_requests_get_503_json_ingest_stores_nothing_and_
     _ = httpx
 
 
+@pytest.mark.parametrize("body", ["multipart", "raw"])
 def test_a_slow_upload_is_cut_off_with_408_stores_nothing_and_does_not_starve_other_clients(
-        server: LiveServer, env: CallvaultEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+        server: LiveServer, env: CallvaultEnv, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
     """Slowloris on the upload body: the deadline is grace + size / minimum rate (both configurable)."""
     monkeypatch.setattr(env.runtime, "settings", dataclasses.replace(
         env.runtime.settings, upload_grace_seconds=1, upload_min_bytes_per_second=100_000))
     auth = _token(server, "admin")
     before = _blob_and_row_counts(env)
-    built = httpx.Request("POST", "http://x/", files={"audio": ("call.wav", wav_bytes(1.0, seed=77), "audio/wav")},
-                          data={"metadata": json.dumps(metadata())})
-    data, content_type = built.read(), built.headers["content-type"]
+    audio = wav_bytes(1.0, seed=77)
+    if body == "raw":  # the audio as the body, the metadata in a header
+        data, content_type = audio, f"audio/wav\r\nCallvault-Metadata: {json.dumps(metadata())}"
+    else:
+        built = httpx.Request("POST", "http://x/", files={"audio": ("call.wav", audio, "audio/wav")},
+                              data={"metadata": json.dumps(metadata())})
+        data, content_type = built.read(), built.headers["content-type"]
     fast_latencies: list[float] = []
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
         slow.sendall((f"POST /api/v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
@@ -190,7 +196,7 @@ def test_a_slow_upload_is_cut_off_with_408_stores_nothing_and_does_not_starve_ot
     assert b"upload_too_slow" in answer and took < 5, took
     assert _blob_and_row_counts(env) == before, "a slow upload left something behind"
     assert max(fast_latencies) < 1.0, f"other clients were held up: {max(fast_latencies):.2f} s"
-    print(f"[reliability] slow upload ({sent} of {len(data)} bytes in {took:.1f} s): 408 after the "
+    print(f"[reliability] slow {body} upload ({sent} of {len(data)} bytes in {took:.1f} s): 408 after the "
           f"deadline; {len(fast_latencies)} requests of another client meanwhile, slowest "
           f"{max(fast_latencies) * 1000:.0f} ms")
 
