@@ -44,7 +44,7 @@ from tests.support.env import _free_port, wait_until_serving
 BOUNDARY = "cvbench7f3a9e"
 STARTED = datetime(2026, 11, 1, tzinfo=UTC)
 
-RAW_UPLOAD_SCRIPT = """
+UPLOAD_SCRIPT = """
 local f = assert(io.open("%(wav)s", "rb"))
 local audio = f:read("*a")
 f:close()
@@ -53,38 +53,34 @@ setup = function(thread)
   threads = threads + 1
   thread:set("tid", threads)
 end
+%(body)s
 local n = 0
 request = function()
   n = n + 1
   local meta = '%(meta_head)s' .. "node%(node)d-t" .. tid .. "-" .. n .. '%(meta_tail)s'
+  return upload(meta)
+end
+"""
+"""wrk's script: every request a new call_id (node, wrk thread, count); ``body`` defines ``upload(meta)``."""
+
+BODIES = {
+    "raw": """
+upload = function(meta)
   local headers = {["Authorization"] = "Bearer %(token)s", ["Content-Type"] = "audio/wav",
                    ["Callvault-Metadata"] = meta}
   return wrk.format("POST", "/api/v1/recordings", headers, audio)
-end
-"""
-
-UPLOAD_SCRIPT = """
-local f = assert(io.open("%(wav)s", "rb"))
-local audio = f:read("*a")
-f:close()
+end""",
+    "multipart": """
 local head = '--%(boundary)s\\r\\nContent-Disposition: form-data; name="metadata"\\r\\n\\r\\n'
 local middle = '\\r\\n--%(boundary)s\\r\\nContent-Disposition: form-data; name="audio"; filename="call.wav"\\r\\n'
   .. 'Content-Type: audio/wav\\r\\n\\r\\n'
 local tail = '\\r\\n--%(boundary)s--\\r\\n'
 local headers = {["Authorization"] = "Bearer %(token)s",
                  ["Content-Type"] = "multipart/form-data; boundary=%(boundary)s"}
-local threads = 0
-setup = function(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-local n = 0
-request = function()
-  n = n + 1
-  local meta = '%(meta_head)s' .. "node%(node)d-t" .. tid .. "-" .. n .. '%(meta_tail)s'
+upload = function(meta)
   return wrk.format("POST", "/api/v1/recordings", headers, head .. meta .. middle .. audio .. tail)
-end
-"""
+end""",
+}
 
 
 def _metadata(call_id: str) -> dict[str, object]:
@@ -97,14 +93,13 @@ def _metadata(call_id: str) -> dict[str, object]:
 def _script(node: int, wav: Path, token: str, body: str) -> str:
     marker = "@@CALL@@"
     head, tail = json.dumps(_metadata(marker)).split(marker)
-    script = RAW_UPLOAD_SCRIPT if body == "raw" else UPLOAD_SCRIPT
-    return script % {"wav": wav, "boundary": BOUNDARY, "token": token, "node": node,
-                     "meta_head": head, "meta_tail": tail}
+    values = {"wav": wav, "boundary": BOUNDARY, "token": token, "node": node, "meta_head": head, "meta_tail": tail}
+    return UPLOAD_SCRIPT % {**values, "body": BODIES[body] % values}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--body", choices=("raw", "multipart"), default="raw",
+    parser.add_argument("--body", choices=tuple(BODIES), default="raw",
                         help="the audio as the body with a metadata header, or a multipart form")
     parser.add_argument("--clients", type=int, default=32, help="uploads in flight (wrk connections)")
     parser.add_argument("--seconds", type=float, default=8.0)
