@@ -52,6 +52,11 @@ from callvault.runtime import Runtime
 log = logging.getLogger("callvault.api")
 
 SESSION_COOKIE = "cv_session"
+"""The session cookie's name on plain HTTP (the embedded demo, loopback): browsers take ``__Host-`` only over HTTPS."""
+HOST_PREFIX = "__Host-"
+"""Over HTTPS every cookie of the session is ``__Host-`` prefixed: the browser then accepts it only with
+``Secure``, ``Path=/`` and no ``Domain``, so neither a sibling subdomain nor a plain-HTTP response can plant
+or overwrite it (session fixation). Unprefixed cookies are ignored on HTTPS requests."""
 CSRF_HEADER = "x-csrf-token"
 CLIENT_CERT_HEADER = "x-ssl-client-verify"
 """Set by the TLS-terminating proxy (nginx ``$ssl_client_verify``); believed only from a trusted proxy."""
@@ -77,6 +82,25 @@ def _public_subject_path(scope: Scope) -> bool:
 def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+def secure_request(request: Request) -> bool:
+    """Whether the browser reached us over HTTPS: our own TLS, or a trusted proxy's ``X-Forwarded-Proto``
+    (the header is believed from ``trusted_proxies`` only, as ``X-Forwarded-For`` is)."""
+    if request.url.scheme in ("https", "wss"):
+        return True
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[-1].strip().lower()
+    return forwarded == "https" and _peer_is_trusted_proxy(request.scope, runtime_of(request).settings)
+
+
+def cookie_name(request: Request, name: str) -> str:
+    """``name`` as this request's browser stores it: ``__Host-`` prefixed over HTTPS (see ``HOST_PREFIX``)."""
+    return HOST_PREFIX + name if secure_request(request) else name
+
+
+def read_cookie(request: Request, name: str) -> str | None:
+    """The cookie ``name`` under this request's name for it; an unprefixed copy on HTTPS is not read."""
+    return request.cookies.get(cookie_name(request, name))
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -296,7 +320,7 @@ class Caller:
 
 
 def _web_session(request: Request, runtime: Runtime, session: Session) -> WebSession | None:
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = read_cookie(request, SESSION_COOKIE)
     if not cookie:
         return None
     return web_sessions.resolve(session, cookie=cookie, idle_seconds=runtime.settings.session_idle_seconds,
@@ -323,7 +347,7 @@ def _read_caller(request: Request, runtime: Runtime) -> Caller:
     token = bearer_token(request)
     web: tuple[str, str, str] | None = None
     if token is None:
-        cookie = request.cookies.get(SESSION_COOKIE) or ""
+        cookie = read_cookie(request, SESSION_COOKIE) or ""
         idle = runtime.settings.session_idle_seconds
         with runtime.db.read_only() as session:
             ws, must_write = web_sessions.peek(session, cookie=cookie, idle_seconds=idle, clock=runtime.clock)

@@ -16,6 +16,7 @@ from callvault.api.deps import (
     get_enrolling_caller,
     get_runtime,
     policy_in_force,
+    read_cookie,
     source_ip,
 )
 from callvault.audit import service as audit
@@ -145,7 +146,7 @@ def revoke(request: Request, runtime: Runtime = Depends(get_runtime),
         if token is not None:
             identity.revoke_token(session, token=token, clock=runtime.clock)
         else:
-            web_sessions.revoke(session, cookie=request.cookies.get(SESSION_COOKIE, ""), clock=runtime.clock)
+            web_sessions.revoke(session, cookie=read_cookie(request, SESSION_COOKIE) or "", clock=runtime.clock)
         audit.append(session, audit.AuditEvent(
             actor=caller.user.username, actor_role=caller.user.role, action="auth.sign_out",
             object_type="api_token" if token else "web_session", object_id=caller.credential_id,

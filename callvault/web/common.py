@@ -15,7 +15,16 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 
-from callvault.api.deps import SESSION_COOKIE, Caller, get_runtime, resolve_caller, runtime_of
+from callvault.api.deps import (
+    SESSION_COOKIE,
+    Caller,
+    cookie_name,
+    get_runtime,
+    read_cookie,
+    resolve_caller,
+    runtime_of,
+    secure_request,
+)
 from callvault.core.errors import AccessDenied, AuthenticationFailed
 from callvault.oversight import service as oversight
 from callvault.retention import service as retention
@@ -55,7 +64,7 @@ def page_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Ca
     try:
         caller = resolve_caller(request, runtime)
     except (AuthenticationFailed, AccessDenied) as exc:
-        if not request.cookies.get(SESSION_COOKIE) or isinstance(exc, AuthenticationFailed):
+        if not read_cookie(request, SESSION_COOKIE) or isinstance(exc, AuthenticationFailed):
             raise HTTPException(status_code=303, headers={"Location": "/"}) from exc
         raise
     if caller.actor.acknowledged_policy_version != caller.policy.version:
@@ -81,14 +90,16 @@ def form_expired(request: Request, caller: Caller | None) -> Response:
                   "Reload the page and submit it again.", title="Form expired")
 
 
-def secure_request(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "") == "https"
-
-
 def set_session_cookie(response: Response, request: Request, cookie: str) -> None:
     # No max_age: a browser-session cookie. The server ends the session (idle/absolute) regardless.
-    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="strict", secure=secure_request(request),
-                        path="/")
+    response.set_cookie(cookie_name(request, SESSION_COOKIE), cookie, httponly=True, samesite="strict",
+                        secure=secure_request(request), path="/")
+
+
+def delete_cookie(response: Response, request: Request, name: str, path: str = "/") -> None:
+    """Expire ``name`` as this request's browser stores it (``__Host-`` prefixed over HTTPS)."""
+    response.delete_cookie(cookie_name(request, name), path=path, secure=secure_request(request), httponly=True,
+                           samesite="strict")
 
 
 SIGN_IN_UNAVAILABLE = "Sign-in is temporarily unavailable; please try again in a few minutes."
@@ -102,6 +113,6 @@ def login_page(request: Request, error: str | None, status_code: int = 200) -> R
     response = templates.TemplateResponse(request, "login.html", {
         "error": error, "csrf_token": token, "sso_label": oidc.button_label if oidc else None},
         status_code=status_code)
-    response.set_cookie(PRELOGIN_COOKIE, token, httponly=True, samesite="strict", secure=secure_request(request),
-                        path="/", max_age=3600)
+    response.set_cookie(cookie_name(request, PRELOGIN_COOKIE), token, httponly=True, samesite="strict",
+                        secure=secure_request(request), path="/", max_age=3600)
     return response

@@ -4,8 +4,8 @@ the home page and the public notice here; the other areas in ``*_pages.py`` (see
 Sign-in: password (the form carries a double-submit CSRF token, so nobody can sign a browser into
 an account of theirs), then the one-time code (or, when the role needs MFA and the account has none,
 MFA set-up). Each step starts a brand-new server-side session (``identity.sessions``) carried in an
-HttpOnly, SameSite=Strict cookie, Secure over HTTPS. Every state-changing form carries the session's
-CSRF token and is refused without it.
+HttpOnly, SameSite=Strict cookie, ``__Host-`` prefixed and Secure over HTTPS (``api.deps.HOST_PREFIX``).
+Every state-changing form carries the session's CSRF token and is refused without it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from callvault.api.deps import SESSION_COOKIE, Caller, get_runtime, policy_in_force, resolve_caller, source_ip
+from callvault.api.deps import (
+    SESSION_COOKIE,
+    Caller,
+    get_runtime,
+    policy_in_force,
+    read_cookie,
+    resolve_caller,
+    source_ip,
+)
 from callvault.core.errors import AccessDenied, AuthenticationFailed, InvalidInput
 from callvault.identity import mfa
 from callvault.identity import service as identity
@@ -39,6 +47,7 @@ from callvault.web.common import (
     PRELOGIN_COOKIE,
     SIGN_IN_UNAVAILABLE,
     STATIC_DIR,
+    delete_cookie,
     login_page,
     render,
     same,
@@ -60,7 +69,7 @@ def record_unavailable(runtime: Runtime, *, username: str, ip: str | None) -> No
 
 
 def _optional_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Caller | None:
-    if not request.cookies.get(SESSION_COOKIE):
+    if not read_cookie(request, SESSION_COOKIE):
         return None
     try:
         return resolve_caller(request, runtime)
@@ -70,7 +79,7 @@ def _optional_caller(request: Request, runtime: Runtime = Depends(get_runtime)) 
 
 def _half_session(request: Request, runtime: Runtime, stage: str) -> tuple[WebSession, User] | None:
     """The half-signed-in session (password done, second factor or MFA set-up owed) at ``stage``."""
-    cookie = request.cookies.get(SESSION_COOKIE, "")
+    cookie = read_cookie(request, SESSION_COOKIE) or ""
     with runtime.db.unit_of_work() as session:
         row = web_sessions.resolve(session, cookie=cookie, idle_seconds=runtime.settings.session_idle_seconds,
                                    clock=runtime.clock)
@@ -95,7 +104,7 @@ def _pending_redirect(request: Request, runtime: Runtime) -> Response | None:
 def home(request: Request, caller: Caller | None = Depends(_optional_caller),
          runtime: Runtime = Depends(get_runtime)) -> Response:
     if caller is None:
-        if request.cookies.get(SESSION_COOKIE):
+        if read_cookie(request, SESSION_COOKIE):
             pending = _pending_redirect(request, runtime)
             if pending is not None:
                 return pending
@@ -108,10 +117,10 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
           csrf_token: Annotated[str, Form()] = "", runtime: Runtime = Depends(get_runtime)) -> Response:
-    if not same(csrf_token, request.cookies.get(PRELOGIN_COOKIE, "")):
+    if not same(csrf_token, read_cookie(request, PRELOGIN_COOKIE) or ""):
         return login_page(request, "The sign-in form expired; please try again.", status_code=403)
     ip = source_ip(request)
-    old_cookie = request.cookies.get(SESSION_COOKIE)
+    old_cookie = read_cookie(request, SESSION_COOKIE)
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_in_force(session, runtime.clock)
@@ -138,7 +147,7 @@ def login(request: Request, username: Annotated[str, Form()], password: Annotate
     target = {"full": "/", "mfa": "/mfa", "enrol": "/mfa/enrol"}[result.stage]
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, new.cookie)
-    response.delete_cookie(PRELOGIN_COOKIE, path="/")
+    delete_cookie(response, request, PRELOGIN_COOKIE)
     return response
 
 
@@ -176,7 +185,8 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
                 identity.record_failed_sign_in(session, username=user.username, source_ip=ip, reason=exc.message,
                                                counters=runtime.counters, clock=runtime.clock)
                 if isinstance(exc, identity.SignInLocked):
-                    web_sessions.revoke(session, cookie=request.cookies.get(SESSION_COOKIE, ""), clock=runtime.clock)
+                    web_sessions.revoke(session, cookie=read_cookie(request, SESSION_COOKIE) or "",
+                                        clock=runtime.clock)
         except CountersUnavailable:
             return templates.TemplateResponse(request, "mfa.html", {
                 "error": SIGN_IN_UNAVAILABLE, "csrf_token": ws.csrf_token}, status_code=503)
@@ -251,7 +261,7 @@ def _web_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Ca
 @router.post("/logout")
 def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
            runtime: Runtime = Depends(get_runtime)) -> Response:
-    cookie = request.cookies.get(SESSION_COOKIE)
+    cookie = read_cookie(request, SESSION_COOKIE)
     if cookie:
         with runtime.db.unit_of_work() as session:
             row = web_sessions.resolve(session, cookie=cookie, idle_seconds=runtime.settings.session_idle_seconds,
@@ -260,7 +270,7 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
                 return Response("The form expired; reload the page and try again.", status_code=403)
             web_sessions.revoke(session, cookie=cookie, clock=runtime.clock)
     response = RedirectResponse("/", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    delete_cookie(response, request, SESSION_COOKIE)
     return response
 
 

@@ -15,19 +15,35 @@ import logging
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from callvault.api.deps import SESSION_COOKIE, get_runtime, policy_in_force, source_ip
+from callvault.api.deps import (
+    SESSION_COOKIE,
+    cookie_name,
+    get_runtime,
+    policy_in_force,
+    read_cookie,
+    secure_request,
+    source_ip,
+)
 from callvault.core.errors import AuthenticationFailed, ConfigurationError, NotFound
 from callvault.identity import oidc
 from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
 from callvault.identity.service import UNAVAILABLE
 from callvault.runtime import Runtime
-from callvault.web.common import SIGN_IN_UNAVAILABLE, login_page, render, same, secure_request, set_session_cookie
+from callvault.web.common import (
+    SIGN_IN_UNAVAILABLE,
+    delete_cookie,
+    login_page,
+    render,
+    same,
+    set_session_cookie,
+)
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger("callvault.web.sso")
 FLOW_COOKIE = "cv_sso_state"
-FLOW_COOKIE_PATH = "/login/sso"
+"""The sign-in's OIDC ``state``, for the provider's redirect back (SameSite=Lax: a top-level navigation from
+the provider's site). Path=/ so that over HTTPS it can be ``__Host-`` prefixed like the session cookie."""
 
 
 def provider_client(request: Request, runtime: Runtime) -> oidc.ProviderClient:
@@ -57,8 +73,8 @@ def sso_start(request: Request, runtime: Runtime = Depends(get_runtime)) -> Resp
         log.error("single sign-on unavailable: %s", exc.message)
         return login_page(request, "Single sign-on is unavailable right now: " + exc.message + ".", status_code=503)
     response = RedirectResponse(start.authorization_url, status_code=303)
-    response.set_cookie(FLOW_COOKIE, start.state, httponly=True, samesite="lax", secure=secure_request(request),
-                        path=FLOW_COOKIE_PATH, max_age=int(oidc.FLOW_LIFETIME.total_seconds()))
+    response.set_cookie(cookie_name(request, FLOW_COOKIE), start.state, httponly=True, samesite="lax",
+                        secure=secure_request(request), path="/", max_age=int(oidc.FLOW_LIFETIME.total_seconds()))
     return response
 
 
@@ -76,9 +92,9 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
                                   f"{': ' + detail if detail else ''})")
         if not state or not code:
             raise oidc.SsoRefused("the identity provider's answer is incomplete (no code or state)")
-        if not same(state, request.cookies.get(FLOW_COOKIE, "")):
+        if not same(state, read_cookie(request, FLOW_COOKIE) or ""):
             raise oidc.SsoRefused("this sign-in was not started in this browser; start again from the sign-in page")
-        old_cookie = request.cookies.get(SESSION_COOKIE)
+        old_cookie = read_cookie(request, SESSION_COOKIE)
         # Three short transactions, none held open while the provider answers: claim the flow (committed
         # even if what follows fails: no second try with the same state), exchange and check, sign in.
         with runtime.db.unit_of_work() as session:
@@ -97,7 +113,7 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
         with runtime.db.unit_of_work() as session:
             oidc.record_refusal(session, reason=exc.message, source_ip=ip, clock=runtime.clock)
         response = login_page(request, "Single sign-on failed: " + exc.message + ".", status_code=401)
-        response.delete_cookie(FLOW_COOKIE, path=FLOW_COOKIE_PATH)
+        delete_cookie(response, request, FLOW_COOKIE)
         return response
     except CountersUnavailable:  # the store logged why; the public page names no internals
         with runtime.db.unit_of_work() as session:
@@ -109,5 +125,5 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
     target = {"full": "/", "mfa": "/mfa", "enrol": "/mfa/enrol"}[result.stage]
     response = render(request, "sso_continue.html", {"target": target})
     set_session_cookie(response, request, new.cookie)
-    response.delete_cookie(FLOW_COOKIE, path=FLOW_COOKIE_PATH)
+    delete_cookie(response, request, FLOW_COOKIE)
     return response

@@ -3,9 +3,11 @@ cookie flags, idle and absolute timeouts."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -55,6 +57,84 @@ def test_session_cookie_is_httponly_and_samesite_strict(server: LiveServer, env:
         cookie = resp.headers["set-cookie"].lower()
     assert "cv_session=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
     assert "max-age" not in cookie.split("cv_session=")[1].split(",")[0]  # a browser-session cookie
+
+
+class _BehindTls:
+    """A browser reaching callvault through the TLS-terminating proxy (``X-Forwarded-Proto: https``).
+
+    httpx keeps ``Secure`` cookies to itself over plain HTTP, so this client keeps its own jar and
+    every ``Set-Cookie`` line it was sent (to check the attributes a browser would enforce)."""
+
+    def __init__(self, base_url: str, *, forwarded_proto: str | None = "https") -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.forwarded_proto = forwarded_proto
+        self.jar: dict[str, str] = {}
+        self.set_cookies: list[str] = []
+
+    def __enter__(self) -> _BehindTls:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = {"X-Forwarded-Proto": self.forwarded_proto} if self.forwarded_proto else {}
+        if self.jar:
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.jar.items())
+        resp = self.http.request(method, url, headers=headers, **kwargs)
+        self.http.cookies.clear()
+        for line in resp.headers.get_list("set-cookie"):
+            self.set_cookies.append(line)
+            name, _, rest = line.partition("=")
+            if "max-age=0" in line.lower():
+                self.jar.pop(name, None)
+            else:
+                self.jar[name] = rest.split(";", 1)[0]
+        return resp
+
+    def sign_in(self, env: CallvaultEnv, username: str) -> None:
+        form = self.request("GET", "/")
+        resp = self.request("POST", "/login", data={"username": username, "password": PASSWORD,
+                                                    "csrf_token": _csrf(form.text)})
+        assert resp.status_code == 303 and resp.headers["location"] == "/mfa", resp.text
+        page = self.request("GET", "/mfa")
+        done = self.request("POST", "/mfa", data={"code": env.otp(username), "csrf_token": _csrf(page.text)})
+        assert done.status_code == 303 and done.headers["location"] == "/", done.text
+
+
+def test_behind_tls_every_cookie_is_host_prefixed_and_an_unprefixed_copy_is_not_believed(
+        server: LiveServer, env: CallvaultEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(env.runtime, "settings", dataclasses.replace(
+        env.runtime.settings, trusted_proxies=("127.0.0.1/32",)))  # the proxy, as deploy/ configures it
+    with _BehindTls(server.base_url) as browser:
+        _check_behind_tls(browser, server, env)
+
+
+def _check_behind_tls(browser: _BehindTls, server: LiveServer, env: CallvaultEnv) -> None:
+    browser.sign_in(env, "exec")
+    assert list(browser.jar) == ["__Host-cv_session"]  # the sign-in form's cookie was spent and removed
+    for line in browser.set_cookies:
+        attributes = [part.strip().lower() for part in line.split(";")[1:]]
+        assert line.startswith("__Host-"), line
+        assert "secure" in attributes and "path=/" in attributes and "httponly" in attributes, line
+        assert not any(a.startswith("domain") for a in attributes), line
+    assert browser.request("GET", "/api/v1/me").json()["username"] == "exec"
+    # The same valid session under the unprefixed name (as a sibling subdomain or a plain-HTTP
+    # response could plant it) is not read on an HTTPS request.
+    value = browser.jar.pop("__Host-cv_session")
+    browser.jar["cv_session"] = value
+    assert browser.request("GET", "/api/v1/me").status_code == 401
+    with server.client() as plain:  # over plain HTTP the unprefixed name is the one in use
+        plain.cookies.set("cv_session", value)
+        assert plain.get("/api/v1/me").json()["username"] == "exec"
+
+
+def test_a_forwarded_proto_from_an_untrusted_peer_is_not_believed(server: LiveServer, env: CallvaultEnv) -> None:
+    with _BehindTls(server.base_url) as browser:  # no trusted proxy configured: it talks to us directly
+        browser.sign_in(env, "exec")
+        assert list(browser.jar) == ["cv_session"]
+        assert not any("secure" in line.lower() for line in browser.set_cookies)
+        assert browser.request("GET", "/api/v1/me").json()["username"] == "exec"
 
 
 def test_login_form_without_its_csrf_token_is_refused(server: LiveServer) -> None:
