@@ -96,9 +96,9 @@ def set_session_cookie(response: Response, request: Request, cookie: str) -> Non
                         secure=secure_request(request), path="/")
 
 
-def delete_cookie(response: Response, request: Request, name: str, path: str = "/") -> None:
-    """Expire ``name`` as this request's browser stores it (``__Host-`` prefixed over HTTPS)."""
-    response.delete_cookie(cookie_name(request, name), path=path, secure=secure_request(request), httponly=True,
+def delete_cookie(response: Response, request: Request, name: str) -> None:
+    """Expire ``name`` as this request's browser stores it (``__Host-`` prefixed over HTTPS, so ``Secure``)."""
+    response.delete_cookie(cookie_name(request, name), path="/", secure=secure_request(request), httponly=True,
                            samesite="strict")
 
 
