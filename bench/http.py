@@ -37,7 +37,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -47,6 +48,7 @@ from bench.catalog import AGENTS, catalog
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.recordings.models import Recording
+from callvault.runtime import Runtime
 from tests.support.env import _free_port, wait_until_serving
 
 
@@ -124,6 +126,30 @@ def hammer_wrk(bases: list[str], token: str, paths: list[str], clients: int, sec
     return run_wrk(bases, lambda _node: script, clients, seconds)
 
 
+@contextmanager
+def serve_nodes(runtime: Runtime, workers: list[int]) -> Iterator[list[str]]:
+    """``callvault serve`` processes over ``runtime``'s database and data dir, one per entry of ``workers``
+    (its ``--workers``), each on its own loopback port; yields their base URLs once all answer, and
+    stops them afterwards."""
+    env = {**os.environ, "CALLVAULT_DATABASE_URL": runtime.settings.database_url}
+    ports = [_free_port() for _ in workers]
+    servers = [subprocess.Popen(
+        [str(Path(sys.executable).parent / "callvault"), "serve", "--port", str(port), "--workers", str(count),
+         "--data-dir", str(runtime.settings.data_dir)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port, count in zip(ports, workers, strict=True)]
+    bases = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        for base, server in zip(bases, servers, strict=True):
+            wait_until_serving(base, server)
+        yield bases
+    finally:
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=60)
+
+
 def run_wrk(bases: list[str], script_for: Callable[[int], str], clients: int, seconds: float,
             threads_per_node: int | None = None) -> tuple[int, float, float]:
     """One ``wrk`` per node (``script_for(node index)``), all at once; (requests, p50 ms, p99 ms).
@@ -191,49 +217,37 @@ def main() -> None:
             identity.acknowledge_policy(session, user=user, policy=policy)
             token = identity.issue_token(session, user=user, ttl_seconds=3600).token
             ids = list(session.scalars(select(Recording.id).limit(500)))
-        env = {**os.environ, "CALLVAULT_DATABASE_URL": runtime.settings.database_url}
-        layout = [(_free_port(), 1) for _ in range(args.server_workers)] if args.nodes else \
-            [(_free_port(), args.server_workers)]
-        servers = [subprocess.Popen(
-            [str(Path(sys.executable).parent / "callvault"), "serve", "--port", str(port), "--workers",
-             str(workers), "--data-dir", str(runtime.settings.data_dir)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for port, workers in layout]
-        bases = [f"http://127.0.0.1:{port}" for port, _ in layout]
-        for base, server in zip(bases, servers, strict=True):
-            wait_until_serving(base, server)
-        cases = {
-            "reference /healthz": ["/healthz"],
-            "search by agent": [f"/api/v1/recordings?agent={a}&limit=50" for a, _ in AGENTS],
-            "recording metadata": [f"/api/v1/recordings/{i}" for i in ids],
-        }
-        print(f"database: {runtime.db.dialect}; catalog {args.count:,}; {args.clients} concurrent clients; "
-              f"{args.seconds:g} s per case; {args.server_workers} server process(es)"
-              f"{' as single-process nodes, clients split evenly' if args.nodes else ' of one serve'}; "
-              f"clients: {args.client}")
-        passes = [("saturation (no think time)", 0.0)]
-        if args.think_ms:
-            passes.append((f"think time {args.think_ms:g} ms (0.5-1.5x)", args.think_ms))
-        for title, think_ms in passes:
-            print(f"-- {title}")
-            results = {}
-            for name, paths in cases.items():
-                if args.client == "wrk":
-                    done, p50, p99 = hammer_wrk(bases, token, paths, args.clients, args.seconds, think_ms)
-                else:
-                    if args.nodes:
-                        raise SystemExit("--nodes needs --client wrk")
-                    done, lat = hammer(bases[0], token, paths, args.clients, args.seconds, think_ms)
-                    p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
-                rps = done / args.seconds
-                results[name] = (rps, p99)
-                ref_rps, ref_p99 = results["reference /healthz"]
-                ratio = (f"  ({rps / ref_rps:.2f} of reference req/s; p99 {p99 / ref_p99:.1f}x)"
-                         if name != "reference /healthz" else "")
-                print(f"{name:22s} {rps:8.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms{ratio}")
-        for server in servers:
-            server.terminate()
-        for server in servers:
-            server.wait(timeout=30)
+        layout = [1] * args.server_workers if args.nodes else [args.server_workers]
+        with serve_nodes(runtime, layout) as bases:
+            cases = {
+                "reference /healthz": ["/healthz"],
+                "search by agent": [f"/api/v1/recordings?agent={a}&limit=50" for a, _ in AGENTS],
+                "recording metadata": [f"/api/v1/recordings/{i}" for i in ids],
+            }
+            print(f"database: {runtime.db.dialect}; catalog {args.count:,}; {args.clients} concurrent clients; "
+                  f"{args.seconds:g} s per case; {args.server_workers} server process(es)"
+                  f"{' as single-process nodes, clients split evenly' if args.nodes else ' of one serve'}; "
+                  f"clients: {args.client}")
+            passes = [("saturation (no think time)", 0.0)]
+            if args.think_ms:
+                passes.append((f"think time {args.think_ms:g} ms (0.5-1.5x)", args.think_ms))
+            for title, think_ms in passes:
+                print(f"-- {title}")
+                results = {}
+                for name, paths in cases.items():
+                    if args.client == "wrk":
+                        done, p50, p99 = hammer_wrk(bases, token, paths, args.clients, args.seconds, think_ms)
+                    else:
+                        if args.nodes:
+                            raise SystemExit("--nodes needs --client wrk")
+                        done, lat = hammer(bases[0], token, paths, args.clients, args.seconds, think_ms)
+                        p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+                    rps = done / args.seconds
+                    results[name] = (rps, p99)
+                    ref_rps, ref_p99 = results["reference /healthz"]
+                    ratio = (f"  ({rps / ref_rps:.2f} of reference req/s; p99 {p99 / ref_p99:.1f}x)"
+                             if name != "reference /healthz" else "")
+                    print(f"{name:22s} {rps:8.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms{ratio}")
     print("target: p99 <= 200 ms")
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -33,13 +31,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bench.catalog import fresh_runtime
-from bench.http import run_wrk
+from bench.http import run_wrk, serve_nodes
 from bench.ingest import make_wav
 from callvault.capture.ingest import IngestItem, IngestResult, ingest_many
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.recordings.models import Recording, RecordingState
-from tests.support.env import _free_port, wait_until_serving
 
 BOUNDARY = "cvbench7f3a9e"
 STARTED = datetime(2026, 11, 1, tzinfo=UTC)
@@ -115,24 +112,11 @@ def main() -> None:
             token = identity.issue_token(session, user=admin, ttl_seconds=3600).token
         wav = root / "call.wav"
         make_wav(wav, 0.5)
+        size_mb = wav.stat().st_size / 1e6
 
-        ports = [_free_port() for _ in range(args.server_workers)]
-        server_env = {**os.environ, "CALLVAULT_DATABASE_URL": settings.database_url}
-        servers = [subprocess.Popen(
-            [str(Path(sys.executable).parent / "callvault"), "serve", "--port", str(port), "--workers", "1",
-             "--data-dir", str(settings.data_dir)], env=server_env, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL) for port in ports]
-        bases = [f"http://127.0.0.1:{port}" for port in ports]
-        try:
-            for base, server in zip(bases, servers, strict=True):
-                wait_until_serving(base, server)
+        with serve_nodes(runtime, [1] * args.server_workers) as bases:
             done, p50, p99 = run_wrk(bases, lambda node: _script(node, wav, token, args.body), args.clients,
                                      args.seconds, threads_per_node=1)
-        finally:
-            for server in servers:
-                server.terminate()
-            for server in servers:
-                server.wait(timeout=60)
         with runtime.db.read_only() as session:
             stored = session.scalar(select(func.count()).select_from(Recording)
                                     .where(Recording.state == RecordingState.AVAILABLE)) or 0
@@ -155,18 +139,13 @@ def main() -> None:
     rate = done / args.seconds
     print(f"database:  {settings.database_url.split('://')[0]}; {args.server_workers} serve node(s); "
           f"{args.clients} uploads in flight (wrk); {args.body} body; "
-          f"30 s stereo 8 kHz WAV, {wav_size_mb():.2f} MB each")
+          f"30 s stereo 8 kHz WAV, {size_mb:.2f} MB each")
     print(f"uploads:   {rate:8.1f} recordings/s over HTTP ({done} answered in {args.seconds:g} s, {stored} stored: "
           "those still in flight when wrk stopped were stored too), "
           f"p50 {p50:.0f} ms, p99 {p99:.0f} ms per upload")
     print(f"reference: {bulk_rate:8.1f} recordings/s bulk ingest_many in one process, same run "
           f"(ratio {rate / bulk_rate:.2f})")
     print("target:    >= 300 recordings/s")
-
-
-def wav_size_mb() -> float:
-    """Size of the 30 s stereo 8 kHz 16-bit WAV the bench posts."""
-    return (44 + 30 * 8000 * 2 * 2) / 1e6
 
 
 if __name__ == "__main__":

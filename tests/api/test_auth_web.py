@@ -65,9 +65,8 @@ class _BehindTls:
     httpx keeps ``Secure`` cookies to itself over plain HTTP, so this client keeps its own jar and
     every ``Set-Cookie`` line it was sent (to check the attributes a browser would enforce)."""
 
-    def __init__(self, base_url: str, *, forwarded_proto: str | None = "https") -> None:
+    def __init__(self, base_url: str) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=30)
-        self.forwarded_proto = forwarded_proto
         self.jar: dict[str, str] = {}
         self.set_cookies: list[str] = []
 
@@ -78,7 +77,7 @@ class _BehindTls:
         self.http.close()
 
     def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        headers = {"X-Forwarded-Proto": self.forwarded_proto} if self.forwarded_proto else {}
+        headers = {"X-Forwarded-Proto": "https"}
         if self.jar:
             headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.jar.items())
         resp = self.http.request(method, url, headers=headers, **kwargs)
@@ -107,26 +106,22 @@ def test_behind_tls_every_cookie_is_host_prefixed_and_an_unprefixed_copy_is_not_
     monkeypatch.setattr(env.runtime, "settings", dataclasses.replace(
         env.runtime.settings, trusted_proxies=("127.0.0.1/32",)))  # the proxy, as deploy/ configures it
     with _BehindTls(server.base_url) as browser:
-        _check_behind_tls(browser, server, env)
-
-
-def _check_behind_tls(browser: _BehindTls, server: LiveServer, env: CallvaultEnv) -> None:
-    browser.sign_in(env, "exec")
-    assert list(browser.jar) == ["__Host-cv_session"]  # the sign-in form's cookie was spent and removed
-    for line in browser.set_cookies:
-        attributes = [part.strip().lower() for part in line.split(";")[1:]]
-        assert line.startswith("__Host-"), line
-        assert "secure" in attributes and "path=/" in attributes and "httponly" in attributes, line
-        assert not any(a.startswith("domain") for a in attributes), line
-    assert browser.request("GET", "/api/v1/me").json()["username"] == "exec"
-    # The same valid session under the unprefixed name (as a sibling subdomain or a plain-HTTP
-    # response could plant it) is not read on an HTTPS request.
-    value = browser.jar.pop("__Host-cv_session")
-    browser.jar["cv_session"] = value
-    assert browser.request("GET", "/api/v1/me").status_code == 401
-    with server.client() as plain:  # over plain HTTP the unprefixed name is the one in use
-        plain.cookies.set("cv_session", value)
-        assert plain.get("/api/v1/me").json()["username"] == "exec"
+        browser.sign_in(env, "exec")
+        assert list(browser.jar) == ["__Host-cv_session"]  # the sign-in form's cookie was spent and removed
+        for line in browser.set_cookies:
+            attributes = [part.strip().lower() for part in line.split(";")[1:]]
+            assert line.startswith("__Host-"), line
+            assert "secure" in attributes and "path=/" in attributes and "httponly" in attributes, line
+            assert not any(a.startswith("domain") for a in attributes), line
+        assert browser.request("GET", "/api/v1/me").json()["username"] == "exec"
+        # The same valid session under the unprefixed name (as a sibling subdomain or a plain-HTTP
+        # response could plant it) is not read on an HTTPS request.
+        value = browser.jar.pop("__Host-cv_session")
+        browser.jar["cv_session"] = value
+        assert browser.request("GET", "/api/v1/me").status_code == 401
+        with server.client() as plain:  # over plain HTTP the unprefixed name is the one in use
+            plain.cookies.set("cv_session", value)
+            assert plain.get("/api/v1/me").json()["username"] == "exec"
 
 
 def test_a_forwarded_proto_from_an_untrusted_peer_is_not_believed(server: LiveServer, env: CallvaultEnv) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -275,12 +275,12 @@ def test_upload_missing_a_part_is_rejected(server: LiveServer) -> None:
     assert resp.json()["problems"][0]["location"] == "audio"
 
 
-def _post_raw(client: object, audio: bytes, meta: dict[str, object] | None,
-              content_type: str = "audio/wav") -> Any:
-    headers = {"Content-Type": content_type}
+def _post_raw(client: httpx.Client, audio: bytes, meta: dict[str, object] | None,
+              content_type: str = "audio/wav") -> httpx.Response:
+    headers = {b"Content-Type": content_type.encode()}
     if meta is not None:  # as curl sends a header: the bytes given, here UTF-8
-        headers["Callvault-Metadata"] = json.dumps(meta, ensure_ascii=False).encode()  # type: ignore[assignment]
-    return client.post("/api/v1/recordings", content=audio, headers=headers)  # type: ignore[attr-defined]
+        headers[b"Callvault-Metadata"] = json.dumps(meta, ensure_ascii=False).encode()
+    return client.post("/api/v1/recordings", content=audio, headers=headers)
 
 
 def test_audio_sent_as_the_body_with_a_metadata_header_is_stored(server: LiveServer, env: CallvaultEnv) -> None:
