@@ -7,7 +7,11 @@
                            (127.0.0.1:6379) for the rate-limit tests
 
 `.ci/run` runs `python3 dev.py test`. Extra arguments after `test` go to pytest; after `demo`, to
-`callvault demo`.
+`callvault demo`. `test` also takes, before the pytest arguments:
+
+    --at 2027-12-31T23:59   run the suite with every process's clock moved to that local time (libfaketime,
+                            Debian's `faketime`): no test may depend on the day it runs
+    --db sqlite|postgres    one database only (the default is both)
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import time
 import venv
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -27,7 +32,10 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 # System tools the product and its tests use (Debian package names); installed when missing and possible.
 SYSTEM_PACKAGES = {"espeak-ng": "espeak-ng", "sipp": "sip-tester", "chromium": "chromium",
-                   "fusermount3": "fuse3", "wrk": "wrk"}  # wrk: bench/http.py's load generator
+                   "fusermount3": "fuse3", "wrk": "wrk",  # wrk: bench/http.py's load generator
+                   "faketime": "faketime"}  # `dev.py test --at`: the suite on another day
+LIBFAKETIME = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+               "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1", "/usr/lib/faketime/libfaketimeMT.so.1")
 
 
 def say(message: str) -> None:
@@ -119,9 +127,58 @@ def demo(args: list[str]) -> None:
     os.execv(str(BIN / "callvault"), [str(BIN / "callvault"), "demo", *args])  # noqa: S606
 
 
-def test(args: list[str]) -> None:
+def faketime_env(at: str) -> dict[str, str]:
+    """The environment that moves every process of the run (pytest, the servers and CLIs it starts,
+    chromium, sipp) to local time ``at``. An offset from the real clock rather than a start time, so
+    that children started later agree with their parent and time still flows (timeouts, TOTP steps).
+    The PostgreSQL server keeps the real time: the product must never take "now" from the database."""
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        sys.exit(f"--at {at!r} is not a date and time; write it as 2027-12-31T23:59 (local time)")
+    library = next((p for p in LIBFAKETIME if Path(p).exists()), None)
+    if library is None:
+        sys.exit("--at needs libfaketime: apt-get install faketime")
+    offset = int((moment.astimezone() - datetime.now().astimezone()).total_seconds())
+    # The monotonic clock stays: moved, libfaketime 0.9.10 makes every timed wait of Python 3.11 last the
+    # offset; tests/faketime/sitecustomize.py routes time.sleep() around its other flaw (see there).
+    # FAKETIME_CACHE_DURATION: read FAKETIME once, not every 10 s; a re-read is a getenv() on whichever
+    # thread asks the time, which races a setenv() on another (os.environ writes) and crashed the run.
+    python_path = os.pathsep.join(p for p in (str(ROOT / "tests" / "faketime"), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "LD_PRELOAD": library, "FAKETIME": f"{offset:+d}", "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            "FAKETIME_CACHE_DURATION": str(10**9), "PYTHONPATH": python_path}
+
+
+def _options(args: list[str]) -> tuple[str | None, list[str], list[str]]:
+    """dev.py's own ``--at`` and ``--db`` (``--at X`` or ``--at=X``), and the rest for pytest."""
+    own: dict[str, str] = {}
+    rest: list[str] = []
+    words = iter(args)
+    for word in words:
+        name, equals, value = word.partition("=")
+        if name not in ("--at", "--db"):
+            rest.append(word)
+            continue
+        if not equals:
+            value = next(words, "")
+        if not value:
+            sys.exit(f"{name} needs a value")
+        own[name] = value
+    databases = ["sqlite", "postgres"]
+    if "--db" in own:
+        if own["--db"] not in databases:
+            sys.exit(f"--db {own['--db']!r}: choose sqlite or postgres")
+        databases = [own["--db"]]
+    return own.get("--at"), databases, rest
+
+
+def test(argv: list[str]) -> None:
+    at, databases, args = _options(argv)
     install("[test]")
     install_system_packages()
+    env = faketime_env(at) if at else None
+    if at:
+        say(f"the suite runs with the clock at {at} local time (libfaketime)")
     failures = []
     for name, cmd in (
         ("ruff", [BIN / "ruff", "check", "."]),
@@ -132,13 +189,15 @@ def test(args: list[str]) -> None:
         if run(*cmd, check=False) != 0:
             failures.append(name)
     ensure_redis()
-    say("tests on SQLite")
-    if run(PY, "-m", "pytest", "--db=sqlite", *args, check=False) != 0:
-        failures.append("tests on SQLite")
-    ensure_postgres()
-    say("tests on PostgreSQL")
-    if run(PY, "-m", "pytest", "--db=postgres", *args, check=False) != 0:
-        failures.append("tests on PostgreSQL")
+    if "postgres" in databases:
+        ensure_postgres()
+    for database in databases:
+        label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[database]
+        say(f"tests on {label}")
+        started = time.monotonic()
+        if run(PY, "-m", "pytest", f"--db={database}", *args, check=False, env=env) != 0:
+            failures.append(f"tests on {label}")
+        say(f"tests on {label} took {(time.monotonic() - started) / 60:.1f} min")
     if failures:
         say(f"FAILED: {', '.join(failures)}")
         sys.exit(1)

@@ -7,7 +7,7 @@ is missing or the wrong size, keys that are missing, blobs no row names (orphans
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,7 +56,7 @@ def find_problems(
                 except CallvaultError as exc:
                     problems.append(f"recording {row.id}: {exc.message}")
         referenced = _referenced_blobs(session)
-    problems.extend(_orphan_blobs(store, referenced, cutoff))
+    problems.extend(_orphan_blobs(store, referenced, stale_after))
     return problems
 
 
@@ -72,19 +72,20 @@ def _referenced_blobs(session: Session) -> set[str]:
     return keys
 
 
-def _orphan_blobs(store: BlobStore, referenced: set[str], cutoff: datetime) -> list[str]:
+def _orphan_blobs(store: BlobStore, referenced: set[str], stale_after: timedelta) -> list[str]:
     """Blobs no row names (RELIABILITY scenario 6: media without metadata is drift to report).
 
-    A blob younger than ``cutoff`` is left alone: writers store the blob first and commit its row
-    after (so a crash leaves ciphertext whose key never existed, never a row without its blob).
+    A blob younger than ``stale_after`` is left alone: writers store the blob first and commit its row
+    after (so a crash leaves ciphertext whose key never existed, never a row without its blob). Its age
+    is on the store's own clock (``age``), which may differ from this host's.
     """
-    modified_at = getattr(store, "modified_at", None)
+    age = getattr(store, "age", None)
     found = []
     for key in store.iter_keys():
         if key in referenced:
             continue
         try:
-            if modified_at is not None and modified_at(key) >= cutoff:
+            if age is not None and age(key) < stale_after:
                 continue  # its row may be about to commit
         except NotFound:
             continue  # deleted while we looked

@@ -31,11 +31,12 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO, Final, Protocol
 from urllib.parse import unquote, urlsplit
 
+from callvault.core.clock import filesystem_now
 from callvault.core.errors import ConfigurationError, InvalidInput, NotFound
 from callvault.storage._fs import fsync_dir
 
@@ -256,13 +257,14 @@ class LocalBlobStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def modified_at(self, key: str) -> datetime:
-        """When the blob was last written (the integrity check leaves young orphans alone: their
-        catalog row may be about to commit)."""
+    def age(self, key: str) -> timedelta:
+        """How long ago the blob was last written, on the store's own clock (``filesystem_now``); the
+        integrity check leaves young orphans alone: their catalog row may be about to commit."""
         try:
-            return datetime.fromtimestamp(self._path(key).stat().st_mtime, UTC)
+            mtime = self._path(key).stat().st_mtime
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"blob {key} does not exist") from None
+        return timedelta(seconds=max(0.0, filesystem_now(self._tmp) - mtime))
 
     def delete(self, key: str) -> None:
         path = self._path(key)
@@ -290,7 +292,7 @@ class LocalBlobStore:
         """
         if older_than_seconds < 0:
             raise InvalidInput("older_than_seconds cannot be negative")
-        cutoff = time.time() - older_than_seconds
+        cutoff = filesystem_now(self._tmp) - older_than_seconds
         removed = 0
         try:
             entries = list(os.scandir(self._tmp))

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, BinaryIO, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -167,8 +168,9 @@ class S3BlobStore:
             raise ConfigurationError(f"object store refused to describe {key}: {self._error_code(exc)}") from exc
         return int(head["ContentLength"])
 
-    def modified_at(self, key: str) -> datetime:
-        """When the object was last written (see ``LocalBlobStore.modified_at``)."""
+    def age(self, key: str) -> timedelta:
+        """How long ago the object was last written, on the object store's own clock: its ``Date`` answer
+        header less the object's ``LastModified`` (see ``LocalBlobStore.age``; this host's clock may differ)."""
         from botocore.exceptions import ClientError
 
         try:
@@ -177,8 +179,13 @@ class S3BlobStore:
             if self._error_code(exc) in ("NoSuchKey", "404", "NotFound"):
                 raise NotFound(f"blob {key} does not exist") from exc
             raise ConfigurationError(f"object store refused to describe {key}: {self._error_code(exc)}") from exc
-        when: datetime = head["LastModified"]
-        return when.astimezone(UTC)
+        written: datetime = head["LastModified"]
+        said = head.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        try:
+            now = parsedate_to_datetime(said) if said else datetime.now(UTC)
+        except (TypeError, ValueError):
+            now = datetime.now(UTC)
+        return max(timedelta(0), now - written)
 
     def exists(self, key: str) -> bool:
         try:

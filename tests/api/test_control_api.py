@@ -19,7 +19,8 @@ START = datetime.fromisoformat(metadata()["started_at"])
 
 
 def _store(server: LiveServer, seconds: float = 4.0, **overrides: Any) -> str:
-    meta = metadata(ended_at=(START + timedelta(seconds=seconds)).isoformat(), **overrides)
+    start: datetime = overrides.get("started", START)
+    meta = metadata(ended_at=(start + timedelta(seconds=seconds)).isoformat(), **overrides)
     with server.client("admin") as admin:
         resp = upload(admin, wav_bytes(seconds, seed=zlib.crc32(meta["call_id"].encode()) % 1000), meta)
     assert resp.status_code == 201, resp.text
@@ -145,8 +146,9 @@ def test_recording_shows_its_destruction_date_and_rule(server: LiveServer) -> No
     assert body["destroy_after"].startswith("2027-05-20")  # started 2026-11-20 + 6 months (policy A)
 
 
-def test_leadership_opens_and_resolves_a_case_and_the_date_moves_up(server: LiveServer) -> None:
-    rec = _store(server, seconds=1.0, case_ref="API-CASE-1")
+def test_leadership_opens_and_resolves_a_case_and_the_date_moves_up(server: LiveServer, env: CallvaultEnv) -> None:
+    # A call of yesterday by the server's clock: its 6-month cap is far off, so the resolved case comes first.
+    rec = _store(server, seconds=1.0, case_ref="API-CASE-1", started=env.runtime.clock.now() - timedelta(days=1))
     with server.client("lead") as lead:
         assert lead.post("/api/v1/retention/cases", json={"ref": "API-CASE-1", "kind": "complaint"}).status_code == 201
         assert lead.post("/api/v1/retention/cases/API-CASE-1/resolve").status_code == 200

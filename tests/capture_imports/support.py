@@ -14,20 +14,22 @@ from sqlalchemy import select
 
 from callvault.capture.imports.models import PbxImport
 from callvault.capture.imports.settings import PbxSettings
-from callvault.core.clock import FixedClock
+from callvault.core.clock import FixedClock, filesystem_now
 from callvault.recordings.models import Recording
 from callvault.recordings.playback import open_reader
 from callvault.runtime import Runtime
 
 
 def tone_wav(path: Path, *, freqs: tuple[float, ...], seconds: float = 2.0, rate: int = 8000,
-             mtime: float | None = None) -> Path:
-    """A PCM16 WAV with one sine per channel (``freqs[0]`` on the left), as a PBX would leave it."""
+             age: float | None = None) -> Path:
+    """A PCM16 WAV with one sine per channel (``freqs[0]`` on the left), as a PBX would leave it; ``age``
+    seconds ago on the disk's clock when given (the clock the importer measures quiet time on)."""
     t = np.arange(int(seconds * rate)) / rate
     audio = np.stack([0.4 * np.sin(2 * np.pi * f * t) for f in freqs], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, audio, rate, subtype="PCM_16")
-    if mtime is not None:
+    if age is not None:
+        mtime = filesystem_now(path.parent) - age
         os.utime(path, (mtime, mtime))
     return path
 

@@ -7,7 +7,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -47,10 +46,9 @@ def _trial(env: CallvaultEnv, root: Path, delay: float) -> bool:
 
 def test_kill_9_during_folder_import_neither_duplicates_nor_loses(isolated_env: CallvaultEnv, tmp_path: Path) -> None:
     env, root = isolated_env, tmp_path / "monitor"
-    old = time.time() - 3600
     for i in range(FILES):
         tone_wav(root / f"2026/11/20/in-2001-6135550123-20261120-090000-17636481{i:02d}.{i}.wav",
-                 freqs=(300 + 20 * i,), seconds=6, mtime=old)
+                 freqs=(300 + 20 * i,), seconds=6, age=3600)
     rng, killed = random.Random(7), 0
     for _ in range(8):
         killed += _trial(env, root, rng.uniform(0.05, 0.6))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,13 +16,14 @@ from callvault.capture.imports import pbx
 from callvault.capture.imports.models import ImportState, PbxImport
 from callvault.capture.imports.settings import PbxFolder
 from callvault.cli.main import app
+from callvault.core.clock import filesystem_now
 from callvault.core.errors import InvalidInput
 from tests.capture_imports.master_csv import master_line
 from tests.capture_imports.support import at, dominant_frequency, ledger, settings, stored, tone_wav
 from tests.support.env import CallvaultEnv
 
 TORONTO = ZoneInfo("America/Toronto")
-OLD = time.time() - 3600  # written an hour ago: complete by quiescence at once (a backfill)
+AN_HOUR = 3600.0  # written an hour ago (on the disk's clock): complete by quiescence at once (a backfill)
 
 
 def _audit(env: CallvaultEnv, action: str, object_id: str) -> list[AuditEntry]:
@@ -44,7 +44,7 @@ def _run(env: CallvaultEnv, root: Path, cdr: Path | None, **overrides: object) -
 def test_freepbx_inbound_call_is_imported_with_its_cdr_once(env: CallvaultEnv, tmp_path: Path) -> None:
     root = tmp_path / "monitor"
     wav = tone_wav(root / "2026/11/20/in-6135550100-6135550123-20261120-091500-1763648100.17.wav",
-                   freqs=(1000,), mtime=OLD)
+                   freqs=(1000,), age=AN_HOUR)
     cdr = tmp_path / "Master.csv"
     cdr.write_text(master_line(src="6135550123", dst="6135550100", channel="PJSIP/trunk-00000019",
                                dstchannel="PJSIP/2001-0000001a", start="2026-11-20 09:15:00",
@@ -65,7 +65,7 @@ def test_freepbx_inbound_call_is_imported_with_its_cdr_once(env: CallvaultEnv, t
     assert not wav.exists(), "the plaintext source must not stay on disk after import"
 
     # A rescan (and a PBX that re-created the file under the same name) never imports twice.
-    tone_wav(wav, freqs=(1000,), mtime=OLD + 5)
+    tone_wav(wav, freqs=(1000,), age=AN_HOUR - 5)
     assert _run(env, root, cdr) == {}
     assert len(stored(env.runtime, "asterisk:1763648100.17")) == 1
     [row] = ledger(env.runtime, root)
@@ -74,8 +74,8 @@ def test_freepbx_inbound_call_is_imported_with_its_cdr_once(env: CallvaultEnv, t
 
 def test_late_cdr_is_waited_for_then_imported_and_a_missing_one_gives_up(env: CallvaultEnv, tmp_path: Path) -> None:
     root, cdr = tmp_path / "monitor", tmp_path / "Master.csv"
-    late = tone_wav(root / "out-6135550199-2002-20261120-100000-1763651000.5.wav", freqs=(500,), mtime=OLD)
-    never = tone_wav(root / "out-6135550198-2002-20261120-100500-1763651300.9.wav", freqs=(500,), mtime=OLD)
+    late = tone_wav(root / "out-6135550199-2002-20261120-100000-1763651000.5.wav", freqs=(500,), age=AN_HOUR)
+    never = tone_wav(root / "out-6135550198-2002-20261120-100500-1763651300.9.wav", freqs=(500,), age=AN_HOUR)
     cdr.write_text("")
 
     assert _run(env, root, cdr) == {ImportState.WAITING_CDR: 2}
@@ -108,8 +108,8 @@ def test_freeswitch_record_stereo_maps_to_remote_left_agent_right(env: Callvault
     root, cdr = tmp_path / "recordings", tmp_path / "cdr-csv" / "Master.csv"
     out_uuid, in_uuid = "0f2c1d3e-4b5a-4c6d-8e7f-90a1b2c3d4e5", "1a2b3c4d-5e6f-4a1b-9c2d-3e4f5a6b7c8d"
     # RECORD_STEREO: the A leg (the channel record_session ran on) is on the left.
-    tone_wav(root / "2026/11/20" / f"{out_uuid}.wav", freqs=(440, 1000), mtime=OLD)   # A = agent 2001
-    tone_wav(root / "2026/11/20" / f"{in_uuid}.wav", freqs=(700, 1500), mtime=OLD)    # A = caller
+    tone_wav(root / "2026/11/20" / f"{out_uuid}.wav", freqs=(440, 1000), age=AN_HOUR)   # A = agent 2001
+    tone_wav(root / "2026/11/20" / f"{in_uuid}.wav", freqs=(700, 1500), age=AN_HOUR)    # A = caller
     cdr.parent.mkdir()
     cdr.write_text(
         f'"Alice","2001","6135550199","default","2026-11-20 11:00:00","2026-11-20 11:00:03",'
@@ -133,14 +133,14 @@ def test_freeswitch_record_stereo_maps_to_remote_left_agent_right(env: Callvault
 def test_hostile_names_are_quarantined_never_followed(env: CallvaultEnv, tmp_path: Path) -> None:
     root, outside = tmp_path / "monitor", tmp_path / "outside"
     root.mkdir()
-    secret = tone_wav(outside / "in-1-2-20261120-090000-1763648000.1.wav", freqs=(300,), mtime=OLD)
+    secret = tone_wav(outside / "in-1-2-20261120-090000-1763648000.1.wav", freqs=(300,), age=AN_HOUR)
     (root / "in-1-2-20261120-090000-1763648000.2.wav").symlink_to(secret)
     (root / "linked").symlink_to(outside, target_is_directory=True)
     rootb = os.fsencode(root)
     for raw in (b"caf\xe9-1763648000.3.wav", b"bell\x07-1763648000.4.wav", b"x" * 80 + b"-1763648000.5.wav"):
         with open(os.path.join(rootb, raw), "wb") as fh:
             fh.write(secret.read_bytes())
-        os.utime(os.path.join(rootb, raw), (OLD, OLD))
+        os.utime(os.path.join(rootb, raw), (filesystem_now(rootb) - AN_HOUR,) * 2)
     (root / "notes.txt").write_text("not a recording; ignored")
 
     counts = _run(env, root, None, max_name_bytes=64)
@@ -157,12 +157,12 @@ def test_hostile_names_are_quarantined_never_followed(env: CallvaultEnv, tmp_pat
     assert _audit(env, "capture.import_quarantined", "linked")
 
     # A folder swapped for a link between the scan and the import (a race an attacker could try).
-    swapped = tone_wav(root / "2026/in-1-2-20261120-090000-1763648000.6.wav", freqs=(300,), mtime=OLD)
+    swapped = tone_wav(root / "2026/in-1-2-20261120-090000-1763648000.6.wav", freqs=(300,), age=AN_HOUR)
     conf = settings(timezone=TORONTO)
     pbx.scan_folder(env.runtime, flavour="asterisk", root=root, cdr_file=None, settings=conf)
     swapped.unlink()
     (root / "2026").rmdir()
-    tone_wav(outside / "2026/in-1-2-20261120-090000-1763648000.6.wav", freqs=(300,), mtime=OLD)
+    tone_wav(outside / "2026/in-1-2-20261120-090000-1763648000.6.wav", freqs=(300,), age=AN_HOUR)
     (root / "2026").symlink_to(outside / "2026", target_is_directory=True)
     assert pbx.import_ready(env.runtime, settings=conf, root=root).counts == {ImportState.REJECTED: 1}
     assert not stored(env.runtime, "asterisk:1763648000.6")
@@ -176,8 +176,8 @@ def test_hostile_names_are_quarantined_never_followed(env: CallvaultEnv, tmp_pat
 
 def test_calls_outside_the_scope_are_not_stored_and_audited(env: CallvaultEnv, tmp_path: Path) -> None:
     root, cdr = tmp_path / "monitor", tmp_path / "Master.csv"
-    private = tone_wav(root / "out-6135550199-2099-20261120-120000-1763659000.1.wav", freqs=(500,), mtime=OLD)
-    internal = tone_wav(root / "exten-2002-2001-20261120-120500-1763659300.2.wav", freqs=(500,), mtime=OLD)
+    private = tone_wav(root / "out-6135550199-2099-20261120-120000-1763659000.1.wav", freqs=(500,), age=AN_HOUR)
+    internal = tone_wav(root / "exten-2002-2001-20261120-120500-1763659300.2.wav", freqs=(500,), age=AN_HOUR)
     cdr.write_text(
         master_line(src="2099", dst="6135550199", channel="PJSIP/2099-1", dstchannel="PJSIP/trunk-2",
                     start="2026-11-20 12:00:00", answer="2026-11-20 12:00:01", end="2026-11-20 12:01:00",
@@ -197,7 +197,7 @@ def test_calls_outside_the_scope_are_not_stored_and_audited(env: CallvaultEnv, t
 
 def test_a_crash_after_storing_is_finished_without_a_duplicate(env: CallvaultEnv, tmp_path: Path) -> None:
     root = tmp_path / "monitor"
-    wav = tone_wav(root / "in-2001-6135550123-20261120-130000-1763661600.3.wav", freqs=(800,), mtime=OLD)
+    wav = tone_wav(root / "in-2001-6135550123-20261120-130000-1763661600.3.wav", freqs=(800,), age=AN_HOUR)
     conf = settings(timezone=TORONTO, delete_source=False)
     pbx.scan_folder(env.runtime, flavour="asterisk", root=root, cdr_file=None, settings=conf)
     assert pbx.import_ready(env.runtime, settings=conf, root=root).counts == {ImportState.IMPORTED: 1}
@@ -243,7 +243,7 @@ def test_cli_scan_and_the_post_recording_hook(env: CallvaultEnv, tmp_path: Path)
     cdr.write_text(master_line(src="6135550123", dst="2001", channel="PJSIP/trunk-7", dstchannel="PJSIP/2001-8",
                                start="2026-11-20 15:00:00", answer="2026-11-20 15:00:02", end="2026-11-20 15:01:00",
                                uniqueid="1763668800.6"))
-    tone_wav(root / "2026/11/20/exten-2001-6135550123-20261120-150000-1763668800.6.wav", freqs=(900,), mtime=OLD)
+    tone_wav(root / "2026/11/20/exten-2001-6135550123-20261120-150000-1763668800.6.wav", freqs=(900,), age=AN_HOUR)
     cli_env = {**env.cli_env, "CALLVAULT_PBX_TIMEZONE": "America/Toronto"}
     result = CliRunner().invoke(app, ["capture", "pbx", "scan", "--flavour", "asterisk", str(root), "--cdr", str(cdr),
                                       "--data-dir", str(env.data_dir)], env=cli_env)
@@ -284,9 +284,9 @@ def test_cli_scan_and_the_post_recording_hook(env: CallvaultEnv, tmp_path: Path)
 def test_the_worker_job_imports_the_configured_folders(env: CallvaultEnv, tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     asterisk, freeswitch = tmp_path / "monitor", tmp_path / "fs"
-    tone_wav(asterisk / "2026/11/21/out-6135550199-2001-20261121-090000-1763733600.1.wav", freqs=(500,), mtime=OLD)
+    tone_wav(asterisk / "2026/11/21/out-6135550199-2001-20261121-090000-1763733600.1.wav", freqs=(500,), age=AN_HOUR)
     uuid = "2b3c4d5e-6f70-4a1b-8c2d-3e4f5a6b7c8e"
-    tone_wav(freeswitch / f"{uuid}.wav", freqs=(700, 1500), mtime=OLD)
+    tone_wav(freeswitch / f"{uuid}.wav", freqs=(700, 1500), age=AN_HOUR)
     fs_cdr = tmp_path / "fs.csv"
     fs_cdr.write_text(f'"C","6135550123","2001","public","2026-11-21 09:05:00","2026-11-21 09:05:01",'
                       f'"2026-11-21 09:06:00","60","59","NORMAL_CLEARING","{uuid}","","","PCMU","PCMU"\n')

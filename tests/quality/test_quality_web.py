@@ -5,12 +5,15 @@ coaching note and acknowledges it; a second reviewer's score shows up in calibra
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
+from callvault.policy import service as policy_service
+from callvault.quality import sampling
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.browser import new_page, require_browser, sign_in
 from tests.support.env import CallvaultEnv, LiveServer
@@ -20,11 +23,18 @@ require_browser()
 
 
 @pytest.fixture(scope="module")
-def calls(server: LiveServer) -> None:
-    """Three calls of alice's in last week (the metadata factory's date), so the sample takes two."""
+def calls(server: LiveServer, env: CallvaultEnv) -> None:
+    """Three calls of alice's in the last complete sampling period by the server's clock (what "Draw last
+    period's sample now" samples, whatever the day), so the sample takes two."""
+    with env.runtime.db.unit_of_work() as session:
+        review = policy_service.current_policy(session, clock=env.runtime.clock).quality_review
+    assert review is not None
+    period = sampling.previous_period(env.runtime.clock.now(), review.sampling)
     with server.client("admin") as admin:
         for seed in (1, 2, 3):
-            assert upload(admin, wav_bytes(3.0, seed=seed), metadata(agent="alice")).status_code == 201
+            started = period.start + timedelta(days=1, hours=seed)
+            assert upload(admin, wav_bytes(3.0, seed=seed), metadata(agent="alice", started=started)
+                          ).status_code == 201
 
 
 def _page(browser: Any, server: LiveServer) -> Any:

@@ -25,9 +25,16 @@ def wav_bytes(seconds: float = 2.0, *, rate: int = 8000, channels: int = 2, seed
     return buf.getvalue()
 
 
+FIXED_START = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+"""When ``metadata()``'s calls start unless told: a fixed day, for tests whose outcome does not depend on
+how long ago the call was. A test whose outcome does (retention, sampling of "last week", due dates)
+passes ``started`` relative to the product's clock."""
+
+
 def metadata(**overrides: Any) -> dict[str, Any]:
-    """Valid inbound-call metadata for extension 2001 (alice); override any field."""
-    started = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
+    """Valid inbound-call metadata for extension 2001 (alice); override any field. ``started`` (a datetime)
+    moves the start, the end and the announcement together."""
+    started: datetime = overrides.pop("started", FIXED_START)
     meta: dict[str, Any] = {
         "call_id": f"test-{uuid.uuid4().hex[:12]}",
         "direction": "inbound",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,7 +190,7 @@ def test_cleanup_removes_only_stale_temp_files(tmp_path: Path) -> None:
     fresh = tmp_path / ".tmp" / "blob-writing.part"
     stale.write_bytes(b"x")
     fresh.write_bytes(b"y")
-    an_hour_ago = time.time() - 3600
+    an_hour_ago = fresh.stat().st_mtime - 3600  # on the disk's clock, which may differ from this host's
     os.utime(stale, (an_hour_ago, an_hour_ago))
     assert store.cleanup_temp(older_than_seconds=600) == 1
     assert not stale.exists()

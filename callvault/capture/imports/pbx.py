@@ -53,7 +53,7 @@ from callvault.capture.imports.names import (
 from callvault.capture.imports.orient import Internal, build_metadata
 from callvault.capture.imports.settings import FLAVOURS, PbxSettings
 from callvault.capture.ingest import ingest_recording
-from callvault.core.clock import Clock
+from callvault.core.clock import Clock, filesystem_now
 from callvault.core.errors import Conflict, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.identity import service as identity
@@ -136,6 +136,7 @@ def scan_folder(
         raise NotFound(f"{root} is not a folder (or is a symbolic link)")
     summary, seen = ImportSummary(), set()
     now = runtime.clock.now()
+    disk_now = filesystem_now(root_b)  # a file's quiet time is on the share's clock (it may be the PBX's)
     for rel, problem, info in _walk(root_b, b"", 0, settings.max_name_bytes):
         key = path_key(flavour, root_b, rel)
         seen.add(key)
@@ -145,7 +146,8 @@ def scan_folder(
             problem = f"file is {size} bytes (limit {settings.max_file_bytes})"
         try:
             _observe(runtime, key=key, flavour=flavour, root_b=root_b, rel=rel, problem=problem, size=size,
-                     mtime_ns=mtime_ns, cdr_file=cdr_file, settings=settings, summary=summary, now=now)
+                     mtime_ns=mtime_ns, cdr_file=cdr_file, settings=settings, summary=summary, now=now,
+                     disk_now=disk_now)
         except SAIntegrityError:  # another node recorded the same new file a moment ago: it is in the ledger
             continue
     with runtime.db.unit_of_work() as session:  # a crash between unlink and its flag: the file is gone, say so
@@ -160,13 +162,13 @@ def scan_folder(
 
 def _observe(runtime: Runtime, *, key: str, flavour: str, root_b: bytes, rel: bytes, problem: str | None,
              size: int, mtime_ns: int, cdr_file: Path | None, settings: PbxSettings, summary: ImportSummary,
-             now: datetime) -> None:
+             now: datetime, disk_now: float) -> None:
     """One file's ledger row: insert it, or move it along (waiting → ready; imported → source deleted)."""
     clock = runtime.clock
     with runtime.db.unit_of_work() as session:
         row = session.scalar(select(PbxImport).where(PbxImport.path_key == key))
         if row is None:
-            quiet = now.timestamp() - mtime_ns / 1e9 >= settings.quiet_seconds
+            quiet = disk_now - mtime_ns / 1e9 >= settings.quiet_seconds
             state = ImportState.REJECTED if problem else (ImportState.READY if quiet else ImportState.WAITING)
             parsed = None if problem else parse_name(flavour, printable(rel).rsplit("/", 1)[-1], settings.timezone)
             session.add(PbxImport(
