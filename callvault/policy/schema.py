@@ -42,6 +42,7 @@ __all__ = [
     "ConsentRules",
     "Contact",
     "ContentScope",
+    "ControlRules",
     "MisuseDetection",
     "MisuseRules",
     "MonitoringRules",
@@ -410,6 +411,20 @@ class ConsentRules(_Model):
         return self
 
 
+# ------------------------------------------------------------------------------------------- controls
+class ControlRules(_Model):
+    """Recording control after the call (A7, A14, B4): how long the recorded agent may still mark it personal.
+
+    Marking a call personal destroys it, so it is the agent's act *during* the call. The sources give no
+    time after the call's end; a policy that names none allows none (0). Within the window only the
+    recorded agent may do it, never while the recording is evidence (a case, a legal hold, an open access
+    or caller request, a QA item), and every such marking is reported to ``misuse.report_to_roles``.
+    """
+
+    personal_after_call_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    """Minutes after the call's end in which the recorded agent may still mark it personal (0: never)."""
+
+
 # ------------------------------------------------------------------------------------------ retention
 class RetentionRules(_Model):
     """How long anything is kept and how it is destroyed (A3, A9, B11).
@@ -769,6 +784,7 @@ class PolicyDocument(_Model):
     purposes: dict[Identifier, PurposeRule] = Field(min_length=1)
     recording_scope: RecordingScope
     consent: ConsentRules
+    controls: ControlRules = ControlRules()
     retention: RetentionRules
     network: NetworkRules
     subject_requests: SubjectRequestRules

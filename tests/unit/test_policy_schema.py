@@ -288,3 +288,19 @@ def test_monitoring_enabled_without_roles_is_refused() -> None:
     text = _with(_a_text(), "roles: [executive, support_lead]\n  purposes: [spot_check",
                  "roles: []\n  purposes: [spot_check")
     assert any("names no roles" in p.message for p in _problems(text))
+
+
+def test_both_policies_let_the_agent_mark_a_call_personal_for_a_short_site_chosen_time_after_it() -> None:
+    for path in (POLICY_A, POLICY_B):
+        text = path.read_text(encoding="utf-8")
+        assert load_policy_file(path).controls.personal_after_call_minutes == 15
+        comment = text[:text.index("personal_after_call_minutes")].rsplit("controls:", 1)[0].rsplit("\n\n", 1)[-1]
+        assert "site choice" in comment and "not in the source" in comment, path.name
+
+
+def test_a_policy_without_a_window_allows_no_marking_after_the_call_and_a_negative_one_is_refused() -> None:
+    text = _with(_a_text(), "  personal_after_call_minutes: 15\n", "")
+    assert parse_policy_text(_with(text, "controls:\n", ""), source="a").controls.personal_after_call_minutes == 0
+    problems = _problems(_with(_a_text(), "personal_after_call_minutes: 15", "personal_after_call_minutes: -5"))
+    assert _problem_at(problems, "controls.personal_after_call_minutes").line == _line_of(
+        _a_text(), "personal_after_call_minutes")
