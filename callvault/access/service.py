@@ -220,6 +220,17 @@ def reject(
     return req
 
 
+def open_requests_naming(session: Session, *, recording_id: str, now: datetime) -> list[str]:
+    """Ids of access requests on ``recording_id`` still in hand at ``now``: pending, or approved with a
+    grant in force. While one is, the recording is wanted for the purpose it names (B6, B9)."""
+    pending = [r.id for r in session.scalars(select(AccessRequest).where(
+        AccessRequest.status == RequestStatus.PENDING).order_by(AccessRequest.created_at))
+        if recording_id in (r.recording_ids or [])]
+    granted = list(session.scalars(select(AccessGrant.request_id).where(
+        AccessGrant.recording_id == recording_id, AccessGrant.revoked_at.is_(None), AccessGrant.ends_at > now)))
+    return list(dict.fromkeys([*pending, *granted]))
+
+
 def active_grants(session: Session, *, user_id: str, now: datetime) -> list[AccessGrant]:
     """Grants of ``user_id`` in force at ``now`` (started, not ended, not revoked)."""
     return list(session.scalars(select(AccessGrant).where(

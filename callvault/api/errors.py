@@ -40,9 +40,10 @@ def error_response(exc: CallvaultError) -> JSONResponse:
     body: dict[str, object] = {"error": code, "message": exc.message}
     if isinstance(exc, InvalidInput):
         body["problems"] = [{"location": p.location, "message": p.message, "line": p.line} for p in exc.problems]
-    if isinstance(exc, AccessDenied):
-        body["reason"] = exc.reason
-        body["clauses"] = list(exc.clauses)
+    if isinstance(exc, AccessDenied) or (isinstance(exc, Conflict) and hasattr(exc, "clauses")):
+        # A refusal with a rule behind it (the policy engine's, or a conflict such as a legal hold) names it.
+        body["reason"] = getattr(exc, "reason", "")
+        body["clauses"] = list(getattr(exc, "clauses", ()))
     if isinstance(exc, IntegrityError):
         log.error("integrity failure: %s", exc.message)
     if isinstance(exc, ConfigurationError):

@@ -7,8 +7,10 @@
 * ``POST /recordings/{id}/quarantine``: an administering role releases or destroys a recording that
   arrived without consent evidence.
 
-Allowed: the agent on the call (their extension is the call's) and administering roles. A refusal
-is audited and committed before the request is refused (403).
+Allowed: the agent on the call (their extension is the call's) and administering roles. ``personal``
+on a stored recording: only its recorded agent, within the policy's window after the call's end, and
+never while it is evidence (``capture.personal``: 403 or 409, naming the reason and clauses). A
+refusal is audited and committed before the request is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.api.routes_live import LocalRelays
 from callvault.audit import service as audit
 from callvault.capture import control
+from callvault.capture.personal import PersonalRefused
 from callvault.core.errors import AccessDenied, NotFound
+from callvault.notify.service import SmtpSettings
 from callvault.recordings import service as recordings
 from callvault.retention.schemas import (
     ControlRead,
@@ -35,7 +39,7 @@ router = APIRouter(tags=["recording control"])
 
 
 def _audit_denial(runtime: Runtime, caller: Caller, action: str, object_type: str, object_id: str,
-                  exc: AccessDenied | control.UnderLegalHold) -> None:
+                  exc: AccessDenied | control.UnderLegalHold | PersonalRefused) -> None:
     with runtime.db.unit_of_work() as session:
         audit.append(session, audit.AuditEvent(
             actor=caller.user.username, actor_role=caller.user.role, action=action, decision="deny",
@@ -49,8 +53,9 @@ def _control(runtime: Runtime, caller: Caller, body: ControlRequest, *, call_id:
         with runtime.db.unit_of_work() as session:
             filed = control.file_control(session, policy=caller.policy, actor=caller.actor, kind=body.action,
                                          at=body.at, until=body.until, call_id=call_id, recording_id=recording_id,
-                                         source_ip=caller.source_ip, clock=runtime.clock)
-    except AccessDenied as exc:
+                                         source_ip=caller.source_ip, clock=runtime.clock,
+                                         mail_domain=SmtpSettings.from_env(runtime.settings.env).mail_domain)
+    except (AccessDenied, PersonalRefused) as exc:
         _audit_denial(runtime, caller, f"recording.control_{body.action}", "recording" if recording_id else "call",
                       recording_id or call_id or "", exc)
         raise

@@ -9,7 +9,8 @@ Runs before anything is reserved or written (A1, A8, A14, B1, B3, B4):
   nothing is stored; otherwise the stored audio starts when the announcement ended
   (``consent.announcement_ended_at``).
 * **control events** already filed for the call (``recording_controls``, e.g. the agent pressed stop
-  while the call was live): ``personal`` stores nothing; ``stop`` cuts everything after it;
+  while the call was live): ``personal`` stores nothing (one filed after the call's end is not applied:
+  the call is stored and its recorded agent may mark it, see ``capture.personal``); ``stop`` cuts everything after it;
   ``pause``/``resume`` spans are silenced. An event from a specialist applies only if the call turns
   out to be on their own extension; others are marked ignored, with the reason.
 
@@ -89,6 +90,25 @@ def _refuse(
     return Admission(refusal=NotRecordable(message, [FieldProblem(location, reason)]))
 
 
+def _late_personal(session: Session, *, policy: PolicyDocument, meta: CallMetadata, control: RecordingControl,
+                   source_ip: str | None, clock: Clock) -> None:
+    """A ``personal`` filed after the call ended is not applied here: ingest cannot check what a stored
+    call's marking needs (the recorded agent, the window, that the call is no evidence) or report it
+    (``capture.personal``). The call is stored; the event says why and where to mark it, and is audited."""
+    window = policy.controls.personal_after_call_minutes
+    control.applied_at = clock.now()
+    control.outcome = (f"not applied: filed at {control.created_at.isoformat(timespec='seconds')}, after the call "
+                       f"ended at {meta.ended_at.isoformat(timespec='seconds')}; the stored recording may be marked "
+                       f"personal by its recorded agent within {window} minutes of the call's end (A14, B4)")
+    audit.append(session, audit.AuditEvent(
+        actor=control.requested_by, actor_role=control.requested_role, action="recording.control_personal",
+        decision="deny", object_type="call", object_id=meta.call_id, reason="filed after the call ended",
+        clauses=("A14", "B4"), source_ip=source_ip,
+        details={"control_id": control.id, "filed_at": control.created_at.isoformat(),
+                 "ended_at": meta.ended_at.isoformat()},
+    ), clock=clock)
+
+
 def unapplied_controls(session: Session, call_ids: Iterable[str]) -> dict[str, list[RecordingControl]]:
     """The control events not yet applied, per call id, oldest first: one query for a whole batch."""
     found: dict[str, list[RecordingControl]] = {}
@@ -137,6 +157,9 @@ def admit(
             control.outcome = (f"ignored: requested by {control.requested_by} (extension "
                                f"{control.requester_extension or 'none'}), but the call is on extension "
                                f"{meta.extension or 'none'}")
+    for late in [c for c in eligible if c.kind == ControlKind.PERSONAL and c.created_at > meta.ended_at]:
+        eligible.remove(late)
+        _late_personal(session, policy=policy, meta=meta, control=late, source_ip=source_ip, clock=clock)
     evidence = [c for c in eligible if c.kind in EVIDENCE_KINDS]
     consent = _consent_with(meta, evidence)
     if consent is not None:

@@ -4,6 +4,9 @@ Control events: ``stop`` (nothing after the instant is kept), ``pause``/``resume
 silenced; the timeline keeps the fact that it existed), ``personal`` (nothing of the call is kept).
 Who may file one: the agent on the call (a user whose extension is the call's) and administering
 roles / capture integrations. Everyone else is refused, and the refusal is audited by the edge.
+``personal`` on a *stored* recording is narrower (``capture.personal``): only the recorded agent,
+within the policy's window after the call's end, never while the recording is evidence; each such
+marking is reported to the misuse recipients.
 
 * For a call not stored yet the event is kept in ``recording_controls`` and applied by ingest
   (``capture.admission``); a specialist's event applies only if the call is on their extension.
@@ -16,7 +19,8 @@ roles / capture integrations. Everyone else is refused, and the refusal is audit
     (``retention.shred``: listed, blob deleted). A stop at or before the start destroys the recording.
   - ``pause`` (with ``until``, or to the end when none is given) silences the span the same way;
     a lone ``resume`` on a stored recording changes nothing (silenced audio cannot come back).
-  - ``personal``: the whole recording is destroyed at once; a content-free destruction record stays.
+  - ``personal`` (when ``capture.personal`` allows it): the whole recording is destroyed at once; a
+    content-free destruction record stays.
 
 Quarantine: a recording without consent evidence is stored but excluded from normal use; an
 administering role releases it (evidence found) or destroys it, with a reason, audited.
@@ -32,6 +36,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
+from callvault.capture import personal
 from callvault.capture.audioedit import AudioEdit, apply_edit
 from callvault.capture.models import EVIDENCE_KINDS, ControlKind, RecordingControl
 from callvault.core.clock import Clock, system_clock
@@ -106,12 +111,15 @@ def _check_request(kind: str, at: datetime | None, until: datetime | None) -> No
 def file_control(
     session: Session, *, policy: PolicyDocument, actor: Actor, kind: str, at: datetime | None = None,
     until: datetime | None = None, call_id: str | None = None, recording_id: str | None = None,
-    administrative: bool | None = None, source_ip: str | None = None, clock: Clock = system_clock,
+    administrative: bool | None = None, source_ip: str | None = None, mail_domain: str = "localhost",
+    clock: Clock = system_clock,
 ) -> ControlFiled:
     """Record a control event for a call (by ``call_id``) or a stored recording (by ``recording_id``).
 
     AccessDenied for someone who is neither the agent on the call nor administrative; NotFound for an
-    unknown recording id; Conflict for a call being stored right now or already destroyed.
+    unknown recording id; Conflict for a call being stored right now or already destroyed. ``personal``
+    on a stored recording: see ``capture.personal`` (AccessDenied, or ``PersonalRefused``; an allowed
+    marking after the call's end files a misuse report, mailed with ``mail_domain``).
     """
     _check_request(kind, at, until)
     admin = is_administrative(policy, actor.role) if administrative is None else administrative
@@ -138,6 +146,11 @@ def file_control(
                            "control its recording", reason="no extension on file", clauses=("A14", "B4"))
     assert call_id is not None
     live_now = row is not None and row.state == RecordingState.PENDING
+    late_personal: Recording | None = None
+    if kind == ControlKind.PERSONAL and row is not None and not live_now:
+        personal.check(session, policy=policy, actor=actor, row=row, clock=clock)
+        if personal.after_end(row, clock.now()):
+            late_personal = row
     if live_now:
         row = None  # being recorded live: the capture process applies the events (capture/siprec/live.py)
     if kind in EVIDENCE_KINDS and row is not None:
@@ -158,13 +171,17 @@ def file_control(
         session.add(control)
         ids.append(control.id)
     session.flush()
-    audit.append(session, audit.AuditEvent(
+    entry = audit.append(session, audit.AuditEvent(
         actor=actor.username, actor_role=actor.role, action=f"recording.control_{kind}", decision="allow",
         object_type="recording" if row is not None else "call", object_id=row.id if row is not None else call_id,
         source_ip=source_ip, clauses=("A5", "B2") if kind in EVIDENCE_KINDS else ("A14", "B4"),
         details={"call_id": call_id, "at": at.isoformat() if at else None,
-                 "until": until.isoformat() if until else None, "stored": row is not None, "live": live_now},
+                 "until": until.isoformat() if until else None, "stored": row is not None, "live": live_now,
+                 **({"after_call_end": True} if late_personal is not None else {})},
     ), clock=clock)
+    if late_personal is not None:
+        personal.report(session, policy=policy, actor=actor, row=late_personal, evidence=entry.seq,
+                        mail_domain=mail_domain, clock=clock)
     return ControlFiled(tuple(ids), row.id if row is not None else None, call_id, live=live_now)
 
 
@@ -238,6 +255,8 @@ class UnderLegalHold(Conflict):
 
 
 HELD_OUTCOME = "deferred: the recording is under legal hold; applied when the hold is released"
+NOT_APPLIED_HELD = ("not applied: a recording under legal hold is never marked personal, and the window after the "
+                    "call's end has passed (A9, A14, B4)")
 
 
 def _defer_for_hold(session: Session, *, row: Recording, controls: list[RecordingControl], actor: Actor,
@@ -265,8 +284,15 @@ def apply_deferred(*, db: Database, store: BlobStore, keyring: Keyring, clock: C
                    RecordingControl.requested_role)
             .join(Recording, Recording.id == RecordingControl.recording_id)
             .where(RecordingControl.applied_at.is_(None), RecordingControl.outcome == HELD_OUTCOME,
+                   RecordingControl.kind != ControlKind.PERSONAL,
                    Recording.state == RecordingState.AVAILABLE, Recording.on_hold.is_(False))
             .order_by(RecordingControl.created_at)).all()
+        # A held recording is never marked personal any more (``capture.personal``); one deferred before
+        # that rule is closed, not applied: the hold's end is long after the call's, and the window.
+        for stale in session.scalars(select(RecordingControl).where(
+                RecordingControl.applied_at.is_(None), RecordingControl.outcome == HELD_OUTCOME,
+                RecordingControl.kind == ControlKind.PERSONAL)):
+            stale.applied_at, stale.outcome = clock.now(), NOT_APPLIED_HELD
     by_recording: dict[str, list[tuple[str, str, str]]] = {}
     for rec_id, control_id, who, role in waiting:
         by_recording.setdefault(str(rec_id), []).append((control_id, who, role))

@@ -17,9 +17,10 @@ from sqlalchemy import select
 
 from callvault.audit import service as audit
 from callvault.capture import control
+from callvault.capture.personal import PersonalRefused
 from callvault.cli.main import CLI_ACTOR, DataDir, app, err, handle_errors, open_runtime, out, print_json
 from callvault.core.clock import FixedClock
-from callvault.core.errors import FieldProblem, InvalidInput, NotFound
+from callvault.core.errors import AccessDenied, FieldProblem, InvalidInput, NotFound
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
 from callvault.policy.schema import PolicyDocument
@@ -354,12 +355,23 @@ def _control(kind: str, recording: str | None, call: str | None, at: str | None,
     end = _parse_instant(until, "until") if until else None
     runtime = open_runtime(data_dir)
     try:
+        refusal: AccessDenied | PersonalRefused | None = None
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
             actor = _admin_actor(policy)
-            filed = control.file_control(session, policy=policy, actor=actor, kind=kind, at=when, until=end,
-                                         call_id=call, recording_id=recording, administrative=True,
-                                         clock=runtime.clock)
+            try:
+                filed = control.file_control(session, policy=policy, actor=actor, kind=kind, at=when, until=end,
+                                             call_id=call, recording_id=recording, administrative=True,
+                                             clock=runtime.clock)
+            except (AccessDenied, PersonalRefused) as exc:  # a stored call's "personal" is its agent's alone
+                refusal = exc
+        if refusal is not None:
+            with runtime.db.unit_of_work() as session:
+                audit.append(session, audit.AuditEvent(
+                    actor=actor.username, actor_role=actor.role, action=f"recording.control_{kind}", decision="deny",
+                    object_type="recording" if recording else "call", object_id=(recording or call or "")[:200],
+                    reason=refusal.reason, clauses=refusal.clauses), clock=runtime.clock)
+            raise refusal
         outcome = control.apply_to_stored(db=runtime.db, store=runtime.store, keyring=runtime.keyring, filed=filed,
                                           actor=actor, clock=runtime.clock)
         out.print(f"{kind}: {outcome}")
@@ -400,7 +412,8 @@ def control_resume(at: At = None, recording: Recording_ = None, call: Call = Non
 @control_app.command("personal")
 @handle_errors
 def control_personal(recording: Recording_ = None, call: Call = None, data_dir: DataDir = None) -> None:
-    """The call is personal: nothing of it is kept (a stored recording is destroyed)."""
+    """The call is personal: nothing of it is kept. For a call in progress or not stored yet; a stored
+    recording is marked personal only by its recorded agent, shortly after the call (API or web)."""
     _control("personal", recording, call, None, None, data_dir)
 
 

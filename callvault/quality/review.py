@@ -258,6 +258,12 @@ def calibration(session: Session, *, policy: PolicyDocument, actor: Actor, limit
     return sorted(pairs, key=lambda p: -p.spread)
 
 
+def items_of_recording(session: Session, recording_id: str) -> list[QaReviewItem]:
+    """Every review item (open or reviewed) drawn for a recording: its scores rest on the call (B8)."""
+    return list(session.scalars(select(QaReviewItem).where(QaReviewItem.recording_id == recording_id)
+                                .order_by(QaReviewItem.created_at)))
+
+
 def describe_item(item: QaReviewItem) -> dict[str, Any]:
     return {"id": item.id, "sample_id": item.sample_id, "recording_id": item.recording_id, "agent": item.agent,
             "team": item.team, "direction": item.direction, "state": item.state, "created_at": item.created_at}

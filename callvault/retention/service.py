@@ -143,6 +143,17 @@ def get_case(session: Session, ref: str) -> Case:
     return case
 
 
+def unresolved_case(session: Session, ref: str | None) -> tuple[str, Case | None] | None:
+    """``(ref, case)`` when ``ref`` names a case not resolved yet (open, or not opened so far: ``case`` is
+    None), else None. A recording carrying such a reference is evidence of an issue still in hand (A9)."""
+    if not ref:
+        return None
+    case = session.get(Case, ref)
+    if case is not None and case.status == CaseStatus.RESOLVED:
+        return None
+    return ref, case
+
+
 def list_cases(session: Session) -> list[Case]:
     """Every case, newest first."""
     return list(session.scalars(select(Case).order_by(Case.opened_at.desc(), Case.ref)))

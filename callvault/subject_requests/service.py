@@ -403,6 +403,24 @@ def _belongs(row: SubjectRequest, rec: Recording, *, operator_extension: str | N
     return rec.remote_number is not None and rec.remote_number in row.phone_numbers
 
 
+def open_requests_for(session: Session, rec: Recording) -> list[SubjectRequest]:
+    """Verified requests not sent yet that name ``rec`` or that it belongs to (the caller's number, or the
+    operator's own call, within the request's dates): the person asked for it, so it must stay (B7, B10)."""
+    found = []
+    for row in session.scalars(select(SubjectRequest).where(SubjectRequest.status.in_(
+            (RequestStatus.TO_REVIEW, RequestStatus.READY))).order_by(SubjectRequest.received_at)):
+        named = session.get(SubjectRequestRecording, (row.id, rec.id)) is not None
+        if named or (_belongs(row, rec, operator_extension=_operator_extension(session, row))
+                     and _within_dates(row, rec.started_at)):
+            found.append(row)
+    return found
+
+
+def _within_dates(row: SubjectRequest, started_at: datetime) -> bool:
+    local = started_at.astimezone(ZoneInfo(row.timezone)).date()
+    return (row.date_from is None or local >= row.date_from) and (row.date_to is None or local <= row.date_to)
+
+
 def party_of(row: SubjectRequest, rec: Recording) -> str:
     if row.kind == RequesterKind.OPERATOR:
         return "operator"

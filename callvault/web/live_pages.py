@@ -17,8 +17,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from callvault.api.deps import Caller, get_runtime
 from callvault.api.routes_control import _audit_denial
 from callvault.capture import control
+from callvault.capture.personal import PersonalRefused
 from callvault.core.errors import AccessDenied, CallvaultError
 from callvault.live import service as live
+from callvault.notify.service import SmtpSettings
 from callvault.runtime import Runtime
 from callvault.web.common import denied, form_expired, page_caller, render, same
 
@@ -54,7 +56,8 @@ def control_live_call(request: Request, call_id: Annotated[str, Form()] = "", ac
         with runtime.db.unit_of_work() as session:
             filed = control.file_control(session, policy=caller.policy, actor=caller.actor, kind=action,
                                          at=None if action == "personal" else runtime.clock.now(), call_id=call_id,
-                                         source_ip=caller.source_ip, clock=runtime.clock)
+                                         source_ip=caller.source_ip, clock=runtime.clock,
+                                         mail_domain=SmtpSettings.from_env(runtime.settings.env).mail_domain)
         if filed.live:
             request.app.state.live_relays.controlled(filed.call_id, action, now=True)
         control.apply_to_stored(db=runtime.db, store=runtime.store, keyring=runtime.keyring, filed=filed,
@@ -62,6 +65,10 @@ def control_live_call(request: Request, call_id: Annotated[str, Form()] = "", ac
     except AccessDenied as exc:
         _audit_denial(runtime, caller, f"recording.control_{action}", "call", call_id, exc)
         return denied(request, caller, exc.reason, "Only the agent on the call or an administrator may control it.",
+                      clauses=exc.clauses)
+    except PersonalRefused as exc:
+        _audit_denial(runtime, caller, f"recording.control_{action}", "call", call_id, exc)
+        return denied(request, caller, exc.message, "The recording is kept.", title="Not done", status_code=409,
                       clauses=exc.clauses)
     except CallvaultError as exc:
         return denied(request, caller, exc.message, "Reload the page and try again.", title="Not done",

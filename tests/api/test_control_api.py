@@ -12,6 +12,7 @@ import soundfile
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
+from callvault.notify.models import OutboxMail
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 
@@ -75,8 +76,8 @@ def test_leadership_cannot_mark_a_call_personal(server: LiveServer, env: Callvau
     assert _denials(env, "lead", "recording.control_personal") >= 1
 
 
-def test_agent_marks_their_call_personal_and_nobody_can_reach_it_again(server: LiveServer) -> None:
-    rec = _store(server)
+def test_agent_marks_their_call_personal_and_nobody_can_reach_it_again(server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server, started=env.runtime.clock.now() - timedelta(minutes=1))
     with server.client("alice") as alice:
         resp = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "personal"})
         assert resp.status_code == 200, resp.text
@@ -125,6 +126,89 @@ def test_bad_control_requests_name_the_field(server: LiveServer) -> None:
     assert no_time.status_code == 422 and no_time.json()["problems"][0]["location"] == "at"
     assert naive.status_code == 422 and naive.json()["problems"][0]["location"] == "at"
     assert unknown.status_code == 422 and unknown.json()["problems"][0]["location"] == "action"
+
+
+# ------------------------------------------------------------- personal after the call (issue 23, finding 6)
+# Policy A lets the recorded specialist mark a call personal for 15 minutes after its end (a site choice,
+# controls.personal_after_call_minutes); nobody else, never later, never while the call is evidence.
+def _ended_ago(env: CallvaultEnv, minutes: float, seconds: float = 4.0) -> datetime:
+    """The start of a call of ``seconds`` that ended ``minutes`` ago by the server's clock."""
+    return env.runtime.clock.now() - timedelta(minutes=minutes, seconds=seconds)
+
+
+def _personal(server: LiveServer, who: str, rec: str) -> Any:
+    with server.client(who) as client:
+        return client.post(f"/api/v1/recordings/{rec}/control", json={"action": "personal"})
+
+
+def test_admin_and_it_staff_cannot_mark_a_stored_call_personal_and_the_refusals_are_audited(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server, started=_ended_ago(env, 1), call_id="api-stored-personal")
+    for who in ("admin", "it"):
+        before = _denials(env, who, "recording.control_personal")
+        resp = _personal(server, who, rec)
+        assert resp.status_code == 403, resp.text
+        assert "recorded agent" in resp.json()["message"] and "A14" in resp.json()["clauses"]
+        with server.client(who) as client:  # the call's own address reaches the same stored recording
+            by_call = client.post("/api/v1/calls/api-stored-personal/control", json={"action": "personal"})
+        assert by_call.status_code == 403, by_call.text
+        assert _denials(env, who, "recording.control_personal") == before + 2
+    assert _seconds(server, rec) == 4.0
+
+
+def test_agent_cannot_mark_their_call_personal_once_the_window_after_it_has_passed(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server, started=_ended_ago(env, 20))
+    before = _denials(env, "alice", "recording.control_personal")
+    resp = _personal(server, "alice", rec)
+    assert resp.status_code == 409, resp.text
+    assert "15 minutes" in resp.json()["message"] and "A14" in resp.json()["message"]
+    assert _denials(env, "alice", "recording.control_personal") == before + 1
+    assert _seconds(server, rec) == 4.0
+
+
+def test_agent_cannot_mark_a_call_under_an_open_complaint_personal(server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server, started=_ended_ago(env, 1), case_ref="API-COMPLAINT-6")
+    with server.client("lead") as lead:
+        assert lead.post("/api/v1/retention/cases", json={"ref": "API-COMPLAINT-6", "kind": "complaint"}
+                         ).status_code == 201
+    before = _denials(env, "alice", "recording.control_personal")
+    resp = _personal(server, "alice", rec)
+    assert resp.status_code == 409, resp.text
+    assert "case API-COMPLAINT-6" in resp.json()["message"] and "A9" in resp.json()["message"]
+    assert _denials(env, "alice", "recording.control_personal") == before + 1
+    assert _seconds(server, rec) == 4.0
+
+
+def test_agent_cannot_mark_a_held_call_personal(server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server, started=_ended_ago(env, 1))
+    with server.client("exec") as ex:
+        assert ex.post("/api/v1/retention/holds", json={
+            "recording_id": rec, "reason": "regulator inquiry", "owner": "exec", "review_date": "2099-01-01",
+        }).status_code == 201
+    before = _denials(env, "alice", "recording.control_personal")
+    resp = _personal(server, "alice", rec)
+    assert resp.status_code == 409, resp.text
+    assert "legal hold" in resp.json()["message"]
+    assert _denials(env, "alice", "recording.control_personal") == before + 1
+    assert _seconds(server, rec) == 4.0
+
+
+def test_agent_marks_a_call_personal_just_after_it_and_the_misuse_recipients_are_told(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _store(server, started=_ended_ago(env, 2))
+    resp = _personal(server, "alice", rec)
+    assert resp.status_code == 200, resp.text
+    assert "destroyed" in resp.json()["outcome"]
+    with env.runtime.db.unit_of_work() as session:
+        mails = list(session.scalars(select(OutboxMail).where(OutboxMail.body.contains(rec))))
+        told = {(m.recipient_user, m.subject) for m in mails}
+    assert {who for who, _ in told} == {"exec"}, "policy A reports misuse to executives, never to the subject"
+    assert all("personal" in subject for _, subject in told)
+    with server.client("exec") as ex:
+        reports = ex.get("/api/v1/misuse-reports").json()
+    [report] = [r for r in reports if rec in r["summary"]]
+    assert report["subject_user"] == "alice" and report["rule"] == "personal_after_call"
 
 
 # ----------------------------------------------------------------------------------------------- scope

@@ -14,18 +14,23 @@ import pytest
 import soundfile
 from sqlalchemy import select
 
+from callvault.access import service as access
 from callvault.audit.models import AuditEntry
 from callvault.capture import control
 from callvault.capture.admission import NotRecordable
+from callvault.capture.models import RecordingControl
 from callvault.core.errors import AccessDenied, Conflict, NotFound
+from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
+from callvault.quality import sampling
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention import service as retention
 from callvault.retention.models import KeyDestruction
 from callvault.retention.shred import finish
+from callvault.subject_requests import service as subject_requests
 from tests.support.audio import wav_bytes
-from tests.support.retention import T, World, world_for
+from tests.support.retention import PASSWORD, T, World, world_for
 
 ADMIN = Actor(user_id="u-admin", username="admin", role="admin")
 ALICE = Actor(user_id="u-alice", username="alice", role="specialist", extension="2001", team="customer_support")
@@ -212,6 +217,70 @@ def test_personal_after_the_fact_destroys_the_recording_and_keeps_a_content_free
     assert record is not None and record.rule == "personal_call" and record.content_sha256 == sha
 
 
+# ------------------------------------------------- personal after the call: evidence stays (issue 23, finding 6)
+def _user(world: World, username: str, role: str, extension: str | None = None) -> Actor:
+    with world.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=world.clock)
+        user = identity.create_user(session, actor="test", policy=policy, username=username, role=role,
+                                    password=PASSWORD, extension=extension)
+        return Actor(user_id=user.id, username=username, role=role, extension=extension,
+                     acknowledged_policy_version=policy.version)
+
+
+def test_a_call_in_a_quality_review_sample_cannot_be_marked_personal(a: World) -> None:
+    rec = a.ingest()
+    with a.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=a.clock)
+        period = sampling.period_between(T.date(), T.date(), sampling.rules_of(policy).sampling)
+        drawn = sampling.run_sample(session, policy=policy, period=period, trigger="on_demand", actor="lead",
+                                    clock=a.clock)
+        assert drawn.selected == [rec]
+    with pytest.raises(Conflict, match="quality review") as refused:
+        _file(a, ALICE, "personal", recording_id=rec)
+    assert "B8" in refused.value.message
+    assert a.playable(rec)
+
+
+def test_a_call_named_by_an_open_request_of_its_operator_cannot_be_marked_personal(a: World) -> None:
+    rec = a.ingest()
+    alice = _user(a, "alice", "specialist", "2001")
+    with a.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=a.clock)
+        subject_requests.file_own(session, policy=policy, user=identity.get_user(session, "alice"), date_from=None,
+                                  date_to=None, description="all my calls", source_ip=None, clock=a.clock)
+    with pytest.raises(Conflict, match="request for their own recordings") as refused:
+        _file(a, alice, "personal", recording_id=rec)
+    assert "B10" in refused.value.message
+    assert a.playable(rec)
+
+
+def test_a_call_named_by_a_pending_access_request_cannot_be_marked_personal(b: World) -> None:
+    rec = b.ingest()
+    sam = _user(b, "sam", "specialist", "3001")
+    lead = _user(b, "lead", "support_lead")
+    with b.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=b.clock)
+        access.create_request(session, policy=policy, actor=lead, clock=b.clock, new=access.NewRequest(
+            recording_ids=(rec,), purpose="staff_performance", crm_ref="CRM-77",
+            justification="Coaching on how the renewal was explained."))
+    with pytest.raises(Conflict, match="access request") as refused:
+        _file(b, sam, "personal", recording_id=rec)
+    assert "B6" in refused.value.message
+    assert b.playable(rec)
+
+
+def test_personal_filed_after_the_call_ended_is_not_applied_when_the_call_arrives(a: World) -> None:
+    a.at(T + timedelta(minutes=5))
+    _file(a, ALICE, "personal", call_id="late-personal")
+    rec = a.ingest(call_id="late-personal", started=T)  # ended at T + 2 s, five minutes before the event
+    assert a.playable(rec)
+    with a.runtime.db.unit_of_work() as session:
+        [event] = control.timeline(session, recording=session.get(Recording, rec))  # type: ignore[arg-type]
+    assert event.outcome.startswith("not applied") and "after the call ended" in event.outcome
+    refusal = _last_audit(a, "recording.control_personal")
+    assert refusal.decision == "deny" and refusal.object_id == "late-personal"
+
+
 def test_stop_at_the_very_start_destroys_the_recording(a: World) -> None:
     rec = a.ingest()
     _file(a, ALICE, "stop", recording_id=rec, at_s=0.0)
@@ -298,9 +367,8 @@ def _apply_deferred(world: World) -> int:
                                   clock=world.clock)
 
 
-@pytest.mark.parametrize(("kind", "at_s"), [("personal", None), ("stop", 1.0), ("pause", 1.0)])
-def test_a_legal_hold_defers_personal_stop_and_pause_until_it_is_released(
-        a: World, kind: str, at_s: float | None) -> None:
+@pytest.mark.parametrize(("kind", "at_s"), [("stop", 1.0), ("pause", 1.0)])
+def test_a_legal_hold_defers_stop_and_pause_until_it_is_released(a: World, kind: str, at_s: float | None) -> None:
     """RELIABILITY 11: a hold outranks destruction and alteration; refused on the record, resumed after."""
     original = wav_bytes(3.0, seed=31)
     rec = a.ingest(seconds=3.0, audio=original)
@@ -314,11 +382,28 @@ def test_a_legal_hold_defers_personal_stop_and_pause_until_it_is_released(
     assert a.audio(rec) == original
     _release(a, hold_id)
     assert _apply_deferred(a) == 1
-    if kind == "personal":
-        assert a.intact_or_fully_destroyed(rec) == "destroyed"
-    else:
-        assert a.playable(rec) and a.audio(rec) != original
+    assert a.playable(rec) and a.audio(rec) != original
     assert _apply_deferred(a) == 0, "a deferred control was applied twice"
+
+
+def test_a_held_call_is_never_marked_personal_not_even_once_the_hold_is_released(a: World) -> None:
+    """Issue 23: "personal" on a held recording is refused, not deferred; one deferred by an earlier version
+    is closed when the hold ends, never applied (by then the window after the call has long passed)."""
+    rec = a.ingest(seconds=3.0)
+    hold_id = _hold(a, rec)
+    with pytest.raises(Conflict, match="legal hold"):
+        _file(a, ALICE, "personal", recording_id=rec)
+    with a.runtime.db.unit_of_work() as session:  # what an earlier version left: a deferred "personal"
+        session.add(RecordingControl(
+            id="deferred-personal", call_id=a.row(rec).call_id, recording_id=rec, kind="personal", at=None,
+            requested_by="alice", requested_role="specialist", requester_extension="2001", administrative=False,
+            created_at=a.clock.now(), outcome=control.HELD_OUTCOME))
+    _release(a, hold_id)
+    assert _apply_deferred(a) == 0
+    assert a.intact_or_fully_destroyed(rec) == "intact"
+    with a.runtime.db.unit_of_work() as session:
+        closed = session.get(RecordingControl, "deferred-personal")
+        assert closed is not None and closed.applied_at is not None and closed.outcome.startswith("not applied")
 
 
 def test_a_held_quarantined_recording_cannot_be_destroyed_and_the_refusal_is_audited(
