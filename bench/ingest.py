@@ -177,7 +177,7 @@ def main() -> None:
         wav = root / "call.wav"
         make_wav(wav, args.minutes)
         size = wav.stat().st_size
-        started = datetime(2026, 11, 1, tzinfo=UTC)
+        started = datetime.now(UTC) - timedelta(days=1)  # recent: a call past its retention is refused (A3)
 
         def meta_for(i: int) -> str:
             return json.dumps({

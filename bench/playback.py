@@ -16,6 +16,7 @@ import hashlib
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -39,9 +40,10 @@ def main() -> None:
     with fresh_runtime(args.database_url) as (runtime, root):
         wav = root / "call.wav"
         make_wav(wav, args.minutes)
-        meta = {"call_id": "bench-hour", "direction": "inbound", "started_at": "2026-11-01T10:00:00+00:00",
-                "ended_at": "2026-11-01T11:00:00+00:00", "extension": "2001", "agent": "alice",
-                "team": "customer_support", "consent": {"announcement_played_at": "2026-11-01T10:00:00+00:00"}}
+        started = datetime.now(UTC) - timedelta(days=1)  # recent: a call past its retention is refused (A3)
+        meta = {"call_id": "bench-hour", "direction": "inbound", "started_at": started.isoformat(),
+                "ended_at": (started + timedelta(hours=1)).isoformat(), "extension": "2001", "agent": "alice",
+                "team": "customer_support", "consent": {"announcement_played_at": started.isoformat()}}
         rec = ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=wav,
                                metadata=meta, actor="bench")
         with runtime.db.unit_of_work() as session:

@@ -39,7 +39,8 @@ from callvault.policy import service as policy_service
 from callvault.recordings.models import Recording, RecordingState
 
 BOUNDARY = "cvbench7f3a9e"
-STARTED = datetime(2026, 11, 1, tzinfo=UTC)
+STARTED = datetime.now(UTC) - timedelta(days=1)
+"""The calls' start: recent, as a call past its retention is refused on arrival (A3)."""
 
 UPLOAD_SCRIPT = """
 local f = assert(io.open("%(wav)s", "rb"))

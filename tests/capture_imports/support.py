@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import soundfile
@@ -77,3 +78,27 @@ def at(runtime: Runtime, when: datetime) -> Runtime:
 def settings(**overrides: object) -> PbxSettings:
     base = PbxSettings(quiet_seconds=30, cdr_wait_seconds=600, retry_seconds=10)
     return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def recent(tz: ZoneInfo, hour: int, minute: int = 0, second: int = 0, *, days_ago: int = 2) -> datetime:
+    """A PBX-local moment ``days_ago`` days before today by the system clock (the product's, in these tests).
+
+    Why not a fixed day: a call whose retention has already ended is refused on arrival (A3), so a test that
+    imports a call must date it within every policy's cap, whatever day the suite runs on."""
+    day = datetime.now(tz).date() - timedelta(days=days_ago)
+    return datetime.combine(day, time(hour, minute, second), tzinfo=tz)
+
+
+def cdr_time(moment: datetime) -> str:
+    """As a CDR CSV writes it (PBX local time, no offset)."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def name_time(moment: datetime) -> str:
+    """As a FreePBX recording's file name carries it."""
+    return moment.strftime("%Y%m%d-%H%M%S")
+
+
+def uniqueid(moment: datetime, seq: int | str) -> str:
+    """An Asterisk UNIQUEID for a channel created at ``moment``: its epoch, a dot, a sequence number."""
+    return f"{int(moment.timestamp())}.{seq}"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -16,7 +17,7 @@ from callvault.capture.imports import pbx
 from callvault.capture.imports.models import ImportState
 from callvault.capture.ingest import reap_stale_ingests
 from callvault.recordings.models import Recording, RecordingState
-from tests.capture_imports.support import at, ledger, settings, stored, tone_wav
+from tests.capture_imports.support import at, ledger, name_time, recent, settings, stored, tone_wav, uniqueid
 from tests.reliability.harness import assert_chain_intact
 from tests.support.env import CallvaultEnv
 
@@ -46,8 +47,10 @@ def _trial(env: CallvaultEnv, root: Path, delay: float) -> bool:
 
 def test_kill_9_during_folder_import_neither_duplicates_nor_loses(isolated_env: CallvaultEnv, tmp_path: Path) -> None:
     env, root = isolated_env, tmp_path / "monitor"
-    for i in range(FILES):
-        tone_wav(root / f"2026/11/20/in-2001-6135550123-20261120-090000-17636481{i:02d}.{i}.wav",
+    start = recent(ZoneInfo("America/Toronto"), 9)  # no CDR: the UNIQUEID's epoch is the call's start
+    ids = [uniqueid(start + timedelta(seconds=i), i) for i in range(FILES)]
+    for i, uid in enumerate(ids):
+        tone_wav(root / f"{start:%Y/%m/%d}/in-2001-6135550123-{name_time(start)}-{uid}.wav",
                  freqs=(300 + 20 * i,), seconds=6, age=3600)
     rng, killed = random.Random(7), 0
     for _ in range(8):
@@ -65,7 +68,7 @@ def test_kill_9_during_folder_import_neither_duplicates_nor_loses(isolated_env: 
     assert len(rows) == FILES and {r.state for r in rows} == {ImportState.IMPORTED}, \
         [(r.rel_path, r.state, r.reason) for r in rows if r.state != ImportState.IMPORTED]
     for i, row in enumerate(sorted(rows, key=lambda r: r.rel_path)):
-        [rec] = stored(env.runtime, f"asterisk:17636481{i:02d}.{i}")  # decrypts and checks the SHA-256
+        [rec] = stored(env.runtime, f"asterisk:{ids[i]}")  # decrypts and checks the SHA-256
         assert row.recording_id == rec.row.id and row.source_deleted
     with env.runtime.db.unit_of_work() as session:
         assert session.scalar(select(func.count()).select_from(Recording).where(

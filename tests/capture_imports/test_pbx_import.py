@@ -19,7 +19,18 @@ from callvault.cli.main import app
 from callvault.core.clock import filesystem_now
 from callvault.core.errors import InvalidInput
 from tests.capture_imports.master_csv import master_line
-from tests.capture_imports.support import at, dominant_frequency, ledger, settings, stored, tone_wav
+from tests.capture_imports.support import (
+    at,
+    cdr_time,
+    dominant_frequency,
+    ledger,
+    name_time,
+    recent,
+    settings,
+    stored,
+    tone_wav,
+    uniqueid,
+)
 from tests.support.env import CallvaultEnv
 
 TORONTO = ZoneInfo("America/Toronto")
@@ -42,22 +53,23 @@ def _run(env: CallvaultEnv, root: Path, cdr: Path | None, **overrides: object) -
 
 
 def test_freepbx_inbound_call_is_imported_with_its_cdr_once(env: CallvaultEnv, tmp_path: Path) -> None:
-    root = tmp_path / "monitor"
-    wav = tone_wav(root / "2026/11/20/in-6135550100-6135550123-20261120-091500-1763648100.17.wav",
+    root, start = tmp_path / "monitor", recent(TORONTO, 9, 15)
+    uid = uniqueid(start, 17)
+    wav = tone_wav(root / f"{start:%Y/%m/%d}/in-6135550100-6135550123-{name_time(start)}-{uid}.wav",
                    freqs=(1000,), age=AN_HOUR)
     cdr = tmp_path / "Master.csv"
     cdr.write_text(master_line(src="6135550123", dst="6135550100", channel="PJSIP/trunk-00000019",
-                               dstchannel="PJSIP/2001-0000001a", start="2026-11-20 09:15:00",
-                               answer="2026-11-20 09:15:04", end="2026-11-20 09:16:00", uniqueid="1763648100.17",
-                               userfield="cv_announcement=1"))
+                               dstchannel="PJSIP/2001-0000001a", start=cdr_time(start),
+                               answer=cdr_time(start + timedelta(seconds=4)),
+                               end=cdr_time(start + timedelta(minutes=1)), uniqueid=uid, userfield="cv_announcement=1"))
 
     assert _run(env, root, cdr) == {"imported": 1}
 
-    [rec] = stored(env.runtime, "asterisk:1763648100.17")
+    [rec] = stored(env.runtime, f"asterisk:{uid}")
     assert (rec.row.direction, rec.row.extension, rec.row.agent, rec.row.team) == \
         ("inbound", "2001", "alice", "customer_support")
     assert (rec.row.remote_number, rec.row.local_number) == ("+16135550123", "+16135550100")
-    assert rec.row.started_at == datetime(2026, 11, 20, 14, 15, tzinfo=UTC)  # PBX local time (EST) → UTC
+    assert rec.row.started_at == start.astimezone(UTC)  # PBX local time (Toronto) → UTC
     assert rec.row.consent_state == "announcement" and not rec.row.quarantined
     assert rec.audio.shape[1] == 1 and abs(dominant_frequency(rec.audio[:, 0], rec.rate) - 1000) < 20
     [row] = ledger(env.runtime, root)
@@ -67,15 +79,17 @@ def test_freepbx_inbound_call_is_imported_with_its_cdr_once(env: CallvaultEnv, t
     # A rescan (and a PBX that re-created the file under the same name) never imports twice.
     tone_wav(wav, freqs=(1000,), age=AN_HOUR - 5)
     assert _run(env, root, cdr) == {}
-    assert len(stored(env.runtime, "asterisk:1763648100.17")) == 1
+    assert len(stored(env.runtime, f"asterisk:{uid}")) == 1
     [row] = ledger(env.runtime, root)
     assert row.state == ImportState.IMPORTED and "after it was imported" in row.reason
 
 
 def test_late_cdr_is_waited_for_then_imported_and_a_missing_one_gives_up(env: CallvaultEnv, tmp_path: Path) -> None:
     root, cdr = tmp_path / "monitor", tmp_path / "Master.csv"
-    late = tone_wav(root / "out-6135550199-2002-20261120-100000-1763651000.5.wav", freqs=(500,), age=AN_HOUR)
-    never = tone_wav(root / "out-6135550198-2002-20261120-100500-1763651300.9.wav", freqs=(500,), age=AN_HOUR)
+    start, other = recent(TORONTO, 10), recent(TORONTO, 10, 5)
+    late_id, never_id = uniqueid(start, 5), uniqueid(other, 9)
+    late = tone_wav(root / f"out-6135550199-2002-{name_time(start)}-{late_id}.wav", freqs=(500,), age=AN_HOUR)
+    never = tone_wav(root / f"out-6135550198-2002-{name_time(other)}-{never_id}.wav", freqs=(500,), age=AN_HOUR)
     cdr.write_text("")
 
     assert _run(env, root, cdr) == {ImportState.WAITING_CDR: 2}
@@ -85,14 +99,15 @@ def test_late_cdr_is_waited_for_then_imported_and_a_missing_one_gives_up(env: Ca
 
     # The CDR row arrives; the retry (after retry_seconds) picks it up. The other one never comes.
     cdr.write_text(master_line(src="2002", dst="6135550199", channel="PJSIP/2002-00000020",
-                               dstchannel="PJSIP/trunk-00000021", start="2026-11-20 10:00:00",
-                               answer="2026-11-20 10:00:05", end="2026-11-20 10:01:00", uniqueid="1763651000.5",
-                               userfield="cv_notice=1763651010"))
+                               dstchannel="PJSIP/trunk-00000021", start=cdr_time(start),
+                               answer=cdr_time(start + timedelta(seconds=5)),
+                               end=cdr_time(start + timedelta(minutes=1)), uniqueid=late_id,
+                               userfield=f"cv_notice={int(start.timestamp()) + 10}"))
     conf = settings(timezone=TORONTO)
     later = at(env.runtime, datetime.now(UTC) + timedelta(seconds=11))
     assert pbx.import_ready(later, settings=conf, root=root).counts == {
         ImportState.IMPORTED: 1, ImportState.WAITING_CDR: 1}
-    [rec] = stored(env.runtime, "asterisk:1763651000.5")
+    [rec] = stored(env.runtime, f"asterisk:{late_id}")
     assert (rec.row.direction, rec.row.extension, rec.row.agent, rec.row.remote_number) == \
         ("outbound", "2002", "bob", "+16135550199")
     assert rec.row.consent_state == "agent_notice"
@@ -100,7 +115,7 @@ def test_late_cdr_is_waited_for_then_imported_and_a_missing_one_gives_up(env: Ca
     much_later = at(env.runtime, datetime.now(UTC) + timedelta(seconds=conf.cdr_wait_seconds + 1))
     assert pbx.import_ready(much_later, settings=conf, root=root).counts == {ImportState.CDR_MISSING: 1}
     gave_up = next(r for r in ledger(env.runtime, root) if r.state == ImportState.CDR_MISSING)
-    assert "no CDR row for 1763651300.9" in gave_up.reason and "--cdr" in gave_up.reason
+    assert f"no CDR row for {never_id}" in gave_up.reason and "--cdr" in gave_up.reason
     assert never.exists(), "a file that was not imported is left where it was"
 
 
@@ -108,14 +123,15 @@ def test_freeswitch_record_stereo_maps_to_remote_left_agent_right(env: Callvault
     root, cdr = tmp_path / "recordings", tmp_path / "cdr-csv" / "Master.csv"
     out_uuid, in_uuid = "0f2c1d3e-4b5a-4c6d-8e7f-90a1b2c3d4e5", "1a2b3c4d-5e6f-4a1b-9c2d-3e4f5a6b7c8d"
     # RECORD_STEREO: the A leg (the channel record_session ran on) is on the left.
-    tone_wav(root / "2026/11/20" / f"{out_uuid}.wav", freqs=(440, 1000), age=AN_HOUR)   # A = agent 2001
-    tone_wav(root / "2026/11/20" / f"{in_uuid}.wav", freqs=(700, 1500), age=AN_HOUR)    # A = caller
+    out_at, in_at = recent(TORONTO, 11), recent(TORONTO, 11, 5)
+    tone_wav(root / f"{out_at:%Y/%m/%d}" / f"{out_uuid}.wav", freqs=(440, 1000), age=AN_HOUR)   # A = agent 2001
+    tone_wav(root / f"{in_at:%Y/%m/%d}" / f"{in_uuid}.wav", freqs=(700, 1500), age=AN_HOUR)     # A = caller
     cdr.parent.mkdir()
     cdr.write_text(
-        f'"Alice","2001","6135550199","default","2026-11-20 11:00:00","2026-11-20 11:00:03",'
-        f'"2026-11-20 11:02:00","120","117","NORMAL_CLEARING","{out_uuid}","","","PCMU","PCMU"\n'
-        f'"Caller","6135550123","2002","public","2026-11-20 11:05:00","2026-11-20 11:05:02",'
-        f'"2026-11-20 11:06:00","60","58","NORMAL_CLEARING","{in_uuid}","","","PCMU","PCMU"\n')
+        f'"Alice","2001","6135550199","default","{cdr_time(out_at)}","{cdr_time(out_at + timedelta(seconds=3))}",'
+        f'"{cdr_time(out_at + timedelta(minutes=2))}","120","117","NORMAL_CLEARING","{out_uuid}","","","PCMU","PCMU"\n'
+        f'"Caller","6135550123","2002","public","{cdr_time(in_at)}","{cdr_time(in_at + timedelta(seconds=2))}",'
+        f'"{cdr_time(in_at + timedelta(minutes=1))}","60","58","NORMAL_CLEARING","{in_uuid}","","","PCMU","PCMU"\n')
     conf = settings(timezone=TORONTO)
     pbx.scan_folder(env.runtime, flavour="freeswitch", root=root, cdr_file=cdr, settings=conf)
     assert pbx.import_ready(env.runtime, settings=conf, root=root).counts == {ImportState.IMPORTED: 2}
@@ -196,28 +212,30 @@ def test_calls_outside_the_scope_are_not_stored_and_audited(env: CallvaultEnv, t
 
 
 def test_a_crash_after_storing_is_finished_without_a_duplicate(env: CallvaultEnv, tmp_path: Path) -> None:
-    root = tmp_path / "monitor"
-    wav = tone_wav(root / "in-2001-6135550123-20261120-130000-1763661600.3.wav", freqs=(800,), age=AN_HOUR)
+    root, start = tmp_path / "monitor", recent(TORONTO, 13)
+    uid = uniqueid(start, 3)
+    wav = tone_wav(root / f"in-2001-6135550123-{name_time(start)}-{uid}.wav", freqs=(800,), age=AN_HOUR)
     conf = settings(timezone=TORONTO, delete_source=False)
     pbx.scan_folder(env.runtime, flavour="asterisk", root=root, cdr_file=None, settings=conf)
     assert pbx.import_ready(env.runtime, settings=conf, root=root).counts == {ImportState.IMPORTED: 1}
-    [first] = stored(env.runtime, "asterisk:1763661600.3")
+    [first] = stored(env.runtime, f"asterisk:{uid}")
     # As if the worker died after ingest committed but before the ledger said so: a stale claim.
     with env.runtime.db.unit_of_work() as session:
         session.execute(update(PbxImport).where(PbxImport.root == str(root)).values(
             state=ImportState.IMPORTING, recording_id=None, claimed_at=datetime.now(UTC) - timedelta(hours=1)))
     assert pbx.import_ready(env.runtime, settings=conf, root=root).counts == {ImportState.IMPORTED: 1}
-    [again] = stored(env.runtime, "asterisk:1763661600.3")
+    [again] = stored(env.runtime, f"asterisk:{uid}")
     assert again.row.id == first.row.id
     [row] = ledger(env.runtime, root)
     assert row.recording_id == first.row.id and wav.exists()  # delete_source=False keeps it
     # Without a CDR, a FreePBX name is enough: started_at from the UNIQUEID's epoch.
-    assert first.row.started_at == datetime.fromtimestamp(1763661600, UTC)
+    assert first.row.started_at == datetime.fromtimestamp(int(start.timestamp()), UTC)
 
 
 def test_a_file_being_written_waits_for_quiescence(env: CallvaultEnv, tmp_path: Path) -> None:
-    root = tmp_path / "monitor"
-    wav = tone_wav(root / "in-2001-6135550123-20261120-140000-1763665200.4.wav", freqs=(600,), seconds=1)
+    root, start = tmp_path / "monitor", recent(TORONTO, 14)
+    uid = uniqueid(start, 4)
+    wav = tone_wav(root / f"in-2001-6135550123-{name_time(start)}-{uid}.wav", freqs=(600,), seconds=1)
     conf = settings(timezone=TORONTO)
     now = datetime.now(UTC)
     pbx.scan_folder(env.runtime, flavour="asterisk", root=root, cdr_file=None, settings=conf)
@@ -234,45 +252,48 @@ def test_a_file_being_written_waits_for_quiescence(env: CallvaultEnv, tmp_path: 
     quiet = at(env.runtime, now + timedelta(seconds=60))
     pbx.scan_folder(quiet, flavour="asterisk", root=root, cdr_file=None, settings=conf)
     assert pbx.import_ready(quiet, settings=conf, root=root).counts == {ImportState.IMPORTED: 1}
-    [rec] = stored(env.runtime, "asterisk:1763665200.4")
+    [rec] = stored(env.runtime, f"asterisk:{uid}")
     assert rec.row.duration_seconds == pytest.approx(2.0)
 
 
 def test_cli_scan_and_the_post_recording_hook(env: CallvaultEnv, tmp_path: Path) -> None:
     root, cdr = tmp_path / "monitor", tmp_path / "Master.csv"
+    first, second, third = recent(TORONTO, 15), recent(TORONTO, 15, 5), recent(TORONTO, 15, 10)
+    ids = [uniqueid(first, 6), uniqueid(second, 7), uniqueid(third, 8)]
+    day = f"{first:%Y/%m/%d}"
     cdr.write_text(master_line(src="6135550123", dst="2001", channel="PJSIP/trunk-7", dstchannel="PJSIP/2001-8",
-                               start="2026-11-20 15:00:00", answer="2026-11-20 15:00:02", end="2026-11-20 15:01:00",
-                               uniqueid="1763668800.6"))
-    tone_wav(root / "2026/11/20/exten-2001-6135550123-20261120-150000-1763668800.6.wav", freqs=(900,), age=AN_HOUR)
+                               start=cdr_time(first), answer=cdr_time(first + timedelta(seconds=2)),
+                               end=cdr_time(first + timedelta(minutes=1)), uniqueid=ids[0]))
+    tone_wav(root / f"{day}/exten-2001-6135550123-{name_time(first)}-{ids[0]}.wav", freqs=(900,), age=AN_HOUR)
     cli_env = {**env.cli_env, "CALLVAULT_PBX_TIMEZONE": "America/Toronto"}
     result = CliRunner().invoke(app, ["capture", "pbx", "scan", "--flavour", "asterisk", str(root), "--cdr", str(cdr),
                                       "--data-dir", str(env.data_dir)], env=cli_env)
     assert result.exit_code == 0, result.output
     assert '"imported": 1' in result.output
-    [rec] = stored(env.runtime, "asterisk:1763668800.6")
+    [rec] = stored(env.runtime, f"asterisk:{ids[0]}")
     assert (rec.row.direction, rec.row.extension) == ("inbound", "2001")
 
     # The hook: a file written just now (not quiet) is imported at once when MixMonitor says it is done.
-    fresh = tone_wav(root / "2026/11/20/exten-2001-6135550123-20261120-150500-1763669100.7.wav", freqs=(900,))
+    fresh = tone_wav(root / f"{day}/exten-2001-6135550123-{name_time(second)}-{ids[1]}.wav", freqs=(900,))
     with cdr.open("a") as fh:
         fh.write(master_line(src="6135550123", dst="2001", channel="PJSIP/trunk-9", dstchannel="PJSIP/2001-10",
-                             start="2026-11-20 15:05:00", answer="2026-11-20 15:05:02", end="2026-11-20 15:06:00",
-                             uniqueid="1763669100.7"))
+                             start=cdr_time(second), answer=cdr_time(second + timedelta(seconds=2)),
+                             end=cdr_time(second + timedelta(minutes=1)), uniqueid=ids[1]))
     hook_env = {**cli_env, "CALLVAULT_PBX_FOLDERS": f"asterisk:{root}:{cdr}"}
     result = CliRunner().invoke(app, ["capture", "pbx-done", str(fresh), "--data-dir", str(env.data_dir)],
                                 env=hook_env)
     assert result.exit_code == 0, result.output
-    assert len(stored(env.runtime, "asterisk:1763669100.7")) == 1 and not fresh.exists()
+    assert len(stored(env.runtime, f"asterisk:{ids[1]}")) == 1 and not fresh.exists()
     # The safer hook: only ${UNIQUEID} goes through MixMonitor's shell, never the caller-id-bearing name.
-    by_id = tone_wav(root / "2026/11/20/exten-2001-6135550123-20261120-151000-1763669400.8.wav", freqs=(900,))
+    by_id = tone_wav(root / f"{day}/exten-2001-6135550123-{name_time(third)}-{ids[2]}.wav", freqs=(900,))
     with cdr.open("a") as fh:
         fh.write(master_line(src="6135550123", dst="2001", channel="PJSIP/trunk-11", dstchannel="PJSIP/2001-12",
-                             start="2026-11-20 15:10:00", answer="2026-11-20 15:10:02", end="2026-11-20 15:11:00",
-                             uniqueid="1763669400.8"))
-    result = CliRunner().invoke(app, ["capture", "pbx-done", "--uniqueid", "1763669400.8", "--data-dir",
+                             start=cdr_time(third), answer=cdr_time(third + timedelta(seconds=2)),
+                             end=cdr_time(third + timedelta(minutes=1)), uniqueid=ids[2]))
+    result = CliRunner().invoke(app, ["capture", "pbx-done", "--uniqueid", ids[2], "--data-dir",
                                       str(env.data_dir)], env=hook_env)
     assert result.exit_code == 0, result.output
-    assert len(stored(env.runtime, "asterisk:1763669400.8")) == 1 and not by_id.exists()
+    assert len(stored(env.runtime, f"asterisk:{ids[2]}")) == 1 and not by_id.exists()
     unknown = CliRunner().invoke(app, ["capture", "pbx-done", "--uniqueid", "1.2; rm -rf /", "--data-dir",
                                        str(env.data_dir)], env=hook_env)
     assert unknown.exit_code == 2 and "is not an Asterisk UNIQUEID" in unknown.output
@@ -284,18 +305,22 @@ def test_cli_scan_and_the_post_recording_hook(env: CallvaultEnv, tmp_path: Path)
 def test_the_worker_job_imports_the_configured_folders(env: CallvaultEnv, tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     asterisk, freeswitch = tmp_path / "monitor", tmp_path / "fs"
-    tone_wav(asterisk / "2026/11/21/out-6135550199-2001-20261121-090000-1763733600.1.wav", freqs=(500,), age=AN_HOUR)
+    start, fs_start = recent(TORONTO, 9, days_ago=1), recent(TORONTO, 9, 5, days_ago=1)
+    uid = uniqueid(start, 1)
+    tone_wav(asterisk / f"{start:%Y/%m/%d}/out-6135550199-2001-{name_time(start)}-{uid}.wav", freqs=(500,),
+             age=AN_HOUR)
     uuid = "2b3c4d5e-6f70-4a1b-8c2d-3e4f5a6b7c8e"
     tone_wav(freeswitch / f"{uuid}.wav", freqs=(700, 1500), age=AN_HOUR)
     fs_cdr = tmp_path / "fs.csv"
-    fs_cdr.write_text(f'"C","6135550123","2001","public","2026-11-21 09:05:00","2026-11-21 09:05:01",'
-                      f'"2026-11-21 09:06:00","60","59","NORMAL_CLEARING","{uuid}","","","PCMU","PCMU"\n')
+    fs_cdr.write_text(f'"C","6135550123","2001","public","{cdr_time(fs_start)}",'
+                      f'"{cdr_time(fs_start + timedelta(seconds=1))}","{cdr_time(fs_start + timedelta(minutes=1))}",'
+                      f'"60","59","NORMAL_CLEARING","{uuid}","","","PCMU","PCMU"\n')
     worker_env = {**env.cli_env, "CALLVAULT_PBX_FOLDERS": f"asterisk:{asterisk};freeswitch:{freeswitch}:{fs_cdr}",
                   "CALLVAULT_PBX_TIMEZONE": "America/Toronto"}
     result = CliRunner().invoke(app, ["worker", "--once", "--job", "capture.pbx_import", "--data-dir",
                                       str(env.data_dir)], env=worker_env)
     assert result.exit_code == 0, result.output
-    assert len(stored(env.runtime, "asterisk:1763733600.1")) == 1
+    assert len(stored(env.runtime, f"asterisk:{uid}")) == 1
     assert len(stored(env.runtime, f"freeswitch:{uuid}")) == 1
     bad = CliRunner().invoke(app, ["worker", "--once", "--job", "capture.pbx_import", "--data-dir", str(env.data_dir)],
                              env={**worker_env, "CALLVAULT_PBX_FOLDERS": "asterisk:relative/dir"})

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from callvault.audit import service as audit
 from callvault.audit.models import AuditEntry
@@ -174,17 +174,25 @@ def test_sign_in_failures_on_both_nodes_add_up_to_one_lockout(cluster: Cluster) 
 
 
 def test_two_workers_sweep_expired_recordings_exactly_once(cluster: Cluster) -> None:
-    old = datetime.now(UTC) - timedelta(days=400)
+    recent = datetime.now(UTC) - timedelta(days=1)  # a call already past its retention is refused at upload (A3)
     ids = []
     with _client(cluster.nodes[0], cluster.admin_token) as admin:
         for i in range(12):
-            started = old + timedelta(minutes=i)
+            started = recent + timedelta(minutes=i)
             resp = _upload(admin, wav_bytes(0.5, seed=200 + i), metadata(
                 call_id=f"expired-{i}", started_at=started.isoformat(),
                 ended_at=(started + timedelta(seconds=1)).isoformat(),
                 consent={"announcement_played_at": started.isoformat()}))
             assert resp.status_code == 201, resp.text
             ids.append(resp.json()["id"])
+    # As if their six months had run out since they were stored: the workers run on the real clock.
+    runtime = build_runtime(load_settings(cluster.data_dirs[0], env=cluster.env))
+    try:
+        with runtime.db.unit_of_work() as session:
+            session.execute(update(Recording).where(Recording.id.in_(ids)).values(
+                destroy_after=datetime.now(UTC) - timedelta(minutes=1)))
+    finally:
+        runtime.close()
     workers = [subprocess.Popen([CALLVAULT, "worker", "--once", "--job", "retention.sweep",
                                  "--data-dir", str(cluster.data_dirs[i])], env=cluster.env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]

@@ -6,8 +6,9 @@ from __future__ import annotations
 import dataclasses
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -24,7 +25,11 @@ from tests.support.env import CallvaultEnv, LiveServer
 
 RATE = 16000
 SECONDS = 4.0
-WEEK = {"first_day": "2026-11-09", "last_day": "2026-11-15"}
+_TODAY = datetime.now(ZoneInfo("America/Toronto")).date()  # policy A samples weeks in Toronto
+MONDAY = _TODAY - timedelta(days=_TODAY.weekday() + 7)
+"""Last week's Monday by the clock the suite runs on: the sampled week is over, and its calls are recent (A3:
+a call past its retention is refused on arrival)."""
+WEEK = {"first_day": MONDAY.isoformat(), "last_day": (MONDAY + timedelta(days=6)).isoformat()}
 CALLER_WORDS = ["my", "name", "is", "Jane", "Doe", "and", "my", "number", "is", "on", "file", "thanks"]
 AGENT_WORDS = ["sure", "I", "will", "call", "416", "555", "0142", "back", "today"]  # phone: 0.8-1.4 s
 AGENT_PHONE = (0.85, 1.35)
@@ -68,7 +73,7 @@ def world(env: CallvaultEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     original, _ = soundfile.read(path, dtype="float32", always_2d=True)
 
     def ingest(agent: str, extension: str, hour: int) -> str:
-        started = datetime(2026, 11, 10, hour, 0, tzinfo=UTC)
+        started = datetime.combine(MONDAY + timedelta(days=1), time(hour), tzinfo=UTC)  # Tuesday, office hours
         meta = metadata(agent=agent, extension=extension, started_at=started.isoformat(),
                         ended_at=(started + timedelta(seconds=SECONDS)).isoformat(),
                         consent={"announcement_played_at": started.isoformat(), "announcement_version": "v1"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
@@ -25,16 +25,18 @@ def wav_bytes(seconds: float = 2.0, *, rate: int = 8000, channels: int = 2, seed
     return buf.getvalue()
 
 
-FIXED_START = datetime(2026, 11, 20, 14, 0, tzinfo=UTC)
-"""When ``metadata()``'s calls start unless told: a fixed day, for tests whose outcome does not depend on
-how long ago the call was. A test whose outcome does (retention, sampling of "last week", due dates)
-passes ``started`` relative to the product's clock."""
+CALL_START = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), time(14, 0), tzinfo=UTC)
+"""When ``metadata()``'s calls start unless told: 14:00 UTC yesterday by the clock the suite runs on (the
+product's clock, also when the run's clock is moved), fixed for the whole run. Recent, because a call whose
+retention has already ended is refused on arrival (A3), so no stored call may be older than a policy's cap
+whatever day the suite runs. A test whose outcome depends on the call's age (retention, sampling of "last
+week", due dates) passes ``started`` relative to the product's clock, and compares dates with it."""
 
 
 def metadata(**overrides: Any) -> dict[str, Any]:
     """Valid inbound-call metadata for extension 2001 (alice); override any field. ``started`` (a datetime)
     moves the start, the end and the announcement together."""
-    started: datetime = overrides.pop("started", FIXED_START)
+    started: datetime = overrides.pop("started", CALL_START)
     meta: dict[str, Any] = {
         "call_id": f"test-{uuid.uuid4().hex[:12]}",
         "direction": "inbound",
