@@ -1,10 +1,14 @@
 """Ingest's admission step: may this call be stored at all, and which parts of it?
 
-Runs before anything is reserved or written (A1, A8, A14, B1, B3, B4):
+Runs before anything is reserved or written (A1, A3, A8, A14, B1, B3, B4, B11):
 
 * **scope**: a call outside the policy's recording scope (team, direction, extension, private line,
   trunk number) is not stored. The refusal is audited with the reason and the call's routing
   metadata, never the caller's number or any audio.
+* **retention**: a call whose retention has already ended (its start + the policy's cap, or its
+  resolved case's date) is not stored: stored, it would be playable until the next sweep. The refusal
+  names the rule and its end date. A legal hold on the call's case (``case_ref``) keeps it, as it
+  would keep a stored one; an open case alone does not (it never extends the cap).
 * **announcement**: a call that ended during the inbound announcement keeps no caller audio, so
   nothing is stored; otherwise the stored audio starts when the announcement ended
   (``consent.announcement_ended_at``).
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -35,10 +39,13 @@ from callvault.capture.models import EVIDENCE_KINDS, ControlKind, RecordingContr
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import FieldProblem, InvalidInput
 from callvault.policy.schema import PolicyDocument
+from callvault.retention import service as retention
+from callvault.retention.models import RetentionRule
 
 
 class NotRecordable(InvalidInput):
-    """The call may not be stored: out of scope, ended during the announcement, personal, or stopped at once."""
+    """The call may not be stored: out of scope, past its retention, ended during the announcement, personal, or
+    stopped at once."""
 
 
 @dataclass
@@ -75,6 +82,19 @@ def _scope_field(policy: PolicyDocument, meta: CallMetadata) -> str:
 
 def _seconds(at: datetime, origin: datetime) -> float:
     return (at - origin).total_seconds()
+
+
+def _retention_reason(policy: PolicyDocument, rule: RetentionRule, when: datetime,
+                      meta: CallMetadata) -> tuple[str, tuple[str, ...]]:
+    """Why a call's retention has already ended, naming the rule, its end date and the clauses."""
+    name = f"policy {policy.policy_id} {policy.version}"
+    end = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if rule == RetentionRule.CASE_RESOLVED:
+        return (f"its retention ended {end} (rule case_resolved: its case {meta.case_ref} was resolved and {name} "
+                f"keeps a resolved case's recordings {policy.retention.post_resolution_grace_days} days more; A3, A9)",
+                ("A3", "A9"))
+    return (f"its retention ended {end} (rule max_age: {name} keeps recordings no more than "
+            f"{policy.retention.max_age_months} months after the call; A3, B11)", ("A3", "B11"))
 
 
 def _refuse(
@@ -146,6 +166,16 @@ def admit(
         return refuse(message=f"call {meta.call_id} is outside the recording scope and was not stored: "
                               f"{scope.reason}",
                       location=_scope_field(policy, meta), reason=scope.reason, clauses=tuple(scope.clauses))
+
+    expired = retention.expired_on_arrival(session, policy=policy, started_at=meta.started_at,
+                                           case_ref=meta.case_ref, now=clock.now())
+    if expired is not None:
+        when, rule = expired
+        reason, clauses = _retention_reason(policy, rule, when, meta)
+        return refuse(message=f"call {meta.call_id} started {meta.started_at.isoformat()} and was not stored: "
+                              f"{reason}. It would be destroyed on arrival; a call that must be kept longer needs a "
+                              "legal hold on its case (case_ref).",
+                      location="started_at", reason=reason, clauses=clauses)
 
     calls = controls if controls is not None else unapplied_controls(session, [meta.call_id])
     eligible: list[RecordingControl] = []

@@ -12,8 +12,11 @@ What "anonymised" means here:
 Use is decided by the policy engine under the library's purpose: the recorded employee's consent must be
 on file (A6), and withdrawing it destroys their clips (``withdraw_for_agent``, also swept by the worker).
 The clip is encrypted under its own data key, wrapped in its row, and has its own retention
-(``quality_review.training.retention_months``); destroying a clip lists the wrapped key as destroyed,
-drops it and then deletes the blob.
+(``quality_review.training.retention_months`` after it was made), but never past the retention its
+call had when the clip was made (A3: the call's clock, not the clip's: a clip made from a five-month-old
+call under a six-month cap goes a month later); a call already past its retention (kept only by a legal
+hold) is not made into a clip. Destroying a clip lists the wrapped key as destroyed, drops it and then
+deletes the blob.
 """
 
 from __future__ import annotations
@@ -107,6 +110,11 @@ def store_clip(
     The blob is written first: a crash before the commit leaves only ciphertext whose key never existed.
     """
     rules = library_rules(policy)
+    now = clock.now()
+    destroy_after = clip_destroy_after(policy, recording, now)
+    if destroy_after <= now:
+        raise Conflict(f"this call's retention ended {destroy_after.isoformat(timespec='minutes')} (A3, B11); it is "
+                       "kept only by a legal hold, which keeps evidence, not training material, so no clip is made")
     title = title.strip() or f"{recording.team or 'call'} {recording.direction} call"
     clip_id = new_id()
     data_key = new_data_key()
@@ -115,14 +123,13 @@ def store_clip(
         result = encrypt_stream(io.BytesIO(wav), len(wav), sink, data_key=data_key, context=clip_id.encode(),
                                 chunk_size=64 * 1024)
     wrapped = keyring.wrap(data_key, recording_id=clip_id)
-    now = clock.now()
     clip = TrainingClip(
         id=clip_id, recording_id=recording.id, title=title[:200], agent=recording.agent or "", team=recording.team,
         direction=recording.direction, duration_seconds=round(duration, 2), sample_rate=rate,
         masked_spans=masked_spans, transcript_used=transcript_used, state=ClipState.AVAILABLE, blob_key=blob_key,
         kek_id=wrapped.kek_id, wrapped_key=wrapped.wrapped, size_bytes=result.plaintext_size,
         sha256=result.sha256_hex, created_by=actor.username, created_at=now,
-        destroy_after=_after_months(now, rules.retention_months))
+        destroy_after=destroy_after)
     session.add(clip)
     audit.append(session, audit.AuditEvent(
         actor=actor.username, actor_role=actor.role, action="training_clip.created", object_type="training_clip",
@@ -130,6 +137,17 @@ def store_clip(
         details={"recording": recording.id, "masked_spans": masked_spans, "caller_channel": "removed",
                  "transcript_used": transcript_used}), clock=clock)
     return clip
+
+
+def clip_destroy_after(policy: PolicyDocument, recording: Recording, now: datetime) -> datetime:
+    """When a clip made now from ``recording`` goes: its own retention from now, but no later than the call's
+    (its date as stored, which a resolved case may have brought forward, and the policy's cap from the call's
+    start, whichever is first)."""
+    ends = [_after_months(now, library_rules(policy).retention_months),
+            policy.retention.expires_at(recording.started_at)]
+    if recording.destroy_after is not None:
+        ends.append(recording.destroy_after)
+    return min(ends)
 
 
 def _after_months(now: datetime, months: int) -> datetime:

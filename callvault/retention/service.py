@@ -143,6 +143,31 @@ def get_case(session: Session, ref: str) -> Case:
     return case
 
 
+def find_case(session: Session, ref: str | None) -> Case | None:
+    """The case ``ref`` names, or None (no reference, or no such case opened yet)."""
+    return session.get(Case, ref) if ref else None
+
+
+def case_on_hold(session: Session, ref: str | None) -> bool:
+    """Whether an active legal hold covers the whole case ``ref`` (and so every recording that joins it)."""
+    return bool(ref) and bool(_active_holds(session, [], [ref or ""])[1])
+
+
+def expired_on_arrival(
+    session: Session, *, policy: PolicyDocument, started_at: datetime, case_ref: str | None, now: datetime,
+) -> tuple[datetime, RetentionRule] | None:
+    """For a call not stored yet: its destruction date and rule when that date has already come and no
+    legal hold on its case would keep it (A3, A9, B11); None when it may be stored.
+
+    Stored, such a call would be playable until the next sweep. An open case does not keep a recording
+    past the cap (``compute_destruction``); a hold on the case does (the sweep skips held recordings).
+    """
+    when, rule = compute_destruction(policy, started_at=started_at, case=find_case(session, case_ref))
+    if when > now or case_on_hold(session, case_ref):
+        return None
+    return when, rule
+
+
 def unresolved_case(session: Session, ref: str | None) -> tuple[str, Case | None] | None:
     """``(ref, case)`` when ``ref`` names a case not resolved yet (open, or not opened so far: ``case`` is
     None), else None. A recording carrying such a reference is evidence of an issue still in hand (A9)."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from callvault.audit.models import AuditEntry
+from callvault.policy.schema import add_months
 from callvault.recordings.models import Recording
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
@@ -211,6 +213,47 @@ def test_same_call_uploaded_twice_is_stored_once(server: LiveServer, env: Callva
     assert first.status_code == 201
     assert second.status_code == 200 and second.json() == {"id": first.json()["id"], "created": False}
     assert different.status_code == 409
+
+
+# ---------------------------------------------------------------- expired on arrival (issue 23, finding 8)
+def test_a_call_past_its_retention_is_refused_naming_the_rule_and_its_end_and_is_never_playable(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    """A3: an eight-month-old call under policy A's six-month cap would be destroyed on arrival."""
+    started = env.runtime.clock.now() - timedelta(days=245)
+    ended = add_months(started.date(), 6)
+    rows, blobs = _count(env, Recording), _blob_files(env)
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(1.0, seed=81), metadata(call_id="api-expired", started=started))
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert [p["location"] for p in body["problems"]] == ["started_at"]
+    assert f"retention ended {ended.isoformat()}" in body["message"]
+    assert "max_age" in body["message"] and "6 months" in body["message"] and "A3" in body["message"]
+    assert (_count(env, Recording), _blob_files(env)) == (rows, blobs)
+    refusal = _last_audit(env)
+    assert (refusal.action, refusal.decision, refusal.object_id) == ("recording.not_stored", "deny", "api-expired")
+    assert "A3" in refusal.clauses and "retention ended" in refusal.reason
+
+
+def test_an_open_case_does_not_keep_an_expired_call_but_a_legal_hold_on_its_case_does(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    started = env.runtime.clock.now() - timedelta(days=245)
+    with server.client("lead") as lead:
+        for ref in ("API-OLD-OPEN", "API-OLD-HELD"):
+            assert lead.post("/api/v1/retention/cases", json={"ref": ref, "kind": "legal_claim"}).status_code == 201
+        assert lead.post("/api/v1/retention/holds", json={
+            "case_ref": "API-OLD-HELD", "reason": "litigation", "owner": "lead", "review_date": "2099-01-01",
+        }).status_code == 201
+    with server.client("admin") as admin:
+        open_only = upload(admin, wav_bytes(1.0, seed=82), metadata(started=started, case_ref="API-OLD-OPEN"))
+        held = upload(admin, wav_bytes(1.0, seed=83), metadata(started=started, case_ref="API-OLD-HELD"))
+    assert open_only.status_code == 422 and "retention ended" in open_only.json()["message"]
+    assert held.status_code == 201, held.text
+    with server.client("lead") as lead:
+        row = lead.get(f"/api/v1/recordings/{held.json()['id']}").json()
+        assert row["on_hold"] is True and row["retention_rule"] == "max_age"
+        assert lead.get(f"/api/v1/recordings/{held.json()['id']}/audio",
+                        params={"purpose": "spot_check"}).status_code == 200
 
 
 def test_role_that_may_not_ingest_is_refused(server: LiveServer) -> None:

@@ -84,6 +84,26 @@ def test_freepbx_inbound_call_is_imported_with_its_cdr_once(env: CallvaultEnv, t
     assert row.state == ImportState.IMPORTED and "after it was imported" in row.reason
 
 
+def test_a_call_past_its_retention_is_refused_and_the_ledger_says_why(env: CallvaultEnv, tmp_path: Path) -> None:
+    """A3 (issue 23): a backfill of an eight-month-old call is never stored, so never playable."""
+    root, cdr = tmp_path / "monitor", tmp_path / "Master.csv"
+    start = recent(TORONTO, 9, days_ago=245)
+    uid = uniqueid(start, 31)
+    tone_wav(root / f"in-6135550100-6135550123-{name_time(start)}-{uid}.wav", freqs=(1000,), age=AN_HOUR)
+    cdr.write_text(master_line(src="6135550123", dst="6135550100", channel="PJSIP/trunk-00000031",
+                               dstchannel="PJSIP/2001-00000032", start=cdr_time(start),
+                               answer=cdr_time(start + timedelta(seconds=4)),
+                               end=cdr_time(start + timedelta(minutes=1)), uniqueid=uid, userfield="cv_announcement=1"))
+
+    assert _run(env, root, cdr) == {ImportState.REFUSED: 1}
+    [row] = ledger(env.runtime, root)
+    assert row.state == ImportState.REFUSED and row.recording_id is None
+    assert "retention ended" in row.reason and "max_age" in row.reason and "6 months" in row.reason
+    assert stored(env.runtime, f"asterisk:{uid}") == []
+    [refusal] = _audit(env, "recording.not_stored", f"asterisk:{uid}")
+    assert refusal.decision == "deny" and "A3" in refusal.clauses
+
+
 def test_late_cdr_is_waited_for_then_imported_and_a_missing_one_gives_up(env: CallvaultEnv, tmp_path: Path) -> None:
     root, cdr = tmp_path / "monitor", tmp_path / "Master.csv"
     start, other = recent(TORONTO, 10), recent(TORONTO, 10, 5)

@@ -8,22 +8,28 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, insert, select, update
 
+from callvault.audit.models import AuditEntry
+from callvault.capture import control
+from callvault.capture.admission import NotRecordable
 from callvault.core.errors import Conflict, NotFound
 from callvault.jobs.registry import all_jobs
 from callvault.policy import service as policy_service
+from callvault.policy.decide import Actor
+from callvault.policy.schema import add_months
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention import service as retention
 from callvault.retention.models import DestructionRecord, KeyDestruction
-from callvault.retention.shred import Doomed, destroy_now
+from callvault.retention.shred import Doomed, destroy_now, finish
 from callvault.retention.sweep import dry_run, sweep
 from callvault.storage.keys import Keyring, WrappedKey, load_keyring
 from tests.conftest import POLICY_A
+from tests.support.audio import wav_bytes
 from tests.support.retention import T, World, world_for
 
 
@@ -282,11 +288,83 @@ def test_worker_job_runs_the_sweep(a: World) -> None:
 
 
 def test_a_destroyed_call_cannot_be_ingested_again(a: World) -> None:
-    a.ingest(call_id="once")
-    a.at(T.replace(month=8))
-    run_sweep(a)
+    rec = a.ingest(call_id="once", consent=None)  # no consent evidence: quarantined, then destroyed
+    with a.runtime.db.unit_of_work() as session:
+        pending = control.resolve_quarantine(session, policy=_manage(a), actor=Actor("u", "admin", "admin"),
+                                             recording_id=rec, decision="destroy", reason="no notice was given",
+                                             keyring=a.runtime.keyring, clock=a.clock)
+    finish(a.runtime.db, a.runtime.store, a.runtime.keyring, pending, clock=a.clock)
     with pytest.raises(Conflict, match="destroyed"):
         a.ingest(call_id="once")
+    a.ingest(call_id="twice")  # one the sweep destroyed is past its retention: refused for that, first
+    a.at(T.replace(month=8))
+    run_sweep(a)
+    with pytest.raises(NotRecordable, match="retention ended"):
+        a.ingest(call_id="twice")
+
+
+# ---------------------------------------------------------------- expired on arrival (issue 23, finding 8)
+@pytest.mark.parametrize(("policy", "months"), [("a", 6), ("b", 12)])
+def test_a_call_past_its_retention_is_not_stored_and_the_refusal_is_audited(
+        request: pytest.FixtureRequest, policy: str, months: int) -> None:
+    world: World = request.getfixturevalue(policy)
+    world.at(add_months_dt(T, months) + timedelta(days=60))
+    with pytest.raises(NotRecordable) as refused:
+        world.ingest(call_id="old-call", started=T)
+    assert refused.value.problems[0].location == "started_at"
+    assert f"retention ended {add_months_dt(T, months).date().isoformat()}" in refused.value.message
+    assert f"{months} months" in refused.value.message
+    assert world.count(Recording) == 0 and list(world.runtime.store.iter_keys()) == []
+    with world.runtime.db.unit_of_work() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "recording.not_stored")).one()
+    assert (entry.decision, entry.object_id) == ("deny", "old-call") and "retention ended" in entry.reason
+
+
+def test_a_call_just_inside_its_retention_is_stored_and_goes_at_its_date(a: World) -> None:
+    a.at(T.replace(month=7) - timedelta(minutes=1))
+    rec = a.ingest(started=T)
+    assert a.playable(rec) and a.row(rec).destroy_after == T.replace(month=7)
+    a.at(T.replace(month=7))
+    assert run_sweep(a).destroyed == 1
+
+
+def test_a_call_whose_case_was_resolved_is_not_stored_under_policy_a_but_a_hold_on_the_case_keeps_one(
+        a: World) -> None:
+    policy = _manage(a)
+    with a.runtime.db.unit_of_work() as session:
+        for ref in ("RESOLVED-1", "HELD-1"):
+            retention.open_case(session, policy=policy, actor="lead", actor_role="support_lead", ref=ref,
+                                kind="complaint", clock=a.clock)
+        retention.resolve_case(session, policy=policy, actor="lead", actor_role="support_lead", ref="RESOLVED-1",
+                               clock=a.clock)
+        retention.place_hold(session, policy=policy, actor="exec", actor_role="executive", reason="litigation",
+                             owner="legal@example.com", review_on=date(2030, 1, 1), case_ref="HELD-1", clock=a.clock)
+    a.at(T + timedelta(days=1))
+    with pytest.raises(NotRecordable, match="rule case_resolved"):
+        a.ingest(started=T - timedelta(days=1), case_ref="RESOLVED-1")
+    a.at(T.replace(month=9))
+    rec = a.ingest(started=T - timedelta(days=1), case_ref="HELD-1")  # eight months old, but its case is held
+    assert a.row(rec).on_hold and a.playable(rec)
+    assert run_sweep(a).destroyed == 0
+
+
+def test_cli_ingest_of_a_call_past_its_retention_exits_2_naming_the_rule(a: World, tmp_path: Path) -> None:
+    started = datetime.now(UTC) - timedelta(days=245)  # the CLI runs on the system's clock
+    audio, meta = tmp_path / "old.wav", tmp_path / "old.json"
+    audio.write_bytes(wav_bytes(1.0))
+    meta.write_text(json.dumps({
+        "call_id": "cli-old", "direction": "inbound", "started_at": started.isoformat(),
+        "ended_at": (started + timedelta(seconds=1)).isoformat(), "extension": "2001", "team": "customer_support",
+        "consent": {"announcement_played_at": started.isoformat()}}))
+    code, output = a.cli("ingest", str(audio), "--metadata", str(meta))
+    assert code == 2, output
+    assert "retention ended" in output and "max_age" in output and "Traceback" not in output
+    assert a.count(Recording) == 0
+
+
+def add_months_dt(moment: datetime, months: int) -> datetime:
+    day = add_months(moment.date(), months)
+    return moment.replace(year=day.year, month=day.month, day=day.day)
 
 
 def test_a_new_policy_version_recomputes_destruction_dates_at_the_next_sweep(a: World) -> None:

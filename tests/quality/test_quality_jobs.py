@@ -13,6 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from callvault.access import consents
+from callvault.core.errors import Conflict
 from callvault.identity import service as identity
 from callvault.jobs.registry import all_jobs
 from callvault.policy import service as policy_service
@@ -80,8 +81,8 @@ def test_cli_sample_and_verify_and_a_tampered_sample_is_caught(a: World) -> None
     assert code != 0 and "before the first" in out
 
 
-def _clip(a: World) -> str:
-    rec = a.ingest()
+def _clip(a: World, rec: str | None = None) -> str:
+    rec = rec or a.ingest()
     wav, spans, duration, rate = training.anonymise(a.audio(rec), None)
     with a.runtime.db.unit_of_work() as session:
         row = session.get(Recording, rec)
@@ -120,6 +121,36 @@ def test_a_clip_is_destroyed_when_its_own_retention_ends(a: World) -> None:
         assert clip is not None and clip.state == "destroyed" and clip.destroyed_reason == "retention"
         assert clip.wrapped_key is None
     assert not a.runtime.store.exists(blob)
+
+
+def test_a_clip_keeps_its_calls_clock_and_goes_when_the_call_would_have(a: World) -> None:
+    """A3 (issue 23): a clip made five months after its call goes one month later, with the call, not
+    six months after it was made."""
+    _give_consent(a)
+    rec = a.ingest()
+    a.at(T.replace(month=6))
+    clip_id = _clip(a, rec)
+    with a.runtime.db.unit_of_work() as session:
+        clip = session.get(TrainingClip, clip_id)
+        assert clip is not None
+        blob, due = clip.blob_key, clip.destroy_after
+    assert due == a.row(rec).destroy_after == T.replace(month=7)  # the call's six months, not 2026-12-15
+    job = all_jobs()["quality.clips"]
+    a.at(due - timedelta(minutes=1))
+    assert job.run(a.runtime) == 0 and a.runtime.store.exists(blob)
+    a.at(due)
+    assert job.run(a.runtime) == 1 and not a.runtime.store.exists(blob)
+
+
+def test_no_clip_is_made_from_a_call_past_its_retention_that_only_a_legal_hold_keeps(a: World) -> None:
+    _give_consent(a)
+    rec = a.ingest()
+    with a.runtime.db.unit_of_work() as session:
+        session.execute(update(Recording).where(Recording.id == rec).values(on_hold=True))  # as a hold leaves it
+    a.at(T.replace(month=8))
+    with pytest.raises(Conflict, match="retention ended"):
+        _clip(a, rec)
+    assert a.count(TrainingClip) == 0
 
 
 def test_a_clip_without_the_employees_consent_is_swept(a: World) -> None:
