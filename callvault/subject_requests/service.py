@@ -42,7 +42,7 @@ from callvault.identity.counters import Counters
 from callvault.identity.models import User
 from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
-from callvault.policy.decide import Action, Actor, Decision
+from callvault.policy.decide import Action, Actor, Decision, has_acknowledged
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
@@ -97,7 +97,7 @@ def staff_denial(policy: PolicyDocument, actor: Actor) -> str | None:
     if actor.role not in roles:
         allowed = ", ".join(roles) or "no role (the policy has no subject_access purpose)"
         return f"role {actor.role!r} may not handle subject requests; the policy gives this to: {allowed}"
-    if policy.acknowledgement_required and actor.acknowledged_policy_version != policy.version:
+    if policy.acknowledgement_required and not has_acknowledged(policy, actor):
         return f"{actor.username} has not acknowledged policy version {policy.version}"
     return None
 
