@@ -11,7 +11,8 @@
 
     --at 2027-12-31T23:59   run the suite with every process's clock moved to that local time (libfaketime,
                             Debian's `faketime`): no test may depend on the day it runs
-    --db sqlite|postgres    one database only (the default is both)
+    --db sqlite|postgres    one database only (the default is both, one after the other)
+    --parallel              both databases at once (each its own pytest, temp folder and log under build/)
 """
 
 from __future__ import annotations
@@ -149,11 +150,13 @@ def faketime_env(at: str) -> dict[str, str]:
             "FAKETIME_CACHE_DURATION": str(10**9), "PYTHONPATH": python_path}
 
 
-def _options(args: list[str]) -> tuple[str | None, list[str], list[str]]:
-    """dev.py's own ``--at`` and ``--db`` (``--at X`` or ``--at=X``), and the rest for pytest."""
+def _options(args: list[str]) -> tuple[str | None, list[str], bool, list[str]]:
+    """dev.py's own ``--at`` and ``--db`` (``--at X`` or ``--at=X``) and ``--parallel``, and the rest for
+    pytest."""
     own: dict[str, str] = {}
     rest: list[str] = []
-    words = iter(args)
+    parallel = "--parallel" in args
+    words = iter(a for a in args if a != "--parallel")
     for word in words:
         name, equals, value = word.partition("=")
         if name not in ("--at", "--db"):
@@ -169,11 +172,42 @@ def _options(args: list[str]) -> tuple[str | None, list[str], list[str]]:
         if own["--db"] not in databases:
             sys.exit(f"--db {own['--db']!r}: choose sqlite or postgres")
         databases = [own["--db"]]
-    return own.get("--at"), databases, rest
+    return own.get("--at"), databases, parallel, rest
+
+
+LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+def _suites_at_once(databases: list[str], args: list[str], env: dict[str, str] | None) -> list[str]:
+    """Each database's suite in its own pytest process at the same time (own --basetemp, so neither
+    cleans up the other's folders); their output goes to build/test-<db>.log and is printed when done."""
+    logs = ROOT / "build"
+    logs.mkdir(exist_ok=True)
+    started = time.monotonic()
+    running = []
+    for database in databases:
+        log = logs / f"test-{database}.log"
+        out = log.open("wb")
+        proc = subprocess.Popen(  # noqa: S603
+            [str(PY), "-m", "pytest", f"--db={database}", f"--basetemp={logs / f'tmp-{database}'}", *args],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        running.append((database, proc, out, log))
+        say(f"tests on {LABELS[database]} started (log: {log.relative_to(ROOT)})")
+    failures = []
+    for database, proc, out, log in running:
+        code = proc.wait()
+        out.close()
+        say(f"tests on {LABELS[database]} ({'passed' if code == 0 else 'FAILED'}, "
+            f"{(time.monotonic() - started) / 60:.1f} min after the start):")
+        sys.stdout.write(log.read_text(errors="replace"))
+        sys.stdout.flush()
+        if code != 0:
+            failures.append(f"tests on {LABELS[database]}")
+    return failures
 
 
 def test(argv: list[str]) -> None:
-    at, databases, args = _options(argv)
+    at, databases, parallel, args = _options(argv)
     install("[test]")
     install_system_packages()
     env = faketime_env(at) if at else None
@@ -191,13 +225,15 @@ def test(argv: list[str]) -> None:
     ensure_redis()
     if "postgres" in databases:
         ensure_postgres()
-    for database in databases:
-        label = {"sqlite": "SQLite", "postgres": "PostgreSQL"}[database]
-        say(f"tests on {label}")
-        started = time.monotonic()
-        if run(PY, "-m", "pytest", f"--db={database}", *args, check=False, env=env) != 0:
-            failures.append(f"tests on {label}")
-        say(f"tests on {label} took {(time.monotonic() - started) / 60:.1f} min")
+    if parallel and len(databases) > 1:
+        failures += _suites_at_once(databases, args, env)
+    else:
+        for database in databases:
+            say(f"tests on {LABELS[database]}")
+            started = time.monotonic()
+            if run(PY, "-m", "pytest", f"--db={database}", *args, check=False, env=env) != 0:
+                failures.append(f"tests on {LABELS[database]}")
+            say(f"tests on {LABELS[database]} took {(time.monotonic() - started) / 60:.1f} min")
     if failures:
         say(f"FAILED: {', '.join(failures)}")
         sys.exit(1)

@@ -27,7 +27,7 @@ def main() -> None:
     for name in ("policy-a.yaml", "policy-b.yaml"):
         policy = load_policy_file(POLICIES / name)
         actors = [Actor(user_id=f"u{i}", username=f"user{i}", role=role, extension=str(2000 + i), team="t",
-                        acknowledged_policy_version=policy.version)
+                        acknowledged_policy_sha256=policy.content_sha256)
                   for i, role in enumerate(policy.roles)]
         recordings = [RecordingFacts(recording_id=f"r{i}", extension=str(2000 + i), agent=f"user{i}", team="t")
                       for i in range(len(actors))]

@@ -49,10 +49,10 @@ def main() -> None:
             policy = policy_service.current_policy(session)
             admin = session.scalar(select(User).where(User.username == "admin"))
             assert admin is not None
-        version = policy.version
-        lead = Actor(user_id="bench", username="lead", role="support_lead", acknowledged_policy_version=version)
+        acknowledged = policy.content_sha256
+        lead = Actor(user_id="bench", username="lead", role="support_lead", acknowledged_policy_sha256=acknowledged)
         specialist = Actor(user_id="bench2", username="agent007", role="specialist", extension=AGENTS[7][1],
-                           acknowledged_policy_version=version)
+                           acknowledged_policy_sha256=acknowledged)
         agent, ext = AGENTS[3]
 
         def run(actor: Actor, deep: int = 0, **filters: object) -> Callable[[], object]:

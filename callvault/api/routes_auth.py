@@ -26,7 +26,7 @@ from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
 from callvault.policy import service as policy_service
-from callvault.policy.decide import allowed_purposes
+from callvault.policy.decide import allowed_purposes, has_acknowledged
 from callvault.policy.loader import policy_to_json
 from callvault.runtime import Runtime
 
@@ -161,7 +161,7 @@ def me(caller: Caller = Depends(get_enrolling_caller), runtime: Runtime = Depend
     return MeResponse(
         username=caller.user.username, role=caller.user.role, extension=caller.user.extension, team=caller.user.team,
         policy_id=caller.policy.policy_id, policy_version=caller.policy.version,
-        policy_acknowledged=caller.actor.acknowledged_policy_version == caller.policy.version,
+        policy_acknowledged=has_acknowledged(caller.policy, caller.actor),
         purposes=allowed_purposes(caller.policy, caller.user.role), mfa_enrolled=enrolled,
         scopes=sorted(caller.scopes),
     )

@@ -35,6 +35,7 @@ from callvault.quality.schemas import (
     SampleVerification,
 )
 from callvault.recordings import playback
+from callvault.recordings import service as recordings
 from callvault.runtime import Runtime
 
 router = APIRouter(prefix="/quality", tags=["quality"])
@@ -109,8 +110,8 @@ def get_item_audio(item_id: str, caller: Caller = Depends(get_caller),
                                                  source_ip=caller.source_ip, clock=runtime.clock)
     if row is None:
         raise NotFound("no such recording")
-    if not decision.allowed or decision.serves != "original":
-        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    if not decision.allowed:
+        raise recordings.refusal(decision)
     with runtime.db.unit_of_work() as session:
         reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
     return StreamingResponse(playback.primed(playback.stream(reader, None, row.sha256)),

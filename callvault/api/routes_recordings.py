@@ -11,6 +11,7 @@ from typing import Annotated, BinaryIO, Literal, NamedTuple
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
@@ -19,11 +20,12 @@ from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.audit import service as audit
 from callvault.capture.audio import CONTENT_TYPES
 from callvault.capture.ingest import ingest_recording
-from callvault.core.errors import AccessDenied, FieldProblem, InvalidInput, NotFound
-from callvault.policy.decide import Action
+from callvault.core.errors import AccessDenied, CallvaultError, FieldProblem, InvalidInput, NotFound
+from callvault.policy.decide import Action, Decision
 from callvault.quality import training
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
+from callvault.recordings.models import Recording
 from callvault.recordings.schemas import IngestResponse, RecordingFilters, RecordingPage, RecordingRead
 from callvault.runtime import Runtime
 
@@ -244,22 +246,23 @@ def get_audio(
         decision, row = recordings.authorize_content(
             session, policy=caller.policy, actor=caller.actor, action=action, recording_id=recording_id,
             purpose=purpose, grants=grants, source_ip=caller.source_ip,
-            details={"range": range_header} if range_header else None, clock=runtime.clock,
+            details={"range": range_header} if range_header else None, check=_servable(range_header),
+            clock=runtime.clock,
         )
     if row is None:
         raise NotFound("no such recording")
     if not decision.allowed:
-        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+        refused = recordings.refusal(decision)
+        if isinstance(refused, playback.RangeNotSatisfiable):
+            return JSONResponse({"error": "range_not_satisfiable", "message": refused.message}, status_code=416,
+                                headers={"Content-Range": f"bytes */{row.size_bytes}"})
+        raise refused
     if decision.serves != "original":
-        return _anonymised_copy(runtime, row.id, decision.clauses, download=download)
+        return _anonymised_copy(runtime, row.id, download=download)
     with runtime.db.unit_of_work() as session:
         reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
     size = reader.plaintext_size
-    try:
-        byte_range = playback.parse_range(range_header, size)
-    except playback.RangeNotSatisfiable as exc:
-        return JSONResponse({"error": "range_not_satisfiable", "message": exc.message}, status_code=416,
-                            headers={"Content-Range": f"bytes */{size}"})
+    byte_range = playback.parse_range(range_header, size)  # fits: checked against the catalog size above
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
     if download:
         headers["Content-Disposition"] = f'attachment; filename="{row.id}.{row.audio_format}"'
@@ -274,16 +277,30 @@ def get_audio(
     return StreamingResponse(body, status_code=206, media_type=media_type, headers=headers)
 
 
-def _anonymised_copy(runtime: Runtime, recording_id: str, clauses: tuple[str, ...], *, download: bool) -> Response:
+def _servable(range_header: str | None) -> recordings.ServeCheck:
+    """What playback needs once the policy said yes, checked before the decision is audited: a purpose
+    served only by an anonymised derivative needs the call's copy (A6); the original, a ``Range`` that fits."""
+
+    def check(session: Session, row: Recording, decision: Decision) -> CallvaultError | None:
+        if decision.serves != "original":
+            return training.missing_copy(session, row.id, decision.clauses)
+        try:
+            playback.parse_range(range_header, row.size_bytes)
+        except playback.RangeNotSatisfiable as exc:
+            return exc
+        return None
+
+    return check
+
+
+def _anonymised_copy(runtime: Runtime, recording_id: str, *, download: bool) -> Response:
     """What a purpose that serves only an anonymised derivative gets (A6): the call's training clip."""
     with runtime.db.unit_of_work() as session:
         clip = training.clip_for_recording(session, recording_id)
         if clip is not None:
             session.expunge(clip)
-    if clip is None:
-        raise AccessDenied("this purpose is served only by an anonymised derivative, and none exists for this call "
-                           "yet: a reviewer makes one by promoting the reviewed call to the training library",
-                           clauses=clauses)
+    if clip is None:  # destroyed since the decision (its employee withdrew consent a moment ago)
+        raise NotFound("the anonymised copy of this call has just been destroyed")
     headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Callvault-Anonymised": "true"}
     if download:
         headers["Content-Disposition"] = f'attachment; filename="{clip.id}.anonymised.wav"'

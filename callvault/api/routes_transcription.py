@@ -3,7 +3,9 @@ redacted audio, and the CRM connector's signed webhook.
 
 Reading a transcript or a CRM check is content access: ``authorize_content`` with
 ``Action.TRANSCRIPT`` and the named purpose, audited (denials committed before the refusal). The
-redacted audio is decided as playback (``Action.PLAY``/``DOWNLOAD``) and audited the same way.
+redacted audio is decided as playback (``Action.PLAY``/``DOWNLOAD``) and audited the same way. What
+an allowed request still needs (a transcript, two channels for an anonymised copy) is checked before
+the entry is written, so a request answered "not yet" or "cannot" is on record as refused.
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from callvault.access import service as access
 from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.audit import service as audit
-from callvault.core.errors import AccessDenied, AuthenticationFailed, Conflict, NotFound
-from callvault.policy.decide import Action, decide
+from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, Conflict, NotFound
+from callvault.policy.decide import Action, Decision, decide
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
+from callvault.recordings.models import Recording
 from callvault.runtime import Runtime
 from callvault.transcription import derivative, search, service, webhook
 from callvault.transcription.schemas import (
@@ -38,17 +42,33 @@ router = APIRouter(tags=["transcripts"])
 Purpose = Annotated[str | None, Query(description="a purpose id from the policy, e.g. complaint_investigation")]
 
 
-def _authorise(runtime: Runtime, caller: Caller, recording_id: str, purpose: str | None, what: str) -> str:
-    """Decide and audit; returns what the decision serves. Raises (after committing) when refused."""
+def _authorise(runtime: Runtime, caller: Caller, recording_id: str, purpose: str | None, what: str,
+               check: recordings.ServeCheck | None = None) -> str:
+    """Decide (and ``check``) and audit; returns what the decision serves. Raises (after committing) when refused."""
     with runtime.db.unit_of_work() as session:
         decision, row = recordings.authorize_content(
             session, policy=caller.policy, actor=caller.actor, action=Action.TRANSCRIPT, recording_id=recording_id,
-            purpose=purpose, source_ip=caller.source_ip, details={"view": what}, clock=runtime.clock)
+            purpose=purpose, source_ip=caller.source_ip, details={"view": what}, check=check, clock=runtime.clock)
     if row is None:
         raise NotFound("no such recording")
     if not decision.allowed:
-        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+        raise recordings.refusal(decision)
     return decision.serves or "original"
+
+
+def _transcribed(session: Session, row: Recording, _decision: Decision) -> NotFound | None:
+    """A transcript to read: "not transcribed yet" is the answer, and the record, when there is none."""
+    return service.missing_transcript(session, row.id)
+
+
+def _redactable(session: Session, row: Recording, decision: Decision) -> CallvaultError | None:
+    """Redacted audio needs the transcript's word timings, and an anonymised copy needs two channels."""
+    if decision.serves == "anonymised_derivative" and row.channels < 2:
+        return AccessDenied(derivative.MONO_REFUSAL, clauses=decision.clauses)
+    missing = service.missing_transcript(session, row.id)
+    if missing is not None:
+        return Conflict(f"redacted audio needs the transcript's word timings, and {missing.message}")
+    return None
 
 
 @router.get("/recordings/{recording_id}/transcript", response_model=TranscriptRead)
@@ -59,7 +79,7 @@ def get_transcript(recording_id: str, purpose: Purpose = None, redact: bool = Fa
     ``redact=true`` masks phone numbers, e-mails, account numbers and names; a purpose that serves only an
     anonymised copy (training) always gets the masked version.
     """
-    serves = _authorise(runtime, caller, recording_id, purpose, "transcript")
+    serves = _authorise(runtime, caller, recording_id, purpose, "transcript", check=_transcribed)
     with runtime.db.unit_of_work() as session:
         row, doc = service.load_transcript(session, keyring=runtime.keyring, recording_id=recording_id)
         completed = row.completed_at
@@ -147,11 +167,11 @@ def get_redacted_audio(recording_id: str, purpose: Purpose = None, download: boo
         decision, row = recordings.authorize_content(
             session, policy=caller.policy, actor=caller.actor, action=action, recording_id=recording_id,
             purpose=purpose, grants=grants, source_ip=caller.source_ip, details={"view": "redacted_audio"},
-            clock=runtime.clock)
+            check=_redactable, clock=runtime.clock)
     if row is None:
         raise NotFound("no such recording")
     if not decision.allowed:
-        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+        raise recordings.refusal(decision)
     with runtime.db.unit_of_work() as session:
         try:
             _, doc = service.load_transcript(session, keyring=runtime.keyring, recording_id=recording_id)

@@ -59,7 +59,7 @@ def requests_show(request_id: str, data_dir: DataDir = None) -> None:
 
             # Candidates are listed as an all-seeing reviewer would see them; releasing still needs a person.
             viewer = Actor(user_id="", username=CLI_ACTOR, role=next(iter(subject.staff_roles(policy)), ""),
-                           acknowledged_policy_version=policy.version)
+                           acknowledged_policy_sha256=policy.content_sha256)
             data = {
                 "id": row.id, "kind": row.kind, "status": subject.display_status(row, now), "stored_status": row.status,
                 "phone_numbers": row.phone_numbers, "email": row.email, "requester": row.requester_username,

@@ -47,14 +47,20 @@ class ApiToken(Base):
 
 
 class PolicyAcknowledgement(Base):
-    """That a user read and accepted one policy version (A10, B13); content access needs it."""
+    """That a user read and accepted one policy document (A10, B13); content access needs it.
+
+    It counts for the content it was given for, named by ``policy_sha256``: another policy that reuses
+    the version string (two policies may both say ``2024.1``) needs its own acknowledgement."""
 
     __tablename__ = "policy_acknowledgements"
-    __table_args__ = (UniqueConstraint("user_id", "policy_version", name="uq_policy_ack_user_version"),)
+    __table_args__ = (UniqueConstraint("user_id", "policy_sha256", name="uq_policy_ack_user_sha256"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     policy_version: Mapped[str] = mapped_column(String(64))
+    """The version string as the user saw it (for people to read; it decides nothing)."""
+    policy_sha256: Mapped[str] = mapped_column(String(64))
+    """The acknowledged document's content hash (``policy_versions.sha256``): what access is checked against."""
     acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

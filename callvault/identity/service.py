@@ -307,10 +307,10 @@ def _check_live(row: ApiToken, user: User, clock: Clock) -> None:
 
 
 _TOKEN_CALLER = (
-    select(ApiToken, User, PolicyAcknowledgement.policy_version)
+    select(ApiToken, User, PolicyAcknowledgement.policy_sha256)
     .join(User, User.id == ApiToken.user_id)
     .outerjoin(PolicyAcknowledgement, and_(PolicyAcknowledgement.user_id == User.id,
-                                           PolicyAcknowledgement.policy_version == bindparam("version")))
+                                           PolicyAcknowledgement.policy_sha256 == bindparam("policy_sha256")))
     .where(ApiToken.token_sha256 == bindparam("token_sha256")))
 """Built once (with its cache key): it runs on every API request."""
 
@@ -319,7 +319,8 @@ def token_caller(
     session: Session, token: str, *, policy: PolicyDocument, clock: Clock = system_clock,
 ) -> tuple[ApiToken, User, Actor]:
     """``token_and_user`` and ``actor_for`` in one round trip: the read every API request makes."""
-    found = session.execute(_TOKEN_CALLER, {"token_sha256": _token_hash(token), "version": policy.version}).first()
+    found = session.execute(_TOKEN_CALLER, {"token_sha256": _token_hash(token),
+                                            "policy_sha256": policy.content_sha256}).first()
     if found is None:
         raise AuthenticationFailed(_SIGN_IN_AGAIN)
     row, user, acknowledged = found
@@ -374,7 +375,7 @@ def list_users(session: Session, *, policy: PolicyDocument, counters: Counters,
     acks: dict[str, datetime] = {
         user_id: at for user_id, at in session.execute(
             select(PolicyAcknowledgement.user_id, PolicyAcknowledgement.acknowledged_at)
-            .where(PolicyAcknowledgement.policy_version == policy.version))}
+            .where(PolicyAcknowledgement.policy_sha256 == policy.content_sha256))}
     now = clock.now()
     out: list[UserStatus] = []
     for user in session.scalars(select(User).order_by(User.username)):
@@ -387,10 +388,10 @@ def list_users(session: Session, *, policy: PolicyDocument, counters: Counters,
     return out
 
 
-def acknowledged_version(session: Session, user: User, version: str) -> str | None:
-    """``version`` if the user acknowledged it, else None."""
-    found = session.scalar(select(PolicyAcknowledgement.policy_version).where(
-        PolicyAcknowledgement.user_id == user.id, PolicyAcknowledgement.policy_version == version))
+def acknowledged_policy(session: Session, user: User, policy: PolicyDocument) -> str | None:
+    """``policy``'s content hash if the user acknowledged exactly that content, else None."""
+    found: str | None = session.scalar(select(PolicyAcknowledgement.policy_sha256).where(
+        PolicyAcknowledgement.user_id == user.id, PolicyAcknowledgement.policy_sha256 == policy.content_sha256))
     return found
 
 
@@ -398,25 +399,27 @@ def acknowledge_policy(
     session: Session, *, user: User, policy: PolicyDocument, source_ip: str | None = None,
     clock: Clock = system_clock,
 ) -> None:
-    """Record that ``user`` acknowledged the policy version now in force (idempotent)."""
-    if acknowledged_version(session, user, policy.version):
+    """Record that ``user`` acknowledged the policy now in force, by its content hash (idempotent)."""
+    if acknowledged_policy(session, user, policy):
         return
     session.add(PolicyAcknowledgement(
-        id=new_id(), user_id=user.id, policy_version=policy.version, acknowledged_at=clock.now()))
+        id=new_id(), user_id=user.id, policy_version=policy.version, policy_sha256=policy.content_sha256,
+        acknowledged_at=clock.now()))
     audit.append(session, audit.AuditEvent(
         actor=user.username, actor_role=user.role, action="policy.acknowledged", object_type="policy",
         object_id=f"{policy.policy_id}@{policy.version}", source_ip=source_ip, clauses=("A10", "B13"),
+        details={"sha256": policy.content_sha256},
     ), clock=clock)
 
 
 def actor_for(session: Session, user: User, policy: PolicyDocument) -> Actor:
     """The policy engine's view of a user."""
-    return _actor(user, acknowledged_version(session, user, policy.version))
+    return _actor(user, acknowledged_policy(session, user, policy))
 
 
-def _actor(user: User, acknowledged_policy_version: str | None) -> Actor:
+def _actor(user: User, acknowledged_policy_sha256: str | None) -> Actor:
     return Actor(user_id=user.id, username=user.username, role=user.role, extension=user.extension, team=user.team,
-                 acknowledged_policy_version=acknowledged_policy_version)
+                 acknowledged_policy_sha256=acknowledged_policy_sha256)
 
 
 def user_with_extension(db: Database, extension: str | None) -> User | None:

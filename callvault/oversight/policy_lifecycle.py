@@ -1,8 +1,9 @@
 """Policy lifecycle (B13): comparing stored versions, review-due reminders, who still owes an acknowledgement.
 
-Re-acknowledgement itself needs nothing here: ``decide()`` admits only users whose acknowledged
-version is the version in force, so loading a new version locks everyone out of content until they
-acknowledge it; ``unacknowledged_users`` is the list an administrator chases.
+Re-acknowledgement itself needs nothing here: ``decide()`` admits only users who acknowledged the
+policy in force, matched by its content hash, so loading a new version (or another policy that reuses
+the version string) locks everyone out of content until they acknowledge it; ``unacknowledged_users``
+is the list an administrator chases.
 """
 
 from __future__ import annotations
@@ -92,9 +93,10 @@ def diff_versions(session: Session, old_ref: str, new_ref: str) -> PolicyDiff:
 
 
 def unacknowledged_users(session: Session, *, policy: PolicyDocument) -> list[dict[str, Any]]:
-    """Active users who have not acknowledged the version in force, with the last version they did."""
+    """Active users who have not acknowledged the policy in force (its content, by hash), with the last
+    version they did."""
     acked = {uid for (uid,) in session.execute(
-        select(PolicyAcknowledgement.user_id).where(PolicyAcknowledgement.policy_version == policy.version))}
+        select(PolicyAcknowledgement.user_id).where(PolicyAcknowledgement.policy_sha256 == policy.content_sha256))}
     out = []
     for user in session.scalars(select(User).where(User.active.is_(True)).order_by(User.username)):
         if user.id in acked:

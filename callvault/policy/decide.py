@@ -30,6 +30,7 @@ __all__ = [
     "Scope",
     "allowed_purposes",
     "decide",
+    "has_acknowledged",
     "role_title",
     "visible_scope",
 ]
@@ -65,7 +66,9 @@ class Actor:
     role: str
     extension: str | None = None
     team: str | None = None
-    acknowledged_policy_version: str | None = None
+    acknowledged_policy_sha256: str | None = None
+    """The content hash of the policy this person acknowledged, when it is the one in force
+    (``PolicyDocument.content_sha256``): a version string alone can be reused by another policy."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,13 @@ def _policy_name(policy: PolicyDocument) -> str:
     return f"policy {policy.policy_id} version {policy.version}"
 
 
+def has_acknowledged(policy: PolicyDocument, actor: Actor) -> bool:
+    """Whether ``actor`` acknowledged exactly this policy: its content, by hash, not its version string."""
+    return actor.acknowledged_policy_sha256 is not None and actor.acknowledged_policy_sha256 == policy.content_sha256
+
+
 def _acknowledged(policy: PolicyDocument, actor: Actor) -> bool:
-    return not policy.acknowledgement_required or actor.acknowledged_policy_version == policy.version
+    return not policy.acknowledgement_required or has_acknowledged(policy, actor)
 
 
 def allowed_purposes(policy: PolicyDocument, role: str) -> list[str]:

@@ -9,8 +9,6 @@ input, however broken, ends in a traceback.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from callvault.core.errors import FieldProblem, PolicyInvalid
-from callvault.policy.schema import PolicyDocument
+from callvault.policy.schema import PolicyDocument, canonical_sha256
 
 __all__ = ["format_location", "load_policy_file", "parse_policy_text", "policy_sha256", "policy_to_json"]
 
@@ -210,5 +208,4 @@ def policy_to_json(doc: PolicyDocument) -> dict[str, Any]:
 
 def policy_sha256(doc: PolicyDocument) -> str:
     """Hash of the canonical JSON form: comments, key order and number formatting don't change it."""
-    canonical = json.dumps(policy_to_json(doc), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return canonical_sha256(doc)

@@ -15,7 +15,9 @@ location, e.g. ``purposes.training.roles[1]``, so the loader can point at the YA
 from __future__ import annotations
 
 import calendar
+import hashlib
 import ipaddress
+import json
 import re
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -27,6 +29,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -66,6 +69,7 @@ __all__ = [
     "TrainingLibraryRules",
     "TrunkNumber",
     "add_months",
+    "canonical_sha256",
 ]
 
 ROLE_VOCABULARY: tuple[str, ...] = (
@@ -796,6 +800,28 @@ class PolicyDocument(_Model):
     integrations: IntegrationRules = IntegrationRules()
     monitoring: MonitoringRules = MonitoringRules()
 
+    _sha256: str | None = PrivateAttr(default=None)
+
+    @property
+    def content_sha256(self) -> str:
+        """The hash that names this document's content: the one its stored version carries
+        (``policy_versions.sha256``, computed when it was loaded) when it came from the database, else
+        ``canonical_sha256``, computed once (``decide`` asks on every call).
+
+        An acknowledgement counts for this hash alone (A10, B13): another policy that reuses the version
+        string is other content and needs its own, while the same content loaded again keeps it. The
+        stored hash is preferred so that a later release whose schema adds a defaulted key (which changes
+        the canonical form) does not void every acknowledgement of a policy nobody changed. A copy made
+        with ``model_copy(update=...)`` keeps this document's hash: parse a changed policy instead."""
+        if self._sha256 is None:
+            self._sha256 = canonical_sha256(self)
+        return self._sha256
+
+    def stored_as(self, sha256: str) -> PolicyDocument:
+        """This document, as the stored version whose hash is ``sha256`` (returns ``self``)."""
+        self._sha256 = sha256
+        return self
+
     @model_validator(mode="after")
     def _cross_references(self) -> PolicyDocument:
         """Every role named anywhere must be defined; each problem is reported at its own location."""
@@ -884,3 +910,9 @@ class PolicyDocument(_Model):
     def review_due_on(self) -> date:
         """When the next scheduled review falls due (B13)."""
         return add_months(self.effective_from, self.review.interval_months)
+
+
+def canonical_sha256(doc: PolicyDocument) -> str:
+    """Hash of the canonical JSON form: comments, key order and number formatting don't change it."""
+    canonical = json.dumps(doc.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -96,5 +96,5 @@ def current_policy(session: Session, *, clock: Clock = system_clock) -> PolicyDo
         if row is None:  # removed between the two reads
             raise ConfigurationError(_NO_POLICY)
         doc = parse_policy_text(row.document_yaml, source=f"stored policy {row.policy_id}@{row.version}")
-        _parsed[row.sha256] = doc
+        _parsed[row.sha256] = doc.stored_as(row.sha256)
     return doc

@@ -22,7 +22,7 @@ from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
-from callvault.policy.decide import Action, Actor, Decision, decide
+from callvault.policy.decide import CONTENT_ACTIONS, Action, Actor, Decision, decide
 from callvault.policy.schema import PolicyDocument, QualityReviewRules
 from callvault.quality import scorecards
 from callvault.quality.models import QaComment, QaReview, QaReviewItem, ReviewItemState
@@ -82,13 +82,23 @@ def authorize_item(
     source_ip: str | None = None, clock: Clock = system_clock,
 ) -> tuple[Decision, QaReviewItem, Recording | None]:
     """Decide and audit a reviewer reaching a queued call under the review purpose (the caller commits,
-    then refuses when the decision is no)."""
+    then refuses with ``recordings.refusal`` when the decision is no). Listening needs the original: a
+    review purpose that serves only an anonymised copy is refused, and recorded so."""
     qr = _reviewer_rules(policy, actor)
     item = get_item(session, policy=policy, actor=actor, item_id=item_id)
     decision, row = recordings.authorize_content(
         session, policy=policy, actor=actor, action=action, recording_id=item.recording_id, purpose=qr.purpose,
-        source_ip=source_ip, details={"quality_item": item.id}, clock=clock)
+        source_ip=source_ip, details={"quality_item": item.id},
+        check=_original_only if action in CONTENT_ACTIONS else None, clock=clock)
     return decision, item, row
+
+
+def _original_only(_session: Session, _row: Recording, decision: Decision) -> AccessDenied | None:
+    if decision.serves == "original":
+        return None
+    return AccessDenied(f"The review purpose {decision.purpose!r} serves only an anonymised copy of a call; reviewing "
+                        "a queued call needs the original, so the policy's quality_review.purpose must serve it.",
+                        clauses=decision.clauses)
 
 
 def submit(

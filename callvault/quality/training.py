@@ -161,6 +161,20 @@ def clip_for_recording(session: Session, recording_id: str) -> TrainingClip | No
                                                       TrainingClip.state == ClipState.AVAILABLE).limit(1)).first()
 
 
+NO_COPY_YET = ("this purpose is served only by an anonymised derivative, and none exists for this call yet: a "
+               "reviewer makes one by promoting the reviewed call to the training library")
+
+
+def missing_copy(session: Session, recording_id: str, clauses: tuple[str, ...] = ("A6",)) -> AccessDenied | None:
+    """The refusal for a purpose served only by an anonymised copy (A6) when the call has none yet, else None.
+
+    Checked before the decision is audited (``recordings.service.ServeCheck``), so the entry says
+    "deny" when the person is refused for want of a copy."""
+    if clip_for_recording(session, recording_id) is None:
+        return AccessDenied(NO_COPY_YET, clauses=clauses)
+    return None
+
+
 def list_clips(session: Session, *, policy: PolicyDocument, actor: Actor) -> list[TrainingClip]:
     """The library (metadata only) for the roles the policy lets browse it."""
     rules = library_rules(policy)
@@ -222,6 +236,13 @@ def read_clip(keyring: Keyring, store: BlobStore, clip: TrainingClip) -> bytes:
     return data
 
 
+def _separable(_session: Session, row: Recording, _decision: Decision) -> InvalidInput | None:
+    """A mono call cannot become a clip (the voices cannot be separated): refused before the export is audited."""
+    if row.channels < 2:
+        return InvalidInput(f"this call cannot be made into a training clip: {derivative.MONO_REFUSAL}")
+    return None
+
+
 def promote(
     *, db: Database, store: BlobStore, keyring: Keyring, policy: PolicyDocument, actor: Actor, item_id: str,
     title: str = "", region: str = "CA", source_ip: str | None = None, clock: Clock = system_clock,
@@ -242,13 +263,14 @@ def promote(
             raise NotFound(f"no review item {item_id}")
         decision, row = recordings.authorize_content(
             session, policy=policy, actor=actor, action=Action.EXPORT, recording_id=item.recording_id,
-            purpose=rules.purpose, source_ip=source_ip, details={"training_clip_from": item.id}, clock=clock)
+            purpose=rules.purpose, source_ip=source_ip, details={"training_clip_from": item.id},
+            check=_separable, clock=clock)
         if row is not None:
             session.expunge(row)
     if row is None:
         raise NotFound("the call no longer exists")
     if not decision.allowed:
-        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+        raise recordings.refusal(decision)
     with db.unit_of_work() as session:
         reader = playback.open_reader(session, store=store, keyring=keyring, row=row)
         try:

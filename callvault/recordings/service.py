@@ -3,7 +3,9 @@
 Search results are filtered by the actor's policy scope in the query itself (a specialist's
 search never even reads other extensions' rows), and every content access goes through
 ``authorize_content``, which asks ``decide()`` and appends the decision to the audit log,
-allowed or not.
+allowed or not. The entry says what the person gets: a serving path's own check after the policy's
+yes (an anonymised copy exists, the transcript exists, the range fits) runs before the entry is
+written, and a failure there is recorded as a denial (``Withheld``), never as an allowance.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +26,7 @@ from callvault.access.consents import consents_of_agent
 from callvault.audit import service as audit
 from callvault.capture.metadata import normalise_number
 from callvault.core.clock import Clock, system_clock
-from callvault.core.errors import FieldProblem, InvalidInput
+from callvault.core.errors import AccessDenied, CallvaultError, FieldProblem, InvalidInput
 from callvault.policy.decide import Action, Actor, Decision, Grant, RecordingFacts, decide, visible_scope
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings.models import Recording, RecordingState
@@ -195,26 +198,79 @@ def _decision_event(
     )
 
 
-def authorize_content(
-    session: Session, *, policy: PolicyDocument, actor: Actor, action: Action, recording_id: str,
-    purpose: str | None, grants: tuple[Grant, ...] = (), source_ip: str | None = None,
-    details: dict[str, object] | None = None, clock: Clock = system_clock,
-) -> tuple[Decision, Recording | None]:
-    """Ask the policy engine whether ``actor`` may do ``action`` with ``purpose``; audit the answer.
+@dataclass(frozen=True)
+class Withheld(Decision):
+    """A content access the policy allowed but that is not given: the serving path cannot serve it (no
+    anonymised copy yet, no transcript, a range past the end) or a release it is part of was refused.
 
-    Returns the decision (and the row when it exists). The caller must commit even when the answer is
-    no, so the denial is on record, and only then refuse the request.
-    """
+    Recorded as a denial, because the person gets nothing, with ``error``'s message as the reason;
+    ``error`` is what the request is answered with (``refusal``)."""
+
+    error: CallvaultError
+
+
+def withheld(decision: Decision, error: CallvaultError) -> Withheld:
+    """``decision`` (an allowance) turned into the denial the person actually gets."""
+    clauses = error.clauses if isinstance(error, AccessDenied) and error.clauses else decision.clauses
+    return Withheld(allowed=False, reason=error.message, clauses=tuple(clauses), purpose=decision.purpose,
+                    serves=None, error=error)
+
+
+def refusal(decision: Decision) -> CallvaultError:
+    """The error to answer a decision that is not an allowance with (once its entry is committed)."""
+    if isinstance(decision, Withheld):
+        return decision.error
+    return AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+
+
+ServeCheck = Callable[[Session, Recording, Decision], CallvaultError | None]
+"""A serving path's check after the policy said yes: the error the person will get instead, or None."""
+
+
+def decide_content(
+    session: Session, *, policy: PolicyDocument, actor: Actor, action: Action, recording_id: str,
+    purpose: str | None, grants: Sequence[Grant] = (), check: ServeCheck | None = None, clock: Clock = system_clock,
+) -> tuple[Decision, Recording | None]:
+    """The answer ``authorize_content`` records, recorded nowhere yet: for a caller that decides several
+    recordings before it knows what it gives (a release is all or nothing) and then records each with
+    ``record_content``. ``check`` runs only on an allowance; its error makes the answer ``Withheld``."""
     row = session.get(Recording, recording_id)
     if row is None or row.state != RecordingState.AVAILABLE:
-        decision = Decision(allowed=False, reason="no such recording", clauses=(), purpose=purpose, serves=None)
-        audit.append(session, _decision_event(actor, action, recording_id[:200], decision, source_ip), clock=clock)
-        return decision, None
+        return Decision(allowed=False, reason="no such recording", clauses=(), purpose=purpose, serves=None), None
     decision = decide(policy=policy, actor=actor, action=action,
                       recording=facts(row, employee_consents=consents_of_agent(session, row.agent)),
                       purpose=purpose, grants=grants, now=clock.now())
-    event = _decision_event(actor, action, row.id, decision, source_ip)
+    if decision.allowed and check is not None:
+        error = check(session, row, decision)
+        if error is not None:
+            decision = withheld(decision, error)
+    return decision, row
+
+
+def record_content(
+    session: Session, *, actor: Actor, action: Action, recording_id: str, decision: Decision,
+    source_ip: str | None = None, details: dict[str, object] | None = None, clock: Clock = system_clock,
+) -> None:
+    """Append a content decision to the audit log (the caller commits, then answers)."""
+    event = _decision_event(actor, action, recording_id[:200], decision, source_ip)
     if details:
-        event = audit.AuditEvent(**{**event.__dict__, "details": dict(details)})
+        event = replace(event, details=dict(details))
     audit.append(session, event, clock=clock)
+
+
+def authorize_content(
+    session: Session, *, policy: PolicyDocument, actor: Actor, action: Action, recording_id: str,
+    purpose: str | None, grants: Sequence[Grant] = (), source_ip: str | None = None,
+    details: dict[str, object] | None = None, check: ServeCheck | None = None, clock: Clock = system_clock,
+) -> tuple[Decision, Recording | None]:
+    """Ask the policy engine whether ``actor`` may do ``action`` with ``purpose``, run the serving path's
+    ``check`` on a yes, and audit the answer the person gets.
+
+    Returns the decision (and the row when it exists). The caller must commit even when the answer is
+    no, so the denial is on record, and only then refuse the request (with ``refusal(decision)``).
+    """
+    decision, row = decide_content(session, policy=policy, actor=actor, action=action, recording_id=recording_id,
+                                   purpose=purpose, grants=grants, check=check, clock=clock)
+    record_content(session, actor=actor, action=action, recording_id=row.id if row is not None else recording_id,
+                   decision=decision, source_ip=source_ip, details=details if row is not None else None, clock=clock)
     return decision, row

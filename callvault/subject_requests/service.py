@@ -42,7 +42,7 @@ from callvault.identity.counters import Counters
 from callvault.identity.models import User
 from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
-from callvault.policy.decide import Action, Actor, Decision
+from callvault.policy.decide import Action, Actor, Decision, has_acknowledged
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
@@ -97,7 +97,7 @@ def staff_denial(policy: PolicyDocument, actor: Actor) -> str | None:
     if actor.role not in roles:
         allowed = ", ".join(roles) or "no role (the policy has no subject_access purpose)"
         return f"role {actor.role!r} may not handle subject requests; the policy gives this to: {allowed}"
-    if policy.acknowledgement_required and actor.acknowledged_policy_version != policy.version:
+    if policy.acknowledgement_required and not has_acknowledged(policy, actor):
         return f"{actor.username} has not acknowledged policy version {policy.version}"
     return None
 
@@ -507,7 +507,8 @@ def approve(
 ) -> ApproveOutcome:
     """Release the reviewed recordings: each is decided for ``subject_access`` as ``actor`` (audited);
     if all are allowed, a link is created and mailed and the request is ``sent``. With denials nothing
-    is released and the outcome lists them (the caller commits the audit entries, then refuses)."""
+    is released (each recording is on record as refused) and the outcome lists them (the caller commits
+    the audit entries, then refuses)."""
     row = get(session, request_id)
     if row.status != RequestStatus.READY:
         raise Conflict(f"this request is {row.status}; review it (confirm its recordings) before releasing")
@@ -523,12 +524,12 @@ def approve(
         raise InvalidInput("invalid release settings:", problems)
     chosen = selection(session, row.id)
     outcome = ApproveOutcome(request=row)
-    for item in chosen:
-        decision, _rec = recordings.authorize_content(
-            session, policy=policy, actor=actor, action=Action.EXPORT, recording_id=item.recording_id,
-            purpose=PURPOSE, source_ip=source_ip, details={"subject_request": row.id, "step": "release"}, clock=clock)
-        if not decision.allowed:
-            outcome.denials.append((item.recording_id, decision))
+    decided = [(item.recording_id, recordings.decide_content(
+        session, policy=policy, actor=actor, action=Action.EXPORT, recording_id=item.recording_id, purpose=PURPOSE,
+        clock=clock)[0]) for item in chosen]
+    outcome.denials = [(rid, d) for rid, d in decided if not d.allowed]
+    _record_all_or_nothing(session, actor=actor, action=Action.EXPORT, decided=decided, source_ip=source_ip,
+                           details={"subject_request": row.id, "step": "release"}, clock=clock)
     if outcome.denials:
         return outcome
     now = clock.now()
@@ -554,6 +555,26 @@ def approve(
            details={"recordings": len(chosen), "link_days": link_days, "max_downloads": max_downloads,
                     "on_time": row.due_at is None or now < row.due_at}, clock=clock)
     return outcome
+
+
+def _first_refusal(decided: Sequence[tuple[str, Decision]]) -> str | None:
+    return next((f"recording {rid}: {d.reason}" for rid, d in decided if not d.allowed), None)
+
+
+def _record_all_or_nothing(
+    session: Session, *, actor: Actor, action: Action, decided: Sequence[tuple[str, Decision]],
+    source_ip: str | None, details: dict[str, object], refused: str | None = None, clock: Clock,
+) -> None:
+    """Record each recording's decision as what was given out. A release (and each download of it) is all
+    or nothing: when one recording is refused, or ``refused`` says why the whole was, the recordings the
+    policy allowed were not given out either, so they go on record as denied with that reason."""
+    why = refused or _first_refusal(decided)
+    for rid, decision in decided:
+        if decision.allowed and why is not None:
+            decision = recordings.withheld(decision, AccessDenied(f"withheld with the rest of the release: {why}",
+                                                                  clauses=CLAUSES))
+        recordings.record_content(session, actor=actor, action=action, recording_id=rid, decision=decision,
+                                  source_ip=source_ip, details=details, clock=clock)
 
 
 def revoke_links(session: Session, *, actor: Actor, request_id: str, source_ip: str | None = None,
@@ -605,9 +626,10 @@ def open_link(
     """Check a download link and decide every recording again, as the approver, for ``subject_access``.
 
     Every answer is audited. Returns ``LinkRefused`` (the caller commits, then refuses) for an
-    unknown, expired, revoked or used-up link, or when the policy no longer allows the release. On
-    success one download is counted with a conditional UPDATE, so concurrent downloads cannot exceed
-    the limit.
+    unknown, expired, revoked or used-up link, or when the policy no longer allows the release (or a
+    recording no longer belongs to the requester). On success one download is counted with a
+    conditional UPDATE, so concurrent downloads cannot exceed the limit. Every recording is decided
+    before any is recorded: a refused download is on record as refused for each of them.
     """
     now = clock.now()
     link = session.scalar(select(DeliveryLink).where(DeliveryLink.token_sha256 == _sha256(token[:200])))
@@ -639,26 +661,33 @@ def open_link(
     ext = _operator_extension(session, row)
     items: list[ReleaseItem] = []
     missing: list[str] = []
+    decided: list[tuple[str, Decision]] = []
     for item in selection(session, row.id):
         rec = session.get(Recording, item.recording_id)
         if rec is None or rec.state != RecordingState.AVAILABLE:
             missing.append(item.recording_id)
             continue
-        if not _belongs(row, rec, operator_extension=ext):
-            return refuse(f"recording {rec.id} does not belong to this requester", row)
-        decision, _ = recordings.authorize_content(
-            session, policy=policy, actor=actor, action=Action.DOWNLOAD, recording_id=rec.id, purpose=PURPOSE,
-            source_ip=source_ip, details={"subject_request": row.id, "link": link.id, "delivered_to": "requester"},
-            clock=clock)
-        if not decision.allowed:
-            return refuse(f"recording {rec.id}: {decision.reason}", row)
+        if _belongs(row, rec, operator_extension=ext):
+            decision = recordings.decide_content(session, policy=policy, actor=actor, action=Action.DOWNLOAD,
+                                                 recording_id=rec.id, purpose=PURPOSE, clock=clock)[0]
+        else:
+            decision = Decision(allowed=False, reason="it does not belong to this requester", clauses=CLAUSES,
+                                purpose=PURPOSE, serves=None)
+        decided.append((rec.id, decision))
         items.append(ReleaseItem(recording=rec, party=item.party))
-    counted = session.execute(
-        update(DeliveryLink).where(DeliveryLink.id == link.id, DeliveryLink.downloads < DeliveryLink.max_downloads,
-                                   DeliveryLink.revoked_at.is_(None))
-        .values(downloads=DeliveryLink.downloads + 1))
-    if getattr(counted, "rowcount", 0) != 1:
-        return refuse("link used up", row)
+    refused = _first_refusal(decided)
+    if refused is None:
+        counted = session.execute(
+            update(DeliveryLink).where(DeliveryLink.id == link.id, DeliveryLink.downloads < DeliveryLink.max_downloads,
+                                       DeliveryLink.revoked_at.is_(None))
+            .values(downloads=DeliveryLink.downloads + 1))
+        if getattr(counted, "rowcount", 0) != 1:
+            refused = "link used up"
+    details: dict[str, object] = {"subject_request": row.id, "link": link.id, "delivered_to": "requester"}
+    _record_all_or_nothing(session, actor=actor, action=Action.DOWNLOAD, decided=decided, source_ip=source_ip,
+                           details=details, refused=refused, clock=clock)
+    if refused is not None:
+        return refuse(refused, row)
     _event(session, actor="(link)", role="", action="downloaded", row=row, source_ip=source_ip,
            details={"link": link.id, "recordings": len(items), "missing": len(missing)}, clock=clock)
     return Release(request=row, link=link, items=items, missing=missing)

@@ -101,6 +101,11 @@ def _apply(block: np.ndarray[Any, np.dtype[np.float32]], first: int, rate: int, 
             block[a - first: b - first, ch] = tone
 
 
+MONO_REFUSAL = ("this purpose is served only by an anonymised copy, and a mono recording cannot be anonymised: "
+                "the caller's voice cannot be separated from the agent's")
+"""Why a one-channel call gets no anonymised copy (redacted audio, training clips)."""
+
+
 def build(raw: bytes, doc: TranscriptDoc, *, mask_caller: bool, region: str = "CA") -> RedactedAudio:
     """The redacted WAV for ``raw`` (the decrypted original), produced lazily block by block."""
     try:
@@ -109,8 +114,7 @@ def build(raw: bytes, doc: TranscriptDoc, *, mask_caller: bool, region: str = "C
         raise InvalidInput(f"the recording's audio cannot be decoded: {exc}") from exc
     channels, rate, frames = int(info.channels), int(info.samplerate), int(info.frames)
     if mask_caller and channels < 2:
-        raise AccessDenied("this purpose is served only by an anonymised copy, and a mono recording cannot be "
-                           "anonymised: the caller's voice cannot be separated from the agent's")
+        raise AccessDenied(MONO_REFUSAL)
     spans, counts = tone_spans(doc, channels, region=region)
 
     def chunks() -> Iterator[bytes]:

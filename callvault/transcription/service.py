@@ -258,12 +258,25 @@ def _finalise(
 
 
 # ---------------------------------------------------------------------------------------- reading
-def load_transcript(session: Session, *, keyring: Keyring, recording_id: str) -> tuple[Transcript, TranscriptDoc]:
-    """The stored transcript; NotFound while it is not done (or its key was destroyed)."""
+def missing_transcript(session: Session, recording_id: str) -> NotFound | None:
+    """Why a recording has no transcript to read yet (NotFound, not raised), or None when it has one.
+
+    The serving paths check this before they audit a decision, so a request answered "no transcript"
+    is on record as refused, not as allowed."""
     t = session.get(Transcript, recording_id)
     if t is None or t.status != TranscriptStatus.DONE or t.sealed is None:
         state = "not transcribed yet" if t is None else f"transcript {t.status}"
-        raise NotFound(f"this recording has no transcript ({state})")
+        return NotFound(f"this recording has no transcript ({state})")
+    return None
+
+
+def load_transcript(session: Session, *, keyring: Keyring, recording_id: str) -> tuple[Transcript, TranscriptDoc]:
+    """The stored transcript; NotFound while it is not done (or its key was destroyed)."""
+    missing = missing_transcript(session, recording_id)
+    if missing is not None:
+        raise missing
+    t = session.get(Transcript, recording_id)
+    assert t is not None and t.sealed is not None
     data_key = sealing.data_key_for(session, keyring=keyring, recording_id=recording_id)
     raw = sealing.unseal(data_key, sealing.context_for(recording_id, sealing.TRANSCRIPT), t.sealed)
     return t, TranscriptDoc.from_json(raw)

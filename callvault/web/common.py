@@ -27,6 +27,7 @@ from callvault.api.deps import (
 )
 from callvault.core.errors import AccessDenied, AuthenticationFailed
 from callvault.oversight import service as oversight
+from callvault.policy.decide import has_acknowledged
 from callvault.retention import service as retention
 from callvault.runtime import Runtime
 from callvault.subject_requests import service as subject_requests
@@ -67,7 +68,7 @@ def page_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Ca
         if not read_cookie(request, SESSION_COOKIE) or isinstance(exc, AuthenticationFailed):
             raise HTTPException(status_code=303, headers={"Location": "/"}) from exc
         raise
-    if caller.actor.acknowledged_policy_version != caller.policy.version:
+    if not has_acknowledged(caller.policy, caller.actor):
         raise HTTPException(status_code=303, headers={"Location": "/"})
     return caller
 

@@ -31,6 +31,7 @@ from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
 from callvault.identity.models import User, WebSession
 from callvault.policy import service as policy_service
+from callvault.policy.decide import has_acknowledged
 from callvault.runtime import Runtime
 from callvault.web import (
     access_pages,
@@ -109,7 +110,7 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
             if pending is not None:
                 return pending
         return login_page(request, None)
-    if caller.actor.acknowledged_policy_version != caller.policy.version:
+    if not has_acknowledged(caller.policy, caller.actor):
         return render(request, "acknowledge.html", {"caller": caller, "policy": caller.policy})
     return home_pages.dashboard(request, caller, runtime)
 

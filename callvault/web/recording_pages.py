@@ -9,15 +9,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from callvault.access import service as access
 from callvault.api.deps import Caller, get_runtime
 from callvault.audit import service as audit
 from callvault.capture import control
 from callvault.core.errors import CallvaultError, IntegrityError, InvalidInput, NotFound
-from callvault.policy.decide import Action, allowed_purposes
+from callvault.policy.decide import Action, Decision, allowed_purposes
+from callvault.quality import training
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
+from callvault.recordings.models import Recording
 from callvault.recordings.schemas import RecordingFilters
 from callvault.runtime import Runtime
 from callvault.web import waveform
@@ -131,6 +134,14 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
                   context["decision"].allowed else 403)
 
 
+def _anonymised_copy_made(session: Session, row: Recording, decision: Decision) -> CallvaultError | None:
+    """As the audio route: a purpose served only by an anonymised copy is refused (and recorded so) until
+    a reviewer has made the call's copy; otherwise the page would offer a player that cannot play."""
+    if decision.serves == "original":
+        return None
+    return training.missing_copy(session, row.id, decision.clauses)
+
+
 def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
              spans: list[tuple[float, float, str]]) -> dict[str, Any]:
     """Decide (and audit) the purpose for the waveform, the same way the audio route decides playback."""
@@ -140,13 +151,13 @@ def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
         decision, fresh = recordings.authorize_content(
             session, policy=caller.policy, actor=caller.actor, action=Action.PLAY, recording_id=row.id,
             purpose=purpose, grants=grants, source_ip=caller.source_ip, details={"view": "waveform"},
-            clock=runtime.clock)
+            check=_anonymised_copy_made, clock=runtime.clock)
     out: dict[str, Any] = {"decision": decision}
     if fresh is None or not decision.allowed:
         return out
     if decision.serves != "original":
-        out["wave_note"] = ("This purpose is served only by an anonymised copy (the agent's side, personal data "
-                            "toned out): the player plays it if a reviewer has made one; no waveform is drawn.")
+        out["wave_note"] = ("This purpose is served only by the call's anonymised copy (the agent's side, personal "
+                            "data toned out): the player plays it; no waveform is drawn.")
         return out
     if row.size_bytes > waveform.MAX_DECODE_BYTES:
         out["wave_note"] = "This call is too long to draw here; the player still streams it."

@@ -28,9 +28,11 @@ def test_training_use_needs_the_recorded_employees_consent_which_they_can_withdr
         assert alice.post("/api/v1/me/consents", json={"purpose": "training"}).status_code == 201
         assert [c["purpose"] for c in alice.get("/api/v1/me/consents").json()] == ["training"]
         after = lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "training"})
-        # Allowed by the policy, but only as an anonymised copy: never the original audio.
+        # Allowed by the policy, but only as an anonymised copy: never the original audio. None exists
+        # yet, so the person is refused, and the audit log says so (issue 23, A4).
         assert after.status_code == 403 and "anonymised" in after.json()["message"]
-        assert _last_decision(env, rec_id).decision == "allow"
+        assert _last_decision(env, rec_id).decision == "deny"
+        assert _last_decision(env, rec_id).reason == after.json()["message"]
         assert alice.delete("/api/v1/me/consents/training").status_code == 204
         lead.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "training"})
         assert _last_decision(env, rec_id).decision == "deny"

@@ -16,6 +16,7 @@ from callvault.notify import service as notify
 from callvault.notify.models import OutboxMail
 from callvault.oversight import policy_lifecycle
 from callvault.policy import service as policy_service
+from tests.api.test_auth_web import web_sign_in
 from tests.conftest import POLICY_A
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
@@ -67,6 +68,52 @@ def test_a_new_policy_version_locks_content_until_it_is_acknowledged(isolated_en
                                     policy=policy_service.current_policy(session))
     with live.client("lead") as lead:
         assert lead.get(audio_url, params={"purpose": "spot_check"}).status_code == 200
+
+
+def _same_version_other_policy() -> str:
+    """Another policy (its own id and title) that reuses policy A's version string, 2024.1."""
+    text = POLICY_A.read_text(encoding="utf-8")
+    for old, new in (("policy_id: smartsimple-support\n", "policy_id: smartsimple-support-ottawa\n"),
+                     ('title: "SmartSimple Customer Support: Call Recording Policy"',
+                      'title: "SmartSimple Ottawa Support: Call Recording Policy"')):
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+def test_another_policy_that_reuses_the_version_string_needs_its_own_acknowledgement(
+        isolated_env: CallvaultEnv, live: LiveServer) -> None:
+    """Issue 23 (12): an acknowledgement counts for the exact policy content it was given for (its hash),
+    not for every policy that happens to carry the same version string."""
+    with live.client("admin") as admin:
+        rec_id = upload(admin, wav_bytes(1.0), metadata()).json()["id"]
+    audio_url = f"/api/v1/recordings/{rec_id}/audio"
+    with live.client("lead") as lead:
+        assert lead.get(audio_url, params={"purpose": "spot_check"}).status_code == 200
+    other = _same_version_other_policy()
+    _load(isolated_env, other)
+    with live.client("lead") as lead:
+        me = lead.get("/api/v1/me").json()
+        assert (me["policy_id"], me["policy_version"]) == ("smartsimple-support-ottawa", "2024.1")
+        assert me["policy_acknowledged"] is False
+        refused = lead.get(audio_url, params={"purpose": "spot_check"})
+        assert refused.status_code == 403 and "acknowledge" in refused.json()["message"]
+    with live.client() as browser:  # the pages ask for it too
+        web_sign_in(browser, isolated_env, "lead")
+        assert "You must acknowledge this policy" in browser.get("/").text
+    with live.client("admin") as admin:
+        pending = admin.get("/api/v1/policy/acknowledgements").json()
+    assert "lead" in {p["username"] for p in pending["pending"]}
+
+    with live.client("lead") as lead:
+        assert lead.post("/api/v1/me/acknowledge-policy").status_code == 204
+        assert lead.get(audio_url, params={"purpose": "spot_check"}).status_code == 200
+    _load(isolated_env, other)  # the same content again: the acknowledgement still holds
+    with live.client("lead") as lead:
+        assert lead.get("/api/v1/me").json()["policy_acknowledged"] is True
+        assert lead.get(audio_url, params={"purpose": "spot_check"}).status_code == 200
+    with live.client("admin") as admin:
+        assert "lead" not in {p["username"] for p in admin.get("/api/v1/policy/acknowledgements").json()["pending"]}
 
 
 def _cli(env: CallvaultEnv, *args: str) -> Result:

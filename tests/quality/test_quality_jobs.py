@@ -157,7 +157,8 @@ def test_a_clip_without_the_employees_consent_is_swept(a: World) -> None:
     clip_id = _clip(a)  # nobody consented (e.g. withdrawn through a path that did not destroy it at once)
     with a.runtime.db.unit_of_work() as session:  # until the sweep runs, the policy engine refuses it anyway
         policy = policy_service.current_policy(session, clock=a.clock)
-        lead = Actor(user_id="u", username="lead", role="support_lead", acknowledged_policy_version=policy.version)
+        lead = Actor(user_id="u", username="lead", role="support_lead",
+                     acknowledged_policy_sha256=policy.content_sha256)
         decision, _ = training.authorize_clip(session, policy=policy, actor=lead, clip_id=clip_id, clock=a.clock)
     assert not decision.allowed and "consent" in decision.reason and "A6" in decision.clauses
     assert all_jobs()["quality.clips"].run(a.runtime) == 1

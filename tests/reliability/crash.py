@@ -99,7 +99,7 @@ def crash_ingest(world: World, work: Path, *, trials: int, seed: int, mode: str 
 def crash_sweep(world: World, *, trials: int, seed: int) -> Tally:
     """Each trial: 3 calls due (7 months old at the sweep's NOW) and 1 not yet due; kill the sweep, rerun it."""
     tally = Tally("kill -9 during the retention sweep")
-    killer = Killer(world.settings.data_dir, world.settings.database_url, seed=seed, first_estimate=0.2)
+    killer = Killer(world.settings.data_dir, world.settings.database_url, seed=seed)
     ids: dict[str, datetime] = {}
     try:
         for trial in range(trials):
@@ -141,7 +141,7 @@ def _state(world: World, rec_id: str) -> str:
 def crash_mail(world: World, sink: MailSink, *, trials: int, seed: int, per_trial: int = 5) -> Tally:
     """Each trial queues mails, kills the sender mid-send, then a later pass (after STALE_SENDING) sends the rest."""
     tally = Tally("kill -9 during mail sending")
-    killer = Killer(world.settings.data_dir, world.settings.database_url, seed=seed, first_estimate=0.1)
+    killer = Killer(world.settings.data_dir, world.settings.database_url, seed=seed)
     try:
         for trial in range(trials):
             with world.runtime.db.unit_of_work() as session:

@@ -43,10 +43,13 @@ class Tally:
 
 
 class Killer:
-    def __init__(self, data_dir: Path, db_url: str, *, seed: int, first_estimate: float = 0.3) -> None:
+    def __init__(self, data_dir: Path, db_url: str, *, seed: int) -> None:
         self.data_dir, self.db_url = data_dir, db_url
         self.rng = random.Random(seed)
-        self.estimate = first_estimate
+        self.estimate: float | None = None
+        """How long a whole run takes on this machine now: measured by the first run, which is never cut
+        (a guessed constant left every kill of a batch landing before its end on a busy machine), then
+        raised after each kill and reset by each run that finishes."""
         self._ready: dict[tuple[str, str], subprocess.Popen[str]] = {}
 
     def _spawn(self, mode: str, arg: str) -> subprocess.Popen[str]:
@@ -69,19 +72,19 @@ class Killer:
         if first != "READY":
             proc.kill()
             raise AssertionError(f"child did not start: {first!r} {proc.stderr.read() if proc.stderr else ''}")
-        delay = self.rng.uniform(0, self.estimate * 1.3)
         started = time.monotonic()
         proc.stdin.write("GO\n")
         proc.stdin.flush()
         killed = False
-        if kill:
+        if kill and self.estimate is not None:
+            delay = self.rng.uniform(0, self.estimate * 1.3)
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 killed = True
         out, errors = proc.communicate(timeout=120)
-        if killed:  # drift up until some runs finish, so kills spread over the whole run
+        if killed and self.estimate is not None:  # drift up until some runs finish: kills spread over the run
             self.estimate *= 1.15
         else:
             self.estimate = time.monotonic() - started

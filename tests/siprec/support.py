@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,24 @@ def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str 
         raise AssertionError(
             f"sipp failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}\n{errors}")
     return proc
+
+
+def sent_call_seconds(tmp_path: Path) -> float:
+    """How long the call lasted as sipp placed it: from the INVITE it sent to its BYE, by the timestamps of
+    its message trace (``run_sipp(..., trace_messages=True)``). A scenario's pauses are minimums, and
+    longer on a busy machine: a recording's length is checked against this, not against the script."""
+    text = next(tmp_path.glob("*_messages.log")).read_text(errors="replace")
+    sent: dict[str, datetime] = {}
+    for block in text.split("-" * 47 + " ")[1:]:
+        stamp, _, rest = block.partition("\n")
+        lines = [line for line in rest.splitlines() if line.strip()]
+        if len(lines) >= 2 and "message sent" in lines[0]:
+            method = lines[1].split(" ", 1)[0]
+            if method in ("INVITE", "BYE"):
+                sent.setdefault(method, datetime.fromisoformat(stamp.strip()))
+    if "INVITE" not in sent or "BYE" not in sent:
+        raise AssertionError(f"sipp's trace shows no INVITE and BYE it sent: {sorted(sent)}")
+    return (sent["BYE"] - sent["INVITE"]).total_seconds()
 
 
 @contextmanager

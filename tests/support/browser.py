@@ -8,6 +8,7 @@ chromium per test module.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +31,13 @@ def require_browser() -> None:
     pytest.importorskip("playwright.sync_api", reason="install the test extras: playwright")
 
 
+def _browser_env() -> dict[str, str | float | bool]:
+    """Chromium's environment. Under `dev.py test --at` its monotonic clock moves with the wall clock
+    (libfaketime's default): with it left alone, as the Python processes need, chromium's absolute sleeps
+    fail and its processes spin (tests/faketime/sitecustomize.py says why Python needs the opposite)."""
+    return {k: v for k, v in os.environ.items() if k != "FAKETIME_DONT_FAKE_MONOTONIC"}
+
+
 @contextmanager
 def launched(*extra_args: str) -> Iterator[Any]:
     """One headless chromium for as long as the block lasts (``extra_args``: more command-line switches)."""
@@ -37,7 +45,8 @@ def launched(*extra_args: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*ARGS, *extra_args])
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=[*ARGS, *extra_args],
+                                      env=_browser_env())
         try:
             yield chromium
         finally:

@@ -75,7 +75,7 @@ def expected(raw: dict[str, Any], case: Case) -> bool:
 
 def build(policy: PolicyDocument, case: Case) -> tuple[Actor, RecordingFacts, tuple[Grant, ...]]:
     actor = Actor(user_id="u-actor", username="actor", role=case.role, extension="2001", team="t1",
-                  acknowledged_policy_version=policy.version)
+                  acknowledged_policy_sha256=policy.content_sha256)
     extension = "2001" if case.scope == "own_extension" else "2002"
     team = "t2" if case.scope == "other_extension" else "t1"
     consents = frozenset({case.purpose}) if case.consent and case.purpose else frozenset()
@@ -175,7 +175,7 @@ def test_policy_a_training_serves_only_an_anonymised_copy_and_only_with_consent(
 
 def test_a_recording_that_is_not_available_is_never_reached() -> None:
     policy = load_policy_file(POLICIES["policy-a"])
-    actor = Actor(user_id="u", username="lead", role="support_lead", acknowledged_policy_version=policy.version)
+    actor = Actor(user_id="u", username="lead", role="support_lead", acknowledged_policy_sha256=policy.content_sha256)
     for state in ("pending", "destroyed"):
         rec = RecordingFacts(recording_id="r", extension="2001", agent="alice", team="t", state=state)
         assert not decide(policy=policy, actor=actor, action=Action.PLAY, recording=rec, purpose="spot_check").allowed

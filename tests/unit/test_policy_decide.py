@@ -22,9 +22,12 @@ from callvault.policy.schema import PolicyDocument
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 
 
+POLICY_A = load_policy_file(EXAMPLES / "policy-a.yaml")
+
+
 @pytest.fixture(scope="module")
 def policy_a() -> PolicyDocument:
-    return load_policy_file(EXAMPLES / "policy-a.yaml")
+    return POLICY_A
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +35,12 @@ def policy_b() -> PolicyDocument:
     return load_policy_file(EXAMPLES / "policy-b.yaml")
 
 
-def actor(role: str, *, ext: str | None = None, team: str | None = None, ack: str | None = "2024.1",
-          user_id: str = "u1") -> Actor:
+def actor(role: str, *, ext: str | None = None, team: str | None = None,
+          ack: PolicyDocument | str | None = POLICY_A, user_id: str = "u1") -> Actor:
+    """An actor who acknowledged ``ack`` (a policy, or a content hash; policy A unless told)."""
+    sha256 = ack.content_sha256 if isinstance(ack, PolicyDocument) else ack
     return Actor(user_id=user_id, username=f"{role}-user", role=role, extension=ext, team=team,
-                 acknowledged_policy_version=ack)
+                 acknowledged_policy_sha256=sha256)
 
 
 def recording(ext: str = "2001", *, quarantined: bool = False, consents: frozenset[str] = frozenset(),
@@ -147,7 +152,7 @@ def test_it_staff_content_access_is_still_purpose_bound(policy_a: PolicyDocument
 
 
 # ---------------------------------------------------------------------------- acknowledgement
-@pytest.mark.parametrize("ack", [None, "2023.9"])
+@pytest.mark.parametrize("ack", [None, "0" * 64])
 def test_unacknowledged_policy_is_denied(policy_a: PolicyDocument, ack: str | None) -> None:
     d = decide(policy=policy_a, actor=actor("support_lead", ack=ack), action=Action.PLAY,
                recording=recording(), purpose="spot_check")
@@ -155,6 +160,15 @@ def test_unacknowledged_policy_is_denied(policy_a: PolicyDocument, ack: str | No
     assert "acknowledge" in d.reason
     assert d.clauses == ("A10", "B13")
     assert visible_scope(policy=policy_a, actor=actor("support_lead", ack=ack)).kind == "none"
+
+
+def test_an_acknowledgement_counts_only_for_the_policy_content_it_was_given_for(
+        policy_a: PolicyDocument, policy_b: PolicyDocument) -> None:
+    """Policies A and B both say version 2024.1; acknowledging one is not acknowledging the other."""
+    assert policy_a.version == policy_b.version
+    d = decide(policy=policy_b, actor=actor("support_lead", ack=policy_a), action=Action.PLAY,
+               recording=recording(), purpose="spot_check")
+    assert not d.allowed and "acknowledge" in d.reason
 
 
 # ----------------------------------------------------------------------------- consent, quarantine
@@ -204,7 +218,7 @@ def _grant(*, user_id: str = "u1", recording_id: str = "rec1", purpose: str = "l
 
 
 def test_approval_required_purpose_is_denied_without_a_grant(policy_b: PolicyDocument) -> None:
-    d = decide(policy=policy_b, actor=actor("support_lead"), action=Action.PLAY, recording=recording(),
+    d = decide(policy=policy_b, actor=actor("support_lead", ack=policy_b), action=Action.PLAY, recording=recording(),
                purpose="legal_claim")
     assert not d.allowed
     assert "needs approval from head_of_customer_success" in d.reason
@@ -212,7 +226,7 @@ def test_approval_required_purpose_is_denied_without_a_grant(policy_b: PolicyDoc
 
 
 def test_approval_required_purpose_is_allowed_with_a_matching_grant(policy_b: PolicyDocument) -> None:
-    d = decide(policy=policy_b, actor=actor("support_lead"), action=Action.PLAY, recording=recording(),
+    d = decide(policy=policy_b, actor=actor("support_lead", ack=policy_b), action=Action.PLAY, recording=recording(),
                purpose="legal_claim", grants=[_grant()])
     assert d.allowed
     assert d.serves == "original"
@@ -225,19 +239,19 @@ def test_approval_required_purpose_is_allowed_with_a_matching_grant(policy_b: Po
     _grant(purpose="training"),            # for another purpose
 ])
 def test_a_grant_that_does_not_match_is_not_enough(policy_b: PolicyDocument, grant: Grant) -> None:
-    d = decide(policy=policy_b, actor=actor("support_lead"), action=Action.PLAY, recording=recording(),
+    d = decide(policy=policy_b, actor=actor("support_lead", ack=policy_b), action=Action.PLAY, recording=recording(),
                purpose="legal_claim", grants=[grant])
     assert not d.allowed
 
 
 def test_policy_b_qa_reviewer_spot_checks_without_a_request(policy_b: PolicyDocument) -> None:
-    d = decide(policy=policy_b, actor=actor("qa_reviewer"), action=Action.PLAY, recording=recording(),
+    d = decide(policy=policy_b, actor=actor("qa_reviewer", ack=policy_b), action=Action.PLAY, recording=recording(),
                purpose="spot_check")
     assert d.allowed
 
 
 def test_policy_b_team_leader_approves_internal_requests(policy_b: PolicyDocument) -> None:
-    specialist = actor("specialist", ext="2001")
+    specialist = actor("specialist", ack=policy_b, ext="2001")
     denied = decide(policy=policy_b, actor=specialist, action=Action.PLAY, recording=recording("2001"),
                     purpose="self_review")
     granted = decide(policy=policy_b, actor=specialist, action=Action.PLAY, recording=recording("2001"),
