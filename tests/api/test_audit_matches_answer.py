@@ -32,13 +32,13 @@ from callvault.recordings.models import Recording
 from callvault.subject_requests.models import SubjectRequestRecording
 from callvault.transcription import engines, search, service
 from tests.api.test_auth_web import web_sign_in
-from tests.support.audio import FIXED_START, metadata, wav_bytes
+from tests.support.audio import CALL_START, metadata, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 from tests.support.live import DeafTap, live_call
 
 ALL_YES = {"greeting": "yes", "recording_notice": "na", "understood": "yes", "accurate": "yes",
            "verified": "yes", "courteous": "yes", "close": "yes"}
-COACHED_DAY = (FIXED_START - timedelta(days=7)).date().isoformat()
+COACHED_DAY = (CALL_START - timedelta(days=7)).date().isoformat()
 """The coached call is the only call of its day, so a sample of that day queues exactly it."""
 
 
@@ -92,7 +92,7 @@ def calls(env: CallvaultEnv, server: LiveServer) -> Calls:
         "an untranscribed call": _ingest(env),
         "a mono call": _ingest(env, channels=1),
         "a quarantined call": _ingest(env),
-        "the coached call": _ingest(env, started=FIXED_START - timedelta(days=7)),
+        "the coached call": _ingest(env, started=CALL_START - timedelta(days=7)),
     }
     for transcribed in ("alice's call", "a mono call"):
         _transcribe(env, ids[transcribed])

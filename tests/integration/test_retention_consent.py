@@ -224,7 +224,7 @@ def _user(world: World, username: str, role: str, extension: str | None = None) 
         user = identity.create_user(session, actor="test", policy=policy, username=username, role=role,
                                     password=PASSWORD, extension=extension)
         return Actor(user_id=user.id, username=username, role=role, extension=extension,
-                     acknowledged_policy_version=policy.version)
+                     acknowledged_policy_sha256=policy.content_sha256)
 
 
 def test_a_call_in_a_quality_review_sample_cannot_be_marked_personal(a: World) -> None:
