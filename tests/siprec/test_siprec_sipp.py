@@ -41,9 +41,12 @@ def test_rfc7865_call_with_pause_becomes_a_two_channel_recording(isolated_env: C
     assert row.state == "available"
     assert (rate, audio.shape[1]) == (8000, 2)
     # INVITE at 0 s, pause at ~2 s, resume at ~3.5 s, BYE at ~5.5 s (at least: later on a busy machine).
-    # The recording is as long as the call sipp placed, from its INVITE to its BYE.
-    assert row.duration_seconds >= 5.0
-    assert abs(row.duration_seconds - sent_call_seconds(tmp_path)) <= 0.5
+    # The recording covers the call sipp placed, from its INVITE to its BYE. It ends when the server handles
+    # the BYE, which a machine busy with other work delays (0.7 s seen with both cores loaded): an upper
+    # bound that tells a late BYE from a recording that ran on (a lost BYE, a 4-hour timer).
+    call = sent_call_seconds(tmp_path)
+    assert row.duration_seconds >= 5.0 and row.duration_seconds >= call - 0.5
+    assert row.duration_seconds <= call + 2.0
     assert row.extension == "2001" and row.agent == "alice" and row.team == "customer_support"
     assert row.remote_number == "+16135550100"
     assert row.direction == "inbound"
