@@ -30,11 +30,12 @@ from callvault.capture.ingest import ingest_recording
 from callvault.notify.models import OutboxMail
 from callvault.recordings.models import Recording
 from callvault.subject_requests.models import SubjectRequestRecording
-from callvault.transcription import engines, search, service
+from callvault.transcription import engines
 from tests.api.test_auth_web import web_sign_in
 from tests.support.audio import CALL_START, metadata, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 from tests.support.live import DeafTap, live_call
+from tests.support.transcripts import transcribe_now
 
 ALL_YES = {"greeting": "yes", "recording_notice": "na", "understood": "yes", "accurate": "yes",
            "verified": "yes", "courteous": "yes", "close": "yes"}
@@ -74,16 +75,6 @@ def _ingest(env: CallvaultEnv, *, channels: int = 2, **meta: Any) -> str:
                             actor="test", clock=rt.clock).recording_id
 
 
-def _transcribe(env: CallvaultEnv, recording_id: str) -> None:
-    rt = env.runtime
-    service.enqueue_safely(rt.db, engine="scripted")
-    assert service.claim(rt.db, worker_id="w", recording_id=recording_id) == recording_id
-    key = search.load_search_key(env.settings.key_dir, env.settings.env)
-    assert service.process(db=rt.db, store=rt.store, keyring=rt.keyring, engine=OneLineEngine(),
-                           recording_id=recording_id, worker_id="w", redact_card_data=True, search_key=key,
-                           clock=rt.clock) is not None
-
-
 @pytest.fixture(scope="module")
 def calls(env: CallvaultEnv, server: LiveServer) -> Calls:
     ids = {
@@ -95,7 +86,7 @@ def calls(env: CallvaultEnv, server: LiveServer) -> Calls:
         "the coached call": _ingest(env, started=CALL_START - timedelta(days=7)),
     }
     for transcribed in ("alice's call", "a mono call"):
-        _transcribe(env, ids[transcribed])
+        transcribe_now(env, ids[transcribed], OneLineEngine())
     with env.runtime.db.unit_of_work() as session:
         session.execute(update(Recording).where(Recording.id == ids["a quarantined call"]).values(quarantined=True))
     with server.client("alice") as alice:  # training use needs the recorded employee's consent (A6)

@@ -19,9 +19,10 @@ from callvault.audit.models import AuditEntry
 from callvault.capture.ingest import ingest_recording
 from callvault.quality.models import TrainingClip
 from callvault.recordings.models import Recording
-from callvault.transcription import engines, search, service
+from callvault.transcription import engines
 from tests.support.audio import metadata
 from tests.support.env import CallvaultEnv, LiveServer
+from tests.support.transcripts import transcribe_now
 
 RATE = 16000
 SECONDS = 4.0
@@ -198,21 +199,11 @@ def test_two_reviewers_on_one_call_appear_in_calibration_and_scores_in_the_dashb
         assert alice["reviews"] == 2 and alice["average"] == 87.5 and alice["passed"] == 1
 
 
-def _transcribe(env: CallvaultEnv, recording_id: str) -> None:
-    rt = env.runtime
-    service.enqueue_safely(rt.db, engine="scripted")
-    assert service.claim(rt.db, worker_id="w", recording_id=recording_id) == recording_id
-    key = search.load_search_key(env.settings.key_dir, env.settings.env)
-    assert service.process(db=rt.db, store=rt.store, keyring=rt.keyring, engine=ScriptedEngine(),
-                           recording_id=recording_id, worker_id="w", redact_card_data=True, search_key=key,
-                           clock=rt.clock) is not None
-
-
 def test_training_clip_needs_consent_removes_the_caller_and_tones_out_personal_data(
     env: CallvaultEnv, server: LiveServer, world: World, sample: dict[str, object],
 ) -> None:
     item = _alice_item(server)
-    _transcribe(env, item["recording_id"])
+    transcribe_now(env, item["recording_id"], ScriptedEngine())
     with server.client("lead") as lead:
         refused = lead.post(f"/api/v1/quality/items/{item['id']}/training-clip", json={"title": "Callback"})
         assert refused.status_code == 403 and "consent" in refused.json()["message"]
