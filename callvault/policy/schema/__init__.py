@@ -1,0 +1,84 @@
+"""The policy file as typed data: every enforceable clause of a call-recording policy.
+
+Why pydantic models rather than free-form YAML: the product must *enforce* the written policy, so a
+policy that is ambiguous (a purpose naming a role that does not exist, an approval with no approver,
+a network rule that is not a network) must be refused when it is loaded, not discovered when someone
+is wrongly let in or locked out. Every model forbids unknown keys (a misspelt key would otherwise be
+silently ignored, and an ignored rule is an unenforced rule) and is frozen (the policy in force must
+not change under a running request).
+
+Cross-references (roles named by purposes, the network rules and the misuse routing; trunk regions
+needing a working-day calendar) are checked on the whole document and reported with the exact
+location, e.g. ``purposes.training.roles[1]``, so the loader can point at the YAML line.
+"""
+
+from __future__ import annotations
+
+from callvault.policy.schema.access import ApprovalRule, NetworkRules, PurposeRule, ReviewRules, RoleRule
+from callvault.policy.schema.common import PURPOSE_VOCABULARY, ROLE_VOCABULARY, ContentScope, Serves, add_months
+from callvault.policy.schema.document import PolicyDocument, canonical_sha256
+from callvault.policy.schema.quality import (
+    QualityReviewRules,
+    SamplingRule,
+    Scorecard,
+    ScorecardQuestion,
+    ScorecardSection,
+    TrainingLibraryRules,
+)
+from callvault.policy.schema.recording import (
+    AnnouncementPrompt,
+    ConsentRules,
+    ControlRules,
+    RecordingScope,
+    ScopeCheck,
+    TrunkNumber,
+)
+from callvault.policy.schema.retention import RetentionRules
+from callvault.policy.schema.rights import (
+    Contact,
+    MisuseDetection,
+    MisuseRules,
+    NoticeRules,
+    SubjectRequestRegion,
+    SubjectRequestRules,
+)
+from callvault.policy.schema.services import CrmIntegrationRules, IntegrationRules, MonitoringRules, TranscriptionRules
+
+__all__ = [
+    "PURPOSE_VOCABULARY",
+    "ROLE_VOCABULARY",
+    "AnnouncementPrompt",
+    "ApprovalRule",
+    "ConsentRules",
+    "Contact",
+    "ContentScope",
+    "ControlRules",
+    "CrmIntegrationRules",
+    "IntegrationRules",
+    "MisuseDetection",
+    "MisuseRules",
+    "MonitoringRules",
+    "NetworkRules",
+    "NoticeRules",
+    "PolicyDocument",
+    "PurposeRule",
+    "QualityReviewRules",
+    "RecordingScope",
+    "RetentionRules",
+    "ReviewRules",
+    "RoleRule",
+    "SamplingRule",
+    "ScopeCheck",
+    "Scorecard",
+    "ScorecardQuestion",
+    "ScorecardSection",
+    "Serves",
+    "SubjectRequestRegion",
+    "SubjectRequestRules",
+    "TrainingLibraryRules",
+    "TranscriptionRules",
+    "TrunkNumber",
+    "add_months",
+    "canonical_sha256",
+]
+

@@ -1,0 +1,125 @@
+"""Who may reach content, for which purpose, with whose approval, and from where (A6, A9, A11, A13, B5-B9, B13)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from callvault.policy.schema.common import ClauseId, ContentScope, Identifier, Serves, Text, _Model, _no_duplicates
+
+
+# --------------------------------------------------------------------------------------------- review
+class ReviewRules(_Model):
+    """When the policy must be looked at again (B13)."""
+
+    interval_months: int = Field(ge=1, le=120)
+    also_on_significant_change: bool = True
+
+
+# ---------------------------------------------------------------------------------------------- roles
+class RoleRule(_Model):
+    """What a role may reach. ``content_scope`` bounds which recordings; purposes bound why (A9)."""
+
+    description: Text
+    content_scope: ContentScope
+    can_administer: bool = False
+    """Runs the system (users, policy, quarantine). Grants no content access by itself."""
+    mfa_required: bool = False
+
+
+# ------------------------------------------------------------------------------------------- purposes
+class ApprovalRule(_Model):
+    """Whether using a purpose needs someone else's approval first (B6, B9)."""
+
+    required: bool = False
+    approver_roles: tuple[Identifier, ...] = ()
+
+    @field_validator("approver_roles")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "approver role")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ApprovalRule:
+        # Both directions are refused: an approval nobody can give locks the purpose for good, and
+        # approvers on a purpose that needs no approval suggest the author expected a check that won't happen.
+        if self.required and not self.approver_roles:
+            raise ValueError("approval is required but no approver_roles are named; name at least one role")
+        if not self.required and self.approver_roles:
+            raise ValueError(
+                "approver_roles are named but required is false; set required: true or remove them"
+            )
+        return self
+
+
+class PurposeRule(_Model):
+    """One reason a recording may be retrieved, who may name it, and on what conditions (A6, A13, B5)."""
+
+    description: Text
+    clause_ids: tuple[ClauseId, ...] = Field(min_length=1)
+    roles: tuple[Identifier, ...] = Field(min_length=1)
+    approval: ApprovalRule = ApprovalRule()
+    employee_consent_required: bool = False
+    """The recorded employee must have consented to this purpose (A6: training)."""
+    serves: Serves = "original"
+    """What the purpose may be given: the original audio, or only an anonymised derivative (A6)."""
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "role")
+
+    @field_validator("clause_ids")
+    @classmethod
+    def _unique_clauses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "clause id")
+
+
+# -------------------------------------------------------------------------------------------- network
+def _check_cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as exc:
+        # strict=True: "10.20.0.1/16" is refused rather than widened silently to 10.20.0.0/16.
+        raise ValueError(
+            f"{value!r} is not a network in CIDR form (e.g. 10.20.0.0/16 or ::1/128): {exc}"
+        ) from exc
+    return str(network)
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+
+
+class NetworkRules(_Model):
+    """Where content may be reached from (A11). ``per_role`` narrows ``allow`` for those roles."""
+
+    allow: tuple[Cidr, ...] = Field(min_length=1)
+    per_role: dict[Identifier, tuple[Cidr, ...]] = Field(default_factory=dict)
+    require_device_certificate: bool = False
+    """Company devices only (A11): needs a client certificate verified by the trusted reverse proxy."""
+
+    def permits(self, address: str, role: str | None = None) -> bool:
+        """Whether a client address may reach the system, for ``role`` if given. Bad addresses: no."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+
+        def inside(cidrs: Iterable[str]) -> bool:
+            return any(ip in ipaddress.ip_network(c) for c in cidrs)
+
+        if not inside(self.allow):
+            return False
+        if role is not None and role in self.per_role:
+            return inside(self.per_role[role])
+        return True
+
+

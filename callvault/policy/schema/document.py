@@ -1,0 +1,181 @@
+"""The whole policy document and its cross-reference checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from typing import Annotated, Any
+
+from pydantic import (
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from callvault.policy.schema.access import NetworkRules, PurposeRule, ReviewRules, RoleRule
+from callvault.policy.schema.common import Identifier, PolicySlug, Text, _Model, add_months
+from callvault.policy.schema.quality import QualityReviewRules
+from callvault.policy.schema.recording import ConsentRules, ControlRules, RecordingScope
+from callvault.policy.schema.retention import RetentionRules
+from callvault.policy.schema.rights import Contact, MisuseRules, NoticeRules, SubjectRequestRules
+from callvault.policy.schema.services import IntegrationRules, MonitoringRules, TranscriptionRules
+
+
+# ------------------------------------------------------------------------------------------- document
+def _error(loc: tuple[str | int, ...], message: str, value: Any) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("policy_reference", "{detail}", {"detail": message}), loc=loc, input=value
+    )
+
+
+class PolicyDocument(_Model):
+    """A whole call-recording policy, as loaded from one YAML file."""
+
+    policy_id: PolicySlug
+    version: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    title: Text
+    organisation: Text
+    effective_from: date
+    jurisdiction: Text
+    """Where the policy applies, e.g. ``CA-ON`` or ``AU, GB``."""
+    laws: tuple[Text, ...] = ()
+    source: Text
+    """Which written policy this file expresses, so a reviewer can compare clause by clause."""
+    review: ReviewRules
+    acknowledgement_required: bool = True
+    roles: dict[Identifier, RoleRule] = Field(min_length=1)
+    purposes: dict[Identifier, PurposeRule] = Field(min_length=1)
+    recording_scope: RecordingScope
+    consent: ConsentRules
+    controls: ControlRules = ControlRules()
+    retention: RetentionRules
+    network: NetworkRules
+    subject_requests: SubjectRequestRules
+    misuse: MisuseRules
+    notice: NoticeRules
+    contacts: tuple[Contact, ...] = ()
+    transcription: TranscriptionRules = TranscriptionRules()
+    quality_review: QualityReviewRules | None = None
+    integrations: IntegrationRules = IntegrationRules()
+    monitoring: MonitoringRules = MonitoringRules()
+
+    _sha256: str | None = PrivateAttr(default=None)
+
+    @property
+    def content_sha256(self) -> str:
+        """The hash that names this document's content: the one its stored version carries
+        (``policy_versions.sha256``, computed when it was loaded) when it came from the database, else
+        ``canonical_sha256``, computed once (``decide`` asks on every call).
+
+        An acknowledgement counts for this hash alone (A10, B13): another policy that reuses the version
+        string is other content and needs its own, while the same content loaded again keeps it. The
+        stored hash is preferred so that a later release whose schema adds a defaulted key (which changes
+        the canonical form) does not void every acknowledgement of a policy nobody changed. A copy made
+        with ``model_copy(update=...)`` keeps this document's hash: parse a changed policy instead."""
+        if self._sha256 is None:
+            self._sha256 = canonical_sha256(self)
+        return self._sha256
+
+    def stored_as(self, sha256: str) -> PolicyDocument:
+        """This document, as the stored version whose hash is ``sha256`` (returns ``self``)."""
+        self._sha256 = sha256
+        return self
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> PolicyDocument:
+        """Every role named anywhere must be defined; each problem is reported at its own location."""
+        errors: list[InitErrorDetails] = []
+        known = set(self.roles)
+        listing = ", ".join(sorted(known))
+
+        def need_role(loc: tuple[str | int, ...], role: str) -> None:
+            if role not in known:
+                errors.append(_error(loc, f"unknown role {role!r}; the roles defined are: {listing}", role))
+
+        for pid, purpose in self.purposes.items():
+            for i, role in enumerate(purpose.roles):
+                need_role(("purposes", pid, "roles", i), role)
+                rule = self.roles.get(role)
+                if rule is not None and rule.content_scope == "none":
+                    errors.append(_error(
+                        ("purposes", pid, "roles", i),
+                        f"role {role!r} has content_scope none, so it could never use purpose {pid!r}",
+                        role,
+                    ))
+            for i, role in enumerate(purpose.approval.approver_roles):
+                need_role(("purposes", pid, "approval", "approver_roles", i), role)
+        for i, role in enumerate(self.monitoring.roles):
+            need_role(("monitoring", "roles", i), role)
+        for i, pid in enumerate(self.monitoring.purposes):
+            used = self.purposes.get(pid)
+            if used is None:
+                errors.append(_error(("monitoring", "purposes", i), f"unknown purpose {pid!r}; the purposes "
+                                     f"defined are: {', '.join(sorted(self.purposes))}", pid))
+            elif used.approval.required or used.employee_consent_required or used.serves != "original":
+                errors.append(_error(("monitoring", "purposes", i), f"purpose {pid!r} needs an approval, the "
+                                     "employee's consent or an anonymised copy, none of which a live call can "
+                                     "have; remove it from monitoring.purposes", pid))
+        for role in self.network.per_role:
+            need_role(("network", "per_role", role), role)
+        for i, role in enumerate(self.misuse.report_to_roles):
+            need_role(("misuse", "report_to_roles", i), role)
+        if self.quality_review is not None:
+            errors.extend(self._quality_review_errors(need_role))
+        if self.subject_requests.enabled:
+            for i, trunk in enumerate(self.recording_scope.trunk_numbers):
+                if trunk.region not in self.subject_requests.regions:
+                    errors.append(_error(
+                        ("recording_scope", "trunk_numbers", i, "region"),
+                        f"region {trunk.region!r} has no working-day calendar in subject_requests.regions",
+                        trunk.region,
+                    ))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def _quality_review_errors(self, need_role: Any) -> list[InitErrorDetails]:
+        """The review purpose must exist and be open to every reviewer role; likewise the training library."""
+        qr = self.quality_review
+        assert qr is not None
+        errors: list[InitErrorDetails] = []
+
+        def need_purpose(loc: tuple[str | int, ...], pid: str, roles: tuple[str, ...], what: str) -> None:
+            rule = self.purposes.get(pid)
+            if rule is None:
+                errors.append(_error(loc, f"unknown purpose {pid!r}; the purposes defined are: "
+                                          f"{', '.join(self.purposes)}", pid))
+                return
+            for i, role in enumerate(roles):
+                if role not in rule.roles:
+                    errors.append(_error((*loc[:-1], what, i), f"role {role!r} may not use purpose {pid!r} "
+                                         f"(open to: {', '.join(rule.roles)})", role))
+
+        for i, role in enumerate(qr.reviewer_roles):
+            need_role(("quality_review", "reviewer_roles", i), role)
+        need_purpose(("quality_review", "purpose"), qr.purpose, qr.reviewer_roles, "reviewer_roles")
+        if qr.training is not None:
+            for i, role in enumerate(qr.training.library_roles):
+                need_role(("quality_review", "training", "library_roles", i), role)
+            need_purpose(("quality_review", "training", "purpose"), qr.training.purpose, qr.training.library_roles,
+                         "library_roles")
+            rule = self.purposes.get(qr.training.purpose)
+            if rule is not None and rule.serves != "anonymised_derivative":
+                errors.append(_error(("quality_review", "training", "purpose"),
+                                     f"purpose {qr.training.purpose!r} serves the original audio; the training "
+                                     "library needs a purpose that serves only an anonymised derivative (A6)",
+                                     qr.training.purpose))
+        return errors
+
+    def review_due_on(self) -> date:
+        """When the next scheduled review falls due (B13)."""
+        return add_months(self.effective_from, self.review.interval_months)
+
+
+def canonical_sha256(doc: PolicyDocument) -> str:
+    """Hash of the canonical JSON form: comments, key order and number formatting don't change it."""
+    canonical = json.dumps(doc.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

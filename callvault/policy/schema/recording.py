@@ -1,0 +1,206 @@
+"""Which calls are recorded, what the caller is told, and how the agent controls it (A1-A2, A5, A7, A14, B2-B4)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from callvault.policy.schema.common import (
+    _EXTENSION_ITEM,
+    Country,
+    Direction,
+    Identifier,
+    RegionId,
+    Text,
+    _duplicates,
+    _Model,
+    _no_duplicates,
+)
+
+
+# ------------------------------------------------------------------------------------ recording scope
+class TrunkNumber(_Model):
+    """A recorded public number (B3). Stored in E.164 so it compares equal however it was written."""
+
+    number: str
+    region: RegionId
+    countries: tuple[Country, ...] = ()
+    """Where callers on this number are expected to be; informational, used to pick calendars and reports."""
+
+    @field_validator("number")
+    @classmethod
+    def _e164(cls, value: str) -> str:
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError(
+                f"{value!r} is not a phone number in international form (+<country code> <number>): {exc}"
+            ) from exc
+        if not phonenumbers.is_valid_number(parsed):
+            raise ValueError(f"{value!r} is not a valid phone number")
+        return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+    @field_validator("countries")
+    @classmethod
+    def _unique_countries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "country")
+
+
+def _check_extension_item(value: str) -> str:
+    match = _EXTENSION_ITEM.match(value.strip())
+    if match is None:
+        raise ValueError(f"{value!r} is not an extension (digits) or a range like 2000-2099")
+    start, end = match.group("start"), match.group("end")
+    if end is not None:
+        if len(start) != len(end):
+            raise ValueError(f"range {value!r}: both ends must have the same number of digits")
+        if int(start) > int(end):
+            raise ValueError(f"range {value!r} runs backwards")
+    return value.strip()
+
+
+ExtensionItem = Annotated[str, AfterValidator(_check_extension_item)]
+"""An extension (``2001``) or an inclusive range of same-length extensions (``2000-2099``)."""
+
+
+def _extension_matches(item: str, extension: str) -> bool:
+    start, _, end = item.partition("-")
+    if not end:
+        return extension == start
+    # Same length as the bounds: "200" is not inside "2000-2099" even though 200 < 2099 numerically.
+    return len(extension) == len(start) and int(start) <= int(extension) <= int(end)
+
+
+class ScopeCheck(_Model):
+    """Whether a call may be recorded, and why not (logged without content when refused, A1/A8)."""
+
+    in_scope: bool
+    reason: str
+    clauses: tuple[str, ...] = ()
+
+
+class RecordingScope(_Model):
+    """Which calls are recorded (A1, A8, B1, B3). Every listed dimension must match; empty means any.
+
+    Requiring *all* configured dimensions is the conservative reading: a call is only stored when it is
+    clearly covered, since storing an out-of-scope call cannot be undone by deleting it later.
+    """
+
+    teams: tuple[Identifier, ...] = ()
+    directions: tuple[Direction, ...] = ("inbound", "outbound")
+    extensions: tuple[ExtensionItem, ...] = ()
+    excluded_extensions: tuple[ExtensionItem, ...] = ()
+    """Private lines (A8): never recorded, even inside an included range."""
+    trunk_numbers: tuple[TrunkNumber, ...] = ()
+
+    @field_validator("directions")
+    @classmethod
+    def _directions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one direction (inbound, outbound) must be recorded")
+        return _no_duplicates(value, "direction")
+
+    @field_validator("teams")
+    @classmethod
+    def _unique_teams(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "team")
+
+    @field_validator("trunk_numbers")
+    @classmethod
+    def _unique_numbers(cls, value: tuple[TrunkNumber, ...]) -> tuple[TrunkNumber, ...]:
+        dupes = _duplicates(t.number for t in value)
+        if dupes:
+            raise ValueError(f"trunk number listed more than once: {', '.join(dupes)}")
+        return value
+
+    def extension_excluded(self, extension: str | None) -> bool:
+        """True for a private line (A8)."""
+        if not extension:
+            return False
+        return any(_extension_matches(i, extension) for i in self.excluded_extensions)
+
+    def trunk_for(self, number: str | None) -> TrunkNumber | None:
+        """The configured trunk an E.164 number belongs to, if any."""
+        if not number:
+            return None
+        return next((t for t in self.trunk_numbers if t.number == number), None)
+
+    def check(
+        self, *, direction: str, team: str | None, extension: str | None, trunk_number: str | None
+    ) -> ScopeCheck:
+        """Decide whether a call is within the recording scope. ``trunk_number`` must be E.164."""
+        if direction not in self.directions:
+            return ScopeCheck(
+                in_scope=False, reason=f"{direction} calls are not recorded", clauses=("A1", "B3")
+            )
+        if self.extension_excluded(extension):
+            return ScopeCheck(
+                in_scope=False, reason=f"extension {extension} is a private line and is never recorded",
+                clauses=("A8",),
+            )
+        if self.teams and team not in self.teams:
+            return ScopeCheck(
+                in_scope=False, reason=f"team {team or '(none)'} is not a recorded team", clauses=("A1", "B1")
+            )
+        if self.extensions and not (
+            extension and any(_extension_matches(i, extension) for i in self.extensions)
+        ):
+            return ScopeCheck(
+                in_scope=False, reason=f"extension {extension or '(none)'} is not a recorded extension",
+                clauses=("A1",),
+            )
+        if self.trunk_numbers and self.trunk_for(trunk_number) is None:
+            return ScopeCheck(
+                in_scope=False, reason=f"number {trunk_number or '(none)'} is not a recorded number",
+                clauses=("B3",),
+            )
+        return ScopeCheck(in_scope=True, reason="call is within the recording scope")
+
+
+# -------------------------------------------------------------------------------------------- consent
+class AnnouncementPrompt(_Model):
+    """The pre-recorded announcement inbound callers hear (A5, B2); evidence cites id and version."""
+
+    prompt_id: Identifier
+    version: Text
+    text: Text
+
+
+class ConsentRules(_Model):
+    """How callers are told and may decline (A5, A14, B2, B4)."""
+
+    inbound_announcement: AnnouncementPrompt
+    outbound_agent_notice_required: bool = True
+    outbound_notice_text: Text | None = None
+    caller_may_decline: bool = True
+    missing_evidence_action: Literal["quarantine"] = "quarantine"
+
+    @model_validator(mode="after")
+    def _notice_text(self) -> ConsentRules:
+        # The agent's UI shows this text; requiring a notice without saying what to say is unenforceable.
+        if self.outbound_agent_notice_required and self.outbound_notice_text is None:
+            raise ValueError("outbound_notice_text is needed when outbound_agent_notice_required is true")
+        return self
+
+
+# ------------------------------------------------------------------------------------------- controls
+class ControlRules(_Model):
+    """Recording control after the call (A7, A14, B4): how long the recorded agent may still mark it personal.
+
+    Marking a call personal destroys it, so it is the agent's act *during* the call. The sources give no
+    time after the call's end; a policy that names none allows none (0). Within the window only the
+    recorded agent may do it, never while the recording is evidence (a case, a legal hold, an open access
+    or caller request, a QA item), and every such marking is reported to ``misuse.report_to_roles``.
+    """
+
+    personal_after_call_minutes: int = Field(default=0, ge=0, le=24 * 60)
+    """Minutes after the call's end in which the recorded agent may still mark it personal (0: never)."""
+
+
