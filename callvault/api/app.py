@@ -10,6 +10,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from callvault.api import (
     observability,
@@ -27,10 +28,17 @@ from callvault.api import (
     routes_transcription,
 )
 from callvault.api.deps import NetworkGuard
-from callvault.api.errors import install_error_handlers
+from callvault.api.errors import TooLargeAsJson, install_error_handlers
 from callvault.ops.metrics import build_registry
 from callvault.runtime import Runtime
 from callvault.web import pages, subject_pages
+
+DEFAULT_BODY_LIMIT = 1024 * 1024
+"""Every request body's limit unless its route sets its own (``max_body_size``): JSON and web forms are
+small, and a body is refused from its declared length or, chunked, as it streams in, before sign-in or
+parsing, so no stranger can make a node hold hundreds of megabytes (RELIABILITY: request abuse). Routes
+that take more: recording uploads (``CALLVAULT_MAX_UPLOAD_BYTES``, at most 4 GiB); routes that take less:
+the public caller-request form (16 KiB) and the signed webhooks (16-64 KiB)."""
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -77,8 +85,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.metrics_registry = registry
     # Added last = runs first. NetworkGuard (A11) runs before anything that reads data or decides;
     # RequestContext only stamps an id and times the request, so it wraps even the guard's refusals.
+    # The body limit sits outside the guard and inside RequestContext (which logs its 413s); routes with
+    # their own ``max_body_size`` narrow or widen it. TooLargeAsJson, outermost, turns Starlette's plain
+    # text 413 into callvault's JSON error.
     app.add_middleware(NetworkGuard, runtime=runtime)
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=DEFAULT_BODY_LIMIT)
     app.add_middleware(observability.RequestContext, metrics=http_metrics)
+    app.add_middleware(TooLargeAsJson)
     return app
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callvault.core.errors import (
     AccessDenied,
@@ -22,6 +24,46 @@ from callvault.core.errors import (
 from callvault.recordings.playback import RangeNotSatisfiable
 
 log = logging.getLogger("callvault.api")
+
+TOO_LARGE_BODY = json.dumps({"error": "too_large", "message": "the request body is larger than this endpoint "
+                             "accepts; nothing was read or stored"}).encode()
+
+
+class TooLargeAsJson:
+    """ASGI middleware: a 413 answered in plain text becomes callvault's JSON error.
+
+    Why: Starlette's body limiter (``max_body_size``) answers ``Content Too Large`` in text, and when the
+    declared length is over the limit it even replaces whatever the route answered; every other refusal
+    of the API is JSON with an ``error`` code a client can branch on.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replacing = False
+
+        async def send_json(message: Message) -> None:
+            nonlocal replacing
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in (b"content-type", b"content-length")]
+                if len(headers) != len(message.get("headers", [])) and not any(
+                        k.lower() == b"content-type" and v.startswith(b"application/json")
+                        for k, v in message.get("headers", [])):
+                    replacing = True
+                    message = {**message, "headers": [*headers, (b"content-type", b"application/json"),
+                                                      (b"content-length", str(len(TOO_LARGE_BODY)).encode())]}
+            elif replacing and message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": TOO_LARGE_BODY}
+            await send(message)
+
+        await self.app(scope, receive, send_json)
 
 STATUS = [
     (RangeNotSatisfiable, 416, "range_not_satisfiable"),

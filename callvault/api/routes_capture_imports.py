@@ -53,7 +53,7 @@ def _handle(runtime: Runtime, url: str, params: dict[str, str], extras: dict[str
     return Response(status_code=202 if created else 200)
 
 
-@router.post(CALLBACK_PATH.removeprefix("/api/v1"), status_code=202,
+@router.post(CALLBACK_PATH.removeprefix("/api/v1"), status_code=202, max_body_size=MAX_CALLBACK_BYTES,
              responses={200: {"description": "this RecordingSid was already received; nothing changed"},
                         403: {"description": "missing or wrong X-Twilio-Signature"},
                         422: {"description": "a field is missing or invalid, or RecordingUrl is outside the "

@@ -104,7 +104,7 @@ def _receive(runtime: Runtime, connector_name: str, body: bytes, headers: dict[s
     return JSONResponse(result.model_dump(mode="json"), status_code=200 if outcomes else 202)
 
 
-@router.post("/integrations/crm/{connector}/events", response_model=CrmDeliveryResult,
+@router.post("/integrations/crm/{connector}/events", response_model=CrmDeliveryResult, max_body_size=MAX_EVENT_BYTES,
              responses={202: {"description": "authentic, but nothing callvault acts on (ignored)"},
                         401: {"description": "missing, wrong, expired or replayed signature"},
                         409: {"description": "a decision for a ticket whose request has not arrived: send again"},

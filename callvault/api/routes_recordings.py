@@ -21,6 +21,7 @@ from callvault.audit import service as audit
 from callvault.capture.audio import CONTENT_TYPES
 from callvault.capture.ingest import ingest_recording
 from callvault.core.errors import AccessDenied, CallvaultError, FieldProblem, InvalidInput, NotFound
+from callvault.core.settings import UPLOAD_BYTES_CEILING
 from callvault.policy.decide import Action, Decision
 from callvault.quality import training
 from callvault.recordings import playback
@@ -117,7 +118,8 @@ async def _read_raw(request: Request) -> _Upload:
     return _Upload(io.BytesIO(await request.body()), header.encode("latin-1"), None)
 
 
-@router.post("/recordings", response_model=IngestResponse, status_code=201, openapi_extra={
+@router.post("/recordings", response_model=IngestResponse, status_code=201, max_body_size=UPLOAD_BYTES_CEILING,
+             openapi_extra={
     "requestBody": _INGEST_BODY, "parameters": [_INGEST_HEADER]},
              responses={200: {"description": "the same call was already stored with identical audio"},
                         415: {"description": "the body is neither a multipart form nor audio"}})

@@ -205,7 +205,7 @@ def submit(body: SubjectRequestCreate, request: Request, runtime: Runtime = Depe
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
             row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request),
-                                 counters=runtime.counters, clock=runtime.clock)
+                                 counters=runtime.counters, keyring=runtime.keyring, clock=runtime.clock)
             out = Accepted(id=row.id, status=row.status, message=message)
     except limits.RateLimited as exc:
         return rate_limited(exc, runtime.clock)
@@ -300,7 +300,8 @@ def approve(request_id: str, request: Request, body: ApproveBody | None = None,
     with runtime.db.unit_of_work() as session:
         outcome = subject.approve(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
                                   public_url=public_url(runtime, request), link_days=body.link_days,
-                                  max_downloads=body.max_downloads, source_ip=caller.source_ip, clock=runtime.clock)
+                                  max_downloads=body.max_downloads, source_ip=caller.source_ip, clock=runtime.clock,
+                                  keyring=runtime.keyring)
         denials = outcome.denials
         if not denials:
             out = _read(session, outcome.request, runtime.clock.now(), detail=True)

@@ -218,7 +218,7 @@ def _receive_webhook(runtime: Runtime, body: bytes, timestamp: str | None, signa
     return JSONResponse(result.model_dump(mode="json"), status_code=201 if result.created else 200)
 
 
-@router.post("/crm/notes", response_model=CrmWebhookNoteResult, status_code=201,
+@router.post("/crm/notes", response_model=CrmWebhookNoteResult, status_code=201, max_body_size=MAX_WEBHOOK_BYTES,
              responses={200: {"description": "this note_id was already stored (a re-send); nothing changed"},
                         401: {"description": "missing, wrong, expired or replayed signature"},
                         404: {"description": "no recording has this crm_ref"}})

@@ -114,7 +114,7 @@ def requests_approve(
                                    redaction_note=redaction_note, clock=runtime.clock)
                 outcome = subject.approve(session, policy=policy, actor=actor, request_id=request_id,
                                           public_url=public_url, link_days=link_days, max_downloads=max_downloads,
-                                          clock=runtime.clock)
+                                          keyring=runtime.keyring, clock=runtime.clock)
                 denials = [f"{rid}: {d.reason}" for rid, d in outcome.denials]
             else:
                 subject.audit_staff_denial(session, actor=actor, action="approve", reason=reason, object_id=request_id,

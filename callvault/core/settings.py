@@ -180,11 +180,16 @@ def load_settings(data_dir: str | Path | None = None, env: Mapping[str, str] | N
     )
 
 
+UPLOAD_BYTES_CEILING = 4 * 1024 ** 3
+"""The most ``CALLVAULT_MAX_UPLOAD_BYTES`` may be: the upload route's own body limit, fixed when the app is
+built, so that no setting can leave a route without one."""
+
+
 def _request_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
     """Upload size and slow-client limits (RELIABILITY: upload abuse) and the request thread pool,
     checked at start-up."""
     values: dict[str, Any] = {}
-    for env_name, key, default, least in (
+    for env_name, key, default, least in (  # (each also has a ceiling where one is needed, below)
             ("CALLVAULT_MAX_UPLOAD_BYTES", "max_upload_bytes", 512 * 1024 * 1024, 1024),
             ("CALLVAULT_UPLOAD_MIN_BYTES_PER_SECOND", "upload_min_bytes_per_second", 16 * 1024, 1),
             ("CALLVAULT_UPLOAD_GRACE_SECONDS", "upload_grace_seconds", 30, 1),
@@ -193,6 +198,10 @@ def _request_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
         if not raw.isdigit() or int(raw) < least:
             raise ConfigurationError(f"{env_name} must be a whole number, at least {least} (got {raw!r})")
         values[key] = int(raw)
+    if values["max_upload_bytes"] > UPLOAD_BYTES_CEILING:
+        raise ConfigurationError(f"CALLVAULT_MAX_UPLOAD_BYTES may be at most {UPLOAD_BYTES_CEILING} (4 GiB): an "
+                                 f"upload is held in memory, encrypted, never spooled to disk in clear "
+                                 f"(got {values['max_upload_bytes']})")
     return values
 
 

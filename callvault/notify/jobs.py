@@ -14,4 +14,5 @@ if TYPE_CHECKING:
 @job("notify.send_mail", every_seconds=15)
 def send_mail(runtime: Runtime) -> int:
     """Send due mails from the outbox over SMTP, retrying failures with backoff."""
-    return send_due(runtime.db, SmtpSettings.from_env(runtime.settings.env), clock=runtime.clock)
+    return send_due(runtime.db, SmtpSettings.from_env(runtime.settings.env), clock=runtime.clock,
+                    keyring=runtime.keyring)

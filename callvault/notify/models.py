@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -44,3 +44,9 @@ class OutboxMail(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    secrets_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The secrets the mail carries (a verification code, a download link), sealed under
+    ``secrets_wrapped_key``; ``subject`` and ``body`` hold only placeholders for them. Emptied, with the
+    key, once the mail is sent or has failed for good: the outbox never keeps a usable secret."""
+    secrets_kek_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    secrets_wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

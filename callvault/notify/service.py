@@ -7,6 +7,12 @@ sends, then records the outcome. A worker killed between sending and recording l
 ``sending``; after ``STALE_SENDING`` it is tried again with ``attempts`` incremented, so a mail is
 never sent twice without the outbox saying so (attempts > 1).
 
+Secrets (a caller's verification code, a download link) are passed to ``enqueue`` as ``secrets``: the row
+keeps ``[withheld:N]`` in their place and the secrets themselves sealed under a fresh key wrapped by the
+keyring (AES-GCM, bound to the mail's id); the worker puts them back into the message it sends, and the
+sealed copy and its key are dropped as soon as the mail is sent or has failed for good. A database
+reader, or a backup, never finds a usable code or link in the outbox.
+
 Settings (environment or ``config.toml``-free, read from ``Settings.env``): ``CALLVAULT_SMTP_HOST``
 (default localhost), ``CALLVAULT_SMTP_PORT`` (25), ``CALLVAULT_SMTP_FROM`` (callvault@localhost),
 ``CALLVAULT_SMTP_STARTTLS`` (0/1), ``CALLVAULT_SMTP_USERNAME``, ``CALLVAULT_SMTP_PASSWORD`` (or
@@ -15,25 +21,30 @@ Settings (environment or ``config.toml``-free, read from ``Settings.env``): ``CA
 
 from __future__ import annotations
 
+import json
 import logging
+import secrets as random_secrets
 import smtplib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.orm import Session
 
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
-from callvault.core.errors import ConfigurationError
+from callvault.core.errors import CallvaultError, ConfigurationError, IntegrityError
 from callvault.core.ids import new_id
 from callvault.notify.models import OutboxMail, OutboxState
+from callvault.storage.keys import Keyring, WrappedKey
 
 log = logging.getLogger("callvault.notify")
 
@@ -81,11 +92,54 @@ def address_for(username: str, email: str | None, smtp: SmtpSettings) -> str:
     return email or f"{username}@{smtp.mail_domain}"
 
 
+def _placeholder(index: int) -> str:
+    return f"[withheld:{index + 1}]"
+
+
+def _key_context(mail_id: str) -> str:
+    return f"mail-{mail_id}"
+
+
+def _seal_secrets(mail: OutboxMail, values: Sequence[str], keyring: Keyring) -> None:
+    """Replace each secret in the subject and body by its placeholder and keep the secrets sealed."""
+    for index, value in enumerate(values):
+        mail.subject = mail.subject.replace(value, _placeholder(index))
+        mail.body = mail.body.replace(value, _placeholder(index))
+    data_key = AESGCM.generate_key(bit_length=256)
+    wrapped = keyring.wrap(data_key, recording_id=_key_context(mail.id))
+    nonce = random_secrets.token_bytes(12)
+    plaintext = json.dumps(list(values)).encode()
+    mail.secrets_sealed = nonce + AESGCM(data_key).encrypt(nonce, plaintext, mail.id.encode())
+    mail.secrets_kek_id, mail.secrets_wrapped_key = wrapped.kek_id, wrapped.wrapped
+
+
+def _open_secrets(mail: OutboxMail, keyring: Keyring | None) -> list[str]:
+    if mail.secrets_sealed is None:
+        return []
+    if keyring is None or mail.secrets_kek_id is None or mail.secrets_wrapped_key is None:
+        raise ConfigurationError("this mail carries sealed secrets and the sender has no keyring to open them")
+    data_key = keyring.unwrap(WrappedKey(kek_id=mail.secrets_kek_id, wrapped=mail.secrets_wrapped_key),
+                              recording_id=_key_context(mail.id))
+    sealed = mail.secrets_sealed
+    try:
+        values = json.loads(AESGCM(data_key).decrypt(sealed[:12], sealed[12:], mail.id.encode()))
+    except InvalidTag:
+        raise IntegrityError(f"the sealed secrets of mail {mail.id} failed authentication") from None
+    return [str(v) for v in values]
+
+
 def enqueue(
     session: Session, *, to: str, subject: str, body: str, dedup_key: str | None = None,
-    recipient_user: str | None = None, clock: Clock = system_clock,
+    recipient_user: str | None = None, clock: Clock = system_clock, secrets: Sequence[str] = (),
+    keyring: Keyring | None = None,
 ) -> OutboxMail | None:
-    """Queue one mail (the caller commits). With a ``dedup_key`` already queued, nothing is added."""
+    """Queue one mail (the caller commits). With a ``dedup_key`` already queued, nothing is added.
+
+    ``secrets`` are strings of the subject or body that must not be kept in the outbox (a code, a link):
+    they are sealed with ``keyring`` (required with them) and given back only to the message sent."""
+    values = [v for v in dict.fromkeys(secrets) if v]
+    if values and keyring is None:
+        raise ConfigurationError("a mail with secrets needs the keyring to seal them")
     if dedup_key is not None:
         existing = session.scalar(select(OutboxMail).where(OutboxMail.dedup_key == dedup_key))
         if existing is not None:
@@ -94,6 +148,9 @@ def enqueue(
     mail = OutboxMail(id=new_id(), dedup_key=dedup_key, recipient=to, recipient_user=recipient_user,
                       subject=subject[:300], body=body, state=OutboxState.PENDING, attempts=0, created_at=now,
                       next_attempt_at=now, last_error="")
+    if values:
+        assert keyring is not None
+        _seal_secrets(mail, values, keyring)
     try:
         with session.begin_nested():
             session.add(mail)
@@ -134,16 +191,19 @@ def _claim(db: Database, *, clock: Clock) -> OutboxMail | None:
     return None
 
 
-def _message(mail: OutboxMail, smtp: SmtpSettings) -> EmailMessage:
+def _message(mail: OutboxMail, smtp: SmtpSettings, keyring: Keyring | None = None) -> EmailMessage:
+    subject, body = mail.subject, mail.body
+    for index, value in enumerate(_open_secrets(mail, keyring)):
+        subject, body = subject.replace(_placeholder(index), value), body.replace(_placeholder(index), value)
     msg = EmailMessage()
     msg["From"] = smtp.sender
     msg["To"] = mail.recipient
-    msg["Subject"] = mail.subject
+    msg["Subject"] = subject
     msg["Date"] = formatdate(localtime=False)
     domain = smtp.sender.rpartition("@")[2] or "localhost"
     msg["Message-ID"] = make_msgid(idstring=mail.id, domain=domain)
     msg["X-Callvault-Outbox-Id"] = mail.id
-    msg.set_content(mail.body)
+    msg.set_content(body)
     return msg
 
 
@@ -163,10 +223,11 @@ def _backoff(attempts: int) -> timedelta:
 def _record(db: Database, mail_id: str, *, error: str | None, attempts: int, clock: Clock) -> None:
     now = clock.now()
     with db.unit_of_work() as session:
+        forget = {"secrets_sealed": None, "secrets_kek_id": None, "secrets_wrapped_key": None}
         if error is None:
-            values: dict[str, object] = {"state": OutboxState.SENT, "sent_at": now, "last_error": ""}
+            values: dict[str, object] = {"state": OutboxState.SENT, "sent_at": now, "last_error": "", **forget}
         elif attempts >= MAX_ATTEMPTS:
-            values = {"state": OutboxState.FAILED, "last_error": error[:2000]}
+            values = {"state": OutboxState.FAILED, "last_error": error[:2000], **forget}
         else:
             values = {"state": OutboxState.PENDING, "last_error": error[:2000],
                       "next_attempt_at": now + _backoff(attempts)}
@@ -174,16 +235,18 @@ def _record(db: Database, mail_id: str, *, error: str | None, attempts: int, clo
                                                  OutboxMail.state == OutboxState.SENDING).values(**values))
 
 
-def send_due(db: Database, smtp: SmtpSettings, *, clock: Clock = system_clock, limit: int = 200) -> int:
-    """Send due mails, one claim at a time; returns how many were delivered."""
+def send_due(db: Database, smtp: SmtpSettings, *, clock: Clock = system_clock, limit: int = 200,
+             keyring: Keyring | None = None) -> int:
+    """Send due mails, one claim at a time; returns how many were delivered. ``keyring`` opens the
+    sealed secrets of the mails that carry some (see the module doc)."""
     sent = 0
     for _ in range(limit):
         mail = _claim(db, clock=clock)
         if mail is None:
             break
         try:
-            _deliver(_message(mail, smtp), smtp)
-        except (OSError, smtplib.SMTPException) as exc:
+            _deliver(_message(mail, smtp, keyring), smtp)
+        except (OSError, smtplib.SMTPException, CallvaultError) as exc:
             log.warning("mail %s to %s failed (attempt %d): %s", mail.id, mail.recipient, mail.attempts, exc)
             _record(db, mail.id, error=f"{type(exc).__name__}: {exc}", attempts=mail.attempts, clock=clock)
             continue

@@ -46,6 +46,7 @@ from callvault.policy.decide import Action, Actor, Decision, has_acknowledged
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
+from callvault.storage.keys import Keyring
 from callvault.subject_requests import limits
 from callvault.subject_requests.models import (
     DeliveryLink,
@@ -216,7 +217,7 @@ def _validate(policy: PolicyDocument, new: NewRequest, *, today: date) -> tuple[
 
 def submit(
     session: Session, *, policy: PolicyDocument, new: NewRequest, source_ip: str | None, counters: Counters,
-    clock: Clock = system_clock,
+    keyring: Keyring, clock: Clock = system_clock,
 ) -> SubjectRequest:
     """Record a caller's request and mail a verification code to the nominated address.
 
@@ -244,7 +245,8 @@ def submit(
     row.code_sha256 = _code_hash(row.id, code)
     session.add(row)
     session.flush()
-    notify.enqueue(session, to=email, subject=f"Your verification code: {code}", clock=clock, body=(
+    notify.enqueue(session, to=email, subject=f"Your verification code: {code}", clock=clock,
+                   secrets=[code], keyring=keyring, body=(
         f"Someone (we hope you) asked {policy.organisation} for copies of call recordings of the phone "
         f"number(s) {', '.join(numbers)}, to be sent to this address.\n\n"
         f"Your verification code is {code}. Enter it on the request page within "
@@ -502,8 +504,8 @@ class ApproveOutcome:
 
 def approve(
     session: Session, *, policy: PolicyDocument, actor: Actor, request_id: str, public_url: str,
-    link_days: int = LINK_DAYS_DEFAULT, max_downloads: int = DOWNLOADS_DEFAULT, source_ip: str | None = None,
-    clock: Clock = system_clock,
+    keyring: Keyring, link_days: int = LINK_DAYS_DEFAULT, max_downloads: int = DOWNLOADS_DEFAULT,
+    source_ip: str | None = None, clock: Clock = system_clock,
 ) -> ApproveOutcome:
     """Release the reviewed recordings: each is decided for ``subject_access`` as ``actor`` (audited);
     if all are allowed, a link is created and mailed and the request is ``sent``. With denials nothing
@@ -550,7 +552,8 @@ def approve(
     else:
         body = (f"We looked for recordings matching your request ({row.id}) and hold none: either no calls "
                 "were recorded, or they have already been destroyed under our retention policy.\n")
-    notify.enqueue(session, to=row.email, subject="Your call recordings", body=body, clock=clock)
+    notify.enqueue(session, to=row.email, subject="Your call recordings", body=body, clock=clock,
+                   secrets=[outcome.link_url] if outcome.link_url else [], keyring=keyring)
     _event(session, actor=actor.username, role=actor.role, action="released", row=row, source_ip=source_ip,
            details={"recordings": len(chosen), "link_days": link_days, "max_downloads": max_downloads,
                     "on_time": row.due_at is None or now < row.due_at}, clock=clock)

@@ -88,7 +88,7 @@ def request_submit(
             raise InvalidInput("the request cannot be accepted:", problems)
         with runtime.db.unit_of_work() as session:
             row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request),
-                                 counters=runtime.counters, clock=runtime.clock)
+                                 counters=runtime.counters, keyring=runtime.keyring, clock=runtime.clock)
             request_id = row.id
     except limits.RateLimited as exc:
         return _page(request, "subject_request.html", {"policy": policy, "form": form, "problems": [],

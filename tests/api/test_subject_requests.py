@@ -62,7 +62,7 @@ def recs(server: LiveServer) -> dict[str, tuple[str, bytes]]:
 
 
 def _mails(mail: MailSink, env: CallvaultEnv, to: str) -> list[Any]:
-    notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock)
+    notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock, keyring=env.runtime.keyring)
     return [r.message for r in mail.to(to)]
 
 
@@ -337,3 +337,45 @@ def test_the_cli_lists_the_queue_and_releases_as_a_named_staff_member(
                                       recs["in2"][0], "--data-dir", str(env.data_dir)], env=cli_env)
     assert ok.exit_code == 0, ok.output
     assert any(server.base_url + "/s/" in _body(m) for m in _mails(mail, env, email))
+
+
+def _outbox_text(env: CallvaultEnv, to: str) -> str:
+    """Everything the outbox holds for ``to``, as a database reader (or a backup of it) would see it."""
+    from callvault.notify.models import OutboxMail
+    with env.runtime.db.unit_of_work() as session:
+        rows = session.scalars(select(OutboxMail).where(OutboxMail.recipient == to)).all()
+        return "\n".join(f"{r.subject}\n{r.body}\n{(r.secrets_sealed or b'').hex()}" for r in rows)
+
+
+def test_the_outbox_never_holds_a_verification_code_or_a_download_link_in_clear(
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]]) -> None:
+    """The outside tester read ``mail_outbox`` and found every verification code and every download link
+    ever sent, usable, forever. The mail that goes out carries them; the row keeps them sealed until it
+    is sent and then not at all."""
+    email = "caller.outbox@example.org"
+    with server.client() as public:
+        resp = _submit(public, email, [CALLER_2])
+        assert resp.status_code == 202, resp.text
+        request_id = resp.json()["id"]
+    queued = _outbox_text(env, email)
+    code = _code(mail, env, email)
+    assert code not in queued and code not in _outbox_text(env, email)
+    assert "verification code" in _outbox_text(env, email)  # the row still says what was sent
+    with server.client() as public:
+        assert public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": code}).status_code == 200
+    with server.client("lead") as lead:
+        assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
+                         json={"recording_ids": [recs["in2"][0]]}).status_code == 200
+        assert lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={}).status_code == 200
+    queued = _outbox_text(env, email)
+    links = [re.search(r"(http\S+/s/(\S+))", _body(m)) for m in _mails(mail, env, email)
+             if str(m["Subject"]) == "Your call recordings"]
+    assert links and links[-1]
+    link, token = links[-1].group(1), links[-1].group(2)
+    assert token not in queued and token not in _outbox_text(env, email)
+    with httpx.Client(timeout=30) as anyone:
+        assert anyone.get(link).status_code == 200  # the mailed link works: only the stored copy is gone
+    from callvault.notify.models import OutboxMail
+    with env.runtime.db.unit_of_work() as session:
+        sent = session.scalars(select(OutboxMail).where(OutboxMail.recipient == email)).all()
+        assert sent and all(r.state == "sent" and r.secrets_sealed is None for r in sent)

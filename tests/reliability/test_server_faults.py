@@ -89,6 +89,49 @@ def test_a_public_request_body_over_the_limit_is_cut_off_while_read_even_chunked
         assert session.scalar(select(func.count()).select_from(SubjectRequest)) == 0
 
 
+def _stream_until_answered(server: LiveServer, head: bytes, body: bytes, *, chunked: bool) -> tuple[int, bytes, int]:
+    """Send ``body`` (chunked or as declared) piece by piece until the server answers; returns the status,
+    the answer and how many body bytes went out before it came. A server that reads a body it is going to
+    refuse would take it all first (or, for a declared length never sent, wait for it forever)."""
+    data, sent = b"", 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(head)
+        for i in range(0, len(body), 16384):
+            piece = body[i:i + 16384]
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            except OSError:
+                break
+            sent += len(piece)
+            if io_select.select([sock], [], [], 0.01)[0]:
+                break
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    assert data, f"no answer after {sent} body bytes: the server waits for a body it should have refused"
+    return int(data.split(b" ", 2)[1]), data, sent
+
+
+@pytest.mark.parametrize(("path", "content_type"), [("/api/v1/auth/token", "application/json"),
+                                                     ("/login", "application/x-www-form-urlencoded"),
+                                                     ("/api/v1/access-requests", "application/json")])
+def test_a_huge_body_to_any_route_is_refused_with_413_before_sign_in_and_before_it_is_read(
+        server: LiveServer, path: str, content_type: str) -> None:
+    """The outside tester's attack: one 300 MB JSON body to the sign-in endpoint held the whole body in
+    the server's memory before anything looked at it. Every route has a limit (small unless it takes
+    audio), applied from the declared length and, for a chunked body, while it streams in."""
+    declared = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {300 * 1024 * 1024}\r\nConnection: close\r\n\r\n").encode()
+    status, data, sent = _stream_until_answered(server, declared, b"{" + b" " * (4 * 1024 * 1024), chunked=False)
+    assert status == 413 and b"too_large" in data, data[-300:]
+    assert sent < 4 * 1024 * 1024, "the server waited for the body it refused"
+    chunked = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+               "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    status, data, sent = _stream_until_answered(server, chunked, b"[" + b"0," * (2 * 1024 * 1024), chunked=True)
+    assert status == 413 and b"too_large" in data, data[-300:]
+    assert sent < 4 * 1024 * 1024, "the server read the whole chunked body before refusing it"
+
+
 def test_an_upload_without_content_length_is_refused_naming_the_header(server: LiveServer) -> None:
     auth = _token(server, "admin")
     status, data = _raw_request(server, (
@@ -207,3 +250,5 @@ def test_upload_limits_come_from_the_environment_and_typos_fail_at_start_up(tmp_
     assert (settings.max_upload_bytes, settings.upload_min_bytes_per_second) == (2048, 500)
     with pytest.raises(ConfigurationError, match="CALLVAULT_UPLOAD_GRACE_SECONDS"):
         load_settings(tmp_path, env={"CALLVAULT_UPLOAD_GRACE_SECONDS": "ten"})
+    with pytest.raises(ConfigurationError, match="at most 4294967296"):  # above the upload route's own limit
+        load_settings(tmp_path, env={"CALLVAULT_MAX_UPLOAD_BYTES": str(5 * 1024 ** 3)})
