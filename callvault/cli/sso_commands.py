@@ -83,5 +83,5 @@ def users_sso_links(json_output: Annotated[bool, typer.Option("--json", help="ma
     table = Table("username", "issuer", "subject", "linked via", "by", "since", title="Single sign-on links")
     for r in rows:
         table.add_row(r["username"], r["issuer"], r["subject"], r["linked_via"], r["linked_by"] or "",
-                      r["created_at"][:16])
+                      str(r["created_at"])[:16])
     out.print(table)

@@ -336,7 +336,7 @@ def unlink(session: Session, *, user: User, issuer: str | None, actor: str, acto
 def links(session: Session) -> list[tuple[User, OidcIdentity]]:
     """Every link with its account, for review (``callvault users sso-links``)."""
     return [(u, i) for i, u in session.execute(select(OidcIdentity, User).join(User, User.id == OidcIdentity.user_id)
-                                                .order_by(User.username, OidcIdentity.issuer)).tuples()]
+                                                .order_by(User.username, OidcIdentity.issuer))]
 
 
 def link_owner(session: Session, *, settings: OidcSettings, claims: dict[str, Any], flow: Flow,
