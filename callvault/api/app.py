@@ -30,6 +30,7 @@ from callvault.api import (
 from callvault.api.deps import NetworkGuard
 from callvault.api.errors import TooLargeAsJson, install_error_handlers
 from callvault.ops.metrics import build_registry
+from callvault.retention.reapply import reapply_at_start
 from callvault.runtime import Runtime
 from callvault.web import pages, subject_pages
 
@@ -50,6 +51,9 @@ def create_app(runtime: Runtime) -> FastAPI:
         # The pool FastAPI runs sync dependencies and handlers in (settings.DEFAULT_SERVER_THREADS: why small).
         anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.server_threads
         _app.state.upload_limiter = anyio.CapacityLimiter(routes_recordings.UPLOAD_THREADS)
+        # A restored database must not serve erased calls again: the key-destruction list decides.
+        await anyio.to_thread.run_sync(lambda: reapply_at_start(runtime.db, runtime.store, runtime.keyring,
+                                                                clock=runtime.clock))
         yield
 
     app = FastAPI(

@@ -35,6 +35,7 @@ from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.policy.loader import load_policy_file, policy_to_json
 from callvault.recordings.integrity import find_problems
+from callvault.retention.reapply import reapply, reapply_at_start
 from callvault.runtime import Runtime, build_runtime
 from callvault.storage.keys import create_kek
 
@@ -358,12 +359,13 @@ def demo(
 @app.command()
 @handle_errors
 def check(
-    repair: Annotated[bool, typer.Option("--repair", help="remove what crashed ingests left behind")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="remove what crashed ingests left behind; destroy "
+                                         "again what the key-destruction list says is destroyed")] = False,
     older_than_minutes: Annotated[int, typer.Option("--older-than-minutes")] = 60,
     deep: Annotated[bool, typer.Option("--deep", help="decrypt every recording and check its SHA-256")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Integrity check: stale partial ingests (and, with --repair, remove them)."""
+    """Integrity check: stale partial ingests (with --repair: remove them, re-apply the key-destruction list)."""
     runtime = open_runtime(data_dir)
     try:
         if repair:
@@ -372,6 +374,12 @@ def check(
             cleanup = getattr(runtime.store, "cleanup_temp", None)  # half-written blobs of killed writers
             temps = cleanup(older_than_minutes * 60) if cleanup is not None else 0
             out.print(f"removed {len(removed)} incomplete ingest(s) and {temps} half-written temporary file(s)")
+            # A restored database may hold rows of recordings destroyed since the backup: the
+            # key-destruction list beside the keys says which; destroy them (and their search terms) again.
+            again = reapply(runtime.db, runtime.store, runtime.keyring, trigger="check --repair",
+                            clock=runtime.clock)
+            out.print(f"destroyed again {again.recordings} recording(s) and {again.clips} training clip(s) whose "
+                      "key is on the key-destruction list")
         else:
             problems = find_problems(db=runtime.db, store=runtime.store, keyring=runtime.keyring,
                                      stale_after=timedelta(minutes=older_than_minutes), deep=deep)
@@ -406,6 +414,7 @@ def worker(
         if unknown:
             raise InvalidInput(f"unknown job(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(jobs))}")
         selected = [j for j in jobs.values() if not job_names or j.name in job_names]
+        reapply_at_start(runtime.db, runtime.store, runtime.keyring, clock=runtime.clock)
         if once:
             results = run_once(runtime, selected)
             for name, handled in results.items():

@@ -122,6 +122,7 @@ from callvault.cli import (  # noqa: E402, F401
     pbx_commands,
     quality_commands,
     retention_commands,
+    sso_commands,
     subject_commands,
     transcription_commands,
 )

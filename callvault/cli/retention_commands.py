@@ -122,13 +122,14 @@ def retention_sweep(
                            on_start=lambda total: progress.update(task, total=total),
                            on_batch=lambda n: progress.advance(task, n))
         summary = {"destroyed": result.destroyed, "by_rule": dict(result.by_rule), "resumed": result.resumed,
-                   "recomputed": result.recomputed, "held": result.held}
+                   "reapplied": result.reapplied, "recomputed": result.recomputed, "held": result.held}
         if json_output:
             print_json(summary)
             return
         rules = ", ".join(f"{n} by {rule}" for rule, n in sorted(result.by_rule.items())) or "none due"
         out.print(f"Destroyed {result.destroyed} recording(s) ({rules}); finished {result.resumed} left by an "
-                  f"interrupted run; {result.held} due recording(s) kept by a legal hold.")
+                  f"interrupted run; {result.reapplied} destroyed again (key on the key-destruction list, e.g. "
+                  f"after a restore); {result.held} due recording(s) kept by a legal hold.")
     finally:
         runtime.close()
 

@@ -56,6 +56,9 @@ class OidcSettings:
     """``acr`` values that prove a second factor (e.g. your IdP's MFA level URI)."""
     provisioning: str = "existing"
     """``existing``: the account must already exist (default); ``jit``: created at first sign-in."""
+    jit_role: str | None = None
+    """The role of a just-in-time account when ``role_map`` gives none: must reach no content (checked at
+    sign-in against the policy in force). Unset: such a sign-in is refused."""
     button_label: str = "Sign in with SSO"
 
 
@@ -313,5 +316,6 @@ def _oidc_settings(env: Mapping[str, str], pick: Callable[[str, str, str], str],
         mfa_amr=_words(pick("CALLVAULT_OIDC_MFA_AMR", "oidc_mfa_amr", ",".join(defaults.mfa_amr))),
         mfa_acr=_words(pick("CALLVAULT_OIDC_MFA_ACR", "oidc_mfa_acr", "")),
         provisioning=provisioning,
+        jit_role=pick("CALLVAULT_OIDC_JIT_ROLE", "oidc_jit_role", "").strip() or None,
         button_label=pick("CALLVAULT_OIDC_BUTTON_LABEL", "oidc_button_label", defaults.button_label),
     )

@@ -130,9 +130,10 @@ class SignInThrottle(Base):
 
 
 class OidcIdentity(Base):
-    """Which account an identity-provider subject signs in as. Linked once (by the username claim, or
-    at just-in-time creation); afterwards the subject, not the name, decides, so a renamed IdP account
-    keeps its callvault account and a reused name cannot take over another's."""
+    """Which account an identity-provider subject signs in as. Linked on purpose only: by the account's
+    owner after a local sign-in (password and TOTP), by an administrator, or at just-in-time creation;
+    never because a token's username claim names an account (issue 24: that let anyone who controls a
+    name at the provider take over the local account). Afterwards the subject, not the name, decides."""
 
     __tablename__ = "oidc_identities"
     __table_args__ = (UniqueConstraint("issuer", "subject", name="uq_oidc_identities_issuer_subject"),)
@@ -143,6 +144,11 @@ class OidcIdentity(Base):
     subject: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    linked_via: Mapped[str] = mapped_column(String(16), server_default="username-match")
+    """How the link was made: ``owner`` (the owner signed in locally, then linked), ``admin``, ``jit``
+    (created by SSO), or ``username-match`` (made by name alone before migration 0023: review these)."""
+    linked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """Who made it (the owner's or the administrator's username); None for ``username-match``."""
 
 
 class OidcLoginState(Base):
@@ -160,3 +166,6 @@ class OidcLoginState(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    link_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    """Set when a locally signed-in owner started this flow to link their account: the callback links the
+    provider's subject to this account (and only in that owner's browser session) instead of signing in."""

@@ -8,10 +8,13 @@ Contracts:
 - The ID token is believed only when its signature checks against the provider's JWKS (asymmetric
   algorithms only, never ``none``), ``iss`` is the configured issuer, ``aud`` names our client id,
   it has not expired and its ``nonce`` is the one this sign-in sent. Anything else: refused, audited.
-- An account is linked to the provider's (issuer, subject) once; afterwards the subject decides.
-  Accounts must exist beforehand unless ``CALLVAULT_OIDC_PROVISIONING=jit``.
-- The role comes from the token's role/group claims through ``role_map`` (first match wins); a role
-  change is audited. With no map configured an existing account keeps its local role.
+- An account is reached only through a link of the provider's (issuer, subject), made on purpose: by
+  the account's owner signed in locally (password and TOTP) who starts a linking flow from their
+  account page, by an administrator (``callvault users sso-link``), or when just-in-time provisioning
+  creates the account. A username claim naming an existing account never links it (issue 24: anyone
+  controlling that name at the provider took the account over); the person is told how to link.
+- The role comes from the token's role/group claims only through the administrator's ``role_map``
+  (first match wins), and a change is audited. Without a map the role never changes.
 - MFA: when the policy requires it for the role, the provider must prove it (``amr``/``acr`` from the
   accepted lists); otherwise the person owes our own TOTP code (or must set it up) exactly as after a
   password.
@@ -38,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
-from callvault.core.errors import AuthenticationFailed, ConfigurationError
+from callvault.core.errors import AuthenticationFailed, ConfigurationError, Conflict, InvalidInput
 from callvault.core.ids import new_id
 from callvault.core.settings import OidcSettings
 from callvault.identity import mfa, throttle
@@ -143,14 +146,17 @@ class FlowStart:
     """Also set as a short-lived cookie by the edge, binding the flow to this browser."""
 
 
-def begin(session: Session, *, client: ProviderClient, redirect_uri: str, clock: Clock = system_clock) -> FlowStart:
-    """Record a sign-in in flight and build the provider URL to send the browser to."""
+def begin(session: Session, *, client: ProviderClient, redirect_uri: str, clock: Clock = system_clock,
+          link_user_id: str | None = None) -> FlowStart:
+    """Record a sign-in in flight and build the provider URL to send the browser to. With
+    ``link_user_id`` (an owner signed in locally) the flow links that account instead of signing in."""
     endpoint = client.metadata().authorization_endpoint  # network first: no database lock held while waiting
     now = clock.now()
     session.execute(delete(OidcLoginState).where(OidcLoginState.expires_at < now - timedelta(hours=1)))
     state, nonce, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(32), secrets.token_urlsafe(64)
     session.add(OidcLoginState(id=new_id(), state_sha256=_hash(state), nonce=nonce, code_verifier=verifier,
-                               redirect_uri=redirect_uri[:500], created_at=now, expires_at=now + FLOW_LIFETIME))
+                               redirect_uri=redirect_uri[:500], created_at=now, expires_at=now + FLOW_LIFETIME,
+                               link_user_id=link_user_id))
     with client.oauth(redirect_uri) as oauth:
         url, _ = oauth.create_authorization_url(endpoint, state=state, nonce=nonce, code_verifier=verifier)
     return FlowStart(authorization_url=url, state=state)
@@ -163,6 +169,8 @@ class Flow:
     nonce: str
     code_verifier: str
     redirect_uri: str
+    link_user_id: str | None = None
+    """The account whose owner started this flow to link it (None: an ordinary sign-in)."""
 
 
 def claim_flow(session: Session, *, state: str, clock: Clock = system_clock) -> Flow:
@@ -173,7 +181,8 @@ def claim_flow(session: Session, *, state: str, clock: Clock = system_clock) -> 
     if row is None or row.used_at is not None or row.expires_at <= now:
         raise SsoRefused("this single sign-on attempt expired or was already used; start again from the sign-in page")
     row.used_at = now
-    return Flow(nonce=row.nonce, code_verifier=row.code_verifier, redirect_uri=row.redirect_uri)
+    return Flow(nonce=row.nonce, code_verifier=row.code_verifier, redirect_uri=row.redirect_uri,
+                link_user_id=row.link_user_id)
 
 
 def exchange_code(*, client: ProviderClient, flow: Flow, code: str, clock: Clock = system_clock) -> dict[str, Any]:
@@ -234,12 +243,12 @@ def _values(claim: object) -> list[str]:
 
 
 def mapped_role(settings: OidcSettings, claims: dict[str, Any]) -> str | None:
-    """The role the token's role/group claims map to (first ``role_map`` pair that matches), or, with no
-    map configured, the first value of the role claim taken as a role id."""
-    roles = _values(claims.get(settings.role_claim))
+    """The role the token's role/group claims map to (first ``role_map`` pair that matches); None without
+    a map. A claim value is never taken as a role id by itself: the provider's administrators (or anyone
+    who can edit a claim there) must not decide callvault roles unless callvault's administrator said so."""
     if not settings.role_map:
-        return roles[0] if roles else None
-    carried = set(roles) | set(_values(claims.get(settings.groups_claim)))
+        return None
+    carried = set(_values(claims.get(settings.role_claim))) | set(_values(claims.get(settings.groups_claim)))
     for value, role in settings.role_map:
         if value in carried:
             return role
@@ -259,48 +268,132 @@ class SsoSignIn:
     idp_mfa: bool
 
 
+NOT_LINKED = ("this identity-provider account is not linked to a callvault account. If you have one, sign in with "
+              "your callvault password and one-time code, open Account and choose 'Link single sign-on'; or ask "
+              "an administrator to link it (callvault users sso-link)")
+"""Said whether or not the username claim names an account: the answer must not tell names apart."""
+
+
+def _jit_role(settings: OidcSettings, role: str | None, policy: PolicyDocument) -> str:
+    """The role a just-in-time account gets: the mapped one, else the configured no-content default."""
+    if role is not None:
+        return role
+    default = settings.jit_role
+    if default is None:
+        raise SsoRefused("the identity provider gave no role or group that maps to a callvault role, and no "
+                         "default role for new accounts is set (CALLVAULT_OIDC_ROLE_MAP, CALLVAULT_OIDC_JIT_ROLE)")
+    rule = policy.roles.get(default)
+    if rule is None or rule.content_scope != "none" or rule.can_administer:
+        raise SsoRefused(f"CALLVAULT_OIDC_JIT_ROLE {default!r} must be a role of the policy in force that reaches "
+                         "no recordings and administers nothing; ask an administrator")
+    return default
+
+
+def link(session: Session, *, user: User, issuer: str, subject: str, via: str, actor: str, actor_role: str = "",
+         source_ip: str | None = None, clock: Clock = system_clock) -> OidcIdentity:
+    """Link the provider's (issuer, subject) to ``user``, audited ``user.sso_linked`` with ``via`` (``owner``,
+    ``admin``, ``jit``). Conflict when the subject already reaches another account, or ``user`` already
+    has another subject at this provider (unlink first: one person, one provider account)."""
+    subject = subject.strip()
+    if not subject or len(subject) > 255:
+        raise InvalidInput("the identity provider's subject (sub) must be 1 to 255 characters")
+    found = session.scalar(select(OidcIdentity).where(OidcIdentity.issuer == issuer, OidcIdentity.subject == subject))
+    if found is not None:
+        if found.user_id == user.id:
+            return found
+        raise Conflict("this identity-provider account is already linked to another callvault account; "
+                       "an administrator must unlink it first (callvault users sso-unlink)")
+    if session.scalar(select(OidcIdentity.id).where(OidcIdentity.user_id == user.id, OidcIdentity.issuer == issuer)):
+        raise Conflict(f"the callvault account {user.username!r} is already linked to another account at this "
+                       "identity provider; unlink it first (callvault users sso-unlink)")
+    row = OidcIdentity(id=new_id(), user_id=user.id, issuer=issuer, subject=subject, created_at=clock.now(),
+                       linked_via=via, linked_by=actor)
+    session.add(row)
+    session.flush()
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="user.sso_linked", object_type="user", object_id=user.id,
+        source_ip=source_ip, details={"username": user.username, "issuer": issuer, "subject": subject, "via": via},
+        clauses=("A12",)), clock=clock)
+    return row
+
+
+def unlink(session: Session, *, user: User, issuer: str | None, actor: str, actor_role: str = "",
+           clock: Clock = system_clock) -> int:
+    """Remove ``user``'s links (at ``issuer``, or at every provider), audited ``user.sso_unlinked``."""
+    query = select(OidcIdentity).where(OidcIdentity.user_id == user.id)
+    if issuer is not None:
+        query = query.where(OidcIdentity.issuer == issuer)
+    rows = list(session.scalars(query))
+    for row in rows:
+        audit.append(session, audit.AuditEvent(
+            actor=actor, actor_role=actor_role, action="user.sso_unlinked", object_type="user", object_id=user.id,
+            details={"username": user.username, "issuer": row.issuer, "subject": row.subject,
+                     "was_linked_via": row.linked_via}, clauses=("A12",)), clock=clock)
+        session.delete(row)
+    return len(rows)
+
+
+def links(session: Session) -> list[tuple[User, OidcIdentity]]:
+    """Every link with its account, for review (``callvault users sso-links``)."""
+    return [(u, i) for i, u in session.execute(select(OidcIdentity, User).join(User, User.id == OidcIdentity.user_id)
+                                                .order_by(User.username, OidcIdentity.issuer))]
+
+
+def link_owner(session: Session, *, settings: OidcSettings, claims: dict[str, Any], flow: Flow,
+               source_ip: str | None, clock: Clock = system_clock) -> User:
+    """Finish a linking flow the account's owner started from their account page.
+
+    Why this proves ownership: the flow row names the account, and only a full web session whose first
+    factor was the password (plus TOTP where the policy wants it) can start one (the edge checks, with
+    its CSRF token); the ``state`` cookie binds the callback to that same browser. The provider's
+    redirect is cross-site, so the SameSite=Strict session cookie itself is not sent on the callback.
+    Signs nobody in and changes no role."""
+    assert flow.link_user_id is not None
+    user = session.get(User, flow.link_user_id)
+    if user is None or not user.active:
+        raise SsoRefused("the callvault account that started this linking is gone or deactivated")
+    try:
+        link(session, user=user, issuer=settings.issuer, subject=str(claims["sub"]), via="owner", actor=user.username,
+             actor_role=user.role, source_ip=source_ip, clock=clock)
+    except Conflict as exc:
+        raise SsoRefused(exc.message) from exc
+    return user
+
+
 def _link_user(session: Session, *, settings: OidcSettings, claims: dict[str, Any], role: str | None,
                policy: PolicyDocument, clock: Clock) -> User:
     subject = str(claims["sub"])[:255]
-    link = session.scalar(select(OidcIdentity).where(OidcIdentity.issuer == settings.issuer,
-                                                     OidcIdentity.subject == subject))
+    found = session.scalar(select(OidcIdentity).where(OidcIdentity.issuer == settings.issuer,
+                                                      OidcIdentity.subject == subject))
     now = clock.now()
-    if link is not None:
-        user = session.get(User, link.user_id)
+    if found is not None:
+        user = session.get(User, found.user_id)
         assert user is not None  # the link is deleted with the account (ON DELETE CASCADE)
-        link.last_sign_in_at = now
+        found.last_sign_in_at = now
         return user
+    if settings.provisioning != "jit":
+        raise SsoRefused(NOT_LINKED)
     username = str(claims.get(settings.username_claim) or "").strip().lower()
     if not username:
-        raise SsoRefused(f"the ID token carries no {settings.username_claim!r} claim to match a callvault account "
+        raise SsoRefused(f"the ID token carries no {settings.username_claim!r} claim to name a new callvault account "
                          "(CALLVAULT_OIDC_USERNAME_CLAIM)")
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        if settings.provisioning != "jit":
-            raise SsoRefused(f"there is no callvault account named {username!r}; an administrator must create it "
-                             "before single sign-on can be used")
-        if not identity.USERNAME_RE.match(username):
-            raise SsoRefused(f"{username!r} cannot be a callvault account name (2-64 lowercase letters, digits, "
-                             "'.', '_', '-')")
-        if role is None:
-            raise SsoRefused("the identity provider gave no role or group that maps to a callvault role")
-        user = User(id=new_id(), username=username, display_name=str(claims.get("name") or username)[:200],
-                    role=role, password_hash=hash_password(secrets.token_urlsafe(32)), active=True, created_at=now)
-        session.add(user)
-        session.flush()
-        audit.append(session, audit.AuditEvent(
-            actor="sso", action="user.created", object_type="user", object_id=user.id,
-            details={"username": username, "role": role, "via": "oidc just-in-time", "issuer": settings.issuer},
-        ), clock=clock)
-    elif session.scalar(select(OidcIdentity.id).where(OidcIdentity.user_id == user.id,
-                                                      OidcIdentity.issuer == settings.issuer)):
-        raise SsoRefused(f"the callvault account {username!r} is already linked to another account at the "
-                         "identity provider")
-    session.add(OidcIdentity(id=new_id(), user_id=user.id, issuer=settings.issuer, subject=subject, created_at=now,
-                             last_sign_in_at=now))
+    if session.scalar(select(User.id).where(User.username == username)) is not None:
+        # An existing local account is never taken over by name: its owner (or an administrator) links it.
+        raise SsoRefused(NOT_LINKED)
+    if not identity.USERNAME_RE.match(username):
+        raise SsoRefused(f"{username!r} cannot be a callvault account name (2-64 lowercase letters, digits, "
+                         "'.', '_', '-')")
+    new_role = _jit_role(settings, role, policy)
+    user = User(id=new_id(), username=username, display_name=str(claims.get("name") or username)[:200],
+                role=new_role, password_hash=hash_password(secrets.token_urlsafe(32)), active=True, created_at=now)
+    session.add(user)
+    session.flush()
     audit.append(session, audit.AuditEvent(
-        actor=user.username, actor_role=user.role, action="user.sso_linked", object_type="user", object_id=user.id,
-        details={"issuer": settings.issuer, "subject": subject}), clock=clock)
+        actor="sso", action="user.created", object_type="user", object_id=user.id,
+        details={"username": username, "role": new_role, "via": "oidc just-in-time", "issuer": settings.issuer,
+                 "role_source": "oidc role map" if role is not None else "CALLVAULT_OIDC_JIT_ROLE"}), clock=clock)
+    found = link(session, user=user, issuer=settings.issuer, subject=subject, via="jit", actor="sso", clock=clock)
+    found.last_sign_in_at = now
     return user
 
 

@@ -85,6 +85,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("CALLVAULT_OIDC_MFA_AMR", "oidc_mfa_amr", value=lambda s: ",".join(s.oidc.mfa_amr) if s.oidc else None),
     Spec("CALLVAULT_OIDC_MFA_ACR", "oidc_mfa_acr", value=lambda s: ",".join(s.oidc.mfa_acr) if s.oidc else None),
     Spec("CALLVAULT_OIDC_PROVISIONING", "oidc_provisioning", value=_oidc("provisioning")),
+    Spec("CALLVAULT_OIDC_JIT_ROLE", "oidc_jit_role", value=_oidc("jit_role")),
     Spec("CALLVAULT_OIDC_BUTTON_LABEL", "oidc_button_label", value=_oidc("button_label")),
 )
 

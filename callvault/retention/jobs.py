@@ -16,4 +16,4 @@ def sweep(runtime: Runtime) -> int:
     """Destroy recordings whose retention date has come (crypto-shred, delete blob, keep a record)."""
     result = run_sweep(db=runtime.db, store=runtime.store, keyring=runtime.keyring, clock=runtime.clock,
                        actor="system")
-    return result.destroyed + result.resumed
+    return result.destroyed + result.resumed + result.reapplied

@@ -4,8 +4,9 @@ Run by ``callvault retention sweep`` and by the worker job ``retention.sweep``. 
 claimed and crypto-shredded in one transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
 workers never take the same rows; SQLite serialises writers anyway), then its blobs are deleted and
 its rows marked destroyed (see ``shred`` for the order and why a kill at any moment is safe).
-Before the first batch the sweep finishes what an earlier, interrupted run left, and recomputes
-dates computed under another policy version.
+Before the first batch the sweep finishes what an earlier, interrupted run left, recomputes
+dates computed under another policy version, and re-applies the key-destruction list (``reapply``:
+a restored database must not bring erased calls back to the catalog or to search).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from callvault.policy import service as policy_service
 from callvault.recordings.models import Recording, RecordingState
 from callvault.retention import service
 from callvault.retention.models import DestructionRecord
+from callvault.retention.reapply import reapply
 from callvault.retention.shred import Doomed, Pending, destroy_now, finish, resume
 from callvault.storage.blobstore import BlobStore
 from callvault.storage.keys import Keyring
@@ -48,6 +50,8 @@ class SweepResult:
     destroyed: int = 0
     by_rule: Counter[str] = field(default_factory=Counter)
     resumed: int = 0
+    reapplied: int = 0
+    """Recordings and clips destroyed again because their key is on the key-destruction list (a restore)."""
     recomputed: int = 0
     held: int = 0
     """Due recordings kept because of a legal hold."""
@@ -128,6 +132,7 @@ def sweep(
         policy = policy_service.current_policy(session, clock=clock)
         result.recomputed = service.refresh_stale(session, policy=policy)
     result.resumed = resume(db, store, keyring, clock=clock)
+    result.reapplied = reapply(db, store, keyring, trigger="sweep", clock=clock).total
     if on_start is not None:
         on_start(due_count(db, now=now))
     postgres = db.dialect == "postgresql"

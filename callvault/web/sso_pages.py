@@ -11,12 +11,15 @@ SameSite=Strict session cookie set during a cross-site redirect chain is not sen
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import select
 
 from callvault.api.deps import (
     SESSION_COOKIE,
+    Caller,
     cookie_name,
     get_runtime,
     policy_in_force,
@@ -28,12 +31,16 @@ from callvault.core.errors import AuthenticationFailed, ConfigurationError, NotF
 from callvault.identity import oidc
 from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
+from callvault.identity.models import OidcIdentity, WebSession
 from callvault.identity.service import UNAVAILABLE
 from callvault.runtime import Runtime
 from callvault.web.common import (
     SIGN_IN_UNAVAILABLE,
     delete_cookie,
+    denied,
+    form_expired,
     login_page,
+    page_caller,
     render,
     same,
     set_session_cookie,
@@ -100,6 +107,13 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
         with runtime.db.unit_of_work() as session:
             flow = oidc.claim_flow(session, state=state, clock=runtime.clock)
         claims = oidc.exchange_code(client=client, flow=flow, code=code, clock=runtime.clock)
+        if flow.link_user_id is not None:  # the owner, signed in locally, links their account: no sign-in
+            with runtime.db.unit_of_work() as session:
+                oidc.link_owner(session, settings=client.settings, claims=claims, flow=flow, source_ip=ip,
+                                clock=runtime.clock)
+            response = render(request, "sso_continue.html", {"target": "/account?linked=1", "linked": True})
+            delete_cookie(response, request, FLOW_COOKIE)
+            return response
         with runtime.db.unit_of_work() as session:
             policy = policy_in_force(session, runtime.clock)
             result = oidc.finish(session, settings=client.settings, claims=claims, policy=policy, source_ip=ip,
@@ -126,4 +140,56 @@ def sso_callback(request: Request, runtime: Runtime = Depends(get_runtime)) -> R
     response = render(request, "sso_continue.html", {"target": target})
     set_session_cookie(response, request, new.cookie)
     delete_cookie(response, request, FLOW_COOKIE)
+    return response
+
+
+def _local_full_session(request: Request, runtime: Runtime) -> WebSession | None:
+    """The browser's web session when it is fully signed in through callvault's own password (and TOTP):
+    the proof of ownership a link needs. An SSO session cannot link another provider account."""
+    cookie = read_cookie(request, SESSION_COOKIE)
+    if not cookie:
+        return None
+    with runtime.db.unit_of_work() as session:
+        row = web_sessions.resolve(session, cookie=cookie, idle_seconds=runtime.settings.session_idle_seconds,
+                                   clock=runtime.clock)
+        if row is None or row.stage != "full" or row.first_factor != "password":
+            return None
+        session.expunge(row)
+        return row
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account(request: Request, caller: Caller = Depends(page_caller),
+            runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Your account: which identity-provider accounts reach it, and (signed in with your password) linking one."""
+    with runtime.db.unit_of_work() as session:
+        linked = [(i.issuer, i.subject, i.linked_via, i.created_at) for i in session.scalars(
+            select(OidcIdentity).where(OidcIdentity.user_id == caller.user.id).order_by(OidcIdentity.issuer))]
+    return render(request, "account.html", {
+        "caller": caller, "linked": linked, "sso": runtime.settings.oidc is not None,
+        "can_link": _local_full_session(request, runtime) is not None,
+        "just_linked": request.query_params.get("linked") == "1"})
+
+
+@router.post("/account/sso/link")
+def account_sso_link(request: Request, csrf_token: Annotated[str, Form()] = "",
+                     caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Start a flow that links the provider account signed in at the provider to this (local) account."""
+    client = provider_client(request, runtime)
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    own = _local_full_session(request, runtime)
+    if own is None or own.user_id != caller.user.id:
+        return denied(request, caller, "Linking single sign-on needs a sign-in with your callvault password and "
+                      "one-time code in this browser; sign out, sign in with your password, and try again.")
+    try:
+        with runtime.db.unit_of_work() as session:
+            start = oidc.begin(session, client=client, redirect_uri=_redirect_uri(request, runtime),
+                               clock=runtime.clock, link_user_id=caller.user.id)
+    except ConfigurationError as exc:
+        log.error("single sign-on unavailable: %s", exc.message)
+        return denied(request, caller, "Single sign-on is unavailable right now: " + exc.message + ".")
+    response = RedirectResponse(start.authorization_url, status_code=303)
+    response.set_cookie(cookie_name(request, FLOW_COOKIE), start.state, httponly=True, samesite="lax",
+                        secure=secure_request(request), path="/", max_age=int(oidc.FLOW_LIFETIME.total_seconds()))
     return response

@@ -86,6 +86,13 @@ def _add_user(env: CallvaultEnv, username: str, role: str = "specialist") -> Non
         identity.acknowledge_policy(session, user=user, policy=policy)
 
 
+def link(env: CallvaultEnv, provider: Provider, username: str, sub: str) -> None:
+    """What an administrator does with ``callvault users sso-link USERNAME --subject SUB`` (audited, via admin)."""
+    with env.runtime.db.unit_of_work() as session:
+        oidc.link(session, user=identity.get_user(session, username), issuer=provider.issuer, subject=sub,
+                  via="admin", actor="cli", actor_role="admin")
+
+
 def _audit(env: CallvaultEnv, action: str) -> list[AuditEntry]:
     with env.runtime.db.unit_of_work() as session:
         rows = list(session.scalars(select(AuditEntry).where(AuditEntry.action == action).order_by(AuditEntry.seq)))
@@ -102,6 +109,7 @@ def test_the_login_page_offers_sso_when_configured(sso_server: LiveServer) -> No
 def test_code_flow_with_pkce_signs_an_existing_account_in(sso_server: LiveServer, provider: Provider,
                                                           env: CallvaultEnv) -> None:
     provider.set_user("idp-lead", {"preferred_username": "lead", "groups": ["cv-leads"], "amr": ["pwd", "mfa"]})
+    link(env, provider, "lead", "idp-lead")
     with sso_server.client() as browser:
         authorize = _start(browser)
         sent = dict(httpx.URL(authorize).params)
@@ -120,12 +128,13 @@ def test_code_flow_with_pkce_signs_an_existing_account_in(sso_server: LiveServer
         assert "Recordings" in browser.get("/").text
     signed_in = [e for e in _audit(env, "auth.sign_in") if e.actor == "lead" and e.decision == "allow"]
     assert signed_in[-1].details["method"] == "oidc+idp-mfa"
-    assert any(e.actor == "lead" for e in _audit(env, "user.sso_linked"))
+    assert any(e.details["username"] == "lead" and e.details["via"] == "admin" for e in _audit(env, "user.sso_linked"))
 
 
 def test_a_state_is_used_once_and_only_in_the_browser_that_started_it(sso_server: LiveServer,
-                                                                       provider: Provider) -> None:
+                                                                       provider: Provider, env: CallvaultEnv) -> None:
     provider.set_user("idp-exec", {"preferred_username": "exec", "groups": ["cv-execs"], "amr": ["mfa"]})
+    link(env, provider, "exec", "idp-exec")
     with sso_server.client() as browser, sso_server.client() as attacker:
         callback = provider.approve(_start(browser), "idp-exec")
         stolen = attacker.get(callback)  # a login-CSRF: someone else's code pushed into this browser
@@ -138,6 +147,7 @@ def test_claims_change_the_role_and_the_change_is_audited(sso_server: LiveServer
                                                           env: CallvaultEnv) -> None:
     _add_user(env, "carol", role="specialist")
     provider.set_user("idp-carol", {"preferred_username": "carol", "groups": ["staff", "cv-leads"], "amr": ["mfa"]})
+    link(env, provider, "carol", "idp-carol")
     with sso_server.client() as browser:
         assert sso_sign_in(browser, provider, "idp-carol").status_code == 200
         assert browser.get("/api/v1/me").json()["role"] == "support_lead"
@@ -167,7 +177,7 @@ def test_an_unknown_account_is_refused_unless_just_in_time_is_on(
     provider.set_user("idp-zed", {"preferred_username": "zed", "groups": ["cv-agents"], "amr": ["pwd"]})
     with sso_server.client() as browser:
         resp = sso_sign_in(browser, provider, "idp-zed")
-        assert resp.status_code == 401 and "no callvault account named &#39;zed&#39;" in resp.text
+        assert resp.status_code == 401 and "not linked to a callvault account" in resp.text
     configure(provisioning="jit")
     with sso_server.client() as browser:
         resp = sso_sign_in(browser, provider, "idp-zed")
@@ -183,6 +193,7 @@ def test_an_unknown_account_is_refused_unless_just_in_time_is_on(
 def test_without_mfa_from_the_provider_our_totp_step_is_owed(sso_server: LiveServer, provider: Provider,
                                                               env: CallvaultEnv) -> None:
     provider.set_user("idp-alice", {"preferred_username": "alice", "groups": ["cv-agents"], "amr": ["pwd"]})
+    link(env, provider, "alice", "idp-alice")
     with sso_server.client() as browser:
         resp = sso_sign_in(browser, provider, "idp-alice")
         assert resp.status_code == 200 and 'url=/mfa"' in resp.text
@@ -239,6 +250,7 @@ def test_a_deactivated_account_cannot_use_sso(sso_server: LiveServer, provider: 
     with env.runtime.db.unit_of_work() as session:
         session.scalar(select(User).where(User.username == "dora")).active = False  # type: ignore[union-attr]
     provider.set_user("idp-dora", {"preferred_username": "dora", "groups": ["cv-agents"], "amr": ["mfa"]})
+    link(env, provider, "dora", "idp-dora")
     with sso_server.client() as browser:
         resp = sso_sign_in(browser, provider, "idp-dora")
     assert resp.status_code == 401 and "deactivated" in resp.text
@@ -252,6 +264,7 @@ def test_the_flow_may_start_on_one_node_and_finish_on_another(sso_server: LiveSe
     other.start()
     try:
         provider.set_user("idp-exec", {"preferred_username": "exec", "groups": ["cv-execs"], "amr": ["mfa"]})
+        link(env, provider, "exec", "idp-exec")
         with sso_server.client() as browser:
             callback = provider.approve(_start(browser), "idp-exec")
             on_other = callback.replace(sso_server.base_url, other.base_url)

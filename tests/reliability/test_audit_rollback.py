@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import sqlite3
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner, Result
@@ -29,7 +23,7 @@ from callvault.audit import service as audit
 from callvault.audit.anchor import ANCHOR_FILE
 from callvault.audit.models import AuditEntry
 from callvault.cli.main import app
-from tests.conftest import PG_ADMIN_URL
+from tests.support.backup import backed_up
 from tests.support.env import CallvaultEnv
 
 
@@ -48,48 +42,6 @@ def _append(env: CallvaultEnv, n: int, tag: str) -> None:
 def _size(env: CallvaultEnv) -> int:
     with env.runtime.db.unit_of_work() as session:
         return len(session.scalars(select(AuditEntry.seq)).all())
-
-
-@contextmanager
-def _backed_up(env: CallvaultEnv) -> Iterator[Callable[[], None]]:
-    """Take a backup of the database now; the yielded callable restores it in place."""
-    url = env.settings.database_url
-    env.runtime.db.dispose()
-    if url.startswith("sqlite"):
-        db_file = Path(url.removeprefix("sqlite:///"))
-        copy = db_file.with_name("backup.db")
-        with closing(sqlite3.connect(db_file)) as src, closing(sqlite3.connect(copy)) as dst:
-            src.backup(dst)  # an online backup, as docs/reliability.md says (never a plain file copy)
-
-        def restore_sqlite() -> None:
-            env.runtime.db.dispose()
-            for suffix in ("", "-wal", "-shm"):
-                db_file.with_name(db_file.name + suffix).unlink(missing_ok=True)
-            shutil.copyfile(copy, db_file)
-
-        yield restore_sqlite
-        return
-    name = url.rsplit("/", 1)[1]
-    copy_name = f"{name}_bk_{uuid.uuid4().hex[:6]}"
-
-    def run(sql: str) -> None:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                         "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
-            conn.execute(sql)
-
-    run(f'CREATE DATABASE "{copy_name}" TEMPLATE "{name}"')
-
-    def restore_postgres() -> None:
-        env.runtime.db.dispose()
-        run(f'DROP DATABASE "{name}" WITH (FORCE)')
-        run(f'CREATE DATABASE "{name}" TEMPLATE "{copy_name}"')
-
-    try:
-        yield restore_postgres
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{copy_name}" WITH (FORCE)')
 
 
 def _alarms(env: CallvaultEnv) -> list[AuditEntry]:
@@ -115,7 +67,7 @@ def test_a_restored_older_database_gets_a_history_rewritten_alarm_at_every_next_
     env = isolated_env
     _append(env, 5, "before-backup")
     assert _cli(env, "audit", "checkpoint", "--out", str(tmp_path / "cp1.json")).exit_code == 0
-    with _backed_up(env) as restore:
+    with backed_up(env) as restore:
         _append(env, 6, "lost")
         second = _cli(env, "audit", "checkpoint", "--out", str(tmp_path / "cp2.json"))
         assert second.exit_code == 0, second.output
@@ -160,7 +112,7 @@ def test_a_database_restored_without_its_newest_checkpoint_is_refused(isolated_e
     """Same entries, but a checkpoint published since the backup is gone from the database."""
     env = isolated_env
     _append(env, 4, "a")
-    with _backed_up(env) as restore:
+    with backed_up(env) as restore:
         assert _cli(env, "audit", "checkpoint").exit_code == 0
         restore()
     refused = _cli(env, "audit", "checkpoint")

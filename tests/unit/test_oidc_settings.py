@@ -67,9 +67,10 @@ def test_the_first_mapping_the_token_carries_wins(claims: dict[str, object], rol
     assert mapped_role(SETTINGS, claims) == role
 
 
-def test_without_a_map_the_role_claim_names_the_role() -> None:
+def test_without_a_map_no_claim_names_a_role() -> None:
+    """Issue 24: a provider-side claim must not pick a callvault role unless the administrator mapped it."""
     plain = OidcSettings(issuer="https://id.example.com", client_id="cv", client_secret="x")
-    assert mapped_role(plain, {"roles": ["support_lead"]}) == "support_lead"
+    assert mapped_role(plain, {"roles": ["executive"]}) is None
     assert mapped_role(plain, {"groups": ["support_lead"]}) is None
 
 

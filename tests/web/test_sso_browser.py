@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from callvault.core.settings import OidcSettings
+from tests.api.test_sso import link
 from tests.support.browser import new_page, require_browser
 from tests.support.env import CallvaultEnv, LiveServer
 from tests.support.oidc_provider import Provider, running_provider
@@ -37,8 +38,9 @@ def sso_server(env: CallvaultEnv, provider: Provider) -> Iterator[LiveServer]:
 
 
 def test_the_sso_button_signs_a_person_in_through_the_provider(browser: Any, sso_server: LiveServer,
-                                                               provider: Provider) -> None:
+                                                               provider: Provider, env: CallvaultEnv) -> None:
     provider.set_user("idp-lead", {"preferred_username": "lead", "groups": ["cv-leads"], "amr": ["pwd", "mfa"]})
+    link(env, provider, "lead", "idp-lead")  # linked on purpose beforehand (issue 24): never by the name claim
     page = new_page(browser, sso_server.base_url)
     page.goto("/")
     page.get_by_role("link", name="Sign in with SSO").click()
