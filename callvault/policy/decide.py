@@ -79,10 +79,10 @@ class QualityItemFacts:
     """A QA review item (B8) that holds the recording: what a ``quality_sample`` purpose rests on."""
 
     item_id: str
-    open: bool
-    """Still waiting for a score: any reviewer of the sample (not the call's agent) may hear it."""
-    reviewed_by: frozenset[str] = frozenset()
-    """Usernames who scored it; once scored, only they may hear it again (to revisit their review)."""
+    sample_id: str = ""
+    open: bool = True
+    """Still waiting for its first score. A scored item stays reachable too: a second reviewer scores the
+    same call for calibration, and the first may revisit their review; it is still the random draw's call."""
 
 
 @dataclass(frozen=True)
@@ -316,12 +316,10 @@ def _reach_denial(
         if recording.agent and recording.agent == actor.username.lower():
             return _deny(f"Purpose {purpose_id!r} reaches only calls in a QA sample reviewed by someone else; "
                          "nobody reviews their own calls.", clauses, purpose_id)
-        if any(i.open or actor.username in i.reviewed_by for i in recording.quality_items):
+        if recording.quality_items:
             return None
-        scored = " (it was scored by someone else; a scored call stays open only to its reviewer)" \
-            if recording.quality_items else ""
-        return _deny(f"{purpose_id!r} reaches only calls in a QA sample you review{scored}; for other calls file "
-                     "an access request naming a purpose.", clauses, purpose_id)
+        return _deny(f"{purpose_id!r} reaches only calls in a QA sample you review, and this call was not drawn "
+                     "into one; for other calls file an access request naming a purpose.", clauses, purpose_id)
     if rule.reaches == "matched_request":
         clauses = (*rule.clause_ids, "B7", "B10")
         for match in recording.subject_matches:

@@ -275,17 +275,10 @@ def items_of_recording(session: Session, recording_id: str) -> list[QaReviewItem
 
 
 def item_facts(session: Session, recording_id: str) -> tuple[QualityItemFacts, ...]:
-    """What ``decide`` needs for a purpose that reaches only sampled calls (B8): each review item holding
-    the recording, whether it is open, and who scored it."""
-    items = items_of_recording(session, recording_id)
-    if not items:
-        return ()
-    scored: dict[str, set[str]] = defaultdict(set)
-    for item_id, reviewer in session.execute(select(QaReview.item_id, QaReview.reviewer)
-                                             .where(QaReview.item_id.in_([i.id for i in items]))):
-        scored[item_id].add(reviewer)
-    return tuple(QualityItemFacts(item_id=i.id, open=i.state == ReviewItemState.OPEN,
-                                  reviewed_by=frozenset(scored[i.id])) for i in items)
+    """What ``decide`` needs for a purpose that reaches only sampled calls (B8): each review item (open or
+    scored) holding the recording."""
+    return tuple(QualityItemFacts(item_id=i.id, sample_id=i.sample_id, open=i.state == ReviewItemState.OPEN)
+                 for i in items_of_recording(session, recording_id))
 
 
 def describe_item(item: QaReviewItem) -> dict[str, Any]:

@@ -89,8 +89,8 @@ class PurposeRule(_Model):
     ones. ``any_in_scope`` (the default, so files written before this field keep their meaning): any
     recording in the role's scope, the person choosing (A13 lets management spot-check any call).
     ``quality_sample``: only a call drawn into a QA sample (B8 "selected at random"), and only by a
-    reviewer of that sample (a ``quality_review.reviewer_roles`` role, never the call's own agent) while
-    the item is open or, once scored, by whoever scored it. ``matched_request``: only a recording matched
+    reviewer of samples (a ``quality_review.reviewer_roles`` role, never the call's own agent), whether its
+    review item is open or scored (a second reviewer scores it for calibration). ``matched_request``: only a recording matched
     to a verified caller's request or an operator's own request (B7, B10) that is being handled (not by
     the requester), and once released only by the releaser while a delivery link is live: the request
     chooses the recordings, never the person using the purpose."""
