@@ -376,8 +376,9 @@ def decide(
     content, the role has content access, a purpose is named, it is in the policy and open to the role
     (A6, A13, B5), the purpose allows the action (A13: sharing), the recording is within the role's scope
     (A9), it is not quarantined (A5, B2), the purpose reaches it (a QA sample the actor reviews, B8; a
-    subject request the actor handles, B7, B10), the recorded employee consented where the purpose needs it (A6), and an approval in force covers this
-    user, recording, purpose and action where the purpose needs one (B6, B9). ``grants`` are the
+    subject request the actor handles, B7, B10), the recorded employee consented where the purpose
+    needs it (A6), and an approval in force covers this user, recording, purpose and action where the
+    purpose needs one (B6, B9). ``grants`` are the
     caller's approvals; with ``now``, grants that have ended are ignored. Every answer carries the
     clause ids and a sentence saying what would make a denial an allowance.
     """

@@ -90,10 +90,10 @@ class PurposeRule(_Model):
     recording in the role's scope, the person choosing (A13 lets management spot-check any call).
     ``quality_sample``: only a call drawn into a QA sample (B8 "selected at random"), and only by a
     reviewer of samples (a ``quality_review.reviewer_roles`` role, never the call's own agent), whether its
-    review item is open or scored (a second reviewer scores it for calibration). ``matched_request``: only a recording matched
-    to a verified caller's request or an operator's own request (B7, B10) that is being handled (not by
-    the requester), and once released only by the releaser while a delivery link is live: the request
-    chooses the recordings, never the person using the purpose."""
+    review item is open or scored (a second reviewer scores it for calibration). ``matched_request``: only
+    a recording matched to a verified caller's request or an operator's own request (B7, B10) that is
+    being handled (not by the requester), and once released only by the releaser while a delivery link
+    is live: the request chooses the recordings, never the person using the purpose."""
     actions: tuple[ContentActionName, ...] = CONTENT_ACTION_NAMES
     """The content actions this purpose allows: listening (``play``, ``transcript``, ``monitor``) and
     sharing a copy (``download``, ``export``). Why: A13 lists fewer reasons for sharing recordings than
