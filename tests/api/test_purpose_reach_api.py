@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
+from tests.api.test_auth_web import web_sign_in
 from tests.conftest import POLICY_B, fresh_database
 from tests.support.audio import CALL_START, metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer, Persona
@@ -182,3 +183,27 @@ def test_policy_a_leadership_downloads_a_spot_checked_call(server: LiveServer, e
         resp = _audio(lead, alice_call, "spot_check", download=True)
     assert resp.status_code == 200 and "attachment" in resp.headers["content-disposition"]
     assert _entry(env, "lead", alice_call, "recording.download").decision == "allow"
+
+
+# ------------------------------------------------------------------ the web player's purpose picker
+def _picker(server: LiveServer, env: CallvaultEnv, who: str, rec: str, purpose: str | None = None) -> str:
+    with httpx.Client(base_url=server.base_url, timeout=30) as browser:
+        web_sign_in(browser, env, who)
+        page = browser.get(f"/recordings/{rec}", params={"purpose": purpose} if purpose else None)
+    assert page.status_code in (200, 403), page.text
+    return page.text
+
+
+def test_policy_b_the_player_offers_spot_check_only_for_the_sampled_call(
+        server_b: LiveServer, env_b: CallvaultEnv, calls_b: dict[str, str]) -> None:
+    assert 'value="spot_check"' in _picker(server_b, env_b, "qa", calls_b["sampled"])
+    unsampled = _picker(server_b, env_b, "qa", calls_b["unsampled"])
+    assert 'value="spot_check"' not in unsampled and 'value="subject_access"' not in unsampled
+    assert 'value="staff_performance"' in unsampled  # by access request: still offered, marked so
+
+
+def test_policy_a_the_player_shows_no_download_link_for_a_listen_only_purpose(
+        server: LiveServer, env: CallvaultEnv, alice_call: str) -> None:
+    listen_only = _picker(server, env, "exec", alice_call, "regulatory_compliance")
+    assert "download=true" not in listen_only and "allows listening only" in listen_only
+    assert "download=true" in _picker(server, env, "exec", alice_call, "spot_check")
