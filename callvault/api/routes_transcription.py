@@ -104,8 +104,12 @@ def search_transcripts(q: Annotated[str, Query(min_length=1, max_length=200, des
     key = search.load_search_key(runtime.settings.key_dir, runtime.settings.env)
     with runtime.db.unit_of_work() as session:
         rows = search.candidates(session, key=key, policy=caller.policy, actor=caller.actor, query=q, limit=limit)
-        hits = [r for r in rows if decide(policy=caller.policy, actor=caller.actor, action=Action.TRANSCRIPT,
-                                          recording=recordings.facts(r), purpose=purpose).allowed]
+        now = runtime.clock.now()
+        # The same facts as reading one transcript (consents, a sampled call's reviewers, a request's
+        # handlers), so a purpose never finds a call it could not then open.
+        hits = [r for r in rows if decide(
+            policy=caller.policy, actor=caller.actor, action=Action.TRANSCRIPT, purpose=purpose, now=now,
+            recording=recordings.content_facts(session, r, policy=caller.policy, purpose=purpose, now=now)).allowed]
         items = [TranscriptHit(recording_id=r.id, started_at=r.started_at, extension=r.extension, agent=r.agent)
                  for r in hits]
         denied = bool(rows) and not hits and not purpose

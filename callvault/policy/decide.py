@@ -26,11 +26,14 @@ __all__ = [
     "Actor",
     "Decision",
     "Grant",
+    "QualityItemFacts",
     "RecordingFacts",
     "Scope",
+    "SubjectMatchFacts",
     "allowed_purposes",
     "decide",
     "has_acknowledged",
+    "offered_purposes",
     "role_title",
     "visible_scope",
 ]
@@ -72,6 +75,28 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class QualityItemFacts:
+    """A QA review item (B8) that holds the recording: what a ``quality_sample`` purpose rests on."""
+
+    item_id: str
+    sample_id: str = ""
+    open: bool = True
+    """Still waiting for its first score. A scored item stays reachable too: a second reviewer scores the
+    same call for calibration, and the first may revisit their review; it is still the random draw's call."""
+
+
+@dataclass(frozen=True)
+class SubjectMatchFacts:
+    """A verified subject request (B7, B10) the recording is matched to: what ``matched_request`` rests on."""
+
+    request_id: str
+    requester_user_id: str | None = None
+    """The operator whose own request it is (B10); they may not handle it. None for a caller's request."""
+    released_by: str | None = None
+    """Once released: the releaser's user id; only they reach it (to serve a live delivery link)."""
+
+
+@dataclass(frozen=True)
 class RecordingFacts:
     """What the policy needs to know about one recording (no content)."""
 
@@ -84,6 +109,10 @@ class RecordingFacts:
     """Purposes the recorded employee has consented to (A6)."""
     state: str = "available"
     """Only ``available`` recordings can be reached; any other state (pending, destroyed...) cannot."""
+    quality_items: tuple[QualityItemFacts, ...] = ()
+    """The QA review items holding this recording (gathered from the database, never from the client)."""
+    subject_matches: tuple[SubjectMatchFacts, ...] = ()
+    """The verified subject requests this recording is matched to and that are being handled."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +284,66 @@ def _grant_denial(
     )
 
 
+_ACTION_NAME = {Action.PLAY: "play", Action.TRANSCRIPT: "transcript", Action.MONITOR: "monitor",
+                Action.DOWNLOAD: "download", Action.EXPORT: "export"}
+_LISTENING = ("play", "transcript", "monitor")
+
+
+def _action_denial(policy: PolicyDocument, purpose_id: str, rule: PurposeRule, action: Action) -> Decision | None:
+    """None when the purpose allows ``action``; else a denial naming the purposes that do (A13)."""
+    wanted = _ACTION_NAME[action]
+    if wanted in rule.actions:
+        return None
+    others = [pid for pid, r in policy.purposes.items() if wanted in r.actions and pid != purpose_id]
+    kind = "listening" if all(a in _LISTENING for a in rule.actions) else "only " + ", ".join(rule.actions)
+    return _deny(
+        f"Purpose {purpose_id!r} allows {kind} ({', '.join(rule.actions)}), not {action.value}; "
+        f"{action.value} needs one of the purposes that allow it: {', '.join(others) or 'none'}.",
+        (*rule.clause_ids, *_PURPOSE_CLAUSES), purpose_id,
+    )
+
+
+def _reach_denial(
+    policy: PolicyDocument, actor: Actor, recording: RecordingFacts, purpose_id: str, rule: PurposeRule
+) -> Decision | None:
+    """None when ``recording`` is one this purpose can open for ``actor`` (``PurposeRule.reaches``)."""
+    if rule.reaches == "quality_sample":
+        clauses = (*rule.clause_ids, "B8")
+        qr = policy.quality_review
+        if qr is None or actor.role not in qr.reviewer_roles:
+            return _deny(f"Purpose {purpose_id!r} reaches only calls in a QA sample, and role {actor.role!r} does "
+                         "not review samples.", clauses, purpose_id)
+        if recording.agent and recording.agent == actor.username.lower():
+            return _deny(f"Purpose {purpose_id!r} reaches only calls in a QA sample reviewed by someone else; "
+                         "nobody reviews their own calls.", clauses, purpose_id)
+        if recording.quality_items:
+            return None
+        return _deny(f"{purpose_id!r} reaches only calls in a QA sample you review, and this call was not drawn "
+                     "into one; for other calls file an access request naming a purpose.", clauses, purpose_id)
+    if rule.reaches == "matched_request":
+        clauses = (*rule.clause_ids, "B7", "B10")
+        for match in recording.subject_matches:
+            if match.requester_user_id == actor.user_id:
+                continue
+            if match.released_by is None or match.released_by == actor.user_id:
+                return None
+        own = any(m.requester_user_id == actor.user_id for m in recording.subject_matches)
+        return _deny(
+            f"{purpose_id!r} reaches only recordings matched to a verified request for them that you are handling"
+            + ("; this is your own request, so another member of the team must handle it." if own else
+               "; open the request in the subject-request queue and choose its recordings there, or for other "
+               "reasons file an access request naming a purpose."), clauses, purpose_id)
+    return None
+
+
+def offered_purposes(policy: PolicyDocument, actor: Actor, recording: RecordingFacts) -> list[str]:
+    """The purposes to offer ``actor`` for ``recording``: open to their role and able to reach it
+    (approvals and consents are still decided on use). A picker offering only these never offers a purpose
+    ``decide`` refuses for its reach (a spot check of an unsampled call, a subject access nobody asked for)."""
+    return [pid for pid in allowed_purposes(policy, actor.role)
+            if _reach_denial(policy, actor, recording, pid, policy.purposes[pid]) is None]
+
+
 def _monitor_denial(policy: PolicyDocument, actor: Actor, purpose: str | None) -> Decision | None:
     """Live monitoring's own gate, before the common content rules (purpose, scope, consent)."""
     rules = policy.monitoring
@@ -285,9 +374,11 @@ def decide(
     The checks, in order (the first that fails is the answer): the role exists; the policy is
     acknowledged (A10, B13); the recording is available; for metadata, scope and quarantine; for
     content, the role has content access, a purpose is named, it is in the policy and open to the role
-    (A6, A13, B5), the recording is within the role's scope (A9), it is not quarantined (A5, B2), the
-    recorded employee consented where the purpose needs it (A6), and an approval in force covers this
-    user, recording, purpose and action where the purpose needs one (B6, B9). ``grants`` are the
+    (A6, A13, B5), the purpose allows the action (A13: sharing), the recording is within the role's scope
+    (A9), it is not quarantined (A5, B2), the purpose reaches it (a QA sample the actor reviews, B8; a
+    subject request the actor handles, B7, B10), the recorded employee consented where the purpose
+    needs it (A6), and an approval in force covers this user, recording, purpose and action where the
+    purpose needs one (B6, B9). ``grants`` are the
     caller's approvals; with ``now``, grants that have ended are ignored. Every answer carries the
     clause ids and a sentence saying what would make a denial an allowance.
     """
@@ -350,6 +441,9 @@ def decide(
             f"{', '.join(allowed_purposes(policy, actor.role)) or 'none'}.",
             (*_ROLE_CLAUSES, *rule.clause_ids), named,
         )
+    denial = _action_denial(policy, named, rule, action)
+    if denial is not None:
+        return denial
     denial = _scope_denial(actor.role, role, actor, recording, named)
     if denial is not None:
         return denial
@@ -358,6 +452,9 @@ def decide(
             "This recording is quarantined until its consent evidence is resolved; an administrator must "
             "resolve it first.", ("A5", "B2"), named,
         )
+    denial = _reach_denial(policy, actor, recording, named, rule)
+    if denial is not None:
+        return denial
     if rule.employee_consent_required and named not in recording.employee_consents:
         return _deny(
             f"Purpose {named!r} needs the recorded employee's consent ({recording.agent or 'agent unknown'}), "

@@ -22,7 +22,7 @@ from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
-from callvault.policy.decide import CONTENT_ACTIONS, Action, Actor, Decision, decide
+from callvault.policy.decide import CONTENT_ACTIONS, Action, Actor, Decision, QualityItemFacts, decide
 from callvault.policy.schema import PolicyDocument, QualityReviewRules
 from callvault.quality import scorecards
 from callvault.quality.models import QaComment, QaReview, QaReviewItem, ReviewItemState
@@ -272,6 +272,13 @@ def items_of_recording(session: Session, recording_id: str) -> list[QaReviewItem
     """Every review item (open or reviewed) drawn for a recording: its scores rest on the call (B8)."""
     return list(session.scalars(select(QaReviewItem).where(QaReviewItem.recording_id == recording_id)
                                 .order_by(QaReviewItem.created_at)))
+
+
+def item_facts(session: Session, recording_id: str) -> tuple[QualityItemFacts, ...]:
+    """What ``decide`` needs for a purpose that reaches only sampled calls (B8): each review item (open or
+    scored) holding the recording."""
+    return tuple(QualityItemFacts(item_id=i.id, sample_id=i.sample_id, open=i.state == ReviewItemState.OPEN)
+                 for i in items_of_recording(session, recording_id))
 
 
 def describe_item(item: QaReviewItem) -> dict[str, Any]:

@@ -27,7 +27,17 @@ from callvault.audit import service as audit
 from callvault.capture.metadata import normalise_number
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, CallvaultError, FieldProblem, InvalidInput
-from callvault.policy.decide import Action, Actor, Decision, Grant, RecordingFacts, decide, visible_scope
+from callvault.policy.decide import (
+    Action,
+    Actor,
+    Decision,
+    Grant,
+    QualityItemFacts,
+    RecordingFacts,
+    SubjectMatchFacts,
+    decide,
+    visible_scope,
+)
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings.models import Recording, RecordingState
 from callvault.recordings.schemas import RecordingFilters
@@ -156,6 +166,31 @@ def facts(row: Recording, *, employee_consents: frozenset[str] = frozenset()) ->
     )
 
 
+def content_facts(
+    session: Session, row: Recording, *, policy: PolicyDocument, purpose: str | None, now: datetime,
+) -> RecordingFacts:
+    """The policy engine's view of a recording for a content decision: ``facts`` plus the recorded
+    employee's consents and, when ``purpose`` reaches only sampled or requested recordings, the QA items
+    and subject requests that hold it. Always read from the database, never taken from the request.
+
+    Why only for those purposes: the extra reads cost a query or two, and every other purpose ignores them.
+    """
+    rule = policy.purposes.get((purpose or "").strip())
+    quality_items: tuple[QualityItemFacts, ...] = ()
+    subject_matches: tuple[SubjectMatchFacts, ...] = ()
+    # Imported here: both domains build on this module (they decide content through it).
+    if rule is not None and rule.reaches == "quality_sample":
+        from callvault.quality import review
+
+        quality_items = review.item_facts(session, row.id)
+    if rule is not None and rule.reaches == "matched_request":
+        from callvault.subject_requests import service as subject_requests
+
+        subject_matches = subject_requests.match_facts(session, row, now=now)
+    return replace(facts(row, employee_consents=consents_of_agent(session, row.agent)),
+                   quality_items=quality_items, subject_matches=subject_matches)
+
+
 def get_visible(
     session: Session, *, policy: PolicyDocument, actor: Actor, recording_id: str,
     source_ip: str | None = None, clock: Clock = system_clock,
@@ -237,9 +272,10 @@ def decide_content(
     row = session.get(Recording, recording_id)
     if row is None or row.state != RecordingState.AVAILABLE:
         return Decision(allowed=False, reason="no such recording", clauses=(), purpose=purpose, serves=None), None
+    now = clock.now()
     decision = decide(policy=policy, actor=actor, action=action,
-                      recording=facts(row, employee_consents=consents_of_agent(session, row.agent)),
-                      purpose=purpose, grants=grants, now=clock.now())
+                      recording=content_facts(session, row, policy=policy, purpose=purpose, now=now),
+                      purpose=purpose, grants=grants, now=now)
     if decision.allowed and check is not None:
         error = check(session, row, decision)
         if error is not None:

@@ -42,7 +42,7 @@ from callvault.identity.counters import Counters
 from callvault.identity.models import User
 from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
-from callvault.policy.decide import Action, Actor, Decision, has_acknowledged
+from callvault.policy.decide import Action, Actor, Decision, SubjectMatchFacts, has_acknowledged
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
@@ -416,6 +416,26 @@ def open_requests_for(session: Session, rec: Recording) -> list[SubjectRequest]:
                      and _within_dates(row, rec.started_at)):
             found.append(row)
     return found
+
+
+def match_facts(session: Session, rec: Recording, *, now: datetime) -> tuple[SubjectMatchFacts, ...]:
+    """What ``decide`` needs for ``subject_access`` (reach ``matched_request``, B7, B10): the verified
+    requests not yet sent that ``rec`` is matched to (named in the review, or the requester's own call
+    within the request's dates), and the sent requests that released it while a delivery link is live
+    (the link's downloads are decided as the releaser)."""
+    found = [SubjectMatchFacts(request_id=r.id, requester_user_id=r.requester_user_id)
+             for r in open_requests_for(session, rec)]
+    sent = session.scalars(
+        select(SubjectRequest).join(SubjectRequestRecording, SubjectRequestRecording.request_id == SubjectRequest.id)
+        .where(SubjectRequestRecording.recording_id == rec.id, SubjectRequest.status == RequestStatus.SENT,
+               SubjectRequest.approved_by_user_id.is_not(None))
+        .where(select(DeliveryLink.id).where(
+            DeliveryLink.request_id == SubjectRequest.id, DeliveryLink.revoked_at.is_(None),
+            DeliveryLink.expires_at > now, DeliveryLink.downloads < DeliveryLink.max_downloads).exists())
+        .order_by(SubjectRequest.received_at))
+    found.extend(SubjectMatchFacts(request_id=r.id, requester_user_id=r.requester_user_id,
+                                   released_by=r.approved_by_user_id) for r in sent)
+    return tuple(found)
 
 
 def _within_dates(row: SubjectRequest, started_at: datetime) -> bool:

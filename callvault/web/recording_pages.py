@@ -16,7 +16,7 @@ from callvault.api.deps import Caller, get_runtime
 from callvault.audit import service as audit
 from callvault.capture import control
 from callvault.core.errors import CallvaultError, IntegrityError, InvalidInput, NotFound
-from callvault.policy.decide import Action, Decision, allowed_purposes
+from callvault.policy.decide import Action, Decision, allowed_purposes, offered_purposes
 from callvault.quality import training
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
@@ -121,12 +121,23 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
     if found is None:  # out of scope looks like absent (the look was audited)
         return render(request, "not_found.html", {"caller": caller, "what": "recording"}, status_code=404)
     row = found
-    purposes = allowed_purposes(caller.policy, caller.user.role)
+    # Offer only the purposes that can reach this call (a spot check of an unsampled call, a subject access
+    # nobody asked for, would only be refused); a purpose named in the address is still decided and shown.
+    with runtime.db.unit_of_work() as session:
+        seen = recordings.content_facts(session, row, policy=caller.policy, purpose=None, now=runtime.clock.now())
+        reach = {p: recordings.content_facts(session, row, policy=caller.policy, purpose=p, now=runtime.clock.now())
+                 for p in allowed_purposes(caller.policy, caller.user.role)
+                 if caller.policy.purposes[p].reaches != "any_in_scope"}
+    purposes = [p for p in allowed_purposes(caller.policy, caller.user.role)
+                if p in offered_purposes(caller.policy, caller.actor, reach.get(p, seen))]
     context: dict[str, Any] = {
         "caller": caller, "row": row, "purposes": purposes, "purpose": purpose, "events": events,
+        "role_purposes": allowed_purposes(caller.policy, caller.user.role),
         "spans": _spans(row, events), "trail": trail, "decision": None, "wave": None, "wave_note": None,
         "purpose_labels": {p: caller.policy.purposes[p].description for p in caller.policy.purposes},
         "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
+        "can_download": purpose is not None and purpose in caller.policy.purposes
+        and "download" in caller.policy.purposes[purpose].actions,
     }
     if purpose:
         context.update(_content(runtime, caller, row, purpose, context["spans"]))

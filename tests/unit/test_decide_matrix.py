@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 import yaml
 
-from callvault.policy.decide import Action, Actor, Grant, RecordingFacts, decide
+from callvault.policy.decide import (
+    Action,
+    Actor,
+    Grant,
+    QualityItemFacts,
+    RecordingFacts,
+    SubjectMatchFacts,
+    decide,
+)
 from callvault.policy.loader import load_policy_file
 from callvault.policy.schema import PURPOSE_VOCABULARY, PolicyDocument
 
@@ -26,6 +34,10 @@ PURPOSES: tuple[str | None, ...] = (*PURPOSE_VOCABULARY, None, "gossip")
 SCOPES = ("own_extension", "other_extension", "own_team_other_extension")
 GRANTS = ("none", "valid", "expired", "other_action", "self_approved", "wrong_approver")
 CONSENT = (True, False)
+REACH = ("none", "sampled", "matched")
+"""Whether the recording is in an open QA sample item, or matched to a verified subject request handled by
+someone other than its requester: what ``reaches: quality_sample`` / ``matched_request`` purposes need."""
+ALL_ACTIONS = ("play", "transcript", "monitor", "download", "export")
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,7 @@ class Case:
     grant: str
     consent: bool
     quarantined: bool = False
+    reach: str = "none"
 
 
 def _raw(name: str) -> dict[str, Any]:
@@ -67,6 +80,14 @@ def expected(raw: dict[str, Any], case: Case) -> bool:
         return False
     if purpose.get("employee_consent_required") and not case.consent:
         return False
+    if case.action.value not in purpose.get("actions", ALL_ACTIONS):
+        return False
+    reaches = purpose.get("reaches", "any_in_scope")
+    if reaches == "quality_sample" and (case.reach != "sampled"
+                                        or case.role not in raw["quality_review"]["reviewer_roles"]):
+        return False
+    if reaches == "matched_request" and case.reach != "matched":
+        return False
     approval = purpose.get("approval", {})
     if approval.get("required"):
         return case.grant == "valid"
@@ -79,8 +100,11 @@ def build(policy: PolicyDocument, case: Case) -> tuple[Actor, RecordingFacts, tu
     extension = "2001" if case.scope == "own_extension" else "2002"
     team = "t2" if case.scope == "other_extension" else "t1"
     consents = frozenset({case.purpose}) if case.consent and case.purpose else frozenset()
-    recording = RecordingFacts(recording_id="r1", extension=extension, agent="agent", team=team,
-                               quarantined=case.quarantined, employee_consents=consents)
+    recording = RecordingFacts(
+        recording_id="r1", extension=extension, agent="agent", team=team, quarantined=case.quarantined,
+        employee_consents=consents,
+        quality_items=(QualityItemFacts(item_id="i1", open=True),) if case.reach == "sampled" else (),
+        subject_matches=(SubjectMatchFacts(request_id="s1"),) if case.reach == "matched" else ())
     rule = policy.purposes.get(case.purpose or "")
     approver = rule.approval.approver_roles[0] if rule and rule.approval.approver_roles else "support_lead"
     action = "play" if case.action == Action.TRANSCRIPT else case.action.value
@@ -106,7 +130,8 @@ def _cases(raw: dict[str, Any], action: Action) -> list[Case]:
             for purpose in PURPOSES:
                 for grant in GRANTS:
                     for consent in CONSENT:
-                        out.append(Case(role, action, scope, purpose, grant, consent))
+                        for reach in REACH:
+                            out.append(Case(role, action, scope, purpose, grant, consent, reach=reach))
         out.append(Case(role, action, "own_extension", "complaint_investigation", "none", True, quarantined=True))
     return out
 

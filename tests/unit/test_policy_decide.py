@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from callvault.policy.decide import (
     Action,
     Actor,
     Grant,
+    QualityItemFacts,
     RecordingFacts,
     Scope,
     allowed_purposes,
@@ -144,10 +146,10 @@ def test_unknown_role_is_denied(policy_a: PolicyDocument) -> None:
     assert "'intern' is not defined" in d.reason
 
 
-def test_it_staff_content_access_is_still_purpose_bound(policy_a: PolicyDocument) -> None:
+def test_it_staff_see_the_records_but_no_purpose_gives_them_content(policy_a: PolicyDocument) -> None:
     d = decide(policy=policy_a, actor=actor("it_staff"), action=Action.PLAY, recording=recording(),
                purpose="regulatory_compliance")
-    assert d.allowed
+    assert not d.allowed and "may not use purpose 'regulatory_compliance'" in d.reason
     assert visible_scope(policy=policy_a, actor=actor("it_staff")).kind == "all"
 
 
@@ -244,8 +246,9 @@ def test_a_grant_that_does_not_match_is_not_enough(policy_b: PolicyDocument, gra
     assert not d.allowed
 
 
-def test_policy_b_qa_reviewer_spot_checks_without_a_request(policy_b: PolicyDocument) -> None:
-    d = decide(policy=policy_b, actor=actor("qa_reviewer", ack=policy_b), action=Action.PLAY, recording=recording(),
+def test_policy_b_qa_reviewer_spot_checks_a_sampled_call_without_a_request(policy_b: PolicyDocument) -> None:
+    sampled = replace(recording(), quality_items=(QualityItemFacts(item_id="i1", open=True),))
+    d = decide(policy=policy_b, actor=actor("qa_reviewer", ack=policy_b), action=Action.PLAY, recording=sampled,
                purpose="spot_check")
     assert d.allowed
 

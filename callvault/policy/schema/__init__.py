@@ -15,7 +15,17 @@ location, e.g. ``purposes.training.roles[1]``, so the loader can point at the YA
 from __future__ import annotations
 
 from callvault.policy.schema.access import ApprovalRule, NetworkRules, PurposeRule, ReviewRules, RoleRule
-from callvault.policy.schema.common import PURPOSE_VOCABULARY, ROLE_VOCABULARY, ContentScope, Serves, add_months
+from callvault.policy.schema.common import (
+    CONTENT_ACTION_NAMES,
+    PURPOSE_VOCABULARY,
+    ROLE_VOCABULARY,
+    SHARING_ACTION_NAMES,
+    ContentActionName,
+    ContentScope,
+    Reach,
+    Serves,
+    add_months,
+)
 from callvault.policy.schema.document import PolicyDocument, canonical_sha256
 from callvault.policy.schema.quality import (
     QualityReviewRules,
@@ -45,12 +55,15 @@ from callvault.policy.schema.rights import (
 from callvault.policy.schema.services import CrmIntegrationRules, IntegrationRules, MonitoringRules, TranscriptionRules
 
 __all__ = [
+    "CONTENT_ACTION_NAMES",
     "PURPOSE_VOCABULARY",
     "ROLE_VOCABULARY",
+    "SHARING_ACTION_NAMES",
     "AnnouncementPrompt",
     "ApprovalRule",
     "ConsentRules",
     "Contact",
+    "ContentActionName",
     "ContentScope",
     "ControlRules",
     "CrmIntegrationRules",
@@ -63,6 +76,7 @@ __all__ = [
     "PolicyDocument",
     "PurposeRule",
     "QualityReviewRules",
+    "Reach",
     "RecordingScope",
     "RetentionRules",
     "ReviewRules",

@@ -13,7 +13,18 @@ from pydantic import (
     model_validator,
 )
 
-from callvault.policy.schema.common import ClauseId, ContentScope, Identifier, Serves, Text, _Model, _no_duplicates
+from callvault.policy.schema.common import (
+    CONTENT_ACTION_NAMES,
+    ClauseId,
+    ContentActionName,
+    ContentScope,
+    Identifier,
+    Reach,
+    Serves,
+    Text,
+    _Model,
+    _no_duplicates,
+)
 
 
 # --------------------------------------------------------------------------------------------- review
@@ -71,6 +82,30 @@ class PurposeRule(_Model):
     """The recorded employee must have consented to this purpose (A6: training)."""
     serves: Serves = "original"
     """What the purpose may be given: the original audio, or only an anonymised derivative (A6)."""
+    reaches: Reach = "any_in_scope"
+    """Which recordings naming this purpose can open, on top of the role's ``content_scope``.
+
+    Why: a purpose is a reason to hear *some* calls, and for some reasons the policy text says which
+    ones. ``any_in_scope`` (the default, so files written before this field keep their meaning): any
+    recording in the role's scope, the person choosing (A13 lets management spot-check any call).
+    ``quality_sample``: only a call drawn into a QA sample (B8 "selected at random"), and only by a
+    reviewer of samples (a ``quality_review.reviewer_roles`` role, never the call's own agent), whether its
+    review item is open or scored (a second reviewer scores it for calibration). ``matched_request``: only
+    a recording matched to a verified caller's request or an operator's own request (B7, B10) that is
+    being handled (not by the requester), and once released only by the releaser while a delivery link
+    is live: the request chooses the recordings, never the person using the purpose."""
+    actions: tuple[ContentActionName, ...] = CONTENT_ACTION_NAMES
+    """The content actions this purpose allows: listening (``play``, ``transcript``, ``monitor``) and
+    sharing a copy (``download``, ``export``). Why: A13 lists fewer reasons for sharing recordings than
+    A6 lists for retrieving them, so a purpose may allow listening but not sharing. Default: all."""
+
+    @field_validator("actions")
+    @classmethod
+    def _unique_actions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one action (play, transcript, monitor, download, export); a purpose "
+                             "that allows none would never open anything: remove the purpose instead")
+        return _no_duplicates(value, "action")
 
     @field_validator("roles")
     @classmethod

@@ -45,6 +45,13 @@ PURPOSE_VOCABULARY: tuple[str, ...] = (
 
 ContentScope = Literal["all", "own_extension", "own_team", "none"]
 Serves = Literal["original", "anonymised_derivative"]
+Reach = Literal["any_in_scope", "quality_sample", "matched_request"]
+"""Which recordings a purpose can open, within the role's scope (``PurposeRule.reaches``)."""
+ContentActionName = Literal["play", "transcript", "monitor", "download", "export"]
+"""The content actions a purpose may allow (``PurposeRule.actions``): listening, or sharing a copy."""
+CONTENT_ACTION_NAMES: tuple[ContentActionName, ...] = ("play", "transcript", "monitor", "download", "export")
+SHARING_ACTION_NAMES: frozenset[str] = frozenset({"download", "export"})
+"""Actions that let a copy leave the system (A13's "sharing of information")."""
 Direction = Literal["inbound", "outbound"]
 
 _SLUG_RE = r"^[a-z][a-z0-9_]*(-[a-z0-9_]+)*$"

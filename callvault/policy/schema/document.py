@@ -108,6 +108,7 @@ class PolicyDocument(_Model):
                     ))
             for i, role in enumerate(purpose.approval.approver_roles):
                 need_role(("purposes", pid, "approval", "approver_roles", i), role)
+        errors.extend(self._reach_errors())
         for i, role in enumerate(self.monitoring.roles):
             need_role(("monitoring", "roles", i), role)
         for i, pid in enumerate(self.monitoring.purposes):
@@ -119,6 +120,10 @@ class PolicyDocument(_Model):
                 errors.append(_error(("monitoring", "purposes", i), f"purpose {pid!r} needs an approval, the "
                                      "employee's consent or an anonymised copy, none of which a live call can "
                                      "have; remove it from monitoring.purposes", pid))
+            elif used.reaches != "any_in_scope" or "monitor" not in used.actions:
+                errors.append(_error(("monitoring", "purposes", i), f"purpose {pid!r} does not allow live "
+                                     "listening (it reaches only sampled or requested recordings, or its actions "
+                                     "leave out monitor); remove it from monitoring.purposes", pid))
         for role in self.network.per_role:
             need_role(("network", "per_role", role), role)
         for i, role in enumerate(self.misuse.report_to_roles):
@@ -136,6 +141,35 @@ class PolicyDocument(_Model):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def _reach_errors(self) -> list[InitErrorDetails]:
+        """A purpose that reaches only sampled calls needs a QA review whose reviewers are its roles; one that
+        reaches only requested recordings needs subject requests switched on (else it could open nothing)."""
+        errors: list[InitErrorDetails] = []
+        qr = self.quality_review
+        for pid, purpose in self.purposes.items():
+            loc: tuple[str | int, ...] = ("purposes", pid, "reaches")
+            if purpose.reaches == "quality_sample":
+                if qr is None:
+                    errors.append(_error(loc, f"purpose {pid!r} reaches only calls in a QA sample, but the policy has "
+                                              "no quality_review section to draw samples; add one or use "
+                                              "any_in_scope", purpose.reaches))
+                    continue
+                for i, role in enumerate(purpose.roles):
+                    if role not in qr.reviewer_roles:
+                        errors.append(_error(("purposes", pid, "roles", i), f"role {role!r} is not one of "
+                                             "quality_review.reviewer_roles, so it could never use purpose "
+                                             f"{pid!r}, which reaches only calls in a QA sample", role))
+            if purpose.reaches == "matched_request" and not self.subject_requests.enabled:
+                errors.append(_error(loc, f"purpose {pid!r} reaches only recordings matched to a subject request, "
+                                          "but subject_requests.enabled is false", purpose.reaches))
+        if qr is not None:
+            review = self.purposes.get(qr.purpose)
+            if review is not None and "play" not in review.actions:
+                errors.append(_error(("purposes", qr.purpose, "actions"), f"purpose {qr.purpose!r} is "
+                                     "quality_review.purpose, so reviewers must be able to play the call; add play",
+                                     list(review.actions)))
+        return errors
 
     def _quality_review_errors(self, need_role: Any) -> list[InitErrorDetails]:
         """The review purpose must exist and be open to every reviewer role; likewise the training library."""
