@@ -81,7 +81,8 @@ def test_policy_check_warns_about_a_network_rule_that_admits_almost_anyone(tmp_p
 
 
 def test_policy_check_warns_about_loopback_unless_the_proxy_is_trusted(tmp_path: Path) -> None:
-    text = _with(SHIPPED_POLICY_B.read_text(encoding="utf-8"), "    - 10.0.0.0/8", "    - 10.0.0.0/8\n    - 127.0.0.0/8")
+    text = _with(SHIPPED_POLICY_B.read_text(encoding="utf-8"), "    - 10.0.0.0/8",
+                 "    - 10.0.0.0/8\n    - 127.0.0.0/8")
     policy = tmp_path / "loopback.yaml"
     policy.write_text(text, encoding="utf-8")
 
