@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -12,11 +15,19 @@ from typing import Any
 
 import pytest
 
+from callvault.demo.local_policy import write_loopback_variant
 from tests.support.env import CallvaultEnv, LiveServer, make_env
 
 REPO = Path(__file__).resolve().parents[1]
-POLICY_A = REPO / "examples" / "policies" / "policy-a.yaml"
-POLICY_B = REPO / "examples" / "policies" / "policy-b.yaml"
+SHIPPED_POLICY_A = REPO / "examples" / "policies" / "policy-a.yaml"
+SHIPPED_POLICY_B = REPO / "examples" / "policies" / "policy-b.yaml"
+"""The files as shipped: what tests of the policy's own rules read."""
+_LOCAL_POLICIES = Path(tempfile.mkdtemp(prefix="callvault-test-policies-"))
+atexit.register(shutil.rmtree, _LOCAL_POLICIES, True)
+POLICY_A = write_loopback_variant(SHIPPED_POLICY_A, _LOCAL_POLICIES / "policy-a.yaml")
+POLICY_B = write_loopback_variant(SHIPPED_POLICY_B, _LOCAL_POLICIES / "policy-b.yaml")
+"""What a test server loads: the shipped file whose network rule also admits loopback with no device
+check (callvault.demo.local_policy), as the demo does; the test client is on 127.0.0.1 with no proxy."""
 PG_ADMIN_URL = os.environ.get("CALLVAULT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_TEST_URL = os.environ.get("CALLVAULT_TEST_REDIS", "redis://127.0.0.1:6379/15")
 """The Redis the rate-limit tests use: a database index of its own, and a random key prefix per test."""

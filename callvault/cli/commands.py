@@ -33,13 +33,16 @@ from callvault.core.migrate import upgrade_to_head
 from callvault.core.settings import Settings
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
-from callvault.policy.loader import load_policy_file, policy_to_json
+from callvault.policy.loader import load_policy_file, parse_policy_text, policy_to_json
+from callvault.policy.risks import policy_risks
 from callvault.recordings.integrity import find_problems
 from callvault.retention.reapply import reapply, reapply_at_start
 from callvault.runtime import Runtime, build_runtime
 from callvault.storage.keys import create_kek
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+DEMO_POLICY_NAME = "demo-policy.yaml"
+"""The demo's own policy file, in its data directory (see ``demo``)."""
 
 
 
@@ -110,12 +113,33 @@ def migrate(data_dir: DataDir = None) -> None:
     out.print("Schema is up to date.")
 
 
+def _print_risks(file: Path, settings: Settings) -> int:
+    """Warn (stderr) about what the policy in ``file`` admits that is probably not meant; how many."""
+    text = _read_text(file)
+    risks = policy_risks(parse_policy_text(text, source=str(file)), text, trusted_proxies=settings.trusted_proxies)
+    for risk in risks:
+        err.print(f"[bold yellow]warning:[/] {risk}", highlight=False, soft_wrap=True)
+    return len(risks)
+
+
 @policy_app.command("check")
 @handle_errors
-def policy_check(file: Path) -> None:
-    """Validate a policy file; report every problem with its location."""
+def policy_check(
+    file: Path,
+    strict: Annotated[bool, typer.Option("--strict", help="exit 1 when there is any warning")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Validate a policy file; report every problem with its location, and warn about risky rules.
+
+    Warnings (a network rule that admits anyone, loopback without a trusted proxy, ...) leave the exit
+    code 0 unless --strict. Trusted proxies are read from CALLVAULT_TRUSTED_PROXIES or the data directory's
+    configuration, as the server reads them."""
     doc = load_policy_file(file)
     out.print(f"{file}: valid ({doc.policy_id} version {doc.version}, effective {doc.effective_from})")
+    warnings = _print_risks(file, settings_for(data_dir))
+    if warnings and strict:
+        err.print(f"{warnings} warning(s) and --strict: failing", highlight=False)
+        raise typer.Exit(1)
 
 
 @policy_app.command("load")
@@ -130,6 +154,7 @@ def policy_load(file: Path, data_dir: DataDir = None) -> None:
         verb = "Loaded" if created else "Already loaded:"
         out.print(f"{verb} {row.policy_id} version {row.version} (effective {row.effective_from}, "
                   f"sha256 {row.sha256[:12]}…)")
+        _print_risks(file, runtime.settings)
     finally:
         runtime.close()
 
@@ -317,14 +342,25 @@ def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="set up the demo data and exit")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Set up demo data (policy A, a user per role, recordings with generated speech) and serve it."""
+    """Set up demo data (policy A, a user per role, recordings with generated speech) and serve it.
+
+    The policy loaded is a demo variant of the file that also admits loopback (written into the data
+    directory): the shipped files admit no loopback address."""
     from callvault.demo import seed
+    from callvault.demo.local_policy import LOOPBACK, write_loopback_variant
 
     settings = settings_for(data_dir)
     policy_file = policy or Path(__file__).resolve().parents[2] / "examples" / "policies" / "policy-a.yaml"
     if not (settings.config_path.exists() and (settings.key_dir / "CURRENT").exists()):
         out.print(f"Creating demo data directory {settings.data_dir} …")
-        initialise(settings, policy_file=policy_file, admin_user="admin", admin_password=seed.DEMO_PASSWORD)
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The shipped policies admit no loopback address; the demo's browser is on this machine with no
+        # proxy, so the demo loads its own variant that admits loopback (callvault.demo.local_policy).
+        demo_policy = write_loopback_variant(policy_file, settings.data_dir / DEMO_POLICY_NAME)
+        out.print(f"Demo only: loading {demo_policy}, a copy of {policy_file} whose network rule also admits "
+                  f"this machine ({', '.join(LOOPBACK)}) with no company-device check. Never use it in production.",
+                  highlight=False, soft_wrap=True)
+        initialise(settings, policy_file=demo_policy, admin_user="admin", admin_password=seed.DEMO_PASSWORD)
     else:
         upgrade_to_head(settings.database_url)
     runtime = build_runtime(settings)

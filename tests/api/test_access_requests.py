@@ -132,8 +132,8 @@ def test_legal_claims_need_the_head_of_customer_success(server_b: LiveServer, re
 
 
 def test_an_approver_cannot_approve_access_to_their_own_calls(server_b: LiveServer, recs: dict[str, str]) -> None:
-    with server_b.client("hr") as hr, server_b.client("lead") as lead, server_b.client("lead2") as lead2:
-        req = _request(hr, recs["lead"], "staff_performance").json()
+    with server_b.client("qa") as qa, server_b.client("lead") as lead, server_b.client("lead2") as lead2:
+        req = _request(qa, recs["lead"], "staff_performance").json()
         conflicted = lead.post(f"/api/v1/access-requests/{req['id']}/approve")
         assert conflicted.status_code == 403 and "your own calls" in conflicted.json()["message"]
         assert lead2.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
@@ -141,14 +141,14 @@ def test_an_approver_cannot_approve_access_to_their_own_calls(server_b: LiveServ
 
 def test_a_rejection_says_why_and_leaves_access_closed(server_b: LiveServer, env_b: CallvaultEnv,
                                                       recs: dict[str, str]) -> None:
-    with server_b.client("hr") as hr, server_b.client("lead") as lead:
-        req = _request(hr, recs["tina"], "abusive_call").json()
+    with server_b.client("lead2") as lead2, server_b.client("lead") as lead:
+        req = _request(lead2, recs["tina"], "abusive_call").json()
         assert lead.post(f"/api/v1/access-requests/{req['id']}/reject", json={"note": ""}).status_code == 422
         rejected = lead.post(f"/api/v1/access-requests/{req['id']}/reject", json={"note": "No abuse reported."})
         assert rejected.status_code == 200
-        mine = hr.get(f"/api/v1/access-requests/{req['id']}").json()
+        mine = lead2.get(f"/api/v1/access-requests/{req['id']}").json()
         assert (mine["status"], mine["decision_note"]) == ("rejected", "No abuse reported.")
-        assert _audio(hr, recs["tina"], "abusive_call").status_code == 403
+        assert _audio(lead2, recs["tina"], "abusive_call").status_code == 403
     assert _audit(env_b, "access.rejected")[-1].object_id == req["id"]
 
 
@@ -170,6 +170,23 @@ def test_a_request_that_could_not_lead_anywhere_is_refused_naming_the_field(
         resp = _request(client, rec, **body)
     assert resp.status_code == 422, resp.text
     assert field in [p["location"] for p in resp.json()["problems"]]
+
+
+def test_a_policy_b_request_names_the_crm_ticket_it_came_through(server_b: LiveServer, recs: dict[str, str]) -> None:
+    """B6: "by way of CRM request". The shipped B file takes requests from the CRM; with no CRM connected a
+    request filed in callvault must still name its ticket, and is refused, saying so, when it does not."""
+    body = {"recording_ids": [recs["sam"]], "purpose": "self_review",
+            "justification": "Customer says I promised a refund; I need to hear what I said."}
+    with server_b.client("sam") as sam:
+        for missing in ({}, {"crm_ref": "   "}):
+            refused = sam.post("/api/v1/access-requests", json={**body, **missing})
+            assert refused.status_code == 422, refused.text
+            problems = {p["location"]: p["message"] for p in refused.json()["problems"]}
+            assert "crm_ref" in problems, problems
+            assert "CRM ticket" in problems["crm_ref"] or "required" in problems["crm_ref"]
+        accepted = sam.post("/api/v1/access-requests", json={**body, "crm_ref": "CRM-4711"})
+        assert accepted.status_code == 201, accepted.text
+        assert (accepted.json()["crm_ref"], accepted.json()["status"]) == ("CRM-4711", "pending")
 
 
 def test_grants_end_on_time_and_their_end_is_audited_once(env_b: CallvaultEnv, recs: dict[str, str]) -> None:
@@ -257,8 +274,8 @@ class _Model:
 
     ROLES = {p.username: p.role for p in PERSONAS_B}
     OPEN = {"self_review": {"specialist"}, "staff_performance": {"support_lead", "qa_reviewer",
-            "head_of_customer_success", "hr_manager"}, "legal_claim": {"support_lead", "head_of_customer_success"},
-            "abusive_call": {"support_lead", "head_of_customer_success", "hr_manager", "specialist"},
+            "head_of_customer_success"}, "legal_claim": {"support_lead", "head_of_customer_success"},
+            "abusive_call": {"support_lead", "head_of_customer_success", "specialist"},  # HR: none (B12)
             "training": {"support_lead", "qa_reviewer", "head_of_customer_success"},
             "spot_check": {"qa_reviewer", "support_lead", "head_of_customer_success"}}
     APPROVERS = {"self_review": {"support_lead", "head_of_customer_success"},

@@ -27,6 +27,9 @@ def test_demo_sets_up_logins_and_playable_speech(tmp_path: Path, database_url: s
     result = CliRunner().invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
     assert "http://127.0.0.1:8000/" in result.output
+    # The shipped policy admits no loopback address: the demo says that it widens its own copy.
+    assert "Demo only" in result.output and "127.0.0.0/8" in result.output
+    assert "demo-policy.yaml" in result.output
     for login in ("lead", "alice", "admin", "exec", "it"):
         assert login in result.output
     again = CliRunner().invoke(app, args, env=env)  # a second run reuses the data
@@ -39,6 +42,7 @@ def test_demo_sets_up_logins_and_playable_speech(tmp_path: Path, database_url: s
             rows = list(session.scalars(select(Recording)))
             assert len(rows) == 3
             policy = policy_service.current_policy(session)
+            assert policy.network.permits("127.0.0.1") and not policy.network.permits("203.0.113.7")
             lead = identity.actor_for(session, identity.get_user(session, "lead"), policy)
             decision, row = recordings.authorize_content(session, policy=policy, actor=lead, action=Action.PLAY,
                                                          recording_id=rows[0].id, purpose="spot_check")

@@ -114,7 +114,8 @@ def test_recording_scope_refuses_private_lines_other_extensions_and_unknown_numb
 
 def test_network_rule_admits_only_listed_networks() -> None:
     net = load_policy_file(POLICY_A).network
-    assert net.permits("127.0.0.1") and net.permits("::1") and net.permits("10.20.3.4")
+    assert net.permits("10.20.3.4")
+    assert not net.permits("127.0.0.1") and not net.permits("::1")  # A11: the office network only
     assert not net.permits("8.8.8.8")
     assert not net.permits("not-an-address")
 
