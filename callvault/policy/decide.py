@@ -30,8 +30,8 @@ __all__ = [
     "Scope",
     "allowed_purposes",
     "decide",
-    "request_link",
     "has_acknowledged",
+    "request_link",
     "role_title",
     "visible_scope",
 ]

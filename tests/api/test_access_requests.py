@@ -22,9 +22,11 @@ from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Action
 from callvault.recordings import service as recordings
+from callvault.transcription import engines
 from tests.conftest import POLICY_B, fresh_database
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer, Persona
+from tests.support.transcripts import transcribe_now
 
 PERSONAS_B = [
     Persona("sam", "specialist", "3001", "customer_success"),
@@ -110,7 +112,7 @@ def test_a_specialist_hears_their_own_call_only_after_a_team_leader_approves(
         assert download.status_code == 403 and "allows only play" in download.json()["message"]
         grants = sam.get("/api/v1/grants").json()
         assert [(g["recording_id"], g["purpose"], g["actions"]) for g in grants] == [
-            (recs["sam"], "self_review", ["play"])]
+            (recs["sam"], "self_review", ["play", "transcript"])]
         again = lead.post(f"/api/v1/access-requests/{req['id']}/approve")
         assert again.status_code == 409
     refused = [(e.actor, e.decision) for e in _audit(env_b, "access.approve")]
@@ -385,3 +387,81 @@ def test_a_revoked_grant_stops_the_very_next_play_and_the_refusal_is_audited(
     plays = [e for e in _audit(env_b, "recording.play") if e.object_id == rec and e.actor == "tina"]
     assert [e.decision for e in plays] == ["allow", "allow", "deny"]
     assert plays[-1].seq > revocation.seq and plays[-1].purpose == "self_review"
+
+
+# ------------------------------------------------------------------- B9: when the approver role asks
+def test_the_head_of_customer_successs_own_legal_claim_is_approved_by_the_hr_manager(
+        server_b: LiveServer, env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    with server_b.client("head") as head, server_b.client("lead") as lead, server_b.client("hr") as hr:
+        created = _request(head, recs["tina"], "legal_claim", actions=["play"])
+        assert created.status_code == 201, created.text
+        req = created.json()
+        # Policy B: nobody else holds the Head's role, so the request says who decides it instead (B9, B12).
+        assert (req["approver_roles"], req["approvers"]) == (["hr_manager"], ["hr"])
+        own = head.post(f"/api/v1/access-requests/{req['id']}/approve", json={"note": "I need it."})
+        assert own.status_code == 403 and "hr" in own.json()["message"], own.text
+        assert lead.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 403
+        assert req["id"] in [r["id"] for r in hr.get("/api/v1/access-requests", params={"status": "pending"}).json()]
+        approved = hr.post(f"/api/v1/access-requests/{req['id']}/approve", json={"note": "Claim CL-9 on file."})
+        assert approved.status_code == 200, approved.text
+        assert _audio(head, recs["tina"], "legal_claim").status_code == 200
+        assert _audio(hr, recs["tina"], "legal_claim").status_code == 403  # deciding gives HR no content
+    entry = _audit(env_b, "access.approved")[-1]
+    assert (entry.object_id, entry.actor, entry.actor_role) == (req["id"], "hr", "hr_manager")
+
+
+# ---------------------------------------------------------- the actions a request names and an approver approves
+class _OneLineEngine:
+    name = "scripted"
+
+    def transcribe(self, samples: Any) -> list[engines.Segment]:
+        words = ("you", "promised", "a", "refund")
+        timed = tuple(engines.Word(w, i * 0.1, (i + 1) * 0.1) for i, w in enumerate(words))
+        return [engines.Segment(0.0, 0.4, " ".join(words), timed)]
+
+
+def test_an_approver_approves_some_of_the_actions_asked_and_the_refusal_of_the_rest_says_where_to_ask(
+        server_b: LiveServer, env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    rec = recs["sam"]
+    transcribe_now(env_b, rec, _OneLineEngine())
+    with server_b.client("lead") as lead, server_b.client("head") as head:
+        req = _request(lead, rec, "legal_claim", actions=["play", "transcript", "download"]).json()
+        assert req["actions"] == ["download", "play", "transcript"] and req["approved_actions"] is None
+        wider = head.post(f"/api/v1/access-requests/{req['id']}/approve", json={"actions": ["play", "export"]})
+        assert wider.status_code == 422 and "actions" in [p["location"] for p in wider.json()["problems"]]
+        approved = head.post(f"/api/v1/access-requests/{req['id']}/approve", json={"actions": ["play", "transcript"]})
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["approved_actions"] == ["play", "transcript"]
+        grant = next(g for g in lead.get("/api/v1/grants").json() if g["request_id"] == req["id"])
+        assert grant["actions"] == ["play", "transcript"]
+        assert _audio(lead, rec, "legal_claim").status_code == 200
+        transcript = lead.get(f"/api/v1/recordings/{rec}/transcript", params={"purpose": "legal_claim"})
+        assert transcript.status_code == 200, transcript.text
+        assert "refund" in transcript.json()["segments"][0]["text"]
+        download = _audio(lead, rec, "legal_claim", download="true")
+        assert download.status_code == 403
+        message = download.json()["message"]
+        assert "allows only play, transcript, not download" in message
+        assert f"ask for download on the request page: /access/new?recording={rec}&purpose=legal_claim" \
+               "&actions=download" in message
+    refusal = [e for e in _audit(env_b, "recording.download") if e.object_id == rec][-1]
+    assert (refusal.actor, refusal.decision, refusal.reason) == ("lead", "deny", message)
+    approval = [e for e in _audit(env_b, "access.approved") if e.object_id == req["id"]][-1]
+    assert approval.details["actions"] == ["play", "transcript"]
+    assert approval.details["requested_actions"] == ["download", "play", "transcript"]
+
+
+def test_a_play_only_approval_refuses_the_transcript_with_the_way_to_ask(
+        server_b: LiveServer, recs: dict[str, str]) -> None:
+    with server_b.client("hr") as hr, server_b.client("lead2") as lead2:
+        req = _request(hr, recs["tina"], "staff_performance", actions=["play"]).json()
+        assert lead2.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
+        refused = hr.get(f"/api/v1/recordings/{recs['tina']}/transcript", params={"purpose": "staff_performance"})
+        assert refused.status_code == 403
+        assert "ask for transcript on the request page" in refused.json()["message"]
+
+
+def test_a_request_that_names_no_actions_asks_to_listen_and_read(server_b: LiveServer, recs: dict[str, str]) -> None:
+    with server_b.client("sam") as sam:
+        req = _request(sam, recs["sam"], "abusive_call").json()
+    assert req["actions"] == ["play", "transcript"]

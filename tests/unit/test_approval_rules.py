@@ -25,7 +25,8 @@ def _head(policy: PolicyDocument, user_id: str = "head-1") -> Actor:
 
 
 def _lead(policy: PolicyDocument) -> Actor:
-    return Actor(user_id="lead-1", username="lead", role="support_lead", acknowledged_policy_sha256=policy.content_sha256)
+    return Actor(user_id="lead-1", username="lead", role="support_lead",
+                 acknowledged_policy_sha256=policy.content_sha256)
 
 
 REC = RecordingFacts(recording_id="rec1", extension="3002", agent="tina", team="customer_success")
