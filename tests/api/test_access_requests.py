@@ -4,6 +4,7 @@ grants limited in time and actions, rejections, lapses and reminders on the audi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,16 @@ from callvault.access import service as access
 from callvault.access.models import AccessGrant
 from callvault.audit.models import AuditEntry
 from callvault.core.clock import Clock, FixedClock
+from callvault.core.errors import InvalidInput
 from callvault.identity import service as identity
+from callvault.notify.models import OutboxMail
+from callvault.oversight.models import MisuseReport
 from callvault.policy import service as policy_service
-from callvault.policy.decide import Action
+from callvault.policy.decide import Action, decide
+from callvault.policy.loader import parse_policy_text
+from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
+from callvault.recordings.models import Recording
 from callvault.transcription import engines
 from tests.conftest import POLICY_B, fresh_database
 from tests.support.audio import metadata, upload, wav_bytes
@@ -465,3 +472,49 @@ def test_a_request_that_names_no_actions_asks_to_listen_and_read(server_b: LiveS
     with server_b.client("sam") as sam:
         req = _request(sam, recs["sam"], "abusive_call").json()
     assert req["actions"] == ["play", "transcript"]
+
+
+def _self_authorising_b() -> PolicyDocument:
+    """Policy B as a site would write it choosing self-authorisation for the Head's own legal claims."""
+    text = Path(POLICY_B).read_text(encoding="utf-8")
+    head, rest = text.split("\n  legal_claim:\n", 1)
+    body, tail = rest.split("\n  subject_access:", 1)
+    body = body[:body.index("    approval:")] + (
+        "    approval: {required: true, approver_roles: [head_of_customer_success],\n"
+        "               when_requester_is_approver: self_authorise_and_report}")
+    return parse_policy_text(f"{head}\n  legal_claim:\n{body}\n  subject_access:{tail}", source="b-self.yaml")
+
+
+def test_where_the_policy_allows_it_the_head_authorises_their_own_request_in_writing_and_hr_is_told(
+        env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    policy = _self_authorising_b()
+    clock = env_b.runtime.clock
+    with env_b.runtime.db.unit_of_work() as session:
+        head = replace(identity.actor_for(session, identity.get_user(session, "head"), policy),
+                       acknowledged_policy_sha256=policy.content_sha256)
+        req = access.create_request(session, policy=policy, actor=head, new=access.NewRequest(
+            recording_ids=(recs["tina"],), purpose="legal_claim", crm_ref="CRM-SELF",
+            justification="Claim CL-12 names me; counsel needs the call today."), clock=clock)
+        assert access.deciders(session, policy=policy, req=req) == ["head"]
+        with pytest.raises(InvalidInput) as short:
+            access.approve(session, policy=policy, actor=head, request_id=req.id, note="urgent", clock=clock)
+        assert [p.location for p in short.value.problems] == ["note"]
+        assert "Manager" in short.value.problems[0].message
+        grants = access.approve(session, policy=policy, actor=head, request_id=req.id, clock=clock,
+                                note="Counsel needs the call before the hearing; nobody else can approve.")
+        assert [g.approved_by_id for g in grants] == [head.user_id]
+        found = access.grants_for_decision(session, user_id=head.user_id, recording_id=recs["tina"], now=clock.now())
+        row = session.get(Recording, recs["tina"])
+        assert row is not None
+        assert decide(policy=policy, actor=head, action=Action.PLAY, recording=recordings.facts(row),
+                      purpose="legal_claim", grants=found, now=clock.now()).allowed
+        report = session.scalars(select(MisuseReport).where(
+            MisuseReport.dedup_key == f"self_authorised_access:{req.id}")).one()
+        assert report.subject_user == "head" and "Counsel needs the call" in report.description
+        mailed = set(session.scalars(select(OutboxMail.recipient_user).where(OutboxMail.dedup_key.like(
+            f"misuse:{report.id}:%"))))
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "access.approved",
+                                                         AuditEntry.object_id == req.id)).one()
+    assert mailed == {"hr"}  # the misuse recipients except the Head the report is about (B12)
+    assert entry.details["self_authorised"] is True and "B12" in entry.clauses
+    assert report.evidence == [entry.seq]
