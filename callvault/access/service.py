@@ -335,7 +335,7 @@ def revoke_grant(
     session: Session, *, policy: PolicyDocument, actor: Actor, grant_id: str, source_ip: str | None = None,
     clock: Clock = system_clock,
 ) -> AccessGrant:
-    """End a grant early: its holder, or anyone whose role may approve the purpose.
+    """End a grant early: its holder, or anyone whose role may approve the holder's requests for the purpose.
 
     A refusal is audited (decision ``deny``) before ``AccessDenied`` is raised: the caller commits it.
     """
@@ -343,7 +343,9 @@ def revoke_grant(
     if grant is None:
         raise NotFound("no such grant")
     rule = policy.purposes.get(grant.purpose)
-    approvers = rule.approval.approver_roles if rule is not None else ()
+    holder = session.get(User, grant.user_id)
+    # Those who could approve the holder's request (B9: for an approver's own, the policy's alternates).
+    approvers = rule.approval.approvers_for(holder.role if holder else "") if rule is not None else ()
     if grant.user_id != actor.user_id and actor.role not in approvers:
         problem = "only the holder or an approver for this purpose may revoke the grant"
         _audit(session, clock, actor=actor.username, actor_role=actor.role, action="access.grant_revoked",

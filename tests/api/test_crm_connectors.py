@@ -108,7 +108,7 @@ def test_a_zendesk_ticket_files_the_request_its_approval_opens_the_call_and_solv
     with server_b.client("sam") as sam:
         mine = [r for r in sam.get("/api/v1/access-requests").json() if r["id"] == created["access_request_id"]]
     assert mine and mine[0]["status"] == "pending" and mine[0]["crm_ref"] == ref
-    assert mine[0]["purpose"] == "self_review" and mine[0]["actions"] == ["play", "transcript"]
+    assert mine[0]["purpose"] == "self_review" and mine[0]["actions"] == ["play"]
     assert audio(server_b, sams_call) == 403  # filed, not yet approved
 
     approved = only(zd(server_b, "ticket_tags_changed_approved", ids))

@@ -29,7 +29,7 @@ def test_a_tagged_zendesk_ticket_becomes_an_access_request_with_its_description_
     assert event.occurred_at == datetime(2026, 11, 20, 14, 10, tzinfo=UTC)
     assert event.access is not None
     assert event.access.requester == "1508849302" and event.access.recording_ids == ("rec-1",)
-    assert event.access.purpose == "self_review" and event.access.actions == ("play", "transcript")
+    assert event.access.purpose == "self_review" and event.access.actions == ("play",)
     assert event.access.grant_days == 3
     assert event.access.justification == "I need to hear my call with the customer again before I call them back."
 
