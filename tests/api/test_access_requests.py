@@ -413,6 +413,10 @@ def test_the_head_of_customer_successs_own_legal_claim_is_approved_by_the_hr_man
         assert approved.status_code == 200, approved.text
         assert _audio(head, recs["tina"], "legal_claim").status_code == 200
         assert _audio(hr, recs["tina"], "legal_claim").status_code == 403  # deciding gives HR no content
+        # Whoever could approve the Head's request may also end it early.
+        grant = next(g for g in head.get("/api/v1/grants").json() if g["request_id"] == req["id"])
+        assert hr.post(f"/api/v1/grants/{grant['id']}/revoke").status_code == 200
+        assert _audio(head, recs["tina"], "legal_claim").status_code == 403
     entry = _audit(env_b, "access.approved")[-1]
     assert (entry.object_id, entry.actor, entry.actor_role) == (req["id"], "hr", "hr_manager")
 
