@@ -108,6 +108,8 @@ class PolicyDocument(_Model):
                     ))
             for i, role in enumerate(purpose.approval.approver_roles):
                 need_role(("purposes", pid, "approval", "approver_roles", i), role)
+            for i, role in enumerate(purpose.approval.alternate_roles):
+                need_role(("purposes", pid, "approval", "alternate_roles", i), role)
         errors.extend(self._reach_errors())
         for i, role in enumerate(self.monitoring.roles):
             need_role(("monitoring", "roles", i), role)
