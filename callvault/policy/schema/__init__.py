@@ -33,7 +33,7 @@ from callvault.policy.schema.recording import (
     ScopeCheck,
     TrunkNumber,
 )
-from callvault.policy.schema.retention import RetentionRules
+from callvault.policy.schema.retention import LegalHoldRules, RetentionRules
 from callvault.policy.schema.rights import (
     Contact,
     MisuseDetection,
@@ -64,6 +64,7 @@ __all__ = [
     "PurposeRule",
     "QualityReviewRules",
     "RecordingScope",
+    "LegalHoldRules",
     "RetentionRules",
     "ReviewRules",
     "RoleRule",
