@@ -127,7 +127,8 @@ def list_holds(include_released: bool = False, caller: Caller = Depends(get_call
 def place_hold(body: HoldCreate, caller: Caller = Depends(get_caller),
                runtime: Runtime = Depends(get_runtime)) -> HoldRead:
     """Suspend destruction of a recording or a case, with a reason, an owner and a review date."""
-    require_holder(runtime, caller, "retention.hold_place", "place legal holds", body.recording_id or body.case_ref or "")
+    require_holder(runtime, caller, "retention.hold_place", "place legal holds",
+                   body.recording_id or body.case_ref or "")
     with runtime.db.unit_of_work() as session:
         hold = retention.place_hold(session, policy=caller.policy, actor=caller.user.username,
                                     actor_role=caller.user.role, reason=body.reason, owner=body.owner,

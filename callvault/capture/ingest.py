@@ -368,7 +368,8 @@ def _ingest_works(
             if work.meta.call_id in seen:  # what the second of two uploads racing each other hears
                 raise Conflict(f"call_id {work.meta.call_id!r} is being ingested right now (it came "
                                "twice in one batch of uploads); retry later")
-            reserved = reserve_recording(session, policy=policy, meta=work.meta, info=work.info, actor=actor, store=store,
+            reserved = reserve_recording(session, policy=policy, meta=work.meta, info=work.info, actor=actor,
+                                         store=store,
                                          clock=clock, stale_after=stale_after,
                                          audio_sha256=lambda: _sha256_of(audio), existing_rows=existing_rows)
         except Conflict as exc:  # raised before the session was changed: the others go on

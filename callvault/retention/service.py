@@ -491,7 +491,8 @@ def review_overdue_holds(
                 actor="system", actor_role="system", action="retention.hold_review_overdue",
                 object_type="legal_hold", object_id=hold.id, decision="info",
                 reason=f"review was due {hold.review_on.isoformat()}",
-                details={"owner": hold.owner, "lapses_after": (hold.review_on + timedelta(days=lapse_days)).isoformat()},
+                details={"owner": hold.owner,
+                         "lapses_after": (hold.review_on + timedelta(days=lapse_days)).isoformat()},
                 clauses=("A9", "B11")), clock=clock)
             oversight.file_report(
                 session, policy=policy, reporter=oversight.Reporter(username="system", role="system"),

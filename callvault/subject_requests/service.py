@@ -265,7 +265,8 @@ def submit(
         f"{int(CODE_TTL.total_seconds() // 60)} minutes. Nothing happens until you do.\n\n"
         f"Request reference: {row.id}\n\nIf this was not you, ignore this mail; the request will be deleted.\n"))
     _event(session, actor=PUBLIC_ACTOR, role="", action="submitted", row=row, source_ip=source_ip,
-           details={"kind": row.kind, "region": region, "region_basis": choice.basis, "numbers": len(numbers)}, clock=clock)
+           details={"kind": row.kind, "region": region, "region_basis": choice.basis,
+                    "numbers": len(numbers)}, clock=clock)
     return row
 
 
@@ -358,7 +359,8 @@ def file_own(
         id=new_id(), kind=RequesterKind.OPERATOR, status=RequestStatus.TO_REVIEW, phone_numbers=[], email=email,
         requester_user_id=user.id, requester_username=user.username, date_from=date_from, date_to=date_to,
         description=(description or "").strip(), region=region,
-        region_basis="an operator's own request: subject_requests.default_region", timezone=cal.timezone, source_ip=source_ip,
+        region_basis="an operator's own request: subject_requests.default_region", timezone=cal.timezone,
+        source_ip=source_ip,
         received_at=now, code_attempts=0, reminders_sent=[], redaction_note="",
     )
     session.add(row)

@@ -33,10 +33,10 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from callvault.audit import service as audit
+from callvault.capture import consent_check
 from callvault.capture.admission import Admission, mark_applied
 from callvault.capture.audio import AudioInfo
 from callvault.capture.audioedit import AudioEdit
-from callvault.capture import consent_check
 from callvault.capture.ingest import discard_recording, finalise_recording, raise_storage_alarm, reserve_recording
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
 from callvault.capture.models import RecordingControl
@@ -430,9 +430,10 @@ class CallSession:
                 ), clock=rt.clock)
                 self._mark_controls(session, recording_id=None)
             return None
-        return self._store_recording(ended_at=ended_at, frames=frames, reason=reason, admission=admission)
+        return self._store_recording(policy=policy, ended_at=ended_at, frames=frames, reason=reason,
+                                     admission=admission)
 
-    def _store_recording(self, *, ended_at: datetime, frames: int, reason: str,
+    def _store_recording(self, *, policy: PolicyDocument, ended_at: datetime, frames: int, reason: str,
                          admission: Admission | None = None) -> str:
         rt = self.runtime
         assert self.rec_id is not None and self.blob_key is not None
