@@ -43,7 +43,7 @@ from callvault.policy.schema.recording import (
     ScopeCheck,
     TrunkNumber,
 )
-from callvault.policy.schema.retention import RetentionRules
+from callvault.policy.schema.retention import LegalHoldRules, RetentionRules
 from callvault.policy.schema.rights import (
     Contact,
     MisuseDetection,
@@ -68,6 +68,7 @@ __all__ = [
     "ControlRules",
     "CrmIntegrationRules",
     "IntegrationRules",
+    "LegalHoldRules",
     "MisuseDetection",
     "MisuseRules",
     "MonitoringRules",

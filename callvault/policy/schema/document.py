@@ -130,6 +130,8 @@ class PolicyDocument(_Model):
             need_role(("network", "per_role", role), role)
         for i, role in enumerate(self.misuse.report_to_roles):
             need_role(("misuse", "report_to_roles", i), role)
+        for i, role in enumerate(self.retention.legal_hold.roles):
+            need_role(("retention", "legal_hold", "roles", i), role)
         if self.quality_review is not None:
             errors.extend(self._quality_review_errors(need_role))
         if self.subject_requests.enabled:
