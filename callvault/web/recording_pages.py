@@ -12,7 +12,6 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from callvault.access import service as access
-from callvault.access.consents import consents_of_agent
 from callvault.api.deps import Caller, get_runtime
 from callvault.audit import service as audit
 from callvault.capture import control
@@ -185,11 +184,13 @@ def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
             session, policy=caller.policy, actor=caller.actor, action=Action.PLAY, recording_id=row.id,
             purpose=purpose, grants=grants, source_ip=caller.source_ip, details={"view": "waveform"},
             check=_anonymised_copy_made, clock=runtime.clock)
-        consents = consents_of_agent(session, row.agent)
+        # The same facts the content routes decide on (QA items, matched requests for purposes that reach
+        # only those), so an offer here is what following its link will get.
+        facts = recordings.content_facts(session, row, policy=caller.policy, purpose=purpose, now=runtime.clock.now())
     out: dict[str, Any] = {"decision": decision}
     if fresh is None or not decision.allowed:
         return out
-    out["offers"] = _offers(runtime, caller, recordings.facts(row, employee_consents=consents), purpose, grants)
+    out["offers"] = _offers(runtime, caller, facts, purpose, grants)
     if decision.serves != "original":
         out["offers"]["download"] = None  # the anonymised copy is played in the page, never handed out here
     if decision.serves != "original":

@@ -25,7 +25,8 @@ def catalog(server: LiveServer) -> dict[str, str]:
         dict(call_id="s-1", extension="2001", agent="alice", direction="inbound", remote_number="+14165550101",
              local_number="+14165911668", offset=0),
         dict(call_id="s-2", extension="2001", agent="alice", direction="outbound", remote_number="+14165550102",
-             local_number="+14165911668", offset=1, consent={"agent_notice_at": BASE.isoformat()}),
+             local_number="+14165911668", offset=1,
+             consent={"agent_notice_at": (BASE + timedelta(days=1)).isoformat()}),  # at the call's start
         dict(call_id="s-3", extension="2002", agent="bob", direction="inbound", remote_number="+14165550101",
              local_number="+14165911669", offset=2),
         dict(call_id="s-4", extension="2002", agent="bob", direction="inbound", remote_number="+14165550104",
