@@ -49,6 +49,7 @@ from callvault.policy.schema.rights import (
     MisuseDetection,
     MisuseRules,
     NoticeRules,
+    IdentityCheck,
     SubjectRequestRegion,
     SubjectRequestRules,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "ScorecardQuestion",
     "ScorecardSection",
     "Serves",
+    "IdentityCheck",
     "SubjectRequestRegion",
     "SubjectRequestRules",
     "TrainingLibraryRules",
