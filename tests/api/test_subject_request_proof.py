@@ -70,6 +70,11 @@ def _request(server: LiveServer, env: CallvaultEnv, mail: MailSink, email: str, 
     return request_id
 
 
+def _text(message: Any) -> str:
+    payload = message.get_payload(decode=True)
+    return payload.decode() if isinstance(payload, bytes) else str(payload)
+
+
 def _local(when: Any) -> Any:
     return when.astimezone(TORONTO)
 
@@ -146,7 +151,7 @@ def test_the_reviewer_sees_which_facts_match_and_must_confirm_them_by_name(
             AuditEntry.object_id == request_id, AuditEntry.action == "subject_request.facts_confirmed")).one()
         assert confirmed.actor == "lead" and (confirmed.details or {})["facts_checked"] == ["call_time", "reason"]
     notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock, keyring=env.runtime.keyring)
-    links = [re.search(r"(http\S+/s/\S+)", str(r.message.get_payload(decode=True), "utf-8")) for r in mail.to(email)
+    links = [re.search(r"(http\S+/s/\S+)", _text(r.message)) for r in mail.to(email)
              if str(r.message["Subject"]) == "Your call recordings"]
     assert links and links[-1]
     with httpx.Client(timeout=30) as anyone:

@@ -46,10 +46,10 @@ from callvault.policy.schema.recording import (
 from callvault.policy.schema.retention import RetentionRules
 from callvault.policy.schema.rights import (
     Contact,
+    IdentityCheck,
     MisuseDetection,
     MisuseRules,
     NoticeRules,
-    IdentityCheck,
     SubjectRequestRegion,
     SubjectRequestRules,
 )
@@ -68,6 +68,7 @@ __all__ = [
     "ContentScope",
     "ControlRules",
     "CrmIntegrationRules",
+    "IdentityCheck",
     "IntegrationRules",
     "MisuseDetection",
     "MisuseRules",
@@ -88,7 +89,6 @@ __all__ = [
     "ScorecardQuestion",
     "ScorecardSection",
     "Serves",
-    "IdentityCheck",
     "SubjectRequestRegion",
     "SubjectRequestRules",
     "TrainingLibraryRules",
