@@ -5,7 +5,8 @@ point 2). Requests now keep the facts the caller gives about a call (date, time,
 reason) and which of them the releasing reviewer confirmed; ``subject_request_phone_proofs`` holds the
 hashed codes sent to each number through the configured provider.
 
-Revision ID: 0025_subject_request_verification
+Revision ID: 0025_subject_request_proof
+(not ``0025_subject_request_verification``: alembic_version.version_num holds 32 characters)
 Revises: 0024
 Create Date: 2026-12-07 00:00:00
 """
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0025_subject_request_verification'
+revision: str = '0025_subject_request_proof'
 down_revision: str | None = '0024'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
