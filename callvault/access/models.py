@@ -35,10 +35,13 @@ class AccessRequest(Base):
     justification: Mapped[str] = mapped_column(Text)
     recording_ids: Mapped[list[str]] = mapped_column(JSON)
     actions: Mapped[list[str]] = mapped_column(JSON)
-    """What the grant will allow: a subset of play, download, export."""
+    """What the requester asks for: some of play, transcript, download, export."""
+    approved_actions: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    """What the approver approved (all or part of ``actions``), which the grants carry; None until approved."""
     grant_days: Mapped[int] = mapped_column(Integer)
     approver_roles: Mapped[list[str]] = mapped_column(JSON)
-    """The policy's approver roles for the purpose when the request was made (B9)."""
+    """Who decides it, from the policy when the request was made: the purpose's approver roles, or the
+    roles its rule names for a requester who holds one of them (B9)."""
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

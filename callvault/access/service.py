@@ -5,16 +5,23 @@ Contracts:
   through (B6) and a justification. The requester's role must be allowed the purpose and each recording
   must be within the requester's scope: a request can never lead to more than ``decide()`` would allow
   with the approval in hand.
-- It is routed to the approver roles the policy names for that purpose (copied onto the request, so a
-  later policy change does not silently re-route it; approval is re-checked against the policy in force).
-- Nobody approves their own request; with ``forbid_own_recordings`` an approver cannot approve access to
-  recordings of their own calls either.
-- Approval creates one grant per recording, limited to the requested actions (play/download/export)
-  and ending after ``grant_days``. Rejections, approvals, lapses and grant expiries are audited.
+- It is routed to the approver roles the policy names for that purpose, or, when the requester holds one
+  of them, to the roles the purpose's ``approval.when_requester_is_approver`` names (B9: the approver's
+  own investigation). The roles are copied onto the request, so a later policy change does not silently
+  re-route it; approval is re-checked against the policy in force. ``deciders`` names the people who may
+  decide it now, so a request whose only approver is its requester says so instead of waiting for ever.
+- Nobody approves their own request, except where the purpose's rule is ``self_authorise_and_report``:
+  the approver-role holder authorises it with a written reason, and a misuse report goes to the policy's
+  recipients (B12). With ``forbid_own_recordings`` an approver cannot approve access to recordings of
+  their own calls either.
+- A request names the actions it needs (play, transcript, download, export); the approver approves all of
+  them or fewer. Approval creates one grant per recording carrying exactly the approved actions, ending
+  after ``grant_days``. Rejections, approvals, lapses and grant expiries are audited.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +34,7 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.identity.models import User
+from callvault.oversight import service as oversight
 from callvault.policy.decide import GRANTABLE_ACTIONS, Action, Actor, Grant, decide, role_title
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings.models import Recording
@@ -38,6 +46,12 @@ MAX_RECORDINGS = 200
 PENDING_LAPSE_DAYS = 30
 """A request nobody decided within this many days lapses (expired), so stale approvals are not given."""
 REMIND_AFTER_HOURS = 24
+DEFAULT_ACTIONS: tuple[str, ...] = ("play", "transcript")
+"""What a request that names no actions asks for: to listen and to read what was said."""
+SELF_AUTHORISATION_MIN_CHARS = 20
+"""A self-authorisation needs a written reason at least this long: it is what the misuse recipients read."""
+SELF_AUTHORISED_RULE = "self_authorised_access"
+"""The misuse report's rule for an approver authorising their own request."""
 forbid_own_recordings = True
 """An approver may not approve access to recordings of their own calls (conflict of interest)."""
 
@@ -50,7 +64,7 @@ class NewRequest:
     purpose: str
     crm_ref: str
     justification: str
-    actions: tuple[str, ...] = ("play",)
+    actions: tuple[str, ...] = DEFAULT_ACTIONS
     grant_days: int = DEFAULT_GRANT_DAYS
 
 
@@ -109,7 +123,8 @@ def create_request(
     req = AccessRequest(
         id=new_id(), requester_id=actor.user_id, purpose=new.purpose, crm_ref=new.crm_ref.strip(),
         justification=new.justification.strip(), recording_ids=list(ids), actions=sorted(set(new.actions)),
-        grant_days=new.grant_days, approver_roles=list(rule.approval.approver_roles), status=RequestStatus.PENDING,
+        grant_days=new.grant_days, approver_roles=list(rule.approval.approvers_for(actor.role)),
+        status=RequestStatus.PENDING,
         created_at=clock.now(), decision_note="",
     )
     session.add(req)
@@ -141,14 +156,46 @@ def visible_requests(
     return [r for r in rows if r.requester_id == actor.user_id or actor.role in r.approver_roles]
 
 
-def _decider_problem(policy: PolicyDocument, actor: Actor, req: AccessRequest, session: Session) -> str | None:
+def deciders(session: Session, *, policy: PolicyDocument, req: AccessRequest) -> list[str]:
+    """Who may decide ``req`` now: active users in its approver roles, never its requester (unless the
+    policy lets an approver self-authorise) nor, with ``forbid_own_recordings``, the agent of a call in it."""
     rule = policy.purposes.get(req.purpose)
-    approvers = rule.approval.approver_roles if rule is not None and rule.approval.required else ()
+    requester = session.get(User, req.requester_id)
+    self_ok = rule is not None and requester is not None and rule.approval.may_self_authorise(requester.role)
+    conflicted: set[str | None] = set()
+    if forbid_own_recordings:
+        conflicted = set(session.scalars(select(Recording.agent).where(Recording.id.in_(req.recording_ids))))
+    users = session.scalars(select(User).where(User.role.in_(req.approver_roles), User.active.is_(True))
+                            .order_by(User.username))
+    return [u.username for u in users
+            if (u.id != req.requester_id or self_ok) and u.username not in conflicted]
+
+
+def _who_decides(session: Session, policy: PolicyDocument, req: AccessRequest) -> str:
+    names = [n for n in deciders(session, policy=policy, req=req) if n != requester_name(session, req)]
+    roles = " or ".join(role_title(r) for r in req.approver_roles)
+    if names:
+        return f"{', '.join(names)} ({roles}) may decide it"
+    return (f"nobody else can decide it yet: no other active user holds {roles}; an administrator must give that "
+            "role to someone, or the policy must say who decides an approver's own request "
+            "(approval.when_requester_is_approver)")
+
+
+def _decider_problem(
+    policy: PolicyDocument, actor: Actor, req: AccessRequest, session: Session, verb: str
+) -> str | None:
+    rule = policy.purposes.get(req.purpose)
+    requester = session.get(User, req.requester_id)
+    approvers = (rule.approval.approvers_for(requester.role if requester else "")
+                 if rule is not None and rule.approval.required else ())
+    if req.requester_id == actor.user_id:
+        if verb == "approve" and rule is not None and rule.approval.may_self_authorise(actor.role) \
+                and actor.role in req.approver_roles:
+            return None
+        return f"nobody may approve or reject their own access request (B9); {_who_decides(session, policy, req)}"
     if actor.role not in approvers or actor.role not in req.approver_roles:
         names = " or ".join(role_title(r) for r in (approvers or req.approver_roles))
-        return f"only {names} may decide requests for purpose {req.purpose!r}"
-    if req.requester_id == actor.user_id:
-        return "nobody may approve or reject their own access request; another approver must decide it (B9)"
+        return f"only {names} may decide this request for purpose {req.purpose!r}"
     if forbid_own_recordings:
         agents = set(session.scalars(select(Recording.agent).where(Recording.id.in_(req.recording_ids))))
         if actor.username in agents:
@@ -161,7 +208,7 @@ def _decide_request(
     clock: Clock, verb: str,
 ) -> AccessRequest:
     req = get_request(session, request_id)
-    problem = _decider_problem(policy, actor, req, session)
+    problem = _decider_problem(policy, actor, req, session, verb)
     if problem is not None:
         _audit(session, clock, actor=actor.username, actor_role=actor.role, action=f"access.{verb}",
                decision="deny", object_type="access_request", object_id=req.id, purpose=req.purpose,
@@ -172,13 +219,28 @@ def _decide_request(
     return req
 
 
+def _approved_actions(req: AccessRequest, actions: Sequence[str] | None) -> list[str]:
+    """What the approver approves: everything asked (None) or a non-empty part of it, never more."""
+    if actions is None:
+        return list(req.actions)
+    chosen = sorted(set(actions))
+    if not chosen or any(a not in req.actions for a in chosen):
+        raise InvalidInput("cannot approve:", [FieldProblem(
+            "actions", f"approve one or more of the actions asked for: {', '.join(req.actions)}")])
+    return chosen
+
+
 def approve(
     session: Session, *, policy: PolicyDocument, actor: Actor, request_id: str, note: str = "",
-    grant_days: int | None = None, source_ip: str | None = None, clock: Clock = system_clock,
+    grant_days: int | None = None, actions: Sequence[str] | None = None, source_ip: str | None = None,
+    mail_domain: str = "localhost", clock: Clock = system_clock,
 ) -> list[AccessGrant]:
-    """Approve a pending request: one grant per recording, ending after the granted days.
+    """Approve a pending request: one grant per recording, carrying the approved ``actions`` (all those
+    asked when None), ending after the granted days.
 
-    A refused attempt (wrong role, own request) is audited; the caller commits before refusing.
+    A refused attempt (wrong role, own request) is audited; the caller commits before refusing. Where the
+    policy lets an approver authorise their own request, ``note`` is the written reason it needs, and
+    the authorisation is reported to the misuse recipients (B12).
     """
     req = _decide_request(session, policy=policy, actor=actor, request_id=request_id, source_ip=source_ip,
                           clock=clock, verb="approve")
@@ -186,20 +248,39 @@ def approve(
     if not 1 <= days <= min(req.grant_days, MAX_GRANT_DAYS):
         raise InvalidInput("cannot approve:", [FieldProblem(
             "grant_days", f"between 1 and {req.grant_days} (what was requested)")])
+    approved = _approved_actions(req, actions)
+    own = req.requester_id == actor.user_id
+    if own and len(note.strip()) < SELF_AUTHORISATION_MIN_CHARS:
+        raise InvalidInput("cannot authorise your own request:", [FieldProblem(
+            "note", f"write why you authorise it yourself (at least {SELF_AUTHORISATION_MIN_CHARS} characters); "
+                    f"it is reported to {', '.join(role_title(r) for r in policy.misuse.report_to_roles)} (B12)")])
     now = clock.now()
     req.status, req.decided_at, req.decided_by, req.decision_note = (
         RequestStatus.APPROVED, now, actor.username, note.strip()[:2000])
+    req.approved_actions = approved
     grants = [AccessGrant(
         id=new_id(), request_id=req.id, user_id=req.requester_id, recording_id=rec_id, purpose=req.purpose,
-        actions=list(req.actions), approved_by_id=actor.user_id, approved_by_role=actor.role, starts_at=now,
+        actions=list(approved), approved_by_id=actor.user_id, approved_by_role=actor.role, starts_at=now,
         ends_at=now + timedelta(days=days)) for rec_id in req.recording_ids]
     session.add_all(grants)
     session.flush()
-    _audit(session, clock, actor=actor.username, actor_role=actor.role, action="access.approved", decision="allow",
-           object_type="access_request", object_id=req.id, purpose=req.purpose, source_ip=source_ip,
-           reason=note.strip()[:500], clauses=("B6", "B9"),
-           details={"grants": [g.id for g in grants], "ends_at": grants[0].ends_at.isoformat(),
-                    "actions": req.actions})
+    entry = audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action="access.approved", decision="allow",
+        object_type="access_request", object_id=req.id, purpose=req.purpose, source_ip=source_ip,
+        reason=note.strip()[:500], clauses=("B6", "B9", "B12") if own else ("B6", "B9"),
+        details={"grants": [g.id for g in grants], "ends_at": grants[0].ends_at.isoformat(),
+                 "actions": approved, "requested_actions": list(req.actions), "self_authorised": own}), clock=clock)
+    if own:
+        oversight.file_report(
+            session, policy=policy, reporter=oversight.Reporter(username="system", role="system"),
+            summary=f"{actor.username} authorised their own access request for purpose {req.purpose!r}",
+            description=(f"{actor.username} ({actor.role}) authorised their own request {req.id} (CRM "
+                         f"{req.crm_ref}) to {', '.join(approved)} {len(req.recording_ids)} recording(s) for "
+                         f"{req.purpose!r} for {days} days, as policy {policy.policy_id} allows "
+                         "(approval.when_requester_is_approver: self_authorise_and_report). Their reason: "
+                         f"{note.strip()[:1500]}"),
+            subject_user=actor.username, evidence=[entry.seq], source="detection", rule=SELF_AUTHORISED_RULE,
+            dedup_key=f"{SELF_AUTHORISED_RULE}:{req.id}", mail_domain=mail_domain, clock=clock)
     return grants
 
 
@@ -254,7 +335,7 @@ def revoke_grant(
     session: Session, *, policy: PolicyDocument, actor: Actor, grant_id: str, source_ip: str | None = None,
     clock: Clock = system_clock,
 ) -> AccessGrant:
-    """End a grant early: its holder, or anyone whose role may approve the purpose.
+    """End a grant early: its holder, or anyone whose role may approve the holder's requests for the purpose.
 
     A refusal is audited (decision ``deny``) before ``AccessDenied`` is raised: the caller commits it.
     """
@@ -262,7 +343,9 @@ def revoke_grant(
     if grant is None:
         raise NotFound("no such grant")
     rule = policy.purposes.get(grant.purpose)
-    approvers = rule.approval.approver_roles if rule is not None else ()
+    holder = session.get(User, grant.user_id)
+    # Those who could approve the holder's request (B9: for an approver's own, the policy's alternates).
+    approvers = rule.approval.approvers_for(holder.role if holder else "") if rule is not None else ()
     if grant.user_id != actor.user_id and actor.role not in approvers:
         problem = "only the holder or an approver for this purpose may revoke the grant"
         _audit(session, clock, actor=actor.username, actor_role=actor.role, action="access.grant_revoked",

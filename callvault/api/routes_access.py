@@ -7,23 +7,26 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from callvault.access import consents
 from callvault.access import service as access
-from callvault.access.models import AccessGrant, AccessRequest
+from callvault.access.models import AccessGrant, AccessRequest, RequestStatus
 from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.core.errors import AccessDenied, NotFound
 from callvault.identity import service as identity
+from callvault.notify.service import SmtpSettings
+from callvault.policy.schema import PolicyDocument
 from callvault.quality import training
 from callvault.runtime import Runtime
 
 router = APIRouter(tags=["access"])
 
-GrantAction = Literal["play", "download", "export"]
+GrantAction = Literal["play", "transcript", "download", "export"]
 
 
-def _play_only() -> list[GrantAction]:
-    return ["play"]
+def _listen_and_read() -> list[GrantAction]:
+    return ["play", "transcript"]
 
 
 class AccessRequestCreate(BaseModel):
@@ -33,7 +36,9 @@ class AccessRequestCreate(BaseModel):
     purpose: str = Field(min_length=1, max_length=64)
     crm_ref: str = Field(min_length=1, max_length=100, description="the CRM ticket this request came through (B6)")
     justification: str = Field(min_length=1, max_length=4000)
-    actions: list[GrantAction] = Field(default_factory=_play_only, min_length=1)
+    actions: list[GrantAction] = Field(
+        default_factory=_listen_and_read, min_length=1,
+        description="what the grant should allow; the approver may approve fewer (default: play, transcript)")
     grant_days: int = Field(default=access.DEFAULT_GRANT_DAYS, ge=1, le=access.MAX_GRANT_DAYS)
 
 
@@ -42,6 +47,9 @@ class Decision(BaseModel):
 
     note: str = Field(default="", max_length=2000)
     grant_days: int | None = Field(default=None, ge=1, le=access.MAX_GRANT_DAYS)
+    actions: list[GrantAction] | None = Field(
+        default=None, description="approve only these of the actions asked (default: all of them); ignored "
+                                  "when rejecting")
 
 
 class AccessRequestRead(BaseModel):
@@ -52,8 +60,10 @@ class AccessRequestRead(BaseModel):
     justification: str
     recording_ids: list[str]
     actions: list[str]
+    approved_actions: list[str] | None
     grant_days: int
     approver_roles: list[str]
+    approvers: list[str] = Field(description="who may decide it now (usernames); empty once decided")
     status: str
     created_at: datetime
     decided_at: datetime | None
@@ -83,12 +93,16 @@ class ConsentRead(BaseModel):
     given_at: datetime
 
 
-def _read(req: AccessRequest, requester: str) -> AccessRequestRead:
+def _read(session: Session, policy: PolicyDocument, req: AccessRequest) -> AccessRequestRead:
+    pending = req.status == RequestStatus.PENDING
     return AccessRequestRead(
-        id=req.id, requester=requester, purpose=req.purpose, crm_ref=req.crm_ref, justification=req.justification,
-        recording_ids=list(req.recording_ids), actions=list(req.actions), grant_days=req.grant_days,
-        approver_roles=list(req.approver_roles), status=req.status, created_at=req.created_at,
-        decided_at=req.decided_at, decided_by=req.decided_by, decision_note=req.decision_note)
+        id=req.id, requester=access.requester_name(session, req), purpose=req.purpose, crm_ref=req.crm_ref,
+        justification=req.justification, recording_ids=list(req.recording_ids), actions=list(req.actions),
+        approved_actions=list(req.approved_actions) if req.approved_actions is not None else None,
+        grant_days=req.grant_days, approver_roles=list(req.approver_roles),
+        approvers=access.deciders(session, policy=policy, req=req) if pending else [], status=req.status,
+        created_at=req.created_at, decided_at=req.decided_at, decided_by=req.decided_by,
+        decision_note=req.decision_note)
 
 
 def _grant(g: AccessGrant) -> GrantRead:
@@ -106,7 +120,7 @@ def create_request(body: AccessRequestCreate, caller: Caller = Depends(get_calle
             recording_ids=tuple(body.recording_ids), purpose=body.purpose, crm_ref=body.crm_ref,
             justification=body.justification, actions=tuple(body.actions), grant_days=body.grant_days),
             source_ip=caller.source_ip, clock=runtime.clock)
-        return _read(req, caller.user.username)
+        return _read(session, caller.policy, req)
 
 
 @router.get("/access-requests", response_model=list[AccessRequestRead])
@@ -119,7 +133,7 @@ def list_requests(
     """Your own requests, and the requests your role may decide."""
     with runtime.db.unit_of_work() as session:
         rows = access.visible_requests(session, actor=caller.actor, status=status, limit=limit)
-        return [_read(r, access.requester_name(session, r)) for r in rows]
+        return [_read(session, caller.policy, r) for r in rows]
 
 
 @router.get("/access-requests/{request_id}", response_model=AccessRequestRead)
@@ -129,7 +143,7 @@ def get_request(request_id: str, caller: Caller = Depends(get_caller),
         req = access.get_request(session, request_id)
         if req.requester_id != caller.user.id and caller.user.role not in req.approver_roles:
             raise NotFound("no such access request")
-        return _read(req, access.requester_name(session, req))
+        return _read(session, caller.policy, req)
 
 
 def _decide(request_id: str, body: Decision, caller: Caller, runtime: Runtime, verb: str) -> AccessRequestRead:
@@ -138,7 +152,9 @@ def _decide(request_id: str, body: Decision, caller: Caller, runtime: Runtime, v
         try:
             if verb == "approve":
                 access.approve(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
-                               note=body.note, grant_days=body.grant_days, source_ip=caller.source_ip,
+                               note=body.note, grant_days=body.grant_days, actions=body.actions,
+                               source_ip=caller.source_ip,
+                               mail_domain=SmtpSettings.from_env(runtime.settings.env).mail_domain,
                                clock=runtime.clock)
             else:
                 access.reject(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
@@ -147,14 +163,15 @@ def _decide(request_id: str, body: Decision, caller: Caller, runtime: Runtime, v
             denied = exc  # the refusal is on the audit log: commit it, then refuse
         else:
             req = access.get_request(session, request_id)
-            return _read(req, access.requester_name(session, req))
+            return _read(session, caller.policy, req)
     raise denied
 
 
 @router.post("/access-requests/{request_id}/approve", response_model=AccessRequestRead)
 def approve(request_id: str, body: Decision | None = None, caller: Caller = Depends(get_caller),
             runtime: Runtime = Depends(get_runtime)) -> AccessRequestRead:
-    """Approve (an approver role for the purpose, not the requester): creates time-boxed grants."""
+    """Approve (an approver role for the purpose, not the requester unless the policy lets an approver
+    self-authorise with a written ``note``): creates time-boxed grants carrying the approved actions."""
     return _decide(request_id, body or Decision(), caller, runtime, "approve")
 
 

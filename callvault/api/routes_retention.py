@@ -24,6 +24,7 @@ from callvault.retention.schemas import (
     HoldCreate,
     HoldRead,
     HoldRelease,
+    HoldRenewal,
     PeriodRead,
     ReportRead,
     RetentionRead,
@@ -38,7 +39,19 @@ def require_manager(runtime: Runtime, caller: Caller, action: str, what: str, ob
     """Refuse (audited, committed) unless the caller may manage retention."""
     if retention.may_manage(caller.policy, caller.user.role):
         return
-    reason = f"role {caller.user.role} may not {what}"
+    _deny(runtime, caller, action, f"role {caller.user.role} may not {what}", object_type, object_id)
+
+
+def require_holder(runtime: Runtime, caller: Caller, action: str, what: str, object_id: str = "") -> None:
+    """Refuse (audited, committed) unless the caller's role is one ``retention.legal_hold.roles`` names."""
+    if retention.may_hold(caller.policy, caller.user.role):
+        return
+    named = ", ".join(caller.policy.retention.legal_hold.roles) or "none"
+    _deny(runtime, caller, action, f"role {caller.user.role} may not {what}: only the roles the policy names for "
+                                   f"legal holds may (retention.legal_hold.roles: {named})", "legal_hold", object_id)
+
+
+def _deny(runtime: Runtime, caller: Caller, action: str, reason: str, object_type: str, object_id: str) -> None:
     with runtime.db.unit_of_work() as session:
         audit.append(session, audit.AuditEvent(
             actor=caller.user.username, actor_role=caller.user.role, action=action, decision="deny",
@@ -114,8 +127,8 @@ def list_holds(include_released: bool = False, caller: Caller = Depends(get_call
 def place_hold(body: HoldCreate, caller: Caller = Depends(get_caller),
                runtime: Runtime = Depends(get_runtime)) -> HoldRead:
     """Suspend destruction of a recording or a case, with a reason, an owner and a review date."""
-    require_manager(runtime, caller, "retention.hold_place", "place legal holds", "legal_hold",
-                    body.recording_id or body.case_ref or "")
+    require_holder(runtime, caller, "retention.hold_place", "place legal holds",
+                   body.recording_id or body.case_ref or "")
     with runtime.db.unit_of_work() as session:
         hold = retention.place_hold(session, policy=caller.policy, actor=caller.user.username,
                                     actor_role=caller.user.role, reason=body.reason, owner=body.owner,
@@ -128,11 +141,23 @@ def place_hold(body: HoldCreate, caller: Caller = Depends(get_caller),
 def release_hold(hold_id: str, body: HoldRelease, caller: Caller = Depends(get_caller),
                  runtime: Runtime = Depends(get_runtime)) -> HoldRead:
     """End a legal hold; what it protected is destroyed at its date again."""
-    require_manager(runtime, caller, "retention.hold_release", "release legal holds", "legal_hold", hold_id)
+    require_holder(runtime, caller, "retention.hold_release", "release legal holds", hold_id)
     with runtime.db.unit_of_work() as session:
         hold = retention.release_hold(session, policy=caller.policy, actor=caller.user.username,
                                       actor_role=caller.user.role, hold_id=hold_id, reason=body.reason,
                                       clock=runtime.clock)
+        return HoldRead.model_validate(hold)
+
+
+@router.post("/holds/{hold_id}/renew", response_model=HoldRead)
+def renew_hold(hold_id: str, body: HoldRenewal, caller: Caller = Depends(get_caller),
+               runtime: Runtime = Depends(get_runtime)) -> HoldRead:
+    """Keep a legal hold after reviewing it: a new review date (within the policy's bound) and why."""
+    require_holder(runtime, caller, "retention.hold_renew", "renew legal holds", hold_id)
+    with runtime.db.unit_of_work() as session:
+        hold = retention.renew_hold(session, policy=caller.policy, actor=caller.user.username,
+                                    actor_role=caller.user.role, hold_id=hold_id, review_on=body.review_date,
+                                    reason=body.reason, clock=runtime.clock)
         return HoldRead.model_validate(hold)
 
 

@@ -156,6 +156,8 @@ class SubjectRequestRead(BaseModel):
     date_to: date | None
     description: str
     region: str
+    region_basis: str
+    """Why this region's working days count: the number the caller rang, their country, or the default."""
     timezone: str
     received_at: datetime
     verified_at: datetime | None
@@ -207,6 +209,7 @@ def _read(session: Session, row: SubjectRequest, now: datetime, *, detail: bool 
         id=row.id, kind=row.kind, status=subject.display_status(row, now), stored_status=row.status,
         phone_numbers=list(row.phone_numbers), email=row.email, requester_username=row.requester_username,
         date_from=row.date_from, date_to=row.date_to, description=row.description, region=row.region,
+        region_basis=row.region_basis,
         timezone=row.timezone, received_at=row.received_at, verified_at=row.verified_at, due_on=row.due_on,
         due_at=row.due_at, reviewed_by=row.reviewed_by, redaction_note=row.redaction_note,
         approved_by=row.approved_by, sent_at=row.sent_at)

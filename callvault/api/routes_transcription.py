@@ -46,9 +46,13 @@ def _authorise(runtime: Runtime, caller: Caller, recording_id: str, purpose: str
                check: recordings.ServeCheck | None = None) -> str:
     """Decide (and ``check``) and audit; returns what the decision serves. Raises (after committing) when refused."""
     with runtime.db.unit_of_work() as session:
+        # The caller's approvals count here as for the audio: a grant naming ``transcript`` allows it (B6, B9).
+        grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=recording_id,
+                                            now=runtime.clock.now())
         decision, row = recordings.authorize_content(
             session, policy=caller.policy, actor=caller.actor, action=Action.TRANSCRIPT, recording_id=recording_id,
-            purpose=purpose, source_ip=caller.source_ip, details={"view": what}, check=check, clock=runtime.clock)
+            purpose=purpose, grants=grants, source_ip=caller.source_ip, details={"view": what}, check=check,
+            clock=runtime.clock)
     if row is None:
         raise NotFound("no such recording")
     if not decision.allowed:

@@ -400,9 +400,10 @@ def resolve_quarantine(
     audit.append(session, audit.AuditEvent(
         actor=actor.username, actor_role=actor.role, action=f"recording.quarantine_{decision}", decision="allow",
         object_type="recording", object_id=row.id, reason=reason.strip(), source_ip=source_ip, clauses=("A5", "B2"),
+        details={"quarantine_reason": row.quarantine_reason},
     ), clock=clock)
     if decision == "release":
-        row.quarantined = False
+        row.quarantined, row.quarantine_reason = False, None
         session.flush()
         return []
     return destroy_now(session, keyring=keyring, doomed=[Doomed.of(

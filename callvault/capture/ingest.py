@@ -42,6 +42,7 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
+from callvault.capture import consent_check
 from callvault.capture.admission import Admission, admit, mark_applied, unapplied_controls
 from callvault.capture.audio import AudioInfo, probe_audio
 from callvault.capture.audioedit import apply_edit
@@ -109,8 +110,8 @@ def encrypt_audio(audio: Path | BinaryIO, sink: BinaryIO, *, data_key: bytes, co
 
 
 def reserve_recording(
-    session: Session, *, meta: CallMetadata, info: AudioInfo, actor: str, store: BlobStore, clock: Clock,
-    stale_after: timedelta, audio_sha256: Callable[[], str] | None = None,
+    session: Session, *, policy: PolicyDocument, meta: CallMetadata, info: AudioInfo, actor: str, store: BlobStore,
+    clock: Clock, stale_after: timedelta, audio_sha256: Callable[[], str] | None = None,
     existing_rows: dict[str, Recording] | None = None,
 ) -> Recording | IngestResult:
     """Step 3: add the ``pending`` row (the caller commits it before writing the blob).
@@ -138,12 +139,13 @@ def reserve_recording(
         session.delete(existing)
         session.flush()
     rec_id = new_id()
+    quarantine = consent_check.quarantine_reason(policy, meta)
     row = Recording(
         id=rec_id, call_id=meta.call_id, state=RecordingState.PENDING, direction=meta.direction,
         started_at=meta.started_at, ended_at=meta.ended_at, extension=meta.extension, agent=meta.agent,
         team=meta.team, remote_number=meta.remote_number, local_number=meta.local_number,
         consent=meta.consent.model_dump(mode="json", exclude_none=True) if meta.consent else {},
-        consent_state=meta.consent_state, quarantined=meta.consent_state == "missing",
+        consent_state=meta.consent_state, quarantined=quarantine is not None, quarantine_reason=quarantine,
         case_ref=meta.case_ref, crm_ref=meta.crm_ref, audio_format=info.audio_format,
         sample_rate=info.sample_rate, channels=info.channels, duration_seconds=info.duration_seconds,
         size_bytes=0, sha256=None, blob_key=blob_key_for(rec_id), ingested_by=actor, created_at=clock.now(),
@@ -212,7 +214,7 @@ def _store_rows(
         object_type="recording", object_id=item.row.id, source_ip=source_ip,
         details={"call_id": item.call_id, "sha256": item.result.sha256_hex, "bytes": item.result.plaintext_size,
                  "consent_state": item.consent_state, **(item.details or {})},
-        clauses=("A5", "B2") if item.consent_state == "missing" else (),
+        clauses=("A5", "B2") if item.row.quarantined else (),
     ) for item in stored], clock=clock)
     _emit_saved(session, [(item.row, item.details or {}) for item in stored], clock)
 
@@ -227,7 +229,7 @@ def _emit_saved(session: Session, stored: Sequence[tuple[Recording, dict[str, An
                 "destroy_after": row.destroy_after.isoformat() if row.destroy_after else None}
         saved.append(data)
         if row.quarantined:
-            quarantined.append({**data, "reason": "no consent evidence (A5, B2)"})
+            quarantined.append({**data, "reason": f"{row.quarantine_reason or consent_check.MISSING} (A5, B2)"})
         streams = details.get("streams")
         lost = sum(int(s.get("lost", 0)) for s in streams.values()) if isinstance(streams, dict) else 0
         if lost:
@@ -366,7 +368,8 @@ def _ingest_works(
             if work.meta.call_id in seen:  # what the second of two uploads racing each other hears
                 raise Conflict(f"call_id {work.meta.call_id!r} is being ingested right now (it came "
                                "twice in one batch of uploads); retry later")
-            reserved = reserve_recording(session, meta=work.meta, info=work.info, actor=actor, store=store,
+            reserved = reserve_recording(session, policy=policy, meta=work.meta, info=work.info, actor=actor,
+                                         store=store,
                                          clock=clock, stale_after=stale_after,
                                          audio_sha256=lambda: _sha256_of(audio), existing_rows=existing_rows)
         except Conflict as exc:  # raised before the session was changed: the others go on

@@ -281,7 +281,7 @@ def report_compliance(
         raise InvalidInput("invalid period", [FieldProblem("--from", "must be before --to")])
     try:
         with runtime.db.unit_of_work() as session:
-            data = reports.build_report(session, start=first, end=last)
+            data = reports.build_report(session, start=first, end=last, today=now.date())
             doc = policy_service.current_policy(session, clock=runtime.clock)
     finally:
         runtime.close()

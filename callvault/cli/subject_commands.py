@@ -65,7 +65,8 @@ def requests_show(request_id: str, data_dir: DataDir = None) -> None:
                 "id": row.id, "kind": row.kind, "status": subject.display_status(row, now), "stored_status": row.status,
                 "phone_numbers": row.phone_numbers, "email": row.email, "requester": row.requester_username,
                 "date_from": row.date_from, "date_to": row.date_to, "description": row.description,
-                "region": row.region, "timezone": row.timezone, "received_at": row.received_at,
+                "region": row.region, "region_basis": row.region_basis, "timezone": row.timezone,
+                "received_at": row.received_at,
                 "verified_at": row.verified_at, "due_on": row.due_on, "reviewed_by": row.reviewed_by,
                 "redaction_note": row.redaction_note, "approved_by": row.approved_by, "sent_at": row.sent_at,
                 "recordings": [{"recording_id": s.recording_id, "party": s.party}

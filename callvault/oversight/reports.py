@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from callvault.audit.models import AuditEntry
 from callvault.oversight.models import MisuseReport
 from callvault.recordings.models import Recording
+from callvault.retention import service as retention
 
 CONTENT_ACTIONS = ("recording.play", "recording.download", "recording.export", "recording.transcript")
 LIFECYCLE_WORDS = ("destroy", "shred", "eras", "hold", "quarantin", "release", "subject_request", "retention",
@@ -49,14 +50,34 @@ class ComplianceReport:
     misuse: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(source, status) → misuse reports filed in the period."""
     policy_events: Counter[str] = field(default_factory=Counter)
+    holds: list[HoldLine] = field(default_factory=list)
+    """Legal holds active when the report was built: who placed them, why, and whether review is overdue."""
+
+
+@dataclass(frozen=True)
+class HoldLine:
+    """One active legal hold as the compliance report lists it (A4, A9, B11)."""
+
+    hold_id: str
+    held: str
+    reason: str
+    owner: str
+    placed_by: str
+    review_on: date
+    review_overdue: bool
 
 
 def _week(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def build_report(session: Session, *, start: datetime, end: datetime) -> ComplianceReport:
+def build_report(session: Session, *, start: datetime, end: datetime, today: date | None = None) -> ComplianceReport:
+    """The report for [start, end); ``today`` (default: the end's date) decides which holds are overdue."""
     report = ComplianceReport(start=start, end=end)
+    as_of = today or end.date()
+    report.holds = [HoldLine(h.id, f"recording {h.recording_id}" if h.recording_id else f"case {h.case_ref}",
+                             h.reason, h.owner, h.placed_by, h.review_on, h.review_on < as_of)
+                    for h in retention.list_holds(session)]
     for team, direction, consent, count in session.execute(
         select(Recording.team, Recording.direction, Recording.consent_state, func.count())
         .where(Recording.started_at >= start, Recording.started_at < end)
@@ -114,6 +135,10 @@ def to_csv(report: ComplianceReport) -> str:
     for action, count in sorted(report.lifecycle.items()):
         row("lifecycle", count, action=action)
     row("quarantined_now", report.quarantined_now)
+    for hold in report.holds:
+        row("legal_hold", 1, actor=hold.placed_by, reason=f"{hold.held}: {hold.reason} (owner {hold.owner}, review "
+            f"{hold.review_on.isoformat()}{', OVERDUE' if hold.review_overdue else ''})"[:300],
+            decision="review_overdue" if hold.review_overdue else "active")
     for (source, status), count in sorted(report.misuse.items()):
         row("misuse_reports", count, action=source, decision=status)
     for action, count in sorted(report.policy_events.items()):
@@ -192,6 +217,10 @@ def to_html(report: ComplianceReport, *, title: str = "Compliance report") -> st
         "<h2>Denied</h2>", _table(("action", "reason", "times"), list(denied), "Nothing was refused."),
         "<h2>Released, destroyed, held, quarantined</h2>",
         _table(("event", "times"), list(lifecycle), "No such events in the period."),
+        "<h2>Legal holds in force</h2>",
+        _table(("held", "reason", "owner", "placed by", "review by", "review"),
+               [(h.held, h.reason, h.owner, h.placed_by, h.review_on.isoformat(),
+                 "OVERDUE" if h.review_overdue else "due later") for h in report.holds], "No legal holds."),
         "<h2>Misuse reports</h2>", _table(("source", "status", "reports"), list(misuse), "None filed."),
         "<h2>Policy</h2>", _table(("event", "times"), sorted(report.policy_events.items()), "No policy changes."),
         "</body></html>\n",

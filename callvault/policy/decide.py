@@ -12,7 +12,7 @@ the person can act on and whose ``clauses`` cite the requirement ids (A9, B6, ..
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -34,6 +34,7 @@ __all__ = [
     "decide",
     "has_acknowledged",
     "offered_purposes",
+    "request_link",
     "role_title",
     "visible_scope",
 ]
@@ -56,8 +57,12 @@ CONTENT_ACTIONS: frozenset[Action] = frozenset(
 )
 """Actions that reach what was said; each needs a purpose (A6, A13, B5)."""
 
-GRANTABLE_ACTIONS: tuple[str, ...] = ("play", "download", "export")
-"""What an approval may allow (B6, B9); reading a transcript counts as ``play``."""
+GRANTABLE_ACTIONS: tuple[str, ...] = ("play", "transcript", "download", "export")
+"""What an approval may allow (B6, B9), each named by the request and approved one by one: listening,
+reading what was said, taking a copy away, and a release's export are different uses of a call."""
+
+REQUEST_PAGE = "/access/new"
+"""Where a person asks for an approval; refusals an approval would lift link it, prefilled."""
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,9 @@ class Decision:
     """The purpose named in the request (also on denials, so the audit log shows what was asked)."""
     serves: str | None
     """``"original"`` or ``"anonymised_derivative"`` when allowed; None when denied."""
+    request_actions: tuple[str, ...] = field(default=(), kw_only=True)
+    """On a denial an approved access request would lift: the actions to ask for (so a page can offer
+    "request download" rather than a dead end). Empty when no request could help."""
 
 
 @dataclass(frozen=True)
@@ -250,8 +258,21 @@ def _scope_denial(
 
 
 def _grant_covers(grant: Grant, action: Action) -> bool:
-    wanted = "play" if action == Action.TRANSCRIPT else action.value
-    return wanted in grant.actions
+    return action.value in grant.actions
+
+
+def request_link(recording_id: str, purpose: str, action: str) -> str:
+    """The request page, prefilled to ask for ``action`` on one recording for ``purpose``."""
+    return f"{REQUEST_PAGE}?recording={recording_id}&purpose={purpose}&actions={action}"
+
+
+def _grant_counts(grant: Grant, actor: Actor, rule: PurposeRule) -> bool:
+    """Whether the grant's approver could approve this actor's request under the purpose's rule (B9)."""
+    if grant.approved_by_role not in rule.approval.approvers_for(actor.role):
+        return False
+    if grant.approved_by == actor.user_id:  # nobody approves their own request, unless the policy says so
+        return rule.approval.may_self_authorise(actor.role) and grant.approved_by_role == actor.role
+    return True
 
 
 def _grant_denial(
@@ -260,27 +281,28 @@ def _grant_denial(
 ) -> Decision | None:
     if not rule.approval.required:
         return None
-    approvers = rule.approval.approver_roles
+    approvers = rule.approval.approvers_for(actor.role)
     matching = [
         g for g in grants
         if g.user_id == actor.user_id and g.recording_id == recording.recording_id and g.purpose == purpose_id
-        and g.approved_by_role in approvers and g.approved_by != actor.user_id
-        and (now is None or g.ends_at is None or g.ends_at > now)
+        and _grant_counts(g, actor, rule) and (now is None or g.ends_at is None or g.ends_at > now)
     ]
-    clauses = ("B6", "B9", *rule.clause_ids)
+    clauses = tuple(dict.fromkeys(("B6", "B9", *rule.clause_ids)))
     if any(_grant_covers(g, action) for g in matching):
         return None
+    link = request_link(recording.recording_id, purpose_id, action.value)
     if matching:
-        allowed = sorted({a for g in matching for a in g.actions})
-        return _deny(
-            f"The approval {actor.username} holds for purpose {purpose_id!r} on this recording allows only "
-            f"{', '.join(allowed)}, not {action.value}; request access again naming {action.value}.",
-            clauses, purpose_id,
+        allowed = [a for a in GRANTABLE_ACTIONS if any(a in g.actions for g in matching)]
+        return Decision(
+            allowed=False, purpose=purpose_id, serves=None, clauses=clauses, request_actions=(action.value,),
+            reason=f"The approval {actor.username} holds for purpose {purpose_id!r} on this recording allows only "
+                   f"{', '.join(allowed)}, not {action.value}; ask for {action.value} on the request page: {link}",
         )
-    return _deny(
-        f"Purpose {purpose_id!r} needs approval by {_roles_text(approvers)} for this recording before "
-        f"{actor.username} may {action.value} it (it needs approval from {' or '.join(approvers)}); file an "
-        "access request with the CRM ticket and wait for approval.", clauses, purpose_id,
+    return Decision(
+        allowed=False, purpose=purpose_id, serves=None, clauses=clauses, request_actions=(action.value,),
+        reason=f"Purpose {purpose_id!r} needs approval by {_roles_text(approvers)} for this recording before "
+               f"{actor.username} may {action.value} it (it needs approval from {' or '.join(approvers)}); file an "
+               f"access request with the CRM ticket on the request page and wait for approval: {link}",
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, false
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -62,6 +62,9 @@ class Recording(Base):
     """``announcement`` | ``agent_notice`` | ``missing``."""
     quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
     """Excluded from normal use until an admin resolves it (missing consent evidence)."""
+    quarantine_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why it is quarantined (``capture.consent_check``): no evidence, a prompt version the policy does not
+    list, or evidence outside the call; shown to the administrator who resolves it."""
     case_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
     crm_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
     audio_format: Mapped[str] = mapped_column(String(16))

@@ -27,6 +27,8 @@ class RecordingRead(BaseModel):
     consent: dict[str, str]
     consent_state: str
     quarantined: bool
+    quarantine_reason: str | None = None
+    """Why it is quarantined (consent evidence missing, or not matching the policy's prompt or the call)."""
     case_ref: str | None
     crm_ref: str | None
     audio_format: str

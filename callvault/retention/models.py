@@ -82,6 +82,8 @@ class LegalHold(Base):
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     released_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     release_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    overdue_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When the misuse recipients were told the review date had passed; cleared when the hold is renewed."""
 
 
 class DestructionRecord(Base):

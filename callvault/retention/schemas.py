@@ -47,6 +47,15 @@ class HoldCreate(BaseModel):
     review_date: date
 
 
+class HoldRenewal(BaseModel):
+    """A holder reviewed the hold and keeps it until a new review date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review_date: date
+    reason: str
+
+
 class HoldRelease(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

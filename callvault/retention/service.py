@@ -30,7 +30,8 @@ from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
-from callvault.policy.schema import PolicyDocument
+from callvault.oversight import service as oversight
+from callvault.policy.schema import PolicyDocument, add_months
 from callvault.recordings.models import Recording, RecordingState
 from callvault.retention.models import Case, CaseKind, CaseStatus, DestructionRecord, LegalHold, RetentionRule
 
@@ -47,6 +48,39 @@ def may_manage(policy: PolicyDocument, role: str) -> bool:
     recordings (leadership). Specialists never: they could otherwise keep their own calls forever."""
     rule = policy.roles.get(role)
     return bool(rule and (rule.can_administer or rule.content_scope == "all"))
+
+
+def may_hold(policy: PolicyDocument, role: str) -> bool:
+    """Who places, renews and releases legal holds: only the roles ``retention.legal_hold.roles`` names.
+
+    Reaching every recording is not enough: a hold keeps recordings past the retention cap, so a QA reviewer
+    who can hear any call must not be able to keep one forever (A9, B9, B11)."""
+    return bool(role) and role in policy.retention.legal_hold.roles
+
+
+def require_holder(policy: PolicyDocument, role: str, what: str) -> None:
+    """AccessDenied unless ``role`` is one the policy names for legal holds (the edge audits the denial)."""
+    if not may_hold(policy, role):
+        named = ", ".join(policy.retention.legal_hold.roles) or "none"
+        raise AccessDenied(f"role {role or '(none)'} may not {what}",
+                           reason=f"only the roles retention.legal_hold.roles names ({named}) may {what}",
+                           clauses=("A9", "B9"))
+
+
+def review_bounds(policy: PolicyDocument, today: date) -> tuple[date, date]:
+    """The earliest and latest review date a hold set ``today`` may name (tomorrow .. max_review_months)."""
+    return today + timedelta(days=1), add_months(today, policy.retention.legal_hold.max_review_months)
+
+
+def _check_review(policy: PolicyDocument, review_on: date, today: date) -> FieldProblem | None:
+    first, last = review_bounds(policy, today)
+    if review_on < first:
+        return FieldProblem("review_date", "must be in the future")
+    if review_on > last:
+        return FieldProblem("review_date", f"must be on or before {last.isoformat()}: the policy allows at most "
+                                           f"{policy.retention.legal_hold.max_review_months} months before a hold "
+                                           "is reviewed (retention.legal_hold.max_review_months)")
+    return None
 
 
 def require_manager(policy: PolicyDocument, role: str, what: str) -> None:
@@ -331,8 +365,10 @@ def place_hold(
     session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, reason: str, owner: str,
     review_on: date, recording_id: str | None = None, case_ref: str | None = None, clock: Clock = system_clock,
 ) -> LegalHold:
-    """Suspend destruction of one recording or of a whole case until the hold is released."""
-    require_manager(policy, actor_role, "place legal holds")
+    """Suspend destruction of one recording or of a whole case until the hold is released or lapses.
+
+    Only ``retention.legal_hold.roles``; the review date is required and at most ``max_review_months`` ahead."""
+    require_holder(policy, actor_role, "place legal holds")
     problems = []
     if (recording_id is None) == (case_ref is None):
         problems.append(FieldProblem("recording_id", "give exactly one of recording_id or case_ref"))
@@ -340,8 +376,9 @@ def place_hold(
         problems.append(FieldProblem("reason", "say why the recording must be kept"))
     if not owner.strip():
         problems.append(FieldProblem("owner", "name the person responsible for the hold"))
-    if review_on <= clock.now().date():
-        problems.append(FieldProblem("review_date", "must be in the future"))
+    review_problem = _check_review(policy, review_on, clock.now().date())
+    if review_problem is not None:
+        problems.append(review_problem)
     if problems:
         raise InvalidInput("invalid legal hold:", problems)
     if recording_id is not None:
@@ -368,7 +405,7 @@ def release_hold(
     clock: Clock = system_clock,
 ) -> LegalHold:
     """End a hold; what it protected is destroyed at its date again (at the next sweep if that has passed)."""
-    require_manager(policy, actor_role, "release legal holds")
+    require_holder(policy, actor_role, "release legal holds")
     hold = session.get(LegalHold, hold_id)
     if hold is None:
         raise NotFound(f"no legal hold {hold_id!r}")
@@ -384,6 +421,90 @@ def release_hold(
         object_id=hold.id, reason=hold.release_reason or "",
         details={"recording_id": hold.recording_id, "case_ref": hold.case_ref}, clauses=("A9", "B11")), clock=clock)
     return hold
+
+
+def renew_hold(
+    session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, hold_id: str, review_on: date,
+    reason: str, clock: Clock = system_clock,
+) -> LegalHold:
+    """A holder reviewed the hold and keeps it: a new review date (within the bound), with why; audited."""
+    require_holder(policy, actor_role, "renew legal holds")
+    hold = session.get(LegalHold, hold_id)
+    if hold is None:
+        raise NotFound(f"no legal hold {hold_id!r}")
+    if hold.released_at is not None:
+        raise Conflict(f"legal hold {hold_id} was released; place a new one")
+    problems = [p for p in (_check_review(policy, review_on, clock.now().date()),) if p is not None]
+    if not reason.strip():
+        problems.append(FieldProblem("reason", "say why the recording must still be kept"))
+    if problems:
+        raise InvalidInput("invalid renewal:", problems)
+    previous = hold.review_on
+    hold.review_on, hold.overdue_notified_at = review_on, None
+    session.flush()
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="retention.hold_renewed", object_type="legal_hold",
+        object_id=hold.id, reason=reason.strip(),
+        details={"previous_review_on": previous.isoformat(), "review_on": review_on.isoformat()},
+        clauses=("A9", "B11")), clock=clock)
+    return hold
+
+
+def review_overdue_holds(
+    session: Session, *, policy: PolicyDocument, clock: Clock = system_clock,
+) -> tuple[int, int]:
+    """Report holds past their review date and lapse those overdue by ``lapse_after_overdue_days``.
+
+    An overdue hold keeps protecting for the lapse period (a person may simply be late) but is reported
+    once to the misuse recipients (``misuse.report_to_roles``), and shows as overdue in the retention and
+    compliance reports. Then it lapses: released by ``system`` with the reason, audited and reported,
+    and what it protected goes at its date (at the next sweep if that has passed). Returns (reported, lapsed).
+    """
+    now = clock.now()
+    today = now.date()
+    lapse_days = policy.retention.legal_hold.lapse_after_overdue_days
+    reported = lapsed = 0
+    for hold in session.scalars(select(LegalHold).where(LegalHold.released_at.is_(None),
+                                                        LegalHold.review_on < today).order_by(LegalHold.id)):
+        what = f"recording {hold.recording_id}" if hold.recording_id else f"case {hold.case_ref}"
+        if (today - hold.review_on).days > lapse_days:
+            hold.released_at, hold.released_by = now, "system"
+            hold.release_reason = (f"lapsed: review was due {hold.review_on.isoformat()} and the hold was not renewed "
+                                   f"within {lapse_days} days (retention.legal_hold.lapse_after_overdue_days)")
+            session.flush()
+            _refresh_hold_scope(session, policy=policy, hold=hold)
+            audit.append(session, audit.AuditEvent(
+                actor="system", actor_role="system", action="retention.hold_lapsed", object_type="legal_hold",
+                object_id=hold.id, reason=hold.release_reason,
+                details={"recording_id": hold.recording_id, "case_ref": hold.case_ref,
+                         "review_on": hold.review_on.isoformat(), "placed_by": hold.placed_by},
+                clauses=("A9", "B11")), clock=clock)
+            oversight.file_report(
+                session, policy=policy, reporter=oversight.Reporter(username="system", role="system"),
+                summary=f"Legal hold on {what} lapsed: its review was due {hold.review_on.isoformat()}",
+                description=f"{hold.release_reason}. Reason it was placed: {hold.reason}. Owner: {hold.owner}.",
+                source="detection", rule="legal_hold_lapsed", dedup_key=f"hold-lapsed:{hold.id}", clock=clock)
+            lapsed += 1
+        elif hold.overdue_notified_at is None:
+            hold.overdue_notified_at = now
+            audit.append(session, audit.AuditEvent(
+                actor="system", actor_role="system", action="retention.hold_review_overdue",
+                object_type="legal_hold", object_id=hold.id, decision="info",
+                reason=f"review was due {hold.review_on.isoformat()}",
+                details={"owner": hold.owner,
+                         "lapses_after": (hold.review_on + timedelta(days=lapse_days)).isoformat()},
+                clauses=("A9", "B11")), clock=clock)
+            oversight.file_report(
+                session, policy=policy, reporter=oversight.Reporter(username="system", role="system"),
+                summary=f"Legal hold on {what} is past its review date ({hold.review_on.isoformat()})",
+                description=(f"Owner {hold.owner}; placed by {hold.placed_by} because: {hold.reason}. Renew it "
+                             f"(a new review date) or release it; unless renewed it lapses after "
+                             f"{(hold.review_on + timedelta(days=lapse_days)).isoformat()}."),
+                source="detection", rule="legal_hold_review_overdue", dedup_key=f"hold-overdue:{hold.id}:"
+                f"{hold.review_on.isoformat()}", clock=clock)
+            reported += 1
+    session.flush()
+    return reported, lapsed
 
 
 def _refresh_hold_scope(session: Session, *, policy: PolicyDocument, hold: LegalHold) -> None:

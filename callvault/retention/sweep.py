@@ -1,5 +1,8 @@
 """The retention sweep: destroy every recording whose date has come and that no legal hold protects.
 
+Each run first reports legal holds past their review date and lapses those left unrenewed too long
+(``service.review_overdue_holds``), so no hold keeps a recording forever unattended.
+
 Run by ``callvault retention sweep`` and by the worker job ``retention.sweep``. Each batch is
 claimed and crypto-shredded in one transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two
 workers never take the same rows; SQLite serialises writers anyway), then its blobs are deleted and
@@ -55,6 +58,10 @@ class SweepResult:
     recomputed: int = 0
     held: int = 0
     """Due recordings kept because of a legal hold."""
+    holds_overdue: int = 0
+    """Holds newly reported as past their review date (``service.review_overdue_holds``)."""
+    holds_lapsed: int = 0
+    """Holds that lapsed, unrenewed past ``retention.legal_hold.lapse_after_overdue_days``."""
     candidates: list[Candidate] = field(default_factory=list)
     """Dry run only: what would go."""
 
@@ -130,6 +137,8 @@ def sweep(
     result = SweepResult()
     with db.unit_of_work() as session:
         policy = policy_service.current_policy(session, clock=clock)
+        # Overdue holds first: one that lapses releases its recordings to this very sweep.
+        result.holds_overdue, result.holds_lapsed = service.review_overdue_holds(session, policy=policy, clock=clock)
         result.recomputed = service.refresh_stale(session, policy=policy)
     result.resumed = resume(db, store, keyring, clock=clock)
     result.reapplied = reapply(db, store, keyring, trigger="sweep", clock=clock).total

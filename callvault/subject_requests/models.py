@@ -53,6 +53,8 @@ class SubjectRequest(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     region: Mapped[str] = mapped_column(String(32))
     """The policy region whose working days count (``subject_requests.regions``)."""
+    region_basis: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """Why that region (B7): the regional number the caller rang, else their country, else the default."""
     timezone: Mapped[str] = mapped_column(String(64))
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())

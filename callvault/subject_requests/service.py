@@ -56,7 +56,7 @@ from callvault.subject_requests.models import (
     SubjectRequest,
     SubjectRequestRecording,
 )
-from callvault.subject_requests.workdays import Calendar, calendar_for, region_for
+from callvault.subject_requests.workdays import Calendar, calendar_for, choose_region
 
 PURPOSE = "subject_access"
 CLAUSES = ("B7", "B10", "A4")
@@ -221,6 +221,19 @@ def _validate(policy: PolicyDocument, new: NewRequest, *, today: date) -> tuple[
     return numbers, email
 
 
+def called_numbers(session: Session, numbers: Sequence[str], *, limit: int = 20) -> list[str]:
+    """Our side's numbers (trunks) on the recorded calls with these caller numbers, newest call first.
+
+    B7's region is the regional office the caller rang, so this is what picks the working-day calendar;
+    destroyed recordings count too (their metadata stays), the call still happened on that number."""
+    if not numbers:
+        return []
+    rows = session.execute(select(Recording.local_number).where(
+        Recording.remote_number.in_(list(numbers)), Recording.local_number.is_not(None))
+        .order_by(Recording.started_at.desc()).limit(limit))
+    return [number for (number,) in rows if number]
+
+
 def submit(
     session: Session, *, policy: PolicyDocument, new: NewRequest, source_ip: str | None, counters: Counters,
     keyring: Keyring, phone_proof: bool = False, clock: Clock = system_clock,
@@ -251,14 +264,15 @@ def submit(
     limits.count(session, counters, limits.SUBMIT_PER_ADDRESS, source_ip, now=now)
     limits.count(session, counters, limits.SUBMIT_PER_EMAIL, email.lower(), now=now)
     rules = policy.subject_requests
-    region = region_for(rules, numbers)
+    choice = choose_region(policy, numbers, called_numbers(session, numbers))
+    region = choice.region
     cal = calendar_for(rules, region, numbers)
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
     row = SubjectRequest(
         id=new_id(), kind=RequesterKind.CALLER, status=RequestStatus.AWAITING_VERIFICATION, phone_numbers=numbers,
         email=email, date_from=new.date_from, date_to=new.date_to, description=(new.description or "").strip(),
-        region=region, timezone=cal.timezone, source_ip=source_ip, received_at=now, code_attempts=0,
-        code_expires_at=now + CODE_TTL, reminders_sent=[], redaction_note="",
+        region=region, region_basis=choice.basis, timezone=cal.timezone, source_ip=source_ip, received_at=now,
+        code_attempts=0, code_expires_at=now + CODE_TTL, reminders_sent=[], redaction_note="",
     )
     row.code_sha256 = _code_hash(row.id, code)
     row.call_date, row.call_time = facts.call_date, facts.call_time
@@ -273,7 +287,8 @@ def submit(
         f"{int(CODE_TTL.total_seconds() // 60)} minutes. Nothing happens until you do.\n\n"
         f"Request reference: {row.id}\n\nIf this was not you, ignore this mail; the request will be deleted.\n"))
     _event(session, actor=PUBLIC_ACTOR, role="", action="submitted", row=row, source_ip=source_ip,
-           details={"kind": row.kind, "region": region, "numbers": len(numbers)}, clock=clock)
+           details={"kind": row.kind, "region": region, "region_basis": choice.basis,
+                    "numbers": len(numbers)}, clock=clock)
     return row
 
 
@@ -375,7 +390,9 @@ def file_own(
     row = SubjectRequest(
         id=new_id(), kind=RequesterKind.OPERATOR, status=RequestStatus.TO_REVIEW, phone_numbers=[], email=email,
         requester_user_id=user.id, requester_username=user.username, date_from=date_from, date_to=date_to,
-        description=(description or "").strip(), region=region, timezone=cal.timezone, source_ip=source_ip,
+        description=(description or "").strip(), region=region,
+        region_basis="an operator's own request: subject_requests.default_region", timezone=cal.timezone,
+        source_ip=source_ip,
         received_at=now, code_attempts=0, reminders_sent=[], redaction_note="",
     )
     session.add(row)

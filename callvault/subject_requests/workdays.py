@@ -28,7 +28,7 @@ import holidays
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
-from callvault.policy.schema import SubjectRequestRules
+from callvault.policy.schema import PolicyDocument, SubjectRequestRules
 
 CUTOFF = time(17, 0)
 """Requests confirmed at or after this local time count from the next working day."""
@@ -101,14 +101,59 @@ def _number_zone(numbers: Sequence[str]) -> str | None:
     return None
 
 
+def _country(number: str) -> str | None:
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return None
+
+
+@dataclass(frozen=True)
+class RegionChoice:
+    """The region whose calendar counts, and the sentence saying why (shown in the request view)."""
+
+    region: str
+    basis: str
+
+
+def choose_region(policy: PolicyDocument, numbers: Sequence[str], called: Sequence[str] = ()) -> RegionChoice:
+    """The policy region for a caller's request (B7), in this order:
+
+    1. the regional number the caller rang: the first of ``called`` (the trunk numbers of their matched
+       calls, newest first) that ``recording_scope.trunk_numbers`` maps to a region with a calendar, since
+       that office answers the request;
+    2. with no such call, a trunk whose ``countries`` list the caller's country (the number they would ring);
+    3. a region calendar in the caller's own country;
+    4. ``default_region``.
+    """
+    rules, scope = policy.subject_requests, policy.recording_scope
+    for number in called:
+        trunk = scope.trunk_for(number)
+        if trunk is not None and trunk.region in rules.regions:
+            return RegionChoice(trunk.region, f"the caller's recorded call was on {trunk.number}, the {trunk.region} "
+                                              "number (recording_scope.trunk_numbers)")
+    countries = [(n, c) for n in numbers if (c := _country(n)) is not None]
+    for number, country in countries:
+        for trunk in scope.trunk_numbers:
+            if country in trunk.countries and trunk.region in rules.regions:
+                return RegionChoice(trunk.region, f"no recorded call of {number} was found; its country {country} "
+                                                  f"is served by {trunk.number}, the {trunk.region} number")
+    for number, country in countries:
+        for region_id, region in rules.regions.items():
+            if region.country == country:
+                return RegionChoice(region_id, f"no recorded call of {number} was found; region {region_id} is "
+                                               f"its country {country}")
+    if rules.default_region is None:
+        raise ValueError("the policy names no default_region for subject requests")
+    return RegionChoice(rules.default_region, "no recorded call and no region for the caller's country: "
+                                              "subject_requests.default_region")
+
+
 def region_for(rules: SubjectRequestRules, numbers: Sequence[str]) -> str:
-    """The policy region for a requester: the first of their numbers whose country has a region
-    calendar in the policy, else the policy's ``default_region``."""
+    """The policy region for a number alone (no call, no trunk): a region calendar in its country, else
+    ``default_region``. Requests use ``choose_region``, which looks at the number the caller rang first."""
     for number in numbers:
-        try:
-            country = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
-        except phonenumbers.NumberParseException:
-            continue
+        country = _country(number)
         for region_id, region in rules.regions.items():
             if region.country == country:
                 return region_id

@@ -117,7 +117,7 @@ def compliance_page(request: Request, caller: Caller = Depends(page_caller),
                       title="Invalid period", status_code=422)
     start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))
     with runtime.db.unit_of_work() as session:
-        report = reports.build_report(session, start=start, end=end)
+        report = reports.build_report(session, start=start, end=end, today=runtime.clock.now().date())
         audit.append(session, audit.AuditEvent(actor=caller.user.username, actor_role=caller.user.role,
                                                action="report.compliance", decision="allow",
                                                source_ip=caller.source_ip,

@@ -12,11 +12,21 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
 from callvault.access import service as access
+from callvault.access.consents import consents_of_agent
 from callvault.api.deps import Caller, get_runtime
 from callvault.audit import service as audit
 from callvault.capture import control
 from callvault.core.errors import CallvaultError, IntegrityError, InvalidInput, NotFound
-from callvault.policy.decide import Action, Decision, allowed_purposes, offered_purposes
+from callvault.policy.decide import (
+    Action,
+    Decision,
+    Grant,
+    RecordingFacts,
+    allowed_purposes,
+    decide,
+    offered_purposes,
+    request_link,
+)
 from callvault.quality import training
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
@@ -136,8 +146,7 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
         "spans": _spans(row, events), "trail": trail, "decision": None, "wave": None, "wave_note": None,
         "purpose_labels": {p: caller.policy.purposes[p].description for p in caller.policy.purposes},
         "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
-        "can_download": purpose is not None and purpose in caller.policy.purposes
-        and "download" in caller.policy.purposes[purpose].actions,
+        "offers": {}, "request_link": request_link,
     }
     if purpose:
         context.update(_content(runtime, caller, row, purpose, context["spans"]))
@@ -153,6 +162,19 @@ def _anonymised_copy_made(session: Session, row: Recording, decision: Decision) 
     return training.missing_copy(session, row.id, decision.clauses)
 
 
+def _offers(runtime: Runtime, caller: Caller, facts: RecordingFacts, purpose: str,
+            grants: tuple[Grant, ...]) -> dict[str, Decision | None]:
+    """What the page may offer besides the player, so it never shows a link the policy will refuse.
+
+    These are ``decide()``'s answers for download and transcript, not audited: they serve nothing. Following
+    the link is decided and audited like any other request; a refusal here is shown with its reason and,
+    where an approval would lift it, a link to ask for exactly that action (``Decision.request_actions``).
+    """
+    return {action.value: decide(policy=caller.policy, actor=caller.actor, action=action, recording=facts,
+                                 purpose=purpose, grants=grants, now=runtime.clock.now())
+            for action in (Action.DOWNLOAD, Action.TRANSCRIPT)}
+
+
 def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
              spans: list[tuple[float, float, str]]) -> dict[str, Any]:
     """Decide (and audit) the purpose for the waveform, the same way the audio route decides playback."""
@@ -163,9 +185,13 @@ def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
             session, policy=caller.policy, actor=caller.actor, action=Action.PLAY, recording_id=row.id,
             purpose=purpose, grants=grants, source_ip=caller.source_ip, details={"view": "waveform"},
             check=_anonymised_copy_made, clock=runtime.clock)
+        consents = consents_of_agent(session, row.agent)
     out: dict[str, Any] = {"decision": decision}
     if fresh is None or not decision.allowed:
         return out
+    out["offers"] = _offers(runtime, caller, recordings.facts(row, employee_consents=consents), purpose, grants)
+    if decision.serves != "original":
+        out["offers"]["download"] = None  # the anonymised copy is played in the page, never handed out here
     if decision.serves != "original":
         out["wave_note"] = ("This purpose is served only by the call's anonymised copy (the agent's side, personal "
                             "data toned out): the player plays it; no waveform is drawn.")

@@ -4,6 +4,7 @@ grants limited in time and actions, rejections, lapses and reminders on the audi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,21 @@ from callvault.access import service as access
 from callvault.access.models import AccessGrant
 from callvault.audit.models import AuditEntry
 from callvault.core.clock import Clock, FixedClock
+from callvault.core.errors import InvalidInput
 from callvault.identity import service as identity
+from callvault.notify.models import OutboxMail
+from callvault.oversight.models import MisuseReport
 from callvault.policy import service as policy_service
-from callvault.policy.decide import Action
+from callvault.policy.decide import Action, decide
+from callvault.policy.loader import parse_policy_text
+from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
+from callvault.recordings.models import Recording
+from callvault.transcription import engines
 from tests.conftest import POLICY_B, fresh_database
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer, Persona
+from tests.support.transcripts import transcribe_now
 
 PERSONAS_B = [
     Persona("sam", "specialist", "3001", "customer_success"),
@@ -110,7 +119,7 @@ def test_a_specialist_hears_their_own_call_only_after_a_team_leader_approves(
         assert download.status_code == 403 and "allows only play" in download.json()["message"]
         grants = sam.get("/api/v1/grants").json()
         assert [(g["recording_id"], g["purpose"], g["actions"]) for g in grants] == [
-            (recs["sam"], "self_review", ["play"])]
+            (recs["sam"], "self_review", ["play", "transcript"])]
         again = lead.post(f"/api/v1/access-requests/{req['id']}/approve")
         assert again.status_code == 409
     refused = [(e.actor, e.decision) for e in _audit(env_b, "access.approve")]
@@ -402,3 +411,131 @@ def test_a_revoked_grant_stops_the_very_next_play_and_the_refusal_is_audited(
     plays = [e for e in _audit(env_b, "recording.play") if e.object_id == rec and e.actor == "tina"]
     assert [e.decision for e in plays] == ["allow", "allow", "deny"]
     assert plays[-1].seq > revocation.seq and plays[-1].purpose == "self_review"
+
+
+# ------------------------------------------------------------------- B9: when the approver role asks
+def test_the_head_of_customer_successs_own_legal_claim_is_approved_by_the_hr_manager(
+        server_b: LiveServer, env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    with server_b.client("head") as head, server_b.client("lead") as lead, server_b.client("hr") as hr:
+        created = _request(head, recs["tina"], "legal_claim", actions=["play"])
+        assert created.status_code == 201, created.text
+        req = created.json()
+        # Policy B: nobody else holds the Head's role, so the request says who decides it instead (B9, B12).
+        assert (req["approver_roles"], req["approvers"]) == (["hr_manager"], ["hr"])
+        own = head.post(f"/api/v1/access-requests/{req['id']}/approve", json={"note": "I need it."})
+        assert own.status_code == 403 and "hr" in own.json()["message"], own.text
+        assert lead.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 403
+        assert req["id"] in [r["id"] for r in hr.get("/api/v1/access-requests", params={"status": "pending"}).json()]
+        approved = hr.post(f"/api/v1/access-requests/{req['id']}/approve", json={"note": "Claim CL-9 on file."})
+        assert approved.status_code == 200, approved.text
+        assert _audio(head, recs["tina"], "legal_claim").status_code == 200
+        assert _audio(hr, recs["tina"], "legal_claim").status_code == 403  # deciding gives HR no content
+        # Whoever could approve the Head's request may also end it early.
+        grant = next(g for g in head.get("/api/v1/grants").json() if g["request_id"] == req["id"])
+        assert hr.post(f"/api/v1/grants/{grant['id']}/revoke").status_code == 200
+        assert _audio(head, recs["tina"], "legal_claim").status_code == 403
+    entry = _audit(env_b, "access.approved")[-1]
+    assert (entry.object_id, entry.actor, entry.actor_role) == (req["id"], "hr", "hr_manager")
+
+
+# ---------------------------------------------------------- the actions a request names and an approver approves
+class _OneLineEngine:
+    name = "scripted"
+
+    def transcribe(self, samples: Any) -> list[engines.Segment]:
+        words = ("you", "promised", "a", "refund")
+        timed = tuple(engines.Word(w, i * 0.1, (i + 1) * 0.1) for i, w in enumerate(words))
+        return [engines.Segment(0.0, 0.4, " ".join(words), timed)]
+
+
+def test_an_approver_approves_some_of_the_actions_asked_and_the_refusal_of_the_rest_says_where_to_ask(
+        server_b: LiveServer, env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    rec = recs["sam"]
+    transcribe_now(env_b, rec, _OneLineEngine())
+    with server_b.client("lead") as lead, server_b.client("head") as head:
+        req = _request(lead, rec, "legal_claim", actions=["play", "transcript", "download"]).json()
+        assert req["actions"] == ["download", "play", "transcript"] and req["approved_actions"] is None
+        wider = head.post(f"/api/v1/access-requests/{req['id']}/approve", json={"actions": ["play", "export"]})
+        assert wider.status_code == 422 and "actions" in [p["location"] for p in wider.json()["problems"]]
+        approved = head.post(f"/api/v1/access-requests/{req['id']}/approve", json={"actions": ["play", "transcript"]})
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["approved_actions"] == ["play", "transcript"]
+        grant = next(g for g in lead.get("/api/v1/grants").json() if g["request_id"] == req["id"])
+        assert grant["actions"] == ["play", "transcript"]
+        assert _audio(lead, rec, "legal_claim").status_code == 200
+        transcript = lead.get(f"/api/v1/recordings/{rec}/transcript", params={"purpose": "legal_claim"})
+        assert transcript.status_code == 200, transcript.text
+        assert "refund" in transcript.json()["segments"][0]["text"]
+        download = _audio(lead, rec, "legal_claim", download="true")
+        assert download.status_code == 403
+        message = download.json()["message"]
+        assert "allows only play, transcript, not download" in message
+        assert f"ask for download on the request page: /access/new?recording={rec}&purpose=legal_claim" \
+               "&actions=download" in message
+    refusal = [e for e in _audit(env_b, "recording.download") if e.object_id == rec][-1]
+    assert (refusal.actor, refusal.decision, refusal.reason) == ("lead", "deny", message)
+    approval = [e for e in _audit(env_b, "access.approved") if e.object_id == req["id"]][-1]
+    assert approval.details["actions"] == ["play", "transcript"]
+    assert approval.details["requested_actions"] == ["download", "play", "transcript"]
+
+
+def test_a_play_only_approval_refuses_the_transcript_with_the_way_to_ask(
+        server_b: LiveServer, recs: dict[str, str]) -> None:
+    with server_b.client("hr") as hr, server_b.client("lead2") as lead2:
+        req = _request(hr, recs["tina"], "staff_performance", actions=["play"]).json()
+        assert lead2.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
+        refused = hr.get(f"/api/v1/recordings/{recs['tina']}/transcript", params={"purpose": "staff_performance"})
+        assert refused.status_code == 403
+        assert "ask for transcript on the request page" in refused.json()["message"]
+
+
+def test_a_request_that_names_no_actions_asks_to_listen_and_read(server_b: LiveServer, recs: dict[str, str]) -> None:
+    with server_b.client("sam") as sam:
+        req = _request(sam, recs["sam"], "abusive_call").json()
+    assert req["actions"] == ["play", "transcript"]
+
+
+def _self_authorising_b() -> PolicyDocument:
+    """Policy B as a site would write it choosing self-authorisation for the Head's own legal claims."""
+    text = Path(POLICY_B).read_text(encoding="utf-8")
+    head, rest = text.split("\n  legal_claim:\n", 1)
+    body, tail = rest.split("\n  subject_access:", 1)
+    body = body[:body.index("    approval:")] + (
+        "    approval: {required: true, approver_roles: [head_of_customer_success],\n"
+        "               when_requester_is_approver: self_authorise_and_report}")
+    return parse_policy_text(f"{head}\n  legal_claim:\n{body}\n  subject_access:{tail}", source="b-self.yaml")
+
+
+def test_where_the_policy_allows_it_the_head_authorises_their_own_request_in_writing_and_hr_is_told(
+        env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    policy = _self_authorising_b()
+    clock = env_b.runtime.clock
+    with env_b.runtime.db.unit_of_work() as session:
+        head = replace(identity.actor_for(session, identity.get_user(session, "head"), policy),
+                       acknowledged_policy_sha256=policy.content_sha256)
+        req = access.create_request(session, policy=policy, actor=head, new=access.NewRequest(
+            recording_ids=(recs["tina"],), purpose="legal_claim", crm_ref="CRM-SELF",
+            justification="Claim CL-12 names me; counsel needs the call today."), clock=clock)
+        assert access.deciders(session, policy=policy, req=req) == ["head"]
+        with pytest.raises(InvalidInput) as short:
+            access.approve(session, policy=policy, actor=head, request_id=req.id, note="urgent", clock=clock)
+        assert [p.location for p in short.value.problems] == ["note"]
+        assert "Manager" in short.value.problems[0].message
+        grants = access.approve(session, policy=policy, actor=head, request_id=req.id, clock=clock,
+                                note="Counsel needs the call before the hearing; nobody else can approve.")
+        assert [g.approved_by_id for g in grants] == [head.user_id]
+        found = access.grants_for_decision(session, user_id=head.user_id, recording_id=recs["tina"], now=clock.now())
+        row = session.get(Recording, recs["tina"])
+        assert row is not None
+        assert decide(policy=policy, actor=head, action=Action.PLAY, recording=recordings.facts(row),
+                      purpose="legal_claim", grants=found, now=clock.now()).allowed
+        report = session.scalars(select(MisuseReport).where(
+            MisuseReport.dedup_key == f"self_authorised_access:{req.id}")).one()
+        assert report.subject_user == "head" and "Counsel needs the call" in report.description
+        mailed = set(session.scalars(select(OutboxMail.recipient_user).where(OutboxMail.dedup_key.like(
+            f"misuse:{report.id}:%"))))
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "access.approved",
+                                                         AuditEntry.object_id == req.id)).one()
+    assert mailed == {"hr"}  # the misuse recipients except the Head the report is about (B12)
+    assert entry.details["self_authorised"] is True and "B12" in entry.clauses
+    assert report.evidence == [entry.seq]

@@ -42,6 +42,11 @@ def _seconds(server: LiveServer, rec_id: str) -> float:
     return float(info.frames / info.samplerate)
 
 
+def _review_date(env: CallvaultEnv, days: int = 30) -> str:
+    """A hold's review date within policy A's bound (retention.legal_hold.max_review_months: 3)."""
+    return (env.runtime.clock.now().date() + timedelta(days=days)).isoformat()
+
+
 def _denials(env: CallvaultEnv, actor: str, action: str) -> int:
     with env.runtime.db.unit_of_work() as session:
         return len(session.scalars(select(AuditEntry.seq).where(
@@ -185,7 +190,7 @@ def test_agent_cannot_mark_a_held_call_personal(server: LiveServer, env: Callvau
     rec = _store(server, started=_ended_ago(env, 1))
     with server.client("exec") as ex:
         assert ex.post("/api/v1/retention/holds", json={
-            "recording_id": rec, "reason": "regulator inquiry", "owner": "exec", "review_date": "2099-01-01",
+            "recording_id": rec, "reason": "regulator inquiry", "owner": "exec", "review_date": _review_date(env),
         }).status_code == 201
     before = _denials(env, "alice", "recording.control_personal")
     resp = _personal(server, "alice", rec)
@@ -248,11 +253,11 @@ def test_specialist_cannot_open_a_case_and_the_refusal_is_audited(server: LiveSe
     assert _denials(env, "alice", "retention.case_open") == 1
 
 
-def test_legal_hold_is_placed_shown_and_released(server: LiveServer) -> None:
+def test_legal_hold_is_placed_shown_and_released(server: LiveServer, env: CallvaultEnv) -> None:
     rec = _store(server, seconds=1.0)
     with server.client("exec") as ex:
         resp = ex.post("/api/v1/retention/holds", json={
-            "recording_id": rec, "reason": "regulator inquiry", "owner": "exec", "review_date": "2099-01-01"})
+            "recording_id": rec, "reason": "regulator inquiry", "owner": "exec", "review_date": _review_date(env)})
         assert resp.status_code == 201, resp.text
         hold_id = resp.json()["id"]
         assert ex.get(f"/api/v1/recordings/{rec}").json()["on_hold"] is True
@@ -268,18 +273,18 @@ def test_specialist_cannot_place_a_hold_or_read_the_report(server: LiveServer, e
     rec = _store(server, seconds=1.0)
     with server.client("alice") as alice:
         hold = alice.post("/api/v1/retention/holds", json={
-            "recording_id": rec, "reason": "keep", "owner": "alice", "review_date": "2099-01-01"})
+            "recording_id": rec, "reason": "keep", "owner": "alice", "review_date": _review_date(env)})
         report = alice.get("/api/v1/retention/report", params={"from": "2026-01-01T00:00:00Z",
                                                                "to": "2027-01-01T00:00:00Z"})
     assert hold.status_code == 403 and report.status_code == 403
     assert _denials(env, "alice", "retention.hold_place") == 1
 
 
-def test_hold_without_a_reason_is_refused_naming_the_field(server: LiveServer) -> None:
+def test_hold_without_a_reason_is_refused_naming_the_field(server: LiveServer, env: CallvaultEnv) -> None:
     rec = _store(server, seconds=1.0)
     with server.client("lead") as lead:
         resp = lead.post("/api/v1/retention/holds", json={
-            "recording_id": rec, "reason": " ", "owner": "lead", "review_date": "2099-01-01"})
+            "recording_id": rec, "reason": " ", "owner": "lead", "review_date": _review_date(env)})
     assert resp.status_code == 422
     assert "reason" in [p["location"] for p in resp.json()["problems"]]
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from callvault.audit.models import AuditEntry
 from callvault.policy.schema import add_months
 from callvault.recordings.models import Recording
-from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.audio import CALL_START, metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 
 
@@ -40,6 +40,11 @@ def _last_audit(env: CallvaultEnv) -> AuditEntry:
         entry = session.scalars(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).one()
     return entry
 
+
+
+def _review_date(env: CallvaultEnv, days: int = 30) -> str:
+    """A hold's review date within policy A's bound (retention.legal_hold.max_review_months: 3)."""
+    return (env.runtime.clock.now().date() + timedelta(days=days)).isoformat()
 
 def test_ingested_recording_plays_back_byte_for_byte(server: LiveServer, ingested: tuple[str, bytes]) -> None:
     rec_id, audio = ingested
@@ -242,7 +247,7 @@ def test_an_open_case_does_not_keep_an_expired_call_but_a_legal_hold_on_its_case
         for ref in ("API-OLD-OPEN", "API-OLD-HELD"):
             assert lead.post("/api/v1/retention/cases", json={"ref": ref, "kind": "legal_claim"}).status_code == 201
         assert lead.post("/api/v1/retention/holds", json={
-            "case_ref": "API-OLD-HELD", "reason": "litigation", "owner": "lead", "review_date": "2099-01-01",
+            "case_ref": "API-OLD-HELD", "reason": "litigation", "owner": "lead", "review_date": _review_date(env),
         }).status_code == 201
     with server.client("admin") as admin:
         open_only = upload(admin, wav_bytes(1.0, seed=82), metadata(started=started, case_ref="API-OLD-OPEN"))
@@ -396,3 +401,40 @@ def test_openapi_is_published(server: LiveServer) -> None:
         spec = anonymous.get("/api/v1/openapi.json").json()
     assert "/api/v1/recordings/{recording_id}/audio" in spec["paths"]
     assert "/api/v1/auth/token" in spec["paths"]
+
+
+# -------------------------------------------------------------------------- consent evidence (A5, B2)
+@pytest.mark.parametrize(("consent", "named"), [
+    ({"announcement_version": "0"}, "consent.announcement_version '0'"),
+    ({"announcement_played_at": (CALL_START - timedelta(days=30)).isoformat()}, "consent.announcement_played_at"),
+])
+def test_consent_evidence_the_policy_never_had_quarantines_the_call_with_the_reason(
+        server: LiveServer, env: CallvaultEnv, consent: dict[str, str], named: str) -> None:
+    meta = metadata()
+    meta["consent"] = {**meta["consent"], **consent}
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(0.5, seed=91), meta)
+        assert resp.status_code == 201, resp.text
+    with env.runtime.db.unit_of_work() as session:
+        row = session.get(Recording, resp.json()["id"])
+        assert row is not None and row.quarantined and named in (row.quarantine_reason or "")
+    with server.client("lead") as lead:
+        play = lead.get(f"/api/v1/recordings/{resp.json()['id']}/audio", params={"purpose": "spot_check"})
+    assert play.status_code == 403
+    with env.runtime.db.unit_of_work() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.object_id == resp.json()["id"],
+                                                         AuditEntry.action == "recording.ingested")).one()
+    assert set(entry.clauses) >= {"A5", "B2"}
+
+
+def test_consent_evidence_a_few_seconds_before_the_call_is_accepted(server: LiveServer) -> None:
+    """Within ``consent.evidence_tolerance_seconds`` (5 s by default): playable for a spot check."""
+    meta = metadata()
+    meta["consent"] = {"announcement_played_at": (CALL_START - timedelta(seconds=3)).isoformat(),
+                       "announcement_version": "1"}
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(0.5, seed=92), meta)
+        assert resp.status_code == 201, resp.text
+    with server.client("lead") as lead:
+        play = lead.get(f"/api/v1/recordings/{resp.json()['id']}/audio", params={"purpose": "spot_check"})
+    assert play.status_code == 200

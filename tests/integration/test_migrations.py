@@ -71,3 +71,48 @@ def test_existing_acknowledgements_name_the_policy_content_they_were_given_for(
         finally:
             engine.dispose()
     assert rows == {"before": "a" * 64, "after": "b" * 64}
+
+
+def test_existing_grants_keep_the_transcript_their_play_allowed_and_nothing_more(
+        request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Migration 0023 (issue 23): ``transcript`` became its own grantable action; a stored ``play`` read the
+    transcript too, so it gains ``transcript``; a download-only grant gains nothing."""
+    day = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    users = sa.table("users", *(sa.column(c) for c in ("id", "username", "display_name", "role", "password_hash",
+                                                        "active")), sa.column("created_at", UTCDateTime()))
+    reqs = sa.table("access_requests", *(sa.column(c) for c in (
+        "id", "requester_id", "purpose", "crm_ref", "justification", "grant_days", "status", "decision_note")),
+        sa.column("recording_ids", sa.JSON()), sa.column("actions", sa.JSON()),
+        sa.column("approver_roles", sa.JSON()), sa.column("created_at", UTCDateTime()))
+    grants = sa.table("access_grants", *(sa.column(c) for c in (
+        "id", "request_id", "user_id", "recording_id", "purpose", "approved_by_id", "approved_by_role")),
+        sa.column("actions", sa.JSON()), sa.column("starts_at", UTCDateTime()), sa.column("ends_at", UTCDateTime()))
+    with fresh_database(request.config.getoption("--db"), tmp_path) as url:
+        command.upgrade(alembic_config(url), "0022")
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(users.insert(), [{"id": "u1", "username": "lead", "display_name": "",
+                                               "role": "support_lead", "password_hash": "x", "active": True,
+                                               "created_at": day}])
+                conn.execute(reqs.insert(), [
+                    {"id": r, "requester_id": "u1", "purpose": "legal_claim", "crm_ref": "C", "justification": "j",
+                     "grant_days": 7, "status": status, "decision_note": "", "recording_ids": ["rec"],
+                     "actions": actions, "approver_roles": ["head_of_customer_success"], "created_at": day}
+                    for r, status, actions in (("r-play", "approved", ["download", "play"]),
+                                               ("r-dl", "pending", ["download"]))])
+                conn.execute(grants.insert(), [
+                    {"id": "g-play", "request_id": "r-play", "user_id": "u1", "recording_id": "rec",
+                     "purpose": "legal_claim", "approved_by_id": "u2", "approved_by_role": "head_of_customer_success",
+                     "actions": ["download", "play"], "starts_at": day, "ends_at": day + timedelta(days=7)}])
+            upgrade_to_head(url)
+            with engine.connect() as conn:
+                after_reqs = {r.id: (r.actions, r.approved_actions) for r in conn.execute(sa.select(
+                    sa.table("access_requests", sa.column("id"), sa.column("actions", sa.JSON()),
+                             sa.column("approved_actions", sa.JSON()))))}
+                after_grant = conn.execute(sa.select(grants.c.actions)).scalar_one()
+        finally:
+            engine.dispose()
+    assert after_reqs == {"r-play": (["download", "play", "transcript"], ["download", "play", "transcript"]),
+                          "r-dl": (["download"], None)}
+    assert after_grant == ["download", "play", "transcript"]

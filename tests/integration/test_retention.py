@@ -55,6 +55,15 @@ def _manage(world: World):  # type: ignore[no-untyped-def]
         return policy_service.current_policy(session, clock=world.clock)
 
 
+def _renew(world: World, hold_id: str, *, on: datetime, until: date) -> None:
+    """The holder reviews the hold on ``on`` and keeps it until ``until`` (policy A: at most 3 months ahead)."""
+    world.at(on)
+    with world.runtime.db.unit_of_work() as session:
+        retention.renew_hold(session, policy=policy_service.current_policy(session, clock=world.clock), actor="exec",
+                             actor_role="executive", hold_id=hold_id, review_on=until, reason="claim still open",
+                             clock=world.clock)
+
+
 # ------------------------------------------------------------------------------------------ policy A
 def test_policy_a_recording_is_playable_at_179_days_and_gone_after_six_months(a: World) -> None:
     rec = a.ingest()
@@ -133,11 +142,12 @@ def test_held_recording_stays_past_its_date_and_goes_once_released(a: World) -> 
     with a.runtime.db.unit_of_work() as session:
         hold = retention.place_hold(session, policy=policy, actor="exec", actor_role="executive",
                                     reason="litigation: Smith v SmartSimple", owner="legal@example.com",
-                                    review_on=date(2026, 9, 1), recording_id=held, clock=a.clock)
+                                    review_on=date(2026, 4, 1), recording_id=held, clock=a.clock)
     assert a.row(held).on_hold
-    a.at(T.replace(month=8))
+    _renew(a, hold.id, on=datetime(2026, 3, 30, 9, 0, tzinfo=UTC), until=date(2026, 6, 29))
+    a.at(T.replace(month=7, day=20))  # past the 6-month cap; the review is overdue but not yet lapsed
     result = run_sweep(a)
-    assert result.destroyed == 0 and result.held == 1
+    assert result.destroyed == 0 and result.held == 1 and result.holds_overdue == 1
     assert a.playable(held)
     code, output = a.cli("retention", "report", "--from", "2026-01-01", "--to", "2027-01-01", "--json")
     assert code == 0, output
@@ -159,7 +169,7 @@ def test_destruction_itself_refuses_a_held_recording_whoever_asks(a: World) -> N
     policy = _manage(a)
     with a.runtime.db.unit_of_work() as session:
         retention.place_hold(session, policy=policy, actor="exec", actor_role="executive", reason="regulator",
-                             owner="legal@example.com", review_on=date(2026, 9, 1), recording_id=held, clock=a.clock)
+                             owner="legal@example.com", review_on=date(2026, 4, 1), recording_id=held, clock=a.clock)
     with pytest.raises(Conflict, match="under legal hold"), a.runtime.db.unit_of_work() as session:
         row = session.get(Recording, held)
         assert row is not None
@@ -176,9 +186,11 @@ def test_a_hold_on_a_case_keeps_every_recording_of_it(a: World) -> None:
     with a.runtime.db.unit_of_work() as session:
         retention.open_case(session, policy=policy, actor="exec", actor_role="executive", ref="INV-3",
                             kind="investigation", clock=a.clock)
-        retention.place_hold(session, policy=policy, actor="exec", actor_role="executive", reason="police request",
-                             owner="exec", review_on=date(2026, 12, 1), case_ref="INV-3", clock=a.clock)
-    a.at(T.replace(month=9))
+        hold = retention.place_hold(session, policy=policy, actor="exec", actor_role="executive",
+                                    reason="police request", owner="exec", review_on=date(2026, 4, 1), case_ref="INV-3",
+                                    clock=a.clock)
+    _renew(a, hold.id, on=datetime(2026, 3, 30, 9, 0, tzinfo=UTC), until=date(2026, 6, 29))
+    a.at(T.replace(month=7, day=20))
     run_sweep(a)
     assert a.playable(first) and a.playable(second)
 
@@ -337,13 +349,15 @@ def test_a_call_whose_case_was_resolved_is_not_stored_under_policy_a_but_a_hold_
                                 kind="complaint", clock=a.clock)
         retention.resolve_case(session, policy=policy, actor="lead", actor_role="support_lead", ref="RESOLVED-1",
                                clock=a.clock)
-        retention.place_hold(session, policy=policy, actor="exec", actor_role="executive", reason="litigation",
-                             owner="legal@example.com", review_on=date(2030, 1, 1), case_ref="HELD-1", clock=a.clock)
+        hold = retention.place_hold(session, policy=policy, actor="exec", actor_role="executive", reason="litigation",
+                                    owner="legal@example.com", review_on=date(2026, 4, 1), case_ref="HELD-1",
+                                    clock=a.clock)
     a.at(T + timedelta(days=1))
     with pytest.raises(NotRecordable, match="rule case_resolved"):
         a.ingest(started=T - timedelta(days=1), case_ref="RESOLVED-1")
-    a.at(T.replace(month=9))
-    rec = a.ingest(started=T - timedelta(days=1), case_ref="HELD-1")  # eight months old, but its case is held
+    _renew(a, hold.id, on=datetime(2026, 3, 30, 9, 0, tzinfo=UTC), until=date(2026, 6, 29))
+    a.at(T.replace(month=7, day=20))
+    rec = a.ingest(started=T - timedelta(days=1), case_ref="HELD-1")  # six months old, but its case is held
     assert a.row(rec).on_hold and a.playable(rec)
     assert run_sweep(a).destroyed == 0
 

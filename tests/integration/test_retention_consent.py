@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -351,7 +351,8 @@ def _hold(world: World, rec: str) -> str:
         policy = policy_service.current_policy(session, clock=world.clock)
         hold = retention.place_hold(session, policy=policy, actor="exec", actor_role="executive",
                                     reason="litigation hold", owner="legal@example.com",
-                                    review_on=date(2030, 1, 1), recording_id=rec, clock=world.clock)
+                                    review_on=world.clock.now().date() + timedelta(days=60), recording_id=rec,
+                                    clock=world.clock)
         return hold.id
 
 

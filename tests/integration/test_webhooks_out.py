@@ -84,8 +84,9 @@ def _ingest_with_lost_packets(world: World) -> str:
                            "consent": {"announcement_played_at": T.isoformat(), "announcement_version": "1"},
                            **IN_SCOPE["a"]}, default_region="CA")
     with rt.db.unit_of_work() as session:
-        row = reserve_recording(session, meta=meta, info=probe_audio(audio), actor="siprec", store=rt.store,
-                                clock=world.clock, stale_after=timedelta(hours=1))
+        policy = policy_service.current_policy(session, clock=world.clock)
+        row = reserve_recording(session, policy=policy, meta=meta, info=probe_audio(audio), actor="siprec",
+                                store=rt.store, clock=world.clock, stale_after=timedelta(hours=1))
         assert not isinstance(row, tuple) and hasattr(row, "blob_key")
         rec_id, blob_key = row.id, row.blob_key  # type: ignore[union-attr]
     key = new_data_key()

@@ -77,7 +77,7 @@ def world(env: CallvaultEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         started = datetime.combine(MONDAY + timedelta(days=1), time(hour), tzinfo=UTC)  # Tuesday, office hours
         meta = metadata(agent=agent, extension=extension, started_at=started.isoformat(),
                         ended_at=(started + timedelta(seconds=SECONDS)).isoformat(),
-                        consent={"announcement_played_at": started.isoformat(), "announcement_version": "v1"})
+                        consent={"announcement_played_at": started.isoformat(), "announcement_version": "1"})
         return ingest_recording(db=rt.db, store=rt.store, keyring=rt.keyring, audio=path, metadata=meta,
                                 actor="test", clock=rt.clock).recording_id
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -139,7 +139,10 @@ def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str 
     media_port -= media_port % 2
     cmd = [sipp, "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", "127.0.0.1", "-p", str(free_sip_port()),
            "-mp", str(media_port), "-t", transport, "-nostdin", "-timeout", str(timeout), "-timeout_error",
-           "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err"]
+           "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err",
+           # The announcement is played as the call is placed: evidence dated within the call (A5, B2). The
+           # capture server stamps the call with its real clock, so this is that clock, not a fixed date.
+           "-key", "announced_at", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
     for name, value in (keys or {}).items():
         cmd += ["-key", name, value]
     if trace_messages:

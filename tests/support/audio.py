@@ -47,7 +47,7 @@ def metadata(**overrides: Any) -> dict[str, Any]:
         "team": "customer_support",
         "remote_number": "+1 416 555 0142",
         "local_number": "+1 416 591 1668",
-        "consent": {"announcement_played_at": started.isoformat(), "announcement_version": "v1"},
+        "consent": {"announcement_played_at": started.isoformat(), "announcement_version": "1"},
     }
     meta.update(overrides)
     return {k: v for k, v in meta.items() if v is not None}

@@ -15,6 +15,7 @@ from callvault.capture.audio import AudioInfo
 from callvault.capture.ingest import reserve_recording
 from callvault.capture.metadata import parse_metadata
 from callvault.live import service as live
+from callvault.policy import service as policy_service
 from callvault.recordings.models import Recording
 from tests.support.audio import metadata
 from tests.support.env import CallvaultEnv, _free_port
@@ -78,7 +79,9 @@ def live_call(env: CallvaultEnv, call_id: str, tap_url: str) -> Iterator[None]:
     meta = parse_metadata(metadata(call_id=call_id, started_at=now.isoformat(), ended_at=now.isoformat()),
                           default_region="CA")
     with runtime.db.unit_of_work() as session:
-        pending = reserve_recording(session, meta=meta, info=AudioInfo("wav", 8000, 2, 0), actor="capture",
+        policy = policy_service.current_policy(session, clock=runtime.clock)
+        pending = reserve_recording(session, policy=policy, meta=meta, info=AudioInfo("wav", 8000, 2, 0),
+                                    actor="capture",
                                     store=runtime.store, clock=runtime.clock, stale_after=timedelta(hours=1))
         assert isinstance(pending, Recording)
         live.register_call(session, call_id=call_id, recording_id=pending.id, node="test:deaf", tap_url=tap_url,

@@ -106,8 +106,10 @@ def build(policy: PolicyDocument, case: Case) -> tuple[Actor, RecordingFacts, tu
         quality_items=(QualityItemFacts(item_id="i1", open=True),) if case.reach == "sampled" else (),
         subject_matches=(SubjectMatchFacts(request_id="s1"),) if case.reach == "matched" else ())
     rule = policy.purposes.get(case.purpose or "")
-    approver = rule.approval.approver_roles[0] if rule and rule.approval.approver_roles else "support_lead"
-    action = "play" if case.action == Action.TRANSCRIPT else case.action.value
+    # The role that decides this role's requests (B9: the approver's own goes to the policy's alternates).
+    approvers = rule.approval.approvers_for(case.role) if rule else ()
+    approver = approvers[0] if approvers else "support_lead"
+    action = case.action.value  # a grant names each action it allows: transcript is not play
     base = dict(grant_id="g1", user_id="u-actor", recording_id="r1", purpose=case.purpose or "",
                 approved_by_role=approver, actions=frozenset({action}), ends_at=NOW + timedelta(days=1),
                 approved_by="u-approver")
@@ -171,7 +173,8 @@ def test_every_denial_cites_clauses_and_says_what_would_allow_it(policy_name: st
         assert decision.serves is None
         if case.grant == "none" and "needs approval" in decision.reason:
             rule = policy.purposes[case.purpose or ""]
-            titles = [r.replace("_", " ").title().replace(" Of ", " of ") for r in rule.approval.approver_roles]
+            titles = [r.replace("_", " ").title().replace(" Of ", " of ")
+                          for r in rule.approval.approvers_for(case.role)]
             assert any(t in decision.reason for t in titles), decision.reason
 
 

@@ -235,6 +235,12 @@ def test_a_refusal_says_why_and_an_approved_request_lets_the_specialist_listen(
     sam.get_by_role("button", name="Open player").click()
     sam.wait_for_function("document.getElementById('player').readyState >= 2")
     assert sam.evaluate("document.getElementById('player').duration") > 0
+    # The approval covers listening and reading, not download: the page offers to ask for it, never a
+    # link that answers a raw refusal, and the request form comes back with exactly that action ticked.
+    assert sam.locator("#download").count() == 0
+    sam.get_by_role("link", name="Request download").click()
+    assert sam.get_by_label("Recording ids").input_value() == rec
+    assert sam.locator("#action-download").is_checked() and not sam.locator("#action-play").is_checked()
 
 
 def test_a_caller_can_ask_for_their_recordings_without_an_account(browser: Any, server: LiveServer,

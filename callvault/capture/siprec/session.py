@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from callvault.audit import service as audit
+from callvault.capture import consent_check
 from callvault.capture.admission import Admission, mark_applied
 from callvault.capture.audio import AudioInfo
 from callvault.capture.audioedit import AudioEdit
@@ -171,7 +172,7 @@ class CallSession:
         meta = self._catalog_metadata(ended_at=clock_now)
         info = AudioInfo(audio_format="wav", sample_rate=self.rate, channels=2, frames=0)
         with rt.db.unit_of_work() as session:
-            reserved = reserve_recording(session, meta=meta, info=info, actor=ACTOR, store=rt.store,
+            reserved = reserve_recording(session, policy=policy, meta=meta, info=info, actor=ACTOR, store=rt.store,
                                          clock=rt.clock, stale_after=timedelta(hours=12))
             if not isinstance(reserved, Recording):
                 from callvault.core.errors import Conflict
@@ -429,9 +430,10 @@ class CallSession:
                 ), clock=rt.clock)
                 self._mark_controls(session, recording_id=None)
             return None
-        return self._store_recording(ended_at=ended_at, frames=frames, reason=reason, admission=admission)
+        return self._store_recording(policy=policy, ended_at=ended_at, frames=frames, reason=reason,
+                                     admission=admission)
 
-    def _store_recording(self, *, ended_at: datetime, frames: int, reason: str,
+    def _store_recording(self, *, policy: PolicyDocument, ended_at: datetime, frames: int, reason: str,
                          admission: Admission | None = None) -> str:
         rt = self.runtime
         assert self.rec_id is not None and self.blob_key is not None
@@ -467,7 +469,8 @@ class CallSession:
             row.remote_number, row.local_number = meta.remote_number, meta.local_number
             row.consent = meta.consent.model_dump(mode="json", exclude_none=True) if meta.consent else {}
             row.consent_state = meta.consent_state
-            row.quarantined = meta.consent_state == "missing"
+            row.quarantine_reason = consent_check.quarantine_reason(policy, meta)
+            row.quarantined = row.quarantine_reason is not None
             row.duration_seconds = frames / self.rate
             row.sample_rate, row.channels, row.audio_format = self.rate, 2, "wav"
             finalise_recording(session, rec_id=self.rec_id, result=result, data_key=data_key, keyring=rt.keyring,

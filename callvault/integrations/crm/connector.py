@@ -49,7 +49,8 @@ class AccessAsk:
     recording_ids: tuple[str, ...]
     purpose: str
     justification: str
-    actions: tuple[str, ...] = ("play",)
+    actions: tuple[str, ...] = ("play", "transcript")
+    """Named on the ticket, else listen and read (as a request made in callvault)."""
     grant_days: int = 7
 
 

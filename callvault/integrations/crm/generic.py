@@ -45,7 +45,7 @@ class GenericAccessRequest(BaseModel):
     recording_ids: list[str] = Field(min_length=1, max_length=200)
     purpose: str = Field(min_length=1, max_length=64)
     justification: str = Field(min_length=1, max_length=2000)
-    actions: list[str] = Field(default_factory=lambda: ["play"], min_length=1, max_length=3)
+    actions: list[str] = Field(default_factory=lambda: ["play", "transcript"], min_length=1, max_length=4)
     grant_days: int = Field(default=7, ge=1, le=90)
 
 

@@ -116,7 +116,7 @@ def _access_ask(detail: Mapping[str, Any]) -> AccessAsk:
     return AccessAsk(
         requester=_text(detail.get("requester_id"), "detail.requester_id"), recording_ids=recordings,
         purpose=fields["purpose"], justification=(free or str(subject or "")).strip()[:2000],
-        actions=_split(fields.get("actions", "")) or ("play",), grant_days=int(days))
+        actions=_split(fields.get("actions", "")) or ("play", "transcript"), grant_days=int(days))
 
 
 def _tags(value: Any) -> set[str]:

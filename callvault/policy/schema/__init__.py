@@ -43,7 +43,7 @@ from callvault.policy.schema.recording import (
     ScopeCheck,
     TrunkNumber,
 )
-from callvault.policy.schema.retention import RetentionRules
+from callvault.policy.schema.retention import LegalHoldRules, RetentionRules
 from callvault.policy.schema.rights import (
     Contact,
     IdentityCheck,
@@ -70,6 +70,7 @@ __all__ = [
     "CrmIntegrationRules",
     "IdentityCheck",
     "IntegrationRules",
+    "LegalHoldRules",
     "MisuseDetection",
     "MisuseRules",
     "MonitoringRules",

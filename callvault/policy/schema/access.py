@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -47,16 +47,31 @@ class RoleRule(_Model):
 
 
 # ------------------------------------------------------------------------------------------- purposes
+ApproverFallback = Literal["another_holder", "alternate_roles", "self_authorise_and_report"]
+"""Who approves a request made by a holder of one of the purpose's approver roles (nobody approves their own)."""
+
+
 class ApprovalRule(_Model):
-    """Whether using a purpose needs someone else's approval first (B6, B9)."""
+    """Whether using a purpose needs someone else's approval first (B6, B9), and who gives it when the
+    approver role itself asks (B9 names one approver, the Head of Customer Success, who may need a
+    recording for their own investigation: without a rule such a request could never be granted)."""
 
     required: bool = False
     approver_roles: tuple[Identifier, ...] = ()
+    when_requester_is_approver: ApproverFallback = "another_holder"
+    """When the requester holds one of ``approver_roles``: ``another_holder`` (the default) - another person
+    holding an approver role decides; ``alternate_roles`` - only the roles in ``alternate_roles`` decide
+    (where one person holds the approver role, or peers should not approve each other);
+    ``self_authorise_and_report`` - the requester may authorise it with a written reason, and every such
+    authorisation is reported to ``misuse.report_to_roles`` (B12) and audited."""
+    alternate_roles: tuple[Identifier, ...] = ()
+    """The roles that decide a request of an approver-role holder under ``alternate_roles``. Deciding
+    gives the alternate no content access: only the requester's grant is created."""
 
-    @field_validator("approver_roles")
+    @field_validator("approver_roles", "alternate_roles")
     @classmethod
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _no_duplicates(value, "approver role")
+        return _no_duplicates(value, "role")
 
     @model_validator(mode="after")
     def _consistent(self) -> ApprovalRule:
@@ -68,7 +83,28 @@ class ApprovalRule(_Model):
             raise ValueError(
                 "approver_roles are named but required is false; set required: true or remove them"
             )
+        if self.when_requester_is_approver == "alternate_roles" and not self.alternate_roles:
+            raise ValueError("when_requester_is_approver is alternate_roles but no alternate_roles are named; "
+                             "name the roles that decide an approver's own request")
+        if self.alternate_roles and self.when_requester_is_approver != "alternate_roles":
+            raise ValueError("alternate_roles are named but when_requester_is_approver is "
+                             f"{self.when_requester_is_approver}; set it to alternate_roles or remove them")
+        overlap = [r for r in self.alternate_roles if r in self.approver_roles]
+        if overlap:
+            raise ValueError(f"alternate role {overlap[0]!r} is already an approver role; an alternate must be "
+                             "a role that does not approve this purpose otherwise")
         return self
+
+    def approvers_for(self, requester_role: str) -> tuple[str, ...]:
+        """The roles that may decide a request made by someone holding ``requester_role``."""
+        if requester_role in self.approver_roles and self.when_requester_is_approver == "alternate_roles":
+            return self.alternate_roles
+        return self.approver_roles
+
+    def may_self_authorise(self, requester_role: str) -> bool:
+        """Whether a holder of ``requester_role`` may authorise their own request (reported, B12)."""
+        return (self.when_requester_is_approver == "self_authorise_and_report"
+                and requester_role in self.approver_roles)
 
 
 class PurposeRule(_Model):

@@ -108,6 +108,8 @@ class PolicyDocument(_Model):
                     ))
             for i, role in enumerate(purpose.approval.approver_roles):
                 need_role(("purposes", pid, "approval", "approver_roles", i), role)
+            for i, role in enumerate(purpose.approval.alternate_roles):
+                need_role(("purposes", pid, "approval", "alternate_roles", i), role)
         errors.extend(self._reach_errors())
         for i, role in enumerate(self.monitoring.roles):
             need_role(("monitoring", "roles", i), role)
@@ -128,6 +130,8 @@ class PolicyDocument(_Model):
             need_role(("network", "per_role", role), role)
         for i, role in enumerate(self.misuse.report_to_roles):
             need_role(("misuse", "report_to_roles", i), role)
+        for i, role in enumerate(self.retention.legal_hold.roles):
+            need_role(("retention", "legal_hold", "roles", i), role)
         if self.quality_review is not None:
             errors.extend(self._quality_review_errors(need_role))
         if self.subject_requests.enabled:

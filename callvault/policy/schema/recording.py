@@ -171,6 +171,14 @@ class AnnouncementPrompt(_Model):
     prompt_id: Identifier
     version: Text
     text: Text
+    accepted_versions: tuple[Text, ...] = ()
+    """Earlier recordings of this prompt still accepted as evidence (A5, B2): a prompt is re-recorded over
+    time and calls announced with the previous take are not unannounced. ``version`` is always accepted."""
+
+    @property
+    def valid_versions(self) -> tuple[str, ...]:
+        """Every version consent evidence may name: the current one, then the accepted earlier ones."""
+        return (self.version, *(v for v in self.accepted_versions if v != self.version))
 
 
 class ConsentRules(_Model):
@@ -181,6 +189,11 @@ class ConsentRules(_Model):
     outbound_notice_text: Text | None = None
     caller_may_decline: bool = True
     missing_evidence_action: Literal["quarantine"] = "quarantine"
+    evidence_tolerance_seconds: int = Field(default=5, ge=0, le=300)
+    """How far outside the call (before its start, after its end) an announcement or agent-notice time may
+    lie and still count (A5, B2): clocks of the telephony system and the recorder differ by a little. Evidence
+    outside the call by more, or naming a prompt version the policy does not list, is no evidence: the
+    recording is quarantined with the reason."""
 
     @model_validator(mode="after")
     def _notice_text(self) -> ConsentRules:

@@ -5,9 +5,9 @@ point 2). Requests now keep the facts the caller gives about a call (date, time,
 reason) and which of them the releasing reviewer confirmed; ``subject_request_phone_proofs`` holds the
 hashed codes sent to each number through the configured provider.
 
-Revision ID: 0025_subject_request_proof
-(not ``0025_subject_request_verification``: alembic_version.version_num holds 32 characters)
-Revises: 0024
+Revision ID: 0027_subject_request_proof
+(a short id: alembic_version.version_num holds 32 characters)
+Revises: 0026_holds_consent_region
 Create Date: 2026-12-07 00:00:00
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0025_subject_request_proof'
-down_revision: str | None = '0024'
+revision: str = '0027_subject_request_proof'
+down_revision: str | None = '0026_holds_consent_region'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,55 @@
+"""B7: a caller's request counts working days in the region of the number they rang (issue 23 point 11)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.api.test_access_requests import PERSONAS_B
+from tests.conftest import POLICY_B, fresh_database
+from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.env import CallvaultEnv, LiveServer
+
+UK_NUMBER = "+442036953777"
+
+
+@pytest.fixture(scope="module")
+def server_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    tmp = tmp_path_factory.mktemp("policy-b-region")
+    with fresh_database(request.config.getoption("--db"), tmp) as url:
+        environment = CallvaultEnv(tmp / "data", url, POLICY_B, personas=PERSONAS_B)
+        live = LiveServer(environment)
+        live.start()
+        yield live
+        live.stop()
+        environment.close()
+
+
+def _request_for(server: LiveServer, caller: str, email: str) -> dict[str, Any]:
+    with server.client() as public:
+        resp = public.post("/api/v1/subject-requests", json={"phone_numbers": [caller], "email": email})
+        assert resp.status_code == 202, resp.text
+    with server.client("lead") as lead:
+        shown = lead.get(f"/api/v1/subject-requests/{resp.json()['id']}")
+        assert shown.status_code == 200, shown.text
+        found: dict[str, Any] = shown.json()
+    return found
+
+
+@pytest.mark.parametrize("caller", ["+12125550147", "+61291234567"])
+def test_a_caller_who_rang_the_uk_number_gets_the_uk_calendar_whatever_their_country(
+        server_b: LiveServer, caller: str) -> None:
+    with server_b.client("admin") as admin:
+        meta = metadata(agent="sam", extension="3001", team="sales", remote_number=caller, local_number=UK_NUMBER)
+        assert upload(admin, wav_bytes(0.5, seed=int(caller[-3:])), meta).status_code == 201
+    shown = _request_for(server_b, caller, f"{caller[1:]}@example.com")
+    assert shown["region"] == "UK-EU-NA" and shown["timezone"] == "Europe/London"
+    assert UK_NUMBER in shown["region_basis"]
+
+
+def test_with_no_call_a_us_caller_is_served_by_the_number_for_their_country(server_b: LiveServer) -> None:
+    shown = _request_for(server_b, "+13125550199", "nocall@example.com")
+    assert shown["region"] == "UK-EU-NA"
+    assert "no recorded call" in shown["region_basis"] and "US" in shown["region_basis"]
