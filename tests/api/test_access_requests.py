@@ -308,8 +308,13 @@ class _Model:
         return (req["status"] == "pending" and self.ROLES[approver] in self.APPROVERS[req["purpose"]]
                 and approver != req["user"] and approver != req["owner"])
 
+    SAMPLED_ONLY = {"spot_check"}
+    """B8: spot checks are the random QA review, reaching only calls drawn into a sample; none are here."""
+
     def may_play(self, user: str, owner: str, purpose: str) -> bool:
         if self.ROLES[user] not in self.OPEN[purpose] or not self.in_scope(user, owner):
+            return False
+        if purpose in self.SAMPLED_ONLY:
             return False
         if purpose not in self.APPROVERS:
             return True
@@ -481,10 +486,10 @@ def test_an_approver_approves_some_of_the_actions_asked_and_the_refusal_of_the_r
 
 def test_a_play_only_approval_refuses_the_transcript_with_the_way_to_ask(
         server_b: LiveServer, recs: dict[str, str]) -> None:
-    with server_b.client("hr") as hr, server_b.client("lead2") as lead2:
-        req = _request(hr, recs["tina"], "staff_performance", actions=["play"]).json()
+    with server_b.client("qa") as qa, server_b.client("lead2") as lead2:
+        req = _request(qa, recs["tina"], "staff_performance", actions=["play"]).json()
         assert lead2.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
-        refused = hr.get(f"/api/v1/recordings/{recs['tina']}/transcript", params={"purpose": "staff_performance"})
+        refused = qa.get(f"/api/v1/recordings/{recs['tina']}/transcript", params={"purpose": "staff_performance"})
         assert refused.status_code == 403
         assert "ask for transcript on the request page" in refused.json()["message"]
 

@@ -27,7 +27,7 @@ from websockets.sync.client import connect
 
 from callvault.audit.models import AuditEntry
 from callvault.capture.ingest import ingest_recording
-from callvault.notify.models import OutboxMail
+from callvault.notify import service as notify
 from callvault.recordings.models import Recording
 from callvault.subject_requests.models import SubjectRequestRecording
 from callvault.transcription import engines
@@ -35,6 +35,7 @@ from tests.api.test_auth_web import web_sign_in
 from tests.support.audio import CALL_START, metadata, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 from tests.support.live import DeafTap, live_call
+from tests.support.smtp import smtp_server
 from tests.support.transcripts import transcribe_now
 
 ALL_YES = {"greeting": "yes", "recording_notice": "na", "understood": "yes", "accurate": "yes",
@@ -275,12 +276,15 @@ def test_listening_live_is_on_record_as_answered(env: CallvaultEnv, server: Live
 
 # ------------------------------------------------------------------------------- subject-request deliveries
 def _link_in_the_last_mail(env: CallvaultEnv, to: str) -> str:
-    with env.runtime.db.unit_of_work() as session:
-        body = session.scalars(select(OutboxMail.body).where(OutboxMail.recipient == to,
-                                                             OutboxMail.subject == "Your call recordings")
-                               .order_by(OutboxMail.created_at.desc()).limit(1)).one()
-    found = re.search(r"(http\S+/s/\S+)", body)
-    assert found, body
+    """The link as the caller gets it: by mail (the outbox keeps it sealed, never in clear)."""
+    with smtp_server() as sink:
+        notify.send_due(env.runtime.db, sink.settings, clock=env.runtime.clock, keyring=env.runtime.keyring)
+        payloads = [r.message.get_payload(decode=True) for r in sink.to(to)
+                    if str(r.message["Subject"]) == "Your call recordings"]
+    bodies = [p.decode("utf-8") for p in payloads if isinstance(p, bytes)]
+    assert bodies, f"no download mail reached {to}"
+    found = re.search(r"(http\S+/s/\S+)", bodies[-1])
+    assert found, bodies[-1]
     return found.group(1)
 
 
