@@ -65,8 +65,8 @@ PUBLIC_PATHS = ("/notice", "/static/", "/healthz", "/readyz")
 """Reachable from anywhere: the public recording notice (B2) must be, and the health checks are for the
 load balancer. Nothing here touches recordings or accounts."""
 
-_SUBJECT_PUBLIC = re.compile(r"^/(request(/[0-9a-f-]{36}/verify)?|s/[A-Za-z0-9_-]{20,100})$")
-_SUBJECT_PUBLIC_API = re.compile(r"^/api/v1/subject-requests(/[0-9a-f-]{36}/verify)?$")
+_SUBJECT_PUBLIC = re.compile(r"^/(request(/[0-9a-f-]{36}/verify(-phone)?)?|s/[A-Za-z0-9_-]{20,100})$")
+_SUBJECT_PUBLIC_API = re.compile(r"^/api/v1/subject-requests(/[0-9a-f-]{36}/verify(-phone)?)?$")
 
 
 def _public_subject_path(scope: Scope) -> bool:

@@ -3,8 +3,8 @@ release, and operators' requests for their own recordings. See ``callvault.subje
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from typing import Annotated
+from datetime import date, datetime, time
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -19,7 +19,7 @@ from callvault.identity.models import User
 from callvault.notify.service import SmtpSettings
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime
-from callvault.subject_requests import limits
+from callvault.subject_requests import limits, phone, proof
 from callvault.subject_requests import service as subject
 from callvault.subject_requests.models import SubjectRequest
 
@@ -37,6 +37,12 @@ class SubjectRequestCreate(BaseModel):
     date_from: date | None = None
     date_to: date | None = None
     description: str = Field(default="", max_length=subject.MAX_DESCRIPTION)
+    call_date: date | None = Field(default=None, description="the date of one of the calls (required when no "
+                                                            "code can be sent to the phone)")
+    call_time: time | None = Field(default=None, description="its approximate local time, e.g. 14:30")
+    agent_first_name: str = Field(default="", max_length=proof.MAX_NAME,
+                                  description="the first name of the person you spoke to")
+    call_reason: str = Field(default="", max_length=subject.MAX_DESCRIPTION, description="what the call was about")
     website: str = Field(default="", max_length=200, description="leave empty (a trap for robots)")
 
 
@@ -44,6 +50,19 @@ class VerifyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=1, max_length=16)
+
+
+class PhoneVerifyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone_number: str = Field(min_length=3, max_length=40)
+    code: str = Field(min_length=1, max_length=16)
+
+
+class PhoneVerified(BaseModel):
+    id: str
+    phone_number: str
+    message: str
 
 
 class Accepted(BaseModel):
@@ -57,6 +76,8 @@ class Verified(BaseModel):
     status: str
     due_on: date | None
     message: str
+    phone_codes_sent: list[str] = []
+    """Numbers a code was just sent to: confirm each with ``POST /subject-requests/{id}/verify-phone``."""
 
 
 class ReviewBody(BaseModel):
@@ -71,6 +92,10 @@ class ApproveBody(BaseModel):
 
     link_days: int = Field(default=subject.LINK_DAYS_DEFAULT, ge=1, le=subject.LINK_DAYS_MAX)
     max_downloads: int = Field(default=subject.DOWNLOADS_DEFAULT, ge=1, le=subject.DOWNLOADS_MAX)
+    facts_checked: list[Literal["call_time", "agent_name", "reason"]] = Field(
+        default=[], max_length=3,
+        description="for recordings of a number the caller did not confirm by phone code: the facts you checked "
+                    "against them (recorded on the audit log)")
 
 
 class OwnRequestCreate(BaseModel):
@@ -93,6 +118,29 @@ class LinkRead(BaseModel):
     downloads: int
     max_downloads: int
     revoked_at: datetime | None
+
+
+class PhoneProofRead(BaseModel):
+    phone_number: str
+    code_sent: bool
+    send_error: str
+    verified: bool
+
+
+class IdentityRead(BaseModel):
+    """How far the requester proved the phone number(s) are theirs (``subject_requests.proof``)."""
+
+    phone_verified: bool
+    """Every number confirmed by a code sent to it."""
+    warning: str | None
+    phones: list[PhoneProofRead]
+    call_date: date | None
+    call_time: time | None
+    agent_first_name: str
+    call_reason: str
+    facts_given: list[str]
+    facts_confirmed: list[str] | None
+    facts_confirmed_by: str | None
 
 
 class SubjectRequestRead(BaseModel):
@@ -121,6 +169,16 @@ class SubjectRequestRead(BaseModel):
     sent_at: datetime | None
     recordings: list[SelectedRecording] = []
     links: list[LinkRead] = []
+    identity: IdentityRead | None = None
+
+
+class FactsRead(BaseModel):
+    """How a recording compares with the caller's stated facts: true, false, or null when not stated."""
+
+    call_time: bool | None
+    agent_name: bool | None
+    call_time_note: str
+    agent_note: str
 
 
 class Candidate(BaseModel):
@@ -135,6 +193,9 @@ class Candidate(BaseModel):
     quarantined: bool
     party: str
     selected: bool
+    phone_verified: bool
+    """Its number was confirmed by a code; otherwise check ``facts`` before releasing it."""
+    facts: FactsRead | None
 
 
 class Summary(BaseModel):
@@ -158,6 +219,41 @@ def _read(session: Session, row: SubjectRequest, now: datetime, *, detail: bool 
         out.links = [LinkRead(id=link.id, created_at=link.created_at, expires_at=link.expires_at,
                               downloads=link.downloads, max_downloads=link.max_downloads, revoked_at=link.revoked_at)
                      for link in subject.links_of(session, row.id)]
+        out.identity = identity_of(session, row)
+    return out
+
+
+def identity_of(session: Session, row: SubjectRequest) -> IdentityRead | None:
+    if row.kind != "caller":
+        return None
+    proofs = {p.phone_number: p for p in proof.proofs_of(session, row.id)}
+    phones = [PhoneProofRead(phone_number=n, code_sent=bool(proofs[n].sent_at) if n in proofs else False,
+                             send_error=proofs[n].send_error if n in proofs else "",
+                             verified=n in proofs and proofs[n].verified_at is not None)
+              for n in row.phone_numbers]
+    warn = proof.needs_warning(session, row)
+    return IdentityRead(phone_verified=not warn, warning=proof.UNVERIFIED_WARNING if warn else None, phones=phones,
+                        call_date=row.call_date, call_time=row.call_time, agent_first_name=row.agent_first_name,
+                        call_reason=row.call_reason, facts_given=proof.given_facts(row),
+                        facts_confirmed=row.facts_confirmed, facts_confirmed_by=row.facts_confirmed_by)
+
+
+def candidate_reads(session: Session, caller: Caller, row: SubjectRequest) -> list[Candidate]:
+    """The candidates with, for a caller's request, how each compares with the stated facts."""
+    chosen = {s.recording_id for s in subject.selection(session, row.id)}
+    proven = proof.verified_numbers(session, row.id)
+    out = []
+    for r in subject.candidates(session, policy=caller.policy, actor=caller.actor, row=row):
+        facts = None
+        if row.kind == "caller":
+            m = proof.check_facts(session, caller.policy, row, r)
+            facts = FactsRead(call_time=m.call_time, agent_name=m.agent_name, call_time_note=m.call_time_note,
+                              agent_note=m.agent_note)
+        out.append(Candidate(id=r.id, started_at=r.started_at, duration_seconds=r.duration_seconds,
+                             direction=r.direction, remote_number=r.remote_number, local_number=r.local_number,
+                             extension=r.extension, agent=r.agent, quarantined=r.quarantined,
+                             party=subject.party_of(row, r), selected=r.id in chosen,
+                             phone_verified=row.kind != "caller" or r.remote_number in proven, facts=facts))
     return out
 
 
@@ -203,12 +299,16 @@ def submit(body: SubjectRequestCreate, request: Request, runtime: Runtime = Depe
         return JSONResponse(Accepted(id=new_id(), status="awaiting_verification", message=message).model_dump(),
                             status_code=202)
     new = subject.NewRequest(phone_numbers=body.phone_numbers, email=body.email, date_from=body.date_from,
-                             date_to=body.date_to, description=body.description)
+                             date_to=body.date_to, description=body.description, call_date=body.call_date,
+                             call_time=body.call_time, agent_first_name=body.agent_first_name,
+                             call_reason=body.call_reason)
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
             row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request),
-                                 counters=runtime.counters, keyring=runtime.keyring, clock=runtime.clock)
+                                 counters=runtime.counters, keyring=runtime.keyring,
+                                 phone_proof=phone.verifier_from_env(runtime.settings.env) is not None,
+                                 clock=runtime.clock)
             out = Accepted(id=row.id, status=row.status, message=message)
     except limits.RateLimited as exc:
         return rate_limited(exc, runtime.clock)
@@ -219,7 +319,10 @@ def submit(body: SubjectRequestCreate, request: Request, runtime: Runtime = Depe
              responses={429: {"description": "too many wrong codes from this address"}})
 def verify(request_id: str, body: VerifyBody, request: Request,
            runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
-    """Confirm the emailed code. The clock starts now; an acknowledgement with the due date is mailed."""
+    """Confirm the emailed code. The clock starts now; an acknowledgement with the due date is mailed.
+    Where a phone provider is configured, a second code is then sent to each of the numbers
+    (``phone_codes_sent``): entering it proves the number is the requester's."""
+    verifier = phone.verifier_from_env(runtime.settings.env)
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
@@ -234,7 +337,30 @@ def verify(request_id: str, body: VerifyBody, request: Request,
         return rate_limited(exc, runtime.clock)
     if not outcome.ok:
         raise InvalidInput(outcome.message, [FieldProblem("code", outcome.message)])
+    if verifier is not None:
+        out.phone_codes_sent = phone.send_codes(runtime.db, verifier, policy=policy, request_id=request_id,
+                                                counters=runtime.counters, source_ip=source_ip(request),
+                                                clock=runtime.clock)
     return JSONResponse(out.model_dump(mode="json"))
+
+
+@router.post("/subject-requests/{request_id}/verify-phone", response_model=PhoneVerified,
+             max_body_size=MAX_PUBLIC_BODY, responses={429: {"description": "too many wrong codes from this address"}})
+def verify_phone(request_id: str, body: PhoneVerifyBody, request: Request,
+                 runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
+    """Confirm the code sent to one of the request's phone numbers: it proves the number is yours, so its
+    recordings can be released without the team having to check facts about the calls."""
+    try:
+        with runtime.db.unit_of_work() as session:
+            outcome = proof.verify_phone(session, request_id=request_id, phone_number=body.phone_number,
+                                         code=body.code, source_ip=source_ip(request), counters=runtime.counters,
+                                         clock=runtime.clock)
+    except limits.RateLimited as exc:
+        return rate_limited(exc, runtime.clock)
+    if not outcome.ok:
+        raise InvalidInput(outcome.message, [FieldProblem("code", outcome.message)])
+    return JSONResponse(PhoneVerified(id=request_id, phone_number=body.phone_number,
+                                      message=outcome.message).model_dump())
 
 
 # ------------------------------------------------------------------------------------------------- staff
@@ -273,13 +399,7 @@ def candidates(request_id: str, caller: Caller = Depends(get_caller),
     """Recordings that match the requester's number(s) (or, for an operator, their name/extension)."""
     _staff(caller, runtime, "candidates", request_id)
     with runtime.db.unit_of_work() as session:
-        row = subject.get(session, request_id)
-        chosen = {s.recording_id for s in subject.selection(session, row.id)}
-        return [Candidate(id=r.id, started_at=r.started_at, duration_seconds=r.duration_seconds, direction=r.direction,
-                          remote_number=r.remote_number, local_number=r.local_number, extension=r.extension,
-                          agent=r.agent, quarantined=r.quarantined, party=subject.party_of(row, r),
-                          selected=r.id in chosen)
-                for r in subject.candidates(session, policy=caller.policy, actor=caller.actor, row=row)]
+        return candidate_reads(session, caller, subject.get(session, request_id))
 
 
 @router.post("/subject-requests/{request_id}/review", response_model=SubjectRequestRead)
@@ -297,17 +417,22 @@ def review(request_id: str, body: ReviewBody, caller: Caller = Depends(get_calle
 @router.post("/subject-requests/{request_id}/approve", response_model=SubjectRequestRead)
 def approve(request_id: str, request: Request, body: ApproveBody | None = None,
             caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> SubjectRequestRead:
-    """Release: every recording is decided for ``subject_access`` (audited), then the link is mailed."""
+    """Release: every recording is decided for ``subject_access`` (audited), then the link is mailed.
+
+    A recording whose number the caller did not confirm by phone code is released only when
+    ``facts_checked`` names enough of the caller's facts, each matching it; otherwise 403, audited."""
     _staff(caller, runtime, "approve", request_id)
     body = body or ApproveBody()
     with runtime.db.unit_of_work() as session:
         outcome = subject.approve(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
                                   public_url=public_url(runtime, request), link_days=body.link_days,
                                   max_downloads=body.max_downloads, source_ip=caller.source_ip, clock=runtime.clock,
-                                  keyring=runtime.keyring)
-        denials = outcome.denials
-        if not denials:
+                                  keyring=runtime.keyring, facts_checked=body.facts_checked)
+        denials, refusal = outcome.denials, outcome.refusal
+        if not denials and refusal is None:
             out = _read(session, outcome.request, runtime.clock.now(), detail=True)
+    if refusal is not None:
+        raise AccessDenied(f"nothing was released: {refusal}", reason=refusal, clauses=subject.CLAUSES)
     if denials:
         reason = "; ".join(f"{rid}: {d.reason}" for rid, d in denials)
         raise AccessDenied(f"nothing was released: {reason}", reason=reason, clauses=subject.CLAUSES)

@@ -13,6 +13,7 @@ from callvault.cli.main import CLI_ACTOR, DataDir, app, err, handle_errors, open
 from callvault.core.errors import AccessDenied, ConfigurationError
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
+from callvault.subject_requests import proof
 from callvault.subject_requests import service as subject
 
 requests_app = typer.Typer(help="Callers' and operators' requests for their own recordings.", no_args_is_help=True)
@@ -76,6 +77,11 @@ def requests_show(request_id: str, data_dir: DataDir = None) -> None:
                 "candidates": [{"id": r.id, "started_at": r.started_at, "duration_seconds": r.duration_seconds,
                                 "remote_number": r.remote_number, "party": subject.party_of(row, r)}
                                for r in subject.candidates(session, policy=policy, actor=viewer, row=row)],
+                "identity": {"warning": proof.UNVERIFIED_WARNING if proof.needs_warning(session, row) else None,
+                             "phone_verified": sorted(proof.verified_numbers(session, row.id)),
+                             "call_date": row.call_date, "call_time": row.call_time,
+                             "agent_first_name": row.agent_first_name, "call_reason": row.call_reason,
+                             "facts_confirmed": row.facts_confirmed, "facts_confirmed_by": row.facts_confirmed_by},
             }
         print_json(data)
 
@@ -92,6 +98,9 @@ def requests_approve(
     redaction_note: Annotated[str, typer.Option(help="what needs redacting, with --recording")] = "",
     link_days: Annotated[int, typer.Option(help="how long the link works")] = subject.LINK_DAYS_DEFAULT,
     max_downloads: Annotated[int, typer.Option(help="how many downloads it allows")] = subject.DOWNLOADS_DEFAULT,
+    facts_checked: Annotated[list[str] | None, typer.Option(
+        "--facts-checked", help="for a number the caller did not confirm by phone code: a fact you checked against "
+                                "the recordings (call_time, agent_name, reason; repeatable; audited)")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Release a request: each recording is decided for subject_access as --as (audited); the link is mailed."""
@@ -115,8 +124,11 @@ def requests_approve(
                                    redaction_note=redaction_note, clock=runtime.clock)
                 outcome = subject.approve(session, policy=policy, actor=actor, request_id=request_id,
                                           public_url=public_url, link_days=link_days, max_downloads=max_downloads,
-                                          keyring=runtime.keyring, clock=runtime.clock)
+                                          keyring=runtime.keyring, facts_checked=facts_checked or (),
+                                          clock=runtime.clock)
                 denials = [f"{rid}: {d.reason}" for rid, d in outcome.denials]
+                if outcome.refusal is not None:
+                    denials = [outcome.refusal]
             else:
                 subject.audit_staff_denial(session, actor=actor, action="approve", reason=reason, object_id=request_id,
                                            clock=runtime.clock)

@@ -68,6 +68,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("CALLVAULT_ASR_MODEL_DIR", None),
     Spec("CALLVAULT_ASR_THREADS", None, default="1"),
     Spec("CALLVAULT_SUBJECT_REMINDER_DAYS", None, default="3,1"),
+    Spec("CALLVAULT_SMS_URL", None),
+    Spec("CALLVAULT_SMS_TOKEN", None, secret=True),
     Spec("CALLVAULT_JSON_LOGS", "json_logs", value=lambda s: s.json_logs),
     Spec("CALLVAULT_METRICS_TOKEN", None, secret=True, value=lambda s: s.metrics_token),
     Spec("CALLVAULT_SIPREC_STATS", "siprec_stats", value=lambda s: s.siprec_stats),

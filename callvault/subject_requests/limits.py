@@ -31,6 +31,8 @@ SUBMIT_PER_EMAIL = Limit("subject-submit:email", 3, timedelta(hours=1))
 """Requests naming one email address per hour (stops the form being used to mail-bomb someone)."""
 VERIFY_PER_ADDRESS = Limit("subject-verify:address", 20, timedelta(minutes=15))
 """Wrong verification codes from one client address per 15 minutes, across all requests."""
+PHONE_CODES_PER_NUMBER = Limit("subject-phone:number", 3, timedelta(hours=24))
+"""Codes sent to one phone number per day, whoever asks: the form cannot be used to flood a phone."""
 
 
 class RateLimited(AccessDenied):

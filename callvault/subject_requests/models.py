@@ -3,10 +3,10 @@ release, and the expiring links that deliver it."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 
-from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, Time
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -80,6 +80,37 @@ class SubjectRequest(Base):
     reminders_sent: Mapped[list[int]] = mapped_column(JSON, default=list)
     """Reminder points (working days before due) already mailed to the team."""
     overdue_flagged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Facts only the caller should know (``proof``): without a code sent to the phone number, the email
+    # code proves only the mailbox, so a reviewer checks these against the recordings before releasing.
+    call_date: Mapped[date | None] = mapped_column(Date(), nullable=True)
+    """The date of one of the calls, as the caller remembers it (the request's time zone)."""
+    call_time: Mapped[time | None] = mapped_column(Time(), nullable=True)
+    """Its approximate local time, if given."""
+    agent_first_name: Mapped[str] = mapped_column(String(64), default="")
+    """The first name of the person the caller spoke to, if they remember it."""
+    call_reason: Mapped[str] = mapped_column(Text, default="")
+    """What the call was about, in the caller's words."""
+    facts_confirmed: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    """The facts the releasing reviewer confirmed they checked (``call_time``, ``agent_name``, ``reason``)."""
+    facts_confirmed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class PhoneProof(Base):
+    """A code sent to one of a caller's numbers (SMS or call-back through the configured provider): the
+    number is proven to be the requester's only once they enter it. Only the code's hash is kept."""
+
+    __tablename__ = "subject_request_phone_proofs"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("subject_requests.id", ondelete="CASCADE"), primary_key=True)
+    phone_number: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """Salted with the request id and the number; cleared once used, expired or voided."""
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When the provider accepted it; None while unsent or when sending failed (``send_error``)."""
+    send_error: Mapped[str] = mapped_column(String(300), default="")
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SubjectRequestRecording(Base):

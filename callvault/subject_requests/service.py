@@ -27,6 +27,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from datetime import time as time_of_day
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, update
@@ -47,7 +48,7 @@ from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
 from callvault.storage.keys import Keyring
-from callvault.subject_requests import limits
+from callvault.subject_requests import limits, proof
 from callvault.subject_requests.models import (
     DeliveryLink,
     RequesterKind,
@@ -179,6 +180,11 @@ class NewRequest:
     date_from: date | None = None
     date_to: date | None = None
     description: str = ""
+    call_date: date | None = None
+    """Facts about one of the calls (``proof``): what a reviewer checks when no code can reach the phone."""
+    call_time: time_of_day | None = None
+    agent_first_name: str = ""
+    call_reason: str = ""
 
 
 def _validate(policy: PolicyDocument, new: NewRequest, *, today: date) -> tuple[list[str], str]:
@@ -230,19 +236,31 @@ def called_numbers(session: Session, numbers: Sequence[str], *, limit: int = 20)
 
 def submit(
     session: Session, *, policy: PolicyDocument, new: NewRequest, source_ip: str | None, counters: Counters,
-    keyring: Keyring, clock: Clock = system_clock,
+    keyring: Keyring, phone_proof: bool = False, clock: Clock = system_clock,
 ) -> SubjectRequest:
     """Record a caller's request and mail a verification code to the nominated address.
 
     Rate-limited per client address and per email (``limits``): every accepted submission counts
     (a refused one sends no mail, so it cannot be used to flood anyone). The caller commits.
+    Without ``phone_proof`` (no provider to send a code to the number) the facts ``proof`` needs are
+    required: the email code alone proves nothing about the phone number.
     """
     _rules(policy)
     now = clock.now()
     email_key = (new.email or "").strip().lower() or None
     limits.check(session, counters, [(limits.SUBMIT_PER_ADDRESS, source_ip), (limits.SUBMIT_PER_EMAIL, email_key)],
                  now=now)
-    numbers, email = _validate(policy, new, today=now.date())
+    facts = proof.StatedFacts(call_date=new.call_date, call_time=new.call_time,
+                              agent_first_name=(new.agent_first_name or "").strip(),
+                              call_reason=(new.call_reason or "").strip())
+    fact_problems = proof.validate_facts(policy, facts, required=not phone_proof, today=now.date(),
+                                         max_reason=MAX_DESCRIPTION)
+    try:
+        numbers, email = _validate(policy, new, today=now.date())
+    except InvalidInput as exc:
+        raise InvalidInput("the request cannot be accepted:", [*exc.problems, *fact_problems]) from None
+    if fact_problems:
+        raise InvalidInput("the request cannot be accepted:", fact_problems)
     limits.count(session, counters, limits.SUBMIT_PER_ADDRESS, source_ip, now=now)
     limits.count(session, counters, limits.SUBMIT_PER_EMAIL, email.lower(), now=now)
     rules = policy.subject_requests
@@ -257,6 +275,8 @@ def submit(
         code_attempts=0, code_expires_at=now + CODE_TTL, reminders_sent=[], redaction_note="",
     )
     row.code_sha256 = _code_hash(row.id, code)
+    row.call_date, row.call_time = facts.call_date, facts.call_time
+    row.agent_first_name, row.call_reason = facts.agent_first_name, facts.call_reason
     session.add(row)
     session.flush()
     notify.enqueue(session, to=email, subject=f"Your verification code: {code}", clock=clock,
@@ -300,11 +320,13 @@ def verify(
     if row.code_expires_at is None or row.code_expires_at <= now:
         row.code_sha256 = None
         limits.count(session, counters, limits.VERIFY_PER_ADDRESS, source_ip, now=now)
+        _verify_failed(session, row, "email code expired", source_ip=source_ip, clock=clock)
         return VerifyOutcome(False, f"{fail}; codes last {int(CODE_TTL.total_seconds() // 60)} minutes, so "
                                     "please submit the request again", row)
     if not hmac.compare_digest(row.code_sha256, _code_hash(row.id, (code or "").strip()[:16])):
         row.code_attempts += 1
         limits.count(session, counters, limits.VERIFY_PER_ADDRESS, source_ip, now=now)
+        _verify_failed(session, row, "wrong email code", source_ip=source_ip, clock=clock)
         left = MAX_CODE_ATTEMPTS - row.code_attempts
         if left <= 0:
             row.code_sha256 = None
@@ -317,6 +339,14 @@ def verify(
     _event(session, actor=PUBLIC_ACTOR, role="", action="verified", row=row, source_ip=source_ip,
            details={"due_on": str(row.due_on), "region": row.region}, clock=clock)
     return VerifyOutcome(True, f"thank you: we will answer by {row.due_on:%A %d %B %Y}", row)
+
+
+def _verify_failed(session: Session, row: SubjectRequest, reason: str, *, source_ip: str | None,
+                   clock: Clock) -> None:
+    audit.append(session, audit.AuditEvent(
+        actor=PUBLIC_ACTOR, action="subject_request.verify", decision="deny", object_type="subject_request",
+        object_id=row.id, purpose=PURPOSE, reason=reason, clauses=CLAUSES, source_ip=source_ip,
+        details={"attempts": row.code_attempts}), clock=clock)
 
 
 def _start_clock(session: Session, policy: PolicyDocument, row: SubjectRequest, *, now: datetime,
@@ -494,7 +524,8 @@ def candidates(session: Session, *, policy: PolicyDocument, actor: Actor,
     if row.date_to:
         end = datetime.combine(row.date_to + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
         conds.append(Recording.started_at < end)
-    return list(session.scalars(select(Recording).where(*conds).order_by(Recording.started_at).limit(1000)))
+    found = list(session.scalars(select(Recording).where(*conds).order_by(Recording.started_at).limit(1000)))
+    return proof.filter_candidates(session, policy=policy, row=row, recs=found)
 
 
 def review(
@@ -537,12 +568,15 @@ class ApproveOutcome:
     request: SubjectRequest
     denials: list[tuple[str, Decision]] = field(default_factory=list)
     link_url: str | None = None
+    refusal: str | None = None
+    """Why nothing was released before any recording was decided (the requester's number is unproven
+    and the reviewer's confirmation does not cover it: ``proof``). Audited; the edge refuses with it."""
 
 
 def approve(
     session: Session, *, policy: PolicyDocument, actor: Actor, request_id: str, public_url: str,
     keyring: Keyring, link_days: int = LINK_DAYS_DEFAULT, max_downloads: int = DOWNLOADS_DEFAULT,
-    source_ip: str | None = None, clock: Clock = system_clock,
+    facts_checked: Sequence[str] = (), source_ip: str | None = None, clock: Clock = system_clock,
 ) -> ApproveOutcome:
     """Release the reviewed recordings: each is decided for ``subject_access`` as ``actor`` (audited);
     if all are allowed, a link is created and mailed and the request is ``sent``. With denials nothing
@@ -563,6 +597,14 @@ def approve(
         raise InvalidInput("invalid release settings:", problems)
     chosen = selection(session, row.id)
     outcome = ApproveOutcome(request=row)
+    recs = [r for r in (session.get(Recording, item.recording_id) for item in chosen) if r is not None]
+    refusal, confirmed = proof.release_refusal(session, policy=policy, row=row, chosen=recs,
+                                               facts_checked=facts_checked)
+    if refusal is not None:
+        proof.audit_release_refused(session, row=row, actor=actor.username, role=actor.role, reason=refusal,
+                                    facts_checked=facts_checked, source_ip=source_ip, clock=clock)
+        outcome.refusal = refusal
+        return outcome
     decided = [(item.recording_id, recordings.decide_content(
         session, policy=policy, actor=actor, action=Action.EXPORT, recording_id=item.recording_id, purpose=PURPOSE,
         clock=clock)[0]) for item in chosen]
@@ -572,6 +614,9 @@ def approve(
     if outcome.denials:
         return outcome
     now = clock.now()
+    if confirmed:
+        proof.record_confirmation(session, row=row, actor=actor.username, role=actor.role, facts=confirmed,
+                                  source_ip=source_ip, clock=clock)
     row.approved_by, row.approved_by_user_id = actor.username, actor.user_id
     row.status, row.sent_at = RequestStatus.SENT, now
     if chosen:
@@ -593,7 +638,8 @@ def approve(
                    secrets=[outcome.link_url] if outcome.link_url else [], keyring=keyring)
     _event(session, actor=actor.username, role=actor.role, action="released", row=row, source_ip=source_ip,
            details={"recordings": len(chosen), "link_days": link_days, "max_downloads": max_downloads,
-                    "on_time": row.due_at is None or now < row.due_at}, clock=clock)
+                    "on_time": row.due_at is None or now < row.due_at, "facts_confirmed": confirmed,
+                    "phone_verified_numbers": len(proof.verified_numbers(session, row.id))}, clock=clock)
     return outcome
 
 

@@ -8,7 +8,7 @@ app registers subject requests with one line.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +23,7 @@ from callvault.core.ids import new_id
 from callvault.identity.counters import CountersUnavailable
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime
-from callvault.subject_requests import limits, package
+from callvault.subject_requests import limits, package, phone, proof
 from callvault.subject_requests import service as subject
 
 PUBLIC_FORM_LIMIT = 16 * 1024
@@ -53,11 +53,27 @@ def _date(value: str, field: str, problems: list[FieldProblem]) -> date | None:
         return None
 
 
+def _time(value: str, field: str, problems: list[FieldProblem]) -> time | None:
+    if not value.strip():
+        return None
+    try:
+        return time.fromisoformat(value.strip())
+    except ValueError:
+        problems.append(FieldProblem(field, "a time like 14:30"))
+        return None
+
+
+def _phone_available(runtime: Runtime) -> bool:
+    """Whether a code can be sent to the caller's phone; without it the form asks for facts about a call."""
+    return phone.verifier_from_env(runtime.settings.env) is not None
+
+
 @router.get("/request")
 def request_form(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
     with runtime.db.unit_of_work() as session:
         policy = policy_service.current_policy(session, clock=runtime.clock)
-    return _page(request, "subject_request.html", {"policy": policy, "form": {}, "problems": [], "error": None})
+    return _page(request, "subject_request.html", {"policy": policy, "form": {}, "problems": [], "error": None,
+                                                   "phone_proof": _phone_available(runtime)})
 
 
 @router.post("/request", max_body_size=PUBLIC_FORM_LIMIT)
@@ -68,13 +84,21 @@ def request_submit(
     date_from: Annotated[str, Form(max_length=20)] = "",
     date_to: Annotated[str, Form(max_length=20)] = "",
     description: Annotated[str, Form(max_length=subject.MAX_DESCRIPTION)] = "",
+    call_date: Annotated[str, Form(max_length=20)] = "",
+    call_time: Annotated[str, Form(max_length=10)] = "",
+    agent_first_name: Annotated[str, Form(max_length=proof.MAX_NAME)] = "",
+    call_reason: Annotated[str, Form(max_length=subject.MAX_DESCRIPTION)] = "",
     website: Annotated[str, Form(max_length=200)] = "",
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     form = {"phone_numbers": phone_numbers, "email": email, "date_from": date_from, "date_to": date_to,
-            "description": description}
+            "description": description, "call_date": call_date, "call_time": call_time,
+            "agent_first_name": agent_first_name, "call_reason": call_reason}
+    phone_proof = _phone_available(runtime)
     with runtime.db.unit_of_work() as session:
         policy = policy_service.current_policy(session, clock=runtime.clock)
+    # What the form needs to show itself again, with the caller's input and what went wrong.
+    again: dict[str, object] = {"policy": policy, "form": form, "problems": [], "phone_proof": phone_proof}
     if website:
         # The hidden field is filled only by robots: the same answer as for a person, nothing stored or sent.
         return _page(request, "subject_request_verify.html", {"request_id": new_id(), "error": None})
@@ -82,23 +106,23 @@ def request_submit(
     new = subject.NewRequest(
         phone_numbers=[n for n in phone_numbers.replace(",", "\n").splitlines() if n.strip()], email=email,
         date_from=_date(date_from, "date_from", problems), date_to=_date(date_to, "date_to", problems),
-        description=description)
+        description=description, call_date=_date(call_date, "call_date", problems),
+        call_time=_time(call_time, "call_time", problems), agent_first_name=agent_first_name, call_reason=call_reason)
     try:
         if problems:
             raise InvalidInput("the request cannot be accepted:", problems)
         with runtime.db.unit_of_work() as session:
             row = subject.submit(session, policy=policy, new=new, source_ip=source_ip(request),
-                                 counters=runtime.counters, keyring=runtime.keyring, clock=runtime.clock)
+                                 counters=runtime.counters, keyring=runtime.keyring, phone_proof=phone_proof,
+                                 clock=runtime.clock)
             request_id = row.id
     except limits.RateLimited as exc:
-        return _page(request, "subject_request.html", {"policy": policy, "form": form, "problems": [],
-                                                       "error": exc.message}, status_code=429)
+        return _page(request, "subject_request.html", {**again, "error": exc.message}, status_code=429)
     except CountersUnavailable:
-        return _page(request, "subject_request.html", {"policy": policy, "form": form, "problems": [],
-                                                       "error": FORM_UNAVAILABLE}, status_code=503)
+        return _page(request, "subject_request.html", {**again, "error": FORM_UNAVAILABLE}, status_code=503)
     except InvalidInput as exc:
-        return _page(request, "subject_request.html", {"policy": policy, "form": form, "problems": exc.problems,
-                                                       "error": exc.message}, status_code=422)
+        return _page(request, "subject_request.html", {**again, "problems": exc.problems, "error": exc.message},
+                     status_code=422)
     return _page(request, "subject_request_verify.html", {"request_id": request_id, "error": None})
 
 
@@ -121,8 +145,34 @@ def request_verify(request: Request, request_id: str, code: Annotated[str, Form(
     if not outcome.ok:
         return _page(request, "subject_request_verify.html", {"request_id": request_id, "error": outcome.message},
                      status_code=422)
+    verifier = phone.verifier_from_env(runtime.settings.env)
+    sent = phone.send_codes(runtime.db, verifier, policy=policy, request_id=request_id, counters=runtime.counters,
+                            source_ip=source_ip(request), clock=runtime.clock) if verifier is not None else []
     return _page(request, "subject_request_done.html", {"request_id": request_id, "due_on": due_on,
-                                                        "policy": policy})
+                                                        "policy": policy, "phone_numbers": sent, "error": None})
+
+
+@router.post("/request/{request_id}/verify-phone", max_body_size=PUBLIC_FORM_LIMIT)
+def request_verify_phone(request: Request, request_id: str,
+                         phone_number: Annotated[str, Form(max_length=40)] = "",
+                         code: Annotated[str, Form(max_length=16)] = "",
+                         runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The code texted (or read out) to one of the caller's numbers: it proves the number is theirs."""
+    context: dict[str, object] = {"request_id": request_id, "due_on": None, "phone_numbers": [phone_number],
+                                  "error": None, "confirmed": None}
+    try:
+        with runtime.db.unit_of_work() as session:
+            context["policy"] = policy_service.current_policy(session, clock=runtime.clock)
+            outcome = proof.verify_phone(session, request_id=request_id, phone_number=phone_number, code=code,
+                                         source_ip=source_ip(request), counters=runtime.counters,
+                                         clock=runtime.clock)
+    except limits.RateLimited as exc:
+        return _page(request, "subject_request_done.html", {**context, "error": exc.message}, status_code=429)
+    except CountersUnavailable:
+        return _page(request, "subject_request_done.html", {**context, "error": FORM_UNAVAILABLE}, status_code=503)
+    if not outcome.ok:
+        return _page(request, "subject_request_done.html", {**context, "error": outcome.message}, status_code=422)
+    return _page(request, "subject_request_done.html", {**context, "phone_numbers": [], "confirmed": phone_number})
 
 
 @router.get("/s/{token}")

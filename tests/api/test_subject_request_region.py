@@ -9,7 +9,7 @@ import pytest
 
 from tests.api.test_access_requests import PERSONAS_B
 from tests.conftest import POLICY_B, fresh_database
-from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.audio import CALL_START, metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 
 UK_NUMBER = "+442036953777"
@@ -29,7 +29,10 @@ def server_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def _request_for(server: LiveServer, caller: str, email: str) -> dict[str, Any]:
     with server.client() as public:
-        resp = public.post("/api/v1/subject-requests", json={"phone_numbers": [caller], "email": email})
+        # No phone provider here, so the caller states facts about a call (issue 24 point 2).
+        resp = public.post("/api/v1/subject-requests", json={"phone_numbers": [caller], "email": email,
+                                                              "call_date": CALL_START.date().isoformat(),
+                                                              "call_reason": "an order"})
         assert resp.status_code == 202, resp.text
     with server.client("lead") as lead:
         shown = lead.get(f"/api/v1/subject-requests/{resp.json()['id']}")

@@ -1,5 +1,7 @@
 """Callers' and operators' requests for their own recordings (B7, B10) over real HTTP and real SMTP:
-submit → code by mail → verify → staff review and release → link by mail → zip of exactly their calls."""
+submit → code by mail → verify → code to the phone → staff review and release → link by mail → zip of
+exactly their calls. A phone provider is configured here (a loopback double, ``tests.support.sms``); the
+path without one (facts a reviewer confirms) is in ``test_subject_request_proof``."""
 
 from __future__ import annotations
 
@@ -23,11 +25,28 @@ from callvault.notify import service as notify
 from callvault.subject_requests import jobs as subject_jobs
 from callvault.subject_requests import service as subject
 from callvault.subject_requests.models import SubjectRequest, SubjectRequestRecording
-from tests.support.audio import metadata, upload, wav_bytes
-from tests.support.env import CallvaultEnv, LiveServer
+from tests.conftest import POLICY_A
+from tests.support.audio import CALL_START, metadata, upload, wav_bytes
+from tests.support.env import CallvaultEnv, LiveServer, make_env
+from tests.support.sms import PhoneDouble, PhoneServer
 from tests.support.smtp import MailSink, smtp_server
 
 CALLER_1, CALLER_2 = "+14165550101", "+14165550202"
+
+
+@pytest.fixture(scope="module")
+def phone() -> Iterator[PhoneServer]:
+    """The phone provider: a loopback HTTP double that keeps the texts it is asked to send."""
+    with PhoneServer(PhoneDouble()) as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def env(database_url: str, tmp_path_factory: pytest.TempPathFactory, phone: PhoneServer) -> Iterator[CallvaultEnv]:
+    """Policy A with ``CALLVAULT_SMS_URL`` / ``_TOKEN`` pointing at the double."""
+    environment = make_env(tmp_path_factory.mktemp("data"), database_url, POLICY_A, extra_env=phone.env())
+    yield environment
+    environment.close()
 
 
 @pytest.fixture(scope="module")
@@ -82,13 +101,22 @@ def _submit(client: httpx.Client, email: str, numbers: list[str], **extra: Any) 
     return client.post("/api/v1/subject-requests", json={"phone_numbers": numbers, "email": email, **extra})
 
 
-def _verified_request(server: LiveServer, env: CallvaultEnv, mail: MailSink, email: str, number: str) -> str:
+def _verified_request(server: LiveServer, env: CallvaultEnv, mail: MailSink, email: str, number: str,
+                      phone: PhoneServer | None = None) -> str:
+    """Submitted, its email code confirmed, and (given the ``phone`` provider) the number proven with the code
+    texted to it: what an honest caller does."""
     with server.client() as public:
         resp = _submit(public, email, [number], description="my calls about an invoice")
         assert resp.status_code == 202, resp.text
         request_id: str = resp.json()["id"]
         ok = public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": _code(mail, env, email)})
         assert ok.status_code == 200, ok.text
+        if phone is not None:
+            (e164,) = ok.json()["phone_codes_sent"]
+            before = len(phone.double.texts_to(e164)) - 1
+            proven = public.post(f"/api/v1/subject-requests/{request_id}/verify-phone",
+                                 json={"phone_number": e164, "code": phone.double.code_for(e164, after=before)})
+            assert proven.status_code == 200, proven.text
     return request_id
 
 
@@ -107,9 +135,10 @@ def _release(server: LiveServer, env: CallvaultEnv, mail: MailSink, request_id: 
 
 
 def test_a_caller_receives_exactly_their_recordings_by_an_emailed_link(
-        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]]) -> None:
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
     email = "caller.one@example.org"
-    request_id = _verified_request(server, env, mail, email, "+1 (416) 555-0101")
+    request_id = _verified_request(server, env, mail, email, "+1 (416) 555-0101", phone)
     ack = [m for m in _mails(mail, env, email) if "received your request" in str(m["Subject"])]
     assert ack and "We will answer by" in _body(ack[0])
     with server.client("lead") as lead:
@@ -142,14 +171,15 @@ def test_a_caller_receives_exactly_their_recordings_by_an_emailed_link(
 
 
 def test_a_used_up_expired_or_revoked_link_is_refused(
-        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]]) -> None:
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
     email = "caller.reuse@example.org"
-    request_id = _verified_request(server, env, mail, email, CALLER_1)
+    request_id = _verified_request(server, env, mail, email, CALLER_1, phone)
     link = _release(server, env, mail, request_id, [recs["in1"][0]], email, max_downloads=1, link_days=2)
     with httpx.Client(timeout=30) as anyone:
         assert anyone.get(link).status_code == 200
         assert anyone.get(link).status_code == 410, "one download only"
-    request_id = _verified_request(server, env, mail, email, CALLER_1)
+    request_id = _verified_request(server, env, mail, email, CALLER_1, phone)
     link = _release(server, env, mail, request_id, [recs["in1"][0]], email, max_downloads=3, link_days=2)
     real = env.runtime.clock
     env.runtime.clock = FixedClock(real.now() + timedelta(days=2, minutes=1))
@@ -166,9 +196,10 @@ def test_a_used_up_expired_or_revoked_link_is_refused(
 
 
 def test_one_requesters_link_never_serves_another_requesters_recording(
-        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]]) -> None:
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
     email = "caller.two@example.org"
-    request_id = _verified_request(server, env, mail, email, CALLER_2)
+    request_id = _verified_request(server, env, mail, email, CALLER_2, phone)
     with server.client("lead") as lead:
         wrong = lead.post(f"/api/v1/subject-requests/{request_id}/review", json={"recording_ids": [recs["in1"][0]]})
         assert wrong.status_code == 422 and "recording_ids[0]" in wrong.text
@@ -304,7 +335,7 @@ def test_reminders_go_to_the_team_and_overdue_requests_are_counted(
 
 
 def test_the_public_page_takes_a_request_and_confirms_the_due_date(
-        server: LiveServer, env: CallvaultEnv, mail: MailSink) -> None:
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, phone: PhoneServer) -> None:
     email = "webform@example.org"
     with server.client() as browser:
         form = browser.get("/request")
@@ -317,14 +348,23 @@ def test_the_public_page_takes_a_request_and_confirms_the_due_date(
         assert wrong.status_code == 422
         done = browser.post(action.group(1), data={"code": _code(mail, env, email)})
         assert done.status_code == 200 and "We will answer by" in done.text
+        assert f"Code sent to {CALLER_1}" in done.text
+        phone_form = re.search(r'action="(/request/[0-9a-f-]+/verify-phone)"', done.text)
+        assert phone_form
+        wrong_phone = browser.post(phone_form.group(1), data={"phone_number": CALLER_1, "code": "000000x"})
+        assert wrong_phone.status_code == 422 and "wrong" in wrong_phone.text
+        proven = browser.post(phone_form.group(1), data={"phone_number": CALLER_1, "code": phone.double.code_for(
+            CALLER_1, after=len(phone.double.texts_to(CALLER_1)) - 1)})
+        assert proven.status_code == 200 and "phone number is confirmed" in proven.text
         bad = browser.post("/request", data={"phone_numbers": "nope", "email": email})
         assert bad.status_code == 422 and "phone_numbers[0]" in bad.text
 
 
 def test_the_cli_lists_the_queue_and_releases_as_a_named_staff_member(
-        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]]) -> None:
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
     email = "cli@example.org"
-    request_id = _verified_request(server, env, mail, email, CALLER_2)
+    request_id = _verified_request(server, env, mail, email, CALLER_2, phone)
     cli_env = {**env.cli_env, "CALLVAULT_PUBLIC_URL": server.base_url}
     listed = CliRunner().invoke(cli_app, ["requests", "list", "--json", "--data-dir", str(env.data_dir)], env=cli_env)
     assert listed.exit_code == 0 and request_id in listed.output
@@ -348,7 +388,8 @@ def _outbox_text(env: CallvaultEnv, to: str) -> str:
 
 
 def test_the_outbox_never_holds_a_verification_code_or_a_download_link_in_clear(
-        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]]) -> None:
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
     """The outside tester read ``mail_outbox`` and found every verification code and every download link
     ever sent, usable, forever. The mail that goes out carries them; the row keeps them sealed until it
     is sent and then not at all."""
@@ -363,6 +404,10 @@ def test_the_outbox_never_holds_a_verification_code_or_a_download_link_in_clear(
     assert "verification code" in _outbox_text(env, email)  # the row still says what was sent
     with server.client() as public:
         assert public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": code}).status_code == 200
+        assert public.post(f"/api/v1/subject-requests/{request_id}/verify-phone", json={
+            "phone_number": CALLER_2, "code": phone.double.code_for(CALLER_2,
+                                                                   after=len(phone.double.texts_to(CALLER_2)) - 1)
+        }).status_code == 200
     with server.client("lead") as lead:
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
                          json={"recording_ids": [recs["in2"][0]]}).status_code == 200
@@ -379,3 +424,67 @@ def test_the_outbox_never_holds_a_verification_code_or_a_download_link_in_clear(
     with env.runtime.db.unit_of_work() as session:
         sent = session.scalars(select(OutboxMail).where(OutboxMail.recipient == email)).all()
         assert sent and all(r.state == "sent" and r.secrets_sealed is None for r in sent)
+
+
+def test_a_code_sent_to_the_phone_proves_the_number_and_a_wrong_one_is_refused(
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
+    email = "caller.phone@example.org"
+    with server.client() as public:
+        request_id = _submit(public, email, ["+1 416 555 0101"]).json()["id"]
+        texts_before = len(phone.double.texts_to(CALLER_1))
+        ok = public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": _code(mail, env, email)})
+        assert ok.status_code == 200 and ok.json()["phone_codes_sent"] == [CALLER_1]
+        code = phone.double.code_for(CALLER_1, after=texts_before)
+        text = phone.double.texts_to(CALLER_1)[-1]
+        assert text.reference == request_id and phone.double.refused == 0, "sent with the provider's token"
+        with server.client("lead") as lead:
+            shown = lead.get(f"/api/v1/subject-requests/{request_id}").json()["identity"]
+            assert shown["phone_verified"] is False and shown["phones"][0]["code_sent"] is True
+            assert lead.get(f"/api/v1/subject-requests/{request_id}/candidates").json() == [], \
+                "no proof and no facts: none of the number's calls is offered"
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        refused = public.post(f"/api/v1/subject-requests/{request_id}/verify-phone",
+                              json={"phone_number": CALLER_1, "code": wrong})
+        assert refused.status_code == 422 and "4 attempts left" in refused.json()["message"]
+        right = public.post(f"/api/v1/subject-requests/{request_id}/verify-phone",
+                            json={"phone_number": CALLER_1, "code": code})
+        assert right.status_code == 200, right.text
+        again = public.post(f"/api/v1/subject-requests/{request_id}/verify-phone",
+                            json={"phone_number": CALLER_1, "code": code})
+        assert again.status_code == 422, "a code works once"
+    with env.runtime.db.unit_of_work() as session:
+        failures = session.scalars(select(AuditEntry).where(
+            AuditEntry.object_id == request_id, AuditEntry.action == "subject_request.phone_verify",
+            AuditEntry.decision == "deny")).all()
+        assert [e.reason for e in failures] == ["wrong phone code", "no code waiting for that number"]
+    with server.client("lead") as lead:
+        shown = lead.get(f"/api/v1/subject-requests/{request_id}").json()["identity"]
+        assert shown["phone_verified"] is True and shown["warning"] is None
+        found = {c["id"]: c for c in lead.get(f"/api/v1/subject-requests/{request_id}/candidates").json()}
+        assert set(found) == {recs["in1"][0], recs["out1"][0]} and all(c["phone_verified"] for c in found.values())
+    link = _release(server, env, mail, request_id, [recs["in1"][0]], email)
+    with httpx.Client(timeout=30) as anyone:
+        assert anyone.get(link).status_code == 200
+
+
+def test_a_stranger_who_cannot_answer_the_phone_gets_nothing(
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
+    """The outside tester's attack with a provider configured: the code goes to the victim's phone, the
+    stranger has only their own mailbox; staff cannot pick the victim's calls, nor release them."""
+    email = "stranger.phone@example.org"
+    with server.client() as public:
+        request_id = _submit(public, email, [CALLER_2], call_date=str(CALL_START.date())).json()["id"]
+        ok = public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": _code(mail, env, email)})
+        assert ok.json()["phone_codes_sent"] == [CALLER_2]  # ... on the victim's phone
+        guessed = public.post(f"/api/v1/subject-requests/{request_id}/verify-phone",
+                              json={"phone_number": CALLER_2, "code": "123456"})
+        assert guessed.status_code == 422
+    with server.client("lead") as lead:
+        assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
+                         json={"recording_ids": [recs["in2"][0]]}).status_code in (200, 422)
+        refused = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
+        if refused.status_code != 409:  # the call was on the stated day, so it could be picked: still refused
+            assert refused.status_code == 403 and "NOT verified" in refused.json()["message"]
+        assert lead.get(f"/api/v1/subject-requests/{request_id}").json()["stored_status"] != "sent"

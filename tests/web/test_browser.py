@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import POLICY_B, fresh_database
-from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.audio import CALL_START, metadata, upload, wav_bytes
 from tests.support.browser import new_page, require_browser, sign_in
 from tests.support.env import PASSWORD, CallvaultEnv, LiveServer, Persona
 
@@ -256,6 +256,14 @@ def test_a_caller_can_ask_for_their_recordings_without_an_account(browser: Any, 
     page.get_by_label("Your phone number(s)").fill("+1 416 555 0142")
     page.get_by_label("Email address to send the recordings to").fill("caller@example.org")
     page.get_by_label("Anything that helps us find the calls").fill("My call about an invoice last week")
+    # No phone provider here: the form asks about one of the calls, and will not go without it.
+    page.get_by_role("button", name="Send the request").click()
+    assert page.get_by_role("heading", name="Check your email").count() == 0
+    assert page.evaluate("document.getElementById('call_date').validity.valueMissing")
+    page.get_by_label("Date of the call").fill(CALL_START.date().isoformat())
+    page.get_by_label("About what time").fill("10:00")
+    page.get_by_label("First name of the person you spoke to").fill("Alice")
+    page.get_by_label("What the call was about").fill("An invoice")
     _shot(page, "caller-request", tmp_path)
     page.get_by_role("button", name="Send the request").click()
     assert page.get_by_role("heading", name="Check your email").is_visible()
@@ -264,6 +272,8 @@ def test_a_caller_can_ask_for_their_recordings_without_an_account(browser: Any, 
         mails = list(session.scalars(select(OutboxMail).where(OutboxMail.recipient == "caller@example.org")))
     assert request.status == "awaiting_verification"
     assert request.phone_numbers == ["+14165550142"]
+    assert (request.call_date, request.agent_first_name, request.call_reason) == (CALL_START.date(), "Alice",
+                                                                                  "An invoice")
     assert len(mails) == 1 and "code" in mails[0].subject.lower()
 
 

@@ -46,6 +46,7 @@ from callvault.policy.schema.recording import (
 from callvault.policy.schema.retention import LegalHoldRules, RetentionRules
 from callvault.policy.schema.rights import (
     Contact,
+    IdentityCheck,
     MisuseDetection,
     MisuseRules,
     NoticeRules,
@@ -67,6 +68,7 @@ __all__ = [
     "ContentScope",
     "ControlRules",
     "CrmIntegrationRules",
+    "IdentityCheck",
     "IntegrationRules",
     "LegalHoldRules",
     "MisuseDetection",

@@ -36,6 +36,17 @@ class SubjectRequestRegion(_Model):
     it, the zone phonenumbers gives for the requester's number, else UTC."""
 
 
+class IdentityCheck(_Model):
+    """How a caller proves a phone number is theirs when no code can be sent to it (B7: "their own"
+    recordings). The reviewer checks the facts the caller gave against the recordings before release."""
+
+    call_time_window_minutes: int = Field(default=120, ge=15, le=12 * 60)
+    """A recording matches the stated call time if it started this close to it (same local date when
+    the caller gave no time)."""
+    min_facts_confirmed: int = Field(default=2, ge=1, le=3)
+    """How many facts (call time, agent's first name, reason) the releasing reviewer must confirm."""
+
+
 class SubjectRequestRules(_Model):
     """Callers' (and operators') requests for their own recordings (B7, B10)."""
 
@@ -44,6 +55,7 @@ class SubjectRequestRules(_Model):
     delivery: Literal["email_link"] = "email_link"
     regions: dict[RegionId, SubjectRequestRegion] = Field(default_factory=dict)
     default_region: RegionId | None = None
+    identity_check: IdentityCheck = Field(default_factory=IdentityCheck)
 
     @model_validator(mode="after")
     def _complete(self) -> SubjectRequestRules:
