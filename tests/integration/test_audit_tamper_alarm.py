@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from callvault.audit import service as audit
 from callvault.audit.alarm import AlarmRaised, AuditTampered
 from callvault.audit.jobs import checkpoint as checkpoint_job
-from callvault.audit.models import AuditAlarm, AuditCheckpoint
+from callvault.audit.models import AuditAlarm, AuditCheckpoint, AuditEntry
 from callvault.cli.main import app
 from callvault.notify.models import OutboxMail
 from callvault.ops import health
@@ -69,8 +69,8 @@ def test_the_worker_does_not_sign_a_tampered_log_and_raises_the_alarm(isolated_e
     with env.runtime.db.unit_of_work() as session:
         alarm = session.scalars(select(AuditAlarm)).one()
         assert alarm.acknowledged_at is None and alarm.first_bad_seq == seq
-        entry = session.scalars(select(audit.AuditEntry)
-                                .where(audit.AuditEntry.action == "audit.tamper_detected")).one()
+        entry = session.scalars(select(AuditEntry)
+                                .where(AuditEntry.action == "audit.tamper_detected")).one()
         assert entry.decision == "alarm"
         mails = list(session.scalars(select(OutboxMail).where(OutboxMail.dedup_key.like("audit-alarm:%"))))
     assert mails and all("tamper" in m.subject for m in mails)
