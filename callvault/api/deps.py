@@ -285,7 +285,8 @@ def _load_token_credential(session: Session, token: str, policy: PolicyDocument,
 def required_scope(method: str, path: str) -> str | None:
     """The token scope a route needs; None: any signed-in token. Unlisted routes need ``admin``."""
     if path.startswith("/api/v1/recordings"):
-        if any(part in path for part in ("/audio", "/export", "/transcript", "/derivative")):
+        # The CRM check quotes what was said (and its flags tell a guesser what was not): transcript content.
+        if any(part in path for part in ("/audio", "/export", "/transcript", "/derivative", "/crm-note")):
             return "recordings:play"
         if method == "POST" and path.rstrip("/") == "/api/v1/recordings":
             return "recordings:ingest"

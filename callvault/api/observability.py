@@ -93,12 +93,18 @@ def healthz() -> JSONResponse:
 
 @router.get("/readyz")
 def readyz(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
-    """Readiness: database reachable, schema at head, keys readable; 503 with each check's verdict otherwise."""
+    """Readiness: database reachable, schema at head, keys readable; 503 with each check's verdict otherwise.
+
+    An open audit tamper alarm answers 200 with ``status: degraded`` (the node still records and serves;
+    monitoring should page on it), see docs/operations.md."""
     checks = health.readiness(runtime)
     ready = health.is_ready(checks)
     if not ready:
         log.warning("not ready: %s", checks)
-    return JSONResponse({"status": "ready" if ready else "unready", "checks": checks},
+    status = "unready" if not ready else "degraded" if health.is_degraded(checks) else "ready"
+    if status == "degraded":
+        log.error("degraded: %s", checks)
+    return JSONResponse({"status": status, "checks": checks},
                         status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.audit import checkpoints
 from callvault.audit import service as audit
+from callvault.audit.anchor import CheckpointAnchor
 from callvault.audit.signing import load_signer, public_key_pem, signing_key_path
 from callvault.core.errors import AccessDenied, ConfigurationError, NotFound
 from callvault.runtime import Runtime
@@ -36,7 +37,8 @@ def verify(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_
     """Check the hash chain, the Merkle roots and signatures of every checkpoint, and their consistency."""
     _require_admin(caller)
     with runtime.db.unit_of_work() as session:
-        result = checkpoints.verify_log(session, public_key=_public_key(runtime))
+        result = checkpoints.verify_log(session, public_key=_public_key(runtime),
+                                        anchored=CheckpointAnchor(runtime.settings.anchor_dir).latest())
     return {"intact": result.intact, "entries_checked": result.entries_checked,
             "first_bad_seq": result.first_bad_seq, "first_bad_checkpoint": result.first_bad_checkpoint,
             "checkpoints_checked": result.checkpoints_checked, "problem": result.problem,

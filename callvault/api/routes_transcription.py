@@ -1,6 +1,10 @@
 """Transcripts over HTTP: purpose-checked viewing, keyed-hash search, CRM notes and their check (B5),
 redacted audio, and the CRM connector's signed webhook.
 
+The CRM check is transcript content both ways: reading it (its flags quote what was said) and posting a
+note (``flag_count`` says what was not). The webhook stores notes and answers nothing derived from the
+transcript: the CRM gets where the note went, never how it compared.
+
 Reading a transcript or a CRM check is content access: ``authorize_content`` with
 ``Action.TRANSCRIPT`` and the named purpose, audited (denials committed before the refusal). The
 redacted audio is decided as playback (``Action.PLAY``/``DOWNLOAD``) and audited the same way. What
@@ -44,7 +48,10 @@ Purpose = Annotated[str | None, Query(description="a purpose id from the policy,
 
 def _authorise(runtime: Runtime, caller: Caller, recording_id: str, purpose: str | None, what: str,
                check: recordings.ServeCheck | None = None) -> str:
-    """Decide (and ``check``) and audit; returns what the decision serves. Raises (after committing) when refused."""
+    """Decide (and ``check``) and audit; returns what the decision serves. Raises (after committing) when refused.
+
+    The transcript's one content decision: its purpose, the role's scope, the recorded employee's
+    consents and the caller's approved grants (a purpose that needs approval is allowed only with one)."""
     with runtime.db.unit_of_work() as session:
         # The caller's approvals count here as for the audio: a grant naming ``transcript`` allows it (B6, B9).
         grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=recording_id,
@@ -126,24 +133,24 @@ def search_transcripts(q: Annotated[str, Query(min_length=1, max_length=200, des
 
 
 @router.post("/recordings/{recording_id}/crm-note", response_model=CrmNoteAccepted, status_code=201)
-def post_crm_note(recording_id: str, body: CrmNoteIn, caller: Caller = Depends(get_caller),
+def post_crm_note(recording_id: str, body: CrmNoteIn, purpose: Purpose = None, caller: Caller = Depends(get_caller),
                   runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
     """Store the CRM note for a call (sealed) and compare it with the transcript (now, or once it exists).
 
-    Allowed for anyone who may see the recording's details (the agent who wrote the note, an
-    integration account); the answer carries no content, only the number of flags.
+    Content access, decided and audited like reading the transcript (a purpose, a token scope that covers
+    content, the role's scope, grants): the answer's ``flag_count`` tells what was not said on the call.
+    The decision is taken before the note is looked at, so a refused caller gets the same answer whatever
+    the note says, and nothing is stored. (A CRM system sends notes through the signed ``/crm/notes``.)
     """
+    _authorise(runtime, caller, recording_id, purpose, "crm_check_post")
     with runtime.db.unit_of_work() as session:
-        row = recordings.get_visible(session, policy=caller.policy, actor=caller.actor, recording_id=recording_id,
-                                     source_ip=caller.source_ip, clock=runtime.clock)
-        note = None
-        if row is not None:
-            note = service.add_crm_note(session, keyring=runtime.keyring, recording=row, note=body.note,
-                                        products=body.products, actor=caller.user.username,
-                                        env=runtime.settings.env, clock=runtime.clock)
-            accepted = CrmNoteAccepted(id=note.id, check_state=note.check_state, flag_count=note.flag_count)
-    if note is None:
-        raise NotFound("no such recording")
+        row = session.get(Recording, recording_id)
+        if row is None:
+            raise NotFound("no such recording")
+        note = service.add_crm_note(session, keyring=runtime.keyring, recording=row, note=body.note,
+                                    products=body.products, actor=caller.user.username,
+                                    env=runtime.settings.env, clock=runtime.clock)
+        accepted = CrmNoteAccepted(id=note.id, check_state=note.check_state, flag_count=note.flag_count)
     return JSONResponse(accepted.model_dump(), status_code=201)
 
 
@@ -212,8 +219,7 @@ def _receive_webhook(runtime: Runtime, body: bytes, timestamp: str | None, signa
                                            env=runtime.settings.env, clock=runtime.clock)
                 result = CrmWebhookNoteResult.model_validate({
                     "note_id": delivery.note_id, "crm_ref": delivery.crm_ref, "created": delivery.created,
-                    "notes": [{"recording_id": n.recording_id, "id": n.id, "check_state": n.check_state,
-                               "flag_count": n.flag_count} for n in delivery.notes]})
+                    "notes": [{"recording_id": n.recording_id, "id": n.id} for n in delivery.notes]})
         except SAIntegrityError:  # the same delivery raced in twice: one wins, the other is a replay
             raise AuthenticationFailed("this delivery was already received (replay refused)") from None
     except (AuthenticationFailed, NotFound) as exc:

@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from callvault.audit import alarm
 from callvault.audit import service as audit
 from callvault.audit.checkpoints import HistoryRewritten, TrustedCheckpoint, checkpoint_dict, publish_checkpoint
 from callvault.audit.signing import Signer
@@ -74,6 +75,7 @@ class CheckpointAnchor:
 def publish_anchored(
     db: Database, *, signer: Signer, anchor: CheckpointAnchor, clock: Clock = system_clock,
     actor: str = "system", only_if_grown: bool = False, max_quiet_seconds: float | None = None, full: bool = False,
+    mail_domain: str = "localhost",
 ) -> dict[str, Any] | None:
     """Publish a checkpoint that must extend the anchored one, then anchor it; see the module docstring.
 
@@ -81,6 +83,8 @@ def publish_anchored(
     ``only_if_grown`` found nothing new. ``head_hash`` is the hash of the last entry covered, which
     the next checkpoint's entries must chain from (``checkpoints.REWRITE_CHECK_EVERY_SECONDS``);
     ``full`` recomputes the root from every entry whatever the time since the last full one.
+    Entries that fail verification raise the tamper alarm (``callvault.audit.alarm``, mail addresses
+    on ``mail_domain`` for accounts without one) and ``AuditTampered``; an open alarm, ``AlarmRaised``.
     """
     anchored = anchor.latest()
     try:
@@ -90,6 +94,9 @@ def publish_anchored(
             data = {**checkpoint_dict(cp), "head_hash": cp.head_hash} if cp is not None else None
     except HistoryRewritten as exc:
         raise_rewrite_alarm(db, exc, anchor=anchor, actor=actor, clock=clock)
+        raise
+    except alarm.AuditTampered as exc:
+        alarm.raise_alarm(db, exc, actor=actor, mail_domain=mail_domain, clock=clock)
         raise
     if data is not None:
         anchor.record(data)

@@ -29,15 +29,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from callvault.audit import merkle
+from callvault.audit import alarm, merkle
 from callvault.audit.models import AuditCheckpoint, AuditEntry
 from callvault.audit.service import (
     _PG_AUDIT_LOCK,
     CLOCK_STEP_TOLERANCE_SECONDS,
+    GENESIS_HASH,
     AuditEvent,
     EntryFields,
     append,
     as_dict,
+    compute_entry_hash,
     iter_entry_rows,
     verify_chain,
 )
@@ -137,8 +139,14 @@ def publish_checkpoint(
     it is; otherwise it is the previous checkpoint's frontier plus the entries added since.
     """
     _lock(session)
+    alarm.refuse_if_open(session)
     last = latest_checkpoint(session)
     now = clock.now()
+    # After an acknowledged alarm, the next checkpoint verifies everything, whatever the hour.
+    acked = alarm.latest_alarm(session)
+    if acked is not None and last is not None and acked.acknowledged_at is not None \
+            and acked.acknowledged_at >= last.published_at:
+        full = True
     _record_clock_step(session, last, now, clock)
     if last is not None and now < last.published_at:
         # Never date a checkpoint before the one it follows: verification treats that as tampering.
@@ -149,13 +157,15 @@ def publish_checkpoint(
     if extended is not None:
         frontier, head = extended
     else:
-        size = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+        # The newest seq, not the number of rows: a deleted entry must show as a gap, not a shorter log.
+        size = int(session.scalar(select(func.max(AuditEntry.seq))) or 0)
         if _quiet(last, size, now, only_if_grown, max_quiet_seconds):
             return None
         tree = load_tree(session, size=size)
         if tree.size != size:
-            raise ConfigurationError(f"the audit log has {size} entries but {tree.size} form a prefix; "
-                                     "run `callvault audit verify`")
+            gap = _first_gap(session, 0, size)
+            raise alarm.AuditTampered(f"audit log tampered: entry #{gap} is missing (the log has {tree.size} of "
+                                      f"the entries #1..#{size}); nothing was signed", first_bad_seq=gap)
         if anchored is not None:
             problem = rewrite_problem(session, anchored, tree, last, signer.public_key)
             if problem:
@@ -165,6 +175,11 @@ def publish_checkpoint(
         head = session.scalar(select(AuditEntry.entry_hash).where(AuditEntry.seq == size)) or ""
     if extended is not None and _quiet(last, frontier.size, now, only_if_grown, max_quiet_seconds):
         return None
+    # Sign only what verifies: an entry deleted, or edited without re-hashing, must not be vouched for.
+    since = last.tree_size if extended is not None and last is not None else 0
+    problem, first_bad = tamper_problem(session, since=since, size=frontier.size)
+    if problem:
+        raise alarm.AuditTampered(f"audit log tampered: {problem}; nothing was signed", first_bad_seq=first_bad)
     seq = (last.seq + 1) if last else 1
     root = frontier.root().hex()
     cp = AuditCheckpoint(seq=seq, tree_size=frontier.size, root_hash=root, published_at=now, key_id=signer.key_id,
@@ -174,6 +189,51 @@ def publish_checkpoint(
     session.add(cp)
     session.flush()
     return cp
+
+
+def tamper_problem(session: Session, *, since: int, size: int) -> tuple[str, int | None]:
+    """Why entries ``since..size`` cannot be signed, with the first bad seq; ("", None) when they verify.
+
+    Checks that no entry of the whole log is missing (one COUNT: a row deleted anywhere, even one a
+    previous checkpoint covered, leaves a gap), then walks the entries from ``since`` (the last one
+    the previous checkpoint covered; 0: all) to ``size``: unbroken ``seq``, each linking to the one
+    before, each hash recomputed from its fields. A re-base (``alarm.rebase_seq``) moves the start of
+    both checks past the entries an administrator accepted as they stand.
+    """
+    base = alarm.rebase_seq(session)
+    first = max(since, base, 1)
+    present = session.scalar(select(func.count()).select_from(AuditEntry)
+                             .where(AuditEntry.seq > base, AuditEntry.seq <= size)) or 0
+    if present != size - base:
+        gap = _first_gap(session, base, size)
+        return f"entry #{gap} is missing (the log has {present} of the entries #{base + 1}..#{size})", gap
+    prev_hash: str | None = None
+    expected = first
+    for entry in iter_entry_rows(session, first_seq=first, last_seq=size):
+        if entry.seq != expected:
+            return f"entry #{expected} is missing (the next is #{entry.seq})", expected
+        if entry.seq == 1 and entry.prev_hash != GENESIS_HASH:
+            return "entry #1 does not start the chain", 1
+        if prev_hash is not None and entry.prev_hash != prev_hash:
+            return f"entry #{entry.seq} does not link to entry #{entry.seq - 1}", entry.seq
+        if compute_entry_hash(entry) != entry.entry_hash:
+            return f"entry #{entry.seq} was altered after it was written (its hash no longer matches)", entry.seq
+        prev_hash = entry.entry_hash
+        expected += 1
+    if expected <= size:
+        return f"entry #{expected} is missing", expected
+    return "", None
+
+
+def _first_gap(session: Session, base: int, size: int) -> int:
+    """The first seq after ``base`` with no entry (read only when the count says one is missing)."""
+    expected = base + 1
+    for (seq,) in session.execute(select(AuditEntry.seq).where(AuditEntry.seq > base, AuditEntry.seq <= size)
+                                  .order_by(AuditEntry.seq)):
+        if seq != expected:
+            return int(expected)
+        expected += 1
+    return int(expected)
 
 
 def _quiet(last: AuditCheckpoint | None, size: int, now: datetime, only_if_grown: bool,
@@ -345,8 +405,13 @@ def _check_signature(cp: AuditCheckpoint | TrustedCheckpoint, public_key: Ed2551
 
 def verify_log(
     session: Session, *, public_key: Ed25519PublicKey | None, trusted: Sequence[TrustedCheckpoint] = (),
+    anchored: TrustedCheckpoint | None = None,
 ) -> LogVerifyResult:
-    """Verify chain, tree, checkpoint signatures and consistency; see the module docstring."""
+    """Verify chain, tree, checkpoint signatures and consistency; see the module docstring.
+
+    ``anchored`` (the checkpoint kept outside the database, ``callvault.audit.anchor``) must still be in
+    the log unchanged: a log truncated together with its newest checkpoints verifies on its own, but
+    not against the anchor, which covers entries that are gone."""
     tree = merkle.MerkleTree()
 
     def add_leaf(entry: EntryFields) -> None:
@@ -381,6 +446,13 @@ def verify_log(
             return LogVerifyResult(entries, head, checkpoints_checked=checked, first_bad_checkpoint=item.seq,
                                    problem=f"saved checkpoint {item.seq} {bad}")
         notes.append(f"saved checkpoint {item.seq} (size {item.tree_size}) is consistent with the log")
+    if anchored is not None:
+        bad = _check_trusted(anchored, tree, public_key, checkpoints)
+        if bad:
+            return LogVerifyResult(entries, head, checkpoints_checked=checked, first_bad_checkpoint=anchored.seq,
+                                   problem=f"the checkpoint anchored outside the database (#{anchored.seq}, "
+                                           f"{anchored.tree_size} entries) {bad}")
+        notes.append(f"the anchored checkpoint {anchored.seq} (size {anchored.tree_size}) is consistent with the log")
     latest = prev.tree_size if prev else 0
     if tree.size > latest:
         notes.append(f"{tree.size - latest} entries after the latest checkpoint are not signed yet")

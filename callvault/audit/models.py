@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, String, Text, false
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -68,3 +68,31 @@ class AuditCheckpoint(Base):
     """``entry_hash`` of entry ``tree_size``, which the next entries chain from; kept in the anchor too."""
     rewrite_checked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Published after recomputing the root from every entry (not from the previous frontier)."""
+
+
+class AuditAlarm(Base):
+    """A tamper alarm: the log failed verification when a checkpoint was about to be signed.
+
+    In the database (not in one node's memory) so every node reports it (``/readyz``, ``/metrics``)
+    and no node signs while it is raised. Not append-only: an administrator acknowledges it (the
+    acknowledgement is an audit entry too). ``callvault.audit.alarm`` owns the rules.
+    """
+
+    __tablename__ = "audit_alarms"
+    __table_args__ = (Index("ix_audit_alarms_open", "acknowledged_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    raised_by: Mapped[str] = mapped_column(String(64))
+    """``worker``, ``cli``: who was signing when the mismatch was found."""
+    problem: Mapped[str] = mapped_column(Text)
+    """What verification said (no content: entry numbers and what is wrong with them)."""
+    first_bad_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """None while raised."""
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ack_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rebase_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """Set when the administrator re-based: entries up to this seq are taken as they stand, and signing
+    verifies the chain from the entry after it."""

@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.table import Table
 from sqlalchemy import text
 
+from callvault.audit import alarm as audit_alarm
 from callvault.audit import checkpoints
+from callvault.audit import service as audit
 from callvault.audit.anchor import CheckpointAnchor, publish_anchored
 from callvault.audit.signing import (
     Signer,
@@ -36,7 +38,8 @@ from callvault.cli.main import (
     print_json,
     settings_for,
 )
-from callvault.core.errors import ConfigurationError, FieldProblem, InvalidInput, NotFound
+from callvault.core.errors import AccessDenied, ConfigurationError, FieldProblem, InvalidInput, NotFound
+from callvault.identity import service as identity
 from callvault.notify.service import SmtpSettings
 from callvault.oversight import policy_lifecycle, reports
 from callvault.oversight import service as oversight
@@ -100,14 +103,16 @@ def audit_verify(
                                                                            "the log must still match it")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Check chain, Merkle tree and checkpoint signatures: exit 0 if intact, 1 naming the first bad
-    entry or checkpoint."""
+    """Check chain, Merkle tree and checkpoint signatures, and the log against the checkpoint anchored
+    outside the database: exit 0 if intact, 1 naming the first bad entry or checkpoint."""
     runtime = open_runtime(data_dir)
     try:
         trusted = [checkpoints.TrustedCheckpoint.from_json(_read_json(p, "checkpoint"), where=str(p))
                    for p in saved or ()]
+        anchored = CheckpointAnchor(runtime.settings.anchor_dir).latest()
         with runtime.db.unit_of_work() as session:
-            result = checkpoints.verify_log(session, public_key=_trusted_key(runtime, public_key), trusted=trusted)
+            result = checkpoints.verify_log(session, public_key=_trusted_key(runtime, public_key), trusted=trusted,
+                                            anchored=anchored)
     finally:
         runtime.close()
     if result.intact:
@@ -141,13 +146,52 @@ def audit_checkpoint(
     try:
         signer = _signer(runtime)
         data = publish_anchored(runtime.db, signer=signer, anchor=CheckpointAnchor(runtime.settings.anchor_dir),
-                                clock=runtime.clock, actor="cli", full=True)
+                                clock=runtime.clock, actor="cli", full=True,
+                                mail_domain=SmtpSettings.from_env(runtime.settings.env).mail_domain)
         assert data is not None
     finally:
         runtime.close()
     if out_file is not None:
         out_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print_json(data)
+
+
+@audit_app.command("acknowledge-alarm")
+@handle_errors
+def audit_acknowledge_alarm(
+    as_user: Annotated[str, typer.Option("--as", help="the administrator acknowledging it (a role that "
+                                                      "administers the system)")],
+    reason: Annotated[str, typer.Option("--reason", help="what was found and done (at least 10 characters)")],
+    rebase: Annotated[bool, typer.Option("--rebase", help="accept the entries as they stand now: signing "
+                                                          "verifies the chain from the next entry on")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Close the audit tamper alarm (audited). Signing resumes once the whole log verifies again, or,
+    with --rebase, from the entries as they now stand (docs/audit.md)."""
+    runtime = open_runtime(data_dir)
+    try:
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session, clock=runtime.clock)
+            user = identity.get_user(session, as_user)
+            role = policy.roles.get(user.role)
+            refused = None if user.active and role is not None and role.can_administer else (
+                f"{user.username} (role {user.role}) does not administer the system: only an administrator "
+                "acknowledges an audit alarm")
+            if refused is None:
+                closed = audit_alarm.acknowledge(session, actor=user.username, actor_role=user.role, reason=reason,
+                                                 rebase=rebase, clock=runtime.clock)
+                alarm_id, rebased = closed.id, closed.rebase_seq
+            else:
+                audit.append(session, audit.AuditEvent(
+                    actor=user.username, actor_role=user.role, action="audit.alarm_acknowledged", decision="deny",
+                    object_type="audit_log", reason=refused), clock=runtime.clock)
+    finally:
+        runtime.close()
+    if refused is not None:
+        raise AccessDenied(refused)
+    out.print(f"audit alarm #{alarm_id} acknowledged; "
+              + (f"re-based after entry #{rebased}: " if rebased is not None else "the whole log is verified ")
+              + "at the next checkpoint", highlight=False, soft_wrap=True)
 
 
 @audit_app.command("proof")

@@ -1,7 +1,7 @@
 """Imports every ORM model so ``Base.metadata`` is complete (Alembic, test schema checks)."""
 
 from callvault.access.models import AccessGrant, AccessRequest, EmployeeConsent
-from callvault.audit.models import AuditCheckpoint, AuditEntry
+from callvault.audit.models import AuditAlarm, AuditCheckpoint, AuditEntry
 from callvault.capture.imports.models import PbxImport, TwilioRecording
 from callvault.capture.models import RecordingControl
 from callvault.identity.models import (
@@ -33,7 +33,7 @@ __all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", 
             "OidcIdentity", "OidcLoginState", "SignInThrottle", "WebSession"]
 __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]
 __all__ += ["CrmNote", "CrmWebhookDelivery", "Transcript", "TranscriptTerm"]
-__all__ += ["AuditCheckpoint", "MisuseReport", "OutboxMail"]
+__all__ += ["AuditAlarm", "AuditCheckpoint", "MisuseReport", "OutboxMail"]
 __all__ += ["ActiveCall", "MonitoringSession"]
 __all__ += ["QaComment", "QaReview", "QaReviewItem", "QaSample", "TrainingClip"]
 __all__ += ["PbxImport", "TwilioRecording"]

@@ -13,6 +13,7 @@ import functools
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from callvault.audit import alarm
 from callvault.core.errors import CallvaultError
 from callvault.core.migrate import alembic_config
 from callvault.runtime import Runtime
@@ -45,8 +46,32 @@ def readiness(runtime: Runtime) -> dict[str, str]:
         checks["keys"] = "ok"
     except (CallvaultError, OSError) as exc:
         checks["keys"] = f"unreadable ({type(exc).__name__})"
+    checks["audit"] = audit_check(runtime) if checks["database"] == "ok" else "unknown"
     return checks
 
 
+DEGRADING = frozenset({"audit"})
+"""Checks whose failure degrades the node but keeps it in service: a tamper alarm stops checkpoint
+signing, but taking every node out of the load balancer would also stop recording calls."""
+
+
+def audit_check(runtime: Runtime) -> str:
+    """``ok``, or that a tamper alarm is raised (no detail: ``/readyz`` is unauthenticated)."""
+    try:
+        with runtime.db.read_only() as session:
+            raised = alarm.open_alarm(session)
+    except Exception as exc:  # the database check above reports the outage itself
+        return f"unknown ({type(exc).__name__})"
+    if raised is None:
+        return "ok"
+    return (f"tamper alarm #{raised.id} raised: checkpoints are not signed until an administrator runs "
+            "`callvault audit acknowledge-alarm`")
+
+
 def is_ready(checks: dict[str, str]) -> bool:
-    return all(v == "ok" for v in checks.values())
+    return all(v == "ok" for k, v in checks.items() if k not in DEGRADING)
+
+
+def is_degraded(checks: dict[str, str]) -> bool:
+    """Ready, but a degrading check (``DEGRADING``) is not ``ok``."""
+    return any(checks.get(k, "ok") != "ok" for k in DEGRADING)

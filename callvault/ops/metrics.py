@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from callvault.access.models import AccessRequest
+from callvault.audit import alarm
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.identity.counters import Counters, CountersUnavailable
@@ -125,6 +126,10 @@ class DatabaseCollector(Collector):
                                            "when a recording was last destroyed (0: never)")
             last_sweep.add_metric([], last.timestamp() if last else 0)
             yield last_sweep
+            tamper = GaugeMetricFamily("callvault_audit_alarm",
+                                       "1 while an audit tamper alarm is raised (checkpoint signing stopped)")
+            tamper.add_metric([], 1 if alarm.open_alarm(session) is not None else 0)
+            yield tamper
 
 
 class SiprecStatsCollector(Collector):

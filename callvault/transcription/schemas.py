@@ -65,10 +65,10 @@ class CrmNoteAccepted(BaseModel):
 
 
 class CrmWebhookStored(BaseModel):
+    """Where a webhook note was stored. Nothing about the comparison: the CRM has no content access."""
+
     recording_id: str
     id: str
-    check_state: str
-    flag_count: int
 
 
 class CrmFlagRead(BaseModel):
@@ -101,7 +101,7 @@ class CrmNoteRead(BaseModel):
 
 
 class CrmWebhookNoteResult(BaseModel):
-    """The answer to a CRM connector: where the note went and how it compared, no content."""
+    """The answer to a CRM connector: where the note went (never how it compared with the call)."""
 
     note_id: str
     crm_ref: str

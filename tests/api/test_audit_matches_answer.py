@@ -141,6 +141,10 @@ class Endpoint:
     """A page, fetched with a signed-in browser session rather than a bearer token."""
     on_record_as: str = "recording"
     """What the audit entry is about: the ``recording``, or the ``clip``."""
+    note: str | None = None
+    """POSTed as a CRM note (``{"note": ...}``) instead of a GET."""
+    decided_as: str | None = None
+    """The entry's action when the request writes others after its decision (a stored note)."""
 
 
 ENDPOINTS = {
@@ -150,6 +154,8 @@ ENDPOINTS = {
     "read the transcript": Endpoint("/api/v1/recordings/{id}/transcript"),
     "play the redacted audio": Endpoint("/api/v1/recordings/{id}/audio/redacted"),
     "read the CRM check": Endpoint("/api/v1/recordings/{id}/crm-note"),
+    "check a CRM note": Endpoint("/api/v1/recordings/{id}/crm-note", note="Refund of 125 dollars approved.",
+                                 decided_as="recording.transcript"),
     "play the queued call": Endpoint("/api/v1/quality/items/{item}/audio"),
     "play the training clip": Endpoint("/api/v1/quality/training/clips/{clip}/audio", on_record_as="clip"),
     "open the recording page": Endpoint("/recordings/{id}", web=True),
@@ -197,6 +203,11 @@ ASKS = [
     Ask("alice", "play the redacted audio", "bob's call", "self_review", 403),
     Ask("lead", "read the CRM check", "alice's call", "spot_check", 200),
     Ask("alice", "read the CRM check", "bob's call", "self_review", 403),
+    Ask("lead", "read the CRM check", "alice's call", None, 403),
+    Ask("lead", "check a CRM note", "alice's call", "spot_check", 201),
+    Ask("alice", "check a CRM note", "alice's call", None, 403),  # metadata is hers, the words need a purpose
+    Ask("alice", "check a CRM note", "bob's call", "self_review", 403),
+    Ask("it", "check a CRM note", "alice's call", "spot_check", 403),
     Ask("lead", "play the queued call", "the coached call", None, 200),  # the queue implies spot_check
     Ask("exec", "play the queued call", "the coached call", None, 200),
     Ask("lead", "play the training clip", "the coached call", None, 200),
@@ -238,9 +249,12 @@ def test_the_audit_entry_says_what_the_person_got(
         resp = browsers[ask.who].get(path, params=params)
     else:
         with server.client(ask.who) as client:
-            resp = client.get(path, params=params, headers=dict(endpoint.headers))
+            if endpoint.note is not None:
+                resp = client.post(path, params=params, json={"note": endpoint.note})
+            else:
+                resp = client.get(path, params=params, headers=dict(endpoint.headers))
     assert resp.status_code == ask.answer, resp.text[:500]
-    entry = _entry_since(env, before, actor=ask.who,
+    entry = _entry_since(env, before, actor=ask.who, action=endpoint.decided_as,
                          object_id=calls.clip if endpoint.on_record_as == "clip" else recording)
     refused_in_json = resp.is_error and resp.headers.get("content-type", "").startswith("application/json")
     assert_on_record_as_answered(entry, resp.status_code, resp.json()["message"] if refused_in_json else None)

@@ -67,7 +67,8 @@ def test_a_signed_note_is_stored_for_every_recording_with_its_crm_ref(
     assert resp.status_code == 201, resp.text
     body = resp.json()
     assert body["created"] is True and len(body["notes"]) == 2
-    assert all(n["check_state"] == "waiting" for n in body["notes"])  # no transcript yet: checked later
+    # Where the note went, nothing of how it compared (issue 24, point 5: the CRM has no content access).
+    assert all(set(n) == {"recording_id", "id"} for n in body["notes"])
     assert "note" not in json.dumps(body["notes"])
     rec_id = body["notes"][0]["recording_id"]
     with server.client("alice") as alice:

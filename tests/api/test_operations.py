@@ -110,7 +110,8 @@ def test_liveness_and_readiness(server: LiveServer) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok", "keys": "ok"}}
+        assert ready.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok", "keys": "ok",
+                                                                  "audit": "ok"}}
 
 
 def test_readiness_fails_on_an_old_schema_and_on_unreadable_keys(live: LiveServer,

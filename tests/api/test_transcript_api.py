@@ -87,7 +87,7 @@ def test_crm_note_that_contradicts_the_call_is_flagged_with_evidence(
     note = ("Customer called about the Acme Router. Approved a refund of 300 dollars for order 48153. "
             "Also discussed the Zephyr Blender.")
     with server.client("alice") as client:
-        posted = client.post(url(transcribed, "crm-note"), json={"note": note})
+        posted = client.post(url(transcribed, "crm-note"), json={"note": note}, params={"purpose": "self_review"})
         refused = client.get(url(transcribed, "crm-note"))
         shown = client.get(url(transcribed, "crm-note"), params={"purpose": "self_review"})
     assert posted.status_code == 201, posted.text
@@ -105,7 +105,7 @@ def test_crm_note_that_contradicts_the_call_is_flagged_with_evidence(
 def test_crm_note_that_matches_the_call_raises_no_flags(server: LiveServer, transcribed: Transcribed) -> None:
     note = "Caller asked about the Acme Router; refund of $125 for order 48152 approved."
     with server.client("alice") as client:
-        posted = client.post(url(transcribed, "crm-note"), json={"note": note})
+        posted = client.post(url(transcribed, "crm-note"), json={"note": note}, params={"purpose": "self_review"})
     assert posted.status_code == 201
     assert posted.json()["flag_count"] == 0, posted.json()
 
@@ -114,14 +114,15 @@ def test_colleague_cannot_post_or_read_crm_notes_of_a_call_out_of_scope(
     server: LiveServer, transcribed: Transcribed,
 ) -> None:
     with server.client("bob") as client:
-        posted = client.post(url(transcribed, "crm-note"), json={"note": "Refund approved."})
+        posted = client.post(url(transcribed, "crm-note"), json={"note": "Refund approved."},
+                             params={"purpose": "self_review"})
         shown = client.get(url(transcribed, "crm-note"), params={"purpose": "self_review"})
-    assert posted.status_code == 404
+    assert posted.status_code == 403
     assert shown.status_code == 403
 
 
 def test_empty_crm_note_is_rejected_naming_the_field(server: LiveServer, transcribed: Transcribed) -> None:
     with server.client("alice") as client:
-        resp = client.post(url(transcribed, "crm-note"), json={"note": ""})
+        resp = client.post(url(transcribed, "crm-note"), json={"note": ""}, params={"purpose": "self_review"})
     assert resp.status_code == 422
     assert "note" in resp.text

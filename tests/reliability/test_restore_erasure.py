@@ -105,7 +105,7 @@ def test_a_restore_does_not_bring_an_erased_call_back_to_search(
                            clock=rt.clock).recording_id
     transcribe_now(env, rec, Scripted())
     with server.client("alice") as alice:
-        assert alice.post(f"/api/v1/recordings/{rec}/crm-note",
+        assert alice.post(f"/api/v1/recordings/{rec}/crm-note", params={"purpose": "self_review"},
                           json={"note": "Customer wants a blueberry refund"}).status_code == 201
     assert _found(server, rec) == {"number": True, "words": True}
     blob_key = _blob_key(env, rec)
