@@ -9,6 +9,7 @@ that gap flagged, where it was and how long.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,15 @@ import av
 import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
+from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
+from callvault.integrations.webhooks_out import service as webhooks
+from callvault.integrations.webhooks_out.models import WebhookDelivery
+from callvault.ops.metrics import build_registry
+from callvault.oversight.reports import ComplianceReport, build_report, to_csv, to_html
+from callvault.recordings.models import DataKey, Recording
 from tests.siprec.rtp_send import g729_frames
 from tests.siprec.support import dominant_frequency, rms, run_sipp, running_server, sipp_or_skip, stored_recording
 from tests.support.env import CallvaultEnv
@@ -84,3 +91,79 @@ def test_g729_call_is_recorded_with_ffmpegs_decoder(isolated_env: CallvaultEnv, 
     hits = np.flatnonzero((sliding_window_view(right, len(window)) == window).all(axis=1))
     assert len(hits) == 1
     assert rms(right) > 100
+
+
+def _subscribe(env: CallvaultEnv) -> None:
+    with env.runtime.db.unit_of_work() as session:
+        webhooks.add_subscription(session, keyring=env.runtime.keyring, name="ops", url="https://hooks.example/cv",
+                                  events=["recording.failed", "recording.gap", "recording.saved"], actor="test")
+
+
+def _webhooks(env: CallvaultEnv) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    with env.runtime.db.unit_of_work() as session:
+        for delivery in session.scalars(select(WebhookDelivery)):
+            out.setdefault(delivery.event_type, []).append(json.loads(delivery.payload)["data"])
+    return out
+
+
+def _metric(env: CallvaultEnv, line_start: str) -> float:
+    text = generate_latest(build_registry(env.runtime.db, siprec_stats=None)[0]).decode()
+    [line] = [line for line in text.splitlines() if line.startswith(line_start)]
+    return float(line.rsplit(" ", 1)[1])
+
+
+def _report(env: CallvaultEnv) -> ComplianceReport:
+    with env.runtime.db.unit_of_work() as session:
+        now = datetime.now(UTC)
+        return build_report(session, start=now - timedelta(days=1), end=now + timedelta(days=1))
+
+
+def test_call_whose_media_never_arrives_is_stored_as_failed_not_as_silence(
+        isolated_env: CallvaultEnv, tmp_path: Path) -> None:
+    _subscribe(isolated_env)
+    # The SRC sends its RTP somewhere the server does not listen (a wrong advertised address or port).
+    _call(isolated_env, tmp_path, "deaf", rtp_base=35800)
+    with isolated_env.runtime.db.unit_of_work() as session:
+        [row] = session.scalars(select(Recording).where(Recording.call_id.startswith("siprec:")))
+        state, reason, rec_id, sha = row.state, row.failure_reason or "", row.id, row.sha256
+        assert not session.scalars(select(DataKey).where(DataKey.recording_id == rec_id)).all()
+    assert state == "failed" and sha is None
+    assert "no media was received" in reason
+    [failed] = _webhooks(isolated_env)["recording.failed"]
+    assert failed["recording_id"] == rec_id and "no media" in failed["reason"]
+    assert "recording.saved" not in _webhooks(isolated_env)
+    assert _metric(isolated_env, 'callvault_recordings{state="failed"}') == 1
+    assert _metric(isolated_env, 'callvault_recordings{state="available"}') == 0
+    report = _report(isolated_env)
+    assert report.capture_failed == 1
+    assert "capture_failed" in to_csv(report) and "Capture failed for 1 calls" in to_html(report)
+    with isolated_env.runtime.db.unit_of_work() as session:
+        assert session.scalar(select(AuditEntry).where(AuditEntry.action == "recording.failed",
+                                                       AuditEntry.object_id == rec_id)) is not None
+
+
+def test_call_whose_media_stops_for_a_while_is_stored_with_the_gap_flagged(
+        isolated_env: CallvaultEnv, tmp_path: Path) -> None:
+    _subscribe(isolated_env)
+    # Both streams go quiet on the wire from 2.0 s to 4.5 s of the media (a blocked path): 2.5 s missing.
+    _call(isolated_env, tmp_path, "gap=2.0-4.5", rtp_base=36200)
+    [rec] = stored_recording(isolated_env.runtime)
+    row = rec.row
+    assert row.state == "available"
+    gaps = row.media_gaps or []
+    middle = [g for g in gaps if g[0] > 1.0 and g[1] < row.duration_seconds - 0.5]
+    assert len(middle) == 1
+    start, end = middle[0]
+    assert 2.0 <= end - start <= 3.0  # 2.5 s, give or take the packets' pacing on a loaded machine
+    # The audio is silent there, and not outside it.
+    rate = rec.rate
+    assert rms(rec.audio[int((start + 0.2) * rate):int((end - 0.2) * rate), 0]) == 0
+    assert rms(rec.audio[int((start - 1.0) * rate):int((start - 0.1) * rate), 0]) > 1000
+    assert row.missing_seconds >= round(end - start, 3)
+    [gap] = _webhooks(isolated_env)["recording.gap"]
+    assert gap["recording_id"] == row.id and gap["missing_seconds"] == row.missing_seconds
+    assert [start, end] in gap["media_gaps"]
+    assert _metric(isolated_env, "callvault_recordings_with_media_gaps ") == 1
+    report = _report(isolated_env)
+    assert report.with_gaps == 1 and report.missing_seconds == row.missing_seconds
