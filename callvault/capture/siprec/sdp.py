@@ -1,10 +1,11 @@
 """SDP offers from SRCs and the SRS's answers (RFC 4566, RFC 3264 as profiled by RFC 7866).
 
 The answer has exactly one m-line per offered m-line, in order. Audio we can decode (PCMU, PCMA,
-G.722, Opus) is accepted ``recvonly`` (``inactive`` when the offer is inactive or on hold with
-``c=0.0.0.0``); anything else (video, an unknown codec, SRTP without a crypto suite we support) is
-refused with port 0. Labels are echoed (OpenSIPS needs them). RFC 4733 ``telephone-event`` is never
-selected: events are not audio, so they never reach the decoder (they are counted as ignored).
+G.722, G.729 where PyAV's FFmpeg has it, Opus) is accepted ``recvonly`` (``inactive`` when the offer
+is inactive or on hold with ``c=0.0.0.0``); anything else (video, an unknown codec, SRTP without a
+crypto suite we support) is refused with port 0. Labels are echoed (OpenSIPS needs them). RFC 4733
+``telephone-event`` is never selected: events are not audio, so they never reach the decoder (they are
+counted as ignored).
 
 SRTP (SDES, RFC 4568): an ``RTP/SAVP`` m-line is accepted when one of its ``a=crypto`` lines uses a
 suite libsrtp decrypts (``SUITES``) without MKI or session parameters that change the protection.
