@@ -26,6 +26,7 @@ the finalising commit; only the two transactions are shared.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -133,7 +134,9 @@ def reserve_recording(
             if audio_sha256 is not None and existing.sha256 == audio_sha256():
                 return IngestResult(existing.id, created=False)
             raise Conflict(f"call_id {meta.call_id!r} is already stored with different audio")
-        if existing.created_at > clock.now() - stale_after:
+        # A ``failed`` row (no audio: capture got no media, or died) gives way to audio that does arrive
+        # (a PBX's own copy, a resent upload); its audit entry keeps the failure on the record.
+        if existing.state == RecordingState.PENDING and existing.created_at > clock.now() - stale_after:
             raise Conflict(f"call_id {meta.call_id!r} is being ingested right now; retry later")
         store.delete(existing.blob_key)
         session.delete(existing)
@@ -232,8 +235,9 @@ def _emit_saved(session: Session, stored: Sequence[tuple[Recording, dict[str, An
             quarantined.append({**data, "reason": f"{row.quarantine_reason or consent_check.MISSING} (A5, B2)"})
         streams = details.get("streams")
         lost = sum(int(s.get("lost", 0)) for s in streams.values()) if isinstance(streams, dict) else 0
-        if lost:
-            gaps.append({**data, "lost_packets": lost})
+        if lost or row.missing_seconds > 0:
+            gaps.append({**data, "lost_packets": lost, "missing_seconds": row.missing_seconds,
+                         "media_gaps": row.media_gaps or []})
     webhooks.emit_many(session, "recording.saved", saved, clock=clock)
     webhooks.emit_many(session, "recording.quarantined", quarantined, clock=clock)
     webhooks.emit_many(session, "recording.gap", gaps, clock=clock)
@@ -515,6 +519,33 @@ def discard_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str
     ``failure`` says why when it is one (``recording.failed`` webhook); None for a deliberate discard
     (a personal call, out of scope)."""
     _discard(db, store, rec_id, blob_key, failure=failure, clock=clock)
+
+
+def fail_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str, *, reason: str, actor: str,
+                   ended_at: datetime | None = None, details: dict[str, Any] | None = None,
+                   clock: Clock = system_clock) -> bool:
+    """A pending row whose audio cannot be produced becomes ``failed`` (kept, content-free) with ``reason``.
+
+    Unlike a discard the row stays, so the call's absence from the record is visible: the recordings
+    list, the compliance report, ``/metrics`` and the ``recording.failed`` webhook all show it. The
+    (unreadable or empty) blob is deleted first. Returns False when the row was no longer pending.
+    """
+    with contextlib.suppress(Exception):  # the reaper and check --repair catch a blob left behind
+        store.delete(blob_key)
+    with db.unit_of_work() as session:
+        row = session.get(Recording, rec_id)
+        if row is None or row.state != RecordingState.PENDING:
+            return False
+        row.state = RecordingState.FAILED
+        row.failure_reason = reason[:300]
+        row.duration_seconds, row.size_bytes, row.sha256 = 0.0, 0, None
+        if ended_at is not None:
+            row.ended_at = max(ended_at, row.started_at)
+        webhooks.emit(session, "recording.failed", _failed_payload(row, row.failure_reason), clock=clock)
+        audit.append(session, audit.AuditEvent(
+            actor=actor, action="recording.failed", decision="alarm", object_type="recording", object_id=row.id,
+            reason=row.failure_reason, details={"call_id": row.call_id, **(details or {})}), clock=clock)
+    return True
 
 
 def _failed_payload(row: Recording, reason: str) -> dict[str, Any]:

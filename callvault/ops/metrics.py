@@ -86,6 +86,18 @@ class DatabaseCollector(Collector):
                 "recordings reserved but not yet finalised, cluster-wide: uploads and SIPREC calls being captured")
             in_flight.add_metric([], by_state.get(RecordingState.PENDING.value, 0))
             yield in_flight
+            gapped, missing = session.execute(
+                select(func.count(), func.coalesce(func.sum(Recording.missing_seconds), 0.0))
+                .where(Recording.missing_seconds > 0)).one()
+            with_gaps = GaugeMetricFamily(
+                "callvault_recordings_with_media_gaps",
+                "stored recordings in which capture received no media for a while (flagged incomplete)")
+            with_gaps.add_metric([], gapped)
+            yield with_gaps
+            missing_total = GaugeMetricFamily(
+                "callvault_recordings_missing_media_seconds", "seconds of calls without media, over all recordings")
+            missing_total.add_metric([], float(missing))
+            yield missing_total
 
             queues = GaugeMetricFamily("callvault_queue_depth", "work waiting in each database queue",
                                        labels=["queue"])

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from callvault.audit.models import AuditEntry
 from callvault.oversight.models import MisuseReport
-from callvault.recordings.models import Recording
+from callvault.recordings.models import Recording, RecordingState
 from callvault.retention import service as retention
 
 CONTENT_ACTIONS = ("recording.play", "recording.download", "recording.export", "recording.transcript")
@@ -47,6 +47,11 @@ class ComplianceReport:
     lifecycle: Counter[str] = field(default_factory=Counter)
     """audit action → releases, destructions, holds, quarantines and the like."""
     quarantined_now: int = 0
+    capture_failed: int = 0
+    """Calls started in the period that capture could not record (no media, process died): ``failed`` rows."""
+    with_gaps: int = 0
+    """Recordings started in the period with spans where no media arrived (flagged incomplete)."""
+    missing_seconds: float = 0.0
     misuse: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(source, status) → misuse reports filed in the period."""
     policy_events: Counter[str] = field(default_factory=Counter)
@@ -84,6 +89,12 @@ def build_report(session: Session, *, start: datetime, end: datetime, today: dat
         .group_by(Recording.team, Recording.direction, Recording.consent_state)
     ):
         report.recorded[(team or "(none)", direction, consent)] += count
+    in_period = (Recording.started_at >= start, Recording.started_at < end)
+    report.capture_failed = session.scalar(select(func.count()).select_from(Recording).where(
+        *in_period, Recording.state == RecordingState.FAILED)) or 0
+    gapped, missing = session.execute(select(func.count(), func.coalesce(func.sum(Recording.missing_seconds), 0.0))
+                                      .where(*in_period, Recording.missing_seconds > 0)).one()
+    report.with_gaps, report.missing_seconds = int(gapped), round(float(missing), 3)
     report.quarantined_now = session.scalar(
         select(func.count()).select_from(Recording).where(Recording.quarantined.is_(True))) or 0
     rows = session.execute(
@@ -139,6 +150,8 @@ def to_csv(report: ComplianceReport) -> str:
         row("legal_hold", 1, actor=hold.placed_by, reason=f"{hold.held}: {hold.reason} (owner {hold.owner}, review "
             f"{hold.review_on.isoformat()}{', OVERDUE' if hold.review_overdue else ''})"[:300],
             decision="review_overdue" if hold.review_overdue else "active")
+    row("capture_failed", report.capture_failed)
+    row("media_gaps", report.with_gaps, reason=f"{report.missing_seconds:g} s without media")
     for (source, status), count in sorted(report.misuse.items()):
         row("misuse_reports", count, action=source, decision=status)
     for action, count in sorted(report.policy_events.items()):
@@ -209,6 +222,8 @@ def to_html(report: ComplianceReport, *, title: str = "Compliance report") -> st
         "<h2>Recorded</h2>",
         f"<p>{sum(report.recorded.values())} recordings started in the period are catalogued; "
         f"{report.ingested_events} were ingested in it; {report.quarantined_now} are quarantined now.</p>",
+        f"<p>Capture failed for {report.capture_failed} calls (no audio kept); {report.with_gaps} recordings "
+        f"have media gaps ({report.missing_seconds:g} s without media in all).</p>",
         _table(("team", "direction", "consent", "recordings"), list(recorded), "Nothing was recorded."),
         "<h2>Accesses per week and purpose</h2>", weekly_chart_svg(report.per_week),
         "<h2>Accessed (by whom, why, decision)</h2>",

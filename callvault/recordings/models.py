@@ -19,11 +19,15 @@ class RecordingState(StrEnum):
     ``available``: blob complete and verified; usable under the policy.
     ``destroyed``: key and blob destroyed (retention, personal call, quarantine); only this
     content-free row and its destruction record remain (see ``callvault.retention``).
+    ``failed``: capture could not produce audio (a call whose media never arrived, a call a killed
+    capture process left unfinished): no blob, no key; the row stays so that the gap in the record is
+    visible (UI, compliance report, ``/metrics``, ``recording.failed`` webhook) with ``failure_reason``.
     """
 
     PENDING = "pending"
     AVAILABLE = "available"
     DESTROYED = "destroyed"
+    FAILED = "failed"
 
 
 class Recording(Base):
@@ -88,6 +92,13 @@ class Recording(Base):
     on_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A legal hold suspends destruction while true."""
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """Why a ``failed`` recording has no audio (no media received, capture stopped mid-call)."""
+    media_gaps: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
+    """Spans ``[start, end]`` (seconds from the call's start) in which no media arrived on any stream
+    (SIPREC capture); the audio holds silence there. None: not measured (uploads, older rows)."""
+    missing_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    """Total length of ``media_gaps``: > 0 flags an incomplete recording."""
 
 
 class DataKey(Base):

@@ -12,6 +12,14 @@ Options (sipp passes them through <exec>):
   srtp1=SUITE:B64KEY     protect stream 1 with SRTP (pylibsrtp), likewise srtp2= for stream 2
   forge2=N               additionally send N SRTP packets with a corrupted auth tag on stream 2
   seed=N                 pick other SSRCs/initial sequence numbers/timestamps (a "new" source)
+  g729                   stream 1 in G.729 (PT 18): ``g729_frames`` (there is no G.729 encoder at hand)
+  drop1=A-B              do not send stream 1's packets A to B-1 (their sequence numbers are lost)
+  ssrc1at=K              from packet K on, stream 1 comes from a new SSRC with new sequence/timestamp
+                         bases (an SBC failover or a transfer)
+  gap=A-B                neither stream sends from second A to second B of the media (blocked media:
+                         sequence numbers and timestamps run on, nothing arrives)
+  deaf                   send everything to a socket of this helper's own that nobody reads (media
+                         sent to a wrong address or port: the server receives nothing)
 
 With ``opus``, packets already encoded by ``write_opus_frames`` into the working directory are sent as
 they are: the test encodes them before the call, so the sender does not spend the call's first
@@ -94,6 +102,18 @@ def load_opus_frames(freq: float, seconds: float) -> list[bytes]:
     return frames
 
 
+def g729_frames(count: int, seed: int = 729) -> list[bytes]:
+    """``count`` 20 ms G.729 payloads (two 10-byte frames each) of seeded pseudo-random bits.
+
+    Neither PyAV nor anything else on the test machine encodes G.729, but every 80-bit G.729 frame is
+    a valid parameter set (line spectral pairs, pitch lags, codebook indices, gains) that a decoder
+    turns into speech-like sound; so the test sends these and checks that the recording holds what
+    FFmpeg's G.729 decoder makes of exactly these frames.
+    """
+    rng = random.Random(seed)
+    return [bytes(rng.randrange(256) for _ in range(20)) for _ in range(count)]
+
+
 def srtp_session(spec: str) -> Any:
     import base64
 
@@ -115,17 +135,27 @@ def main(argv: list[str]) -> None:
     f2 = float(argv[5]) if len(argv) > 5 else 1000.0
     options = dict(o.partition("=")[::2] for o in argv[6:])
     opus = "opus" in options
+    deaf = None
+    if "deaf" in options:
+        deaf = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        deaf.bind((host, 0))
+    drop = tuple(int(x) for x in options["drop1"].split("-")) if "drop1" in options else (0, 0)
+    gap = tuple(float(x) for x in options["gap"].split("-")) if "gap" in options else (0.0, 0.0)
+    switch_at = int(options.get("ssrc1at", -1))
     streams: list[dict[str, Any]] = []
     for n, (port, freq) in enumerate(((port1, f1), (port2, f2)), start=1):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rng = random.Random(port + 7919 * int(options.get("seed", 0)))  # seed=N: another SSRC/sequence/timestamp
         srtp = options.get(f"srtp{n}")
-        streams.append({"sock": sock, "addr": (host, port),
-                        "frames": load_opus_frames(freq, seconds) if opus else tone_frames(freq, seconds),
+        frames = load_opus_frames(freq, seconds) if opus else tone_frames(freq, seconds)
+        if n == 1 and "g729" in options:
+            frames = g729_frames(len(frames))
+        streams.append({"sock": sock, "addr": deaf.getsockname() if deaf is not None else (host, port),
+                        "pt": 18 if n == 1 and "g729" in options else (111 if opus else 0), "frames": frames,
                         "seq": 65535 - 20 if port == port1 else rng.randrange(65536),  # stream 1 wraps early
                         "ts": rng.randrange(1 << 32), "ssrc": rng.randrange(1 << 32),
                         "srtp": srtp_session(srtp) if srtp else None, "forge": int(options.get(f"forge{n}", 0))})
-    pt, step = (111, 960) if opus else (0, 160)
+    step = 960 if opus else 160
     start = time.monotonic()
     count = min(len(s["frames"]) for s in streams)
     for i in range(count):
@@ -133,7 +163,13 @@ def main(argv: list[str]) -> None:
         if delay > 0:
             time.sleep(delay)
         for n, s in enumerate(streams, start=1):
-            packets = [struct.pack(">BBHII", 0x80, pt, s["seq"] & 0xFFFF, s["ts"] & 0xFFFFFFFF, s["ssrc"])
+            if n == 1 and i == switch_at:
+                s["ssrc"], s["seq"], s["ts"] = (s["ssrc"] + 1) & 0xFFFFFFFF, s["seq"] + 20000, s["ts"] + 10**6
+            if (n == 1 and drop[0] <= i < drop[1]) or gap[0] <= i * 0.02 < gap[1]:
+                s["seq"] += 1
+                s["ts"] += step
+                continue
+            packets = [struct.pack(">BBHII", 0x80, s["pt"], s["seq"] & 0xFFFF, s["ts"] & 0xFFFFFFFF, s["ssrc"])
                        + s["frames"][i]]
             if n == 1 and "dtmf" in options and 50 <= i < 90:
                 # RFC 4733: one event per 200 ms, event timestamp = its start, E bit on the last packet.
@@ -151,7 +187,7 @@ def main(argv: list[str]) -> None:
             if s["srtp"] is not None and s["forge"] > 0 and i % 10 == 5:
                 s["forge"] -= 1
                 s["seq"] += 1
-                forged = s["srtp"].protect(struct.pack(">BBHII", 0x80, pt, s["seq"] & 0xFFFF,
+                forged = s["srtp"].protect(struct.pack(">BBHII", 0x80, s["pt"], s["seq"] & 0xFFFF,
                                                        (s["ts"] + step // 2) & 0xFFFFFFFF, s["ssrc"])
                                            + bytes(len(s["frames"][i])))
                 s["sock"].sendto(forged[:-1] + bytes([forged[-1] ^ 0x5A]), s["addr"])

@@ -1,10 +1,12 @@
-"""RTP for recording: packet parsing, G.711/G.722/Opus decoding, per-stream timing, the two-channel mixer.
+"""RTP for recording: packet parsing, G.711/G.722/G.729/Opus decoding, per-stream timing, the two-channel mixer.
 
 Opus (RFC 7587) is decoded with PyAV's libopus decoder (the ``av`` wheels bundle FFmpeg and libopus,
 so nothing has to be installed on the host) at 48 kHz and low-pass filtered and decimated by 3 to the
 16 kHz the recording keeps: telephony Opus is at most wideband in practice, 16 kHz is what G.722
 calls and the transcription engines use, and it is a third of the storage of 48 kHz. Stereo Opus is
-mixed down to the stream's one channel.
+mixed down to the stream's one channel. G.729 (and its Annex A/B variants, which one decoder reads) is
+decoded by the G.729 decoder of the same bundled FFmpeg, at 8 kHz: ``sdp.g729_available`` says whether
+this build has it, and SDP offers G.729 only when it does (sdp.py).
 
 Timing model. Each stream's audio is placed on the call's timeline (samples since the INVITE, at
 the recording's sample rate) by **RTP timestamp**, anchored to the arrival time of the first
@@ -156,13 +158,44 @@ def _mono(frame: Any) -> npt.NDArray[np.float64]:
     return np.asarray(samples, dtype=np.float64)
 
 
+class G729Decoder:
+    """G.729/G.729A payloads (10-byte frames, several per packet) → int16 PCM at 8 kHz, via FFmpeg.
+
+    Annex B SID frames (2 bytes) and undecodable frames give no samples: the timeline leaves silence
+    there, as for a lost packet, and placement by RTP timestamp keeps what follows in place.
+    """
+
+    FRAME: Final = 10
+
+    def __init__(self) -> None:
+        import av
+
+        ctx: Any = av.CodecContext.create("g729", "r")
+        ctx.sample_rate, ctx.layout = 8000, "mono"
+        self._ctx = ctx
+        self._av = av
+
+    def decode(self, payload: bytes) -> Pcm:
+        speech = payload[: len(payload) - len(payload) % self.FRAME]
+        if not speech:
+            return np.zeros(0, dtype=np.int16)
+        try:
+            frames = self._ctx.decode(self._av.Packet(speech))
+        except (self._av.error.FFmpegError, ValueError):
+            return np.zeros(0, dtype=np.int16)
+        pieces = [_mono(frame) for frame in frames]
+        if not pieces:
+            return np.zeros(0, dtype=np.int16)
+        return np.clip(np.rint(np.concatenate(pieces)), -32768, 32767).astype(np.int16)
+
+
 class Decoder:
     """Turns one codec's payloads into int16 PCM at the codec's sample rate (stateful for G.722 and Opus)."""
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self._g722 = None
-        self._opus: OpusDecoder | None = None
+        self._opus: OpusDecoder | G729Decoder | None = None
         if codec.name == "G722":
             # The maintained ITU-T G.722 implementation (sippy/libg722 on PyPI as G722, public domain).
             import G722  # type: ignore[import-not-found,import-untyped,unused-ignore]
@@ -170,6 +203,8 @@ class Decoder:
             self._g722 = G722.G722(16000, 64000)
         elif codec.name == "OPUS":
             self._opus = OpusDecoder()
+        elif codec.name == "G729":
+            self._opus = G729Decoder()
 
     def decode(self, payload: bytes) -> Pcm:
         name = self.codec.name
@@ -274,7 +309,10 @@ class StreamTimer:
         seg = self._seg
         if seg is None or seg.ssrc != pkt.ssrc:
             if seg is not None:
+                # A failover or transfer: the old source's counters (its loss above all) are kept, not
+                # overwritten by the new segment's, so they reach the audit entry and the stats file.
                 self.stats.ssrc_changes += 1
+                self._close_segment()
             seg = self._new_segment(pkt, arrival_pos)
         ext_ts = _unwrap(pkt.timestamp, seg.last_ext_ts, 1 << 32)
         ext_seq = _unwrap(pkt.sequence, seg.max_seq, 1 << 16)

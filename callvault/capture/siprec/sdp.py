@@ -1,10 +1,11 @@
 """SDP offers from SRCs and the SRS's answers (RFC 4566, RFC 3264 as profiled by RFC 7866).
 
 The answer has exactly one m-line per offered m-line, in order. Audio we can decode (PCMU, PCMA,
-G.722, Opus) is accepted ``recvonly`` (``inactive`` when the offer is inactive or on hold with
-``c=0.0.0.0``); anything else (video, an unknown codec, SRTP without a crypto suite we support) is
-refused with port 0. Labels are echoed (OpenSIPS needs them). RFC 4733 ``telephone-event`` is never
-selected: events are not audio, so they never reach the decoder (they are counted as ignored).
+G.722, G.729 where PyAV's FFmpeg has it, Opus) is accepted ``recvonly`` (``inactive`` when the offer
+is inactive or on hold with ``c=0.0.0.0``); anything else (video, an unknown codec, SRTP without a
+crypto suite we support) is refused with port 0. Labels are echoed (OpenSIPS needs them). RFC 4733
+``telephone-event`` is never selected: events are not audio, so they never reach the decoder (they are
+counted as ignored).
 
 SRTP (SDES, RFC 4568): an ``RTP/SAVP`` m-line is accepted when one of its ``a=crypto`` lines uses a
 suite libsrtp decrypts (``SUITES``) without MKI or session parameters that change the protection.
@@ -30,10 +31,19 @@ class SdpError(ValueError):
     """The SDP cannot be understood. ``str(err)`` is safe to send back in a reason phrase."""
 
 
+def g729_available() -> bool:
+    """Whether PyAV's FFmpeg can decode G.729 here (the wheels have shipped it for years; checked, not assumed)."""
+    try:
+        import av
+    except ImportError:  # pragma: no cover - av is a dependency
+        return False
+    return "g729" in av.codecs_available
+
+
 @dataclass(frozen=True)
 class Codec:
     name: str
-    """Upper-case encoding name: PCMU, PCMA, G722, OPUS."""
+    """Upper-case encoding name: PCMU, PCMA, G722, G729, OPUS."""
     payload_type: int
     clock_rate: int
     sample_rate: int
@@ -46,9 +56,11 @@ class Codec:
         return "opus/48000/2" if self.name == "OPUS" else f"{self.name}/{self.clock_rate}"
 
 
-STATIC: Final = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000), 13: ("CN", 8000)}
-SUPPORTED: Final = {"PCMU": (8000, 8000), "PCMA": (8000, 8000), "G722": (8000, 16000), "OPUS": (48000, 16000)}
-"""Encoding name → (RTP clock rate it must be offered with, sample rate we record it at)."""
+STATIC: Final = {0: ("PCMU", 8000), 8: ("PCMA", 8000), 9: ("G722", 8000), 13: ("CN", 8000), 18: ("G729", 8000)}
+SUPPORTED: Final = {"PCMU": (8000, 8000), "PCMA": (8000, 8000), "G722": (8000, 16000), "OPUS": (48000, 16000),
+                    **({"G729": (8000, 8000)} if g729_available() else {})}
+"""Encoding name → (RTP clock rate it must be offered with, sample rate we record it at). G.729 only
+where PyAV's FFmpeg has its decoder (checked once, at import): otherwise it is refused as before."""
 
 SUITES: Final = {
     "AES_CM_128_HMAC_SHA1_80": 30, "AES_CM_128_HMAC_SHA1_32": 30, "AEAD_AES_128_GCM": 28, "AEAD_AES_256_GCM": 44,

@@ -122,6 +122,10 @@ class Stats:
     srtp_auth_failures: int = 0
     """SRTP packets of ended calls dropped because their authentication tag did not verify."""
     srtp_replays: int = 0
+    packets: int = 0
+    """RTP packets received by calls that have ended (active calls add theirs in ``snapshot``)."""
+    lost: int = 0
+    """Packets lost (sequence gaps, every SSRC segment) by calls that have ended."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -580,6 +584,8 @@ class SessionManager:
         for stream in call.streams:
             self.stats.srtp_auth_failures += stream.timer.stats.srtp_auth_failures
             self.stats.srtp_replays += stream.timer.stats.srtp_replays
+            self.stats.packets += stream.timer.stats.packets
+            self.stats.lost += stream.timer.stats.lost
             if stream.transport is not None:
                 stream.transport.close()
             self._release_port(stream.port or None)
@@ -621,7 +627,7 @@ class SessionManager:
                 self.write_stats()
 
     def snapshot(self) -> dict[str, Any]:
-        packets = lost = late = 0
+        packets, lost, late = self.stats.packets, self.stats.lost, 0
         auth_failures, replays = self.stats.srtp_auth_failures, self.stats.srtp_replays
         for call in self.sessions.values():
             late += call.mixer.late_samples

@@ -37,7 +37,13 @@ from callvault.capture import consent_check
 from callvault.capture.admission import Admission, mark_applied
 from callvault.capture.audio import AudioInfo
 from callvault.capture.audioedit import AudioEdit
-from callvault.capture.ingest import discard_recording, finalise_recording, raise_storage_alarm, reserve_recording
+from callvault.capture.ingest import (
+    discard_recording,
+    fail_recording,
+    finalise_recording,
+    raise_storage_alarm,
+    reserve_recording,
+)
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
 from callvault.capture.models import RecordingControl
 from callvault.capture.siprec.admit import admit_call, edit_stream, kept_frames
@@ -65,6 +71,10 @@ log = logging.getLogger("callvault.siprec")
 
 CHUNK_SIZE = 64 * 1024
 REORDER_SECONDS = 1.0
+GAP_SECONDS = 2.0
+"""No packet at all (audio, comfort noise, DTMF, on any stream) for this long is a media gap: SBCs send
+media at once and keep sending through silence (every 20 ms, or a comfort-noise/DTX packet at least
+every few hundred ms), so a longer silence on the wire is blocked or lost media, not a quiet caller."""
 ACTOR = "siprec"
 ControlAction = Literal["pause", "resume", "stop", "personal"]
 _CALL_ID_BAD = re.compile(r"[^A-Za-z0-9._:@+=/-]")
@@ -154,6 +164,12 @@ class CallSession:
         """Control event id -> what applying it did; marked on the event rows when the call is stored."""
         self.feed = LiveFeed(rate, int(started_at.timestamp() * 1000))
         self.personal_by: str | None = None
+        self.heard_pos: int | None = None
+        """Timeline position of the last RTP packet received (None: none yet), for media gaps."""
+        self.expect_from = 0
+        """Media is expected from here on when nothing has been heard (moved on while every stream is paused)."""
+        self.gaps: list[tuple[int, int]] = []
+        """[start, end) timeline spans longer than ``GAP_SECONDS`` in which no media arrived."""
         self._storage_lock = threading.Lock()
         """``finish`` and ``destroy_personal`` run in worker threads; one at a time, each idempotent."""
         """Live listeners of this call (``callvault.live.tap``); ended on pause, stop, personal and BYE."""
@@ -228,6 +244,7 @@ class CallSession:
             return
         now = time.monotonic()
         self.last_activity = now
+        self._heard(self.now_pos(now))
         if self.stopped:
             stream.timer.stats.paused_dropped += 1
             return
@@ -242,7 +259,27 @@ class CallSession:
 
     def flush(self, now: float) -> None:
         if self.state == "active":
-            self.mixer.flush(self.now_pos(now) - int(REORDER_SECONDS * self.rate))
+            pos = self.now_pos(now)
+            self.mixer.flush(pos - int(REORDER_SECONDS * self.rate))
+            if self.stopped or not any(s.channel is not None and not s.timer.paused for s in self.streams):
+                # Paused by SDP (a=inactive, hold) or stopped: no media is expected, none is missing.
+                self.expect_from = pos
+                if self.heard_pos is not None:
+                    self.heard_pos = pos
+
+    def _heard(self, pos: int) -> None:
+        """Media arrived at ``pos``: a silence on the wire before it longer than ``GAP_SECONDS`` is a gap."""
+        since = self.heard_pos if self.heard_pos is not None else self.expect_from
+        if pos - since > GAP_SECONDS * self.rate:
+            self.gaps.append((since, pos))
+        self.heard_pos = max(pos, since)
+
+    def media_gaps(self, end_pos: int) -> list[list[float]]:
+        """The gaps in seconds from the INVITE, the silence between the last packet and ``end_pos`` included."""
+        gaps = list(self.gaps)
+        if self.heard_pos is not None and end_pos - self.heard_pos > GAP_SECONDS * self.rate:
+            gaps.append((self.heard_pos, end_pos))
+        return [[round(a / self.rate, 3), round(b / self.rate, 3)] for a, b in gaps]
 
     def assign_channels(self) -> None:
         """Left = remote party's stream, right = agent's, by label from the metadata mapping."""
@@ -403,6 +440,9 @@ class CallSession:
                                 clock=rt.clock)
         if self.rec_id is None or self.blob_key is None:
             return None  # nothing reserved, or a personal call already destroyed
+        if self.heard_pos is None and self.discard_reason is None:
+            self._fail_no_media(ended_at=ended_at)
+            return None
         if self.applied_controls:
             # Events capture applied live are marked applied now, so that ingest's admission below (which
             # honours the call's *unapplied* events) cannot apply them a second time.
@@ -433,6 +473,28 @@ class CallSession:
         return self._store_recording(policy=policy, ended_at=ended_at, frames=frames, reason=reason,
                                      admission=admission)
 
+    def _fail_no_media(self, *, ended_at: datetime) -> None:
+        """Not one RTP packet arrived: a ``failed`` row (never an "available" recording of silence)."""
+        assert self.rec_id is not None and self.blob_key is not None
+        rt = self.runtime
+        auth = sum(s.timer.stats.srtp_auth_failures for s in self.streams)
+        reason = ("no media was received: every SRTP packet failed authentication (wrong key?)" if auth else
+                  "no media was received (media blocked, or sent to another address or port than answered)")
+        fail_recording(rt.db, rt.store, self.rec_id, self.blob_key, reason=reason, actor=ACTOR, ended_at=ended_at,
+                       details={"source": "siprec", "timeline": self.timeline[:200], "streams": self._stream_stats()},
+                       clock=rt.clock)
+        if self.applied_controls:
+            with rt.db.unit_of_work() as session:
+                self._mark_controls(session, recording_id=self.rec_id)
+        log.warning("call %s: %s", self.call_id, reason)
+
+    def _stream_stats(self) -> dict[str, dict[str, Any]]:
+        return {f"stream{i}": {"label": s.plan.label, "channel": s.channel, "packets": s.timer.stats.packets,
+                               "lost": s.timer.stats.lost, "duplicates": s.timer.stats.duplicates,
+                               "ignored": s.timer.stats.ignored, "ssrc_changes": s.timer.stats.ssrc_changes,
+                               "srtp_auth_failures": s.timer.stats.srtp_auth_failures}
+                for i, s in enumerate(self.streams)}
+
     def _store_recording(self, *, policy: PolicyDocument, ended_at: datetime, frames: int, reason: str,
                          admission: Admission | None = None) -> str:
         rt = self.runtime
@@ -455,11 +517,8 @@ class CallSession:
         meta = self._catalog_metadata(ended_at=ended_at)
         if admission is not None:  # with consent evidence filed through the control API
             meta = admission.applied_to(meta)
-        stats = {f"stream{i}": {"label": s.plan.label, "channel": s.channel, "packets": s.timer.stats.packets,
-                                "lost": s.timer.stats.lost, "duplicates": s.timer.stats.duplicates,
-                                "ignored": s.timer.stats.ignored, "ssrc_changes": s.timer.stats.ssrc_changes,
-                                "srtp_auth_failures": s.timer.stats.srtp_auth_failures}
-                 for i, s in enumerate(self.streams)}
+        stats = self._stream_stats()
+        gaps = self.media_gaps(self.stop_pos if self.stop_pos is not None else self.frames_written)
         with rt.db.unit_of_work() as session:
             row = session.get(Recording, self.rec_id)
             assert row is not None
@@ -473,12 +532,15 @@ class CallSession:
             row.quarantined = row.quarantine_reason is not None
             row.duration_seconds = frames / self.rate
             row.sample_rate, row.channels, row.audio_format = self.rate, 2, "wav"
+            row.media_gaps = gaps
+            row.missing_seconds = round(sum(b - a for a, b in gaps), 3)
             finalise_recording(session, rec_id=self.rec_id, result=result, data_key=data_key, keyring=rt.keyring,
                                chunk_size=CHUNK_SIZE, actor=ACTOR, call_id=meta.call_id,
                                consent_state=meta.consent_state, clock=rt.clock, action="recording.captured",
                                details={"source": "siprec", "end": reason, "channels": ["remote", "agent"],
                                         "mapping": self.facts.mapping, "timeline": self.timeline[:200],
-                                        "streams": stats, "admission": admission.notes if admission else []})
+                                        "streams": stats, "media_gaps": gaps,
+                                        "admission": admission.notes if admission else []})
             self._mark_controls(session, recording_id=self.rec_id)
             if admission is not None:
                 mark_applied(session, admission=admission, recording_id=self.rec_id, clock=rt.clock)
