@@ -24,7 +24,8 @@ import pytest
 import soundfile
 from sqlalchemy import select
 
-from callvault.capture.siprec.server import ServerConfig, SessionManager, serve
+from callvault.capture.siprec.config import ServerConfig
+from callvault.capture.siprec.server import SessionManager, serve
 from callvault.live.models import ActiveCall
 from callvault.recordings.models import Recording
 from callvault.recordings.playback import open_reader

@@ -1,4 +1,4 @@
-"""The SIPREC recording server: asyncio SIP over UDP/TCP/TLS, transactions, dialogs, RTP ports.
+"""The SIPREC recording server: dialogs and call lifecycle (transport.py, transactions.py, ports.py beside it).
 
 Transaction behaviour (RFC 3261 as far as a UAS that never sends requests needs it):
 
@@ -30,19 +30,18 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from callvault.audit import service as audit
 from callvault.capture.siprec import sip
+from callvault.capture.siprec.config import ServerConfig, Stats
 from callvault.capture.siprec.live import LiveLink
 from callvault.capture.siprec.metadata import MetadataError, derive_facts, parse_recording_metadata
+from callvault.capture.siprec.ports import PortPool, bind, receiver, rekey
 from callvault.capture.siprec.rtp import StreamTimer
 from callvault.capture.siprec.sdp import (
     SdpError,
     SessionDescription,
-    StreamPlan,
     build_answer,
     parse_sdp,
     plan_answer,
@@ -57,7 +56,8 @@ from callvault.capture.siprec.session import (
     lookup_agent,
     scope_decision,
 )
-from callvault.capture.siprec.srtp import SrtpReceiver
+from callvault.capture.siprec.transactions import Transactions
+from callvault.capture.siprec.transport import Reply, SipUdp, serve_stream
 from callvault.core.errors import Conflict
 from callvault.policy.schema import PolicyDocument
 from callvault.policy.service import current_policy
@@ -65,64 +65,8 @@ from callvault.runtime import Runtime
 
 log = logging.getLogger("callvault.siprec")
 
-T1, T2, TIMER_B = 0.5, 4.0, 32.0
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 METADATA_TYPES = ("application/rs-metadata+xml", "application/rs-metadata")
-UDP_READ = 65535
-
-
-@dataclass
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 5060
-    tls_port: int | None = None
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    advertise: str | None = None
-    """Address put in Contact and SDP ``c=`` (default: the listen host)."""
-    rtp_ports: tuple[int, int] = (20000, 40000)
-    session_timeout: float = 4 * 3600.0
-    """A dialog with no SIP or RTP activity for this long is ended (its audio kept)."""
-    drain_timeout: float = 30.0
-    reuse_port: bool = False
-    stats_file: Path | None = None
-    tap_host: str = "127.0.0.1"
-    tap_port: int | None = None
-    """Live-monitoring tap (``callvault.live.tap``) on this address; None = no live listening (0 = any port)."""
-
-
-@dataclass
-class Reply:
-    """Where responses to a request go."""
-
-    send: Callable[[bytes], None]
-    reliable: bool
-    peer: str
-    transport: str = ""
-    """``udp``, ``tcp`` or ``tls``: what our Contact advertises for this dialog (default: by ``reliable``)."""
-
-
-@dataclass
-class _Pending:
-    data: bytes
-    reply: Reply
-    key: tuple[str, int]
-    started: float
-    interval: float = T1
-    task: asyncio.Task[None] | None = None
-
-
-@dataclass
-class Stats:
-    calls_started: int = 0
-    calls_refused: int = 0
-    calls_stored: int = 0
-    calls_discarded: int = 0
-    parse_errors: int = 0
-    srtp_auth_failures: int = 0
-    """SRTP packets of ended calls dropped because their authentication tag did not verify."""
-    srtp_replays: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SessionManager:
@@ -134,14 +78,11 @@ class SessionManager:
         self.sessions: dict[str, CallSession] = {}
         self.draining = False
         self.stats = Stats()
-        self._cache: dict[tuple[str, str], tuple[float, bytes | None]] = {}
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        self.tx = Transactions()
         self._inflight_invites: dict[tuple[str, str], asyncio.Event] = {}
         self._cancelled: set[tuple[str, str]] = set()
         self._policy: tuple[float, PolicyDocument] | None = None
-        self._ports = list(range(config.rtp_ports[0] + config.rtp_ports[0] % 2, config.rtp_ports[1] - 1, 2))
-        self._port_cursor = 0
-        self._used_ports: set[int] = set()
+        self.ports = PortPool(*config.rtp_ports)
         self._finishing: set[asyncio.Task[Any]] = set()
         # Call set-up must not queue behind finalisations (WAV encryption, catalog writes) after a
         # burst of BYEs, so the two kinds of blocking work have their own threads.
@@ -218,7 +159,7 @@ class SessionManager:
             self._on_ack(msg)
             return
         key = (msg.branch or f"{msg.call_id}:{msg.get('CSeq')}", method)
-        cached = self._cache.get(key)
+        cached = self.tx.cache.get(key)
         if cached is not None:
             if cached[1] is not None:
                 reply.send(cached[1])
@@ -247,7 +188,7 @@ class SessionManager:
             if call is not None:
                 self._respond(msg, reply, 482, "Loop Detected")
                 return
-            self._cache[key] = (time.monotonic(), None)
+            self.tx.cache[key] = (time.monotonic(), None)
             reply.send(sip.make_response(msg, 100, "Trying").to_bytes())
             task = asyncio.get_running_loop().create_task(self._new_call(msg, reply, key))
             self._finishing.add(task)
@@ -292,43 +233,25 @@ class SessionManager:
         data = resp.to_bytes()
         key = (msg.branch or f"{msg.call_id}:{msg.get('CSeq')}", msg.method or "")
         if status >= 200:
-            self._cache[key] = (time.monotonic(), data)
+            self.tx.cache[key] = (time.monotonic(), data)
         reply.send(data)
         if status >= 200 and msg.method == "INVITE" and not reply.reliable:
             num, _ = msg.cseq
-            pkey = (msg.call_id, num)
-            self._stop_retransmit(pkey)
-            pending = _Pending(data, reply, pkey, time.monotonic())
-            pending.task = asyncio.get_running_loop().create_task(self._retransmit(pending))
-            self._pending[pkey] = pending
-
-    async def _retransmit(self, pending: _Pending) -> None:
-        while time.monotonic() - pending.started < TIMER_B:
-            await asyncio.sleep(pending.interval)
-            if self._pending.get(pending.key) is not pending:
-                return
-            pending.reply.send(pending.data)
-            pending.interval = min(pending.interval * 2, T2)
-        self._pending.pop(pending.key, None)
-
-    def _stop_retransmit(self, key: tuple[str, int]) -> None:
-        pending = self._pending.pop(key, None)
-        if pending is not None and pending.task is not None:
-            pending.task.cancel()
+            self.tx.start_retransmit(data, reply, (msg.call_id, num))
 
     def _on_ack(self, msg: sip.SipMessage) -> None:
         try:
             num, _ = msg.cseq
         except ValueError:
             return
-        self._stop_retransmit((msg.call_id, num))
+        self.tx.stop_retransmit((msg.call_id, num))
         call = self.sessions.get(msg.call_id)
         if call is not None:
             call.last_activity = time.monotonic()
 
     def _on_cancel(self, msg: sip.SipMessage, reply: Reply) -> None:
         key = (msg.branch, "INVITE")
-        entry = self._cache.get(key)
+        entry = self.tx.cache.get(key)
         if entry is None:
             self._respond(msg, reply, 481, "Call/Transaction Does Not Exist")
             return
@@ -429,7 +352,7 @@ class SessionManager:
         ports: list[int | None] = []
         for i, _m in enumerate(offer.media):
             existing = call.streams[i] if i < len(call.streams) else None
-            ports.append(existing.port if existing is not None and existing.port else self._next_port())
+            ports.append(existing.port if existing is not None and existing.port else self.ports.take())
         plans = plan_answer(offer, ports)
         for i, plan in enumerate(plans):
             existing = call.streams[i] if i < len(call.streams) else None
@@ -437,11 +360,11 @@ class SessionManager:
                 stream = StreamRuntime(plan=plan, timer=StreamTimer(plan.codecs, call.rate), channel=None)
                 call.streams.append(stream)
                 if plan.accepted:
-                    stream.transport, stream.port = await self._bind(call, i, plan.local_port,
-                                                                     _receiver(plan, stream))
+                    stream.transport, stream.port = await bind(
+                        self.ports, self.config.host, call, i, plan.local_port, receiver(plan, stream))
                     plans[i] = stream.plan = dataclasses.replace(plan, local_port=stream.port)
                 elif ports[i] is not None:
-                    self._release_port(ports[i])
+                    self.ports.release(ports[i])
                 if not plan.active:
                     stream.timer.pause()
                     if plan.accepted:
@@ -452,13 +375,13 @@ class SessionManager:
             if plan.accepted:
                 existing.timer.set_codecs(plan.codecs)
                 if existing.transport is None:
-                    existing.transport, existing.port = await self._bind(call, i, plan.local_port,
-                                                                         _receiver(plan, existing))
+                    existing.transport, existing.port = await bind(
+                        self.ports, self.config.host, call, i, plan.local_port, receiver(plan, existing))
                 else:
-                    _rekey(existing)
+                    rekey(existing)
                     plans[i] = existing.plan = dataclasses.replace(plan, local_port=existing.port)
             elif existing.transport is None and ports[i] is not None:
-                self._release_port(ports[i])
+                self.ports.release(ports[i])
             if was_active and not plan.active:
                 existing.timer.pause()
                 call.mark("pause", stream=plan.label, source="sdp")
@@ -472,36 +395,6 @@ class SessionManager:
         call.last_answer = build_answer(offer, plans, address=self._advertise,
                                         session_id=abs(hash(call.local_tag)) % 10**9, version=call.sdp_version)
         return call.last_answer
-
-    def _next_port(self) -> int | None:
-        for _ in range(len(self._ports)):
-            port = self._ports[self._port_cursor]
-            self._port_cursor = (self._port_cursor + 1) % len(self._ports)
-            if port not in self._used_ports:
-                self._used_ports.add(port)
-                return port
-        return None
-
-    def _release_port(self, port: int | None) -> None:
-        if port is not None:
-            self._used_ports.discard(port)
-
-    async def _bind(self, call: CallSession, index: int, port: int,
-                    srtp: SrtpReceiver | None) -> tuple[Any, int]:
-        loop = asyncio.get_running_loop()
-        host = self.config.host
-        for _attempt in range(20):
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtpProtocol(call, index, srtp), local_addr=(host, port))
-                _grow_receive_buffer(transport)
-                return transport, port
-            except OSError:  # taken by another program: try the next free port
-                nxt = self._next_port()
-                if nxt is None:
-                    break
-                port = nxt
-        raise OSError("no RTP port could be bound")
 
     # -- in dialog ---------------------------------------------------------------------------------
     def _on_offer_in_dialog(self, call: CallSession, msg: sip.SipMessage, reply: Reply) -> None:
@@ -582,7 +475,7 @@ class SessionManager:
             self.stats.srtp_replays += stream.timer.stats.srtp_replays
             if stream.transport is not None:
                 stream.transport.close()
-            self._release_port(stream.port or None)
+            self.ports.release(stream.port or None)
         loop = asyncio.get_running_loop()
         try:
             policy = await loop.run_in_executor(self._finish_pool, self.policy)
@@ -613,9 +506,8 @@ class SessionManager:
                     task = asyncio.get_running_loop().create_task(self._finish(call, "timeout"))
                     self._finishing.add(task)
                     task.add_done_callback(self._finishing.discard)
-            if len(self._cache) > 0 and int(now * 4) % 20 == 0:
-                cutoff = now - TIMER_B
-                self._cache = {k: v for k, v in self._cache.items() if v[0] > cutoff}
+            if len(self.tx.cache) > 0 and int(now * 4) % 20 == 0:
+                self.tx.expire(now)
             if self.config.stats_file is not None and now - last_stats >= 1.0:
                 last_stats = now
                 self.write_stats()
@@ -658,102 +550,6 @@ class SessionManager:
         self._finish_pool.shutdown(wait=True)
 
 
-def _grow_receive_buffer(transport: Any) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-
-
-def _receiver(plan: StreamPlan, stream: StreamRuntime) -> SrtpReceiver | None:
-    return SrtpReceiver(plan.srtp, stream.timer.stats) if plan.srtp is not None else None
-
-
-def _rekey(stream: StreamRuntime) -> None:
-    """After a re-offer: keep the SRTP session if the key is unchanged, else start a new one (or none)."""
-    protocol = stream.transport.get_protocol() if stream.transport is not None else None
-    if not isinstance(protocol, _RtpProtocol):
-        return
-    agreement = stream.plan.srtp
-    if agreement is None:
-        protocol.srtp = None
-    elif protocol.srtp is None or not protocol.srtp.same_key(agreement):
-        protocol.srtp = SrtpReceiver(agreement, stream.timer.stats)
-
-
-class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("call", "index", "srtp")
-
-    def __init__(self, call: CallSession, index: int, srtp: SrtpReceiver | None) -> None:
-        self.call = call
-        self.index = index
-        self.srtp = srtp
-        """Set for an SRTP stream: only packets that authenticate are passed on."""
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.srtp is not None:
-            plain = self.srtp.unprotect(data)
-            if plain is None:
-                return
-            data = plain
-        elif self.index < len(self.call.streams) and self.call.streams[self.index].plan.srtp is not None:
-            return  # never treat media of an SRTP stream as plain RTP
-        self.call.on_rtp(self.index, data)
-
-    def error_received(self, exc: Exception) -> None:  # ICMP errors: nothing to do for a receiver
-        pass
-
-
-class _SipUdp(asyncio.DatagramProtocol):
-    def __init__(self, manager: SessionManager) -> None:
-        self.manager = manager
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # (The selector loop's UDP transport is not a DatagramTransport subclass; don't isinstance it.)
-        self.transport = transport  # type: ignore[assignment]
-        _grow_receive_buffer(transport)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        transport = self.transport
-        assert transport is not None
-
-        def send(payload: bytes) -> None:
-            transport.sendto(payload, addr)
-
-        self.manager.handle_datagram(data, Reply(send, False, f"{addr[0]}:{addr[1]}", "udp"))
-
-    def error_received(self, exc: Exception) -> None:
-        pass
-
-
-async def _serve_stream(manager: SessionManager, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        transport: str = "tcp") -> None:
-    peer = writer.get_extra_info("peername") or ("?", 0)
-    framer = sip.StreamFramer()
-
-    def send(payload: bytes) -> None:
-        if not writer.is_closing():
-            writer.write(payload)
-
-    reply = Reply(send, True, f"{peer[0]}:{peer[1]}", transport)
-    try:
-        while data := await reader.read(UDP_READ):
-            try:
-                messages = framer.feed(data)
-            except sip.SipParseError as exc:
-                log.warning("closing SIP connection from %s: %s", reply.peer, exc)
-                break
-            for message in messages:
-                manager.handle_datagram(message, reply)
-    except (ConnectionError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-
-
 async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[SessionManager], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run one capture process until ``stop`` is set or SIGTERM/SIGINT arrives, then drain."""
@@ -764,15 +560,15 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    udp, _ = await loop.create_datagram_endpoint(lambda: _SipUdp(manager), local_addr=(config.host, config.port),
+    udp, _ = await loop.create_datagram_endpoint(lambda: SipUdp(manager), local_addr=(config.host, config.port),
                                                  reuse_port=config.reuse_port or None)
-    servers = [await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w), config.host, config.port,
+    servers = [await asyncio.start_server(lambda r, w: serve_stream(manager, r, w), config.host, config.port,
                                           reuse_port=config.reuse_port or None)]
     if config.tls_port is not None and config.certfile is not None:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(config.certfile), str(config.keyfile) if config.keyfile else None)
-        servers.append(await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w, "tls"), config.host,
+        servers.append(await asyncio.start_server(lambda r, w: serve_stream(manager, r, w, "tls"), config.host,
                                                   config.tls_port, ssl=ctx, reuse_port=config.reuse_port or None))
     house = loop.create_task(manager.housekeeping())
     tap = None
