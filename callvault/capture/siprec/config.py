@@ -18,7 +18,17 @@ class ServerConfig:
     """Address put in Contact and SDP ``c=`` (default: the listen host)."""
     rtp_ports: tuple[int, int] = (20000, 40000)
     session_timeout: float = 4 * 3600.0
-    """A dialog with no SIP or RTP activity for this long is ended (its audio kept)."""
+    """A dialog with no SIP or RTP activity for this long is ended (its audio kept): the last resort."""
+    max_calls: int = 1000
+    """Concurrent calls (being set up or recorded) this process admits; further INVITEs get 503."""
+    max_memory_mb: int = 4096
+    """Resident memory (MiB) above which new INVITEs get 503 (0: no limit; Linux only)."""
+    retry_after: int = 30
+    """Seconds put in ``Retry-After`` of a 503 at capacity."""
+    rtp_timeout: float = 60.0
+    """A call none of whose unpaused streams received RTP for this long is ended and stored (0: never)."""
+    min_session_expires: int = 90
+    """Smallest RFC 4028 session interval accepted (``Min-SE``); shorter ones get 422."""
     drain_timeout: float = 30.0
     reuse_port: bool = False
     stats_file: Path | None = None
@@ -31,6 +41,13 @@ class ServerConfig:
 class Stats:
     calls_started: int = 0
     calls_refused: int = 0
+    """Refused with 403: outside the recording scope."""
+    refused_capacity: int = 0
+    """Refused with 503: at capacity (calls, ports, memory)."""
+    refused_media: int = 0
+    """Refused with 488: nothing in the offer could be recorded."""
+    ended_by_timer: dict[str, int] = field(default_factory=dict)
+    """Calls ended without a BYE, by reason (``rtp timeout``, ``session expired``, ``timeout``)."""
     calls_stored: int = 0
     calls_discarded: int = 0
     parse_errors: int = 0

@@ -76,13 +76,15 @@ def rekey(stream: StreamRuntime) -> None:
 
 
 class RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("call", "index", "srtp")
+    __slots__ = ("call", "index", "received", "srtp")
 
     def __init__(self, call: CallSession, index: int, srtp: SrtpReceiver | None) -> None:
         self.call = call
         self.index = index
         self.srtp = srtp
         """Set for an SRTP stream: only packets that authenticate are passed on."""
+        self.received = 0
+        """Packets passed on (authenticated, for SRTP): what the RTP inactivity timer watches."""
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         if self.srtp is not None:
@@ -92,6 +94,7 @@ class RtpProtocol(asyncio.DatagramProtocol):
             data = plain
         elif self.index < len(self.call.streams) and self.call.streams[self.index].plan.srtp is not None:
             return  # never treat media of an SRTP stream as plain RTP
+        self.received += 1
         self.call.on_rtp(self.index, data)
 
     def error_received(self, exc: Exception) -> None:  # ICMP errors: nothing to do for a receiver

@@ -34,6 +34,7 @@ from typing import Any
 
 from callvault.audit import service as audit
 from callvault.capture.siprec import sip
+from callvault.capture.siprec.capacity import Refusal, at_capacity, unrecordable
 from callvault.capture.siprec.config import ServerConfig, Stats
 from callvault.capture.siprec.live import LiveLink
 from callvault.capture.siprec.metadata import MetadataError, derive_facts, parse_recording_metadata
@@ -56,8 +57,9 @@ from callvault.capture.siprec.session import (
     lookup_agent,
     scope_decision,
 )
+from callvault.capture.siprec.timers import CallTimers, SessionTimer, agreed_interval, expired, negotiate
 from callvault.capture.siprec.transactions import Transactions
-from callvault.capture.siprec.transport import Reply, SipUdp, serve_stream
+from callvault.capture.siprec.transport import Connections, Reply, SipUdp, answer_unparsable, serve_stream
 from callvault.core.errors import Conflict
 from callvault.policy.schema import PolicyDocument
 from callvault.policy.service import current_policy
@@ -79,6 +81,10 @@ class SessionManager:
         self.draining = False
         self.stats = Stats()
         self.tx = Transactions()
+        self.timers: dict[str, CallTimers] = {}
+        """RTP inactivity and session timers of the calls in ``sessions`` (``capture.siprec.timers``)."""
+        self._setting_up = 0
+        """New INVITEs admitted and not yet answered: they count against ``max_calls`` too."""
         self._inflight_invites: dict[tuple[str, str], asyncio.Event] = {}
         self._cancelled: set[tuple[str, str]] = set()
         self._policy: tuple[float, PolicyDocument] | None = None
@@ -138,20 +144,9 @@ class SessionManager:
 
     def _bad_request(self, data: bytes, reply: Reply, why: str) -> None:
         # Answer 400 only if enough of the message is there to address a response.
-        try:
-            head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("latin-1")
-            first, _, rest = head.partition("\n")
-            if first.startswith("SIP/2.0") or first.strip().upper().startswith("ACK "):
-                return
-            headers = sip.parse_headers(rest)
-        except (sip.SipParseError, ValueError):
-            return
-        keep = [(n, v) for n, v in headers if n in ("Via", "From", "To", "Call-ID", "CSeq")]
-        if not any(n == "Via" for n, _ in keep):
-            return
-        resp = sip.SipMessage(status=400, reason=("Bad Request - " + why)[:120].replace("\r", " ").replace("\n", " "),
-                              headers=keep)
-        reply.send(resp.to_bytes())
+        answer = answer_unparsable(data, 400, "Bad Request - " + why)
+        if answer is not None:
+            reply.send(answer)
 
     def _handle_request(self, msg: sip.SipMessage, reply: Reply) -> None:
         method = msg.method or ""
@@ -175,7 +170,7 @@ class SessionManager:
             else:
                 self._respond(msg, reply, 200, "OK", headers=self._capabilities())
             return
-        unsupported = [t for t in msg.get_all("Require") if t.strip().lower() != "siprec"]
+        unsupported = [t for t in msg.get_all("Require") if t.strip().lower() not in ("siprec", "timer")]
         if unsupported:
             self._respond(msg, reply, 420, "Bad Extension", headers=[("Unsupported", ", ".join(unsupported))])
             return
@@ -188,9 +183,19 @@ class SessionManager:
             if call is not None:
                 self._respond(msg, reply, 482, "Loop Detected")
                 return
+            refusal = at_capacity(self.config, calls=len(self.sessions) + self._setting_up,
+                                  free_ports=self.ports.free)
+            if refusal is not None:
+                self._refuse(msg, reply, refusal)
+                return
+            status, timer_headers = negotiate(msg, min_se=self.config.min_session_expires)
+            if status is not None:
+                self._respond(msg, reply, status, "Session Interval Too Small", headers=timer_headers)
+                return
             self.tx.cache[key] = (time.monotonic(), None)
             reply.send(sip.make_response(msg, 100, "Trying").to_bytes())
-            task = asyncio.get_running_loop().create_task(self._new_call(msg, reply, key))
+            self._setting_up += 1
+            task = asyncio.get_running_loop().create_task(self._new_call(msg, reply, key, timer_headers))
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
             return
@@ -209,6 +214,15 @@ class SessionManager:
             self._respond(msg, reply, 200, "OK", to_tag=call.local_tag)
         else:
             self._respond(msg, reply, 405, "Method Not Allowed", headers=[("Allow", ALLOW)], to_tag=call.local_tag)
+
+    def _refuse(self, msg: sip.SipMessage, reply: Reply, refusal: Refusal) -> None:
+        """Answer a new INVITE we will not record (503 at capacity, 488 nothing recordable), and count it."""
+        if refusal.status == 503:
+            self.stats.refused_capacity += 1
+        else:
+            self.stats.refused_media += 1
+        log.warning("call %s refused with %d: %s", msg.call_id, refusal.status, refusal.warning)
+        self._respond(msg, reply, refusal.status, refusal.reason, headers=refusal.headers())
 
     def _capabilities(self) -> list[tuple[str, str]]:
         return [("Allow", ALLOW), ("Supported", "siprec"), ("Accept", "application/sdp, application/rs-metadata+xml,"
@@ -260,7 +274,15 @@ class SessionManager:
             self._cancelled.add(key)
 
     # -- new calls -------------------------------------------------------------------------------
-    async def _new_call(self, msg: sip.SipMessage, reply: Reply, key: tuple[str, str]) -> None:
+    async def _new_call(self, msg: sip.SipMessage, reply: Reply, key: tuple[str, str],
+                        timer_headers: list[tuple[str, str]]) -> None:
+        try:
+            await self._set_up(msg, reply, key, timer_headers)
+        finally:
+            self._setting_up -= 1
+
+    async def _set_up(self, msg: sip.SipMessage, reply: Reply, key: tuple[str, str],
+                      timer_headers: list[tuple[str, str]]) -> None:
         loop = asyncio.get_running_loop()
         try:
             parts = sip.body_parts(msg.get("Content-Type") or "", msg.body)
@@ -277,6 +299,10 @@ class SessionManager:
             offer = parse_sdp(sdp_part.body)
         except SdpError as exc:
             self._respond(msg, reply, 488, "Not Acceptable Here", headers=[("Warning", f'399 callvault "{exc}"')])
+            return
+        refusal = unrecordable(offer, free_ports=self.ports.free, retry_after=self.config.retry_after)
+        if refusal is not None:
+            self._refuse(msg, reply, refusal)
             return
         metadata = None
         if meta_part is not None:
@@ -331,14 +357,20 @@ class SessionManager:
             answer = await self._apply_offer(call, offer)
         except OSError as exc:  # no RTP port could be bound
             log.error("call %s: %s", msg.call_id, exc)
-            self._respond(msg, reply, 503, "Service Unavailable", headers=[("Retry-After", "5")])
+            self.stats.refused_capacity += 1
+            self._respond(msg, reply, 503, "Service Unavailable",
+                          headers=[("Retry-After", str(self.config.retry_after))])
             call.state = "active"
             await self._finish(call, "no media ports")
             return
         call.state = "active"
         self.stats.calls_started += 1
+        now = time.monotonic()
+        interval = agreed_interval(timer_headers)
+        self.timers[call.call_id] = CallTimers(
+            media_seen=now, session=SessionTimer(interval, now) if interval is not None else None)
         self.live.call_started(call)
-        self._respond(msg, reply, 200, "OK", body=answer, to_tag=call.local_tag, dialog=True)
+        self._respond(msg, reply, 200, "OK", body=answer, to_tag=call.local_tag, dialog=True, headers=timer_headers)
 
     def _audit_refusal(self, call_id: str, why: str, clauses: tuple[str, ...]) -> None:
         with self.runtime.db.unit_of_work() as session:
@@ -354,6 +386,10 @@ class SessionManager:
             existing = call.streams[i] if i < len(call.streams) else None
             ports.append(existing.port if existing is not None and existing.port else self.ports.take())
         plans = plan_answer(offer, ports)
+        if not call.streams and any(p.reason == "no receive port available" for p in plans):
+            for port in ports:  # a new call that cannot record all its streams is refused (503), not half-kept
+                self.ports.release(port)
+            raise OSError("not enough free RTP ports")
         for i, plan in enumerate(plans):
             existing = call.streams[i] if i < len(call.streams) else None
             if existing is None:
@@ -415,17 +451,40 @@ class SessionManager:
                 log.warning("call %s: re-offer ignored: %s", call.call_id, exc)
         loop = asyncio.get_running_loop()
 
+        refresh = self._refresh_session(call, msg)
+
         async def answer() -> None:
             body = call.last_answer if msg.method == "INVITE" else b""
             if offer is not None:
                 body = await self._apply_offer(call, offer)
             elif meta_part is not None:
                 call.assign_channels()
-            self._respond(msg, reply, 200, "OK", body=body, to_tag=call.local_tag, dialog=True)
+            self._respond(msg, reply, 200, "OK", body=body, to_tag=call.local_tag, dialog=True, headers=refresh)
 
         task = loop.create_task(answer())
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+
+    def _refresh_session(self, call: CallSession, msg: sip.SipMessage) -> list[tuple[str, str]]:
+        """An in-dialog INVITE/UPDATE refreshes the session timer (RFC 4028 §10); the 2xx's headers.
+
+        Never refused in dialog (no 422: SRCs tear calls down on a 4xx to a re-INVITE): an interval
+        under the minimum keeps the one agreed; one the SRC drops or cannot refresh ends the timer.
+        """
+        timers = self.timers.get(call.call_id)
+        if timers is None:
+            return []
+        status, headers = negotiate(msg, min_se=self.config.min_session_expires)
+        interval = agreed_interval(headers) if status is None else None
+        now = time.monotonic()
+        if interval is not None:
+            timers.session = SessionTimer(interval, now)
+        elif status is not None and timers.session is not None:
+            timers.session.refreshed = now
+            return [("Session-Expires", f"{timers.session.interval};refresher=uac"), ("Require", "timer")]
+        else:
+            timers.session = None
+        return headers
 
     def _update_metadata(self, call: CallSession, body: bytes) -> None:
         try:
@@ -469,6 +528,7 @@ class SessionManager:
         ended_at = self.runtime.clock.now()
         call.state = "ending"
         self.sessions.pop(call.call_id, None)
+        self.timers.pop(call.call_id, None)
         self.live.call_ended(call, reason)
         for stream in call.streams:
             self.stats.srtp_auth_failures += stream.timer.stats.srtp_auth_failures
@@ -502,8 +562,14 @@ class SessionManager:
             now = time.monotonic()
             for call in list(self.sessions.values()):
                 call.flush(now)
-                if now - call.last_activity > self.config.session_timeout:
-                    task = asyncio.get_running_loop().create_task(self._finish(call, "timeout"))
+                why = "timeout" if now - call.last_activity > self.config.session_timeout else None
+                timers = self.timers.get(call.call_id)
+                if why is None and timers is not None and call.state == "active":
+                    why = expired(call, timers, now, rtp_timeout=self.config.rtp_timeout)
+                if why is not None:
+                    log.warning("call %s ended without a BYE: %s", call.call_id, why)
+                    self.stats.ended_by_timer[why] = self.stats.ended_by_timer.get(why, 0) + 1
+                    task = asyncio.get_running_loop().create_task(self._finish(call, why))
                     self._finishing.add(task)
                     task.add_done_callback(self._finishing.discard)
             if len(self.tx.cache) > 0 and int(now * 4) % 20 == 0:
@@ -528,6 +594,8 @@ class SessionManager:
                 "started": self.stats.calls_started, "stored": self.stats.calls_stored,
                 "discarded": self.stats.calls_discarded, "refused": self.stats.calls_refused,
                 "parse_errors": self.stats.parse_errors, "srtp_auth_failures": auth_failures,
+                "refused_capacity": self.stats.refused_capacity, "refused_media": self.stats.refused_media,
+                "ended_by_timer": dict(self.stats.ended_by_timer),
                 "srtp_replays": replays}
 
     def write_stats(self) -> None:
@@ -562,13 +630,16 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
             loop.add_signal_handler(sig, stop.set)
     udp, _ = await loop.create_datagram_endpoint(lambda: SipUdp(manager), local_addr=(config.host, config.port),
                                                  reuse_port=config.reuse_port or None)
-    servers = [await asyncio.start_server(lambda r, w: serve_stream(manager, r, w), config.host, config.port,
+    connections = Connections()
+    servers = [await asyncio.start_server(lambda r, w: serve_stream(manager, r, w, "tcp", connections),
+                                          config.host, config.port,
                                           reuse_port=config.reuse_port or None)]
     if config.tls_port is not None and config.certfile is not None:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(config.certfile), str(config.keyfile) if config.keyfile else None)
-        servers.append(await asyncio.start_server(lambda r, w: serve_stream(manager, r, w, "tls"), config.host,
+        servers.append(await asyncio.start_server(lambda r, w: serve_stream(manager, r, w, "tls", connections),
+                                                  config.host,
                                                   config.tls_port, ssl=ctx, reuse_port=config.reuse_port or None))
     house = loop.create_task(manager.housekeeping())
     tap = None
@@ -594,6 +665,7 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
             tap.close()
         for server in servers:
             server.close()
+        await connections.close()  # SRCs' connections still open: closed, not leaked
         udp.close()
         if config.stats_file is not None:
             manager.write_stats()
