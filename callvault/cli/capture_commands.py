@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from callvault.capture.siprec.server import ServerConfig, install_uvloop, raise_fd_limit, serve
+from callvault.capture.siprec.config import ServerConfig
+from callvault.capture.siprec.server import install_uvloop, raise_fd_limit, serve
 from callvault.cli.main import DataDir, app, err, handle_errors, settings_for
 from callvault.core.errors import ConfigurationError, InvalidInput
 from callvault.ops import logs
@@ -78,6 +79,16 @@ def siprec(
     tap: Annotated[str | None, typer.Option("--tap", help="HOST:PORT of the live-monitoring tap (loopback or an "
                                                            "internal address; process i uses PORT+i); off if "
                                                            "not given")] = None,
+    max_calls: Annotated[int, typer.Option("--max-calls", help="concurrent calls per process; further INVITEs "
+                                                                "get 503 + Retry-After")] = 1000,
+    max_memory: Annotated[int, typer.Option("--max-memory", help="MiB of resident memory per process above which "
+                                                                  "new INVITEs get 503 (0: no limit)")] = 4096,
+    retry_after: Annotated[int, typer.Option("--retry-after", help="seconds in Retry-After of a 503")] = 30,
+    rtp_timeout: Annotated[float, typer.Option("--rtp-timeout", help="end a call whose unpaused streams got no "
+                                                                      "RTP for this many seconds (0: never)")] = 60.0,
+    min_session_expires: Annotated[int, typer.Option("--min-session-expires",
+                                                     help="smallest RFC 4028 session interval (Min-SE); "
+                                                          "shorter ones get 422")] = 90,
     data_dir: DataDir = None,
 ) -> None:
     """Run the SIPREC recording server (RFC 7866) until SIGTERM; calls become encrypted recordings."""
@@ -90,6 +101,9 @@ def siprec(
             raise InvalidInput(f"{path} does not exist or is not a file")
     if not 1 <= processes <= 256:
         raise InvalidInput("--processes must be between 1 and 256")
+    if max_calls < 1 or max_memory < 0 or not 1 <= retry_after <= 3600 or rtp_timeout < 0 or min_session_expires < 1:
+        raise InvalidInput("--max-calls and --min-session-expires must be at least 1, --max-memory and "
+                           "--rtp-timeout at least 0, --retry-after from 1 to 3600")
     settings = settings_for(data_dir)
     if settings.is_sqlite and not settings.data_dir.exists():
         raise ConfigurationError(f"{settings.data_dir} is not a callvault data directory; run `callvault init` first")
@@ -104,7 +118,9 @@ def siprec(
                             rtp_ports=(low + i * span, low + (i + 1) * span), reuse_port=processes > 1,
                             stats_file=(stats_file.with_name(f"{stats_file.name}.{i}") if processes > 1 and stats_file
                                         else stats_file),
-                            tap_host=tap_host, tap_port=None if tap_port is None else tap_port + i)
+                            tap_host=tap_host, tap_port=None if tap_port is None else tap_port + i,
+                            max_calls=max_calls, max_memory_mb=max_memory, retry_after=retry_after,
+                            rtp_timeout=rtp_timeout, min_session_expires=min_session_expires)
                for i in range(processes)]
     err.print(f"SIPREC recording server on {host}:{port} (UDP, TCP{', TLS :' + str(tls_port) if tls_port else ''}),"
               f" {processes} process(es), RTP {low}-{high}")

@@ -156,7 +156,15 @@ class SiprecStatsCollector(Collector):
         packets = CounterMetricFamily("callvault_capture_rtp_packets", "RTP packets received in active calls")
         lost = CounterMetricFamily("callvault_capture_rtp_packets_lost", "RTP packets lost in active calls")
         refused = CounterMetricFamily("callvault_capture_calls_refused", "SIPREC calls refused since start")
-        totals = {"active_calls": 0.0, "packets": 0.0, "lost": 0.0, "refused": 0.0}
+        rejected = CounterMetricFamily("callvault_capture_calls_rejected",
+                                       "SIPREC INVITEs refused so the SBC fails over: 503 at capacity, 488 nothing "
+                                       "recordable", labels=["reason"])
+        timed_out = CounterMetricFamily("callvault_capture_calls_ended_without_bye",
+                                        "SIPREC calls ended by a timer (rtp timeout, session expired, timeout)",
+                                        labels=["reason"])
+        totals = {"active_calls": 0.0, "packets": 0.0, "lost": 0.0, "refused": 0.0,
+                  "refused_capacity": 0.0, "refused_media": 0.0}
+        ended: dict[str, float] = {}
         now = time.time()
         for name in sorted(glob.glob(self.pattern)) if self.pattern else []:
             try:
@@ -165,13 +173,19 @@ class SiprecStatsCollector(Collector):
                     continue
                 for key in totals:
                     totals[key] += float(snapshot.get(key, 0))
+                for why, count in dict(snapshot.get("ended_by_timer") or {}).items():
+                    ended[str(why)] = ended.get(str(why), 0.0) + float(count)
             except (OSError, ValueError, TypeError, AttributeError) as exc:
                 log.warning("metrics: SIPREC stats file %s unreadable: %s", name, exc)
         active.add_metric([], totals["active_calls"])
         packets.add_metric([], totals["packets"])
         lost.add_metric([], totals["lost"])
         refused.add_metric([], totals["refused"])
-        yield from (active, packets, lost, refused)
+        rejected.add_metric(["capacity"], totals["refused_capacity"])
+        rejected.add_metric(["media"], totals["refused_media"])
+        for why, count in sorted(ended.items()):
+            timed_out.add_metric([why], count)
+        yield from (active, packets, lost, refused, rejected, timed_out)
 
 
 class CountersCollector(Collector):

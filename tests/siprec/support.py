@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import re
 import shutil
@@ -18,13 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile
 from sqlalchemy import select
 
-from callvault.capture.siprec.server import ServerConfig, SessionManager, serve
+from callvault.capture.siprec.config import ServerConfig
+from callvault.capture.siprec.server import SessionManager, serve
 from callvault.live.models import ActiveCall
 from callvault.recordings.models import Recording
 from callvault.recordings.playback import open_reader
@@ -80,13 +83,14 @@ class RunningServer:
 
 @contextmanager
 def running_server(runtime: Runtime, *, rtp_base: int = 31000, tls: tuple[Path, Path] | None = None,
-                   tap: bool = False) -> Iterator[RunningServer]:
+                   tap: bool = False, **options: Any) -> Iterator[RunningServer]:
     """The server in a thread; ``tls`` = (certificate, key) also opens a TLS port; ``tap``: with the
-    live-monitoring tap on a free loopback port."""
+    live-monitoring tap on a free loopback port; ``options`` override other ``ServerConfig`` fields."""
     port = free_sip_port()
     config = ServerConfig(host="127.0.0.1", port=port, rtp_ports=(rtp_base, rtp_base + 400), drain_timeout=5,
                           tls_port=free_sip_port() if tls else None, certfile=tls[0] if tls else None,
                           keyfile=tls[1] if tls else None, tap_port=0 if tap else None)
+    config = dataclasses.replace(config, **options)
     ready = threading.Event()
     holder: dict[str, object] = {}
     stop_holder: dict[str, asyncio.Event] = {}

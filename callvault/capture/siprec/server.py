@@ -1,4 +1,4 @@
-"""The SIPREC recording server: asyncio SIP over UDP/TCP/TLS, transactions, dialogs, RTP ports.
+"""The SIPREC recording server: dialogs and call lifecycle (transport.py, transactions.py, ports.py beside it).
 
 Transaction behaviour (RFC 3261 as far as a UAS that never sends requests needs it):
 
@@ -30,19 +30,19 @@ import ssl
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from callvault.audit import service as audit
 from callvault.capture.siprec import sip
+from callvault.capture.siprec.capacity import Refusal, at_capacity, unrecordable
+from callvault.capture.siprec.config import ServerConfig, Stats
 from callvault.capture.siprec.live import LiveLink
 from callvault.capture.siprec.metadata import MetadataError, derive_facts, parse_recording_metadata
+from callvault.capture.siprec.ports import PortPool, bind, receiver, rekey
 from callvault.capture.siprec.rtp import StreamTimer
 from callvault.capture.siprec.sdp import (
     SdpError,
     SessionDescription,
-    StreamPlan,
     build_answer,
     parse_sdp,
     plan_answer,
@@ -57,7 +57,9 @@ from callvault.capture.siprec.session import (
     lookup_agent,
     scope_decision,
 )
-from callvault.capture.siprec.srtp import SrtpReceiver
+from callvault.capture.siprec.timers import CallTimers, SessionTimer, agreed_interval, expired, negotiate
+from callvault.capture.siprec.transactions import Transactions
+from callvault.capture.siprec.transport import Connections, Reply, SipUdp, answer_unparsable, serve_stream
 from callvault.core.errors import Conflict
 from callvault.policy.schema import PolicyDocument
 from callvault.policy.service import current_policy
@@ -65,68 +67,8 @@ from callvault.runtime import Runtime
 
 log = logging.getLogger("callvault.siprec")
 
-T1, T2, TIMER_B = 0.5, 4.0, 32.0
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 METADATA_TYPES = ("application/rs-metadata+xml", "application/rs-metadata")
-UDP_READ = 65535
-
-
-@dataclass
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 5060
-    tls_port: int | None = None
-    certfile: Path | None = None
-    keyfile: Path | None = None
-    advertise: str | None = None
-    """Address put in Contact and SDP ``c=`` (default: the listen host)."""
-    rtp_ports: tuple[int, int] = (20000, 40000)
-    session_timeout: float = 4 * 3600.0
-    """A dialog with no SIP or RTP activity for this long is ended (its audio kept)."""
-    drain_timeout: float = 30.0
-    reuse_port: bool = False
-    stats_file: Path | None = None
-    tap_host: str = "127.0.0.1"
-    tap_port: int | None = None
-    """Live-monitoring tap (``callvault.live.tap``) on this address; None = no live listening (0 = any port)."""
-
-
-@dataclass
-class Reply:
-    """Where responses to a request go."""
-
-    send: Callable[[bytes], None]
-    reliable: bool
-    peer: str
-    transport: str = ""
-    """``udp``, ``tcp`` or ``tls``: what our Contact advertises for this dialog (default: by ``reliable``)."""
-
-
-@dataclass
-class _Pending:
-    data: bytes
-    reply: Reply
-    key: tuple[str, int]
-    started: float
-    interval: float = T1
-    task: asyncio.Task[None] | None = None
-
-
-@dataclass
-class Stats:
-    calls_started: int = 0
-    calls_refused: int = 0
-    calls_stored: int = 0
-    calls_discarded: int = 0
-    parse_errors: int = 0
-    srtp_auth_failures: int = 0
-    """SRTP packets of ended calls dropped because their authentication tag did not verify."""
-    srtp_replays: int = 0
-    packets: int = 0
-    """RTP packets received by calls that have ended (active calls add theirs in ``snapshot``)."""
-    lost: int = 0
-    """Packets lost (sequence gaps, every SSRC segment) by calls that have ended."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SessionManager:
@@ -138,14 +80,15 @@ class SessionManager:
         self.sessions: dict[str, CallSession] = {}
         self.draining = False
         self.stats = Stats()
-        self._cache: dict[tuple[str, str], tuple[float, bytes | None]] = {}
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        self.tx = Transactions()
+        self.timers: dict[str, CallTimers] = {}
+        """RTP inactivity and session timers of the calls in ``sessions`` (``capture.siprec.timers``)."""
+        self._setting_up = 0
+        """New INVITEs admitted and not yet answered: they count against ``max_calls`` too."""
         self._inflight_invites: dict[tuple[str, str], asyncio.Event] = {}
         self._cancelled: set[tuple[str, str]] = set()
         self._policy: tuple[float, PolicyDocument] | None = None
-        self._ports = list(range(config.rtp_ports[0] + config.rtp_ports[0] % 2, config.rtp_ports[1] - 1, 2))
-        self._port_cursor = 0
-        self._used_ports: set[int] = set()
+        self.ports = PortPool(*config.rtp_ports)
         self._finishing: set[asyncio.Task[Any]] = set()
         # Call set-up must not queue behind finalisations (WAV encryption, catalog writes) after a
         # burst of BYEs, so the two kinds of blocking work have their own threads.
@@ -201,20 +144,9 @@ class SessionManager:
 
     def _bad_request(self, data: bytes, reply: Reply, why: str) -> None:
         # Answer 400 only if enough of the message is there to address a response.
-        try:
-            head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0].decode("latin-1")
-            first, _, rest = head.partition("\n")
-            if first.startswith("SIP/2.0") or first.strip().upper().startswith("ACK "):
-                return
-            headers = sip.parse_headers(rest)
-        except (sip.SipParseError, ValueError):
-            return
-        keep = [(n, v) for n, v in headers if n in ("Via", "From", "To", "Call-ID", "CSeq")]
-        if not any(n == "Via" for n, _ in keep):
-            return
-        resp = sip.SipMessage(status=400, reason=("Bad Request - " + why)[:120].replace("\r", " ").replace("\n", " "),
-                              headers=keep)
-        reply.send(resp.to_bytes())
+        answer = answer_unparsable(data, 400, "Bad Request - " + why)
+        if answer is not None:
+            reply.send(answer)
 
     def _handle_request(self, msg: sip.SipMessage, reply: Reply) -> None:
         method = msg.method or ""
@@ -222,7 +154,7 @@ class SessionManager:
             self._on_ack(msg)
             return
         key = (msg.branch or f"{msg.call_id}:{msg.get('CSeq')}", method)
-        cached = self._cache.get(key)
+        cached = self.tx.cache.get(key)
         if cached is not None:
             if cached[1] is not None:
                 reply.send(cached[1])
@@ -238,7 +170,7 @@ class SessionManager:
             else:
                 self._respond(msg, reply, 200, "OK", headers=self._capabilities())
             return
-        unsupported = [t for t in msg.get_all("Require") if t.strip().lower() != "siprec"]
+        unsupported = [t for t in msg.get_all("Require") if t.strip().lower() not in ("siprec", "timer")]
         if unsupported:
             self._respond(msg, reply, 420, "Bad Extension", headers=[("Unsupported", ", ".join(unsupported))])
             return
@@ -251,9 +183,19 @@ class SessionManager:
             if call is not None:
                 self._respond(msg, reply, 482, "Loop Detected")
                 return
-            self._cache[key] = (time.monotonic(), None)
+            refusal = at_capacity(self.config, calls=len(self.sessions) + self._setting_up,
+                                  free_ports=self.ports.free)
+            if refusal is not None:
+                self._refuse(msg, reply, refusal)
+                return
+            status, timer_headers = negotiate(msg, min_se=self.config.min_session_expires)
+            if status is not None:
+                self._respond(msg, reply, status, "Session Interval Too Small", headers=timer_headers)
+                return
+            self.tx.cache[key] = (time.monotonic(), None)
             reply.send(sip.make_response(msg, 100, "Trying").to_bytes())
-            task = asyncio.get_running_loop().create_task(self._new_call(msg, reply, key))
+            self._setting_up += 1
+            task = asyncio.get_running_loop().create_task(self._new_call(msg, reply, key, timer_headers))
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
             return
@@ -272,6 +214,15 @@ class SessionManager:
             self._respond(msg, reply, 200, "OK", to_tag=call.local_tag)
         else:
             self._respond(msg, reply, 405, "Method Not Allowed", headers=[("Allow", ALLOW)], to_tag=call.local_tag)
+
+    def _refuse(self, msg: sip.SipMessage, reply: Reply, refusal: Refusal) -> None:
+        """Answer a new INVITE we will not record (503 at capacity, 488 nothing recordable), and count it."""
+        if refusal.status == 503:
+            self.stats.refused_capacity += 1
+        else:
+            self.stats.refused_media += 1
+        log.warning("call %s refused with %d: %s", msg.call_id, refusal.status, refusal.warning)
+        self._respond(msg, reply, refusal.status, refusal.reason, headers=refusal.headers())
 
     def _capabilities(self) -> list[tuple[str, str]]:
         return [("Allow", ALLOW), ("Supported", "siprec"), ("Accept", "application/sdp, application/rs-metadata+xml,"
@@ -296,43 +247,25 @@ class SessionManager:
         data = resp.to_bytes()
         key = (msg.branch or f"{msg.call_id}:{msg.get('CSeq')}", msg.method or "")
         if status >= 200:
-            self._cache[key] = (time.monotonic(), data)
+            self.tx.cache[key] = (time.monotonic(), data)
         reply.send(data)
         if status >= 200 and msg.method == "INVITE" and not reply.reliable:
             num, _ = msg.cseq
-            pkey = (msg.call_id, num)
-            self._stop_retransmit(pkey)
-            pending = _Pending(data, reply, pkey, time.monotonic())
-            pending.task = asyncio.get_running_loop().create_task(self._retransmit(pending))
-            self._pending[pkey] = pending
-
-    async def _retransmit(self, pending: _Pending) -> None:
-        while time.monotonic() - pending.started < TIMER_B:
-            await asyncio.sleep(pending.interval)
-            if self._pending.get(pending.key) is not pending:
-                return
-            pending.reply.send(pending.data)
-            pending.interval = min(pending.interval * 2, T2)
-        self._pending.pop(pending.key, None)
-
-    def _stop_retransmit(self, key: tuple[str, int]) -> None:
-        pending = self._pending.pop(key, None)
-        if pending is not None and pending.task is not None:
-            pending.task.cancel()
+            self.tx.start_retransmit(data, reply, (msg.call_id, num))
 
     def _on_ack(self, msg: sip.SipMessage) -> None:
         try:
             num, _ = msg.cseq
         except ValueError:
             return
-        self._stop_retransmit((msg.call_id, num))
+        self.tx.stop_retransmit((msg.call_id, num))
         call = self.sessions.get(msg.call_id)
         if call is not None:
             call.last_activity = time.monotonic()
 
     def _on_cancel(self, msg: sip.SipMessage, reply: Reply) -> None:
         key = (msg.branch, "INVITE")
-        entry = self._cache.get(key)
+        entry = self.tx.cache.get(key)
         if entry is None:
             self._respond(msg, reply, 481, "Call/Transaction Does Not Exist")
             return
@@ -341,7 +274,15 @@ class SessionManager:
             self._cancelled.add(key)
 
     # -- new calls -------------------------------------------------------------------------------
-    async def _new_call(self, msg: sip.SipMessage, reply: Reply, key: tuple[str, str]) -> None:
+    async def _new_call(self, msg: sip.SipMessage, reply: Reply, key: tuple[str, str],
+                        timer_headers: list[tuple[str, str]]) -> None:
+        try:
+            await self._set_up(msg, reply, key, timer_headers)
+        finally:
+            self._setting_up -= 1
+
+    async def _set_up(self, msg: sip.SipMessage, reply: Reply, key: tuple[str, str],
+                      timer_headers: list[tuple[str, str]]) -> None:
         loop = asyncio.get_running_loop()
         try:
             parts = sip.body_parts(msg.get("Content-Type") or "", msg.body)
@@ -358,6 +299,10 @@ class SessionManager:
             offer = parse_sdp(sdp_part.body)
         except SdpError as exc:
             self._respond(msg, reply, 488, "Not Acceptable Here", headers=[("Warning", f'399 callvault "{exc}"')])
+            return
+        refusal = unrecordable(offer, free_ports=self.ports.free, retry_after=self.config.retry_after)
+        if refusal is not None:
+            self._refuse(msg, reply, refusal)
             return
         metadata = None
         if meta_part is not None:
@@ -412,14 +357,20 @@ class SessionManager:
             answer = await self._apply_offer(call, offer)
         except OSError as exc:  # no RTP port could be bound
             log.error("call %s: %s", msg.call_id, exc)
-            self._respond(msg, reply, 503, "Service Unavailable", headers=[("Retry-After", "5")])
+            self.stats.refused_capacity += 1
+            self._respond(msg, reply, 503, "Service Unavailable",
+                          headers=[("Retry-After", str(self.config.retry_after))])
             call.state = "active"
             await self._finish(call, "no media ports")
             return
         call.state = "active"
         self.stats.calls_started += 1
+        now = time.monotonic()
+        interval = agreed_interval(timer_headers)
+        self.timers[call.call_id] = CallTimers(
+            media_seen=now, session=SessionTimer(interval, now) if interval is not None else None)
         self.live.call_started(call)
-        self._respond(msg, reply, 200, "OK", body=answer, to_tag=call.local_tag, dialog=True)
+        self._respond(msg, reply, 200, "OK", body=answer, to_tag=call.local_tag, dialog=True, headers=timer_headers)
 
     def _audit_refusal(self, call_id: str, why: str, clauses: tuple[str, ...]) -> None:
         with self.runtime.db.unit_of_work() as session:
@@ -433,19 +384,23 @@ class SessionManager:
         ports: list[int | None] = []
         for i, _m in enumerate(offer.media):
             existing = call.streams[i] if i < len(call.streams) else None
-            ports.append(existing.port if existing is not None and existing.port else self._next_port())
+            ports.append(existing.port if existing is not None and existing.port else self.ports.take())
         plans = plan_answer(offer, ports)
+        if not call.streams and any(p.reason == "no receive port available" for p in plans):
+            for port in ports:  # a new call that cannot record all its streams is refused (503), not half-kept
+                self.ports.release(port)
+            raise OSError("not enough free RTP ports")
         for i, plan in enumerate(plans):
             existing = call.streams[i] if i < len(call.streams) else None
             if existing is None:
                 stream = StreamRuntime(plan=plan, timer=StreamTimer(plan.codecs, call.rate), channel=None)
                 call.streams.append(stream)
                 if plan.accepted:
-                    stream.transport, stream.port = await self._bind(call, i, plan.local_port,
-                                                                     _receiver(plan, stream))
+                    stream.transport, stream.port = await bind(
+                        self.ports, self.config.host, call, i, plan.local_port, receiver(plan, stream))
                     plans[i] = stream.plan = dataclasses.replace(plan, local_port=stream.port)
                 elif ports[i] is not None:
-                    self._release_port(ports[i])
+                    self.ports.release(ports[i])
                 if not plan.active:
                     stream.timer.pause()
                     if plan.accepted:
@@ -456,13 +411,13 @@ class SessionManager:
             if plan.accepted:
                 existing.timer.set_codecs(plan.codecs)
                 if existing.transport is None:
-                    existing.transport, existing.port = await self._bind(call, i, plan.local_port,
-                                                                         _receiver(plan, existing))
+                    existing.transport, existing.port = await bind(
+                        self.ports, self.config.host, call, i, plan.local_port, receiver(plan, existing))
                 else:
-                    _rekey(existing)
+                    rekey(existing)
                     plans[i] = existing.plan = dataclasses.replace(plan, local_port=existing.port)
             elif existing.transport is None and ports[i] is not None:
-                self._release_port(ports[i])
+                self.ports.release(ports[i])
             if was_active and not plan.active:
                 existing.timer.pause()
                 call.mark("pause", stream=plan.label, source="sdp")
@@ -476,36 +431,6 @@ class SessionManager:
         call.last_answer = build_answer(offer, plans, address=self._advertise,
                                         session_id=abs(hash(call.local_tag)) % 10**9, version=call.sdp_version)
         return call.last_answer
-
-    def _next_port(self) -> int | None:
-        for _ in range(len(self._ports)):
-            port = self._ports[self._port_cursor]
-            self._port_cursor = (self._port_cursor + 1) % len(self._ports)
-            if port not in self._used_ports:
-                self._used_ports.add(port)
-                return port
-        return None
-
-    def _release_port(self, port: int | None) -> None:
-        if port is not None:
-            self._used_ports.discard(port)
-
-    async def _bind(self, call: CallSession, index: int, port: int,
-                    srtp: SrtpReceiver | None) -> tuple[Any, int]:
-        loop = asyncio.get_running_loop()
-        host = self.config.host
-        for _attempt in range(20):
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _RtpProtocol(call, index, srtp), local_addr=(host, port))
-                _grow_receive_buffer(transport)
-                return transport, port
-            except OSError:  # taken by another program: try the next free port
-                nxt = self._next_port()
-                if nxt is None:
-                    break
-                port = nxt
-        raise OSError("no RTP port could be bound")
 
     # -- in dialog ---------------------------------------------------------------------------------
     def _on_offer_in_dialog(self, call: CallSession, msg: sip.SipMessage, reply: Reply) -> None:
@@ -526,17 +451,40 @@ class SessionManager:
                 log.warning("call %s: re-offer ignored: %s", call.call_id, exc)
         loop = asyncio.get_running_loop()
 
+        refresh = self._refresh_session(call, msg)
+
         async def answer() -> None:
             body = call.last_answer if msg.method == "INVITE" else b""
             if offer is not None:
                 body = await self._apply_offer(call, offer)
             elif meta_part is not None:
                 call.assign_channels()
-            self._respond(msg, reply, 200, "OK", body=body, to_tag=call.local_tag, dialog=True)
+            self._respond(msg, reply, 200, "OK", body=body, to_tag=call.local_tag, dialog=True, headers=refresh)
 
         task = loop.create_task(answer())
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
+
+    def _refresh_session(self, call: CallSession, msg: sip.SipMessage) -> list[tuple[str, str]]:
+        """An in-dialog INVITE/UPDATE refreshes the session timer (RFC 4028 §10); the 2xx's headers.
+
+        Never refused in dialog (no 422: SRCs tear calls down on a 4xx to a re-INVITE): an interval
+        under the minimum keeps the one agreed; one the SRC drops or cannot refresh ends the timer.
+        """
+        timers = self.timers.get(call.call_id)
+        if timers is None:
+            return []
+        status, headers = negotiate(msg, min_se=self.config.min_session_expires)
+        interval = agreed_interval(headers) if status is None else None
+        now = time.monotonic()
+        if interval is not None:
+            timers.session = SessionTimer(interval, now)
+        elif status is not None and timers.session is not None:
+            timers.session.refreshed = now
+            return [("Session-Expires", f"{timers.session.interval};refresher=uac"), ("Require", "timer")]
+        else:
+            timers.session = None
+        return headers
 
     def _update_metadata(self, call: CallSession, body: bytes) -> None:
         try:
@@ -580,6 +528,7 @@ class SessionManager:
         ended_at = self.runtime.clock.now()
         call.state = "ending"
         self.sessions.pop(call.call_id, None)
+        self.timers.pop(call.call_id, None)
         self.live.call_ended(call, reason)
         for stream in call.streams:
             self.stats.srtp_auth_failures += stream.timer.stats.srtp_auth_failures
@@ -588,7 +537,7 @@ class SessionManager:
             self.stats.lost += stream.timer.stats.lost
             if stream.transport is not None:
                 stream.transport.close()
-            self._release_port(stream.port or None)
+            self.ports.release(stream.port or None)
         loop = asyncio.get_running_loop()
         try:
             policy = await loop.run_in_executor(self._finish_pool, self.policy)
@@ -615,13 +564,18 @@ class SessionManager:
             now = time.monotonic()
             for call in list(self.sessions.values()):
                 call.flush(now)
-                if now - call.last_activity > self.config.session_timeout:
-                    task = asyncio.get_running_loop().create_task(self._finish(call, "timeout"))
+                why = "timeout" if now - call.last_activity > self.config.session_timeout else None
+                timers = self.timers.get(call.call_id)
+                if why is None and timers is not None and call.state == "active":
+                    why = expired(call, timers, now, rtp_timeout=self.config.rtp_timeout)
+                if why is not None:
+                    log.warning("call %s ended without a BYE: %s", call.call_id, why)
+                    self.stats.ended_by_timer[why] = self.stats.ended_by_timer.get(why, 0) + 1
+                    task = asyncio.get_running_loop().create_task(self._finish(call, why))
                     self._finishing.add(task)
                     task.add_done_callback(self._finishing.discard)
-            if len(self._cache) > 0 and int(now * 4) % 20 == 0:
-                cutoff = now - TIMER_B
-                self._cache = {k: v for k, v in self._cache.items() if v[0] > cutoff}
+            if len(self.tx.cache) > 0 and int(now * 4) % 20 == 0:
+                self.tx.expire(now)
             if self.config.stats_file is not None and now - last_stats >= 1.0:
                 last_stats = now
                 self.write_stats()
@@ -642,6 +596,8 @@ class SessionManager:
                 "started": self.stats.calls_started, "stored": self.stats.calls_stored,
                 "discarded": self.stats.calls_discarded, "refused": self.stats.calls_refused,
                 "parse_errors": self.stats.parse_errors, "srtp_auth_failures": auth_failures,
+                "refused_capacity": self.stats.refused_capacity, "refused_media": self.stats.refused_media,
+                "ended_by_timer": dict(self.stats.ended_by_timer),
                 "srtp_replays": replays}
 
     def write_stats(self) -> None:
@@ -664,102 +620,6 @@ class SessionManager:
         self._finish_pool.shutdown(wait=True)
 
 
-def _grow_receive_buffer(transport: Any) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-
-
-def _receiver(plan: StreamPlan, stream: StreamRuntime) -> SrtpReceiver | None:
-    return SrtpReceiver(plan.srtp, stream.timer.stats) if plan.srtp is not None else None
-
-
-def _rekey(stream: StreamRuntime) -> None:
-    """After a re-offer: keep the SRTP session if the key is unchanged, else start a new one (or none)."""
-    protocol = stream.transport.get_protocol() if stream.transport is not None else None
-    if not isinstance(protocol, _RtpProtocol):
-        return
-    agreement = stream.plan.srtp
-    if agreement is None:
-        protocol.srtp = None
-    elif protocol.srtp is None or not protocol.srtp.same_key(agreement):
-        protocol.srtp = SrtpReceiver(agreement, stream.timer.stats)
-
-
-class _RtpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("call", "index", "srtp")
-
-    def __init__(self, call: CallSession, index: int, srtp: SrtpReceiver | None) -> None:
-        self.call = call
-        self.index = index
-        self.srtp = srtp
-        """Set for an SRTP stream: only packets that authenticate are passed on."""
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.srtp is not None:
-            plain = self.srtp.unprotect(data)
-            if plain is None:
-                return
-            data = plain
-        elif self.index < len(self.call.streams) and self.call.streams[self.index].plan.srtp is not None:
-            return  # never treat media of an SRTP stream as plain RTP
-        self.call.on_rtp(self.index, data)
-
-    def error_received(self, exc: Exception) -> None:  # ICMP errors: nothing to do for a receiver
-        pass
-
-
-class _SipUdp(asyncio.DatagramProtocol):
-    def __init__(self, manager: SessionManager) -> None:
-        self.manager = manager
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # (The selector loop's UDP transport is not a DatagramTransport subclass; don't isinstance it.)
-        self.transport = transport  # type: ignore[assignment]
-        _grow_receive_buffer(transport)
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        transport = self.transport
-        assert transport is not None
-
-        def send(payload: bytes) -> None:
-            transport.sendto(payload, addr)
-
-        self.manager.handle_datagram(data, Reply(send, False, f"{addr[0]}:{addr[1]}", "udp"))
-
-    def error_received(self, exc: Exception) -> None:
-        pass
-
-
-async def _serve_stream(manager: SessionManager, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        transport: str = "tcp") -> None:
-    peer = writer.get_extra_info("peername") or ("?", 0)
-    framer = sip.StreamFramer()
-
-    def send(payload: bytes) -> None:
-        if not writer.is_closing():
-            writer.write(payload)
-
-    reply = Reply(send, True, f"{peer[0]}:{peer[1]}", transport)
-    try:
-        while data := await reader.read(UDP_READ):
-            try:
-                messages = framer.feed(data)
-            except sip.SipParseError as exc:
-                log.warning("closing SIP connection from %s: %s", reply.peer, exc)
-                break
-            for message in messages:
-                manager.handle_datagram(message, reply)
-    except (ConnectionError, asyncio.IncompleteReadError):
-        pass
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
-
-
 async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[SessionManager], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
     """Run one capture process until ``stop`` is set or SIGTERM/SIGINT arrives, then drain."""
@@ -770,15 +630,18 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
-    udp, _ = await loop.create_datagram_endpoint(lambda: _SipUdp(manager), local_addr=(config.host, config.port),
+    udp, _ = await loop.create_datagram_endpoint(lambda: SipUdp(manager), local_addr=(config.host, config.port),
                                                  reuse_port=config.reuse_port or None)
-    servers = [await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w), config.host, config.port,
+    connections = Connections()
+    servers = [await asyncio.start_server(lambda r, w: serve_stream(manager, r, w, "tcp", connections),
+                                          config.host, config.port,
                                           reuse_port=config.reuse_port or None)]
     if config.tls_port is not None and config.certfile is not None:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(str(config.certfile), str(config.keyfile) if config.keyfile else None)
-        servers.append(await asyncio.start_server(lambda r, w: _serve_stream(manager, r, w, "tls"), config.host,
+        servers.append(await asyncio.start_server(lambda r, w: serve_stream(manager, r, w, "tls", connections),
+                                                  config.host,
                                                   config.tls_port, ssl=ctx, reuse_port=config.reuse_port or None))
     house = loop.create_task(manager.housekeeping())
     tap = None
@@ -804,6 +667,7 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
             tap.close()
         for server in servers:
             server.close()
+        await connections.close()  # SRCs' connections still open: closed, not leaked
         udp.close()
         if config.stats_file is not None:
             manager.write_stats()

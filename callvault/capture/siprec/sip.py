@@ -230,23 +230,45 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     return msg
 
 
+class MessageTooLarge(SipParseError):
+    """A stream message whose Content-Length goes past ``MAX_MESSAGE``: ``head`` is its header block,
+    so the sender can be told (413) before the connection is closed."""
+
+    def __init__(self, why: str, head: bytes) -> None:
+        super().__init__(why)
+        self.head = head
+
+
 class StreamFramer:
     """Cuts a TCP byte stream into messages by Content-Length (RFC 3261 §18.3).
 
-    ``feed`` returns complete messages' bytes; CRLF keep-alives between messages are skipped. A
-    header block over ``MAX_MESSAGE`` or a missing/garbage Content-Length raises SipParseError:
-    the connection cannot be resynchronised and should be closed.
+    ``feed`` returns complete messages' bytes. Keep-alives between messages are skipped; each
+    double-CRLF "ping" (RFC 5626 §3.5.1) is counted in ``pings`` for the caller to answer with a
+    CRLF "pong" (a single CRLF, a pong or stray line end, is not). A header block over
+    ``MAX_MESSAGE`` or a missing/garbage Content-Length raises SipParseError, a body over it
+    ``MessageTooLarge``: the connection cannot be resynchronised and should be closed.
     """
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self.pings = 0
+
+    def _skip_keepalives(self) -> None:
+        crlfs = 0
+        while self._buf[crlfs * 2:crlfs * 2 + 2] == b"\r\n":
+            crlfs += 1
+        at_end = crlfs * 2 == len(self._buf)
+        self.pings += crlfs // 2
+        # An odd CRLF at the end may be the first half of a ping whose second half is still in flight.
+        del self._buf[: crlfs * 2 - (2 if at_end and crlfs % 2 else 0)]
+        while self._buf[:1] == b"\n":
+            del self._buf[:1]
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buf += data
         out: list[bytes] = []
         while True:
-            while self._buf[:2] == b"\r\n" or self._buf[:1] == b"\n":
-                del self._buf[: 2 if self._buf[:2] == b"\r\n" else 1]
+            self._skip_keepalives()
             end = self._buf.find(b"\r\n\r\n")
             sep = 4
             if end < 0:
@@ -262,7 +284,7 @@ class StreamFramer:
                 raise SipParseError("missing Content-Length on a stream transport")
             total = end + sep + int(match.group(1))
             if total > MAX_MESSAGE:
-                raise SipParseError("message too large")
+                raise MessageTooLarge("message too large", bytes(self._buf[:end]))
             if len(self._buf) < total:
                 return out
             out.append(bytes(self._buf[:total]))
