@@ -26,7 +26,7 @@ REVIEW_DUE = date(2026, 1, 1)  # policy A: effective 2024-01-01, reviewed every 
 
 
 def _policy_v2(**changes: str) -> str:
-    text = POLICY_A.read_text(encoding="utf-8").replace('version: "2024.1"', 'version: "2024.2"')
+    text = POLICY_A.read_text(encoding="utf-8").replace('version: "2026.12"', 'version: "2027.1"')
     for old, new in changes.items():
         assert old in text
         text = text.replace(old, new)
@@ -60,9 +60,9 @@ def test_a_new_policy_version_locks_content_until_it_is_acknowledged(isolated_en
     assert "acknowledge" in refused.json()["message"]
     with live.client("admin") as admin:
         pending = admin.get("/api/v1/policy/acknowledgements").json()
-    assert pending["version"] == "2024.2"
+    assert pending["version"] == "2027.1"
     assert {"lead", "alice", "admin"} <= {p["username"] for p in pending["pending"]}
-    assert next(p for p in pending["pending"] if p["username"] == "lead")["last_acknowledged_version"] == "2024.1"
+    assert next(p for p in pending["pending"] if p["username"] == "lead")["last_acknowledged_version"] == "2026.12"
     with isolated_env.runtime.db.unit_of_work() as session:
         identity.acknowledge_policy(session, user=identity.get_user(session, "lead"),
                                     policy=policy_service.current_policy(session))
@@ -71,7 +71,7 @@ def test_a_new_policy_version_locks_content_until_it_is_acknowledged(isolated_en
 
 
 def _same_version_other_policy() -> str:
-    """Another policy (its own id and title) that reuses policy A's version string, 2024.1."""
+    """Another policy (its own id and title) that reuses policy A's version string, 2026.12."""
     text = POLICY_A.read_text(encoding="utf-8")
     for old, new in (("policy_id: smartsimple-support\n", "policy_id: smartsimple-support-ottawa\n"),
                      ('title: "SmartSimple Customer Support: Call Recording Policy"',
@@ -94,7 +94,7 @@ def test_another_policy_that_reuses_the_version_string_needs_its_own_acknowledge
     _load(isolated_env, other)
     with live.client("lead") as lead:
         me = lead.get("/api/v1/me").json()
-        assert (me["policy_id"], me["policy_version"]) == ("smartsimple-support-ottawa", "2024.1")
+        assert (me["policy_id"], me["policy_version"]) == ("smartsimple-support-ottawa", "2026.12")
         assert me["policy_acknowledged"] is False
         refused = lead.get(audio_url, params={"purpose": "spot_check"})
         assert refused.status_code == 403 and "acknowledge" in refused.json()["message"]
@@ -122,18 +122,18 @@ def _cli(env: CallvaultEnv, *args: str) -> Result:
 
 def test_policy_diff_shows_changed_rules_and_the_yaml(isolated_env: CallvaultEnv) -> None:
     _load(isolated_env, _policy_v2(**{"max_age_months: 6": "max_age_months: 5"}))
-    result = _cli(isolated_env, "policy", "diff", "2024.1", "smartsimple-support@2024.2")
+    result = _cli(isolated_env, "policy", "diff", "2026.12", "smartsimple-support@2027.1")
     assert result.exit_code == 0, result.output
     output = result.output
     assert "~ retention.max_age_months: 6 → 5" in output
-    assert "~ version: '2024.1' → '2024.2'" in output
+    assert "~ version: '2026.12' → '2027.1'" in output
     assert "-  max_age_months: 6" in output and "+  max_age_months: 5" in output
 
 
 def test_policy_diff_of_an_unknown_version_lists_the_stored_ones(isolated_env: CallvaultEnv) -> None:
-    result = _cli(isolated_env, "policy", "diff", "2024.1", "1999.9")
+    result = _cli(isolated_env, "policy", "diff", "2026.12", "1999.9")
     assert result.exit_code == 5
-    assert "smartsimple-support@2024.1" in result.output
+    assert "smartsimple-support@2026.12" in result.output
 
 
 def _remind(env: CallvaultEnv, day: date) -> int:

@@ -383,7 +383,7 @@ def add_months_dt(moment: datetime, months: int) -> datetime:
 
 def test_a_new_policy_version_recomputes_destruction_dates_at_the_next_sweep(a: World) -> None:
     rec = a.ingest()
-    text = POLICY_A.read_text().replace('version: "2024.1"', 'version: "2024.2"').replace(
+    text = POLICY_A.read_text().replace('version: "2026.12"', 'version: "2027.1"').replace(
         "max_age_months: 6", "max_age_months: 3").replace("effective_from: 2024-01-01", "effective_from: 2026-02-01")
     with a.runtime.db.unit_of_work() as session:
         policy_service.load_policy(session, text=text, source="test", actor="test", clock=a.clock)

@@ -166,7 +166,7 @@ def test_unacknowledged_policy_is_denied(policy_a: PolicyDocument, ack: str | No
 
 def test_an_acknowledgement_counts_only_for_the_policy_content_it_was_given_for(
         policy_a: PolicyDocument, policy_b: PolicyDocument) -> None:
-    """Policies A and B both say version 2024.1; acknowledging one is not acknowledging the other."""
+    """Policies A and B both say version 2026.12; acknowledging one is not acknowledging the other."""
     assert policy_a.version == policy_b.version
     d = decide(policy=policy_b, actor=actor("support_lead", ack=policy_a), action=Action.PLAY,
                recording=recording(), purpose="spot_check")

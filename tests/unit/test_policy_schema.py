@@ -192,7 +192,7 @@ def test_a_phone_number_without_country_code_is_rejected() -> None:
 
 
 def test_an_unquoted_version_number_is_rejected_with_advice_to_quote_it() -> None:
-    text = _with(_a_text(), 'version: "2024.1"', "version: 2024.1")
+    text = _with(_a_text(), 'version: "2026.12"', "version: 2026.12")
     problem = _problem_at(_problems(text), "version")
     assert "quotes" in problem.message
 
