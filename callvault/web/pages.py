@@ -35,6 +35,7 @@ from callvault.policy.decide import has_acknowledged
 from callvault.runtime import Runtime
 from callvault.web import (
     access_pages,
+    account_pages,
     home_pages,
     integrations_pages,
     live_pages,
@@ -332,5 +333,5 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
 
 
 for _module in (recording_pages, access_pages, oversight_pages, requests_pages, quality_pages, integrations_pages,
-                sso_pages, live_pages):
+                sso_pages, live_pages, account_pages):
     router.include_router(_module.router)
