@@ -24,8 +24,8 @@ from callvault.cli.main import (
     users_app,
 )
 from callvault.core.errors import FieldProblem, InvalidInput, NotFound
-from callvault.identity import throttle
 from callvault.identity import service as identity
+from callvault.identity import throttle
 from callvault.identity.models import User
 from callvault.policy import service as policy_service
 from callvault.quality import training

@@ -3,8 +3,9 @@ the home page and the public notice here; the other areas in ``*_pages.py`` (see
 
 Sign-in: password (the form carries a double-submit CSRF token, so nobody can sign a browser into
 an account of theirs), then the one-time code (or, when the role needs MFA and the account has none,
-MFA set-up, which starts with a one-time enrolment code an administrator issued). Each step starts a brand-new server-side session (``identity.sessions``) carried in an
-HttpOnly, SameSite=Strict cookie, ``__Host-`` prefixed and Secure over HTTPS (``api.deps.HOST_PREFIX``).
+MFA set-up, which starts with a one-time enrolment code an administrator issued). Each step starts a
+brand-new server-side session (``identity.sessions``) carried in an HttpOnly, SameSite=Strict cookie,
+``__Host-`` prefixed and Secure over HTTPS (``api.deps.HOST_PREFIX``).
 Every state-changing form carries the session's CSRF token and is refused without it.
 """
 

@@ -129,7 +129,7 @@ def test_an_enrolment_code_works_once_for_its_own_account_and_is_stored_hashed(l
     # bob (signed in, MFA set up) cannot use lead's code.
     with live.client("bob") as bob:
         assert bob.post("/api/v1/me/mfa/enrol", json={"enrolment_code": code}).status_code in (409, 422)
-    status, body = _token(live, "lead")
+    _, body = _token(live, "lead")
     with live.client() as client:
         client.headers["Authorization"] = f"Bearer {body['access_token']}"
         enrol = client.post("/api/v1/me/mfa/enrol", json={"enrolment_code": code})
@@ -139,7 +139,7 @@ def test_an_enrolment_code_works_once_for_its_own_account_and_is_stored_hashed(l
         assert done.status_code == 200, done.text
     with live.client("admin") as admin:
         admin.post("/api/v1/users/lead/mfa-reset")
-    status, body = _token(live, "lead")
+    _, body = _token(live, "lead")
     with live.client() as client:
         client.headers["Authorization"] = f"Bearer {body['access_token']}"
         again = client.post("/api/v1/me/mfa/enrol", json={"enrolment_code": code})
@@ -167,7 +167,7 @@ def test_the_cli_issues_an_enrolment_code_the_person_enrols_with(live: LiveServe
     code, output = cli(live.env, "users", "enrolment-code", "lead", "--ttl", "30m")
     assert code == 0, output
     enrolment_code = output.strip().splitlines()[-1]
-    status, body = _token(live, "lead")
+    _, body = _token(live, "lead")
     with live.client() as client:
         client.headers["Authorization"] = f"Bearer {body['access_token']}"
         assert client.post("/api/v1/me/mfa/enrol", json={"enrolment_code": enrolment_code}).status_code == 200

@@ -217,10 +217,8 @@ def test_a_busy_session_still_ends_at_the_absolute_limit(live: LiveServer) -> No
 def test_mfa_set_up_in_the_browser_shows_the_secret_once_then_recovery_codes(live: LiveServer) -> None:
     import pyotp
 
-    from callvault.identity import mfa
+    from callvault.identity import account_codes, mfa
     from callvault.identity import service as identity
-
-    from callvault.identity import account_codes
 
     env = live.env
     with env.runtime.db.unit_of_work() as session:
