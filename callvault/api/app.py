@@ -26,6 +26,7 @@ from callvault.api import (
     routes_recordings,
     routes_retention,
     routes_transcription,
+    routes_users,
 )
 from callvault.api.deps import NetworkGuard
 from callvault.api.errors import TooLargeAsJson, install_error_handlers
@@ -69,6 +70,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.live_relays = routes_live.LocalRelays()
     install_error_handlers(app)
     app.include_router(routes_auth.router, prefix="/api/v1")
+    app.include_router(routes_users.router, prefix="/api/v1")
     app.include_router(routes_recordings.router, prefix="/api/v1")
     app.include_router(routes_audit.router, prefix="/api/v1")
     app.include_router(routes_oversight.router, prefix="/api/v1")

@@ -1,5 +1,6 @@
-"""Sign-in for API clients (password + one-time code → bearer token), MFA set-up, who am I, the policy,
-acknowledging it, and the administrators' list of accounts."""
+"""Sign-in for API clients (password + one-time code → bearer token), MFA set-up (with an administrator's
+enrolment code), changing one's password, who am I, the policy, acknowledging it, and the administrators'
+list of accounts (their account actions are in ``routes_users``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from callvault.api.deps import (
 )
 from callvault.audit import service as audit
 from callvault.core.errors import AccessDenied, AuthenticationFailed
-from callvault.identity import mfa
+from callvault.identity import lifecycle, mfa
 from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
@@ -32,6 +33,8 @@ from callvault.runtime import Runtime
 
 router = APIRouter(tags=["auth"])
 ENROL_TOKEN_SECONDS = 600
+ENROL_MESSAGE = ("the policy requires MFA for this account and none is set up: ask an administrator for a one-time "
+                 "enrolment code, then POST it as enrolment_code to /api/v1/me/mfa/enrol and /api/v1/me/mfa/confirm")
 
 
 class TokenRequest(BaseModel):
@@ -50,6 +53,8 @@ class TokenResponse(BaseModel):
     scope: str = identity.FULL_SCOPE
     mfa_enrolment_required: bool = False
     """True: this token can only set up MFA (POST /me/mfa/enrol, /me/mfa/confirm); then sign in again."""
+    message: str = ""
+    """What to do next, when there is something (MFA set-up needs an administrator's enrolment code)."""
 
 
 class MeResponse(BaseModel):
@@ -70,10 +75,35 @@ class EnrolmentResponse(BaseModel):
     provisioning_uri: str
 
 
+class EnrolRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enrolment_code: str = Field(default="", max_length=64,
+                                description="the one-time enrolment code an administrator issued for this account")
+
+
 class ConfirmRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(min_length=6, max_length=32)
+    enrolment_code: str = Field(default="", max_length=64, description="the same enrolment code as for /enrol")
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=1024)
+    new_password: str = Field(min_length=1, max_length=1024)
+    otp: str | None = Field(default=None, max_length=32, description="a one-time code, when MFA is set up")
+
+
+class PasswordReset(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    reset_code: str = Field(min_length=1, max_length=64, description="the code from the administrator's reset")
+    new_password: str = Field(min_length=1, max_length=1024)
+    otp: str | None = Field(default=None, max_length=32, description="a one-time code, when MFA is set up")
 
 
 class RecoveryCodes(BaseModel):
@@ -133,7 +163,7 @@ def create_token(body: TokenRequest, request: Request, runtime: Runtime = Depend
         raise AuthenticationFailed('this account uses MFA: send the one-time code as "otp" with the password')
     if result.stage == "enrol":
         return TokenResponse(access_token=issued.token, expires_in=issued.expires_in, scope=identity.ENROL_SCOPE,
-                             mfa_enrolment_required=True)
+                             mfa_enrolment_required=True, message=ENROL_MESSAGE)
     return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
 
 
@@ -168,27 +198,55 @@ def me(caller: Caller = Depends(get_enrolling_caller), runtime: Runtime = Depend
 
 
 @router.post("/me/mfa/enrol", response_model=EnrolmentResponse)
-def mfa_enrol(caller: Caller = Depends(get_enrolling_caller),
+def mfa_enrol(body: EnrolRequest | None = None, caller: Caller = Depends(get_enrolling_caller),
               runtime: Runtime = Depends(get_runtime)) -> EnrolmentResponse:
-    """Start MFA set-up: a new secret, shown once, and the otpauth:// URI for an authenticator app."""
+    """Start MFA set-up with an administrator's one-time enrolment code: a new secret, shown once, and the
+    otpauth:// URI for an authenticator app. Without a good code: 422 naming ``enrolment_code``."""
     with runtime.db.unit_of_work() as session:
         user = identity.get_user(session, caller.user.username)
-        enrolment = mfa.begin_enrolment(session, user=user, keyring=runtime.keyring, clock=runtime.clock)
+        enrolment = mfa.begin_enrolment(session, user=user, keyring=runtime.keyring,
+                                        enrolment_code=body.enrolment_code if body else "", clock=runtime.clock)
     return EnrolmentResponse(secret=enrolment.secret, provisioning_uri=enrolment.provisioning_uri)
 
 
 @router.post("/me/mfa/confirm", response_model=RecoveryCodes)
 def mfa_confirm(body: ConfirmRequest, request: Request, caller: Caller = Depends(get_enrolling_caller),
                 runtime: Runtime = Depends(get_runtime)) -> RecoveryCodes:
-    """Finish MFA set-up with a code from the app; returns recovery codes once. Then sign in again."""
+    """Finish MFA set-up with a code from the app and the enrolment code (spent here); returns recovery
+    codes once. Then sign in again."""
     with runtime.db.unit_of_work() as session:
         user = identity.get_user(session, caller.user.username)
         codes = mfa.confirm_enrolment(session, user=user, code=body.code, keyring=runtime.keyring,
-                                      source_ip=caller.source_ip, clock=runtime.clock)
+                                      enrolment_code=body.enrolment_code, source_ip=caller.source_ip,
+                                      clock=runtime.clock)
         token = bearer_token(request)
         if token is not None and identity.ENROL_SCOPE in caller.scopes:
             identity.revoke_token(session, token=token, clock=runtime.clock)
     return RecoveryCodes(recovery_codes=codes)
+
+
+@router.post("/me/password", status_code=204)
+def change_password(body: PasswordChange, caller: Caller = Depends(get_caller),
+                    runtime: Runtime = Depends(get_runtime)) -> None:
+    """Change your own password: the current one and (MFA set up) a one-time code. Every other token and
+    web session of the account ends; the one used here goes on. Problems: 422 naming the field."""
+    with runtime.db.unit_of_work() as session:
+        user = identity.get_user(session, caller.user.username)
+        lifecycle.change_password(
+            session, user=user, current_password=body.current_password, new_password=body.new_password,
+            otp=body.otp, keyring=runtime.keyring, source_ip=caller.source_ip, clock=runtime.clock,
+            keep_token_id=caller.credential_id if caller.via == "token" else None,
+            keep_session_id=caller.credential_id if caller.via == "session" else None)
+
+
+@router.post("/auth/password-reset", status_code=204)
+def reset_password(body: PasswordReset, request: Request, runtime: Runtime = Depends(get_runtime)) -> None:
+    """Choose a new password with the one-time reset code an administrator's reset issued (and a one-time
+    code when MFA is set up). No sign-in needed; then sign in with the new password."""
+    with runtime.db.unit_of_work() as session:
+        lifecycle.set_password_with_code(
+            session, username=body.username, reset_code=body.reset_code, new_password=body.new_password,
+            otp=body.otp, keyring=runtime.keyring, source_ip=source_ip(request), clock=runtime.clock)
 
 
 @router.post("/me/acknowledge-policy", status_code=204)

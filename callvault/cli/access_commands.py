@@ -1,4 +1,5 @@
-"""Access-control commands: integration tokens, the account list, unlock and MFA reset, employees' consents."""
+"""Access-control commands: integration tokens, the account list and unlock, employees' consents (the
+account lifecycle, MFA reset included, is in ``account_commands``)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,8 @@ from callvault.cli.main import (
     users_app,
 )
 from callvault.core.errors import FieldProblem, InvalidInput, NotFound
-from callvault.identity import mfa, throttle
 from callvault.identity import service as identity
-from callvault.identity import sessions as web_sessions
+from callvault.identity import throttle
 from callvault.identity.models import User
 from callvault.policy import service as policy_service
 from callvault.quality import training
@@ -150,21 +150,6 @@ def users_unlock(name: str, data_dir: DataDir = None) -> None:
     finally:
         runtime.close()
     out.print(f"{name}: {'unlocked' if cleared else 'was not locked'}.")
-
-
-@users_app.command("mfa-reset")
-@handle_errors
-def users_mfa_reset(name: str, data_dir: DataDir = None) -> None:
-    """Remove an account's MFA (lost device) and end its sessions; it must set MFA up at next sign-in."""
-    runtime = open_runtime(data_dir)
-    try:
-        with runtime.db.unit_of_work() as session:
-            user = identity.get_user(session, name)
-            mfa.reset(session, user=user, actor=CLI_ACTOR)
-            web_sessions.revoke_all(session, user_id=user.id, when=runtime.clock.now())
-    finally:
-        runtime.close()
-    out.print(f"MFA reset for {name}; they will set it up again at their next sign-in.")
 
 
 @consents_app.command("add")

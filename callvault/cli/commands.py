@@ -102,6 +102,8 @@ def init(
         password = typer.prompt("Admin password", hide_input=True, confirmation_prompt=True)
     initialise(settings, policy_file=policy, admin_user=admin_user, admin_password=password)
     out.print(f"Initialised {settings.data_dir} with policy {policy}; administrator [bold]{admin_user}[/].")
+    out.print(f"Before their first sign-in, issue them an MFA enrolment code: callvault users enrolment-code "
+              f"{admin_user}", highlight=False)
 
 
 @app.command()
@@ -202,7 +204,8 @@ def users_add(
             policy = policy_service.current_policy(session)
             user = identity.create_user(session, actor=CLI_ACTOR, policy=policy, username=name, role=role,
                                         password=password, extension=extension, team=team)
-        out.print(f"Added {user.username} ({user.role}).")
+        out.print(f"Added {user.username} ({user.role}). To set up MFA they need an enrolment code: "
+                  f"callvault users enrolment-code {user.username}", highlight=False)
     finally:
         runtime.close()
 

@@ -113,6 +113,7 @@ def print_json(data: Any) -> None:
 # above. One module per domain; add yours to this list.
 from callvault.cli import (  # noqa: E402, F401
     access_commands,
+    account_commands,
     capture_commands,
     commands,
     integration_commands,

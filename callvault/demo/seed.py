@@ -22,7 +22,7 @@ from callvault.capture.ingest import ingest_recording
 from callvault.core.db import Database
 from callvault.core.errors import NotFound
 from callvault.demo.audio import render_dialogue
-from callvault.identity import mfa
+from callvault.identity import account_codes, mfa
 from callvault.identity import service as identity
 from callvault.identity.models import User
 from callvault.policy.schema import PolicyDocument
@@ -96,8 +96,11 @@ def seed_users(db: Database, policy: PolicyDocument, *, keyring: Keyring, data_d
                                             role=du.role, password=DEMO_PASSWORD, extension=du.extension,
                                             team=du.team, display_name=du.username.title())
             if not mfa.is_enrolled(session, user):
-                enrolment = mfa.begin_enrolment(session, user=user, keyring=keyring)
-                mfa.confirm_enrolment(session, user=user, code=pyotp.TOTP(enrolment.secret).now(), keyring=keyring)
+                # As a person would: an enrolment code from the administrator (here, the demo set-up) first.
+                issued = account_codes.issue(session, user=user, purpose="enrol", actor="demo")
+                enrolment = mfa.begin_enrolment(session, user=user, keyring=keyring, enrolment_code=issued.code)
+                mfa.confirm_enrolment(session, user=user, code=pyotp.TOTP(enrolment.secret).now(), keyring=keyring,
+                                      enrolment_code=issued.code)
                 known[du.username] = enrolment.secret
             identity.acknowledge_policy(session, user=user, policy=policy)
     fd = os.open(secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

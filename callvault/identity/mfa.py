@@ -3,6 +3,10 @@
 Contracts:
 - ``begin_enrolment`` makes a fresh secret and returns it once (plus the ``otpauth://`` URI an
   authenticator app reads); it is not a second factor until ``confirm_enrolment`` sees a valid code.
+- Both need a one-time enrolment code an administrator issued for the account
+  (``identity.account_codes``): the password alone never sets up a second factor, or whoever signs in
+  first after a reset would enrol their own authenticator (issue 24). ``begin`` checks the code,
+  ``confirm`` spends it.
 - The secret is stored wrapped by the deployment's key-encryption key, so the database alone yields
   no codes; only the SHA-256 of each recovery code is kept.
 - ``verify`` accepts the current 30-second step and one either side (clock drift), and never the same
@@ -28,6 +32,7 @@ from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import Conflict, FieldProblem, InvalidInput
 from callvault.core.ids import new_id
+from callvault.identity import account_codes
 from callvault.identity.models import MfaCredential, MfaRecoveryCode, User
 from callvault.storage.keys import Keyring, WrappedKey
 
@@ -70,11 +75,18 @@ def is_enrolled(session: Session, user: User) -> bool:
     return cred is not None and cred.confirmed_at is not None
 
 
-def begin_enrolment(session: Session, *, user: User, keyring: Keyring, clock: Clock = system_clock) -> Enrolment:
-    """A new, unconfirmed secret for ``user``. Refused when MFA is already set up (reset it first)."""
+ENROLMENT_CODE_FIELD = "enrolment_code"
+
+
+def begin_enrolment(session: Session, *, user: User, keyring: Keyring, enrolment_code: str,
+                    clock: Clock = system_clock) -> Enrolment:
+    """A new, unconfirmed secret for ``user``, for the holder of a valid enrolment code (InvalidInput naming
+    ``enrolment_code`` otherwise). Refused when MFA is already set up (reset it first)."""
     cred = _credential(session, user)
     if cred is not None and cred.confirmed_at is not None:
         raise Conflict("MFA is already set up for this account; an administrator can reset it")
+    account_codes.require(session, user=user, purpose="enrol", code=enrolment_code, field=ENROLMENT_CODE_FIELD,
+                          clock=clock)
     key = secrets.token_bytes(32)
     wrapped = keyring.wrap(key, recording_id=_binding(user))
     if cred is None:
@@ -119,21 +131,25 @@ def _hash(code: str) -> str:
 
 
 def confirm_enrolment(
-    session: Session, *, user: User, code: str, keyring: Keyring, source_ip: str | None = None,
+    session: Session, *, user: User, code: str, keyring: Keyring, enrolment_code: str, source_ip: str | None = None,
     clock: Clock = system_clock,
 ) -> list[str]:
-    """Switch MFA on once ``code`` proves the user holds the secret; returns fresh recovery codes (once)."""
+    """Switch MFA on once ``code`` proves the user holds the secret and ``enrolment_code`` is still good
+    (it is spent here); returns fresh recovery codes (once)."""
     cred = _credential(session, user)
     if cred is None:
         raise Conflict("start MFA enrolment first")
     if cred.confirmed_at is not None:
         raise Conflict("MFA is already set up for this account")
+    issued = account_codes.require(session, user=user, purpose="enrol", code=enrolment_code,
+                                   field=ENROLMENT_CODE_FIELD, clock=clock)
     step = _matching_step(_secret(cred, user, keyring), _normalise(code), clock.now())
     if step is None:
         raise InvalidInput("that code is not right:", [FieldProblem(
             "code", "enter the 6-digit code your authenticator app shows now (check the device's clock)")])
     cred.confirmed_at = clock.now()
     cred.last_used_step = step
+    account_codes.consume(session, row=issued, user=user, source_ip=source_ip, clock=clock)
     codes = _new_recovery_codes(session, user, clock)
     audit.append(session, audit.AuditEvent(
         actor=user.username, actor_role=user.role, action="auth.mfa_enrolled", object_type="user",
@@ -173,7 +189,8 @@ def verify(session: Session, *, user: User, code: str, keyring: Keyring, clock: 
 
 
 def reset(session: Session, *, user: User, actor: str, clock: Clock = system_clock) -> None:
-    """Remove ``user``'s MFA (lost device): they must enrol again at their next sign-in."""
+    """Remove ``user``'s MFA (lost device): they must enrol again, with an administrator's enrolment code.
+    Ending their tokens and sessions is ``identity.lifecycle.reset_mfa``'s part; call that from the edges."""
     cred = _credential(session, user)
     if cred is not None:
         session.delete(cred)

@@ -169,3 +169,23 @@ class OidcLoginState(Base):
     link_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
     """Set when a locally signed-in owner started this flow to link their account: the callback links the
     provider's subject to this account (and only in that owner's browser session) instead of signing in."""
+
+
+class AccountCode(Base):
+    """A one-time code an administrator issued for one account: ``enrol`` (set up MFA) or ``password``
+    (choose a new password after an administrator's reset). Only its SHA-256 is kept; it expires soon,
+    works once, and issuing a new one for the same purpose replaces the old one (issue 24 point 7: before
+    these, whoever signed in first with the password after an MFA reset enrolled their own authenticator)."""
+
+    __tablename__ = "account_codes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    """``enrol`` or ``password``."""
+    code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_by: Mapped[str] = mapped_column(String(64))
+    """The administrator's username (``cli`` for the command line)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

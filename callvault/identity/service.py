@@ -55,6 +55,7 @@ FULL_SCOPE = "*"
 ENROL_SCOPE = "mfa:enrol"
 WRONG_CREDENTIALS = "wrong username or password"
 WRONG_CODE = "the one-time code is wrong, expired or already used"
+DEACTIVATED = "this account is deactivated; ask an administrator"
 UNAVAILABLE = "sign-in is temporarily unavailable (the guessing counters could not be read); nobody was let in"
 Stage = Literal["full", "mfa", "enrol"]
 EXTENSION_RE = re.compile(r"^[0-9*#]{1,16}$")
@@ -167,9 +168,11 @@ def authenticate(
     _check_lock(session, counters, username, source_ip, clock)
     user = session.scalar(select(User).where(User.username == username.strip().lower()))
     ok = verify_password(user.password_hash if user else DUMMY_HASH, password)
-    if user is None or not ok or not user.active:
+    if user is None or not ok:
         # The caller rolls this transaction back; it records the failure with record_failed_sign_in.
         raise AuthenticationFailed(WRONG_CREDENTIALS)
+    if not user.active:  # said only to someone who knows the password: no hint for guessers
+        raise AuthenticationFailed(DEACTIVATED)
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     return user

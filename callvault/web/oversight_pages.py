@@ -163,7 +163,8 @@ def users_page(request: Request, caller: Caller = Depends(page_caller),
         for t in tokens:
             session.expunge(t["t"])
     return render(request, "users.html", {"caller": caller, "users": users, "tokens": tokens,
-                                          "now": runtime.clock.now(), "flash": request.query_params.get("done")})
+                                          "now": runtime.clock.now(), "flash": request.query_params.get("done"),
+                                          "flash_user": request.query_params.get("user", "")})
 
 
 @router.post("/admin/users/{username}/unlock", response_class=HTMLResponse)

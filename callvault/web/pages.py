@@ -3,8 +3,9 @@ the home page and the public notice here; the other areas in ``*_pages.py`` (see
 
 Sign-in: password (the form carries a double-submit CSRF token, so nobody can sign a browser into
 an account of theirs), then the one-time code (or, when the role needs MFA and the account has none,
-MFA set-up). Each step starts a brand-new server-side session (``identity.sessions``) carried in an
-HttpOnly, SameSite=Strict cookie, ``__Host-`` prefixed and Secure over HTTPS (``api.deps.HOST_PREFIX``).
+MFA set-up, which starts with a one-time enrolment code an administrator issued). Each step starts a
+brand-new server-side session (``identity.sessions``) carried in an HttpOnly, SameSite=Strict cookie,
+``__Host-`` prefixed and Secure over HTTPS (``api.deps.HOST_PREFIX``).
 Every state-changing form carries the session's CSRF token and is refused without it.
 """
 
@@ -25,7 +26,7 @@ from callvault.api.deps import (
     source_ip,
 )
 from callvault.core.errors import AccessDenied, AuthenticationFailed, InvalidInput
-from callvault.identity import mfa
+from callvault.identity import account_codes, mfa
 from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
@@ -35,6 +36,7 @@ from callvault.policy.decide import has_acknowledged
 from callvault.runtime import Runtime
 from callvault.web import (
     access_pages,
+    account_pages,
     home_pages,
     integrations_pages,
     live_pages,
@@ -202,22 +204,56 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
     return response
 
 
+def _enrol_page(request: Request, ws: WebSession, *, error: str | None = None, enrolment: mfa.Enrolment | None = None,
+                enrolment_code: str = "", status_code: int = 200) -> Response:
+    return templates.TemplateResponse(request, "mfa_enrol.html", {
+        "error": error, "csrf_token": ws.csrf_token, "enrolment": enrolment, "enrolment_code": enrolment_code},
+        status_code=status_code)
+
+
 @router.get("/mfa/enrol", response_class=HTMLResponse)
 def mfa_enrol_page(request: Request, runtime: Runtime = Depends(get_runtime)) -> Response:
+    """MFA set-up, first step: the administrator's one-time enrolment code (the password alone never
+    reaches a secret: issue 24 point 7)."""
+    half = _half_session(request, runtime, "enrol")
+    if half is None:
+        return RedirectResponse("/", status_code=303)
+    return _enrol_page(request, half[0])
+
+
+@router.post("/mfa/enrol/start", response_class=HTMLResponse)
+def mfa_enrol_start(request: Request, enrolment_code: Annotated[str, Form()] = "",
+                    csrf_token: Annotated[str, Form()] = "", runtime: Runtime = Depends(get_runtime)) -> Response:
+    """A good enrolment code shows the secret (the one already being set up, so a typo needs no re-scan)."""
     half = _half_session(request, runtime, "enrol")
     if half is None:
         return RedirectResponse("/", status_code=303)
     ws, user = half
-    with runtime.db.unit_of_work() as session:
-        enrolment = mfa.pending_enrolment(session, user=user, keyring=runtime.keyring) or mfa.begin_enrolment(
-            session, user=user, keyring=runtime.keyring, clock=runtime.clock)
-    return templates.TemplateResponse(request, "mfa_enrol.html", {
-        "error": None, "csrf_token": ws.csrf_token, "enrolment": enrolment})
+    if not same(csrf_token, ws.csrf_token):
+        return _enrol_page(request, ws, error="The form expired; please try again.", status_code=403)
+    try:
+        with runtime.db.unit_of_work() as session:
+            fresh = session.get(User, user.id)
+            assert fresh is not None
+            account_codes.require(session, user=fresh, purpose="enrol", code=enrolment_code,
+                                  field=mfa.ENROLMENT_CODE_FIELD, clock=runtime.clock)
+            enrolment = mfa.pending_enrolment(session, user=fresh, keyring=runtime.keyring) or mfa.begin_enrolment(
+                session, user=fresh, keyring=runtime.keyring, enrolment_code=enrolment_code, clock=runtime.clock)
+    except InvalidInput as exc:
+        return _enrol_page(request, ws, error=_sentence(exc), status_code=422)
+    response = _enrol_page(request, ws, enrolment=enrolment, enrolment_code=enrolment_code)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _sentence(exc: InvalidInput) -> str:
+    detail = exc.problems[0].message if exc.problems else exc.message
+    return detail[:1].upper() + detail[1:] + "."
 
 
 @router.post("/mfa/enrol", response_class=HTMLResponse)
-def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annotated[str, Form()] = "",
-                     runtime: Runtime = Depends(get_runtime)) -> Response:
+def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], enrolment_code: Annotated[str, Form()] = "",
+                     csrf_token: Annotated[str, Form()] = "", runtime: Runtime = Depends(get_runtime)) -> Response:
     half = _half_session(request, runtime, "enrol")
     if half is None:
         return RedirectResponse("/", status_code=303)
@@ -230,7 +266,7 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
                 fresh = session.get(User, user.id)
                 assert fresh is not None
                 codes = mfa.confirm_enrolment(session, user=fresh, code=code, keyring=runtime.keyring, source_ip=ip,
-                                              clock=runtime.clock)
+                                              enrolment_code=enrolment_code, clock=runtime.clock)
                 identity.record_sign_in(session, user=fresh, source_ip=ip, counters=runtime.counters,
                                         method=f"{ws.first_factor}+totp (enrolment)", clock=runtime.clock)
                 row = session.get(WebSession, ws.id)
@@ -239,15 +275,17 @@ def mfa_enrol_submit(request: Request, code: Annotated[str, Form()], csrf_token:
                                           absolute_seconds=runtime.settings.session_absolute_seconds,
                                           clock=runtime.clock)
         except InvalidInput as exc:
-            error = exc.message
+            error = _sentence(exc)
         except CountersUnavailable:
             error = SIGN_IN_UNAVAILABLE  # nothing was committed: the same code works once the store is back
     if error is not None:
         with runtime.db.unit_of_work() as session:
-            enrolment = mfa.pending_enrolment(session, user=user, keyring=runtime.keyring)
-        return templates.TemplateResponse(request, "mfa_enrol.html", {
-            "error": error, "csrf_token": ws.csrf_token, "enrolment": enrolment},
-            status_code=503 if error == SIGN_IN_UNAVAILABLE else 422)
+            # The secret is shown again only while the enrolment code is still good.
+            good = account_codes.find(session, user=user, purpose="enrol", code=enrolment_code, clock=runtime.clock)
+            enrolment = mfa.pending_enrolment(session, user=user, keyring=runtime.keyring) if good else None
+        return _enrol_page(request, ws, error=error, enrolment=enrolment,
+                           enrolment_code=enrolment_code if enrolment else "",
+                           status_code=503 if error == SIGN_IN_UNAVAILABLE else 422)
     response = templates.TemplateResponse(request, "mfa_recovery.html", {"codes": codes})
     response.headers["Cache-Control"] = "no-store"
     set_session_cookie(response, request, new.cookie)
@@ -296,5 +334,5 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
 
 
 for _module in (recording_pages, access_pages, oversight_pages, requests_pages, quality_pages, integrations_pages,
-                sso_pages, live_pages):
+                sso_pages, live_pages, account_pages):
     router.include_router(_module.router)

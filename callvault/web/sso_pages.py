@@ -27,8 +27,8 @@ from callvault.api.deps import (
     secure_request,
     source_ip,
 )
-from callvault.core.errors import AuthenticationFailed, ConfigurationError, NotFound
-from callvault.identity import oidc
+from callvault.core.errors import AuthenticationFailed, ConfigurationError, FieldProblem, NotFound
+from callvault.identity import mfa, oidc
 from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
 from callvault.identity.models import OidcIdentity, WebSession
@@ -161,14 +161,24 @@ def _local_full_session(request: Request, runtime: Runtime) -> WebSession | None
 @router.get("/account", response_class=HTMLResponse)
 def account(request: Request, caller: Caller = Depends(page_caller),
             runtime: Runtime = Depends(get_runtime)) -> Response:
-    """Your account: which identity-provider accounts reach it, and (signed in with your password) linking one."""
+    """Your account: your password, which identity-provider accounts reach it, and (signed in with your
+    password) linking one."""
+    return account_page(request, caller, runtime)
+
+
+def account_page(request: Request, caller: Caller, runtime: Runtime, *,
+                 password_problems: list[FieldProblem] | None = None, status_code: int = 200) -> Response:
+    """The account page, with the password form's problems when a change was refused (``account_pages``)."""
     with runtime.db.unit_of_work() as session:
         linked = [(i.issuer, i.subject, i.linked_via, i.created_at) for i in session.scalars(
             select(OidcIdentity).where(OidcIdentity.user_id == caller.user.id).order_by(OidcIdentity.issuer))]
+        enrolled = mfa.is_enrolled(session, caller.user)
     return render(request, "account.html", {
         "caller": caller, "linked": linked, "sso": runtime.settings.oidc is not None,
         "can_link": _local_full_session(request, runtime) is not None,
-        "just_linked": request.query_params.get("linked") == "1"})
+        "just_linked": request.query_params.get("linked") == "1", "mfa_enrolled": enrolled,
+        "password_problems": password_problems or [],
+        "password_changed": request.query_params.get("password") == "changed"}, status_code=status_code)
 
 
 @router.post("/account/sso/link")

@@ -19,7 +19,7 @@ from callvault.audit.models import AuditEntry
 from callvault.cli.main import app as cli_app
 from callvault.core.clock import FixedClock
 from callvault.core.errors import InvalidInput
-from callvault.identity import mfa, throttle
+from callvault.identity import account_codes, mfa, throttle
 from callvault.identity import service as identity
 from callvault.identity.models import SignInThrottle
 from callvault.policy import service as policy_service
@@ -92,9 +92,10 @@ def test_a_recovery_code_works_once_instead_of_the_app(live: LiveServer) -> None
     with env.runtime.db.unit_of_work() as session:
         user = identity.get_user(session, "bob")
         mfa.reset(session, user=user, actor="test")
-        enrolment = mfa.begin_enrolment(session, user=user, keyring=env.runtime.keyring)
+        issued = account_codes.issue(session, user=user, purpose="enrol", actor="test")
+        enrolment = mfa.begin_enrolment(session, user=user, keyring=env.runtime.keyring, enrolment_code=issued.code)
         codes = mfa.confirm_enrolment(session, user=user, code=pyotp.TOTP(enrolment.secret).now(),
-                                      keyring=env.runtime.keyring)
+                                      keyring=env.runtime.keyring, enrolment_code=issued.code)
     assert len(codes) == 10 and len(set(codes)) == 10
     assert _token(live, "bob", codes[0].upper())[0] == 200
     assert _token(live, "bob", codes[0])[0] == 401
@@ -104,17 +105,20 @@ def test_a_recovery_code_works_once_instead_of_the_app(live: LiveServer) -> None
 def test_a_role_that_needs_mfa_must_set_it_up_before_reaching_anything(live: LiveServer) -> None:
     env = live.env
     with env.runtime.db.unit_of_work() as session:
-        mfa.reset(session, user=identity.get_user(session, "lead"), actor="test")
+        lead = identity.get_user(session, "lead")
+        mfa.reset(session, user=lead, actor="test")
+        enrolment_code = account_codes.issue(session, user=lead, purpose="enrol", actor="test").code
     status, body = _token(live, "lead", None)
     assert status == 200 and body["mfa_enrolment_required"] and body["scope"] == "mfa:enrol"
     with live.client() as client:
         client.headers["Authorization"] = f"Bearer {body['access_token']}"
         assert client.get("/api/v1/recordings").status_code == 403
-        enrol = client.post("/api/v1/me/mfa/enrol").json()
+        enrol = client.post("/api/v1/me/mfa/enrol", json={"enrolment_code": enrolment_code}).json()
         assert enrol["provisioning_uri"].startswith("otpauth://totp/callvault:lead")
-        wrong = client.post("/api/v1/me/mfa/confirm", json={"code": "000000"})
+        wrong = client.post("/api/v1/me/mfa/confirm", json={"code": "000000", "enrolment_code": enrolment_code})
         assert wrong.status_code == 422 and wrong.json()["problems"][0]["location"] == "code"
-        codes = client.post("/api/v1/me/mfa/confirm", json={"code": pyotp.TOTP(enrol["secret"]).now()})
+        codes = client.post("/api/v1/me/mfa/confirm", json={"code": pyotp.TOTP(enrol["secret"]).now(),
+                                                            "enrolment_code": enrolment_code})
         assert codes.status_code == 200 and len(codes.json()["recovery_codes"]) == 10
         assert client.get("/api/v1/me").status_code == 401  # the set-up token is spent
     env.totp_secrets["lead"] = enrol["secret"]

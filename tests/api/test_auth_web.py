@@ -217,22 +217,27 @@ def test_a_busy_session_still_ends_at_the_absolute_limit(live: LiveServer) -> No
 def test_mfa_set_up_in_the_browser_shows_the_secret_once_then_recovery_codes(live: LiveServer) -> None:
     import pyotp
 
-    from callvault.identity import mfa
+    from callvault.identity import account_codes, mfa
     from callvault.identity import service as identity
 
     env = live.env
     with env.runtime.db.unit_of_work() as session:
-        mfa.reset(session, user=identity.get_user(session, "alice"), actor="test")
+        alice = identity.get_user(session, "alice")
+        mfa.reset(session, user=alice, actor="test")
+        enrolment_code = account_codes.issue(session, user=alice, purpose="enrol", actor="test").code
     with live.client() as browser:
         form = browser.get("/")
         resp = browser.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": _csrf(form.text)})
         assert resp.headers["location"] == "/mfa/enrol"
-        page = browser.get("/mfa/enrol")
+        ask = browser.get("/mfa/enrol")
+        assert "ask an administrator" in ask.text and "<code>" not in ask.text
+        page = browser.post("/mfa/enrol/start", data={"enrolment_code": enrolment_code.lower(),
+                                                      "csrf_token": _csrf(ask.text)})
         secret = re.search(r"<code>([A-Z2-7]+)</code>", page.text)
         assert secret and "otpauth://totp/" in page.text
-        again = browser.get("/mfa/enrol")
+        again = browser.post("/mfa/enrol/start", data={"enrolment_code": enrolment_code, "csrf_token": _csrf(ask.text)})
         assert secret.group(1) in again.text  # the same secret until confirmed: no re-scan after a typo
         done = browser.post("/mfa/enrol", data={"code": pyotp.TOTP(secret.group(1)).now(),
-                                                "csrf_token": _csrf(page.text)})
+                                                "enrolment_code": enrolment_code, "csrf_token": _csrf(page.text)})
         assert done.status_code == 200 and done.text.count("<li><code>") == 10
         assert browser.get("/api/v1/me").json()["mfa_enrolled"] is True

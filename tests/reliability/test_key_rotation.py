@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
-from callvault.identity import mfa
+from callvault.identity import account_codes, mfa
 from callvault.identity import service as identity
 from callvault.identity.models import MfaCredential
 from callvault.recordings import rekey
@@ -38,9 +38,11 @@ def _kek_ids(world: World) -> set[str]:
 def _enrol_admin(world: World) -> str:
     with world.runtime.db.unit_of_work() as session:
         admin = identity.get_user(session, "admin")
-        enrolment = mfa.begin_enrolment(session, user=admin, keyring=world.runtime.keyring, clock=world.clock)
+        issued = account_codes.issue(session, user=admin, purpose="enrol", actor="test", clock=world.clock)
+        enrolment = mfa.begin_enrolment(session, user=admin, keyring=world.runtime.keyring, clock=world.clock,
+                                        enrolment_code=issued.code)
         mfa.confirm_enrolment(session, user=admin, code=pyotp.TOTP(enrolment.secret).at(world.clock.now()),
-                              keyring=world.runtime.keyring, clock=world.clock)
+                              keyring=world.runtime.keyring, clock=world.clock, enrolment_code=issued.code)
     return enrolment.secret
 
 

@@ -20,7 +20,7 @@ import callvault.cli.main  # noqa: F401  (first: it loads every command module; 
 from callvault.cli.commands import initialise
 from callvault.core.clock import Clock
 from callvault.core.settings import Settings, load_settings
-from callvault.identity import mfa
+from callvault.identity import account_codes, mfa
 from callvault.identity import service as identity
 from callvault.identity.models import MfaCredential
 from callvault.policy import service as policy_service
@@ -77,9 +77,11 @@ class CallvaultEnv:
                 self._enrol_mfa(session, user)
 
     def _enrol_mfa(self, session: Any, user: Any) -> None:
-        enrolment = mfa.begin_enrolment(session, user=user, keyring=self.runtime.keyring)
+        # The honest way: an administrator issues a one-time enrolment code, the person enrols with it.
+        issued = account_codes.issue(session, user=user, purpose="enrol", actor="test")
+        enrolment = mfa.begin_enrolment(session, user=user, keyring=self.runtime.keyring, enrolment_code=issued.code)
         mfa.confirm_enrolment(session, user=user, code=pyotp.TOTP(enrolment.secret).now(),
-                              keyring=self.runtime.keyring)
+                              keyring=self.runtime.keyring, enrolment_code=issued.code)
         # As if enrolled long ago: the enrolment code's time step must not block the first sign-in.
         cred = session.get(MfaCredential, user.id)
         cred.last_used_step = None

@@ -1,0 +1,182 @@
+"""Account lifecycle: ending every credential of an account, MFA reset, deactivation, password changes.
+
+Contracts (issue 24 point 7):
+- ``end_credentials`` revokes, in the database, every bearer token and web session of an account (but the
+  one named to keep). Every request checks its credential's row (``identity.service.token_caller``,
+  ``api.deps``), so the end holds at once on every node: nothing is remembered in a process.
+- An MFA reset, a deactivation and an administrator's password reset end them all; a person changing
+  their own password keeps only the credential they changed it with.
+- The last active account whose role administers (``can_administer`` in the policy) cannot be deactivated:
+  nobody could then reactivate anyone except through the command line on the server.
+- An administrator's password reset makes the old password useless at once and issues a one-time
+  ``password`` code (``account_codes``): the owner chooses the new password with it (and their one-time
+  code when MFA is set up), so the administrator never knows it.
+- Every change is audited; wrong input is an ``InvalidInput`` naming the field.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from callvault.audit import service as audit
+from callvault.core.clock import Clock, system_clock
+from callvault.core.errors import Conflict, FieldProblem, InvalidInput
+from callvault.identity import account_codes, mfa
+from callvault.identity.models import AccountCode, ApiToken, User, WebSession
+from callvault.identity.passwords import hash_password, password_problems, verify_password
+from callvault.policy.schema import PolicyDocument
+from callvault.storage.keys import Keyring
+
+RESET_CODE_FIELD = "reset_code"
+
+
+def end_credentials(session: Session, *, user: User, when: datetime, keep_token_id: str | None = None,
+                    keep_session_id: str | None = None) -> int:
+    """Revoke every live bearer token and web session of ``user`` except those named; how many ended."""
+    tokens = update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    if keep_token_id:
+        tokens = tokens.where(ApiToken.id != keep_token_id)
+    webs = update(WebSession).where(WebSession.user_id == user.id, WebSession.revoked_at.is_(None))
+    if keep_session_id:
+        webs = webs.where(WebSession.id != keep_session_id)
+    ended = 0
+    for stmt in (tokens, webs):
+        result = session.execute(stmt.values(revoked_at=when))
+        ended += int(getattr(result, "rowcount", 0) or 0)
+    return ended
+
+
+def reset_mfa(session: Session, *, user: User, actor: str, actor_role: str = "", source_ip: str | None = None,
+              clock: Clock = system_clock) -> int:
+    """Remove ``user``'s second factor (lost device) and end every token and session; audited. They set MFA
+    up again only with an enrolment code an administrator issues (``account_codes.issue``)."""
+    mfa.reset(session, user=user, actor=actor, clock=clock)
+    ended = end_credentials(session, user=user, when=clock.now())
+    _audit(session, actor, actor_role, "auth.credentials_revoked", user, source_ip, clock,
+           {"reason": "mfa reset", "ended": ended})
+    return ended
+
+
+def is_administrator(policy: PolicyDocument, role: str) -> bool:
+    found = policy.roles.get(role)
+    return found is not None and found.can_administer
+
+
+def deactivate(session: Session, *, user: User, actor: str, policy: PolicyDocument, actor_role: str = "",
+               source_ip: str | None = None, clock: Clock = system_clock) -> bool:
+    """Switch ``user`` off: no sign-in of any kind, every token and session ended, codes withdrawn.
+    Conflict for the last active administrator. False when it was already inactive."""
+    if not user.active:
+        return False
+    if is_administrator(policy, user.role):
+        admin_roles = [name for name, role in policy.roles.items() if role.can_administer]
+        others = session.scalar(select(User.id).where(User.id != user.id, User.active.is_(True),
+                                                      User.role.in_(admin_roles)).limit(1))
+        if others is None:
+            raise Conflict(f"{user.username} is the last active administrator; make or reactivate another "
+                           "administrator first")
+    user.active = False
+    session.execute(delete(AccountCode).where(AccountCode.user_id == user.id, AccountCode.used_at.is_(None)))
+    ended = end_credentials(session, user=user, when=clock.now())
+    _audit(session, actor, actor_role, "user.deactivated", user, source_ip, clock, {"ended": ended})
+    return True
+
+
+def reactivate(session: Session, *, user: User, actor: str, actor_role: str = "", source_ip: str | None = None,
+               clock: Clock = system_clock) -> bool:
+    """Let ``user`` sign in again (with their password and second factor as before). False if already active."""
+    if user.active:
+        return False
+    user.active = True
+    _audit(session, actor, actor_role, "user.reactivated", user, source_ip, clock, {})
+    return True
+
+
+def _new_password_problems(user: User, new_password: str) -> list[FieldProblem]:
+    problems = [FieldProblem("new_password", p) for p in password_problems(new_password, username=user.username)]
+    if not problems and verify_password(user.password_hash, new_password):
+        problems.append(FieldProblem("new_password", "must differ from the current password"))
+    return problems
+
+
+def _second_factor(session: Session, user: User, otp: str | None, keyring: Keyring, clock: Clock
+                   ) -> list[FieldProblem]:
+    if not mfa.is_enrolled(session, user):
+        return []
+    if not otp:
+        return [FieldProblem("otp", "enter the 6-digit code from your authenticator app (or a recovery code)")]
+    if mfa.verify(session, user=user, code=otp, keyring=keyring, clock=clock) is None:
+        return [FieldProblem("otp", "the one-time code is wrong, expired or already used")]
+    return []
+
+
+def change_password(
+    session: Session, *, user: User, current_password: str, new_password: str, otp: str | None, keyring: Keyring,
+    keep_token_id: str | None = None, keep_session_id: str | None = None, source_ip: str | None = None,
+    clock: Clock = system_clock,
+) -> int:
+    """The owner changes their password: the current one and (MFA set up) a one-time code prove it is them.
+    Every other token and session ends; how many ended."""
+    problems: list[FieldProblem] = []
+    if not verify_password(user.password_hash, current_password):
+        problems.append(FieldProblem("current_password", "is not your current password"))
+    else:
+        problems += _second_factor(session, user, otp, keyring, clock)
+    if not problems:
+        problems += _new_password_problems(user, new_password)
+    if problems:
+        raise InvalidInput("The password was not changed:", problems)
+    user.password_hash = hash_password(new_password)
+    ended = end_credentials(session, user=user, when=clock.now(), keep_token_id=keep_token_id,
+                            keep_session_id=keep_session_id)
+    _audit(session, user.username, user.role, "user.password_changed", user, source_ip, clock,
+           {"via": "owner", "other_credentials_ended": ended})
+    return ended
+
+
+def reset_password(
+    session: Session, *, user: User, actor: str, actor_role: str = "", source_ip: str | None = None,
+    ttl: timedelta | None = None, clock: Clock = system_clock,
+) -> account_codes.IssuedCode:
+    """An administrator's reset: the old password stops working, every token and session ends, and a
+    one-time reset code (returned, shown once) lets the owner choose a new password."""
+    user.password_hash = hash_password(secrets.token_urlsafe(32))  # nobody knows it: unusable
+    ended = end_credentials(session, user=user, when=clock.now())
+    _audit(session, actor, actor_role, "user.password_reset", user, source_ip, clock, {"ended": ended})
+    return account_codes.issue(session, user=user, purpose="password", actor=actor, actor_role=actor_role,
+                               source_ip=source_ip, ttl=ttl, clock=clock)
+
+
+def set_password_with_code(
+    session: Session, *, username: str, reset_code: str, new_password: str, otp: str | None, keyring: Keyring,
+    source_ip: str | None = None, clock: Clock = system_clock,
+) -> User:
+    """The owner chooses a new password with an administrator's reset code (and their one-time code when
+    MFA is set up). An unknown, deactivated account and a bad code get the same answer."""
+    user = session.scalar(select(User).where(User.username == username.strip().lower()))
+    row = account_codes.find(session, user=user, purpose="password", code=reset_code, clock=clock) \
+        if user is not None and user.active else None
+    if user is None or row is None:
+        raise InvalidInput("The password was not changed:", [FieldProblem(
+            RESET_CODE_FIELD, "this username and reset code do not match a reset code that is still good: ask an "
+                              "administrator for a new one (it works once and expires soon)")])
+    problems = _second_factor(session, user, otp, keyring, clock) + _new_password_problems(user, new_password)
+    if problems:
+        raise InvalidInput("The password was not changed:", problems)
+    user.password_hash = hash_password(new_password)
+    account_codes.consume(session, row=row, user=user, source_ip=source_ip, clock=clock)
+    ended = end_credentials(session, user=user, when=clock.now())
+    _audit(session, user.username, user.role, "user.password_changed", user, source_ip, clock,
+           {"via": "reset code", "issued_by": row.issued_by, "other_credentials_ended": ended})
+    return user
+
+
+def _audit(session: Session, actor: str, actor_role: str, action: str, user: User, source_ip: str | None,
+           clock: Clock, details: dict[str, object]) -> None:
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action=action, object_type="user", object_id=user.id,
+        source_ip=source_ip, clauses=("A12",), details={"username": user.username, **details}), clock=clock)
