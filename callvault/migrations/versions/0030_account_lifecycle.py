@@ -5,8 +5,8 @@ password enrolled their own authenticator. Enrolment now needs a one-time ``enro
 issues (``callvault users enrolment-code``); an administrator's password reset issues a ``password`` code.
 Only each code's SHA-256 is stored.
 
-Revision ID: 0025_account_lifecycle
-Revises: 0024
+Revision ID: 0030_account_lifecycle
+Revises: 0029_capture_media_states
 Create Date: 2026-12-06 23:55:00
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0025_account_lifecycle'
-down_revision: str | None = '0024'
+revision: str = '0030_account_lifecycle'
+down_revision: str | None = '0029_capture_media_states'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
