@@ -27,6 +27,7 @@ from callvault.audit import service as audit
 from callvault.capture.metadata import normalise_number
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AccessDenied, CallvaultError, FieldProblem, InvalidInput
+from callvault.core.instants import instant_problem
 from callvault.policy.decide import (
     Action,
     Actor,
@@ -58,8 +59,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         started, rec_id = json.loads(raw)
-        return datetime.fromisoformat(started), str(rec_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        at = datetime.fromisoformat(started)
+        if at.tzinfo is None or instant_problem(at):  # ours are UTC and in range; anything else was made up
+            raise ValueError(started)
+        return at, str(rec_id)
+    except (binascii.Error, ValueError, TypeError, RecursionError) as exc:
         raise InvalidInput("cursor is not one this server issued",
                            [FieldProblem("cursor", "not a cursor from a previous page")]) from exc
 
