@@ -128,8 +128,9 @@ class UserRead(BaseModel):
 def create_token(body: TokenRequest, request: Request, runtime: Runtime = Depends(get_runtime)) -> TokenResponse:
     """Exchange a username, password and (when MFA is set up) a one-time code for a bearer token.
 
-    Wrong or unknown credentials: 401 with the same message. Repeated failures lock the account name
-    and the address for a while (401 saying until when). MFA set up but no ``otp``: 401 asking for it.
+    Wrong or unknown credentials, a wrong one-time code, or none where MFA is set up: 401 with one message
+    (naming ``otp``), so the answer never confirms a password. Repeated failures lock the account name
+    and the address for a while (401 saying until when).
     The role needs MFA and none is set up: a 10-minute token that can only set it up. The guessing
     counters cannot be read (Redis down): 503, and nobody is let in.
     """
@@ -150,7 +151,7 @@ def create_token(body: TokenRequest, request: Request, runtime: Runtime = Depend
     except AuthenticationFailed as exc:
         # The failed attempt must stay on record (and count towards lockout) though the request is refused.
         with runtime.db.unit_of_work() as session:
-            identity.record_failed_sign_in(session, username=body.username, source_ip=ip, reason=exc.message,
+            identity.record_failed_sign_in(session, username=body.username, source_ip=ip, reason=exc.reason,
                                            counters=runtime.counters, clock=runtime.clock)
         raise
     except CountersUnavailable:
@@ -159,8 +160,8 @@ def create_token(body: TokenRequest, request: Request, runtime: Runtime = Depend
             identity.record_failed_sign_in(session, username=body.username, source_ip=ip, reason=identity.UNAVAILABLE,
                                            counters=runtime.counters, count=False, clock=runtime.clock)
         raise
-    if result.stage == "mfa":
-        raise AuthenticationFailed('this account uses MFA: send the one-time code as "otp" with the password')
+    if result.stage == "mfa":  # the same words as a wrong password: anything else confirms the password
+        raise AuthenticationFailed(identity.WRONG_CREDENTIALS, reason=identity.CODE_OWED)
     if result.stage == "enrol":
         return TokenResponse(access_token=issued.token, expires_in=issued.expires_in, scope=identity.ENROL_SCOPE,
                              mfa_enrolment_required=True, message=ENROL_MESSAGE)

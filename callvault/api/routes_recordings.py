@@ -21,6 +21,7 @@ from callvault.audit import service as audit
 from callvault.capture.audio import CONTENT_TYPES
 from callvault.capture.ingest import ingest_recording
 from callvault.core.errors import AccessDenied, CallvaultError, FieldProblem, InvalidInput, NotFound
+from callvault.core.instants import instant_problem
 from callvault.core.settings import UPLOAD_BYTES_CEILING
 from callvault.policy.decide import Action, Decision
 from callvault.quality import training
@@ -197,6 +198,8 @@ def list_recordings(
     for name, value in (("started_from", started_from), ("started_to", started_to)):
         if value is not None and value.tzinfo is None:
             raise InvalidInput("invalid filter:", [FieldProblem(name, "must include a UTC offset")])
+        if value is not None and (problem := instant_problem(value)):  # year 1 at +14:00 has no UTC (was a 500)
+            raise InvalidInput("invalid filter:", [FieldProblem(name, problem)])
     filters = RecordingFilters(extension=extension, agent=agent, team=team, direction=direction,
                                remote_number=remote_number, local_number=local_number,
                                started_from=started_from, started_to=started_to, case_ref=case_ref)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from callvault.core.errors import FieldProblem, InvalidInput
+from callvault.core.instants import instant_problem
 
 CALL_ID_RE = re.compile(r"^[A-Za-z0-9._:@+=/-]{1,200}$")
 EXTENSION_RE = re.compile(r"^[0-9*#]{1,16}$")
@@ -37,6 +38,8 @@ class ConsentEvidence(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("must include a UTC offset, e.g. 2026-11-23T14:05:00-05:00")
+        if value is not None and (problem := instant_problem(value)):
+            raise ValueError(problem)
         return value
 
 
@@ -70,6 +73,8 @@ class CallMetadata(BaseModel):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("must include a UTC offset, e.g. 2026-11-23T14:05:00-05:00")
+        if problem := instant_problem(value):  # year 1 with +14:00 has no UTC; year 9999 no retention end
+            raise ValueError(problem)
         return value
 
     @field_validator("extension")
@@ -95,7 +100,7 @@ class CallMetadata(BaseModel):
 
     @model_validator(mode="after")
     def _times_in_order(self) -> CallMetadata:
-        if self.ended_at < self.started_at:
+        if self.ended_at.astimezone(UTC) < self.started_at.astimezone(UTC):
             raise ValueError("ended_at is before started_at")
         return self
 
@@ -126,14 +131,30 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(metadata)"
 
 
+def _huge_number_field(raw: bytes | str) -> str | None:
+    """The field whose value is a number too long to read (``"extension": 5555…``), so the refusal names it."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    match = re.search(r'"([A-Za-z_]{1,40})"\s*:\s*-?[0-9]{4300,}', text)
+    return match.group(1) if match else None
+
+
 def parse_metadata(raw: bytes | str | dict[str, Any], *, default_region: str) -> CallMetadata:
-    """Parse and validate metadata JSON; raise InvalidInput naming every bad field."""
+    """Parse and validate metadata JSON; raise InvalidInput naming every bad field.
+
+    Why the extra ``except`` clauses: the JSON decoder raises ``RecursionError`` for arrays or objects
+    nested a few thousand deep, and a plain ``ValueError`` for a number of more than 4,300 digits (Python's
+    integer-conversion limit); both were HTTP 500s before (issue 24).
+    """
     if isinstance(raw, bytes | str):
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except RecursionError as exc:
+            raise InvalidInput("metadata is not valid JSON:", [FieldProblem(
+                "metadata", "nested too deeply (call metadata is an object of plain fields)")]) from exc
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or an integer of thousands of digits
             raise InvalidInput(f"metadata is not valid JSON: {exc}",
-                               [FieldProblem("metadata", f"not valid JSON: {exc}")]) from exc
+                               [FieldProblem(_huge_number_field(raw) or "metadata", f"not valid JSON: {exc}")]) \
+                from exc
     else:
         data = raw
     if not isinstance(data, dict):

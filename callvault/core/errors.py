@@ -75,7 +75,12 @@ class Conflict(CallvaultError):
 
 
 class AuthenticationFailed(CallvaultError):
-    """Credentials missing, wrong, expired or revoked. The message never says which."""
+    """Credentials missing, wrong, expired or revoked. The message never says which; ``reason`` (for the
+    audit log only) may."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class AccessDenied(CallvaultError):

@@ -53,9 +53,13 @@ SCOPES: dict[str, str] = {
 """Scopes an integration token may carry."""
 FULL_SCOPE = "*"
 ENROL_SCOPE = "mfa:enrol"
-WRONG_CREDENTIALS = "wrong username or password"
+WRONG_CREDENTIALS = ('wrong username, password or one-time code (a code works once, for about a minute; an account '
+                     'with MFA sends it as "otp" with the password)')
+"""Every failed sign-in, whichever factor was wrong: "the one-time code is wrong" told a guesser that the
+password was right (issue 24). The audit entry says which (``WRONG_CODE``, ``CODE_OWED``)."""
 WRONG_CODE = "the one-time code is wrong, expired or already used"
 DEACTIVATED = "this account is deactivated; ask an administrator"
+CODE_OWED = "right password, no one-time code"
 UNAVAILABLE = "sign-in is temporarily unavailable (the guessing counters could not be read); nobody was let in"
 Stage = Literal["full", "mfa", "enrol"]
 EXTENSION_RE = re.compile(r"^[0-9*#]{1,16}$")
@@ -208,7 +212,7 @@ def sign_in(
             return SignIn(user=user, stage="mfa")
         method = mfa.verify(session, user=user, code=otp, keyring=keyring, clock=clock)
         if method is None:
-            raise AuthenticationFailed(WRONG_CODE)
+            raise AuthenticationFailed(WRONG_CREDENTIALS, reason=WRONG_CODE)
         _signed_in(session, counters, user, source_ip, f"password+{method}", clock)
         return SignIn(user=user, stage="full")
     if mfa_required(policy, user):
@@ -229,7 +233,7 @@ def complete_mfa(
     _check_lock(session, counters, user.username, source_ip, clock)
     method = mfa.verify(session, user=user, code=code, keyring=keyring, clock=clock)
     if method is None:
-        raise AuthenticationFailed(WRONG_CODE)
+        raise AuthenticationFailed(WRONG_CREDENTIALS, reason=WRONG_CODE)
     _signed_in(session, counters, user, source_ip, f"{first_factor}+{method}", clock)
 
 

@@ -40,6 +40,7 @@ from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
+from callvault.core.instants import day_problem
 from callvault.policy.schema import PolicyDocument, QualityReviewRules, SamplingRule
 from callvault.quality.models import QaReviewItem, QaSample, ReviewItemState
 from callvault.recordings.models import Recording, RecordingState
@@ -88,11 +89,14 @@ def previous_period(now: datetime, rule: SamplingRule) -> Period:
 
 def period_between(first: date, last: date, rule: SamplingRule) -> Period:
     """An on-demand period: from the start of ``first`` to the end of ``last`` (inclusive) in the rule's zone."""
+    for name, day in (("first_day", first), ("last_day", last)):
+        if problem := day_problem(day):  # midnight of 9999-12-31 + 1 day, or year 1 east of UTC: a 500 before
+            raise InvalidInput("cannot sample that period:", [FieldProblem(name, problem)])
     if last < first:
-        raise InvalidInput("cannot sample that period:", [FieldProblem("to", "the last day is before the first")])
+        raise InvalidInput("cannot sample that period:", [FieldProblem("last_day", "the last day is before the first")])
     if (last - first).days >= MAX_PERIOD_DAYS:
         raise InvalidInput("cannot sample that period:", [FieldProblem(
-            "to", f"a sample covers at most {MAX_PERIOD_DAYS} days; run one per period instead")])
+            "last_day", f"a sample covers at most {MAX_PERIOD_DAYS} days; run one per period instead")])
     zone = ZoneInfo(rule.timezone)
     return Period(_midnight(first, zone), _midnight(last + timedelta(days=1), zone))
 

@@ -20,7 +20,11 @@ from callvault.storage.blobstore import BlobStore
 from callvault.storage.crypto import EncryptedBlobReader
 from callvault.storage.keys import Keyring, WrappedKey
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_MAX_POSITION_DIGITS = 19
+"""Longer byte positions are past any recording (2^63 bytes), and ``int()`` refuses more than 4,300
+digits with a ValueError: ``bytes=0-<5,000 digits>`` was an HTTP 500 (issue 24). Only ASCII digits count
+(RFC 9110), not every Unicode digit ``\\d`` matches."""
 
 
 class RangeNotSatisfiable(InvalidInput):
@@ -46,13 +50,16 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
         return None
     match = _RANGE_RE.match(header)
     if not match or (not match.group(1) and not match.group(2)):
-        raise RangeNotSatisfiable(f"unsupported Range header {header!r}; use bytes=START-END")
+        raise RangeNotSatisfiable(f"unsupported Range header {header[:100]!r}; use bytes=START-END")
     first, last = match.group(1), match.group(2)
+    if any(len(part.lstrip("0")) > _MAX_POSITION_DIGITS for part in (first, last)):
+        raise RangeNotSatisfiable(f"Range header: a byte position of more than {_MAX_POSITION_DIGITS} digits is "
+                                  f"past the end of any recording (this one has {size} bytes)")
     if first:
         start = int(first)
         end = min(int(last), size - 1) if last else size - 1
         if start >= size or end < start:
-            raise RangeNotSatisfiable(f"range {header!r} is outside the recording's {size} bytes")
+            raise RangeNotSatisfiable(f"Range header {header!r} is outside the recording's {size} bytes")
     else:
         suffix = int(last)
         if suffix == 0:

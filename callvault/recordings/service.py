@@ -26,7 +26,8 @@ from callvault.access.consents import consents_of_agent
 from callvault.audit import service as audit
 from callvault.capture.metadata import normalise_number
 from callvault.core.clock import Clock, system_clock
-from callvault.core.errors import AccessDenied, CallvaultError, FieldProblem, InvalidInput
+from callvault.core.errors import AccessDenied, CallvaultError, FieldProblem, InvalidInput, NotFound
+from callvault.core.instants import instant_problem
 from callvault.policy.decide import (
     Action,
     Actor,
@@ -36,6 +37,7 @@ from callvault.policy.decide import (
     RecordingFacts,
     SubjectMatchFacts,
     decide,
+    has_acknowledged,
     visible_scope,
 )
 from callvault.policy.schema import PolicyDocument
@@ -58,8 +60,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         started, rec_id = json.loads(raw)
-        return datetime.fromisoformat(started), str(rec_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        at = datetime.fromisoformat(started)
+        if at.tzinfo is None or instant_problem(at):  # ours are UTC and in range; anything else was made up
+            raise ValueError(started)
+        return at, str(rec_id)
+    except (binascii.Error, ValueError, TypeError, RecursionError) as exc:
         raise InvalidInput("cursor is not one this server issued",
                            [FieldProblem("cursor", "not a cursor from a previous page")]) from exc
 
@@ -251,10 +256,41 @@ def withheld(decision: Decision, error: CallvaultError) -> Withheld:
                     serves=None, error=error)
 
 
+@dataclass(frozen=True)
+class Hidden(Decision):
+    """A content denial for a recording the actor may not see at all (its metadata is out of their scope,
+    or it is quarantined from them): answered exactly like an unknown id, recorded with the real reason.
+
+    Why: "403: this recording is on extension 2001" told a specialist that the id exists, and whose call it
+    is, while the metadata route answered 404 for the same id (issue 24). The audit entry keeps the reason,
+    so the refusal is still on record as what it was (ASVS 8.2.2 without an existence oracle)."""
+
+
+def _hidden(policy: PolicyDocument, actor: Actor, row: Recording, decision: Decision) -> Decision:
+    """``decision`` as a ``Hidden`` one when the actor may not know ``row`` exists.
+
+    Refusals about the actor rather than the recording (an unknown role, a policy not acknowledged yet) keep
+    their 403: they tell the person what to do and say the same for every recording they could ask about."""
+    if decision.allowed or isinstance(decision, Withheld) or actor.role not in policy.roles:
+        return decision
+    if policy.acknowledgement_required and not has_acknowledged(policy, actor):
+        return decision
+    if decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None).allowed:
+        return decision
+    return Hidden(allowed=False, reason=decision.reason, clauses=decision.clauses, purpose=decision.purpose,
+                  serves=None)
+
+
+NOT_FOUND = "no such recording"
+"""What an unknown id, and a recording the caller may not know exists, are answered with."""
+
+
 def refusal(decision: Decision) -> CallvaultError:
     """The error to answer a decision that is not an allowance with (once its entry is committed)."""
     if isinstance(decision, Withheld):
         return decision.error
+    if isinstance(decision, Hidden):
+        return NotFound(NOT_FOUND)
     return AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
 
 
@@ -280,7 +316,7 @@ def decide_content(
         error = check(session, row, decision)
         if error is not None:
             decision = withheld(decision, error)
-    return decision, row
+    return _hidden(policy, actor, row, decision), row
 
 
 def record_content(

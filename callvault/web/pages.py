@@ -138,7 +138,7 @@ def login(request: Request, username: Annotated[str, Form()], password: Annotate
     except AuthenticationFailed as exc:
         try:
             with runtime.db.unit_of_work() as session:
-                identity.record_failed_sign_in(session, username=username, source_ip=ip, reason=exc.message,
+                identity.record_failed_sign_in(session, username=username, source_ip=ip, reason=exc.reason,
                                                counters=runtime.counters, clock=runtime.clock)
         except CountersUnavailable:
             return login_page(request, SIGN_IN_UNAVAILABLE, status_code=503)
@@ -185,7 +185,7 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
     except AuthenticationFailed as exc:
         try:
             with runtime.db.unit_of_work() as session:
-                identity.record_failed_sign_in(session, username=user.username, source_ip=ip, reason=exc.message,
+                identity.record_failed_sign_in(session, username=user.username, source_ip=ip, reason=exc.reason,
                                                counters=runtime.counters, clock=runtime.clock)
                 if isinstance(exc, identity.SignInLocked):
                     web_sessions.revoke(session, cookie=read_cookie(request, SESSION_COOKIE) or "",

@@ -4,7 +4,7 @@ and (administrators) the recording's audit trail."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +16,7 @@ from callvault.api.deps import Caller, get_runtime
 from callvault.audit import service as audit
 from callvault.capture import control
 from callvault.core.errors import CallvaultError, IntegrityError, InvalidInput, NotFound
+from callvault.core.instants import instant_problem
 from callvault.policy.decide import (
     Action,
     Decision,
@@ -50,9 +51,9 @@ def _time(name: str, value: str | None) -> datetime | None:
         raise InvalidInput(f"{name.replace('_', ' ')}: not a date/time like 2026-11-01 or 2026-11-01T09:00+00:00") \
             from exc
     if parsed.tzinfo is None:  # a date typed into the form: read it as UTC, as the table shows
-        from datetime import UTC
-
         parsed = parsed.replace(tzinfo=UTC)
+    if problem := instant_problem(parsed):  # year 1 at +14:00 has no UTC: a 500 before (issue 24)
+        raise InvalidInput(f"{name.replace('_', ' ')}: {problem}")
     return parsed
 
 

@@ -77,8 +77,8 @@ def test_a_one_time_code_works_once_and_a_replay_is_refused(server: LiveServer, 
     replay, body = _token(server, "exec", code)
     assert first == 200
     assert replay == 401
-    assert "already used" in body["message"]
-    assert ("auth.sign_in", "deny", body["message"]) in _actions(env, "exec")
+    assert body["message"] == identity.WRONG_CREDENTIALS, "as a wrong password: the password is not confirmed"
+    assert ("auth.sign_in", "deny", identity.WRONG_CODE) in _actions(env, "exec"), "the record says which"
 
 
 def test_an_expired_code_is_refused(server: LiveServer, env: CallvaultEnv) -> None:

@@ -123,13 +123,17 @@ def test_guessed_notes_get_the_same_refusal_whatever_they_say(
     with server.client(who) as client:
         answers = [client.post(f"/api/v1/recordings/{call}/crm-note", json={"note": guess}, params=params)
                    for guess in (RIGHT_GUESS, WRONG_GUESS)]
-    assert [a.status_code for a in answers] == [403, 403], answers[0].text
+    hidden = who == "bob"  # a colleague's call is answered as an unknown id (issue 24)
+    assert [a.status_code for a in answers] == ([404, 404] if hidden else [403, 403]), answers[0].text
     assert answers[0].json() == answers[1].json()
     assert "flag_count" not in answers[0].text
     assert _notes(env, call) == before  # refused before the note was looked at
     entry = _last_entry(env, who, call)
     assert entry.action == "recording.transcript" and entry.decision == "deny"
-    assert entry.reason == answers[0].json()["message"]
+    if hidden:
+        assert "extension" in entry.reason and answers[0].json()["message"] == "no such recording"
+    else:
+        assert entry.reason == answers[0].json()["message"]
 
 
 def test_the_owner_naming_a_purpose_posts_and_reads_the_check(env: CallvaultEnv, server: LiveServer,

@@ -119,7 +119,7 @@ def test_redacted_audio_without_a_purpose_is_refused_and_the_refusal_audited(
 
 
 def test_specialist_cannot_get_a_colleagues_redacted_audio(server: LiveServer, call: Call) -> None:
-    assert fetch(server, "bob", call.recording_id, purpose="self_review")[0] == 403
+    assert fetch(server, "bob", call.recording_id, purpose="self_review")[0] == 404  # out of scope (issue 24)
 
 
 def test_redacted_audio_of_a_call_not_yet_transcribed_says_why(server: LiveServer, call: Call) -> None:

@@ -42,7 +42,7 @@ def test_transcript_without_a_purpose_is_refused_and_the_refusal_audited(
 def test_specialist_cannot_read_a_colleagues_transcript(server: LiveServer, transcribed: Transcribed) -> None:
     with server.client("bob") as client:
         resp = client.get(url(transcribed), params={"purpose": "self_review"})
-    assert resp.status_code == 403
+    assert resp.status_code == 404  # out of scope: answered as an unknown id (issue 24)
 
 
 def test_training_purpose_gets_only_a_masked_transcript_or_nothing(server: LiveServer,
@@ -117,8 +117,8 @@ def test_colleague_cannot_post_or_read_crm_notes_of_a_call_out_of_scope(
         posted = client.post(url(transcribed, "crm-note"), json={"note": "Refund approved."},
                              params={"purpose": "self_review"})
         shown = client.get(url(transcribed, "crm-note"), params={"purpose": "self_review"})
-    assert posted.status_code == 403
-    assert shown.status_code == 403
+    assert posted.status_code == 404  # out of scope: answered as an unknown id (issue 24)
+    assert shown.status_code == 404
 
 
 def test_empty_crm_note_is_rejected_naming_the_field(server: LiveServer, transcribed: Transcribed) -> None:
