@@ -291,25 +291,44 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     workers: Annotated[int, typer.Option("--workers", min=1, help="server processes (one per core)")] = 1,
+    no_workers: Annotated[bool, typer.Option(
+        "--no-workers", help="run no background jobs here (with separate `callvault worker` nodes)")] = False,
+    transcription_streams: Annotated[int | None, typer.Option(
+        "--transcription-streams", min=0,
+        help="speech-to-text children (default: $CALLVAULT_TRANSCRIPTION_STREAMS, else one per core)")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the web server (JSON API under /api/v1 and the web pages), and the SIPREC server if configured."""
+    """Run the web server (JSON API under /api/v1 and the web pages), the background jobs (unless
+    --no-workers) and the SIPREC server if configured."""
     import os
 
     import uvicorn
 
     from callvault.api.app import create_app, settle_heap
     from callvault.capture.siprec.service import start_beside_serve
+    from callvault.jobs.beside_serve import start_workers, stop_workers
+    from callvault.jobs.beside_serve import transcription_streams as streams_for
     from callvault.ops import logs
 
     runtime = open_runtime(data_dir)
     log_config = logs.logging_config(runtime.settings.json_logs)
+    # Background jobs (mail, transcripts, checkpoints, sampling, retention, ...) as supervised
+    # `callvault worker` children, so one command runs the whole product (callvault.jobs.beside_serve).
+    job_children = []
+    if no_workers:
+        out.print("Background jobs: not run here (--no-workers); run `callvault worker` elsewhere")
+    else:
+        streams = streams_for(runtime.settings.env, transcription_streams)
+        job_children = start_workers(runtime.settings.data_dir, streams=streams)
+        out.print(f"Background jobs: running beside the web server ({streams} transcription stream(s); "
+                  "--no-workers turns them off)")
     # CALLVAULT_SIPREC_LISTEN (docs/siprec.md): the capture server runs as a supervised child process.
     capture = start_beside_serve(runtime.settings)
     if capture is not None:
         out.print("SIPREC recording server: started beside the web server (CALLVAULT_SIPREC_LISTEN)")
+    if capture is not None or job_children:
         # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the process
-        # would die before the ``finally`` below and leave the capture child running.
+        # would die before the ``finally`` below and leave the children running.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     out.print(f"callvault listening on http://{host}:{port}/  (API docs: /api/v1/docs)")
     try:
@@ -324,6 +343,9 @@ def serve(
         uvicorn.run("callvault.api.app:create_app_from_environment", factory=True, host=host, port=port,
                     workers=workers, log_config=log_config, proxy_headers=False)
     finally:
+        if capture is not None:
+            capture.terminate()
+        stop_workers(job_children)
         if capture is not None:
             capture.stop()
 
