@@ -316,12 +316,13 @@ def serve(
     # `callvault worker` children, so one command runs the whole product (callvault.jobs.beside_serve).
     job_children = []
     if no_workers:
-        out.print("Background jobs: not run here (--no-workers); run `callvault worker` elsewhere")
+        out.print("Background jobs: not run here (--no-workers); run `callvault worker` elsewhere",
+                  highlight=False, soft_wrap=True)
     else:
         streams = streams_for(runtime.settings.env, transcription_streams)
         job_children = start_workers(runtime.settings.data_dir, streams=streams)
         out.print(f"Background jobs: running beside the web server ({streams} transcription stream(s); "
-                  "--no-workers turns them off)")
+                  "--no-workers turns them off)", highlight=False, soft_wrap=True)
     # CALLVAULT_SIPREC_LISTEN (docs/siprec.md): the capture server runs as a supervised child process.
     capture = start_beside_serve(runtime.settings)
     if capture is not None:
