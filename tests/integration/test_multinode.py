@@ -97,7 +97,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                 port = _free_port()
                 log = root / f"serve{i}.log"
                 with log.open("wb") as out:
-                    proc = subprocess.Popen([CALLVAULT, "serve", "--port", str(port), "--data-dir", str(data_dir)],
+                    proc = subprocess.Popen([CALLVAULT, "serve", "--no-workers", "--port", str(port),
+                                             "--data-dir", str(data_dir)],
                                             env=env, stdout=out, stderr=subprocess.STDOUT)
                 processes.append(proc)
                 nodes.append(f"http://127.0.0.1:{port}")

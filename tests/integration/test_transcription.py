@@ -78,7 +78,7 @@ def whisper_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         import faster_whisper  # noqa: F401
     except ImportError:
-        pytest.skip("LOUD: faster-whisper is not installed; install the [asr] extra: pip install -e '.[test]'")
+        pytest.skip("LOUD: faster-whisper is not installed; reinstall: pip install -e '.[test]'")
     try:
         return engines.default_model_dir(tmp_path_factory.mktemp("asr"))
     except Exception as exc:  # the packages are missing: say so loudly

@@ -157,7 +157,7 @@ def test_callvault_serve_starts_and_supervises_the_siprec_server(isolated_env: C
     env = {**os.environ, **isolated_env.cli_env, "CALLVAULT_SIPREC_LISTEN": f"127.0.0.1:{sip_port}",
            "CALLVAULT_SIPREC_RTP_PORTS": "39000-39100"}
     serve = subprocess.Popen([sys.executable, "-c", "from callvault.cli.main import main; main()", "serve",
-                              "--port", str(http_port)],
+                              "--no-workers", "--port", str(http_port)],
                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         reply = _wait_options(sip_port, 40)

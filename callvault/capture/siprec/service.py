@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from callvault.core.errors import ConfigurationError
 from callvault.core.settings import Settings, env_or_file
+from callvault.core.supervisor import ChildSupervisor
 
 log = logging.getLogger("callvault.siprec.service")
 
@@ -116,66 +112,12 @@ def _file(values: dict[str, str], key: str) -> Path | None:
     return path
 
 
-class CaptureSupervisor:
+class CaptureSupervisor(ChildSupervisor):
     """Keeps one ``callvault capture siprec`` child running until ``stop`` (see the module docstring)."""
 
     def __init__(self, args: list[str], *, env: dict[str, str] | None = None, max_backoff: float = 30.0) -> None:
-        self._cmd = [sys.executable, "-c", "from callvault.cli.main import main; main()", *args]
-        self._env = env
-        self._max_backoff = max_backoff
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._thread = threading.Thread(target=self._run, name="siprec-supervisor", daemon=True)
-        self.starts = 0
-
-    @property
-    def pid(self) -> int | None:
-        with self._lock:
-            return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        backoff = 1.0
-        while not self._stopping.is_set():
-            started = time.monotonic()
-            with self._lock:
-                if self._stopping.is_set():
-                    return
-                # Its own session: Ctrl-C on the terminal reaches serve, which then stops the child
-                # deliberately (a child that died of the same SIGINT would be restarted).
-                self._proc = subprocess.Popen(self._cmd, env=self._env, start_new_session=True)  # noqa: S603
-                self.starts += 1
-                proc = self._proc
-            log.info("SIPREC capture server started (pid %d)", proc.pid)
-            code = proc.wait()
-            if self._stopping.is_set():
-                return
-            if code == CONFIG_EXIT:
-                log.error("SIPREC capture server exited with a configuration error (status 2); not restarting")
-                return
-            if time.monotonic() - started > 60:
-                backoff = 1.0
-            log.warning("SIPREC capture server exited with status %s; restarting in %.0f s", code, backoff)
-            self._stopping.wait(backoff)
-            backoff = min(backoff * 2, self._max_backoff)
-
-    def stop(self, timeout: float = 45.0) -> None:
-        """SIGTERM the child (it drains: calls in progress are stored), SIGKILL after ``timeout``."""
-        self._stopping.set()
-        with self._lock:
-            proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if self._thread.is_alive():
-            self._thread.join(5)
+        super().__init__(args, name="SIPREC capture server", env=env, max_backoff=max_backoff,
+                         final_codes=(CONFIG_EXIT,))
 
 
 def start_beside_serve(settings: Settings) -> CaptureSupervisor | None:
