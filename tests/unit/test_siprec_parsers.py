@@ -113,7 +113,8 @@ m=video 4004 RTP/AVP 96
 a=label:3
 m=audio 4006 RTP/SAVP 0
 a=label:4
-m=audio 4008 RTP/AVP 18
+m=audio 4008 RTP/AVP 97
+a=rtpmap:97 iLBC/8000
 a=label:5
 """
 
@@ -126,7 +127,7 @@ def test_answer_has_one_m_line_per_offer_in_order_with_directions_and_labels() -
     answer = build_answer(offer, plans, address="10.0.0.10", session_id=1, version=2).decode()
     mlines = [line for line in answer.splitlines() if line.startswith("m=")]
     assert mlines == ["m=audio 6000 RTP/AVP 0", "m=audio 6002 RTP/AVP 9", "m=video 0 RTP/AVP 96",
-                      "m=audio 0 RTP/SAVP 0", "m=audio 0 RTP/AVP 18"]
+                      "m=audio 0 RTP/SAVP 0", "m=audio 0 RTP/AVP 97"]  # iLBC: nothing here decodes it
     assert "a=recvonly" in answer and "a=inactive" in answer and "telephone-event" not in answer
     assert [line for line in answer.splitlines() if line.startswith("a=label")] == [f"a=label:{i}" for i in range(1, 6)]
 
