@@ -41,6 +41,7 @@ from callvault.policy.schema.recording import (
     ControlRules,
     RecordingScope,
     ScopeCheck,
+    StandingEvidence,
     TrunkNumber,
 )
 from callvault.policy.schema.retention import LegalHoldRules, RetentionRules
@@ -94,6 +95,7 @@ __all__ = [
     "SubjectRequestRules",
     "TrainingLibraryRules",
     "TranscriptionRules",
+    "StandingEvidence",
     "TrunkNumber",
     "add_months",
     "canonical_sha256",
