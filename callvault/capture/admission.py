@@ -261,7 +261,7 @@ def _consent_with(meta: CallMetadata, evidence: list[RecordingControl]) -> Conse
     first = {kind: min((c.at for c in evidence if c.kind == kind and c.at is not None), default=None)
              for kind in EVIDENCE_KINDS}
     current = meta.consent or ConsentEvidence()
-    update = {}
+    update: dict[str, object] = {}
     if meta.direction == "inbound" and current.announcement_played_at is None and first[ControlKind.ANNOUNCED]:
         update["announcement_played_at"] = first[ControlKind.ANNOUNCED]
         if current.announcement_ended_at is None and first[ControlKind.ANNOUNCEMENT_END]:

@@ -138,8 +138,8 @@ class PolicyDocument(_Model):
             # Where the policy lists its recorded numbers, a standing rule on any other would vouch for
             # calls that are never recorded: a typo, most likely, that would leave the real route quarantined.
             listed = {t.number for t in self.recording_scope.trunk_numbers}
-            for i, rule in enumerate(self.consent.standing_evidence):
-                for j, number in enumerate(rule.numbers):
+            for i, standing in enumerate(self.consent.standing_evidence):
+                for j, number in enumerate(standing.numbers):
                     if number not in listed:
                         errors.append(_error(
                             ("consent", "standing_evidence", i, "numbers", j),
