@@ -1,6 +1,6 @@
 """How many concurrent two-stream G.711 SIPREC calls one capture process records without loss.
 
-    .venv/bin/python bench/siprec.py [--start 50] [--step 50] [--max 3000] [--hold 8] [--senders 1]
+    .venv/bin/python bench/siprec.py [--start 200] [--step 200] [--max 1000] [--hold 4] [--senders 1]
 
 Starts ``callvault capture siprec`` (one capture process, the real server: SIP, RTP receive,
 G.711 decode, timeline mixer, streaming AES-256-GCM spool, recording at BYE) on loopback in a
@@ -12,8 +12,16 @@ hangs up, and goes on until loss appears or the sender cannot keep pace. It prin
 the packet rate, loss and the capture process's CPU, then the largest level with zero loss and
 CPU per call, against the anchor of 193 G.711 calls per core (a commercial recorder's sizing page).
 
+The reference, measured in the same run on the same packets: at the largest loss-free level the same
+sender streams the same number of packets to a bare UDP receiver (uvloop when installed, else asyncio:
+one datagram endpoint per m-line, counting packets and nothing else). The CPU ratio capture / bare
+receiver is what SIP, the jitter timeline, decode, mixing and encryption cost on top of receiving.
+The sender's own limit is reported too: its CPU per call (``time.process_time`` in the sender), so a
+ramp that stops because the sender fell behind its 20 ms schedule is told apart from capture loss.
+
 On a small machine the load generator competes with the capture process for cores; the report
-says how many cores there are so the figure can be read accordingly.
+says how many cores there are so the figure can be read accordingly. The default ramp (200 to 1,000
+calls, 4 s each) runs in under two minutes.
 """
 
 from __future__ import annotations
@@ -98,7 +106,7 @@ def _sip_exchange(sock: socket.socket, data: bytes, server: tuple[str, int], cal
     raise TimeoutError(f"no final response for {call_id}")
 
 
-def _sender(targets: list[int], seconds: float, counter: Any) -> None:
+def _sender(targets: list[int], seconds: float, counter: Any, cpu: Any) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     payload = bytes([0xFF ^ (i & 0x7F) for i in range(160)])
@@ -123,6 +131,8 @@ def _sender(targets: list[int], seconds: float, counter: Any) -> None:
         i += 1
     with counter.get_lock():
         counter.value += sent if behind < 10 else -10**9  # a sender that fell behind invalidates the level
+    with cpu.get_lock():
+        cpu.value += time.process_time()
 
 
 def _stats(path: Path) -> dict[str, float]:
@@ -160,12 +170,8 @@ def run_level(calls: int, server_port: int, stats_file: Path, pid: int, hold: fl
         dialogs.append((call_id, tag))
     time.sleep(1.0)
     before, cpu0, t0 = _stats(stats_file), _cpu_seconds(pid), time.monotonic()
-    counter = multiprocessing.Value("q", 0)
-    procs = [multiprocessing.Process(target=_sender, args=(ports[i::senders], hold, counter)) for i in range(senders)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
+    counter, sender_cpu = multiprocessing.Value("q", 0), multiprocessing.Value("d", 0.0)
+    _send(ports, hold, senders, counter, sender_cpu)
     time.sleep(1.5)  # let the reorder window drain
     after, cpu1, t1 = _stats(stats_file), _cpu_seconds(pid), time.monotonic()
     for call_id, to_tag in dialogs:
@@ -179,15 +185,77 @@ def run_level(calls: int, server_port: int, stats_file: Path, pid: int, hold: fl
     received = after["packets"] - before["packets"]
     return {"calls": calls, "sent": sent, "received": received, "lost": after["lost"] - before["lost"],
             "late": after["late_samples"] - before["late_samples"], "cpu": (cpu1 - cpu0) / (t1 - t0),
-            "sender_ok": sent > 0}
+            "sender_ok": sent > 0, "sender_cpu": sender_cpu.value / hold}
+
+
+def _send(ports: list[int], hold: float, senders: int, counter: Any, cpu: Any) -> None:
+    procs = [multiprocessing.Process(target=_sender, args=(ports[i::senders], hold, counter, cpu))
+             for i in range(senders)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+
+
+def _raw_receiver(streams: int, conn: Any) -> None:
+    """The reference: bare datagram endpoints on the same event loop the capture server would use."""
+    import asyncio
+
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    count = [0]
+
+    class Counter(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            count[0] += 1
+
+    async def serve() -> None:
+        ports = []
+        for _ in range(streams):
+            transport, _protocol = await loop.create_datagram_endpoint(Counter, local_addr=("127.0.0.1", 0))
+            ports.append(transport.get_extra_info("sockname")[1])
+        conn.send(ports)
+        while True:
+            await asyncio.sleep(0.05)
+            if conn.poll():
+                conn.recv()
+                conn.send(count[0])
+
+    loop.run_until_complete(serve())
+
+
+def run_reference(calls: int, hold: float, senders: int) -> dict[str, float]:
+    """The same sender, the same packets (2 streams per call), to a bare UDP receiver: its CPU and count."""
+    ours, theirs = multiprocessing.Pipe()
+    proc = multiprocessing.Process(target=_raw_receiver, args=(calls * 2, theirs), daemon=True)
+    proc.start()
+    try:
+        ports = ours.recv()
+        assert proc.pid is not None
+        counter, sender_cpu = multiprocessing.Value("q", 0), multiprocessing.Value("d", 0.0)
+        cpu0, t0 = _cpu_seconds(proc.pid), time.monotonic()
+        _send(ports, hold, senders, counter, sender_cpu)
+        time.sleep(0.5)
+        cpu1, t1 = _cpu_seconds(proc.pid), time.monotonic()
+        ours.send("count")
+        received = ours.recv()
+    finally:
+        proc.terminate()
+        proc.join(10)
+    return {"sent": counter.value, "received": received, "cpu": (cpu1 - cpu0) / (t1 - t0)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", type=int, default=50)
-    parser.add_argument("--step", type=int, default=50)
-    parser.add_argument("--max", type=int, default=3000)
-    parser.add_argument("--hold", type=float, default=8.0)
+    parser.add_argument("--start", type=int, default=200)
+    parser.add_argument("--step", type=int, default=200)
+    parser.add_argument("--max", type=int, default=1000)
+    parser.add_argument("--hold", type=float, default=4.0)
     parser.add_argument("--senders", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="callvault-bench-siprec-") as tmp:
@@ -211,14 +279,14 @@ def main() -> None:
                 loop_name = "asyncio (uvloop not installed)"
             print(f"capture process pid {server.pid}, event loop {loop_name}, {os.cpu_count()} CPU cores on this "
                   f"machine (shared with {args.senders} load-generator process(es))")
-            print(f"{'calls':>6} {'pps in':>9} {'lost':>6} {'late':>7} {'CPU %':>6}")
+            print(f"{'calls':>6} {'pps in':>9} {'lost':>6} {'late':>7} {'CPU %':>6} {'sender CPU %':>13}")
             best: dict[str, float] | None = None
             calls = args.start
             while calls <= args.max:
                 result = run_level(calls, port, stats_file, server.pid, args.hold, args.senders, calls)
                 pps = result["received"] / args.hold
                 print(f"{calls:>6} {pps:>9.0f} {result['lost']:>6.0f} {result['late']:>7.0f} "
-                      f"{result['cpu'] * 100:>6.1f}", flush=True)
+                      f"{result['cpu'] * 100:>6.1f} {result['sender_cpu'] * 100:>13.1f}", flush=True)
                 if not result["sender_ok"]:
                     print("load generator fell behind its 20 ms schedule: stopping the ramp here")
                     break
@@ -230,10 +298,21 @@ def main() -> None:
                 print("loss already at the first level")
                 return
             cpu_per_call = best["cpu"] / best["calls"]
-            print(f"\nmax concurrent calls at 0 loss (one capture process): {best['calls']:.0f}")
+            print(f"\nmax concurrent calls at 0 loss (one capture process): {best['calls']:.0f}"
+                  f"{' (the top of the ramp: raise --max)' if best['calls'] + args.step > args.max else ''}")
             print(f"CPU per call: {cpu_per_call * 100:.3f}% of a core -> {1 / cpu_per_call:.0f} calls per core "
                   f"if CPU-bound (anchor: {ANCHOR_CALLS_PER_CORE} G.711 calls/core; ratio "
-                  f"{(1 / cpu_per_call) / ANCHOR_CALLS_PER_CORE:.2f})")
+                  f"{(1 / cpu_per_call) / ANCHOR_CALLS_PER_CORE:.2f}; goal 1000/core)")
+            sender_per_call = best["sender_cpu"] / best["calls"]
+            print(f"sender's own limit: {sender_per_call * 100:.3f}% of a core per call -> about "
+                  f"{args.senders / sender_per_call:.0f} calls with {args.senders} sender process(es)")
+            ref = run_reference(int(best["calls"]), args.hold, args.senders)
+            ref_per_call = ref["cpu"] / best["calls"]
+            print(f"reference, same run and packets: bare {loop_name.split()[0]} UDP receiver received "
+                  f"{ref['received']:.0f} of {ref['sent']:.0f} packets at {ref['cpu'] * 100:.1f}% CPU "
+                  f"({ref_per_call * 100:.4f}% per call -> {1 / ref_per_call:.0f} calls per core)")
+            print(f"ratio capture / bare receiver CPU per call: {cpu_per_call / ref_per_call:.1f}x "
+                  f"(capture reaches {ref_per_call / cpu_per_call:.2f} of the bare receiver's calls per core)")
         finally:
             server.terminate()
             server.wait(60)

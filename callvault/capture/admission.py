@@ -11,7 +11,8 @@ Runs before anything is reserved or written (A1, A3, A8, A14, B1, B3, B4, B11):
   would keep a stored one; an open case alone does not (it never extends the cap).
 * **announcement**: a call that ended during the inbound announcement keeps no caller audio, so
   nothing is stored; otherwise the stored audio starts when the announcement ended
-  (``consent.announcement_ended_at``).
+  (``consent.announcement_ended_at``). A call without evidence of its own that a standing rule covers
+  (``consent.standing_evidence``) gets the rule's evidence first, so the same cut applies to it.
 * **control events** already filed for the call (``recording_controls``, e.g. the agent pressed stop
   while the call was live): ``personal`` stores nothing (one filed after the call's end is not applied:
   the call is stored and its recorded agent may mark it, see ``capture.personal``); ``stop`` cuts everything after it;
@@ -32,6 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
+from callvault.capture import consent_check
 from callvault.capture.audio import AudioInfo
 from callvault.capture.audioedit import AudioEdit, pause_spans
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
@@ -59,7 +61,8 @@ class Admission:
     notes: list[str] = field(default_factory=list)
     consent: ConsentEvidence | None = None
     """Consent evidence the metadata lacked but the recording-control API supplied (``announced`` /
-    ``notified`` events filed while the call ran); the caller stores the call with it."""
+    ``notified`` events filed while the call ran) or a standing rule of the policy covers
+    (``consent_check.standing_evidence``); the caller stores the call with it."""
 
     def applied_to(self, meta: CallMetadata) -> CallMetadata:
         """``meta`` as the call is stored: with the consent evidence admission completed, if any."""
@@ -194,6 +197,10 @@ def admit(
     consent = _consent_with(meta, evidence)
     if consent is not None:
         meta = meta.model_copy(update={"consent": consent})
+    standing = consent_check.standing_evidence(policy, meta)  # only when neither metadata nor events said
+    if standing is not None:
+        consent = standing
+        meta = meta.model_copy(update={"consent": consent})
     personal = next((c for c in eligible if c.kind == ControlKind.PERSONAL), None)
     if personal is not None:
         personal.applied_at, personal.outcome = clock.now(), "call is personal: nothing stored"
@@ -238,7 +245,9 @@ def admit(
         notes.append(f"stopped at {keep_until:.1f} s")
     if spans:
         notes.append(f"{len(spans)} paused span(s) silenced")
-    if consent is not None:
+    if consent is not None and consent.source == "standing_rule":
+        notes.append(f"consent evidence from standing rule {consent.rule} of policy {consent.policy}")
+    elif consent is not None:
         notes.append("consent evidence from the recording-control API")
     return Admission(edit=edit, applied=[c.id for c in eligible], notes=notes, consent=consent)
 
@@ -252,13 +261,15 @@ def _consent_with(meta: CallMetadata, evidence: list[RecordingControl]) -> Conse
     first = {kind: min((c.at for c in evidence if c.kind == kind and c.at is not None), default=None)
              for kind in EVIDENCE_KINDS}
     current = meta.consent or ConsentEvidence()
-    update = {}
+    update: dict[str, object] = {}
     if meta.direction == "inbound" and current.announcement_played_at is None and first[ControlKind.ANNOUNCED]:
         update["announcement_played_at"] = first[ControlKind.ANNOUNCED]
         if current.announcement_ended_at is None and first[ControlKind.ANNOUNCEMENT_END]:
             update["announcement_ended_at"] = first[ControlKind.ANNOUNCEMENT_END]
     if meta.direction == "outbound" and current.agent_notice_at is None and first[ControlKind.NOTIFIED]:
         update["agent_notice_at"] = first[ControlKind.NOTIFIED]
+    if update:
+        update["source"] = "control_api"
     return current.model_copy(update=update) if update else None
 
 

@@ -32,6 +32,16 @@ class ConsentEvidence(BaseModel):
     announcement_ended_at: datetime | None = None
     """When the announcement finished (A14): nothing before it is kept; a call that ended earlier keeps nothing."""
     agent_notice_at: datetime | None = None
+    source: Literal["control_api", "standing_rule"] | None = None
+    """Where the evidence came from when not from the call's own metadata: events filed through the
+    recording-control API, or a standing rule of the policy (``consent.standing_evidence``). Set by the
+    server only; metadata naming it is refused (``SERVER_ONLY_CONSENT``)."""
+    rule: str | None = None
+    """The standing rule's id (``source == "standing_rule"``)."""
+    policy: str | None = None
+    """``policy_id@version`` whose standing rule vouched for the call: the configuration it rests on."""
+    policy_sha256: str | None = None
+    """That policy version's content hash, so the evidence names the exact configuration."""
 
     @field_validator("announcement_played_at", "announcement_ended_at", "agent_notice_at")
     @classmethod
@@ -105,6 +115,14 @@ class CallMetadata(BaseModel):
         return self
 
     @property
+    def consent_source(self) -> str:
+        """Where the call's consent evidence came from: ``metadata`` (the telephony system reported it for
+        this call), ``control_api``, ``standing_rule``, or ``none`` (no evidence: quarantined)."""
+        if self.consent_state == "missing" or self.consent is None:
+            return "none"
+        return self.consent.source or "metadata"
+
+    @property
     def consent_state(self) -> str:
         """``announcement``, ``agent_notice`` or ``missing`` — which evidence this call carries."""
         if self.consent is None:
@@ -114,6 +132,10 @@ class CallMetadata(BaseModel):
         if self.direction == "outbound" and self.consent.agent_notice_at is not None:
             return "agent_notice"
         return "missing"
+
+
+SERVER_ONLY_CONSENT = ("source", "rule", "policy", "policy_sha256")
+"""Consent fields only callvault writes: metadata claiming a standing rule would bypass the policy."""
 
 
 def normalise_number(value: str, default_region: str) -> str:
@@ -160,6 +182,10 @@ def parse_metadata(raw: bytes | str | dict[str, Any], *, default_region: str) ->
     if not isinstance(data, dict):
         raise InvalidInput("metadata must be a JSON object", [FieldProblem("metadata", "must be a JSON object")])
     problems: list[FieldProblem] = []
+    consent = data.get("consent")
+    if isinstance(consent, dict):
+        problems.extend(FieldProblem(f"consent.{key}", "set by callvault from the policy or the control API, "
+                                     "never taken from metadata") for key in SERVER_ONLY_CONSENT if key in consent)
     numbers = {}
     for field in ("remote_number", "local_number"):
         value = data.get(field)

@@ -37,6 +37,9 @@ class ComplianceReport:
     end: datetime
     recorded: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """(team, direction, consent state) → recordings started in the period and still catalogued."""
+    by_consent_source: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(direction, evidence source: ``metadata``, ``control_api``, ``standing_rule``, ``none``) → recordings
+    started in the period: how much of the consent evidence rests on the policy's standing rules."""
     ingested_events: int = 0
     accessed: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
     """(actor, role, action, purpose, decision) → requests for recording content."""
@@ -90,6 +93,11 @@ def build_report(session: Session, *, start: datetime, end: datetime, today: dat
     ):
         report.recorded[(team or "(none)", direction, consent)] += count
     in_period = (Recording.started_at >= start, Recording.started_at < end)
+    for direction, source, count in session.execute(
+        select(Recording.direction, Recording.consent_source, func.count()).where(*in_period)
+        .group_by(Recording.direction, Recording.consent_source)
+    ):
+        report.by_consent_source[(direction, source)] += count
     report.capture_failed = session.scalar(select(func.count()).select_from(Recording).where(
         *in_period, Recording.state == RecordingState.FAILED)) or 0
     gapped, missing = session.execute(select(func.count(), func.coalesce(func.sum(Recording.missing_seconds), 0.0))
@@ -136,6 +144,8 @@ def to_csv(report: ComplianceReport) -> str:
     row("period", 0, reason=f"{report.start.isoformat()} to {report.end.isoformat()}")
     for (team, direction, consent), count in sorted(report.recorded.items()):
         row("recorded", count, team=team, direction=direction, consent_state=consent)
+    for (direction, source), count in sorted(report.by_consent_source.items()):
+        row("consent_evidence", count, direction=direction, reason=f"source: {source}")
     row("ingest_events", report.ingested_events)
     for (actor, role, action, purpose, decision), count in sorted(report.accessed.items()):
         row("accessed", count, actor=actor, role=role, action=action, purpose=purpose, decision=decision)
@@ -225,6 +235,9 @@ def to_html(report: ComplianceReport, *, title: str = "Compliance report") -> st
         f"<p>Capture failed for {report.capture_failed} calls (no audio kept); {report.with_gaps} recordings "
         f"have media gaps ({report.missing_seconds:g} s without media in all).</p>",
         _table(("team", "direction", "consent", "recordings"), list(recorded), "Nothing was recorded."),
+        "<h3>Consent evidence by source</h3>",
+        _table(("direction", "evidence source", "recordings"),
+               [(d, s, n) for (d, s), n in sorted(report.by_consent_source.items())], "Nothing was recorded."),
         "<h2>Accesses per week and purpose</h2>", weekly_chart_svg(report.per_week),
         "<h2>Accessed (by whom, why, decision)</h2>",
         _table(("user", "role", "action", "purpose", "decision", "requests"), list(accessed),

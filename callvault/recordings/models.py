@@ -64,6 +64,10 @@ class Recording(Base):
     """Consent evidence as received (A5, B2): announcement time/version or agent notice time."""
     consent_state: Mapped[str] = mapped_column(String(24))
     """``announcement`` | ``agent_notice`` | ``missing``."""
+    consent_source: Mapped[str] = mapped_column(String(16), default="none", server_default="none")
+    """Where the evidence came from (``CallMetadata.consent_source``): ``metadata``, ``control_api``,
+    ``standing_rule`` (the policy's ``consent.standing_evidence``) or ``none``; counted by the compliance
+    report."""
     quarantined: Mapped[bool] = mapped_column(Boolean, default=False)
     """Excluded from normal use until an admin resolves it (missing consent evidence)."""
     quarantine_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -26,6 +26,9 @@ class RecordingRead(BaseModel):
     local_number: str | None
     consent: dict[str, str]
     consent_state: str
+    consent_source: str = "none"
+    """Where the consent evidence came from: ``metadata``, ``control_api``, ``standing_rule`` (the policy's
+    ``consent.standing_evidence``; ``consent.rule`` and ``consent.policy`` name the rule and version) or ``none``."""
     quarantined: bool
     quarantine_reason: str | None = None
     """Why it is quarantined (consent evidence missing, or not matching the policy's prompt or the call)."""

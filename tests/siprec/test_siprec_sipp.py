@@ -121,3 +121,35 @@ def test_a_failed_fsync_under_a_live_call_discards_it_and_raises_the_storage_ala
         discarded = session.query(AuditEntry).filter_by(action="capture.discarded").one()
     assert alarm.decision == "alarm" and "fsync failed" in (alarm.reason or "")
     assert alarm.object_id == discarded.object_id and "could not be written" in (discarded.reason or "")
+
+
+def test_plain_rfc7865_call_on_a_number_with_a_standing_ivr_rule_is_available(isolated_env: CallvaultEnv,
+                                                                              tmp_path: Path) -> None:
+    """No SBC sends callvault's consent extension; policy A vouches for its support line's IVR (A5, A14)."""
+    runtime = isolated_env.runtime
+    with running_server(runtime, rtp_base=34000) as server:
+        run_sipp("plain_rfc7865_ivr.xml", server.port, tmp_path, keys={"dialled": "+16135550150"},
+                 trace_messages=True)
+        server.wait_idle()
+    [rec] = stored_recording(runtime)
+    row = rec.row
+    assert row.state == "available" and not row.quarantined
+    assert row.local_number == "+16135550150" and row.direction == "inbound"
+    assert row.consent_source == "standing_rule" and row.consent["rule"] == "support_line_ivr"
+    # The 12 s announcement is cut off the head, as for reported evidence: what is left is the talk after it.
+    call = sent_call_seconds(tmp_path)
+    assert call - 12.0 - 0.5 <= row.duration_seconds <= call - 12.0 + 2.0
+    talk = slice(int(0.2 * rec.rate), int(1.2 * rec.rate))
+    assert abs(dominant_frequency(rec.audio[talk, 0], rec.rate) - 1000) < 20
+
+
+def test_plain_rfc7865_call_on_a_number_no_rule_covers_is_quarantined_with_the_reason(
+        isolated_env: CallvaultEnv, tmp_path: Path) -> None:
+    runtime = isolated_env.runtime
+    with running_server(runtime, rtp_base=35000) as server:
+        run_sipp("plain_rfc7865_ivr.xml", server.port, tmp_path, keys={"dialled": "+16132380000"})
+        server.wait_idle()
+    [rec] = stored_recording(runtime)
+    row = rec.row
+    assert row.state == "available" and row.quarantined and row.consent_source == "none"
+    assert "no consent.standing_evidence rule covers inbound calls to" in (row.quarantine_reason or "")

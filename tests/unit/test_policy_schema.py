@@ -191,6 +191,34 @@ def test_a_phone_number_without_country_code_is_rejected() -> None:
     assert "international form" in problem.message
 
 
+def test_shipped_policies_declare_standing_ivr_evidence_for_their_inbound_numbers() -> None:
+    a = load_policy_file(POLICY_A).consent
+    assert a.standing_rule_for(direction="inbound", local_number="+16135550150") is not None
+    assert a.standing_rule_for(direction="outbound", local_number="+16135550150") is None
+    b = load_policy_file(POLICY_B).consent
+    for number in ("+61281979000", "+442036953777"):
+        found = b.standing_rule_for(direction="inbound", local_number=number)
+        assert found is not None and found[1].prompt_version == "1" and found[1].clause == "B2"
+
+
+def test_a_standing_rule_on_a_number_the_policy_does_not_record_is_rejected_with_its_location() -> None:
+    text = _with(POLICY_B.read_text(encoding="utf-8"), '"+44 20 3695 3777"]', '"+44 20 3695 3778"]')
+    problem = _problem_at(_problems(text), "consent.standing_evidence[0].numbers[1]")
+    assert "not among recording_scope.trunk_numbers" in problem.message
+
+
+def test_a_standing_rule_naming_a_prompt_version_the_policy_does_not_accept_is_rejected() -> None:
+    text = _with(POLICY_B.read_text(encoding="utf-8"), 'prompt_version: "1"', 'prompt_version: "2"')
+    problems = _problems(text)
+    assert any("prompt_version '2' is not a version of inbound_announcement" in p.message for p in problems)
+
+
+def test_a_standing_rule_number_must_be_international() -> None:
+    text = _with(_a_text(), '["+1 613 555 0150"]', '["613 555 0150"]')
+    problem = _problem_at(_problems(text), "consent.standing_evidence[0].numbers")
+    assert "international form" in problem.message
+
+
 def test_an_unquoted_version_number_is_rejected_with_advice_to_quote_it() -> None:
     text = _with(_a_text(), 'version: "2026.12"', "version: 2026.12")
     problem = _problem_at(_problems(text), "version")

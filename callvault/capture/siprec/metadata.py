@@ -316,8 +316,12 @@ _CONSENT_KEYS: Final = {
 
 
 def derive_facts(meta: RecordingMetadata, *, scope: RecordingScope, default_region: str,
-                 labels: list[str | None]) -> CallFacts:
+                 labels: list[str | None], local_numbers: frozenset[str] = frozenset()) -> CallFacts:
     """Map participants to agent/remote and streams to channels using the policy's tables.
+
+    ``local_numbers``: numbers on our side besides ``scope.trunk_numbers`` (the policy's standing consent
+    rules): plain RFC 7865 metadata names the dialled number only as a participant, and a policy without
+    trunk numbers (any number is recorded) still needs it to tell which IVR the caller passed.
 
     ``labels`` are the offered m-lines' labels in order; used only when the metadata ties no
     stream to anyone (one stream → the remote channel; two → documented last resort: m-line order).
@@ -335,7 +339,7 @@ def derive_facts(meta: RecordingMetadata, *, scope: RecordingScope, default_regi
                     agent, extension = part, ident
                 break
             e164 = _number(ident, default_region)
-            if e164 and scope.trunk_for(e164) is not None:
+            if e164 and (scope.trunk_for(e164) is not None or e164 in local_numbers):
                 local_number = local_number or e164
                 break
             if remote is None and e164 is not None:
@@ -345,7 +349,7 @@ def derive_facts(meta: RecordingMetadata, *, scope: RecordingScope, default_regi
     if local_number is None:
         for value in list(meta.hints.values()) + [v for p in meta.participants.values() for v in p.hints.values()]:
             e164 = _number(_digits(_identity(value)), default_region) if re.search(r"\d{6,}", value) else None
-            if e164 and scope.trunk_for(e164) is not None:
+            if e164 and (scope.trunk_for(e164) is not None or e164 in local_numbers):
                 local_number = e164
                 break
     direction = _direction(meta, agent)

@@ -317,7 +317,8 @@ class SessionManager:
             facts = None
             if metadata is not None:
                 derived = derive_facts(metadata, scope=policy.recording_scope,
-                                       default_region=self.runtime.settings.default_region, labels=labels)
+                                       default_region=self.runtime.settings.default_region, labels=labels,
+                                       local_numbers=policy.consent.standing_numbers)
                 user = await loop.run_in_executor(self._setup_pool, lookup_agent, self.runtime, derived.extension)
                 facts = (derived, facts_from(derived, user))
             if facts is not None:
@@ -497,7 +498,8 @@ class SessionManager:
         if policy is None:
             return
         derived = derive_facts(call.metadata, scope=policy.recording_scope,
-                               default_region=self.runtime.settings.default_region, labels=call.labels)
+                               default_region=self.runtime.settings.default_region, labels=call.labels,
+                               local_numbers=policy.consent.standing_numbers)
         user = lookup_agent(self.runtime, derived.extension)
         call.facts = facts_from(derived, user)
         call.channel_labels = (derived.caller_label, derived.agent_label)

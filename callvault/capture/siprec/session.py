@@ -527,7 +527,7 @@ class CallSession:
             row.extension, row.agent, row.team = meta.extension, meta.agent, meta.team
             row.remote_number, row.local_number = meta.remote_number, meta.local_number
             row.consent = meta.consent.model_dump(mode="json", exclude_none=True) if meta.consent else {}
-            row.consent_state = meta.consent_state
+            row.consent_state, row.consent_source = meta.consent_state, meta.consent_source
             row.quarantine_reason = consent_check.quarantine_reason(policy, meta)
             row.quarantined = row.quarantine_reason is not None
             row.duration_seconds = frames / self.rate

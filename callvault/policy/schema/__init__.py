@@ -41,6 +41,7 @@ from callvault.policy.schema.recording import (
     ControlRules,
     RecordingScope,
     ScopeCheck,
+    StandingEvidence,
     TrunkNumber,
 )
 from callvault.policy.schema.retention import LegalHoldRules, RetentionRules
@@ -90,6 +91,7 @@ __all__ = [
     "ScorecardQuestion",
     "ScorecardSection",
     "Serves",
+    "StandingEvidence",
     "SubjectRequestRegion",
     "SubjectRequestRules",
     "TrainingLibraryRules",

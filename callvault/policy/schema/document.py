@@ -134,6 +134,18 @@ class PolicyDocument(_Model):
             need_role(("retention", "legal_hold", "roles", i), role)
         if self.quality_review is not None:
             errors.extend(self._quality_review_errors(need_role))
+        if self.recording_scope.trunk_numbers:
+            # Where the policy lists its recorded numbers, a standing rule on any other would vouch for
+            # calls that are never recorded: a typo, most likely, that would leave the real route quarantined.
+            listed = {t.number for t in self.recording_scope.trunk_numbers}
+            for i, standing in enumerate(self.consent.standing_evidence):
+                for j, number in enumerate(standing.numbers):
+                    if number not in listed:
+                        errors.append(_error(
+                            ("consent", "standing_evidence", i, "numbers", j),
+                            f"{number} is not among recording_scope.trunk_numbers ({', '.join(sorted(listed))})",
+                            number,
+                        ))
         if self.subject_requests.enabled:
             for i, trunk in enumerate(self.recording_scope.trunk_numbers):
                 if trunk.region not in self.subject_requests.regions:

@@ -181,6 +181,57 @@ class AnnouncementPrompt(_Model):
         return (self.version, *(v for v in self.accepted_versions if v != self.version))
 
 
+def _e164_number(value: str) -> str:
+    """A trunk number in E.164, however it was written; ValueError naming the value otherwise."""
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(
+            f"{value!r} is not a phone number in international form (+<country code> <number>): {exc}"
+        ) from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise ValueError(f"{value!r} is not a valid phone number")
+    return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+class StandingEvidence(_Model):
+    """Consent evidence the deployment vouches for, per route (A5, B2), instead of per call.
+
+    No vendor SBC sends our per-call extension data, but a site knows from its configuration that every
+    inbound call on its support numbers passes the IVR that plays announcement version N for S seconds.
+    A call matching a rule (inbound, dialled one of ``numbers``) and carrying no evidence of its own is
+    stored with evidence of kind ``standing_rule`` that names this rule and the policy version, exactly as
+    if the announcement had been reported: played at the call's start, over after ``announcement_seconds``
+    (so a call that ends earlier keeps nothing, A14). Outbound calls have no standing rule: the notice is
+    the agent's act, reported from their desktop or through the recording-control API.
+    """
+
+    id: Identifier
+    """Names the rule on every recording it covers and in the compliance report."""
+    numbers: tuple[str, ...] = Field(min_length=1)
+    """The dialled numbers (E.164) whose inbound calls pass the IVR."""
+    direction: Literal["inbound"] = "inbound"
+    prompt_version: Text
+    """The announcement version the IVR plays; must be one ``consent.inbound_announcement`` accepts."""
+    announcement_seconds: int = Field(ge=1, le=600)
+    """How long the announcement runs from the call's start: the audio before its end is not kept."""
+    clause: Text | None = None
+    """The requirement clause the rule rests on (A5, B2), shown with the evidence."""
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        normalised = tuple(_e164_number(v) for v in value)
+        dupes = _duplicates(normalised)
+        if dupes:
+            raise ValueError(f"number listed more than once: {', '.join(dupes)}")
+        return normalised
+
+    def covers(self, *, direction: str, local_number: str | None) -> bool:
+        """Whether a call (its direction, its E.164 dialled number) passes this rule's IVR."""
+        return direction == self.direction and local_number is not None and local_number in self.numbers
+
+
 class ConsentRules(_Model):
     """How callers are told and may decline (A5, A14, B2, B4)."""
 
@@ -194,6 +245,40 @@ class ConsentRules(_Model):
     lie and still count (A5, B2): clocks of the telephony system and the recorder differ by a little. Evidence
     outside the call by more, or naming a prompt version the policy does not list, is no evidence: the
     recording is quarantined with the reason."""
+    standing_evidence: tuple[StandingEvidence, ...] = ()
+    """Routes whose every inbound call passes the announcement (``StandingEvidence``); a call no rule
+    covers and that reports no evidence of its own stays quarantined."""
+
+    @property
+    def standing_numbers(self) -> frozenset[str]:
+        """Every number a standing rule names: capture recognises them as the dialled (local) number."""
+        return frozenset(n for rule in self.standing_evidence for n in rule.numbers)
+
+    def standing_rule_for(self, *, direction: str, local_number: str | None) -> tuple[int, StandingEvidence] | None:
+        """The first standing rule covering this call, with its index, or None."""
+        return next(((i, r) for i, r in enumerate(self.standing_evidence)
+                     if r.covers(direction=direction, local_number=local_number)), None)
+
+    @model_validator(mode="after")
+    def _standing_rules(self) -> ConsentRules:
+        # A rule naming a prompt version the policy does not accept would mint evidence consent_check
+        # then refuses: every call on the route quarantined. Say so when the policy is loaded instead.
+        valid = self.inbound_announcement.valid_versions
+        ids: set[str] = set()
+        seen: dict[str, str] = {}
+        for rule in self.standing_evidence:
+            if rule.prompt_version not in valid:
+                raise ValueError(f"standing_evidence {rule.id!r}: prompt_version {rule.prompt_version!r} is not a "
+                                 f"version of inbound_announcement ({', '.join(repr(v) for v in valid)})")
+            if rule.id in ids:
+                raise ValueError(f"standing_evidence id {rule.id!r} is used twice")
+            ids.add(rule.id)
+            for number in rule.numbers:
+                if number in seen:
+                    raise ValueError(f"number {number} is in standing_evidence {seen[number]!r} and {rule.id!r}: "
+                                     "a call's evidence must come from one rule")
+                seen[number] = rule.id
+        return self
 
     @model_validator(mode="after")
     def _notice_text(self) -> ConsentRules:
