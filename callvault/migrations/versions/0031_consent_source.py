@@ -7,7 +7,7 @@ count by source without reading every row's evidence JSON. Existing rows: ``none
 recorded, else ``metadata`` (evidence filed through the control API was not told apart before).
 
 Revision ID: 0031_consent_source
-Revises: 0029_capture_media_states
+Revises: 0030_account_lifecycle
 Create Date: 2026-12-10 10:00:00
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0031_consent_source'
-down_revision: str | None = '0029_capture_media_states'
+down_revision: str | None = '0030_account_lifecycle'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
