@@ -46,6 +46,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("CALLVAULT_DEFAULT_REGION", "default_region", value=lambda s: s.default_region),
     Spec("CALLVAULT_TOKEN_TTL_SECONDS", "token_ttl_seconds", value=lambda s: s.token_ttl_seconds),
     Spec("CALLVAULT_TRUSTED_PROXIES", "trusted_proxies", value=lambda s: ",".join(s.trusted_proxies)),
+    Spec("CALLVAULT_STEP_UP_SECONDS", "step_up_seconds", value=lambda s: s.step_up_seconds),
     Spec("CALLVAULT_SESSION_IDLE_SECONDS", "session_idle_seconds", value=lambda s: s.session_idle_seconds),
     Spec("CALLVAULT_SESSION_ABSOLUTE_SECONDS", "session_absolute_seconds",
          value=lambda s: s.session_absolute_seconds),
