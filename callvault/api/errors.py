@@ -13,7 +13,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callvault.core.errors import (
     AccessDenied,
-    StepUpRequired,
     AuthenticationFailed,
     CallvaultError,
     ConfigurationError,
@@ -21,6 +20,7 @@ from callvault.core.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    StepUpRequired,
 )
 from callvault.recordings.playback import RangeNotSatisfiable
 

@@ -37,7 +37,9 @@ PROMPT = ("confirm with your authenticator code: downloads need a one-time code 
 
 
 def _row(session: Session, via: Literal["token", "session"], credential_id: str) -> ApiToken | WebSession | None:
-    return session.get(ApiToken if via == "token" else WebSession, credential_id)
+    if via == "token":
+        return session.get(ApiToken, credential_id)
+    return session.get(WebSession, credential_id)
 
 
 def _minutes(seconds: int) -> str:

@@ -127,6 +127,26 @@ def test_playing_asks_for_a_purpose_then_streams_and_draws_both_channels(
     _shot(page, "recording", tmp_path)
 
 
+def test_downloading_asks_for_the_authenticator_code_first(
+        browser: Any, server: LiveServer, env: CallvaultEnv, recs: dict[str, str]) -> None:
+    """RELIABILITY 17: a signed-in browser may play, but the audio leaves only after the person
+    re-enters their code (a wrong one is refused with the reason); then the download is served."""
+    page = _page(browser, server)
+    sign_in(page, env, "lead")
+    page.goto(f"/recordings/{recs['alice']}?purpose=spot_check")
+    assert page.locator("#download").count() == 0  # no direct link before the code
+    code = page.get_by_label("To download, confirm with your authenticator code")
+    code.fill("000000")
+    page.get_by_role("button", name="Confirm and download").click()
+    assert "wrong or already used" in page.get_by_role("alert").inner_text()
+    page.get_by_label("To download, confirm with your authenticator code").fill(env.otp("lead"))
+    with page.expect_download() as fetched:
+        page.get_by_role("button", name="Confirm and download").click()
+    assert fetched.value.suggested_filename == f"{recs['alice']}.wav"
+    page.goto(f"/recordings/{recs['alice']}?purpose=spot_check")
+    assert page.locator("#download").is_visible()  # stepped up: for the next few minutes, a plain link
+
+
 def test_a_specialist_is_refused_anothers_recording_and_can_file_a_misuse_report(
         browser: Any, server: LiveServer, env: CallvaultEnv, recs: dict[str, str], tmp_path: Path) -> None:
     page = _page(browser, server)
