@@ -211,6 +211,7 @@ def test_policy_b_the_player_offers_spot_check_only_for_the_sampled_call(
 def test_policy_a_the_player_shows_no_download_link_for_a_listen_only_purpose(
         server: LiveServer, env: CallvaultEnv, alice_call: str) -> None:
     listen_only = _picker(server, env, "exec", alice_call, "regulatory_compliance")
-    assert "download=true" not in listen_only
+    assert "download=true" not in listen_only and 'id="step-up"' not in listen_only
     assert 'id="download-refused"' in listen_only and "allows listening" in listen_only
-    assert "download=true" in _picker(server, env, "exec", alice_call, "spot_check")
+    # Downloadable: offered behind the authenticator-code form (step-up), not yet as a plain link.
+    assert 'id="step-up"' in _picker(server, env, "exec", alice_call, "spot_check")
