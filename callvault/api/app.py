@@ -30,6 +30,7 @@ from callvault.api import (
 )
 from callvault.api.deps import NetworkGuard
 from callvault.api.errors import TooLargeAsJson, install_error_handlers
+from callvault.api.security_headers import SecurityHeaders
 from callvault.ops.metrics import build_registry
 from callvault.retention.reapply import reapply_at_start
 from callvault.runtime import Runtime
@@ -93,11 +94,13 @@ def create_app(runtime: Runtime) -> FastAPI:
     # RequestContext only stamps an id and times the request, so it wraps even the guard's refusals.
     # The body limit sits outside the guard and inside RequestContext (which logs its 413s); routes with
     # their own ``max_body_size`` narrow or widen it. TooLargeAsJson, outermost, turns Starlette's plain
-    # text 413 into callvault's JSON error.
+    # text 413 into callvault's JSON error. SecurityHeaders (CSP, no framing, nosniff) wraps it all,
+    # so refusals and errors carry them too.
     app.add_middleware(NetworkGuard, runtime=runtime)
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=DEFAULT_BODY_LIMIT)
     app.add_middleware(observability.RequestContext, metrics=http_metrics)
     app.add_middleware(TooLargeAsJson)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

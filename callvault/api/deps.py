@@ -297,7 +297,8 @@ def required_scope(method: str, path: str) -> str | None:
         return "recordings:read" if method in SAFE_METHODS else "admin"
     if path.startswith(("/api/v1/access-requests", "/api/v1/grants")):
         return "access:request"
-    if (method in SAFE_METHODS and path in ("/api/v1/me", "/api/v1/policy")) or path == "/api/v1/auth/revoke":
+    if (method in SAFE_METHODS and path in ("/api/v1/me", "/api/v1/policy")) or path in (
+            "/api/v1/auth/revoke", "/api/v1/auth/step-up"):
         return None
     return "admin"
 
@@ -448,3 +449,15 @@ async def _resolve_async(request: Request, runtime: Runtime, *, allow_enrol: boo
     if reason is not None:
         await run_in_threadpool(_refuse_role_network, runtime, caller, request, reason)
     return caller
+
+
+def require_step_up(runtime: Runtime, caller: Caller) -> None:
+    """Refuse a download unless this session or token confirmed a one-time code recently (or is an
+    unattended client's token scoped ``recordings:download``): ``identity.step_up``, RELIABILITY 17.
+    Checked before the policy decision, so a refusal says only what to do and reveals nothing else."""
+    from callvault.identity import step_up
+
+    with runtime.db.read_only() as session:
+        step_up.require(session, via=caller.via, credential_id=caller.credential_id, scopes=caller.scopes,
+                        full_scope=identity.FULL_SCOPE, window_seconds=runtime.settings.step_up_seconds,
+                        clock=runtime.clock)

@@ -20,6 +20,7 @@ from callvault.core.errors import (
     IntegrityError,
     InvalidInput,
     NotFound,
+    StepUpRequired,
 )
 from callvault.recordings.playback import RangeNotSatisfiable
 
@@ -71,6 +72,7 @@ STATUS = [
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
     (AuthenticationFailed, 401, "authentication_failed"),
+    (StepUpRequired, 403, "step_up_required"),
     (AccessDenied, 403, "access_denied"),
     (IntegrityError, 500, "integrity_error"),
     (ConfigurationError, 503, "unavailable"),

@@ -22,7 +22,7 @@ from callvault.api.deps import (
 )
 from callvault.audit import service as audit
 from callvault.core.errors import AccessDenied, AuthenticationFailed
-from callvault.identity import lifecycle, mfa
+from callvault.identity import lifecycle, mfa, step_up
 from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
@@ -182,6 +182,26 @@ def revoke(request: Request, runtime: Runtime = Depends(get_runtime),
             actor=caller.user.username, actor_role=caller.user.role, action="auth.sign_out",
             object_type="api_token" if token else "web_session", object_id=caller.credential_id,
             source_ip=caller.source_ip), clock=runtime.clock)
+
+
+class StepUpRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=6, max_length=32,
+                      description="the current 6-digit code from the authenticator app, or a recovery code")
+
+
+@router.post("/auth/step-up", status_code=204)
+def confirm_step_up(body: StepUpRequest, runtime: Runtime = Depends(get_runtime),
+                    caller: Caller = Depends(get_caller)) -> None:
+    """Re-confirm the authenticator code on this token or session: downloads need one from the last
+    ``CALLVAULT_STEP_UP_SECONDS`` (default 5 minutes). A wrong code is 401 and counts towards the
+    sign-in guessing limits."""
+    with runtime.db.unit_of_work() as session:
+        ok = step_up.confirm(session, user=caller.user, via=caller.via, credential_id=caller.credential_id,
+                             code=body.code, keyring=runtime.keyring, counters=runtime.counters,
+                             source_ip=caller.source_ip, clock=runtime.clock)
+    if not ok:
+        raise step_up.refuse()
 
 
 @router.get("/me", response_model=MeResponse)

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from callvault.access import service as access
-from callvault.api.deps import Caller, get_caller, get_runtime
+from callvault.api.deps import Caller, get_caller, get_runtime, require_step_up
 from callvault.audit import service as audit
 from callvault.capture.audio import CONTENT_TYPES
 from callvault.capture.ingest import ingest_recording
@@ -244,6 +244,8 @@ def get_audio(
 ) -> Response:
     """Stream the original audio, naming a purpose. Honours ``Range``. Every call is decided and audited."""
     action = Action.DOWNLOAD if download else Action.PLAY
+    if download:
+        require_step_up(runtime, caller)
     range_header = request.headers.get("range")
     with runtime.db.unit_of_work() as session:
         grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=recording_id,

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from callvault.access import service as access
-from callvault.api.deps import Caller, get_caller, get_runtime
+from callvault.api.deps import Caller, get_caller, get_runtime, require_step_up
 from callvault.audit import service as audit
 from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, Conflict, NotFound
 from callvault.policy.decide import Action, Decision, decide
@@ -176,6 +176,8 @@ def get_redacted_audio(recording_id: str, purpose: Purpose = None, download: boo
     timings (409 until the recording is transcribed). No ``Range`` support.
     """
     action = Action.DOWNLOAD if download else Action.PLAY
+    if download:
+        require_step_up(runtime, caller)
     with runtime.db.unit_of_work() as session:
         grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=recording_id,
                                             now=runtime.clock.now())

@@ -35,7 +35,7 @@ from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.policy.loader import load_policy_file, parse_policy_text, policy_to_json
 from callvault.policy.risks import policy_risks
-from callvault.recordings.integrity import find_problems
+from callvault.recordings.integrity import find_problems, temporaries
 from callvault.retention.reapply import reapply, reapply_at_start
 from callvault.runtime import Runtime, build_runtime
 from callvault.storage.keys import create_kek
@@ -467,7 +467,8 @@ def check(
     deep: Annotated[bool, typer.Option("--deep", help="decrypt every recording and check its SHA-256")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Integrity check: stale partial ingests (with --repair: remove them, re-apply the key-destruction list)."""
+    """Integrity check: stale partial ingests and half-written temporaries (.tmp/*.part, with age and size);
+    with --repair: remove the stale ones, re-apply the key-destruction list."""
     runtime = open_runtime(data_dir)
     try:
         if repair:
@@ -487,6 +488,8 @@ def check(
                                      stale_after=timedelta(minutes=older_than_minutes), deep=deep)
             for line in problems:
                 err.print(f"  - {line}", highlight=False)
+            for line in temporaries(runtime.store, timedelta(minutes=older_than_minutes))[1]:
+                err.print(f"  note: {line}", highlight=False)
             out.print(f"{len(problems)} problem(s) found")
             if problems:
                 raise typer.Exit(1)

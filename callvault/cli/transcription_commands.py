@@ -15,7 +15,8 @@ from callvault.transcription.jobs import transcribe_one
 @handle_errors
 def transcribe(
     recording: Annotated[str, typer.Argument(help="recording id")],
-    again: Annotated[bool, typer.Option("--again", help="re-run a recording that is done or failed")] = False,
+    again: Annotated[bool, typer.Option(
+        "--again", help="re-run a recording already transcribed (a failed one is re-run without it)")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
     data_dir: DataDir = None,
 ) -> None:

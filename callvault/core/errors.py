@@ -92,6 +92,11 @@ class AccessDenied(CallvaultError):
         self.clauses = clauses
 
 
+class StepUpRequired(AccessDenied):
+    """Content is about to leave callvault (a download) and the caller has not re-confirmed their
+    authenticator code recently enough (step-up, RELIABILITY 17). Answered 403 ``step_up_required``."""
+
+
 class IntegrityError(CallvaultError):
     """Stored data failed an integrity check (tampered ciphertext, bad hash, broken chain)."""
 

@@ -96,6 +96,8 @@ class Settings:
     ``DEFAULT_SERVER_THREADS`` for why it is small."""
     trusted_proxies: tuple[str, ...] = ()
     """CIDRs of reverse proxies whose X-Forwarded-For is believed (``CALLVAULT_TRUSTED_PROXIES``)."""
+    step_up_seconds: int = 5 * 60
+    """How recent a re-entered TOTP code must be for a download (``CALLVAULT_STEP_UP_SECONDS``, 30 to 3600)."""
     session_idle_seconds: int = 30 * 60
     """A web session unused this long ends (``CALLVAULT_SESSION_IDLE_SECONDS``)."""
     session_absolute_seconds: int = 12 * 3600
@@ -229,6 +231,10 @@ def _access_settings(pick: Callable[[str, str, str], str]) -> dict[str, Any]:
         if not raw.isdigit() or int(raw) < 60:
             raise ConfigurationError(f"{env_name} must be a whole number of seconds, at least 60")
         values[key] = int(raw)
+    raw = pick("CALLVAULT_STEP_UP_SECONDS", "step_up_seconds", "300")
+    if not raw.isdigit() or not 30 <= int(raw) <= 3600:
+        raise ConfigurationError("CALLVAULT_STEP_UP_SECONDS must be a whole number of seconds from 30 to 3600")
+    values["step_up_seconds"] = int(raw)
     return values
 
 

@@ -44,6 +44,8 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     scopes: Mapped[str] = mapped_column(String(500), default="*", server_default="*")
     """Space-separated scopes (``recordings:read recordings:play``); ``*`` for an interactive sign-in."""
+    stepped_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When the holder last re-confirmed a TOTP code (``POST /auth/step-up``); downloads need a recent one."""
 
 
 class PolicyAcknowledgement(Base):
@@ -88,6 +90,8 @@ class WebSession(Base):
     source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     first_factor: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
     """How the person proved who they are before any TOTP step: ``password`` or ``oidc`` (for the audit)."""
+    stepped_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When the person last re-entered their TOTP code for a download (step-up, RELIABILITY 17)."""
 
 
 class MfaCredential(Base):

@@ -45,7 +45,10 @@ from callvault.storage.keys import Keyring
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 SCOPES: dict[str, str] = {
     "recordings:read": "search recordings and read their metadata",
-    "recordings:play": "stream or download audio (each use still needs a purpose the role may name)",
+    "recordings:play": "stream audio (each use still needs a purpose the role may name); downloads also need "
+                       "recordings:download",
+    "recordings:download": "download audio without a step-up code: only for unattended clients that archive "
+                           "or export (each download still needs a purpose the role may name)",
     "recordings:ingest": "upload recordings (PBX, SIPREC gateway)",
     "access:request": "file and read access requests and grants (CRM integration)",
     "admin": "everything the user's role may do",

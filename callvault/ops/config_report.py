@@ -3,15 +3,16 @@ secrets redacted, so an operator can compare two nodes or a support person can r
 
 Sources, as ``core.settings`` applies them: the environment (``env``), a ``*_FILE`` named in the
 environment (``file``), ``<data-dir>/config.toml`` (``config.toml``) or the built-in ``default``.
-A secret is shown only as ``(set)``/``(not set)``; a database or Redis URL keeps everything but its password.
+A secret is shown only as ``(set)``/``(not set)``; every URL-like value loses its credentials (``redact_url``).
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from callvault.core.settings import Settings
 
@@ -45,6 +46,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("CALLVAULT_DEFAULT_REGION", "default_region", value=lambda s: s.default_region),
     Spec("CALLVAULT_TOKEN_TTL_SECONDS", "token_ttl_seconds", value=lambda s: s.token_ttl_seconds),
     Spec("CALLVAULT_TRUSTED_PROXIES", "trusted_proxies", value=lambda s: ",".join(s.trusted_proxies)),
+    Spec("CALLVAULT_STEP_UP_SECONDS", "step_up_seconds", value=lambda s: s.step_up_seconds),
     Spec("CALLVAULT_SESSION_IDLE_SECONDS", "session_idle_seconds", value=lambda s: s.session_idle_seconds),
     Spec("CALLVAULT_SESSION_ABSOLUTE_SECONDS", "session_absolute_seconds",
          value=lambda s: s.session_absolute_seconds),
@@ -99,16 +101,39 @@ class SettingLine:
     source: str
 
 
+SECRET_QUERY = re.compile(r"pass|secret|token|key|sig|credential|auth", re.IGNORECASE)
+"""Query parameters whose value is a credential (``password``, ``sslpassword``, ``secret_key``,
+``access_key``, ``token``, ``X-Amz-Signature``, ...)."""
+USER_IS_SECRET = frozenset({"s3", "https", "http"})
+"""Schemes whose user part is itself a credential (an S3 access key id, an API user): hidden too.
+A database or Redis user name stays: it says which account the node uses, which support needs."""
+UNPARSABLE = "(set, redacted: not a valid URL)"
+
+
 def redact_url(url: str) -> str:
-    """The URL without its password (``postgresql://cv:***@db/cv``)."""
+    """The URL without its credentials (``postgresql://cv:***@db/cv``, ``s3://***:***@bucket``, ``?token=***``).
+
+    Why every part: people put S3 key pairs in the user part and passwords in the query as often as
+    in the password slot, and ``config show`` output ends up in support tickets. A URL that does not
+    parse is hidden whole, since where its secret sits cannot be known."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + ":***@" + netloc[1]))
+        return UNPARSABLE
+    if "@" in parts.netloc:
+        userinfo, host = parts.netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        if parts.scheme.lower() in USER_IS_SECRET and user:
+            user = "***"
+        netloc = f"{user}:***@{host}" if password is not None else f"{user}@{host}"
+        parts = parts._replace(netloc=netloc)
+    if parts.query:
+        pairs = [(k, "***" if SECRET_QUERY.search(k) and v else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query="&".join(f"{quote(k, safe='_-.~')}={quote(v, safe='_-.~:/*')}"
+                                              for k, v in pairs))
+    return urlunsplit(parts)
 
 
 def _file_conf(settings: Settings) -> dict[str, object]:
@@ -139,5 +164,7 @@ def describe(settings: Settings) -> list[SettingLine]:
             shown = "(not set)"
         else:
             shown = str(raw).lower() if isinstance(raw, bool) else str(raw)
+            if "://" in shown:  # every URL-like setting (SMS gateway, public URL, issuer, ...), not only the known ones
+                shown = redact_url(shown)
         lines.append(SettingLine(spec.env, shown, source))
     return lines

@@ -57,7 +57,35 @@ def find_problems(
                     problems.append(f"recording {row.id}: {exc.message}")
         referenced = _referenced_blobs(session)
     problems.extend(_orphan_blobs(store, referenced, stale_after))
+    problems.extend(temporaries(store, stale_after)[0])
     return problems
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def temporaries(store: BlobStore, stale_after: timedelta) -> tuple[list[str], list[str]]:
+    """(problems, notes) for the blob store's half-written temporaries (``.tmp/*.part``).
+
+    A writer killed mid-blob leaves its temporary behind: never a partial blob under a real key, but
+    disk that nothing will free until ``--repair`` (or the worker's cleanup) removes it. One older than
+    ``stale_after`` is a problem; a younger one is most likely a write in progress, shown as a note so
+    the operator sees it but nobody deletes it. Stores without temporaries (S3, memory) have none."""
+    listing = getattr(store, "temporaries", None)
+    if listing is None:
+        return [], []
+    problems: list[str] = []
+    notes: list[str] = []
+    limit = stale_after.total_seconds()
+    minutes = f"{limit / 60:g} min"
+    for name, size, age in listing():
+        line = f"temporary {name}: {size} bytes, {_age(age)} old"
+        if age >= limit:
+            problems.append(f"{line}, left by a write that never finished; `callvault check --repair` removes it")
+        else:
+            notes.append(f"{line}, still being written (younger than {minutes}): left alone")
+    return problems, notes
 
 
 def _referenced_blobs(session: Session) -> set[str]:

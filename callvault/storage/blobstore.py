@@ -284,6 +284,26 @@ class LocalBlobStore:
                 if _KEY_RE.fullmatch(key) and ".." not in key:
                     yield key
 
+    def temporaries(self) -> list[tuple[str, int, float]]:
+        """``(name under the root, size in bytes, age in seconds)`` of each ``.tmp`` file, oldest first.
+
+        Why: ``callvault check`` shows what killed writers left (and the disk it holds) before anyone
+        runs ``--repair``; ages are on the store's own clock, as ``cleanup_temp`` measures them."""
+        now = filesystem_now(self._tmp)
+        found: list[tuple[str, int, float]] = []
+        try:
+            entries = list(os.scandir(self._tmp))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # finished or cleaned up concurrently
+            if stat.S_ISREG(st.st_mode):
+                found.append((f"{_TMP_DIR}/{entry.name}", st.st_size, max(0.0, now - st.st_mtime)))
+        return sorted(found, key=lambda item: -item[2])
+
     def cleanup_temp(self, older_than_seconds: float) -> int:
         """Remove temporaries of writes that crashed; return how many were removed.
 

@@ -35,18 +35,24 @@ def _rules(runtime: Runtime) -> TranscriptionRules:
         return policy_service.current_policy(session, clock=runtime.clock).transcription
 
 
-def _process(runtime: Runtime, rules: TranscriptionRules, recording_id: str, me: str) -> service.Outcome | None:
-    engine = get_engine(rules.engine, data_dir=runtime.settings.data_dir, env=runtime.settings.env)
-    key = search.load_search_key(runtime.settings.key_dir, runtime.settings.env)
+def _process(runtime: Runtime, rules: TranscriptionRules, recording_id: str, me: str, *,
+             operator: bool = False) -> service.Outcome | None:
+    """Run one claimed job. Whatever fails, loading the engine included, gives the claim back: a claim
+    left ``running`` would block the recording for the whole lease (``service.LEASE``). An operator's
+    run (``operator``) marks the job ``failed`` at once, with the reason, for them to read and re-run;
+    the worker's run goes back to ``pending`` until ``MAX_ATTEMPTS``."""
     try:
+        engine = get_engine(rules.engine, data_dir=runtime.settings.data_dir, env=runtime.settings.env)
+        key = search.load_search_key(runtime.settings.key_dir, runtime.settings.env)
         outcome = service.process(
             db=runtime.db, store=runtime.store, keyring=runtime.keyring, engine=engine, recording_id=recording_id,
             worker_id=me, redact_card_data=rules.redact_card_data, search_key=key,
             region=runtime.settings.default_region, env=runtime.settings.env, clock=runtime.clock)
-    except Exception as exc:
+    except BaseException as exc:  # Ctrl-C of `callvault transcribe` too: never leave the claim running
         # The message names the failure, never content (our errors carry none; others are summarised).
+        message = getattr(exc, "message", "") if isinstance(exc, Exception) else "interrupted"
         service.release_failed(runtime.db, recording_id=recording_id, worker_id=me, clock=runtime.clock,
-                               error=f"{type(exc).__name__}: {getattr(exc, 'message', '')}".strip(": "))
+                               error=f"{type(exc).__name__}: {message}".strip(": "), final=operator)
         raise
     if outcome is not None:
         log.info("transcribed %s: %d words, %.1fs audio in %.1fs", recording_id, outcome.words,
@@ -80,7 +86,8 @@ def transcribe_one(runtime: Runtime, recording_id: str, *, again: bool = False) 
     """Transcribe one recording now (CLI). ``again`` re-runs a done or failed one.
 
     Works whether or not the policy enables automatic transcription; card-data removal follows the
-    policy. Returns None when another worker holds the claim.
+    policy. A failed job is tried again (the operator asked for this recording; a failed run stored
+    nothing). Returns None when another worker holds the claim.
     """
     rules = _rules(runtime)
     with runtime.db.unit_of_work() as session:
@@ -90,9 +97,9 @@ def transcribe_one(runtime: Runtime, recording_id: str, *, again: bool = False) 
         if row is None:
             session.add(Transcript(recording_id=recording_id, status=TranscriptStatus.PENDING, engine=rules.engine,
                                    attempts=0, created_at=runtime.clock.now()))
-        elif again and row.status in (TranscriptStatus.DONE, TranscriptStatus.FAILED):
+        elif row.status == TranscriptStatus.FAILED or (again and row.status == TranscriptStatus.DONE):
             row.status, row.attempts = TranscriptStatus.PENDING, 0
     me = worker_id()
     if service.claim(runtime.db, worker_id=me, clock=runtime.clock, recording_id=recording_id) is None:
         return None
-    return _process(runtime, rules, recording_id, me)
+    return _process(runtime, rules, recording_id, me, operator=True)

@@ -114,18 +114,22 @@ def claim(db: Database, *, worker_id: str, clock: Clock = system_clock, recordin
         return rec_id if result.rowcount == 1 else None  # type: ignore[attr-defined]
 
 
-def release_failed(db: Database, *, recording_id: str, worker_id: str, error: str, clock: Clock) -> None:
-    """Give a failed claim back (or mark it failed after MAX_ATTEMPTS). ``error`` must hold no content."""
+def release_failed(db: Database, *, recording_id: str, worker_id: str, error: str, clock: Clock,
+                   final: bool = False) -> None:
+    """Give a failed claim back (or mark it failed after MAX_ATTEMPTS, or at once when ``final``: an
+    operator's run, whose error they read now). ``error`` must hold no content."""
     with db.unit_of_work() as session:
         row = session.get(Transcript, recording_id)
         if row is None or row.claimed_by != worker_id or row.status != TranscriptStatus.RUNNING:
             return
-        row.status = TranscriptStatus.FAILED if row.attempts >= MAX_ATTEMPTS else TranscriptStatus.PENDING
+        row.status = TranscriptStatus.FAILED if final or row.attempts >= MAX_ATTEMPTS else TranscriptStatus.PENDING
         row.claimed_by, row.claimed_at, row.error = None, None, error[:500]
         if row.status == TranscriptStatus.FAILED:
             audit.append(session, audit.AuditEvent(
                 actor="system", action="transcript.failed", object_type="recording", object_id=recording_id,
-                reason=f"transcription gave up after {row.attempts} attempts: {error[:200]}"), clock=clock)
+                reason=f"transcription failed (attempt {row.attempts}; `callvault transcribe` tries again): "
+                       f"{error[:200]}" if final else
+                       f"transcription gave up after {row.attempts} attempts: {error[:200]}"), clock=clock)
 
 
 # --------------------------------------------------------------------------------------- processing

@@ -5,17 +5,18 @@ and (administrators) the recording's audit trail."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from callvault.access import service as access
 from callvault.api.deps import Caller, get_runtime
 from callvault.audit import service as audit
 from callvault.capture import control
-from callvault.core.errors import CallvaultError, IntegrityError, InvalidInput, NotFound
+from callvault.core.errors import CallvaultError, IntegrityError, InvalidInput, NotFound, StepUpRequired
 from callvault.core.instants import instant_problem
 from callvault.policy.decide import (
     Action,
@@ -34,7 +35,7 @@ from callvault.recordings.models import Recording
 from callvault.recordings.schemas import RecordingFilters
 from callvault.runtime import Runtime
 from callvault.web import waveform
-from callvault.web.common import abilities, page_caller, render
+from callvault.web.common import abilities, form_expired, page_caller, render, same
 
 router = APIRouter(include_in_schema=False)
 
@@ -147,6 +148,7 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
         "purpose_labels": {p: caller.policy.purposes[p].description for p in caller.policy.purposes},
         "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
         "offers": {}, "request_link": request_link,
+        "stepped_up": _stepped_up(runtime, caller), "step_up_failed": request.query_params.get("step_up") == "failed",
     }
     if purpose:
         context.update(_content(runtime, caller, row, purpose, context["spans"]))
@@ -209,3 +211,40 @@ def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
     except (NotFound, IntegrityError, InvalidInput) as exc:
         out["wave_note"] = f"The waveform cannot be drawn: {exc.message}"
     return out
+
+
+def _stepped_up(runtime: Runtime, caller: Caller) -> bool:
+    """Whether this session confirmed a one-time code recently enough to download (else the page asks)."""
+    from callvault.identity import service as identity
+    from callvault.identity import step_up
+
+    try:
+        with runtime.db.read_only() as session:
+            step_up.require(session, via=caller.via, credential_id=caller.credential_id, scopes=caller.scopes,
+                            full_scope=identity.FULL_SCOPE, window_seconds=runtime.settings.step_up_seconds,
+                            clock=runtime.clock)
+    except StepUpRequired:
+        return False
+    return True
+
+
+@router.post("/recordings/{recording_id}/step-up")
+def step_up_then_download(recording_id: str, request: Request, code: Annotated[str, Form()] = "",
+                          purpose: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+                          caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The recording page's "confirm with your authenticator code" form (RELIABILITY 17): a right code
+    marks this web session stepped up and goes on to the download, which decides and audits as always;
+    a wrong one comes back to the page with the reason. The code is checked and counted like the API's."""
+    from callvault.identity import step_up
+
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    with runtime.db.unit_of_work() as session:
+        ok = step_up.confirm(session, user=caller.user, via=caller.via, credential_id=caller.credential_id,
+                             code=code, keyring=runtime.keyring, counters=runtime.counters,
+                             source_ip=caller.source_ip, clock=runtime.clock)
+    if not ok:
+        query = urlencode({"purpose": purpose, "step_up": "failed"})
+        return RedirectResponse(f"/recordings/{recording_id}?{query}", status_code=303)
+    query = urlencode({"purpose": purpose, "download": "true"})
+    return RedirectResponse(f"/api/v1/recordings/{recording_id}/audio?{query}", status_code=303)

@@ -246,3 +246,22 @@ def test_with_the_database_gone_the_node_is_alive_but_not_ready(request: pytest.
             assert scrape.status_code == 503 and scrape.json()["error"] == "unavailable"
         assert client.get("/readyz").status_code == 200
         assert _metric(client.get("/metrics").text, "callvault_database_up") == 1
+
+
+def test_every_answer_carries_a_strict_content_security_policy_and_no_sniffing_headers(
+        server: LiveServer) -> None:
+    """Pages, API answers, static files and refusals alike: no inline or foreign script can run (an
+    injected ``<script>`` would not execute), no site can frame callvault (clickjacking a "play" or
+    "approve" button), browsers do not guess content types, and no recording URL leaks in a Referer."""
+    with server.client() as client:
+        answers = [client.get("/"), client.get("/notice"), client.get("/static/app.js"), client.get("/healthz"),
+                   client.get("/api/v1/me"), client.get("/no-such-page")]
+    for resp in answers:
+        csp = {d.split()[0]: d.split()[1:] for d in resp.headers["Content-Security-Policy"].split("; ")}
+        assert csp["default-src"] == ["'self'"] and csp["frame-ancestors"] == ["'none'"], resp.url
+        assert csp["script-src"] == ["'self'"] and csp["object-src"] == ["'none'"] and csp["base-uri"] == ["'none'"]
+        assert "'unsafe-inline'" not in resp.headers["Content-Security-Policy"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert resp.headers["Referrer-Policy"] == "same-origin"
+        assert resp.headers["X-Frame-Options"] == "DENY"
+        assert len(resp.headers.get_list("X-Content-Type-Options")) == 1

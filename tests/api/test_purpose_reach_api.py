@@ -86,6 +86,7 @@ def _entry(env: CallvaultEnv, actor: str, rec: str, action: str = "recording.pla
 def test_policy_b_spot_check_of_a_call_outside_the_qa_sample_is_refused_and_audited(
         server_b: LiveServer, env_b: CallvaultEnv, calls_b: dict[str, str], who: str) -> None:
     with server_b.client(who) as client:
+        server_b.step_up(client, who)  # downloads need a fresh one-time code first (RELIABILITY 17)
         play = _audio(client, calls_b["unsampled"], "spot_check")
         download = _audio(client, calls_b["unsampled"], "spot_check", download=True)
     for resp in (play, download):
@@ -121,6 +122,7 @@ def test_policy_b_the_review_queue_still_plays_the_sampled_call(
 def test_policy_b_subject_access_to_a_call_nobody_asked_for_is_refused_and_audited(
         server_b: LiveServer, env_b: CallvaultEnv, calls_b: dict[str, str]) -> None:
     with server_b.client("head") as head:
+        server_b.step_up(head, "head")
         resp = _audio(head, calls_b["unsampled"], "subject_access", download=True)
     assert resp.status_code == 403 and "matched to a verified request" in resp.json()["message"]
     entry = _entry(env_b, "head", calls_b["unsampled"], "recording.download")
@@ -140,6 +142,7 @@ def test_policy_b_an_operators_request_opens_their_calls_to_its_handlers_then_on
                          json={"recording_ids": [rec]}).status_code == 200
         released = lead.post(f"/api/v1/subject-requests/{request_id}/approve")
         assert released.status_code == 200, released.text
+        server_b.step_up(lead2, "lead2")
         after = _audio(lead2, rec, "subject_access", download=True)
     assert after.status_code == 403  # released by lead: nobody else may reach it for this purpose
     assert _entry(env_b, "lead", rec, "recording.export").decision == "allow"
@@ -156,6 +159,7 @@ def alice_call(server: LiveServer) -> str:
 def test_policy_a_it_staff_cannot_play_or_download_content(
         server: LiveServer, env: CallvaultEnv, alice_call: str, purpose: str) -> None:
     with server.client("it") as it:
+        server.step_up(it, "it")
         play = _audio(it, alice_call, purpose)
         download = _audio(it, alice_call, purpose, download=True)
         details = it.get(f"/api/v1/recordings/{alice_call}")
@@ -169,6 +173,7 @@ def test_policy_a_it_staff_cannot_play_or_download_content(
 def test_policy_a_regulatory_compliance_listens_but_does_not_share(
         server: LiveServer, env: CallvaultEnv, alice_call: str) -> None:
     with server.client("exec") as exec_:
+        server.step_up(exec_, "exec")
         play = _audio(exec_, alice_call, "regulatory_compliance")
         download = _audio(exec_, alice_call, "regulatory_compliance", download=True)
     assert play.status_code == 200
@@ -180,6 +185,7 @@ def test_policy_a_regulatory_compliance_listens_but_does_not_share(
 def test_policy_a_leadership_downloads_a_spot_checked_call(server: LiveServer, env: CallvaultEnv,
                                                            alice_call: str) -> None:
     with server.client("lead") as lead:
+        server.step_up(lead, "lead")
         resp = _audio(lead, alice_call, "spot_check", download=True)
     assert resp.status_code == 200 and "attachment" in resp.headers["content-disposition"]
     assert _entry(env, "lead", alice_call, "recording.download").decision == "allow"
@@ -205,6 +211,7 @@ def test_policy_b_the_player_offers_spot_check_only_for_the_sampled_call(
 def test_policy_a_the_player_shows_no_download_link_for_a_listen_only_purpose(
         server: LiveServer, env: CallvaultEnv, alice_call: str) -> None:
     listen_only = _picker(server, env, "exec", alice_call, "regulatory_compliance")
-    assert "download=true" not in listen_only
+    assert "download=true" not in listen_only and 'id="step-up"' not in listen_only
     assert 'id="download-refused"' in listen_only and "allows listening" in listen_only
-    assert "download=true" in _picker(server, env, "exec", alice_call, "spot_check")
+    # Downloadable: offered behind the authenticator-code form (step-up), not yet as a plain link.
+    assert 'id="step-up"' in _picker(server, env, "exec", alice_call, "spot_check")

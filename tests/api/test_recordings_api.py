@@ -97,6 +97,7 @@ def test_download_names_the_file_and_is_audited_as_download(server: LiveServer, 
                                                             ingested: tuple[str, bytes]) -> None:
     rec_id, _ = ingested
     with server.client("exec") as executive:
+        server.step_up(executive, "exec")
         resp = executive.get(f"/api/v1/recordings/{rec_id}/audio",
                              params={"purpose": "complaint_investigation", "download": "true"})
     assert resp.status_code == 200, resp.text
@@ -437,3 +438,29 @@ def test_consent_evidence_a_few_seconds_before_the_call_is_accepted(server: Live
     with server.client("lead") as lead:
         play = lead.get(f"/api/v1/recordings/{resp.json()['id']}/audio", params={"purpose": "spot_check"})
     assert play.status_code == 200
+
+
+def test_a_download_needs_a_fresh_authenticator_code_even_with_a_valid_token(
+        server: LiveServer, env: CallvaultEnv, ingested: tuple[str, bytes]) -> None:
+    """RELIABILITY 17, step-up: a stolen token (or an unattended session) must not be enough to carry
+    a recording out of callvault; a download first needs the person's authenticator code again."""
+    rec_id, _ = ingested
+    params = {"purpose": "complaint_investigation", "download": "true"}
+    with httpx.Client(base_url=server.base_url, timeout=30) as executive:
+        executive.headers["Authorization"] = f"Bearer {server.sign_in(executive, 'exec')}"
+        refused = executive.get(f"/api/v1/recordings/{rec_id}/audio", params=params)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"] == "step_up_required"
+        assert "confirm with your authenticator code" in refused.json()["message"]
+        assert executive.get(f"/api/v1/recordings/{rec_id}/audio",  # playing is not a download
+                             params={"purpose": "complaint_investigation"}).status_code == 200
+        wrong = executive.post("/api/v1/auth/step-up", json={"code": "000000"})
+        assert wrong.status_code == 401
+        assert executive.get(f"/api/v1/recordings/{rec_id}/audio", params=params).status_code == 403
+        server.step_up(executive, "exec")
+        done = executive.get(f"/api/v1/recordings/{rec_id}/audio", params=params)
+        assert done.status_code == 200 and "attachment" in done.headers["content-disposition"]
+    with env.runtime.db.unit_of_work() as session:
+        actions = [(e.action, e.decision) for e in session.scalars(
+            select(AuditEntry).where(AuditEntry.actor == "exec").order_by(AuditEntry.seq.desc()).limit(6))]
+    assert ("auth.step_up", "allow") in actions and ("auth.step_up", "deny") in actions

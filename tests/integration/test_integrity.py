@@ -159,3 +159,32 @@ def test_a_blob_without_its_row_is_reported_as_drift_once_it_is_old_enough(isola
     assert kept.recording_id not in output  # the recording's own blob has its row
     env.runtime.store.delete(orphan)
     assert check("--deep") == (0, "0 problem(s) found")
+
+
+def test_check_lists_half_written_temporaries_with_age_and_size_and_repair_removes_the_stale_ones(
+        isolated_env: CallvaultEnv) -> None:
+    """A writer killed mid-blob leaves ``.tmp/*.part``: ``check`` shows each (age, size) so the operator
+    sees the disk it holds; only stale ones are problems, and ``--repair`` removes exactly those."""
+    env = isolated_env
+    tmp_dir = env.runtime.store.root / ".tmp"  # type: ignore[attr-defined]
+    stale, young = tmp_dir / "blob-killed.part", tmp_dir / "blob-writing.part"
+    stale.write_bytes(b"\x02" * 4096)
+    young.write_bytes(b"\x03" * 100)
+    three_hours_ago = stale.stat().st_mtime - 3 * 3600
+    os.utime(stale, (three_hours_ago, three_hours_ago))
+
+    def check(*extra: str) -> tuple[int, str]:
+        done = CliRunner().invoke(app, ["check", *extra, "--data-dir", str(env.data_dir)], env=env.cli_env)
+        return done.exit_code, " ".join(done.output.split())
+
+    code, output = check()
+    assert code == 1, output
+    assert "blob-killed.part" in output and "4096 bytes" in output and "3.0 h old" in output
+    assert "--repair" in output and "1 problem(s) found" in output
+    assert "blob-writing.part" in output and "100 bytes" in output  # shown, but a write in progress
+    code, output = check("--repair")
+    assert code == 0 and "1 half-written temporary file(s)" in output
+    assert not stale.exists() and young.exists()
+    code, output = check()
+    assert code == 0 and "0 problem(s) found" in output, output
+    assert "blob-writing.part" in output and "left alone" in output

@@ -300,3 +300,35 @@ def test_pocketsphinx_fallback_transcribes_speech(tmp_path: Path) -> None:
         pytest.skip(f"LOUD: pocketsphinx is not installed ({exc}); pip install -e '.[test]'")
     segments = engine.transcribe(speak("Your refund is approved.", tmp_path))
     assert segments and segments[0].words and segments[0].words[0].start >= 0
+
+
+def test_a_failed_transcribe_run_marks_its_job_failed_with_the_error_and_a_rerun_picks_it_up(
+        isolated_env: CallvaultEnv, tmp_path: Path) -> None:
+    """An operator's ``callvault transcribe`` that fails (here: no speech model where the setting
+    says) must not leave the job ``running`` for the 30-minute lease, where neither a re-run nor
+    the worker would touch it: the job is ``failed`` with the reason, and the next run tries again."""
+    from typer.testing import CliRunner
+
+    from callvault.cli.main import app
+    from tests.support.audio import wav_bytes
+
+    env = isolated_env
+    rec_id = ingest_recording(db=env.runtime.db, store=env.runtime.store, keyring=env.runtime.keyring,
+                              audio=io.BytesIO(wav_bytes(1.0, seed=7)), metadata=metadata(), actor="test",
+                              clock=env.runtime.clock).recording_id
+    empty = tmp_path / "no-model"
+    empty.mkdir()
+    cli_env = {**env.cli_env, "CALLVAULT_ASR_MODEL_DIR": str(empty)}
+
+    def run() -> tuple[int, str]:
+        done = CliRunner().invoke(app, ["transcribe", rec_id, "--data-dir", str(env.data_dir)], env=cli_env)
+        return done.exit_code, " ".join(done.output.split())
+
+    code, output = run()
+    assert code != 0 and "holds no model.bin" in output, output
+    with env.runtime.db.unit_of_work() as session:
+        job = session.get(Transcript, rec_id)
+        assert job is not None and job.status == TranscriptStatus.FAILED and job.claimed_by is None
+        assert job.error is not None and "holds no model.bin" in job.error
+    code, output = run()  # not "another worker holds it": the same failure, tried again
+    assert code != 0 and "holds no model.bin" in output and "nothing to do" not in output, output

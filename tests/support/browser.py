@@ -53,11 +53,41 @@ def launched(*extra_args: str) -> Iterator[Any]:
             chromium.close()
 
 
+CSP_VIOLATIONS: list[str] = []
+"""Every Content-Security-Policy refusal any page reported (console errors): the pages must work
+under the policy, so ``tests/web/conftest.py`` fails a test that leaves one here."""
+
+
+def _watch_csp(message: Any) -> None:
+    if "Content Security Policy" in message.text:
+        CSP_VIOLATIONS.append(f"{message.location.get('url', '?')}: {message.text}")
+
+
 def new_page(browser: Any, base_url: str, *, width: int = 1280, timeout_ms: int = 15_000) -> Any:
-    """A page in a fresh context (its own cookies) on ``base_url``."""
+    """A page in a fresh context (its own cookies) on ``base_url``; CSP refusals land in ``CSP_VIOLATIONS``."""
     context = browser.new_context(base_url=base_url, viewport={"width": width, "height": 900})
     context.set_default_timeout(timeout_ms)
+    context.on("console", _watch_csp)
     return context.new_page()
+
+
+def wait_for_js(page: Any, condition: str, *, timeout_ms: int = 15_000) -> None:
+    """Wait until the JavaScript expression ``condition`` is true in ``page``.
+
+    Why not ``page.wait_for_function``: Playwright builds its predicate with ``eval`` inside the page,
+    which the pages' Content-Security-Policy (``script-src 'self'``, no ``unsafe-eval``) refuses, as it
+    should. ``page.evaluate`` compiles the function through the debugging protocol, outside the policy."""
+    page.evaluate(
+        """([timeoutMs]) => new Promise((resolve, reject) => {
+             const check = () => (""" + condition + """);
+             const started = Date.now();
+             const tick = () => {
+               if (check()) { resolve(true); return; }
+               if (Date.now() - started > timeoutMs) { reject(new Error("timed out waiting for: " + check)); return; }
+               setTimeout(tick, 50);
+             };
+             tick();
+           })""", [timeout_ms])
 
 
 def sign_in(page: Any, env: CallvaultEnv, username: str) -> None:

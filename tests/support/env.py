@@ -188,6 +188,11 @@ class LiveServer:
                 client.headers["Authorization"] = f"Bearer {token}"
             yield client
 
+    def step_up(self, client: httpx.Client, username: str) -> None:
+        """Confirm ``username``'s bearer token with a fresh one-time code, as downloads require (RELIABILITY 17)."""
+        resp = client.post("/api/v1/auth/step-up", json={"code": self.env.otp(username)})
+        assert resp.status_code == 204, resp.text
+
     def sign_in(self, client: httpx.Client, username: str) -> str:
         """A fresh bearer token for ``username`` through the real sign-in (password, then a new TOTP code)."""
         resp = client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD,

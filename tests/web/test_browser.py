@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import POLICY_B, fresh_database
 from tests.support.audio import CALL_START, metadata, upload, wav_bytes
-from tests.support.browser import new_page, require_browser, sign_in
+from tests.support.browser import new_page, require_browser, sign_in, wait_for_js
 from tests.support.env import PASSWORD, CallvaultEnv, LiveServer, Persona
 
 require_browser()
@@ -114,17 +114,37 @@ def test_playing_asks_for_a_purpose_then_streams_and_draws_both_channels(
     assert page.locator("audio").count() == 0  # nothing plays before a purpose is named
     page.get_by_label("Why are you listening?").select_option("spot_check")
     page.get_by_role("button", name="Open player").click()
-    page.wait_for_function("document.getElementById('player').readyState >= 2")
+    wait_for_js(page, "document.getElementById('player').readyState >= 2")
     assert page.evaluate("document.getElementById('player').duration") == pytest.approx(3.0, abs=0.1)
     lanes = page.locator("#wave svg g.lane")
     assert lanes.count() == 2
     assert "caller" in (lanes.nth(0).text_content() or "") and "agent" in (lanes.nth(1).text_content() or "")
     page.evaluate("document.getElementById('player').currentTime = 2")  # seeking: a Range request
-    page.wait_for_function("document.getElementById('player').readyState >= 2")
+    wait_for_js(page, "document.getElementById('player').readyState >= 2")
     assert page.get_by_text("No transcript yet").is_visible()
     trail = page.locator("section", has=page.get_by_role("heading", name="Audit trail of this recording"))
     assert trail.count() == 0  # leadership, not an administrator
     _shot(page, "recording", tmp_path)
+
+
+def test_downloading_asks_for_the_authenticator_code_first(
+        browser: Any, server: LiveServer, env: CallvaultEnv, recs: dict[str, str]) -> None:
+    """RELIABILITY 17: a signed-in browser may play, but the audio leaves only after the person
+    re-enters their code (a wrong one is refused with the reason); then the download is served."""
+    page = _page(browser, server)
+    sign_in(page, env, "lead")
+    page.goto(f"/recordings/{recs['alice']}?purpose=spot_check")
+    assert page.locator("#download").count() == 0  # no direct link before the code
+    code = page.get_by_label("To download, confirm with your authenticator code")
+    code.fill("000000")
+    page.get_by_role("button", name="Confirm and download").click()
+    assert "wrong or already used" in page.get_by_role("alert").inner_text()
+    page.get_by_label("To download, confirm with your authenticator code").fill(env.otp("lead"))
+    with page.expect_download() as fetched:
+        page.get_by_role("button", name="Confirm and download").click()
+    assert fetched.value.suggested_filename == f"{recs['alice']}.wav"
+    page.goto(f"/recordings/{recs['alice']}?purpose=spot_check")
+    assert page.locator("#download").is_visible()  # stepped up: for the next few minutes, a plain link
 
 
 def test_a_specialist_is_refused_anothers_recording_and_can_file_a_misuse_report(
@@ -233,7 +253,7 @@ def test_a_refusal_says_why_and_an_approved_request_lets_the_specialist_listen(
     sam.locator("#grants").scroll_into_view_if_needed()
     sam.locator("table a", has_text=rec[:8]).click()
     sam.get_by_role("button", name="Open player").click()
-    sam.wait_for_function("document.getElementById('player').readyState >= 2")
+    wait_for_js(sam, "document.getElementById('player').readyState >= 2")
     assert sam.evaluate("document.getElementById('player').duration") > 0
     # The approval covers listening and reading, not download: the page offers to ask for it, never a
     # link that answers a raw refusal, and the request form comes back with exactly that action ticked.

@@ -31,7 +31,7 @@ from callvault.identity import service as identity
 from callvault.live.models import MonitoringSession
 from callvault.policy import service as policy_service
 from tests.siprec.support import rms, running_server, sipp_call, sipp_or_skip, stored_recording, wait_for_active_call
-from tests.support.browser import launched, new_page, require_browser, sign_in
+from tests.support.browser import launched, new_page, require_browser, sign_in, wait_for_js
 from tests.support.env import CallvaultEnv, LiveServer
 
 require_browser()
@@ -72,7 +72,7 @@ def test_a_supervisor_listens_live_and_is_cut_off_when_the_call_turns_personal(
             row.wait_for()
             assert "alice" in row.inner_text() and "inbound" in row.inner_text()
             row.get_by_role("button", name="Listen").click()
-            lead.wait_for_function("Number(document.getElementById('frames').textContent) >= 100")
+            wait_for_js(lead, "Number(document.getElementById('frames').textContent) >= 100")
             frames = lead.locator("#frames")
             assert int(frames.get_attribute("data-decoded") or 0) >= 100  # decoded into AudioBuffers
             latency = int(frames.get_attribute("data-latency-ms") or 99_999)
@@ -95,7 +95,7 @@ def test_a_supervisor_listens_live_and_is_cut_off_when_the_call_turns_personal(
                 sent_ms = time.time() * 1000
                 resp = alice_api.post(f"/api/v1/calls/{call.call_id}/control", json={"action": "personal"})
                 assert resp.status_code == 200, resp.text
-                lead.wait_for_function("document.getElementById('listen-status').dataset.closedAt !== undefined")
+                wait_for_js(lead, "document.getElementById('listen-status').dataset.closedAt !== undefined")
             finally:
                 gc.unfreeze()
             status = lead.locator("#listen-status")
