@@ -1,4 +1,4 @@
-"""Capture's table: recording-control events (stop, pause, resume, personal) per call.
+"""Capture's tables: recording-control events (stop, pause, resume, personal) per call.
 
 Keyed by the telephony ``call_id`` because the agent presses "stop" while the call is live, before
 any recording exists. Ingest applies the events it finds; events on a stored recording are applied
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -63,3 +63,23 @@ class RecordingControl(Base):
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     outcome: Mapped[str] = mapped_column(Text, default="")
     """What applying it did, in words (``truncated at 12.0 s``, ``ignored: other extension``)."""
+
+
+class CaptureNode(Base):
+    """A running SIPREC capture process, so that a restart can tell a dead process's calls from a live one's.
+
+    Registered before the process answers its first call, refreshed every ``HEARTBEAT_SECONDS`` and
+    deleted after a clean shutdown. Pending recordings carry the id (``Recording.capture_node``); the
+    rows of a node that is gone (its row deleted, a dead pid on this host, or a stale heartbeat) can
+    never be finished (their spool key died with the process) and are marked failed
+    (``capture.siprec.nodes``).
+    """
+
+    __tablename__ = "capture_nodes"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """``host:pid:start-ms``: unique even when a pid is reused."""
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())

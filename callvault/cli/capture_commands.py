@@ -89,6 +89,10 @@ def siprec(
     min_session_expires: Annotated[int, typer.Option("--min-session-expires",
                                                      help="smallest RFC 4028 session interval (Min-SE); "
                                                           "shorter ones get 422")] = 90,
+    drain_timeout: Annotated[float, typer.Option("--drain-timeout", help="at SIGTERM, seconds calls may go on "
+                                                                          "ending by themselves")] = 30.0,
+    store_timeout: Annotated[float, typer.Option("--store-timeout", help="then, seconds to store the calls still "
+                                                                          "open (all at once)")] = 45.0,
     data_dir: DataDir = None,
 ) -> None:
     """Run the SIPREC recording server (RFC 7866) until SIGTERM; calls become encrypted recordings."""
@@ -101,6 +105,8 @@ def siprec(
             raise InvalidInput(f"{path} does not exist or is not a file")
     if not 1 <= processes <= 256:
         raise InvalidInput("--processes must be between 1 and 256")
+    if drain_timeout < 0 or store_timeout <= 0:
+        raise InvalidInput("--drain-timeout must be at least 0 and --store-timeout more than 0")
     if max_calls < 1 or max_memory < 0 or not 1 <= retry_after <= 3600 or rtp_timeout < 0 or min_session_expires < 1:
         raise InvalidInput("--max-calls and --min-session-expires must be at least 1, --max-memory and "
                            "--rtp-timeout at least 0, --retry-after from 1 to 3600")
@@ -120,7 +126,8 @@ def siprec(
                                         else stats_file),
                             tap_host=tap_host, tap_port=None if tap_port is None else tap_port + i,
                             max_calls=max_calls, max_memory_mb=max_memory, retry_after=retry_after,
-                            rtp_timeout=rtp_timeout, min_session_expires=min_session_expires)
+                            rtp_timeout=rtp_timeout, min_session_expires=min_session_expires,
+                            drain_timeout=drain_timeout, store_timeout=store_timeout)
                for i in range(processes)]
     err.print(f"SIPREC recording server on {host}:{port} (UDP, TCP{', TLS :' + str(tls_port) if tls_port else ''}),"
               f" {processes} process(es), RTP {low}-{high}")

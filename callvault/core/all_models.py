@@ -3,7 +3,7 @@
 from callvault.access.models import AccessGrant, AccessRequest, EmployeeConsent
 from callvault.audit.models import AuditAlarm, AuditCheckpoint, AuditEntry
 from callvault.capture.imports.models import PbxImport, TwilioRecording
-from callvault.capture.models import RecordingControl
+from callvault.capture.models import CaptureNode, RecordingControl
 from callvault.identity.models import (
     ApiToken,
     MfaCredential,
@@ -28,7 +28,7 @@ from callvault.subject_requests.models import DeliveryLink, SubjectRequest, Subj
 from callvault.transcription.models import CrmNote, CrmWebhookDelivery, Transcript, TranscriptTerm
 
 __all__ = ["ApiToken", "AuditEntry", "DataKey", "PolicyAcknowledgement", "PolicyVersion", "Recording", "User"]
-__all__ += ["Case", "DestructionRecord", "KeyDestruction", "LegalHold", "RecordingControl"]
+__all__ += ["CaptureNode", "Case", "DestructionRecord", "KeyDestruction", "LegalHold", "RecordingControl"]
 __all__ += ["AccessGrant", "AccessRequest", "EmployeeConsent", "MfaCredential", "MfaRecoveryCode",
             "OidcIdentity", "OidcLoginState", "SignInThrottle", "WebSession"]
 __all__ += ["DeliveryLink", "SubjectRequest", "SubjectRequestRecording"]

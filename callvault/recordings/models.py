@@ -103,6 +103,9 @@ class Recording(Base):
     (SIPREC capture); the audio holds silence there. None: not measured (uploads, older rows)."""
     missing_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     """Total length of ``media_gaps``: > 0 flags an incomplete recording."""
+    capture_node: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    """The SIPREC capture process (``host:pid:start-ms``, ``capture_nodes.id``) writing this ``pending``
+    row; when that process is gone, the next capture start marks the row failed. None: not SIPREC."""
 
 
 class DataKey(Base):

@@ -18,6 +18,7 @@ Options (sipp passes them through <exec>):
                          bases (an SBC failover or a transfer)
   gap=A-B                neither stream sends from second A to second B of the media (blocked media:
                          sequence numbers and timestamps run on, nothing arrives)
+  mono                   send only stream 1 (to PORT1; PORT2 is ignored): a mixed-stream SRC's one m-line
   deaf                   send everything to a socket of this helper's own that nobody reads (media
                          sent to a wrong address or port: the server receives nothing)
 
@@ -143,7 +144,8 @@ def main(argv: list[str]) -> None:
     gap = tuple(float(x) for x in options["gap"].split("-")) if "gap" in options else (0.0, 0.0)
     switch_at = int(options.get("ssrc1at", -1))
     streams: list[dict[str, Any]] = []
-    for n, (port, freq) in enumerate(((port1, f1), (port2, f2)), start=1):
+    legs = ((port1, f1),) if "mono" in options else ((port1, f1), (port2, f2))
+    for n, (port, freq) in enumerate(legs, start=1):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rng = random.Random(port + 7919 * int(options.get("seed", 0)))  # seed=N: another SSRC/sequence/timestamp
         srtp = options.get(f"srtp{n}")

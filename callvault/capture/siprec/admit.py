@@ -23,13 +23,13 @@ from callvault.policy.schema import PolicyDocument
 from callvault.runtime import Runtime
 
 FRAME_BYTES = 4
-"""Two channels of PCM16: the layout of the capture spool."""
+"""Two channels of PCM16: the usual layout of the capture spool (a mono call's spool has 2-byte frames)."""
 
 
 def admit_call(runtime: Runtime, *, policy: PolicyDocument, meta: CallMetadata, rate: int, frames: int,
-               actor: str) -> Admission:
+               actor: str, channels: int = 2) -> Admission:
     """Run ingest's admission for a finished call (commits its audit entries). Blocking."""
-    info = AudioInfo(audio_format="wav", sample_rate=rate, channels=2, frames=frames)
+    info = AudioInfo(audio_format="wav", sample_rate=rate, channels=channels, frames=frames)
     with runtime.db.unit_of_work() as session:
         return admit(session, policy=policy, meta=meta, info=info, actor=actor, actor_role="capture",
                      clock=runtime.clock)
@@ -47,10 +47,11 @@ def kept_frames(edit: AudioEdit, *, rate: int, frames: int) -> int:
     return end - start
 
 
-def edit_stream(chunks: Iterator[bytes], edit: AudioEdit, *, rate: int, frames: int) -> Iterator[bytes]:
-    """Yield the kept part of the spool's PCM, with paused spans zeroed (times are call times)."""
-    start, end = (f * FRAME_BYTES for f in kept_range(edit, rate=rate, frames=frames))
-    spans = [(round(a * rate) * FRAME_BYTES, round(b * rate) * FRAME_BYTES) for a, b in edit.silence if b > a]
+def edit_stream(chunks: Iterator[bytes], edit: AudioEdit, *, rate: int, frames: int,
+                frame_bytes: int = FRAME_BYTES) -> Iterator[bytes]:
+    """Yield the kept part of the spool's PCM (``frame_bytes`` a frame), with paused spans zeroed (call times)."""
+    start, end = (f * frame_bytes for f in kept_range(edit, rate=rate, frames=frames))
+    spans = [(round(a * rate) * frame_bytes, round(b * rate) * frame_bytes) for a, b in edit.silence if b > a]
     offset = 0  # position of ``chunk`` in the unedited spool
     for chunk in chunks:
         lo, hi = max(start - offset, 0), min(end - offset, len(chunk))

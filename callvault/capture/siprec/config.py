@@ -30,6 +30,10 @@ class ServerConfig:
     min_session_expires: int = 90
     """Smallest RFC 4028 session interval accepted (``Min-SE``); shorter ones get 422."""
     drain_timeout: float = 30.0
+    """At shutdown, how long calls in progress may go on ending by themselves (new INVITEs get 503)."""
+    store_timeout: float = 45.0
+    """Then, how long storing the calls still open may take (all at once); what is not stored by then is
+    marked failed by the next start. 30 + 45 s stays inside systemd's default 90 s stop timeout."""
     reuse_port: bool = False
     stats_file: Path | None = None
     tap_host: str = "127.0.0.1"

@@ -362,13 +362,19 @@ def _unwrap(value: int, reference: int, modulus: int) -> int:
 
 # -------------------------------------------------------------------------------------------- mixer
 class Mixer:
-    """Two channels on one timeline, flushed interleaved to ``sink`` (PCM16 little-endian)."""
+    """Two channels (or one) on one timeline, flushed interleaved to ``sink`` (PCM16 little-endian).
 
-    def __init__(self, rate: int, sink: Callable[[bytes], None], *, window_seconds: float = WINDOW_SECONDS) -> None:
+    With ``channels=1`` (a mixed-stream call) every stream is added into the one channel, clipped: a
+    single stream's samples land on zeros, so it is stored exactly as received.
+    """
+
+    def __init__(self, rate: int, sink: Callable[[bytes], None], *, window_seconds: float = WINDOW_SECONDS,
+                 channels: int = 2) -> None:
         self.rate = rate
         self._sink = sink
         self._size = int(window_seconds * rate)
-        self._buf = np.zeros((self._size, 2), dtype=np.int16)
+        self.channels = channels
+        self._buf = np.zeros((self._size, channels), dtype=np.int16)
         self.base = 0
         """Timeline position of ``_buf[0]``: everything before it has been written."""
         self.high = 0
@@ -387,7 +393,11 @@ class Mixer:
         if end > self.base + self._size:
             self.flush(end - self._size)
         start = pos - self.base
-        self._buf[start:start + len(pcm), channel] = pcm
+        if self.channels == 1:
+            lane = self._buf[start:start + len(pcm), 0]
+            lane[:] = np.clip(lane.astype(np.int32) + pcm, -32768, 32767)
+        else:
+            self._buf[start:start + len(pcm), channel] = pcm
         self.high = max(self.high, end)
 
     def flush(self, upto: int) -> None:

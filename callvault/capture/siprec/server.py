@@ -38,6 +38,15 @@ from callvault.capture.siprec.capacity import Refusal, at_capacity, unrecordable
 from callvault.capture.siprec.config import ServerConfig, Stats
 from callvault.capture.siprec.live import LiveLink
 from callvault.capture.siprec.metadata import MetadataError, derive_facts, parse_recording_metadata
+from callvault.capture.siprec.nodes import (
+    HEARTBEAT_SECONDS,
+    SWEEP_SECONDS,
+    fail_orphaned_calls,
+    heartbeat,
+    register,
+    this_node,
+    unregister,
+)
 from callvault.capture.siprec.ports import PortPool, bind, receiver, rekey
 from callvault.capture.siprec.rtp import StreamTimer
 from callvault.capture.siprec.sdp import (
@@ -69,6 +78,10 @@ log = logging.getLogger("callvault.siprec")
 
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 METADATA_TYPES = ("application/rs-metadata+xml", "application/rs-metadata")
+DRAIN_THREADS = 32
+"""Threads storing the calls still open at shutdown, all at once: storing is mostly waiting (fsync, the
+database, the object store), so one thread stored ~6 calls/s and a drain of 1,000 calls outlived any
+service manager's stop timeout."""
 
 
 class SessionManager:
@@ -94,6 +107,8 @@ class SessionManager:
         # burst of BYEs, so the two kinds of blocking work have their own threads.
         self._setup_pool = ThreadPoolExecutor(4, thread_name_prefix="siprec-setup")
         self._finish_pool = ThreadPoolExecutor(2, thread_name_prefix="siprec-finish")
+        self.node = this_node(runtime.clock.now())
+        """This process in ``capture_nodes``; named on every pending row it reserves (``capture.siprec.nodes``)."""
         self.live = LiveLink(runtime)
         """Control events from the database, ``active_calls``, live listeners (``capture.siprec.live``)."""
         self._advertise = config.advertise or (config.host if config.host not in ("0.0.0.0", "::") else  # noqa: S104
@@ -330,10 +345,11 @@ class SessionManager:
                                   headers=[("Warning", '399 callvault "call is outside the recording scope"')])
                     return
             # 16 kHz when any stream's codec is wideband (G.722, Opus), else 8 kHz.
-            rate = max((c.sample_rate for m in plan_answer(offer, [0] * len(offer.media)) for c in m.codecs[:1]),
-                       default=8000)
+            planned = plan_answer(offer, [0] * len(offer.media))
+            rate = max((c.sample_rate for m in planned for c in m.codecs[:1]), default=8000)
             call = CallSession(call_id=msg.call_id, local_tag=secrets.token_hex(8), started_at=self.runtime.clock.now(),
-                               t0=time.monotonic(), rate=rate, runtime=self.runtime)
+                               t0=time.monotonic(), rate=rate, runtime=self.runtime, channels=channel_count(offer),
+                               node=str(self.node))
             call.labels = labels
             call.metadata = metadata
             if facts is not None:
@@ -561,9 +577,17 @@ class SessionManager:
     async def housekeeping(self) -> None:
         """Flush mixers, expire caches and idle dialogs, write stats; forever."""
         last_stats = 0.0
+        last_beat = last_sweep = time.monotonic()
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(0.25)
             now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_SECONDS:
+                last_beat = now
+                self._background(loop.run_in_executor(None, heartbeat, self.runtime, self.node))
+            if now - last_sweep >= SWEEP_SECONDS:
+                last_sweep = now
+                self._background(loop.run_in_executor(None, fail_orphaned_calls, self.runtime, self.node))
             for call in list(self.sessions.values()):
                 call.flush(now)
                 why = "timeout" if now - call.last_activity > self.config.session_timeout else None
@@ -581,6 +605,15 @@ class SessionManager:
             if self.config.stats_file is not None and now - last_stats >= 1.0:
                 last_stats = now
                 self.write_stats()
+
+    @staticmethod
+    def _background(fut: asyncio.Future[Any]) -> None:
+        """Log the failure of fire-and-forget database work (a heartbeat, a sweep); the next one retries."""
+        def done(f: asyncio.Future[Any]) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.error("capture node bookkeeping failed: %s", f.exception())
+
+        fut.add_done_callback(done)
 
     def snapshot(self) -> dict[str, Any]:
         packets, lost, late = self.stats.packets, self.stats.lost, 0
@@ -608,18 +641,40 @@ class SessionManager:
         tmp.write_text(json.dumps(self.snapshot()))
         tmp.replace(self.config.stats_file)
 
-    async def drain(self) -> None:
-        """Refuse new calls (503), wait for calls to end, then end what is left (audio kept)."""
+    async def drain(self) -> bool:
+        """Refuse new calls (503), wait ``drain_timeout`` for calls to end, then store what is left at once.
+
+        The remaining calls are stored in parallel (``DRAIN_THREADS``) for at most ``store_timeout``;
+        calls not stored by then are left ``pending`` under this node, and the next capture start marks
+        them failed (``capture.siprec.nodes``). Returns True when every call was stored or discarded.
+        """
         self.draining = True
         deadline = time.monotonic() + self.config.drain_timeout
         while self.sessions and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a dict, rarely
             await asyncio.sleep(0.2)
-        for call in list(self.sessions.values()):
-            await self._finish(call, "shutdown")
-        while self._finishing:
-            await asyncio.gather(*list(self._finishing), return_exceptions=True)
-        self._setup_pool.shutdown(wait=True)
-        self._finish_pool.shutdown(wait=True)
+        narrow, self._finish_pool = self._finish_pool, ThreadPoolExecutor(
+            DRAIN_THREADS, thread_name_prefix="siprec-drain")
+        narrow.shutdown(wait=False)  # work already queued there still runs
+        left = list(self.sessions.values())
+        if left:
+            log.info("shutdown: storing %d call(s) still in progress", len(left))
+        loop = asyncio.get_running_loop()
+        for call in left:
+            task = loop.create_task(self._finish(call, "shutdown"))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+        store_deadline = time.monotonic() + self.config.store_timeout
+        while self._finishing and time.monotonic() < store_deadline:
+            await asyncio.wait(list(self._finishing), timeout=max(0.0, store_deadline - time.monotonic()))
+        complete = not self._finishing
+        if not complete:
+            log.error("shutdown: %d call(s) not stored within %.0f s; the next capture start marks them failed",
+                      len(self._finishing), self.config.store_timeout)
+            for task in list(self._finishing):
+                task.cancel()
+        self._setup_pool.shutdown(wait=complete, cancel_futures=not complete)
+        self._finish_pool.shutdown(wait=complete, cancel_futures=not complete)
+        return complete
 
 
 async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[SessionManager], None] | None = None,
@@ -628,6 +683,9 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
     loop = asyncio.get_running_loop()
     manager = SessionManager(runtime, config)
     await loop.run_in_executor(None, manager.policy)  # fail fast on a database without a policy
+    # Registered before the first call is answered; then what dead capture processes left is failed.
+    await loop.run_in_executor(None, register, runtime, manager.node)
+    await loop.run_in_executor(None, fail_orphaned_calls, runtime, manager.node)
     stop = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -661,6 +719,8 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
     try:
         await stop.wait()
         await manager.drain()
+        with contextlib.suppress(Exception):  # unregistered: what it could not store is failed at next start
+            await loop.run_in_executor(None, unregister, runtime, manager.node)
     finally:
         house.cancel()
         link.cancel()
@@ -695,3 +755,10 @@ def raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ImportError, ValueError, OSError):
         pass
+
+
+def channel_count(offer: SessionDescription) -> int:
+    """1 when the SRC offers one audio m-line: a mixed stream (Metaswitch, BroadWorks and Oracle "mono"
+    modes, mod_siprec) that cannot be split into parties, so it is stored as one channel, not as stereo
+    with a silent one. 2 otherwise: left = remote party, right = agent."""
+    return 1 if sum(1 for m in offer.media if m.media == "audio") == 1 else 2

@@ -4,7 +4,8 @@ Storage contract (the ingest pipeline's, shared through ``reserve_recording``/``
 the ``pending`` row is committed when the call is answered, before any audio is written; audio
 then goes, as it arrives, through the mixer into a **streaming encrypted blob** (format v2, fresh
 data key held only in memory) at the row's blob key. No plaintext touches the disk. At BYE the
-WAV file (two channels: left = remote party, right = agent; PCM16 at 8 or 16 kHz) is produced by
+WAV file (two channels: left = remote party, right = agent; or one channel when the SRC sends a
+single mixed stream, which cannot be split; PCM16 at 8 or 16 kHz) is produced by
 decrypting that spool and encrypting the WAV (format v1, a second fresh key, the one that is
 wrapped and kept) into the same key; then the row becomes ``available`` with an audit entry. A
 crash leaves a pending row whose blob is unreadable (its key died with the process); the reaper
@@ -127,13 +128,18 @@ class CallSession:
     """State of one SIPREC dialog. Methods run on the event loop unless they say otherwise."""
 
     def __init__(self, *, call_id: str, local_tag: str, started_at: datetime, t0: float, rate: int,
-                 runtime: Runtime) -> None:
+                 runtime: Runtime, channels: int = 2, node: str | None = None) -> None:
         self.call_id = call_id
         self.local_tag = local_tag
         self.started_at = started_at
         self.t0 = t0
         self.rate = rate
         self.runtime = runtime
+        self.channels = channels
+        """2: remote party left, agent right; 1: the SRC sent one mixed stream (one m-line), stored as it came."""
+        self.frame_bytes = 2 * channels
+        self.node = node
+        """The capture process (``capture.siprec.nodes``) named on the pending row, so a restart can fail it."""
         self.metadata: RecordingMetadata | None = None
         self.facts = Facts()
         self.labels: list[str | None] = []
@@ -151,7 +157,7 @@ class CallSession:
         self.blob_key: str | None = None
         self._stack = ExitStack()
         self._encryptor: StreamingEncryptor | None = None
-        self.mixer = Mixer(rate, self._write)
+        self.mixer = Mixer(rate, self._write, channels=channels)
         self.write_error: str | None = None
         self._flush_failed: FlushFailed | None = None
         """Set when the blob store fail-stopped under this call (its fsync failed): alarmed at close."""
@@ -186,7 +192,7 @@ class CallSession:
         """Reserve the pending row and open the encrypted spool. Blocking: run in a worker thread."""
         rt = self.runtime
         meta = self._catalog_metadata(ended_at=clock_now)
-        info = AudioInfo(audio_format="wav", sample_rate=self.rate, channels=2, frames=0)
+        info = AudioInfo(audio_format="wav", sample_rate=self.rate, channels=self.channels, frames=0)
         with rt.db.unit_of_work() as session:
             reserved = reserve_recording(session, policy=policy, meta=meta, info=info, actor=ACTOR, store=rt.store,
                                          clock=rt.clock, stale_after=timedelta(hours=12))
@@ -194,6 +200,7 @@ class CallSession:
                 from callvault.core.errors import Conflict
 
                 raise Conflict(f"call {meta.call_id} is already recorded")
+            reserved.capture_node = self.node
             self.rec_id, self.blob_key = reserved.id, reserved.blob_key
         sink: BinaryIO = self._stack.enter_context(rt.store.writer(self.blob_key))
         self._spool_key = new_data_key()
@@ -205,10 +212,11 @@ class CallSession:
         if self._encryptor is None or self.write_error is not None or self.stopped or self.discard_reason:
             return
         start = self.mixer.base
-        n = len(data) // 4
+        fb = self.frame_bytes
+        n = len(data) // fb
         if self.stop_pos is not None and start + n > self.stop_pos:
             n = max(0, self.stop_pos - start)
-            data = data[: n * 4]
+            data = data[: n * fb]
         if not n:
             return
         data = self._silence_paused(data, start)
@@ -221,15 +229,16 @@ class CallSession:
             log.error("call %s: cannot write audio: %s", self.call_id, self.write_error)
 
     def _silence_paused(self, data: bytes, start: int) -> bytes:
-        """Zero the frames of ``data`` (stereo PCM16 from ``start``) inside a control pause span."""
-        end = start + len(data) // 4
+        """Zero the frames of ``data`` (interleaved PCM16 from ``start``) inside a control pause span."""
+        fb = self.frame_bytes
+        end = start + len(data) // fb
         hits = [(max(a or 0, start), min(end if b is None else b, end)) for a, b in self.muted]
         hits = [(a, b) for a, b in hits if b > a]
         if not hits:
             return data
         out = bytearray(data)
         for a, b in hits:
-            out[(a - start) * 4:(b - start) * 4] = bytes((b - a) * 4)
+            out[(a - start) * fb:(b - start) * fb] = bytes((b - a) * fb)
         return bytes(out)
 
     # -- media ------------------------------------------------------------------------------
@@ -282,7 +291,15 @@ class CallSession:
         return [[round(a / self.rate, 3), round(b / self.rate, 3)] for a, b in gaps]
 
     def assign_channels(self) -> None:
-        """Left = remote party's stream, right = agent's, by label from the metadata mapping."""
+        """Left = remote party's stream, right = agent's, by label from the metadata mapping.
+
+        A mono call (one mixed stream) has one channel: every accepted stream goes into it (the mixer
+        adds them), since a stream a re-offer adds later has nowhere else to go without losing it.
+        """
+        if self.channels == 1:
+            for s in self.streams:
+                s.channel = 0 if s.plan.accepted else None
+            return
         caller_label, agent_label = self.channel_labels
         used: set[int] = set()
         for s in self.streams:
@@ -452,6 +469,7 @@ class CallSession:
         if self.discard_reason is None and frames > 0:
             # Ingest's admission rules (announcement A14, filed control events): capture/siprec/admit.py.
             admission = admit_call(rt, policy=policy, meta=self._catalog_metadata(ended_at=ended_at),
+                                   channels=self.channels,
                                    rate=self.rate, frames=frames, actor=ACTOR)
             if admission.refusal is not None:
                 self.discard_reason = admission.refusal.problems[0].message if admission.refusal.problems \
@@ -505,12 +523,13 @@ class CallSession:
         assert spool_reader is not None
         edit = admission.edit if admission is not None else AudioEdit()
         # Live control first (paused spans zeroed, nothing after a stop), then admission's edit (announcement).
-        chunks = edit_stream(self._kept_audio(spool_reader.iter_all(), frames), edit, rate=self.rate, frames=frames)
+        chunks = edit_stream(self._kept_audio(spool_reader.iter_all(), frames), edit, rate=self.rate, frames=frames,
+                             frame_bytes=self.frame_bytes)
         frames = kept_frames(edit, rate=self.rate, frames=frames)
-        wav_header = _wav_header(frames, self.rate, 2)
+        wav_header = _wav_header(frames, self.rate, self.channels)
         source = _ChainReader([wav_header], chunks)
         data_key = new_data_key()
-        size = len(wav_header) + frames * 4
+        size = len(wav_header) + frames * self.frame_bytes
         with rt.store.writer(spool_key) as sink:
             result = encrypt_stream(source, size, sink, data_key=data_key, context=self.rec_id.encode(),
                                     chunk_size=CHUNK_SIZE)
@@ -519,6 +538,7 @@ class CallSession:
             meta = admission.applied_to(meta)
         stats = self._stream_stats()
         gaps = self.media_gaps(self.stop_pos if self.stop_pos is not None else self.frames_written)
+        layout = ["remote", "agent"] if self.channels == 2 else ["mixed"]
         with rt.db.unit_of_work() as session:
             row = session.get(Recording, self.rec_id)
             assert row is not None
@@ -531,13 +551,13 @@ class CallSession:
             row.quarantine_reason = consent_check.quarantine_reason(policy, meta)
             row.quarantined = row.quarantine_reason is not None
             row.duration_seconds = frames / self.rate
-            row.sample_rate, row.channels, row.audio_format = self.rate, 2, "wav"
+            row.sample_rate, row.channels, row.audio_format = self.rate, self.channels, "wav"
             row.media_gaps = gaps
             row.missing_seconds = round(sum(b - a for a, b in gaps), 3)
             finalise_recording(session, rec_id=self.rec_id, result=result, data_key=data_key, keyring=rt.keyring,
                                chunk_size=CHUNK_SIZE, actor=ACTOR, call_id=meta.call_id,
                                consent_state=meta.consent_state, clock=rt.clock, action="recording.captured",
-                               details={"source": "siprec", "end": reason, "channels": ["remote", "agent"],
+                               details={"source": "siprec", "end": reason, "channels": layout,
                                         "mapping": self.facts.mapping, "timeline": self.timeline[:200],
                                         "streams": stats, "media_gaps": gaps,
                                         "admission": admission.notes if admission else []})
@@ -550,10 +570,10 @@ class CallSession:
         """The spool's first ``frames`` frames with control pauses silenced (again: some may predate them)."""
         pos = 0
         for chunk in spool:
-            n = min(len(chunk) // 4, frames - pos)
+            n = min(len(chunk) // self.frame_bytes, frames - pos)
             if n <= 0:
                 break
-            yield self._silence_paused(chunk[: n * 4], pos)
+            yield self._silence_paused(chunk[: n * self.frame_bytes], pos)
             pos += n
 
     @property
