@@ -7,8 +7,8 @@ has a ``capture_nodes`` row with a heartbeat, so a capture start can mark the ro
 ``failed`` without touching those of a live one (two capture processes on one database).
 Existing rows: no node (left to the ingest reaper, as before).
 
-Revision ID: 0030_capture_node
-Revises: 0029_capture_media_states
+Revision ID: 0033_capture_node
+Revises: 0032_step_up
 Create Date: 2026-12-09 10:00:00
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0030_capture_node'
-down_revision: str | None = '0029_capture_media_states'
+revision: str = '0033_capture_node'
+down_revision: str | None = '0032_step_up'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
