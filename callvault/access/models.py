@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -87,3 +87,32 @@ class EmployeeConsent(Base):
     recorded_by: Mapped[str] = mapped_column(String(64))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     revoked_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class EmergencyDeclaration(Base):
+    """A "break the glass" declaration: its holder reaches recordings beyond their role's scope, for a short
+    time, for a stated reason, and a reviewer looks at what they did afterwards (``emergency_access``)."""
+
+    __tablename__ = "emergency_declarations"
+    __table_args__ = (
+        Index("ix_emergency_declarations_user", "user_id", "ends_at"),
+        Index("ix_emergency_declarations_review", "reviewed_at", "review_due_on"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(36))
+    """The declarer (no foreign key: the record must outlive the account)."""
+    username: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    declared_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    """When access ends (at most ``emergency_access.max_minutes`` after the declaration)."""
+    ended_early_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    review_due_on: Mapped[date] = mapped_column(Date)
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    review_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """``justified`` or ``misuse`` (the latter files a misuse report)."""
+    review_notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    overdue_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

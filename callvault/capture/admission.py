@@ -180,10 +180,15 @@ def admit(
                               "legal hold on its case (case_ref).",
                       location="started_at", reason=reason, clauses=clauses)
 
+    switched = {ControlKind.PAUSE.value, ControlKind.STOP.value, ControlKind.PERSONAL.value}  # controls.agent_may
     calls = controls if controls is not None else unapplied_controls(session, [meta.call_id])
     eligible: list[RecordingControl] = []
     for control in [c for c in calls.get(meta.call_id, []) if c.applied_at is None]:
-        if control.administrative or (control.requester_extension and control.requester_extension == meta.extension):
+        if control.kind in switched and control.kind not in policy.controls.agent_may:
+            # Filed under an earlier version that still had the control: the policy in force decides.
+            control.applied_at = clock.now()
+            control.outcome = f"ignored: controls.agent_may no longer allows {control.kind}"
+        elif control.administrative or (control.requester_extension and control.requester_extension == meta.extension):
             eligible.append(control)
         else:
             control.applied_at = clock.now()

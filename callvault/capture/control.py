@@ -48,6 +48,7 @@ from callvault.policy.decide import Actor
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings import playback
 from callvault.recordings.models import DataKey, Recording, RecordingState
+from callvault.retention import service as retention
 from callvault.retention.models import RetentionRule
 from callvault.retention.shred import Doomed, Pending, destroy_now, finish, replace_key
 from callvault.storage.blobstore import BlobStore
@@ -55,6 +56,17 @@ from callvault.storage.crypto import encrypt_stream, new_data_key
 from callvault.storage.keys import Keyring
 
 CHUNK_SIZE = 64 * 1024
+AGENT_CONTROLS = frozenset({ControlKind.PAUSE.value, ControlKind.STOP.value, ControlKind.PERSONAL.value})
+"""The controls ``controls.agent_may`` switches on or off (a ``resume`` only ends a pause)."""
+
+
+class UnderRetentionMinimum(Conflict):
+    """The recording is within its retention minimum: nothing may destroy or alter it yet (issue 28)."""
+
+
+def _mandatory_clauses(policy: PolicyDocument) -> tuple[str, ...]:
+    extra = (policy.recording_scope.mandatory_clause,) if policy.recording_scope.mandatory_clause else ()
+    return ("A14", "B4", *extra)
 
 
 def is_administrative(policy: PolicyDocument, role: str) -> bool:
@@ -122,6 +134,11 @@ def file_control(
     marking after the call's end files a misuse report, mailed with ``mail_domain``).
     """
     _check_request(kind, at, until)
+    if kind in AGENT_CONTROLS and kind not in policy.controls.agent_may:
+        raise AccessDenied(
+            f"recording control {kind} does not exist under policy {policy.policy_id} {policy.version}: "
+            f"controls.agent_may allows {', '.join(policy.controls.agent_may) or 'none'}",
+            reason=f"{kind} is not in controls.agent_may", clauses=_mandatory_clauses(policy))
     admin = is_administrative(policy, actor.role) if administrative is None else administrative
     row: Recording | None
     if recording_id is not None:
@@ -141,6 +158,10 @@ def file_control(
             raise Conflict(f"call {call_id} is being stored right now; send the control again in a moment")
         if row.state == RecordingState.DESTROYED:
             raise Conflict(f"the recording of call {call_id} was already destroyed")
+        if (row.state == RecordingState.AVAILABLE and kind in AGENT_CONTROLS
+                and retention.under_minimum(row, clock.now())):
+            raise UnderRetentionMinimum(retention.minimum_refusal(
+                policy, row, "discarded" if kind == ControlKind.PERSONAL else "cut or silenced"))
     elif not admin and not actor.extension:
         raise AccessDenied("only the agent on a call (with an extension on file) or an administrator may "
                            "control its recording", reason="no extension on file", clauses=("A14", "B4"))
@@ -394,6 +415,9 @@ def resolve_quarantine(
         raise NotFound("no such recording")
     if not row.quarantined:
         raise Conflict(f"recording {recording_id} is not quarantined")
+    if decision == "destroy" and retention.under_minimum(row, clock.now()):
+        raise UnderRetentionMinimum(retention.minimum_refusal(policy, row, "destroyed") + "; release it from "
+                                    "quarantine once its consent evidence is found, or leave it quarantined")
     if decision == "destroy" and row.on_hold:
         raise UnderLegalHold(f"recording {recording_id} is under legal hold: it cannot be destroyed until the "
                              "hold is released (release it from quarantine, or wait for the hold's release)")

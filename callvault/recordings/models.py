@@ -93,6 +93,12 @@ class Recording(Base):
     """Which rule set ``destroy_after`` (``max_age``, ``case_resolved``), or why it was destroyed."""
     retention_basis: Mapped[str | None] = mapped_column(String(200), nullable=True)
     """The policy (``id@version``) ``destroy_after`` was computed under; the sweep recomputes stale ones."""
+    keep_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """The earliest moment anything may destroy or alter it: the longest retention minimum that ever applied
+    to it (``retention.min_age_months`` of any version in force while it was kept) or an extension on request.
+    Only ever moves later; a later policy version with a shorter cap or no minimum cannot undercut it."""
+    keep_until_basis: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """What set ``keep_until``: ``min_age_months@policy@version`` or ``extension:<audit seq>``."""
     on_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A legal hold suspends destruction while true."""
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

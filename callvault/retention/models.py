@@ -33,6 +33,9 @@ class RetentionRule(StrEnum):
 
     MAX_AGE = "max_age"
     """The policy's maximum age (A3: 6 months; B11: 12 months)."""
+    MIN_AGE = "min_age"
+    """The retention minimum (``retention.min_age_months``, or an extension on request) ends after the date
+    the cap or a case resolution would have given: the recording is destroyed when the minimum ends."""
     CASE_RESOLVED = "case_resolved"
     """Its case resolved and the grace period passed (A9), before the cap."""
     PERSONAL_CALL = "personal_call"

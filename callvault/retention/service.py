@@ -91,10 +91,20 @@ def require_manager(policy: PolicyDocument, role: str, what: str) -> None:
 
 
 # ------------------------------------------------------------------------------------- computation
+def keep_floor(policy: PolicyDocument, *, started_at: datetime, keep_until: datetime | None) -> datetime | None:
+    """The earliest moment a recording may be destroyed or altered: the later of what it already carries
+    (the longest minimum of any earlier version, an extension) and this policy's minimum. Never earlier."""
+    floors = [d for d in (keep_until, policy.retention.minimum_until(started_at)) if d is not None]
+    return max(floors) if floors else None
+
+
 def compute_destruction(
-    policy: PolicyDocument, *, started_at: datetime, case: Case | None
+    policy: PolicyDocument, *, started_at: datetime, case: Case | None, keep_until: datetime | None = None,
 ) -> tuple[datetime, RetentionRule]:
-    """When a recording must go and which rule says so (holds are applied separately)."""
+    """When a recording must go and which rule says so (holds are applied separately).
+
+    The cap in force applies to every recording, old ones included, and a resolved case brings the date
+    forward, but neither ever goes below the floor (``keep_floor``): a minimum is never undercut."""
     rules = policy.retention
     when, rule = rules.expires_at(started_at), RetentionRule.MAX_AGE
     if (rules.destroy_on_case_resolution and case is not None and case.status == CaseStatus.RESOLVED
@@ -102,7 +112,23 @@ def compute_destruction(
         early = case.resolved_at + timedelta(days=rules.post_resolution_grace_days)
         if early < when:
             when, rule = early, RetentionRule.CASE_RESOLVED
+    floor = keep_floor(policy, started_at=started_at, keep_until=keep_until)
+    if floor is not None and floor > when:
+        when, rule = floor, RetentionRule.MIN_AGE
     return when, rule
+
+
+def under_minimum(row: Recording, now: datetime) -> bool:
+    """Whether ``row`` is still within its retention minimum (nothing may destroy or alter it yet)."""
+    return row.keep_until is not None and row.keep_until > now
+
+
+def minimum_refusal(policy: PolicyDocument, row: Recording, what: str) -> str:
+    """The sentence a refused destruction or alteration answers with (names the rule and the date)."""
+    assert row.keep_until is not None
+    clause = f", {policy.retention.min_age_clause}" if policy.retention.min_age_clause else ""
+    return (f"recording {row.id} must be kept unaltered until {row.keep_until:%Y-%m-%d} "
+            f"(retention.min_age_months{clause}; {row.keep_until_basis or 'minimum'}): it cannot be {what} before")
 
 
 def refresh(session: Session, *, policy: PolicyDocument, rows: Sequence[Recording], just_stored: bool = False) -> None:
@@ -119,7 +145,11 @@ def refresh(session: Session, *, policy: PolicyDocument, rows: Sequence[Recordin
     held_ids, held_cases = _active_holds(session, [] if just_stored else [r.id for r in rows], refs)
     basis = retention_basis(policy)
     for row in rows:
-        when, rule = compute_destruction(policy, started_at=row.started_at,
+        floor = keep_floor(policy, started_at=row.started_at, keep_until=row.keep_until)
+        if floor is not None and (row.keep_until is None or floor > row.keep_until):
+            row.keep_until = floor
+            row.keep_until_basis = f"min_age_months={policy.retention.min_age_months} under {basis}"
+        when, rule = compute_destruction(policy, started_at=row.started_at, keep_until=row.keep_until,
                                          case=cases.get(row.case_ref) if row.case_ref else None)
         row.destroy_after = when
         row.retention_rule = rule.value
@@ -197,6 +227,7 @@ def expired_on_arrival(
     past the cap (``compute_destruction``); a hold on the case does (the sweep skips held recordings).
     """
     when, rule = compute_destruction(policy, started_at=started_at, case=find_case(session, case_ref))
+    # A call whose minimum has not ended yet is never "expired" (compute_destruction applies the floor).
     if when > now or case_on_hold(session, case_ref):
         return None
     return when, rule
@@ -357,6 +388,48 @@ def link_recording(
     audit.append(session, audit.AuditEvent(
         actor=actor, actor_role=actor_role, action="retention.case_linked", object_type="recording",
         object_id=row.id, details={"case_ref": ref, "previous_case_ref": previous}, clauses=("A9",)), clock=clock)
+    return row
+
+
+# ---------------------------------------------------------------------------------------- extension
+def extend_retention(
+    session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, recording_id: str, keep_until: date,
+    reason: str, clock: Clock = system_clock,
+) -> Recording:
+    """Keep one recording at least until ``keep_until`` (end of that day, in the call's time zone), on request
+    (e.g. the FCA's 7 years): only ``retention.extension.roles``; never shorter than what it already has,
+    never past ``retention.extension.max_age_months`` after the call; audited with the reason."""
+    rules = policy.retention.extension
+    if not actor_role or actor_role not in rules.roles:
+        raise AccessDenied(f"role {actor_role or '(none)'} may not extend retention (retention.extension.roles)",
+                           reason=f"only the roles retention.extension.roles names ({', '.join(rules.roles) or 'none'}) "
+                                  "may extend retention", clauses=("retention.extension",))
+    row = session.get(Recording, recording_id)
+    if row is None or row.state != RecordingState.AVAILABLE:
+        raise NotFound("no such recording (a destroyed recording cannot be kept)")
+    until = row.started_at.replace(year=keep_until.year, month=keep_until.month, day=keep_until.day)
+    limit = policy.retention.extension_limit(row.started_at)
+    problems = []
+    if not reason.strip():
+        problems.append(FieldProblem("reason", "say who asked and why the recording must be kept longer"))
+    if until > limit:
+        problems.append(FieldProblem("keep_until", f"must be on or before {limit:%Y-%m-%d}: "
+                                                   "retention.extension.max_age_months after the call"))
+    current = row.keep_until or row.destroy_after
+    if current is not None and until <= current:
+        problems.append(FieldProblem("keep_until", f"must be after {current:%Y-%m-%d}, which it is kept until "
+                                                   "already (an extension never shortens)"))
+    if problems:
+        raise InvalidInput("invalid retention extension:", problems)
+    previous = row.keep_until
+    entry = audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="retention.extended", object_type="recording", object_id=row.id,
+        reason=reason.strip(), details={"keep_until": until.isoformat(),
+                                        "previous_keep_until": previous.isoformat() if previous else None},
+        clauses=tuple(c for c in (rules.clause,) if c)), clock=clock)
+    row.keep_until = until
+    row.keep_until_basis = f"extension by {actor} (audit {entry.seq})"
+    refresh(session, policy=policy, rows=[row])
     return row
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -71,6 +71,8 @@ def _due(now: datetime) -> list[ColumnElement[bool]]:
         Recording.state == RecordingState.AVAILABLE,
         Recording.on_hold.is_(False),
         Recording.destroy_after <= now,
+        # Belt and braces over ``destroy_after``: a minimum that applied to it is never undercut (issue 28).
+        or_(Recording.keep_until.is_(None), Recording.keep_until <= now),
         # Rows a concurrent or interrupted run already shredded are finished by ``resume``, not twice.
         ~exists().where(DestructionRecord.recording_id == Recording.id),
     ]

@@ -27,6 +27,7 @@ from callvault.policy.schema.common import (
     add_months,
 )
 from callvault.policy.schema.document import PolicyDocument, canonical_sha256
+from callvault.policy.schema.emergency import EmergencyAccessRules
 from callvault.policy.schema.quality import (
     QualityReviewRules,
     SamplingRule,
@@ -44,7 +45,7 @@ from callvault.policy.schema.recording import (
     StandingEvidence,
     TrunkNumber,
 )
-from callvault.policy.schema.retention import LegalHoldRules, RetentionRules
+from callvault.policy.schema.retention import LegalHoldRules, RetentionExtension, RetentionRules
 from callvault.policy.schema.rights import (
     Contact,
     IdentityCheck,
@@ -69,6 +70,7 @@ __all__ = [
     "ContentScope",
     "ControlRules",
     "CrmIntegrationRules",
+    "EmergencyAccessRules",
     "IdentityCheck",
     "IntegrationRules",
     "LegalHoldRules",
@@ -82,6 +84,7 @@ __all__ = [
     "QualityReviewRules",
     "Reach",
     "RecordingScope",
+    "RetentionExtension",
     "RetentionRules",
     "ReviewRules",
     "RoleRule",

@@ -18,6 +18,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from callvault.policy.schema.access import NetworkRules, PurposeRule, ReviewRules, RoleRule
 from callvault.policy.schema.common import Identifier, PolicySlug, Text, _Model, add_months
+from callvault.policy.schema.emergency import EmergencyAccessRules
 from callvault.policy.schema.quality import QualityReviewRules
 from callvault.policy.schema.recording import ConsentRules, ControlRules, RecordingScope
 from callvault.policy.schema.retention import RetentionRules
@@ -62,6 +63,8 @@ class PolicyDocument(_Model):
     quality_review: QualityReviewRules | None = None
     integrations: IntegrationRules = IntegrationRules()
     monitoring: MonitoringRules = MonitoringRules()
+    emergency_access: EmergencyAccessRules | None = None
+    """Break-the-glass access (optional; absent: nobody may declare an emergency)."""
 
     _sha256: str | None = PrivateAttr(default=None)
 
@@ -132,6 +135,13 @@ class PolicyDocument(_Model):
             need_role(("misuse", "report_to_roles", i), role)
         for i, role in enumerate(self.retention.legal_hold.roles):
             need_role(("retention", "legal_hold", "roles", i), role)
+        for i, role in enumerate(self.retention.extension.roles):
+            need_role(("retention", "extension", "roles", i), role)
+        if self.emergency_access is not None:
+            for i, role in enumerate(self.emergency_access.roles):
+                need_role(("emergency_access", "roles", i), role)
+            for i, role in enumerate(self.emergency_access.reviewer_roles):
+                need_role(("emergency_access", "reviewer_roles", i), role)
         if self.quality_review is not None:
             errors.extend(self._quality_review_errors(need_role))
         if self.recording_scope.trunk_numbers:

@@ -99,6 +99,12 @@ class RecordingScope(_Model):
     excluded_extensions: tuple[ExtensionItem, ...] = ()
     """Private lines (A8): never recorded, even inside an included range."""
     trunk_numbers: tuple[TrunkNumber, ...] = ()
+    mandatory: bool = False
+    """Every call in scope must be recorded (a regulated firm, e.g. FCA SYSC 10A): a call the PBX/SBC
+    records that was refused, failed or never arrived is an incident, reported by
+    ``callvault capture reconcile`` (audit entry, misuse recipients, compliance report), not a silent drop."""
+    mandatory_clause: str = ""
+    """The clause or regulation that makes recording mandatory, cited in the incident."""
 
     @field_validator("directions")
     @classmethod
@@ -300,5 +306,9 @@ class ControlRules(_Model):
 
     personal_after_call_minutes: int = Field(default=0, ge=0, le=24 * 60)
     """Minutes after the call's end in which the recorded agent may still mark it personal (0: never)."""
+    agent_may: tuple[Literal["pause", "stop", "personal"], ...] = ("pause", "stop", "personal")
+    """Which recording controls exist at all (default: all three). A firm that must record every call
+    (``recording_scope.mandatory``) names fewer, e.g. ``[]``: traders may not pause, stop or discard a call.
+    ``resume`` always exists (it only ends a pause)."""
 
 

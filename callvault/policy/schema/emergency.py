@@ -1,0 +1,38 @@
+"""Emergency ("break the glass") access: wider than a role's scope, declared, short, and always reviewed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from callvault.policy.schema.common import Identifier, _Model, _no_duplicates
+
+
+class EmergencyAccessRules(_Model):
+    """Who may declare an emergency to reach recordings beyond their role's scope, and who reviews it.
+
+    A declaration names a reason, lasts at most ``max_minutes``, and while it lasts ``decide()`` lets its
+    holder ``actions`` on any available recording without a purpose, an approval or the role's scope (each
+    access audited with the declaration's id). Every declaration creates a review task for
+    ``reviewer_roles`` due ``review_within_days`` later; an overdue review is reported to the misuse
+    recipients. Absent from a policy: nobody can declare one.
+    """
+
+    roles: tuple[Identifier, ...] = Field(min_length=1)
+    """Roles that may declare an emergency."""
+    max_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    """How long a declaration lasts at most (a declaration may ask for less)."""
+    reviewer_roles: tuple[Identifier, ...] = Field(min_length=1)
+    """Roles that review each declaration afterwards (never the declarer themself)."""
+    review_within_days: int = Field(default=7, ge=1, le=90)
+    """Days after the declaration by which its review is due; later, it is reported as overdue."""
+    actions: tuple[Literal["play", "transcript", "download", "export"], ...] = ("play", "transcript")
+    """What a declaration allows; default: listen and read, never take a copy away."""
+    clause: str = ""
+    """The clause of the written policy (or law) this rests on, cited in every audit entry."""
+
+    @field_validator("roles", "reviewer_roles")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "role")
