@@ -33,6 +33,7 @@ from callvault.api.errors import TooLargeAsJson, install_error_handlers
 from callvault.api.security_headers import SecurityHeaders
 from callvault.ops.metrics import build_registry
 from callvault.retention.reapply import reapply_at_start
+from callvault.retention.write_once import check_at_start
 from callvault.runtime import Runtime
 from callvault.web import pages, subject_pages
 
@@ -54,6 +55,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = runtime.settings.server_threads
         _app.state.upload_limiter = anyio.CapacityLimiter(routes_recordings.UPLOAD_THREADS)
         # A restored database must not serve erased calls again: the key-destruction list decides.
+        await anyio.to_thread.run_sync(lambda: check_at_start(runtime.db, runtime.store, clock=runtime.clock))
         await anyio.to_thread.run_sync(lambda: reapply_at_start(runtime.db, runtime.store, runtime.keyring,
                                                                 clock=runtime.clock))
         yield

@@ -37,6 +37,7 @@ from callvault.policy.loader import load_policy_file, parse_policy_text, policy_
 from callvault.policy.risks import policy_risks
 from callvault.recordings.integrity import find_problems, temporaries
 from callvault.retention.reapply import reapply, reapply_at_start
+from callvault.retention.write_once import check_at_start, check_store
 from callvault.runtime import Runtime, build_runtime
 from callvault.storage.keys import create_kek
 
@@ -71,6 +72,7 @@ def initialise(settings: Settings, *, policy_file: Path, admin_user: str, admin_
     upgrade_to_head(settings.database_url)
     runtime = build_runtime(settings)
     try:
+        check_store(parse_policy_text(policy_text, source=str(policy_file)), runtime.store)  # retention.write_once
         with runtime.db.unit_of_work() as session:
             policy_service.load_policy(session, text=policy_text, source=str(policy_file), actor=CLI_ACTOR)
         with runtime.db.unit_of_work() as session:
@@ -150,9 +152,10 @@ def policy_load(file: Path, data_dir: DataDir = None) -> None:
     """Load a policy version into the database (it takes effect on its effective date)."""
     runtime = open_runtime(data_dir)
     try:
+        text = _read_text(file)
+        check_store(parse_policy_text(text, source=str(file)), runtime.store)  # retention.write_once
         with runtime.db.unit_of_work() as session:
-            row, created = policy_service.load_policy(session, text=_read_text(file), source=str(file),
-                                                      actor=CLI_ACTOR)
+            row, created = policy_service.load_policy(session, text=text, source=str(file), actor=CLI_ACTOR)
         verb = "Loaded" if created else "Already loaded:"
         out.print(f"{verb} {row.policy_id} version {row.version} (effective {row.effective_from}, "
                   f"sha256 {row.sha256[:12]}…)")
@@ -519,6 +522,7 @@ def worker(
         if unknown:
             raise InvalidInput(f"unknown job(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(jobs))}")
         selected = [j for j in jobs.values() if not job_names or j.name in job_names]
+        check_at_start(runtime.db, runtime.store, clock=runtime.clock)
         reapply_at_start(runtime.db, runtime.store, runtime.keyring, clock=runtime.clock)
         if once:
             results = run_once(runtime, selected)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from callvault.core.clock import Clock, system_clock
+from callvault.core.db import Database
 from callvault.core.errors import ConfigurationError
 from callvault.policy.schema import PolicyDocument
 from callvault.storage.blobstore import BlobStore
@@ -36,3 +38,16 @@ def check_store(policy: PolicyDocument, store: BlobStore) -> None:
             f"{name} keeps recordings at least {policy.retention.min_age_months} months "
             f"(retention.min_age_months) on write-once storage, but the store's lock_days={store.lock_days} "
             f"would let a blob be deleted sooner; set lock_days to at least {need}")
+
+
+def check_at_start(db: Database, store: BlobStore, *, clock: Clock = system_clock) -> None:
+    """Refuse to start (ConfigurationError) when the policy in force needs write-once storage ``store`` is not.
+    A database without a policy yet has nothing to check."""
+    from callvault.policy import service as policy_service
+
+    with db.unit_of_work() as session:
+        try:
+            policy = policy_service.current_policy(session, clock=clock)
+        except ConfigurationError:
+            return
+    check_store(policy, store)
