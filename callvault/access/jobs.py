@@ -23,3 +23,14 @@ def remind(runtime: Runtime) -> int:
     """Flag access requests waiting longer than a day for their approvers."""
     with runtime.db.unit_of_work() as session:
         return len(service.remind_waiting(session, clock=runtime.clock))
+
+
+@job("access.emergency_reviews", every_seconds=3600)
+def emergency_reviews(runtime: Runtime) -> int:
+    """Report emergency declarations whose review is overdue (``emergency_access.review_within_days``)."""
+    from callvault.access import emergency
+    from callvault.policy import service as policy_service
+
+    with runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=runtime.clock)
+        return emergency.report_overdue_reviews(session, policy=policy, clock=runtime.clock)

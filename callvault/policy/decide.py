@@ -25,6 +25,7 @@ __all__ = [
     "Action",
     "Actor",
     "Decision",
+    "EmergencyFacts",
     "Grant",
     "QualityItemFacts",
     "RecordingFacts",
@@ -154,6 +155,18 @@ class Decision:
     request_actions: tuple[str, ...] = field(default=(), kw_only=True)
     """On a denial an approved access request would lift: the actions to ask for (so a page can offer
     "request download" rather than a dead end). Empty when no request could help."""
+    emergency_declaration: str | None = field(default=None, kw_only=True)
+    """The emergency declaration that allowed it (``emergency_access``), recorded in the audit entry."""
+
+
+@dataclass(frozen=True)
+class EmergencyFacts:
+    """An emergency ("break the glass") declaration by the actor (gathered from the database)."""
+
+    declaration_id: str
+    user_id: str
+    role: str
+    ends_at: datetime
 
 
 @dataclass(frozen=True)
@@ -382,6 +395,41 @@ def _monitor_denial(policy: PolicyDocument, actor: Actor, purpose: str | None) -
 
 
 def decide(
+    *,
+    policy: PolicyDocument,
+    actor: Actor,
+    action: Action,
+    recording: RecordingFacts,
+    purpose: str | None,
+    grants: Sequence[Grant] = (),
+    now: datetime | None = None,
+    emergency: EmergencyFacts | None = None,
+) -> Decision:
+    """``_decide``'s answer; where it is a denial of content, an emergency declaration in force may still
+    allow it (``emergency_access``): the actor's own declaration, their role among ``emergency_access.roles``
+    (the role at declaration and now), not ended at ``now``, the action among ``emergency_access.actions``.
+    Wider than the role's scope and needing no purpose or approval, but never for a recording that is not
+    available, nor before the policy is acknowledged."""
+    decision = _decide(policy=policy, actor=actor, action=action, recording=recording, purpose=purpose,
+                       grants=grants, now=now)
+    rules = policy.emergency_access
+    if (decision.allowed or emergency is None or rules is None or action not in CONTENT_ACTIONS
+            or action.value not in rules.actions or actor.role not in rules.roles or emergency.role != actor.role
+            or emergency.user_id != actor.user_id or now is None or now >= emergency.ends_at
+            or actor.role not in policy.roles or not _acknowledged(policy, actor) or recording.state != "available"):
+        return decision
+    clauses = tuple(c for c in (rules.clause,) if c)
+    return Decision(
+        allowed=True,
+        reason=f"Emergency access: {actor.username}'s declaration {emergency.declaration_id} (until "
+               f"{emergency.ends_at:%Y-%m-%d %H:%M} UTC) allows {action.value} beyond role {actor.role!r}'s scope; "
+               f"it will be reviewed. Without it: {decision.reason}",
+        clauses=clauses, purpose=(purpose or "").strip() or "emergency_access", serves="original",
+        emergency_declaration=emergency.declaration_id,
+    )
+
+
+def _decide(
     *,
     policy: PolicyDocument,
     actor: Actor,

@@ -235,6 +235,7 @@ def _decision_event(
         actor=actor.username, actor_role=actor.role, action=f"recording.{action.value}",
         decision="allow" if decision.allowed else "deny", object_type="recording", object_id=recording_id,
         purpose=decision.purpose, reason=decision.reason, clauses=decision.clauses, source_ip=source_ip,
+        details={"emergency_declaration": decision.emergency_declaration} if decision.emergency_declaration else None,
     )
 
 
@@ -309,9 +310,14 @@ def decide_content(
     if row is None or row.state != RecordingState.AVAILABLE:
         return Decision(allowed=False, reason="no such recording", clauses=(), purpose=purpose, serves=None), None
     now = clock.now()
+    emergency = None
+    if policy.emergency_access is not None and actor.role in policy.emergency_access.roles:
+        from callvault.access import emergency as emergency_access  # builds on this module
+
+        emergency = emergency_access.active_for(session, user_id=actor.user_id, now=now)
     decision = decide(policy=policy, actor=actor, action=action,
                       recording=content_facts(session, row, policy=policy, purpose=purpose, now=now),
-                      purpose=purpose, grants=grants, now=now)
+                      purpose=purpose, grants=grants, now=now, emergency=emergency)
     if decision.allowed and check is not None:
         error = check(session, row, decision)
         if error is not None:
@@ -326,7 +332,7 @@ def record_content(
     """Append a content decision to the audit log (the caller commits, then answers)."""
     event = _decision_event(actor, action, recording_id[:200], decision, source_ip)
     if details:
-        event = replace(event, details=dict(details))
+        event = replace(event, details={**(event.details or {}), **details})
     audit.append(session, event, clock=clock)
 
 
