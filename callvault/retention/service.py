@@ -402,8 +402,9 @@ def extend_retention(
     rules = policy.retention.extension
     if not actor_role or actor_role not in rules.roles:
         raise AccessDenied(f"role {actor_role or '(none)'} may not extend retention (retention.extension.roles)",
-                           reason=f"only the roles retention.extension.roles names ({', '.join(rules.roles) or 'none'}) "
-                                  "may extend retention", clauses=("retention.extension",))
+                           reason="only the roles retention.extension.roles names "
+                                  f"({', '.join(rules.roles) or 'none'}) may extend retention",
+                           clauses=("retention.extension",))
     row = session.get(Recording, recording_id)
     if row is None or row.state != RecordingState.AVAILABLE:
         raise NotFound("no such recording (a destroyed recording cannot be kept)")

@@ -107,6 +107,6 @@ def test_the_callers_accounting_of_disclosures_lists_the_emergency_access(fca: W
 
 def test_a_role_the_policy_does_not_name_cannot_declare(fca: World) -> None:
     _, erin = _people(fca)
-    with fca.runtime.db.unit_of_work() as session, pytest.raises(AccessDenied, match="emergency_access.roles"):
+    with fca.runtime.db.unit_of_work() as session, pytest.raises(AccessDenied, match=r"emergency_access\.roles"):
         emergency.declare(session, policy=policy_service.current_policy(session, clock=fca.clock), actor=erin,
                           reason="just curious about this call", clock=fca.clock)

@@ -104,7 +104,7 @@ def test_an_administrator_cannot_destroy_a_quarantined_regulated_call_before_its
 @pytest.mark.parametrize("kind", ["pause", "stop", "personal"])
 def test_a_trader_may_not_pause_stop_or_discard_a_call_where_the_policy_names_no_agent_controls(
         fca: World, kind: str) -> None:
-    with fca.runtime.db.unit_of_work() as session, pytest.raises(AccessDenied, match="controls.agent_may"):
+    with fca.runtime.db.unit_of_work() as session, pytest.raises(AccessDenied, match=r"controls\.agent_may"):
         control.file_control(session, policy=policy_service.current_policy(session, clock=fca.clock), actor=ALICE,
                              kind=kind, at=None if kind == "personal" else T, call_id="live-1", clock=fca.clock)
 
@@ -138,7 +138,7 @@ def test_a_specialist_cannot_extend_and_nobody_extends_past_the_limit(fca: World
     rec = fca.ingest()
     with fca.runtime.db.unit_of_work() as session:
         policy = policy_service.current_policy(session, clock=fca.clock)
-        with pytest.raises(AccessDenied, match="retention.extension.roles"):
+        with pytest.raises(AccessDenied, match=r"retention\.extension\.roles"):
             retention.extend_retention(session, policy=policy, actor="alice", actor_role="specialist",
                                        recording_id=rec, keep_until=add_months_dt(T, 70).date(), reason="mine",
                                        clock=fca.clock)

@@ -24,9 +24,10 @@ def regulated_text(base: str, *, version: str = "2027.1", agent_may: str = "[]")
                         "  destroy_on_case_resolution: true\n")
     text = text.replace("controls:\n  personal_after_call_minutes: 15\n",
                         f"controls:\n  personal_after_call_minutes: 15\n  agent_may: {agent_may}\n")
-    text = text.replace("recording_scope:\n", "recording_scope:\n  mandatory: true\n  mandatory_clause: FCA SYSC 10A.1.1\n", 1)
-    text += ("\nemergency_access:\n  roles: [support_lead, specialist]\n  max_minutes: 30\n  reviewer_roles: [executive]\n"
-             "  review_within_days: 3\n  clause: site emergency procedure 4.2\n")
+    text = text.replace("recording_scope:\n",
+                        "recording_scope:\n  mandatory: true\n  mandatory_clause: FCA SYSC 10A.1.1\n", 1)
+    text += ("\nemergency_access:\n  roles: [support_lead, specialist]\n  max_minutes: 30\n"
+             "  reviewer_roles: [executive]\n  review_within_days: 3\n  clause: site emergency procedure 4.2\n")
     assert "min_age_months: 60" in text and "agent_may" in text and "mandatory: true" in text
     return text
 
