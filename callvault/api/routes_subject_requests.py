@@ -378,7 +378,7 @@ def verify_phone(request_id: str, body: PhoneVerifyBody, request: Request,
 @router.get("/subject-requests", response_model=list[SubjectRequestRead])
 def list_requests(
     caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime),
-    status: Annotated[str | None, Query(description="awaiting_verification, to_review, ready, sent, refused or overdue")]
+    status: Annotated[str | None, Query(description="awaiting_verification, to_review, ready, sent, refused, overdue")]
     = None,
 ) -> list[SubjectRequestRead]:
     """The queue, soonest due first."""
