@@ -98,6 +98,13 @@ class ApproveBody(BaseModel):
                     "against them (recorded on the audit log)")
 
 
+class RefuseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=subject.MAX_DESCRIPTION,
+                        description="why, in words the requester will read: it is mailed to them as written")
+
+
 class OwnRequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -166,6 +173,9 @@ class SubjectRequestRead(BaseModel):
     reviewed_by: str | None
     redaction_note: str
     approved_by: str | None
+    refused_by: str | None = None
+    refusal_reason: str = ""
+    """The reviewer's written reason when the request was refused (mailed to the requester as written)."""
     sent_at: datetime | None
     recordings: list[SelectedRecording] = []
     links: list[LinkRead] = []
@@ -212,7 +222,8 @@ def _read(session: Session, row: SubjectRequest, now: datetime, *, detail: bool 
         region_basis=row.region_basis,
         timezone=row.timezone, received_at=row.received_at, verified_at=row.verified_at, due_on=row.due_on,
         due_at=row.due_at, reviewed_by=row.reviewed_by, redaction_note=row.redaction_note,
-        approved_by=row.approved_by, sent_at=row.sent_at)
+        approved_by=row.approved_by, sent_at=row.sent_at, refused_by=row.refused_by,
+        refusal_reason=row.refusal_reason or "")
     if detail:
         out.recordings = [SelectedRecording(recording_id=s.recording_id, party=s.party)
                           for s in subject.selection(session, row.id)]
@@ -367,7 +378,7 @@ def verify_phone(request_id: str, body: PhoneVerifyBody, request: Request,
 @router.get("/subject-requests", response_model=list[SubjectRequestRead])
 def list_requests(
     caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime),
-    status: Annotated[str | None, Query(description="awaiting_verification, to_review, ready, sent or overdue")]
+    status: Annotated[str | None, Query(description="awaiting_verification, to_review, ready, sent, refused, overdue")]
     = None,
 ) -> list[SubjectRequestRead]:
     """The queue, soonest due first."""
@@ -437,6 +448,17 @@ def approve(request_id: str, request: Request, body: ApproveBody | None = None,
         reason = "; ".join(f"{rid}: {d.reason}" for rid, d in denials)
         raise AccessDenied(f"nothing was released: {reason}", reason=reason, clauses=subject.CLAUSES)
     return out
+
+
+@router.post("/subject-requests/{request_id}/refuse", response_model=SubjectRequestRead)
+def refuse(request_id: str, body: RefuseBody, caller: Caller = Depends(get_caller),
+           runtime: Runtime = Depends(get_runtime)) -> SubjectRequestRead:
+    """Refuse a verified request with a written reason, mailed to the requester; nothing is released."""
+    _staff(caller, runtime, "refuse", request_id)
+    with runtime.db.unit_of_work() as session:
+        row = subject.refuse(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
+                             reason=body.reason, source_ip=caller.source_ip, clock=runtime.clock)
+        return _read(session, row, runtime.clock.now(), detail=True)
 
 
 @router.post("/subject-requests/{request_id}/revoke-links")

@@ -24,6 +24,8 @@ class RequestStatus(StrEnum):
     """A reviewer confirmed which recordings belong to the requester; waiting for release."""
     SENT = "sent"
     """Released: the link (or a "nothing held" answer) has been mailed."""
+    REFUSED = "refused"
+    """A reviewer refused it with a written reason, mailed to the requester; nothing was released."""
 
 
 class RequesterKind(StrEnum):
@@ -93,6 +95,10 @@ class SubjectRequest(Base):
     facts_confirmed: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     """The facts the releasing reviewer confirmed they checked (``call_time``, ``agent_name``, ``reason``)."""
     facts_confirmed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    refused_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    refusal_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """Why the request was refused, in the reviewer's words: mailed to the requester as written (A4, B7)."""
 
 
 class PhoneProof(Base):

@@ -5,6 +5,7 @@ Life of a caller's request::
     submit ──► awaiting_verification ──verify──► to_review ──review──► ready ──approve──► sent
                  (code mailed)          (clock starts,       (recordings      (link mailed)
                                          acknowledgement)     confirmed)
+                                              └────────────────────┴──refuse──► refused (reason mailed)
 
 ``overdue`` is shown instead of the stored status for any request not yet sent whose due time has
 passed. An operator's own request (B10) starts at ``to_review``: their account is the identity check.
@@ -641,6 +642,52 @@ def approve(
                     "on_time": row.due_at is None or now < row.due_at, "facts_confirmed": confirmed,
                     "phone_verified_numbers": len(proof.verified_numbers(session, row.id))}, clock=clock)
     return outcome
+
+
+def refuse(
+    session: Session, *, policy: PolicyDocument, actor: Actor, request_id: str, reason: str,
+    source_ip: str | None = None, clock: Clock = system_clock,
+) -> SubjectRequest:
+    """Refuse a verified request, with the reviewer's written reason mailed to the requester as written.
+
+    For a request that cannot be fulfilled as asked (the facts match none of the calls, it asks for someone
+    else's, it is a repeat): without this it sat in the queue until it went overdue. The requester is told why,
+    because a refusal they are not told about is one they cannot contest (A4). Nothing is released and the
+    matched recordings are no longer reachable for ``subject_access`` (only open requests reach them)."""
+    _rules(policy)
+    row = get(session, request_id)
+    if row.status not in (RequestStatus.TO_REVIEW, RequestStatus.READY):
+        raise Conflict(f"this request is {row.status}; only verified requests not yet sent can be refused")
+    if row.requester_user_id and row.requester_user_id == actor.user_id:
+        raise AccessDenied("you cannot decide your own request; another member of the team must", clauses=CLAUSES)
+    text = (reason or "").strip()
+    if not text:
+        raise InvalidInput("invalid refusal:", [FieldProblem("reason", "write why, in words the requester will "
+                                                                       "read: it is mailed to them as written")])
+    if len(text) > MAX_DESCRIPTION:
+        raise InvalidInput("invalid refusal:", [FieldProblem("reason", f"at most {MAX_DESCRIPTION} characters")])
+    now = clock.now()
+    row.status, row.refused_by, row.refused_at, row.refusal_reason = RequestStatus.REFUSED, actor.username, now, text
+    session.flush()
+    notify.enqueue(session, to=row.email, subject="Your request for call recordings", clock=clock,
+                   body=(f"We cannot fulfil your request for copies of your call recordings ({row.id}).\n\n"
+                         f"The reason:\n{text}\n\nIf you think this is wrong, reply to this mail or make a new "
+                         "request with more detail about one of the calls.\n"))
+    _event(session, actor=actor.username, role=actor.role, action="refused", row=row, source_ip=source_ip,
+           details={"reason": text[:500], "on_time": row.due_at is None or now < row.due_at}, clock=clock)
+    return row
+
+
+def working_days_left(policy: PolicyDocument, row: SubjectRequest, now: datetime) -> int | None:
+    """Working days from today (the request's region and time zone) to its due date: 0 on the due day,
+    negative once overdue, None when no clock runs (unverified, or already sent or refused)."""
+    if row.due_on is None or row.due_at is None or row.status not in (RequestStatus.TO_REVIEW, RequestStatus.READY):
+        return None
+    calendar = calendar_of(policy, row)
+    today = now.astimezone(ZoneInfo(row.timezone)).date()
+    if now >= row.due_at:
+        return -max(1, calendar.working_days_between(row.due_on, today))
+    return calendar.working_days_between(today, row.due_on)
 
 
 def _first_refusal(decided: Sequence[tuple[str, Decision]]) -> str | None:

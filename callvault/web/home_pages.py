@@ -14,6 +14,7 @@ from callvault.oversight import service as oversight
 from callvault.recordings.models import Recording, RecordingState
 from callvault.retention import service as retention
 from callvault.runtime import Runtime
+from callvault.subject_requests import service as subject_requests
 from callvault.web.common import abilities, render
 
 
@@ -44,8 +45,15 @@ def dashboard(request: Request, caller: Caller, runtime: Runtime) -> Response:
         if can["admin"]:
             quarantined = session.scalar(select(func.count()).select_from(Recording).where(
                 Recording.quarantined.is_(True), Recording.state == RecordingState.AVAILABLE)) or 0
-            tiles.append(Tile("Quarantined recordings (no consent evidence)", int(quarantined), "/recordings",
+            tiles.append(Tile("Quarantined recordings (no consent evidence)", int(quarantined), "/quarantine",
                               "Nothing is quarantined.", urgent=bool(quarantined)))
+        if can["requests_staff"]:
+            waiting = subject_requests.summary(session, clock=runtime.clock)
+            counts: dict[str, int] = waiting["counts"]  # type: ignore[assignment]
+            overdue = int(waiting["overdue"])  # type: ignore[call-overload]
+            open_count = counts.get("to_review", 0) + counts.get("ready", 0)
+            tiles.append(Tile("Callers' requests waiting" + (f" ({overdue} overdue)" if overdue else ""), open_count,
+                              "/requests", "No caller's request waits.", urgent=bool(overdue)))
         if can["misuse_recipient"]:
             open_reports = oversight.list_reports(session, policy=caller.policy, viewer=me, status="open", limit=500)
             tiles.append(Tile("Open misuse reports", len(open_reports), "/misuse", "No open misuse report.",

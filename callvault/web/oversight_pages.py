@@ -22,7 +22,6 @@ from callvault.notify.service import SmtpSettings
 from callvault.oversight import policy_lifecycle, reports
 from callvault.oversight import service as oversight
 from callvault.policy.models import PolicyVersion
-from callvault.retention import service as retention
 from callvault.runtime import Runtime
 from callvault.web.common import abilities, denied, form_expired, page_caller, render, same
 
@@ -74,19 +73,7 @@ def file_misuse(request: Request, summary: Annotated[str, Form()] = "", descript
     return RedirectResponse("/misuse?done=filed", status_code=303)
 
 
-# ----------------------------------------------------------------------------------------- cases, holds
-@router.get("/cases", response_class=HTMLResponse)
-def cases_page(request: Request, caller: Caller = Depends(page_caller),
-               runtime: Runtime = Depends(get_runtime)) -> Response:
-    if not abilities(caller)["manage_retention"]:
-        return _refuse(request, caller, runtime, "retention.cases_list", f"role {caller.user.role} may not list cases",
-                       "Cases and legal holds are for administering roles and leadership.", ("A9",))
-    with runtime.db.unit_of_work() as session:
-        cases = retention.list_cases(session)
-        holds = retention.list_holds(session, active_only=True)
-        for item in (*cases, *holds):
-            session.expunge(item)
-    return render(request, "cases.html", {"caller": caller, "cases": cases, "holds": holds})
+# Cases and legal holds: casework_pages.py.
 
 
 def _refuse(request: Request, caller: Caller, runtime: Runtime, action: str, reason: str, allow: str,

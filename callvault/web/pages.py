@@ -37,6 +37,7 @@ from callvault.runtime import Runtime
 from callvault.web import (
     access_pages,
     account_pages,
+    casework_pages,
     home_pages,
     integrations_pages,
     live_pages,
@@ -333,6 +334,6 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
     return templates.TemplateResponse(request, "notice.html", {"policy": policy})
 
 
-for _module in (recording_pages, access_pages, oversight_pages, requests_pages, quality_pages, integrations_pages,
-                sso_pages, live_pages, account_pages):
+for _module in (recording_pages, access_pages, oversight_pages, casework_pages, requests_pages, quality_pages,
+                integrations_pages, sso_pages, live_pages, account_pages):
     router.include_router(_module.router)

@@ -301,7 +301,7 @@ def test_staff_see_the_callers_requests_queue_and_others_are_told_who_handles_it
         browser: Any, server: LiveServer, env: CallvaultEnv, tmp_path: Path) -> None:
     page = _page(browser, server)
     sign_in(page, env, "lead")
-    page.get_by_role("link", name="Callers' requests").click()
+    page.get_by_role("link", name="Callers' requests", exact=True).click()  # not the home tile
     assert page.get_by_role("heading", name="Callers' requests").is_visible()
     _shot(page, "callers-requests", tmp_path)
     other = _page(browser, server)
