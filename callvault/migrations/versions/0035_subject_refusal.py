@@ -5,8 +5,8 @@ that asks for someone else's calls, stayed in the queue until it went overdue. A
 with the reviewer's reason, mailed to the requester. New status value ``refused`` (the column is a
 plain string) and three nullable/defaulted columns; existing rows are unchanged.
 
-Revision ID: 0034_subject_refusal
-Revises: 0033_capture_node
+Revision ID: 0035_subject_refusal
+Revises: 0034_retention_minimum
 Create Date: 2026-12-10 10:00:00
 """
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0034_subject_refusal'
-down_revision: str | None = '0033_capture_node'
+revision: str = '0035_subject_refusal'
+down_revision: str | None = '0034_retention_minimum'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
