@@ -24,6 +24,8 @@ class RequestStatus(StrEnum):
     """A reviewer confirmed which recordings belong to the requester; waiting for release."""
     SENT = "sent"
     """Released: the link (or a "nothing held" answer) has been mailed."""
+    DENIED = "denied"
+    """Refused in writing (``denial_reason`` mailed to the requester, HIPAA 164.524(d)(2)); closed."""
 
 
 class RequesterKind(StrEnum):
@@ -93,6 +95,17 @@ class SubjectRequest(Base):
     facts_confirmed: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     """The facts the releasing reviewer confirmed they checked (``call_time``, ``agent_name``, ``reason``)."""
     facts_confirmed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When the deadline was extended (once, by ``subject_requests.deadline``'s extension, with a written reason)."""
+    extended_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    extension_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    denied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    denied_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    denial_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    """The written denial mailed to the requester."""
+    representative: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    """A personal representative acting for the caller: ``name``, ``relationship``, ``proof_kind`` (one of the
+    policy's ``subject_requests.representatives.proof_kinds``), ``checked_by`` and ``checked_at``."""
 
 
 class PhoneProof(Base):
