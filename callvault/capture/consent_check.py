@@ -40,8 +40,7 @@ import phonenumbers
 import yaml
 
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
-from callvault.policy.schema import PolicyDocument
-from callvault.policy.schema.recording import JurisdictionRule
+from callvault.policy.schema import JurisdictionRule, PolicyDocument
 
 AREA_CODES = Path(__file__).with_name("data") / "us_area_codes.yaml"
 
@@ -63,7 +62,7 @@ def place_of(number: str | None) -> tuple[str, str | None] | None:
         return None
     # An unassigned or fictional range (Ofcom's 07700 900xxx) still tells the country by its country code.
     country = phonenumbers.region_code_for_number(parsed) or phonenumbers.region_code_for_country_code(
-        parsed.country_code)
+        parsed.country_code or 0)
     if not country or country == "ZZ":
         return None
     if country == "US":

@@ -14,7 +14,14 @@ location, e.g. ``purposes.training.roles[1]``, so the loader can point at the YA
 
 from __future__ import annotations
 
-from callvault.policy.schema.access import ApprovalRule, NetworkRules, PurposeRule, ReviewRules, RoleRule
+from callvault.policy.schema.access import (
+    ApprovalRule,
+    NetworkRules,
+    PurposeRule,
+    RecordingFilter,
+    ReviewRules,
+    RoleRule,
+)
 from callvault.policy.schema.common import (
     CONTENT_ACTION_NAMES,
     PURPOSE_VOCABULARY,
@@ -39,6 +46,7 @@ from callvault.policy.schema.recording import (
     AnnouncementPrompt,
     ConsentRules,
     ControlRules,
+    JurisdictionRule,
     RecordingScope,
     ScopeCheck,
     StandingEvidence,
@@ -47,10 +55,12 @@ from callvault.policy.schema.recording import (
 from callvault.policy.schema.retention import LegalHoldRules, RetentionRules
 from callvault.policy.schema.rights import (
     Contact,
+    Deadline,
     IdentityCheck,
     MisuseDetection,
     MisuseRules,
     NoticeRules,
+    RepresentativeRules,
     SubjectRequestRegion,
     SubjectRequestRules,
 )
@@ -69,8 +79,10 @@ __all__ = [
     "ContentScope",
     "ControlRules",
     "CrmIntegrationRules",
+    "Deadline",
     "IdentityCheck",
     "IntegrationRules",
+    "JurisdictionRule",
     "LegalHoldRules",
     "MisuseDetection",
     "MisuseRules",
@@ -81,7 +93,9 @@ __all__ = [
     "PurposeRule",
     "QualityReviewRules",
     "Reach",
+    "RecordingFilter",
     "RecordingScope",
+    "RepresentativeRules",
     "RetentionRules",
     "ReviewRules",
     "RoleRule",
