@@ -72,7 +72,7 @@ def may_control(policy: PolicyDocument, actor: Actor, extension: str | None) -> 
 def audio_origin(row: Recording) -> datetime:
     """The call instant the stored audio's first sample belongs to (after a removed announcement)."""
     ended = row.consent.get("announcement_ended_at") if row.consent else None
-    if isinstance(ended, str) and ended:
+    if ended:
         at = datetime.fromisoformat(ended)
         if at > row.started_at:
             return at

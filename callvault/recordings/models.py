@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
@@ -60,7 +61,7 @@ class Recording(Base):
     """E.164; the caller for inbound calls, the callee for outbound."""
     local_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
     """E.164 trunk/DID number on our side."""
-    consent: Mapped[dict[str, str | bool]] = mapped_column(JSON, default=dict)
+    consent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Consent evidence as received (A5, B2): announcement time/version or agent notice time."""
     consent_state: Mapped[str] = mapped_column(String(24))
     """``announcement`` | ``agent_notice`` | ``missing``."""

@@ -145,7 +145,8 @@ def test_an_approved_trader_may_listen_but_not_download_for_a_complaint(fca: Pol
 
 def test_the_rates_desk_review_reaches_only_the_rates_desks_outbound_calls(fca: PolicyDocument) -> None:
     head = _actor(fca, "desk_head", "dana")
-    assert decide(policy=fca, actor=head, action=Action.PLAY, recording=TRADER_CALL, purpose="rates_desk_review").allowed
+    assert decide(policy=fca, actor=head, action=Action.PLAY, recording=TRADER_CALL,
+                  purpose="rates_desk_review").allowed
     fx = RecordingFacts(recording_id="r2", extension="5001", agent="fay", team="fx", direction="outbound")
     refused = decide(policy=fca, actor=head, action=Action.PLAY, recording=fx, purpose="rates_desk_review")
     assert not refused.allowed and "team fx" in refused.reason
