@@ -289,6 +289,9 @@ def _servable(range_header: str | None) -> recordings.ServeCheck:
     served only by an anonymised derivative needs the call's copy (A6); the original, a ``Range`` that fits."""
 
     def check(session: Session, row: Recording, decision: Decision) -> CallvaultError | None:
+        redacted = recordings.redacted_only(row.id, decision)
+        if redacted is not None:
+            return redacted
         if decision.serves != "original":
             return training.missing_copy(session, row.id, decision.clauses)
         try:

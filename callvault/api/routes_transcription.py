@@ -94,7 +94,7 @@ def get_transcript(recording_id: str, purpose: Purpose = None, redact: bool = Fa
     with runtime.db.unit_of_work() as session:
         row, doc = service.load_transcript(session, keyring=runtime.keyring, recording_id=recording_id)
         completed = row.completed_at
-    masked = redact or serves == "anonymised_derivative"
+    masked = redact or serves in ("anonymised_derivative", "redacted")
     if masked:
         doc = service.redacted(doc, region=runtime.settings.default_region)
     return TranscriptRead.model_validate({

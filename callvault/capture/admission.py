@@ -214,6 +214,12 @@ def admit(
                       location="call_id", reason="the call was marked personal; no recording is kept",
                       clauses=("A14", "B4"))
 
+    consented = consent_check.outcome(policy, meta)
+    if consented.action == "not_stored":
+        reason = consented.reason or "the policy keeps no call without consent evidence"
+        return refuse(message=f"call {meta.call_id} was not stored: {reason}", location="consent", reason=reason,
+                      clauses=("A5", "B2"))
+
     origin = meta.started_at
     announcement_end = meta.consent.announcement_ended_at if meta.consent else None
     keep_from = 0.0

@@ -17,14 +17,103 @@ during it (A14), as for reported evidence. Evidence the call does report always 
 
 Anything else is stored but quarantined (excluded from normal use, ``decide``) with the reason, which the
 administrator resolving the quarantine sees on the recording.
+
+**By jurisdiction** (``consent.jurisdictions``): the caller's place comes from their number (the remote
+party): phonenumbers gives the country, and for a US number the area code gives the state
+(``data/us_area_codes.yaml``, data). The rule for that state, else for that country, says what counts:
+``notice_at_onboarding`` needs no per-call evidence (never quarantined); ``per_call_announcement`` is the
+check above; ``opt_in`` needs the caller's yes (``consent.caller_opt_in``), and a no stores nothing. A call
+without the evidence its rule needs gets the rule's ``without_evidence`` (``quarantine``, ``not_stored`` -
+refused at admission and audited - or ``store_flagged``: stored, usable, flagged with the reason); a call no
+rule covers gets ``consent.missing_evidence_action``.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import phonenumbers
+import yaml
 
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
-from callvault.policy.schema import PolicyDocument
+from callvault.policy.schema import JurisdictionRule, PolicyDocument
+
+AREA_CODES = Path(__file__).with_name("data") / "us_area_codes.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def _us_area_codes() -> dict[str, str]:
+    loaded = yaml.safe_load(AREA_CODES.read_text(encoding="utf-8")) or {}
+    return {str(k): str(v) for k, v in loaded.items()}
+
+
+def place_of(number: str | None) -> tuple[str, str | None] | None:
+    """The caller's country and, for a US number, state (``("US", "CA")``), from an E.164 number; None when
+    the number is missing or belongs to no country."""
+    if not number:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    # An unassigned or fictional range (Ofcom's 07700 900xxx) still tells the country by its country code.
+    country = phonenumbers.region_code_for_number(parsed) or phonenumbers.region_code_for_country_code(
+        parsed.country_code or 0)
+    if not country or country == "ZZ":
+        return None
+    if country == "US":
+        return country, _us_area_codes().get(str(parsed.national_number)[:3])
+    return country, None
+
+
+def jurisdiction_of(policy: PolicyDocument, meta: CallMetadata) -> JurisdictionRule | None:
+    """The ``consent.jurisdictions`` rule for this call's caller, or None (the general rules apply)."""
+    if not policy.consent.jurisdictions:
+        return None
+    place = place_of(meta.remote_number)
+    return policy.consent.jurisdiction_for(place) if place is not None else None
+
+
+Outcome = Literal["ok", "quarantine", "not_stored", "store_flagged"]
+
+
+@dataclass(frozen=True)
+class ConsentOutcome:
+    """What the policy does with this call's consent evidence, and why (None when it holds)."""
+
+    action: Outcome
+    reason: str | None = None
+    rule: str | None = None
+    """The jurisdiction rule applied, if any."""
+
+
+def outcome(policy: PolicyDocument, meta: CallMetadata) -> ConsentOutcome:
+    """The consent decision for a call: stored plainly, quarantined, not stored, or stored and flagged."""
+    rule = jurisdiction_of(policy, meta)
+    if rule is None:
+        reason = _evidence_problem(policy, meta)
+        return ConsentOutcome("ok") if reason is None else ConsentOutcome(policy.consent.missing_evidence_action,
+                                                                          reason)
+    cited = f"consent.jurisdictions {rule.id!r}" + (f" ({rule.clause})" if rule.clause else "")
+    if rule.mode == "notice_at_onboarding":
+        return ConsentOutcome("ok", rule=rule.id)
+    if rule.mode == "opt_in":
+        answer = meta.consent.caller_opt_in if meta.consent is not None else None
+        if answer is False:
+            return ConsentOutcome("not_stored", f"the caller declined to be recorded; {cited} needs their "
+                                                "opt-in, so nothing of the call is kept", rule.id)
+        if answer is None:
+            return ConsentOutcome(rule.without_evidence, f"no opt-in from the caller was recorded, and {cited} "
+                                                         "needs the caller's explicit yes", rule.id)
+        return ConsentOutcome("ok", rule=rule.id)
+    reason = _evidence_problem(policy, meta)
+    if reason is None:
+        return ConsentOutcome("ok", rule=rule.id)
+    return ConsentOutcome(rule.without_evidence, f"{reason} ({cited})", rule.id)
 
 MISSING = "no consent evidence: neither an announcement (inbound) nor an agent notice (outbound) was reported"
 
@@ -56,7 +145,20 @@ def _outside(at: datetime, meta: CallMetadata, tolerance: timedelta) -> bool:
 
 
 def quarantine_reason(policy: PolicyDocument, meta: CallMetadata) -> str | None:
-    """Why this call's recording must be quarantined, or None when its consent evidence holds."""
+    """Why this call's recording must be quarantined, or None when it is not (its evidence holds, or the policy
+    stores it flagged; a call the policy does not store at all was refused at admission)."""
+    found = outcome(policy, meta)
+    return found.reason if found.action == "quarantine" else None
+
+
+def flag_reason(policy: PolicyDocument, meta: CallMetadata) -> str | None:
+    """Why this call is stored flagged (``without_evidence: store_flagged``), else None."""
+    found = outcome(policy, meta)
+    return found.reason if found.action == "store_flagged" else None
+
+
+def _evidence_problem(policy: PolicyDocument, meta: CallMetadata) -> str | None:
+    """What is wrong with this call's per-call evidence (announcement or agent notice), or None."""
     if meta.consent_state == "missing" or meta.consent is None:
         if meta.direction == "inbound" and policy.consent.standing_evidence:
             return (f"{MISSING}, and no consent.standing_evidence rule covers inbound calls to "

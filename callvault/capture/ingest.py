@@ -149,7 +149,7 @@ def reserve_recording(
         team=meta.team, remote_number=meta.remote_number, local_number=meta.local_number,
         consent=meta.consent.model_dump(mode="json", exclude_none=True) if meta.consent else {},
         consent_state=meta.consent_state, consent_source=meta.consent_source, quarantined=quarantine is not None,
-        quarantine_reason=quarantine,
+        quarantine_reason=quarantine, consent_flag=consent_check.flag_reason(policy, meta),
         case_ref=meta.case_ref, crm_ref=meta.crm_ref, audio_format=info.audio_format,
         sample_rate=info.sample_rate, channels=info.channels, duration_seconds=info.duration_seconds,
         size_bytes=0, sha256=None, blob_key=blob_key_for(rec_id), ingested_by=actor, created_at=clock.now(),

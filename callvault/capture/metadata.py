@@ -32,6 +32,11 @@ class ConsentEvidence(BaseModel):
     announcement_ended_at: datetime | None = None
     """When the announcement finished (A14): nothing before it is kept; a call that ended earlier keeps nothing."""
     agent_notice_at: datetime | None = None
+    caller_opt_in: bool | None = None
+    """The caller's answer where their jurisdiction needs explicit opt-in (``consent.jurisdictions`` mode
+    ``opt_in``): true (yes, recorded), false (no: nothing of the call is stored), absent (not asked)."""
+    opt_in_at: datetime | None = None
+    """When the caller answered."""
     source: Literal["control_api", "standing_rule"] | None = None
     """Where the evidence came from when not from the call's own metadata: events filed through the
     recording-control API, or a standing rule of the policy (``consent.standing_evidence``). Set by the
@@ -43,7 +48,7 @@ class ConsentEvidence(BaseModel):
     policy_sha256: str | None = None
     """That policy version's content hash, so the evidence names the exact configuration."""
 
-    @field_validator("announcement_played_at", "announcement_ended_at", "agent_notice_at")
+    @field_validator("announcement_played_at", "announcement_ended_at", "agent_notice_at", "opt_in_at")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:

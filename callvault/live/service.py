@@ -106,7 +106,7 @@ def _facts(row: ActiveCall) -> RecordingFacts:
     # A live call is reached like its recording would be: by extension and team. Consent evidence may
     # still arrive in a metadata update, so a call is not treated as quarantined while it runs.
     return RecordingFacts(recording_id=row.recording_id or row.call_id, extension=row.extension, agent=row.agent,
-                          team=row.team, state="available")
+                          team=row.team, state="available", direction=row.direction)
 
 
 @dataclass(frozen=True)

@@ -38,5 +38,7 @@ class MisuseReport(Base):
     """Audit entry seqs that support it (``callvault audit proof SEQ`` proves each one)."""
     status: Mapped[str] = mapped_column(String(16), default="open")
     """``open`` → ``investigating`` → ``closed`` (a closed report may be reopened to investigating)."""
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    """When it must be closed (``misuse.report_deadline_days`` from filing, HIPAA 164.404(b)); None: no deadline."""
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)
     """Detection hits: ``<rule>:<user>:<day>``, so a rerun never raises the same hit twice."""

@@ -33,6 +33,8 @@ class MisuseReportRead(BaseModel):
     description: str
     evidence: list[int]
     status: str
+    due_at: datetime | None = None
+    """When the report must be closed (``misuse.report_deadline_days``); None: the policy names no deadline."""
 
 
 class MisuseStatusChange(BaseModel):

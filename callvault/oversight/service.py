@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
@@ -105,6 +106,8 @@ def file_report(
         id=new_id(), created_at=now, updated_at=now, source=source, reporter=reporter.username, rule=rule,
         subject_user=(subject_user or None), summary=summary[:300], description=description,
         evidence=_clean_evidence(evidence), status="open", dedup_key=dedup_key,
+        due_at=(now + timedelta(days=policy.misuse.report_deadline_days)
+                if policy.misuse.report_deadline_days is not None else None),
     )
     try:
         with session.begin_nested():
@@ -123,6 +126,13 @@ def file_report(
         "report_id": report.id, "source": source, "rule": rule, "subject_user": report.subject_user,
         "evidence_entries": len(report.evidence), "created_at": now.isoformat()}, clock=clock)
     return report
+
+
+def overdue_reports(session: Session, *, now: datetime) -> list[MisuseReport]:
+    """Reports not closed whose deadline (``misuse.report_deadline_days``) has passed, oldest deadline first."""
+    return list(session.scalars(select(MisuseReport).where(
+        MisuseReport.status != "closed", MisuseReport.due_at.is_not(None), MisuseReport.due_at <= now)
+        .order_by(MisuseReport.due_at)))
 
 
 def _deny(session: Session, who: Reporter, action: str, report_id: str, reason: str, clock: Clock) -> None:

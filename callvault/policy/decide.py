@@ -119,6 +119,8 @@ class RecordingFacts:
     """The QA review items holding this recording (gathered from the database, never from the client)."""
     subject_matches: tuple[SubjectMatchFacts, ...] = ()
     """The verified subject requests this recording is matched to and that are being handled."""
+    direction: str | None = None
+    """``inbound`` or ``outbound``: a purpose's ``recordings.directions`` filter reads it."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ class Decision:
     purpose: str | None
     """The purpose named in the request (also on denials, so the audit log shows what was asked)."""
     serves: str | None
-    """``"original"`` or ``"anonymised_derivative"`` when allowed; None when denied."""
+    """``"original"``, ``"anonymised_derivative"`` or ``"redacted"`` when allowed; None when denied."""
     request_actions: tuple[str, ...] = field(default=(), kw_only=True)
     """On a denial an approved access request would lift: the actions to ask for (so a page can offer
     "request download" rather than a dead end). Empty when no request could help."""
@@ -324,11 +326,19 @@ _ACTION_NAME = {Action.PLAY: "play", Action.TRANSCRIPT: "transcript", Action.MON
 _LISTENING = ("play", "transcript", "monitor")
 
 
-def _action_denial(policy: PolicyDocument, purpose_id: str, rule: PurposeRule, action: Action) -> Decision | None:
-    """None when the purpose allows ``action``; else a denial naming the purposes that do (A13)."""
+def _action_denial(policy: PolicyDocument, purpose_id: str, rule: PurposeRule, action: Action,
+                   role: str = "") -> Decision | None:
+    """None when the purpose allows ``action`` (for ``role``); else a denial naming the purposes that do (A13)."""
     wanted = _ACTION_NAME[action]
-    if wanted in rule.actions:
+    if wanted in rule.actions and wanted in rule.actions_for(role):
         return None
+    if wanted in rule.actions:
+        narrowed = rule.actions_for(role)
+        return _deny(
+            f"Purpose {purpose_id!r} allows role {role!r} only {', '.join(narrowed)} "
+            f"(purposes.{purpose_id}.role_actions), not {action.value}.",
+            (*rule.clause_ids, *_PURPOSE_CLAUSES), purpose_id,
+        )
     others = [pid for pid, r in policy.purposes.items() if wanted in r.actions and pid != purpose_id]
     kind = "listening" if all(a in _LISTENING for a in rule.actions) else "only " + ", ".join(rule.actions)
     return _deny(
@@ -511,12 +521,18 @@ def _decide(
             f"{', '.join(allowed_purposes(policy, actor.role)) or 'none'}.",
             (*_ROLE_CLAUSES, *rule.clause_ids), named,
         )
-    denial = _action_denial(policy, named, rule, action)
+    denial = _action_denial(policy, named, rule, action, actor.role)
     if denial is not None:
         return denial
     denial = _scope_denial(actor.role, role, actor, recording, named)
     if denial is not None:
         return denial
+    outside = rule.recordings.admits(team=recording.team, direction=recording.direction)
+    if outside is not None:
+        return _deny(
+            f"Purpose {named!r} reaches only some recordings (purposes.{named}.recordings), and this one's "
+            f"{outside}.", (*rule.clause_ids, *_PURPOSE_CLAUSES), named,
+        )
     if recording.quarantined:
         return _deny(
             "This recording is quarantined until its consent evidence is resolved; an administrator must "
@@ -534,7 +550,8 @@ def _decide(
     denial = _grant_denial(actor, action, recording, named, rule, grants, now)
     if denial is not None:
         return denial
-    what = "an anonymised copy of" if rule.serves == "anonymised_derivative" else ""
+    what = {"anonymised_derivative": "an anonymised copy of",
+            "redacted": "only the redacted copy (minimum necessary) of"}.get(rule.serves, "")
     approved = " with an approval in force" if rule.approval.required else ""
     extra: tuple[str, ...] = ("B6", "B9") if rule.approval.required else ()
     if rule.employee_consent_required:

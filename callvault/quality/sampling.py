@@ -41,7 +41,7 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.core.instants import day_problem
-from callvault.policy.schema import PolicyDocument, QualityReviewRules, SamplingRule
+from callvault.policy.schema import PolicyDocument, QualityReviewRules, SamplingRule, add_months
 from callvault.quality.models import QaReviewItem, QaSample, ReviewItemState
 from callvault.recordings.models import Recording, RecordingState
 
@@ -67,7 +67,7 @@ def rules_of(policy: PolicyDocument) -> QualityReviewRules:
 
 
 def period_containing(moment: datetime, rule: SamplingRule) -> Period:
-    """The day, week (Monday first) or month holding ``moment``, in the rule's time zone."""
+    """The day, week (Monday first), month or calendar quarter holding ``moment``, in the rule's time zone."""
     zone = ZoneInfo(rule.timezone)
     local = moment.astimezone(zone).date()
     if rule.period == "day":
@@ -75,6 +75,9 @@ def period_containing(moment: datetime, rule: SamplingRule) -> Period:
     elif rule.period == "week":
         first = local - timedelta(days=local.weekday())
         after = first + timedelta(days=7)
+    elif rule.period == "quarter":
+        first = local.replace(month=(local.month - 1) // 3 * 3 + 1, day=1)
+        after = add_months(first, 3)
     else:
         first = local.replace(day=1)
         after = (first + timedelta(days=32)).replace(day=1)
@@ -145,8 +148,10 @@ def population_digest(population: Sequence[PopulationEntry]) -> str:
 
 
 # -------------------------------------------------------------------------------------------- running
-def eligible(session: Session, period: Period) -> tuple[list[PopulationEntry], Counter[str]]:
-    """The calls of ``period`` that may be sampled, and the others counted by why they were left out."""
+def eligible(session: Session, period: Period,
+             rule: SamplingRule | None = None) -> tuple[list[PopulationEntry], Counter[str]]:
+    """The calls of ``period`` that may be sampled, and the others counted by why they were left out
+    (``filtered``: outside the rule's ``teams`` / ``directions``)."""
     rows = session.execute(
         select(Recording.id, Recording.agent, Recording.team, Recording.direction, Recording.state,
                Recording.quarantined, Recording.on_hold, Recording.retention_rule)
@@ -162,6 +167,9 @@ def eligible(session: Session, period: Period) -> tuple[list[PopulationEntry], C
             excluded["on_hold"] += 1
         elif not agent:
             excluded["no_agent"] += 1
+        elif rule is not None and ((rule.teams and team not in rule.teams)
+                                   or (rule.directions and direction not in rule.directions)):
+            excluded["filtered"] += 1
         else:
             population.append((rid, agent, team or "", direction))
     population.sort()
@@ -178,7 +186,7 @@ def run_sample(
     commit instead of doubling the queue.
     """
     qr = rules_of(policy)
-    population, excluded = eligible(session, period)
+    population, excluded = eligible(session, period, qr.sampling)
     seed = secrets.token_hex(16)
     selected = select_calls(seed, population, qr.sampling)
     sample = QaSample(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
@@ -60,7 +61,7 @@ class Recording(Base):
     """E.164; the caller for inbound calls, the callee for outbound."""
     local_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
     """E.164 trunk/DID number on our side."""
-    consent: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    consent: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     """Consent evidence as received (A5, B2): announcement time/version or agent notice time."""
     consent_state: Mapped[str] = mapped_column(String(24))
     """``announcement`` | ``agent_notice`` | ``missing``."""
@@ -73,6 +74,9 @@ class Recording(Base):
     quarantine_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     """Why it is quarantined (``capture.consent_check``): no evidence, a prompt version the policy does not
     list, or evidence outside the call; shown to the administrator who resolves it."""
+    consent_flag: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why the call was stored without the consent evidence its jurisdiction rule asks for, when the rule says
+    ``without_evidence: store_flagged`` (usable, but flagged for follow-up); None otherwise."""
     case_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
     crm_ref: Mapped[str | None] = mapped_column(String(100), nullable=True)
     audio_format: Mapped[str] = mapped_column(String(16))

@@ -24,7 +24,7 @@ class RecordingRead(BaseModel):
     team: str | None
     remote_number: str | None
     local_number: str | None
-    consent: dict[str, str]
+    consent: dict[str, str | bool]
     consent_state: str
     consent_source: str = "none"
     """Where the consent evidence came from: ``metadata``, ``control_api``, ``standing_rule`` (the policy's
@@ -32,6 +32,8 @@ class RecordingRead(BaseModel):
     quarantined: bool
     quarantine_reason: str | None = None
     """Why it is quarantined (consent evidence missing, or not matching the policy's prompt or the call)."""
+    consent_flag: str | None = None
+    """Why it was stored flagged: its jurisdiction rule's evidence was missing and the rule says ``store_flagged``."""
     case_ref: str | None
     crm_ref: str | None
     audio_format: str

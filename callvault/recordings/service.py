@@ -163,11 +163,21 @@ def _admin_like_roles(policy: PolicyDocument) -> set[str]:
     return {name for name, role in policy.roles.items() if role.can_administer}
 
 
+def redacted_only(recording_id: str, decision: Decision) -> AccessDenied | None:
+    """The refusal for original audio when the purpose serves only the redacted copy (minimum necessary,
+    ``serves: redacted``); None for any other purpose. The redacted audio and masked transcript still serve it."""
+    if decision.serves != "redacted":
+        return None
+    return AccessDenied(f"Purpose {decision.purpose!r} is served only the redacted audio (personal data toned out, "
+                        f"minimum necessary): play /api/v1/recordings/{recording_id}/audio/redacted?purpose="
+                        f"{decision.purpose} instead.", clauses=decision.clauses)
+
+
 def facts(row: Recording, *, employee_consents: frozenset[str] = frozenset()) -> RecordingFacts:
     """The policy engine's view of a recording (``employee_consents``: see ``consents_of_agent``)."""
     return RecordingFacts(
         recording_id=row.id, extension=row.extension, agent=row.agent, team=row.team, quarantined=row.quarantined,
-        employee_consents=employee_consents, state=str(row.state),
+        employee_consents=employee_consents, state=str(row.state), direction=row.direction,
     )
 
 

@@ -45,7 +45,7 @@ from callvault.identity.models import User
 from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
 from callvault.policy.decide import Action, Actor, Decision, SubjectMatchFacts, has_acknowledged
-from callvault.policy.schema import PolicyDocument
+from callvault.policy.schema import Deadline, PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
 from callvault.storage.keys import Keyring
@@ -350,19 +350,26 @@ def _verify_failed(session: Session, row: SubjectRequest, reason: str, *, source
         details={"attempts": row.code_attempts}), clock=clock)
 
 
+def _deadline_words(deadline: Deadline, region: str) -> str:
+    if deadline.working_days is not None:
+        return (f"{deadline.working_days} working days in region {region}, not counting weekends and public "
+                "holidays")
+    return f"{deadline.describe()} from the day we received it"
+
+
 def _start_clock(session: Session, policy: PolicyDocument, row: SubjectRequest, *, now: datetime,
                  mail_domain: str, clock: Clock) -> None:
-    days = policy.subject_requests.deadline_working_days or 7
+    deadline = policy.subject_requests.effective_deadline
     cal = calendar_of(policy, row)
-    row.due_on, row.due_at = cal.due(now, days)
+    row.due_on, row.due_at = cal.due_by(now, deadline)
     row.verified_at = now
     row.status = RequestStatus.TO_REVIEW
     notify.enqueue(session, to=row.email, subject=f"We received your request for recordings (due {row.due_on})",
                    dedup_key=f"subject:{row.id}:ack", clock=clock, body=(
         f"Thank you. {policy.organisation} received your request for copies of your call recordings on "
         f"{now.astimezone(ZoneInfo(cal.timezone)):%A %d %B %Y at %H:%M} ({cal.timezone}).\n\n"
-        f"We will answer by {row.due_on:%A %d %B %Y} ({days} working days in region {cal.region}, not counting "
-        f"weekends and public holidays).\nWe will send a download link to this address.\n\n"
+        f"We will answer by {row.due_on:%A %d %B %Y} ({_deadline_words(deadline, cal.region)}).\n"
+        f"We will send a download link to this address.\n\n"
         f"Request reference: {row.id}\n"))
     _mail_team(session, policy, subject=f"New request for recordings, due {row.due_on}",
                dedup=f"subject:{row.id}:new", mail_domain=mail_domain, clock=clock, body=(

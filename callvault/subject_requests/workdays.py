@@ -28,7 +28,7 @@ import holidays
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
-from callvault.policy.schema import PolicyDocument, SubjectRequestRules
+from callvault.policy.schema import Deadline, PolicyDocument, SubjectRequestRules, add_months
 
 CUTOFF = time(17, 0)
 """Requests confirmed at or after this local time count from the next working day."""
@@ -76,6 +76,19 @@ class Calendar:
             if self.is_working_day(day):
                 count += 1
         return count
+
+    def due_by(self, received: datetime, deadline: Deadline, *, extended: bool = False) -> tuple[date, datetime]:
+        """The due date under ``deadline`` (working days, calendar days or calendar months from the day the
+        request was received, local time), with its extension added when ``extended``."""
+        if deadline.working_days is not None:
+            return self.due(received, deadline.working_days)
+        local = received.astimezone(ZoneInfo(self.timezone)).date()
+        if deadline.calendar_days is not None:
+            due_on = local + timedelta(days=deadline.calendar_days + (deadline.extension_days if extended else 0))
+        else:
+            due_on = add_months(local, (deadline.calendar_months or 0) + (deadline.extension_months if extended else 0))
+        end = datetime.combine(due_on + timedelta(days=1), time(0), tzinfo=ZoneInfo(self.timezone))
+        return due_on, end
 
     def due(self, received: datetime, working_days: int) -> tuple[date, datetime]:
         """The due date and the instant (end of that day, local time) it passes."""

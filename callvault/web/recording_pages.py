@@ -161,6 +161,9 @@ def _anonymised_copy_made(session: Session, row: Recording, decision: Decision) 
     a reviewer has made the call's copy; otherwise the page would offer a player that cannot play."""
     if decision.serves == "original":
         return None
+    redacted = recordings.redacted_only(row.id, decision)
+    if redacted is not None:
+        return redacted
     return training.missing_copy(session, row.id, decision.clauses)
 
 

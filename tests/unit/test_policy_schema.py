@@ -89,6 +89,7 @@ def test_effective_policy_json_lists_purposes_with_their_approvers() -> None:
     assert data["purposes"]["legal_claim"]["approval"] == {
         "required": True, "approver_roles": ["head_of_customer_success"],
         "when_requester_is_approver": "alternate_roles", "alternate_roles": ["hr_manager"],
+        "approver_roles_by_requester": {},  # issue 28: none in policy B, every requester goes to the same role
     }
 
 

@@ -550,6 +550,7 @@ class CallSession:
             row.consent_state, row.consent_source = meta.consent_state, meta.consent_source
             row.quarantine_reason = consent_check.quarantine_reason(policy, meta)
             row.quarantined = row.quarantine_reason is not None
+            row.consent_flag = consent_check.flag_reason(policy, meta)
             row.duration_seconds = frames / self.rate
             row.sample_rate, row.channels, row.audio_format = self.rate, self.channels, "wav"
             row.media_gaps = gaps

@@ -14,7 +14,14 @@ location, e.g. ``purposes.training.roles[1]``, so the loader can point at the YA
 
 from __future__ import annotations
 
-from callvault.policy.schema.access import ApprovalRule, NetworkRules, PurposeRule, ReviewRules, RoleRule
+from callvault.policy.schema.access import (
+    ApprovalRule,
+    NetworkRules,
+    PurposeRule,
+    RecordingFilter,
+    ReviewRules,
+    RoleRule,
+)
 from callvault.policy.schema.common import (
     CONTENT_ACTION_NAMES,
     PURPOSE_VOCABULARY,
@@ -40,6 +47,7 @@ from callvault.policy.schema.recording import (
     AnnouncementPrompt,
     ConsentRules,
     ControlRules,
+    JurisdictionRule,
     RecordingScope,
     ScopeCheck,
     StandingEvidence,
@@ -48,10 +56,12 @@ from callvault.policy.schema.recording import (
 from callvault.policy.schema.retention import LegalHoldRules, RetentionExtension, RetentionRules
 from callvault.policy.schema.rights import (
     Contact,
+    Deadline,
     IdentityCheck,
     MisuseDetection,
     MisuseRules,
     NoticeRules,
+    RepresentativeRules,
     SubjectRequestRegion,
     SubjectRequestRules,
 )
@@ -70,9 +80,11 @@ __all__ = [
     "ContentScope",
     "ControlRules",
     "CrmIntegrationRules",
+    "Deadline",
     "EmergencyAccessRules",
     "IdentityCheck",
     "IntegrationRules",
+    "JurisdictionRule",
     "LegalHoldRules",
     "MisuseDetection",
     "MisuseRules",
@@ -83,7 +95,9 @@ __all__ = [
     "PurposeRule",
     "QualityReviewRules",
     "Reach",
+    "RecordingFilter",
     "RecordingScope",
+    "RepresentativeRules",
     "RetentionExtension",
     "RetentionRules",
     "ReviewRules",

@@ -67,17 +67,35 @@ class ApprovalRule(_Model):
     alternate_roles: tuple[Identifier, ...] = ()
     """The roles that decide a request of an approver-role holder under ``alternate_roles``. Deciding
     gives the alternate no content access: only the requester's grant is created."""
+    approver_roles_by_requester: dict[Identifier, tuple[Identifier, ...]] = Field(default_factory=dict)
+    """Approvers chosen by the requester's role (FCA SYSC 10A / firm's escalation: the desk head approves a
+    trader, compliance approves a desk head), e.g. ``{trader: [desk_head], desk_head: [compliance]}``. A
+    requester whose role is listed here is decided only by those roles; any other by ``approver_roles``."""
 
     @field_validator("approver_roles", "alternate_roles")
     @classmethod
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _no_duplicates(value, "role")
 
+    @field_validator("approver_roles_by_requester")
+    @classmethod
+    def _by_requester(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for requester, approvers in value.items():
+            if not approvers:
+                raise ValueError(f"requester role {requester!r} names no approver; name at least one role")
+            _no_duplicates(approvers, "role")
+            if requester in approvers:
+                raise ValueError(f"requester role {requester!r} approves its own requests; name another role")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ApprovalRule:
         # Both directions are refused: an approval nobody can give locks the purpose for good, and
         # approvers on a purpose that needs no approval suggest the author expected a check that won't happen.
-        if self.required and not self.approver_roles:
+        if not self.required and self.approver_roles_by_requester:
+            raise ValueError("approver_roles_by_requester is named but required is false; set required: true "
+                             "or remove it")
+        if self.required and not self.approver_roles and not self.approver_roles_by_requester:
             raise ValueError("approval is required but no approver_roles are named; name at least one role")
         if not self.required and self.approver_roles:
             raise ValueError(
@@ -97,6 +115,8 @@ class ApprovalRule(_Model):
 
     def approvers_for(self, requester_role: str) -> tuple[str, ...]:
         """The roles that may decide a request made by someone holding ``requester_role``."""
+        if requester_role in self.approver_roles_by_requester:
+            return self.approver_roles_by_requester[requester_role]
         if requester_role in self.approver_roles and self.when_requester_is_approver == "alternate_roles":
             return self.alternate_roles
         return self.approver_roles
@@ -105,6 +125,21 @@ class ApprovalRule(_Model):
         """Whether a holder of ``requester_role`` may authorise their own request (reported, B12)."""
         return (self.when_requester_is_approver == "self_authorise_and_report"
                 and requester_role in self.approver_roles)
+
+
+class RecordingFilter(_Model):
+    """Recordings a purpose can open, on top of the role's scope: every named dimension must match."""
+
+    teams: tuple[Identifier, ...] = ()
+    directions: tuple[Literal["inbound", "outbound"], ...] = ()
+
+    def admits(self, *, team: str | None, direction: str | None) -> str | None:
+        """None when the recording passes; else what it fails, for the denial's reason."""
+        if self.teams and team not in self.teams:
+            return f"team {team or '(none)'} is not one of {', '.join(self.teams)}"
+        if self.directions and direction not in self.directions:
+            return f"direction {direction or '(unknown)'} is not {' or '.join(self.directions)}"
+        return None
 
 
 class PurposeRule(_Model):
@@ -134,6 +169,16 @@ class PurposeRule(_Model):
     """The content actions this purpose allows: listening (``play``, ``transcript``, ``monitor``) and
     sharing a copy (``download``, ``export``). Why: A13 lists fewer reasons for sharing recordings than
     A6 lists for retrieving them, so a purpose may allow listening but not sharing. Default: all."""
+    role_actions: dict[Identifier, tuple[ContentActionName, ...]] = Field(default_factory=dict)
+    """Narrows ``actions`` for some roles (e.g. ``{trader: [play]}``: a trader may listen, not take a copy);
+    each list a subset of ``actions``. A role not named keeps ``actions``."""
+    recordings: RecordingFilter = Field(default_factory=lambda: RecordingFilter())
+    """Which recordings the purpose can open at all, narrowing the role's scope (e.g. only the ``rates``
+    desk's calls for a rates complaint); empty: no narrowing."""
+
+    def actions_for(self, role: str) -> tuple[str, ...]:
+        """The content actions a holder of ``role`` may take under this purpose."""
+        return self.role_actions.get(role, self.actions)
 
     @field_validator("actions")
     @classmethod
@@ -142,6 +187,21 @@ class PurposeRule(_Model):
             raise ValueError("name at least one action (play, transcript, monitor, download, export); a purpose "
                              "that allows none would never open anything: remove the purpose instead")
         return _no_duplicates(value, "action")
+
+    @model_validator(mode="after")
+    def _role_actions_within(self) -> PurposeRule:
+        for role, actions in self.role_actions.items():
+            if role not in self.roles:
+                raise ValueError(f"role_actions names role {role!r}, which may not use this purpose "
+                                 f"(open to: {', '.join(self.roles)})")
+            if not actions:
+                raise ValueError(f"role_actions.{role} names no action; remove the role from roles instead")
+            _no_duplicates(actions, "action")
+            wider = [a for a in actions if a not in self.actions]
+            if wider:
+                raise ValueError(f"role_actions.{role} adds {', '.join(wider)}, which the purpose's actions "
+                                 f"({', '.join(self.actions)}) leave out; it may only narrow them")
+        return self
 
     @field_validator("roles")
     @classmethod

@@ -44,7 +44,8 @@ PURPOSE_VOCABULARY: tuple[str, ...] = (
 """Stable purpose ids the example policies use. A policy may add its own (any slug)."""
 
 ContentScope = Literal["all", "own_extension", "own_team", "none"]
-Serves = Literal["original", "anonymised_derivative"]
+Serves = Literal["original", "anonymised_derivative", "redacted"]
+"""``redacted``: only the audio and transcript with personal data masked (minimum necessary, HIPAA 164.502(b))."""
 Reach = Literal["any_in_scope", "quality_sample", "matched_request"]
 """Which recordings a purpose can open, within the role's scope (``PurposeRule.reaches``)."""
 ContentActionName = Literal["play", "transcript", "monitor", "download", "export"]

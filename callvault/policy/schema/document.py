@@ -113,6 +113,13 @@ class PolicyDocument(_Model):
                 need_role(("purposes", pid, "approval", "approver_roles", i), role)
             for i, role in enumerate(purpose.approval.alternate_roles):
                 need_role(("purposes", pid, "approval", "alternate_roles", i), role)
+            for requester, approvers in purpose.approval.approver_roles_by_requester.items():
+                loc: tuple[str | int, ...] = ("purposes", pid, "approval", "approver_roles_by_requester", requester)
+                if requester not in purpose.roles:
+                    errors.append(_error(loc, f"role {requester!r} may not use purpose {pid!r} (open to: "
+                                              f"{', '.join(purpose.roles)}), so it never files a request", requester))
+                for i, role in enumerate(approvers):
+                    need_role((*loc, i), role)
         errors.extend(self._reach_errors())
         for i, role in enumerate(self.monitoring.roles):
             need_role(("monitoring", "roles", i), role)

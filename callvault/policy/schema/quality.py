@@ -15,7 +15,7 @@ from pydantic import (
 from callvault.policy.schema.common import Identifier, Text, _check_timezone, _duplicates, _Model, _no_duplicates
 
 # ------------------------------------------------------------------------------------- quality review
-Period = Literal["day", "week", "month"]
+Period = Literal["day", "week", "month", "quarter"]
 Stratum = Literal["team", "direction"]
 Answer = Literal["yes", "no", "na"]
 
@@ -35,6 +35,10 @@ class SamplingRule(_Model):
     """Of each agent's calls in the period, rounded up (so an agent with any call gets one reviewed)."""
     stratify_by: tuple[Stratum, ...] = ("team", "direction")
     """Each agent's sample is spread over these groups in proportion to their calls."""
+    teams: tuple[Identifier, ...] = ()
+    """Only calls of these teams are drawn (e.g. the trading desks, not the back office); empty: every team."""
+    directions: tuple[Literal["inbound", "outbound"], ...] = ()
+    """Only calls in these directions are drawn; empty: both."""
 
     @model_validator(mode="after")
     def _one_size(self) -> SamplingRule:

@@ -8,6 +8,7 @@ import phonenumbers
 from pydantic import (
     AfterValidator,
     Field,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -19,6 +20,7 @@ from callvault.policy.schema.common import (
     Identifier,
     RegionId,
     Text,
+    _check_country,
     _duplicates,
     _Model,
     _no_duplicates,
@@ -238,6 +240,39 @@ class StandingEvidence(_Model):
         return direction == self.direction and local_number is not None and local_number in self.numbers
 
 
+ConsentMode = Literal["notice_at_onboarding", "per_call_announcement", "opt_in"]
+"""How callers of a jurisdiction consent: told once when they became customers (no per-call prompt, so a call
+without per-call evidence is not quarantined), told on every call (the announcement / agent notice), or asked
+and answering yes (all-party-consent states): a "no" means nothing of the call is stored."""
+WithoutEvidence = Literal["quarantine", "not_stored", "store_flagged"]
+"""What happens to a call without the evidence its rule needs: stored but quarantined (excluded from use until
+an administrator resolves it), not stored at all (refused and audited), or stored, usable and flagged."""
+_PLACE_RE = r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$"
+
+
+class JurisdictionRule(_Model):
+    """Consent for callers of some countries or US/CA states, as their phone number tells (``where``).
+
+    ``where`` lists ISO 3166 codes: a country (``GB``, ``US``) or a subdivision (``US-CA``). A call's place
+    comes from the caller's number (the remote party): phonenumbers gives the country; for a US number the
+    area code gives the state (``callvault/capture/data/us_area_codes.yaml``). A rule naming the state wins
+    over one naming the country; a call no rule covers keeps the policy's general consent rules."""
+
+    id: Identifier
+    where: tuple[Annotated[str, StringConstraints(pattern=_PLACE_RE)], ...] = Field(min_length=1)
+    mode: ConsentMode
+    without_evidence: WithoutEvidence = "quarantine"
+    clause: Text | None = None
+    """The law or clause the rule rests on (e.g. ``Cal. Penal Code 632``), shown with every decision."""
+
+    @field_validator("where")
+    @classmethod
+    def _places(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for place in value:
+            _check_country(place.split("-")[0])
+        return _no_duplicates(value, "place")
+
+
 class ConsentRules(_Model):
     """How callers are told and may decline (A5, A14, B2, B4)."""
 
@@ -245,12 +280,16 @@ class ConsentRules(_Model):
     outbound_agent_notice_required: bool = True
     outbound_notice_text: Text | None = None
     caller_may_decline: bool = True
-    missing_evidence_action: Literal["quarantine"] = "quarantine"
+    missing_evidence_action: WithoutEvidence = "quarantine"
+    """A call without evidence that no jurisdiction rule covers: ``quarantine`` (both shipped files), ``not_stored``
+    or ``store_flagged``."""
     evidence_tolerance_seconds: int = Field(default=5, ge=0, le=300)
     """How far outside the call (before its start, after its end) an announcement or agent-notice time may
     lie and still count (A5, B2): clocks of the telephony system and the recorder differ by a little. Evidence
     outside the call by more, or naming a prompt version the policy does not list, is no evidence: the
     recording is quarantined with the reason."""
+    jurisdictions: tuple[JurisdictionRule, ...] = ()
+    """Consent rules by the caller's country or state (``JurisdictionRule``); empty: one rule for every caller."""
     standing_evidence: tuple[StandingEvidence, ...] = ()
     """Routes whose every inbound call passes the announcement (``StandingEvidence``); a call no rule
     covers and that reports no evidence of its own stays quarantined."""
@@ -284,6 +323,29 @@ class ConsentRules(_Model):
                     raise ValueError(f"number {number} is in standing_evidence {seen[number]!r} and {rule.id!r}: "
                                      "a call's evidence must come from one rule")
                 seen[number] = rule.id
+        return self
+
+    def jurisdiction_for(self, place: tuple[str, str | None]) -> JurisdictionRule | None:
+        """The rule for a caller in ``place`` (country, subdivision or None): the state's rule, else the country's."""
+        country, subdivision = place
+        if subdivision is not None:
+            found = next((r for r in self.jurisdictions if f"{country}-{subdivision}" in r.where), None)
+            if found is not None:
+                return found
+        return next((r for r in self.jurisdictions if country in r.where), None)
+
+    @model_validator(mode="after")
+    def _one_rule_per_place(self) -> ConsentRules:
+        seen: dict[str, str] = {}
+        for rule in self.jurisdictions:
+            if rule.mode == "notice_at_onboarding" and rule.without_evidence != "quarantine":
+                raise ValueError(f"jurisdiction {rule.id!r}: notice_at_onboarding needs no per-call evidence, so "
+                                 "without_evidence has nothing to act on; remove it")
+            for place in rule.where:
+                if place in seen:
+                    raise ValueError(f"{place} is in jurisdictions {seen[place]!r} and {rule.id!r}: a caller's "
+                                     "consent must follow one rule")
+                seen[place] = rule.id
         return self
 
     @model_validator(mode="after")

@@ -47,11 +47,67 @@ class IdentityCheck(_Model):
     """How many facts (call time, agent's first name, reason) the releasing reviewer must confirm."""
 
 
+class Deadline(_Model):
+    """When a caller's request must be answered: exactly one of working days (B7: 7), calendar days (HIPAA
+    164.524(b)(2): 30, CCPA 1798.130: 45) or calendar months (GDPR Art. 12(3): one), and how far a written
+    extension may push it (HIPAA: 30 days once; GDPR: two months more; none unless named)."""
+
+    working_days: int | None = Field(default=None, ge=1, le=60)
+    calendar_days: int | None = Field(default=None, ge=1, le=366)
+    calendar_months: int | None = Field(default=None, ge=1, le=12)
+    extension_days: int = Field(default=0, ge=0, le=366)
+    """Calendar days a written extension adds (with ``calendar_days``)."""
+    extension_months: int = Field(default=0, ge=0, le=12)
+    """Calendar months a written extension adds (with ``calendar_months``)."""
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Deadline:
+        given = [k for k in ("working_days", "calendar_days", "calendar_months") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of working_days, calendar_days or calendar_months")
+        if self.extension_days and self.calendar_days is None:
+            raise ValueError("extension_days goes with calendar_days; with calendar_months use extension_months")
+        if self.extension_months and self.calendar_months is None:
+            raise ValueError("extension_months goes with calendar_months; with calendar_days use extension_days")
+        return self
+
+    @property
+    def extendable(self) -> bool:
+        return bool(self.extension_days or self.extension_months)
+
+    def describe(self) -> str:
+        if self.working_days is not None:
+            return f"{self.working_days} working days"
+        if self.calendar_days is not None:
+            return f"{self.calendar_days} calendar days"
+        return f"{self.calendar_months} calendar month{'s' if self.calendar_months != 1 else ''}"
+
+
+class RepresentativeRules(_Model):
+    """Whether someone may ask on a caller's behalf (HIPAA 164.502(g): a personal representative), and which
+    proof of authority staff must check and record on the request before it goes on."""
+
+    allowed: bool = False
+    proof_kinds: tuple[Identifier, ...] = ()
+    """The documents staff may accept, e.g. ``healthcare_power_of_attorney``, ``court_order``, ``parent_of_minor``."""
+
+    @model_validator(mode="after")
+    def _proof(self) -> RepresentativeRules:
+        if self.allowed and not self.proof_kinds:
+            raise ValueError("representatives are allowed but no proof_kinds are named; name the documents "
+                             "staff must check")
+        _no_duplicates(self.proof_kinds, "proof kind")
+        return self
+
+
 class SubjectRequestRules(_Model):
     """Callers' (and operators') requests for their own recordings (B7, B10)."""
 
     enabled: bool = True
     deadline_working_days: int | None = Field(default=None, ge=1, le=60)
+    """The original key (B7: 7 working days); ``deadline: {working_days: 7}`` says the same."""
+    deadline: Deadline | None = None
+    representatives: RepresentativeRules = RepresentativeRules()
     delivery: Literal["email_link"] = "email_link"
     regions: dict[RegionId, SubjectRequestRegion] = Field(default_factory=dict)
     default_region: RegionId | None = None
@@ -62,8 +118,10 @@ class SubjectRequestRules(_Model):
         if not self.enabled:
             return self
         problems: list[str] = []
-        if self.deadline_working_days is None:
-            problems.append("deadline_working_days is needed when requests are enabled")
+        if self.deadline_working_days is not None and self.deadline is not None:
+            problems.append("give deadline or deadline_working_days, not both")
+        elif self.deadline_working_days is None and self.deadline is None:
+            problems.append("deadline (or deadline_working_days) is needed when requests are enabled")
         if not self.regions:
             problems.append("at least one region calendar is needed to count working days")
         if self.default_region is None:
@@ -75,6 +133,13 @@ class SubjectRequestRules(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def effective_deadline(self) -> Deadline:
+        """The deadline, whichever key gave it (7 working days when requests are off and none is named)."""
+        if self.deadline is not None:
+            return self.deadline
+        return Deadline(working_days=self.deadline_working_days or 7)
 
 
 # --------------------------------------------------------------------------------- misuse, notice, people
@@ -117,6 +182,9 @@ class MisuseRules(_Model):
 
     report_to_roles: tuple[Identifier, ...] = Field(min_length=1)
     detection: MisuseDetection = MisuseDetection()
+    report_deadline_days: int | None = Field(default=None, ge=1, le=365)
+    """Calendar days from a report's filing by which it must be closed (HIPAA 164.404(b): breach notice
+    within 60 days of discovery); open reports past it are shown overdue. None: no deadline."""
 
     @field_validator("report_to_roles")
     @classmethod
