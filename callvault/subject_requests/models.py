@@ -26,8 +26,6 @@ class RequestStatus(StrEnum):
     """Released: the link (or a "nothing held" answer) has been mailed."""
     REFUSED = "refused"
     """A reviewer refused it with a written reason, mailed to the requester; nothing was released."""
-    DENIED = "denied"
-    """Refused in writing (``denial_reason`` mailed to the requester, HIPAA 164.524(d)(2)); closed."""
 
 
 class RequesterKind(StrEnum):
@@ -105,10 +103,7 @@ class SubjectRequest(Base):
     """When the deadline was extended (once, by ``subject_requests.deadline``'s extension, with a written reason)."""
     extended_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     extension_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
-    denied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    denied_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    denial_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
-    """The written denial mailed to the requester."""
+    """Why the deadline was extended, mailed to the requester."""
     representative: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     """A personal representative acting for the caller: ``name``, ``relationship``, ``proof_kind`` (one of the
     policy's ``subject_requests.representatives.proof_kinds``), ``checked_by`` and ``checked_at``."""

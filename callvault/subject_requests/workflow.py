@@ -12,8 +12,6 @@ mails the requester. The caller commits.
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from sqlalchemy.orm import Session
 
 from callvault.core.clock import Clock, system_clock
@@ -83,21 +81,10 @@ def extend(session: Session, *, policy: PolicyDocument, actor: Actor, request_id
 
 def deny(session: Session, *, policy: PolicyDocument, actor: Actor, request_id: str, reason: str,
          source_ip: str | None = None, clock: Clock = system_clock) -> SubjectRequest:
-    """Refuse the request in writing: the reason is mailed to the requester and the request closes."""
-    row = _staff_only(session, policy, actor, "deny", request_id, source_ip, clock)
-    text = _reason(reason, "denial")
-    if row.status not in _OPEN:
-        raise Conflict(f"this request is {row.status}; only an open request can be denied")
-    now = clock.now()
-    row.status, row.denied_at, row.denied_by, row.denial_reason = RequestStatus.DENIED, now, actor.username, text
-    local = now.astimezone(ZoneInfo(row.timezone)) if row.timezone else now
-    notify.enqueue(session, to=row.email, subject="Your request for recordings was refused",
-                   dedup_key=f"subject:{row.id}:denied", clock=clock, body=(
-        f"We have refused your request {row.id} on {local:%d %B %Y}.\n\nWhy: {text}\n\n"
-        f"You may ask {policy.organisation} to review this decision, or complain to the regulator.\n"))
-    service._event(session, actor=actor.username, role=actor.role, action="denied", row=row, source_ip=source_ip,
-                   details={"reason": text, "on_time": row.due_at is None or now < row.due_at}, clock=clock)
-    return row
+    """Refuse the request in writing (HIPAA 164.524(d)(2), GDPR art. 12(4)): the one refusal path,
+    ``service.refuse`` (status ``refused``, the reason mailed to the requester as written, audited)."""
+    return service.refuse(session, policy=policy, actor=actor, request_id=request_id, reason=reason,
+                          source_ip=source_ip, clock=clock)
 
 
 def record_representative(session: Session, *, policy: PolicyDocument, actor: Actor, request_id: str, name: str,

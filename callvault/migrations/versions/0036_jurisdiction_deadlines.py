@@ -1,11 +1,11 @@
-"""consent by jurisdiction flags, caller-request extensions, denials and representatives, misuse report deadlines
+"""consent by jurisdiction flags, caller-request extensions and representatives, misuse report deadlines
 
 Issue 28 (points 2 and 4):
 
 * ``recordings.consent_flag``: why a call was stored without the evidence its jurisdiction rule asks for, when
   the rule says ``without_evidence: store_flagged``. Existing rows: none (no such rule existed).
-* ``subject_requests``: a written extension (``extended_at``, ``extended_by``, ``extension_reason``), a written
-  denial (``denied_at``, ``denied_by``, ``denial_reason``; status ``denied``) and the personal representative
+* ``subject_requests``: a written extension (``extended_at``, ``extended_by``, ``extension_reason``), (a written
+  denial is 0035's refusal) and the personal representative
   acting for the caller with the proof staff checked (``representative``, JSON). Existing rows: none of them.
 * ``misuse_reports.due_at``: when a report must be closed (``misuse.report_deadline_days``). Existing rows:
   no deadline (the policies in force named none).
@@ -34,9 +34,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column('extended_at', sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column('extended_by', sa.String(length=64), nullable=True))
         batch.add_column(sa.Column('extension_reason', sa.Text(), nullable=False, server_default=''))
-        batch.add_column(sa.Column('denied_at', sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column('denied_by', sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column('denial_reason', sa.Text(), nullable=False, server_default=''))
         batch.add_column(sa.Column('representative', sa.JSON(), nullable=True))
     with op.batch_alter_table('misuse_reports') as batch:
         batch.add_column(sa.Column('due_at', sa.DateTime(timezone=True), nullable=True))
@@ -46,7 +43,7 @@ def downgrade() -> None:
     with op.batch_alter_table('misuse_reports') as batch:
         batch.drop_column('due_at')
     with op.batch_alter_table('subject_requests') as batch:
-        for column in ('representative', 'denial_reason', 'denied_by', 'denied_at', 'extension_reason',
+        for column in ('representative', 'extension_reason',
                        'extended_by', 'extended_at'):
             batch.drop_column(column)
     with op.batch_alter_table('recordings') as batch:
