@@ -96,7 +96,7 @@ def test_an_administrator_adds_a_user_changes_them_and_manages_a_download_token(
     with server.client() as client:
         assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
     assert any(e.actor == "it" for e in _actions(env, "auth.token_created"))
-    _shot(page, "admin-users", tmp_path)
+    _shot(page, "admin-users-forms", tmp_path)
     page.context.close()
 
     agent = _page(browser, server, env, "alice")
