@@ -12,6 +12,8 @@ Contracts (issue 24 point 7):
   ``password`` code (``account_codes``): the owner chooses the new password with it (and their one-time
   code when MFA is set up), so the administrator never knows it.
 - Every change is audited; wrong input is an ``InvalidInput`` naming the field.
+- ``update_profile`` (role, extension, team) follows the same last-administrator rule: demoting the last
+  active administrator is refused, for the same reason as deactivating them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import Conflict, FieldProblem, InvalidInput
 from callvault.identity import account_codes, mfa
+from callvault.identity import service as identity
 from callvault.identity.models import AccountCode, ApiToken, User, WebSession
 from callvault.identity.passwords import hash_password, password_problems, verify_password
 from callvault.policy.schema import PolicyDocument
@@ -66,24 +69,60 @@ def is_administrator(policy: PolicyDocument, role: str) -> bool:
     return found is not None and found.can_administer
 
 
+def _refuse_last_administrator(session: Session, *, user: User, policy: PolicyDocument, what: str) -> None:
+    """Conflict when ``user`` is the only active administrator: after ``what`` nobody could administer."""
+    if not (user.active and is_administrator(policy, user.role)):
+        return
+    admin_roles = [name for name, role in policy.roles.items() if role.can_administer]
+    others = session.scalar(select(User.id).where(User.id != user.id, User.active.is_(True),
+                                                  User.role.in_(admin_roles)).limit(1))
+    if others is None:
+        raise Conflict(f"{user.username} is the last active administrator; make or reactivate another "
+                       f"administrator before {what}")
+
+
 def deactivate(session: Session, *, user: User, actor: str, policy: PolicyDocument, actor_role: str = "",
                source_ip: str | None = None, clock: Clock = system_clock) -> bool:
     """Switch ``user`` off: no sign-in of any kind, every token and session ended, codes withdrawn.
     Conflict for the last active administrator. False when it was already inactive."""
     if not user.active:
         return False
-    if is_administrator(policy, user.role):
-        admin_roles = [name for name, role in policy.roles.items() if role.can_administer]
-        others = session.scalar(select(User.id).where(User.id != user.id, User.active.is_(True),
-                                                      User.role.in_(admin_roles)).limit(1))
-        if others is None:
-            raise Conflict(f"{user.username} is the last active administrator; make or reactivate another "
-                           "administrator first")
+    _refuse_last_administrator(session, user=user, policy=policy, what="deactivating them")
     user.active = False
     session.execute(delete(AccountCode).where(AccountCode.user_id == user.id, AccountCode.used_at.is_(None)))
     ended = end_credentials(session, user=user, when=clock.now())
     _audit(session, actor, actor_role, "user.deactivated", user, source_ip, clock, {"ended": ended})
     return True
+
+
+def update_profile(session: Session, *, user: User, policy: PolicyDocument, role: str, extension: str | None,
+                   team: str | None, actor: str, actor_role: str = "", source_ip: str | None = None,
+                   clock: Clock = system_clock) -> dict[str, list[str | None]]:
+    """Change ``user``'s role, extension and team; returns what changed (``{field: [old, new]}``, audited
+    as ``user.updated``). The role must be one of the policy's; the extension decides which recordings a
+    specialist reaches, so it is validated like ``create_user``'s. Demoting the last active administrator
+    is a Conflict. Nothing changed, nothing audited."""
+    extension = (extension or "").strip() or None
+    team = (team or "").strip()[:64] or None
+    problems: list[FieldProblem] = []
+    if role not in policy.roles:
+        problems.append(FieldProblem("role", f"{role!r} is not a role in the policy; choose one of "
+                                             f"{', '.join(sorted(policy.roles))}"))
+    if extension is not None and not identity.EXTENSION_RE.match(extension):
+        problems.append(FieldProblem("extension", "must be 1-16 digits"))
+    if problems:
+        raise InvalidInput(f"Cannot change {user.username}:", problems)
+    if is_administrator(policy, user.role) and not is_administrator(policy, role):
+        _refuse_last_administrator(session, user=user, policy=policy, what="changing their role")
+    changes: dict[str, list[str | None]] = {}
+    for field, new in (("role", role), ("extension", extension), ("team", team)):
+        old = getattr(user, field)
+        if old != new:
+            changes[field] = [old, new]
+            setattr(user, field, new)
+    if changes:
+        _audit(session, actor, actor_role, "user.updated", user, source_ip, clock, {"changes": changes})
+    return changes
 
 
 def reactivate(session: Session, *, user: User, actor: str, actor_role: str = "", source_ip: str | None = None,

@@ -180,6 +180,15 @@ def my_reviews(session: Session, *, actor: Actor) -> list[QaReview]:
                                 .order_by(QaReview.submitted_at.desc())))
 
 
+def recordings_of_items(session: Session, item_ids: list[str]) -> dict[str, str]:
+    """The recording each review item is about (``{item_id: recording_id}``), for a link to the call; opening
+    it is decided and audited by the recording page as any other visit."""
+    if not item_ids:
+        return {}
+    return dict(session.execute(select(QaReviewItem.id, QaReviewItem.recording_id)
+                                .where(QaReviewItem.id.in_(item_ids))).tuples())
+
+
 def my_review_comments(session: Session, *, actor: Actor, review_id: str) -> list[QaComment]:
     """The comments on the call of a review shared with the actor (its agent)."""
     review = session.get(QaReview, review_id)

@@ -117,7 +117,8 @@ def compliance_page(request: Request, caller: Caller = Depends(page_caller),
 
 
 # ----------------------------------------------------------------------------------------- admin
-def _admin_only(request: Request, caller: Caller, runtime: Runtime, what: str) -> Response | None:
+def admin_only(request: Request, caller: Caller, runtime: Runtime, what: str) -> Response | None:
+    """None for an administering role; otherwise the audited refusal page (``admin.<what>``)."""
     if abilities(caller)["admin"]:
         return None
     return _refuse(request, caller, runtime, f"admin.{what}", f"role {caller.user.role} does not administer the "
@@ -127,7 +128,7 @@ def _admin_only(request: Request, caller: Caller, runtime: Runtime, what: str) -
 @router.get("/admin/audit", response_class=HTMLResponse)
 def audit_page(request: Request, caller: Caller = Depends(page_caller),
                runtime: Runtime = Depends(get_runtime)) -> Response:
-    refused = _admin_only(request, caller, runtime, "audit")
+    refused = admin_only(request, caller, runtime, "audit")
     if refused is not None:
         return refused
     with runtime.db.unit_of_work() as session:
@@ -140,18 +141,27 @@ def audit_page(request: Request, caller: Caller = Depends(page_caller),
 @router.get("/admin/users", response_class=HTMLResponse)
 def users_page(request: Request, caller: Caller = Depends(page_caller),
                runtime: Runtime = Depends(get_runtime)) -> Response:
-    refused = _admin_only(request, caller, runtime, "users")
+    refused = admin_only(request, caller, runtime, "users")
     if refused is not None:
         return refused
+    return users_page_with(request, caller, runtime)
+
+
+def users_page_with(request: Request, caller: Caller, runtime: Runtime, *, status_code: int = 200,
+                    **forms: Any) -> Response:
+    """The users page, with what a refused form needs to show again (``add_problems`` and ``add_form``,
+    ``edit_problems`` and ``edit_user``, ``token_problems`` and ``token_form``)."""
     with runtime.db.unit_of_work() as session:
         users = identity.list_users(session, policy=caller.policy, counters=runtime.counters, clock=runtime.clock)
         names = {u.id: u.username for u in session.scalars(select(User))}
         tokens = [{"t": t, "user": names.get(t.user_id, "?")} for t in identity.list_tokens(session)]
         for t in tokens:
             session.expunge(t["t"])
-    return render(request, "users.html", {"caller": caller, "users": users, "tokens": tokens,
-                                          "now": runtime.clock.now(), "flash": request.query_params.get("done"),
-                                          "flash_user": request.query_params.get("user", "")})
+    context = {"caller": caller, "users": users, "tokens": tokens, "now": runtime.clock.now(),
+               "flash": request.query_params.get("done"), "flash_user": request.query_params.get("user", ""),
+               "roles": sorted(caller.policy.roles), "scopes": identity.SCOPES, "add_problems": [], "add_form": {},
+               "edit_problems": [], "edit_user": "", "token_problems": [], "token_form": {}}
+    return render(request, "users.html", {**context, **forms}, status_code=status_code)
 
 
 @router.post("/admin/users/{username}/unlock", response_class=HTMLResponse)
@@ -159,7 +169,7 @@ def unlock_user(username: str, request: Request, csrf_token: Annotated[str, Form
                 caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
     if not same(csrf_token, caller.csrf_token):
         return form_expired(request, caller)
-    refused = _admin_only(request, caller, runtime, "unlock")
+    refused = admin_only(request, caller, runtime, "unlock")
     if refused is not None:
         return refused
     with runtime.db.unit_of_work() as session:
@@ -173,9 +183,15 @@ def unlock_user(username: str, request: Request, csrf_token: Annotated[str, Form
 @router.get("/admin/policy", response_class=HTMLResponse)
 def policy_page(request: Request, caller: Caller = Depends(page_caller),
                 runtime: Runtime = Depends(get_runtime)) -> Response:
-    refused = _admin_only(request, caller, runtime, "policy")
+    refused = admin_only(request, caller, runtime, "policy")
     if refused is not None:
         return refused
+    return policy_page_with(request, caller, runtime)
+
+
+def policy_page_with(request: Request, caller: Caller, runtime: Runtime, *, check: dict[str, Any] | None = None,
+                     status_code: int = 200) -> Response:
+    """Versions, the review status (B13), a diff when asked and, after an upload, ``policy check``'s answer."""
     q = request.query_params
     diff = None
     error = None
@@ -183,10 +199,12 @@ def policy_page(request: Request, caller: Caller = Depends(page_caller),
         versions = list(session.scalars(select(PolicyVersion).order_by(PolicyVersion.loaded_at.desc())))
         for v in versions:
             session.expunge(v)
+        review = policy_lifecycle.review_status(session, clock=runtime.clock)
         if q.get("old") and q.get("new"):
             try:
                 diff = policy_lifecycle.diff_versions(session, q["old"], q["new"])
             except CallvaultError as exc:
                 error = exc.message
     return render(request, "policy.html", {"caller": caller, "versions": versions, "diff": diff, "error": error,
-                                           "q": q})
+                                           "q": q, "review": review, "check": check, "flash": q.get("done"),
+                                           "today": runtime.clock.now().date()}, status_code=status_code)

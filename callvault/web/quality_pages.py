@@ -191,7 +191,9 @@ def my_scores(request: Request, caller: Caller = Depends(page_caller),
             session.expunge(r)
         comments = {r.item_id: [{"at": c.at_seconds, "text": c.text} for c in review.comments(session, r.item_id)]
                     for r in rows}
+        calls = review.recordings_of_items(session, [r.item_id for r in rows])
     return render(request, "quality_mine.html", {"caller": caller, "reviews": rows, "comments": comments,
+                                                 "calls": calls,
                                                  "flash": request.query_params.get("done")})
 
 

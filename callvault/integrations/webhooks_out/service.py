@@ -13,6 +13,7 @@ Every try re-signs the body with the current time, so a retry is never refused a
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -134,6 +135,32 @@ def remove_subscription(session: Session, *, name: str, actor: str, clock: Clock
         actor=actor, action="webhook.removed", object_type="webhook", object_id=sub.id,
         details={"name": sub.name, "cancelled": cancelled}), clock=clock)
     return cancelled
+
+
+TEST_EVENT: Final = "webhook.test"
+"""The event an administrator sends on purpose to check a receiver; never emitted by anything else."""
+
+
+def send_test(session: Session, *, name: str, actor: str, actor_role: str = "", source_ip: str | None = None,
+              clock: Clock = system_clock) -> WebhookDelivery:
+    """Queue one ``webhook.test`` event for the subscription ``name`` only, whatever events it wants.
+
+    Why through the outbox rather than a post from the page: the test then travels exactly the way real
+    events do (same claim, signature, retries and delivery log), so a delivered test proves the real path.
+    The body carries no data but who asked; audited ``webhook.tested``."""
+    sub = get_subscription(session, name)
+    now = clock.now()
+    event_id = new_id()
+    body = json.dumps({"id": event_id, "type": TEST_EVENT, "occurred_at": now.isoformat(),
+                       "data": {"requested_by": actor}}, sort_keys=True, separators=(",", ":"))
+    row = WebhookDelivery(id=new_id(), subscription_id=sub.id, subscription_name=sub.name, event_id=event_id,
+                          event_type=TEST_EVENT, payload=body, state=DeliveryState.PENDING, attempts=0,
+                          created_at=now, next_attempt_at=now, last_error="")
+    session.add(row)
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="webhook.tested", object_type="webhook", object_id=sub.id,
+        source_ip=source_ip, details={"name": sub.name, "event_id": event_id}), clock=clock)
+    return row
 
 
 def deliveries(session: Session, *, name: str | None = None, state: str | None = None,
