@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from callvault.api.deps import Caller, get_caller, get_runtime
@@ -101,22 +101,38 @@ def get_queue(state: Annotated[str, Query(pattern="^(open|reviewed|all)$")] = "o
 
 
 @router.get("/items/{item_id}/audio", response_class=StreamingResponse,
-            responses={200: {"content": {"audio/wav": {}}}})
-def get_item_audio(item_id: str, caller: Caller = Depends(get_caller),
+            responses={200: {"content": {"audio/wav": {}}}, 206: {"description": "partial content (Range)"}})
+def get_item_audio(item_id: str, request: Request, caller: Caller = Depends(get_caller),
                    runtime: Runtime = Depends(get_runtime)) -> Response:
-    """The queued call's audio, decided and audited under the review purpose (spot check)."""
+    """The queued call's audio, decided and audited under the review purpose (spot check). Honours ``Range``
+    like the recording's own audio route, so the review page's player can seek without fetching the call."""
+    range_header = request.headers.get("range")
     with runtime.db.unit_of_work() as session:
         decision, _, row = review.authorize_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id,
-                                                 source_ip=caller.source_ip, clock=runtime.clock)
+                                                 source_ip=caller.source_ip, clock=runtime.clock,
+                                                 range_header=range_header)
     if row is None:
         raise NotFound("no such recording")
     if not decision.allowed:
-        raise recordings.refusal(decision)
+        refused = recordings.refusal(decision)
+        if isinstance(refused, playback.RangeNotSatisfiable):
+            return JSONResponse({"error": "range_not_satisfiable", "message": refused.message}, status_code=416,
+                                headers={"Content-Range": f"bytes */{row.size_bytes}"})
+        raise refused
     with runtime.db.unit_of_work() as session:
         reader = playback.open_reader(session, store=runtime.store, keyring=runtime.keyring, row=row)
-    return StreamingResponse(playback.primed(playback.stream(reader, None, row.sha256)),
-                             media_type=CONTENT_TYPES.get(row.audio_format, "application/octet-stream"),
-                             headers={"Content-Length": str(reader.plaintext_size), "Cache-Control": "no-store"})
+    size = reader.plaintext_size
+    byte_range = playback.parse_range(range_header, size)  # fits: checked against the catalog size above
+    media_type = CONTENT_TYPES.get(row.audio_format, "application/octet-stream")
+    headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store"}
+    if byte_range is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(playback.primed(playback.stream(reader, None, row.sha256)), media_type=media_type,
+                                 headers=headers)
+    headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+    headers["Content-Length"] = str(byte_range.length)
+    return StreamingResponse(playback.primed(playback.stream(reader, byte_range, None)), status_code=206,
+                             media_type=media_type, headers=headers)
 
 
 @router.post("/items/{item_id}/reviews", response_model=ReviewRead, status_code=201)
@@ -132,6 +148,24 @@ def post_review(item_id: str, body: ReviewCreate, caller: Caller = Depends(get_c
     with runtime.db.unit_of_work() as session:
         item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
         row = review.submit(session, policy=caller.policy, actor=caller.actor, item=item, answers=body.answers,
+                            coaching_note=body.coaching_note, share=body.share, clock=runtime.clock,
+                            source_ip=caller.source_ip)
+        return ReviewRead.model_validate(row)
+
+
+@router.put("/items/{item_id}/reviews/mine", response_model=ReviewRead)
+def put_my_review(item_id: str, body: ReviewCreate, caller: Caller = Depends(get_caller),
+                  runtime: Runtime = Depends(get_runtime)) -> ReviewRead:
+    """Change your own score of a queued call until its agent has acknowledged it (409 after); audited."""
+    with runtime.db.unit_of_work() as session:
+        decision, _, _ = review.authorize_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id,
+                                               action=Action.VIEW_METADATA, source_ip=caller.source_ip,
+                                               clock=runtime.clock)
+    if not decision.allowed:
+        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    with runtime.db.unit_of_work() as session:
+        item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
+        row = review.revise(session, policy=caller.policy, actor=caller.actor, item=item, answers=body.answers,
                             coaching_note=body.coaching_note, share=body.share, clock=runtime.clock,
                             source_ip=caller.source_ip)
         return ReviewRead.model_validate(row)

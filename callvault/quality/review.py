@@ -9,6 +9,7 @@ Services never commit; the request, job or command does.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,13 +21,14 @@ from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
-from callvault.core.errors import AccessDenied, Conflict, FieldProblem, InvalidInput, NotFound
+from callvault.core.errors import AccessDenied, CallvaultError, Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.policy.decide import CONTENT_ACTIONS, Action, Actor, Decision, QualityItemFacts, decide
 from callvault.policy.schema import PolicyDocument, QualityReviewRules
 from callvault.quality import scorecards
 from callvault.quality.models import QaComment, QaReview, QaReviewItem, ReviewItemState
 from callvault.quality.sampling import rules_of
+from callvault.recordings import playback
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 
@@ -79,26 +81,63 @@ def get_item(session: Session, *, policy: PolicyDocument, actor: Actor, item_id:
 
 def authorize_item(
     session: Session, *, policy: PolicyDocument, actor: Actor, item_id: str, action: Action = Action.PLAY,
-    source_ip: str | None = None, clock: Clock = system_clock,
+    source_ip: str | None = None, clock: Clock = system_clock, range_header: str | None = None,
 ) -> tuple[Decision, QaReviewItem, Recording | None]:
     """Decide and audit a reviewer reaching a queued call under the review purpose (the caller commits,
     then refuses with ``recordings.refusal`` when the decision is no). Listening needs the original: a
-    review purpose that serves only an anonymised copy is refused, and recorded so."""
+    review purpose that serves only an anonymised copy is refused, and recorded so.
+
+    ``range_header``: the player's ``Range`` (seeking). It is checked against the call's size before the
+    decision is written, so a range that cannot be served is on record as refused (416), as for the
+    recording's own audio route, and named in the entry's details."""
     qr = _reviewer_rules(policy, actor)
     item = get_item(session, policy=policy, actor=actor, item_id=item_id)
+    details: dict[str, object] = {"quality_item": item.id}
+    if range_header:
+        details["range"] = range_header
     decision, row = recordings.authorize_content(
         session, policy=policy, actor=actor, action=action, recording_id=item.recording_id, purpose=qr.purpose,
-        source_ip=source_ip, details={"quality_item": item.id},
-        check=_original_only if action in CONTENT_ACTIONS else None, clock=clock)
+        source_ip=source_ip, details=details,
+        check=_original_only(range_header) if action in CONTENT_ACTIONS else None, clock=clock)
     return decision, item, row
 
 
-def _original_only(_session: Session, _row: Recording, decision: Decision) -> AccessDenied | None:
-    if decision.serves == "original":
+def _original_only(range_header: str | None) -> recordings.ServeCheck:
+    def check(_session: Session, row: Recording, decision: Decision) -> CallvaultError | None:
+        if decision.serves != "original":
+            return AccessDenied(f"The review purpose {decision.purpose!r} serves only an anonymised copy of a call; "
+                                "reviewing a queued call needs the original, so the policy's quality_review.purpose "
+                                "must serve it.", clauses=decision.clauses)
+        try:
+            playback.parse_range(range_header, row.size_bytes)
+        except playback.RangeNotSatisfiable as exc:
+            return exc
         return None
-    return AccessDenied(f"The review purpose {decision.purpose!r} serves only an anonymised copy of a call; reviewing "
-                        "a queued call needs the original, so the policy's quality_review.purpose must serve it.",
-                        clauses=decision.clauses)
+
+    return check
+
+
+def parse_offset(text: str) -> float:
+    """A moment of the call as a person types it: seconds (``75``, ``12.5``) or ``m:ss`` / ``h:mm:ss``
+    (``1:15``, ``1:02.5``), which is how the player shows time, so a reviewer can copy what they see.
+    Raises InvalidInput naming ``at_seconds``."""
+    value = text.strip()
+    parts = value.split(":")
+    problem = FieldProblem("at_seconds", f"{text!r} is not a time: write seconds (12.5) or minutes:seconds (1:05)")
+    if not value or len(parts) > 3:
+        raise InvalidInput("the comment is not valid:", [problem])
+    try:
+        numbers = [float(p) if i == len(parts) - 1 else int(p) for i, p in enumerate(parts)]
+    except ValueError as exc:
+        raise InvalidInput("the comment is not valid:", [problem]) from exc
+    *whole, last = numbers
+    if not math.isfinite(last) or any(n < 0 for n in numbers) or (whole and last >= 60) \
+            or any(n >= 60 for n in whole[1:]):
+        raise InvalidInput("the comment is not valid:", [problem])
+    seconds = 0.0
+    for n in whole:
+        seconds = seconds * 60 + n
+    return seconds * 60 + last if whole else last
 
 
 def submit(
@@ -130,6 +169,59 @@ def submit(
         details={"item": item.id, "recording": item.recording_id, "score": result.score, "passed": result.passed,
                  "auto_failed": result.auto_failed, "shared": share}), clock=clock)
     return review
+
+
+def my_review_of(session: Session, *, actor: Actor, item_id: str) -> QaReview | None:
+    """The actor's own review of a queued call, if they have scored it."""
+    return session.scalar(select(QaReview).where(QaReview.item_id == item_id, QaReview.reviewer == actor.username))
+
+
+def revise(
+    session: Session, *, policy: PolicyDocument, actor: Actor, item: QaReviewItem, answers: Mapping[str, str],
+    coaching_note: str = "", share: bool = False, clock: Clock = system_clock, source_ip: str | None = None,
+) -> QaReview:
+    """Change the actor's own score of ``item`` (already authorised with ``authorize_item``) until its agent
+    has acknowledged it: a reviewer who misread a question can correct it, but what the agent confirmed
+    reading must stay what they read, so an acknowledged review is a Conflict. Audited
+    (``quality.review.revised``) with the score before and after, since a changed score changes the
+    dashboard and calibration. ``share`` can share a review not shared yet; it never withdraws one."""
+    qr = _reviewer_rules(policy, actor)
+    review = my_review_of(session, actor=actor, item_id=item.id)
+    if review is None:
+        raise NotFound(f"you have not scored review item {item.id}")
+    if review.acknowledged_at is not None:
+        raise Conflict("the agent has acknowledged this review, so it can no longer be changed")
+    if len(coaching_note) > MAX_NOTE:
+        raise InvalidInput("the review is not valid:",
+                           [FieldProblem("coaching_note", f"at most {MAX_NOTE} characters")])
+    result = scorecards.score(qr.scorecard, answers)
+    before = review.score
+    review.answers = scorecards.validate_answers(qr.scorecard, answers)
+    review.scorecard_id, review.scorecard_version = qr.scorecard.id, qr.scorecard.version
+    review.section_scores, review.score = result.section_scores, result.score
+    review.auto_failed, review.passed = result.auto_failed, result.passed
+    review.coaching_note = coaching_note.strip()
+    if share and review.shared_at is None:
+        review.shared_at = clock.now()
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action="quality.review.revised", object_type="qa_review",
+        object_id=review.id, purpose=qr.purpose, source_ip=source_ip, clauses=("B8",),
+        details={"item": item.id, "recording": item.recording_id, "score_before": before, "score": result.score,
+                 "passed": result.passed, "auto_failed": result.auto_failed,
+                 "shared": review.shared_at is not None}), clock=clock)
+    return review
+
+
+def neighbours(session: Session, *, policy: PolicyDocument, actor: Actor,
+               item_id: str) -> tuple[str | None, str | None]:
+    """The previous and next item of the reviewer's whole queue (open and scored, oldest first) around
+    ``item_id``: the review page's "previous / next call", so a reviewer works through a sample without
+    going back to the list. Scored items stay in the order, so "next" still works after scoring."""
+    ids = [i.id for i in queue(session, policy=policy, actor=actor, state=None)]
+    if item_id not in ids:
+        return None, None
+    at = ids.index(item_id)
+    return (ids[at - 1] if at > 0 else None), (ids[at + 1] if at + 1 < len(ids) else None)
 
 
 def share(session: Session, *, actor: Actor, review_id: str, clock: Clock = system_clock) -> QaReview:
@@ -180,21 +272,22 @@ def my_reviews(session: Session, *, actor: Actor) -> list[QaReview]:
                                 .order_by(QaReview.submitted_at.desc())))
 
 
-def recordings_of_items(session: Session, item_ids: list[str]) -> dict[str, str]:
-    """The recording each review item is about (``{item_id: recording_id}``), for a link to the call; opening
-    it is decided and audited by the recording page as any other visit."""
-    if not item_ids:
-        return {}
-    return dict(session.execute(select(QaReviewItem.id, QaReviewItem.recording_id)
-                                .where(QaReviewItem.id.in_(item_ids))).tuples())
-
-
 def my_review_comments(session: Session, *, actor: Actor, review_id: str) -> list[QaComment]:
     """The comments on the call of a review shared with the actor (its agent)."""
     review = session.get(QaReview, review_id)
     if review is None or review.agent != actor.username or review.shared_at is None:
         raise NotFound(f"no review {review_id} of your calls")
     return comments(session, review.item_id)
+
+
+def recordings_of_reviews(session: Session, reviews: list[QaReview]) -> dict[str, str]:
+    """item id -> recording id for the agent's reviews, so My scores can open each reviewed call (opening it
+    is decided and audited on the recording page like any other look at a call)."""
+    ids = {r.item_id for r in reviews}
+    if not ids:
+        return {}
+    rows = session.execute(select(QaReviewItem.id, QaReviewItem.recording_id).where(QaReviewItem.id.in_(ids)))
+    return {item_id: recording_id for item_id, recording_id in rows}
 
 
 def acknowledge(session: Session, *, actor: Actor, review_id: str, response: str = "",

@@ -4,19 +4,25 @@ the dashboard with calibration, and the library. Thin: every decision is the qua
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from callvault.access import service as access
 from callvault.api.deps import Caller, get_runtime
+from callvault.capture import control
 from callvault.core.errors import AccessDenied, CallvaultError, Conflict, InvalidInput, NotFound
-from callvault.policy.decide import Action
+from callvault.policy.decide import Action, request_link
 from callvault.quality import review, sampling, training
+from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 from callvault.runtime import Runtime
+from callvault.web import player
 from callvault.web.common import denied, form_expired, page_caller, render, same
+from callvault.web.recording_pages import stepped_up
 
 router = APIRouter(include_in_schema=False)
 
@@ -68,14 +74,43 @@ def _item_context(runtime: Runtime, caller: Caller, item_id: str) -> dict[str, A
         item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
         rec = session.get(Recording, item.recording_id)
         reviews = review.reviews_of_item(session, item.id)
-        ctx = {"item": review.describe_item(item), "duration": rec.duration_seconds if rec else 0.0,
-               "comments": [{"at": c.at_seconds, "reviewer": c.reviewer, "text": c.text}
-                            for c in review.comments(session, item.id)],
-               "reviews": [{"reviewer": r.reviewer, "score": r.score, "passed": r.passed, "auto_failed": r.auto_failed,
-                            "shared": r.shared_at is not None, "note": r.coaching_note} for r in reviews],
-               "mine": any(r.reviewer == caller.user.username for r in reviews)}
+        mine = review.my_review_of(session, actor=caller.actor, item_id=item.id)
+        previous, following = review.neighbours(session, policy=caller.policy, actor=caller.actor, item_id=item.id)
+        ctx: dict[str, Any] = {
+            "item": review.describe_item(item), "duration": rec.duration_seconds if rec else 0.0,
+            "channels": rec.channels if rec else 1,
+            "comments": [{"at": c.at_seconds, "reviewer": c.reviewer, "text": c.text}
+                         for c in review.comments(session, item.id)],
+            "reviews": [{"reviewer": r.reviewer, "score": r.score, "passed": r.passed, "auto_failed": r.auto_failed,
+                         "shared": r.shared_at is not None, "note": r.coaching_note} for r in reviews],
+            "mine": mine is not None,
+            "my_review": None if mine is None else {
+                "answers": dict(mine.answers), "note": mine.coaching_note, "shared": mine.shared_at is not None,
+                "acknowledged_at": mine.acknowledged_at, "response": mine.agent_response},
+            "previous": previous, "next": following, "markers": "[]", "offers": {}}
+        if rec is not None:
+            # The player's markers and offers, as on the recording page: decide()'s unaudited answers for the
+            # review purpose; the audio and transcript themselves are decided and audited when fetched.
+            spans = player.control_spans(rec, control.timeline(session, recording=rec))
+            ctx["markers"] = player.markers_json([*spans, *player.gap_spans(rec)])
+            grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=rec.id,
+                                                now=runtime.clock.now())
+            facts = recordings.content_facts(session, rec, policy=caller.policy, purpose=qr.purpose,
+                                             now=runtime.clock.now())
+            ctx["offers"] = player.offers(policy=caller.policy, actor=caller.actor, facts=facts, purpose=qr.purpose,
+                                          grants=grants, clock=runtime.clock)
     return {"caller": caller, "card": qr.scorecard, "purpose": qr.purpose,
-            "library": training.may_browse(caller.policy, caller.user.role), **ctx}
+            "library": training.may_browse(caller.policy, caller.user.role), "request_link": request_link,
+            "stepped_up": stepped_up(runtime, caller), **ctx}
+
+
+def _start(request: Request) -> float | None:
+    """Where the player starts (``?t=``, set after adding a comment so the reviewer goes on listening from there)."""
+    try:
+        at = float(request.query_params.get("t", ""))
+    except ValueError:
+        return None
+    return at if math.isfinite(at) and at > 0 else None
 
 
 @router.get("/quality/items/{item_id}", response_class=HTMLResponse)
@@ -87,7 +122,10 @@ def item_page(item_id: str, request: Request, caller: Caller = Depends(page_call
         ctx = _item_context(runtime, caller, item_id)
     except NotFound:
         return render(request, "not_found.html", {"caller": caller, "what": "review item"}, status_code=404)
-    return render(request, "quality_item.html", {**ctx, "errors": [], "answers": {},
+    answers = ctx["my_review"]["answers"] if ctx["my_review"] else {}
+    note = ctx["my_review"]["note"] if ctx["my_review"] else ""
+    return render(request, "quality_item.html", {**ctx, "errors": [], "answers": answers, "note": note,
+                                                 "start": _start(request), "step_up_failed": False,
                                                  "flash": request.query_params.get("done")})
 
 
@@ -101,6 +139,8 @@ async def submit_review(item_id: str, request: Request, caller: Caller = Depends
         return _not_reviewer(request, caller)
     answers = {k[2:]: str(v) for k, v in form.items() if k.startswith("q_")}
     note, share = str(form.get("coaching_note", "")), form.get("share") == "on"
+    revised = [False]
+
     def work() -> list[str] | Response:
         try:
             refused = _refusal(request, runtime, caller, item_id)
@@ -108,8 +148,13 @@ async def submit_review(item_id: str, request: Request, caller: Caller = Depends
                 return refused
             with runtime.db.unit_of_work() as session:
                 item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
-                review.submit(session, policy=caller.policy, actor=caller.actor, item=item, answers=answers,
-                              coaching_note=note, share=share, clock=runtime.clock, source_ip=caller.source_ip)
+                # One form: the first score, then changes to it until the agent acknowledges (the service refuses
+                # after that, and says so).
+                change = review.revise if review.my_review_of(session, actor=caller.actor, item_id=item.id) \
+                    else review.submit
+                change(session, policy=caller.policy, actor=caller.actor, item=item, answers=answers,
+                       coaching_note=note, share=share, clock=runtime.clock, source_ip=caller.source_ip)
+                revised[0] = change is review.revise
         except InvalidInput as exc:
             return [f"{p.location}: {p.message}" for p in exc.problems] or [exc.message]
         except (Conflict, NotFound) as exc:
@@ -121,9 +166,10 @@ async def submit_review(item_id: str, request: Request, caller: Caller = Depends
         return result
     if result:
         ctx = await run_in_threadpool(_item_context, runtime, caller, item_id)
-        return render(request, "quality_item.html", {**ctx, "errors": result, "answers": answers,
-                                                     "flash": None}, status_code=422)
-    return RedirectResponse(f"/quality/items/{item_id}?done=scored", status_code=303)
+        return render(request, "quality_item.html", {**ctx, "errors": result, "answers": answers, "note": note,
+                                                     "start": None, "step_up_failed": False, "flash": None},
+                      status_code=422)
+    return RedirectResponse(f"/quality/items/{item_id}?done={'revised' if revised[0] else 'scored'}", status_code=303)
 
 
 def _refusal(request: Request, runtime: Runtime, caller: Caller, item_id: str) -> Response | None:
@@ -145,10 +191,11 @@ def add_comment(item_id: str, request: Request, at_seconds: Annotated[str, Form(
     if not review.may_review(caller.policy, caller.user.role):
         return _not_reviewer(request, caller)
     try:
-        seconds = float(at_seconds)
-    except ValueError:
-        return denied(request, caller, f"{at_seconds!r} is not a number of seconds.", "Go back and give the moment "
-                      "of the call in seconds, e.g. 12.5.", title="Comment not added", status_code=422)
+        seconds = review.parse_offset(at_seconds)
+    except InvalidInput:
+        return denied(request, caller, f"{at_seconds!r} is not a moment of the call.", "Go back and give it in "
+                      "seconds (12.5) or minutes and seconds (1:05), as the player shows it.",
+                      title="Comment not added", status_code=422)
     try:
         refused = _refusal(request, runtime, caller, item_id)
         if refused is not None:
@@ -162,7 +209,7 @@ def add_comment(item_id: str, request: Request, at_seconds: Annotated[str, Form(
         detail = "; ".join(str(p) for p in exc.problems) if isinstance(exc, InvalidInput) and exc.problems else ""
         return denied(request, caller, f"{exc.message} {detail}".strip(), "Go back and correct the comment.",
                       title="Comment not added", status_code=422)
-    return RedirectResponse(f"/quality/items/{item_id}?done=commented", status_code=303)
+    return RedirectResponse(f"/quality/items/{item_id}?done=commented&t={seconds:g}", status_code=303)
 
 
 @router.post("/quality/items/{item_id}/promote", response_class=HTMLResponse)
@@ -191,7 +238,7 @@ def my_scores(request: Request, caller: Caller = Depends(page_caller),
             session.expunge(r)
         comments = {r.item_id: [{"at": c.at_seconds, "text": c.text} for c in review.comments(session, r.item_id)]
                     for r in rows}
-        calls = review.recordings_of_items(session, [r.item_id for r in rows])
+        calls = review.recordings_of_reviews(session, rows)
     return render(request, "quality_mine.html", {"caller": caller, "reviews": rows, "comments": comments,
                                                  "calls": calls,
                                                  "flash": request.query_params.get("done")})

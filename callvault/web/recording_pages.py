@@ -18,23 +18,14 @@ from callvault.audit import service as audit
 from callvault.capture import control
 from callvault.core.errors import CallvaultError, IntegrityError, InvalidInput, NotFound, StepUpRequired
 from callvault.core.instants import instant_problem
-from callvault.policy.decide import (
-    Action,
-    Decision,
-    Grant,
-    RecordingFacts,
-    allowed_purposes,
-    decide,
-    offered_purposes,
-    request_link,
-)
+from callvault.policy.decide import Action, Decision, allowed_purposes, offered_purposes, request_link
 from callvault.quality import training
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 from callvault.recordings.schemas import RecordingFilters
 from callvault.runtime import Runtime
-from callvault.web import waveform
+from callvault.web import player, waveform
 from callvault.web.common import abilities, form_expired, page_caller, render, same
 
 router = APIRouter(include_in_schema=False)
@@ -91,28 +82,6 @@ def search_page(request: Request, caller: Caller = Depends(page_caller),
         "paged": "cursor" in q, "now": runtime.clock.now()})
 
 
-def _spans(row: Any, events: list[Any]) -> list[tuple[float, float, str]]:
-    """Paused / stopped spans, in seconds from the first stored sample."""
-    origin = control.audio_origin(row)
-    end = float(row.duration_seconds)
-    spans: list[tuple[float, float, str]] = []
-    open_pause: float | None = None
-    for e in events:
-        if e.at is None:
-            continue
-        t = max(0.0, (e.at - origin).total_seconds())
-        if e.kind == "pause" and open_pause is None:
-            open_pause = t
-        elif e.kind == "resume" and open_pause is not None:
-            spans.append((open_pause, min(t, end), "paused"))
-            open_pause = None
-        elif e.kind == "stop":
-            spans.append((t, end, "stopped"))
-    if open_pause is not None:
-        spans.append((open_pause, end, "paused"))
-    return [s for s in spans if s[1] > s[0]]
-
-
 @router.get("/recordings/{recording_id}", response_class=HTMLResponse)
 def recording_page(recording_id: str, request: Request, caller: Caller = Depends(page_caller),
                    runtime: Runtime = Depends(get_runtime)) -> Response:
@@ -144,12 +113,13 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
     context: dict[str, Any] = {
         "caller": caller, "row": row, "purposes": purposes, "purpose": purpose, "events": events,
         "role_purposes": allowed_purposes(caller.policy, caller.user.role),
-        "spans": _spans(row, events), "trail": trail, "decision": None, "wave": None, "wave_note": None,
+        "spans": player.control_spans(row, events), "trail": trail, "decision": None, "wave": None, "wave_note": None,
         "purpose_labels": {p: caller.policy.purposes[p].description for p in caller.policy.purposes},
         "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
         "offers": {}, "request_link": request_link,
-        "stepped_up": _stepped_up(runtime, caller), "step_up_failed": request.query_params.get("step_up") == "failed",
+        "stepped_up": stepped_up(runtime, caller), "step_up_failed": request.query_params.get("step_up") == "failed",
     }
+    context["markers"] = player.markers_json([*context["spans"], *player.gap_spans(row)])
     if purpose:
         context.update(_content(runtime, caller, row, purpose, context["spans"]))
     return render(request, "recording.html", context, status_code=200 if not context["decision"] or
@@ -165,19 +135,6 @@ def _anonymised_copy_made(session: Session, row: Recording, decision: Decision) 
     if redacted is not None:
         return redacted
     return training.missing_copy(session, row.id, decision.clauses)
-
-
-def _offers(runtime: Runtime, caller: Caller, facts: RecordingFacts, purpose: str,
-            grants: tuple[Grant, ...]) -> dict[str, Decision | None]:
-    """What the page may offer besides the player, so it never shows a link the policy will refuse.
-
-    These are ``decide()``'s answers for download and transcript, not audited: they serve nothing. Following
-    the link is decided and audited like any other request; a refusal here is shown with its reason and,
-    where an approval would lift it, a link to ask for exactly that action (``Decision.request_actions``).
-    """
-    return {action.value: decide(policy=caller.policy, actor=caller.actor, action=action, recording=facts,
-                                 purpose=purpose, grants=grants, now=runtime.clock.now())
-            for action in (Action.DOWNLOAD, Action.TRANSCRIPT)}
 
 
 def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
@@ -196,7 +153,8 @@ def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
     out: dict[str, Any] = {"decision": decision}
     if fresh is None or not decision.allowed:
         return out
-    out["offers"] = _offers(runtime, caller, facts, purpose, grants)
+    out["offers"] = player.offers(policy=caller.policy, actor=caller.actor, facts=facts, purpose=purpose,
+                                  grants=grants, clock=runtime.clock)
     if decision.serves != "original":
         out["offers"]["download"] = None  # the anonymised copy is played in the page, never handed out here
     if decision.serves != "original":
@@ -216,7 +174,7 @@ def _content(runtime: Runtime, caller: Caller, row: Any, purpose: str,
     return out
 
 
-def _stepped_up(runtime: Runtime, caller: Caller) -> bool:
+def stepped_up(runtime: Runtime, caller: Caller) -> bool:
     """Whether this session confirmed a one-time code recently enough to download (else the page asks)."""
     from callvault.identity import service as identity
     from callvault.identity import step_up
