@@ -57,6 +57,23 @@ def abilities(caller: Caller) -> dict[str, bool]:
 
 templates.env.globals["abilities"] = abilities
 
+
+def review_warning(request: Request, caller: Caller) -> str | None:
+    """B13: the policy's review date has passed. Shown on every page to the roles that answer for the
+    policy (administering roles, leadership, misuse recipients) until a reviewed version is loaded."""
+    can = abilities(caller)
+    if not (can["admin"] or can["manage_retention"] or can["misuse_recipient"]):
+        return None
+    due = caller.policy.review_due_on()
+    today = runtime_of(request).clock.now().date()
+    if today <= due:
+        return None
+    return (f"The policy {caller.policy.policy_id} {caller.policy.version} was due for review on {due.isoformat()} "
+            f"({(today - due).days} days ago, B13). Review it and load the reviewed version.")
+
+
+templates.env.globals["review_warning"] = review_warning
+
 TZ_COOKIE = "cv_tz"
 """The time zone a person chose on the search page, remembered by their browser (not a secret)."""
 
@@ -177,8 +194,30 @@ def login_page(request: Request, error: str | None, status_code: int = 200) -> R
     token = secrets.token_urlsafe(32)
     oidc = runtime_of(request).settings.oidc
     response = templates.TemplateResponse(request, "login.html", {
-        "error": error, "csrf_token": token, "sso_label": oidc.button_label if oidc else None},
+        "error": error, "csrf_token": token, "sso_label": oidc.button_label if oidc else None,
+        "next": local_next(request.query_params.get("next"))},
         status_code=status_code)
     response.set_cookie(cookie_name(request, PRELOGIN_COOKIE), token, httponly=True, samesite="strict",
                         secure=secure_request(request), path="/", max_age=3600)
     return response
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page (not the JSON API): it gets an HTML error page, never raw JSON."""
+    return (not request.url.path.startswith("/api/") and request.method in ("GET", "HEAD", "POST")
+            and "text/html" in request.headers.get("accept", ""))
+
+
+_TITLES = {400: "Bad request", 401: "Please sign in", 403: "Not allowed", 404: "Not found",
+           405: "Not possible here", 409: "Not possible now", 413: "Too large", 416: "Out of range",
+           422: "Check what you typed", 429: "Too many attempts", 500: "Something went wrong",
+           503: "Temporarily unavailable"}
+
+
+def error_page(request: Request, status_code: int, reason: str, allow: str = "") -> Response:
+    """The HTML form of an API error for a browser: same status, the reason in words, no JSON."""
+    if status_code == 404:
+        return render(request, "not_found.html", {"caller": None, "what": None}, status_code=404)
+    text = reason[:1].upper() + reason[1:]
+    return denied(request, None, text if text.endswith(".") else text + ".", allow,
+                  title=_TITLES.get(status_code, "Something went wrong"), status_code=status_code)

@@ -118,7 +118,7 @@ class _Search:
         exact = agent in self.agents  # picked from the list: that agent only; typed: any name containing it
         return RecordingFilters(
             extension=q.get("extension"), agent=agent if exact else None,
-            agent_contains=None if exact else agent, team=q.get("team"), direction=direction,  # type: ignore[arg-type]
+            agent_contains=None if exact else agent, team=q.get("team"), direction=direction,
             remote_number=q.get("remote_number"), local_number=q.get("local_number"),
             number_contains=q.get("number"), started_from=start, started_to=end, case_ref=q.get("case_ref"))
 

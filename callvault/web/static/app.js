@@ -103,4 +103,6 @@ document.addEventListener("DOMContentLoaded", () => {
   if (audio && wave) enableWaveform(wave, audio);
   const transcript = document.getElementById("transcript");
   if (audio && transcript) loadTranscript(transcript, audio);
+  // "Print or save as PDF" (the compliance report): the browser's print dialog, styled by @media print.
+  document.querySelectorAll("[data-print]").forEach((b) => b.addEventListener("click", () => window.print()));
 });
