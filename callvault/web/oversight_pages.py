@@ -70,8 +70,9 @@ def move_misuse(report_id: str, request: Request, status: Annotated[str, Form()]
         reason = getattr(exc, "reason", "") or exc.message
         return denied(request, caller, reason[:1].upper() + reason[1:] + ".",
                       "Only the report's recipients move it, along open → investigating → closed.",
-                      title="Not moved", status_code=(403 if isinstance(exc, AccessDenied) else 404 if isinstance(exc, NotFound)
-                                                      else 422 if isinstance(exc, InvalidInput) else 409))
+                      title="Not moved",
+                      status_code=(403 if isinstance(exc, AccessDenied) else 404 if isinstance(exc, NotFound)
+                                   else 422 if isinstance(exc, InvalidInput) else 409))
     return RedirectResponse(f"/misuse?done=moved&to={status}", status_code=303)
 
 
