@@ -7,7 +7,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -97,23 +97,48 @@ def error_response(exc: CallvaultError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _html(request: Request, status: int, reason: str, allow: str = "") -> Response | None:
+    """A browser page asking for a page gets an HTML error page (issue 26: no raw JSON in the browser).
+
+    Imported late: the web edge builds on the API's dependencies, not the other way round."""
+    from callvault.web.common import error_page, wants_html
+
+    if not wants_html(request):
+        return None
+    return error_page(request, status, reason, allow)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CallvaultError)
-    async def _callvault_error(_request: Request, exc: CallvaultError) -> JSONResponse:
-        return error_response(exc)
+    async def _callvault_error(request: Request, exc: CallvaultError) -> Response:
+        response = error_response(exc)
+        if isinstance(exc, InvalidInput) and exc.problems:
+            reason = "; ".join(f"{p.location}: {p.message}" for p in exc.problems)
+        else:
+            reason = getattr(exc, "reason", "") or exc.message
+        if isinstance(exc, ConfigurationError):
+            reason = "the service is temporarily unavailable; try again shortly"
+        return _html(request, response.status_code, reason, "Go back and try again.") or response
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = [
             {"location": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")) or "request",
              "message": err["msg"], "line": None}
             for err in exc.errors()
         ]
-        return JSONResponse({"error": "invalid_input", "message": "the request is invalid", "problems": problems},
-                            status_code=422)
+        page = _html(request, 422, "; ".join(f"{p['location']}: {p['message']}" for p in problems),
+                     "Go back, fix the form and send it again.")
+        return page or JSONResponse({"error": "invalid_input", "message": "the request is invalid",
+                                     "problems": problems}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if 300 <= exc.status_code < 400:  # the pages' "sign in first" redirects (page_caller)
+            return Response(status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        page = _html(request, exc.status_code, str(exc.detail))
+        if page is not None:
+            return page
         if exc.status_code == 413:  # a route's max_body_size, enforced while the body is read
             return JSONResponse({"error": "too_large", "message": "the request body is larger than this endpoint "
                                  "accepts; nothing was stored"}, status_code=413)
@@ -130,7 +155,8 @@ def install_error_handlers(app: FastAPI) -> None:
                             status_code=503, headers={"Retry-After": "30"})
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
-        return JSONResponse({"error": "internal_error", "message": "something went wrong on our side; it was logged"},
-                            status_code=500)
+        page = _html(request, 500, "something went wrong on our side; it was logged", "Try again in a moment.")
+        return page or JSONResponse({"error": "internal_error",
+                                     "message": "something went wrong on our side; it was logged"}, status_code=500)

@@ -26,7 +26,7 @@ from callvault.access import service as access
 from callvault.api.deps import Caller, get_caller, get_runtime, require_step_up
 from callvault.audit import service as audit
 from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, Conflict, NotFound
-from callvault.policy.decide import Action, Decision, decide
+from callvault.policy.decide import Action, Decision
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
@@ -114,21 +114,10 @@ def search_transcripts(q: Annotated[str, Query(min_length=1, max_length=200, des
     and allowed for ``purpose``. Audited with the purpose and the number of hits, never the words."""
     key = search.load_search_key(runtime.settings.key_dir, runtime.settings.env)
     with runtime.db.unit_of_work() as session:
-        rows = search.candidates(session, key=key, policy=caller.policy, actor=caller.actor, query=q, limit=limit)
-        now = runtime.clock.now()
-        # The same facts as reading one transcript (consents, a sampled call's reviewers, a request's
-        # handlers), so a purpose never finds a call it could not then open.
-        hits = [r for r in rows if decide(
-            policy=caller.policy, actor=caller.actor, action=Action.TRANSCRIPT, purpose=purpose, now=now,
-            recording=recordings.content_facts(session, r, policy=caller.policy, purpose=purpose, now=now)).allowed]
+        hits = search.allowed_hits(session, key=key, policy=caller.policy, actor=caller.actor, query=q,
+                                   purpose=purpose, source_ip=caller.source_ip, limit=limit, clock=runtime.clock)
         items = [TranscriptHit(recording_id=r.id, started_at=r.started_at, extension=r.extension, agent=r.agent)
                  for r in hits]
-        denied = bool(rows) and not hits and not purpose
-        audit.append(session, audit.AuditEvent(
-            actor=caller.user.username, actor_role=caller.user.role, action="transcript.search",
-            decision="deny" if denied else "allow", purpose=purpose, source_ip=caller.source_ip,
-            reason="no purpose named" if denied else "",
-            details={"terms": len(search.normalise(q)), "hits": len(items)}), clock=runtime.clock)
     return TranscriptSearchResult(items=items)
 
 

@@ -288,6 +288,27 @@ def entries_for_object(session: Session, object_type: str, object_id: str, limit
     )
 
 
+def search_entries(session: Session, *, actor: str | None = None, object_id: str | None = None,
+                   purpose: str | None = None, decision: str | None = None, start: datetime | None = None,
+                   end: datetime | None = None, limit: int = 200) -> list[AuditEntry]:
+    """Entries matching every filter given (person, object such as a recording, purpose, decision, period
+    ``[start, end)``), newest first: the oversight page's "who did what to this call, and why"."""
+    query = select(AuditEntry)
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    if object_id:
+        query = query.where(AuditEntry.object_id == object_id)
+    if purpose:
+        query = query.where(AuditEntry.purpose == purpose)
+    if decision:
+        query = query.where(AuditEntry.decision == decision)
+    if start:
+        query = query.where(AuditEntry.at >= start)
+    if end:
+        query = query.where(AuditEntry.at < end)
+    return list(session.scalars(query.order_by(AuditEntry.seq.desc()).limit(limit)))
+
+
 def as_dict(entry: EntryFields) -> dict[str, Any]:
     """JSON-ready form of an entry (for API and export)."""
     out = _fields(entry)

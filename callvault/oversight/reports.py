@@ -173,8 +173,12 @@ _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
             "#17becf")
 
 
-def weekly_chart_svg(per_week: Counter[tuple[date, str]]) -> str:
-    """Grouped bars: allowed content accesses per week, one colour per purpose. Plain SVG, no script."""
+def weekly_chart_svg(per_week: Counter[tuple[date, str]], labels: dict[str, str] | None = None) -> str:
+    """Grouped bars: allowed content accesses per week, one colour per purpose. Plain SVG, no script.
+
+    ``labels``: the policy's names for its purposes, so the legend reads as the policy does (the id
+    follows in brackets, as the audit log and the CSV name it). Every purpose charted is in the legend."""
+    labels = labels or {}
     if not per_week:
         return "<p>No content was accessed in this period.</p>"
     weeks = sorted({w for w, _ in per_week})
@@ -182,7 +186,9 @@ def weekly_chart_svg(per_week: Counter[tuple[date, str]]) -> str:
     top = max(per_week.values())
     bar, gap, height, left, bottom = 14, 18, 220, 40, 40
     group = bar * len(purposes) + gap
-    width = left + group * len(weeks) + 20
+    # Wide enough for the longest legend line too (about 7 px a character at 12 px), so no name is cut.
+    longest = max(len(f"{labels.get(p, p)} ({p}): {top}") for p in purposes)
+    width = max(left + group * len(weeks) + 20, left + 18 + 7 * longest)
     legend_y = height + bottom
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
            f'height="{legend_y + 20 * len(purposes) + 10}" aria-label="content accesses per week per purpose">']
@@ -197,12 +203,16 @@ def weekly_chart_svg(per_week: Counter[tuple[date, str]]) -> str:
             h = (height - 20) * count / top
             colour = _PALETTE[pi % len(_PALETTE)]
             out.append(f'<rect x="{x0 + pi * bar}" y="{height - h:.1f}" width="{bar - 2}" height="{h:.1f}" '
-                       f'fill="{colour}"><title>{html.escape(purpose)}, week of {week}: {count}</title></rect>')
+                       f'fill="{colour}"><title>{html.escape(labels.get(purpose, purpose))}, week of {week}: {count}'
+                       '</title></rect>')
         out.append(f'<text x="{x0}" y="{height + 14}" font-size="10">{week.strftime("%d %b")}</text>')
     for pi, purpose in enumerate(purposes):
         y = legend_y + pi * 20
         out.append(f'<rect x="{left}" y="{y}" width="12" height="12" fill="{_PALETTE[pi % len(_PALETTE)]}"/>')
-        out.append(f'<text x="{left + 18}" y="{y + 10}" font-size="12">{html.escape(purpose)}</text>')
+        name = labels.get(purpose, purpose)
+        shown = f"{name} ({purpose})" if name != purpose else purpose
+        out.append(f'<text x="{left + 18}" y="{y + 10}" font-size="12">{html.escape(shown)}: '
+                   f'{sum(n for (_, p), n in per_week.items() if p == purpose)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -215,7 +225,7 @@ def _table(headers: tuple[str, ...], rows: list[tuple[object, ...]], empty: str)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def to_html(report: ComplianceReport, *, title: str = "Compliance report") -> str:
+def to_html(report: ComplianceReport, *, title: str = "Compliance report", labels: dict[str, str] | None = None) -> str:
     period = f"{report.start.isoformat()} to {report.end.isoformat()} (end exclusive)"
     recorded = sorted(((t, d, c, n) for (t, d, c), n in report.recorded.items()))
     accessed = sorted(((a, r, act, p, dec, n) for (a, r, act, p, dec), n in report.accessed.items()))
@@ -238,7 +248,7 @@ def to_html(report: ComplianceReport, *, title: str = "Compliance report") -> st
         "<h3>Consent evidence by source</h3>",
         _table(("direction", "evidence source", "recordings"),
                [(d, s, n) for (d, s), n in sorted(report.by_consent_source.items())], "Nothing was recorded."),
-        "<h2>Accesses per week and purpose</h2>", weekly_chart_svg(report.per_week),
+        "<h2>Accesses per week and purpose</h2>", weekly_chart_svg(report.per_week, labels),
         "<h2>Accessed (by whom, why, decision)</h2>",
         _table(("user", "role", "action", "purpose", "decision", "requests"), list(accessed),
                "Nobody asked for recording content."),

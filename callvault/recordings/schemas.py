@@ -72,6 +72,13 @@ class RecordingFilters(BaseModel):
     started_from: datetime | None = None
     started_to: datetime | None = None
     case_ref: str | None = None
+    agent_contains: str | None = None
+    """Any part of the agent's username, case-insensitive (the search page's partial names)."""
+    number_contains: str | None = None
+    """Digits that occur anywhere in the remote or the local number (the search page's partial numbers:
+    people remember "the call from ...4000", not the whole E.164 form)."""
+    recording_ids: tuple[str, ...] | None = None
+    """Only these recordings (the search page narrows to a transcript search's hits this way)."""
 
 
 class IngestResponse(BaseModel):

@@ -140,6 +140,16 @@ def _search_conditions(
             conds.append(getattr(Recording, field) == value)
     if filters.agent:
         conds.append(Recording.agent == filters.agent.lower())
+    if filters.agent_contains:
+        conds.append(Recording.agent.contains(filters.agent_contains.lower(), autoescape=True))
+    if filters.number_contains:
+        digits = "".join(ch for ch in filters.number_contains if ch.isdigit())
+        if not digits:
+            raise InvalidInput("invalid filter:", [FieldProblem("number", "type some digits of the number")])
+        # Stored numbers are E.164 ("+14165550100"): digits only after the plus, so a digit run matches.
+        conds.append(or_(Recording.remote_number.contains(digits), Recording.local_number.contains(digits)))
+    if filters.recording_ids is not None:
+        conds.append(Recording.id.in_(filters.recording_ids))
     for field in ("remote_number", "local_number"):
         value = getattr(filters, field)
         if value:
@@ -156,6 +166,20 @@ def _search_conditions(
         conds.append(or_(Recording.started_at < c_started,
                          and_(Recording.started_at == c_started, Recording.id < c_id)))
     return conds
+
+
+def agents_in_scope(session: Session, *, policy: PolicyDocument, actor: Actor, limit: int = 500) -> list[str]:
+    """The agents of the recordings the actor may see, for the search page's agent picker.
+
+    Only names within the actor's scope: a picker listing every agent would tell a specialist who else
+    is recorded."""
+    scope = scope_clause(policy, actor)
+    if scope is None:
+        return []
+    query = (select(Recording.agent).where(scope, Recording.state == RecordingState.AVAILABLE,
+                                           Recording.agent.is_not(None))
+             .group_by(Recording.agent).order_by(Recording.agent).limit(limit))
+    return [a for a in session.scalars(query) if a]
 
 
 def _admin_like_roles(policy: PolicyDocument) -> set[str]:

@@ -659,3 +659,15 @@ def report(session: Session, *, start: datetime, end: datetime, clock: Clock = s
         Recording.state == RecordingState.AVAILABLE, Recording.on_hold.is_(False),
         Recording.destroy_after <= clock.now())) or 0)
     return RetentionReport(start=start, end=end, destroyed=destroyed, held=held, overdue_for_destruction=overdue)
+
+
+def list_destructions(session: Session, *, start: datetime | None = None, end: datetime | None = None,
+                      limit: int = 500) -> list[DestructionRecord]:
+    """The destruction register (what, when, why, by which rule; no content), newest first, for the
+    oversight page that proves destruction happened (B11)."""
+    query = select(DestructionRecord)
+    if start:
+        query = query.where(DestructionRecord.destroyed_at >= start)
+    if end:
+        query = query.where(DestructionRecord.destroyed_at < end)
+    return list(session.scalars(query.order_by(DestructionRecord.destroyed_at.desc()).limit(limit)))

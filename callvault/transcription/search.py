@@ -24,9 +24,12 @@ from pathlib import Path
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from callvault.audit import service as audit
+from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import ConfigurationError
-from callvault.policy.decide import Actor
+from callvault.policy.decide import Action, Actor, decide
 from callvault.policy.schema import PolicyDocument
+from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
 from callvault.recordings.service import scope_clause
 from callvault.transcription.models import TranscriptTerm
@@ -118,3 +121,26 @@ def candidates(session: Session, *, key: bytes, policy: PolicyDocument, actor: A
     return list(session.scalars(
         select(Recording).where(Recording.id.in_(matching), Recording.state == RecordingState.AVAILABLE, scope)
         .order_by(Recording.started_at.desc(), Recording.id.desc()).limit(limit)))
+
+
+def allowed_hits(session: Session, *, key: bytes, policy: PolicyDocument, actor: Actor, query: str,
+                 purpose: str | None, source_ip: str | None, limit: int = 50,
+                 clock: Clock = system_clock) -> list[Recording]:
+    """``candidates`` that ``decide()`` lets the actor read the transcript of for ``purpose``, audited
+    (``transcript.search``, with the purpose and the number of hits, never the words).
+
+    One function for the API and the search page, so both find exactly the calls the purpose could then
+    open: the same facts as reading one transcript (consents, a sampled call's reviewers, a request's
+    handlers). A search that found calls but none allowed, without a purpose, is recorded as refused."""
+    rows = candidates(session, key=key, policy=policy, actor=actor, query=query, limit=limit)
+    now = clock.now()
+    hits = [r for r in rows if decide(
+        policy=policy, actor=actor, action=Action.TRANSCRIPT, purpose=purpose, now=now,
+        recording=recordings.content_facts(session, r, policy=policy, purpose=purpose, now=now)).allowed]
+    denied = bool(rows) and not hits and not purpose
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action="transcript.search",
+        decision="deny" if denied else "allow", purpose=purpose, source_ip=source_ip,
+        reason="no purpose named" if denied else "",
+        details={"terms": len(normalise(query)), "hits": len(hits)}), clock=clock)
+    return hits

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
@@ -55,6 +58,85 @@ def abilities(caller: Caller) -> dict[str, bool]:
 templates.env.globals["abilities"] = abilities
 
 
+def review_warning(request: Request, caller: Caller) -> str | None:
+    """B13: the policy's review date has passed. Shown on every page to the roles that answer for the
+    policy (administering roles, leadership, misuse recipients) until a reviewed version is loaded."""
+    can = abilities(caller)
+    if not (can["admin"] or can["manage_retention"] or can["misuse_recipient"]):
+        return None
+    due = caller.policy.review_due_on()
+    today = runtime_of(request).clock.now().date()
+    if today <= due:
+        return None
+    return (f"The policy {caller.policy.policy_id} {caller.policy.version} was due for review on {due.isoformat()} "
+            f"({(today - due).days} days ago, B13). Review it and load the reviewed version.")
+
+
+templates.env.globals["review_warning"] = review_warning
+
+TZ_COOKIE = "cv_tz"
+"""The time zone a person chose on the search page, remembered by their browser (not a secret)."""
+
+
+def policy_zones(policy: Any) -> list[str]:
+    """The IANA zones the policy itself names, most specific to the business first: the detection day
+    (where the office is), then each request region's working day, then QA sampling; UTC last."""
+    zones = [policy.misuse.detection.timezone,
+             *(r.timezone for r in policy.subject_requests.regions.values() if r.timezone)]
+    sampling = getattr(getattr(getattr(policy, "quality_review", None), "sampling", None), "timezone", None)
+    if sampling:
+        zones.append(sampling)
+    return list(dict.fromkeys([z for z in zones if z and z != "UTC"] + ["UTC"]))
+
+
+@lru_cache(maxsize=1)
+def all_zones() -> tuple[str, ...]:
+    return tuple(sorted(available_timezones()))
+
+
+def valid_zone(name: str | None) -> ZoneInfo | None:
+    if not name or len(name) > 64:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def display_zone(request: Request, caller: Caller) -> ZoneInfo:
+    """The zone dates are typed and shown in: the person's own choice (``?tz=``, then their remembered
+    one), else the first zone the policy names, so a Toronto office sees Toronto times and a Sydney team
+    that picks Australia/Sydney keeps seeing Sydney times."""
+    chosen = valid_zone(request.query_params.get("tz")) or valid_zone(read_cookie(request, TZ_COOKIE))
+    return chosen or ZoneInfo(policy_zones(caller.policy)[0])
+
+
+def remember_zone(response: Response, request: Request, zone: ZoneInfo) -> None:
+    """Keep an explicitly chosen zone for the next visit (a year; SameSite=Strict like every cookie here)."""
+    if valid_zone(request.query_params.get("tz")) is not None:
+        response.set_cookie(cookie_name(request, TZ_COOKIE), zone.key, httponly=True, samesite="strict",
+                            secure=secure_request(request), path="/", max_age=365 * 86400)
+
+
+def local_next(value: str | None) -> str:
+    """Where to go after signing in: only a path on this site (``/recordings?x=1``), never another host
+    (``//evil``, ``https://evil``, ``/\\evil``), so ``next=`` cannot be used to send people elsewhere."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in value):
+        return "/"
+    return value
+
+
+def sign_in_redirect(request: Request) -> str:
+    """``/`` with the page asked for as ``next`` (GET only: a form post cannot be replayed after sign-in)."""
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET" or target == "/":
+        return "/"
+    return "/?next=" + quote(target, safe="")
+
+
 def same(sent: str, expected: str) -> bool:
     return bool(sent) and bool(expected) and hmac.compare_digest(sent, expected)
 
@@ -66,10 +148,10 @@ def page_caller(request: Request, runtime: Runtime = Depends(get_runtime)) -> Ca
         caller = resolve_caller(request, runtime)
     except (AuthenticationFailed, AccessDenied) as exc:
         if not read_cookie(request, SESSION_COOKIE) or isinstance(exc, AuthenticationFailed):
-            raise HTTPException(status_code=303, headers={"Location": "/"}) from exc
+            raise HTTPException(status_code=303, headers={"Location": sign_in_redirect(request)}) from exc
         raise
     if not has_acknowledged(caller.policy, caller.actor):
-        raise HTTPException(status_code=303, headers={"Location": "/"})
+        raise HTTPException(status_code=303, headers={"Location": sign_in_redirect(request)})
     return caller
 
 
@@ -112,8 +194,30 @@ def login_page(request: Request, error: str | None, status_code: int = 200) -> R
     token = secrets.token_urlsafe(32)
     oidc = runtime_of(request).settings.oidc
     response = templates.TemplateResponse(request, "login.html", {
-        "error": error, "csrf_token": token, "sso_label": oidc.button_label if oidc else None},
+        "error": error, "csrf_token": token, "sso_label": oidc.button_label if oidc else None,
+        "next": local_next(request.query_params.get("next"))},
         status_code=status_code)
     response.set_cookie(cookie_name(request, PRELOGIN_COOKIE), token, httponly=True, samesite="strict",
                         secure=secure_request(request), path="/", max_age=3600)
     return response
+
+
+def wants_html(request: Request) -> bool:
+    """A browser asking for a page (not the JSON API): it gets an HTML error page, never raw JSON."""
+    return (not request.url.path.startswith("/api/") and request.method in ("GET", "HEAD", "POST")
+            and "text/html" in request.headers.get("accept", ""))
+
+
+_TITLES = {400: "Bad request", 401: "Please sign in", 403: "Not allowed", 404: "Not found",
+           405: "Not possible here", 409: "Not possible now", 413: "Too large", 416: "Out of range",
+           422: "Check what you typed", 429: "Too many attempts", 500: "Something went wrong",
+           503: "Temporarily unavailable"}
+
+
+def error_page(request: Request, status_code: int, reason: str, allow: str = "") -> Response:
+    """The HTML form of an API error for a browser: same status, the reason in words, no JSON."""
+    if status_code == 404:
+        return render(request, "not_found.html", {"caller": None, "what": None}, status_code=404)
+    text = reason[:1].upper() + reason[1:]
+    return denied(request, None, text if text.endswith(".") else text + ".", allow,
+                  title=_TITLES.get(status_code, "Something went wrong"), status_code=status_code)

@@ -3,18 +3,19 @@ log's verification status, and the administrator's users / API tokens / policy v
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import select
 
-from callvault.api.deps import Caller, get_runtime
+from callvault.api.deps import Caller, get_runtime, runtime_of
 from callvault.audit import checkpoints
 from callvault.audit import service as audit
-from callvault.core.errors import CallvaultError, InvalidInput
+from callvault.core.errors import AccessDenied, CallvaultError, InvalidInput, NotFound
 from callvault.identity import service as identity
 from callvault.identity import throttle
 from callvault.identity.models import User
@@ -22,8 +23,9 @@ from callvault.notify.service import SmtpSettings
 from callvault.oversight import policy_lifecycle, reports
 from callvault.oversight import service as oversight
 from callvault.policy.models import PolicyVersion
+from callvault.retention import service as retention
 from callvault.runtime import Runtime
-from callvault.web.common import abilities, denied, form_expired, page_caller, render, same
+from callvault.web.common import abilities, denied, display_zone, form_expired, page_caller, render, same
 
 router = APIRouter(include_in_schema=False)
 
@@ -42,8 +44,36 @@ def misuse_page(request: Request, caller: Caller = Depends(page_caller),
             session.expunge(r)
     return render(request, "misuse.html", {
         "caller": caller, "rows": rows, "errors": [], "form": {}, "flash": request.query_params.get("done"),
+        "moved_to": request.query_params.get("to", "")[:20], "flash_error": None, "moves": _moves(),
         "recipient": oversight.is_recipient(caller.policy, caller.user.role),
         "recipient_roles": caller.policy.misuse.report_to_roles})
+
+
+def _moves() -> dict[str, list[str]]:
+    """The status moves the service allows (``oversight.TRANSITIONS``), to offer only those."""
+    return {src: sorted(dst) for src, dst in oversight.TRANSITIONS.items()}
+
+
+@router.post("/misuse/{report_id}/status", response_class=HTMLResponse)
+def move_misuse(report_id: str, request: Request, status: Annotated[str, Form()] = "",
+                note: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+                caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    """A recipient moves a report (open → investigating → closed, or reopens it): the service decides
+    who may and which moves exist, and audits the move with its note."""
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    try:
+        with runtime.db.unit_of_work() as session:
+            oversight.change_status(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
+                                    status=status, note=note[:500], clock=runtime.clock)
+    except CallvaultError as exc:
+        reason = getattr(exc, "reason", "") or exc.message
+        return denied(request, caller, reason[:1].upper() + reason[1:] + ".",
+                      "Only the report's recipients move it, along open → investigating → closed.",
+                      title="Not moved",
+                      status_code=(403 if isinstance(exc, AccessDenied) else 404 if isinstance(exc, NotFound)
+                                   else 422 if isinstance(exc, InvalidInput) else 409))
+    return RedirectResponse(f"/misuse?done=moved&to={status}", status_code=303)
 
 
 @router.post("/misuse", response_class=HTMLResponse)
@@ -68,6 +98,7 @@ def file_misuse(request: Request, summary: Annotated[str, Form()] = "", descript
         return render(request, "misuse.html", {
             "caller": caller, "rows": [], "errors": errors, "flash": None,
             "form": {"summary": summary, "description": description, "subject_user": subject_user},
+            "moves": {}, "flash_error": None,
             "recipient": oversight.is_recipient(caller.policy, caller.user.role),
             "recipient_roles": caller.policy.misuse.report_to_roles}, status_code=422)
     return RedirectResponse("/misuse?done=filed", status_code=303)
@@ -86,6 +117,78 @@ def _refuse(request: Request, caller: Caller, runtime: Runtime, action: str, rea
     return denied(request, caller, reason[:1].upper() + reason[1:] + ".", allow, clauses=clauses)
 
 
+# ----------------------------------------------------------------------------------------- audit search, register
+def _overseer(request: Request, caller: Caller, runtime: Runtime, action: str) -> Response | None:
+    """Audit search and the destruction register are for the roles that answer for the policy:
+    administering roles, leadership (retention managers) and misuse-report recipients (B12)."""
+    can = abilities(caller)
+    if can["admin"] or can["manage_retention"] or can["misuse_recipient"]:
+        return None
+    return _refuse(request, caller, runtime, action, f"role {caller.user.role} may not search the audit log",
+                   "The audit log and the destruction register are for administering roles, leadership and "
+                   "misuse-report recipients.", ("A10",))
+
+
+def _day(value: str | None, zone: ZoneInfo, *, next_day: bool = False) -> datetime | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(f"“{value[:20]}” is not a date like 2026-11-01") from exc
+    return datetime.combine(day + timedelta(days=1 if next_day else 0), time(0), tzinfo=zone)
+
+
+@router.get("/oversight/audit", response_class=HTMLResponse)
+def audit_search_page(request: Request, caller: Caller = Depends(page_caller),
+                      runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Who did what, to which recording, why and with what answer. Searching is itself audited."""
+    refused = _overseer(request, caller, runtime, "audit.search")
+    if refused is not None:
+        return refused
+    q = {k: v.strip() for k, v in request.query_params.items() if v.strip()}
+    zone = display_zone(request, caller)
+    rows: list[Any] = []
+    error = None
+    if q:
+        try:
+            start, end = _day(q.get("from"), zone), _day(q.get("to"), zone, next_day=True)
+            if start and end and start >= end:
+                raise InvalidInput(f"From ({q['from']}) is after To ({q['to']}); swap them")
+            decision = q.get("decision")
+            if decision not in (None, "allow", "deny"):
+                raise InvalidInput("Decision: choose allowed or refused")
+            with runtime.db.unit_of_work() as session:
+                rows = audit.search_entries(session, actor=q.get("person"), object_id=q.get("recording"),
+                                            purpose=q.get("purpose"), decision=decision, start=start, end=end)
+                for r in rows:
+                    session.expunge(r)
+                audit.append(session, audit.AuditEvent(
+                    actor=caller.user.username, actor_role=caller.user.role, action="audit.searched",
+                    decision="allow", source_ip=caller.source_ip, clauses=("A10",),
+                    details={"filters": sorted(q), "hits": len(rows)}), clock=runtime.clock)
+        except InvalidInput as exc:
+            error = exc.message
+    return render(request, "oversight_audit.html", {
+        "caller": caller, "q": q, "rows": rows, "error": error, "zone": zone,
+        "purposes": list(caller.policy.purposes), "searched": bool(q)}, status_code=422 if error else 200)
+
+
+@router.get("/oversight/destroyed", response_class=HTMLResponse)
+def destruction_register_page(request: Request, caller: Caller = Depends(page_caller),
+                              runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The destruction register: proof of what was destroyed, when, by which rule (B11, A9). No content."""
+    refused = _overseer(request, caller, runtime, "retention.register")
+    if refused is not None:
+        return refused
+    zone = display_zone(request, caller)
+    with runtime.db.unit_of_work() as session:
+        rows = retention.list_destructions(session)
+        for r in rows:
+            session.expunge(r)
+    return render(request, "destroyed.html", {"caller": caller, "rows": rows, "zone": zone})
+
+
 # ----------------------------------------------------------------------------------------- compliance report
 @router.get("/reports/compliance", response_class=HTMLResponse)
 def compliance_page(request: Request, caller: Caller = Depends(page_caller),
@@ -94,26 +197,61 @@ def compliance_page(request: Request, caller: Caller = Depends(page_caller),
     if not (can["admin"] or can["manage_retention"] or can["misuse_recipient"]):
         return _refuse(request, caller, runtime, "report.compliance", f"role {caller.user.role} may not read the "
                        "compliance report", "It is for administering roles, leadership and misuse-report recipients.")
-    now = runtime.clock.now()
+    period = _period(request)
+    if period is None:
+        return denied(request, caller, "The period is not a date like 2026-11-01.", "Fix the dates and try again.",
+                      title="Invalid period", status_code=422)
+    start, end = period
+    report = _report(runtime, caller, start, end, "html")
+    labels = {p: rule.description for p, rule in caller.policy.purposes.items() if rule.description}
+    html = reports.to_html(report, labels=labels)
+    body = html[html.index("<h2>"):html.rindex("</body>")]  # the report's own sections and SVG chart
+    return render(request, "compliance.html", {"caller": caller, "body": Markup(body),  # noqa: S704 (escaped there)
+                                               "start": start, "end": end})
+
+
+def _period(request: Request) -> tuple[datetime, datetime] | None:
+    """The report's period from ``from``/``to`` (default: the 30 days to now, by the product clock)."""
+    now = runtime_of(request).clock.now()
     try:
         end = datetime.fromisoformat(request.query_params["to"]) if request.query_params.get("to") else now
         start = (datetime.fromisoformat(request.query_params["from"]) if request.query_params.get("from")
                  else end - timedelta(days=30))
     except ValueError:
-        return denied(request, caller, "The period is not a date like 2026-11-01.", "Fix the dates and try again.",
-                      title="Invalid period", status_code=422)
+        return None
     start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))
+    return start, end
+
+
+def _report(runtime: Runtime, caller: Caller, start: datetime, end: datetime, fmt: str) -> reports.ComplianceReport:
+    """Build the report and audit who read or downloaded it, for which period, in which format."""
     with runtime.db.unit_of_work() as session:
         report = reports.build_report(session, start=start, end=end, today=runtime.clock.now().date())
         audit.append(session, audit.AuditEvent(actor=caller.user.username, actor_role=caller.user.role,
                                                action="report.compliance", decision="allow",
                                                source_ip=caller.source_ip,
-                                               details={"from": start.isoformat(), "to": end.isoformat()}),
+                                               details={"from": start.isoformat(), "to": end.isoformat(),
+                                                        "format": fmt}),
                      clock=runtime.clock)
-    html = reports.to_html(report)
-    body = html[html.index("<h2>"):html.rindex("</body>")]  # the report's own sections and SVG chart
-    return render(request, "compliance.html", {"caller": caller, "body": Markup(body),  # noqa: S704 (escaped there)
-                                               "start": start, "end": end})
+    return report
+
+
+@router.get("/reports/compliance.csv")
+def compliance_csv(request: Request, caller: Caller = Depends(page_caller),
+                   runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The same report as one long CSV table (``callvault report compliance --format csv``), audited."""
+    can = abilities(caller)
+    if not (can["admin"] or can["manage_retention"] or can["misuse_recipient"]):
+        return _refuse(request, caller, runtime, "report.compliance", f"role {caller.user.role} may not read the "
+                       "compliance report", "It is for administering roles, leadership and misuse-report recipients.")
+    period = _period(request)
+    if period is None:
+        return denied(request, caller, "The period is not a date like 2026-11-01.", "Fix the dates and try again.",
+                      title="Invalid period", status_code=422)
+    report = _report(runtime, caller, *period, "csv")
+    name = f"compliance-{period[0].date().isoformat()}-{period[1].date().isoformat()}.csv"
+    return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
 # ----------------------------------------------------------------------------------------- admin

@@ -12,6 +12,7 @@ Every state-changing form carries the session's CSRF token and is refused withou
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -54,6 +55,7 @@ from callvault.web.common import (
     SIGN_IN_UNAVAILABLE,
     STATIC_DIR,
     delete_cookie,
+    local_next,
     login_page,
     render,
     same,
@@ -116,13 +118,18 @@ def home(request: Request, caller: Caller | None = Depends(_optional_caller),
                 return pending
         return login_page(request, None)
     if not has_acknowledged(caller.policy, caller.actor):
-        return render(request, "acknowledge.html", {"caller": caller, "policy": caller.policy})
+        return render(request, "acknowledge.html", {"caller": caller, "policy": caller.policy,
+                                                    "next": local_next(request.query_params.get("next"))})
+    target = local_next(request.query_params.get("next"))
+    if target != "/":  # signed in (or acknowledged) on the way to the page that was asked for
+        return RedirectResponse(target, status_code=303)
     return home_pages.dashboard(request, caller, runtime)
 
 
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
-          csrf_token: Annotated[str, Form()] = "", runtime: Runtime = Depends(get_runtime)) -> Response:
+          csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "",
+          runtime: Runtime = Depends(get_runtime)) -> Response:
     if not same(csrf_token, read_cookie(request, PRELOGIN_COOKIE) or ""):
         return login_page(request, "The sign-in form expired; please try again.", status_code=403)
     ip = source_ip(request)
@@ -151,6 +158,8 @@ def login(request: Request, username: Annotated[str, Form()], password: Annotate
         record_unavailable(runtime, username=username, ip=ip)
         return login_page(request, SIGN_IN_UNAVAILABLE, status_code=503)
     target = {"full": "/", "mfa": "/mfa", "enrol": "/mfa/enrol"}[result.stage]
+    if (after := local_next(next)) != "/":  # only a path on this site: never an open redirect
+        target += "?" + urlencode({"next": after})
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, new.cookie)
     delete_cookie(response, request, PRELOGIN_COOKIE)
@@ -162,11 +171,13 @@ def mfa_page(request: Request, runtime: Runtime = Depends(get_runtime)) -> Respo
     half = _half_session(request, runtime, "mfa")
     if half is None:
         return RedirectResponse("/", status_code=303)
-    return templates.TemplateResponse(request, "mfa.html", {"error": None, "csrf_token": half[0].csrf_token})
+    return templates.TemplateResponse(request, "mfa.html", {"error": None, "csrf_token": half[0].csrf_token,
+                                                            "next": local_next(request.query_params.get("next"))})
 
 
 @router.post("/mfa", response_class=HTMLResponse)
 def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annotated[str, Form()] = "",
+               next: Annotated[str, Form()] = "",
                runtime: Runtime = Depends(get_runtime)) -> Response:
     half = _half_session(request, runtime, "mfa")
     if half is None:
@@ -202,7 +213,8 @@ def mfa_submit(request: Request, code: Annotated[str, Form()], csrf_token: Annot
         record_unavailable(runtime, username=user.username, ip=ip)
         return templates.TemplateResponse(request, "mfa.html", {
             "error": SIGN_IN_UNAVAILABLE, "csrf_token": ws.csrf_token}, status_code=503)
-    response = RedirectResponse("/", status_code=303)
+    after = local_next(next)
+    response = RedirectResponse("/" if after == "/" else "/?" + urlencode({"next": after}), status_code=303)
     set_session_cookie(response, request, new.cookie)
     return response
 
@@ -317,7 +329,8 @@ def logout(request: Request, csrf_token: Annotated[str, Form()] = "",
 
 
 @router.post("/acknowledge")
-def acknowledge(csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(_web_caller),
+def acknowledge(csrf_token: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "",
+                caller: Caller = Depends(_web_caller),
                 runtime: Runtime = Depends(get_runtime)) -> Response:
     if not same(csrf_token, caller.csrf_token):
         return Response("The form expired; reload the page and try again.", status_code=403)
@@ -325,7 +338,7 @@ def acknowledge(csrf_token: Annotated[str, Form()] = "", caller: Caller = Depend
         user = identity.get_user(session, caller.user.username)
         identity.acknowledge_policy(session, user=user, policy=caller.policy, source_ip=caller.source_ip,
                                     clock=runtime.clock)
-    return RedirectResponse("/", status_code=303)
+    return RedirectResponse(local_next(next), status_code=303)
 
 
 @router.get("/notice", response_class=HTMLResponse)

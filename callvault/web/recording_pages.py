@@ -4,9 +4,12 @@ and (administrators) the recording's audit trail."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import csv
+import io
+from datetime import datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,62 +27,206 @@ from callvault.recordings import playback
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 from callvault.recordings.schemas import RecordingFilters
+from callvault.recordings.service import MAX_PAGE
 from callvault.runtime import Runtime
+from callvault.transcription import search as transcript_search
 from callvault.web import player, waveform
-from callvault.web.common import abilities, form_expired, page_caller, render, same
+from callvault.web.common import (
+    abilities,
+    all_zones,
+    denied,
+    display_zone,
+    form_expired,
+    page_caller,
+    policy_zones,
+    remember_zone,
+    render,
+    same,
+)
 
 router = APIRouter(include_in_schema=False)
 
-FILTERS = ("extension", "agent", "team", "direction", "remote_number", "local_number", "started_from",
-           "started_to", "case_ref")
+FILTERS = ("extension", "agent", "team", "direction", "remote_number", "local_number", "number", "started_from",
+           "started_to", "case_ref", "words", "purpose")
+EXPORT_LIMIT = 10_000
+"""Rows in one CSV export of a search (newest first); the page says so when a search has more."""
 
 
-def _time(name: str, value: str | None) -> datetime | None:
+def _time(name: str, value: str | None, zone: ZoneInfo, *, end_of_day: bool = False) -> datetime | None:
+    """A typed date or date-time, read in the person's time zone.
+
+    A bare date in "To" means the whole of that day (up to the next local midnight): people pick the
+    last day they want, not the first day they don't."""
     if not value:
         return None
+    label = "From" if name == "started_from" else "To"
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise InvalidInput(f"{name.replace('_', ' ')}: not a date/time like 2026-11-01 or 2026-11-01T09:00+00:00") \
-            from exc
-    if parsed.tzinfo is None:  # a date typed into the form: read it as UTC, as the table shows
-        parsed = parsed.replace(tzinfo=UTC)
+        raise InvalidInput(f"{label}: “{value[:40]}” is not a date like 2026-11-01 (or a date and time like "
+                           "2026-11-01T09:00); use the date picker") from exc
+    if parsed.tzinfo is None:
+        if end_of_day and len(value.strip()) == 10:
+            parsed = datetime.combine(parsed.date() + timedelta(days=1), time(0))
+        parsed = parsed.replace(tzinfo=zone)
     if problem := instant_problem(parsed):  # year 1 at +14:00 has no UTC: a 500 before (issue 24)
-        raise InvalidInput(f"{name.replace('_', ' ')}: {problem}")
+        raise InvalidInput(f"{label}: {problem}")
     return parsed
+
+
+class _Search:
+    """One run of the search form: the filters as typed, the service's answer, and what to tell the person."""
+
+    def __init__(self, request: Request, caller: Caller, runtime: Runtime) -> None:
+        self.q = {k: v.strip() for k, v in request.query_params.items() if v and v.strip()}
+        self.zone = display_zone(request, caller)
+        self.error: str | None = None
+        self.swap_link: str | None = None
+        self.agents: list[str] = []
+        self.runtime, self.caller = runtime, caller
+        self.filters: RecordingFilters | None = None
+        try:
+            self.filters = self._filters()
+        except CallvaultError as exc:
+            self.error = _message(exc)
+
+    def _filters(self) -> RecordingFilters:
+        q = self.q
+        direction = q.get("direction")
+        if direction not in (None, "inbound", "outbound"):
+            raise InvalidInput("Direction: choose inbound or outbound")
+        start = _time("started_from", q.get("started_from"), self.zone)
+        end = _time("started_to", q.get("started_to"), self.zone, end_of_day=True)
+        if start and end and start >= end:
+            swapped = {**{k: v for k, v in q.items() if k in FILTERS or k == "tz"},
+                       "started_from": q["started_to"], "started_to": q["started_from"]}
+            self.swap_link = "/recordings?" + urlencode(swapped)
+            raise InvalidInput(f"From ({q['started_from']}) is after To ({q['started_to']}), so no call can match: "
+                               "From is the earliest start you want, To the latest.")
+        agent = q.get("agent", "").lower() or None
+        with self.runtime.db.read_only() as session:
+            self.agents = recordings.agents_in_scope(session, policy=self.caller.policy, actor=self.caller.actor)
+        exact = agent in self.agents  # picked from the list: that agent only; typed: any name containing it
+        return RecordingFilters(
+            extension=q.get("extension"), agent=agent if exact else None,
+            agent_contains=None if exact else agent, team=q.get("team"), direction=direction,
+            remote_number=q.get("remote_number"), local_number=q.get("local_number"),
+            number_contains=q.get("number"), started_from=start, started_to=end, case_ref=q.get("case_ref"))
+
+    def words_hits(self, session: Session, source_ip: str | None) -> tuple[str, ...] | None:
+        """The recordings whose transcript holds every word typed (decided for the purpose and audited by
+        the same service as ``GET /api/v1/transcripts/search``), or None when no words were typed."""
+        words = self.q.get("words")
+        if not words:
+            return None
+        purpose = self.q.get("purpose")
+        if not purpose:
+            raise InvalidInput("Words said: choose why you are searching what was said (the purpose); "
+                               "a transcript is recording content, like listening")
+        if purpose not in allowed_purposes(self.caller.policy, self.caller.user.role):
+            raise InvalidInput(f"Purpose: your role may not use {purpose}")
+        key = transcript_search.load_search_key(self.runtime.settings.key_dir, self.runtime.settings.env)
+        hits = transcript_search.allowed_hits(
+            session, key=key, policy=self.caller.policy, actor=self.caller.actor, query=words[:200], purpose=purpose,
+            source_ip=source_ip, limit=MAX_PAGE, clock=self.runtime.clock)
+        return tuple(r.id for r in hits)
+
+    def run(self, *, limit: int, cursor: str | None, pages: int = 1) -> tuple[list[Any], str | None]:
+        """Up to ``pages`` service pages from ``cursor`` (the CSV export reads several), rows detached."""
+        if self.filters is None:
+            return [], None
+        rows: list[Any] = []
+        next_cursor = cursor
+        try:
+            with self.runtime.db.unit_of_work() as session:
+                ids = self.words_hits(session, self.caller.source_ip)
+                filters = self.filters if ids is None else self.filters.model_copy(update={"recording_ids": ids})
+                for _ in range(pages):
+                    found, next_cursor = recordings.search(
+                        session, policy=self.caller.policy, actor=self.caller.actor, filters=filters, limit=limit,
+                        cursor=next_cursor, default_region=self.runtime.settings.default_region)
+                    rows.extend(found)
+                    if next_cursor is None:
+                        break
+                for r in rows:
+                    session.expunge(r)
+        except CallvaultError as exc:
+            self.error = _message(exc)
+            return [], None
+        return rows, next_cursor
+
+    @property
+    def kept(self) -> dict[str, str]:
+        return {k: v for k, v in self.q.items() if k in FILTERS}
+
+
+def _message(exc: CallvaultError) -> str:
+    text = exc.message
+    if isinstance(exc, InvalidInput) and exc.problems:
+        text = "; ".join(f"{_FIELD_LABELS.get(p.location, p.location)}: {p.message}" for p in exc.problems)
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+_FIELD_LABELS = {"remote_number": "Remote number", "local_number": "Local number", "number": "Number"}
 
 
 @router.get("/recordings", response_class=HTMLResponse)
 def search_page(request: Request, caller: Caller = Depends(page_caller),
                 runtime: Runtime = Depends(get_runtime)) -> Response:
-    q = {k: v for k, v in request.query_params.items() if v}
-    error = None
-    rows: list[Any] = []
-    next_cursor = None
-    try:
-        direction = q.get("direction")
-        if direction not in (None, "inbound", "outbound"):
-            raise InvalidInput("direction: choose inbound or outbound")
-        filters = RecordingFilters(
-            extension=q.get("extension"), agent=q.get("agent"), team=q.get("team"),
-            direction=direction,
-            remote_number=q.get("remote_number"), local_number=q.get("local_number"),
-            started_from=_time("started_from", q.get("started_from")),
-            started_to=_time("started_to", q.get("started_to")), case_ref=q.get("case_ref"))
-        with runtime.db.unit_of_work() as session:
-            found, next_cursor = recordings.search(session, policy=caller.policy, actor=caller.actor,
-                                                   filters=filters, limit=50, cursor=q.get("cursor"),
-                                                   default_region=runtime.settings.default_region)
-            rows = list(found)
-            for r in rows:
-                session.expunge(r)
-    except CallvaultError as exc:
-        error = exc.message + (" " + "; ".join(f"{p.location}: {p.message}" for p in exc.problems)
-                               if isinstance(exc, InvalidInput) and exc.problems else "")
-    keep = {k: v for k, v in q.items() if k in FILTERS}
-    return render(request, "recordings.html", {
-        "caller": caller, "rows": rows, "next_cursor": next_cursor, "q": keep, "error": error,
-        "paged": "cursor" in q, "now": runtime.clock.now()})
+    search = _Search(request, caller, runtime)
+    rows, next_cursor = search.run(limit=50, cursor=search.q.get("cursor"))
+    response = render(request, "recordings.html", {
+        "caller": caller, "rows": rows, "next_cursor": next_cursor, "q": search.kept, "error": search.error,
+        "swap_link": search.swap_link, "paged": "cursor" in search.q, "now": runtime.clock.now(),
+        "zone": search.zone, "zones": policy_zones(caller.policy), "all_zones": all_zones(),
+        "agents": search.agents, "purposes": allowed_purposes(caller.policy, caller.user.role),
+        "purpose_labels": {p: r.description for p, r in caller.policy.purposes.items()}},
+        status_code=422 if search.error else 200)
+    remember_zone(response, request, search.zone)
+    return response
+
+
+def _cell(value: object) -> str:
+    """A CSV cell a spreadsheet will not run: text starting with = + - @ (a formula) gets a leading '.
+    E.164 numbers (+ and digits only) stay as they are: a spreadsheet reads them as numbers, never code."""
+    text = "" if value is None else str(value)
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not (text[:1] == "+" and text[1:].isdigit()):
+        return "'" + text
+    return text
+
+
+@router.get("/recordings.csv")
+def export_search(request: Request, caller: Caller = Depends(page_caller),
+                  runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The search's result list as CSV: metadata only (never audio or transcript text), newest first, at
+    most ``EXPORT_LIMIT`` rows. Audited (``recordings.list_exported``: the filters used and the row count)
+    because a list of who called whom, when, is personal data leaving the system."""
+    search = _Search(request, caller, runtime)
+    rows, more = search.run(limit=MAX_PAGE, cursor=None, pages=EXPORT_LIMIT // MAX_PAGE)
+    if search.error:
+        return denied(request, caller, search.error, "Fix the search and export again.", title="Cannot export",
+                      status_code=422)
+    zone = search.zone
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "call_id", f"started ({zone.key})", "started_utc", "direction", "extension", "agent", "team",
+                     "remote_number", "local_number", "duration_seconds", "consent_state", "quarantined", "case_ref",
+                     "destroy_after", "on_hold"])
+    for r in rows:
+        writer.writerow([_cell(v) for v in (
+            r.id, r.call_id, r.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), r.started_at.isoformat(),
+            r.direction, r.extension, r.agent, r.team, r.remote_number, r.local_number, f"{r.duration_seconds:.1f}",
+            r.consent_state, "yes" if r.quarantined else "no", r.case_ref,
+            r.destroy_after.isoformat() if r.destroy_after else "", "yes" if r.on_hold else "no")])
+    with runtime.db.unit_of_work() as session:
+        audit.append(session, audit.AuditEvent(
+            actor=caller.user.username, actor_role=caller.user.role, action="recordings.list_exported",
+            decision="allow", source_ip=caller.source_ip, clauses=("A10",),
+            details={"filters": sorted(search.kept), "rows": len(rows), "truncated": more is not None,
+                     "format": "csv"}), clock=runtime.clock)
+    stamp = runtime.clock.now().astimezone(zone).strftime("%Y%m%d-%H%M")
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="recordings-{stamp}.csv"', "Cache-Control": "no-store"})
 
 
 @router.get("/recordings/{recording_id}", response_class=HTMLResponse)

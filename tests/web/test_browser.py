@@ -95,9 +95,8 @@ def test_search_shows_consent_retention_and_filters(browser: Any, server: LiveSe
     page.get_by_label("Extension").fill("2002")
     page.get_by_role("button", name="Search").click()
     assert page.locator("#results tbody tr").count() == 1 and "bob" in page.locator("#results tbody").inner_text()
-    page.get_by_label("From (UTC)").fill("not a date")
-    page.get_by_role("button", name="Search").click()
-    assert "not a date/time" in page.get_by_role("alert").inner_text()
+    page.goto("/recordings?started_from=not+a+date")  # the date picker cannot send this; an edited address can
+    assert "is not a date like" in page.get_by_role("alert").inner_text()
     phone = _page(browser, server, width=390)
     sign_in(phone, env, "lead")
     phone.goto("/recordings")

@@ -24,4 +24,6 @@ function enableSorting(table) {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable").forEach(enableSorting);
+  // "Print or save as PDF" (the compliance report): the browser's print dialog, styled by @media print.
+  document.querySelectorAll("[data-print]").forEach((b) => b.addEventListener("click", () => window.print()));
 });
