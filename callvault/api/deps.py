@@ -38,7 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callvault.audit import service as audit
 from callvault.core.clock import Clock
-from callvault.core.errors import AccessDenied, AuthenticationFailed, ConfigurationError
+from callvault.core.errors import AccessDenied, AuthenticationFailed, ConfigurationError, StepUpRequired
 from callvault.core.settings import Settings
 from callvault.identity import network
 from callvault.identity import service as identity
@@ -453,11 +453,22 @@ async def _resolve_async(request: Request, runtime: Runtime, *, allow_enrol: boo
 
 def require_step_up(runtime: Runtime, caller: Caller) -> None:
     """Refuse a download unless this session or token confirmed a one-time code recently (or is an
-    unattended client's token scoped ``recordings:download``): ``identity.step_up``, RELIABILITY 17.
-    Checked before the policy decision, so a refusal says only what to do and reveals nothing else."""
+    unattended client's token scoped ``recordings:download``): ``identity.step_up``, RELIABILITY 17."""
     from callvault.identity import step_up
 
     with runtime.db.read_only() as session:
         step_up.require(session, via=caller.via, credential_id=caller.credential_id, scopes=caller.scopes,
                         full_scope=identity.FULL_SCOPE, window_seconds=runtime.settings.step_up_seconds,
                         clock=runtime.clock)
+
+
+def step_up_problem(runtime: Runtime, caller: Caller) -> StepUpRequired | None:
+    """``require_step_up``'s refusal, or None: for a content route to apply *after* the policy said yes
+    (a serve check), so that the person first gets the policy's own answer (an unknown or unreachable call
+    looks absent; a missing approval says what to ask for), and a download refused for want of a fresh code
+    is on the audit log as the refusal it is, like every other content answer (issue 23, A4)."""
+    try:
+        require_step_up(runtime, caller)
+    except StepUpRequired as exc:
+        return exc
+    return None

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from callvault.access import service as access
-from callvault.api.deps import Caller, get_caller, get_runtime, require_step_up
+from callvault.api.deps import Caller, get_caller, get_runtime, step_up_problem
 from callvault.audit import service as audit
 from callvault.capture.audio import CONTENT_TYPES
 from callvault.capture.ingest import ingest_recording
@@ -244,8 +244,7 @@ def get_audio(
 ) -> Response:
     """Stream the original audio, naming a purpose. Honours ``Range``. Every call is decided and audited."""
     action = Action.DOWNLOAD if download else Action.PLAY
-    if download:
-        require_step_up(runtime, caller)
+    step_up = step_up_problem(runtime, caller) if download else None
     range_header = request.headers.get("range")
     with runtime.db.unit_of_work() as session:
         grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=recording_id,
@@ -253,7 +252,7 @@ def get_audio(
         decision, row = recordings.authorize_content(
             session, policy=caller.policy, actor=caller.actor, action=action, recording_id=recording_id,
             purpose=purpose, grants=grants, source_ip=caller.source_ip,
-            details={"range": range_header} if range_header else None, check=_servable(range_header),
+            details={"range": range_header} if range_header else None, check=_servable(range_header, step_up),
             clock=runtime.clock,
         )
     if row is None:
@@ -284,11 +283,13 @@ def get_audio(
     return StreamingResponse(body, status_code=206, media_type=media_type, headers=headers)
 
 
-def _servable(range_header: str | None) -> recordings.ServeCheck:
+def _servable(range_header: str | None, step_up: CallvaultError | None = None) -> recordings.ServeCheck:
     """What playback needs once the policy said yes, checked before the decision is audited: a purpose
     served only by an anonymised derivative needs the call's copy (A6); the original, a ``Range`` that fits."""
 
     def check(session: Session, row: Recording, decision: Decision) -> CallvaultError | None:
+        if step_up is not None:  # a download with no fresh authenticator code (RELIABILITY 17)
+            return step_up
         redacted = recordings.redacted_only(row.id, decision)
         if redacted is not None:
             return redacted

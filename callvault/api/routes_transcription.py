@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from callvault.access import service as access
-from callvault.api.deps import Caller, get_caller, get_runtime, require_step_up
+from callvault.api.deps import Caller, get_caller, get_runtime, step_up_problem
 from callvault.audit import service as audit
 from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, Conflict, NotFound
 from callvault.policy.decide import Action, Decision
@@ -165,15 +165,18 @@ def get_redacted_audio(recording_id: str, purpose: Purpose = None, download: boo
     timings (409 until the recording is transcribed). No ``Range`` support.
     """
     action = Action.DOWNLOAD if download else Action.PLAY
-    if download:
-        require_step_up(runtime, caller)
+    step_up = step_up_problem(runtime, caller) if download else None
+
+    def check(session: Session, row: Recording, decision: Decision) -> CallvaultError | None:
+        return step_up if step_up is not None else _redactable(session, row, decision)
+
     with runtime.db.unit_of_work() as session:
         grants = access.grants_for_decision(session, user_id=caller.user.id, recording_id=recording_id,
                                             now=runtime.clock.now())
         decision, row = recordings.authorize_content(
             session, policy=caller.policy, actor=caller.actor, action=action, recording_id=recording_id,
             purpose=purpose, grants=grants, source_ip=caller.source_ip, details={"view": "redacted_audio"},
-            check=_redactable, clock=runtime.clock)
+            check=check, clock=runtime.clock)
     if row is None:
         raise NotFound("no such recording")
     if not decision.allowed:

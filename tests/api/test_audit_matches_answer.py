@@ -171,14 +171,18 @@ class Ask:
     call: str
     purpose: str | None
     answer: int
+    stepped_up: bool = True
+    """For downloads: whether the person confirmed a fresh authenticator code first (RELIABILITY 17)."""
 
     def __str__(self) -> str:
-        return f"{self.who} {self.what} of {self.call} for {self.purpose or 'no purpose'} -> {self.answer}"
+        fresh = "" if self.stepped_up else " without a fresh code"
+        return f"{self.who} {self.what}{fresh} of {self.call} for {self.purpose or 'no purpose'} -> {self.answer}"
 
 
 ASKS = [
     Ask("lead", "play", "alice's call", "spot_check", 200),
     Ask("lead", "download", "alice's call", "spot_check", 200),
+    Ask("lead", "download", "alice's call", "spot_check", 403, stepped_up=False),  # the policy said yes; no code
     Ask("lead", "play", "alice's call", None, 403),
     Ask("lead", "play", "alice's call", "gossip", 403),
     Ask("alice", "play", "alice's call", "self_review", 200),
@@ -249,6 +253,10 @@ def test_the_audit_entry_says_what_the_person_got(
         resp = browsers[ask.who].get(path, params=params)
     else:
         with server.client(ask.who) as client:
+            if ask.what == "download" and ask.stepped_up:
+                server.step_up(client, ask.who)
+            elif ask.what == "download":  # a token of its own, never stepped up (the shared one may have been)
+                client.headers["Authorization"] = f"Bearer {server.sign_in(client, ask.who)}"
             if endpoint.note is not None:
                 resp = client.post(path, params=params, json={"note": endpoint.note})
             else:

@@ -94,7 +94,7 @@ def test_a_call_no_rule_covers_stays_quarantined_with_the_reason(server: LiveSer
     assert row.quarantined and row.consent_source == "none"
     assert "no consent.standing_evidence rule covers inbound calls to +14165911668" in (row.quarantine_reason or "")
     with server.client("lead") as lead:
-        assert lead.get(f"/api/v1/recordings/{row.id}/audio", params={"purpose": "spot_check"}).status_code == 403
+        assert lead.get(f"/api/v1/recordings/{row.id}/audio", params={"purpose": "spot_check"}).status_code == 404
 
 
 def test_metadata_cannot_claim_a_standing_rule_itself(server: LiveServer) -> None:
