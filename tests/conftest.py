@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from callvault.demo.local_policy import write_loopback_variant
-from tests.support.env import CallvaultEnv, LiveServer, make_env
+from tests.support.env import CallvaultEnv, LiveServer, Persona, make_env
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_POLICY_A = REPO / "examples" / "policies" / "policy-a.yaml"
@@ -147,3 +147,34 @@ def browser() -> Iterator[Any]:
 
     with launched() as chromium:
         yield chromium
+
+
+PERSONAS_B = [
+    Persona("sam", "specialist", "3001", "customer_success"),
+    Persona("tina", "specialist", "3002", "customer_success"),
+    Persona("lead", "support_lead", "3100", "customer_success"),
+    Persona("lead2", "support_lead", "3101", "customer_success"),
+    Persona("head", "head_of_customer_success", "3200", "customer_success"),
+    Persona("hr", "hr_manager"),
+    Persona("qa", "qa_reviewer"),
+]
+"""Policy B's team for the API tests: two specialists, two team leaders, the Head, HR and a QA reviewer."""
+
+
+@pytest.fixture(scope="module")
+def env_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
+    """Policy B (with loopback admitted, like the tests' servers) and ``PERSONAS_B``, one per module."""
+    tmp = tmp_path_factory.mktemp("policy-b")
+    with fresh_database(request.config.getoption("--db"), tmp) as url:
+        environment = CallvaultEnv(tmp / "data", url, POLICY_B, personas=PERSONAS_B)
+        yield environment
+        environment.close()
+
+
+@pytest.fixture(scope="module")
+def server_b(env_b: CallvaultEnv) -> Iterator[LiveServer]:
+    """The real HTTP server over ``env_b`` (a module's own ``env_b`` fixture, where it has one)."""
+    live = LiveServer(env_b)
+    live.start()
+    yield live
+    live.stop()

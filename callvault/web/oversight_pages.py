@@ -193,6 +193,21 @@ def destruction_register_page(request: Request, caller: Caller = Depends(page_ca
 @router.get("/reports/compliance", response_class=HTMLResponse)
 def compliance_page(request: Request, caller: Caller = Depends(page_caller),
                     runtime: Runtime = Depends(get_runtime)) -> Response:
+    period = _report_period(request, caller, runtime)
+    if isinstance(period, Response):
+        return period
+    start, end = period
+    report = _report(runtime, caller, start, end, "html")
+    labels = {p: rule.description for p, rule in caller.policy.purposes.items() if rule.description}
+    html = reports.to_html(report, labels=labels)
+    body = html[html.index("<h2>"):html.rindex("</body>")]  # the report's own sections and SVG chart
+    return render(request, "compliance.html", {"caller": caller, "body": Markup(body),  # noqa: S704 (escaped there)
+                                               "start": start, "end": end})
+
+
+def _report_period(request: Request, caller: Caller, runtime: Runtime) -> tuple[datetime, datetime] | Response:
+    """The compliance report's gate, shared by the page and its CSV: the roles that may read it (a refusal
+    page otherwise, audited), then the period asked for (a 422 page when it is not a date)."""
     can = abilities(caller)
     if not (can["admin"] or can["manage_retention"] or can["misuse_recipient"]):
         return _refuse(request, caller, runtime, "report.compliance", f"role {caller.user.role} may not read the "
@@ -201,13 +216,7 @@ def compliance_page(request: Request, caller: Caller = Depends(page_caller),
     if period is None:
         return denied(request, caller, "The period is not a date like 2026-11-01.", "Fix the dates and try again.",
                       title="Invalid period", status_code=422)
-    start, end = period
-    report = _report(runtime, caller, start, end, "html")
-    labels = {p: rule.description for p, rule in caller.policy.purposes.items() if rule.description}
-    html = reports.to_html(report, labels=labels)
-    body = html[html.index("<h2>"):html.rindex("</body>")]  # the report's own sections and SVG chart
-    return render(request, "compliance.html", {"caller": caller, "body": Markup(body),  # noqa: S704 (escaped there)
-                                               "start": start, "end": end})
+    return period
 
 
 def _period(request: Request) -> tuple[datetime, datetime] | None:
@@ -240,14 +249,9 @@ def _report(runtime: Runtime, caller: Caller, start: datetime, end: datetime, fm
 def compliance_csv(request: Request, caller: Caller = Depends(page_caller),
                    runtime: Runtime = Depends(get_runtime)) -> Response:
     """The same report as one long CSV table (``callvault report compliance --format csv``), audited."""
-    can = abilities(caller)
-    if not (can["admin"] or can["manage_retention"] or can["misuse_recipient"]):
-        return _refuse(request, caller, runtime, "report.compliance", f"role {caller.user.role} may not read the "
-                       "compliance report", "It is for administering roles, leadership and misuse-report recipients.")
-    period = _period(request)
-    if period is None:
-        return denied(request, caller, "The period is not a date like 2026-11-01.", "Fix the dates and try again.",
-                      title="Invalid period", status_code=422)
+    period = _report_period(request, caller, runtime)
+    if isinstance(period, Response):
+        return period
     report = _report(runtime, caller, *period, "csv")
     name = f"compliance-{period[0].date().isoformat()}-{period[1].date().isoformat()}.csv"
     return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8", headers={

@@ -3,7 +3,6 @@ grants limited in time and actions, rejections, lapses and reminders on the audi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,37 +29,10 @@ from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 from callvault.transcription import engines
-from tests.conftest import POLICY_B, fresh_database
+from tests.conftest import PERSONAS_B, POLICY_B
 from tests.support.audio import metadata, upload, wav_bytes
-from tests.support.env import CallvaultEnv, LiveServer, Persona
+from tests.support.env import CallvaultEnv, LiveServer
 from tests.support.transcripts import transcribe_now
-
-PERSONAS_B = [
-    Persona("sam", "specialist", "3001", "customer_success"),
-    Persona("tina", "specialist", "3002", "customer_success"),
-    Persona("lead", "support_lead", "3100", "customer_success"),
-    Persona("lead2", "support_lead", "3101", "customer_success"),
-    Persona("head", "head_of_customer_success", "3200", "customer_success"),
-    Persona("hr", "hr_manager"),
-    Persona("qa", "qa_reviewer"),
-]
-
-
-@pytest.fixture(scope="module")
-def env_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
-    tmp = tmp_path_factory.mktemp("policy-b")
-    with fresh_database(request.config.getoption("--db"), tmp) as url:
-        environment = CallvaultEnv(tmp / "data", url, POLICY_B, personas=PERSONAS_B)
-        yield environment
-        environment.close()
-
-
-@pytest.fixture(scope="module")
-def server_b(env_b: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(env_b)
-    live.start()
-    yield live
-    live.stop()
 
 
 def _meta(agent: str, extension: str, **extra: Any) -> dict[str, Any]:

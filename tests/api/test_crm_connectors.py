@@ -50,14 +50,6 @@ def env_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture(scope="module")
-def server_b(env_b: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(env_b)
-    live.start()
-    yield live
-    live.stop()
-
-
-@pytest.fixture(scope="module")
 def sams_call(server_b: LiveServer) -> str:
     with server_b.client("admin") as admin:
         resp = upload(admin, wav_bytes(0.5, seed=31), metadata(

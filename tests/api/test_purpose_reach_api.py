@@ -4,7 +4,6 @@ and the audit entry that records it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,34 +13,8 @@ from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
 from tests.api.test_auth_web import web_sign_in
-from tests.conftest import POLICY_B, fresh_database
 from tests.support.audio import CALL_START, metadata, upload, wav_bytes
-from tests.support.env import CallvaultEnv, LiveServer, Persona
-
-PERSONAS_B = [
-    Persona("sam", "specialist", "3001", "customer_success"),
-    Persona("lead", "support_lead", "3100", "customer_success"),
-    Persona("lead2", "support_lead", "3101", "customer_success"),
-    Persona("head", "head_of_customer_success", "3200", "customer_success"),
-    Persona("qa", "qa_reviewer"),
-]
-
-
-@pytest.fixture(scope="module")
-def env_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
-    tmp = tmp_path_factory.mktemp("reach-b")
-    with fresh_database(request.config.getoption("--db"), tmp) as url:
-        environment = CallvaultEnv(tmp / "data", url, POLICY_B, personas=PERSONAS_B)
-        yield environment
-        environment.close()
-
-
-@pytest.fixture(scope="module")
-def server_b(env_b: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(env_b)
-    live.start()
-    yield live
-    live.stop()
+from tests.support.env import CallvaultEnv, LiveServer
 
 
 def _upload(server: LiveServer, seed: int, **meta: Any) -> str:

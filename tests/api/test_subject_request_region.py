@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.api.test_access_requests import PERSONAS_B
-from tests.conftest import POLICY_B, fresh_database
 from tests.support.audio import CALL_START, metadata, upload, wav_bytes
-from tests.support.env import CallvaultEnv, LiveServer
+from tests.support.env import LiveServer
 
 UK_NUMBER = "+442036953777"
-
-
-@pytest.fixture(scope="module")
-def server_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("policy-b-region")
-    with fresh_database(request.config.getoption("--db"), tmp) as url:
-        environment = CallvaultEnv(tmp / "data", url, POLICY_B, personas=PERSONAS_B)
-        live = LiveServer(environment)
-        live.start()
-        yield live
-        live.stop()
-        environment.close()
 
 
 def _request_for(server: LiveServer, caller: str, email: str) -> dict[str, Any]:
