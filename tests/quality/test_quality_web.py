@@ -48,10 +48,13 @@ ANSWERS = {"Greeted the caller": "Yes", "On an outbound call": "Not applicable",
 
 
 def _item_decisions(env: CallvaultEnv, actor: str) -> list[tuple[str, str | None]]:
-    """(decision, purpose) of the policy engine's answers to ``actor`` reaching a review item's call."""
+    """(decision, purpose) of the policy engine's answers to ``actor`` reaching a review item's call to write
+    about it. The page's player fetches the audio as the browser sees fit (each fetch decided and audited as
+    ``recording.play``); those are not counted here."""
     with env.runtime.db.unit_of_work() as session:
         entries = session.scalars(select(AuditEntry).where(AuditEntry.actor == actor).order_by(AuditEntry.seq))
-        return [(e.decision, e.purpose) for e in entries if (e.details or {}).get("quality_item")]
+        return [(e.decision, e.purpose) for e in entries
+                if (e.details or {}).get("quality_item") and e.action != "recording.play"]
 
 
 def _score(page: Any, answers: dict[str, str]) -> None:

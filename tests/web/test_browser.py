@@ -80,6 +80,8 @@ def test_a_new_hire_must_acknowledge_the_policy_before_anything_else(browser: An
     page.goto("/recordings")  # every page leads back to the gate
     assert page.get_by_text("You must acknowledge this policy").is_visible()
     page.get_by_role("button", name="I have read and acknowledge this policy").click()
+    page.wait_for_url("**/recordings")  # then on to the page asked for
+    page.goto("/")
     assert page.get_by_role("heading", name="What needs you now").is_visible()
 
 
