@@ -135,16 +135,22 @@ def get_item_audio(item_id: str, request: Request, caller: Caller = Depends(get_
                              media_type=media_type, headers=headers)
 
 
-@router.post("/items/{item_id}/reviews", response_model=ReviewRead, status_code=201)
-def post_review(item_id: str, body: ReviewCreate, caller: Caller = Depends(get_caller),
-                runtime: Runtime = Depends(get_runtime)) -> ReviewRead:
-    """Score a queued call with the policy's scorecard; a second reviewer makes a calibration pair."""
+def _may_write_about(runtime: Runtime, caller: Caller, item_id: str) -> None:
+    """Decide (and audit, committed) the reviewer reaching a queued call before anything is written about it;
+    raise the refusal when the policy says no."""
     with runtime.db.unit_of_work() as session:
         decision, _, _ = review.authorize_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id,
                                                action=Action.VIEW_METADATA, source_ip=caller.source_ip,
                                                clock=runtime.clock)
     if not decision.allowed:
         raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+
+
+@router.post("/items/{item_id}/reviews", response_model=ReviewRead, status_code=201)
+def post_review(item_id: str, body: ReviewCreate, caller: Caller = Depends(get_caller),
+                runtime: Runtime = Depends(get_runtime)) -> ReviewRead:
+    """Score a queued call with the policy's scorecard; a second reviewer makes a calibration pair."""
+    _may_write_about(runtime, caller, item_id)
     with runtime.db.unit_of_work() as session:
         item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
         row = review.submit(session, policy=caller.policy, actor=caller.actor, item=item, answers=body.answers,
@@ -157,12 +163,7 @@ def post_review(item_id: str, body: ReviewCreate, caller: Caller = Depends(get_c
 def put_my_review(item_id: str, body: ReviewCreate, caller: Caller = Depends(get_caller),
                   runtime: Runtime = Depends(get_runtime)) -> ReviewRead:
     """Change your own score of a queued call until its agent has acknowledged it (409 after); audited."""
-    with runtime.db.unit_of_work() as session:
-        decision, _, _ = review.authorize_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id,
-                                               action=Action.VIEW_METADATA, source_ip=caller.source_ip,
-                                               clock=runtime.clock)
-    if not decision.allowed:
-        raise AccessDenied(decision.reason, reason=decision.reason, clauses=decision.clauses)
+    _may_write_about(runtime, caller, item_id)
     with runtime.db.unit_of_work() as session:
         item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
         row = review.revise(session, policy=caller.policy, actor=caller.actor, item=item, answers=body.answers,

@@ -8,8 +8,9 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.webhook_receiver import LoopbackPostServer
 
 TOKEN = "sms-test-token"
 
@@ -53,36 +54,12 @@ class PhoneDouble:
         return found.group(1)
 
 
-class PhoneServer:
+class PhoneServer(LoopbackPostServer):
     """The double on 127.0.0.1 (a free port); ``url`` is what CALLVAULT_SMS_URL points at."""
 
     def __init__(self, double: PhoneDouble) -> None:
-        owner = double
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status = owner.handle(self.headers, raw)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
+        super().__init__(double, "/sms")
         self.double = double
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/sms"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> PhoneServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
 
     def env(self) -> dict[str, str]:
         return {"CALLVAULT_SMS_URL": self.url, "CALLVAULT_SMS_TOKEN": self.double.token}

@@ -9,7 +9,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol, Self
 
 
 @dataclass
@@ -46,10 +46,15 @@ class Receiver:
         return [r for r in self.received if r.event_type == event_type]
 
 
-class ReceiverServer:
-    def __init__(self, receiver: Receiver) -> None:
-        owner = receiver
+class _PostHandling(Protocol):
+    def handle(self, headers: Any, raw: bytes) -> int: ...
 
+
+class LoopbackPostServer:
+    """A loopback HTTP server (a free port) that hands every POST to ``owner.handle(headers, body)`` and
+    answers its status with no body: the stand-in for a receiver callvault posts to. ``url`` ends in ``path``."""
+
+    def __init__(self, owner: _PostHandling, path: str) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -62,10 +67,10 @@ class ReceiverServer:
                 return
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hooks/callvault"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> ReceiverServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -73,3 +78,8 @@ class ReceiverServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self._thread.join(timeout=5)
+
+
+class ReceiverServer(LoopbackPostServer):
+    def __init__(self, receiver: Receiver) -> None:
+        super().__init__(receiver, "/hooks/callvault")
