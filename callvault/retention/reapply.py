@@ -74,6 +74,17 @@ def _listed_recordings(session: Session, keyring: Keyring) -> list[tuple[str, st
 
 def _destroy_batch(session: Session, batch: Sequence[tuple[str, str, str]], *, trigger: str,
                    clock: Clock) -> list[Pending]:
+    # Claim the rows first and look again: the list is written *before* a destroying transaction
+    # commits (``shred.destroy_now``), so a key seen listed may belong to another worker's destruction
+    # in flight. Its row lock makes this wait for that commit (PostgreSQL; SQLite serialises writers),
+    # after which its key row is gone and the recording is that worker's to finish, not ours.
+    claimed = [rec_id for rec_id, _, _ in batch]
+    session.execute(select(Recording.id).where(Recording.id.in_(claimed)).order_by(Recording.id)
+                    .with_for_update(of=Recording))
+    alive = set(session.scalars(select(DataKey.recording_id).where(DataKey.recording_id.in_(claimed))))
+    batch = [item for item in batch if item[0] in alive]
+    if not batch:
+        return []
     ids = [rec_id for rec_id, _, _ in batch]
     rows = {r.id: r for r in session.scalars(select(Recording).where(Recording.id.in_(ids)))}
     recorded = set(session.scalars(select(DestructionRecord.recording_id)

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 
 from callvault.audit.models import AuditEntry
 from callvault.capture import control
@@ -25,6 +25,7 @@ from callvault.policy.schema import add_months
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention import service as retention
 from callvault.retention.models import DestructionRecord, KeyDestruction
+from callvault.retention.reapply import reapply
 from callvault.retention.shred import Doomed, destroy_now, finish
 from callvault.retention.sweep import dry_run, sweep
 from callvault.storage.keys import Keyring, WrappedKey, load_keyring
@@ -513,3 +514,49 @@ def test_two_workers_sweeping_at_once_never_destroy_the_same_recording_twice(a: 
     assert sum(results) == 20
     assert a.count(DestructionRecord) == 20
     assert [a.intact_or_fully_destroyed(r) for r in recs] == ["destroyed"] * 20
+
+
+def test_a_restore_check_running_while_another_worker_shreds_leaves_that_destruction_alone(a: World) -> None:
+    """The race CI found on PostgreSQL: worker 1 has listed a key as destroyed and not yet committed;
+    worker 2's sweep starts by re-applying the list (``reapply``), sees the key row still there and, before the fix,
+    wrote a second destruction record for it (a unique-key error that stopped its sweep). Now worker 2
+    waits for worker 1's claim and leaves the recording it destroyed alone: one record, no re-destruction."""
+    if a.runtime.db.dialect != "postgresql":
+        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE): the second sweep cannot start mid-destruction")
+    rec = a.ingest()
+    a.at(T.replace(month=8))
+    db = a.runtime.db
+    session = db.session_factory()
+    errors: list[BaseException] = []
+    try:
+        row = session.get(Recording, rec)
+        assert row is not None
+        pending = destroy_now(session, keyring=a.runtime.keyring, doomed=[Doomed.of(row, "max_age")],
+                              actor="system", clock=a.clock)  # listed and uncommitted: worker 1 is mid-transaction
+
+        def second_worker() -> None:
+            try:
+                reapply(db, a.runtime.store, a.runtime.keyring, trigger="sweep", clock=a.clock)
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        thread = threading.Thread(target=second_worker)
+        thread.start()
+        # Wait on the event meant: worker 2's statement blocked behind worker 1's transaction.
+        # Autocommit: PostgreSQL keeps one pg_stat_activity snapshot for a whole transaction.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+            waited = 0
+            while not watcher.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                           "AND datname = current_database()")).scalar():
+                assert thread.is_alive() and waited < 600, "the second worker never reached worker 1's rows"
+                watcher.execute(text("SELECT pg_sleep(0.05)"))
+                waited += 1
+        session.commit()
+    finally:
+        session.close()
+    thread.join()
+    finish(db, a.runtime.store, a.runtime.keyring, pending, clock=a.clock)  # worker 1's step 2
+    assert errors == []
+    assert a.count(DestructionRecord, DestructionRecord.recording_id == rec) == 1
+    assert a.count(AuditEntry, AuditEntry.action == "recording.re_destroyed") == 0
+    assert a.intact_or_fully_destroyed(rec) == "destroyed"
