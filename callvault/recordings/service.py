@@ -238,17 +238,20 @@ def get_visible(
 
     A denial is appended to the audit log; the caller commits before answering "not found".
     """
-    row, denial = find_visible(session, policy=policy, actor=actor, recording_id=recording_id, source_ip=source_ip)
-    if denial is not None:
-        audit.append(session, denial, clock=clock)
+    row, event = find_visible(session, policy=policy, actor=actor, recording_id=recording_id, source_ip=source_ip,
+                              clock=clock)
+    if event is not None:
+        audit.append(session, event, clock=clock)
     return row
 
 
 def find_visible(
     session: Session, *, policy: PolicyDocument, actor: Actor, recording_id: str, source_ip: str | None = None,
+    clock: Clock = system_clock,
 ) -> tuple[Recording | None, audit.AuditEvent | None]:
-    """Like ``get_visible`` but writes nothing: returns the row (or None) and, for a denial, the audit
-    event the caller must commit before answering "not found".
+    """Like ``get_visible`` but writes nothing: returns the row (or None) and, for a denial or a look
+    allowed only by an emergency declaration (``emergency_access``: every access under one is on record
+    for its review), the audit event the caller must commit before answering.
 
     Why: a metadata read that is allowed then runs in a read-only unit of work, which on SQLite does
     not queue for the database's one write lock; only a denial takes it, to record itself.
@@ -257,6 +260,16 @@ def find_visible(
     if row is None or row.state != RecordingState.AVAILABLE:
         return None, None
     decision = decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None)
+    if not decision.allowed and policy.emergency_access is not None and actor.role in policy.emergency_access.roles:
+        from callvault.access import emergency as emergency_access  # builds on this module
+
+        now = clock.now()
+        declared = emergency_access.active_for(session, user_id=actor.user_id, now=now)
+        if declared is not None:
+            decision = decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row),
+                              purpose=None, now=now, emergency=declared)
+            if decision.allowed:
+                return row, _decision_event(actor, Action.VIEW_METADATA, row.id, decision, source_ip)
     if not decision.allowed:
         return None, _decision_event(actor, Action.VIEW_METADATA, row.id, decision, source_ip)
     return row, None
