@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -20,30 +19,15 @@ from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
-from tests.support.regulated import regulated_text
+from tests.support.regulated import regulated_env
 
 CALLER = "+14165550142"
-ACCOUNTING = "\naccounting_of_disclosures:\n  roles: [executive]\n  clause: site policy 9.1\n"
-
-
-def regulated_policy(folder: Path) -> Path:
-    """Policy A's loopback variant made regulated (emergency access, minimum, extension) plus the accounting."""
-    from tests.conftest import POLICY_A
-
-    path = folder / "regulated.yaml"
-    path.write_text(regulated_text(POLICY_A.read_text()) + ACCOUNTING)
-    return path
 
 
 @pytest.fixture(scope="module")
 def env_r(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
-    from tests.conftest import fresh_database
-
-    tmp = tmp_path_factory.mktemp("regulated")
-    with fresh_database(request.config.getoption("--db"), tmp) as url:
-        environment = CallvaultEnv(tmp / "data", url, regulated_policy(tmp))
+    with regulated_env(request.config.getoption("--db"), tmp_path_factory.mktemp("regulated")) as environment:
         yield environment
-        environment.close()
 
 
 @pytest.fixture(scope="module")
