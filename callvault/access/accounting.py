@@ -52,11 +52,7 @@ def account(
 ) -> list[Disclosure]:
     """The accounting of disclosures for ``number``, for a role the policy names; the reading is audited
     (a refusal raises ``AccessDenied``: the edges put it on record with ``refusals.on_record``)."""
-    if not may_read(policy, actor.role):
-        named = ", ".join(policy.accounting_of_disclosures.roles) or "none"
-        reason = (f"role {actor.role} may not read callers' accounting of disclosures "
-                  f"(accounting_of_disclosures.roles: {named})")
-        raise AccessDenied(reason, reason=reason, clauses=_clauses(policy))
+    account_gate(policy, actor.role)
     e164 = parse_number(number, default_region=default_region)
     found = disclosures(session, number=e164, since=since)
     audit.append(session, audit.AuditEvent(
@@ -88,3 +84,13 @@ def to_csv(found: list[Disclosure]) -> str:
             d.at.isoformat(), d.recording_id, d.action.removeprefix("recording."), d.actor, d.actor_role, d.purpose,
             d.reason, d.emergency_declaration, d.audit_seq)])
     return out.getvalue()
+
+
+def account_gate(policy: PolicyDocument, role: str) -> None:
+    """``AccessDenied`` with the policy's reason unless ``role`` may read the accounting (the page checks
+    before it shows even the empty form)."""
+    if not may_read(policy, role):
+        named = ", ".join(policy.accounting_of_disclosures.roles) or "none"
+        reason = (f"role {role} may not read callers' accounting of disclosures "
+                  f"(accounting_of_disclosures.roles: {named})")
+        raise AccessDenied(reason, reason=reason, clauses=_clauses(policy))
