@@ -20,6 +20,12 @@ Guard = AbstractContextManager[None]
 """What ``on_record`` returns (for the edges' small wrappers)."""
 
 
+def _printable(text: str) -> str:
+    """``text`` without control characters: an id or number from a URL is kept as typed, but a NUL would be
+    refused by PostgreSQL and turn the refusal into a server error."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 @contextmanager
 def on_record(
     db: Database, *, actor: str, actor_role: str, action: str, object_type: str = "", object_id: str = "",
@@ -33,6 +39,6 @@ def on_record(
         with db.unit_of_work() as session:
             audit.append(session, audit.AuditEvent(
                 actor=actor, actor_role=actor_role, action=action, decision="deny", object_type=object_type,
-                object_id=object_id[:200], reason=exc.reason[:1000], clauses=exc.clauses, source_ip=source_ip),
+                object_id=_printable(object_id)[:200], reason=exc.reason[:1000], clauses=exc.clauses, source_ip=source_ip),
                 clock=clock)
         raise

@@ -165,10 +165,12 @@ def test_a_role_the_policy_does_not_name_cannot_read_the_accounting_and_the_refu
     with server_r.client("lead") as lead:
         resp = lead.get("/api/v1/disclosures", params={"number": CALLER})
         csv = lead.get("/api/v1/disclosures.csv", params={"number": CALLER})
+        odd = lead.get("/api/v1/disclosures", params={"number": "\x00+1416\n"})
+    assert odd.status_code == 403
     assert resp.status_code == 403 and "accounting_of_disclosures.roles: executive" in resp.json()["message"]
     assert csv.status_code == 403
     entry = _last(env_r, "disclosures.read", "lead")
-    assert entry.decision == "deny" and entry.object_id == CALLER
+    assert entry.decision == "deny" and entry.object_id == "?+1416?"
 
 
 def test_a_bad_number_is_refused_naming_the_field(server_r: LiveServer) -> None:
