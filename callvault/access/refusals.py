@@ -39,6 +39,6 @@ def on_record(
         with db.unit_of_work() as session:
             audit.append(session, audit.AuditEvent(
                 actor=actor, actor_role=actor_role, action=action, decision="deny", object_type=object_type,
-                object_id=_printable(object_id)[:200], reason=exc.reason[:1000], clauses=exc.clauses, source_ip=source_ip),
-                clock=clock)
+                object_id=_printable(object_id)[:200], reason=exc.reason[:1000], clauses=exc.clauses,
+                source_ip=source_ip), clock=clock)
         raise
