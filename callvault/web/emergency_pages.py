@@ -91,6 +91,17 @@ def declare(request: Request, reason: Annotated[str, Form(max_length=2000)] = ""
     return RedirectResponse("/emergency?done=declared", status_code=303)
 
 
+@router.get("/emergency/open")
+def open_recording(request: Request, caller: Caller = Depends(page_caller)) -> Response:
+    """The emergency page's "open a recording by its id" box: the search lists only the role's scope, so a
+    call beyond it is reached by the id someone gives (the recording page then decides, and audits, as ever)."""
+    wanted = (request.query_params.get("recording") or "").strip()
+    if not wanted or len(wanted) > 64 or not all(c.isalnum() or c == "-" for c in wanted):
+        return denied(request, caller, "Recording: give the recording's id (letters, digits and dashes).",
+                      "Go back and paste the id.", title="Check the recording id", status_code=422)
+    return RedirectResponse(f"/recordings/{wanted}", status_code=303)
+
+
 # ------------------------------------------------------------------------------ the reviewer's queue
 @router.get("/emergency/reviews", response_class=HTMLResponse)
 def reviews_page(request: Request, caller: Caller = Depends(page_caller),

@@ -80,6 +80,9 @@ def test_bob_declares_sees_the_banner_everywhere_and_opens_alices_call_naming_a_
     for path in ("/", "/recordings", "/access"):
         page = bob.get(path)
         assert re.search(r'id="emergency-banner".*?(20|19) minutes left', page.text, re.S), path
+    opened = bob.get("/emergency/open", params={"recording": call})
+    assert opened.status_code == 303 and opened.headers["location"] == f"/recordings/{call}"
+    assert bob.get("/emergency/open", params={"recording": "../admin"}).status_code == 422
     page = bob.get(f"/recordings/{call}")
     assert page.status_code == 200 and 'id="purpose-form"' in page.text and 'value="emergency_access"' in page.text
     listened = bob.get(f"/recordings/{call}", params={"purpose": "emergency_access"})
