@@ -32,6 +32,7 @@ from callvault.policy.decide import (
     Action,
     Actor,
     Decision,
+    EmergencyFacts,
     Grant,
     QualityItemFacts,
     RecordingFacts,
@@ -314,7 +315,8 @@ class Hidden(Decision):
     so the refusal is still on record as what it was (ASVS 8.2.2 without an existence oracle)."""
 
 
-def _hidden(policy: PolicyDocument, actor: Actor, row: Recording, decision: Decision) -> Decision:
+def _hidden(policy: PolicyDocument, actor: Actor, row: Recording, decision: Decision,
+            emergency: EmergencyFacts | None = None, now: datetime | None = None) -> Decision:
     """``decision`` as a ``Hidden`` one when the actor may not know ``row`` exists.
 
     Refusals about the actor rather than the recording (an unknown role, a policy not acknowledged yet) keep
@@ -323,7 +325,10 @@ def _hidden(policy: PolicyDocument, actor: Actor, row: Recording, decision: Deci
         return decision
     if policy.acknowledgement_required and not has_acknowledged(policy, actor):
         return decision
-    if decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None).allowed:
+    # Under an emergency declaration the person sees the recording (its page opened): a content action the
+    # declaration does not cover (a download) is refused with its reason, not answered "no such recording".
+    if decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None,
+              now=now, emergency=emergency).allowed:
         return decision
     return Hidden(allowed=False, reason=decision.reason, clauses=decision.clauses, purpose=decision.purpose,
                   serves=None)
@@ -369,7 +374,7 @@ def decide_content(
         error = check(session, row, decision)
         if error is not None:
             decision = withheld(decision, error)
-    return _hidden(policy, actor, row, decision), row
+    return _hidden(policy, actor, row, decision, emergency, now), row
 
 
 def record_content(

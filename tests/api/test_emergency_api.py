@@ -74,8 +74,14 @@ def test_a_specialist_declares_an_emergency_and_then_hears_another_extensions_ca
         active = bob.get("/api/v1/emergency/active").json()
         meta = bob.get(f"/api/v1/recordings/{alices_call}")
         audio = bob.get(f"/api/v1/recordings/{alices_call}/audio", params={"purpose": "complaint_investigation"})
+        server_r.step_up(bob, "bob")
+        download = bob.get(f"/api/v1/recordings/{alices_call}/audio",
+                           params={"purpose": "complaint_investigation", "download": True})
     assert active["active"] and active["declaration_id"] == body["id"] and 0 < active["seconds_left"] <= 20 * 60
     assert meta.status_code == 200 and audio.status_code == 200
+    # The declaration covers listening and reading (emergency_access.actions), not taking a copy away: refused
+    # with the reason (the call is visible to bob now, so not "no such recording").
+    assert download.status_code == 403, download.text
     play = _last(env_r, "recording.play", "bob")
     assert play.decision == "allow" and play.object_id == alices_call and play.purpose == "complaint_investigation"
     assert play.details["emergency_declaration"] == body["id"]
