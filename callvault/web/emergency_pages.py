@@ -121,8 +121,10 @@ def _queue(request: Request, caller: Caller, runtime: Runtime, *, errors: dict[s
     except AccessDenied as exc:
         return _refused(request, caller, exc, "Only the roles emergency_access.reviewer_roles names review "
                                               "emergency access.")
+    shown = {t.declaration.id for t in tasks}
+    stray = [m for key, lines in errors.items() if key not in shown for m in lines]  # e.g. reviewed meanwhile
     return render(request, "emergency_reviews.html", {
-        "caller": caller, "tasks": tasks, "errors": errors, "flash": request.query_params.get("done"),
+        "caller": caller, "tasks": tasks, "errors": errors, "stray": stray, "flash": request.query_params.get("done"),
         "overdue": sum(1 for t in tasks if t.overdue)}, status_code=status_code)
 
 

@@ -106,6 +106,9 @@ def test_the_executive_reviews_bobs_declaration_from_the_queue(
     assert done.status_code == 303 and "done=justified" in done.headers["location"]
     assert _last(env_r, "emergency.reviewed", "exec").object_id == declaration
     assert f'id="declaration-{declaration}"' not in erin.get("/emergency/reviews").text
+    again = erin.post(f"/emergency/reviews/{declaration}", data={
+        "outcome": "misuse", "notes": "second thoughts", "csrf_token": _csrf(queue.text)})
+    assert again.status_code == 422 and 'id="review-errors"' in again.text and "already reviewed" in again.text
 
 
 def test_a_role_that_does_not_review_is_refused_the_queue_with_the_reason_and_it_is_audited(
