@@ -43,12 +43,13 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
-from callvault.capture import consent_check
+from callvault.capture import consent_check, incidents
 from callvault.capture.admission import Admission, admit, mark_applied, unapplied_controls
 from callvault.capture.audio import AudioInfo, probe_audio
 from callvault.capture.audioedit import apply_edit
 from callvault.capture.group_commit import GroupCommit
 from callvault.capture.metadata import CallMetadata, parse_metadata
+from callvault.capture.models import IncidentKind
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import Conflict
@@ -546,6 +547,15 @@ def fail_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str, *
         audit.append(session, audit.AuditEvent(
             actor=actor, action="recording.failed", decision="alarm", object_type="recording", object_id=row.id,
             reason=row.failure_reason, details={"call_id": row.call_id, **(details or {})}), clock=clock)
+        # Admitted, so in scope: under a mandatory policy the failure is an incident at once (no CDR needed).
+        incidents.raise_incident(
+            session, policy=policy_service.current_policy(session, clock=clock), kind=IncidentKind.FAILED,
+            facts=incidents.CallFacts(call_id=row.call_id, started_at=row.started_at, direction=row.direction,
+                                      extension=row.extension, team=row.team, agent=row.agent,
+                                      duration_seconds=(row.ended_at - row.started_at).total_seconds(),
+                                      remote_number=row.remote_number, local_number=row.local_number),
+            detail=f"capture failed: {row.failure_reason}", source="capture", actor=actor, recording_id=row.id,
+            clock=clock)
     return True
 
 
