@@ -49,7 +49,6 @@ def _result(result: Reconciliation) -> ReconcileResult:
 
 def _reconcile(runtime: Runtime, caller: Caller, data: bytes, fmt: str, timezone: str | None,
                tolerance: int) -> ReconcileResult:
-    _gate(runtime, caller, "capture.reconcile")
     zone = pbx_settings(runtime.settings.env).timezone
     if timezone:
         try:
@@ -80,6 +79,7 @@ async def reconcile_call_records(
 ) -> ReconcileResult:
     """Upload a PBX/SBC's call records (the CSV as the request body) and compare them with what was stored.
     Under a mandatory policy each missing, failed, gapped or refused call in scope becomes an incident (once)."""
+    await run_in_threadpool(_gate, runtime, caller, "capture.reconcile")  # before reading a body it would refuse
     data = bytearray()
     async for chunk in request.stream():
         data.extend(chunk)
@@ -98,7 +98,9 @@ def _when(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=ZoneInfo("UTC"))
 
 
-@router.get("/capture/incidents", response_model=list[CaptureIncidentRead])
+@router.get("/capture/incidents", response_model=list[CaptureIncidentRead],
+            responses={403: {"description": "not a compliance role (misuse.report_to_roles)"},
+                       422: {"description": "an unknown status or kind, or a date that is not ISO 8601"}})
 def list_capture_incidents(
     caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime),
     status: Annotated[str | None, Query(description="open | resolved")] = None,
@@ -115,7 +117,10 @@ def list_capture_incidents(
         return [CaptureIncidentRead.model_validate(r) for r in rows]
 
 
-@router.post("/capture/incidents/{incident_id}/resolve", response_model=CaptureIncidentRead)
+@router.post("/capture/incidents/{incident_id}/resolve", response_model=CaptureIncidentRead,
+             responses={403: {"description": "not a compliance role (misuse.report_to_roles)"},
+                        404: {"description": "no such incident"}, 409: {"description": "already resolved"},
+                        422: {"description": "no note"}})
 def resolve_capture_incident(incident_id: str, body: Annotated[IncidentResolve, Body()],
                              caller: Caller = Depends(get_caller),
                              runtime: Runtime = Depends(get_runtime)) -> CaptureIncidentRead:

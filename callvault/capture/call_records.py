@@ -6,12 +6,14 @@ Two layouts (``FORMATS``):
   ``call_id`` (the telephony system's id; the one capture stores when it is the same system),
   ``start`` (ISO 8601 *with* its zone: ``2026-03-02T15:00:00+00:00`` or ``...Z``),
   ``duration`` (seconds, whole or decimal), ``direction`` (``inbound`` or ``outbound``),
-  ``caller`` and ``called`` (a phone number, international or in the deployment's region, or an extension),
+  ``caller`` and ``called`` (a phone number, international or in the deployment's region, or an extension;
+  empty or ``anonymous``/``withheld``/``restricted``/``unknown`` for a number the caller withheld),
   ``extension`` (the agent's extension; may be empty), and optionally ``team`` and ``agent``.
 * ``asterisk``: Asterisk ``cdr_csv``'s ``Master.csv``, no header: ``accountcode, src, dst, dcontext, clid,
   channel, dstchannel, lastapp, lastdata, start, answer, end, duration, billsec, disposition, amaflags``, then
   ``uniqueid`` (``loguniqueid``), ``userfield`` (``loguserfield``), ``peeraccount, linkedid, sequence``
-  (``newcdrcolumns``): 17, 18, 20 or 21 columns; ``uniqueid`` is required (it is the call id). Times are the
+  (``newcdrcolumns``): 17, 18, 20 or 21 columns; ``uniqueid`` is required (it is the call id); a ``src`` or
+  ``dst`` that is neither a number nor an extension (``s``, a feature code) is read as unknown. Times are the
   PBX's local time (``tz``). Only ``ANSWERED`` rows are conversations; the others are counted, not checked.
   Direction: a call whose ``src`` is an extension (digits, at most ``EXTENSION_MAX_DIGITS``) is outbound from
   that extension; any other is inbound, answered by the extension in ``dstchannel`` (``PJSIP/2001-0000002a``)
@@ -102,11 +104,15 @@ def _parsed(problems: _Problems, line: int, name: str, parse: Callable[[str], T]
         return None
 
 
+WITHHELD = ("", "anonymous", "unknown", "withheld", "restricted", "private", "unavailable")
+"""How call records write a number the caller withheld: read as unknown (""), never as an error."""
+
+
 def _number(value: str, region: str) -> str:
-    """E.164 for a phone number, the digits for an extension; ValueError saying what is wrong."""
+    """E.164 for a phone number, the digits for an extension, "" for a withheld number; ValueError otherwise."""
     text = value.strip()
-    if not text:
-        raise ValueError("is empty")
+    if text.lower() in WITHHELD:
+        return ""
     if _EXTENSION.match(text) and len(text) <= EXTENSION_MAX_DIGITS:
         return text
     try:
@@ -117,6 +123,13 @@ def _number(value: str, region: str) -> str:
     if not phonenumbers.is_valid_number(parsed):
         raise ValueError(f"{text!r} is not a valid phone number")
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _lenient_number(value: str, region: str) -> str:
+    try:
+        return _number(value, region)
+    except ValueError:
+        return ""
 
 
 def _duration(value: str) -> float:
@@ -271,16 +284,12 @@ def read_asterisk(data: bytes, *, tz: ZoneInfo, region: str) -> CallRecords:
             seconds = _duration(row["billsec"])
         except ValueError as exc:
             problems.add(line, "billsec", str(exc))
-        numbers: dict[str, str] = {}
-        for name in ("src", "dst"):
-            try:
-                numbers[name] = _number(row[name], region)
-            except ValueError as exc:
-                problems.add(line, name, str(exc))
         if len(problems.items) > before:
             continue
-        src, dst = numbers["src"], numbers["dst"]
-        if not src.startswith("+"):
+        # src/dst are what the dialplan saw: "s", a feature code, a name. Only a number or an extension says
+        # anything; anything else is unknown rather than an error, so real Master.csv files are read.
+        src, dst = _lenient_number(row["src"], region), _lenient_number(row["dst"], region)
+        if src and not src.startswith("+"):
             direction, extension = "outbound", src
         else:
             direction = "inbound"

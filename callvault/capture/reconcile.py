@@ -152,7 +152,7 @@ def reconcile(
             team = users[record.extension][0]
         if agent is None and record.extension in users:
             agent = users[record.extension][1]
-        local = record.local_number if record.local_number.startswith("+") else None
+        local = record.local_number if record.local_number.startswith("+") else None  # "" or an extension: none
         check = scope.check(direction=record.direction, team=team, extension=record.extension, trunk_number=local)
         if not check.in_scope:
             result.findings.append(Finding(record, "out_of_scope", check.reason, call_id=record.call_id))
@@ -161,8 +161,8 @@ def reconcile(
         if finding.outcome in PROBLEM_OUTCOMES:
             facts = CallFacts(call_id=finding.call_id, started_at=record.started_at, direction=record.direction,
                               extension=record.extension, team=team, agent=agent,
-                              duration_seconds=record.duration_seconds, remote_number=record.remote_number,
-                              local_number=record.local_number)
+                              duration_seconds=record.duration_seconds, remote_number=record.remote_number or None,
+                              local_number=record.local_number or None)
             raised = raise_incident(session, policy=policy, kind=IncidentKind(finding.outcome), facts=facts,
                                     detail=finding.detail, source="reconcile", actor=actor,
                                     recording_id=finding.recording_id, mail_domain=mail_domain, clock=clock)

@@ -98,7 +98,7 @@ def reconcile_command(
 @capture_app.command("incidents")
 @handle_errors
 def incidents_command(
-    status: Annotated[str | None, typer.Option("--status", help="open | resolved [default: both]")] = None,
+    status: Annotated[str | None, typer.Option("--status", help="open | resolved | all [default: all]")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="missing | failed | gap | refused")] = None,
     since: Annotated[str | None, typer.Option("--since", help="calls started on/after (YYYY-MM-DD or ISO)")] = None,
     until: Annotated[str | None, typer.Option("--until", help="calls started up to (YYYY-MM-DD: that day "
@@ -108,6 +108,7 @@ def incidents_command(
 ) -> None:
     """List recording incidents: calls the policy says must be recorded that are not (wholly) on record."""
     start, end = parse_day_or_time(since, "--since"), parse_day_or_time(until, "--until", end=True)
+    status = None if status == "all" else status
     runtime = open_runtime(data_dir)
     try:
         with runtime.db.unit_of_work() as session:

@@ -368,3 +368,14 @@ def test_under_a_policy_that_makes_nothing_mandatory_reconcile_reports_but_raise
     assert _incidents(policy_a) == [] and _mails(policy_a) == []
     code, output = policy_a.cli("capture", "reconcile", "--cdr", str(_file(policy_a, cdr)))
     assert code == 0 and "no incidents were raised" in output
+
+
+def test_a_withheld_number_and_a_dialplan_s_extension_are_unknown_not_errors() -> None:
+    master = (b'"","","s","from-trunk","""Anonymous"" <anonymous>","PJSIP/trunk-00000009","PJSIP/4001-0000000a",'
+              b'"Dial","PJSIP/4001","2026-03-02 17:00:00","2026-03-02 17:00:04","2026-03-02 17:01:04",64,60,'
+              b'"ANSWERED","DOCUMENTATION","1772470800.9"\n')
+    (record,) = call_records.read_records(master, fmt="asterisk", region="GB").records
+    assert (record.direction, record.extension, record.caller, record.called) == ("inbound", "4001", "", "")
+    generic = _cdr("g-1,2026-03-02T17:00:00Z,60,inbound,anonymous,+44 20 7946 0000,4001")
+    (withheld,) = call_records.read_records(generic, fmt="generic", region="GB").records
+    assert withheld.remote_number == "" and withheld.local_number == "+442079460000"
