@@ -2,8 +2,9 @@
 
 Raised two ways, into one table (``CaptureIncident``, one row per call and kind, so both ways agree):
 
-* by capture itself, at once, when it refuses a call in scope at admission (``capture.admission``) or fails
-  one (``capture.ingest.fail_recording``: no media, capture process gone) — no call records needed;
+* by capture itself, at once, when it refuses a call in scope at admission (``capture.admission``), fails
+  one (``capture.ingest.fail_recording``: no media, capture process gone) or stores one with media gaps
+  (``capture.ingest``'s finalising step) — no call records needed;
 * by ``capture.reconcile`` from the PBX/SBC's call records: calls that never arrived (``missing``), and
   stored recordings with media gaps (``gap``).
 

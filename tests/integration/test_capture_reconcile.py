@@ -379,3 +379,35 @@ def test_a_withheld_number_and_a_dialplan_s_extension_are_unknown_not_errors() -
     generic = _cdr("g-1,2026-03-02T17:00:00Z,60,inbound,anonymous,+44 20 7946 0000,4001")
     (withheld,) = call_records.read_records(generic, fmt="generic", region="GB").records
     assert withheld.remote_number == "" and withheld.local_number == "+442079460000"
+
+
+def test_a_captured_call_with_media_gaps_is_a_gap_incident_at_once(fca: World) -> None:
+    """As SIPREC capture stores a call during which no RTP arrived for a second: no call records needed."""
+    from callvault.capture.audio import probe_audio
+    from callvault.capture.ingest import CHUNK_SIZE, encrypt_audio, finalise_recording
+    from callvault.storage.crypto import new_data_key
+
+    meta = parse_metadata(_meta("c-live-gap", CALLS), default_region="GB")
+    audio = wav_bytes(2.0)
+    with fca.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=fca.clock)
+        row = reserve_recording(session, policy=policy, meta=meta, info=probe_audio(io.BytesIO(audio)),
+                                actor="siprec", store=fca.runtime.store, clock=fca.clock,
+                                stale_after=timedelta(minutes=5))
+        assert isinstance(row, Recording)
+        rec_id, blob_key = row.id, row.blob_key
+    data_key = new_data_key()
+    with fca.runtime.store.writer(blob_key) as sink:
+        result = encrypt_audio(io.BytesIO(audio), sink, data_key=data_key, context=rec_id.encode(),
+                               chunk_size=CHUNK_SIZE)
+    with fca.runtime.db.unit_of_work() as session:
+        stored = session.get(Recording, rec_id)
+        assert stored is not None
+        stored.media_gaps, stored.missing_seconds = [[0.5, 1.5]], 1.0
+        finalise_recording(session, rec_id=rec_id, result=result, data_key=data_key, keyring=fca.runtime.keyring,
+                           chunk_size=CHUNK_SIZE, actor="siprec", call_id=meta.call_id,
+                           consent_state=meta.consent_state, clock=fca.clock, action="recording.captured")
+
+    assert [(r.kind, r.call_id, r.recording_id, r.source) for r in _incidents(fca)] == [
+        ("gap", "c-live-gap", rec_id, "capture")]
+    assert _reconcile(fca, _cdr(_line("c-live-gap", CALLS))).raised == 0
