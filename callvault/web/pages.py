@@ -351,6 +351,7 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
 
 
 for _module in (recording_pages, access_pages, oversight_pages, casework_pages, requests_pages, quality_pages,
-                integrations_pages, sso_pages, live_pages, admin_pages, mine_pages, account_pages, incident_pages):
+                integrations_pages, sso_pages, live_pages, admin_pages, mine_pages, account_pages):
     # admin_pages before account_pages: its /admin/users/{name}/profile must not reach the {action} route.
     router.include_router(_module.router)
+router.include_router(incident_pages.router)  # /compliance/incidents: no path shared with the others
