@@ -18,6 +18,7 @@ from callvault.api import (
     routes_audit,
     routes_auth,
     routes_capture_imports,
+    routes_capture_incidents,
     routes_control,
     routes_emergency,
     routes_extension,
@@ -88,6 +89,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_transcription.router, prefix="/api/v1")
     app.include_router(routes_quality.router, prefix="/api/v1")
     app.include_router(routes_capture_imports.router, prefix="/api/v1")
+    app.include_router(routes_capture_incidents.router, prefix="/api/v1")
     app.include_router(routes_integrations.router, prefix="/api/v1")
     app.include_router(subject_pages.router)
     app.include_router(pages.router)

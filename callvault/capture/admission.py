@@ -19,6 +19,9 @@ Runs before anything is reserved or written (A1, A3, A8, A14, B1, B3, B4, B11):
   ``pause``/``resume`` spans are silenced. An event from a specialist applies only if the call turns
   out to be on their own extension; others are marked ignored, with the reason.
 
+Under ``recording_scope.mandatory`` every refusal of a call in scope (all but the scope refusal itself) also
+raises a ``refused`` incident (``capture.incidents``), in the same transaction as the refusal's audit entry.
+
 Refusals are ``NotRecordable`` (an ``InvalidInput``: HTTP 422, CLI exit 2) naming the field at fault.
 The caller commits the audit entry before raising it, so the refusal is on record.
 """
@@ -33,11 +36,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
-from callvault.capture import consent_check
+from callvault.capture import consent_check, incidents
 from callvault.capture.audio import AudioInfo
 from callvault.capture.audioedit import AudioEdit, pause_spans
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
-from callvault.capture.models import EVIDENCE_KINDS, ControlKind, RecordingControl
+from callvault.capture.models import EVIDENCE_KINDS, ControlKind, IncidentKind, RecordingControl
 from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import FieldProblem, InvalidInput
 from callvault.policy.schema import PolicyDocument
@@ -81,6 +84,13 @@ def _scope_field(policy: PolicyDocument, meta: CallMetadata) -> str:
                                             trunk_number=None).in_scope:
         return "extension"
     return "local_number"
+
+
+def _facts(meta: CallMetadata) -> incidents.CallFacts:
+    return incidents.CallFacts(
+        call_id=meta.call_id, started_at=meta.started_at, direction=meta.direction, extension=meta.extension,
+        team=meta.team, agent=meta.agent, duration_seconds=(meta.ended_at - meta.started_at).total_seconds(),
+        remote_number=meta.remote_number, local_number=meta.local_number)
 
 
 def _seconds(at: datetime, origin: datetime) -> float:
@@ -159,7 +169,12 @@ def admit(
     caller (``ingest_many``); None looks this call's up here.
     """
 
-    def refuse(*, message: str, location: str, reason: str, clauses: tuple[str, ...]) -> Admission:
+    def refuse(*, message: str, location: str, reason: str, clauses: tuple[str, ...],
+               in_scope: bool = True) -> Admission:
+        if in_scope:  # a call the policy must have recorded: an incident, not a silent drop (mandatory scope)
+            incidents.raise_incident(session, policy=policy, kind=IncidentKind.REFUSED, facts=_facts(meta),
+                                     detail=f"refused at admission: {reason}", source="capture", actor=actor,
+                                     clock=clock)
         return _refuse(session, meta=meta, message=message, location=location, reason=reason, clauses=clauses,
                        actor=actor, actor_role=actor_role, source_ip=source_ip, clock=clock)
 
@@ -168,7 +183,8 @@ def admit(
     if not scope.in_scope:
         return refuse(message=f"call {meta.call_id} is outside the recording scope and was not stored: "
                               f"{scope.reason}",
-                      location=_scope_field(policy, meta), reason=scope.reason, clauses=tuple(scope.clauses))
+                      location=_scope_field(policy, meta), reason=scope.reason, clauses=tuple(scope.clauses),
+                      in_scope=False)
 
     expired = retention.expired_on_arrival(session, policy=policy, started_at=meta.started_at,
                                            case_ref=meta.case_ref, now=clock.now())

@@ -43,12 +43,13 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
-from callvault.capture import consent_check
+from callvault.capture import consent_check, incidents
 from callvault.capture.admission import Admission, admit, mark_applied, unapplied_controls
 from callvault.capture.audio import AudioInfo, probe_audio
 from callvault.capture.audioedit import apply_edit
 from callvault.capture.group_commit import GroupCommit
 from callvault.capture.metadata import CallMetadata, parse_metadata
+from callvault.capture.models import IncidentKind
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import Conflict
@@ -221,6 +222,22 @@ def _store_rows(
         clauses=("A5", "B2") if item.row.quarantined else (),
     ) for item in stored], clock=clock)
     _emit_saved(session, [(item.row, item.details or {}) for item in stored], clock)
+    for item in stored:
+        if item.row.missing_seconds > 0:  # stretches without media: incomplete; in mandatory scope, an incident
+            _raise_for(session, policy, item.row, IncidentKind.GAP,
+                       f"{item.row.missing_seconds:g} s of the call have no media", actor, clock)
+
+
+def _raise_for(session: Session, policy: PolicyDocument, row: Recording, kind: IncidentKind, detail: str, actor: str,
+               clock: Clock) -> None:
+    """An admitted (so in-scope) call capture could not wholly keep: an incident under a mandatory policy."""
+    incidents.raise_incident(
+        session, policy=policy, kind=kind,
+        facts=incidents.CallFacts(call_id=row.call_id, started_at=row.started_at, direction=row.direction,
+                                  extension=row.extension, team=row.team, agent=row.agent,
+                                  duration_seconds=(row.ended_at - row.started_at).total_seconds(),
+                                  remote_number=row.remote_number, local_number=row.local_number),
+        detail=detail, source="capture", actor=actor, recording_id=row.id, clock=clock)
 
 
 def _emit_saved(session: Session, stored: Sequence[tuple[Recording, dict[str, Any]]], clock: Clock) -> None:
@@ -546,6 +563,9 @@ def fail_recording(db: Database, store: BlobStore, rec_id: str, blob_key: str, *
         audit.append(session, audit.AuditEvent(
             actor=actor, action="recording.failed", decision="alarm", object_type="recording", object_id=row.id,
             reason=row.failure_reason, details={"call_id": row.call_id, **(details or {})}), clock=clock)
+        # Admitted, so in scope: under a mandatory policy the failure is an incident at once (no CDR needed).
+        _raise_for(session, policy_service.current_policy(session, clock=clock), row, IncidentKind.FAILED,
+                   f"capture failed: {row.failure_reason}", actor, clock)
     return True
 
 

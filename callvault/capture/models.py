@@ -1,4 +1,5 @@
-"""Capture's tables: recording-control events (stop, pause, resume, personal) per call.
+"""Capture's tables: recording-control events (stop, pause, resume, personal) per call, capture nodes, and
+incidents (calls in mandatory scope that are not on record).
 
 Keyed by the telephony ``call_id`` because the agent presses "stop" while the call is live, before
 any recording exists. Ingest applies the events it finds; events on a stored recording are applied
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy import Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callvault.core.db import Base, UTCDateTime
@@ -83,3 +84,63 @@ class CaptureNode(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class IncidentKind(StrEnum):
+    """Why a call in mandatory recording scope is not (wholly) on record (``recording_scope.mandatory``)."""
+
+    MISSING = "missing"
+    """The PBX/SBC's call records show the call; nothing of it reached callvault."""
+    FAILED = "failed"
+    """Capture started but could not produce audio (a ``failed`` recording)."""
+    GAP = "gap"
+    """Stored, but with spans where no media arrived (``missing_seconds`` > 0)."""
+    REFUSED = "refused"
+    """Admission refused to store it (past retention, personal, stopped, no consent, ...)."""
+
+
+INCIDENT_STATUSES = ("open", "resolved")
+
+
+class CaptureIncident(Base):
+    """A call the policy says must be recorded and is not (wholly) on record: never a silent drop.
+
+    One row per call and kind (``uq_capture_incidents_call_kind``), so capture raising it when the call is
+    refused and a later reconciliation finding the same call never make two. Holds the call's facts as the
+    call records or capture knew them, no audio and no content.
+    """
+
+    __tablename__ = "capture_incidents"
+    __table_args__ = (
+        UniqueConstraint("call_id", "kind", name="uq_capture_incidents_call_kind"),
+        Index("ix_capture_incidents_status_started", "status", "started_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """``IncidentKind``."""
+    call_id: Mapped[str] = mapped_column(String(200))
+    """The stored recording's call id when one was found, else the call records' id for the call."""
+    source: Mapped[str] = mapped_column(String(16))
+    """``capture`` (raised when capture refused or failed the call) or ``reconcile`` (from call records)."""
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    extension: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    team: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    agent: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    remote_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The other party (E.164 where it is a phone number); kept out of audit entries and mail."""
+    local_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    recording_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    """What was found, in words (the failure reason, the refusal, the seconds without media)."""
+    clause: Mapped[str] = mapped_column(String(300), default="")
+    """``recording_scope.mandatory_clause`` of the policy in force when it was raised."""
+    policy: Mapped[str] = mapped_column(String(200), default="")
+    """``policy_id@version`` in force when it was raised."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    resolution_note: Mapped[str] = mapped_column(Text, default="")

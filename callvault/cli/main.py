@@ -123,6 +123,7 @@ from callvault.cli import (  # noqa: E402, F401
     oversight_commands,
     pbx_commands,
     quality_commands,
+    reconcile_commands,
     retention_commands,
     sso_commands,
     subject_commands,

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from callvault.access.models import AccessRequest
 from callvault.audit import alarm
+from callvault.capture.models import CaptureIncident, IncidentKind
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.identity.counters import Counters, CountersUnavailable
@@ -138,6 +139,24 @@ class DatabaseCollector(Collector):
                                            "when a recording was last destroyed (0: never)")
             last_sweep.add_metric([], last.timestamp() if last else 0)
             yield last_sweep
+            raised = CounterMetricFamily(
+                "callvault_capture_incidents",
+                "recording incidents ever raised (recording_scope.mandatory): calls missing, failed, gapped or refused",
+                labels=["kind"])
+            open_now = GaugeMetricFamily("callvault_capture_incidents_open", "recording incidents not yet resolved",
+                                         labels=["kind"])
+            by_kind: dict[str, list[int]] = {k.value: [0, 0] for k in IncidentKind}
+            for kind, status, count in session.execute(
+                    select(CaptureIncident.kind, CaptureIncident.status, func.count())
+                    .group_by(CaptureIncident.kind, CaptureIncident.status)):
+                by_kind.setdefault(kind, [0, 0])[0] += count
+                if status == "open":
+                    by_kind[kind][1] += count
+            for kind, (total, still_open) in sorted(by_kind.items()):
+                raised.add_metric([kind], total)
+                open_now.add_metric([kind], still_open)
+            yield raised
+            yield open_now
             tamper = GaugeMetricFamily("callvault_audit_alarm",
                                        "1 while an audit tamper alarm is raised (checkpoint signing stopped)")
             tamper.add_metric([], 1 if alarm.open_alarm(session) is not None else 0)

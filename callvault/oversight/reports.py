@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from callvault.audit.models import AuditEntry
+from callvault.capture.models import CaptureIncident
 from callvault.oversight.models import MisuseReport
 from callvault.recordings.models import Recording, RecordingState
 from callvault.retention import service as retention
@@ -55,6 +56,11 @@ class ComplianceReport:
     with_gaps: int = 0
     """Recordings started in the period with spans where no media arrived (flagged incomplete)."""
     missing_seconds: float = 0.0
+    incidents: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(kind, status) → recording incidents (``recording_scope.mandatory``) for calls started in the period:
+    calls that must be recorded and were missing, failed, gapped or refused (``capture.incidents``)."""
+    open_incidents: list[IncidentLine] = field(default_factory=list)
+    """The incidents of the period still open, oldest call first (at most ``MAX_INCIDENT_LINES``)."""
     misuse: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(source, status) → misuse reports filed in the period."""
     policy_events: Counter[str] = field(default_factory=Counter)
@@ -73,6 +79,23 @@ class HoldLine:
     placed_by: str
     review_on: date
     review_overdue: bool
+
+
+@dataclass(frozen=True)
+class IncidentLine:
+    """One open recording incident as the compliance report lists it (no caller number)."""
+
+    incident_id: str
+    kind: str
+    call_id: str
+    started_at: datetime
+    extension: str
+    team: str
+    detail: str
+    clause: str
+
+
+MAX_INCIDENT_LINES = 200
 
 
 def _week(day: date) -> date:
@@ -124,6 +147,16 @@ def build_report(session: Session, *, start: datetime, end: datetime, today: dat
             report.lifecycle[action] += 1
         if action.startswith("policy."):
             report.policy_events[action] += 1
+    in_period_incident = (CaptureIncident.started_at >= start, CaptureIncident.started_at < end)
+    for kind, status, count in session.execute(
+        select(CaptureIncident.kind, CaptureIncident.status, func.count()).where(*in_period_incident)
+        .group_by(CaptureIncident.kind, CaptureIncident.status)
+    ):
+        report.incidents[(kind, status)] += count
+    report.open_incidents = [
+        IncidentLine(i.id, i.kind, i.call_id, i.started_at, i.extension or "", i.team or "", i.detail, i.clause)
+        for i in session.scalars(select(CaptureIncident).where(*in_period_incident, CaptureIncident.status == "open")
+                                 .order_by(CaptureIncident.started_at, CaptureIncident.id).limit(MAX_INCIDENT_LINES))]
     for source, status, count in session.execute(
         select(MisuseReport.source, MisuseReport.status, func.count())
         .where(MisuseReport.created_at >= start, MisuseReport.created_at < end)
@@ -162,6 +195,12 @@ def to_csv(report: ComplianceReport) -> str:
             decision="review_overdue" if hold.review_overdue else "active")
     row("capture_failed", report.capture_failed)
     row("media_gaps", report.with_gaps, reason=f"{report.missing_seconds:g} s without media")
+    for (kind, status), count in sorted(report.incidents.items()):
+        row("recording_incidents", count, action=kind, decision=status)
+    for line in report.open_incidents:
+        row("open_incident", 1, action=line.kind, team=line.team, decision="open",
+            reason=f"call {line.call_id} at {line.started_at.isoformat()} ext {line.extension or '-'}: {line.detail} "
+                   f"({line.clause})"[:300])
     for (source, status), count in sorted(report.misuse.items()):
         row("misuse_reports", count, action=source, decision=status)
     for action, count in sorted(report.policy_events.items()):
@@ -259,6 +298,12 @@ def to_html(report: ComplianceReport, *, title: str = "Compliance report", label
         _table(("held", "reason", "owner", "placed by", "review by", "review"),
                [(h.held, h.reason, h.owner, h.placed_by, h.review_on.isoformat(),
                  "OVERDUE" if h.review_overdue else "due later") for h in report.holds], "No legal holds."),
+        "<h2>Recording incidents (calls that must be recorded)</h2>",
+        _table(("kind", "status", "calls"), [(k, st, n) for (k, st), n in sorted(report.incidents.items())],
+               "No incidents: every call in mandatory scope is on record (or the policy makes none mandatory)."),
+        _table(("call started", "kind", "call", "extension", "team", "what was found", "rule"),
+               [(i.started_at.isoformat(), i.kind, i.call_id, i.extension, i.team, i.detail, i.clause)
+                for i in report.open_incidents], "No incident of the period is open."),
         "<h2>Misuse reports</h2>", _table(("source", "status", "reports"), list(misuse), "None filed."),
         "<h2>Policy</h2>", _table(("event", "times"), sorted(report.policy_events.items()), "No policy changes."),
         "</body></html>\n",

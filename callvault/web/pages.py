@@ -42,6 +42,7 @@ from callvault.web import (
     casework_pages,
     emergency_pages,
     home_pages,
+    incident_pages,
     integrations_pages,
     live_pages,
     mine_pages,
@@ -354,3 +355,4 @@ for _module in (emergency_pages, recording_pages, access_pages, oversight_pages,
                 quality_pages, integrations_pages, sso_pages, live_pages, admin_pages, mine_pages, account_pages):
     # admin_pages before account_pages: its /admin/users/{name}/profile must not reach the {action} route.
     router.include_router(_module.router)
+router.include_router(incident_pages.router)  # /compliance/incidents: no path shared with the others

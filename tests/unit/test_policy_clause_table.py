@@ -1,5 +1,6 @@
 """docs/policy.md "Clause by clause" stays honest (issue 23): every clause of both source policies has a row,
-every YAML key path it cites exists in the shipped file, and every test it cites exists."""
+every YAML key path it cites exists in the shipped file, and every test it cites exists. The same for the two
+example policies of issue 28 (FCA, HIPAA), whose rows are the clauses their YAML comments cite."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "policy.md"
 SHIPPED = {"A": REPO / "examples" / "policies" / "policy-a.yaml",
-           "B": REPO / "examples" / "policies" / "policy-b.yaml"}
+           "B": REPO / "examples" / "policies" / "policy-b.yaml",
+           "FCA": REPO / "examples" / "policies" / "policy-finance-fca.yaml",
+           "HIPAA": REPO / "examples" / "policies" / "policy-health-hipaa.yaml"}
 
 # The clause ids of REQUIREMENTS.md (policy A has no A2).
 CLAUSES = {"A": ["A1", *(f"A{i}" for i in range(3, 16))],
-           "B": [f"B{i}" for i in range(1, 14)]}
+           "B": [f"B{i}" for i in range(1, 14)],
+           # The examples' rows: the clauses their YAML comments cite, in the table's order.
+           "FCA": ["COBS 11.8.5", "COBS 11.8.8", "COBS 11.8.10", "COBS 11.8.12", "SYSC 10A", "DISP 1.3",
+                   "UK GDPR Art. 12(3)", "SUP 15.3"],
+           "HIPAA": ["164.502(b)", "164.502(g)", "164.524(b)(2)", "164.530(a)", "164.404(b)", "164.530(j)(2)",
+                     "164.312(a)(1)", "164.530(b)", "Cal. Penal Code 632", "18 U.S.C. 2511(2)(d)",
+                     "site choice: callers abroad"]}
 
 COLUMNS = ["clause", "what the text says (short)", "rule in the YAML", "test that proves it"]
 NO_KEY = "(product behaviour, no policy key)"
@@ -38,14 +47,14 @@ def _cells(line: str) -> list[str]:
 
 
 def parse_tables(text: str) -> dict[str, list[dict[str, str]]]:
-    """The rows of the "Policy A" and "Policy B" tables of the section, as column -> cell."""
+    """The rows of the section's tables ("Policy A", "Policy B", "Example FCA", "Example HIPAA"), as column -> cell."""
     tables: dict[str, list[dict[str, str]]] = {}
     policy: str | None = None
     header: list[str] | None = None
     for line in _section(text).splitlines():
-        heading = re.match(r"### Policy ([AB])\b", line)
+        heading = re.match(r"### (?:Policy ([AB])|Example (FCA|HIPAA))\b", line)
         if heading:
-            policy, header = heading.group(1), None
+            policy, header = heading.group(1) or heading.group(2), None
             tables.setdefault(policy, [])
             continue
         if policy is None or not line.startswith("|"):
@@ -121,6 +130,14 @@ def test_every_cited_test_exists(tables: dict[str, list[dict[str, str]]], policy
         wrong += [f"{row['clause']}: {file}::{name} does not exist" for file, name in refs
                   if not defines_test(file, name)]
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("policy", ["FCA", "HIPAA"])
+def test_every_clause_an_example_policy_cites_in_its_comments_has_a_row(policy: str) -> None:
+    text = SHIPPED[policy].read_text(encoding="utf-8")
+    for clause in CLAUSES[policy]:
+        cited = clause.removeprefix("site choice: callers ")  # the row for a site choice names what it is about
+        assert cited in text, f"{policy}: {clause!r} is not cited in {SHIPPED[policy].name}"
 
 
 def test_the_checks_catch_a_missing_row_a_bad_key_and_a_misspelt_test() -> None:

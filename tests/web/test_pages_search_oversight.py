@@ -251,6 +251,6 @@ def test_pages_fit_a_phone_without_sideways_scrolling(browser: Any, server: Live
     page = _page(browser, server, width=390)
     sign_in(page, env, "exec")  # once: each sign-in spends a one-time code
     for path in ("/recordings", "/oversight/audit?person=lead", "/misuse", "/reports/compliance",
-                 "/oversight/destroyed", "/"):
+                 "/oversight/destroyed", "/compliance/incidents", "/"):
         page.goto(path)
         assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth"), path
