@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from callvault.access.accounting import may_read
 from callvault.capture import consent_check
 from callvault.capture.metadata import CallMetadata, ConsentEvidence
-from callvault.core.errors import PolicyInvalid
-from callvault.policy.decide import Action, Actor, Grant, RecordingFacts, decide
+from callvault.core.errors import AccessDenied, PolicyInvalid
+from callvault.policy.decide import Action, Actor, EmergencyFacts, Grant, RecordingFacts, decide
 from callvault.policy.loader import load_policy_file, parse_policy_text
 from callvault.policy.schema import PolicyDocument
 from callvault.quality.sampling import period_containing
+from callvault.retention.extension import may_extend, require_extender
 from callvault.subject_requests.workdays import Calendar
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
@@ -230,3 +232,42 @@ def test_a_quarterly_sample_covers_the_calendar_quarter_in_the_rules_zone(fca: P
     assert period.start == datetime(2026, 3, 31, 23, 0, tzinfo=UTC)   # 1 April 00:00 BST
     assert period.end == datetime(2026, 6, 30, 23, 0, tzinfo=UTC)
     assert rule.teams == ("rates", "equities", "fx") and rule.directions == ("outbound",)
+
+
+# ------------------------------------------------------------------ the examples' minimum, extension, emergency
+def test_an_fca_call_is_kept_five_years_and_compliance_alone_may_extend_it_to_seven(fca: PolicyDocument) -> None:
+    rules = fca.retention
+    assert rules.minimum_until(CALL_START) == CALL_START.replace(year=2031)
+    assert rules.expires_at(CALL_START) == CALL_START.replace(year=2031)
+    assert rules.extension_limit(CALL_START) == CALL_START.replace(year=2033)
+    assert may_extend(fca, "compliance") and not may_extend(fca, "trader") and not may_extend(fca, "desk_head")
+    with pytest.raises(AccessDenied, match=r"only retention.extension.roles \(compliance\)"):
+        require_extender(fca, "desk_head")
+
+
+def _declared(actor: Actor, *, ends_at: datetime) -> EmergencyFacts:
+    return EmergencyFacts(declaration_id="d1", user_id=actor.user_id, role=actor.role, ends_at=ends_at)
+
+
+def test_a_hipaa_nurse_reaches_a_colleagues_call_only_under_a_declaration_and_never_takes_a_copy(
+        hipaa: PolicyDocument) -> None:
+    nurse = _actor(hipaa, "nurse", "nora", extension="201")
+    colleagues = RecordingFacts(recording_id="r1", extension="200", agent="nina", team="patient_line")
+    now = CALL_START + timedelta(days=1)
+    assert not decide(policy=hipaa, actor=nurse, action=Action.PLAY, recording=colleagues,
+                      purpose="self_review", now=now).allowed
+    declared = _declared(nurse, ends_at=now + timedelta(minutes=30))
+    allowed = decide(policy=hipaa, actor=nurse, action=Action.PLAY, recording=colleagues, purpose=None, now=now,
+                     emergency=declared)
+    assert allowed.allowed and allowed.emergency_declaration == "d1"
+    assert "45 CFR 164.312(a)(2)(ii)" in allowed.clauses
+    assert not decide(policy=hipaa, actor=nurse, action=Action.DOWNLOAD, recording=colleagues, purpose=None,
+                      now=now, emergency=declared).allowed
+    assert not decide(policy=hipaa, actor=nurse, action=Action.PLAY, recording=colleagues, purpose=None,
+                      now=now + timedelta(minutes=30), emergency=declared).allowed  # the half hour is over
+
+
+def test_only_the_hipaa_privacy_officer_reads_a_patients_accounting_of_disclosures(hipaa: PolicyDocument) -> None:
+    assert may_read(hipaa, "privacy_officer")
+    assert not any(may_read(hipaa, role) for role in ("nurse", "practice_manager", "admin"))
+    assert hipaa.emergency_access is not None and hipaa.emergency_access.reviewer_roles == ("privacy_officer",)
