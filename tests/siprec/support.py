@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import re
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass

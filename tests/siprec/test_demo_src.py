@@ -49,5 +49,5 @@ def test_the_demo_dialogue_fills_the_call_with_both_voices() -> None:
 def test_a_call_the_server_refuses_is_reported_not_retried(env: CallvaultEnv) -> None:
     """Extension 2099 is excluded by policy A (personal line): the server refuses, the caller says why."""
     parties = CallParties(extension="2099", agent_name="Private", caller_number="+14165550191")
-    with running_server(env.runtime, rtp_base=35600) as srs, pytest.raises(SipError, match="answered SIP/2.0 4"):
+    with running_server(env.runtime, rtp_base=35600) as srs, pytest.raises(SipError, match=r"answered SIP/2\.0 4"):
         place_call("127.0.0.1", srs.port, parties, dialogue("Private", 1.0), stop=threading.Event())
