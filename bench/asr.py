@@ -14,7 +14,8 @@ Run: ``python -m bench.asr [--engines faster_whisper,pocketsphinx] [--voices en-
 
 Natural speech: ``python -m bench.asr --corpus DIR`` takes every ``X.wav`` (any rate, mono or the
 first channel) with its reference text in ``X.txt`` instead of the synthetic set, since synthetic
-voices say little about real callers (docs/transcription.md).
+voices say little about real callers (docs/transcription.md); such files are measured as given.
+``python -m bench.asr_corpus`` builds one from Festival voices in G.711 µ-law 8 kHz.
 """
 
 from __future__ import annotations
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices", default="en-us,en-gb")
     parser.add_argument("--data-dir", default=None, help="where the assembled model is cached (default: temp)")
     parser.add_argument("--corpus", default=None, help="a folder of X.wav + X.txt (reference) to measure instead")
+    parser.add_argument("--conditions", default=None,
+                        help="clean, g711 (a telephone pass: band, 8 kHz, µ-law) and/or as-given; default: "
+                             "clean,g711, or as-given with --corpus (bench/asr_corpus.py's files are G.711 already)")
     args = parser.parse_args(argv)
     if args.corpus is None and shutil.which("espeak-ng") is None:
         print("espeak-ng is required (apt-get install espeak-ng)", file=sys.stderr)
@@ -141,11 +145,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:16} unavailable: {exc}")
                 continue
             load = time.perf_counter() - started
-            for condition in ("clean", "g711"):
+            conditions = (args.conditions or ("as-given" if args.corpus else "clean,g711")).split(",")
+            for condition in conditions:
                 errors = total = 0
                 busy = seconds = 0.0
                 for text, samples in clips:
-                    x = samples if condition == "clean" else telephone(samples)
+                    x = telephone(samples) if condition == "g711" else samples
                     t0 = time.perf_counter()
                     hyp = " ".join(seg.text for seg in engine.transcribe(x))
                     busy += time.perf_counter() - t0
