@@ -1,11 +1,11 @@
 """Build a telephone speech corpus for ``bench/asr.py --corpus``: Festival voices, G.711 µ-law 8 kHz.
 
 Why: espeak-ng puts most fricative energy above 3.4 kHz, so on telephone audio it measures the voice,
-not the recogniser (../shared/ASR.md: 37–40% WER on espeak vs 5.5% on a Festival voice). Voices built
+not the recogniser (../shared/ASR.md: 37-40% WER on espeak vs 5.5% on a Festival voice). Voices built
 from recorded speech (Debian's ``festival`` with the HTS voice ``cmu_us_slt_arctic_hts`` and the
 diphone voice ``kal_diphone``) sound natural enough to say something about real callers.
 
-Each sentence is synthesised with each voice, band-limited to 300–3400 Hz, resampled to 8 kHz and
+Each sentence is synthesised with each voice, band-limited to 300-3400 Hz, resampled to 8 kHz and
 written as G.711 µ-law WAV, the form the product's capture path stores and transcribes (a SIPREC
 call's PCMU payload); its reference text goes beside it (``X.wav`` + ``X.txt``), one folder per voice.
 
@@ -60,14 +60,14 @@ def festival_wave(text: str, voice: str, tmp: Path) -> tuple[np.ndarray, int]:
     """One sentence in ``voice`` as float samples and their rate (Festival's ``text2wave``)."""
     source, out = tmp / "s.txt", tmp / "s.wav"
     source.write_text(text + "\n", encoding="utf-8")
-    subprocess.run(["text2wave", "-eval", f"(voice_{voice})", str(source), "-o", str(out)],  # noqa: S603, S607
+    subprocess.run(["text2wave", "-eval", f"(voice_{voice})", str(source), "-o", str(out)],
                    check=True, capture_output=True, timeout=120)
     data, rate = soundfile.read(out, dtype="float32", always_2d=True)
     return data[:, 0], int(rate)
 
 
 def telephone_8k(samples: np.ndarray, rate: int) -> np.ndarray:
-    """300–3400 Hz, 8 kHz, peak-normalised to −3 dBFS: what a telephone network delivers."""
+    """300-3400 Hz, 8 kHz, peak-normalised to -3 dBFS: what a telephone network delivers."""
     x = taudio.resample(samples, rate, 8000)
     spectrum = np.fft.rfft(x)
     freqs = np.fft.rfftfreq(len(x), 1 / 8000)

@@ -50,7 +50,7 @@ def test_the_demo_places_a_call_that_is_live_and_then_stored(tmp_path: Path, req
         data_dir = tmp_path / "demo"
         log = tmp_path / "demo.log"
         with log.open("wb") as out:
-            proc = subprocess.Popen(  # noqa: S603
+            proc = subprocess.Popen(
                 [sys.executable, "-c", "from callvault.cli.main import main; main()", "demo", "--recordings", "0",
                  "--port", str(free_loopback_port()), "--demo-call-every", "600", "--demo-call-seconds", "8",
                  "--data-dir", str(data_dir)], env=env, stdout=out, stderr=subprocess.STDOUT,
