@@ -15,6 +15,10 @@ suite does)::
     python -m bench.asr_corpus --out build/asr-corpus
     python -m bench.asr --engines faster_whisper --corpus build/asr-corpus/cmu_us_slt_arctic_hts
     python -m bench.asr --engines faster_whisper --corpus build/asr-corpus/kal_diphone
+    python -m bench.asr --engines faster_whisper --corpus build/asr-corpus/cmu_us_slt_arctic_hts-call
+
+``<voice>-call`` holds the same sentences as one file of about two minutes (one side of a call), on
+which the real-time factor per stream is meaningful (a 5 s clip still costs a 30 s window).
 """
 
 from __future__ import annotations
@@ -79,6 +83,20 @@ def telephone_8k(samples: np.ndarray, rate: int) -> np.ndarray:
     return out
 
 
+def _one_long_call(folder: Path, out: Path) -> None:
+    """All sentences of a voice in one file with pauses between them, as one side of a two-minute call:
+    the real-time factor of a short clip is inflated (Whisper always processes a 30 s window), so
+    RTF per stream is measured on this one (../shared/ASR.md measured it on a 60 s file)."""
+    out.mkdir(parents=True, exist_ok=True)
+    parts, texts = [], []
+    for wav in sorted(folder.glob("*.wav")):
+        samples, _rate = soundfile.read(wav, dtype="float32")
+        parts += [samples, np.zeros(int(0.8 * 8000), dtype=np.float32)]
+        texts.append(wav.with_suffix(".txt").read_text(encoding="utf-8").strip())
+    soundfile.write(out / "call.wav", np.concatenate(parts), 8000, subtype="ULAW", format="WAV")
+    (out / "call.txt").write_text(" ".join(texts) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="build/asr-corpus", help="folder to write (one sub-folder per voice)")
@@ -105,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 soundfile.write(folder / f"{i:02d}.wav", phone, 8000, subtype="ULAW", format="WAV")
                 (folder / f"{i:02d}.txt").write_text(text + "\n", encoding="utf-8")
                 seconds += len(phone) / 8000
+            _one_long_call(folder, Path(args.out) / f"{voice}-call")
             print(f"{folder}: {len(sentences)} sentences, {seconds:.0f} s of G.711 µ-law 8 kHz audio")
     return 0
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from aiosmtpd.controller import Controller
 
@@ -63,9 +63,7 @@ _LINK = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]]")
 
 
 def _summary(key: str, message: mailbox.MaildirMessage) -> tuple[MailSummary, email.message.EmailMessage]:
-    # The default policy makes EmailMessage objects (typeshed types the result as the base class).
-    parsed = cast(email.message.EmailMessage,
-                  email.message_from_bytes(message.as_bytes(), policy=email.policy.default))
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
     received = datetime.fromtimestamp(message.get_date(), UTC)
     return MailSummary(key, str(parsed.get("To", "")), str(parsed.get("Subject", "(no subject)")), received), parsed
 
