@@ -7,8 +7,9 @@ name and an e-mail-like phrase), then transcribes each sentence
 * telephone: band-limited, resampled to 8 kHz and passed through G.711 µ-law (encode + decode),
 
 with every backend that is installed. WER is computed on normalised words (lower case, no
-punctuation, numbers written as single digits: "48152" = "four eight one five two"), so formatting
-does not count as an error. Real-time factor = processing seconds / audio seconds.
+punctuation, numbers written as single digits: "48152" = "four eight one five two", ordinal suffixes
+dropped: "20th" = "20"), so formatting does not count as an error. Real-time factor = processing
+seconds / audio seconds.
 
 Run: ``python -m bench.asr [--engines faster_whisper,pocketsphinx] [--voices en-us,en-gb]``.
 
@@ -53,6 +54,7 @@ _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 def normalise(text: str) -> list[str]:
     text = text.lower().replace("@", " at ").replace("$", " ")
     text = re.sub(r"(\d)[,.](\d)", r"\1\2", text)
+    text = re.sub(r"(\d)(?:st|nd|rd|th)\b", r"\1", text)  # "November 20th" = "November 20": a date's formatting
     words: list[str] = []
     for token in re.findall(r"[a-z']+|\d+", text):
         if token.isdigit():
