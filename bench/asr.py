@@ -7,14 +7,16 @@ name and an e-mail-like phrase), then transcribes each sentence
 * telephone: band-limited, resampled to 8 kHz and passed through G.711 µ-law (encode + decode),
 
 with every backend that is installed. WER is computed on normalised words (lower case, no
-punctuation, numbers written as single digits: "48152" = "four eight one five two"), so formatting
-does not count as an error. Real-time factor = processing seconds / audio seconds.
+punctuation, numbers written as single digits: "48152" = "four eight one five two", ordinal suffixes
+dropped: "20th" = "20"), so formatting does not count as an error. Real-time factor = processing
+seconds / audio seconds.
 
 Run: ``python -m bench.asr [--engines faster_whisper,pocketsphinx] [--voices en-us,en-gb]``.
 
 Natural speech: ``python -m bench.asr --corpus DIR`` takes every ``X.wav`` (any rate, mono or the
 first channel) with its reference text in ``X.txt`` instead of the synthetic set, since synthetic
-voices say little about real callers (docs/transcription.md).
+voices say little about real callers (docs/transcription.md); such files are measured as given.
+``python -m bench.asr_corpus`` builds one from Festival voices in G.711 µ-law 8 kHz.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
 def normalise(text: str) -> list[str]:
     text = text.lower().replace("@", " at ").replace("$", " ")
     text = re.sub(r"(\d)[,.](\d)", r"\1\2", text)
+    text = re.sub(r"(\d)(?:st|nd|rd|th)\b", r"\1", text)  # "November 20th" = "November 20": a date's formatting
     words: list[str] = []
     for token in re.findall(r"[a-z']+|\d+", text):
         if token.isdigit():
@@ -116,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--voices", default="en-us,en-gb")
     parser.add_argument("--data-dir", default=None, help="where the assembled model is cached (default: temp)")
     parser.add_argument("--corpus", default=None, help="a folder of X.wav + X.txt (reference) to measure instead")
+    parser.add_argument("--conditions", default=None,
+                        help="clean, g711 (a telephone pass: band, 8 kHz, µ-law) and/or as-given; default: "
+                             "clean,g711, or as-given with --corpus (bench/asr_corpus.py's files are G.711 already)")
     args = parser.parse_args(argv)
     if args.corpus is None and shutil.which("espeak-ng") is None:
         print("espeak-ng is required (apt-get install espeak-ng)", file=sys.stderr)
@@ -132,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
             clips = [(s, synthesise(s, v, tmp)) for v in args.voices.split(",") for s in SENTENCES]
         print(f"test set: {len(clips)} clips, {sum(len(normalise(s)) for s, _ in clips)} reference words "
               f"per condition, {sum(len(a) for _, a in clips) / 16000:.0f} s of audio")
-        print(f"{'engine':16} {'condition':10} {'WER':>7} {'RTF':>6} {'load s':>7}")
+        # RTF: wall-clock processing time / audio time. CPU RTF: this process's CPU time / audio time, which a
+        # busy shared machine does not inflate (one thread: what a single stream costs an idle core).
+        print(f"{'engine':16} {'condition':10} {'WER':>7} {'RTF':>6} {'CPU RTF':>8} {'load s':>7}")
         for name in args.engines.split(","):
             started = time.perf_counter()
             try:
@@ -141,18 +149,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:16} unavailable: {exc}")
                 continue
             load = time.perf_counter() - started
-            for condition in ("clean", "g711"):
+            conditions = (args.conditions or ("as-given" if args.corpus else "clean,g711")).split(",")
+            for condition in conditions:
                 errors = total = 0
-                busy = seconds = 0.0
+                busy = cpu = seconds = 0.0
                 for text, samples in clips:
-                    x = samples if condition == "clean" else telephone(samples)
-                    t0 = time.perf_counter()
+                    x = telephone(samples) if condition == "g711" else samples
+                    t0, c0 = time.perf_counter(), time.process_time()
                     hyp = " ".join(seg.text for seg in engine.transcribe(x))
                     busy += time.perf_counter() - t0
+                    cpu += time.process_time() - c0
                     seconds += len(x) / 16000
                     e, n = wer(normalise(text), normalise(hyp))
                     errors, total = errors + e, total + n
-                print(f"{name:16} {condition:10} {errors / total:7.1%} {busy / seconds:6.3f} {load:7.2f}")
+                print(f"{name:16} {condition:10} {errors / total:7.1%} {busy / seconds:6.3f} {cpu / seconds:8.3f} "
+                      f"{load:7.2f}")
     return 0
 
 

@@ -6,7 +6,7 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,7 +28,7 @@ from callvault.cli.main import (
     settings_for,
     users_app,
 )
-from callvault.core.errors import InvalidInput
+from callvault.core.errors import ConfigurationError, InvalidInput
 from callvault.core.migrate import upgrade_to_head
 from callvault.core.settings import Settings
 from callvault.identity import service as identity
@@ -40,6 +40,10 @@ from callvault.retention.reapply import reapply, reapply_at_start
 from callvault.retention.write_once import check_at_start, check_store
 from callvault.runtime import Runtime, build_runtime
 from callvault.storage.keys import create_kek
+
+if TYPE_CHECKING:
+    from callvault.demo.caller import DemoCaller
+    from callvault.policy.schema import PolicyDocument
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 DEMO_POLICY_NAME = "demo-policy.yaml"
@@ -380,10 +384,15 @@ def demo(
     policy: Annotated[str, typer.Option("--policy", help="a (default), b (approvals), or a policy file")] = "a",
     recordings: Annotated[int, typer.Option("--recordings")] = 36,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="set up the demo data and exit")] = False,
+    demo_call_every: Annotated[int, typer.Option(
+        "--demo-call-every", min=0, help="seconds between demo calls through the SIPREC server (0: none)")] = 180,
+    demo_call_seconds: Annotated[int, typer.Option(
+        "--demo-call-seconds", min=1, help="how long each demo call lasts")] = 75,
     data_dir: DataDir = None,
 ) -> None:
     """Set up demo data (a policy, a user per role, recordings with generated speech) and serve it with
-    its background jobs and a local mailbox.
+    its background jobs, a local mailbox, the SIPREC server on loopback and a demo call through it every
+    few minutes (live monitoring, pause and "personal" can be tried on it).
 
     The policy loaded is a demo variant of the file that also admits loopback (written into the data
     directory): the shipped files admit no loopback address. ``--policy b`` keeps its data in
@@ -452,10 +461,52 @@ def demo(
     os.environ.update(mailbox.smtp_env)  # the worker children inherit it
     out.print(f"Demo mailbox: mail the product sends is printed here and kept in {mailbox.folder} "
               "(a Maildir; any mail client reads it).", highlight=False, soft_wrap=True)
+    caller = _start_demo_caller(settings.data_dir, doc, every=demo_call_every, seconds=demo_call_seconds)
     try:
         serve(host=host, port=port, data_dir=settings.data_dir)
     finally:
+        if caller is not None:
+            caller.stop()
         mailbox.close()
+
+
+def _start_demo_caller(data_dir: Path, doc: PolicyDocument, *, every: int, seconds: int) -> DemoCaller | None:
+    """Turn on the SIPREC server beside ``serve`` (on a free loopback port with a live-monitoring tap,
+    unless the data directory or environment configures one) and start the demo caller against it."""
+    import os
+
+    from callvault.capture.siprec.service import siprec_settings
+    from callvault.cli.capture_commands import parse_hostport
+    from callvault.demo import seed
+    from callvault.demo.caller import DemoCaller, free_loopback_port
+
+    config = siprec_settings(settings_for(data_dir))
+    if config is None:
+        # serve() reads these (callvault.capture.siprec.service) and runs the capture server as its child.
+        os.environ["CALLVAULT_SIPREC_LISTEN"] = f"127.0.0.1:{free_loopback_port()}"
+        os.environ.setdefault("CALLVAULT_SIPREC_TAP", f"127.0.0.1:{free_loopback_port()}")
+        config = siprec_settings(settings_for(data_dir))
+        if config is None:
+            raise ConfigurationError("the demo could not configure its SIPREC server")
+    host, sip_port = parse_hostport(config.listen, default_port=5060)
+    out.print(f"SIPREC recording server for the demo on {host}:{sip_port} (SIP over UDP and TCP)",
+              highlight=False, soft_wrap=True)
+    if every == 0:
+        out.print("Demo calls: off (--demo-call-every 0)", highlight=False, soft_wrap=True)
+        return None
+    trunks = doc.recording_scope.trunk_numbers
+    announcement = doc.consent.inbound_announcement
+    caller = DemoCaller(host if host not in ("0.0.0.0", "::") else "127.0.0.1", sip_port,  # noqa: S104
+                        agents=seed.SPECIALISTS, every=every, seconds=seconds,
+                        dialled_number=trunks[0].number.replace(" ", "") if trunks else None,
+                        announcement_version=announcement.version if announcement is not None else None,
+                        announce=lambda line: out.print(f"[demo call] {line}", highlight=False, soft_wrap=True,
+                                                        markup=False))
+    caller.start()
+    out.print(f"Demo calls: one every {every} s ({seconds} s long) through the SIPREC server; watch the live page "
+              "as 'lead' (listen) or the agent, e.g. 'alice' (pause, personal). --demo-call-every 0 turns them off.",
+              highlight=False, soft_wrap=True)
+    return caller
 
 
 # `audit verify` lives in callvault/cli/oversight_commands.py (chain, Merkle tree, signed checkpoints).

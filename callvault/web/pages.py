@@ -40,6 +40,7 @@ from callvault.web import (
     account_pages,
     admin_pages,
     casework_pages,
+    demo_pages,
     emergency_pages,
     home_pages,
     incident_pages,
@@ -352,7 +353,8 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
 
 
 for _module in (emergency_pages, recording_pages, access_pages, oversight_pages, casework_pages, requests_pages,
-                quality_pages, integrations_pages, sso_pages, live_pages, admin_pages, mine_pages, account_pages):
+                quality_pages, integrations_pages, sso_pages, live_pages, admin_pages, demo_pages, mine_pages,
+                account_pages):
     # admin_pages before account_pages: its /admin/users/{name}/profile must not reach the {action} route.
     router.include_router(_module.router)
 router.include_router(incident_pages.router)  # /compliance/incidents: no path shared with the others

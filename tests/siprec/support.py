@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
-import re
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from sqlalchemy import select
 
 from callvault.capture.siprec.config import ServerConfig
 from callvault.capture.siprec.server import SessionManager, serve
+from callvault.demo.src import StreamSipClient as StreamSipClient  # the SIP UAC the tests' dialogs use
 from callvault.live.models import ActiveCall
 from callvault.recordings.models import Recording
 from callvault.recordings.playback import open_reader
@@ -241,53 +239,3 @@ def dominant_frequency(samples: np.ndarray, rate: int) -> float:
 
 def rms(samples: np.ndarray) -> float:
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
-
-
-class StreamSipClient:
-    """A minimal SIP UAC over one TCP connection, or TLS when ``cafile`` is given (the server's
-    certificate is then verified, IP SAN included, as an SBC would)."""
-
-    def __init__(self, port: int, *, cafile: Path | None = None) -> None:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.tls = cafile is not None
-        if cafile is not None:
-            ctx = ssl.create_default_context(cafile=str(cafile))
-            self.sock: socket.socket = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
-        else:
-            self.sock = raw
-        self.local = self.sock.getsockname()
-        self.buffer = b""
-        self.call_id = f"{uuid.uuid4()}@127.0.0.1"
-        self.branch = 0
-
-    def request(self, method: str, cseq: int, *, to_tag: str = "", content_type: str = "", body: str = "",
-                extra: str = "") -> None:
-        self.branch += 1
-        host, port = self.local[0], self.local[1]
-        scheme, transport = ("sips", "TLS") if self.tls else ("sip", "TCP")
-        head = (f"{method} {scheme}:srs@127.0.0.1 SIP/2.0\r\n"
-                f"Via: SIP/2.0/{transport} {host}:{port};branch=z9hG4bK{self.call_id[:8]}{self.branch}\r\n"
-                f"From: <sip:src@{host}>;tag=src1\r\nTo: <sip:srs@127.0.0.1>{to_tag}\r\n"
-                f"Call-ID: {self.call_id}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\n{extra}")
-        data = body.replace("\n", "\r\n").encode()
-        if content_type:
-            head += f"Content-Type: {content_type}\r\n"
-        self.sock.sendall((head + f"Content-Length: {len(data)}\r\n\r\n").encode() + data)
-
-    def response(self) -> tuple[int, str, str]:
-        while b"\r\n\r\n" not in self.buffer:
-            self.buffer += self.sock.recv(65535)
-        head, _, rest = self.buffer.partition(b"\r\n\r\n")
-        text = head.decode()
-        length = int(re.search(r"(?im)^(?:content-length|l)\s*:\s*(\d+)", text).group(1))  # type: ignore[union-attr]
-        while len(rest) < length:
-            rest += self.sock.recv(65535)
-        self.buffer = rest[length:]
-        return int(text.split()[1]), text, rest[:length].decode()
-
-
-    def final_response(self) -> tuple[int, str, str]:
-        status, head, body = self.response()
-        while status < 200:
-            status, head, body = self.response()
-        return status, head, body
