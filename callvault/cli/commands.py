@@ -593,4 +593,9 @@ def demo_code(username: str, data_dir: DataDir = None) -> None:
     """Print a demo user's current MFA code (demo data directories only)."""
     from callvault.demo import seed
 
-    out.print(seed.current_demo_code(settings_for(data_dir).data_dir, username))
+    runtime = open_runtime(data_dir)
+    try:
+        out.print(seed.current_demo_code(runtime.settings.data_dir, username, db=runtime.db,
+                                         now=runtime.clock.now()))
+    finally:
+        runtime.close()

@@ -20,11 +20,11 @@ from sqlalchemy import select
 
 from callvault.capture.ingest import ingest_recording
 from callvault.core.db import Database
-from callvault.core.errors import NotFound
+from callvault.core.errors import Conflict, NotFound
 from callvault.demo.audio import render_dialogue
 from callvault.identity import account_codes, mfa
 from callvault.identity import service as identity
-from callvault.identity.models import User
+from callvault.identity.models import MfaCredential, User
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings.models import Recording
 from callvault.storage.blobstore import BlobStore
@@ -109,13 +109,31 @@ def seed_users(db: Database, policy: PolicyDocument, *, keyring: Keyring, data_d
     return created
 
 
-def current_demo_code(data_dir: Path, username: str) -> str:
-    """The TOTP code a demo user's authenticator would show now."""
+def current_demo_code(data_dir: Path, username: str, *, db: Database | None = None,
+                      now: datetime | None = None) -> str:
+    """A TOTP code the server will accept for a demo user now: the current step's, or the next one's
+    when the current step was used already (each step is accepted once; enrolment at ``demo`` start
+    uses one, so the plain "now" code would be refused for up to 30 s). ``db`` tells which step was last used."""
     secrets_file = demo_mfa_file(data_dir)
     known: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
     if username not in known:
         raise NotFound(f"{username!r} is not a demo user of {data_dir}")
-    return str(pyotp.TOTP(known[username]).now())
+    moment = now or datetime.now(UTC)
+    step = int(moment.timestamp()) // mfa.STEP_SECONDS
+    last = _last_used_step(db, username) if db is not None else None
+    if last is not None and last >= step:
+        if last + 1 > step + mfa.DRIFT_STEPS:
+            wait = mfa.STEP_SECONDS - int(moment.timestamp()) % mfa.STEP_SECONDS
+            raise Conflict(f"{username}'s codes for this half-minute are used up; ask again in {wait} s")
+        step = last + 1
+    return str(pyotp.TOTP(known[username], interval=mfa.STEP_SECONDS).at(step * mfa.STEP_SECONDS))
+
+
+def _last_used_step(db: Database, username: str) -> int | None:
+    with db.read_only() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        cred = session.get(MfaCredential, user.id) if user is not None else None
+        return cred.last_used_step if cred is not None else None
 
 
 def seed_recordings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,14 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from callvault.cli.main import app
+from callvault.core.clock import FixedClock
+from callvault.core.errors import Conflict
 from callvault.core.settings import load_settings
+from callvault.demo import seed
 from callvault.demo.mailbox import DemoMailbox
+from callvault.identity import mfa
 from callvault.identity import service as identity
+from callvault.identity.models import MfaCredential
 from callvault.notify import service as notify
 from callvault.notify.service import SmtpSettings, send_due
 from callvault.policy import service as policy_service
@@ -104,3 +110,32 @@ def test_demo_mailbox_keeps_and_announces_what_the_product_sends(isolated_env: C
         box.close()
     assert [m["Subject"] for m in messages] == ["Verify your request"]
     assert announced == ["mail to lead@localhost: Verify your request"]
+
+
+def test_demo_code_right_after_the_demo_starts_is_accepted(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """Enrolment at `demo` start uses the half-minute's code; `demo-code` then gives the next one, which the
+    sign-in accepts, instead of the used one, which it refuses (each code is accepted once)."""
+    (tmp_path / "db").mkdir()
+    with fresh_database(request.config.getoption("--db"), tmp_path / "db") as database_url:
+        _demo_code_after_start(tmp_path, database_url)
+
+
+def _demo_code_after_start(tmp_path: Path, database_url: str) -> None:
+    env = {"CALLVAULT_DATABASE_URL": database_url}
+    data_dir = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--no-serve", "--recordings", "1", "--data-dir", str(data_dir)], env=env)
+    assert result.exit_code == 0, result.output
+    runtime = build_runtime(load_settings(data_dir, env=env))
+    try:
+        with runtime.db.unit_of_work() as session:
+            lead = identity.get_user(session, "lead")
+            used = session.get(MfaCredential, lead.id)
+            assert used is not None and used.last_used_step is not None
+            same_half_minute = datetime.fromtimestamp(used.last_used_step * mfa.STEP_SECONDS + 5, UTC)
+            code = seed.current_demo_code(data_dir, "lead", db=runtime.db, now=same_half_minute)
+            assert mfa.verify(session, user=lead, code=code, keyring=runtime.keyring,
+                              clock=FixedClock(same_half_minute)) == "totp"
+        with pytest.raises(Conflict, match="used up; ask again in 25 s"):  # this one and the next are used
+            seed.current_demo_code(data_dir, "lead", db=runtime.db, now=same_half_minute)
+    finally:
+        runtime.close()
