@@ -62,7 +62,9 @@ def test_loss_before_an_ssrc_change_reaches_the_audit_entry_and_the_stats_file(
     assert 25 <= streams["1"]["lost"] <= 30  # 25 dropped; a loaded kernel may drop a few more
     assert streams["2"]["ssrc_changes"] == 0
     # The stats file counts the loss of calls that have ended too (it did not even count this one's).
-    assert stats["lost"] >= 25 and stats["packets"] >= 500
+    # Exactly what the call's audit entry counted (how many a loaded kernel let through varies).
+    assert stats["packets"] == sum(s["packets"] for s in streams.values()) > 0
+    assert stats["lost"] == sum(s["lost"] for s in streams.values()) >= 25
     [rec] = stored_recording(isolated_env.runtime)
     assert rec.row.state == "available"
 
