@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -40,11 +41,13 @@ def misuse_page(request: Request, caller: Caller = Depends(page_caller),
                 runtime: Runtime = Depends(get_runtime)) -> Response:
     with runtime.db.unit_of_work() as session:
         rows = oversight.list_reports(session, policy=caller.policy, viewer=_who(caller), limit=200)
+        handlers = [u.username for u in oversight.recipients(session, caller.policy)]
         for r in rows:
             session.expunge(r)
     return render(request, "misuse.html", {
         "caller": caller, "rows": rows, "errors": [], "form": {}, "flash": request.query_params.get("done"),
-        "moved_to": request.query_params.get("to", "")[:20], "flash_error": None, "moves": _moves(),
+        "moved_to": request.query_params.get("to", "")[:64], "flash_error": None, "moves": _moves(),
+        "handlers": handlers, "zone": display_zone(request, caller),
         "recipient": oversight.is_recipient(caller.policy, caller.user.role),
         "recipient_roles": caller.policy.misuse.report_to_roles})
 
@@ -76,6 +79,29 @@ def move_misuse(report_id: str, request: Request, status: Annotated[str, Form()]
     return RedirectResponse(f"/misuse?done=moved&to={status}", status_code=303)
 
 
+@router.post("/misuse/{report_id}/assignee", response_class=HTMLResponse)
+def assign_misuse(report_id: str, request: Request, assignee: Annotated[str, Form()] = "",
+                  csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
+                  runtime: Runtime = Depends(get_runtime)) -> Response:
+    """A recipient gives a report to one of the policy's recipients (or takes it back); the service decides
+    who may and who can be named, and audits it (``misuse.assigned``)."""
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    try:
+        with runtime.db.unit_of_work() as session:
+            oversight.assign(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
+                             assignee=assignee or None, clock=runtime.clock)
+    except CallvaultError as exc:
+        problems = getattr(exc, "problems", None) or []
+        reason = problems[0].message if problems else (getattr(exc, "reason", "") or exc.message)
+        return denied(request, caller, reason[:1].upper() + reason[1:] + ".",
+                      "Only the report's recipients assign it, to one of the roles the policy routes reports to.",
+                      title="Not assigned",
+                      status_code=(403 if isinstance(exc, AccessDenied) else 404 if isinstance(exc, NotFound)
+                                   else 422))
+    return RedirectResponse(f"/misuse?done=assigned&to={quote(assignee[:64])}", status_code=303)
+
+
 @router.post("/misuse", response_class=HTMLResponse)
 def file_misuse(request: Request, summary: Annotated[str, Form()] = "", description: Annotated[str, Form()] = "",
                 subject_user: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
@@ -98,7 +124,7 @@ def file_misuse(request: Request, summary: Annotated[str, Form()] = "", descript
         return render(request, "misuse.html", {
             "caller": caller, "rows": [], "errors": errors, "flash": None,
             "form": {"summary": summary, "description": description, "subject_user": subject_user},
-            "moves": {}, "flash_error": None,
+            "moves": {}, "flash_error": None, "handlers": [],
             "recipient": oversight.is_recipient(caller.policy, caller.user.role),
             "recipient_roles": caller.policy.misuse.report_to_roles}, status_code=422)
     return RedirectResponse("/misuse?done=filed", status_code=303)

@@ -204,8 +204,8 @@ def test_the_compliance_report_names_purposes_as_the_policy_does_and_downloads_a
     assert _audit(env, "report.compliance")[-1].details["format"] == "csv"
 
 
-def test_a_recipient_reads_a_misuse_report_and_moves_it_with_a_banner(browser: Any, server: LiveServer,
-                                                                      env: CallvaultEnv) -> None:
+def test_a_recipient_reads_a_misuse_report_assigns_moves_and_closes_it_with_banners(
+        browser: Any, server: LiveServer, env: CallvaultEnv, tmp_path: Path) -> None:
     alice = _page(browser, server)
     sign_in(alice, env, "alice")
     alice.goto("/misuse")
@@ -222,6 +222,19 @@ def test_a_recipient_reads_a_misuse_report_and_moves_it_with_a_banner(browser: A
     card.get_by_label("Note (why)").fill("checking badge logs")
     card.get_by_role("button", name="Update").click()
     assert "now investigating" in boss.get_by_role("status").inner_text()
+    card = boss.locator("li.card", has_text="Someone played calls at night")
+    card.get_by_label("Assign to").select_option("exec")
+    card.get_by_role("button", name="Assign").click()
+    assert "assigned to exec" in boss.get_by_role("status").inner_text()
+    card = boss.locator("li.card", has_text="Someone played calls at night")
+    assert "Assigned to: exec" in card.inner_text()
+    card.get_by_label("Move to").select_option("closed")
+    card.get_by_label("Note (why)").fill("Night shift QA playback, approved; no misuse")
+    card.get_by_role("button", name="Update").click()
+    assert "now closed" in boss.get_by_role("status").inner_text()
+    assert "Closed: Night shift QA playback" in boss.locator(
+        "li.card", has_text="Someone played calls at night").inner_text()
+    _shot(boss, "misuse-assigned", tmp_path)
 
 
 # ----------------------------------------------------------------------------------------- 6: rough edges
