@@ -3,6 +3,7 @@ log's verification status, and the administrator's users / API tokens / policy v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from callvault.api.deps import Caller, get_runtime, runtime_of
 from callvault.audit import checkpoints
@@ -57,6 +59,19 @@ def _moves() -> dict[str, list[str]]:
     return {src: sorted(dst) for src, dst in oversight.TRANSITIONS.items()}
 
 
+def _committing_refusal(runtime: Runtime, act: Callable[[Session], object]) -> None:
+    """Run a report action; a refusal (``AccessDenied``) is raised only after the unit of work commits,
+    so the service's audit entry of the refused attempt is kept (as the API does)."""
+    refused: AccessDenied | None = None
+    with runtime.db.unit_of_work() as session:
+        try:
+            act(session)
+        except AccessDenied as exc:
+            refused = exc
+    if refused is not None:
+        raise refused
+
+
 @router.post("/misuse/{report_id}/status", response_class=HTMLResponse)
 def move_misuse(report_id: str, request: Request, status: Annotated[str, Form()] = "",
                 note: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
@@ -66,9 +81,9 @@ def move_misuse(report_id: str, request: Request, status: Annotated[str, Form()]
     if not same(csrf_token, caller.csrf_token):
         return form_expired(request, caller)
     try:
-        with runtime.db.unit_of_work() as session:
-            oversight.change_status(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
-                                    status=status, note=note[:500], clock=runtime.clock)
+        _committing_refusal(runtime, lambda session: oversight.change_status(
+            session, policy=caller.policy, actor=_who(caller), report_id=report_id, status=status, note=note[:500],
+            clock=runtime.clock))
     except CallvaultError as exc:
         reason = getattr(exc, "reason", "") or exc.message
         return denied(request, caller, reason[:1].upper() + reason[1:] + ".",
@@ -88,9 +103,9 @@ def assign_misuse(report_id: str, request: Request, assignee: Annotated[str, For
     if not same(csrf_token, caller.csrf_token):
         return form_expired(request, caller)
     try:
-        with runtime.db.unit_of_work() as session:
-            oversight.assign(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
-                             assignee=assignee or None, clock=runtime.clock)
+        _committing_refusal(runtime, lambda session: oversight.assign(
+            session, policy=caller.policy, actor=_who(caller), report_id=report_id, assignee=assignee or None,
+            clock=runtime.clock))
     except CallvaultError as exc:
         problems = getattr(exc, "problems", None) or []
         reason = problems[0].message if problems else (getattr(exc, "reason", "") or exc.message)

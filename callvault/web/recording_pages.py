@@ -39,7 +39,6 @@ from callvault.web.common import (
     form_expired,
     page_caller,
     policy_zones,
-    remember_zone,
     render,
     same,
 )
@@ -182,7 +181,6 @@ def search_page(request: Request, caller: Caller = Depends(page_caller),
         "agents": search.agents, "purposes": allowed_purposes(caller.policy, caller.user.role),
         "purpose_labels": {p: r.description for p, r in caller.policy.purposes.items()}},
         status_code=422 if search.error else 200)
-    remember_zone(response, request, search.zone)
     return response
 
 
