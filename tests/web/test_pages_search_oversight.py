@@ -108,15 +108,24 @@ def test_search_finds_part_of_a_name_or_number_in_the_policys_time_zone(
     page.get_by_role("button", name="Search").click()
     assert page.locator("#results tbody tr").count() == 3
     _shot(page, "recordings-search", tmp_path)
-    # A Sydney team picks its own zone: the same call shows Sydney's time, and the choice is remembered.
+    # A Sydney team picks its own zone: the same call shows Sydney's time; kept on the account page.
     page.get_by_label("From").fill("")
     page.get_by_label("To (inclusive)").fill("")
     page.get_by_label("Time zone").fill("Australia/Sydney")
     page.get_by_role("button", name="Search").click()
     sydney = calls["day"].astimezone(ZoneInfo("Australia/Sydney"))
     assert sydney.strftime("%Y-%m-%d %H:%M") in _rows(page)
+    page.goto("/account")
+    page.get_by_label("Your time zone").fill("Australia/Sydney")
+    page.get_by_role("button", name="Save time zone").click()
+    assert "Australia/Sydney" in page.get_by_role("status").inner_text()
+    _shot(page, "account-timezone", tmp_path)
     page.goto("/recordings")
     assert "Australia/Sydney" in page.locator("#zone-hint").inner_text()
+    assert sydney.strftime("%Y-%m-%d %H:%M") in _rows(page)
+    page.goto("/account")
+    page.get_by_label("Your time zone").fill("")
+    page.get_by_role("button", name="Save time zone").click()
 
 
 def test_a_bad_filter_and_a_reversed_range_are_explained(browser: Any, server: LiveServer, env: CallvaultEnv,
