@@ -137,3 +137,71 @@ def test_a_zone_that_does_not_exist_is_refused_with_an_example(browser_as: objec
     assert resp.status_code == 422
     assert "is not a time zone name; use one like America/Toronto" in resp.text
     assert "Traceback" not in resp.text and not resp.text.lstrip().startswith("{")
+
+
+# ----------------------------------------------------------------------------------------- 4: erasure offered
+def test_the_request_form_offers_only_what_the_shipped_notice_promises(server: LiveServer) -> None:
+    """Policy A's notice promises callers copies (A4), not deletion: the form does not offer it, and the API
+    refuses an erasure request naming the field."""
+    with server.client() as public:
+        form = public.get("/request", headers={"Accept": "text/html"})
+        assert form.status_code == 200 and "erasure" not in form.text.lower()
+        resp = public.post("/api/v1/subject-requests", json={
+            "phone_numbers": ["+1 416 555 0100"], "email": "x@example.org", "asks_for": "erasure",
+            "call_date": CALL_START.date().isoformat(), "call_reason": "a refund"})
+    assert resp.status_code == 422 and "asks_for" in resp.text
+
+
+@pytest.fixture(scope="module")
+def erasure_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[
+        tuple[LiveServer, CallvaultEnv]]:
+    """Policy A whose caller notice also promises deletion (``notice.caller_requests: [copy, erasure]``)."""
+    import yaml
+
+    from tests.conftest import POLICY_A, fresh_database
+    from tests.support.env import make_env
+
+    tmp = tmp_path_factory.mktemp("erasure")
+    doc = yaml.safe_load(POLICY_A.read_text(encoding="utf-8"))
+    doc["notice"]["caller_requests"] = ["copy", "erasure"]
+    doc["notice"]["public_text"] += " You may also ask us to delete recordings of your calls."
+    policy = tmp / "policy-a-erasure.yaml"
+    policy.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    with fresh_database(request.config.getoption("--db"), tmp) as url:
+        environment = make_env(tmp / "data", url, policy)
+        live = LiveServer(environment)
+        live.start()
+        try:
+            yield live, environment
+        finally:
+            live.stop()
+            environment.close()
+
+
+def test_where_the_notice_promises_deletion_the_form_offers_it_and_staff_see_the_kind(
+        erasure_server: tuple[LiveServer, CallvaultEnv]) -> None:
+    from callvault.notify import service as notify
+    from tests.support.smtp import smtp_server
+
+    server, env = erasure_server
+    local = CALL_START.astimezone(ZoneInfo("America/Toronto"))
+    with server.client() as public, smtp_server() as mail:
+        form = public.get("/request", headers={"Accept": "text/html"})
+        assert 'value="erasure"' in form.text and "Delete my call recordings (erasure)" in form.text
+        sent = public.post("/request", headers={"Accept": "text/html"}, data={
+            "asks_for": "erasure", "phone_numbers": "+1 416 555 0123", "email": "erase@example.org",
+            "call_date": local.date().isoformat(), "call_time": local.strftime("%H:%M"),
+            "agent_first_name": "Alice", "call_reason": "A refund"})
+        assert sent.status_code == 200, sent.text
+        request_id = re.search(r'action="/request/([^/]+)/verify"', sent.text).group(1)  # type: ignore[union-attr]
+        notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock, keyring=env.runtime.keyring)
+        message = [r for r in mail.to("erase@example.org") if "code" in str(r.message["Subject"])][-1]
+        assert "deletion of call recordings" in message.message.get_payload(decode=True).decode()
+        code = re.search(r"(\d{6})", str(message.message["Subject"])).group(1)  # type: ignore[union-attr]
+        ok = public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": code})
+        assert ok.status_code == 200, ok.text
+    with httpx.Client(base_url=server.base_url, timeout=30, headers={"Accept": "text/html"}) as lead:
+        web_sign_in(lead, env, "lead")
+        assert "erasure" in lead.get("/requests").text
+        detail = lead.get(f"/requests/{request_id}")
+        assert "Asks for: <strong>deletion (erasure) of their recordings</strong>" in detail.text

@@ -7,6 +7,8 @@ Issue 26 (points 5 and 4):
   show it. Existing rows: nobody assigned, no note.
 * ``users.timezone``: the IANA zone a person chose on the Account page; times on every page are shown in it.
   Existing rows: none chosen (the policy's zone applies, as before).
+* ``subject_requests.asks_for``: what a caller asks for, ``copy`` or ``erasure`` (where the policy's notice
+  promises it, point 6). Existing rows: ``copy`` (the only request there was).
 
 Revision ID: 0037_misuse_assign_user_tz
 Revises: 0036_jurisdiction_deadlines
@@ -31,9 +33,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column('closing_note', sa.Text(), nullable=True))
     with op.batch_alter_table('users') as batch:
         batch.add_column(sa.Column('timezone', sa.String(length=64), nullable=True))
+    with op.batch_alter_table('subject_requests') as batch:
+        batch.add_column(sa.Column('asks_for', sa.String(length=16), nullable=False, server_default='copy'))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('subject_requests') as batch:
+        batch.drop_column('asks_for')
     with op.batch_alter_table('users') as batch:
         batch.drop_column('timezone')
     with op.batch_alter_table('misuse_reports') as batch:
