@@ -23,7 +23,7 @@ from callvault.identity import service as identity
 from callvault.identity import throttle
 from callvault.identity.models import User
 from callvault.notify.service import SmtpSettings
-from callvault.oversight import policy_lifecycle, reports
+from callvault.oversight import policy_lifecycle, report_pdf, reports
 from callvault.oversight import service as oversight
 from callvault.policy.models import PolicyVersion
 from callvault.retention import service as retention
@@ -239,8 +239,7 @@ def compliance_page(request: Request, caller: Caller = Depends(page_caller),
         return period
     start, end = period
     report = _report(runtime, caller, start, end, "html")
-    labels = {p: rule.description for p, rule in caller.policy.purposes.items() if rule.description}
-    html = reports.to_html(report, labels=labels)
+    html = reports.to_html(report, labels=_purpose_labels(caller))
     body = html[html.index("<h2>"):html.rindex("</body>")]  # the report's own sections and SVG chart
     return render(request, "compliance.html", {"caller": caller, "body": Markup(body),  # noqa: S704 (escaped there)
                                                "start": start, "end": end})
@@ -297,6 +296,26 @@ def compliance_csv(request: Request, caller: Caller = Depends(page_caller),
     name = f"compliance-{period[0].date().isoformat()}-{period[1].date().isoformat()}.csv"
     return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+@router.get("/reports/compliance.pdf")
+def compliance_pdf(request: Request, caller: Caller = Depends(page_caller),
+                   runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The same report as a PDF (its tables and the weekly chart, legend in the policy's names), audited."""
+    period = _report_period(request, caller, runtime)
+    if isinstance(period, Response):
+        return period
+    report = _report(runtime, caller, *period, "pdf")
+    name = f"compliance-{period[0].date().isoformat()}-{period[1].date().isoformat()}.pdf"
+    title = f"Compliance report · {caller.policy.organisation}"
+    return Response(report_pdf.to_pdf(report, title=title, labels=_purpose_labels(caller)),
+                    media_type="application/pdf", headers={
+                        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+def _purpose_labels(caller: Caller) -> dict[str, str]:
+    """The policy's own names for its purposes: the chart's legend reads as the policy does."""
+    return {p: rule.description for p, rule in caller.policy.purposes.items() if rule.description}
 
 
 # ----------------------------------------------------------------------------------------- admin

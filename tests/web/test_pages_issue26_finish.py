@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
+from callvault.policy import service as policy_service
 from tests.api.test_auth_web import web_sign_in
 from tests.support.audio import CALL_START, metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
@@ -205,3 +206,41 @@ def test_where_the_notice_promises_deletion_the_form_offers_it_and_staff_see_the
         assert "erasure" in lead.get("/requests").text
         detail = lead.get(f"/requests/{request_id}")
         assert "Asks for: <strong>deletion (erasure) of their recordings</strong>" in detail.text
+
+
+# ----------------------------------------------------------------------------------------- 5: the PDF report
+def test_the_compliance_report_downloads_as_a_pdf_with_its_tables_and_a_full_legend(
+        browser_as: object, server: LiveServer, env: CallvaultEnv, toronto_call: str) -> None:
+    import io
+
+    from pypdf import PdfReader
+
+    with server.client("lead") as lead_api:  # one allowed play, so the chart has a purpose to name
+        played = lead_api.get(f"/api/v1/recordings/{toronto_call}/audio", params={"purpose": "spot_check"})
+        assert played.status_code in (200, 206), played.text
+    exec_ = browser_as("exec")  # type: ignore[operator]
+    page = exec_.get("/reports/compliance")
+    assert 'href="/reports/compliance.pdf?' in page.text
+    start = (env.runtime.clock.now().date().replace(day=1)).isoformat()
+    end = (env.runtime.clock.now().date()).isoformat()
+    resp = exec_.get("/reports/compliance.pdf", params={"from": start, "to": end + "T23:59:59"})
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.headers["content-type"] == "application/pdf"
+    assert resp.headers["content-disposition"].startswith('attachment; filename="compliance-')
+    assert resp.content.startswith(b"%PDF-")
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(resp.content)).pages)
+    for heading in ("Compliance report", "Recorded", "Accesses per week and purpose", "Accessed (by whom, why, "
+                    "decision)", "Denied", "Legal holds in force", "Misuse reports"):
+        assert heading in text, heading
+    with env.runtime.db.read_only() as session:
+        label = policy_service.current_policy(session).purposes["spot_check"].description
+    assert f"{label} (spot_check)" in " ".join(text.split()), "the legend names the purpose as the policy does"
+    assert "lead" in text and "support_lead" in text
+    assert _audit(env, "report.compliance")[-1].details["format"] == "pdf"
+
+
+def test_the_pdf_report_is_refused_to_a_role_that_may_not_read_it(browser_as: object, env: CallvaultEnv) -> None:
+    alice = browser_as("alice")  # type: ignore[operator]
+    resp = alice.get("/reports/compliance.pdf")
+    assert resp.status_code == 403 and "may not read the compliance report" in resp.text
+    assert not resp.content.startswith(b"%PDF")
