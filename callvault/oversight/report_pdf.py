@@ -155,7 +155,8 @@ def to_pdf(report: ComplianceReport, *, title: str = "Compliance report",
            "Nobody asked for recording content.")
     _heading(pdf, "Denied")
     _table(pdf, ("action", "reason", "times"),
-           sorted(((a, r, n) for (a, r), n in report.denied.items()), key=lambda x: -x[2]), "Nothing was refused.")
+           [(a, r, n) for (a, r), n in sorted(report.denied.items(), key=lambda item: -item[1])],
+           "Nothing was refused.")
     _heading(pdf, "Released, destroyed, held, quarantined")
     _table(pdf, ("event", "times"), sorted(report.lifecycle.items()), "No such events in the period.")
     _heading(pdf, "Legal holds in force")
