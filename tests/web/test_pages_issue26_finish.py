@@ -6,8 +6,10 @@ report as a PDF. Times come from the product clock and from stored calls, never 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -245,3 +247,22 @@ def test_the_pdf_report_is_refused_to_a_role_that_may_not_read_it(browser_as: ob
     resp = alice.get("/reports/compliance.pdf")
     assert resp.status_code == 403 and "may not read the compliance report" in resp.text
     assert not resp.content.startswith(b"%PDF")
+
+
+def test_in_a_browser_the_caller_picks_deletion_on_the_form(erasure_server: tuple[LiveServer, CallvaultEnv],
+                                                            request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The one browser check of this module: the choice is a labelled radio a caller can pick (screenshot
+    ``caller-request-erasure.png`` for docs/web.md)."""
+    from tests.support.browser import CHROMIUM, new_page
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing")
+    server, _ = erasure_server
+    page = new_page(request.getfixturevalue("browser"), server.base_url, width=900, timeout_ms=10_000)
+    page.goto("/request")
+    choice = page.get_by_label("Delete my call recordings (erasure)")
+    choice.check()
+    assert choice.is_checked() and not page.get_by_label("Copies of my call recordings").is_checked()
+    target = Path(os.environ["CALLVAULT_SCREENSHOTS"]) if os.environ.get("CALLVAULT_SCREENSHOTS") else tmp_path
+    target.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target / "caller-request-erasure.png"), full_page=True)
