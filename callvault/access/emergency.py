@@ -219,3 +219,22 @@ def disclosures(session: Session, *, number: str, since: date | None = None) -> 
                                     actor_role=entry.actor_role, purpose=entry.purpose, reason=entry.reason or "",
                                     emergency_declaration=declaration, audit_seq=entry.seq))
     return found
+
+
+# ------------------------------------------------------------------------------ the reviewer's queue
+@dataclass(frozen=True)
+class ReviewTask:
+    """One declaration awaiting review, with what was done under it and whether its review is late."""
+
+    declaration: EmergencyDeclaration
+    accesses: list[AuditEntry]
+    overdue: bool
+
+
+def review_queue(session: Session, *, policy: PolicyDocument, actor: Actor, clock: Clock = system_clock,
+                 ) -> list[ReviewTask]:
+    """``open_reviews`` with each declaration's accesses and an overdue flag (due date before today), so
+    a reviewer sees what to judge and which reviews are already late (those were reported to misuse)."""
+    today = clock.now().date()
+    return [ReviewTask(declaration=row, accesses=accesses_under(session, row.id), overdue=row.review_due_on < today)
+            for row in open_reviews(session, policy=policy, actor=actor)]

@@ -19,6 +19,8 @@ from callvault.api import (
     routes_auth,
     routes_capture_imports,
     routes_control,
+    routes_emergency,
+    routes_extension,
     routes_integrations,
     routes_live,
     routes_oversight,
@@ -78,6 +80,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes_audit.router, prefix="/api/v1")
     app.include_router(routes_oversight.router, prefix="/api/v1")
     app.include_router(routes_retention.router, prefix="/api/v1")
+    app.include_router(routes_extension.router, prefix="/api/v1")
+    app.include_router(routes_emergency.router, prefix="/api/v1")
     app.include_router(routes_control.router, prefix="/api/v1")
     app.include_router(routes_live.router, prefix="/api/v1")
     app.include_router(routes_access.router, prefix="/api/v1")

@@ -221,12 +221,13 @@ def get_recording(recording_id: str, caller: Caller = Depends(get_caller),
                   runtime: Runtime = Depends(get_runtime)) -> RecordingRead:
     """One recording's metadata, if it is within your scope (otherwise 404)."""
     with runtime.db.read_only() as session:
-        row, denial = recordings.find_visible(session, policy=caller.policy, actor=caller.actor,
-                                              recording_id=recording_id, source_ip=caller.source_ip)
+        row, event = recordings.find_visible(session, policy=caller.policy, actor=caller.actor,
+                                             recording_id=recording_id, source_ip=caller.source_ip,
+                                             clock=runtime.clock)
         found = RecordingRead.model_validate(row) if row is not None else None
-    if denial is not None:  # on record before the refusal
+    if event is not None:  # on record before the answer (a refusal, or a look under an emergency)
         with runtime.db.unit_of_work() as session:
-            audit.append(session, denial, clock=runtime.clock)
+            audit.append(session, event, clock=runtime.clock)
     if found is None:
         raise NotFound("no such recording")
     return found

@@ -116,6 +116,7 @@ from callvault.cli import (  # noqa: E402, F401
     account_commands,
     capture_commands,
     commands,
+    emergency_commands,
     integration_commands,
     keys_commands,
     ops_commands,

@@ -417,14 +417,19 @@ def decide(
 ) -> Decision:
     """``_decide``'s answer; where it is a denial of content, an emergency declaration in force may still
     allow it (``emergency_access``): the actor's own declaration, their role among ``emergency_access.roles``
-    (the role at declaration and now), not ended at ``now``, the action among ``emergency_access.actions``.
+    (the role at declaration and now), not ended at ``now``, the action among ``emergency_access.actions`` (or
+    ``view_metadata``, which every declaration allows).
     Wider than the role's scope and needing no purpose or approval, but never for a recording that is not
     available, nor before the policy is acknowledged."""
     decision = _decide(policy=policy, actor=actor, action=action, recording=recording, purpose=purpose,
                        grants=grants, now=now)
     rules = policy.emergency_access
-    if (decision.allowed or emergency is None or rules is None or action not in CONTENT_ACTIONS
-            or action.value not in rules.actions or actor.role not in rules.roles or emergency.role != actor.role
+    # Seeing which call it is (metadata) comes with any declaration: the recording page must open before
+    # its player can ask for a purpose; the content itself only for ``rules.actions``.
+    reaches = rules is not None and (action == Action.VIEW_METADATA
+                                     or (action in CONTENT_ACTIONS and action.value in rules.actions))
+    if (decision.allowed or emergency is None or rules is None or not reaches
+            or actor.role not in rules.roles or emergency.role != actor.role
             or emergency.user_id != actor.user_id or now is None or now >= emergency.ends_at
             or actor.role not in policy.roles or not _acknowledged(policy, actor) or recording.state != "available"):
         return decision
@@ -434,7 +439,8 @@ def decide(
         reason=f"Emergency access: {actor.username}'s declaration {emergency.declaration_id} (until "
                f"{emergency.ends_at:%Y-%m-%d %H:%M} UTC) allows {action.value} beyond role {actor.role!r}'s scope; "
                f"it will be reviewed. Without it: {decision.reason}",
-        clauses=clauses, purpose=(purpose or "").strip() or "emergency_access", serves="original",
+        clauses=clauses, serves="original",
+        purpose=None if action == Action.VIEW_METADATA else (purpose or "").strip() or "emergency_access",
         emergency_declaration=emergency.declaration_id,
     )
 

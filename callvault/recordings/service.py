@@ -32,6 +32,7 @@ from callvault.policy.decide import (
     Action,
     Actor,
     Decision,
+    EmergencyFacts,
     Grant,
     QualityItemFacts,
     RecordingFacts,
@@ -238,17 +239,20 @@ def get_visible(
 
     A denial is appended to the audit log; the caller commits before answering "not found".
     """
-    row, denial = find_visible(session, policy=policy, actor=actor, recording_id=recording_id, source_ip=source_ip)
-    if denial is not None:
-        audit.append(session, denial, clock=clock)
+    row, event = find_visible(session, policy=policy, actor=actor, recording_id=recording_id, source_ip=source_ip,
+                              clock=clock)
+    if event is not None:
+        audit.append(session, event, clock=clock)
     return row
 
 
 def find_visible(
     session: Session, *, policy: PolicyDocument, actor: Actor, recording_id: str, source_ip: str | None = None,
+    clock: Clock = system_clock,
 ) -> tuple[Recording | None, audit.AuditEvent | None]:
-    """Like ``get_visible`` but writes nothing: returns the row (or None) and, for a denial, the audit
-    event the caller must commit before answering "not found".
+    """Like ``get_visible`` but writes nothing: returns the row (or None) and, for a denial or a look
+    allowed only by an emergency declaration (``emergency_access``: every access under one is on record
+    for its review), the audit event the caller must commit before answering.
 
     Why: a metadata read that is allowed then runs in a read-only unit of work, which on SQLite does
     not queue for the database's one write lock; only a denial takes it, to record itself.
@@ -257,6 +261,16 @@ def find_visible(
     if row is None or row.state != RecordingState.AVAILABLE:
         return None, None
     decision = decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None)
+    if not decision.allowed and policy.emergency_access is not None and actor.role in policy.emergency_access.roles:
+        from callvault.access import emergency as emergency_access  # builds on this module
+
+        now = clock.now()
+        declared = emergency_access.active_for(session, user_id=actor.user_id, now=now)
+        if declared is not None:
+            decision = decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row),
+                              purpose=None, now=now, emergency=declared)
+            if decision.allowed:
+                return row, _decision_event(actor, Action.VIEW_METADATA, row.id, decision, source_ip)
     if not decision.allowed:
         return None, _decision_event(actor, Action.VIEW_METADATA, row.id, decision, source_ip)
     return row, None
@@ -301,7 +315,8 @@ class Hidden(Decision):
     so the refusal is still on record as what it was (ASVS 8.2.2 without an existence oracle)."""
 
 
-def _hidden(policy: PolicyDocument, actor: Actor, row: Recording, decision: Decision) -> Decision:
+def _hidden(policy: PolicyDocument, actor: Actor, row: Recording, decision: Decision,
+            emergency: EmergencyFacts | None = None, now: datetime | None = None) -> Decision:
     """``decision`` as a ``Hidden`` one when the actor may not know ``row`` exists.
 
     Refusals about the actor rather than the recording (an unknown role, a policy not acknowledged yet) keep
@@ -310,7 +325,10 @@ def _hidden(policy: PolicyDocument, actor: Actor, row: Recording, decision: Deci
         return decision
     if policy.acknowledgement_required and not has_acknowledged(policy, actor):
         return decision
-    if decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None).allowed:
+    # Under an emergency declaration the person sees the recording (its page opened): a content action the
+    # declaration does not cover (a download) is refused with its reason, not answered "no such recording".
+    if decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None,
+              now=now, emergency=emergency).allowed:
         return decision
     return Hidden(allowed=False, reason=decision.reason, clauses=decision.clauses, purpose=decision.purpose,
                   serves=None)
@@ -356,7 +374,7 @@ def decide_content(
         error = check(session, row, decision)
         if error is not None:
             decision = withheld(decision, error)
-    return _hidden(policy, actor, row, decision), row
+    return _hidden(policy, actor, row, decision, emergency, now), row
 
 
 def record_content(

@@ -162,3 +162,25 @@ class QuarantineResult(BaseModel):
     recording_id: str
     decision: str
     state: str
+
+
+class ExtensionCreate(BaseModel):
+    """Keep a recording longer on request: a keep-until date or months after the call (one), and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_until: date | None = Field(default=None, description="keep at least until this day (the call's zone)")
+    months: int | None = Field(default=None, description="or: keep this many months after the call")
+    reason: str = Field(max_length=2000, description="who asked and why it must be kept longer")
+
+
+class ExtensionRead(BaseModel):
+    """A recording's retention as an extension sees it: the minimum, the furthest extension, the current date."""
+
+    recording_id: str
+    started_at: datetime
+    minimum_until: datetime | None
+    keep_until: datetime | None
+    destroy_after: datetime | None
+    extension_limit: datetime
+    may_extend: bool

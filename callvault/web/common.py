@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 
+from callvault.access import accounting
 from callvault.api.deps import (
     SESSION_COOKIE,
     Caller,
@@ -46,6 +47,7 @@ PRELOGIN_COOKIE = "cv_prelogin"
 def abilities(caller: Caller) -> dict[str, bool]:
     """What the navigation offers this caller (the services still decide every action)."""
     role = caller.policy.roles.get(caller.user.role)
+    emergency = caller.policy.emergency_access
     approver = any(p.approval and p.approval.required and caller.user.role in p.approval.approver_roles
                    for p in caller.policy.purposes.values())
     return {
@@ -55,6 +57,9 @@ def abilities(caller: Caller) -> dict[str, bool]:
         "approver": approver,
         "content": bool(role and role.content_scope != "none"),
         "requests_staff": subject_requests.staff_denial(caller.policy, caller.actor) is None,
+        "emergency": emergency is not None and (caller.user.role in emergency.roles
+                                                or caller.user.role in emergency.reviewer_roles),
+        "disclosures": accounting.may_read(caller.policy, caller.user.role),
     }
 
 

@@ -28,6 +28,7 @@ from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 from callvault.recordings.schemas import RecordingFilters
 from callvault.recordings.service import MAX_PAGE
+from callvault.retention import extension
 from callvault.runtime import Runtime
 from callvault.transcription import search as transcript_search
 from callvault.web import player, waveform
@@ -42,6 +43,7 @@ from callvault.web.common import (
     render,
     same,
 )
+from callvault.web.emergency_pages import EMERGENCY_PURPOSE, emergency_banner
 
 router = APIRouter(include_in_schema=False)
 
@@ -255,11 +257,20 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
                  if caller.policy.purposes[p].reaches != "any_in_scope"}
     purposes = [p for p in allowed_purposes(caller.policy, caller.user.role)
                 if p in offered_purposes(caller.policy, caller.actor, reach.get(p, seen))]
+    labels = {p: caller.policy.purposes[p].description for p in caller.policy.purposes}
+    if emergency_banner(request, caller) is not None:
+        # Under a declaration the purpose is still asked (and audited); one more choice names the emergency.
+        purposes.append(EMERGENCY_PURPOSE)
+        labels[EMERGENCY_PURPOSE] = "the emergency you declared (reviewed afterwards)"
     context: dict[str, Any] = {
         "caller": caller, "row": row, "purposes": purposes, "purpose": purpose, "events": events,
         "role_purposes": allowed_purposes(caller.policy, caller.user.role),
         "spans": player.control_spans(row, events), "trail": trail, "decision": None, "wave": None, "wave_note": None,
-        "purpose_labels": {p: caller.policy.purposes[p].description for p in caller.policy.purposes},
+        "purpose_labels": labels,
+        "extension": extension.bounds(caller.policy, row) if extension.may_extend(caller.policy, caller.user.role)
+        else None,
+        "extended": request.query_params.get("extended") == "1",
+        "extension_error": (request.query_params.get("extension_error") or "")[:500] or None,
         "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
         "offers": {}, "request_link": request_link,
         "stepped_up": stepped_up(runtime, caller), "step_up_failed": request.query_params.get("step_up") == "failed",

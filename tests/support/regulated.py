@@ -9,10 +9,12 @@ for support leads reviewed by executives within 3 days.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from tests.support.env import CallvaultEnv
 from tests.support.retention import World, make_world
 
 
@@ -44,3 +46,30 @@ def regulated_world(request: pytest.FixtureRequest, tmp_path: Path, *, agent_may
             yield world
         finally:
             world.close()
+
+
+ACCOUNTING = "\naccounting_of_disclosures:\n  roles: [executive]\n  clause: site policy 9.1\n"
+"""The accounting of disclosures open to executives (deny by default: the policy must name someone)."""
+
+
+def regulated_policy_file(folder: Path) -> Path:
+    """Policy A's loopback variant made regulated, with the accounting of disclosures for executives: what
+    the API, CLI and browser tests of issue 28's edges load."""
+    from tests.conftest import POLICY_A
+
+    path = folder / "regulated.yaml"
+    path.write_text(regulated_text(POLICY_A.read_text()) + ACCOUNTING)
+    return path
+
+
+@contextmanager
+def regulated_env(backend: str, folder: Path) -> Iterator[CallvaultEnv]:
+    """A ``CallvaultEnv`` (policy A's personas, MFA enrolled) under ``regulated_policy_file`` on a fresh database."""
+    from tests.conftest import fresh_database
+
+    with fresh_database(backend, folder) as url:
+        environment = CallvaultEnv(folder / "data", url, regulated_policy_file(folder))
+        try:
+            yield environment
+        finally:
+            environment.close()

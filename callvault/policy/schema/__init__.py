@@ -34,7 +34,7 @@ from callvault.policy.schema.common import (
     add_months,
 )
 from callvault.policy.schema.document import PolicyDocument, canonical_sha256
-from callvault.policy.schema.emergency import EmergencyAccessRules
+from callvault.policy.schema.emergency import DisclosureAccountingRules, EmergencyAccessRules
 from callvault.policy.schema.quality import (
     QualityReviewRules,
     SamplingRule,
@@ -81,6 +81,7 @@ __all__ = [
     "ControlRules",
     "CrmIntegrationRules",
     "Deadline",
+    "DisclosureAccountingRules",
     "EmergencyAccessRules",
     "IdentityCheck",
     "IntegrationRules",

@@ -18,7 +18,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from callvault.policy.schema.access import NetworkRules, PurposeRule, ReviewRules, RoleRule
 from callvault.policy.schema.common import Identifier, PolicySlug, Text, _Model, add_months
-from callvault.policy.schema.emergency import EmergencyAccessRules
+from callvault.policy.schema.emergency import DisclosureAccountingRules, EmergencyAccessRules
 from callvault.policy.schema.quality import QualityReviewRules
 from callvault.policy.schema.recording import ConsentRules, ControlRules, RecordingScope
 from callvault.policy.schema.retention import RetentionRules
@@ -65,6 +65,8 @@ class PolicyDocument(_Model):
     monitoring: MonitoringRules = MonitoringRules()
     emergency_access: EmergencyAccessRules | None = None
     """Break-the-glass access (optional; absent: nobody may declare an emergency)."""
+    accounting_of_disclosures: DisclosureAccountingRules = DisclosureAccountingRules()
+    """Who may read a caller's accounting of disclosures (absent: nobody)."""
 
     _sha256: str | None = PrivateAttr(default=None)
 
@@ -149,6 +151,8 @@ class PolicyDocument(_Model):
                 need_role(("emergency_access", "roles", i), role)
             for i, role in enumerate(self.emergency_access.reviewer_roles):
                 need_role(("emergency_access", "reviewer_roles", i), role)
+        for i, role in enumerate(self.accounting_of_disclosures.roles):
+            need_role(("accounting_of_disclosures", "roles", i), role)
         if self.quality_review is not None:
             errors.extend(self._quality_review_errors(need_role))
         if self.recording_scope.trunk_numbers:

@@ -36,3 +36,22 @@ class EmergencyAccessRules(_Model):
     @classmethod
     def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return _no_duplicates(value, "role")
+
+
+class DisclosureAccountingRules(_Model):
+    """Who may read a caller's accounting of disclosures (HIPAA 164.528; GDPR Art. 15(1)(c) recipients).
+
+    The accounting lists every time a caller's recordings left the system or were reached in an emergency,
+    with who, when and why: itself personal data about the caller and about staff. So it is deny by
+    default: absent from a policy, or with no roles, nobody may read it; each reading is audited.
+    """
+
+    roles: tuple[Identifier, ...] = ()
+    """Roles that may read (and download as CSV) a caller's accounting; empty: nobody may."""
+    clause: str = ""
+    """The clause of the written policy (or law) this rests on, cited in every audit entry."""
+
+    @field_validator("roles")
+    @classmethod
+    def _unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "role")

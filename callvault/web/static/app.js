@@ -20,10 +20,25 @@ function enableSorting(table) {
   });
 }
 
+// The emergency banner counts down to the declaration's end (the server's minutes are right when the page
+// loads; this keeps them right while it stays open). At zero it says so: the server refuses from then on.
+function emergencyCountdown(banner) {
+  const left = banner.querySelector("#emergency-left");
+  const ends = Date.parse(banner.dataset.endsAt);
+  if (!left || Number.isNaN(ends)) return;
+  const tick = () => {
+    const minutes = Math.ceil((ends - Date.now()) / 60000);
+    left.textContent = minutes > 0 ? `${minutes} minute${minutes === 1 ? "" : "s"} left` : "ended";
+    if (minutes > 0) setTimeout(tick, 15000);
+  };
+  tick();
+}
+
 // The call player (waveform, transcript, markers, comments) lives in player.js, on the pages that play.
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable").forEach(enableSorting);
+  document.querySelectorAll("#emergency-banner[data-ends-at]").forEach(emergencyCountdown);
   // "Print or save as PDF" (the compliance report): the browser's print dialog, styled by @media print.
   document.querySelectorAll("[data-print]").forEach((b) => b.addEventListener("click", () => window.print()));
 });
