@@ -269,7 +269,7 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
         "purpose_labels": labels,
         "extension": extension.bounds(caller.policy, row) if extension.may_extend(caller.policy, caller.user.role)
         else None,
-        "extended": request.query_params.get("extended") == "1",
+        "extended": request.query_params.get("done") == "extended",
         "extension_error": (request.query_params.get("extension_error") or "")[:500] or None,
         "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
         "offers": {}, "request_link": request_link,
