@@ -15,6 +15,7 @@ from callvault.oversight import policy_lifecycle
 from callvault.oversight import service as oversight
 from callvault.oversight.schemas import (
     AcknowledgementStatus,
+    MisuseAssignment,
     MisuseReportCreate,
     MisuseReportRead,
     MisuseStatusChange,
@@ -81,6 +82,25 @@ def change_misuse_status(report_id: str, body: MisuseStatusChange, caller: Calle
         try:
             row = oversight.change_status(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
                                           status=body.status, note=body.note, clock=runtime.clock)
+            result = MisuseReportRead.model_validate(row)
+        except AccessDenied as exc:
+            denied = exc  # commit the audited refusal, then answer
+    if denied is not None:
+        raise denied
+    assert result is not None
+    return result
+
+
+@router.post("/misuse-reports/{report_id}/assignee", response_model=MisuseReportRead)
+def assign_misuse_report(report_id: str, body: MisuseAssignment, caller: Caller = Depends(get_caller),
+                         runtime: Runtime = Depends(get_runtime)) -> MisuseReportRead:
+    """Give a report to a recipient to handle (null takes it back). Recipients only; audited."""
+    denied: AccessDenied | None = None
+    result: MisuseReportRead | None = None
+    with runtime.db.unit_of_work() as session:
+        try:
+            row = oversight.assign(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
+                                   assignee=body.assignee, clock=runtime.clock)
             result = MisuseReportRead.model_validate(row)
         except AccessDenied as exc:
             denied = exc  # commit the audited refusal, then answer

@@ -44,6 +44,9 @@ class SubjectRequestCreate(BaseModel):
                                   description="the first name of the person you spoke to")
     call_reason: str = Field(default="", max_length=subject.MAX_DESCRIPTION, description="what the call was about")
     website: str = Field(default="", max_length=200, description="leave empty (a trap for robots)")
+    asks_for: Literal["copy", "erasure"] = Field(
+        default="copy", description="copies of the recordings, or their deletion where the policy's notice "
+                                    "promises it (notice.caller_requests)")
 
 
 class VerifyBody(BaseModel):
@@ -312,7 +315,7 @@ def submit(body: SubjectRequestCreate, request: Request, runtime: Runtime = Depe
     new = subject.NewRequest(phone_numbers=body.phone_numbers, email=body.email, date_from=body.date_from,
                              date_to=body.date_to, description=body.description, call_date=body.call_date,
                              call_time=body.call_time, agent_first_name=body.agent_first_name,
-                             call_reason=body.call_reason)
+                             call_reason=body.call_reason, asks_for=body.asks_for)
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)

@@ -28,6 +28,8 @@ class User(Base):
     """argon2id hash; never the password."""
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The IANA zone the person chose (Account page); None: the policy's zone. Pages show times in it."""
 
 
 class ApiToken(Base):

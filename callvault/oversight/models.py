@@ -38,6 +38,10 @@ class MisuseReport(Base):
     """Audit entry seqs that support it (``callvault audit proof SEQ`` proves each one)."""
     status: Mapped[str] = mapped_column(String(16), default="open")
     """``open`` → ``investigating`` → ``closed`` (a closed report may be reopened to investigating)."""
+    assignee: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """Username of the recipient handling it (one of ``misuse.report_to_roles``, never its subject)."""
+    closing_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """Why it was closed (required to close); shown on the page, also kept in the audit entry."""
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     """When it must be closed (``misuse.report_deadline_days`` from filing, HIPAA 164.404(b)); None: no deadline."""
     dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True, nullable=True)

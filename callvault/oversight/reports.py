@@ -211,6 +211,9 @@ def to_csv(report: ComplianceReport) -> str:
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
             "#17becf")
 
+PALETTE = _PALETTE
+"""The chart's colours, one per purpose in order (the HTML and PDF charts use the same)."""
+
 
 def weekly_chart_svg(per_week: Counter[tuple[date, str]], labels: dict[str, str] | None = None) -> str:
     """Grouped bars: allowed content accesses per week, one colour per purpose. Plain SVG, no script.

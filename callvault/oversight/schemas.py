@@ -33,6 +33,10 @@ class MisuseReportRead(BaseModel):
     description: str
     evidence: list[int]
     status: str
+    assignee: str | None = None
+    """The recipient handling it; None: nobody yet."""
+    closing_note: str | None = None
+    """How it was resolved (set when closed)."""
     due_at: datetime | None = None
     """When the report must be closed (``misuse.report_deadline_days``); None: the policy names no deadline."""
 
@@ -41,7 +45,14 @@ class MisuseStatusChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["open", "investigating", "closed"]
-    note: str = Field(default="", max_length=2000, description="why (kept in the audit log)")
+    note: str = Field(default="", max_length=2000, description="why (kept in the audit log); required to close")
+
+
+class MisuseAssignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: str | None = Field(default=None, max_length=64,
+                                 description="username of a recipient to handle it; null takes it back")
 
 
 class PendingAcknowledgement(BaseModel):

@@ -191,13 +191,50 @@ def change_status(session: Session, *, policy: PolicyDocument, actor: Reporter, 
     if status not in TRANSITIONS[report.status]:
         raise Conflict(f"a {report.status} report cannot become {status}; "
                        f"allowed: {', '.join(TRANSITIONS[report.status])}")
+    if status == "closed" and not note.strip():
+        raise InvalidInput("a closing note is needed", [FieldProblem("note", "say how the report was resolved")])
     previous = report.status
     report.status = status
+    report.closing_note = note.strip()[:2000] if status == "closed" else None
     report.updated_at = clock.now()
     audit.append(session, audit.AuditEvent(
         actor=actor.username, actor_role=actor.role, action="misuse.status_changed", decision="allow",
         object_type="misuse_report", object_id=report.id, reason=note[:2000], source_ip=actor.source_ip,
         clauses=("B12",), details={"from": previous, "to": status},
+    ), clock=clock)
+    session.flush()
+    return report
+
+
+def assign(session: Session, *, policy: PolicyDocument, actor: Reporter, report_id: str, assignee: str | None,
+           clock: Clock = system_clock) -> MisuseReport:
+    """Give a report to one recipient to handle (``assignee=None`` takes it back); audited ``misuse.assigned``.
+
+    Only recipients assign, never on a report about themselves, and only to an active user in the roles the
+    policy routes reports to who is not the report's subject: whoever is named must be allowed to read it.
+    A refusal is audited before ``AccessDenied`` is raised: the caller commits, then answers.
+    """
+    report = session.get(MisuseReport, report_id)
+    if report is None:
+        raise NotFound("no such misuse report")
+    if not is_recipient(policy, actor.role) or report.subject_user == actor.username:
+        reason = (f"role {actor.role} does not handle misuse reports" if not is_recipient(policy, actor.role)
+                  else "nobody may handle a report about themselves")
+        _deny(session, actor, "misuse.assigned", report_id, reason, clock)
+        raise AccessDenied(reason, clauses=("B12",))
+    name = (assignee or "").strip() or None
+    if name is not None and name not in {u.username for u in recipients(session, policy,
+                                                                           exclude=report.subject_user)}:
+        raise InvalidInput("invalid assignee", [FieldProblem(
+            "assignee", f"{name[:64]} is not an active {' or '.join(policy.misuse.report_to_roles)} "
+                        "who may handle this report")])
+    previous = report.assignee
+    report.assignee = name
+    report.updated_at = clock.now()
+    audit.append(session, audit.AuditEvent(
+        actor=actor.username, actor_role=actor.role, action="misuse.assigned", decision="allow",
+        object_type="misuse_report", object_id=report.id, source_ip=actor.source_ip, clauses=("B12",),
+        details={"from": previous, "to": name},
     ), clock=clock)
     session.flush()
     return report

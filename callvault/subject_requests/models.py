@@ -42,6 +42,9 @@ class SubjectRequest(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     """``caller`` (public form) or ``operator`` (an employee through their account, B10)."""
+    asks_for: Mapped[str] = mapped_column(String(16), default="copy", server_default="copy")
+    """``copy`` (copies of their recordings) or ``erasure`` (their deletion), one of the policy's
+    ``notice.caller_requests``; staff see it on the request page."""
     status: Mapped[str] = mapped_column(String(24))
     phone_numbers: Mapped[list[str]] = mapped_column(JSON, default=list)
     """The requester's numbers in E.164; recordings are matched on ``remote_number``."""

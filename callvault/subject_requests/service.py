@@ -172,6 +172,10 @@ def _mail_team(session: Session, policy: PolicyDocument, *, subject: str, body: 
 
 
 # ------------------------------------------------------------------------------------------------ intake
+CALLER_REQUEST_LABELS = {"copy": "copies of call recordings", "erasure": "deletion of call recordings"}
+"""How each right in ``notice.caller_requests`` is named to the caller (form, mail, refusals)."""
+
+
 @dataclass(frozen=True)
 class NewRequest:
     """What a person typed into the form (or sent to the API)."""
@@ -186,6 +190,8 @@ class NewRequest:
     call_time: time_of_day | None = None
     agent_first_name: str = ""
     call_reason: str = ""
+    asks_for: str = "copy"
+    """``copy`` or ``erasure``: refused unless the policy's notice promises it (``notice.caller_requests``)."""
 
 
 def _validate(policy: PolicyDocument, new: NewRequest, *, today: date) -> tuple[list[str], str]:
@@ -256,6 +262,10 @@ def submit(
                               call_reason=(new.call_reason or "").strip())
     fact_problems = proof.validate_facts(policy, facts, required=not phone_proof, today=now.date(),
                                          max_reason=MAX_DESCRIPTION)
+    offered = policy.notice.caller_requests
+    if new.asks_for not in offered:
+        fact_problems.append(FieldProblem("asks_for", f"{policy.organisation} offers callers: "
+                                          + ", ".join(CALLER_REQUEST_LABELS.get(k, k) for k in offered)))
     try:
         numbers, email = _validate(policy, new, today=now.date())
     except InvalidInput as exc:
@@ -274,6 +284,7 @@ def submit(
         email=email, date_from=new.date_from, date_to=new.date_to, description=(new.description or "").strip(),
         region=region, region_basis=choice.basis, timezone=cal.timezone, source_ip=source_ip, received_at=now,
         code_attempts=0, code_expires_at=now + CODE_TTL, reminders_sent=[], redaction_note="",
+        asks_for=new.asks_for,
     )
     row.code_sha256 = _code_hash(row.id, code)
     row.call_date, row.call_time = facts.call_date, facts.call_time
@@ -282,13 +293,13 @@ def submit(
     session.flush()
     notify.enqueue(session, to=email, subject=f"Your verification code: {code}", clock=clock,
                    secrets=[code], keyring=keyring, body=(
-        f"Someone (we hope you) asked {policy.organisation} for copies of call recordings of the phone "
+        f"Someone (we hope you) asked {policy.organisation} for {CALLER_REQUEST_LABELS[new.asks_for]} of the phone "
         f"number(s) {', '.join(numbers)}, to be sent to this address.\n\n"
         f"Your verification code is {code}. Enter it on the request page within "
         f"{int(CODE_TTL.total_seconds() // 60)} minutes. Nothing happens until you do.\n\n"
         f"Request reference: {row.id}\n\nIf this was not you, ignore this mail; the request will be deleted.\n"))
     _event(session, actor=PUBLIC_ACTOR, role="", action="submitted", row=row, source_ip=source_ip,
-           details={"kind": row.kind, "region": region, "region_basis": choice.basis,
+           details={"kind": row.kind, "asks_for": row.asks_for, "region": region, "region_basis": choice.basis,
                     "numbers": len(numbers)}, clock=clock)
     return row
 

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from callvault.api.deps import Caller, cookie_name, get_runtime, read_cookie, secure_request, source_ip
 from callvault.core.errors import Conflict, FieldProblem, InvalidInput
-from callvault.identity import account_codes, lifecycle
+from callvault.identity import account_codes, lifecycle, preferences
 from callvault.identity import service as identity
 from callvault.runtime import Runtime
 from callvault.web import sso_pages
@@ -48,7 +48,25 @@ def change_password(request: Request, current_password: Annotated[str, Form()] =
             problems = exc.problems or [FieldProblem("password", exc.message)]
     if problems:
         return sso_pages.account_page(request, caller, runtime, password_problems=problems, status_code=422)
-    return RedirectResponse("/account?password=changed", status_code=303)
+    return RedirectResponse("/account?done=password-changed", status_code=303)
+
+
+@router.post("/account/timezone", response_class=HTMLResponse)
+def change_timezone(request: Request, timezone: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+                    caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Your own time zone, kept on your account: every page's times and the search's dates use it.
+    Empty goes back to the policy's zone; a name that is not an IANA zone is refused with an example."""
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    try:
+        with runtime.db.unit_of_work() as session:
+            user = identity.get_user(session, caller.user.username)
+            preferences.set_timezone(session, user=user, zone=timezone, source_ip=caller.source_ip,
+                                     clock=runtime.clock)
+    except InvalidInput as exc:
+        return sso_pages.account_page(request, caller, runtime, timezone_problems=exc.problems,
+                                      timezone_typed=timezone[:64], status_code=422)
+    return RedirectResponse("/account?done=timezone", status_code=303)
 
 
 def _reset_form(request: Request, *, problems: list[FieldProblem], done: bool = False,

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 
 from callvault.access import accounting
 from callvault.api.deps import (
@@ -30,6 +32,7 @@ from callvault.api.deps import (
     secure_request,
 )
 from callvault.core.errors import AccessDenied, AuthenticationFailed
+from callvault.identity import preferences
 from callvault.oversight import service as oversight
 from callvault.policy.decide import has_acknowledged
 from callvault.retention import service as retention
@@ -79,10 +82,6 @@ def review_warning(request: Request, caller: Caller) -> str | None:
 
 templates.env.globals["review_warning"] = review_warning
 
-TZ_COOKIE = "cv_tz"
-"""The time zone a person chose on the search page, remembered by their browser (not a secret)."""
-
-
 def policy_zones(policy: Any) -> list[str]:
     """The IANA zones the policy itself names, most specific to the business first: the detection day
     (where the office is), then each request region's working day, then QA sampling; UTC last."""
@@ -100,27 +99,50 @@ def all_zones() -> tuple[str, ...]:
 
 
 def valid_zone(name: str | None) -> ZoneInfo | None:
-    if not name or len(name) > 64:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+    return preferences.parse_zone(name)
+
+
+def account_zone(caller: Caller) -> ZoneInfo:
+    """The zone this person's pages use: the one stored on their account (Account page), else the first
+    zone the policy names. Kept in the database, not a cookie, so every node and browser agree."""
+    return valid_zone(caller.user.timezone) or ZoneInfo(policy_zones(caller.policy)[0])
 
 
 def display_zone(request: Request, caller: Caller) -> ZoneInfo:
-    """The zone dates are typed and shown in: the person's own choice (``?tz=``, then their remembered
-    one), else the first zone the policy names, so a Toronto office sees Toronto times and a Sydney team
-    that picks Australia/Sydney keeps seeing Sydney times."""
-    chosen = valid_zone(request.query_params.get("tz")) or valid_zone(read_cookie(request, TZ_COOKIE))
-    return chosen or ZoneInfo(policy_zones(caller.policy)[0])
+    """The zone dates are typed and shown in: a zone picked for this one search (``?tz=``), else the
+    account's (so a Toronto lead sees Toronto times and a Sydney agent Sydney times on the same call)."""
+    return valid_zone(request.query_params.get("tz")) or account_zone(caller)
 
 
-def remember_zone(response: Response, request: Request, zone: ZoneInfo) -> None:
-    """Keep an explicitly chosen zone for the next visit (a year; SameSite=Strict like every cookie here)."""
-    if valid_zone(request.query_params.get("tz")) is not None:
-        response.set_cookie(cookie_name(request, TZ_COOKIE), zone.key, httponly=True, samesite="strict",
-                            secure=secure_request(request), path="/", max_age=365 * 86400)
+@pass_context
+def local_time(context: Any, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Jinja filter ``|local``: a stored instant (UTC) as the viewer's wall-clock time in their zone.
+    Pages without a signed-in person (the public caller pages) show UTC, and say so."""
+    if value is None:
+        return ""
+    if not isinstance(value, datetime):  # a calendar date (a due day) has no zone to convert
+        return str(value.strftime(fmt))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    caller, request = context.get("caller"), context.get("request")
+    if isinstance(caller, Caller) and request is not None:
+        return value.astimezone(display_zone(request, caller)).strftime(fmt)
+    return value.astimezone(UTC).strftime(fmt)
+
+
+templates.env.filters["local"] = local_time
+
+
+@pass_context
+def viewer_zone(context: Any) -> str:
+    """The name of the zone ``|local`` shows times in, for column headings ("When (America/Toronto)")."""
+    caller, request = context.get("caller"), context.get("request")
+    if isinstance(caller, Caller) and request is not None:
+        return display_zone(request, caller).key
+    return "UTC"
+
+
+templates.env.globals["viewer_zone"] = viewer_zone
 
 
 def local_next(value: str | None) -> str:

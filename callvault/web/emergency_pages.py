@@ -232,7 +232,7 @@ def extend(recording_id: str, request: Request, keep_until: Annotated[str, Form(
                                        reason=reason, clock=runtime.clock)
     except (InvalidInput, NotFound) as exc:
         return _back(recording_id, "; ".join(problems_of(exc)))
-    return RedirectResponse(f"/recordings/{recording_id}?extended=1#retention", status_code=303)
+    return RedirectResponse(f"/recordings/{recording_id}?done=extended#retention", status_code=303)
 
 
 def _back(recording_id: str, problem: str) -> Response:

@@ -3,14 +3,17 @@ log's verification status, and the administrator's users / API tokens / policy v
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from callvault.api.deps import Caller, get_runtime, runtime_of
 from callvault.audit import checkpoints
@@ -20,7 +23,7 @@ from callvault.identity import service as identity
 from callvault.identity import throttle
 from callvault.identity.models import User
 from callvault.notify.service import SmtpSettings
-from callvault.oversight import policy_lifecycle, reports
+from callvault.oversight import policy_lifecycle, report_pdf, reports
 from callvault.oversight import service as oversight
 from callvault.policy.models import PolicyVersion
 from callvault.retention import service as retention
@@ -40,11 +43,13 @@ def misuse_page(request: Request, caller: Caller = Depends(page_caller),
                 runtime: Runtime = Depends(get_runtime)) -> Response:
     with runtime.db.unit_of_work() as session:
         rows = oversight.list_reports(session, policy=caller.policy, viewer=_who(caller), limit=200)
+        handlers = [u.username for u in oversight.recipients(session, caller.policy)]
         for r in rows:
             session.expunge(r)
     return render(request, "misuse.html", {
         "caller": caller, "rows": rows, "errors": [], "form": {}, "flash": request.query_params.get("done"),
-        "moved_to": request.query_params.get("to", "")[:20], "flash_error": None, "moves": _moves(),
+        "moved_to": request.query_params.get("to", "")[:64], "flash_error": None, "moves": _moves(),
+        "handlers": handlers, "zone": display_zone(request, caller),
         "recipient": oversight.is_recipient(caller.policy, caller.user.role),
         "recipient_roles": caller.policy.misuse.report_to_roles})
 
@@ -52,6 +57,19 @@ def misuse_page(request: Request, caller: Caller = Depends(page_caller),
 def _moves() -> dict[str, list[str]]:
     """The status moves the service allows (``oversight.TRANSITIONS``), to offer only those."""
     return {src: sorted(dst) for src, dst in oversight.TRANSITIONS.items()}
+
+
+def _committing_refusal(runtime: Runtime, act: Callable[[Session], object]) -> None:
+    """Run a report action; a refusal (``AccessDenied``) is raised only after the unit of work commits,
+    so the service's audit entry of the refused attempt is kept (as the API does)."""
+    refused: AccessDenied | None = None
+    with runtime.db.unit_of_work() as session:
+        try:
+            act(session)
+        except AccessDenied as exc:
+            refused = exc
+    if refused is not None:
+        raise refused
 
 
 @router.post("/misuse/{report_id}/status", response_class=HTMLResponse)
@@ -63,9 +81,9 @@ def move_misuse(report_id: str, request: Request, status: Annotated[str, Form()]
     if not same(csrf_token, caller.csrf_token):
         return form_expired(request, caller)
     try:
-        with runtime.db.unit_of_work() as session:
-            oversight.change_status(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
-                                    status=status, note=note[:500], clock=runtime.clock)
+        _committing_refusal(runtime, lambda session: oversight.change_status(
+            session, policy=caller.policy, actor=_who(caller), report_id=report_id, status=status, note=note[:500],
+            clock=runtime.clock))
     except CallvaultError as exc:
         reason = getattr(exc, "reason", "") or exc.message
         return denied(request, caller, reason[:1].upper() + reason[1:] + ".",
@@ -74,6 +92,29 @@ def move_misuse(report_id: str, request: Request, status: Annotated[str, Form()]
                       status_code=(403 if isinstance(exc, AccessDenied) else 404 if isinstance(exc, NotFound)
                                    else 422 if isinstance(exc, InvalidInput) else 409))
     return RedirectResponse(f"/misuse?done=moved&to={status}", status_code=303)
+
+
+@router.post("/misuse/{report_id}/assignee", response_class=HTMLResponse)
+def assign_misuse(report_id: str, request: Request, assignee: Annotated[str, Form()] = "",
+                  csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
+                  runtime: Runtime = Depends(get_runtime)) -> Response:
+    """A recipient gives a report to one of the policy's recipients (or takes it back); the service decides
+    who may and who can be named, and audits it (``misuse.assigned``)."""
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    try:
+        _committing_refusal(runtime, lambda session: oversight.assign(
+            session, policy=caller.policy, actor=_who(caller), report_id=report_id, assignee=assignee or None,
+            clock=runtime.clock))
+    except CallvaultError as exc:
+        problems = getattr(exc, "problems", None) or []
+        reason = problems[0].message if problems else (getattr(exc, "reason", "") or exc.message)
+        return denied(request, caller, reason[:1].upper() + reason[1:] + ".",
+                      "Only the report's recipients assign it, to one of the roles the policy routes reports to.",
+                      title="Not assigned",
+                      status_code=(403 if isinstance(exc, AccessDenied) else 404 if isinstance(exc, NotFound)
+                                   else 422))
+    return RedirectResponse(f"/misuse?done=assigned&to={quote(assignee[:64])}", status_code=303)
 
 
 @router.post("/misuse", response_class=HTMLResponse)
@@ -98,7 +139,7 @@ def file_misuse(request: Request, summary: Annotated[str, Form()] = "", descript
         return render(request, "misuse.html", {
             "caller": caller, "rows": [], "errors": errors, "flash": None,
             "form": {"summary": summary, "description": description, "subject_user": subject_user},
-            "moves": {}, "flash_error": None,
+            "moves": {}, "flash_error": None, "handlers": [],
             "recipient": oversight.is_recipient(caller.policy, caller.user.role),
             "recipient_roles": caller.policy.misuse.report_to_roles}, status_code=422)
     return RedirectResponse("/misuse?done=filed", status_code=303)
@@ -198,8 +239,7 @@ def compliance_page(request: Request, caller: Caller = Depends(page_caller),
         return period
     start, end = period
     report = _report(runtime, caller, start, end, "html")
-    labels = {p: rule.description for p, rule in caller.policy.purposes.items() if rule.description}
-    html = reports.to_html(report, labels=labels)
+    html = reports.to_html(report, labels=_purpose_labels(caller))
     body = html[html.index("<h2>"):html.rindex("</body>")]  # the report's own sections and SVG chart
     return render(request, "compliance.html", {"caller": caller, "body": Markup(body),  # noqa: S704 (escaped there)
                                                "start": start, "end": end})
@@ -256,6 +296,26 @@ def compliance_csv(request: Request, caller: Caller = Depends(page_caller),
     name = f"compliance-{period[0].date().isoformat()}-{period[1].date().isoformat()}.csv"
     return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+@router.get("/reports/compliance.pdf")
+def compliance_pdf(request: Request, caller: Caller = Depends(page_caller),
+                   runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The same report as a PDF (its tables and the weekly chart, legend in the policy's names), audited."""
+    period = _report_period(request, caller, runtime)
+    if isinstance(period, Response):
+        return period
+    report = _report(runtime, caller, *period, "pdf")
+    name = f"compliance-{period[0].date().isoformat()}-{period[1].date().isoformat()}.pdf"
+    title = f"Compliance report · {caller.policy.organisation}"
+    return Response(report_pdf.to_pdf(report, title=title, labels=_purpose_labels(caller)),
+                    media_type="application/pdf", headers={
+                        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+
+
+def _purpose_labels(caller: Caller) -> dict[str, str]:
+    """The policy's own names for its purposes: the chart's legend reads as the policy does."""
+    return {p: rule.description for p, rule in caller.policy.purposes.items() if rule.description}
 
 
 # ----------------------------------------------------------------------------------------- admin

@@ -40,7 +40,6 @@ from callvault.web.common import (
     form_expired,
     page_caller,
     policy_zones,
-    remember_zone,
     render,
     same,
 )
@@ -184,7 +183,6 @@ def search_page(request: Request, caller: Caller = Depends(page_caller),
         "agents": search.agents, "purposes": allowed_purposes(caller.policy, caller.user.role),
         "purpose_labels": {p: r.description for p, r in caller.policy.purposes.items()}},
         status_code=422 if search.error else 200)
-    remember_zone(response, request, search.zone)
     return response
 
 
@@ -271,7 +269,7 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
         "purpose_labels": labels,
         "extension": extension.bounds(caller.policy, row) if extension.may_extend(caller.policy, caller.user.role)
         else None,
-        "extended": request.query_params.get("extended") == "1",
+        "extended": request.query_params.get("done") == "extended",
         "extension_error": (request.query_params.get("extension_error") or "")[:500] or None,
         "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
         "offers": {}, "request_link": request_link,

@@ -36,11 +36,14 @@ from callvault.identity.service import UNAVAILABLE
 from callvault.runtime import Runtime
 from callvault.web.common import (
     SIGN_IN_UNAVAILABLE,
+    account_zone,
+    all_zones,
     delete_cookie,
     denied,
     form_expired,
     login_page,
     page_caller,
+    policy_zones,
     render,
     same,
     set_session_cookie,
@@ -167,8 +170,10 @@ def account(request: Request, caller: Caller = Depends(page_caller),
 
 
 def account_page(request: Request, caller: Caller, runtime: Runtime, *,
-                 password_problems: list[FieldProblem] | None = None, status_code: int = 200) -> Response:
-    """The account page, with the password form's problems when a change was refused (``account_pages``)."""
+                 password_problems: list[FieldProblem] | None = None,
+                 timezone_problems: list[FieldProblem] | None = None, timezone_typed: str | None = None,
+                 status_code: int = 200) -> Response:
+    """The account page, with a refused form's problems (password, time zone: ``account_pages``)."""
     with runtime.db.unit_of_work() as session:
         linked = [(i.issuer, i.subject, i.linked_via, i.created_at) for i in session.scalars(
             select(OidcIdentity).where(OidcIdentity.user_id == caller.user.id).order_by(OidcIdentity.issuer))]
@@ -177,8 +182,11 @@ def account_page(request: Request, caller: Caller, runtime: Runtime, *,
         "caller": caller, "linked": linked, "sso": runtime.settings.oidc is not None,
         "can_link": _local_full_session(request, runtime) is not None,
         "just_linked": request.query_params.get("linked") == "1", "mfa_enrolled": enrolled,
-        "password_problems": password_problems or [],
-        "password_changed": request.query_params.get("password") == "changed"}, status_code=status_code)
+        "password_problems": password_problems or [], "timezone_problems": timezone_problems or [],
+        "timezone_typed": timezone_typed if timezone_typed is not None else (caller.user.timezone or ""),
+        "policy_zone": policy_zones(caller.policy)[0], "zones": all_zones(),
+        "shown_zone": account_zone(caller).key, "done": request.query_params.get("done"),
+        "password_changed": request.query_params.get("done") == "password-changed"}, status_code=status_code)
 
 
 @router.post("/account/sso/link")

@@ -89,11 +89,12 @@ def request_submit(
     agent_first_name: Annotated[str, Form(max_length=proof.MAX_NAME)] = "",
     call_reason: Annotated[str, Form(max_length=subject.MAX_DESCRIPTION)] = "",
     website: Annotated[str, Form(max_length=200)] = "",
+    asks_for: Annotated[str, Form(max_length=16)] = "copy",
     runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     form = {"phone_numbers": phone_numbers, "email": email, "date_from": date_from, "date_to": date_to,
             "description": description, "call_date": call_date, "call_time": call_time,
-            "agent_first_name": agent_first_name, "call_reason": call_reason}
+            "agent_first_name": agent_first_name, "call_reason": call_reason, "asks_for": asks_for}
     phone_proof = _phone_available(runtime)
     with runtime.db.unit_of_work() as session:
         policy = policy_service.current_policy(session, clock=runtime.clock)
@@ -107,7 +108,8 @@ def request_submit(
         phone_numbers=[n for n in phone_numbers.replace(",", "\n").splitlines() if n.strip()], email=email,
         date_from=_date(date_from, "date_from", problems), date_to=_date(date_to, "date_to", problems),
         description=description, call_date=_date(call_date, "call_date", problems),
-        call_time=_time(call_time, "call_time", problems), agent_first_name=agent_first_name, call_reason=call_reason)
+        call_time=_time(call_time, "call_time", problems), agent_first_name=agent_first_name, call_reason=call_reason,
+        asks_for=asks_for)
     try:
         if problems:
             raise InvalidInput("the request cannot be accepted:", problems)

@@ -186,3 +186,41 @@ def test_a_specialist_cannot_list_acknowledgements_and_the_attempt_is_audited(se
         last = session.scalars(select(AuditEntry).where(AuditEntry.action == "policy.acknowledgements_read")
                                .order_by(AuditEntry.seq.desc())).first()
     assert last is not None and (last.actor, last.decision) == ("alice", "deny")
+
+
+def test_a_recipient_assigns_a_report_to_another_recipient_and_it_is_audited(
+        server: LiveServer, env: CallvaultEnv, second_executive: str) -> None:
+    report_id = str(_file(server, "alice")["id"])
+    with server.client("exec") as exec_client:
+        resp = exec_client.post(f"/api/v1/misuse-reports/{report_id}/assignee", json={"assignee": second_executive})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["assignee"] == second_executive
+        assert exec_client.get(f"/api/v1/misuse-reports/{report_id}").json()["assignee"] == second_executive
+    moves = _audit(env, "misuse.assigned", report_id)
+    assert [(m.actor, m.decision, m.details["from"], m.details["to"]) for m in moves] == [
+        ("exec", "allow", None, second_executive)]
+
+
+def test_a_report_cannot_be_assigned_outside_the_recipient_roles_nor_to_its_subject(
+        server: LiveServer, env: CallvaultEnv, second_executive: str) -> None:
+    report_id = str(_file(server, "alice", subject_user=second_executive)["id"])
+    with server.client("exec") as exec_client:
+        for who in ("lead", second_executive, "nobody"):
+            resp = exec_client.post(f"/api/v1/misuse-reports/{report_id}/assignee", json={"assignee": who})
+            assert resp.status_code == 422, (who, resp.text)
+            assert "assignee" in resp.text
+    with server.client("lead") as lead:
+        resp = lead.post(f"/api/v1/misuse-reports/{report_id}/assignee", json={"assignee": "exec"})
+    assert resp.status_code == 403
+    assert [(d.actor, d.decision) for d in _audit(env, "misuse.assigned", report_id)] == [("lead", "deny")]
+
+
+def test_closing_a_report_needs_a_note_which_the_report_then_shows(server: LiveServer) -> None:
+    report_id = str(_file(server, "alice")["id"])
+    with server.client("exec") as exec_client:
+        resp = exec_client.post(f"/api/v1/misuse-reports/{report_id}/status", json={"status": "closed"})
+        assert resp.status_code == 422 and "note" in resp.text
+        resp = exec_client.post(f"/api/v1/misuse-reports/{report_id}/status",
+                                json={"status": "closed", "note": "Played for a QA review; no misuse."})
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["closing_note"] == "Played for a QA review; no misuse."

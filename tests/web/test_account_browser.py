@@ -29,7 +29,7 @@ def test_a_person_changes_their_password_on_the_account_page(browser: Any, serve
     page.locator("#new_password").fill("purple-otter-meadow-lamp")
     page.locator("#confirm_password").fill("purple-otter-meadow-lamp")
     page.get_by_role("button", name="Change password").click()
-    page.wait_for_url("**/account?password=changed")
+    page.wait_for_url("**/account?done=password-changed")
     assert page.locator("#password-changed").is_visible()
     page.goto("/recordings")
     assert page.get_by_role("heading", name="Sign in").count() == 0  # this browser stays signed in

@@ -154,7 +154,7 @@ def test_the_executive_extends_retention_from_the_recording_page_and_a_lead_cann
     assert 'id="extension-error"' in shown.text and "reason: say who asked" in shown.text
     done = erin.post(f"/recordings/{call}/extension", data={"months": "84", "reason": "FCA letter: keep seven years",
                                                              "csrf_token": token})
-    assert done.status_code == 303 and "extended=1" in done.headers["location"]
+    assert done.status_code == 303 and "done=extended" in done.headers["location"]
     assert _last(env_r, "retention.extended", "exec").object_id == call
     leads = lead.get(f"/recordings/{call}")
     assert 'id="extension-form"' not in leads.text

@@ -108,15 +108,24 @@ def test_search_finds_part_of_a_name_or_number_in_the_policys_time_zone(
     page.get_by_role("button", name="Search").click()
     assert page.locator("#results tbody tr").count() == 3
     _shot(page, "recordings-search", tmp_path)
-    # A Sydney team picks its own zone: the same call shows Sydney's time, and the choice is remembered.
+    # A Sydney team picks its own zone: the same call shows Sydney's time; kept on the account page.
     page.get_by_label("From").fill("")
     page.get_by_label("To (inclusive)").fill("")
     page.get_by_label("Time zone").fill("Australia/Sydney")
     page.get_by_role("button", name="Search").click()
     sydney = calls["day"].astimezone(ZoneInfo("Australia/Sydney"))
     assert sydney.strftime("%Y-%m-%d %H:%M") in _rows(page)
+    page.goto("/account")
+    page.get_by_label("Your time zone").fill("Australia/Sydney")
+    page.get_by_role("button", name="Save time zone").click()
+    assert "Australia/Sydney" in page.get_by_role("status").inner_text()
+    _shot(page, "account-timezone", tmp_path)
     page.goto("/recordings")
     assert "Australia/Sydney" in page.locator("#zone-hint").inner_text()
+    assert sydney.strftime("%Y-%m-%d %H:%M") in _rows(page)
+    page.goto("/account")
+    page.get_by_label("Your time zone").fill("")
+    page.get_by_role("button", name="Save time zone").click()
 
 
 def test_a_bad_filter_and_a_reversed_range_are_explained(browser: Any, server: LiveServer, env: CallvaultEnv,
@@ -204,8 +213,8 @@ def test_the_compliance_report_names_purposes_as_the_policy_does_and_downloads_a
     assert _audit(env, "report.compliance")[-1].details["format"] == "csv"
 
 
-def test_a_recipient_reads_a_misuse_report_and_moves_it_with_a_banner(browser: Any, server: LiveServer,
-                                                                      env: CallvaultEnv) -> None:
+def test_a_recipient_reads_a_misuse_report_assigns_moves_and_closes_it_with_banners(
+        browser: Any, server: LiveServer, env: CallvaultEnv, tmp_path: Path) -> None:
     alice = _page(browser, server)
     sign_in(alice, env, "alice")
     alice.goto("/misuse")
@@ -222,6 +231,19 @@ def test_a_recipient_reads_a_misuse_report_and_moves_it_with_a_banner(browser: A
     card.get_by_label("Note (why)").fill("checking badge logs")
     card.get_by_role("button", name="Update").click()
     assert "now investigating" in boss.get_by_role("status").inner_text()
+    card = boss.locator("li.card", has_text="Someone played calls at night")
+    card.get_by_label("Assign to").select_option("exec")
+    card.get_by_role("button", name="Assign").click()
+    assert "assigned to exec" in boss.get_by_role("status").inner_text()
+    card = boss.locator("li.card", has_text="Someone played calls at night")
+    assert "Assigned to: exec" in card.inner_text()
+    card.get_by_label("Move to").select_option("closed")
+    card.get_by_label("Note (why)").fill("Night shift QA playback, approved; no misuse")
+    card.get_by_role("button", name="Update").click()
+    assert "now closed" in boss.get_by_role("status").inner_text()
+    assert "Closed: Night shift QA playback" in boss.locator(
+        "li.card", has_text="Someone played calls at night").inner_text()
+    _shot(boss, "misuse-assigned", tmp_path)
 
 
 # ----------------------------------------------------------------------------------------- 6: rough edges

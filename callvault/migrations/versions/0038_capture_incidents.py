@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0038_capture_incidents'
-down_revision: str | None = '0036_jurisdiction_deadlines'
+down_revision: str | None = '0037_misuse_assign_user_tz'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -214,5 +214,9 @@ class NoticeRules(_Model):
     public_title: Text
     public_text: Text
     objection_contact: Contact | None = None
+    caller_requests: tuple[Literal["copy", "erasure"], ...] = Field(default=("copy",), min_length=1)
+    """What the notice promises callers may ask for, and so what the public request form offers: ``copy``
+    (listen to or receive copies, B7) and, only where the notice promises it, ``erasure`` (deletion of
+    their recordings). The form never offers a right the notice does not give."""
 
 
