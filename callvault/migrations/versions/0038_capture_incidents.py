@@ -5,7 +5,7 @@ capture when it refuses or fails a call in scope, and by ``callvault capture rec
 records. One row per call and kind. Existing data: none (nothing was raised before).
 
 Revision ID: 0038_capture_incidents
-Revises: 0036_jurisdiction_deadlines
+Revises: 0037_misuse_assign_user_tz
 Create Date: 2026-12-13 10:00:00
 """
 from __future__ import annotations
