@@ -10,7 +10,8 @@ a training clip) of a call the policy keeps from that caller: the administrator'
 the requests have their ``recording_id`` replaced by a real one (hers, bob's, or an unknown id), which
 random strings never hit.
 
-    CALLVAULT_SOAK=1 CALLVAULT_SOAK_SCHEMATHESIS_EXAMPLES=30 .venv/bin/pytest tests/soak/test_schemathesis_soak.py -s [--db=postgres]
+    CALLVAULT_SOAK=1 CALLVAULT_SOAK_SCHEMATHESIS_EXAMPLES=30 \
+        .venv/bin/pytest tests/soak/test_schemathesis_soak.py -s [--db=postgres]
 
 ``CALLVAULT_SOAK_SCHEMATHESIS_EXAMPLES`` is the most examples per operation and persona (hypothesis stops
 early where an operation has fewer distinct inputs). The run prints one ``[soak] schemathesis …`` line.
