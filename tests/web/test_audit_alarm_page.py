@@ -81,7 +81,8 @@ def test_an_administrator_acknowledges_the_tamper_alarm_from_its_banner_and_othe
     sign_in(exec_page, env, "exec")
     exec_page.goto("/")
     banner = exec_page.locator("#audit-alarm")
-    assert f"entry #{seq} is missing" in banner.inner_text() and "An administrator acknowledges it" in banner.inner_text()
+    said = banner.inner_text()
+    assert f"entry #{seq} is missing" in said and "An administrator acknowledges it" in said
     assert banner.get_by_role("link").count() == 0
     assert exec_page.goto("/admin/audit/alarm").status == 403
     exec_page.goto("/")
