@@ -124,9 +124,11 @@ def test_every_operation_as_each_role_answers_without_5xx_schema_breaks_or_conte
             assert leak is None, leak
             case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
 
+        # Every operation's failure is collected and reported together (schemathesis' FailureGroup
+        # is a BaseExceptionGroup, not an Exception).
         try:
             check()
-        except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup is a BaseExceptionGroup  # every operation's failure, reported together
+        except (Exception, BaseExceptionGroup) as exc:
             failures.append(f"{persona} {operation.label}: {exc}"[:3000])
     assert operations, "the schema lists no operation"
     assert not failures, f"{len(failures)} operation(s) failed:\n\n" + "\n\n".join(failures)
