@@ -47,3 +47,4 @@ def test_a_nul_in_the_sign_in_form_gets_the_error_page_not_a_500(server: LiveSer
         resp = browser.post("/login", data={"username": "admin\u0000", "password": "x", "csrf_token": _csrf(form.text)},
                             headers={"Accept": "text/html"})
     assert resp.status_code == 422 and "NUL" in resp.text and "<html" in resp.text
+
