@@ -6,9 +6,10 @@ catalog so that generated requests reach them.
 Per generated request it asserts what issue 24's outside tester checked: no 5xx, the response matches
 the documented schema, and no 2xx hands content (audio, a transcript, a CRM check of the transcript,
 a training clip) of a call the policy keeps from that caller: the administrator's role has
-``content_scope: none`` and alice's ``own_extension``, so bob's calls (2002) are never hers. A third of
-the requests have their ``recording_id`` replaced by a real one (hers, bob's, or an unknown id), which
-random strings never hit.
+``content_scope: none`` and alice's ``own_extension``, so bob's calls (2002) are never hers. Half of
+the requests have their ``recording_id`` replaced by a real one (hers, bob's, or an unknown id), and half
+of those naming a ``purpose`` name one of the policy's, which random strings never hit; so alice does play
+her own calls during the run (``content 2xx as alice`` counts the answers the leak check examined).
 
     CALLVAULT_SOAK=1 CALLVAULT_SOAK_SCHEMATHESIS_EXAMPLES=30 \
         .venv/bin/pytest tests/soak/test_schemathesis_soak.py -s [--db=postgres]
@@ -41,6 +42,10 @@ from tests.support.env import LiveServer  # noqa: E402
 EXAMPLES = int(os.environ.get("CALLVAULT_SOAK_SCHEMATHESIS_EXAMPLES", "30"))
 CONTENT_PATH = re.compile(r"/(audio|transcript|crm-note|training-clip|clips)(/|$)|/crm/notes$|/transcripts/search$")
 """Operations whose 2xx body is (or is derived from) a call's audio or words."""
+PURPOSES = {"alice": ["self_review"],
+            "admin": ["self_review", "spot_check", "complaint_investigation", "regulatory_compliance", "training"]}
+"""Policy A's purposes each persona might name (alice's role may name only self_review; the administrator's
+none, so any): half the requests that name a purpose name one of these (random text never does)."""
 LAST = re.compile(r"/auth/(logout|sign-?out|revoke)|/me/(password|mfa)")
 """Run after everything else: they may end or change the session the rest of the run uses."""
 
@@ -108,12 +113,15 @@ def test_every_operation_as_each_role_answers_without_5xx_schema_breaks_or_conte
     for operation in operations:
         tally["operations"] += persona == "alice"
 
-        @given(case=operation.as_strategy(), pick=st.one_of(st.none(), st.none(), st.sampled_from(real_ids)))
+        @given(case=operation.as_strategy(), pick=st.one_of(st.none(), st.sampled_from(real_ids)),
+               purpose=st.one_of(st.none(), st.sampled_from(PURPOSES[persona])))
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
                   derandomize=True, database=None, phases=[Phase.explicit, Phase.generate])
-        def check(case: Any, pick: str | None) -> None:
+        def check(case: Any, pick: str | None, purpose: str | None) -> None:
             if pick is not None and case.path_parameters and "recording_id" in case.path_parameters:
                 case.path_parameters["recording_id"] = pick
+            if purpose is not None and "{recording_id}" in case.operation.path:  # unknown parameters are ignored
+                case.query = {**(case.query or {}), "purpose": purpose}
             response = case.call(base_url=base_url, headers=headers)
             tally["cases"] += 1
             tally[f"as {persona}"] += 1
