@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from callvault.core.errors import FieldProblem, InvalidInput
 
@@ -50,8 +51,14 @@ def _pairs(pairs: list[tuple[str, str]]) -> str | None:
     return next((name.replace(NUL, "") or "request" for name, value in pairs if NUL in name or NUL in value), None)
 
 
-async def refuse_nul(request: Request) -> None:
-    """An app-wide dependency (runs before every route's own): InvalidInput (422) naming the NUL's place."""
+async def refuse_nul(connection: HTTPConnection) -> None:
+    """An app-wide dependency (runs before every route's own): InvalidInput (422) naming the NUL's place.
+
+    Typed ``HTTPConnection`` because app-wide dependencies also run for the WebSocket route (live
+    listening); that one is left to its own checks (a refusal there is a close code, not a 422)."""
+    if not isinstance(connection, Request):
+        return
+    request = connection
     where: str | None = "path" if NUL in request.url.path else None
     where = where or _pairs(parse_qsl(request.url.query, keep_blank_values=True))
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
