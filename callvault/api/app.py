@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
@@ -34,6 +34,7 @@ from callvault.api import (
 from callvault.api.deps import NetworkGuard
 from callvault.api.errors import TooLargeAsJson, install_error_handlers
 from callvault.api.security_headers import SecurityHeaders
+from callvault.api.text_guard import refuse_nul
 from callvault.ops.metrics import build_registry
 from callvault.retention.reapply import reapply_at_start
 from callvault.retention.write_once import check_at_start
@@ -71,6 +72,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        dependencies=[Depends(refuse_nul)],  # text with U+0000: 422 on both databases (api/text_guard.py)
     )
     app.state.runtime = runtime
     app.state.live_relays = routes_live.LocalRelays()

@@ -43,7 +43,9 @@ from callvault.transcription.schemas import (
 )
 
 router = APIRouter(tags=["transcripts"])
-Purpose = Annotated[str | None, Query(description="a purpose id from the policy, e.g. complaint_investigation")]
+Purpose = Annotated[str | None, Query(description="a purpose id from the policy, e.g. complaint_investigation",
+                                      max_length=64)]
+"""No purpose id is longer than the audit trail's ``purpose`` column: longer is a 422 naming ``purpose``."""
 
 
 def _authorise(runtime: Runtime, caller: Caller, recording_id: str, purpose: str | None, what: str,

@@ -10,13 +10,15 @@ the damage, and the anchor moves forward with it. So signing verifies what it si
 * a mail to every active user in the policy's ``misuse.report_to_roles`` (B12), once per alarm.
 
 It stays raised until an administrator acknowledges it (``callvault audit acknowledge-alarm --reason``,
-audited). Signing then resumes only once the whole log verifies again, or, with ``--rebase``, from the
-entries as they now stand: the chain is verified from the entry after the re-base point.
+or the page ``/admin/audit/alarm``: both ask ``acknowledgement_refusal``, then call ``acknowledge``;
+audited either way). Signing then resumes only once the whole log verifies again, or, with ``--rebase``,
+from the entries as they now stand: the chain is verified from the entry after the re-base point.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -26,6 +28,9 @@ from callvault.audit.models import AuditAlarm, AuditEntry
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import Conflict, FieldProblem, IntegrityError, InvalidInput
+
+if TYPE_CHECKING:  # only an annotation: the audit package stays below the policy one at import time
+    from callvault.policy.schema import PolicyDocument
 
 log = logging.getLogger("callvault.audit")
 
@@ -121,8 +126,26 @@ def _mail(session: Session, alarm: AuditAlarm, *, mail_domain: str, clock: Clock
     return queued
 
 
+def acknowledgement_refusal(policy: PolicyDocument, *, username: str, role: str, active: bool) -> str | None:
+    """Why this account may not acknowledge an alarm (None: it may). Only an active account whose role
+    administers the system: the CLI and the page ask this one function, so neither can be looser."""
+    allowed = policy.roles.get(role)
+    if active and allowed is not None and allowed.can_administer:
+        return None
+    return (f"{username} (role {role}) does not administer the system: only an administrator acknowledges "
+            "an audit alarm")
+
+
+def record_refusal(session: Session, *, actor: str, actor_role: str, reason: str, source_ip: str | None = None,
+                   clock: Clock = system_clock) -> None:
+    """Put a refused acknowledgement on the record (the caller commits, then answers 403)."""
+    audit.append(session, audit.AuditEvent(
+        actor=actor, actor_role=actor_role, action="audit.alarm_acknowledged", decision="deny",
+        object_type="audit_log", reason=reason, source_ip=source_ip), clock=clock)
+
+
 def acknowledge(session: Session, *, actor: str, actor_role: str, reason: str, rebase: bool = False,
-                clock: Clock = system_clock) -> AuditAlarm:
+                source_ip: str | None = None, clock: Clock = system_clock) -> AuditAlarm:
     """Close the open alarm (the caller commits). With ``rebase``, accept the entries as they stand now.
 
     Without it, the next checkpoint verifies the whole log first and raises a new alarm if it still
@@ -140,6 +163,6 @@ def acknowledge(session: Session, *, actor: str, actor_role: str, reason: str, r
     session.flush()
     audit.append(session, audit.AuditEvent(
         actor=actor, actor_role=actor_role, action="audit.alarm_acknowledged", decision="info",
-        object_type="audit_log", object_id=str(alarm.id), reason=reason[:2000],
+        object_type="audit_log", object_id=str(alarm.id), reason=reason[:2000], source_ip=source_ip,
         details={"alarm": alarm.id, "rebase_seq": alarm.rebase_seq}), clock=clock)
     return alarm

@@ -165,7 +165,8 @@ def publish_checkpoint(
         if tree.size != size:
             gap = _first_gap(session, 0, size)
             raise alarm.AuditTampered(f"audit log tampered: entry #{gap} is missing (the log has {tree.size} of "
-                                      f"the entries #1..#{size}); nothing was signed", first_bad_seq=gap)
+                                      f"the entries #1..#{size}); nothing was signed (checking entries "
+                                      f"#1..#{size} before signing them)", first_bad_seq=gap)
         if anchored is not None:
             problem = rewrite_problem(session, anchored, tree, last, signer.public_key)
             if problem:
@@ -179,7 +180,9 @@ def publish_checkpoint(
     since = last.tree_size if extended is not None and last is not None else 0
     problem, first_bad = tamper_problem(session, since=since, size=frontier.size)
     if problem:
-        raise alarm.AuditTampered(f"audit log tampered: {problem}; nothing was signed", first_bad_seq=first_bad)
+        raise alarm.AuditTampered(f"audit log tampered: {problem}; nothing was signed (checking entries "
+                                  f"#{max(since, alarm.rebase_seq(session)) + 1}..#{frontier.size} before signing "
+                                  "them)", first_bad_seq=first_bad)
     seq = (last.seq + 1) if last else 1
     root = frontier.root().hex()
     cp = AuditCheckpoint(seq=seq, tree_size=frontier.size, root_hash=root, published_at=now, key_id=signer.key_id,

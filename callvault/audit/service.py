@@ -27,6 +27,10 @@ log = logging.getLogger("callvault.audit")
 
 GENESIS_HASH = "0" * 64
 _PG_AUDIT_LOCK = 0x63_76_61_75  # "cvau": arbitrary, constant across nodes
+PURPOSE_LENGTH = 64
+"""``audit_entries.purpose`` (models.py): the longest purpose an entry keeps."""
+OBJECT_ID_LENGTH = 200
+"""``audit_entries.object_id``."""
 
 
 def _canonical(entry_fields: dict[str, Any]) -> bytes:
@@ -116,6 +120,17 @@ class AuditEvent:
     details: dict[str, Any] | None = None
 
 
+def _fit(value: str | None, limit: int) -> str | None:
+    """``value`` cut to its column's length, the cut marked with "…".
+
+    Why: a refusal must be on the record whatever the caller sent; a purpose or an id longer than its
+    column made PostgreSQL refuse the whole entry (a 500, and no record of the denial), while SQLite kept
+    it whole. The event's ``reason`` carries the full text where it matters ("unknown purpose '…'")."""
+    if value is None or len(value) <= limit:
+        return value
+    return value[:limit - 1] + "…"
+
+
 def append(session: Session, event: AuditEvent, *, clock: Clock = system_clock) -> AuditEntry:
     """Append one entry to the chain inside the caller's transaction (the caller commits)."""
     if session.get_bind().dialect.name == "postgresql":
@@ -134,8 +149,8 @@ def append(session: Session, event: AuditEvent, *, clock: Clock = system_clock) 
         actor_role=event.actor_role,
         action=event.action,
         object_type=event.object_type,
-        object_id=event.object_id,
-        purpose=event.purpose,
+        object_id=_fit(event.object_id, OBJECT_ID_LENGTH) or "",
+        purpose=_fit(event.purpose, PURPOSE_LENGTH),
         decision=event.decision,
         reason=event.reason,
         clauses=list(event.clauses),
@@ -186,7 +201,8 @@ def append_many(session: Session, events: Sequence[AuditEvent], *, clock: Clock 
         # Plain drafts, not ORM instances: half the cost of a bulk append was instrumenting objects.
         draft = _Draft(
             seq=seq, at=now, actor=event.actor, actor_role=event.actor_role, action=event.action,
-            object_type=event.object_type, object_id=event.object_id, purpose=event.purpose,
+            object_type=event.object_type, object_id=_fit(event.object_id, OBJECT_ID_LENGTH) or "",
+            purpose=_fit(event.purpose, PURPOSE_LENGTH),
             decision=event.decision, reason=event.reason, clauses=list(event.clauses), source_ip=event.source_ip,
             details=dict(event.details or {}), prev_hash=prev_hash,
         )

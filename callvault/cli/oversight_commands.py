@@ -16,7 +16,6 @@ from sqlalchemy import text
 
 from callvault.audit import alarm as audit_alarm
 from callvault.audit import checkpoints
-from callvault.audit import service as audit
 from callvault.audit.anchor import CheckpointAnchor, publish_anchored
 from callvault.audit.signing import (
     Signer,
@@ -173,18 +172,15 @@ def audit_acknowledge_alarm(
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
             user = identity.get_user(session, as_user)
-            role = policy.roles.get(user.role)
-            refused = None if user.active and role is not None and role.can_administer else (
-                f"{user.username} (role {user.role}) does not administer the system: only an administrator "
-                "acknowledges an audit alarm")
+            refused = audit_alarm.acknowledgement_refusal(policy, username=user.username, role=user.role,
+                                                          active=user.active)
             if refused is None:
                 closed = audit_alarm.acknowledge(session, actor=user.username, actor_role=user.role, reason=reason,
                                                  rebase=rebase, clock=runtime.clock)
                 alarm_id, rebased = closed.id, closed.rebase_seq
             else:
-                audit.append(session, audit.AuditEvent(
-                    actor=user.username, actor_role=user.role, action="audit.alarm_acknowledged", decision="deny",
-                    object_type="audit_log", reason=refused), clock=runtime.clock)
+                audit_alarm.record_refusal(session, actor=user.username, actor_role=user.role, reason=refused,
+                                           clock=runtime.clock)
     finally:
         runtime.close()
     if refused is not None:

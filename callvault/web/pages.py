@@ -39,6 +39,7 @@ from callvault.web import (
     access_pages,
     account_pages,
     admin_pages,
+    alarm_pages,
     casework_pages,
     demo_pages,
     emergency_pages,
@@ -352,9 +353,9 @@ def public_notice(request: Request, runtime: Runtime = Depends(get_runtime)) -> 
     return templates.TemplateResponse(request, "notice.html", {"policy": policy})
 
 
-for _module in (emergency_pages, recording_pages, access_pages, oversight_pages, casework_pages, requests_pages,
-                quality_pages, integrations_pages, sso_pages, live_pages, admin_pages, demo_pages, mine_pages,
-                account_pages):
+for _module in (alarm_pages, emergency_pages, recording_pages, access_pages, oversight_pages, casework_pages,
+                requests_pages, quality_pages, integrations_pages, sso_pages, live_pages, admin_pages, demo_pages,
+                mine_pages, account_pages):
     # admin_pages before account_pages: its /admin/users/{name}/profile must not reach the {action} route.
     router.include_router(_module.router)
 router.include_router(incident_pages.router)  # /compliance/incidents: no path shared with the others

@@ -9,6 +9,8 @@ Modes:
   ingest_many JOBS.jsonl   the same jobs in one ``ingest_many`` batch; an ACK per job once it returns
   sweep NOW_ISO       one retention sweep (batch size 1) as of NOW; ``ACK swept N``
   mail PORT           send the outbox to the SMTP server on 127.0.0.1:PORT; ``ACK sent N``
+  serve PORT          ``callvault serve`` on 127.0.0.1:PORT (uvicorn, as deployed); ``LISTENING`` once it
+                      accepts connections, then it serves until killed (tests/reliability/crash_upload.py)
 """
 
 from __future__ import annotations
@@ -60,8 +62,31 @@ def main(argv: list[str]) -> None:
 
         sent = send_due(runtime.db, SmtpSettings(host="127.0.0.1", port=int(arg), sender="cv@example.test"))
         print(f"ACK sent {sent}", flush=True)
+    elif mode == "serve":
+        _serve(runtime, int(arg))
     print("DONE", flush=True)
     runtime.close()
+
+
+def _serve(runtime: object, port: int) -> None:
+    """Serve the API until killed (the parent's SIGKILL is the point of the exercise)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from callvault.api.app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port,  # type: ignore[arg-type]
+                                           log_level="warning", lifespan="off", proxy_headers=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:  # uvicorn offers no event to wait on; its own flag, checked briefly
+        if not thread.is_alive():
+            raise SystemExit("the server did not start")
+        time.sleep(0.01)
+    print("LISTENING", flush=True)
+    thread.join()
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
-"""The three crash scenarios (ingest, retention sweep, mail sender), parametrised by trial count."""
+"""The crash scenarios (ingest, retention sweep, mail sender, a sweep after a restore), parametrised by trial
+count; the HTTP server's is in crash_upload.py."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import uuid
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -15,9 +18,14 @@ from callvault.core.clock import FixedClock, system_clock
 from callvault.notify import service as notify
 from callvault.notify.models import OutboxMail, OutboxState
 from callvault.recordings.models import Recording, RecordingState
+from callvault.retention import shred
 from callvault.storage.blobstore import LocalBlobStore
+from callvault.transcription import engines, search
+from callvault.transcription import service as transcription
+from callvault.transcription.models import TranscriptTerm
 from tests.reliability.harness import Killer, Tally, assert_chain_intact
 from tests.support.audio import metadata, wav_bytes
+from tests.support.backup import backed_up
 from tests.support.retention import T, World
 from tests.support.smtp import MailSink
 
@@ -171,3 +179,103 @@ def crash_mail(world: World, sink: MailSink, *, trials: int, seed: int, per_tria
         killer.close()
     return tally
 
+
+
+class _Heard:
+    """A transcription engine that hears the same words in every call (gives each call search terms)."""
+
+    name = "scripted"
+
+    def transcribe(self, samples: Any) -> list[engines.Segment]:
+        words = ["please", "refund", "my", "blueberry", "order"]
+        timed = tuple(engines.Word(w, i * 0.2, (i + 1) * 0.2) for i, w in enumerate(words))
+        return [engines.Segment(0.0, len(words) * 0.2, " ".join(words), timed)]
+
+
+def _transcribe(world: World, rec_id: str) -> None:
+    """Through the worker's real path (queue, claim, process: sealed segments, search index)."""
+    rt = world.runtime
+    transcription.enqueue_safely(rt.db, engine="scripted")
+    assert transcription.claim(rt.db, worker_id="w", recording_id=rec_id) == rec_id
+    key = search.load_search_key(world.settings.key_dir, world.settings.env)
+    assert transcription.process(db=rt.db, store=rt.store, keyring=rt.keyring, engine=_Heard(), recording_id=rec_id,
+                                 worker_id="w", redact_card_data=True, search_key=key, clock=rt.clock) is not None
+
+
+def _erase(world: World, rec_id: str) -> None:
+    """Erase one call now (as a caller's erasure or "personal" does: not because retention ran out)."""
+    rt = world.runtime
+    with rt.db.unit_of_work() as session:
+        row = session.get(Recording, rec_id)
+        assert row is not None
+        pending = shred.destroy_now(session, keyring=rt.keyring, doomed=[shred.Doomed.of(row, "erasure")],
+                                    actor="crash-harness", clock=rt.clock)
+    shred.finish(rt.db, rt.store, rt.keyring, pending, clock=rt.clock)
+
+
+def _erased(world: World, rec_id: str) -> None:
+    """Nothing of the call is readable or findable: no audio, no blob, no key, no caller's number, CRM link
+    or consent details on the catalog row, no search terms, a destruction record."""
+    row = world.row(rec_id)
+    assert row.state == RecordingState.DESTROYED, f"{rec_id} came back: {row.state}"
+    assert row.remote_number is None and row.crm_ref is None and not row.consent, f"{rec_id} keeps personal data"
+    assert not world.has_key(rec_id) and not world.runtime.store.exists(row.blob_key), f"{rec_id}: key or blob back"
+    assert not world.playable(rec_id)
+    assert world.count(TranscriptTerm, TranscriptTerm.recording_id == rec_id) == 0, f"{rec_id}: search terms back"
+    assert world.record(rec_id) is not None, f"{rec_id} has no destruction record"
+
+
+def crash_restore_sweep(world: World, work: Path, *, trials: int, seed: int) -> Tally:
+    """Scenario 21 under kill -9 (issue 24, finding 4). Each trial: 4 transcribed calls (2 due for retention
+    at the sweep's NOW, 1 to be erased although not due, 1 kept); back up the database and the blobs; sweep
+    and erase; restore the backup beside the current key directory (the erased calls' rows, search terms and
+    blobs come back); then a sweep killed at a random point and its rerun. Every erased call must be erased
+    again (``_erased``), the kept ones intact and playable."""
+    tally = Tally("kill -9 during the retention sweep after a restore of an older backup")
+    killer = Killer(world.settings.data_dir, world.settings.database_url, seed=seed)
+    erased: list[str] = []
+    kept: list[str] = []
+    blobs = Path(world.settings.storage_url)
+    try:
+        for trial in range(trials):
+            start = T + timedelta(days=250 * trial)
+            due = [world.ingest(started=start + timedelta(minutes=i), seed=i,
+                                remote_number="+1 416 555 0177") for i in range(2)]
+            young = start + timedelta(days=120)
+            gone, keep = (world.ingest(started=young + timedelta(minutes=i), seed=5 + i,
+                                       remote_number="+1 416 555 0177") for i in range(2))
+            for rec_id in (*due, gone, keep):
+                _transcribe(world, rec_id)
+            now = (start + timedelta(days=215)).isoformat()
+            backup = work / f"blobs-{trial}"
+            with backed_up(world) as restore:  # type: ignore[arg-type]  # a World has the settings and runtime it reads
+                shutil.copytree(blobs, backup)
+                killer.run("sweep", now, kill=False)
+                _erase(world, gone)
+                for rec_id in (*due, gone):
+                    _erased(world, rec_id)
+                restore()
+                shutil.rmtree(blobs)
+                shutil.copytree(backup, blobs)
+            shutil.rmtree(backup)
+            back = sum(world.count(TranscriptTerm, TranscriptTerm.recording_id == r) > 0 for r in (*due, gone))
+            tally.counts["search_terms_restored"] += back
+            _lines, killed = killer.run("sweep", now)
+            tally.trials += 1
+            tally.killed += killed
+            tally.finished += not killed
+            killer.run("sweep", now, kill=False)  # the rerun (the next worker pass)
+            erased += [*due, gone]
+            kept.append(keep)
+            for rec_id in erased:
+                _erased(world, rec_id)
+            # This trial's kept call is not due; earlier trials' are by now, and the sweep destroys them whole.
+            assert world.intact_or_fully_destroyed(keep) == "intact", f"{keep} should be kept"
+            for rec_id in kept:
+                world.intact_or_fully_destroyed(rec_id)
+        tally.counts["erased_and_restored"] = len(erased)
+        tally.counts["kept"] = len(kept)
+        tally.counts["audit_entries"] = assert_chain_intact(world.runtime.db)
+    finally:
+        killer.close()
+    return tally

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.crash import crash_ingest, crash_mail, crash_sweep
+from tests.reliability.crash import crash_ingest, crash_mail, crash_restore_sweep, crash_sweep
 from tests.support.retention import World, world_for
 from tests.support.smtp import smtp_server
 
@@ -42,3 +42,12 @@ def test_a_mail_sender_killed_mid_send_loses_no_mail_and_records_every_duplicate
         tally = crash_mail(world, sink, trials=10, seed=13)
     tally.report()
     assert tally.killed >= 4
+
+
+def test_a_sweep_killed_after_a_restore_of_an_older_backup_leaves_every_erased_call_erased(
+        world: World, tmp_path: Path) -> None:
+    """Issue 24 finding 4 under kill -9: restored rows, search terms and blobs of erased calls are destroyed
+    again by the sweep that follows the restore, however often it is killed."""
+    tally = crash_restore_sweep(world, tmp_path, trials=4, seed=15)
+    tally.report()
+    assert tally.killed >= 2 and tally.counts["search_terms_restored"] == 12

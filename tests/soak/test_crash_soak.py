@@ -1,4 +1,6 @@
-"""Hundreds of SIGKILL trials per scenario (the bounded form runs dozens in CI)."""
+"""Hundreds of SIGKILL trials per scenario (the bounded form runs dozens in CI): ingest, the HTTP server
+during uploads, the retention sweep (also right after a restore of an older backup), the mail sender,
+power cuts. ``-k`` picks one, e.g. ``-k "upload or restore"``."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.crash import crash_ingest, crash_mail, crash_sweep
+from tests.reliability.crash import crash_ingest, crash_mail, crash_restore_sweep, crash_sweep
+from tests.reliability.crash_upload import crash_upload
 from tests.support.retention import World, world_for
 from tests.support.smtp import smtp_server
 
@@ -27,6 +30,16 @@ def test_soak_ingest_kills(world: World, tmp_path: Path) -> None:
 
 def test_soak_sweep_kills(world: World) -> None:
     crash_sweep(world, trials=TRIALS // 2, seed=SEED).report()
+
+
+def test_soak_upload_kills(world: World) -> None:
+    """The HTTP server killed mid-body (even trials) and mid-commit (odd trials)."""
+    crash_upload(world, trials=TRIALS, seed=SEED).report()
+
+
+def test_soak_restore_then_sweep_kills(world: World, tmp_path: Path) -> None:
+    """A restore of an older backup, then a sweep killed at a random point: erased calls stay erased."""
+    crash_restore_sweep(world, tmp_path, trials=TRIALS // 2, seed=SEED).report()
 
 
 def test_soak_mail_kills(world: World) -> None:
