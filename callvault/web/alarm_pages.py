@@ -100,4 +100,4 @@ def acknowledge(request: Request, reason: Annotated[str, Form()] = "", rebase: A
         return _page(request, caller, runtime, problems=exc.problems, reason=reason, status_code=422)
     except Conflict as exc:  # acknowledged meanwhile (another tab, another administrator, the CLI)
         return _page(request, caller, runtime, problems=[FieldProblem("", exc.message)], status_code=409)
-    return RedirectResponse(f"{PAGE}?done=acknowledged", status_code=303)
+    return RedirectResponse("/admin/audit/alarm?done=acknowledged", status_code=303)
