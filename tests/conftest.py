@@ -178,3 +178,22 @@ def server_b(env_b: CallvaultEnv) -> Iterator[LiveServer]:
     live.start()
     yield live
     live.stop()
+
+
+@pytest.fixture(scope="module")
+def env_r(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
+    """Policy A made regulated (``tests.support.regulated``: mandatory scope, a retention minimum and extension,
+    emergency access, the accounting of disclosures for executives), one per module."""
+    from tests.support.regulated import regulated_env
+
+    with regulated_env(request.config.getoption("--db"), tmp_path_factory.mktemp("regulated")) as environment:
+        yield environment
+
+
+@pytest.fixture(scope="module")
+def server_r(env_r: CallvaultEnv) -> Iterator[LiveServer]:
+    """The real HTTP server over ``env_r``."""
+    live = LiveServer(env_r)
+    live.start()
+    yield live
+    live.stop()

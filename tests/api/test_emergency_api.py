@@ -6,7 +6,6 @@ audit entry), bad input naming the field."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 
 import pytest
@@ -19,23 +18,8 @@ from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
-from tests.support.regulated import regulated_env
 
 CALLER = "+14165550142"
-
-
-@pytest.fixture(scope="module")
-def env_r(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
-    with regulated_env(request.config.getoption("--db"), tmp_path_factory.mktemp("regulated")) as environment:
-        yield environment
-
-
-@pytest.fixture(scope="module")
-def server_r(env_r: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(env_r)
-    live.start()
-    yield live
-    live.stop()
 
 
 @pytest.fixture(scope="module")
@@ -171,8 +155,10 @@ def test_a_role_the_policy_does_not_name_cannot_read_the_accounting_and_the_refu
     with server_r.client("lead") as lead:
         resp = lead.get("/api/v1/disclosures", params={"number": CALLER})
         csv = lead.get("/api/v1/disclosures.csv", params={"number": CALLER})
-        odd = lead.get("/api/v1/disclosures", params={"number": "\x00+1416\n"})
+        odd = lead.get("/api/v1/disclosures", params={"number": "\x07+1416\n"})
+        nul = lead.get("/api/v1/disclosures", params={"number": "\x00+1416"})
     assert odd.status_code == 403
+    assert nul.status_code == 422 and "number" in nul.text  # no NUL reaches a handler (text_guard)
     assert resp.status_code == 403 and "accounting_of_disclosures.roles: executive" in resp.json()["message"]
     assert csv.status_code == 403
     entry = _last(env_r, "disclosures.read", "lead")

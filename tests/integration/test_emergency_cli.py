@@ -5,7 +5,6 @@ refusal is audited and exits 5, bad input exits 2 naming the option."""
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -17,13 +16,6 @@ from callvault.capture.ingest import ingest_recording
 from callvault.cli.main import app
 from tests.support.audio import CALL_START, metadata, wav_bytes
 from tests.support.env import CallvaultEnv
-from tests.support.regulated import regulated_env
-
-
-@pytest.fixture(scope="module")
-def env_r(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
-    with regulated_env(request.config.getoption("--db"), tmp_path_factory.mktemp("regulated-cli")) as environment:
-        yield environment
 
 
 @pytest.fixture(scope="module")

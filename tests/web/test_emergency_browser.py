@@ -3,33 +3,16 @@ call on another extension (still asked why), and an executive marks the declarat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.browser import new_page, require_browser, sign_in, wait_for_js
 from tests.support.env import CallvaultEnv, LiveServer
-from tests.support.regulated import regulated_env
 
 require_browser()
-
-
-@pytest.fixture(scope="module")
-def env_r(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
-    with regulated_env(request.config.getoption("--db"), tmp_path_factory.mktemp("regulated-browser")) as environment:
-        yield environment
-
-
-@pytest.fixture(scope="module")
-def server_r(env_r: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(env_r)
-    live.start()
-    yield live
-    live.stop()
 
 
 def test_declare_see_the_banner_open_a_call_beyond_scope_and_the_reviewer_marks_it_justified(

@@ -16,23 +16,8 @@ from callvault.audit.models import AuditEntry
 from tests.api.test_auth_web import _csrf, web_sign_in
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
-from tests.support.regulated import regulated_env
 
 CALLER = "+14165550142"
-
-
-@pytest.fixture(scope="module")
-def env_r(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CallvaultEnv]:
-    with regulated_env(request.config.getoption("--db"), tmp_path_factory.mktemp("regulated-web")) as environment:
-        yield environment
-
-
-@pytest.fixture(scope="module")
-def server_r(env_r: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(env_r)
-    live.start()
-    yield live
-    live.stop()
 
 
 @pytest.fixture(scope="module")
