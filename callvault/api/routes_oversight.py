@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from callvault.api.deps import Caller, get_caller, get_runtime
 from callvault.audit import service as audit
@@ -13,6 +15,7 @@ from callvault.core.errors import AccessDenied, NotFound
 from callvault.notify.service import SmtpSettings
 from callvault.oversight import policy_lifecycle
 from callvault.oversight import service as oversight
+from callvault.oversight.models import MisuseReport
 from callvault.oversight.schemas import (
     AcknowledgementStatus,
     MisuseAssignment,
@@ -76,34 +79,30 @@ def get_misuse_report(report_id: str, caller: Caller = Depends(get_caller),
 def change_misuse_status(report_id: str, body: MisuseStatusChange, caller: Caller = Depends(get_caller),
                          runtime: Runtime = Depends(get_runtime)) -> MisuseReportRead:
     """Move a report: open → investigating → closed (closed → investigating reopens). Recipients only."""
-    denied: AccessDenied | None = None
-    result: MisuseReportRead | None = None
-    with runtime.db.unit_of_work() as session:
-        try:
-            row = oversight.change_status(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
-                                          status=body.status, note=body.note, clock=runtime.clock)
-            result = MisuseReportRead.model_validate(row)
-        except AccessDenied as exc:
-            denied = exc  # commit the audited refusal, then answer
-    if denied is not None:
-        raise denied
-    assert result is not None
-    return result
+    return _committing_refusals(runtime, lambda session: oversight.change_status(
+        session, policy=caller.policy, actor=_who(caller), report_id=report_id, status=body.status, note=body.note,
+        clock=runtime.clock))
 
 
 @router.post("/misuse-reports/{report_id}/assignee", response_model=MisuseReportRead)
 def assign_misuse_report(report_id: str, body: MisuseAssignment, caller: Caller = Depends(get_caller),
                          runtime: Runtime = Depends(get_runtime)) -> MisuseReportRead:
     """Give a report to a recipient to handle (null takes it back). Recipients only; audited."""
+    return _committing_refusals(runtime, lambda session: oversight.assign(
+        session, policy=caller.policy, actor=_who(caller), report_id=report_id, assignee=body.assignee,
+        clock=runtime.clock))
+
+
+def _committing_refusals(runtime: Runtime, change: Callable[[Session], MisuseReport]) -> MisuseReportRead:
+    """Run ``change`` in a unit of work; a refusal's audit entry (appended by the service) is committed
+    before the refusal is answered, so it is on the record (raising inside would roll it back)."""
     denied: AccessDenied | None = None
     result: MisuseReportRead | None = None
     with runtime.db.unit_of_work() as session:
         try:
-            row = oversight.assign(session, policy=caller.policy, actor=_who(caller), report_id=report_id,
-                                   assignee=body.assignee, clock=runtime.clock)
-            result = MisuseReportRead.model_validate(row)
+            result = MisuseReportRead.model_validate(change(session))
         except AccessDenied as exc:
-            denied = exc  # commit the audited refusal, then answer
+            denied = exc
     if denied is not None:
         raise denied
     assert result is not None

@@ -172,6 +172,21 @@ def get_report(session: Session, *, policy: PolicyDocument, viewer: Reporter, re
     return None
 
 
+def _handled_report(session: Session, policy: PolicyDocument, actor: Reporter, report_id: str, action: str,
+                    clock: Clock) -> MisuseReport:
+    """The report ``actor`` is about to handle; an audited ``AccessDenied`` unless they are a recipient and the
+    report is not about themselves."""
+    report = session.get(MisuseReport, report_id)
+    if report is None:
+        raise NotFound("no such misuse report")
+    if not is_recipient(policy, actor.role) or report.subject_user == actor.username:
+        reason = (f"role {actor.role} does not handle misuse reports" if not is_recipient(policy, actor.role)
+                  else "nobody may handle a report about themselves")
+        _deny(session, actor, action, report_id, reason, clock)
+        raise AccessDenied(reason, clauses=("B12",))
+    return report
+
+
 def change_status(session: Session, *, policy: PolicyDocument, actor: Reporter, report_id: str, status: str,
                   note: str = "", clock: Clock = system_clock) -> MisuseReport:
     """Move a report along ``TRANSITIONS`` (recipients only, never on a report about themselves); audited.
@@ -180,14 +195,7 @@ def change_status(session: Session, *, policy: PolicyDocument, actor: Reporter, 
     """
     if status not in REPORT_STATUSES:
         raise InvalidInput("invalid status", [FieldProblem("status", f"one of {', '.join(REPORT_STATUSES)}")])
-    report = session.get(MisuseReport, report_id)
-    if report is None:
-        raise NotFound("no such misuse report")
-    if not is_recipient(policy, actor.role) or report.subject_user == actor.username:
-        reason = (f"role {actor.role} does not handle misuse reports" if not is_recipient(policy, actor.role)
-                  else "nobody may handle a report about themselves")
-        _deny(session, actor, "misuse.status_changed", report_id, reason, clock)
-        raise AccessDenied(reason, clauses=("B12",))
+    report = _handled_report(session, policy, actor, report_id, "misuse.status_changed", clock)
     if status not in TRANSITIONS[report.status]:
         raise Conflict(f"a {report.status} report cannot become {status}; "
                        f"allowed: {', '.join(TRANSITIONS[report.status])}")
@@ -214,14 +222,7 @@ def assign(session: Session, *, policy: PolicyDocument, actor: Reporter, report_
     policy routes reports to who is not the report's subject: whoever is named must be allowed to read it.
     A refusal is audited before ``AccessDenied`` is raised: the caller commits, then answers.
     """
-    report = session.get(MisuseReport, report_id)
-    if report is None:
-        raise NotFound("no such misuse report")
-    if not is_recipient(policy, actor.role) or report.subject_user == actor.username:
-        reason = (f"role {actor.role} does not handle misuse reports" if not is_recipient(policy, actor.role)
-                  else "nobody may handle a report about themselves")
-        _deny(session, actor, "misuse.assigned", report_id, reason, clock)
-        raise AccessDenied(reason, clauses=("B12",))
+    report = _handled_report(session, policy, actor, report_id, "misuse.assigned", clock)
     name = (assignee or "").strip() or None
     if name is not None and name not in {u.username for u in recipients(session, policy,
                                                                            exclude=report.subject_user)}:
