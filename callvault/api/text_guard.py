@@ -9,7 +9,7 @@ to hold a NUL, so every request gets one answer on both databases: 422 naming wh
 Checked: the path, query parameters, JSON bodies (every key and string, nested) and URL-encoded forms.
 Multipart and audio bodies are left to their routes (uploads stream; their metadata is parsed and checked
 by the ingest pipeline). A body is read here only when the route would read it whole anyway (JSON and
-URL-encoded forms, bounded by the body limit), and Starlette keeps what it read for the route.
+URL-encoded forms, bounded by the body limit), with ``body()``, which Starlette keeps for the route.
 """
 
 from __future__ import annotations
@@ -51,6 +51,22 @@ def _pairs(pairs: list[tuple[str, str]]) -> str | None:
     return next((name.replace(NUL, "") or "request" for name, value in pairs if NUL in name or NUL in value), None)
 
 
+async def _form_pairs(request: Request) -> list[tuple[str, str]]:
+    """A URL-encoded body's fields, read so that the route can still read it its own way.
+
+    A route with form parameters has had its form parsed by FastAPI before this dependency runs (the
+    stream is consumed; the parsed form is kept on the request). Any other route (the Twilio callback,
+    which checks its signature over the raw body) has not: read it with body(), which Starlette keeps, so
+    the route's own body() or form() still works; form() here would have left body() a consumed stream.
+    """
+    try:
+        raw = await request.body()
+    except RuntimeError:  # already parsed for the route's form parameters
+        form = await request.form()
+        return [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+    return parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+
+
 async def refuse_nul(connection: HTTPConnection) -> None:
     """An app-wide dependency (runs before every route's own): InvalidInput (422) naming the NUL's place.
 
@@ -68,9 +84,6 @@ async def refuse_nul(connection: HTTPConnection) -> None:
         except ValueError:
             where = None  # not JSON: the route's own validation says so
     elif where is None and content_type == "application/x-www-form-urlencoded":
-        # Through form(), which Starlette keeps for the route (FastAPI reads form routes that way, and a
-        # stream read once by body() could not be read by form() again).
-        form = await request.form()
-        where = _pairs([(name, value) for name, value in form.multi_items() if isinstance(value, str)])
+        where = _pairs(await _form_pairs(request))
     if where is not None:
         raise InvalidInput("the request is invalid", [FieldProblem(where or "request", MESSAGE)])
