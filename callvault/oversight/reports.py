@@ -220,9 +220,9 @@ def to_csv(report: ComplianceReport) -> str:
                    f"({line.clause})"[:300])
     for (source, status), count in sorted(report.misuse.items()):
         row("misuse_reports", count, action=source, decision=status)
-    for line in report.overdue_misuse:
-        row("misuse_overdue", 1, actor=line.assignee, decision=line.status,
-            reason=f"report {line.report_id} due {line.due_at.isoformat()}: {line.summary}"[:300])
+    for late in report.overdue_misuse:
+        row("misuse_overdue", 1, actor=late.assignee, decision=late.status,
+            reason=f"report {late.report_id} due {late.due_at.isoformat()}: {late.summary}"[:300])
     for action, count in sorted(report.policy_events.items()):
         row("policy", count, action=action)
     return buffer.getvalue()
@@ -287,7 +287,7 @@ def _table(headers: tuple[str, ...], rows: list[tuple[object, ...]], empty: str)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def overdue_rows(report: ComplianceReport) -> list[tuple[str, str, str, str, str]]:
+def overdue_rows(report: ComplianceReport) -> list[tuple[object, ...]]:
     return [(r.report_id, r.summary, f"{r.status}, OVERDUE", r.due_at.isoformat(), r.assignee or "nobody")
             for r in report.overdue_misuse]
 
