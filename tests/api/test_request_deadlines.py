@@ -11,7 +11,7 @@ executives receive misuse reports)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -92,15 +92,13 @@ def test_extend_once_in_writing_moves_the_deadline_30_days_mails_and_audits(serv
                        json={"reason": "We must retrieve calls from the archive store, which takes time."})
         assert ok.status_code == 200, ok.text
         body = ok.json()
-        from datetime import date
         assert date.fromisoformat(body["due_on"]) - date.fromisoformat(due_before) == timedelta(days=30)
         assert body["extended_by"] == "lead" and "archive" in body["extension_reason"]
         again = lead.post(f"/api/v1/subject-requests/{rid}/extend",
                           json={"reason": "Still retrieving the calls from the archive store."})
         assert again.status_code == 409 and "one extension" in again.text
     (mail,) = _outbox(env, f"subject:{rid}:extended")
-    assert body["due_on"] in mail.subject or body["due_on"] in mail.body or "archive" in mail.body
-    assert "archive" in mail.body
+    assert body["due_on"] in mail.subject and "archive" in mail.body, "the new date and the reason, in writing"
     (event,) = _audit(env, "subject_request.extended", rid)
     assert event.actor == "lead" and event.details["to"] == body["due_on"]
 
@@ -231,8 +229,6 @@ def test_a_report_61_days_old_under_60_days_is_overdue_shown_and_mailed_exactly_
     assert mail.recipient_user == "exec" and "OVERDUE" in mail.subject
     assert _outbox(env, f"misuse:{recent_id}:overdue:") == []
     assert len(_audit(env, "misuse.overdue", late_id)) == 1
-    with server.client() as anon:
-        assert anon.get("/").status_code in (200, 303)
     client = httpx.Client(base_url=server.base_url, timeout=30, headers={"Accept": "text/html"})
     try:
         web_sign_in(client, env, "exec")
