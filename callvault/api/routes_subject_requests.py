@@ -19,7 +19,7 @@ from callvault.identity.models import User
 from callvault.notify.service import SmtpSettings
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime
-from callvault.subject_requests import limits, phone, proof
+from callvault.subject_requests import limits, phone, proof, workflow
 from callvault.subject_requests import service as subject
 from callvault.subject_requests.models import SubjectRequest
 
@@ -101,6 +101,23 @@ class ApproveBody(BaseModel):
                     "against them (recorded on the audit log)")
 
 
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=subject.MAX_DESCRIPTION,
+                        description="why more time is needed, in words the requester will read (mailed as written)")
+
+
+class RepresentativeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, description="who acts for the caller")
+    relationship: str = Field(min_length=1, max_length=200, description="e.g. parent, attorney, guardian")
+    proof_kind: str = Field(min_length=1, max_length=64,
+                            description="the proof of authority staff checked: one of the policy's "
+                                        "subject_requests.representatives.proof_kinds")
+
+
 class RefuseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -179,6 +196,12 @@ class SubjectRequestRead(BaseModel):
     refused_by: str | None = None
     refusal_reason: str = ""
     """The reviewer's written reason when the request was refused (mailed to the requester as written)."""
+    extended_at: datetime | None = None
+    extended_by: str | None = None
+    extension_reason: str = ""
+    """Why the deadline was extended (mailed to the requester with the new due date)."""
+    representative: dict[str, str] | None = None
+    """Who acts for the caller (name, relationship, proof_kind, checked_by, checked_at), when staff recorded one."""
     sent_at: datetime | None
     recordings: list[SelectedRecording] = []
     links: list[LinkRead] = []
@@ -226,7 +249,8 @@ def _read(session: Session, row: SubjectRequest, now: datetime, *, detail: bool 
         timezone=row.timezone, received_at=row.received_at, verified_at=row.verified_at, due_on=row.due_on,
         due_at=row.due_at, reviewed_by=row.reviewed_by, redaction_note=row.redaction_note,
         approved_by=row.approved_by, sent_at=row.sent_at, refused_by=row.refused_by,
-        refusal_reason=row.refusal_reason or "")
+        refusal_reason=row.refusal_reason or "", extended_at=row.extended_at, extended_by=row.extended_by,
+        extension_reason=row.extension_reason or "", representative=row.representative)
     if detail:
         out.recordings = [SelectedRecording(recording_id=s.recording_id, party=s.party)
                           for s in subject.selection(session, row.id)]
@@ -461,6 +485,32 @@ def refuse(request_id: str, body: RefuseBody, caller: Caller = Depends(get_calle
     with runtime.db.unit_of_work() as session:
         row = subject.refuse(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
                              reason=body.reason, source_ip=caller.source_ip, clock=runtime.clock)
+        return _read(session, row, runtime.clock.now(), detail=True)
+
+
+@router.post("/subject-requests/{request_id}/extend", response_model=SubjectRequestRead)
+def extend(request_id: str, body: ExtendBody, caller: Caller = Depends(get_caller),
+           runtime: Runtime = Depends(get_runtime)) -> SubjectRequestRead:
+    """Extend the deadline once, in writing, by the policy's extension; the requester is mailed the new date.
+    409 when the policy allows none, it was already extended, the deadline passed or the request is closed."""
+    _staff(caller, runtime, "extend", request_id)
+    with runtime.db.unit_of_work() as session:
+        row = workflow.extend(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
+                              reason=body.reason, source_ip=caller.source_ip, clock=runtime.clock)
+        return _read(session, row, runtime.clock.now(), detail=True)
+
+
+@router.post("/subject-requests/{request_id}/representative", response_model=SubjectRequestRead)
+def representative(request_id: str, body: RepresentativeBody, caller: Caller = Depends(get_caller),
+                   runtime: Runtime = Depends(get_runtime)) -> SubjectRequestRead:
+    """Record who acts for the caller and which proof of their authority was checked (HIPAA 164.502(g));
+    409 where the policy takes no representatives, 422 for a proof kind it does not list."""
+    _staff(caller, runtime, "representative", request_id)
+    with runtime.db.unit_of_work() as session:
+        row = workflow.record_representative(session, policy=caller.policy, actor=caller.actor,
+                                             request_id=request_id, name=body.name, relationship=body.relationship,
+                                             proof_kind=body.proof_kind, source_ip=caller.source_ip,
+                                             clock=runtime.clock)
         return _read(session, row, runtime.clock.now(), detail=True)
 
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import closing
 from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
 from callvault.cli.main import CLI_ACTOR, DataDir, app, err, handle_errors, open_runtime, out, print_json
+from callvault.core.clock import Clock
 from callvault.core.errors import AccessDenied, ConfigurationError
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
-from callvault.subject_requests import proof
+from callvault.policy.decide import Actor
+from callvault.policy.schema import PolicyDocument
+from callvault.subject_requests import proof, workflow
 from callvault.subject_requests import service as subject
+from callvault.subject_requests.models import SubjectRequest
 
 requests_app = typer.Typer(help="Callers' and operators' requests for their own recordings.", no_args_is_help=True)
 app.add_typer(requests_app, name="requests")
@@ -56,7 +62,6 @@ def requests_show(request_id: str, data_dir: DataDir = None) -> None:
         with runtime.db.unit_of_work() as session:
             row = subject.get(session, request_id)
             policy = policy_service.current_policy(session, clock=runtime.clock)
-            from callvault.policy.decide import Actor
 
             # Candidates are listed as an all-seeing reviewer would see them; releasing still needs a person.
             viewer = Actor(user_id="", username=CLI_ACTOR, role=next(iter(subject.staff_roles(policy)), ""),
@@ -137,3 +142,67 @@ def requests_approve(
         if denials:
             raise AccessDenied("nothing was released: " + "; ".join(denials))
         err.print(f"released request {request_id}: the link was mailed to the requester")
+
+
+def _staff_step(data_dir: DataDir, as_user: str, action: str, request_id: str,
+                step: Callable[[Session, PolicyDocument, Actor, Clock], SubjectRequest]) -> SubjectRequest:
+    """Run one staff step as ``--as``: the same staff check as the API (a refusal is audited and committed before
+    it is raised), then ``step`` in one unit of work."""
+    with closing(open_runtime(data_dir)) as runtime:
+        reason: str | None = None
+        with runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session, clock=runtime.clock)
+            actor = identity.actor_for(session, identity.get_user(session, as_user), policy)
+            reason = subject.staff_denial(policy, actor)
+            if reason is not None:
+                subject.audit_staff_denial(session, actor=actor, action=action, reason=reason, object_id=request_id,
+                                           clock=runtime.clock)
+        if reason is not None:
+            raise AccessDenied(reason)
+        with runtime.db.unit_of_work() as session:
+            row = step(session, policy, actor, runtime.clock)
+            session.flush()
+            session.expunge(row)
+        return row
+
+
+AsStaff = Annotated[str, typer.Option("--as", help="the staff member acting (a role that may use subject_access)")]
+
+
+@requests_app.command("refuse")
+@handle_errors
+def requests_refuse(request_id: str, as_user: AsStaff,
+                    reason: Annotated[str, typer.Option(help="why, mailed to the requester as written")],
+                    data_dir: DataDir = None) -> None:
+    """Refuse a request in writing: the reason is mailed to the requester (audited)."""
+    _staff_step(data_dir, as_user, "refuse", request_id, lambda s, p, a, c: subject.refuse(
+        s, policy=p, actor=a, request_id=request_id, reason=reason, clock=c))
+    err.print(f"refused request {request_id}: the reason was mailed to the requester")
+
+
+@requests_app.command("extend")
+@handle_errors
+def requests_extend(request_id: str, as_user: AsStaff,
+                    reason: Annotated[str, typer.Option(help="why more time is needed, mailed to the requester")],
+                    data_dir: DataDir = None) -> None:
+    """Extend the deadline once by the policy's extension, in writing; the new date is mailed (audited)."""
+    row = _staff_step(data_dir, as_user, "extend", request_id, lambda s, p, a, c: workflow.extend(
+        s, policy=p, actor=a, request_id=request_id, reason=reason, clock=c))
+    err.print(f"extended request {request_id}: now due {row.due_on}; the requester was mailed")
+
+
+@requests_app.command("representative")
+@handle_errors
+def requests_representative(
+    request_id: str, as_user: AsStaff,
+    name: Annotated[str, typer.Option(help="who acts for the caller")],
+    relationship: Annotated[str, typer.Option(help="e.g. parent, attorney, guardian")],
+    proof_kind: Annotated[str, typer.Option(help="the proof checked: one of the policy's "
+                                                 "subject_requests.representatives.proof_kinds")],
+    data_dir: DataDir = None,
+) -> None:
+    """Record a personal representative acting for the caller and the proof of authority checked (audited)."""
+    _staff_step(data_dir, as_user, "representative", request_id, lambda s, p, a, c: workflow.record_representative(
+        s, policy=p, actor=a, request_id=request_id, name=name, relationship=relationship, proof_kind=proof_kind,
+        clock=c))
+    err.print(f"recorded the representative of request {request_id}")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from callvault.jobs.registry import job
 from callvault.notify.service import SmtpSettings
 from callvault.oversight import policy_lifecycle
+from callvault.oversight import service as oversight
 from callvault.oversight.detection import run_detection
 from callvault.policy import service as policy_service
 
@@ -29,3 +30,12 @@ def policy_review_reminders(runtime: Runtime) -> int:
     domain = SmtpSettings.from_env(runtime.settings.env).mail_domain
     with runtime.db.unit_of_work() as session:
         return policy_lifecycle.send_review_reminders(session, mail_domain=domain, clock=runtime.clock)
+
+
+@job("oversight.overdue_misuse_reports", every_seconds=3600)
+def overdue_misuse_reports(runtime: Runtime) -> int:
+    """Mail the recipients once when a misuse or breach report passes ``misuse.report_deadline_days``."""
+    domain = SmtpSettings.from_env(runtime.settings.env).mail_domain
+    with runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=runtime.clock)
+        return oversight.mail_overdue(session, policy=policy, mail_domain=domain, clock=runtime.clock)

@@ -17,7 +17,7 @@ from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace
 
 from callvault.oversight.reports import PALETTE as _PALETTE
-from callvault.oversight.reports import ComplianceReport
+from callvault.oversight.reports import ComplianceReport, overdue_rows
 
 _FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
 
@@ -166,6 +166,8 @@ def to_pdf(report: ComplianceReport, *, title: str = "Compliance report",
     _heading(pdf, "Misuse reports")
     _table(pdf, ("source", "status", "reports"),
            sorted((s, st, n) for (s, st), n in report.misuse.items()), "None filed.")
+    _table(pdf, ("report", "summary", "status", "due", "assigned to"), overdue_rows(report),
+           "No report is past its deadline.")
     _heading(pdf, "Policy")
     _table(pdf, ("event", "times"), sorted(report.policy_events.items()), "No policy changes.")
     return bytes(pdf.output())

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from callvault.audit.models import AuditEntry
 from callvault.capture.models import CaptureIncident
 from callvault.oversight.models import MisuseReport
+from callvault.oversight.service import overdue_reports
 from callvault.recordings.models import Recording, RecordingState
 from callvault.retention import service as retention
 
@@ -63,6 +64,9 @@ class ComplianceReport:
     """The incidents of the period still open, oldest call first (at most ``MAX_INCIDENT_LINES``)."""
     misuse: Counter[tuple[str, str]] = field(default_factory=Counter)
     """(source, status) → misuse reports filed in the period."""
+    overdue_misuse: list[OverdueReportLine] = field(default_factory=list)
+    """Misuse and breach reports not closed whose deadline (``misuse.report_deadline_days``) had passed by the
+    report's end, whenever they were filed (HIPAA 164.404(b), FCA SUP 15.3)."""
     policy_events: Counter[str] = field(default_factory=Counter)
     holds: list[HoldLine] = field(default_factory=list)
     """Legal holds active when the report was built: who placed them, why, and whether review is overdue."""
@@ -79,6 +83,17 @@ class HoldLine:
     placed_by: str
     review_on: date
     review_overdue: bool
+
+
+@dataclass(frozen=True)
+class OverdueReportLine:
+    """One misuse report past its deadline as the compliance report lists it (summary, never the description)."""
+
+    report_id: str
+    summary: str
+    status: str
+    due_at: datetime
+    assignee: str
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,8 @@ def build_report(session: Session, *, start: datetime, end: datetime, today: dat
         .group_by(MisuseReport.source, MisuseReport.status)
     ):
         report.misuse[(source, status)] += count
+    report.overdue_misuse = [OverdueReportLine(r.id, r.summary, r.status, r.due_at, r.assignee or "")
+                             for r in overdue_reports(session, now=end) if r.due_at is not None]
     return report
 
 
@@ -203,6 +220,9 @@ def to_csv(report: ComplianceReport) -> str:
                    f"({line.clause})"[:300])
     for (source, status), count in sorted(report.misuse.items()):
         row("misuse_reports", count, action=source, decision=status)
+    for late in report.overdue_misuse:
+        row("misuse_overdue", 1, actor=late.assignee, decision=late.status,
+            reason=f"report {late.report_id} due {late.due_at.isoformat()}: {late.summary}"[:300])
     for action, count in sorted(report.policy_events.items()):
         row("policy", count, action=action)
     return buffer.getvalue()
@@ -267,6 +287,11 @@ def _table(headers: tuple[str, ...], rows: list[tuple[object, ...]], empty: str)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def overdue_rows(report: ComplianceReport) -> list[tuple[object, ...]]:
+    return [(r.report_id, r.summary, f"{r.status}, OVERDUE", r.due_at.isoformat(), r.assignee or "nobody")
+            for r in report.overdue_misuse]
+
+
 def to_html(report: ComplianceReport, *, title: str = "Compliance report", labels: dict[str, str] | None = None) -> str:
     period = f"{report.start.isoformat()} to {report.end.isoformat()} (end exclusive)"
     recorded = sorted(((t, d, c, n) for (t, d, c), n in report.recorded.items()))
@@ -308,6 +333,9 @@ def to_html(report: ComplianceReport, *, title: str = "Compliance report", label
                [(i.started_at.isoformat(), i.kind, i.call_id, i.extension, i.team, i.detail, i.clause)
                 for i in report.open_incidents], "No incident of the period is open."),
         "<h2>Misuse reports</h2>", _table(("source", "status", "reports"), list(misuse), "None filed."),
+        "<h3>Overdue (past the policy's deadline, not closed)</h3>",
+        _table(("report", "summary", "status", "due", "assigned to"), overdue_rows(report),
+               "No report is past its deadline."),
         "<h2>Policy</h2>", _table(("event", "times"), sorted(report.policy_events.items()), "No policy changes."),
         "</body></html>\n",
     ]

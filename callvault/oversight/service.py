@@ -135,6 +135,40 @@ def overdue_reports(session: Session, *, now: datetime) -> list[MisuseReport]:
         .order_by(MisuseReport.due_at)))
 
 
+def is_overdue(report: MisuseReport, now: datetime) -> bool:
+    """Past its deadline and not closed: what the misuse page and the compliance report flag."""
+    return report.status != "closed" and report.due_at is not None and report.due_at <= now
+
+
+def mail_overdue(session: Session, *, policy: PolicyDocument, mail_domain: str, clock: Clock = system_clock) -> int:
+    """Mail the recipients of each report that has passed its deadline, once per report and recipient.
+
+    Once is held by the outbox's dedup key (``misuse:<id>:overdue:<user>``), not by process memory or a new
+    column: a rerun, or a second worker, queues nothing more. The first mail of a report is audited
+    (``misuse.overdue``) so the register shows when the deadline was missed. Returns the mails queued."""
+    queued = 0
+    for report in overdue_reports(session, now=clock.now()):
+        sent_now = 0
+        for user in recipients(session, policy, exclude=report.subject_user):
+            body = (f"Misuse report {report.id} passed its deadline on {report.due_at:%d %B %Y %H:%M} UTC and is "
+                    f"still {report.status}.\n\nSummary: {report.summary}\nAssigned to: "
+                    f"{report.assignee or 'nobody'}\n\nPolicy {policy.policy_id} ({policy.version}) gives "
+                    f"{policy.misuse.report_deadline_days} days to close a report (misuse.report_deadline_days).\n"
+                    f"Sign in to callvault to handle it: /misuse\n")
+            mail = notify.enqueue(
+                session, to=notify.address_for(user.username, getattr(user, "email", None), _domain(mail_domain)),
+                recipient_user=user.username, subject=f"[callvault] OVERDUE misuse report: {report.summary}"[:300],
+                body=body, dedup_key=f"misuse:{report.id}:overdue:{user.username}", clock=clock)
+            sent_now += mail is not None
+        if sent_now:
+            audit.append(session, audit.AuditEvent(
+                actor="system", action="misuse.overdue", object_type="misuse_report", object_id=report.id,
+                clauses=("B12",), details={"due_at": report.due_at.isoformat() if report.due_at else None,
+                                           "recipients_mailed": sent_now}), clock=clock)
+        queued += sent_now
+    return queued
+
+
 def _deny(session: Session, who: Reporter, action: str, report_id: str, reason: str, clock: Clock) -> None:
     audit.append(session, audit.AuditEvent(
         actor=who.username, actor_role=who.role, action=action, decision="deny", object_type="misuse_report",

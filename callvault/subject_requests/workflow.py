@@ -6,6 +6,9 @@ more; GDPR Art. 12(3): two months more), and refuse a request only in writing wi
 164.524(d)(2)). HIPAA 164.502(g) lets a personal representative act for the individual; staff check their
 authority and the request records who they are and which proof was checked.
 
+The written denial is ``service.refuse`` (the one refusal path: status ``refused``, the reason mailed to the
+requester as written, audited), which the API, CLI and request page call directly.
+
 Each step is for the queue's staff (``subject_access`` roles, as reviewing and releasing), is audited, and
 mails the requester. The caller commits.
 """
@@ -77,14 +80,6 @@ def extend(session: Session, *, policy: PolicyDocument, actor: Actor, request_id
                    source_ip=source_ip, details={"from": str(before), "to": str(row.due_on), "reason": text},
                    clock=clock)
     return row
-
-
-def deny(session: Session, *, policy: PolicyDocument, actor: Actor, request_id: str, reason: str,
-         source_ip: str | None = None, clock: Clock = system_clock) -> SubjectRequest:
-    """Refuse the request in writing (HIPAA 164.524(d)(2), GDPR art. 12(4)): the one refusal path,
-    ``service.refuse`` (status ``refused``, the reason mailed to the requester as written, audited)."""
-    return service.refuse(session, policy=policy, actor=actor, request_id=request_id, reason=reason,
-                          source_ip=source_ip, clock=clock)
 
 
 def record_representative(session: Session, *, policy: PolicyDocument, actor: Actor, request_id: str, name: str,

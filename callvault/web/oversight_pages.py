@@ -51,7 +51,8 @@ def misuse_page(request: Request, caller: Caller = Depends(page_caller),
         "moved_to": request.query_params.get("to", "")[:64], "flash_error": None, "moves": _moves(),
         "handlers": handlers, "zone": display_zone(request, caller),
         "recipient": oversight.is_recipient(caller.policy, caller.user.role),
-        "recipient_roles": caller.policy.misuse.report_to_roles})
+        "recipient_roles": caller.policy.misuse.report_to_roles,
+        "overdue": {r.id for r in rows if oversight.is_overdue(r, runtime.clock.now())}})
 
 
 def _moves() -> dict[str, list[str]]:

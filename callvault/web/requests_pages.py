@@ -20,6 +20,7 @@ from callvault.api.routes_subject_requests import candidate_reads, identity_of, 
 from callvault.core.errors import AccessDenied, CallvaultError, Conflict, InvalidInput, NotFound
 from callvault.runtime import Runtime
 from callvault.subject_requests import service as subject_requests
+from callvault.subject_requests import workflow
 from callvault.web.common import denied, form_expired, page_caller, render, same
 
 router = APIRouter(include_in_schema=False)
@@ -29,7 +30,9 @@ FACT_LABELS = {"call_time": "the date and time of the call", "agent_name": "the 
 DONE = {"reviewed": "Recordings chosen: the request is ready to release.",
         "released": "Released: the link was mailed to the requester.",
         "released_none": "Released: the requester was told we hold no recordings of theirs.",
-        "refused": "Refused: the reason was mailed to the requester."}
+        "refused": "Refused: the reason was mailed to the requester.",
+        "extended": "Deadline extended: the new due date and the reason were mailed to the requester.",
+        "representative": "Representative recorded, with the proof of authority you checked."}
 
 
 def _staff_refusal(request: Request, caller: Caller, runtime: Runtime, action: str,
@@ -88,11 +91,27 @@ def _detail(request: Request, caller: Caller, runtime: Runtime, request_id: str,
                        "fact_labels": FACT_LABELS,
                        "min_facts": caller.policy.subject_requests.identity_check.min_facts_confirmed,
                        "own": bool(row.requester_user_id) and row.requester_user_id == caller.user.id,
+                       "extension": _extension(caller),
+                       "proof_kinds": _proof_kinds(caller),
                        "errors": errors or [], "form": form or {},
                        "flash": DONE.get(request.query_params.get("done", ""))}
     if row is None:
         return denied(request, caller, "There is no such request.", title="Not found", status_code=404)
     return render(request, "request_detail.html", context, status_code=status_code)
+
+
+def _extension(caller: Caller) -> str:
+    """The policy's one written extension, in words, or "" where it allows none (the form is then not shown)."""
+    deadline = caller.policy.subject_requests.effective_deadline
+    if not deadline.extendable:
+        return ""
+    return f"{deadline.extension_days} days" if deadline.extension_days else f"{deadline.extension_months} months"
+
+
+def _proof_kinds(caller: Caller) -> list[str]:
+    """The proofs of a representative's authority the policy accepts; none where it takes no representatives."""
+    rules = caller.policy.subject_requests.representatives
+    return list(rules.proof_kinds) if rules.allowed else []
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse)
@@ -190,3 +209,46 @@ def refuse_request(request: Request, request_id: str, reason: Annotated[str, For
         return _detail(request, caller, runtime, request_id, errors=_problems(exc), form={"reason": reason},
                        status_code=_status_of(exc))
     return RedirectResponse(f"/requests/{request_id}?done=refused", status_code=303)
+
+
+@router.post("/requests/{request_id}/extend", response_class=HTMLResponse)
+def extend_request(request: Request, request_id: str, reason: Annotated[str, Form()] = "",
+                   csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
+                   runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Extend the deadline once, in writing: ``workflow.extend`` (the new date and reason mailed, audited)."""
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    refused = _staff_refusal(request, caller, runtime, "extend", request_id)
+    if refused is not None:
+        return refused
+    try:
+        with runtime.db.unit_of_work() as session:
+            workflow.extend(session, policy=caller.policy, actor=caller.actor, request_id=request_id, reason=reason,
+                            source_ip=caller.source_ip, clock=runtime.clock)
+    except (InvalidInput, Conflict, NotFound, AccessDenied) as exc:
+        return _detail(request, caller, runtime, request_id, errors=_problems(exc), form={"extend_reason": reason},
+                       status_code=_status_of(exc))
+    return RedirectResponse(f"/requests/{request_id}?done=extended", status_code=303)
+
+
+@router.post("/requests/{request_id}/representative", response_class=HTMLResponse)
+def representative_request(request: Request, request_id: str, name: Annotated[str, Form()] = "",
+                           relationship: Annotated[str, Form()] = "", proof_kind: Annotated[str, Form()] = "",
+                           csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
+                           runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Record who acts for the caller and the proof checked: ``workflow.record_representative`` (audited)."""
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    refused = _staff_refusal(request, caller, runtime, "representative", request_id)
+    if refused is not None:
+        return refused
+    try:
+        with runtime.db.unit_of_work() as session:
+            workflow.record_representative(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
+                                           name=name, relationship=relationship, proof_kind=proof_kind,
+                                           source_ip=caller.source_ip, clock=runtime.clock)
+    except (InvalidInput, Conflict, NotFound, AccessDenied) as exc:
+        return _detail(request, caller, runtime, request_id, errors=_problems(exc),
+                       form={"name": name, "relationship": relationship, "proof_kind": proof_kind},
+                       status_code=_status_of(exc))
+    return RedirectResponse(f"/requests/{request_id}?done=representative", status_code=303)
