@@ -696,13 +696,21 @@ def refuse(
     return row
 
 
-def working_days_left(policy: PolicyDocument, row: SubjectRequest, now: datetime) -> int | None:
-    """Working days from today (the request's region and time zone) to its due date: 0 on the due day,
-    negative once overdue, None when no clock runs (unverified, or already sent or refused)."""
+def day_unit(policy: PolicyDocument) -> str:
+    """What ``days_left`` counts: "working day" under a working-day deadline (B7), else "day" (calendar)."""
+    return "working day" if policy.subject_requests.effective_deadline.working_days is not None else "day"
+
+
+def days_left(policy: PolicyDocument, row: SubjectRequest, now: datetime) -> int | None:
+    """Days from today (the request's region and time zone) to its due date, counted as the policy's deadline
+    counts them (``day_unit``: working days for B7's 7 working days, calendar days for HIPAA's 30 or GDPR's
+    month): 0 on the due day, negative once overdue, None when no clock runs (unverified, sent or refused)."""
     if row.due_on is None or row.due_at is None or row.status not in (RequestStatus.TO_REVIEW, RequestStatus.READY):
         return None
-    calendar = calendar_of(policy, row)
     today = now.astimezone(ZoneInfo(row.timezone)).date()
+    if day_unit(policy) == "day":
+        return min((row.due_on - today).days, -1) if now >= row.due_at else (row.due_on - today).days
+    calendar = calendar_of(policy, row)
     if now >= row.due_at:
         return -max(1, calendar.working_days_between(row.due_on, today))
     return calendar.working_days_between(today, row.due_on)

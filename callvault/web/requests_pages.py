@@ -61,10 +61,11 @@ def requests_queue(request: Request, caller: Caller = Depends(page_caller),
         now = runtime.clock.now()
         rows = subject_requests.queue(session, status=status, clock=runtime.clock)
         items = [{"row": r, "status": subject_requests.display_status(r, now),
-                  "left": subject_requests.working_days_left(caller.policy, r, now)} for r in rows]
+                  "left": subject_requests.days_left(caller.policy, r, now)} for r in rows]
         summary = subject_requests.summary(session, clock=runtime.clock)
     return render(request, "requests.html", {"caller": caller, "items": items, "summary": summary,
-                                             "status": status, "statuses": STATUSES})
+                                             "status": status, "statuses": STATUSES,
+                                             "unit": subject_requests.day_unit(caller.policy)})
 
 
 def _detail(request: Request, caller: Caller, runtime: Runtime, request_id: str, *, errors: list[str] | None = None,
@@ -83,7 +84,8 @@ def _detail(request: Request, caller: Caller, runtime: Runtime, request_id: str,
                 session.expunge(link)
             context = {"caller": caller, "row": row, "identity": identity,
                        "status": subject_requests.display_status(row, now),
-                       "left": subject_requests.working_days_left(caller.policy, row, now),
+                       "left": subject_requests.days_left(caller.policy, row, now),
+                       "unit": subject_requests.day_unit(caller.policy),
                        "candidates": candidate_reads(session, caller, row),
                        "chosen": [s.recording_id for s in subject_requests.selection(session, row.id)],
                        "links": links,

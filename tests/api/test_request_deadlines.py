@@ -10,6 +10,7 @@ executives receive misuse reports)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -190,6 +191,11 @@ def test_the_request_page_extends_and_records_a_representative_with_banners(serv
     rid = str(_own_request(server)["id"])
     page = lead_page.get(f"/requests/{rid}")
     assert page.status_code == 200 and 'id="extend"' in page.text and 'id="represent"' in page.text
+    # The time left counts as the deadline does: calendar days here, not B7's working days.
+    left = re.search(r"<strong>(\d+) days left</strong>", page.text)
+    assert left is not None and 29 <= int(left.group(1)) <= 31 and "working day" not in page.text
+    queue = lead_page.get("/requests")
+    assert re.search(r"<td>\d+ days</td>", queue.text) and "working day" not in queue.text
     assert "30 days" in page.text and "parent of minor" in page.text
     bad = lead_page.post(f"/requests/{rid}/representative", data={
         "name": "Pat Doe", "relationship": "friend", "proof_kind": "a_signed_note", "csrf_token": _csrf(page.text)})
@@ -245,3 +251,10 @@ def test_a_report_61_days_old_under_60_days_is_overdue_shown_and_mailed_exactly_
         assert client.get("/reports/compliance.pdf").status_code == 200
     finally:
         client.close()
+
+
+def test_the_public_request_form_states_the_calendar_deadline(server: LiveServer) -> None:
+    with httpx.Client(base_url=server.base_url) as anyone:
+        form = anyone.get("/request")
+    assert form.status_code == 200 and "we answer within\n30 calendar days" in form.text
+    assert "None working days" not in form.text
