@@ -10,10 +10,12 @@ requests``: the same staff check (refusals audited and committed), the same proo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from callvault.api.deps import Caller, get_runtime
 from callvault.api.routes_subject_requests import candidate_reads, identity_of, public_url
@@ -193,23 +195,36 @@ def approve_request(request: Request, request_id: str, facts_checked: Annotated[
     return RedirectResponse(f"/requests/{request_id}?done={done}", status_code=303)
 
 
+def _staff_change(request: Request, caller: Caller, runtime: Runtime, request_id: str, csrf_token: str,
+                  action: str, typed: dict[str, Any], change: Callable[[Session], object]) -> Response | None:
+    """A staff form's change to one request in a unit of work: None when it worked (the handler redirects with
+    its banner); else the form-expired page, the audited staff refusal, or the request page with what was wrong
+    and what was typed kept."""
+    if not same(csrf_token, caller.csrf_token):
+        return form_expired(request, caller)
+    refused = _staff_refusal(request, caller, runtime, action, request_id)
+    if refused is not None:
+        return refused
+    try:
+        with runtime.db.unit_of_work() as session:
+            change(session)
+    except (InvalidInput, Conflict, NotFound, AccessDenied) as exc:
+        return _detail(request, caller, runtime, request_id, errors=_problems(exc), form=typed,
+                       status_code=_status_of(exc))
+    return None
+
+
 @router.post("/requests/{request_id}/refuse", response_class=HTMLResponse)
 def refuse_request(request: Request, request_id: str, reason: Annotated[str, Form()] = "",
                    csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
                    runtime: Runtime = Depends(get_runtime)) -> Response:
     """Refuse with a written reason, mailed to the requester as written: ``service.refuse``."""
-    if not same(csrf_token, caller.csrf_token):
-        return form_expired(request, caller)
-    refused = _staff_refusal(request, caller, runtime, "refuse", request_id)
-    if refused is not None:
-        return refused
-    try:
-        with runtime.db.unit_of_work() as session:
-            subject_requests.refuse(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
-                                    reason=reason, source_ip=caller.source_ip, clock=runtime.clock)
-    except (InvalidInput, Conflict, NotFound, AccessDenied) as exc:
-        return _detail(request, caller, runtime, request_id, errors=_problems(exc), form={"reason": reason},
-                       status_code=_status_of(exc))
+    failed = _staff_change(request, caller, runtime, request_id, csrf_token, "refuse", {"reason": reason},
+                           lambda session: subject_requests.refuse(
+                               session, policy=caller.policy, actor=caller.actor, request_id=request_id,
+                               reason=reason, source_ip=caller.source_ip, clock=runtime.clock))
+    if failed is not None:
+        return failed
     return RedirectResponse(f"/requests/{request_id}?done=refused", status_code=303)
 
 
@@ -218,18 +233,12 @@ def extend_request(request: Request, request_id: str, reason: Annotated[str, For
                    csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
                    runtime: Runtime = Depends(get_runtime)) -> Response:
     """Extend the deadline once, in writing: ``workflow.extend`` (the new date and reason mailed, audited)."""
-    if not same(csrf_token, caller.csrf_token):
-        return form_expired(request, caller)
-    refused = _staff_refusal(request, caller, runtime, "extend", request_id)
-    if refused is not None:
-        return refused
-    try:
-        with runtime.db.unit_of_work() as session:
-            workflow.extend(session, policy=caller.policy, actor=caller.actor, request_id=request_id, reason=reason,
-                            source_ip=caller.source_ip, clock=runtime.clock)
-    except (InvalidInput, Conflict, NotFound, AccessDenied) as exc:
-        return _detail(request, caller, runtime, request_id, errors=_problems(exc), form={"extend_reason": reason},
-                       status_code=_status_of(exc))
+    failed = _staff_change(request, caller, runtime, request_id, csrf_token, "extend", {"extend_reason": reason},
+                           lambda session: workflow.extend(
+                               session, policy=caller.policy, actor=caller.actor, request_id=request_id,
+                               reason=reason, source_ip=caller.source_ip, clock=runtime.clock))
+    if failed is not None:
+        return failed
     return RedirectResponse(f"/requests/{request_id}?done=extended", status_code=303)
 
 
@@ -239,18 +248,12 @@ def representative_request(request: Request, request_id: str, name: Annotated[st
                            csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
                            runtime: Runtime = Depends(get_runtime)) -> Response:
     """Record who acts for the caller and the proof checked: ``workflow.record_representative`` (audited)."""
-    if not same(csrf_token, caller.csrf_token):
-        return form_expired(request, caller)
-    refused = _staff_refusal(request, caller, runtime, "representative", request_id)
-    if refused is not None:
-        return refused
-    try:
-        with runtime.db.unit_of_work() as session:
-            workflow.record_representative(session, policy=caller.policy, actor=caller.actor, request_id=request_id,
-                                           name=name, relationship=relationship, proof_kind=proof_kind,
-                                           source_ip=caller.source_ip, clock=runtime.clock)
-    except (InvalidInput, Conflict, NotFound, AccessDenied) as exc:
-        return _detail(request, caller, runtime, request_id, errors=_problems(exc),
-                       form={"name": name, "relationship": relationship, "proof_kind": proof_kind},
-                       status_code=_status_of(exc))
+    typed = {"name": name, "relationship": relationship, "proof_kind": proof_kind}
+    failed = _staff_change(request, caller, runtime, request_id, csrf_token, "representative", typed,
+                           lambda session: workflow.record_representative(
+                               session, policy=caller.policy, actor=caller.actor, request_id=request_id, name=name,
+                               relationship=relationship, proof_kind=proof_kind, source_ip=caller.source_ip,
+                               clock=runtime.clock))
+    if failed is not None:
+        return failed
     return RedirectResponse(f"/requests/{request_id}?done=representative", status_code=303)
