@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from callvault.access import service as access
 from callvault.access.models import AccessGrant
 from callvault.audit.models import AuditEntry
-from callvault.core.clock import Clock, FixedClock
+from callvault.core.clock import FixedClock
 from callvault.core.errors import InvalidInput
 from callvault.identity import service as identity
 from callvault.notify.models import OutboxMail
@@ -300,7 +300,7 @@ class _Model:
 def test_no_sequence_of_api_calls_reaches_a_recording_the_policy_denies(
         server_b: LiveServer, env_b: CallvaultEnv, recs: dict[str, str], ops: list[tuple[Any, ...]]) -> None:
     start = datetime(2027, 9, 1, 9, 0, tzinfo=UTC)
-    clock = FixedClock(start)
+    clock, running = FixedClock(start), env_b.runtime.clock
     env_b.runtime.clock = clock
     model = _Model(start)
     with env_b.runtime.db.unit_of_work() as session:
@@ -343,7 +343,7 @@ def test_no_sequence_of_api_calls_reaches_a_recording_the_policy_denies(
                     assert resp.status_code in (200, 403, 404)
                     assert (resp.status_code == 200) == model.may_play(user, owner, purpose), (op, resp.text)
     finally:
-        env_b.runtime.clock = Clock()
+        env_b.runtime.clock = running
 
 
 def test_the_api_documents_the_access_routes(server_b: LiveServer) -> None:
