@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ METADATA = """<?xml version="1.0" encoding="UTF-8"?>
 <stream stream_id="s1"><label>1</label></stream><stream stream_id="s2"><label>2</label></stream>
 <participantstreamassoc participant_id="c"><send>s1</send></participantstreamassoc>
 <participantstreamassoc participant_id="a"><send>s2</send></participantstreamassoc>
-<extensiondata><announcement-played-at>2026-11-23T10:00:00Z</announcement-played-at></extensiondata>
+<extensiondata><announcement-played-at>{announced}</announcement-played-at></extensiondata>
 </recording>"""
 
 
@@ -74,12 +75,17 @@ def _setup_data_dir(root: Path) -> dict[str, str]:
     return {"CALLVAULT_DATA_DIR": str(root)}
 
 
+def _metadata() -> str:
+    """The call's metadata, its announcement dated now: the consent check quarantines one outside the call."""
+    return METADATA.format(announced=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
 def _invite(call_id: str, local_port: int, server_port: int) -> bytes:
     sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
            "m=audio 9 RTP/AVP 0\r\na=sendonly\r\na=label:1\r\nm=audio 11 RTP/AVP 0\r\na=sendonly\r\na=label:2\r\n")
     body = (f"--b\r\nContent-Type: application/sdp\r\n\r\n{sdp}\r\n--b\r\n"
             f"Content-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n"
-            f"{METADATA}\r\n--b--\r\n").encode()
+            f"{_metadata()}\r\n--b--\r\n").encode()
     head = (f"INVITE sip:srs@127.0.0.1:{server_port} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch=z9hG4bK{call_id}\r\n"
             f"From: <sip:src@127.0.0.1>;tag=f{call_id}\r\nTo: <sip:srs@127.0.0.1>\r\nCall-ID: {call_id}\r\n"
