@@ -114,7 +114,8 @@ class RecordingFacts:
     employee_consents: frozenset[str] = frozenset()
     """Purposes the recorded employee has consented to (A6)."""
     state: str = "available"
-    """Only ``available`` recordings can be reached; any other state (pending, destroyed...) cannot."""
+    """Only ``available`` recordings can be reached; any other state (pending, destroyed...) cannot, except
+    that a ``failed`` capture's metadata can be seen (it has no content)."""
     quality_items: tuple[QualityItemFacts, ...] = ()
     """The QA review items holding this recording (gathered from the database, never from the client)."""
     subject_matches: tuple[SubjectMatchFacts, ...] = ()
@@ -445,6 +446,13 @@ def decide(
     )
 
 
+def _failed_metadata(action: Action, recording: RecordingFacts) -> bool:
+    """Whether this is a look at a failed capture's metadata: allowed under the same scope and quarantine
+    rules as any recording's metadata, so that a call capture lost is visible (issue 25) to the people who
+    would have seen it; a failed row holds no content, and no other action reaches it."""
+    return action == Action.VIEW_METADATA and recording.state == "failed"
+
+
 def _decide(
     *,
     policy: PolicyDocument,
@@ -458,9 +466,9 @@ def _decide(
     """Whether ``actor`` may perform ``action`` on ``recording`` for ``purpose`` under ``policy``.
 
     The checks, in order (the first that fails is the answer): the role exists; the policy is
-    acknowledged (A10, B13); the recording is available; for metadata, scope and quarantine; for
-    content, the role has content access, a purpose is named, it is in the policy and open to the role
-    (A6, A13, B5), the purpose allows the action (A13: sharing), the recording is within the role's scope
+    acknowledged (A10, B13); the recording is available (or, for metadata only, failed); for metadata, scope
+    and quarantine; for content, the role has content access, a purpose is named, it is in the policy and open
+    to the role (A6, A13, B5), the purpose allows the action (A13: sharing), the recording is within the role's scope
     (A9), it is not quarantined (A5, B2), the purpose reaches it (a QA sample the actor reviews, B8; a
     subject request the actor handles, B7, B10), the recorded employee consented where the purpose
     needs it (A6), and an approval in force covers this user, recording, purpose and action where the
@@ -480,7 +488,7 @@ def _decide(
             f"{actor.username} has not acknowledged {_policy_name(policy)}; acknowledge it before reaching "
             "any recording.", _ACK_CLAUSES, named,
         )
-    if recording.state != "available":
+    if recording.state != "available" and not _failed_metadata(action, recording):
         return _deny(
             f"This recording is {recording.state}, not available; nobody can reach it.", _ROLE_CLAUSES, named,
         )

@@ -79,6 +79,10 @@ class RecordingFilters(BaseModel):
     people remember "the call from ...4000", not the whole E.164 form)."""
     recording_ids: tuple[str, ...] | None = None
     """Only these recordings (the search page narrows to a transcript search's hits this way)."""
+    state: Literal["available", "listed", "failed", "gaps"] = "available"
+    """Which capture outcomes: ``available`` (stored audio, the API's search), ``listed`` (those and the
+    content-free ``failed`` rows, the search page's default, so a call capture lost is never silently absent),
+    ``failed`` only, or ``gaps``: stored calls with stretches where no media arrived (``missing_seconds`` > 0)."""
 
 
 class IngestResponse(BaseModel):

@@ -85,6 +85,11 @@ def scope_clause(policy: PolicyDocument, actor: Actor) -> ColumnElement[bool] | 
     return None
 
 
+AVAILABLE_ONLY: tuple[str, ...] = (RecordingState.AVAILABLE,)
+WITH_FAILED: tuple[str, ...] = (RecordingState.AVAILABLE, RecordingState.FAILED)
+"""Row states ``find_visible`` may return: only stored audio, or also the content-free failed captures."""
+
+
 def search(
     session: Session, *, policy: PolicyDocument, actor: Actor, filters: RecordingFilters,
     limit: int = 50, cursor: str | None = None, default_region: str = "CA",
@@ -132,7 +137,7 @@ def _search_conditions(
     scope = scope_clause(policy, actor)
     if scope is None:
         return None
-    conds: list[ColumnElement[bool]] = [Recording.state == RecordingState.AVAILABLE, scope]
+    conds: list[ColumnElement[bool]] = [*_state_conditions(filters.state), scope]
     if actor.role not in _admin_like_roles(policy):
         conds.append(Recording.quarantined.is_(False))
     for field in ("extension", "team", "direction", "case_ref"):
@@ -167,6 +172,18 @@ def _search_conditions(
         conds.append(or_(Recording.started_at < c_started,
                          and_(Recording.started_at == c_started, Recording.id < c_id)))
     return conds
+
+
+def _state_conditions(state: str) -> list[ColumnElement[bool]]:
+    """The WHERE for ``RecordingFilters.state``. Failed rows are content-free (no blob, no key), so listing
+    them shows only that a call was lost and why; pending and destroyed rows are never listed."""
+    if state == "listed":
+        return [Recording.state.in_((RecordingState.AVAILABLE, RecordingState.FAILED))]
+    if state == "failed":
+        return [Recording.state == RecordingState.FAILED]
+    if state == "gaps":
+        return [Recording.state == RecordingState.AVAILABLE, Recording.missing_seconds > 0]
+    return [Recording.state == RecordingState.AVAILABLE]
 
 
 def agents_in_scope(session: Session, *, policy: PolicyDocument, actor: Actor, limit: int = 500) -> list[str]:
@@ -233,14 +250,15 @@ def content_facts(
 
 def get_visible(
     session: Session, *, policy: PolicyDocument, actor: Actor, recording_id: str,
-    source_ip: str | None = None, clock: Clock = system_clock,
+    source_ip: str | None = None, clock: Clock = system_clock, states: tuple[str, ...] = AVAILABLE_ONLY,
 ) -> Recording | None:
     """A recording's metadata if the actor may see it, else None (out of scope looks like absent).
 
-    A denial is appended to the audit log; the caller commits before answering "not found".
+    A denial is appended to the audit log; the caller commits before answering "not found". ``states``:
+    see ``find_visible``.
     """
     row, event = find_visible(session, policy=policy, actor=actor, recording_id=recording_id, source_ip=source_ip,
-                              clock=clock)
+                              clock=clock, states=states)
     if event is not None:
         audit.append(session, event, clock=clock)
     return row
@@ -248,7 +266,7 @@ def get_visible(
 
 def find_visible(
     session: Session, *, policy: PolicyDocument, actor: Actor, recording_id: str, source_ip: str | None = None,
-    clock: Clock = system_clock,
+    clock: Clock = system_clock, states: tuple[str, ...] = AVAILABLE_ONLY,
 ) -> tuple[Recording | None, audit.AuditEvent | None]:
     """Like ``get_visible`` but writes nothing: returns the row (or None) and, for a denial or a look
     allowed only by an emergency declaration (``emergency_access``: every access under one is on record
@@ -256,9 +274,13 @@ def find_visible(
 
     Why: a metadata read that is allowed then runs in a read-only unit of work, which on SQLite does
     not queue for the database's one write lock; only a denial takes it, to record itself.
+
+    ``states``: the row states the caller can show. Most callers go on to content or change the row, so
+    only ``available``; the recording page also shows a ``failed`` row (``WITH_FAILED``: what capture lost
+    and why), which ``decide()`` scopes like any other and never lets reach content.
     """
     row = session.get(Recording, recording_id)
-    if row is None or row.state != RecordingState.AVAILABLE:
+    if row is None or row.state not in states:
         return None, None
     decision = decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=facts(row), purpose=None)
     if not decision.allowed and policy.emergency_access is not None and actor.role in policy.emergency_access.roles:

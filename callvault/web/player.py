@@ -56,6 +56,29 @@ def gap_spans(row: Any) -> list[tuple[float, float, str]]:
     return out
 
 
+def gap_lines(row: Any) -> list[str]:
+    """Each media gap as the page names it beside the player (``0:01.0``, an en dash, ``0:03.5 (2.5 s)``), in
+    the player's time (``gap_spans``), so a person can find it on the time axis. Metadata: shown before any
+    purpose is named."""
+    return [f"{_clock(a)}\u2013{_clock(b)} ({round(b - a, 1):g} s)" for a, b, _ in gap_spans(row)]
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss.s``: tenths matter for a gap of under a second."""
+    minutes, rest = divmod(round(seconds, 1), 60)
+    return f"{int(minutes)}:{rest:04.1f}"
+
+
+def capture_summary(row: Any) -> str:
+    """What capture got of the call, in words (the search's CSV column): ``failed: <reason>`` (no audio
+    kept), ``incomplete: N s without media`` or ``complete``."""
+    if row.state == "failed":
+        return f"failed: {row.failure_reason or 'no reason recorded'}"
+    if (row.missing_seconds or 0) > 0:
+        return f"incomplete: {round(row.missing_seconds, 1):g} s without media"
+    return "complete"
+
+
 def markers_json(spans: list[tuple[float, float, str]]) -> str:
     """The ``data-markers`` attribute: ``[{"start", "end", "kind", "label"}]`` (JSON in an attribute, not an
     inline script, which the Content-Security-Policy forbids)."""

@@ -25,7 +25,7 @@ from callvault.policy.decide import Action, Decision, allowed_purposes, offered_
 from callvault.quality import training
 from callvault.recordings import playback
 from callvault.recordings import service as recordings
-from callvault.recordings.models import Recording
+from callvault.recordings.models import Recording, RecordingState
 from callvault.recordings.schemas import RecordingFilters
 from callvault.recordings.service import MAX_PAGE
 from callvault.retention import extension
@@ -48,7 +48,10 @@ from callvault.web.emergency_pages import EMERGENCY_PURPOSE, emergency_banner
 router = APIRouter(include_in_schema=False)
 
 FILTERS = ("extension", "agent", "team", "direction", "remote_number", "local_number", "number", "started_from",
-           "started_to", "case_ref", "words", "purpose")
+           "started_to", "case_ref", "words", "purpose", "state")
+STATES = {"failed": "failed", "gaps": "gaps"}
+"""The search page's capture filter (``?state=``) to ``RecordingFilters.state``; without it the list shows stored
+and failed calls alike (``listed``), each flagged."""
 EXPORT_LIMIT = 10_000
 """Rows in one CSV export of a search (newest first); the page says so when a search has more."""
 
@@ -96,6 +99,9 @@ class _Search:
         direction = q.get("direction")
         if direction not in (None, "inbound", "outbound"):
             raise InvalidInput("Direction: choose inbound or outbound")
+        state = STATES.get(q.get("state") or "", "listed")
+        if q.get("state") and state == "listed":
+            raise InvalidInput("Capture: choose failed, or incomplete (stretches without media)")
         start = _time("started_from", q.get("started_from"), self.zone)
         end = _time("started_to", q.get("started_to"), self.zone, end_of_day=True)
         if start and end and start >= end:
@@ -112,7 +118,8 @@ class _Search:
             extension=q.get("extension"), agent=agent if exact else None,
             agent_contains=None if exact else agent, team=q.get("team"), direction=direction,
             remote_number=q.get("remote_number"), local_number=q.get("local_number"),
-            number_contains=q.get("number"), started_from=start, started_to=end, case_ref=q.get("case_ref"))
+            number_contains=q.get("number"), started_from=start, started_to=end, case_ref=q.get("case_ref"),
+            state=state)
 
     def words_hits(self, session: Session, source_ip: str | None) -> tuple[str, ...] | None:
         """The recordings whose transcript holds every word typed (decided for the purpose and audited by
@@ -211,13 +218,14 @@ def export_search(request: Request, caller: Caller = Depends(page_caller),
     writer = csv.writer(out)
     writer.writerow(["id", "call_id", f"started ({zone.key})", "started_utc", "direction", "extension", "agent", "team",
                      "remote_number", "local_number", "duration_seconds", "consent_state", "quarantined", "case_ref",
-                     "destroy_after", "on_hold"])
+                     "destroy_after", "on_hold", "capture"])
     for r in rows:
         writer.writerow([_cell(v) for v in (
             r.id, r.call_id, r.started_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"), r.started_at.isoformat(),
             r.direction, r.extension, r.agent, r.team, r.remote_number, r.local_number, f"{r.duration_seconds:.1f}",
             r.consent_state, "yes" if r.quarantined else "no", r.case_ref,
-            r.destroy_after.isoformat() if r.destroy_after else "", "yes" if r.on_hold else "no")])
+            r.destroy_after.isoformat() if r.destroy_after else "", "yes" if r.on_hold else "no",
+            player.capture_summary(r))])
     with runtime.db.unit_of_work() as session:
         audit.append(session, audit.AuditEvent(
             actor=caller.user.username, actor_role=caller.user.role, action="recordings.list_exported",
@@ -235,7 +243,7 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
     purpose = request.query_params.get("purpose") or None
     with runtime.db.unit_of_work() as session:
         row = recordings.get_visible(session, policy=caller.policy, actor=caller.actor, recording_id=recording_id,
-                                     source_ip=caller.source_ip, clock=runtime.clock)
+                                     source_ip=caller.source_ip, clock=runtime.clock, states=recordings.WITH_FAILED)
         if row is None:
             found = None
         else:
@@ -248,17 +256,10 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
     if found is None:  # out of scope looks like absent (the look was audited)
         return render(request, "not_found.html", {"caller": caller, "what": "recording"}, status_code=404)
     row = found
-    # Offer only the purposes that can reach this call (a spot check of an unsampled call, a subject access
-    # nobody asked for, would only be refused); a purpose named in the address is still decided and shown.
-    with runtime.db.unit_of_work() as session:
-        seen = recordings.content_facts(session, row, policy=caller.policy, purpose=None, now=runtime.clock.now())
-        reach = {p: recordings.content_facts(session, row, policy=caller.policy, purpose=p, now=runtime.clock.now())
-                 for p in allowed_purposes(caller.policy, caller.user.role)
-                 if caller.policy.purposes[p].reaches != "any_in_scope"}
-    purposes = [p for p in allowed_purposes(caller.policy, caller.user.role)
-                if p in offered_purposes(caller.policy, caller.actor, reach.get(p, seen))]
+    failed = row.state == RecordingState.FAILED
+    purposes = [] if failed else _reaching_purposes(runtime, caller, row)
     labels = {p: caller.policy.purposes[p].description for p in caller.policy.purposes}
-    if emergency_banner(request, caller) is not None:
+    if emergency_banner(request, caller) is not None and not failed:
         # Under a declaration the purpose is still asked (and audited); one more choice names the emergency.
         purposes.append(EMERGENCY_PURPOSE)
         labels[EMERGENCY_PURPOSE] = "the emergency you declared (reviewed afterwards)"
@@ -267,8 +268,9 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
         "role_purposes": allowed_purposes(caller.policy, caller.user.role),
         "spans": player.control_spans(row, events), "trail": trail, "decision": None, "wave": None, "wave_note": None,
         "purpose_labels": labels,
-        "extension": extension.bounds(caller.policy, row) if extension.may_extend(caller.policy, caller.user.role)
-        else None,
+        "extension": extension.bounds(caller.policy, row)
+        if extension.may_extend(caller.policy, caller.user.role) and not failed else None,
+        "failed": failed, "gaps": player.gap_lines(row),
         "extended": request.query_params.get("done") == "extended",
         "extension_error": (request.query_params.get("extension_error") or "")[:500] or None,
         "needs_approval": {p for p, rule in caller.policy.purposes.items() if rule.approval.required},
@@ -276,10 +278,22 @@ def recording_page(recording_id: str, request: Request, caller: Caller = Depends
         "stepped_up": stepped_up(runtime, caller), "step_up_failed": request.query_params.get("step_up") == "failed",
     }
     context["markers"] = player.markers_json([*context["spans"], *player.gap_spans(row)])
-    if purpose:
+    if purpose and not failed:  # a failed capture kept no audio: nothing to decide, nothing to play
         context.update(_content(runtime, caller, row, purpose, context["spans"]))
     return render(request, "recording.html", context, status_code=200 if not context["decision"] or
                   context["decision"].allowed else 403)
+
+
+def _reaching_purposes(runtime: Runtime, caller: Caller, row: Recording) -> list[str]:
+    """The purposes to offer: only those that can reach this call (a spot check of an unsampled call, a subject
+    access nobody asked for, would only be refused); a purpose named in the address is still decided and shown."""
+    with runtime.db.unit_of_work() as session:
+        seen = recordings.content_facts(session, row, policy=caller.policy, purpose=None, now=runtime.clock.now())
+        reach = {p: recordings.content_facts(session, row, policy=caller.policy, purpose=p, now=runtime.clock.now())
+                 for p in allowed_purposes(caller.policy, caller.user.role)
+                 if caller.policy.purposes[p].reaches != "any_in_scope"}
+    return [p for p in allowed_purposes(caller.policy, caller.user.role)
+            if p in offered_purposes(caller.policy, caller.actor, reach.get(p, seen))]
 
 
 def _anonymised_copy_made(session: Session, row: Recording, decision: Decision) -> CallvaultError | None:

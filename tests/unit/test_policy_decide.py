@@ -212,6 +212,33 @@ def test_quarantined_metadata_is_visible_only_to_administrators(policy_a: Policy
                       recording=rec, purpose=None).allowed
 
 
+# ------------------------------------------------------------------------- capture outcomes (issue 25)
+def test_a_failed_captures_metadata_is_seen_within_scope_as_any_recordings(policy_a: PolicyDocument) -> None:
+    failed = replace(recording("2001"), state="failed")
+    owner, colleague = actor("specialist", ext="2001"), actor("specialist", ext="2002")
+    assert decide(policy=policy_a, actor=owner, action=Action.VIEW_METADATA, recording=failed, purpose=None).allowed
+    denied = decide(policy=policy_a, actor=colleague, action=Action.VIEW_METADATA, recording=failed, purpose=None)
+    assert not denied.allowed and "own extension" in denied.reason
+    hidden = replace(failed, quarantined=True)
+    assert not decide(policy=policy_a, actor=owner, action=Action.VIEW_METADATA, recording=hidden,
+                      purpose=None).allowed
+
+
+@pytest.mark.parametrize("action", [Action.PLAY, Action.DOWNLOAD, Action.TRANSCRIPT])
+def test_a_failed_capture_reaches_no_content_action(policy_a: PolicyDocument, action: Action) -> None:
+    failed = replace(recording("2001"), state="failed")
+    d = decide(policy=policy_a, actor=actor("specialist", ext="2001"), action=action, recording=failed,
+               purpose="self_review")
+    assert not d.allowed and "failed, not available" in d.reason
+
+
+@pytest.mark.parametrize("state", ["pending", "destroyed"])
+def test_pending_and_destroyed_rows_stay_unreachable_even_as_metadata(policy_a: PolicyDocument, state: str) -> None:
+    row = replace(recording("2001"), state=state)
+    assert not decide(policy=policy_a, actor=actor("executive"), action=Action.VIEW_METADATA, recording=row,
+                      purpose=None).allowed
+
+
 # ---------------------------------------------------------------------------------- approvals
 def _grant(*, user_id: str = "u1", recording_id: str = "rec1", purpose: str = "legal_claim",
            by: str = "head_of_customer_success") -> Grant:
