@@ -3,6 +3,7 @@ grants limited in time and actions, rejections, lapses and reminders on the audi
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +30,7 @@ from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording
 from callvault.transcription import engines
+from tests.api.test_auth_web import web_sign_in
 from tests.conftest import PERSONAS_B, POLICY_B
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
@@ -467,6 +469,34 @@ def test_a_play_only_approval_refuses_the_transcript_with_the_way_to_ask(
         refused = qa.get(f"/api/v1/recordings/{recs['tina']}/transcript", params={"purpose": "staff_performance"})
         assert refused.status_code == 403
         assert "ask for transcript on the request page" in refused.json()["message"]
+
+
+def test_on_the_recording_page_an_approval_for_listening_and_reading_shows_the_transcript_and_asks_for_download(
+        server_b: LiveServer, env_b: CallvaultEnv, recs: dict[str, str]) -> None:
+    """Issue 23 (4), B6 in the UI: the QA reviewer's staff_performance request for play and transcript is
+    approved by a team leader; on the recording page the transcript is offered (not refused on the same
+    page), and download, which the approval does not cover, is a link to the request form with download
+    ticked, never a link that answers a raw refusal."""
+    rec = recs["tina"]
+    with server_b.client("qa") as qa, server_b.client("lead2") as lead2:
+        req = _request(qa, rec, "staff_performance", actions=["play", "transcript"]).json()
+        assert lead2.post(f"/api/v1/access-requests/{req['id']}/approve").status_code == 200
+    with httpx.Client(base_url=server_b.base_url, timeout=30) as browser:
+        web_sign_in(browser, env_b, "qa")
+        page = browser.get(f"/recordings/{rec}", params={"purpose": "staff_performance"})
+        assert page.status_code == 200, page.text
+        form = browser.get("/access/new", params={"recording": rec, "purpose": "staff_performance",
+                                                  "actions": "download"})
+    assert 'id="player"' in page.text and 'id="transcript"' in page.text
+    assert 'id="transcript-refused"' not in page.text
+    assert 'id="download"' not in page.text and 'id="request-download"' in page.text
+    assert f"/access/new?recording={rec}&amp;purpose=staff_performance&amp;actions=download" in page.text
+    assert form.status_code == 200, form.text
+    checked = {a for a in ("play", "transcript", "download", "export")
+               if re.search(rf'id="action-{a}"\s+checked', form.text)}
+    assert checked == {"download"}
+    entry = [e for e in _audit(env_b, "recording.play") if e.object_id == rec and e.actor == "qa"][-1]
+    assert (entry.decision, entry.purpose) == ("allow", "staff_performance")
 
 
 def test_a_request_that_names_no_actions_asks_to_listen_and_read(server_b: LiveServer, recs: dict[str, str]) -> None:

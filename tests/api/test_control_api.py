@@ -267,6 +267,34 @@ def test_legal_hold_is_placed_shown_and_released(server: LiveServer, env: Callva
         released = ex.post(f"/api/v1/retention/holds/{hold_id}/release", json={"reason": "inquiry closed"})
         assert released.status_code == 200
         assert ex.get(f"/api/v1/recordings/{rec}").json()["on_hold"] is False
+    # Issue 23 (7): the release is on the audit log, naming who released it and why.
+    with env.runtime.db.unit_of_work() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "retention.hold_released",
+                                                         AuditEntry.object_id == hold_id)).one()
+    assert (entry.actor, entry.actor_role, entry.reason) == ("exec", "executive", "inquiry closed")
+    assert entry.details["recording_id"] == rec
+
+
+def test_it_staff_who_see_every_call_cannot_place_or_release_a_hold_and_the_refusals_are_audited(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    """Issue 23 (7): holds are placed and released only by the roles retention.legal_hold.roles names (A9:
+    executive, support_lead); IT staff reach every call record but are not among them."""
+    rec = _store(server, seconds=1.0)
+    body = {"recording_id": rec, "reason": "keep it", "owner": "it", "review_date": _review_date(env)}
+    with server.client("it") as it:
+        placed = it.post("/api/v1/retention/holds", json=body)
+    assert placed.status_code == 403 and "retention.legal_hold.roles" in placed.json()["message"]
+    with server.client("lead") as lead:
+        made = lead.post("/api/v1/retention/holds", json={**body, "owner": "lead"})
+        assert made.status_code == 201, made.text
+        hold_id = made.json()["id"]
+    with server.client("it") as it:
+        released = it.post(f"/api/v1/retention/holds/{hold_id}/release", json={"reason": "tidy up"})
+    assert released.status_code == 403
+    assert _denials(env, "it", "retention.hold_place") == 1
+    assert _denials(env, "it", "retention.hold_release") == 1
+    with server.client("lead") as lead:
+        assert lead.get(f"/api/v1/recordings/{rec}").json()["on_hold"] is True
 
 
 def test_specialist_cannot_place_a_hold_or_read_the_report(server: LiveServer, env: CallvaultEnv) -> None:

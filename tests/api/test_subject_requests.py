@@ -488,3 +488,29 @@ def test_a_stranger_who_cannot_answer_the_phone_gets_nothing(
         if refused.status_code != 409:  # the call was on the stated day, so it could be picked: still refused
             assert refused.status_code == 403 and "NOT verified" in refused.json()["message"]
         assert lead.get(f"/api/v1/subject-requests/{request_id}").json()["stored_status"] != "sent"
+
+
+def test_a_call_a_verified_caller_asked_for_cannot_be_marked_personal_by_its_agent(
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, phone: PhoneServer) -> None:
+    """Issue 23 (6), A4/B7: a caller's open request for their recordings keeps the call. Alice, its agent,
+    marks it personal a minute after it ended (inside policy A's window): refused, 409 naming the request,
+    on record as a denial, and the call still plays."""
+    caller = "+14165550303"
+    started = env.runtime.clock.now() - timedelta(minutes=1, seconds=4)
+    meta = metadata(remote_number=caller, started=started, ended_at=(started + timedelta(seconds=4)).isoformat())
+    with server.client("admin") as admin:
+        stored = upload(admin, wav_bytes(4.0, seed=504), meta)
+    assert stored.status_code == 201, stored.text
+    rec = stored.json()["id"]
+    request_id = _verified_request(server, env, mail, "caller.three@example.org", caller, phone)
+    with server.client("alice") as alice:
+        resp = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "personal"})
+    assert resp.status_code == 409, resp.text
+    assert f"request {request_id}" in resp.json()["message"] and "A4" in resp.json()["message"]
+    with env.runtime.db.unit_of_work() as session:
+        entry = session.scalars(select(AuditEntry).where(
+            AuditEntry.actor == "alice", AuditEntry.action == "recording.control_personal",
+            AuditEntry.object_id == rec)).one()
+    assert entry.decision == "deny" and "A4" in entry.clauses
+    with server.client("lead") as lead:
+        assert lead.get(f"/api/v1/recordings/{rec}/audio", params={"purpose": "spot_check"}).status_code == 200
