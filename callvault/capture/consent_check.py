@@ -5,8 +5,10 @@ Upload metadata, PBX imports and SIPREC capture all reach ``reserve_recording`` 
 
 * it exists for the call's direction (inbound: the announcement; outbound: the agent's notice);
 * an announcement names a prompt version the policy lists (``consent.inbound_announcement.version`` or
-  ``accepted_versions``); evidence without a version is taken as the prompt in force (the recording-control
-  API's ``announced`` event carries none);
+  ``accepted_versions``); an announcement that names no version is no evidence of what the caller heard
+  (every way in carries one: metadata ``consent.announcement_version``, SIPREC ``announcement-version``, PBX
+  ``cv_announcement=<version>``, the control API's ``announced`` ``version``, a standing rule's
+  ``prompt_version``);
 * its time lies within the call, give or take ``consent.evidence_tolerance_seconds``.
 
 A call that reports no evidence of its own may be covered by a standing rule of the policy
@@ -171,9 +173,13 @@ def _evidence_problem(policy: PolicyDocument, meta: CallMetadata) -> str | None:
     if meta.consent_state == "announcement":
         prompt = rules.inbound_announcement
         version = meta.consent.announcement_version
-        if version is not None and version not in prompt.valid_versions:
+        listed = ", ".join(repr(v) for v in prompt.valid_versions)
+        if version is None or not version.strip():
+            return (f"the announcement evidence names no announcement version (consent.announcement_version), so "
+                    f"nothing says the caller heard prompt {prompt.prompt_id}; the policy lists {listed}")
+        if version not in prompt.valid_versions:
             return (f"consent.announcement_version {version!r} is not a version of prompt {prompt.prompt_id} "
-                    f"the policy lists ({', '.join(repr(v) for v in prompt.valid_versions)})")
+                    f"the policy lists ({listed})")
         played = meta.consent.announcement_played_at
         if played is not None and _outside(played, meta, tolerance):
             return f"consent.announcement_played_at {played.isoformat()} is outside the call: {window}"

@@ -218,7 +218,9 @@ def _store_rows(
         actor=actor, actor_role=actor_role, action=action, decision="info",
         object_type="recording", object_id=item.row.id, source_ip=source_ip,
         details={"call_id": item.call_id, "sha256": item.result.sha256_hex, "bytes": item.result.plaintext_size,
-                 "consent_state": item.consent_state, **(item.details or {})},
+                 "consent_state": item.consent_state,
+                 **({"quarantine_reason": item.row.quarantine_reason} if item.row.quarantined else {}),
+                 **(item.details or {})},
         clauses=("A5", "B2") if item.row.quarantined else (),
     ) for item in stored], clock=clock)
     _emit_saved(session, [(item.row, item.details or {}) for item in stored], clock)

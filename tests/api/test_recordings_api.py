@@ -427,6 +427,38 @@ def test_consent_evidence_the_policy_never_had_quarantines_the_call_with_the_rea
     assert set(entry.clauses) >= {"A5", "B2"}
 
 
+@pytest.mark.parametrize("version", ["absent", None, ""])
+def test_an_announcement_naming_no_version_quarantines_the_call_until_an_administrator_releases_it(
+        server: LiveServer, env: CallvaultEnv, version: str | None) -> None:
+    """Omitting ``announcement_version`` is no way round the version check (A5, B2): an announcement time alone
+    does not say the caller heard a prompt the policy lists."""
+    meta = metadata()
+    meta["consent"] = {"announcement_played_at": CALL_START.isoformat()}
+    if version != "absent":
+        meta["consent"]["announcement_version"] = version
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(0.5, seed=93), meta)
+        assert resp.status_code == 201, resp.text
+        rec_id = resp.json()["id"]
+        trail = admin.get(f"/api/v1/recordings/{rec_id}/audit").json()
+    with env.runtime.db.unit_of_work() as session:
+        row = session.get(Recording, rec_id)
+        assert row is not None and row.quarantined
+        reason = row.quarantine_reason or ""
+    assert "names no announcement version" in reason and "'1'" in reason, reason
+    ingested = next(e for e in trail if e["action"] == "recording.ingested")
+    assert set(ingested["clauses"]) >= {"A5", "B2"}
+    assert ingested["details"]["quarantine_reason"] == reason
+    with server.client("alice") as agent:  # the agent on the call
+        assert agent.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "self_review"}).status_code == 404
+    with server.client("admin") as admin:
+        released = admin.post(f"/api/v1/recordings/{rec_id}/quarantine",
+                              json={"decision": "release", "reason": "IVR log shows prompt 1 played"})
+        assert released.status_code == 200, released.text
+    with server.client("alice") as agent:
+        assert agent.get(f"/api/v1/recordings/{rec_id}/audio", params={"purpose": "self_review"}).status_code == 200
+
+
 def test_consent_evidence_a_few_seconds_before_the_call_is_accepted(server: LiveServer) -> None:
     """Within ``consent.evidence_tolerance_seconds`` (5 s by default): playable for a spot check."""
     meta = metadata()
