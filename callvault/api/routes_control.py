@@ -52,7 +52,8 @@ def _control(runtime: Runtime, caller: Caller, body: ControlRequest, *, call_id:
     try:
         with runtime.db.unit_of_work() as session:
             filed = control.file_control(session, policy=caller.policy, actor=caller.actor, kind=body.action,
-                                         at=body.at, until=body.until, call_id=call_id, recording_id=recording_id,
+                                         at=body.at, until=body.until, version=body.version, call_id=call_id,
+                                         recording_id=recording_id,
                                          source_ip=caller.source_ip, clock=runtime.clock,
                                          mail_domain=SmtpSettings.from_env(runtime.settings.env).mail_domain)
     except (AccessDenied, PersonalRefused) as exc:

@@ -282,6 +282,9 @@ def admit(
 def _consent_with(meta: CallMetadata, evidence: list[RecordingControl]) -> ConsentEvidence | None:
     """The call's consent evidence completed from control-API events, or None when they add nothing.
 
+    An ``announced`` event brings its time, its prompt ``version`` (None when it named none: then the
+    evidence is quarantined by ``consent_check``) and, with ``until``, the announcement's end.
+
     Metadata wins where it already says something: the telephony platform's own record is the better
     evidence, and an event cannot overwrite it.
     """
@@ -291,6 +294,11 @@ def _consent_with(meta: CallMetadata, evidence: list[RecordingControl]) -> Conse
     update: dict[str, object] = {}
     if meta.direction == "inbound" and current.announcement_played_at is None and first[ControlKind.ANNOUNCED]:
         update["announcement_played_at"] = first[ControlKind.ANNOUNCED]
+        # The first announcement's prompt version; none named is checked (and quarantined) like metadata's.
+        announced = min((c for c in evidence if c.kind == ControlKind.ANNOUNCED and c.at is not None),
+                        key=lambda c: (c.at, c.created_at))
+        if current.announcement_version is None:
+            update["announcement_version"] = announced.version
         if current.announcement_ended_at is None and first[ControlKind.ANNOUNCEMENT_END]:
             update["announcement_ended_at"] = first[ControlKind.ANNOUNCEMENT_END]
     if meta.direction == "outbound" and current.agent_notice_at is None and first[ControlKind.NOTIFIED]:

@@ -102,7 +102,7 @@ class ControlFiled:
     """The call is being recorded now: its capture process applies the events within a fraction of a second."""
 
 
-def _check_request(kind: str, at: datetime | None, until: datetime | None) -> None:
+def _check_request(kind: str, at: datetime | None, until: datetime | None, version: str | None = None) -> None:
     problems = []
     if kind not in set(ControlKind) or kind == ControlKind.ANNOUNCEMENT_END:
         choices = ", ".join(k.value for k in ControlKind if k != ControlKind.ANNOUNCEMENT_END)
@@ -116,6 +116,10 @@ def _check_request(kind: str, at: datetime | None, until: datetime | None) -> No
         problems.append(FieldProblem("until", "only a pause or an announcement has an end"))
     if until is not None and at is not None and until.tzinfo and at.tzinfo and until <= at:
         problems.append(FieldProblem("until", "must be after at"))
+    if version is not None and kind != ControlKind.ANNOUNCED:
+        problems.append(FieldProblem("version", "only an announcement names a prompt version"))
+    elif version is not None and len(version) > 50:
+        problems.append(FieldProblem("version", "at most 50 characters"))
     if problems:
         raise InvalidInput("invalid recording control:", problems)
 
@@ -124,16 +128,18 @@ def file_control(
     session: Session, *, policy: PolicyDocument, actor: Actor, kind: str, at: datetime | None = None,
     until: datetime | None = None, call_id: str | None = None, recording_id: str | None = None,
     administrative: bool | None = None, source_ip: str | None = None, mail_domain: str = "localhost",
-    clock: Clock = system_clock,
+    clock: Clock = system_clock, version: str | None = None,
 ) -> ControlFiled:
     """Record a control event for a call (by ``call_id``) or a stored recording (by ``recording_id``).
 
     AccessDenied for someone who is neither the agent on the call nor administrative; NotFound for an
     unknown recording id; Conflict for a call being stored right now or already destroyed. ``personal``
     on a stored recording: see ``capture.personal`` (AccessDenied, or ``PersonalRefused``; an allowed
-    marking after the call's end files a misuse report, mailed with ``mail_domain``).
+    marking after the call's end files a misuse report, mailed with ``mail_domain``). ``version``: an
+    ``announced`` event's prompt version, kept on its row for admission (``capture.admission``).
     """
-    _check_request(kind, at, until)
+    version = (version.strip() or None) if version is not None else None
+    _check_request(kind, at, until, version)
     if kind in AGENT_CONTROLS and kind not in policy.controls.agent_may:
         raise AccessDenied(
             f"recording control {kind} does not exist under policy {policy.policy_id} {policy.version}: "
@@ -188,6 +194,7 @@ def file_control(
             id=new_id(), call_id=call_id, recording_id=row.id if row is not None else None, kind=event_kind,
             at=event_at, requested_by=actor.username, requested_role=actor.role,
             requester_extension=actor.extension, administrative=admin, created_at=clock.now(), outcome="",
+            version=version if event_kind == ControlKind.ANNOUNCED else None,
         )
         session.add(control)
         ids.append(control.id)
@@ -198,6 +205,7 @@ def file_control(
         source_ip=source_ip, clauses=("A5", "B2") if kind in EVIDENCE_KINDS else ("A14", "B4"),
         details={"call_id": call_id, "at": at.isoformat() if at else None,
                  "until": until.isoformat() if until else None, "stored": row is not None, "live": live_now,
+                 **({"version": version} if kind == ControlKind.ANNOUNCED else {}),
                  **({"after_call_end": True} if late_personal is not None else {})},
     ), clock=clock)
     if late_personal is not None:

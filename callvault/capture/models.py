@@ -28,8 +28,8 @@ class ControlKind(StrEnum):
     PERSONAL = "personal"
     """The whole call is personal: nothing is kept."""
     ANNOUNCED = "announced"
-    """Consent evidence (A5, B2), inbound: the recording announcement was played at ``at`` (and, with
-    ``until``, ended then). Filed by the telephony integration or the agent while the call runs."""
+    """Consent evidence (A5, B2), inbound: the recording announcement (prompt ``version``) was played at ``at``
+    (and, with ``until``, ended then). Filed by the telephony integration or the agent while the call runs."""
     ANNOUNCEMENT_END = "announcement_end"
     """Filed with ``announced`` when its ``until`` is given: when the announcement finished (A14)."""
     NOTIFIED = "notified"
@@ -54,6 +54,9 @@ class RecordingControl(Base):
     kind: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     """The instant in the call (None for ``personal``, which covers the whole call)."""
+    version: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    """``announced``: the version of the policy's announcement prompt that was played; it becomes the call's
+    ``consent.announcement_version`` (an announcement that names none quarantines the call, A5/B2)."""
     requested_by: Mapped[str] = mapped_column(String(64))
     requested_role: Mapped[str] = mapped_column(String(64), default="")
     requester_extension: Mapped[str | None] = mapped_column(String(32), nullable=True)

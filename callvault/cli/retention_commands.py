@@ -349,7 +349,7 @@ def hold_list(json_output: JsonOut = False, data_dir: DataDir = None) -> None:
 
 # ------------------------------------------------------------------------------------------ control
 def _control(kind: str, recording: str | None, call: str | None, at: str | None, until: str | None,
-             data_dir: Path | None) -> None:
+             data_dir: Path | None, version: str | None = None) -> None:
     if (recording is None) == (call is None):
         raise InvalidInput("invalid recording control:", [FieldProblem("recording", "give --recording or --call")])
     when = _parse_instant(at, "at") if at else None
@@ -363,7 +363,7 @@ def _control(kind: str, recording: str | None, call: str | None, at: str | None,
             try:
                 filed = control.file_control(session, policy=policy, actor=actor, kind=kind, at=when, until=end,
                                              call_id=call, recording_id=recording, administrative=True,
-                                             clock=runtime.clock)
+                                             clock=runtime.clock, version=version)
             except (AccessDenied, PersonalRefused) as exc:  # a stored call's "personal" is its agent's alone
                 refusal = exc
         if refusal is not None:
@@ -423,10 +423,13 @@ def control_personal(recording: Recording_ = None, call: Call = None, data_dir: 
 def control_announced(
     at: At = None,
     until: Annotated[str | None, typer.Option("--until", help="when the announcement ended")] = None,
+    version: Annotated[str | None, typer.Option(
+        "--version", help="the announcement prompt's version (one the policy lists; without it the call is "
+                          "quarantined)")] = None,
     call: Call = None, data_dir: DataDir = None,
 ) -> None:
-    """Consent evidence for an inbound call in progress: the announcement was played (A5, B2)."""
-    _control("announced", None, call, at, until, data_dir)
+    """Consent evidence for an inbound call in progress: the announcement (prompt --version) was played (A5, B2)."""
+    _control("announced", None, call, at, until, data_dir, version)
 
 
 @control_app.command("notified")

@@ -127,6 +127,9 @@ class ControlRequest(BaseModel):
     at: datetime | None = None
     until: datetime | None = Field(default=None, description="pause: when recording resumed; announced: when "
                                                            "the announcement ended")
+    version: str | None = Field(default=None, max_length=50, description=(
+        "announced only: the version of the policy's announcement prompt that was played (consent."
+        "inbound_announcement.version or accepted_versions); an announcement without it quarantines the call"))
 
 
 class ControlRead(BaseModel):
@@ -137,6 +140,8 @@ class ControlRead(BaseModel):
     recording_id: str | None
     kind: str
     at: datetime | None
+    version: str | None = None
+    """``announced``: the announcement prompt's version."""
     requested_by: str
     requested_role: str
     created_at: datetime

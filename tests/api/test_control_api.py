@@ -103,6 +103,54 @@ def test_capture_integration_stops_a_live_call_before_it_is_stored(server: LiveS
     assert _seconds(server, rec) == 2.0
 
 
+def _announced_then_stored(server: LiveServer, call_id: str, **version: str) -> str:
+    """The integration reports the announcement (with the ``version`` given, if any); the call arrives without
+    evidence of its own."""
+    with server.client("admin") as admin:
+        resp = admin.post(f"/api/v1/calls/{call_id}/control",
+                          json={"action": "announced", "at": _at(0.0), "until": _at(1.0), **version})
+    assert resp.status_code == 200, resp.text
+    meta = metadata(call_id=call_id, ended_at=_at(4.0))
+    meta.pop("consent")
+    with server.client("admin") as admin:
+        stored = upload(admin, wav_bytes(4.0, seed=zlib.crc32(call_id.encode()) % 1000), meta)
+    assert stored.status_code == 201, stored.text
+    rec_id: str = stored.json()["id"]
+    return rec_id
+
+
+def test_an_announcement_reported_with_the_policys_prompt_version_is_the_calls_evidence(server: LiveServer) -> None:
+    rec = _announced_then_stored(server, "api-announced-v1", version="1")
+    with server.client("alice") as alice:
+        shown = alice.get(f"/api/v1/recordings/{rec}").json()
+        events = alice.get(f"/api/v1/recordings/{rec}/controls").json()
+    assert shown["quarantined"] is False and shown["consent_source"] == "control_api"
+    assert shown["consent"]["announcement_version"] == "1"
+    assert [(e["kind"], e["version"]) for e in events] == [("announced", "1"), ("announcement_end", None)]
+    assert _seconds(server, rec) == 3.0  # the announcement's second is cut (A14)
+
+
+def test_an_announcement_reported_without_a_version_quarantines_the_call_with_the_reason(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    rec = _announced_then_stored(server, "api-announced-nov")
+    with server.client("alice") as alice:
+        assert alice.get(f"/api/v1/recordings/{rec}/audio", params={"purpose": "self_review"}).status_code == 404
+    with server.client("admin") as admin:
+        trail = admin.get(f"/api/v1/recordings/{rec}/audit").json()
+    reason = next(e for e in trail if e["action"] == "recording.ingested")["details"]["quarantine_reason"]
+    assert "names no announcement version" in reason and "'1'" in reason, reason
+
+
+def test_only_an_announcement_names_a_prompt_version(server: LiveServer) -> None:
+    with server.client("admin") as admin:
+        resp = admin.post("/api/v1/calls/api-stop-version/control",
+                          json={"action": "stop", "at": _at(1.0), "version": "1"})
+        long = admin.post("/api/v1/calls/api-long-version/control",
+                          json={"action": "announced", "at": _at(0.0), "version": "9" * 51})
+    assert resp.status_code == 422 and resp.json()["problems"][0]["location"] == "version"
+    assert long.status_code == 422 and "version" in long.text
+
+
 def test_specialist_without_the_call_cannot_control_a_live_call_for_someone_else(server: LiveServer) -> None:
     call_id = "api-live-bob"
     with server.client("bob") as bob:

@@ -43,7 +43,7 @@ def catalog(server: LiveServer) -> dict[str, str]:
             meta = metadata(started_at=started.isoformat(), ended_at=(started + timedelta(seconds=1)).isoformat(),
                             **call)
             if "consent" not in call:
-                meta["consent"] = {"announcement_played_at": started.isoformat()}
+                meta["consent"] = {"announcement_played_at": started.isoformat(), "announcement_version": "1"}
             resp = upload(admin, wav_bytes(1.0, seed=100 + i), meta)
             assert resp.status_code == 201, resp.text
             ids[str(call["call_id"])] = resp.json()["id"]

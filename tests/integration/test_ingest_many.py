@@ -50,7 +50,7 @@ def test_a_mixed_batch_gets_one_answer_per_item_and_one_audit_entry_per_stored_r
     metas = [metadata() for _ in range(4)]
     started = datetime.fromisoformat(metas[2]["started_at"])
     # Ended during the announcement: admission refuses it (audited), nothing stored.
-    metas[2]["consent"] = {"announcement_played_at": started.isoformat(),
+    metas[2]["consent"] = {"announcement_played_at": started.isoformat(), "announcement_version": "1",
                            "announcement_ended_at": (started + timedelta(seconds=30)).isoformat()}
     already = ingest_recording(db=rt.db, store=rt.store, keyring=rt.keyring, audio=io.BytesIO(audios[3]),
                                metadata=metas[3], actor="test")

@@ -183,7 +183,7 @@ def test_two_workers_sweep_expired_recordings_exactly_once(cluster: Cluster) -> 
             resp = _upload(admin, wav_bytes(0.5, seed=200 + i), metadata(
                 call_id=f"expired-{i}", started_at=started.isoformat(),
                 ended_at=(started + timedelta(seconds=1)).isoformat(),
-                consent={"announcement_played_at": started.isoformat()}))
+                consent={"announcement_played_at": started.isoformat(), "announcement_version": "1"}))
             assert resp.status_code == 201, resp.text
             ids.append(resp.json()["id"])
     # As if their six months had run out since they were stored: the workers run on the real clock.

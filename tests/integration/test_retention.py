@@ -370,7 +370,7 @@ def test_cli_ingest_of_a_call_past_its_retention_exits_2_naming_the_rule(a: Worl
     meta.write_text(json.dumps({
         "call_id": "cli-old", "direction": "inbound", "started_at": started.isoformat(),
         "ended_at": (started + timedelta(seconds=1)).isoformat(), "extension": "2001", "team": "customer_support",
-        "consent": {"announcement_played_at": started.isoformat()}}))
+        "consent": {"announcement_played_at": started.isoformat(), "announcement_version": "1"}}))
     code, output = a.cli("ingest", str(audio), "--metadata", str(meta))
     assert code == 2, output
     assert "retention ended" in output and "max_age" in output and "Traceback" not in output

@@ -19,7 +19,7 @@ from callvault.audit.models import AuditEntry
 from callvault.capture import control
 from callvault.capture.admission import NotRecordable
 from callvault.capture.models import RecordingControl
-from callvault.core.errors import AccessDenied, Conflict, NotFound
+from callvault.core.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
@@ -113,7 +113,7 @@ def test_cli_ingest_of_an_out_of_scope_call_exits_2(a: World, tmp_path: Path) ->
 
 # ------------------------------------------------------------------------------------- announcement
 def test_call_that_ended_during_the_announcement_keeps_no_audio(a: World) -> None:
-    consent = {"announcement_played_at": T.isoformat(),
+    consent = {"announcement_played_at": T.isoformat(), "announcement_version": "1",
                "announcement_ended_at": (T + timedelta(seconds=8)).isoformat()}
     with pytest.raises(NotRecordable, match="ended during the announcement"):
         a.ingest(call_id="hung-up", seconds=2.0, consent=consent)
@@ -123,7 +123,7 @@ def test_call_that_ended_during_the_announcement_keeps_no_audio(a: World) -> Non
 
 def test_stored_audio_starts_after_the_announcement(a: World) -> None:
     original = wav_bytes(4.0, seed=3)
-    consent = {"announcement_played_at": T.isoformat(),
+    consent = {"announcement_played_at": T.isoformat(), "announcement_version": "1",
                "announcement_ended_at": (T + timedelta(seconds=1.5)).isoformat()}
     rec = a.ingest(seconds=4.0, audio=original, consent=consent)
     stored = _frames(a.audio(rec))
@@ -424,12 +424,15 @@ def test_a_held_quarantined_recording_cannot_be_destroyed_and_the_refusal_is_aud
 
 
 # ------------------------------------------------------------------- consent evidence via control API
-def _evidence(world: World, actor: Actor, kind: str, call_id: str, at_s: float, until_s: float | None = None) -> None:
+def _evidence(world: World, actor: Actor, kind: str, call_id: str, at_s: float, until_s: float | None = None,
+              version: str | None = "1") -> None:
+    """File consent evidence; an ``announced`` event names the policy's prompt version ``version``."""
     with world.runtime.db.unit_of_work() as session:
         policy = policy_service.current_policy(session, clock=world.clock)
         control.file_control(session, policy=policy, actor=actor, kind=kind, call_id=call_id,
                              at=T + timedelta(seconds=at_s),
-                             until=T + timedelta(seconds=until_s) if until_s is not None else None, clock=world.clock)
+                             until=T + timedelta(seconds=until_s) if until_s is not None else None, clock=world.clock,
+                             version=version if kind == "announced" else None)
 
 
 def test_an_announcement_reported_through_the_control_api_is_the_calls_consent_evidence(a: World) -> None:
@@ -440,9 +443,39 @@ def test_an_announcement_reported_through_the_control_api_is_the_calls_consent_e
     row = a.row(rec)
     assert not row.quarantined and row.consent_state == "announcement"
     assert row.consent["announcement_ended_at"].startswith((T + timedelta(seconds=1)).isoformat()[:19])
+    assert row.consent["announcement_version"] == "1" and row.consent["source"] == "control_api"
     assert np.array_equal(_frames(a.audio(rec)), _frames(original)[8000:]), "the announcement was not trimmed"
     entry = _last_audit(a, "recording.control_announced")
-    assert entry.decision == "allow" and entry.clauses == ["A5", "B2"]
+    assert entry.decision == "allow" and entry.clauses == ["A5", "B2"] and entry.details["version"] == "1"
+    with a.runtime.db.unit_of_work() as session:
+        filed = session.scalars(select(RecordingControl).where(RecordingControl.call_id == "api-consent-1")).all()
+        assert {(c.kind, c.version) for c in filed} == {("announced", "1"), ("announcement_end", None)}
+
+
+@pytest.mark.parametrize(("version", "named"), [
+    (None, "names no announcement version"),
+    ("0", "consent.announcement_version '0'"),
+])
+def test_an_announcement_through_the_control_api_without_a_listed_version_quarantines_the_call(
+        a: World, version: str | None, named: str) -> None:
+    """The control API is no way round the prompt-version check (A5, B2): it is the same check as metadata's."""
+    call_id = f"api-consent-version-{version}"
+    _evidence(a, ALICE, "announced", call_id, 0.0, until_s=1.0, version=version)
+    rec = a.ingest(call_id=call_id, seconds=4.0, consent=None)
+    row = a.row(rec)
+    assert row.quarantined and row.consent_state == "announcement" and row.consent_source == "control_api"
+    assert named in (row.quarantine_reason or "") and "'1'" in (row.quarantine_reason or "")
+    entry = _last_audit(a, "recording.ingested")
+    assert entry.object_id == row.id and entry.details["quarantine_reason"] == row.quarantine_reason
+
+
+def test_a_version_belongs_to_an_announcement_only(a: World) -> None:
+    with a.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=a.clock)
+        with pytest.raises(InvalidInput, match="invalid recording control") as raised:
+            control.file_control(session, policy=policy, actor=ALICE, kind="stop", call_id="api-consent-v",
+                                 at=T, version="1", clock=a.clock)
+    assert [p.location for p in raised.value.problems] == ["version"]
 
 
 def test_evidence_from_someone_not_on_the_call_is_ignored_and_metadata_evidence_wins(a: World) -> None:

@@ -167,13 +167,13 @@ def test_an_announcement_reported_through_the_api_during_the_call_is_its_consent
         with sipp_call(srs.port, tmp_path):
             call = wait_for_active_call(env.runtime)
             filed = admin.post(f"/api/v1/calls/{call.call_id}/control", json={
-                "action": "announced", "at": call.started_at.isoformat(),
+                "action": "announced", "at": call.started_at.isoformat(), "version": "1",
                 "until": (call.started_at + timedelta(seconds=1)).isoformat()})
             assert filed.status_code == 200, filed.text
         srs.wait_idle()
     [rec] = stored_recording(runtime, call.call_id)
     assert not rec.row.quarantined and rec.row.consent_state == "announcement"
-    assert rec.row.consent["announcement_ended_at"]
+    assert rec.row.consent["announcement_ended_at"] and rec.row.consent["announcement_version"] == "1"
     with runtime.db.unit_of_work() as session:
         events = list(session.scalars(select(RecordingControl).where(RecordingControl.call_id == call.call_id)))
     assert {e.kind for e in events} == {"announced", "announcement_end"}
