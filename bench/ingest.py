@@ -184,7 +184,7 @@ def main() -> None:
                 "call_id": f"bench-{i}", "direction": "inbound", "started_at": started.isoformat(),
                 "ended_at": (started + timedelta(minutes=args.minutes)).isoformat(), "extension": "2001",
                 "agent": "alice", "team": "customer_support", "remote_number": "+14165550100",
-                "consent": {"announcement_played_at": started.isoformat()},
+                "consent": {"announcement_played_at": started.isoformat(), "announcement_version": "1"},
             })
 
         def ingest_one(i: int) -> None:

@@ -43,7 +43,8 @@ def main() -> None:
         started = datetime.now(UTC) - timedelta(days=1)  # recent: a call past its retention is refused (A3)
         meta = {"call_id": "bench-hour", "direction": "inbound", "started_at": started.isoformat(),
                 "ended_at": (started + timedelta(hours=1)).isoformat(), "extension": "2001", "agent": "alice",
-                "team": "customer_support", "consent": {"announcement_played_at": started.isoformat()}}
+                "team": "customer_support",
+                "consent": {"announcement_played_at": started.isoformat(), "announcement_version": "1"}}
         rec = ingest_recording(db=runtime.db, store=runtime.store, keyring=runtime.keyring, audio=wav,
                                metadata=meta, actor="bench")
         with runtime.db.unit_of_work() as session:

@@ -51,7 +51,8 @@ METADATA = """<?xml version="1.0" encoding="UTF-8"?>
 <stream stream_id="s1"><label>1</label></stream><stream stream_id="s2"><label>2</label></stream>
 <participantstreamassoc participant_id="c"><send>s1</send></participantstreamassoc>
 <participantstreamassoc participant_id="a"><send>s2</send></participantstreamassoc>
-<extensiondata><announcement-played-at>{announced}</announcement-played-at></extensiondata>
+<extensiondata><announcement-played-at>{announced}</announcement-played-at>
+<announcement-version>1</announcement-version></extensiondata>
 </recording>"""
 
 

@@ -85,7 +85,7 @@ def _metadata(call_id: str) -> dict[str, object]:
     return {"call_id": call_id, "direction": "inbound", "started_at": STARTED.isoformat(),
             "ended_at": (STARTED + timedelta(seconds=30)).isoformat(), "extension": "2001", "agent": "alice",
             "team": "customer_support", "remote_number": "+14165550100",
-            "consent": {"announcement_played_at": STARTED.isoformat()}}
+            "consent": {"announcement_played_at": STARTED.isoformat(), "announcement_version": "1"}}
 
 
 def _script(node: int, wav: Path, token: str, body: str) -> str:

@@ -499,7 +499,7 @@ def _start_demo_caller(data_dir: Path, doc: PolicyDocument, *, every: int, secon
     caller = DemoCaller(host if host not in ("0.0.0.0", "::") else "127.0.0.1", sip_port,  # noqa: S104
                         agents=seed.SPECIALISTS, every=every, seconds=seconds,
                         dialled_number=trunks[0].number.replace(" ", "") if trunks else None,
-                        announcement_version=announcement.version if announcement is not None else None,
+                        announcement_version=announcement.version,
                         announce=lambda line: out.print(f"[demo call] {line}", highlight=False, soft_wrap=True,
                                                         markup=False))
     caller.start()

@@ -75,7 +75,7 @@ class DemoCaller:
 
     def __init__(self, host: str, port: int, *, agents: Sequence[tuple[str, str]], every: float = DEFAULT_EVERY,
                  seconds: float = DEFAULT_SECONDS, dialled_number: str | None = None,
-                 announcement_version: str | None = None, announce: Callable[[str], None] = print) -> None:
+                 announcement_version: str, announce: Callable[[str], None] = print) -> None:
         if not agents:
             raise ValueError("the demo caller needs at least one (name, extension) agent")
         self.host, self.port = host, port

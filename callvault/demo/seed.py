@@ -165,9 +165,8 @@ def seed_recordings(
             duration = render_dialogue(turns, wav, seed=i)
             consent: dict[str, str] | None
             if direction == "inbound":
-                consent = {"announcement_played_at": started.isoformat()}
-                if announcement is not None:
-                    consent["announcement_version"] = announcement.version
+                # The policy's prompt, by version: an announcement naming none is quarantined (A5, B2).
+                consent = {"announcement_played_at": started.isoformat(), "announcement_version": announcement.version}
             else:
                 consent = {"agent_notice_at": (started + timedelta(seconds=2)).isoformat()}
             if i in (7, 23):

@@ -120,6 +120,8 @@ class CallParties:
     announced_at: datetime | None = None
     """When the consent announcement played (the IVR's evidence), if it did."""
     announcement_version: str | None = None
+    """Which version of the policy's announcement prompt played: without it the announcement is no evidence
+    (the call is quarantined, A5/B2)."""
 
 
 def sdp_offer(media_port: int, *, host: str = "127.0.0.1") -> str:

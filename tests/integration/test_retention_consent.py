@@ -469,6 +469,15 @@ def test_an_announcement_through_the_control_api_without_a_listed_version_quaran
     assert entry.object_id == row.id and entry.details["quarantine_reason"] == row.quarantine_reason
 
 
+def test_the_cli_reports_an_announcement_with_its_prompt_version(a: World) -> None:
+    code, output = a.cli("control", "announced", "--call", "cli-consent-1", "--at", T.isoformat(),
+                         "--until", (T + timedelta(seconds=1)).isoformat(), "--version", "1")
+    assert code == 0, output
+    rec = a.ingest(call_id="cli-consent-1", seconds=3.0, consent=None)
+    row = a.row(rec)
+    assert not row.quarantined and row.consent["announcement_version"] == "1"
+
+
 def test_a_version_belongs_to_an_announcement_only(a: World) -> None:
     with a.runtime.db.unit_of_work() as session:
         policy = policy_service.current_policy(session, clock=a.clock)

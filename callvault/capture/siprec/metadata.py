@@ -309,7 +309,8 @@ def _number(value: str, region: str) -> str | None:
 _CONSENT_KEYS: Final = {
     "announcement-played-at": "announcement_played_at", "announcementplayedat": "announcement_played_at",
     "announcement_played_at": "announcement_played_at", "announcement-version": "announcement_version",
-    "announcement_version": "announcement_version", "agent-notice-at": "agent_notice_at",
+    "announcement_version": "announcement_version", "announcementversion": "announcement_version",
+    "agent-notice-at": "agent_notice_at",
     "agent_notice_at": "agent_notice_at", "announcement-ended-at": "announcement_ended_at",
     "announcement_ended_at": "announcement_ended_at", "announcementendedat": "announcement_ended_at",
 }
