@@ -178,3 +178,24 @@ def test_an_announcement_reported_through_the_api_during_the_call_is_its_consent
         events = list(session.scalars(select(RecordingControl).where(RecordingControl.call_id == call.call_id)))
     assert {e.kind for e in events} == {"announced", "announcement_end"}
     assert all(e.applied_at is not None and e.recording_id == rec.row.id for e in events)
+
+
+def test_an_announcement_reported_during_the_call_without_a_version_quarantines_it_with_the_reason(
+        env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
+    """A5, B2: the live path is no way round the prompt-version check."""
+    runtime = env.runtime
+    with running_server(runtime, rtp_base=34400) as srs, server.client("admin") as admin:
+        with sipp_call(srs.port, tmp_path):
+            call = wait_for_active_call(env.runtime)
+            filed = admin.post(f"/api/v1/calls/{call.call_id}/control", json={
+                "action": "announced", "at": call.started_at.isoformat(),
+                "until": (call.started_at + timedelta(seconds=1)).isoformat()})
+            assert filed.status_code == 200, filed.text
+        srs.wait_idle()
+    [rec] = stored_recording(runtime, call.call_id)
+    assert rec.row.quarantined and rec.row.consent_source == "control_api"
+    assert "names no announcement version" in (rec.row.quarantine_reason or "")
+    with runtime.db.unit_of_work() as session:
+        entry = session.scalars(select(AuditEntry).where(AuditEntry.object_id == rec.row.id,
+                                                         AuditEntry.action == "recording.captured")).one()
+    assert entry.details["quarantine_reason"] == rec.row.quarantine_reason and "A5" in entry.clauses
