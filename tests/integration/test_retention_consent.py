@@ -229,7 +229,7 @@ def test_the_integration_relays_the_agents_stop_for_a_call_not_yet_stored_in_its
 def test_pause_after_the_fact_silences_only_that_span(a: World) -> None:
     original = wav_bytes(4.0, seed=7)
     rec = a.ingest(seconds=4.0, audio=original)
-    with pytest.raises(AccessDenied, match="controls.integration_roles"):
+    with pytest.raises(AccessDenied, match=r"controls\.integration_roles"):
         _file(a, ADMIN, "pause", recording_id=rec, at_s=2.0, until_s=3.0)
     _file(a, PBX, "pause", recording_id=rec, at_s=2.0, until_s=3.0)
     stored, source = _frames(a.audio(rec)), _frames(original)
