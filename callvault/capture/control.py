@@ -107,10 +107,13 @@ def _not_allowed(policy: PolicyDocument, actor: Actor, kind: str) -> AccessDenie
     who = (f"or an account whose role is in controls.integration_roles ({relays}) relaying the agent's act"
            if relays else f"(policy {policy.policy_id} {policy.version} names no controls.integration_roles)")
     admin = " (administering the system does not allow it)" if is_administrative(policy, actor.role) else ""
-    clauses = ("A5", "B2", "A14", "B4") if kind in EVIDENCE_KINDS else ("A14", "B4")
+    evidence = kind in EVIDENCE_KINDS
+    clauses = ("A5", "B2", "A14", "B4") if evidence else ("A14", "B4")
+    what = ("The call's consent evidence is reported during the call by its agent or the phone system"
+            if evidence else "Stopping, pausing or marking a call personal is the agent's act during the call")
     return AccessDenied(
         f"only the agent on the call {who} may file {kind} for it; role {actor.role!r} may not{admin}. "
-        f"Stopping, pausing or marking a call personal is the agent's act during the call ({', '.join(clauses)})",
+        f"{what} ({', '.join(clauses)})",
         reason="neither the agent on the call nor an integration role", clauses=clauses)
 
 

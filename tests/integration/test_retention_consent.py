@@ -226,6 +226,22 @@ def test_the_integration_relays_the_agents_stop_for_a_call_not_yet_stored_in_its
     assert a.row(rec).duration_seconds == pytest.approx(1.0)
 
 
+def test_an_administrators_personal_filed_before_the_rule_is_ignored_when_the_call_arrives(a: World) -> None:
+    """An event an earlier version accepted from an administering role (``administrative``) for a call not yet
+    stored: the policy in force decides, so it is not applied, and the timeline says why."""
+    with a.runtime.db.unit_of_work() as session:
+        session.add(RecordingControl(
+            id="admin-personal", call_id="old-admin-personal", recording_id=None, kind="personal", at=None,
+            requested_by="it", requested_role="it_staff", requester_extension=None, administrative=True,
+            created_at=a.clock.now(), outcome=""))
+    rec = a.ingest(call_id="old-admin-personal", seconds=3.0)
+    assert a.intact_or_fully_destroyed(rec) == "intact"
+    with a.runtime.db.unit_of_work() as session:
+        event = session.get(RecordingControl, "admin-personal")
+        assert event is not None and event.applied_at is not None
+        assert event.outcome.startswith("ignored") and "controls.integration_roles" in event.outcome
+
+
 def test_pause_after_the_fact_silences_only_that_span(a: World) -> None:
     original = wav_bytes(4.0, seed=7)
     rec = a.ingest(seconds=4.0, audio=original)
