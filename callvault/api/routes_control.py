@@ -7,7 +7,8 @@
 * ``POST /recordings/{id}/quarantine``: an administering role releases or destroys a recording that
   arrived without consent evidence.
 
-Allowed: the agent on the call (their extension is the call's) and administering roles. ``personal``
+Allowed: the agent on the call (their extension is the call's) and the phone system's integration account
+relaying the agent's act (a role in ``controls.integration_roles``); administering roles are refused. ``personal``
 on a stored recording: only its recorded agent, within the policy's window after the call's end, and
 never while it is evidence (``capture.personal``: 403 or 409, naming the reason and clauses). A
 refusal is audited and committed before the request is refused.

@@ -204,6 +204,12 @@ def admit(
             # Filed under an earlier version that still had the control: the policy in force decides.
             control.applied_at = clock.now()
             control.outcome = f"ignored: controls.agent_may no longer allows {control.kind}"
+        elif control.administrative and control.requested_role not in policy.controls.integration_roles:
+            # Filed by an administering role under an earlier version, which let it: the policy in force lets
+            # only the agent and controls.integration_roles control a call (A14, B4).
+            control.applied_at = clock.now()
+            control.outcome = (f"ignored: filed by {control.requested_by} (role {control.requested_role}), neither the "
+                               "agent on the call nor a role in controls.integration_roles (A14, B4)")
         elif control.administrative or (control.requester_extension and control.requester_extension == meta.extension):
             eligible.append(control)
         else:

@@ -2,8 +2,12 @@
 
 Control events: ``stop`` (nothing after the instant is kept), ``pause``/``resume`` (the span is
 silenced; the timeline keeps the fact that it existed), ``personal`` (nothing of the call is kept).
-Who may file one: the agent on the call (a user whose extension is the call's) and administering
-roles / capture integrations. Everyone else is refused, and the refusal is audited by the edge.
+Who may file one (``capacity``), the agent controls and the consent evidence alike: the agent on the
+call (a user whose extension is the call's), or the telephony/CTI/desktop integration relaying the
+agent's own act with an account whose role is in ``controls.integration_roles`` (A14, B4: the agent
+stops the recording or marks the call personal). A role that merely administers the system may not: an
+administrator or IT person never stops, pauses or wipes someone's call. Everyone else is refused
+(AccessDenied naming the roles that may and the clauses), and the edge audits the refusal as a denial.
 ``personal`` on a *stored* recording is narrower (``capture.personal``): only the recorded agent,
 within the policy's window after the call's end, never while the recording is evidence; each such
 marking is reported to the misuse recipients.
@@ -31,6 +35,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -74,11 +79,42 @@ def is_administrative(policy: PolicyDocument, role: str) -> bool:
     return bool(rule and rule.can_administer)
 
 
+Capacity = Literal["agent", "integration"]
+
+
+def capacity(policy: PolicyDocument, actor: Actor, extension: str | None, *,
+             call_known: bool = True) -> Capacity | None:
+    """In which capacity ``actor`` may file controls on a call on ``extension``: ``integration`` for a role in
+    ``controls.integration_roles`` (it relays the agent's act, for any call), ``agent`` for the agent on the
+    call, None for anyone else. A call this node knows nothing of yet (``call_known`` false): any user with an
+    extension files as its agent, and ingest applies the event only if the call turns out to be theirs."""
+    if actor.role in policy.controls.integration_roles:
+        return "integration"
+    if actor.role not in policy.roles or not actor.extension:
+        return None
+    if not call_known:
+        return "agent"
+    return "agent" if extension and actor.extension == extension else None
+
+
 def may_control(policy: PolicyDocument, actor: Actor, extension: str | None) -> bool:
-    """The agent on the call (their extension is the call's) or an administering role / integration."""
-    if is_administrative(policy, actor.role):
-        return True
-    return bool(actor.extension and extension and actor.extension == extension and actor.role in policy.roles)
+    """The agent on the call (their extension is the call's) or an integration role relaying the agent's act."""
+    return capacity(policy, actor, extension) is not None
+
+
+def _not_allowed(policy: PolicyDocument, actor: Actor, kind: str) -> AccessDenied:
+    relays = ", ".join(policy.controls.integration_roles)
+    who = (f"or an account whose role is in controls.integration_roles ({relays}) relaying the agent's act"
+           if relays else f"(policy {policy.policy_id} {policy.version} names no controls.integration_roles)")
+    admin = " (administering the system does not allow it)" if is_administrative(policy, actor.role) else ""
+    evidence = kind in EVIDENCE_KINDS
+    clauses = ("A5", "B2", "A14", "B4") if evidence else ("A14", "B4")
+    what = ("The call's consent evidence is reported during the call by its agent or the phone system"
+            if evidence else "Stopping, pausing or marking a call personal is the agent's act during the call")
+    return AccessDenied(
+        f"only the agent on the call {who} may file {kind} for it; role {actor.role!r} may not{admin}. "
+        f"{what} ({', '.join(clauses)})",
+        reason="neither the agent on the call nor an integration role", clauses=clauses)
 
 
 def audio_origin(row: Recording) -> datetime:
@@ -127,12 +163,12 @@ def _check_request(kind: str, at: datetime | None, until: datetime | None, versi
 def file_control(
     session: Session, *, policy: PolicyDocument, actor: Actor, kind: str, at: datetime | None = None,
     until: datetime | None = None, call_id: str | None = None, recording_id: str | None = None,
-    administrative: bool | None = None, source_ip: str | None = None, mail_domain: str = "localhost",
+    source_ip: str | None = None, mail_domain: str = "localhost",
     clock: Clock = system_clock, version: str | None = None,
 ) -> ControlFiled:
     """Record a control event for a call (by ``call_id``) or a stored recording (by ``recording_id``).
 
-    AccessDenied for someone who is neither the agent on the call nor administrative; NotFound for an
+    AccessDenied for someone who is neither the agent on the call nor an integration role; NotFound for an
     unknown recording id; Conflict for a call being stored right now or already destroyed. ``personal``
     on a stored recording: see ``capture.personal`` (AccessDenied, or ``PersonalRefused``; an allowed
     marking after the call's end files a misuse report, mailed with ``mail_domain``). ``version``: an
@@ -145,7 +181,6 @@ def file_control(
             f"recording control {kind} does not exist under policy {policy.policy_id} {policy.version}: "
             f"controls.agent_may allows {', '.join(policy.controls.agent_may) or 'none'}",
             reason=f"{kind} is not in controls.agent_may", clauses=_mandatory_clauses(policy))
-    admin = is_administrative(policy, actor.role) if administrative is None else administrative
     row: Recording | None
     if recording_id is not None:
         row = session.get(Recording, recording_id)
@@ -156,10 +191,12 @@ def file_control(
         if not call_id:
             raise InvalidInput("invalid recording control:", [FieldProblem("call_id", "name the call")])
         row = session.scalar(select(Recording).where(Recording.call_id == call_id))
+    filed_as = capacity(policy, actor, row.extension if row is not None else None, call_known=row is not None)
+    if filed_as is None:
+        if kind == ControlKind.PERSONAL and row is not None and row.state == RecordingState.AVAILABLE:
+            personal.check(session, policy=policy, actor=actor, row=row, clock=clock)  # "only the recorded agent"
+        raise _not_allowed(policy, actor, kind)
     if row is not None:
-        if not (admin or may_control(policy, actor, row.extension)):
-            raise AccessDenied("only the agent on this call or an administrator may control its recording",
-                               reason="not the agent on the call", clauses=("A14", "B4"))
         if row.state == RecordingState.PENDING and live.live_call(session, row.call_id, clock=clock) is None:
             raise Conflict(f"call {call_id} is being stored right now; send the control again in a moment")
         if row.state == RecordingState.DESTROYED:
@@ -168,9 +205,6 @@ def file_control(
                 and retention.under_minimum(row, clock.now())):
             raise UnderRetentionMinimum(retention.minimum_refusal(
                 policy, row, "discarded" if kind == ControlKind.PERSONAL else "cut or silenced"))
-    elif not admin and not actor.extension:
-        raise AccessDenied("only the agent on a call (with an extension on file) or an administrator may "
-                           "control its recording", reason="no extension on file", clauses=("A14", "B4"))
     assert call_id is not None
     live_now = row is not None and row.state == RecordingState.PENDING
     late_personal: Recording | None = None
@@ -193,8 +227,8 @@ def file_control(
         control = RecordingControl(
             id=new_id(), call_id=call_id, recording_id=row.id if row is not None else None, kind=event_kind,
             at=event_at, requested_by=actor.username, requested_role=actor.role,
-            requester_extension=actor.extension, administrative=admin, created_at=clock.now(), outcome="",
-            version=version if event_kind == ControlKind.ANNOUNCED else None,
+            requester_extension=actor.extension, administrative=filed_as == "integration", created_at=clock.now(),
+            outcome="", version=version if event_kind == ControlKind.ANNOUNCED else None,
         )
         session.add(control)
         ids.append(control.id)
@@ -205,6 +239,7 @@ def file_control(
         source_ip=source_ip, clauses=("A5", "B2") if kind in EVIDENCE_KINDS else ("A14", "B4"),
         details={"call_id": call_id, "at": at.isoformat() if at else None,
                  "until": until.isoformat() if until else None, "stored": row is not None, "live": live_now,
+                 "capacity": filed_as,
                  **({"version": version} if kind == ControlKind.ANNOUNCED else {}),
                  **({"after_call_end": True} if late_personal is not None else {})},
     ), clock=clock)

@@ -62,7 +62,8 @@ class RecordingControl(Base):
     requester_extension: Mapped[str | None] = mapped_column(String(32), nullable=True)
     """A specialist may control only calls on their own extension; checked again when the call arrives."""
     administrative: Mapped[bool] = mapped_column(default=False)
-    """Requested by an administering role or capture integration (applies whatever the extension)."""
+    """Relayed by the phone system's integration (a role in ``controls.integration_roles``): applies whatever the
+    extension. Before issue 23 (6) administering roles filed such events too; ingest ignores those now."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     outcome: Mapped[str] = mapped_column(Text, default="")

@@ -144,6 +144,11 @@ def policy_check(
     configuration, as the server reads them."""
     doc = load_policy_file(file)
     out.print(f"{file}: valid ({doc.policy_id} version {doc.version}, effective {doc.effective_from})")
+    relays = ", ".join(doc.controls.integration_roles)
+    out.print("Recording controls (stop, pause, personal; A14, B4) are filed by the agent on the call"
+              + (f" or relayed by the phone system's integration role(s) {relays} (controls.integration_roles)"
+                 if relays else " only (no controls.integration_roles)") + "; administering roles may not.",
+              highlight=False, soft_wrap=True)
     warnings = _print_risks(file, settings_for(data_dir))
     if warnings and strict:
         err.print(f"{warnings} warning(s) and --strict: failing", highlight=False)

@@ -1,7 +1,10 @@
 """``callvault retention …``, ``callvault control …`` and ``callvault quarantine …``.
 
 The command line runs with the machine operator's authority (like ``ingest``): it acts as the
-policy's administering role, and every change is audited under ``cli:<user>``.
+policy's administering role, and every change is audited under ``cli:<user>``. ``callvault control``
+is the exception: a recording control is the agent's act (A14, B4), so it runs ``--as`` the account
+that may file it, the agent on the call or the phone system's integration account (a role in
+``controls.integration_roles``); an administrator never stops, pauses or wipes someone's call.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from callvault.capture.personal import PersonalRefused
 from callvault.cli.main import CLI_ACTOR, DataDir, app, err, handle_errors, open_runtime, out, print_json
 from callvault.core.clock import FixedClock
 from callvault.core.errors import AccessDenied, FieldProblem, InvalidInput, NotFound
+from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
 from callvault.policy.schema import PolicyDocument
@@ -35,7 +39,9 @@ case_app = typer.Typer(help="Cases (complaint, investigation, legal claim) that 
                        no_args_is_help=True)
 hold_app = typer.Typer(help="Legal holds: suspend destruction, with a reason, owner and review date.",
                        no_args_is_help=True)
-control_app = typer.Typer(help="Recording control: stop, pause, resume, personal (A14, B4).", no_args_is_help=True)
+control_app = typer.Typer(help="Recording control: stop, pause, resume, personal (A14, B4), filed --as the agent on "
+                               "the call or the phone system's integration account (controls.integration_roles).",
+                          no_args_is_help=True)
 quarantine_app = typer.Typer(help="Recordings quarantined for missing consent evidence (A5, B2).",
                              no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
@@ -349,7 +355,7 @@ def hold_list(json_output: JsonOut = False, data_dir: DataDir = None) -> None:
 
 # ------------------------------------------------------------------------------------------ control
 def _control(kind: str, recording: str | None, call: str | None, at: str | None, until: str | None,
-             data_dir: Path | None, version: str | None = None) -> None:
+             data_dir: Path | None, as_user: str, version: str | None = None) -> None:
     if (recording is None) == (call is None):
         raise InvalidInput("invalid recording control:", [FieldProblem("recording", "give --recording or --call")])
     when = _parse_instant(at, "at") if at else None
@@ -359,11 +365,15 @@ def _control(kind: str, recording: str | None, call: str | None, at: str | None,
         refusal: AccessDenied | PersonalRefused | None = None
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
-            actor = _admin_actor(policy)
+            user = identity.get_user(session, as_user)
+            actor = identity.actor_for(session, user, policy)
             try:
+                if not user.active:
+                    raise AccessDenied(f"account {user.username!r} is deactivated", reason="account deactivated",
+                                       clauses=("A14", "B4"))
                 filed = control.file_control(session, policy=policy, actor=actor, kind=kind, at=when, until=end,
-                                             call_id=call, recording_id=recording, administrative=True,
-                                             clock=runtime.clock, version=version)
+                                             call_id=call, recording_id=recording, clock=runtime.clock,
+                                             version=version)
             except (AccessDenied, PersonalRefused) as exc:  # a stored call's "personal" is its agent's alone
                 refusal = exc
         if refusal is not None:
@@ -380,6 +390,9 @@ def _control(kind: str, recording: str | None, call: str | None, at: str | None,
         runtime.close()
 
 
+AsUser = Annotated[str, typer.Option(
+    "--as", help="the account filing it: the agent on the call, or the phone system's integration account (a role "
+                 "in the policy's controls.integration_roles); an administrator may not (A14, B4)")]
 Recording_ = Annotated[str | None, typer.Option("--recording", help="a stored recording's id")]
 Call = Annotated[str | None, typer.Option("--call", help="the telephony call id (stored yet or not)")]
 At = Annotated[str | None, typer.Option("--at", help="the instant on the call (ISO 8601 with offset)")]
@@ -387,40 +400,45 @@ At = Annotated[str | None, typer.Option("--at", help="the instant on the call (I
 
 @control_app.command("stop")
 @handle_errors
-def control_stop(at: At = None, recording: Recording_ = None, call: Call = None, data_dir: DataDir = None) -> None:
+def control_stop(as_user: AsUser, at: At = None, recording: Recording_ = None, call: Call = None,
+                 data_dir: DataDir = None) -> None:
     """Stop recording at an instant: nothing after it is kept (a stored recording is truncated)."""
-    _control("stop", recording, call, at, None, data_dir)
+    _control("stop", recording, call, at, None, data_dir, as_user)
 
 
 @control_app.command("pause")
 @handle_errors
 def control_pause(
+    as_user: AsUser,
     at: At = None,
     until: Annotated[str | None, typer.Option("--until", help="when recording resumed")] = None,
     recording: Recording_ = None, call: Call = None, data_dir: DataDir = None,
 ) -> None:
     """Pause recording from --at (until --until): the span is silenced and never kept."""
-    _control("pause", recording, call, at, until, data_dir)
+    _control("pause", recording, call, at, until, data_dir, as_user)
 
 
 @control_app.command("resume")
 @handle_errors
-def control_resume(at: At = None, recording: Recording_ = None, call: Call = None, data_dir: DataDir = None) -> None:
+def control_resume(as_user: AsUser, at: At = None, recording: Recording_ = None, call: Call = None,
+                   data_dir: DataDir = None) -> None:
     """Resume recording after a pause (for a call not stored yet)."""
-    _control("resume", recording, call, at, None, data_dir)
+    _control("resume", recording, call, at, None, data_dir, as_user)
 
 
 @control_app.command("personal")
 @handle_errors
-def control_personal(recording: Recording_ = None, call: Call = None, data_dir: DataDir = None) -> None:
+def control_personal(as_user: AsUser, recording: Recording_ = None, call: Call = None,
+                     data_dir: DataDir = None) -> None:
     """The call is personal: nothing of it is kept. For a call in progress or not stored yet; a stored
-    recording is marked personal only by its recorded agent, shortly after the call (API or web)."""
-    _control("personal", recording, call, None, None, data_dir)
+    recording is marked personal only by its recorded agent, shortly after the call."""
+    _control("personal", recording, call, None, None, data_dir, as_user)
 
 
 @control_app.command("announced")
 @handle_errors
 def control_announced(
+    as_user: AsUser,
     at: At = None,
     until: Annotated[str | None, typer.Option("--until", help="when the announcement ended")] = None,
     version: Annotated[str | None, typer.Option(
@@ -429,14 +447,14 @@ def control_announced(
     call: Call = None, data_dir: DataDir = None,
 ) -> None:
     """Consent evidence for an inbound call in progress: the announcement (prompt --version) was played (A5, B2)."""
-    _control("announced", None, call, at, until, data_dir, version)
+    _control("announced", None, call, at, until, data_dir, as_user, version)
 
 
 @control_app.command("notified")
 @handle_errors
-def control_notified(at: At = None, call: Call = None, data_dir: DataDir = None) -> None:
+def control_notified(as_user: AsUser, at: At = None, call: Call = None, data_dir: DataDir = None) -> None:
     """Consent evidence for an outbound call in progress: the agent told the called party (A5, B2)."""
-    _control("notified", None, call, at, None, data_dir)
+    _control("notified", None, call, at, None, data_dir, as_user)
 
 
 # --------------------------------------------------------------------------------------- quarantine

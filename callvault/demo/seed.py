@@ -67,7 +67,8 @@ def demo_users(policy: PolicyDocument) -> list[DemoUser]:
     """One user per role in the policy, plus four specialists with their own extensions."""
     team = policy.recording_scope.teams[0] if policy.recording_scope.teams else None
     names = {"admin": "admin", "executive": "exec", "support_lead": "lead", "it_staff": "it",
-             "head_of_customer_success": "head", "hr_manager": "hr", "qa_reviewer": "qa"}
+             "head_of_customer_success": "head", "hr_manager": "hr", "qa_reviewer": "qa",
+             "telephony_integration": "pbx"}  # the phone system's account: relays the agent's controls
     users = [DemoUser(names.get(role, role.replace("_", "-")), role, team=team)
              for role in policy.roles if role != "specialist"]
     if "specialist" in policy.roles:

@@ -64,8 +64,8 @@ def control_live_call(request: Request, call_id: Annotated[str, Form()] = "", ac
                                 actor=caller.actor, source_ip=caller.source_ip, clock=runtime.clock)
     except AccessDenied as exc:
         _audit_denial(runtime, caller, f"recording.control_{action}", "call", call_id, exc)
-        return denied(request, caller, exc.reason, "Only the agent on the call or an administrator may control it.",
-                      clauses=exc.clauses)
+        return denied(request, caller, exc.message, "Only the agent on the call (or the phone system relaying the "
+                      "agent's own button) may stop, pause or discard it.", clauses=exc.clauses)
     except PersonalRefused as exc:
         _audit_denial(runtime, caller, f"recording.control_{action}", "call", call_id, exc)
         return denied(request, caller, exc.message, "The recording is kept.", title="Not done", status_code=409,

@@ -93,12 +93,18 @@ def test_agent_marks_their_call_personal_and_nobody_can_reach_it_again(server: L
         assert lead.get(f"/api/v1/recordings/{rec}/audio", params={"purpose": "spot_check"}).status_code == 404
 
 
-def test_capture_integration_stops_a_live_call_before_it_is_stored(server: LiveServer) -> None:
+def test_capture_integration_stops_a_live_call_before_it_is_stored(server: LiveServer, env: CallvaultEnv) -> None:
+    """The telephony integration's account (a role in controls.integration_roles) relays the agent's stop."""
     call_id = "api-live-stop"
-    with server.client("admin") as admin:
-        resp = admin.post(f"/api/v1/calls/{call_id}/control", json={"action": "stop", "at": _at(2.0)})
+    with server.integration_client() as pbx:
+        resp = pbx.post(f"/api/v1/calls/{call_id}/control", json={"action": "stop", "at": _at(2.0)})
     assert resp.status_code == 200, resp.text
     assert resp.json()["recording_id"] is None
+    with env.runtime.db.unit_of_work() as session:
+        [entry] = session.scalars(select(AuditEntry).where(
+            AuditEntry.action == "recording.control_stop", AuditEntry.object_id == call_id)).all()
+        assert entry.actor == "pbx" and entry.decision == "allow"
+        assert entry.details["capacity"] == "integration"
     rec = _store(server, call_id=call_id)
     assert _seconds(server, rec) == 2.0
 
@@ -106,9 +112,9 @@ def test_capture_integration_stops_a_live_call_before_it_is_stored(server: LiveS
 def _announced_then_stored(server: LiveServer, call_id: str, **version: str) -> str:
     """The integration reports the announcement (with the ``version`` given, if any); the call arrives without
     evidence of its own."""
-    with server.client("admin") as admin:
-        resp = admin.post(f"/api/v1/calls/{call_id}/control",
-                          json={"action": "announced", "at": _at(0.0), "until": _at(1.0), **version})
+    with server.integration_client() as pbx:
+        resp = pbx.post(f"/api/v1/calls/{call_id}/control",
+                        json={"action": "announced", "at": _at(0.0), "until": _at(1.0), **version})
     assert resp.status_code == 200, resp.text
     meta = metadata(call_id=call_id, ended_at=_at(4.0))
     meta.pop("consent")
@@ -142,13 +148,38 @@ def test_an_announcement_reported_without_a_version_quarantines_the_call_with_th
 
 
 def test_only_an_announcement_names_a_prompt_version(server: LiveServer) -> None:
-    with server.client("admin") as admin:
-        resp = admin.post("/api/v1/calls/api-stop-version/control",
-                          json={"action": "stop", "at": _at(1.0), "version": "1"})
-        long = admin.post("/api/v1/calls/api-long-version/control",
-                          json={"action": "announced", "at": _at(0.0), "version": "9" * 51})
+    with server.integration_client() as pbx:
+        resp = pbx.post("/api/v1/calls/api-stop-version/control",
+                        json={"action": "stop", "at": _at(1.0), "version": "1"})
+        long = pbx.post("/api/v1/calls/api-long-version/control",
+                        json={"action": "announced", "at": _at(0.0), "version": "9" * 51})
     assert resp.status_code == 422 and resp.json()["problems"][0]["location"] == "version"
     assert long.status_code == 422 and "version" in long.text
+
+
+# Issue 23 (6): a human administrator or IT person must not wipe, stop or pause a call in progress or not
+# yet stored. Only the agent on the call, or the integration relaying the agent's own act, files controls.
+def test_it_staff_and_admin_cannot_control_a_call_not_yet_stored_and_it_is_recorded_normally(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    call_id = "api-unstored-alice"
+    for who in ("it", "admin"):
+        for body in ({"action": "personal"}, {"action": "stop", "at": _at(1.0)},
+                     {"action": "pause", "at": _at(1.0), "until": _at(3.0)},
+                     {"action": "announced", "at": _at(0.0), "until": _at(0.5)}):
+            action = f"recording.control_{body['action']}"
+            before = _denials(env, who, action)
+            with server.client(who) as client:
+                resp = client.post(f"/api/v1/calls/{call_id}/control", json=body)
+            assert resp.status_code == 403, resp.text
+            refusal = resp.json()
+            assert "controls.integration_roles" in refusal["message"], refusal
+            assert "telephony_integration" in refusal["message"], refusal
+            assert {"A14", "B4"} <= set(refusal["clauses"]) or {"A5", "B2"} <= set(refusal["clauses"]), refusal
+            assert _denials(env, who, action) == before + 1
+    rec = _store(server, call_id=call_id, started=env.runtime.clock.now() - timedelta(minutes=1))
+    assert _seconds(server, rec) == 4.0
+    with server.client("alice") as alice:
+        assert alice.get(f"/api/v1/recordings/{rec}/controls").json() == []
 
 
 def test_specialist_without_the_call_cannot_control_a_live_call_for_someone_else(server: LiveServer) -> None:

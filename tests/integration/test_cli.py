@@ -56,6 +56,21 @@ def test_policy_check_reports_every_error_with_its_location(tmp_path: Path) -> N
     assert "Traceback" not in result.output
 
 
+def test_policy_check_shows_who_files_recording_controls_and_refuses_an_integration_role_with_content(
+        tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["policy", "check", str(POLICY_A)])
+    assert result.exit_code == 0, result.output
+    assert "telephony_integration (controls.integration_roles)" in result.output
+    assert "administering roles may not" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(POLICY_A.read_text().replace("integration_roles: [telephony_integration]",
+                                                "integration_roles: [it_staff]"))
+    result = CliRunner().invoke(app, ["policy", "check", str(bad)])
+    assert result.exit_code == 2, result.output
+    assert "controls.integration_roles" in result.output and "content_scope all" in result.output
+    assert "can administer" in result.output
+
+
 def test_policy_check_on_a_missing_or_non_yaml_file_is_a_clear_error(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.yaml"
     garbage.write_bytes(b"\xff\xfe{{{:")

@@ -467,12 +467,32 @@ def test_truncating_a_recording_leaves_no_way_back_to_the_cut_audio(a: World) ->
         old = session.get(DataKey, rec)
         assert old is not None
         old_wrapped = WrappedKey(old.kek_id, old.wrapped_key)
-    code, output = a.cli("control", "stop", "--recording", rec, "--at", (T + timedelta(seconds=1)).isoformat())
+    code, output = a.cli("control", "stop", "--recording", rec, "--at", (T + timedelta(seconds=1)).isoformat(),
+                         "--as", a.integration_account())
     assert code == 0, output
     assert a.playable(rec)
     with pytest.raises(NotFound):
         a.runtime.keyring.unwrap(old_wrapped, recording_id=rec)
     assert a.count(KeyDestruction, KeyDestruction.completed_at.is_(None)) == 0
+
+
+def test_the_cli_files_a_control_only_as_the_integration_account_never_as_an_administrator(a: World) -> None:
+    """Issue 23 (6): ``callvault control`` runs ``--as`` an account; the administrator's is refused (A14, B4),
+    the refusal is audited as a denial, and the call is recorded normally."""
+    code, output = a.cli("control", "personal", "--call", "cli-call-1", "--as", "admin")
+    assert code == 5, output
+    assert "controls.integration_roles" in output and "telephony_integration" in output and "A14" in output
+    with a.runtime.db.unit_of_work() as session:
+        [denial] = session.scalars(select(AuditEntry).where(AuditEntry.action == "recording.control_personal")).all()
+    assert (denial.actor, denial.decision, denial.object_id) == ("admin", "deny", "cli-call-1")
+    rec = a.ingest(call_id="cli-call-1", seconds=3.0)
+    assert a.row(rec).state == RecordingState.AVAILABLE and a.row(rec).duration_seconds == 3.0
+    code, output = a.cli("control", "stop", "--call", "cli-call-2", "--at", (T + timedelta(seconds=1)).isoformat(),
+                         "--as", a.integration_account())
+    assert code == 0, output
+    assert a.row(a.ingest(call_id="cli-call-2", seconds=3.0)).duration_seconds == 1.0
+    code, output = a.cli("control", "stop", "--call", "cli-call-3", "--at", T.isoformat())
+    assert code != 0 and "--as" in output, output  # nobody by default
 
 
 def test_destroyed_key_rows_are_gone_from_the_database(a: World) -> None:

@@ -36,6 +36,9 @@ ADMIN = Actor(user_id="u-admin", username="admin", role="admin")
 ALICE = Actor(user_id="u-alice", username="alice", role="specialist", extension="2001", team="customer_support")
 BOB = Actor(user_id="u-bob", username="bob", role="specialist", extension="2002", team="customer_support")
 LEAD = Actor(user_id="u-lead", username="lead", role="support_lead", team="customer_support")
+IT = Actor(user_id="u-it", username="it", role="it_staff")
+PBX = Actor(user_id="u-pbx", username="pbx", role="telephony_integration")
+"""The phone system's integration account (policy A's controls.integration_roles): relays the agent's controls."""
 
 
 
@@ -199,10 +202,52 @@ def test_stop_after_the_fact_truncates_under_a_new_key_and_destroys_the_old_one(
     assert _last_audit(a, "recording.edited").object_id == rec
 
 
+@pytest.mark.parametrize("kind", ["personal", "stop", "pause", "announced"])
+def test_administering_roles_cannot_control_a_call_not_yet_stored_and_it_is_stored_whole(a: World, kind: str) -> None:
+    """Issue 23 (6): admin and it_staff administer the system; they are neither the agent on the call nor the
+    integration relaying the agent's act (controls.integration_roles), so they never stop, pause or wipe it."""
+    for actor in (ADMIN, IT):
+        with pytest.raises(AccessDenied) as refused:
+            _file(a, actor, kind, call_id=f"admin-{kind}", at_s=None if kind == "personal" else 1.0,
+                  until_s=2.0 if kind in ("pause", "announced") else None)
+        assert "controls.integration_roles (telephony_integration)" in refused.value.message
+        assert "A14" in refused.value.clauses and "B4" in refused.value.clauses
+    rec = a.ingest(call_id=f"admin-{kind}", seconds=4.0)
+    assert a.intact_or_fully_destroyed(rec) == "intact" and a.row(rec).duration_seconds == pytest.approx(4.0)
+
+
+def test_the_integration_relays_the_agents_stop_for_a_call_not_yet_stored_in_its_own_capacity(a: World) -> None:
+    _file(a, PBX, "stop", call_id="pbx-stop", at_s=1.0)
+    entry = _last_audit(a, "recording.control_stop")
+    assert (entry.actor, entry.decision, entry.details["capacity"]) == ("pbx", "allow", "integration")
+    _file(a, ALICE, "pause", call_id="pbx-stop", at_s=0.5, until_s=0.7)
+    assert _last_audit(a, "recording.control_pause").details["capacity"] == "agent"
+    rec = a.ingest(call_id="pbx-stop", seconds=4.0)
+    assert a.row(rec).duration_seconds == pytest.approx(1.0)
+
+
+def test_an_administrators_personal_filed_before_the_rule_is_ignored_when_the_call_arrives(a: World) -> None:
+    """An event an earlier version accepted from an administering role (``administrative``) for a call not yet
+    stored: the policy in force decides, so it is not applied, and the timeline says why."""
+    with a.runtime.db.unit_of_work() as session:
+        session.add(RecordingControl(
+            id="admin-personal", call_id="old-admin-personal", recording_id=None, kind="personal", at=None,
+            requested_by="it", requested_role="it_staff", requester_extension=None, administrative=True,
+            created_at=a.clock.now(), outcome=""))
+    rec = a.ingest(call_id="old-admin-personal", seconds=3.0)
+    assert a.intact_or_fully_destroyed(rec) == "intact"
+    with a.runtime.db.unit_of_work() as session:
+        event = session.get(RecordingControl, "admin-personal")
+        assert event is not None and event.applied_at is not None
+        assert event.outcome.startswith("ignored") and "controls.integration_roles" in event.outcome
+
+
 def test_pause_after_the_fact_silences_only_that_span(a: World) -> None:
     original = wav_bytes(4.0, seed=7)
     rec = a.ingest(seconds=4.0, audio=original)
-    _file(a, ADMIN, "pause", recording_id=rec, at_s=2.0, until_s=3.0)
+    with pytest.raises(AccessDenied, match=r"controls\.integration_roles"):
+        _file(a, ADMIN, "pause", recording_id=rec, at_s=2.0, until_s=3.0)
+    _file(a, PBX, "pause", recording_id=rec, at_s=2.0, until_s=3.0)
     stored, source = _frames(a.audio(rec)), _frames(original)
     assert not stored[16000:24000].any()
     assert np.array_equal(stored[:16000], source[:16000]) and np.array_equal(stored[24000:], source[24000:])
@@ -470,8 +515,8 @@ def test_an_announcement_through_the_control_api_without_a_listed_version_quaran
 
 
 def test_the_cli_reports_an_announcement_with_its_prompt_version(a: World) -> None:
-    code, output = a.cli("control", "announced", "--call", "cli-consent-1", "--at", T.isoformat(),
-                         "--until", (T + timedelta(seconds=1)).isoformat(), "--version", "1")
+    code, output = a.cli("control", "announced", "--as", a.integration_account(), "--call", "cli-consent-1",
+                         "--at", T.isoformat(), "--until", (T + timedelta(seconds=1)).isoformat(), "--version", "1")
     assert code == 0, output
     rec = a.ingest(call_id="cli-consent-1", seconds=3.0, consent=None)
     row = a.row(rec)
@@ -501,5 +546,5 @@ def test_evidence_from_someone_not_on_the_call_is_ignored_and_metadata_evidence_
 def test_consent_evidence_cannot_be_added_to_a_stored_recording(a: World) -> None:
     rec = a.ingest(call_id="api-consent-4", consent=None)
     with pytest.raises(Conflict, match="while the call is in progress"):
-        _evidence(a, ADMIN, "announced", "api-consent-4", 0.0)
+        _evidence(a, PBX, "announced", "api-consent-4", 0.0)
     assert a.row(rec).quarantined

@@ -141,6 +141,34 @@ def test_someone_else_cannot_control_the_live_call(env: CallvaultEnv, server: Li
     assert rec.row.state == "available" and rec.row.duration_seconds > 6.0
 
 
+def test_it_staff_and_admin_cannot_wipe_stop_or_pause_a_live_call_and_it_is_recorded_normally(
+        env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
+    """Issue 23 (6): roles that administer the system (policy A: admin, it_staff) are not the agent on the
+    call and not the phone system's integration (controls.integration_roles): refused, audited, no effect."""
+    runtime = env.runtime
+    with running_server(runtime, rtp_base=35000) as srs, server.client("it") as it, server.client("admin") as admin:
+        with sipp_call(srs.port, tmp_path):
+            call = wait_for_active_call(env.runtime)
+            for client in (it, admin):
+                for action in ("personal", "stop", "pause"):
+                    refused = control(client, call.call_id, action)
+                    assert refused.status_code == 403, refused.text
+                    body = refused.json()
+                    assert "controls.integration_roles" in body["message"]
+                    assert "telephony_integration" in body["message"]
+                    assert {"A14", "B4"} <= set(body["clauses"])
+        srs.wait_idle()
+    [rec] = stored_recording(runtime, call.call_id)
+    assert rec.row.state == "available" and rec.row.duration_seconds > 6.0
+    assert rms(rec.audio[-int(0.5 * rec.rate):, 0]) > 1000, "the end of the call was not kept"
+    with runtime.db.unit_of_work() as session:
+        assert session.scalars(select(RecordingControl).where(RecordingControl.call_id == call.call_id)).all() == []
+        denials = session.execute(select(AuditEntry.actor, AuditEntry.action).where(
+            AuditEntry.object_id == call.call_id[:200], AuditEntry.decision == "deny")).all()
+    assert sorted(denials) == sorted((who, f"recording.control_{action}") for who in ("it", "admin")
+                                     for action in ("personal", "stop", "pause"))
+
+
 def test_stop_through_the_api_keeps_the_call_only_up_to_that_instant(
         env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
     runtime = env.runtime
@@ -163,12 +191,16 @@ def test_an_announcement_reported_through_the_api_during_the_call_is_its_consent
         env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
     """The SBC's metadata carries no consent here; the telephony integration reports the announcement."""
     runtime = env.runtime
-    with running_server(runtime, rtp_base=34400) as srs, server.client("admin") as admin:
+    with running_server(runtime, rtp_base=34400) as srs, server.integration_client() as pbx, \
+            server.client("admin") as admin:
         with sipp_call(srs.port, tmp_path):
             call = wait_for_active_call(env.runtime)
-            filed = admin.post(f"/api/v1/calls/{call.call_id}/control", json={
-                "action": "announced", "at": call.started_at.isoformat(), "version": "1",
-                "until": (call.started_at + timedelta(seconds=1)).isoformat()})
+            body = {"action": "announced", "at": call.started_at.isoformat(), "version": "1",
+                    "until": (call.started_at + timedelta(seconds=1)).isoformat()}
+            refused = admin.post(f"/api/v1/calls/{call.call_id}/control", json=body)
+            assert refused.status_code == 403, refused.text  # administering is not relaying the call's evidence
+            assert {"A5", "B2"} <= set(refused.json()["clauses"])
+            filed = pbx.post(f"/api/v1/calls/{call.call_id}/control", json=body)
             assert filed.status_code == 200, filed.text
         srs.wait_idle()
     [rec] = stored_recording(runtime, call.call_id)
@@ -184,10 +216,10 @@ def test_an_announcement_reported_during_the_call_without_a_version_quarantines_
         env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
     """A5, B2: the live path is no way round the prompt-version check."""
     runtime = env.runtime
-    with running_server(runtime, rtp_base=34400) as srs, server.client("admin") as admin:
+    with running_server(runtime, rtp_base=34400) as srs, server.integration_client() as pbx:
         with sipp_call(srs.port, tmp_path):
             call = wait_for_active_call(env.runtime)
-            filed = admin.post(f"/api/v1/calls/{call.call_id}/control", json={
+            filed = pbx.post(f"/api/v1/calls/{call.call_id}/control", json={
                 "action": "announced", "at": call.started_at.isoformat(),
                 "until": (call.started_at + timedelta(seconds=1)).isoformat()})
             assert filed.status_code == 200, filed.text

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pyotp
 import uvicorn
+from sqlalchemy import select
 
 import callvault.cli.main  # noqa: F401  (first: it loads every command module; see the end of cli/main.py)
 from callvault.cli.commands import initialise
@@ -23,7 +24,7 @@ from callvault.core.clock import Clock
 from callvault.core.settings import Settings, load_settings
 from callvault.identity import account_codes, mfa
 from callvault.identity import service as identity
-from callvault.identity.models import MfaCredential
+from callvault.identity.models import MfaCredential, User
 from callvault.policy import service as policy_service
 from callvault.runtime import Runtime, build_runtime
 
@@ -41,6 +42,9 @@ class Persona:
 
 # An owner (alice, ext 2001), a colleague (bob, ext 2002), leadership, IT, an admin, and a new
 # hire who has not acknowledged the policy yet.
+INTEGRATION_USER = "pbx"
+"""The telephony integration's account (``CallvaultEnv.integration_token``): not a persona, created where used."""
+
 PERSONAS = [
     Persona("alice", "specialist", "2001", "customer_support"),
     Persona("bob", "specialist", "2002", "customer_support"),
@@ -99,6 +103,22 @@ class CallvaultEnv:
                 if p.acknowledge:
                     identity.acknowledge_policy(session, user=user, policy=policy)
                 self._enrol_mfa(session, user)
+
+    def integration_token(self, username: str = INTEGRATION_USER) -> str:
+        """A bearer token for the telephony integration's account, set up as a deployment does: an account
+        whose role is in ``controls.integration_roles`` (no content, no administration), then
+        ``callvault tokens create <user> --scope admin`` (everything that role may do: relay controls).
+        Created on first use only, so the personas' user counts stay as they are for every other test."""
+        with self.runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session)
+            [role, *_] = policy.controls.integration_roles
+            user = session.scalar(select(User).where(User.username == username))
+            if user is None:
+                user = identity.create_user(session, actor="test", policy=policy, username=username, role=role,
+                                            password=PASSWORD, clock=self.runtime.clock)
+            issued = identity.issue_token(session, user=user, ttl_seconds=3600, name="telephony", scopes=("admin",),
+                                          clock=self.runtime.clock)
+        return issued.token
 
     def _enrol_mfa(self, session: Any, user: Any) -> None:
         # The honest way: an administrator issues a one-time enrolment code, the person enrols with it.
@@ -214,6 +234,15 @@ class LiveServer:
                     token = self.sign_in(client, username)
                     self._tokens[username] = token
                 client.headers["Authorization"] = f"Bearer {token}"
+            yield client
+
+    @contextmanager
+    def integration_client(self, username: str = INTEGRATION_USER) -> Iterator[httpx.Client]:
+        """An HTTP client with the telephony integration's token (``CallvaultEnv.integration_token``)."""
+        with self.client() as client:
+            token = self._tokens.get(username) or self.env.integration_token(username)
+            self._tokens[username] = token
+            client.headers["Authorization"] = f"Bearer {token}"
             yield client
 
     def step_up(self, client: httpx.Client, username: str) -> None:

@@ -19,6 +19,9 @@ from callvault.cli.commands import initialise
 from callvault.cli.main import app
 from callvault.core.clock import FixedClock
 from callvault.core.settings import Settings, load_settings
+from callvault.identity import service as identity
+from callvault.identity.models import User
+from callvault.policy import service as policy_service
 from callvault.recordings import playback
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention.models import DestructionRecord
@@ -118,6 +121,16 @@ class World:
                "CALLVAULT_DATABASE_URL": self.settings.database_url}
         result = CliRunner().invoke(app, [*args, "--data-dir", str(self.settings.data_dir)], env=env)
         return result.exit_code, result.output
+
+    def integration_account(self, username: str = "pbx") -> str:
+        """The phone system's integration account (a role in ``controls.integration_roles``), as a deployment
+        creates it for relaying the agent's controls; created on first use. Returns its username."""
+        with self.runtime.db.unit_of_work() as session:
+            if session.scalar(select(User.id).where(User.username == username)) is None:
+                policy = policy_service.current_policy(session, clock=self.clock)
+                identity.create_user(session, actor="test", policy=policy, username=username,
+                                     role=policy.controls.integration_roles[0], password=PASSWORD, clock=self.clock)
+        return username
 
     def close(self) -> None:
         self.runtime.close()

@@ -331,7 +331,53 @@ def test_both_policies_let_the_agent_mark_a_call_personal_for_a_short_site_chose
 
 def test_a_policy_without_a_window_allows_no_marking_after_the_call_and_a_negative_one_is_refused() -> None:
     text = _with(_a_text(), "  personal_after_call_minutes: 15\n", "")
+    text = _with(text, "  integration_roles: [telephony_integration]\n", "")
     assert parse_policy_text(_with(text, "controls:\n", ""), source="a").controls.personal_after_call_minutes == 0
     problems = _problems(_with(_a_text(), "personal_after_call_minutes: 15", "personal_after_call_minutes: -5"))
     assert _problem_at(problems, "controls.personal_after_call_minutes").line == _line_of(
         _a_text(), "personal_after_call_minutes")
+
+
+# ------------------------------------------------ who relays the agent's controls (issue 23, finding 6)
+def test_both_policies_let_only_a_content_free_integration_role_relay_the_agents_controls() -> None:
+    for path in (POLICY_A, POLICY_B):
+        doc = load_policy_file(path)
+        assert doc.controls.integration_roles == ("telephony_integration",), path.name
+        rule = doc.roles["telephony_integration"]
+        assert rule.content_scope == "none" and not rule.can_administer, path.name
+        text = path.read_text(encoding="utf-8")
+        comment = text[:text.index("  integration_roles:")].rsplit("personal_after_call_minutes", 1)[-1]
+        assert "site choice" in comment and "not in the source" in comment, path.name
+
+
+def test_a_policy_naming_no_integration_role_has_none() -> None:
+    text = _with(_a_text(), "  integration_roles: [telephony_integration]\n", "")
+    assert parse_policy_text(text, source="a").controls.integration_roles == ()
+
+
+def test_an_integration_role_must_exist() -> None:
+    text = _with(_a_text(), "integration_roles: [telephony_integration]", "integration_roles: [pbx_bot]")
+    problem = _problem_at(_problems(text), "controls.integration_roles[0]")
+    assert "unknown role 'pbx_bot'" in problem.message
+    assert problem.line == _line_of(text, "integration_roles: [pbx_bot]")
+
+
+@pytest.mark.parametrize(("role", "why"), [("it_staff", "content_scope all"), ("admin", "can administer"),
+                                           ("support_lead", "content_scope all")])
+def test_an_integration_role_with_content_or_administration_is_refused(role: str, why: str) -> None:
+    text = _with(_a_text(), "integration_roles: [telephony_integration]", f"integration_roles: [{role}]")
+    problem = _problem_at(_problems(text), "controls.integration_roles[0]")
+    assert why in problem.message and "content_scope: none" in problem.message and "A14" in problem.message
+
+
+def test_an_integration_role_in_monitoring_is_refused() -> None:
+    text = _with(_a_text(), "roles: [executive, support_lead]\n  purposes: [spot_check",
+                 "roles: [executive, telephony_integration]\n  purposes: [spot_check")
+    problem = _problem_at(_problems(text), "controls.integration_roles[0]")
+    assert "monitoring.roles" in problem.message
+
+
+def test_an_integration_role_named_twice_is_refused() -> None:
+    text = _with(_a_text(), "integration_roles: [telephony_integration]",
+                 "integration_roles: [telephony_integration, telephony_integration]")
+    assert any(p.location.startswith("controls.integration_roles") for p in _problems(text))

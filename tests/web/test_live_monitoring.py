@@ -245,8 +245,8 @@ def test_a_control_filed_on_another_node_cuts_the_listener_through_the_capture_p
                     pass
                 with runtime.db.unit_of_work() as session:
                     policy = policy_service.current_policy(session)
-                    admin = identity.actor_for(session, identity.get_user(session, "admin"), policy)
-                    control.file_control(session, policy=policy, actor=admin, kind="stop", call_id=call.call_id,
+                    agent = identity.actor_for(session, identity.get_user(session, "alice"), policy)
+                    control.file_control(session, policy=policy, actor=agent, kind="stop", call_id=call.call_id,
                                          at=runtime.clock.now())
                 filed = time.monotonic()
                 ended = None

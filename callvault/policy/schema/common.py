@@ -25,6 +25,7 @@ ROLE_VOCABULARY: tuple[str, ...] = (
     "specialist",
     "qa_reviewer",
     "admin",
+    "telephony_integration",
 )
 """Stable role ids the example policies use, so integrations can rely on them. A policy may add its own."""
 

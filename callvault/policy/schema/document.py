@@ -153,6 +153,7 @@ class PolicyDocument(_Model):
                 need_role(("emergency_access", "reviewer_roles", i), role)
         for i, role in enumerate(self.accounting_of_disclosures.roles):
             need_role(("accounting_of_disclosures", "roles", i), role)
+        errors.extend(self._integration_role_errors(need_role))
         if self.quality_review is not None:
             errors.extend(self._quality_review_errors(need_role))
         if self.recording_scope.trunk_numbers:
@@ -178,6 +179,29 @@ class PolicyDocument(_Model):
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def _integration_role_errors(self, need_role: Any) -> list[InitErrorDetails]:
+        """``controls.integration_roles`` relay the agent's controls for any call (A14, B4): such an account must
+        reach no content and run nothing, or relaying would be a way to hear, or to wipe, anyone's calls."""
+        errors: list[InitErrorDetails] = []
+        fix = ("an integration role only relays the agent's controls: give it content_scope: none and "
+               "can_administer: false, and name it in no purpose and not in monitoring.roles (A14, B4)")
+        for i, role in enumerate(self.controls.integration_roles):
+            loc: tuple[str | int, ...] = ("controls", "integration_roles", i)
+            need_role(loc, role)
+            rule = self.roles.get(role)
+            if rule is None:
+                continue
+            if rule.content_scope != "none":
+                errors.append(_error(loc, f"role {role!r} has content_scope {rule.content_scope}; {fix}", role))
+            if rule.can_administer:
+                errors.append(_error(loc, f"role {role!r} can administer the system; {fix}", role))
+            purposes = sorted(pid for pid, purpose in self.purposes.items() if role in purpose.roles)
+            if purposes:
+                errors.append(_error(loc, f"role {role!r} may use purpose(s) {', '.join(purposes)}; {fix}", role))
+            if role in self.monitoring.roles:
+                errors.append(_error(loc, f"role {role!r} is in monitoring.roles (live listening); {fix}", role))
+        return errors
 
     def _reach_errors(self) -> list[InitErrorDetails]:
         """A purpose that reaches only sampled calls needs a QA review whose reviewers are its roles; one that

@@ -358,12 +358,18 @@ class ConsentRules(_Model):
 
 # ------------------------------------------------------------------------------------------- controls
 class ControlRules(_Model):
-    """Recording control after the call (A7, A14, B4): how long the recorded agent may still mark it personal.
+    """Recording control (A7, A14, B4): who files the agent's controls, and how long after the call's end the
+    recorded agent may still mark it personal.
 
-    Marking a call personal destroys it, so it is the agent's act *during* the call. The sources give no
-    time after the call's end; a policy that names none allows none (0). Within the window only the
-    recorded agent may do it, never while the recording is evidence (a case, a legal hold, an open access
-    or caller request, a QA item), and every such marking is reported to ``misuse.report_to_roles``.
+    Stopping, pausing or marking a call personal is the agent's act *during* the call: the agent on the call
+    files it (their own extension), or the telephony/CTI/desktop integration relays it for them (their button
+    press, the IVR's announcement) with an account whose role is in ``integration_roles``. A role that merely
+    administers the system may not: an administrator or IT person must never wipe a call in progress.
+
+    The sources give no time after the call's end; a policy that names none allows none (0). Within the
+    window only the recorded agent may do it, never while the recording is evidence (a case, a legal hold,
+    an open access or caller request, a QA item), and every such marking is reported to
+    ``misuse.report_to_roles``.
     """
 
     personal_after_call_minutes: int = Field(default=0, ge=0, le=24 * 60)
@@ -372,5 +378,16 @@ class ControlRules(_Model):
     """Which recording controls exist at all (default: all three). A firm that must record every call
     (``recording_scope.mandatory``) names fewer, e.g. ``[]``: traders may not pause, stop or discard a call.
     ``resume`` always exists (it only ends a pause)."""
+    integration_roles: tuple[Identifier, ...] = ()
+    """Roles of the accounts a telephony/CTI/desktop integration uses to relay the agent's own controls (stop,
+    pause, resume, personal) and the call's consent evidence (announced, notified) for any call. Default none:
+    only the agent on the call files them. Such a role must reach no content (``content_scope: none``, in no
+    purpose, not in ``monitoring.roles``) and must not administer (``can_administer: false``): it relays, it
+    never decides or listens."""
+
+    @field_validator("integration_roles")
+    @classmethod
+    def _unique_roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _no_duplicates(value, "role")
 
 
