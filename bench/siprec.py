@@ -275,7 +275,8 @@ def main() -> None:
         stats_file = Path(tmp) / "stats.json"
         server = subprocess.Popen(
             [sys.executable, "-c", "from callvault.cli.main import main; main()", "capture", "siprec",
-             "--listen", f"127.0.0.1:{port}", "--rtp-ports", "20000-29000", "--stats-file", str(stats_file)],
+             "--listen", f"127.0.0.1:{port}", "--rtp-ports", "20000-29000", "--stats-file", str(stats_file),
+             "--max-calls", str(max(args.max, 1000))],  # the admission limit (503 above it) is not what we measure
             env=env, stderr=subprocess.DEVNULL)
         try:
             _stats(stats_file)
