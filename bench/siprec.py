@@ -192,7 +192,10 @@ def run_level(calls: int, server_port: int, stats_file: Path, pid: int, hold: fl
     received = after["packets"] - before["packets"]
     return {"calls": calls, "sent": sent, "received": received, "lost": after["lost"] - before["lost"],
             "late": after["late_samples"] - before["late_samples"], "cpu": (cpu1 - cpu0) / (t1 - t0),
-            "sender_ok": sent > 0, "sender_cpu": sender_cpu.value / hold}
+            "sender_ok": sent > 0, "sender_cpu": sender_cpu.value / hold,
+            # The stats file is rewritten about once a second by the capture's housekeeping; unchanged over the
+            # whole window means its event loop had no time to spare: the process is saturated.
+            "saturated": after["time"] == before["time"]}
 
 
 def _send(ports: list[int], hold: float, senders: int, counter: Any, cpu: Any) -> None:
@@ -297,6 +300,10 @@ def main() -> None:
                       f"{result['cpu'] * 100:>6.1f} {result['sender_cpu'] * 100:>13.1f}", flush=True)
                 if not result["sender_ok"]:
                     print("load generator fell behind its 20 ms schedule: stopping the ramp here")
+                    break
+                if result["saturated"]:
+                    print(f"capture process saturated at {calls} calls (its stats file was not rewritten during the "
+                          "window: no time left for housekeeping); counts for this level are not measured")
                     break
                 if result["lost"] > 0 or result["late"] > 0 or result["received"] < 0.999 * result["sent"]:
                     break

@@ -83,6 +83,9 @@ def siprec(
                                                                 "get 503 + Retry-After")] = 1000,
     max_memory: Annotated[int, typer.Option("--max-memory", help="MiB of resident memory per process above which "
                                                                   "new INVITEs get 503 (0: no limit)")] = 4096,
+    max_loop_lag: Annotated[float, typer.Option("--max-loop-lag", help="seconds the process's event loop may run "
+                                                                        "late (a saturated core) before new INVITEs "
+                                                                        "get 503 (0: no limit)")] = 1.0,
     retry_after: Annotated[int, typer.Option("--retry-after", help="seconds in Retry-After of a 503")] = 30,
     rtp_timeout: Annotated[float, typer.Option("--rtp-timeout", help="end a call whose unpaused streams got no "
                                                                       "RTP for this many seconds (0: never)")] = 60.0,
@@ -107,9 +110,10 @@ def siprec(
         raise InvalidInput("--processes must be between 1 and 256")
     if drain_timeout < 0 or store_timeout <= 0:
         raise InvalidInput("--drain-timeout must be at least 0 and --store-timeout more than 0")
-    if max_calls < 1 or max_memory < 0 or not 1 <= retry_after <= 3600 or rtp_timeout < 0 or min_session_expires < 1:
-        raise InvalidInput("--max-calls and --min-session-expires must be at least 1, --max-memory and "
-                           "--rtp-timeout at least 0, --retry-after from 1 to 3600")
+    if (max_calls < 1 or max_memory < 0 or not 1 <= retry_after <= 3600 or rtp_timeout < 0 or min_session_expires < 1
+            or max_loop_lag < 0):
+        raise InvalidInput("--max-calls and --min-session-expires must be at least 1, --max-memory, --max-loop-lag "
+                           "and --rtp-timeout at least 0, --retry-after from 1 to 3600")
     settings = settings_for(data_dir)
     if settings.is_sqlite and not settings.data_dir.exists():
         raise ConfigurationError(f"{settings.data_dir} is not a callvault data directory; run `callvault init` first")
@@ -125,7 +129,8 @@ def siprec(
                             stats_file=(stats_file.with_name(f"{stats_file.name}.{i}") if processes > 1 and stats_file
                                         else stats_file),
                             tap_host=tap_host, tap_port=None if tap_port is None else tap_port + i,
-                            max_calls=max_calls, max_memory_mb=max_memory, retry_after=retry_after,
+                            max_calls=max_calls, max_memory_mb=max_memory, max_loop_lag=max_loop_lag,
+                            retry_after=retry_after,
                             rtp_timeout=rtp_timeout, min_session_expires=min_session_expires,
                             drain_timeout=drain_timeout, store_timeout=store_timeout)
                for i in range(processes)]

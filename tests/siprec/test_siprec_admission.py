@@ -233,3 +233,29 @@ def test_tcp_crlf_ping_gets_a_crlf_pong(isolated_env: CallvaultEnv) -> None:
 @pytest.fixture(autouse=True)
 def _need_sipp() -> None:
     sipp_or_skip()
+
+
+def test_a_process_whose_event_loop_falls_behind_refuses_new_calls_with_503_until_it_catches_up(
+        isolated_env: CallvaultEnv) -> None:
+    """A saturated capture process (more calls than its core can mix) would answer 200 and then drop packets
+    it never read: it refuses new INVITEs with 503 while its event loop runs late, so the SBC fails over."""
+    with running_server(isolated_env.runtime, rtp_base=34700, max_loop_lag=0.5) as server:
+        server.loop.call_soon_threadsafe(time.sleep, 1.5)  # the loop does nothing else for 1.5 s
+        deadline = time.monotonic() + 30
+        while server.manager.snapshot()["loop_lag"] < 1.0:
+            assert time.monotonic() < deadline, "the housekeeping never measured the loop's delay"
+            time.sleep(0.05)
+        late = SrcCall(server.port)
+        status, head, body = late.invite(offer())
+        assert status == 503 and not body, status
+        assert "event loop" in (header(head, "Warning") or "") and header(head, "Retry-After") is not None
+        assert server.manager.snapshot()["refused_capacity"] == 1
+        while server.manager.snapshot()["loop_lag"] >= 0.5:  # caught up: the window of late ticks has passed
+            assert time.monotonic() < deadline, "the measured delay never went back down"
+            time.sleep(0.05)
+        fresh = SrcCall(server.port)
+        assert fresh.invite(offer())[0] == 200
+        assert fresh.in_dialog("BYE")[0] == 200
+        for call in (late, fresh):
+            call.close()
+        server.wait_idle()

@@ -4,8 +4,10 @@ Answering ``200`` with every m-line at port 0 looks like success to an SRC: it n
 next recorder and the call is silently lost. So a new INVITE is refused
 
 * with ``503`` + ``Retry-After`` when this process is at capacity — ``--max-calls`` calls being
-  set up or recorded, fewer free RTP ports than the offer's recordable streams, or resident memory
-  over ``--max-memory`` — decided when the INVITE arrives, before any database work, so a flood is
+  set up or recorded, fewer free RTP ports than the offer's recordable streams, resident memory
+  over ``--max-memory``, or an event loop running more than ``--max-loop-lag`` seconds late (a process
+  whose core is saturated reads packets too late and the kernel drops them; one more call makes it
+  worse for every call) — decided when the INVITE arrives, before any database work, so a flood is
   answered as fast as it comes;
 * with ``488`` when no offered m-line could be recorded whatever the load (no supported codec,
   transport or media type).
@@ -14,6 +16,7 @@ next recorder and the call is silently lost. So a new INVITE is refused
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass
 
 from callvault.capture.siprec.config import ServerConfig
@@ -45,13 +48,16 @@ def resident_mb() -> float | None:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def at_capacity(config: ServerConfig, *, calls: int, free_ports: int) -> Refusal | None:
-    """The 503 for a new INVITE while ``calls`` are set up or recorded, or None to let it in."""
+def at_capacity(config: ServerConfig, *, calls: int, free_ports: int, loop_lag: float = 0.0) -> Refusal | None:
+    """The 503 for a new INVITE while ``calls`` are set up or recorded and the event loop runs ``loop_lag``
+    seconds late, or None to let it in."""
     why = None
     if calls >= config.max_calls:
         why = f"at capacity: {calls} calls (--max-calls {config.max_calls})"
     elif free_ports < 1:
         why = "at capacity: no free RTP port"
+    elif config.max_loop_lag and loop_lag > config.max_loop_lag:
+        why = f"at capacity: event loop {loop_lag:.1f} s late (--max-loop-lag {config.max_loop_lag:g})"
     elif config.max_memory_mb and (rss := resident_mb()) is not None and rss > config.max_memory_mb:
         why = f"at capacity: {rss:.0f} MiB resident (--max-memory {config.max_memory_mb})"
     return None if why is None else Refusal(503, "Service Unavailable", why, config.retry_after)
@@ -67,3 +73,34 @@ def unrecordable(offer: SessionDescription, *, free_ports: int, retry_after: int
     if free_ports < accepted:
         return Refusal(503, "Service Unavailable", "at capacity: not enough free RTP ports", retry_after)
     return None
+
+
+LOOP_LAG_WINDOW = 5.0
+"""Seconds a late housekeeping tick keeps counting against admission (a saturated loop is late again and
+again; one late tick after a garbage collection is forgotten soon)."""
+
+
+class LoopLag:
+    """How late this process's event loop runs: the housekeeping task says when it goes to sleep and when it
+    wakes; a wake-up after its due time measures the delay. ``current`` is the largest delay of the last
+    ``LOOP_LAG_WINDOW`` seconds, or how overdue the sleeping tick is now (a loop busy at this moment)."""
+
+    def __init__(self, window: float = LOOP_LAG_WINDOW) -> None:
+        self.window = window
+        self._due: float | None = None
+        self._late: deque[tuple[float, float]] = deque()
+
+    def sleeping(self, now: float, interval: float) -> None:
+        self._due = now + interval
+
+    def woke(self, now: float) -> None:
+        if self._due is not None and now > self._due:
+            self._late.append((now, now - self._due))
+        self._due = None
+        while self._late and now - self._late[0][0] > self.window:
+            self._late.popleft()
+
+    def current(self, now: float) -> float:
+        recent = max((lag for at, lag in self._late if now - at <= self.window), default=0.0)
+        overdue = now - self._due if self._due is not None else 0.0
+        return max(recent, overdue, 0.0)

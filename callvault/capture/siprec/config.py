@@ -23,6 +23,10 @@ class ServerConfig:
     """Concurrent calls (being set up or recorded) this process admits; further INVITEs get 503."""
     max_memory_mb: int = 4096
     """Resident memory (MiB) above which new INVITEs get 503 (0: no limit; Linux only)."""
+    max_loop_lag: float = 1.0
+    """Seconds the event loop may run late (a housekeeping tick that came this much after it was due, within
+    the last ``LOOP_LAG_WINDOW`` seconds) before new INVITEs get 503: the process is saturated and would drop
+    packets it never reads (0: no limit)."""
     retry_after: int = 30
     """Seconds put in ``Retry-After`` of a 503 at capacity."""
     rtp_timeout: float = 60.0

@@ -34,7 +34,7 @@ from typing import Any
 
 from callvault.audit import service as audit
 from callvault.capture.siprec import sip
-from callvault.capture.siprec.capacity import Refusal, at_capacity, unrecordable
+from callvault.capture.siprec.capacity import LoopLag, Refusal, at_capacity, unrecordable
 from callvault.capture.siprec.config import ServerConfig, Stats
 from callvault.capture.siprec.live import LiveLink
 from callvault.capture.siprec.metadata import MetadataError, derive_facts, parse_recording_metadata
@@ -79,6 +79,8 @@ log = logging.getLogger("callvault.siprec")
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO"
 METADATA_TYPES = ("application/rs-metadata+xml", "application/rs-metadata")
 DRAIN_THREADS = 32
+HOUSEKEEPING_SECONDS = 0.25
+"""How often housekeeping runs (mixer flushes, timers, stats); how late it wakes is the loop's lag."""
 """Threads storing the calls still open at shutdown, all at once: storing is mostly waiting (fsync, the
 database, the object store), so one thread stored ~6 calls/s and a drain of 1,000 calls outlived any
 service manager's stop timeout."""
@@ -93,6 +95,8 @@ class SessionManager:
         self.sessions: dict[str, CallSession] = {}
         self.draining = False
         self.stats = Stats()
+        self.loop_lag = LoopLag()
+        """How late the event loop runs (measured by ``housekeeping``): a saturated process refuses new calls."""
         self.tx = Transactions()
         self.timers: dict[str, CallTimers] = {}
         """RTP inactivity and session timers of the calls in ``sessions`` (``capture.siprec.timers``)."""
@@ -199,7 +203,7 @@ class SessionManager:
                 self._respond(msg, reply, 482, "Loop Detected")
                 return
             refusal = at_capacity(self.config, calls=len(self.sessions) + self._setting_up,
-                                  free_ports=self.ports.free)
+                                  free_ports=self.ports.free, loop_lag=self.loop_lag.current(time.monotonic()))
             if refusal is not None:
                 self._refuse(msg, reply, refusal)
                 return
@@ -580,8 +584,10 @@ class SessionManager:
         last_beat = last_sweep = time.monotonic()
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(0.25)
+            self.loop_lag.sleeping(time.monotonic(), HOUSEKEEPING_SECONDS)
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
             now = time.monotonic()
+            self.loop_lag.woke(now)
             if now - last_beat >= HEARTBEAT_SECONDS:
                 last_beat = now
                 self._background(loop.run_in_executor(None, heartbeat, self.runtime, self.node))
@@ -627,6 +633,7 @@ class SessionManager:
                 replays += s.timer.stats.srtp_replays
         usage = os.times()
         return {"pid": os.getpid(), "active_calls": len(self.sessions), "packets": packets, "lost": lost,
+                "loop_lag": round(self.loop_lag.current(time.monotonic()), 3),
                 "late_samples": late, "cpu_seconds": usage.user + usage.system, "time": time.time(),
                 "started": self.stats.calls_started, "stored": self.stats.calls_stored,
                 "discarded": self.stats.calls_discarded, "refused": self.stats.calls_refused,
