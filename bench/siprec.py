@@ -193,9 +193,9 @@ def run_level(calls: int, server_port: int, stats_file: Path, pid: int, hold: fl
     return {"calls": calls, "sent": sent, "received": received, "lost": after["lost"] - before["lost"],
             "late": after["late_samples"] - before["late_samples"], "cpu": (cpu1 - cpu0) / (t1 - t0),
             "sender_ok": sent > 0, "sender_cpu": sender_cpu.value / hold,
-            # The stats file is rewritten about once a second by the capture's housekeeping; unchanged over the
-            # whole window means its event loop had no time to spare: the process is saturated.
-            "saturated": after["time"] == before["time"]}
+            # Saturated: the stats file (rewritten about once a second by the capture's housekeeping) did not
+            # change over the window, or counted nothing of what was sent.
+            "saturated": after["time"] == before["time"] or received <= 0 < sent}
 
 
 def _send(ports: list[int], hold: float, senders: int, counter: Any, cpu: Any) -> None:
@@ -302,8 +302,8 @@ def main() -> None:
                     print("load generator fell behind its 20 ms schedule: stopping the ramp here")
                     break
                 if result["saturated"]:
-                    print(f"capture process saturated at {calls} calls (its stats file was not rewritten during the "
-                          "window: no time left for housekeeping); counts for this level are not measured")
+                    print(f"capture process saturated at {calls} calls (its stats did not count the window: no time "
+                          "left for housekeeping): counts for this level are not measured")
                     break
                 if result["lost"] > 0 or result["late"] > 0 or result["received"] < 0.999 * result["sent"]:
                     break
