@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +33,20 @@ def web_sign_in(client: httpx.Client, env: CallvaultEnv, username: str) -> None:
     page = client.get("/mfa")
     done = client.post("/mfa", data={"code": env.otp(username), "csrf_token": _csrf(page.text)})
     assert done.status_code == 303 and done.headers["location"] == "/", done.text
+
+
+@contextmanager
+def signed_in_pages(server: LiveServer, env: CallvaultEnv, names: Iterable[str]) -> Iterator[dict[str, httpx.Client]]:
+    """One browser-like client per person, each signed in through the pages, closed afterwards."""
+    clients = {}
+    try:
+        for name in names:
+            clients[name] = httpx.Client(base_url=server.base_url, timeout=30, headers={"Accept": "text/html"})
+            web_sign_in(clients[name], env, name)
+        yield clients
+    finally:
+        for client in clients.values():
+            client.close()
 
 
 @pytest.fixture()

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from callvault.audit.models import AuditEntry
 from callvault.capture import call_records, incidents
 from callvault.capture.admission import NotRecordable
-from callvault.capture.ingest import fail_recording, ingest_recording, reserve_recording
+from callvault.capture.ingest import fail_recording, ingest_recording
 from callvault.capture.metadata import parse_metadata
 from callvault.capture.models import CaptureIncident
 from callvault.capture.reconcile import Reconciliation, reconcile
@@ -36,6 +36,7 @@ from callvault.recordings.models import Recording
 from callvault.runtime import build_runtime
 from tests.conftest import SHIPPED_POLICY_A, fresh_database
 from tests.support.audio import wav_bytes
+from tests.support.capture import reserve_as_captured, store_with_gaps
 from tests.support.retention import PASSWORD, World
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
@@ -110,14 +111,7 @@ def _store(world: World, call_id: str, start: datetime, **kw: Any) -> str:
 def _fail(world: World, call_id: str, start: datetime) -> str:
     """What SIPREC capture does with a call whose media never arrived: reserve it, then mark it failed."""
     meta = parse_metadata(_meta(call_id, start), default_region="GB")
-    from callvault.capture.audio import probe_audio
-    info = probe_audio(io.BytesIO(wav_bytes(2.0)))
-    with world.runtime.db.unit_of_work() as session:
-        policy = policy_service.current_policy(session, clock=world.clock)
-        row = reserve_recording(session, policy=policy, meta=meta, info=info, actor="siprec",
-                                store=world.runtime.store, clock=world.clock, stale_after=timedelta(minutes=5))
-        assert isinstance(row, Recording)
-        rec_id, blob_key = row.id, row.blob_key
+    rec_id, blob_key = reserve_as_captured(world.runtime, meta, wav_bytes(2.0), world.clock)
     assert fail_recording(world.runtime.db, world.runtime.store, rec_id, blob_key,
                           reason="no media received (RTP timeout)", actor="siprec", clock=world.clock)
     return rec_id
@@ -383,30 +377,8 @@ def test_a_withheld_number_and_a_dialplan_s_extension_are_unknown_not_errors() -
 
 def test_a_captured_call_with_media_gaps_is_a_gap_incident_at_once(fca: World) -> None:
     """As SIPREC capture stores a call during which no RTP arrived for a second: no call records needed."""
-    from callvault.capture.audio import probe_audio
-    from callvault.capture.ingest import CHUNK_SIZE, encrypt_audio, finalise_recording
-    from callvault.storage.crypto import new_data_key
-
     meta = parse_metadata(_meta("c-live-gap", CALLS), default_region="GB")
-    audio = wav_bytes(2.0)
-    with fca.runtime.db.unit_of_work() as session:
-        policy = policy_service.current_policy(session, clock=fca.clock)
-        row = reserve_recording(session, policy=policy, meta=meta, info=probe_audio(io.BytesIO(audio)),
-                                actor="siprec", store=fca.runtime.store, clock=fca.clock,
-                                stale_after=timedelta(minutes=5))
-        assert isinstance(row, Recording)
-        rec_id, blob_key = row.id, row.blob_key
-    data_key = new_data_key()
-    with fca.runtime.store.writer(blob_key) as sink:
-        result = encrypt_audio(io.BytesIO(audio), sink, data_key=data_key, context=rec_id.encode(),
-                               chunk_size=CHUNK_SIZE)
-    with fca.runtime.db.unit_of_work() as session:
-        stored = session.get(Recording, rec_id)
-        assert stored is not None
-        stored.media_gaps, stored.missing_seconds = [[0.5, 1.5]], 1.0
-        finalise_recording(session, rec_id=rec_id, result=result, data_key=data_key, keyring=fca.runtime.keyring,
-                           chunk_size=CHUNK_SIZE, actor="siprec", call_id=meta.call_id,
-                           consent_state=meta.consent_state, clock=fca.clock, action="recording.captured")
+    rec_id = store_with_gaps(fca.runtime, meta, wav_bytes(2.0), [[0.5, 1.5]], fca.clock)
 
     assert [(r.kind, r.call_id, r.recording_id, r.source) for r in _incidents(fca)] == [
         ("gap", "c-live-gap", rec_id, "capture")]

@@ -20,14 +20,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from callvault.capture.audio import probe_audio
-from callvault.capture.ingest import CHUNK_SIZE, encrypt_audio, fail_recording, finalise_recording, reserve_recording
+from callvault.capture.ingest import fail_recording
 from callvault.capture.metadata import parse_metadata
-from callvault.policy import service as policy_service
-from callvault.recordings.models import Recording
-from callvault.storage.crypto import new_data_key
-from tests.api.test_auth_web import web_sign_in
+from tests.api.test_auth_web import signed_in_pages
 from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.capture import reserve_as_captured, store_with_gaps
 from tests.support.env import CallvaultEnv, LiveServer
 
 REASON = "no media received (RTP timeout)"
@@ -41,22 +38,10 @@ class Calls:
     bobs_failed: str
 
 
-def _reserve(env: CallvaultEnv, meta: dict[str, object], audio: bytes) -> tuple[str, str]:
-    """Step 3 of the ingest pipeline, as SIPREC capture runs it when a call is admitted."""
-    runtime = env.runtime
-    call = parse_metadata(meta, default_region="CA")
-    with runtime.db.unit_of_work() as session:
-        policy = policy_service.current_policy(session, clock=runtime.clock)
-        row = reserve_recording(session, policy=policy, meta=call, info=probe_audio(io.BytesIO(audio)),
-                                actor="siprec", store=runtime.store, clock=runtime.clock,
-                                stale_after=timedelta(minutes=5))
-        assert isinstance(row, Recording)
-        return row.id, row.blob_key
-
-
 def _failed(env: CallvaultEnv, meta: dict[str, object]) -> str:
     """A call whose media never arrived: reserved, then marked failed (no audio kept)."""
-    rec_id, blob_key = _reserve(env, meta, wav_bytes(2.0))
+    call = parse_metadata(meta, default_region="CA")
+    rec_id, blob_key = reserve_as_captured(env.runtime, call, wav_bytes(2.0), env.runtime.clock)
     assert fail_recording(env.runtime.db, env.runtime.store, rec_id, blob_key, reason=REASON, actor="siprec",
                           clock=env.runtime.clock)
     return rec_id
@@ -64,20 +49,8 @@ def _failed(env: CallvaultEnv, meta: dict[str, object]) -> str:
 
 def _gapped(env: CallvaultEnv, meta: dict[str, object], gaps: list[list[float]]) -> str:
     """A call stored with the spans capture measured without media (silence in the audio there)."""
-    audio = wav_bytes(6.0, seed=25)
-    rec_id, blob_key = _reserve(env, meta, audio)
-    data_key = new_data_key()
-    with env.runtime.store.writer(blob_key) as sink:
-        result = encrypt_audio(io.BytesIO(audio), sink, data_key=data_key, context=rec_id.encode(),
-                               chunk_size=CHUNK_SIZE)
-    with env.runtime.db.unit_of_work() as session:
-        row = session.get(Recording, rec_id)
-        assert row is not None
-        row.media_gaps, row.missing_seconds = gaps, round(sum(b - a for a, b in gaps), 3)
-        finalise_recording(session, rec_id=rec_id, result=result, data_key=data_key, keyring=env.runtime.keyring,
-                           chunk_size=CHUNK_SIZE, actor="siprec", call_id=str(meta["call_id"]),
-                           consent_state="announcement", clock=env.runtime.clock, action="recording.captured")
-    return rec_id
+    call = parse_metadata(meta, default_region="CA")
+    return store_with_gaps(env.runtime, call, wav_bytes(6.0, seed=25), gaps, env.runtime.clock)
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +71,8 @@ def calls(server: LiveServer, env: CallvaultEnv) -> Calls:
 @pytest.fixture(scope="module")
 def pages(server: LiveServer, env: CallvaultEnv) -> Iterator[dict[str, httpx.Client]]:
     """One signed-in browser-like client per person (each sign-in spends a one-time code)."""
-    clients = {}
-    for name in ("alice", "bob", "lead"):
-        client = httpx.Client(base_url=server.base_url, timeout=30, headers={"Accept": "text/html"})
-        web_sign_in(client, env, name)
-        clients[name] = client
-    yield clients
-    for client in clients.values():
-        client.close()
+    with signed_in_pages(server, env, ("alice", "bob", "lead")) as clients:
+        yield clients
 
 
 def _row(html: str, rec_id: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
-from tests.api.test_auth_web import _csrf, web_sign_in
+from tests.api.test_auth_web import _csrf, signed_in_pages
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 
@@ -32,14 +32,8 @@ def call(server_r: LiveServer) -> str:
 @pytest.fixture(scope="module")
 def pages(server_r: LiveServer, env_r: CallvaultEnv) -> Iterator[dict[str, httpx.Client]]:
     """One signed-in browser-like client per person (each sign-in spends a one-time code)."""
-    clients = {}
-    for name in ("bob", "exec", "lead"):
-        client = httpx.Client(base_url=server_r.base_url, timeout=30, headers={"Accept": "text/html"})
-        web_sign_in(client, env_r, name)
-        clients[name] = client
-    yield clients
-    for client in clients.values():
-        client.close()
+    with signed_in_pages(server_r, env_r, ("bob", "exec", "lead")) as clients:
+        yield clients
 
 
 def _last(env: CallvaultEnv, action: str, actor: str) -> AuditEntry:
