@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from callvault.capture.siprec.config import ServerConfig
 from callvault.capture.siprec.server import SessionManager, serve
+from callvault.core.clock import Clock, system_clock
 from callvault.demo.src import StreamSipClient as StreamSipClient  # the SIP UAC the tests' dialogs use
 from callvault.live.models import ActiveCall
 from callvault.recordings.models import Recording
@@ -133,9 +134,10 @@ def running_server(runtime: Runtime, *, rtp_base: int = 31000, tls: tuple[Path, 
 
 def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str = "u1",
              timeout: int = 40, keys: dict[str, str] | None = None,
-             trace_messages: bool = False) -> subprocess.CompletedProcess[str]:
+             trace_messages: bool = False, clock: Clock | None = None) -> subprocess.CompletedProcess[str]:
     """Run one sipp call; ``keys`` become ``-key NAME VALUE`` ([NAME] in the scenario), and
-    ``trace_messages`` leaves the exchanged messages in ``tmp_path/*_messages.log``."""
+    ``trace_messages`` leaves the exchanged messages in ``tmp_path/*_messages.log``. ``clock``: the capture
+    server's (its runtime's), which dates the announcement the scenario claims."""
     sipp = sipp_or_skip()
     media_port = free_port()
     media_port -= media_port % 2
@@ -143,8 +145,8 @@ def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str 
            "-mp", str(media_port), "-t", transport, "-nostdin", "-timeout", str(timeout), "-timeout_error",
            "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err",
            # The announcement is played as the call is placed: evidence dated within the call (A5, B2). The
-           # capture server stamps the call with its real clock, so this is that clock, not a fixed date.
-           "-key", "announced_at", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")]
+           # capture server stamps the call with its runtime's clock, so this is that clock, not a fixed date.
+           "-key", "announced_at", (clock or system_clock).now().strftime("%Y-%m-%dT%H:%M:%SZ")]
     for name, value in (keys or {}).items():
         cmd += ["-key", name, value]
     if trace_messages:
@@ -177,13 +179,14 @@ def sent_call_seconds(tmp_path: Path) -> float:
 
 
 @contextmanager
-def sipp_call(port: int, tmp_path: Path, scenario: str = "live_call.xml") -> Iterator[None]:
+def sipp_call(port: int, tmp_path: Path, scenario: str = "live_call.xml", *,
+              clock: Clock | None = None) -> Iterator[None]:
     """Run a scenario in the background while the test acts on the call; re-raise sipp's failure at the end."""
     result: dict[str, BaseException] = {}
 
     def run() -> None:
         try:
-            run_sipp(scenario, port, tmp_path)
+            run_sipp(scenario, port, tmp_path, clock=clock)
         except BaseException as exc:
             result["error"] = exc
 

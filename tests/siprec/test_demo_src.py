@@ -4,7 +4,6 @@ look like to the product — a live call of the agent's extension, then a stored
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from tests.support.env import CallvaultEnv
 
 def test_a_demo_call_is_live_on_the_agents_extension_then_stored_with_both_voices(env: CallvaultEnv) -> None:
     parties = CallParties(extension="2001", agent_name="Alice", caller_number="+14165550190",
-                          announced_at=datetime.now(UTC), announcement_version="1")
+                          announced_at=env.runtime.clock.now(), announcement_version="1")
     t = np.arange(32000) / 8000
     audio = ((8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16),  # the agent
              (8000 * np.sin(2 * np.pi * 1000 * t)).astype(np.int16))  # the caller

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
 from callvault.capture.models import RecordingControl
+from callvault.core.clock import Clock
 from callvault.live.models import ActiveCall
 from callvault.recordings.models import Recording
 from callvault.retention.models import DestructionRecord
@@ -42,24 +43,25 @@ def control(client: httpx.Client, call_id: str, action: str, at: datetime | None
     return client.post(f"/api/v1/calls/{call_id}/control", json=body)
 
 
-def seconds_since(start: datetime) -> float:
-    return (datetime.now(UTC) - start).total_seconds()
+def seconds_since(start: datetime, clock: Clock) -> float:
+    """Seconds into the call by the capture's own clock (the one that stamped ``start``)."""
+    return (clock.now() - start).total_seconds()
 
 
 def test_pause_and_resume_through_the_api_silence_that_span_of_the_live_call(
         env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
     runtime = env.runtime
     with running_server(runtime, rtp_base=34000) as srs, server.client("alice") as alice:
-        with sipp_call(srs.port, tmp_path):
+        with sipp_call(srs.port, tmp_path, clock=runtime.clock):
             call = wait_for_active_call(env.runtime)
-            while seconds_since(call.started_at) < 2.0:
+            while seconds_since(call.started_at, runtime.clock) < 2.0:
                 time.sleep(0.02)
-            pause_at = seconds_since(call.started_at)
+            pause_at = seconds_since(call.started_at, runtime.clock)
             paused = control(alice, call.call_id, "pause", call.started_at + timedelta(seconds=pause_at))
             assert paused.status_code == 200, paused.text
             assert "live" in paused.json()["outcome"]
             time.sleep(1.5)
-            resume_at = seconds_since(call.started_at)
+            resume_at = seconds_since(call.started_at, runtime.clock)
             resumed = control(alice, call.call_id, "resume", call.started_at + timedelta(seconds=resume_at))
             assert resumed.status_code == 200, resumed.text
         srs.wait_idle()
@@ -97,9 +99,9 @@ def test_marking_a_live_call_personal_keeps_nothing_and_is_audited(
         env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
     runtime = env.runtime
     with running_server(runtime, rtp_base=34400) as srs, server.client("alice") as alice:
-        with sipp_call(srs.port, tmp_path):
+        with sipp_call(srs.port, tmp_path, clock=runtime.clock):
             call = wait_for_active_call(env.runtime)
-            while seconds_since(call.started_at) < 2.0:
+            while seconds_since(call.started_at, runtime.clock) < 2.0:
                 time.sleep(0.02)
             resp = control(alice, call.call_id, "personal")
             assert resp.status_code == 200, resp.text
@@ -113,7 +115,7 @@ def test_marking_a_live_call_personal_keeps_nothing_and_is_audited(
                     break
                 time.sleep(0.05)
             assert state == "destroyed"
-            assert seconds_since(call.started_at) < 5.0, "destroyed only at the end of the call"
+            assert seconds_since(call.started_at, runtime.clock) < 5.0, "destroyed only at the end of the call"
         srs.wait_idle()
     with runtime.db.unit_of_work() as session:
         row = session.scalar(select(Recording).where(Recording.call_id == call.call_id))
@@ -132,7 +134,7 @@ def test_marking_a_live_call_personal_keeps_nothing_and_is_audited(
 def test_someone_else_cannot_control_the_live_call(env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
     runtime = env.runtime
     with running_server(runtime, rtp_base=34800) as srs, server.client("bob") as bob:
-        with sipp_call(srs.port, tmp_path):
+        with sipp_call(srs.port, tmp_path, clock=runtime.clock):
             call = wait_for_active_call(env.runtime)
             refused = control(bob, call.call_id, "personal")
             assert refused.status_code == 403, refused.text
@@ -147,7 +149,7 @@ def test_it_staff_and_admin_cannot_wipe_stop_or_pause_a_live_call_and_it_is_reco
     call and not the phone system's integration (controls.integration_roles): refused, audited, no effect."""
     runtime = env.runtime
     with running_server(runtime, rtp_base=35000) as srs, server.client("it") as it, server.client("admin") as admin:
-        with sipp_call(srs.port, tmp_path):
+        with sipp_call(srs.port, tmp_path, clock=runtime.clock):
             call = wait_for_active_call(env.runtime)
             for client in (it, admin):
                 for action in ("personal", "stop", "pause"):
@@ -173,11 +175,11 @@ def test_stop_through_the_api_keeps_the_call_only_up_to_that_instant(
         env: CallvaultEnv, server: LiveServer, tmp_path: Path) -> None:
     runtime = env.runtime
     with running_server(runtime, rtp_base=36200) as srs, server.client("alice") as alice:
-        with sipp_call(srs.port, tmp_path):
+        with sipp_call(srs.port, tmp_path, clock=runtime.clock):
             call = wait_for_active_call(env.runtime)
-            while seconds_since(call.started_at) < 3.0:
+            while seconds_since(call.started_at, runtime.clock) < 3.0:
                 time.sleep(0.02)
-            stop_at = seconds_since(call.started_at)
+            stop_at = seconds_since(call.started_at, runtime.clock)
             resp = control(alice, call.call_id, "stop", call.started_at + timedelta(seconds=stop_at))
             assert resp.status_code == 200, resp.text
         srs.wait_idle()
@@ -193,7 +195,7 @@ def test_an_announcement_reported_through_the_api_during_the_call_is_its_consent
     runtime = env.runtime
     with running_server(runtime, rtp_base=34400) as srs, server.integration_client() as pbx, \
             server.client("admin") as admin:
-        with sipp_call(srs.port, tmp_path):
+        with sipp_call(srs.port, tmp_path, clock=runtime.clock):
             call = wait_for_active_call(env.runtime)
             body = {"action": "announced", "at": call.started_at.isoformat(), "version": "1",
                     "until": (call.started_at + timedelta(seconds=1)).isoformat()}
@@ -217,7 +219,7 @@ def test_an_announcement_reported_during_the_call_without_a_version_quarantines_
     """A5, B2: the live path is no way round the prompt-version check."""
     runtime = env.runtime
     with running_server(runtime, rtp_base=34400) as srs, server.integration_client() as pbx:
-        with sipp_call(srs.port, tmp_path):
+        with sipp_call(srs.port, tmp_path, clock=runtime.clock):
             call = wait_for_active_call(env.runtime)
             filed = pbx.post(f"/api/v1/calls/{call.call_id}/control", json={
                 "action": "announced", "at": call.started_at.isoformat(),

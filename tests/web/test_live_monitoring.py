@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from callvault.api.routes_live import TAP_CLOSE_SECONDS
 from callvault.audit.models import AuditEntry
 from callvault.capture import control
 from callvault.capture.models import RecordingControl
+from callvault.core.clock import Clock
 from callvault.identity import service as identity
 from callvault.live.models import MonitoringSession
 from callvault.policy import service as policy_service
@@ -66,7 +67,7 @@ def test_a_supervisor_listens_live_and_is_cut_off_when_the_call_turns_personal(
     alice = _signed_in_page(browser, server, env, "alice")
     assert lead.get_by_label("Purpose").input_value() == "spot_check"  # the policy's default, named first
     with running_server(runtime, rtp_base=35000, tap=True) as srs, server.client("alice") as alice_api:
-        with sipp_call(srs.port, tmp_path, "live_call_long.xml"):
+        with sipp_call(srs.port, tmp_path, "live_call_long.xml", clock=srs.manager.runtime.clock):
             call = wait_for_active_call(runtime)
             row = lead.locator(f'#live-calls tr[data-call-id="{call.call_id}"]')
             row.wait_for()
@@ -138,7 +139,7 @@ def test_a_role_without_the_right_is_refused_and_the_refusal_is_audited(
         server: LiveServer, env: CallvaultEnv, tmp_path: Path) -> None:
     runtime = env.runtime
     with running_server(runtime, rtp_base=35400, tap=True) as srs:
-        with sipp_call(srs.port, tmp_path):
+        with sipp_call(srs.port, tmp_path, clock=srs.manager.runtime.clock):
             call = wait_for_active_call(runtime)
             ws_base = server.base_url.replace("http://", "ws://")
             for username, purpose in (("bob", "spot_check"), ("it", "health_safety_crime"),
@@ -164,13 +165,13 @@ def test_the_agent_pauses_and_resumes_their_call_from_the_calls_now_page(
     runtime = env.runtime
     alice = _signed_in_page(browser, server, env, "alice")
     with running_server(runtime, rtp_base=35800, tap=True) as srs:
-        with sipp_call(srs.port, tmp_path, "live_call_long.xml"):
+        with sipp_call(srs.port, tmp_path, "live_call_long.xml", clock=srs.manager.runtime.clock):
             call = wait_for_active_call(runtime)
             card = alice.locator(f'.own-call[data-call-id="{call.call_id}"]')
             card.wait_for()  # the page notices the new call by itself
-            while _since(call.started_at) < 2.0:
+            while _since(call.started_at, runtime.clock) < 2.0:
                 time.sleep(0.02)
-            pause_at = _since(call.started_at)
+            pause_at = _since(call.started_at, runtime.clock)
             card.get_by_role("button", name="Pause recording").click()
             assert "Pause recording: sent to the call" in alice.locator(".flash").inner_text()
             resume = alice.locator(f'.own-call[data-call-id="{call.call_id}"]').get_by_role(
@@ -178,8 +179,8 @@ def test_the_agent_pauses_and_resumes_their_call_from_the_calls_now_page(
             deadline = time.monotonic() + 3
             while not resume.count() and time.monotonic() < deadline:
                 alice.reload()
-            time.sleep(max(0.0, pause_at + 2.0 - _since(call.started_at)))
-            resume_at = _since(call.started_at)
+            time.sleep(max(0.0, pause_at + 2.0 - _since(call.started_at, runtime.clock)))
+            resume_at = _since(call.started_at, runtime.clock)
             resume.click()
             assert "Resume recording: sent to the call" in alice.locator(".flash").inner_text()
         srs.wait_idle()
@@ -203,8 +204,9 @@ def test_the_agent_pauses_and_resumes_their_call_from_the_calls_now_page(
     assert all(e.outcome.startswith("applied live") for e in events.values())
 
 
-def _since(start: datetime) -> float:
-    return (datetime.now(UTC) - start).total_seconds()
+def _since(start: datetime, clock: Clock) -> float:
+    """Seconds into the call by the capture's own clock (the one that stamped ``start``)."""
+    return (clock.now() - start).total_seconds()
 
 
 def test_a_signed_in_browser_session_cannot_be_used_from_another_site(browser: Any, server: LiveServer,
@@ -235,7 +237,7 @@ def test_a_control_filed_on_another_node_cuts_the_listener_through_the_capture_p
     with server.client("lead") as client:
         token = client.headers["Authorization"].split()[1]
     with running_server(runtime, rtp_base=36200, tap=True) as srs:
-        with sipp_call(srs.port, tmp_path, "live_call_long.xml"):
+        with sipp_call(srs.port, tmp_path, "live_call_long.xml", clock=srs.manager.runtime.clock):
             call = wait_for_active_call(runtime)
             url = (server.base_url.replace("http://", "ws://")
                    + f"/api/v1/live/calls/{call.call_id}/listen?purpose=spot_check")
