@@ -70,8 +70,9 @@ def test_a_specialist_can_file_a_report_and_it_is_audited_without_its_text(serve
 def test_a_report_is_mailed_exactly_once_to_each_recipient(server: LiveServer, env: CallvaultEnv,
                                                            second_executive: str, mail: MailSink) -> None:
     report_id = str(_file(server, "bob", summary="shared login suspected")["id"])
-    assert notify.send_due(env.runtime.db, mail.settings) >= 2
-    assert notify.send_due(env.runtime.db, mail.settings) == 0, "a second run sends nothing again"
+    assert notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock) >= 2
+    assert notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock) == 0, \
+        "a second run sends nothing again"
     assert _mails_about(mail, report_id) == {"exec@localhost": 1, f"{second_executive}@localhost": 1}
     with env.runtime.db.unit_of_work() as session:
         rows = list(session.scalars(select(OutboxMail).where(OutboxMail.dedup_key.like(f"misuse:{report_id}:%"))))
@@ -80,16 +81,16 @@ def test_a_report_is_mailed_exactly_once_to_each_recipient(server: LiveServer, e
 
 def test_a_failed_delivery_is_retried_and_the_outbox_counts_the_tries(server: LiveServer, env: CallvaultEnv,
                                                                       mail: MailSink) -> None:
-    notify.send_due(env.runtime.db, mail.settings)  # anything queued by earlier tests
+    notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock)  # anything queued by earlier tests
     report_id = str(_file(server, "alice", summary="printout of call list found")["id"])
     mail.fail_next = 1
-    notify.send_due(env.runtime.db, mail.settings)
+    notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock)
     with env.runtime.db.unit_of_work() as session:
         failed = session.scalar(select(OutboxMail).where(OutboxMail.state == "pending",
                                                          OutboxMail.dedup_key.like(f"misuse:{report_id}:%")))
         assert failed is not None and failed.attempts == 1 and "451" in failed.last_error
         failed.next_attempt_at = failed.created_at  # due again now, rather than after the backoff
-    notify.send_due(env.runtime.db, mail.settings)
+    notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock)
     assert set(_mails_about(mail, report_id).values()) == {1}
     with env.runtime.db.unit_of_work() as session:
         retried = session.get(OutboxMail, failed.id)
@@ -147,9 +148,9 @@ def test_someone_outside_the_recipient_roles_cannot_change_a_status(server: Live
 def test_a_report_about_a_recipient_is_neither_mailed_nor_shown_to_them(server: LiveServer, env: CallvaultEnv,
                                                                         second_executive: str,
                                                                         mail: MailSink) -> None:
-    notify.send_due(env.runtime.db, mail.settings)
+    notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock)
     report_id = str(_file(server, "alice", summary="an executive downloads calls", subject_user="exec")["id"])
-    notify.send_due(env.runtime.db, mail.settings)
+    notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock)
     assert _mails_about(mail, report_id) == {f"{second_executive}@localhost": 1}
     with server.client("exec") as exec_client:
         assert report_id not in {r["id"] for r in exec_client.get("/api/v1/misuse-reports").json()}

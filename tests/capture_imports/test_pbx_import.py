@@ -124,7 +124,7 @@ def test_late_cdr_is_waited_for_then_imported_and_a_missing_one_gives_up(env: Ca
                                end=cdr_time(start + timedelta(minutes=1)), uniqueid=late_id,
                                userfield=f"cv_notice={int(start.timestamp()) + 10}"))
     conf = settings(timezone=TORONTO)
-    later = at(env.runtime, datetime.now(UTC) + timedelta(seconds=11))
+    later = at(env.runtime, env.runtime.clock.now() + timedelta(seconds=11))
     assert pbx.import_ready(later, settings=conf, root=root).counts == {
         ImportState.IMPORTED: 1, ImportState.WAITING_CDR: 1}
     [rec] = stored(env.runtime, f"asterisk:{late_id}")
@@ -132,7 +132,7 @@ def test_late_cdr_is_waited_for_then_imported_and_a_missing_one_gives_up(env: Ca
         ("outbound", "2002", "bob", "+16135550199")
     assert rec.row.consent_state == "agent_notice"
 
-    much_later = at(env.runtime, datetime.now(UTC) + timedelta(seconds=conf.cdr_wait_seconds + 1))
+    much_later = at(env.runtime, env.runtime.clock.now() + timedelta(seconds=conf.cdr_wait_seconds + 1))
     assert pbx.import_ready(much_later, settings=conf, root=root).counts == {ImportState.CDR_MISSING: 1}
     gave_up = next(r for r in ledger(env.runtime, root) if r.state == ImportState.CDR_MISSING)
     assert f"no CDR row for {never_id}" in gave_up.reason and "--cdr" in gave_up.reason

@@ -158,7 +158,7 @@ def test_administrators_are_reminded_once_when_review_is_due_and_once_when_overd
     assert sorted((m.recipient_user, "overdue" in m.subject) for m in mails) == [
         ("admin", False), ("admin", True), ("it", False), ("it", True)]
     with smtp_server() as sink:
-        notify.send_due(isolated_env.runtime.db, sink.settings)
+        notify.send_due(isolated_env.runtime.db, sink.settings, clock=isolated_env.runtime.clock)
         assert sorted(r.recipients[0] for r in sink.received if "Policy review" in r.message["Subject"]) == [
             "admin@localhost", "admin@localhost", "it@localhost", "it@localhost"]
 

@@ -80,6 +80,10 @@ class RunningServer:
         asyncio.run_coroutine_threadsafe(idle(), self.loop).result(timeout + 5)
 
 
+SERVER_CLOCKS: dict[int, Clock] = {}
+"""The clock of each capture server ``running_server`` runs, by SIP port: a sipp call to it is dated on it."""
+
+
 @contextmanager
 def running_server(runtime: Runtime, *, rtp_base: int = 31000, tls: tuple[Path, Path] | None = None,
                    tap: bool = False, **options: Any) -> Iterator[RunningServer]:
@@ -125,9 +129,11 @@ def running_server(runtime: Runtime, *, rtp_base: int = 31000, tls: tuple[Path, 
     assert isinstance(loop, asyncio.AbstractEventLoop)
     manager = holder["manager"]
     assert isinstance(manager, SessionManager)
+    SERVER_CLOCKS[port] = runtime.clock
     try:
         yield RunningServer(port, manager, loop, config.tls_port)
     finally:
+        SERVER_CLOCKS.pop(port, None)
         loop.call_soon_threadsafe(stop_holder["stop"].set)
         thread.join(30)
 
@@ -146,7 +152,8 @@ def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str 
            "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err",
            # The announcement is played as the call is placed: evidence dated within the call (A5, B2). The
            # capture server stamps the call with its runtime's clock, so this is that clock, not a fixed date.
-           "-key", "announced_at", (clock or system_clock).now().strftime("%Y-%m-%dT%H:%M:%SZ")]
+           "-key", "announced_at", (clock or SERVER_CLOCKS.get(server_port, system_clock)).now().strftime(
+               "%Y-%m-%dT%H:%M:%SZ")]
     for name, value in (keys or {}).items():
         cmd += ["-key", name, value]
     if trace_messages:

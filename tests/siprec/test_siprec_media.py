@@ -127,7 +127,7 @@ def test_call_that_ends_during_the_announcement_keeps_no_caller_audio(isolated_e
     runtime = isolated_env.runtime
     with running_server(runtime, rtp_base=36000) as server:
         # The announcement runs 10 s; the caller hangs up after 3 s.
-        run_sipp("announcement.xml", server.port, tmp_path, keys=_announcement_keys(datetime.now(UTC), 10))
+        run_sipp("announcement.xml", server.port, tmp_path, keys=_announcement_keys(runtime.clock.now(), 10))
         server.wait_idle()
     assert stored_recording(runtime) == []
     with runtime.db.unit_of_work() as session:
@@ -141,7 +141,7 @@ def test_call_that_ends_during_the_announcement_keeps_no_caller_audio(isolated_e
 def test_consent_evidence_from_metadata_extension_data_and_the_announcement_is_cut(
         isolated_env: CallvaultEnv, tmp_path: Path) -> None:
     runtime = isolated_env.runtime
-    announced = datetime.now(UTC)
+    announced = runtime.clock.now()
     with running_server(runtime, rtp_base=37000) as server:
         # The announcement ends 1.2 s after it started; the caller stays on the line (3 s).
         run_sipp("announcement.xml", server.port, tmp_path, keys=_announcement_keys(announced, 1.2))

@@ -98,13 +98,14 @@ class CallvaultEnv:
         with self.runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session)
             admin = identity.get_user(session, "admin")
-            identity.acknowledge_policy(session, user=admin, policy=policy)
+            identity.acknowledge_policy(session, user=admin, policy=policy, clock=self.runtime.clock)
             self._enrol_mfa(session, admin)
             for p in PERSONAS if personas is None else personas:
                 user = identity.create_user(session, actor="test", policy=policy, username=p.username, role=p.role,
-                                            password=PASSWORD, extension=p.extension, team=p.team)
+                                            password=PASSWORD, extension=p.extension, team=p.team,
+                                            clock=self.runtime.clock)
                 if p.acknowledge:
-                    identity.acknowledge_policy(session, user=user, policy=policy)
+                    identity.acknowledge_policy(session, user=user, policy=policy, clock=self.runtime.clock)
                 self._enrol_mfa(session, user)
 
     def integration_token(self, username: str = INTEGRATION_USER) -> str:
@@ -125,10 +126,12 @@ class CallvaultEnv:
 
     def _enrol_mfa(self, session: Any, user: Any) -> None:
         # The honest way: an administrator issues a one-time enrolment code, the person enrols with it.
-        issued = account_codes.issue(session, user=user, purpose="enrol", actor="test")
-        enrolment = mfa.begin_enrolment(session, user=user, keyring=self.runtime.keyring, enrolment_code=issued.code)
-        mfa.confirm_enrolment(session, user=user, code=pyotp.TOTP(enrolment.secret).at(self.runtime.clock.now()),
-                              keyring=self.runtime.keyring, enrolment_code=issued.code)
+        clock = self.runtime.clock
+        issued = account_codes.issue(session, user=user, purpose="enrol", actor="test", clock=clock)
+        enrolment = mfa.begin_enrolment(session, user=user, keyring=self.runtime.keyring, enrolment_code=issued.code,
+                                        clock=clock)
+        mfa.confirm_enrolment(session, user=user, code=pyotp.TOTP(enrolment.secret).at(clock.now()),
+                              keyring=self.runtime.keyring, enrolment_code=issued.code, clock=clock)
         # As if enrolled long ago: the enrolment code's time step must not block the first sign-in.
         cred = session.get(MfaCredential, user.id)
         cred.last_used_step = None

@@ -33,7 +33,7 @@ def demo_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             with env.runtime.db.unit_of_work() as session:
                 notify.enqueue(session, to="lead@localhost", subject="Your access request <needs> approval",
                                body=f"Hello,\n\nopen {LINK} to approve it.\n")
-            send_due(env.runtime.db, SmtpSettings.from_env(box.smtp_env))
+            send_due(env.runtime.db, SmtpSettings.from_env(box.smtp_env), clock=env.runtime.clock)
             live.start()
             yield live
         finally:

@@ -130,7 +130,7 @@ def test_an_administrator_adds_tests_and_removes_a_webhook(
         page.get_by_role("button", name="Send a test siem-page").click()
         page.wait_for_url("**done=tested*")
         assert "webhook.test" in page.locator("#webhooks-flash").inner_text()
-        webhooks.deliver_due(env.runtime.db, env.runtime.keyring)
+        webhooks.deliver_due(env.runtime.db, env.runtime.keyring, clock=env.runtime.clock)
         assert [r.signature_ok for r in receiver.received] == [True]
         page.reload()
         sent = page.get_by_role("table", name="deliveries").locator("tr", has_text="webhook.test")

@@ -37,7 +37,7 @@ def deliveries(env: CallvaultEnv, server: LiveServer) -> Iterator[None]:
                                       events=["recording.saved"], actor="test")
         with server.client("admin") as admin:
             assert upload(admin, wav_bytes(0.5, seed=9), metadata()).status_code == 201
-        webhooks.deliver_due(rt.db, rt.keyring)
+        webhooks.deliver_due(rt.db, rt.keyring, clock=rt.clock)
         assert len(receiver.received) == 1 and receiver.received[0].signature_ok
         [closed] = GenericConnector().parse(generic_event("evt-page-1", "ticket.closed", "CRM-PAGE-7",
                                                           "2026-11-20T15:00:00+00:00"))

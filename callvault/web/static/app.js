@@ -22,12 +22,15 @@ function enableSorting(table) {
 
 // The emergency banner counts down to the declaration's end (the server's minutes are right when the page
 // loads; this keeps them right while it stays open). At zero it says so: the server refuses from then on.
+// It counts the seconds the server gave on this page's own monotonic clock, never against the device's
+// wall clock, which may be minutes off the server's.
 function emergencyCountdown(banner) {
   const left = banner.querySelector("#emergency-left");
-  const ends = Date.parse(banner.dataset.endsAt);
-  if (!left || Number.isNaN(ends)) return;
+  const seconds = Number.parseInt(banner.dataset.secondsLeft ?? "", 10);
+  if (!left || Number.isNaN(seconds)) return;
+  const ends = performance.now() + seconds * 1000;
   const tick = () => {
-    const minutes = Math.ceil((ends - Date.now()) / 60000);
+    const minutes = Math.ceil((ends - performance.now()) / 60000);
     left.textContent = minutes > 0 ? `${minutes} minute${minutes === 1 ? "" : "s"} left` : "ended";
     if (minutes > 0) setTimeout(tick, 15000);
   };
@@ -38,7 +41,7 @@ function emergencyCountdown(banner) {
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("table.sortable").forEach(enableSorting);
-  document.querySelectorAll("#emergency-banner[data-ends-at]").forEach(emergencyCountdown);
+  document.querySelectorAll("#emergency-banner[data-seconds-left]").forEach(emergencyCountdown);
   // "Print or save as PDF" (the compliance report): the browser's print dialog, styled by @media print.
   document.querySelectorAll("[data-print]").forEach((b) => b.addEventListener("click", () => window.print()));
 });
