@@ -49,8 +49,8 @@ router = APIRouter(include_in_schema=False)
 
 FILTERS = ("extension", "agent", "team", "direction", "remote_number", "local_number", "number", "started_from",
            "started_to", "case_ref", "words", "purpose", "state")
-STATES = {"failed": "failed", "gaps": "gaps"}
-"""The search page's capture filter (``?state=``) to ``RecordingFilters.state``; without it the list shows stored
+STATES = ("failed", "gaps")
+"""The search page's capture filter (``?state=``, as ``RecordingFilters.state``); without it the list shows stored
 and failed calls alike (``listed``), each flagged."""
 EXPORT_LIMIT = 10_000
 """Rows in one CSV export of a search (newest first); the page says so when a search has more."""
@@ -99,9 +99,10 @@ class _Search:
         direction = q.get("direction")
         if direction not in (None, "inbound", "outbound"):
             raise InvalidInput("Direction: choose inbound or outbound")
-        state = STATES.get(q.get("state") or "", "listed")
-        if q.get("state") and state == "listed":
+        chosen = q.get("state")
+        if chosen and chosen not in STATES:
             raise InvalidInput("Capture: choose failed, or incomplete (stretches without media)")
+        state = chosen or "listed"
         start = _time("started_from", q.get("started_from"), self.zone)
         end = _time("started_to", q.get("started_to"), self.zone, end_of_day=True)
         if start and end and start >= end:

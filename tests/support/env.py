@@ -56,6 +56,18 @@ PERSONAS = [
 ]
 
 
+def integration_user(session: Any, username: str, clock: Clock) -> User:
+    """The phone system's integration account (the first role in ``controls.integration_roles``: no content, no
+    administration), as a deployment creates it for relaying the agent's controls; created on first use only,
+    so the personas' user counts stay as they are for every other test."""
+    user = session.scalar(select(User).where(User.username == username))
+    if user is None:
+        policy = policy_service.current_policy(session, clock=clock)
+        user = identity.create_user(session, actor="test", policy=policy, username=username,
+                                    role=policy.controls.integration_roles[0], password=PASSWORD, clock=clock)
+    return user  # type: ignore[no-any-return]
+
+
 class SteppingClock(Clock):
     """The real clock plus an offset that only ever grows: the clock of every test environment's runtime.
 
@@ -111,15 +123,9 @@ class CallvaultEnv:
     def integration_token(self, username: str = INTEGRATION_USER) -> str:
         """A bearer token for the telephony integration's account, set up as a deployment does: an account
         whose role is in ``controls.integration_roles`` (no content, no administration), then
-        ``callvault tokens create <user> --scope admin`` (everything that role may do: relay controls).
-        Created on first use only, so the personas' user counts stay as they are for every other test."""
+        ``callvault tokens create <user> --scope admin`` (everything that role may do: relay controls)."""
         with self.runtime.db.unit_of_work() as session:
-            policy = policy_service.current_policy(session)
-            [role, *_] = policy.controls.integration_roles
-            user = session.scalar(select(User).where(User.username == username))
-            if user is None:
-                user = identity.create_user(session, actor="test", policy=policy, username=username, role=role,
-                                            password=PASSWORD, clock=self.runtime.clock)
+            user = integration_user(session, username, self.runtime.clock)
             issued = identity.issue_token(session, user=user, ttl_seconds=3600, name="telephony", scopes=("admin",),
                                           clock=self.runtime.clock)
         return issued.token

@@ -19,14 +19,12 @@ from callvault.cli.commands import initialise
 from callvault.cli.main import app
 from callvault.core.clock import FixedClock
 from callvault.core.settings import Settings, load_settings
-from callvault.identity import service as identity
-from callvault.identity.models import User
-from callvault.policy import service as policy_service
 from callvault.recordings import playback
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention.models import DestructionRecord
 from callvault.runtime import Runtime, build_runtime
 from tests.support.audio import wav_bytes
+from tests.support.env import integration_user
 
 T = datetime(2026, 1, 15, 10, 0, tzinfo=UTC)
 """When the test calls start."""
@@ -126,10 +124,7 @@ class World:
         """The phone system's integration account (a role in ``controls.integration_roles``), as a deployment
         creates it for relaying the agent's controls; created on first use. Returns its username."""
         with self.runtime.db.unit_of_work() as session:
-            if session.scalar(select(User.id).where(User.username == username)) is None:
-                policy = policy_service.current_policy(session, clock=self.clock)
-                identity.create_user(session, actor="test", policy=policy, username=username,
-                                     role=policy.controls.integration_roles[0], password=PASSWORD, clock=self.clock)
+            integration_user(session, username, self.clock)
         return username
 
     def close(self) -> None:
