@@ -114,7 +114,8 @@ def test_the_recording_player_plays_on_space_changes_speed_seeks_and_mutes_a_cha
 
     page.locator("body").press("Space")
     wait_for_js(page, f"!{AUDIO}.paused")
-    assert page.get_by_role("button", name="Pause (Space)").is_visible()
+    # The button follows the audio's "play" event, which the browser fires a task after `paused` turns false.
+    page.get_by_role("button", name="Pause (Space)").wait_for(state="visible", timeout=10_000)
     page.locator("body").press("Space")
     wait_for_js(page, f"{AUDIO}.paused")
 
