@@ -96,10 +96,23 @@ def _capture(env: CallvaultEnv, port: int, rtp: int, stats: Path, *extra: str) -
 
 
 def _media_in(stats: Path, calls: int) -> Callable[[], bool]:
-    """Every call is up and has had (nearly) all of its 3 s of media on both streams."""
+    """Every call is up and its senders have finished their 3 s of media on both streams.
+
+    Finished means every packet arrived, or (a loaded machine may drop a few on loopback) at least 95% did
+    and the count has stopped growing across two of the server's stats writes (one a second): a total
+    over 95% alone can still leave one call a fraction of a second short of its 3 s.
+    """
+    everything = calls * 2 * 150
+    seen: dict[str, float] = {"packets": -1.0, "since": time.monotonic()}
+
     def check() -> bool:
         s = _stats(stats)
-        return s.get("active_calls") == calls and s.get("packets", 0) >= calls * 2 * 150 * 0.95
+        if s.get("active_calls") != calls:
+            return False
+        packets, now = float(s.get("packets", 0)), time.monotonic()
+        if packets != seen["packets"]:
+            seen["packets"], seen["since"] = packets, now
+        return packets >= everything or (packets >= everything * 0.95 and now - seen["since"] >= 2.5)
     return check
 
 
