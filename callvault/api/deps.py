@@ -282,8 +282,14 @@ def _load_token_credential(session: Session, token: str, policy: PolicyDocument,
                             credential_id=row.id)
 
 
+CONTROL_PATH = re.compile(r"^/api/v1/(calls|recordings)/[^/]+/control/?$")
+"""Where the telephony integration relays controls and consent evidence: its token needs nothing else."""
+
+
 def required_scope(method: str, path: str) -> str | None:
     """The token scope a route needs; None: any signed-in token. Unlisted routes need ``admin``."""
+    if method == "POST" and CONTROL_PATH.match(path):
+        return "calls:control"
     if path.startswith("/api/v1/recordings"):
         # The CRM check quotes what was said (and its flags tell a guesser what was not): transcript content.
         if any(part in path for part in ("/audio", "/export", "/transcript", "/derivative", "/crm-note")):

@@ -51,6 +51,8 @@ SCOPES: dict[str, str] = {
                            "or export (each download still needs a purpose the role may name)",
     "recordings:ingest": "upload recordings (PBX, SIPREC gateway)",
     "access:request": "file and read access requests and grants (CRM integration)",
+    "calls:control": "relay the agent's recording controls (stop, pause, resume, personal) and the call's consent "
+                     "evidence (announced, notified): the telephony/CTI integration's account",
     "admin": "everything the user's role may do",
 }
 """Scopes an integration token may carry."""

@@ -12,6 +12,7 @@ import soundfile
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
+from callvault.identity import service as identity
 from callvault.notify.models import OutboxMail
 from callvault.policy.schema import add_months
 from tests.support.audio import metadata, upload, wav_bytes
@@ -107,6 +108,29 @@ def test_capture_integration_stops_a_live_call_before_it_is_stored(server: LiveS
         assert entry.details["capacity"] == "integration"
     rec = _store(server, call_id=call_id)
     assert _seconds(server, rec) == 2.0
+
+
+def test_the_integrations_token_carries_only_the_control_scope_and_reaches_nothing_else(
+        server: LiveServer, env: CallvaultEnv) -> None:
+    """``calls:control`` relays controls and consent evidence and nothing more: the telephony account's token
+    needs no ``admin`` scope, and a token made to read recordings cannot stop a call."""
+    pbx_token = env.integration_token(scopes=("calls:control",))
+    with server.client() as pbx:
+        pbx.headers["Authorization"] = f"Bearer {pbx_token}"
+        stopped = pbx.post("/api/v1/calls/api-scoped-stop/control", json={"action": "stop", "at": _at(2.0)})
+        listed = pbx.get("/api/v1/recordings")
+        users = pbx.get("/api/v1/users")
+    assert stopped.status_code == 200, stopped.text
+    assert listed.status_code == 403 and "recordings:read" in listed.text
+    assert users.status_code == 403 and "admin" in users.text
+    with env.runtime.db.unit_of_work() as session:
+        alice = identity.get_user(session, "alice")
+        reader = identity.issue_token(session, user=alice, ttl_seconds=600, scopes=("recordings:read",),
+                                      clock=env.runtime.clock).token
+    with server.client() as client:
+        client.headers["Authorization"] = f"Bearer {reader}"
+        refused = client.post("/api/v1/calls/api-scoped-stop-2/control", json={"action": "stop", "at": _at(1.0)})
+    assert refused.status_code == 403 and "calls:control" in refused.text
 
 
 def _announced_then_stored(server: LiveServer, call_id: str, **version: str) -> str:

@@ -120,13 +120,13 @@ class CallvaultEnv:
                     identity.acknowledge_policy(session, user=user, policy=policy, clock=self.runtime.clock)
                 self._enrol_mfa(session, user)
 
-    def integration_token(self, username: str = INTEGRATION_USER) -> str:
+    def integration_token(self, username: str = INTEGRATION_USER, scopes: tuple[str, ...] = ("calls:control",)) -> str:
         """A bearer token for the telephony integration's account, set up as a deployment does: an account
         whose role is in ``controls.integration_roles`` (no content, no administration), then
-        ``callvault tokens create <user> --scope admin`` (everything that role may do: relay controls)."""
+        ``callvault tokens create <user> --scope calls:control`` (``scopes``)."""
         with self.runtime.db.unit_of_work() as session:
             user = integration_user(session, username, self.runtime.clock)
-            issued = identity.issue_token(session, user=user, ttl_seconds=3600, name="telephony", scopes=("admin",),
+            issued = identity.issue_token(session, user=user, ttl_seconds=3600, name="telephony", scopes=scopes,
                                           clock=self.runtime.clock)
         return issued.token
 
