@@ -8,7 +8,8 @@ to hold a NUL, so every request gets one answer on both databases: 422 naming wh
 
 Checked: the path, query parameters, JSON bodies (every key and string, nested) and URL-encoded forms.
 Multipart and audio bodies are left to their routes (uploads stream; their metadata is parsed and checked
-by the ingest pipeline). A body is read here only when the route would read it whole anyway (JSON and
+by the ingest pipeline, which refuses a NUL in any metadata field with 422 naming it: its fields are
+identifiers, numbers and dates). A body is read here only when the route would read it whole anyway (JSON and
 URL-encoded forms, bounded by the body limit), with ``body()``, which Starlette keeps for the route.
 """
 

@@ -10,8 +10,11 @@ answered as for any unknown one. Both sign-in routes are reachable before authen
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
+from callvault.recordings.models import Recording
 from tests.api.test_auth_web import _csrf
+from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 
 
@@ -48,3 +51,18 @@ def test_a_nul_in_the_sign_in_form_gets_the_error_page_not_a_500(server: LiveSer
                             headers={"Accept": "text/html"})
     assert resp.status_code == 422 and "NUL" in resp.text and "<html" in resp.text
 
+
+
+@pytest.mark.parametrize("field", ["agent", "remote_number"])
+def test_a_nul_in_an_uploads_multipart_metadata_is_refused_naming_the_field(
+        server: LiveServer, env: CallvaultEnv, field: str) -> None:
+    """Multipart bodies stream past the guard; the ingest pipeline's own checks refuse the NUL (no 500 on
+    PostgreSQL, nothing stored)."""
+    meta = metadata(call_id=f"nul-upload-{field}")
+    meta[field] = meta[field][:2] + "\u0000" + meta[field][2:]
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(2.0), meta)
+    assert resp.status_code == 422, resp.text
+    assert [p["location"] for p in resp.json()["problems"]] == [field]
+    with env.runtime.db.unit_of_work() as session:
+        assert session.scalars(select(Recording.id).where(Recording.call_id == meta["call_id"])).first() is None
