@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from callvault.capture.siprec.config import ServerConfig
-from callvault.capture.siprec.server import install_uvloop, raise_fd_limit, serve
+from callvault.capture.siprec.process import install_uvloop, raise_fd_limit, serve
 from callvault.cli.main import DataDir, app, err, handle_errors, settings_for
 from callvault.core.errors import ConfigurationError, InvalidInput
 from callvault.ops import logs

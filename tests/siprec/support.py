@@ -24,7 +24,8 @@ import soundfile
 from sqlalchemy import select
 
 from callvault.capture.siprec.config import ServerConfig
-from callvault.capture.siprec.server import SessionManager, serve
+from callvault.capture.siprec.process import serve
+from callvault.capture.siprec.server import SessionManager
 from callvault.core.clock import Clock, system_clock
 from callvault.demo.src import StreamSipClient as StreamSipClient  # the SIP UAC the tests' dialogs use
 from callvault.live.models import ActiveCall

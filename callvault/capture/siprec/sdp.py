@@ -323,3 +323,10 @@ def build_answer(offer: SessionDescription, plans: list[StreamPlan], *, address:
         if m.label is not None:
             lines.append(f"a=label:{m.label}")
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def channel_count(offer: SessionDescription) -> int:
+    """1 when the SRC offers one audio m-line: a mixed stream (Metaswitch, BroadWorks and Oracle "mono"
+    modes, mod_siprec) that cannot be split into parties, so it is stored as one channel, not as stereo
+    with a silent one. 2 otherwise: left = remote party, right = agent."""
+    return 1 if sum(1 for m in offer.media if m.media == "audio") == 1 else 2

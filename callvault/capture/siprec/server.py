@@ -1,4 +1,4 @@
-"""The SIPREC recording server: dialogs and call lifecycle (transport.py, transactions.py, ports.py beside it).
+"""The SIPREC recording server: dialogs and call lifecycle (process.py runs it; transport, transactions, ports).
 
 Transaction behaviour (RFC 3261 as far as a UAS that never sends requests needs it):
 
@@ -24,11 +24,8 @@ import json
 import logging
 import os
 import secrets
-import signal
 import socket
-import ssl
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,9 +40,7 @@ from callvault.capture.siprec.nodes import (
     SWEEP_SECONDS,
     fail_orphaned_calls,
     heartbeat,
-    register,
     this_node,
-    unregister,
 )
 from callvault.capture.siprec.ports import PortPool, bind, receiver, rekey
 from callvault.capture.siprec.rtp import StreamTimer
@@ -53,6 +48,7 @@ from callvault.capture.siprec.sdp import (
     SdpError,
     SessionDescription,
     build_answer,
+    channel_count,
     parse_sdp,
     plan_answer,
 )
@@ -68,7 +64,7 @@ from callvault.capture.siprec.session import (
 )
 from callvault.capture.siprec.timers import CallTimers, SessionTimer, agreed_interval, expired, negotiate
 from callvault.capture.siprec.transactions import Transactions
-from callvault.capture.siprec.transport import Connections, Reply, SipUdp, answer_unparsable, serve_stream
+from callvault.capture.siprec.transport import Reply, answer_unparsable
 from callvault.core.errors import Conflict
 from callvault.policy.schema import PolicyDocument
 from callvault.policy.service import current_policy
@@ -682,90 +678,3 @@ class SessionManager:
         self._setup_pool.shutdown(wait=complete, cancel_futures=not complete)
         self._finish_pool.shutdown(wait=complete, cancel_futures=not complete)
         return complete
-
-
-async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[SessionManager], None] | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run one capture process until ``stop`` is set or SIGTERM/SIGINT arrives, then drain."""
-    loop = asyncio.get_running_loop()
-    manager = SessionManager(runtime, config)
-    await loop.run_in_executor(None, manager.policy)  # fail fast on a database without a policy
-    # Registered before the first call is answered; then what dead capture processes left is failed.
-    await loop.run_in_executor(None, register, runtime, manager.node)
-    await loop.run_in_executor(None, fail_orphaned_calls, runtime, manager.node)
-    stop = stop or asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-    udp, _ = await loop.create_datagram_endpoint(lambda: SipUdp(manager), local_addr=(config.host, config.port),
-                                                 reuse_port=config.reuse_port or None)
-    connections = Connections()
-    servers = [await asyncio.start_server(lambda r, w: serve_stream(manager, r, w, "tcp", connections),
-                                          config.host, config.port,
-                                          reuse_port=config.reuse_port or None)]
-    if config.tls_port is not None and config.certfile is not None:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.load_cert_chain(str(config.certfile), str(config.keyfile) if config.keyfile else None)
-        servers.append(await asyncio.start_server(lambda r, w: serve_stream(manager, r, w, "tls", connections),
-                                                  config.host,
-                                                  config.tls_port, ssl=ctx, reuse_port=config.reuse_port or None))
-    house = loop.create_task(manager.housekeeping())
-    tap = None
-    if config.tap_port is not None:
-        from callvault.live.tap import start_tap
-
-        tap = await start_tap(config.tap_host, config.tap_port, redeem=manager.live.redeem,
-                              lookup=lambda cid: next((c.feed for c in manager.sessions.values()
-                                                       if catalog_call_id(c.call_id) == cid), None))
-        bound = next(iter(tap.sockets)).getsockname()
-        manager.live.tap_url = f"ws://{config.tap_host}:{bound[1]}"
-    link = loop.create_task(manager.live.run(manager.sessions))
-    if ready is not None:
-        ready(manager)
-    try:
-        await stop.wait()
-        await manager.drain()
-        with contextlib.suppress(Exception):  # unregistered: what it could not store is failed at next start
-            await loop.run_in_executor(None, unregister, runtime, manager.node)
-    finally:
-        house.cancel()
-        link.cancel()
-        await manager.live.close()
-        if tap is not None:
-            tap.close()
-        for server in servers:
-            server.close()
-        await connections.close()  # SRCs' connections still open: closed, not leaked
-        udp.close()
-        if config.stats_file is not None:
-            manager.write_stats()
-
-
-def install_uvloop() -> bool:
-    """Use uvloop when it is installed (several times the packet rate of the default loop)."""
-    try:
-        import uvloop  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True
-
-
-def raise_fd_limit() -> None:
-    """Every call holds two RTP sockets and a blob writer: lift the soft descriptor limit to the hard one."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
-        pass
-
-
-def channel_count(offer: SessionDescription) -> int:
-    """1 when the SRC offers one audio m-line: a mixed stream (Metaswitch, BroadWorks and Oracle "mono"
-    modes, mod_siprec) that cannot be split into parties, so it is stored as one channel, not as stereo
-    with a silent one. 2 otherwise: left = remote party, right = agent."""
-    return 1 if sum(1 for m in offer.media if m.media == "audio") == 1 else 2
