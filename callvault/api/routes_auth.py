@@ -22,7 +22,7 @@ from callvault.api.deps import (
 )
 from callvault.audit import service as audit
 from callvault.core.errors import AccessDenied, AuthenticationFailed
-from callvault.identity import lifecycle, mfa, step_up
+from callvault.identity import lifecycle, mfa, preferences, step_up
 from callvault.identity import service as identity
 from callvault.identity import sessions as web_sessions
 from callvault.identity.counters import CountersUnavailable
@@ -68,6 +68,16 @@ class MeResponse(BaseModel):
     purposes: list[str]
     mfa_enrolled: bool
     scopes: list[str]
+    timezone: str | None = Field(description="the zone pages show times in (IANA name); null: the policy's zone")
+
+
+class TimezoneChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    timezone: str = Field(max_length=200, description="an IANA zone name (America/Toronto); empty: the policy's zone")
+
+
+class TimezoneRead(BaseModel):
+    timezone: str | None
 
 
 class EnrolmentResponse(BaseModel):
@@ -214,8 +224,20 @@ def me(caller: Caller = Depends(get_enrolling_caller), runtime: Runtime = Depend
         policy_id=caller.policy.policy_id, policy_version=caller.policy.version,
         policy_acknowledged=has_acknowledged(caller.policy, caller.actor),
         purposes=allowed_purposes(caller.policy, caller.user.role), mfa_enrolled=enrolled,
-        scopes=sorted(caller.scopes),
+        scopes=sorted(caller.scopes), timezone=caller.user.timezone,
     )
+
+
+@router.put("/me/timezone", response_model=TimezoneRead)
+def set_my_timezone(body: TimezoneChange, caller: Caller = Depends(get_caller),
+                    runtime: Runtime = Depends(get_runtime)) -> TimezoneRead:
+    """Your own time zone, kept on your account (the account page's setting): every page's times and the
+    search's dates use it. Empty goes back to the policy's zone; a name that is not an IANA zone is 422."""
+    with runtime.db.unit_of_work() as session:
+        user = identity.get_user(session, caller.user.username)
+        zone = preferences.set_timezone(session, user=user, zone=body.timezone, source_ip=caller.source_ip,
+                                        clock=runtime.clock)
+    return TimezoneRead(timezone=zone)
 
 
 @router.post("/me/mfa/enrol", response_model=EnrolmentResponse)
