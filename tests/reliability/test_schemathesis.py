@@ -1,6 +1,8 @@
 """schemathesis against /api/v1/openapi.json with a signed-in client: every GET operation gets a
 bounded number of generated requests (parameters and bodies from the schema), reads then writes; none may answer 5xx,
-and every documented response body must match its schema. Long form: CALLVAULT_SCHEMATHESIS_EXAMPLES."""
+and every documented response body must match its schema. Then every operation again with no credentials at all:
+deny by default, so nothing but the public operations may answer anything other than a 4xx.
+Long form: CALLVAULT_SCHEMATHESIS_EXAMPLES."""
 
 from __future__ import annotations
 
@@ -74,3 +76,35 @@ def test_no_operation_answers_5xx_or_breaks_its_response_schema(
             failures.append(f"{operation.label}: {exc}"[:2000])
     assert any(m in SEEN for m in methods), f"the schema lists no {methods} operation"
     assert not failures, "\n\n".join(failures)
+
+
+PUBLIC = frozenset({
+    "POST /api/v1/auth/token", "POST /api/v1/auth/password-reset",  # signing in
+    "POST /api/v1/subject-requests",  # a caller asking for their data (B10): checked by code and mail, not account
+})
+"""Operations a request without credentials may succeed on; every other one must refuse it (401, or 4xx for
+a request that is malformed before anyone is asked who is calling)."""
+
+
+def test_without_credentials_no_operation_but_the_public_ones_answers_anything_but_a_refusal(
+        signed_in: tuple[str, dict[str, str]]) -> None:
+    base_url, _ = signed_in
+    api = schemathesis.openapi.from_url(f"{base_url}/api/v1/openapi.json")
+    answered: dict[str, Counter[int]] = {}
+    for result in api.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+                  derandomize=True, database=None)
+        def call(case: Any) -> None:
+            answered.setdefault(case.operation.label, Counter())[case.call(base_url=base_url).status_code] += 1
+
+        call()
+    assert len(answered) >= 80, f"only {len(answered)} operations were tried"
+    let_through = {label: dict(codes) for label, codes in answered.items()
+                   if any(not 400 <= code < 500 for code in codes) and label not in PUBLIC}
+    assert not let_through, f"answered without credentials: {let_through}"
+    refused = sum(codes[401] for codes in answered.values())
+    print(f"[reliability] schemathesis without credentials: {len(answered)} operations, "
+          f"{sum(sum(c.values()) for c in answered.values())} requests, {refused} answered 401, none let through")
