@@ -18,6 +18,7 @@ from callvault.core.ids import new_id
 from callvault.identity.models import User
 from callvault.notify.service import SmtpSettings
 from callvault.policy import service as policy_service
+from callvault.retention import shred
 from callvault.runtime import Runtime
 from callvault.subject_requests import limits, phone, proof, workflow
 from callvault.subject_requests import service as subject
@@ -170,9 +171,26 @@ class IdentityRead(BaseModel):
     facts_confirmed_by: str | None
 
 
+class KeptRecording(BaseModel):
+    recording_id: str
+    reason: str
+    """Why it was not deleted (a legal hold, an open case, the retention minimum…), in full."""
+
+
+class ErasureRead(BaseModel):
+    """What approving an erasure request did (``subject_requests.erasure``)."""
+
+    destroyed: list[str]
+    kept: list[KeptRecording]
+
+
 class SubjectRequestRead(BaseModel):
     id: str
     kind: str
+    asks_for: str = "copy"
+    """``copy`` or ``erasure`` (only where the policy's notice promises deletion)."""
+    erasure: ErasureRead | None = None
+    """Set once an erasure request is approved: what was destroyed, what is kept and why."""
     status: str
     """As staff see it: ``overdue`` replaces to_review/ready once the due time has passed."""
     stored_status: str
@@ -250,7 +268,8 @@ def _read(session: Session, row: SubjectRequest, now: datetime, *, detail: bool 
         due_at=row.due_at, reviewed_by=row.reviewed_by, redaction_note=row.redaction_note,
         approved_by=row.approved_by, sent_at=row.sent_at, refused_by=row.refused_by,
         refusal_reason=row.refusal_reason or "", extended_at=row.extended_at, extended_by=row.extended_by,
-        extension_reason=row.extension_reason or "", representative=row.representative)
+        extension_reason=row.extension_reason or "", representative=row.representative, asks_for=row.asks_for,
+        erasure=ErasureRead.model_validate(row.erasure_outcome) if row.erasure_outcome else None)
     if detail:
         out.recordings = [SelectedRecording(recording_id=s.recording_id, party=s.party)
                           for s in subject.selection(session, row.id)]
@@ -469,6 +488,8 @@ def approve(request_id: str, request: Request, body: ApproveBody | None = None,
         denials, refusal = outcome.denials, outcome.refusal
         if not denials and refusal is None:
             out = _read(session, outcome.request, runtime.clock.now(), detail=True)
+    # An erasure request's destroyed recordings: the keys died with the commit; now the blobs go.
+    shred.finish(runtime.db, runtime.store, runtime.keyring, outcome.pending, clock=runtime.clock)
     if refusal is not None:
         raise AccessDenied(f"nothing was released: {refusal}", reason=refusal, clauses=subject.CLAUSES)
     if denials:

@@ -68,11 +68,17 @@ def after_end(row: Recording, now: datetime) -> bool:
     return now > row.ended_at
 
 
-def _evidence(session: Session, row: Recording, now: datetime) -> PersonalRefused | None:
-    """The first link that makes the recording evidence, as the refusal to raise; None when there is none."""
-    def refused(what: str, reason: str, clauses: tuple[str, ...]) -> PersonalRefused:
+def evidence(session: Session, row: Recording, now: datetime, *, what: str = "marked personal",
+             except_request: str | None = None) -> PersonalRefused | None:
+    """The first link that makes the recording evidence, as the refusal to raise; None when there is none.
+
+    Also the check a caller's erasure request passes before a recording is destroyed (``what``: "deleted";
+    ``except_request``: that request itself, which covers the recording until it is answered)."""
+    action = what
+
+    def refused(why: str, reason: str, clauses: tuple[str, ...]) -> PersonalRefused:
         return PersonalRefused(
-            f"recording {row.id} cannot be marked personal: {what}, so it is kept until that is settled "
+            f"recording {row.id} cannot be {action}: {why}, so it is kept until that is settled "
             f"({', '.join(clauses)})", reason=reason, clauses=clauses)
 
     case = retention.unresolved_case(session, row.case_ref)
@@ -86,7 +92,7 @@ def _evidence(session: Session, row: Recording, now: datetime) -> PersonalRefuse
     if requests:
         return refused(f"access request {requests[0]} names it (pending, or granted and in force)",
                        "named by an open access request", ("B6", "B9"))
-    asked = subject_requests.open_requests_for(session, row)
+    asked = [r for r in subject_requests.open_requests_for(session, row) if r.id != except_request]
     if asked:
         return refused(f"request {asked[0].id} ({asked[0].kind}'s request for their own recordings) covers it "
                        "and has not been sent", "covered by an open subject request", ("A4", "B7", "B10"))
@@ -116,7 +122,7 @@ def check(session: Session, *, policy: PolicyDocument, actor: Actor, row: Record
                 f"{policy.policy_id} allows it for {window} minutes after the call's end "
                 "(controls.personal_after_call_minutes; A14, B4); personal calls are marked during the call",
                 reason="after the window for marking personal", clauses=("A14", "B4"))
-    refusal = _evidence(session, row, now)
+    refusal = evidence(session, row, now)
     if refusal is not None:
         raise refusal
 

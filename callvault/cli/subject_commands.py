@@ -18,6 +18,7 @@ from callvault.identity import service as identity
 from callvault.policy import service as policy_service
 from callvault.policy.decide import Actor
 from callvault.policy.schema import PolicyDocument
+from callvault.retention import shred
 from callvault.subject_requests import proof, workflow
 from callvault.subject_requests import service as subject
 from callvault.subject_requests.models import SubjectRequest
@@ -108,7 +109,8 @@ def requests_approve(
                                 "the recordings (call_time, agent_name, reason; repeatable; audited)")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Release a request: each recording is decided for subject_access as --as (audited); the link is mailed."""
+    """Release a request: each recording is decided for subject_access as --as (audited); the link is mailed.
+    An erasure request is carried out instead: the recordings are destroyed, evidence is kept (and why is said)."""
     with closing(open_runtime(data_dir)) as runtime:
         public_url = runtime.settings.env.get("CALLVAULT_PUBLIC_URL")
         if not public_url:
@@ -134,13 +136,21 @@ def requests_approve(
                 denials = [f"{rid}: {d.reason}" for rid, d in outcome.denials]
                 if outcome.refusal is not None:
                     denials = [outcome.refusal]
+                erased = outcome.request.erasure_outcome
             else:
                 subject.audit_staff_denial(session, actor=actor, action="approve", reason=reason, object_id=request_id,
                                            clock=runtime.clock)
         if reason is not None:
             raise AccessDenied(reason)
+        shred.finish(runtime.db, runtime.store, runtime.keyring, outcome.pending, clock=runtime.clock)
         if denials:
             raise AccessDenied("nothing was released: " + "; ".join(denials))
+        if erased is not None:
+            err.print(f"erasure request {request_id} carried out: {len(erased['destroyed'])} recording(s) destroyed, "
+                      f"{len(erased['kept'])} kept; the requester was told which and why")
+            for kept in erased["kept"]:
+                err.print(f"  kept {kept['recording_id']}: {kept['reason']}")
+            return
         err.print(f"released request {request_id}: the link was mailed to the requester")
 
 

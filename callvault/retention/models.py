@@ -44,6 +44,8 @@ class RetentionRule(StrEnum):
     """Recording was stopped before any audio was kept."""
     QUARANTINE_DESTROYED = "quarantine_destroyed"
     """An administrator destroyed a recording that arrived without consent evidence (A5, B2)."""
+    CALLER_ERASURE = "caller_erasure"
+    """A caller's erasure request was approved (only where ``notice.caller_requests`` promises deletion)."""
 
 
 class Case(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, Time
 from sqlalchemy.orm import Mapped, mapped_column
@@ -76,6 +77,9 @@ class SubjectRequest(Base):
     """The end of ``due_on`` in the region's time zone: overdue from this instant."""
     reviewed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    erasure_outcome: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    """For an approved erasure request: ``{"destroyed": [ids], "kept": [{"recording_id", "reason"}]}``
+    (``subject_requests.erasure``); None otherwise."""
     redaction_note: Mapped[str] = mapped_column(Text, default="")
     """What a reviewer noted needs redacting (e.g. a third party's personal data); internal only."""
     approved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)

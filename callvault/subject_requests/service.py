@@ -48,6 +48,7 @@ from callvault.policy.decide import Action, Actor, Decision, SubjectMatchFacts, 
 from callvault.policy.schema import Deadline, PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
+from callvault.retention.shred import Pending
 from callvault.storage.keys import Keyring
 from callvault.subject_requests import limits, proof
 from callvault.subject_requests.models import (
@@ -590,6 +591,9 @@ class ApproveOutcome:
     refusal: str | None = None
     """Why nothing was released before any recording was decided (the requester's number is unproven
     and the reviewer's confirmation does not cover it: ``proof``). Audited; the edge refuses with it."""
+    pending: list[Pending] = field(default_factory=list)
+    """An erasure request's destroyed recordings, whose blobs the edge deletes after the commit
+    (``retention.shred.finish``)."""
 
 
 def approve(
@@ -623,6 +627,10 @@ def approve(
         proof.audit_release_refused(session, row=row, actor=actor.username, role=actor.role, reason=refusal,
                                     facts_checked=facts_checked, source_ip=source_ip, clock=clock)
         outcome.refusal = refusal
+        return outcome
+    if row.asks_for == "erasure":
+        _erase(session, policy=policy, actor=actor, row=row, recs=recs, confirmed=confirmed, outcome=outcome,
+               keyring=keyring, source_ip=source_ip, clock=clock)
         return outcome
     decided = [(item.recording_id, recordings.decide_content(
         session, policy=policy, actor=actor, action=Action.EXPORT, recording_id=item.recording_id, purpose=PURPOSE,
@@ -660,6 +668,30 @@ def approve(
                     "on_time": row.due_at is None or now < row.due_at, "facts_confirmed": confirmed,
                     "phone_verified_numbers": len(proof.verified_numbers(session, row.id))}, clock=clock)
     return outcome
+
+
+def _erase(session: Session, *, policy: PolicyDocument, actor: Actor, row: SubjectRequest, recs: list[Recording],
+           confirmed: Sequence[str], outcome: ApproveOutcome, keyring: Keyring, source_ip: str | None,
+           clock: Clock) -> None:
+    """``approve`` for an erasure request: destroy, never release (``subject_requests.erasure``)."""
+    from callvault.subject_requests import erasure  # imports capture.personal, which imports this module
+
+    done = erasure.carry_out(session, policy=policy, actor=actor, request_id=row.id, recordings=recs,
+                             keyring=keyring, source_ip=source_ip, clock=clock)
+    outcome.pending = done.pending
+    now = clock.now()
+    if confirmed:
+        proof.record_confirmation(session, row=row, actor=actor.username, role=actor.role, facts=confirmed,
+                                  source_ip=source_ip, clock=clock)
+    row.approved_by, row.approved_by_user_id = actor.username, actor.user_id
+    row.status, row.sent_at, row.erasure_outcome = RequestStatus.SENT, now, done.outcome()
+    notify.enqueue(session, to=row.email, subject="Your request to delete your call recordings",
+                   body=erasure.caller_mail(row.id, done), clock=clock)
+    _event(session, actor=actor.username, role=actor.role, action="erased", row=row, source_ip=source_ip,
+           details={"destroyed": len(done.destroyed), "kept": len(done.kept),
+                    "kept_reasons": [k["reason"][:300] for k in done.kept],
+                    "on_time": row.due_at is None or now < row.due_at, "facts_confirmed": list(confirmed)},
+           clock=clock)
 
 
 def refuse(

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from callvault.api.deps import Caller, get_runtime
 from callvault.api.routes_subject_requests import candidate_reads, identity_of, public_url
 from callvault.core.errors import AccessDenied, CallvaultError, Conflict, InvalidInput, NotFound
+from callvault.retention import shred
 from callvault.runtime import Runtime
 from callvault.subject_requests import service as subject_requests
 from callvault.subject_requests import workflow
@@ -32,6 +33,7 @@ FACT_LABELS = {"call_time": "the date and time of the call", "agent_name": "the 
 DONE = {"reviewed": "Recordings chosen: the request is ready to release.",
         "released": "Released: the link was mailed to the requester.",
         "released_none": "Released: the requester was told we hold no recordings of theirs.",
+        "erased": "Erasure carried out: what was destroyed and what is kept (and why) was mailed to the requester.",
         "refused": "Refused: the reason was mailed to the requester.",
         "extended": "Deadline extended: the new due date and the reason were mailed to the requester.",
         "representative": "Representative recorded, with the proof of authority you checked."}
@@ -184,13 +186,16 @@ def approve_request(request: Request, request_id: str, facts_checked: Annotated[
                 max_downloads=max_downloads, facts_checked=facts, source_ip=caller.source_ip, clock=runtime.clock)
             # The refusals and denials are audit entries: this block commits them before the page says so.
             why = outcome.refusal or "; ".join(f"recording {rid[:8]}: {d.reason}" for rid, d in outcome.denials)
-            released_any = bool(outcome.link_url)
+            released_any, erased = bool(outcome.link_url), outcome.request.erasure_outcome is not None
     except (InvalidInput, Conflict, NotFound, AccessDenied) as exc:
         return _detail(request, caller, runtime, request_id, errors=_problems(exc), form=form,
                        status_code=_status_of(exc))
+    shred.finish(runtime.db, runtime.store, runtime.keyring, outcome.pending, clock=runtime.clock)
     if why:
         return _detail(request, caller, runtime, request_id, errors=[f"Nothing was released: {why}"], form=form,
                        status_code=403)
+    if erased:
+        return RedirectResponse(f"/requests/{request_id}?done=erased", status_code=303)
     done = "released" if released_any else "released_none"
     return RedirectResponse(f"/requests/{request_id}?done={done}", status_code=303)
 

@@ -1,0 +1,171 @@
+"""A caller's erasure request is carried out when it is approved: where the policy's notice promises deletion
+(``notice.caller_requests: [copy, erasure]``), releasing such a request destroys the reviewed recordings
+(crypto-shred, a destruction record with rule ``caller_erasure``), keeps those that are evidence (a legal
+hold, an open case, the retention minimum) with the reason, and tells the caller what was deleted and what is
+kept and why. Before, approving an erasure request mailed the caller a *download link* to the very recordings
+they had asked to have deleted, and deleted nothing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+
+from callvault.audit.models import AuditEntry
+from callvault.recordings.models import Recording, RecordingState
+from callvault.retention.models import DestructionRecord
+from tests.conftest import POLICY_A, fresh_database
+from tests.support.audio import metadata, upload, wav_bytes
+from tests.support.env import CallvaultEnv, LiveServer, make_env
+from tests.support.sms import PhoneDouble, PhoneServer
+from tests.support.smtp import MailSink, smtp_server
+
+CALLER = "+14165550177"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[
+        tuple[LiveServer, CallvaultEnv, MailSink, PhoneServer]]:
+    """Policy A whose caller notice also promises deletion, a phone provider double and a mail sink."""
+    tmp = tmp_path_factory.mktemp("erasure")
+    doc = yaml.safe_load(POLICY_A.read_text(encoding="utf-8"))
+    doc["notice"]["caller_requests"] = ["copy", "erasure"]
+    doc["notice"]["public_text"] += " You may also ask us to delete recordings of your calls."
+    policy = tmp / "policy-a-erasure.yaml"
+    policy.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    with PhoneServer(PhoneDouble()) as phone, smtp_server() as mail, \
+            fresh_database(request.config.getoption("--db"), tmp) as url:
+        environment = make_env(tmp / "data", url, policy, extra_env=phone.env())
+        live = LiveServer(environment)
+        live.start()
+        try:
+            yield live, environment, mail, phone
+        finally:
+            live.stop()
+            environment.close()
+
+
+def _mails(env: CallvaultEnv, mail: MailSink, to: str) -> list[Any]:
+    from callvault.notify import service as notify
+
+    notify.send_due(env.runtime.db, mail.settings, clock=env.runtime.clock, keyring=env.runtime.keyring)
+    return [r.message for r in mail.to(to)]
+
+
+def _text(message: Any) -> str:
+    payload = message.get_payload(decode=True)
+    return payload.decode() if isinstance(payload, bytes) else str(payload)
+
+
+def _store(server: LiveServer, seed: int, **extra: Any) -> str:
+    with server.client("admin") as admin:
+        resp = upload(admin, wav_bytes(0.5, seed=seed), metadata(remote_number=CALLER, **extra))
+    assert resp.status_code == 201, resp.text
+    rec_id: str = resp.json()["id"]
+    return rec_id
+
+
+def _verified_erasure(server: LiveServer, env: CallvaultEnv, mail: MailSink, phone: PhoneServer, email: str) -> str:
+    with server.client() as public:
+        resp = public.post("/api/v1/subject-requests", json={"phone_numbers": [CALLER], "email": email,
+                                                              "asks_for": "erasure", "description": "delete my calls"})
+        assert resp.status_code == 202, resp.text
+        request_id: str = resp.json()["id"]
+        subjects = [str(m["Subject"]) for m in _mails(env, mail, email) if "verification code" in str(m["Subject"])]
+        code = re.search(r"(\d{6})", subjects[-1]).group(1)  # type: ignore[union-attr]
+        ok = public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": code})
+        assert ok.status_code == 200, ok.text
+        (e164,) = ok.json()["phone_codes_sent"]
+        before = len(phone.double.texts_to(e164)) - 1
+        proven = public.post(f"/api/v1/subject-requests/{request_id}/verify-phone",
+                             json={"phone_number": e164, "code": phone.double.code_for(e164, after=before)})
+        assert proven.status_code == 200, proven.text
+    return request_id
+
+
+def test_approving_an_erasure_request_destroys_the_callers_recordings_and_keeps_evidence_with_the_reason(
+        world: tuple[LiveServer, CallvaultEnv, MailSink, PhoneServer]) -> None:
+    server, env, mail, phone = world
+    erasable, held = _store(server, 701), _store(server, 702)
+    with server.client("exec") as ex:
+        hold = ex.post("/api/v1/retention/holds", json={
+            "recording_id": held, "reason": "regulator inquiry", "owner": "exec",
+            "review_date": (env.runtime.clock.now().date() + timedelta(days=30)).isoformat()})
+        assert hold.status_code == 201, hold.text
+    email = "erase.me@example.org"
+    request_id = _verified_erasure(server, env, mail, phone, email)
+    with server.client("lead") as lead:
+        reviewed = lead.post(f"/api/v1/subject-requests/{request_id}/review",
+                             json={"recording_ids": [erasable, held]})
+        assert reviewed.status_code == 200, reviewed.text
+        done = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
+        assert done.status_code == 200, done.text
+        shown = done.json()
+        assert shown["status"] == "sent"
+        assert shown["erasure"]["destroyed"] == [erasable]
+        assert [k["recording_id"] for k in shown["erasure"]["kept"]] == [held]
+        assert "legal hold" in shown["erasure"]["kept"][0]["reason"]
+        assert lead.get(f"/api/v1/recordings/{erasable}/audio", params={"purpose": "spot_check"}).status_code in (
+            404, 410)
+        assert lead.get(f"/api/v1/recordings/{held}/audio", params={"purpose": "spot_check"}).status_code == 200
+    with env.runtime.db.unit_of_work() as session:
+        gone = session.get(Recording, erasable)
+        assert gone is not None and gone.state == RecordingState.DESTROYED and gone.remote_number is None
+        assert session.get(Recording, held).state == RecordingState.AVAILABLE  # type: ignore[union-attr]
+        record = session.scalars(select(DestructionRecord).where(DestructionRecord.recording_id == erasable)).one()
+        assert record.rule == "caller_erasure" and request_id in record.reason
+        assert not env.runtime.store.exists(gone.blob_key)
+        [event] = session.scalars(select(AuditEntry).where(AuditEntry.action == "subject_request.erased",
+                                                           AuditEntry.object_id == request_id)).all()
+        assert event.actor == "lead" and event.details["destroyed"] == 1 and event.details["kept"] == 1
+    [answer] = [m for m in _mails(env, mail, email) if "code" not in str(m["Subject"])
+                and "received" not in str(m["Subject"]).lower()]
+    body = _text(answer)
+    assert "/s/" not in body, "an erasure request is never answered with a download link"
+    assert "deleted 1 recording" in body and "1 recording is kept" in body and "legal hold" in body
+
+
+def test_an_erasure_request_with_nothing_to_delete_is_answered_without_a_link(
+        world: tuple[LiveServer, CallvaultEnv, MailSink, PhoneServer]) -> None:
+    server, env, mail, phone = world
+    email = "nothing.held@example.org"
+    request_id = _verified_erasure(server, env, mail, phone, email)
+    with server.client("lead") as lead:
+        assert lead.post(f"/api/v1/subject-requests/{request_id}/review", json={"recording_ids": []}).status_code == 200
+        done = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
+        assert done.status_code == 200, done.text
+        assert done.json()["erasure"] == {"destroyed": [], "kept": []}
+    body = _text([m for m in _mails(env, mail, email) if "code" not in str(m["Subject"])
+                  and "received" not in str(m["Subject"]).lower()][-1])
+    assert "/s/" not in body and "hold no recordings" in body
+
+
+def test_on_the_request_page_staff_delete_instead_of_release_and_see_what_was_kept(
+        world: tuple[LiveServer, CallvaultEnv, MailSink, PhoneServer]) -> None:
+    import httpx
+
+    from tests.api.test_auth_web import _csrf, web_sign_in
+
+    server, env, mail, phone = world
+    erasable = _store(server, 703)
+    email = "erase.on.page@example.org"
+    request_id = _verified_erasure(server, env, mail, phone, email)
+    with server.client("lead") as lead:
+        assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
+                         json={"recording_ids": [erasable]}).status_code == 200
+    with httpx.Client(base_url=server.base_url, timeout=30, headers={"Accept": "text/html"}) as browser:
+        web_sign_in(browser, env, "lead")
+        page = browser.get(f"/requests/{request_id}")
+        assert "Delete the caller's recordings" in page.text and "Delete the chosen recordings" in page.text
+        assert "The link works for" not in page.text, "no download link is offered for an erasure request"
+        done = browser.post(f"/requests/{request_id}/approve", data={"csrf_token": _csrf(page.text)})
+        assert done.status_code == 303 and done.headers["location"].endswith("?done=erased")
+        after = browser.get(done.headers["location"])
+        assert "Erasure carried out" in after.text and "1 recording destroyed" in after.text
+    with env.runtime.db.unit_of_work() as session:
+        assert session.get(Recording, erasable).state == RecordingState.DESTROYED  # type: ignore[union-attr]
