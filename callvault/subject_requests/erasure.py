@@ -89,7 +89,7 @@ def carry_out(session: Session, *, policy: PolicyDocument, actor: Actor, request
             done.kept.append({"recording_id": rec.id, "reason": kept[0], "caller_reason": kept[1],
                               "call": f"{rec.started_at:%d %B %Y %H:%M} UTC"})
             continue
-        doomed.append(Doomed.of(rec, RetentionRule.CALLER_ERASURE,
+        doomed.append(Doomed.of(rec, RetentionRule.CALLER_ERASURE.value,
                                 reason=f"the caller's erasure request {request_id}, approved by {actor.username}"))
         done.destroyed.append(rec.id)
     done.pending = destroy_now(session, keyring=keyring, doomed=doomed, actor=actor.username, actor_role=actor.role,
