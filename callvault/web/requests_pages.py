@@ -35,6 +35,7 @@ DONE = {"reviewed": "Recordings chosen: the request is ready to release.",
         "released_none": "Released: the requester was told we hold no recordings of theirs.",
         "erased": "Erasure carried out: what was destroyed and what is kept (and why) was mailed to the requester.",
         "refused": "Refused: the reason was mailed to the requester.",
+        "links_revoked": "Every delivery link of this request was revoked: none works any more.",
         "extended": "Deadline extended: the new due date and the reason were mailed to the requester.",
         "representative": "Representative recorded, with the proof of authority you checked."}
 
@@ -231,6 +232,20 @@ def refuse_request(request: Request, request_id: str, reason: Annotated[str, For
     if failed is not None:
         return failed
     return RedirectResponse(f"/requests/{request_id}?done=refused", status_code=303)
+
+
+@router.post("/requests/{request_id}/revoke-links", response_class=HTMLResponse)
+def revoke_request_links(request: Request, request_id: str, csrf_token: Annotated[str, Form()] = "",
+                         caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
+    """Stop every delivery link of the request at once (the mail went to the wrong person): ``service.revoke_links``,
+    audited, the same staff check as the API."""
+    failed = _staff_change(request, caller, runtime, request_id, csrf_token, "revoke_links", {},
+                           lambda session: subject_requests.revoke_links(
+                               session, actor=caller.actor, request_id=request_id, source_ip=caller.source_ip,
+                               clock=runtime.clock))
+    if failed is not None:
+        return failed
+    return RedirectResponse(f"/requests/{request_id}?done=links_revoked", status_code=303)
 
 
 @router.post("/requests/{request_id}/extend", response_class=HTMLResponse)

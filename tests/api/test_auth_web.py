@@ -26,13 +26,18 @@ def _csrf(html: str) -> str:
 
 
 def web_sign_in(client: httpx.Client, env: CallvaultEnv, username: str) -> None:
-    """Sign a browser-like client in through the pages: password form, then the one-time code form."""
+    """Sign a browser-like client in through the pages: password form, then the one-time code form.
+
+    The code is taken first: finding an unused one may move the server's clock (``CallvaultEnv.otp``), which
+    must not happen between the password and the code (the half-signed-in session lasts minutes)."""
+    code = env.otp(username)
     form = client.get("/")
     resp = client.post("/login", data={"username": username, "password": PASSWORD, "csrf_token": _csrf(form.text)})
     assert resp.status_code == 303 and resp.headers["location"] == "/mfa", resp.text
     page = client.get("/mfa")
-    done = client.post("/mfa", data={"code": env.otp(username), "csrf_token": _csrf(page.text)})
+    done = client.post("/mfa", data={"code": code, "csrf_token": _csrf(page.text)})
     assert done.status_code == 303 and done.headers["location"] == "/", done.text
+    assert client.get("/api/v1/me").status_code == 200, "signed in: the session is a full one, not an expired half"
 
 
 @contextmanager

@@ -514,3 +514,30 @@ def test_a_call_a_verified_caller_asked_for_cannot_be_marked_personal_by_its_age
     assert entry.decision == "deny" and "A4" in entry.clauses
     with server.client("lead") as lead:
         assert lead.get(f"/api/v1/recordings/{rec}/audio", params={"purpose": "spot_check"}).status_code == 200
+
+
+def test_on_the_request_page_staff_revoke_a_mailed_link_at_once(
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
+    """The link went to the wrong person: the reviewer stops it from the request page (not only the API)."""
+    from tests.api.test_auth_web import _csrf, web_sign_in
+
+    email = "caller.wrong.mail@example.org"
+    request_id = _verified_request(server, env, mail, email, CALLER_1, phone)
+    link = _release(server, env, mail, request_id, [recs["in1"][0]], email, max_downloads=3, link_days=2)
+    with httpx.Client(base_url=server.base_url, timeout=30, headers={"Accept": "text/html"}) as browser:
+        web_sign_in(browser, env, "lead")
+        page = browser.get(f"/requests/{request_id}")
+        assert "Revoke every link" in page.text
+        done = browser.post(f"/requests/{request_id}/revoke-links", data={"csrf_token": _csrf(page.text)})
+        assert done.status_code == 303 and done.headers["location"].endswith("?done=links_revoked")
+        after = browser.get(done.headers["location"])
+        assert "revoked" in after.text and "Revoke every link" not in after.text
+        with server.client("alice") as alice:  # not on the request team: refused, and nothing changes
+            assert alice.post(f"/api/v1/subject-requests/{request_id}/revoke-links").status_code == 403
+    with httpx.Client(timeout=30) as anyone:
+        assert anyone.get(link).status_code == 410, "revoked from the page"
+    with env.runtime.db.unit_of_work() as session:
+        entries = session.scalars(select(AuditEntry).where(AuditEntry.object_id == request_id,
+                                                           AuditEntry.action == "subject_request.link_revoked")).all()
+    assert [e.actor for e in entries] == ["lead"]
