@@ -73,8 +73,8 @@ def _reconcile(runtime: Runtime, caller: Caller, data: bytes, fmt: str, timezone
              openapi_extra={"requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}}})
 async def reconcile_call_records(
     request: Request, caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime),
-    fmt: Annotated[str, Query(alias="format", description="generic | asterisk")] = "generic",
-    timezone: Annotated[str | None, Query(description="zone of Master.csv's local times")] = None,
+    fmt: Annotated[str, Query(alias="format", description="generic | asterisk | freeswitch")] = "generic",
+    timezone: Annotated[str | None, Query(description="zone of the PBX's local times (asterisk, freeswitch)")] = None,
     tolerance: Annotated[int, Query(ge=0, le=3600, description="seconds, for matching by extension")] = 120,
 ) -> ReconcileResult:
     """Upload a PBX/SBC's call records (the CSV as the request body) and compare them with what was stored.

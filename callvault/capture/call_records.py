@@ -1,6 +1,6 @@
 """A PBX's or SBC's call-detail records (CDR), read strictly, for reconciliation against what was stored.
 
-Two layouts (``FORMATS``):
+Three layouts (``FORMATS``):
 
 * ``generic``: CSV with a header row naming, in any order (case-insensitive):
   ``call_id`` (the telephony system's id; the one capture stores when it is the same system),
@@ -18,6 +18,16 @@ Two layouts (``FORMATS``):
   Direction: a call whose ``src`` is an extension (digits, at most ``EXTENSION_MAX_DIGITS``) is outbound from
   that extension; any other is inbound, answered by the extension in ``dstchannel`` (``PJSIP/2001-0000002a``)
   or, failing that, ``dst``. The duration is ``billsec`` (the talk time).
+* ``freeswitch``: FreeSWITCH ``mod_cdr_csv`` with the stock template, no header: ``caller_id_name,
+  caller_id_number, destination_number, context, start_stamp, answer_stamp, end_stamp, duration, billsec,
+  hangup_cause, uuid, bleg_uuid, accountcode, read_codec, write_codec``, optionally followed by
+  ``${callvault_extension}`` (the agent's extension; the column PBX imports document): 15 or 16 columns.
+  ``uuid`` is the call id (PBX imports store ``freeswitch:<uuid>``). Times are local (``tz``). A row with no
+  ``answer_stamp`` was not answered (counted, not checked). With ``legs="ab"`` each bridged call also has a B-leg
+  row, whose ``uuid`` is its A leg's ``bleg_uuid``: the same conversation, so it is not a call of its own; its
+  ``destination_number`` is the extension that answered. Direction as for Asterisk: a call from an extension is
+  outbound from it; any other is inbound, answered by ``${callvault_extension}``, else the B leg's destination,
+  else ``destination_number`` when it is an extension (a DID leaves it unknown).
 
 The whole file is refused when any line is wrong (``InvalidInput``, each problem naming its line and field):
 reconciling half a file would report the other half's calls as neither recorded nor missing, and the officer
@@ -39,7 +49,7 @@ import phonenumbers
 
 from callvault.core.errors import FieldProblem, InvalidInput
 
-FORMATS = ("generic", "asterisk")
+FORMATS = ("generic", "asterisk", "freeswitch")
 GENERIC_REQUIRED = ("call_id", "start", "duration", "direction", "caller", "called", "extension")
 GENERIC_OPTIONAL = ("team", "agent")
 EXTENSION_MAX_DIGITS = 6
@@ -50,6 +60,9 @@ _ASTERISK_BASE = ("accountcode", "src", "dst", "dcontext", "clid", "channel", "d
 _ASTERISK_TAIL = {17: ("uniqueid",), 18: ("uniqueid", "userfield"),
                   20: ("uniqueid", "peeraccount", "linkedid", "sequence"),
                   21: ("uniqueid", "userfield", "peeraccount", "linkedid", "sequence")}
+_FREESWITCH = ("caller_id_name", "caller_id_number", "destination_number", "context", "start_stamp", "answer_stamp",
+               "end_stamp", "duration", "billsec", "hangup_cause", "uuid", "bleg_uuid", "accountcode", "read_codec",
+               "write_codec", "callvault_extension")
 _CHANNEL_EXTENSION = re.compile(r"^[A-Za-z0-9_]+/(\d{1,10})-[0-9a-fA-F]+")
 _EXTENSION = re.compile(r"^\d{1,10}$")
 T = TypeVar("T")
@@ -302,12 +315,67 @@ def read_asterisk(data: bytes, *, tz: ZoneInfo, region: str) -> CallRecords:
     return CallRecords(records, not_answered=not_answered)
 
 
+def _is_extension(number: str) -> bool:
+    return bool(number) and not number.startswith("+")
+
+
+def read_freeswitch(data: bytes, *, tz: ZoneInfo, region: str) -> CallRecords:
+    """FreeSWITCH ``mod_cdr_csv``, stock template (module docstring), its local times in ``tz``."""
+    problems = _Problems()
+    rows: list[tuple[int, dict[str, str]]] = []
+    for line, values in _rows(_decode(data)):
+        if len(values) not in (15, 16):
+            problems.add(line, "line", f"has {len(values)} fields; mod_cdr_csv's stock template writes 15 (or 16 "
+                                       "with ${callvault_extension})")
+            continue
+        rows.append((line, dict(zip(_FREESWITCH, (v.strip() for v in values), strict=False))))
+    b_legs = {row["bleg_uuid"] for _, row in rows if row["bleg_uuid"]}
+    answered_by = {row["uuid"]: _lenient_number(row["destination_number"], region) for _, row in rows
+                   if row["uuid"] in b_legs}
+    records: list[CallRecord] = []
+    not_answered = 0
+    seen: dict[str, int] = {}
+    for line, row in rows:
+        if row["uuid"] in b_legs:
+            continue  # the B leg of a call already listed: its agent is read with the A leg
+        if not row["answer_stamp"]:
+            not_answered += 1
+            continue
+        before = len(problems.items)
+        call_id = row["uuid"]
+        if not call_id or len(call_id) > 200:
+            problems.add(line, "uuid", "is empty" if not call_id else "is longer than 200 characters")
+        elif call_id in seen:
+            problems.add(line, "uuid", f"{call_id!r} is also on line {seen[call_id]}")
+        else:
+            seen[call_id] = line
+        started = _parsed(problems, line, "start_stamp", lambda v: _local_time(v, tz), row["start_stamp"])
+        seconds = _parsed(problems, line, "billsec", _duration, row["billsec"])
+        explicit = _parsed(problems, line, "callvault_extension", _extension, row.get("callvault_extension", ""))
+        if len(problems.items) > before or started is None or seconds is None:
+            continue
+        src, dst = _lenient_number(row["caller_id_number"], region), _lenient_number(row["destination_number"], region)
+        b_dst = answered_by.get(row["bleg_uuid"], "")
+        if _is_extension(src):
+            direction, extension = "outbound", explicit or src
+        else:
+            direction = "inbound"
+            extension = explicit or (b_dst if _is_extension(b_dst) else "") or (dst if _is_extension(dst) else "")
+        records.append(CallRecord(line=line, call_id=call_id, started_at=started, duration_seconds=seconds,
+                                  direction=direction, caller=src, called=dst, extension=extension or None))
+    if problems.items:
+        raise _refuse(problems)
+    return CallRecords(records, not_answered=not_answered)
+
+
 def read_records(data: bytes, *, fmt: str, region: str, tz: ZoneInfo | None = None) -> CallRecords:
     """Read ``data`` in layout ``fmt``; InvalidInput naming every bad line and field (nothing is half-read)."""
     if fmt == "generic":
         return read_generic(data, region=region)
     if fmt == "asterisk":
         return read_asterisk(data, tz=tz or ZoneInfo("UTC"), region=region)
+    if fmt == "freeswitch":
+        return read_freeswitch(data, tz=tz or ZoneInfo("UTC"), region=region)
     raise InvalidInput(f"unknown call-record format {fmt!r}:",
                        [FieldProblem("format", f"use one of {', '.join(FORMATS)}")])
 

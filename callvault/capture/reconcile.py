@@ -2,8 +2,8 @@
 
 For each call record (``capture.call_records``) in the policy's recording scope (the same
 ``RecordingScope.check`` admission uses; a record without a team gets the team of the user whose extension
-it names), the stored recording is found by call id (also ``asterisk:<uniqueid>``, as PBX imports store
-it), else by extension with a start within ``TOLERANCE``. The outcome per call:
+it names), the stored recording is found by call id (also ``asterisk:<uniqueid>`` and ``freeswitch:<uuid>``,
+as PBX imports store it), else by extension with a start within ``TOLERANCE``. The outcome per call:
 
 * ``recorded``: an available (or since destroyed) recording without media gaps;
 * ``pending``: capture is still writing it (not judged yet);
@@ -98,7 +98,7 @@ def _team_by_extension(session: Session) -> dict[str, tuple[str | None, str]]:
 
 
 def _stored(session: Session, record: CallRecord, tolerance: timedelta) -> Recording | None:
-    ids = [record.call_id, f"asterisk:{record.call_id}"]
+    ids = [record.call_id, f"asterisk:{record.call_id}", f"freeswitch:{record.call_id}"]
     row = session.scalar(select(Recording).where(Recording.call_id.in_(ids)))
     if row is not None or not record.extension:
         return row
@@ -111,7 +111,8 @@ def _stored(session: Session, record: CallRecord, tolerance: timedelta) -> Recor
 def _refusal(session: Session, record: CallRecord) -> AuditEntry | None:
     return session.scalar(select(AuditEntry).where(
         AuditEntry.action == "recording.not_stored",
-        AuditEntry.object_id.in_([record.call_id, f"asterisk:{record.call_id}"])).order_by(AuditEntry.seq.desc()))
+        AuditEntry.object_id.in_([record.call_id, f"asterisk:{record.call_id}", f"freeswitch:{record.call_id}"]))
+        .order_by(AuditEntry.seq.desc()))
 
 
 def _judge(session: Session, record: CallRecord, tolerance: timedelta) -> Finding:

@@ -53,8 +53,8 @@ def parse_day_or_time(value: str | None, option: str, *, end: bool = False) -> d
 def reconcile_command(
     cdr: Annotated[Path, typer.Option("--cdr", help="the PBX/SBC's call records (CSV)")],
     fmt: Annotated[str, typer.Option("--format", help="generic (header row, docs/capture.md) | asterisk "
-                                                      "(Master.csv)")] = "generic",
-    timezone: Annotated[str | None, typer.Option("--timezone", help="zone of Master.csv's local times [default: "
+                                                      "(Master.csv) | freeswitch (mod_cdr_csv)")] = "generic",
+    timezone: Annotated[str | None, typer.Option("--timezone", help="zone of the PBX's local times [default: "
                                                                     "CALLVAULT_PBX_TIMEZONE, else UTC]")] = None,
     tolerance: Annotated[int, typer.Option("--tolerance", help="seconds a recording's start may differ from the "
                                                                "record's when matched by extension")] = 120,

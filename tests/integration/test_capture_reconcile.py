@@ -281,6 +281,56 @@ def test_asterisk_master_csv_is_read_answered_calls_only_with_direction_from_the
     assert "1 unanswered call record(s) skipped" in result.summary()
 
 
+# ---------------------------------------------------------------------- FreeSWITCH's mod_cdr_csv
+FS_INBOUND_A = "a1f0c3de-0000-4000-8000-000000000001"
+FS_INBOUND_B = "b2e1d4cf-0000-4000-8000-000000000002"
+FS_OUTBOUND = "c3d2e5a0-0000-4000-8000-000000000003"
+FS_UNANSWERED = "d4c3f6b1-0000-4000-8000-000000000004"
+
+
+def _fs(caller: str, dest: str, start: str, answer: str, end: str, duration: int, billsec: int, cause: str,
+        uuid: str, bleg: str = "") -> str:
+    """One line of the stock template: name, number, destination, context, stamps, duration, billsec, hangup
+    cause, uuid, bleg_uuid, accountcode, read and write codecs."""
+    return (f'"Client","{caller}","{dest}","public","{start}","{answer}","{end}","{duration}","{billsec}",'
+            f'"{cause}","{uuid}","{bleg}","","PCMA","PCMA"\n')
+
+
+def test_freeswitch_cdr_csv_is_read_a_legs_only_with_the_agent_from_the_b_leg(fca: World) -> None:
+    """legs="ab": the inbound call's A leg rang the DID; its B leg (same conversation, not a second call) names
+    the agent's extension. The outbound call comes from extension 4002. The unanswered call is counted only."""
+    master = (
+        _fs("+442079460958", "+442079460000", "2026-03-02 14:00:00", "2026-03-02 14:00:05", "2026-03-02 14:03:05",
+            185, 180, "NORMAL_CLEARING", FS_INBOUND_A, FS_INBOUND_B)
+        + _fs("+442079460958", "4001", "2026-03-02 14:00:01", "2026-03-02 14:00:05", "2026-03-02 14:03:05", 184, 180,
+              "NORMAL_CLEARING", FS_INBOUND_B)
+        + _fs("4002", "+442079460958", "2026-03-02 15:00:00", "2026-03-02 15:00:09", "2026-03-02 15:02:09", 129, 120,
+              "NORMAL_CLEARING", FS_OUTBOUND)
+        + _fs("4001", "+442079460958", "2026-03-02 16:00:00", "", "2026-03-02 16:00:30", 30, 0, "NO_ANSWER",
+              FS_UNANSWERED)
+    ).encode()
+    _store(fca, f"freeswitch:{FS_INBOUND_A}", CALLS)
+
+    records = call_records.read_records(master, fmt="freeswitch", region="GB", tz=None)
+    assert records.not_answered == 1
+    assert [(r.call_id, r.direction, r.extension, r.duration_seconds, r.remote_number) for r in records.records] == [
+        (FS_INBOUND_A, "inbound", "4001", 180.0, "+442079460958"),
+        (FS_OUTBOUND, "outbound", "4002", 120.0, "+442079460958")]
+    result = _reconcile(fca, master, fmt="freeswitch")
+    assert [(f.record.call_id, f.outcome) for f in result.findings] == [(FS_INBOUND_A, "recorded"),
+                                                                         (FS_OUTBOUND, "missing")]
+
+
+def test_a_freeswitch_line_of_another_template_is_refused_naming_the_line() -> None:
+    good = _fs("+442079460958", "4001", "2026-03-02 14:00:00", "2026-03-02 14:00:05", "2026-03-02 14:03:05", 185,
+               180, "NORMAL_CLEARING", FS_INBOUND_A)
+    bad_time = good.replace("2026-03-02 14:00:00", "02/03/2026 14:00").replace(FS_INBOUND_A, FS_OUTBOUND)
+    with pytest.raises(InvalidInput) as caught:
+        call_records.read_records((good + '"a","b","c"\n' + bad_time).encode(), fmt="freeswitch", region="GB")
+    assert {(p.line, p.location) for p in caught.value.problems} == {(2, "line"), (3, "start_stamp")}
+    assert "writes 15 (or 16" in str(caught.value)
+
+
 # ------------------------------------------------------------------------------------------ bad input
 def test_malformed_lines_are_named_by_line_and_field_and_nothing_is_reconciled(fca: World) -> None:
     bad = _cdr(_line("c-1", CALLS), "c-2,2026-03-02 14:10:00,60,inbound,+44 20 7946 0958,+44 20 7946 0000,4001",
