@@ -134,6 +134,7 @@ def enqueue(
     keyring: Keyring | None = None,
 ) -> OutboxMail | None:
     """Queue one mail (the caller commits). With a ``dedup_key`` already queued, nothing is added.
+    ``to=""`` with ``recipient_user``: that user's address at the sending node's mail domain (``recipient_of``).
 
     ``secrets`` are strings of the subject or body that must not be kept in the outbox (a code, a link):
     they are sealed with ``keyring`` (required with them) and given back only to the message sent."""
@@ -191,13 +192,23 @@ def _claim(db: Database, *, clock: Clock) -> OutboxMail | None:
     return None
 
 
+def recipient_of(mail: OutboxMail, smtp: SmtpSettings) -> str:
+    """The address a mail goes to: the one queued, or (queued with ``to=""`` by code that has no mail settings,
+    e.g. a capture process) the user's at the sending node's ``CALLVAULT_MAIL_DOMAIN``."""
+    if mail.recipient:
+        return mail.recipient
+    if not mail.recipient_user:
+        raise ConfigurationError(f"mail {mail.id} names neither an address nor a user to send it to")
+    return address_for(mail.recipient_user, None, smtp)
+
+
 def _message(mail: OutboxMail, smtp: SmtpSettings, keyring: Keyring | None = None) -> EmailMessage:
     subject, body = mail.subject, mail.body
     for index, value in enumerate(_open_secrets(mail, keyring)):
         subject, body = subject.replace(_placeholder(index), value), body.replace(_placeholder(index), value)
     msg = EmailMessage()
     msg["From"] = smtp.sender
-    msg["To"] = mail.recipient
+    msg["To"] = recipient_of(mail, smtp)
     msg["Subject"] = subject
     msg["Date"] = formatdate(localtime=False)
     domain = smtp.sender.rpartition("@")[2] or "localhost"
@@ -247,7 +258,8 @@ def send_due(db: Database, smtp: SmtpSettings, *, clock: Clock = system_clock, l
         try:
             _deliver(_message(mail, smtp, keyring), smtp)
         except (OSError, smtplib.SMTPException, CallvaultError) as exc:
-            log.warning("mail %s to %s failed (attempt %d): %s", mail.id, mail.recipient, mail.attempts, exc)
+            log.warning("mail %s to %s failed (attempt %d): %s", mail.id, mail.recipient or mail.recipient_user,
+                        mail.attempts, exc)
             _record(db, mail.id, error=f"{type(exc).__name__}: {exc}", attempts=mail.attempts, clock=clock)
             continue
         _record(db, mail.id, error=None, attempts=mail.attempts, clock=clock)

@@ -211,6 +211,23 @@ def test_capture_failing_a_call_in_mandatory_scope_raises_an_incident_at_once(fc
     assert [m.recipient_user for m in _mails(fca)] == ["cora"]
 
 
+def test_an_incident_capture_raises_is_delivered_at_the_deployments_mail_domain(fca: World) -> None:
+    """Capture has no mail settings where it fails a call; the officer's address is settled when the mail is
+    sent, with the sending node's ``CALLVAULT_MAIL_DOMAIN``. Before, it went to ``cora@localhost``."""
+    import dataclasses
+
+    from callvault.notify import service as notify
+    from tests.support.smtp import smtp_server
+
+    _fail(fca, "c-nomedia-mail", CALLS)
+    with smtp_server() as sink:
+        smtp = dataclasses.replace(sink.settings, mail_domain="bank.example")
+        assert notify.send_due(fca.runtime.db, smtp, clock=fca.clock, keyring=fca.runtime.keyring) == 1
+        assert [str(m.message["Subject"]).split(":")[0] for m in sink.to("cora@bank.example")] == [
+            "[callvault] Recording incident (failed)"]
+        assert sink.to("cora@localhost") == []
+
+
 def test_a_call_in_scope_refused_at_admission_is_an_incident_and_reconcile_names_the_refusal(fca: World) -> None:
     too_old = NOW - timedelta(days=365 * 8)  # past the 84-month cap: admission refuses to store it
     with pytest.raises(NotRecordable):
