@@ -30,3 +30,11 @@ def apply_deferred_controls(runtime: Runtime) -> int:
     from callvault.capture.control import apply_deferred
 
     return apply_deferred(db=runtime.db, store=runtime.store, keyring=runtime.keyring, clock=runtime.clock)
+
+
+@job("capture.reconcile_call_records", every_seconds=3600)
+def reconcile_call_records(runtime: Runtime) -> int:
+    """Reconcile the PBX's call records named in CALLVAULT_RECONCILE_CDR (capture.scheduled_reconcile)."""
+    from callvault.capture.scheduled_reconcile import run
+
+    return run(runtime)

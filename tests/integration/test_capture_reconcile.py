@@ -298,6 +298,54 @@ def test_asterisk_master_csv_is_read_answered_calls_only_with_direction_from_the
     assert "1 unanswered call record(s) skipped" in result.summary()
 
 
+# ------------------------------------------------------------------------- scheduled reconciliation
+def _scheduled(world: World, tmp: Path, data: bytes, fmt: str = "generic") -> int:
+    import dataclasses
+
+    from callvault.capture.jobs import reconcile_call_records
+
+    cdr = tmp / f"cdr-{fmt}.csv"
+    cdr.write_bytes(data)
+    world.runtime.settings = dataclasses.replace(world.runtime.settings, env={
+        **world.runtime.settings.env, "CALLVAULT_RECONCILE_CDR": f"{fmt}:{cdr}",
+        "CALLVAULT_RECONCILE_SETTLE_MINUTES": "60", "CALLVAULT_RECONCILE_LOOKBACK_DAYS": "7"})
+    return reconcile_call_records(world.runtime)
+
+
+def test_the_worker_reconciles_the_configured_call_records_on_its_own(fca: World, tmp_path: Path) -> None:
+    """Nobody has to remember to run it: the worker reads the PBX's call records every hour. Calls that ended
+    within the settle time (an import may still be on its way) and calls older than the look-back are left."""
+    settled, recent = NOW - timedelta(hours=3), NOW - timedelta(minutes=20)
+    _store(fca, "s-recorded", settled)
+    cdr = _cdr(_line("s-recorded", settled), _line("s-missing", settled + timedelta(minutes=5), extension="4002"),
+               _line("s-too-recent", recent, seconds=60), _line("s-too-old", NOW - timedelta(days=30)))
+
+    assert _scheduled(fca, tmp_path, cdr) == 2
+    assert [(r.kind, r.call_id, r.source) for r in _incidents(fca)] == [("missing", "s-missing", "reconcile")]
+    [run] = _audit(fca, "capture.reconciled")
+    assert run.actor == "worker:reconcile" and run.details["missing"] == 1 and run.details["recorded"] == 1
+    assert _scheduled(fca, tmp_path, cdr) == 2  # the next hour: the same calls, nothing raised twice
+    assert len(_incidents(fca)) == 1 and len(_mails(fca)) == 1
+
+
+def test_a_configured_call_record_file_that_cannot_be_read_is_an_alarm_not_a_silence(
+        fca: World, tmp_path: Path) -> None:
+    bad = _cdr(_line("s-1", NOW - timedelta(hours=3)), "s-2,yesterday,60,inbound,+44 20 7946 0958,+44 20 7946 0000,4001")
+
+    assert _scheduled(fca, tmp_path, bad) == 0
+    [failed] = _audit(fca, "capture.reconcile_failed")
+    assert failed.decision == "alarm" and "start (line 3)" in failed.reason and failed.actor == "worker:reconcile"
+    assert _incidents(fca) == []
+    with fca.runtime.db.unit_of_work() as session:
+        mails = [(m.recipient_user, m.subject) for m in session.scalars(
+            select(OutboxMail).where(OutboxMail.dedup_key.like("reconcile-failed:%")))]
+    assert [user for user, _ in mails] == ["cora"] and "could not be reconciled" in mails[0][1]
+    assert _scheduled(fca, tmp_path, bad) == 0  # still broken an hour later: audited again, mailed once a day
+    assert len(_audit(fca, "capture.reconcile_failed")) == 2
+    with fca.runtime.db.unit_of_work() as session:
+        assert len(session.scalars(select(OutboxMail).where(OutboxMail.dedup_key.like("reconcile-failed:%"))).all()) == 1
+
+
 # ---------------------------------------------------------------------- FreeSWITCH's mod_cdr_csv
 FS_INBOUND_A = "a1f0c3de-0000-4000-8000-000000000001"
 FS_INBOUND_B = "b2e1d4cf-0000-4000-8000-000000000002"
