@@ -52,7 +52,7 @@ SCOPES: dict[str, str] = {
     "recordings:ingest": "upload recordings (PBX, SIPREC gateway)",
     "access:request": "file and read access requests and grants (CRM integration)",
     "calls:control": "relay the agent's recording controls (stop, pause, resume, personal) and the call's consent "
-                     "evidence (announced, notified): the telephony/CTI integration's account",
+                     "evidence (announced, notified): for the telephony/CTI integration",
     "admin": "everything the user's role may do",
 }
 """Scopes an integration token may carry."""

@@ -330,7 +330,8 @@ def test_the_worker_reconciles_the_configured_call_records_on_its_own(fca: World
 
 def test_a_configured_call_record_file_that_cannot_be_read_is_an_alarm_not_a_silence(
         fca: World, tmp_path: Path) -> None:
-    bad = _cdr(_line("s-1", NOW - timedelta(hours=3)), "s-2,yesterday,60,inbound,+44 20 7946 0958,+44 20 7946 0000,4001")
+    bad = _cdr(_line("s-1", NOW - timedelta(hours=3)),
+               "s-2,yesterday,60,inbound,+44 20 7946 0958,+44 20 7946 0000,4001")
 
     assert _scheduled(fca, tmp_path, bad) == 0
     [failed] = _audit(fca, "capture.reconcile_failed")
@@ -343,7 +344,8 @@ def test_a_configured_call_record_file_that_cannot_be_read_is_an_alarm_not_a_sil
     assert _scheduled(fca, tmp_path, bad) == 0  # still broken an hour later: audited again, mailed once a day
     assert len(_audit(fca, "capture.reconcile_failed")) == 2
     with fca.runtime.db.unit_of_work() as session:
-        assert len(session.scalars(select(OutboxMail).where(OutboxMail.dedup_key.like("reconcile-failed:%"))).all()) == 1
+        failures = select(OutboxMail).where(OutboxMail.dedup_key.like("reconcile-failed:%"))
+        assert len(session.scalars(failures).all()) == 1
 
 
 # ---------------------------------------------------------------------- FreeSWITCH's mod_cdr_csv

@@ -78,7 +78,7 @@ def test_an_administrator_adds_a_user_changes_them_and_manages_a_download_token(
     assert changed.actor == "it" and changed.details["changes"] == {"extension": ["2004", "2005"]}
 
     tokens = page.get_by_role("form", name="create a token")
-    tokens.get_by_label("Account").select_option("exec")
+    tokens.get_by_label("Account", exact=True).select_option("exec")
     tokens.get_by_label("What uses it").fill("archive")
     tokens.get_by_role("checkbox", name=re.compile(r"^recordings:download")).check()
     tokens.get_by_role("checkbox", name=re.compile(r"^recordings:read")).check()
