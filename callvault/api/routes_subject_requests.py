@@ -494,7 +494,8 @@ def approve(request_id: str, request: Request, body: ApproveBody | None = None,
         raise AccessDenied(f"nothing was released: {refusal}", reason=refusal, clauses=subject.CLAUSES)
     if denials:
         reason = "; ".join(f"{rid}: {d.reason}" for rid, d in denials)
-        raise AccessDenied(f"nothing was released: {reason}", reason=reason, clauses=subject.CLAUSES)
+        done = "deleted" if outcome.request.asks_for == "erasure" else "released"
+        raise AccessDenied(f"nothing was {done}: {reason}", reason=reason, clauses=subject.CLAUSES)
     return out
 
 

@@ -136,7 +136,7 @@ def requests_approve(
                 denials = [f"{rid}: {d.reason}" for rid, d in outcome.denials]
                 if outcome.refusal is not None:
                     denials = [outcome.refusal]
-                erased = outcome.request.erasure_outcome
+                erased, asks_for = outcome.request.erasure_outcome, outcome.request.asks_for
             else:
                 subject.audit_staff_denial(session, actor=actor, action="approve", reason=reason, object_id=request_id,
                                            clock=runtime.clock)
@@ -144,7 +144,8 @@ def requests_approve(
             raise AccessDenied(reason)
         shred.finish(runtime.db, runtime.store, runtime.keyring, outcome.pending, clock=runtime.clock)
         if denials:
-            raise AccessDenied("nothing was released: " + "; ".join(denials))
+            raise AccessDenied(f"nothing was {'deleted' if asks_for == 'erasure' else 'released'}: "
+                               + "; ".join(denials))
         if erased is not None:
             err.print(f"erasure request {request_id} carried out: {len(erased['destroyed'])} recording(s) destroyed, "
                       f"{len(erased['kept'])} kept; the requester was told which and why")

@@ -676,6 +676,19 @@ def _erase(session: Session, *, policy: PolicyDocument, actor: Actor, row: Subje
     """``approve`` for an erasure request: destroy, never release (``subject_requests.erasure``)."""
     from callvault.subject_requests import erasure  # imports capture.personal, which imports this module
 
+    # The same authority as a release: the approver may act for this requester on each recording (subject_access,
+    # their role's reach). Nothing is given out, so nothing is recorded as content access; a refusal stops it all.
+    decided = [(rec.id, recordings.decide_content(session, policy=policy, actor=actor, action=Action.EXPORT,
+                                                  recording_id=rec.id, purpose=PURPOSE, clock=clock)[0])
+               for rec in recs if rec.state != RecordingState.DESTROYED]
+    outcome.denials = [(rid, d) for rid, d in decided if not d.allowed]
+    for rid, d in outcome.denials:
+        audit.append(session, audit.AuditEvent(
+            actor=actor.username, actor_role=actor.role, action="subject_request.erase_refused", decision="deny",
+            object_type="recording", object_id=rid, purpose=PURPOSE, reason=d.reason, clauses=d.clauses,
+            source_ip=source_ip, details={"subject_request": row.id}), clock=clock)
+    if outcome.denials:
+        return
     done = erasure.carry_out(session, policy=policy, actor=actor, request_id=row.id, recordings=recs,
                              keyring=keyring, source_ip=source_ip, clock=clock)
     outcome.pending = done.pending

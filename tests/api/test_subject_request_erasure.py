@@ -62,17 +62,18 @@ def _text(message: Any) -> str:
     return payload.decode() if isinstance(payload, bytes) else str(payload)
 
 
-def _store(server: LiveServer, seed: int, **extra: Any) -> str:
+def _store(server: LiveServer, seed: int, caller: str = CALLER) -> str:
     with server.client("admin") as admin:
-        resp = upload(admin, wav_bytes(0.5, seed=seed), metadata(remote_number=CALLER, **extra))
+        resp = upload(admin, wav_bytes(0.5, seed=seed), metadata(remote_number=caller))
     assert resp.status_code == 201, resp.text
     rec_id: str = resp.json()["id"]
     return rec_id
 
 
-def _verified_erasure(server: LiveServer, env: CallvaultEnv, mail: MailSink, phone: PhoneServer, email: str) -> str:
+def _verified_erasure(server: LiveServer, env: CallvaultEnv, mail: MailSink, phone: PhoneServer, email: str,
+                      caller: str = CALLER) -> str:
     with server.client() as public:
-        resp = public.post("/api/v1/subject-requests", json={"phone_numbers": [CALLER], "email": email,
+        resp = public.post("/api/v1/subject-requests", json={"phone_numbers": [caller], "email": email,
                                                               "asks_for": "erasure", "description": "delete my calls"})
         assert resp.status_code == 202, resp.text
         request_id: str = resp.json()["id"]
@@ -169,3 +170,49 @@ def test_on_the_request_page_staff_delete_instead_of_release_and_see_what_was_ke
         assert "Erasure carried out" in after.text and "1 recording destroyed" in after.text
     with env.runtime.db.unit_of_work() as session:
         assert session.get(Recording, erasable).state == RecordingState.DESTROYED  # type: ignore[union-attr]
+
+
+def test_an_approver_the_policy_does_not_let_act_deletes_nothing_and_the_refusal_is_audited(
+        world: tuple[LiveServer, CallvaultEnv, MailSink, PhoneServer]) -> None:
+    """The same authority as a release: a new policy version the approver has not acknowledged yet (A10) keeps
+    them from acting on anyone's recordings, so nothing is deleted; once acknowledged, the erasure goes ahead.
+    (Last in this module: it moves the policy to a new version.)"""
+    from callvault.policy import service as policy_service
+
+    server, env, mail, phone = world
+    rec = _store(server, 704, caller="+14165550178")
+    request_id = _verified_erasure(server, env, mail, phone, "erase.after.ack@example.org", caller="+14165550178")
+    with server.client("lead") as lead:
+        assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
+                         json={"recording_ids": [rec]}).status_code == 200
+    with env.runtime.db.unit_of_work() as session:
+        current = policy_service.current_policy(session)
+        doc = yaml.safe_load(current.model_dump_json())
+    doc["version"] = f"{current.version}-erasure-test"
+    with env.runtime.db.unit_of_work() as session:
+        policy_service.load_policy(session, text=yaml.safe_dump(doc), source="test", actor="test")
+    with server.client("lead") as lead:
+        refused = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
+        assert refused.status_code == 403 and "has not acknowledged" in refused.text, refused.text
+    # Past the edges' staff gate (every edge has one), the service decides each recording itself.
+    from callvault.identity import service as identity
+    from callvault.subject_requests import service as subject
+
+    with env.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session)
+        actor = identity.actor_for(session, identity.get_user(session, "lead"), policy)
+        outcome = subject.approve(session, policy=policy, actor=actor, request_id=request_id, public_url="http://x",
+                                  keyring=env.runtime.keyring, clock=env.runtime.clock)
+        assert [rid for rid, _ in outcome.denials] == [rec] and outcome.pending == []
+        assert outcome.request.erasure_outcome is None and outcome.request.status == "ready"
+    with env.runtime.db.unit_of_work() as session:
+        assert session.get(Recording, rec).state == RecordingState.AVAILABLE  # type: ignore[union-attr]
+        denied = session.scalars(select(AuditEntry).where(AuditEntry.action == "subject_request.erase_refused",
+                                                          AuditEntry.object_id == rec)).all()
+        assert [(e.actor, e.decision) for e in denied] == [("lead", "deny")]
+        assert "acknowledged" in (denied[0].reason or "")
+    with server.client("lead") as lead:
+        assert lead.post("/api/v1/me/acknowledge-policy").status_code == 204
+        done = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
+        assert done.status_code == 200, done.text
+        assert done.json()["erasure"]["destroyed"] == [rec]
