@@ -207,6 +207,16 @@ def _rows(text: str) -> list[tuple[int, list[str]]]:
     return rows
 
 
+def _call_id(problems: _Problems, seen: dict[str, int], line: int, field: str, call_id: str) -> None:
+    """A call id must be there, at most 200 characters, and on one line only (the others are named)."""
+    if not call_id or len(call_id) > 200:
+        problems.add(line, field, "is empty" if not call_id else "is longer than 200 characters")
+    elif call_id in seen:
+        problems.add(line, field, f"{call_id!r} is also on line {seen[call_id]}")
+    else:
+        seen[call_id] = line
+
+
 def read_generic(data: bytes, *, region: str) -> CallRecords:
     """The generic layout (module docstring); ``region`` reads numbers written without a country code."""
     rows = _rows(_decode(data))
@@ -229,12 +239,7 @@ def read_generic(data: bytes, *, region: str) -> CallRecords:
         row = dict(zip(names, (v.strip() for v in values), strict=True))
         before = len(problems.items)
         call_id = row["call_id"]
-        if not call_id or len(call_id) > 200:
-            problems.add(line, "call_id", "is empty" if not call_id else "is longer than 200 characters")
-        elif call_id in seen:
-            problems.add(line, "call_id", f"{call_id!r} is also on line {seen[call_id]}")
-        else:
-            seen[call_id] = line
+        _call_id(problems, seen, line, "call_id", call_id)
         start = _parsed(problems, line, "start", _zoned_start, row["start"])
         duration = _parsed(problems, line, "duration", _duration, row["duration"])
         extension = _parsed(problems, line, "extension", _extension, row["extension"])
@@ -283,12 +288,7 @@ def read_asterisk(data: bytes, *, tz: ZoneInfo, region: str) -> CallRecords:
             continue
         before = len(problems.items)
         call_id = row["uniqueid"]
-        if not call_id:
-            problems.add(line, "uniqueid", "is empty")
-        elif call_id in seen:
-            problems.add(line, "uniqueid", f"{call_id!r} is also on line {seen[call_id]}")
-        else:
-            seen[call_id] = line
+        _call_id(problems, seen, line, "uniqueid", call_id)
         try:
             started = _local_time(row["start"], tz)
         except ValueError as exc:
@@ -343,12 +343,7 @@ def read_freeswitch(data: bytes, *, tz: ZoneInfo, region: str) -> CallRecords:
             continue
         before = len(problems.items)
         call_id = row["uuid"]
-        if not call_id or len(call_id) > 200:
-            problems.add(line, "uuid", "is empty" if not call_id else "is longer than 200 characters")
-        elif call_id in seen:
-            problems.add(line, "uuid", f"{call_id!r} is also on line {seen[call_id]}")
-        else:
-            seen[call_id] = line
+        _call_id(problems, seen, line, "uuid", call_id)
         started = _parsed(problems, line, "start_stamp", lambda v: _local_time(v, tz), row["start_stamp"])
         seconds = _parsed(problems, line, "billsec", _duration, row["billsec"])
         explicit = _parsed(problems, line, "callvault_extension", _extension, row.get("callvault_extension", ""))

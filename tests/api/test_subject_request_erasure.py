@@ -7,7 +7,6 @@ they had asked to have deleted, and deleted nothing."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -19,9 +18,10 @@ from sqlalchemy import select
 from callvault.audit.models import AuditEntry
 from callvault.recordings.models import Recording, RecordingState
 from callvault.retention.models import DestructionRecord
-from tests.conftest import POLICY_A, fresh_database
+from tests.conftest import fresh_database
 from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer, make_env
+from tests.support.policies import policy_a_with_erasure
 from tests.support.sms import PhoneDouble, PhoneServer
 from tests.support.smtp import MailSink, smtp_server
 
@@ -33,11 +33,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
         tuple[LiveServer, CallvaultEnv, MailSink, PhoneServer]]:
     """Policy A whose caller notice also promises deletion, a phone provider double and a mail sink."""
     tmp = tmp_path_factory.mktemp("erasure")
-    doc = yaml.safe_load(POLICY_A.read_text(encoding="utf-8"))
-    doc["notice"]["caller_requests"] = ["copy", "erasure"]
-    doc["notice"]["public_text"] += " You may also ask us to delete recordings of your calls."
-    policy = tmp / "policy-a-erasure.yaml"
-    policy.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    policy = policy_a_with_erasure(tmp)
     with PhoneServer(PhoneDouble()) as phone, smtp_server() as mail, \
             fresh_database(request.config.getoption("--db"), tmp) as url:
         environment = make_env(tmp / "data", url, policy, extra_env=phone.env())
@@ -72,21 +68,9 @@ def _store(server: LiveServer, seed: int, caller: str = CALLER) -> str:
 
 def _verified_erasure(server: LiveServer, env: CallvaultEnv, mail: MailSink, phone: PhoneServer, email: str,
                       caller: str = CALLER) -> str:
-    with server.client() as public:
-        resp = public.post("/api/v1/subject-requests", json={"phone_numbers": [caller], "email": email,
-                                                              "asks_for": "erasure", "description": "delete my calls"})
-        assert resp.status_code == 202, resp.text
-        request_id: str = resp.json()["id"]
-        subjects = [str(m["Subject"]) for m in _mails(env, mail, email) if "verification code" in str(m["Subject"])]
-        code = re.search(r"(\d{6})", subjects[-1]).group(1)  # type: ignore[union-attr]
-        ok = public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": code})
-        assert ok.status_code == 200, ok.text
-        (e164,) = ok.json()["phone_codes_sent"]
-        before = len(phone.double.texts_to(e164)) - 1
-        proven = public.post(f"/api/v1/subject-requests/{request_id}/verify-phone",
-                             json={"phone_number": e164, "code": phone.double.code_for(e164, after=before)})
-        assert proven.status_code == 200, proven.text
-    return request_id
+    from tests.api.test_subject_requests import _verified_request
+
+    return _verified_request(server, env, mail, email, caller, phone, asks_for="erasure")
 
 
 def test_approving_an_erasure_request_destroys_the_callers_recordings_and_keeps_evidence_with_the_reason(

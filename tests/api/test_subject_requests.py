@@ -102,11 +102,11 @@ def _submit(client: httpx.Client, email: str, numbers: list[str], **extra: Any) 
 
 
 def _verified_request(server: LiveServer, env: CallvaultEnv, mail: MailSink, email: str, number: str,
-                      phone: PhoneServer | None = None) -> str:
-    """Submitted, its email code confirmed, and (given the ``phone`` provider) the number proven with the code
-    texted to it: what an honest caller does."""
+                      phone: PhoneServer | None = None, **extra: Any) -> str:
+    """Submitted (with ``extra`` fields, e.g. ``asks_for``), its email code confirmed, and (given the ``phone``
+    provider) the number proven with the code texted to it: what an honest caller does."""
     with server.client() as public:
-        resp = _submit(public, email, [number], description="my calls about an invoice")
+        resp = _submit(public, email, [number], description="my calls about an invoice", **extra)
         assert resp.status_code == 202, resp.text
         request_id: str = resp.json()["id"]
         ok = public.post(f"/api/v1/subject-requests/{request_id}/verify", json={"code": _code(mail, env, email)})

@@ -159,17 +159,12 @@ def test_the_request_form_offers_only_what_the_shipped_notice_promises(server: L
 def erasure_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[
         tuple[LiveServer, CallvaultEnv]]:
     """Policy A whose caller notice also promises deletion (``notice.caller_requests: [copy, erasure]``)."""
-    import yaml
-
-    from tests.conftest import POLICY_A, fresh_database
+    from tests.conftest import fresh_database
     from tests.support.env import make_env
+    from tests.support.policies import policy_a_with_erasure
 
     tmp = tmp_path_factory.mktemp("erasure")
-    doc = yaml.safe_load(POLICY_A.read_text(encoding="utf-8"))
-    doc["notice"]["caller_requests"] = ["copy", "erasure"]
-    doc["notice"]["public_text"] += " You may also ask us to delete recordings of your calls."
-    policy = tmp / "policy-a-erasure.yaml"
-    policy.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    policy = policy_a_with_erasure(tmp)
     with fresh_database(request.config.getoption("--db"), tmp) as url:
         environment = make_env(tmp / "data", url, policy)
         live = LiveServer(environment)
