@@ -156,6 +156,27 @@ def test_on_the_request_page_staff_delete_instead_of_release_and_see_what_was_ke
         assert session.get(Recording, erasable).state == RecordingState.DESTROYED  # type: ignore[union-attr]
 
 
+def test_the_cli_carries_out_an_erasure_request_as_a_named_staff_member(
+        world: tuple[LiveServer, CallvaultEnv, MailSink, PhoneServer]) -> None:
+    from typer.testing import CliRunner
+
+    from callvault.cli.main import app as cli_app
+
+    server, env, mail, phone = world
+    caller = "+14165550179"
+    rec = _store(server, 705, caller=caller)
+    request_id = _verified_erasure(server, env, mail, phone, "erase.by.cli@example.org", caller=caller)
+    cli_env = {**env.cli_env, "CALLVAULT_PUBLIC_URL": server.base_url}
+    done = CliRunner().invoke(cli_app, ["requests", "approve", request_id, "--as", "lead", "--recording", rec,
+                                        "--data-dir", str(env.data_dir)], env=cli_env)
+    assert done.exit_code == 0, done.output
+    assert "1 recording(s) destroyed, 0 kept" in " ".join(done.output.split())
+    with env.runtime.db.unit_of_work() as session:
+        gone = session.get(Recording, rec)
+        assert gone is not None and gone.state == RecordingState.DESTROYED
+        assert not env.runtime.store.exists(gone.blob_key)
+
+
 def test_an_approver_the_policy_does_not_let_act_deletes_nothing_and_the_refusal_is_audited(
         world: tuple[LiveServer, CallvaultEnv, MailSink, PhoneServer]) -> None:
     """The same authority as a release: a new policy version the approver has not acknowledged yet (A10) keeps
