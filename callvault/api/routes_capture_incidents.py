@@ -19,7 +19,6 @@ from callvault.capture.imports.settings import pbx_settings
 from callvault.capture.reconcile import Reconciliation, reconcile
 from callvault.capture.schemas import CaptureIncidentRead, IncidentResolve, ReconcileFinding, ReconcileResult
 from callvault.core.errors import FieldProblem, InvalidInput
-from callvault.notify.service import SmtpSettings
 from callvault.runtime import Runtime
 
 router = APIRouter(tags=["capture incidents"])
@@ -60,8 +59,7 @@ def _reconcile(runtime: Runtime, caller: Caller, data: bytes, fmt: str, timezone
     with runtime.db.unit_of_work() as session:
         result = reconcile(session, policy=caller.policy, records=records, actor=caller.user.username,
                            actor_role=caller.user.role, source_ip=caller.source_ip,
-                           tolerance=timedelta(seconds=tolerance),
-                           mail_domain=SmtpSettings.from_env(runtime.settings.env).mail_domain, clock=runtime.clock)
+                           tolerance=timedelta(seconds=tolerance), clock=runtime.clock)
         return _result(result)
 
 

@@ -73,14 +73,13 @@ def may_handle(policy: PolicyDocument, role: str) -> bool:
 
 def raise_incident(
     session: Session, *, policy: PolicyDocument, kind: IncidentKind, facts: CallFacts, detail: str, source: str,
-    actor: str, recording_id: str | None = None, mail_domain: str | None = None, clock: Clock = system_clock,
+    actor: str, recording_id: str | None = None, clock: Clock = system_clock,
 ) -> CaptureIncident | None:
     """Record one incident, audit it and mail the compliance roles; None when this call already has one of
     this kind (raised by capture and found again by reconciliation, or reconciled twice). Never commits.
 
-    ``mail_domain`` (``CALLVAULT_MAIL_DOMAIN``) addresses officers without an address of their own; capture,
-    which has no mail settings where it fails a call, leaves it None and the sender settles the address
-    (``notify.enqueue`` with ``to=""``)."""
+    An officer without an address of their own is mailed at the deployment's ``CALLVAULT_MAIL_DOMAIN``, settled
+    when the mail is sent (``notify.recipient_of``): capture, which raises most incidents, has no mail settings."""
     if not policy.recording_scope.mandatory:
         return None
     if session.scalar(select(CaptureIncident.id).where(
@@ -107,16 +106,12 @@ def raise_incident(
                  "extension": facts.extension, "team": facts.team, "started_at": facts.started_at.isoformat(),
                  "recording_id": recording_id},
     ), clock=clock)
-    _mail(session, policy, row, mail_domain=mail_domain, clock=clock)
+    _mail(session, policy, row, clock=clock)
     return row
 
 
-def _mail(session: Session, policy: PolicyDocument, row: CaptureIncident, *, mail_domain: str | None,
-          clock: Clock) -> None:
+def _mail(session: Session, policy: PolicyDocument, row: CaptureIncident, *, clock: Clock) -> None:
     for user in oversight.recipients(session, policy):
-        own = getattr(user, "email", None)
-        to = own or (notify.address_for(user.username, None, notify.SmtpSettings(mail_domain=mail_domain))
-                     if mail_domain else "")
         body = (
             f"A call that policy {policy.policy_id} ({policy.version}) says must be recorded is not on record.\n\n"
             f"Incident: {row.id}\nKind: {row.kind}\nCall: {row.call_id}\n"
@@ -127,7 +122,7 @@ def _mail(session: Session, policy: PolicyDocument, row: CaptureIncident, *, mai
             f"You receive this because the policy routes misuse and compliance reports to the role {user.role}.\n"
         )
         notify.enqueue(
-            session, to=to, recipient_user=user.username,
+            session, to=getattr(user, "email", None) or "", recipient_user=user.username,
             subject=f"[callvault] Recording incident ({row.kind}): call {row.call_id}"[:300],
             body=body, dedup_key=f"capture-incident:{row.id}:{user.username}", clock=clock)
 

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from callvault.audit import service as audit
 from callvault.audit.models import AuditEntry
 from callvault.capture.call_records import TOLERANCE, CallRecord, CallRecords
+from callvault.capture.imports.settings import FLAVOURS
 from callvault.capture.incidents import CallFacts, raise_incident
 from callvault.capture.models import IncidentKind
 from callvault.core.clock import Clock, system_clock
@@ -97,8 +98,13 @@ def _team_by_extension(session: Session) -> dict[str, tuple[str | None, str]]:
             if u.extension}
 
 
+def _ids(record: CallRecord) -> list[str]:
+    """The record's call id as capture may have stored it: as is, or as a PBX import names it (``flavour:id``)."""
+    return [record.call_id, *(f"{flavour}:{record.call_id}" for flavour in FLAVOURS)]
+
+
 def _stored(session: Session, record: CallRecord, tolerance: timedelta) -> Recording | None:
-    ids = [record.call_id, f"asterisk:{record.call_id}", f"freeswitch:{record.call_id}"]
+    ids = _ids(record)
     row = session.scalar(select(Recording).where(Recording.call_id.in_(ids)))
     if row is not None or not record.extension:
         return row
@@ -111,8 +117,7 @@ def _stored(session: Session, record: CallRecord, tolerance: timedelta) -> Recor
 def _refusal(session: Session, record: CallRecord) -> AuditEntry | None:
     return session.scalar(select(AuditEntry).where(
         AuditEntry.action == "recording.not_stored",
-        AuditEntry.object_id.in_([record.call_id, f"asterisk:{record.call_id}", f"freeswitch:{record.call_id}"]))
-        .order_by(AuditEntry.seq.desc()))
+        AuditEntry.object_id.in_(_ids(record))).order_by(AuditEntry.seq.desc()))
 
 
 def _judge(session: Session, record: CallRecord, tolerance: timedelta) -> Finding:
@@ -138,7 +143,7 @@ def _judge(session: Session, record: CallRecord, tolerance: timedelta) -> Findin
 
 def reconcile(
     session: Session, *, policy: PolicyDocument, records: CallRecords, actor: str, actor_role: str = "",
-    source_ip: str | None = None, tolerance: timedelta = TOLERANCE, mail_domain: str = "localhost",
+    source_ip: str | None = None, tolerance: timedelta = TOLERANCE,
     clock: Clock = system_clock,
 ) -> Reconciliation:
     """Check every record, raise the incidents a mandatory policy asks for, audit the run. Never commits."""
@@ -166,7 +171,7 @@ def reconcile(
                               local_number=record.local_number or None)
             raised = raise_incident(session, policy=policy, kind=IncidentKind(finding.outcome), facts=facts,
                                     detail=finding.detail, source="reconcile", actor=actor,
-                                    recording_id=finding.recording_id, mail_domain=mail_domain, clock=clock)
+                                    recording_id=finding.recording_id, clock=clock)
             if raised is not None:
                 result.raised += 1
                 finding = Finding(record, finding.outcome, finding.detail, finding.recording_id, finding.call_id,

@@ -92,10 +92,8 @@ def _read(runtime: Runtime, item: ScheduledFile) -> call_records.CallRecords:
                                      tz=pbx_settings(runtime.settings.env).timezone)
 
 
-def _failed(runtime: Runtime, item: ScheduledFile, exc: CallvaultError, mail_domain: str) -> None:
-    problems = "; ".join(f"{p.location} (line {p.line}): {p.message}" if p.line else f"{p.location}: {p.message}"
-                         for p in getattr(exc, "problems", [])[:10])
-    reason = f"{item.path}: {exc.message}{' ' + problems if problems else ''}"
+def _failed(runtime: Runtime, item: ScheduledFile, exc: CallvaultError) -> None:
+    reason = f"{item.path}: {exc.message}"  # InvalidInput's message names each problem by line and field
     log.error("scheduled reconciliation of %s failed: %s", item.path, reason)
     now = runtime.clock.now()
     with runtime.db.unit_of_work() as session:
@@ -105,11 +103,9 @@ def _failed(runtime: Runtime, item: ScheduledFile, exc: CallvaultError, mail_dom
             object_id=str(item.path)[:200], reason=reason[:300], details={"format": item.fmt, "error": reason[:2000]},
         ), clock=runtime.clock)
         tag = hashlib.sha256(str(item.path).encode()).hexdigest()[:16]
-        smtp = notify.SmtpSettings(mail_domain=mail_domain)
         for user in oversight.recipients(session, policy):
             notify.enqueue(
-                session, to=notify.address_for(user.username, getattr(user, "email", None), smtp),
-                recipient_user=user.username, clock=runtime.clock,
+                session, to=getattr(user, "email", None) or "", recipient_user=user.username, clock=runtime.clock,
                 subject=f"[callvault] Call records could not be reconciled: {item.path.name}"[:300],
                 body=(f"The worker could not reconcile the call records in {item.path} ({item.fmt}), so calls that "
                       f"never reached callvault are not being found.\n\nWhat is wrong:\n{reason}\n\n"
@@ -122,13 +118,12 @@ def _failed(runtime: Runtime, item: ScheduledFile, exc: CallvaultError, mail_dom
 def run(runtime: Runtime) -> int:
     """Reconcile each configured file's settled records; returns how many records were judged."""
     schedule = schedule_from(runtime.settings.env)
-    mail_domain = notify.SmtpSettings.from_env(runtime.settings.env).mail_domain
     judged = 0
     for item in schedule.files:
         try:
             records = _read(runtime, item)
         except CallvaultError as exc:
-            _failed(runtime, item, exc, mail_domain)
+            _failed(runtime, item, exc)
             continue
         now = runtime.clock.now()
         due = [r for r in records.records if now - schedule.lookback <= r.started_at
@@ -138,7 +133,7 @@ def run(runtime: Runtime) -> int:
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
             result = reconcile(session, policy=policy, records=call_records.CallRecords(due), actor=ACTOR,
-                               actor_role="worker", mail_domain=mail_domain, clock=runtime.clock)
+                               actor_role="worker", clock=runtime.clock)
         log.info("scheduled reconciliation of %s: %s", item.path, result.summary())
         judged += len(due)
     return judged

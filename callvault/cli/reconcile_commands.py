@@ -20,7 +20,6 @@ from callvault.capture.reconcile import reconcile
 from callvault.cli.capture_commands import capture_app
 from callvault.cli.main import CLI_ACTOR, DataDir, handle_errors, open_runtime, out, print_json
 from callvault.core.errors import FieldProblem, InvalidInput
-from callvault.notify.service import SmtpSettings
 from callvault.policy import service as policy_service
 
 
@@ -75,11 +74,10 @@ def reconcile_command(
     try:
         zone = _zone(timezone, pbx_settings(runtime.settings.env).timezone)
         records = call_records.read_records(data, fmt=fmt, region=runtime.settings.default_region, tz=zone)
-        domain = SmtpSettings.from_env(runtime.settings.env).mail_domain
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
             result = reconcile(session, policy=policy, records=records, actor=CLI_ACTOR, actor_role="cli",
-                               tolerance=timedelta(seconds=tolerance), mail_domain=domain, clock=runtime.clock)
+                               tolerance=timedelta(seconds=tolerance), clock=runtime.clock)
     finally:
         runtime.close()
     if json_output:

@@ -187,8 +187,7 @@ def approve_request(request: Request, request_id: str, facts_checked: Annotated[
                 max_downloads=max_downloads, facts_checked=facts, source_ip=caller.source_ip, clock=runtime.clock)
             # The refusals and denials are audit entries: this block commits them before the page says so.
             why = outcome.refusal or "; ".join(f"recording {rid[:8]}: {d.reason}" for rid, d in outcome.denials)
-            released_any, erased = bool(outcome.link_url), outcome.request.erasure_outcome is not None
-            erasing = outcome.request.asks_for == "erasure"
+            released_any, erasing = bool(outcome.link_url), outcome.request.asks_for == "erasure"
     except (InvalidInput, Conflict, NotFound, AccessDenied) as exc:
         return _detail(request, caller, runtime, request_id, errors=_problems(exc), form=form,
                        status_code=_status_of(exc))
@@ -196,7 +195,7 @@ def approve_request(request: Request, request_id: str, facts_checked: Annotated[
     if why:
         return _detail(request, caller, runtime, request_id, form=form, status_code=403,
                        errors=[f"Nothing was {'deleted' if erasing else 'released'}: {why}"])
-    if erased:
+    if erasing:
         return RedirectResponse(f"/requests/{request_id}?done=erased", status_code=303)
     done = "released" if released_any else "released_none"
     return RedirectResponse(f"/requests/{request_id}?done={done}", status_code=303)
