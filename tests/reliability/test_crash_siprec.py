@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from callvault.recordings.models import Recording, RecordingState
-from tests.siprec.support import SCENARIOS, free_port, free_sip_port, sipp_or_skip, stored_recording
+from tests.siprec.support import SCENARIOS, free_media_ports, free_sip_port, sipp_or_skip, stored_recording
 from tests.support.env import CallvaultEnv
 
 TRIALS = int(os.environ.get("CALLVAULT_SIPREC_KILL_TRIALS", "3"))
@@ -41,8 +41,7 @@ def test_killing_the_siprec_server_mid_call_leaves_nothing_half_stored_and_no_pl
         assert server.stderr is not None
         assert b"SIPREC recording server" in server.stderr.readline()
         time.sleep(0.5)
-        media = free_port()
-        media -= media % 2
+        media = free_media_ports()
         work = tmp_path / f"sipp{trial}"
         work.mkdir()
         call = subprocess.Popen([sipp, "-sf", str(SCENARIOS / "rfc7865_pause_resume.xml"), "-m", "1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import random
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,30 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_media_ports(count: int = 4) -> int:
+    """An even port ``p`` with ``p .. p+count-1`` all free for UDP on loopback: sipp's ``-mp`` binds audio RTP,
+    RTCP and the video pair from there, and a test SRC offers consecutive streams. Drawn below the kernel's
+    ephemeral range (32768+), where no socket bound to port 0 (a server's, a client's) can take one between
+    this check and the peer's bind; a port picked from ``free_port()`` and rounded to even was not checked and
+    could be taken (CI: sipp "Unable to bind audio RTP socket ... errno 98")."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000, 2)
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError("no free run of media ports")
 
 
 def free_sip_port() -> int:
@@ -146,8 +171,7 @@ def run_sipp(scenario: str, server_port: int, tmp_path: Path, *, transport: str 
     ``trace_messages`` leaves the exchanged messages in ``tmp_path/*_messages.log``. ``clock``: the capture
     server's (its runtime's), which dates the announcement the scenario claims."""
     sipp = sipp_or_skip()
-    media_port = free_port()
-    media_port -= media_port % 2
+    media_port = free_media_ports()
     cmd = [sipp, "-sf", str(SCENARIOS / scenario), "-m", "1", "-i", "127.0.0.1", "-p", str(free_sip_port()),
            "-mp", str(media_port), "-t", transport, "-nostdin", "-timeout", str(timeout), "-timeout_error",
            "-key", "python", sys.executable, "-key", "helper", str(HELPER), "-trace_err",

@@ -28,7 +28,7 @@ from tests.siprec.dialogs import SrcCall, header, offer
 from tests.siprec.support import (
     HELPER,
     SCENARIOS,
-    free_port,
+    free_media_ports,
     free_sip_port,
     running_server,
     sipp_or_skip,
@@ -77,9 +77,8 @@ def test_a_flood_beyond_the_admission_limit_gets_503_and_every_200_is_stored(
     runtime = isolated_env.runtime
     calls = 16
     with running_server(runtime, rtp_base=34000, max_calls=3) as server:
-        media_port = free_port()
         cmd = [sipp, "-sf", str(SCENARIOS / "flood_admission.xml"), "-m", str(calls), "-r", "4", "-l", str(calls),
-               "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(media_port - media_port % 2), "-t", "t1",
+               "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(free_media_ports()), "-t", "t1",
                "-nostdin", "-timeout", "120", "-timeout_error", "-key", "python", sys.executable,
                "-key", "helper", str(HELPER), "-trace_msg", "-trace_err", f"127.0.0.1:{server.port}"]
         proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=180, check=False)

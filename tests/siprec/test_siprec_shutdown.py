@@ -26,7 +26,7 @@ from callvault.recordings.models import Recording, RecordingState
 from tests.siprec.support import (
     HELPER,
     SCENARIOS,
-    free_port,
+    free_media_ports,
     free_sip_port,
     running_server,
     sipp_or_skip,
@@ -71,8 +71,7 @@ def _stats(path: Path) -> dict[str, Any]:
 def _calls(port: int, work: Path, count: int) -> Iterator[subprocess.Popen[bytes]]:
     """``count`` concurrent calls of ``held_call.xml`` (3 s of media, then held open), killed at the end."""
     work.mkdir(exist_ok=True)
-    media = free_port()
-    media -= media % 2
+    media = free_media_ports()
     sipp = subprocess.Popen([sipp_or_skip(), "-sf", str(SCENARIOS / "held_call.xml"), "-m", str(count), "-l",
                              str(count), "-r", "10", "-i", "127.0.0.1", "-p", str(free_sip_port()), "-mp", str(media),
                              "-t", "u1", "-nostdin", "-key", "python", sys.executable, "-key", "helper", str(HELPER),
