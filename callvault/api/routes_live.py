@@ -23,8 +23,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -40,7 +42,7 @@ from callvault.api.deps import Caller, _resolve, get_caller, get_runtime
 from callvault.core.errors import AccessDenied, AuthenticationFailed, CallvaultError, Conflict, NotFound
 from callvault.live import service as live
 from callvault.live.service import END_REASONS
-from callvault.live.tap import REASON_BY_CODE, close_code
+from callvault.live.tap import REASON_BY_CODE, close_code, is_loopback
 from callvault.runtime import Runtime
 
 log = logging.getLogger("callvault.live")
@@ -196,7 +198,7 @@ async def listen(websocket: WebSocket, call_id: str, purpose: str | None = None)
     relays.add(call_id, cut)
     tap: ClientConnection | None = None
     try:
-        tap = await _open_tap(started, call_id)
+        tap = await _open_tap(started, call_id, ca=runtime.settings.live_tap_ca)
         if tap is not None:
             reason = await _relay(websocket, tap, started, cut_short)
     finally:
@@ -218,12 +220,24 @@ async def listen(websocket: WebSocket, call_id: str, purpose: str | None = None)
                     await tap.close()
 
 
-async def _open_tap(started: live.Started, call_id: str) -> ClientConnection | None:
-    """The capture process's tap for this call, opened with the monitoring session's one-time ticket."""
+async def _open_tap(started: live.Started, call_id: str, *, ca: Path | None) -> ClientConnection | None:
+    """The capture process's tap for this call, opened with the monitoring session's one-time ticket.
+
+    A ``wss://`` tap's certificate is verified (name included) against ``ca`` or the system's trust store;
+    a plain ``ws://`` tap is opened only on loopback, so that live audio never crosses a wire in clear (and
+    the ticket with it): None, and the listener is told the capture process could not be reached."""
     url = f"{started.tap_url}/calls/{quote(call_id, safe='')}?ticket={started.ticket}"
+    parts = urlsplit(started.tap_url)
+    tls: ssl.SSLContext | None = None
+    if parts.scheme == "wss":
+        tls = ssl.create_default_context(cafile=str(ca) if ca else None)
+    elif not is_loopback(parts.hostname or ""):
+        log.warning("live tap for %s refused: %s is plain ws:// off loopback; run the capture process with "
+                    "--tap-cert/--tap-key", call_id, started.tap_url)
+        return None
     try:
         return await connect(url, open_timeout=5, close_timeout=TAP_CLOSE_SECONDS, max_size=1 << 20,
-                             compression=None)
+                             compression=None, ssl=tls)
     except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
         log.warning("live tap for %s unreachable: %s", call_id, exc)
         return None

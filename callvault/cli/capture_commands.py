@@ -14,6 +14,7 @@ from callvault.capture.siprec.config import ServerConfig
 from callvault.capture.siprec.process import install_uvloop, raise_fd_limit, serve
 from callvault.cli.main import DataDir, app, err, handle_errors, settings_for
 from callvault.core.errors import ConfigurationError, InvalidInput
+from callvault.live.tap import is_loopback, is_unspecified
 from callvault.ops import logs
 from callvault.runtime import build_runtime
 
@@ -79,6 +80,10 @@ def siprec(
     tap: Annotated[str | None, typer.Option("--tap", help="HOST:PORT of the live-monitoring tap (loopback or an "
                                                            "internal address; process i uses PORT+i); off if "
                                                            "not given")] = None,
+    tap_cert: Annotated[Path | None, typer.Option("--tap-cert", help="certificate chain (PEM) for the tap: it "
+                                                                     "then speaks TLS (wss://); needed off "
+                                                                     "loopback")] = None,
+    tap_key: Annotated[Path | None, typer.Option("--tap-key", help="the tap's private key (PEM)")] = None,
     max_calls: Annotated[int, typer.Option("--max-calls", help="concurrent calls per process; further INVITEs "
                                                                 "get 503 + Retry-After")] = 1000,
     max_memory: Annotated[int, typer.Option("--max-memory", help="MiB of resident memory per process above which "
@@ -103,7 +108,7 @@ def siprec(
     low, high = parse_port_range(rtp_ports)
     if tls_port is not None and cert is None:
         raise InvalidInput("--tls-port needs --cert (and --key unless the key is in the certificate file)")
-    for path in (cert, key):
+    for path in (cert, key, tap_cert, tap_key):
         if path is not None and not path.is_file():
             raise InvalidInput(f"{path} does not exist or is not a file")
     if not 1 <= processes <= 256:
@@ -124,11 +129,23 @@ def siprec(
             tap_host, tap_port = parse_hostport(tap, default_port=5080)
         except InvalidInput:
             raise InvalidInput(f"--tap {tap!r}: give HOST:PORT, e.g. 127.0.0.1:5080") from None
+        if is_unspecified(tap_host):
+            raise InvalidInput(f"--tap {tap}: give the one address the API nodes reach the tap on (it becomes the "
+                               "URL they open and the name its certificate must carry), not every address")
+        if tap_cert is None and not is_loopback(tap_host):
+            raise InvalidInput(f"--tap {tap}: the tap carries live call audio; off loopback it must be encrypted: "
+                               "give --tap-cert (and --tap-key unless the key is in the certificate file), or "
+                               "keep it on 127.0.0.1")
+    if (tap_cert or tap_key) and not tap:
+        raise InvalidInput("--tap-cert and --tap-key need --tap HOST:PORT")
+    if tap_key and not tap_cert:
+        raise InvalidInput("--tap-key needs --tap-cert")
     configs = [ServerConfig(host=host, port=port, tls_port=tls_port, certfile=cert, keyfile=key, advertise=advertise,
                             rtp_ports=(low + i * span, low + (i + 1) * span), reuse_port=processes > 1,
                             stats_file=(stats_file.with_name(f"{stats_file.name}.{i}") if processes > 1 and stats_file
                                         else stats_file),
                             tap_host=tap_host, tap_port=None if tap_port is None else tap_port + i,
+                            tap_certfile=tap_cert, tap_keyfile=tap_key,
                             max_calls=max_calls, max_memory_mb=max_memory, max_loop_lag=max_loop_lag,
                             retry_after=retry_after,
                             rtp_timeout=rtp_timeout, min_session_expires=min_session_expires,

@@ -108,6 +108,9 @@ class Settings:
     """One JSON object per log line, each with the request id (``CALLVAULT_JSON_LOGS=1``)."""
     metrics_token: str | None = field(default=None, repr=False)
     """Bearer token that lets a scraper outside loopback read ``/metrics`` (``CALLVAULT_METRICS_TOKEN(_FILE)``)."""
+    live_tap_ca: Path | None = None
+    """Certificates (PEM) the API node trusts for capture taps that speak TLS (``CALLVAULT_LIVE_TAP_CA``); None:
+    the system's trust store. A tap's ``wss://`` certificate is always verified, name included."""
     siprec_stats: str | None = None
     """Glob of the SIPREC servers' ``--stats-file`` files on this host, read by ``/metrics``."""
     redis_url: str | None = field(default=None, repr=False)
@@ -257,8 +260,18 @@ def _ops_settings(env: Mapping[str, str], pick: Callable[[str, str, str], str]) 
         "json_logs": _flag(pick("CALLVAULT_JSON_LOGS", "json_logs", "false"), "CALLVAULT_JSON_LOGS"),
         "metrics_token": env_or_file(env, "CALLVAULT_METRICS_TOKEN") or None,
         "siprec_stats": pick("CALLVAULT_SIPREC_STATS", "siprec_stats", "") or None,
+        "live_tap_ca": _existing_file(pick("CALLVAULT_LIVE_TAP_CA", "live_tap_ca", ""), "CALLVAULT_LIVE_TAP_CA"),
         **_redis_settings(pick),
     }
+
+
+def _existing_file(raw: str, name: str) -> Path | None:
+    if not raw.strip():
+        return None
+    path = Path(raw.strip()).expanduser()
+    if not path.is_file():
+        raise ConfigurationError(f"{name}: {path} does not exist or is not a file")
+    return path
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

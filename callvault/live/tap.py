@@ -5,6 +5,8 @@ node the supervisor reached may be another machine. The tap listens on loopback 
 address (``ws://HOST:PORT/calls/{call_id}?ticket=...``); it serves a connection only for a one-time
 ticket that the API node obtained from ``service.start_monitoring`` after ``decide()`` said yes, so
 the tap cannot be used to listen without the policy's say. Nothing on this path touches the disk.
+Off loopback the tap speaks TLS (``wss://``, ``--tap-cert``/``--tap-key``) and the API node verifies its
+certificate: a ticket keeps out whoever has none, TLS keeps the audio from whoever can see the wire.
 
 Wire format (both hops, tap → API node → browser):
 
@@ -21,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -154,6 +158,31 @@ async def _handle(connection: ServerConnection, lookup: Lookup, redeem: Redeem) 
         feed.listeners.discard(listener)
 
 
-async def start_tap(host: str, port: int, *, lookup: Lookup, redeem: Redeem) -> Server:
-    """Listen for relays; the caller closes the returned server."""
-    return await serve(lambda c: _handle(c, lookup, redeem), host, port, max_size=4096, compression=None)
+async def start_tap(host: str, port: int, *, lookup: Lookup, redeem: Redeem,
+                    tls: ssl.SSLContext | None = None) -> Server:
+    """Listen for relays (over TLS when ``tls`` is given); the caller closes the returned server."""
+    return await serve(lambda c: _handle(c, lookup, redeem), host, port, max_size=4096, compression=None, ssl=tls)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) stays on this machine."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_unspecified(host: str) -> bool:
+    """Whether ``host`` means every address (``0.0.0.0``, ``::``): a place to listen, not one to reach."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def tap_authority(host: str, port: int) -> str:
+    """``HOST:PORT`` for the tap's URL, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -18,9 +18,8 @@ from sqlalchemy import select
 from callvault.audit.models import AuditEntry
 from callvault.recordings.models import Recording, RecordingState
 from callvault.retention.models import DestructionRecord
-from tests.conftest import fresh_database
 from tests.support.audio import metadata, upload, wav_bytes
-from tests.support.env import CallvaultEnv, LiveServer, make_env
+from tests.support.env import CallvaultEnv, LiveServer, served
 from tests.support.policies import policy_a_with_erasure
 from tests.support.sms import PhoneDouble, PhoneServer
 from tests.support.smtp import MailSink, smtp_server
@@ -35,15 +34,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     tmp = tmp_path_factory.mktemp("erasure")
     policy = policy_a_with_erasure(tmp)
     with PhoneServer(PhoneDouble()) as phone, smtp_server() as mail, \
-            fresh_database(request.config.getoption("--db"), tmp) as url:
-        environment = make_env(tmp / "data", url, policy, extra_env=phone.env())
-        live = LiveServer(environment)
-        live.start()
-        try:
-            yield live, environment, mail, phone
-        finally:
-            live.stop()
-            environment.close()
+            served(request.config.getoption("--db"), tmp, policy, phone.env()) as (live, environment):
+        yield live, environment, mail, phone
 
 
 def _mails(env: CallvaultEnv, mail: MailSink, to: str) -> list[Any]:

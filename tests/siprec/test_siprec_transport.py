@@ -7,8 +7,6 @@ INVITE, ACK and BYE over one TLS connection, with RTP from rtp_send.py.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import re
 import signal
@@ -20,10 +18,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.siprec.support import (
     HELPER,
@@ -34,6 +28,7 @@ from tests.siprec.support import (
     running_server,
     stored_recording,
 )
+from tests.support.certs import self_signed
 from tests.support.env import CallvaultEnv
 
 METADATA = """<?xml version="1.0" encoding="UTF-8"?>
@@ -50,26 +45,9 @@ METADATA = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "srs.test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "srs.pem", tmp_path / "srs.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 def test_siprec_call_over_tls_is_recorded(isolated_env: CallvaultEnv, tmp_path: Path) -> None:
     runtime = isolated_env.runtime
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     media = free_port()
     sdp = (f"v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
            f"m=audio {media} RTP/AVP 0\na=sendonly\na=label:1\n"

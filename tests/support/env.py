@@ -269,3 +269,21 @@ class LiveServer:
         resp.raise_for_status()
         token: str = resp.json()["access_token"]
         return token
+
+
+@contextmanager
+def served(backend: str, folder: Path, policy: Path,
+           extra_env: dict[str, str] | None = None) -> Iterator[tuple[LiveServer, CallvaultEnv]]:
+    """A fresh database (``--db`` backend) and data directory under ``folder``, initialised with ``policy`` and
+    ``extra_env``, served over real HTTP: for tests that need settings the shared ``env`` does not have."""
+    from tests.conftest import fresh_database
+
+    with fresh_database(backend, folder) as url:
+        environment = make_env(folder / "data", url, policy, extra_env=extra_env)
+        live = LiveServer(environment)
+        live.start()
+        try:
+            yield live, environment
+        finally:
+            live.stop()
+            environment.close()

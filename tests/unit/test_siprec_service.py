@@ -39,6 +39,7 @@ def test_config_file_table_is_read_and_the_environment_wins(tmp_path: Path) -> N
     ({"CALLVAULT_SIPREC_TLS_PORT": "70000"}, "CALLVAULT_SIPREC_TLS_PORT"),
     ({"CALLVAULT_SIPREC_PROCESSES": "zero"}, "CALLVAULT_SIPREC_PROCESSES"),
     ({"CALLVAULT_SIPREC_CERT": "/nonexistent/srs.pem"}, "CALLVAULT_SIPREC_CERT"),
+    ({"CALLVAULT_SIPREC_TAP_CERT": "/nonexistent/tap.pem"}, "CALLVAULT_SIPREC_TAP_CERT"),
 ])
 def test_bad_values_stop_serve_with_the_variable_named(tmp_path: Path, env: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigurationError) as info:
@@ -50,3 +51,14 @@ def test_the_live_monitoring_tap_is_passed_on(tmp_path: Path) -> None:
     config = siprec_settings(load_settings(tmp_path, env={"CALLVAULT_SIPREC_LISTEN": "127.0.0.1:5060",
                                                           "CALLVAULT_SIPREC_TAP": "127.0.0.1:5080"}))
     assert config is not None and config.cli_args(tmp_path)[-2:] == ["--tap", "127.0.0.1:5080"]
+
+
+def test_the_taps_certificate_and_key_are_passed_on(tmp_path: Path) -> None:
+    cert, key = tmp_path / "tap.pem", tmp_path / "tap.key"
+    cert.write_text("x")
+    key.write_text("x")
+    config = siprec_settings(load_settings(tmp_path, env={
+        "CALLVAULT_SIPREC_LISTEN": "127.0.0.1:5060", "CALLVAULT_SIPREC_TAP": "10.1.2.3:5080",
+        "CALLVAULT_SIPREC_TAP_CERT": str(cert), "CALLVAULT_SIPREC_TAP_KEY": str(key)}))
+    assert config is not None and config.cli_args(tmp_path)[-6:] == [
+        "--tap", "10.1.2.3:5080", "--tap-cert", str(cert), "--tap-key", str(key)]

@@ -159,21 +159,12 @@ def test_the_request_form_offers_only_what_the_shipped_notice_promises(server: L
 def erasure_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[
         tuple[LiveServer, CallvaultEnv]]:
     """Policy A whose caller notice also promises deletion (``notice.caller_requests: [copy, erasure]``)."""
-    from tests.conftest import fresh_database
-    from tests.support.env import make_env
+    from tests.support.env import served
     from tests.support.policies import policy_a_with_erasure
 
     tmp = tmp_path_factory.mktemp("erasure")
-    policy = policy_a_with_erasure(tmp)
-    with fresh_database(request.config.getoption("--db"), tmp) as url:
-        environment = make_env(tmp / "data", url, policy)
-        live = LiveServer(environment)
-        live.start()
-        try:
-            yield live, environment
-        finally:
-            live.stop()
-            environment.close()
+    with served(request.config.getoption("--db"), tmp, policy_a_with_erasure(tmp)) as world:
+        yield world
 
 
 def test_where_the_notice_promises_deletion_the_form_offers_it_and_staff_see_the_kind(

@@ -43,6 +43,10 @@ class ServerConfig:
     tap_host: str = "127.0.0.1"
     tap_port: int | None = None
     """Live-monitoring tap (``callvault.live.tap``) on this address; None = no live listening (0 = any port)."""
+    tap_certfile: Path | None = None
+    tap_keyfile: Path | None = None
+    """With a certificate the tap speaks TLS (``wss://``): live call audio crosses the network encrypted, and the
+    API node checks the tap's certificate (``CALLVAULT_LIVE_TAP_CA``). Required for a tap off loopback."""
 
 
 @dataclass

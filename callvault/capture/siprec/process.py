@@ -51,13 +51,19 @@ async def serve(runtime: Runtime, config: ServerConfig, *, ready: Callable[[Sess
     house = loop.create_task(manager.housekeeping())
     tap = None
     if config.tap_port is not None:
-        from callvault.live.tap import start_tap
+        from callvault.live.tap import start_tap, tap_authority
 
-        tap = await start_tap(config.tap_host, config.tap_port, redeem=manager.live.redeem,
+        tap_tls = None
+        if config.tap_certfile is not None:
+            tap_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tap_tls.minimum_version = ssl.TLSVersion.TLSv1_2
+            tap_tls.load_cert_chain(str(config.tap_certfile),
+                                    str(config.tap_keyfile) if config.tap_keyfile else None)
+        tap = await start_tap(config.tap_host, config.tap_port, redeem=manager.live.redeem, tls=tap_tls,
                               lookup=lambda cid: next((c.feed for c in manager.sessions.values()
                                                        if catalog_call_id(c.call_id) == cid), None))
         bound = next(iter(tap.sockets)).getsockname()
-        manager.live.tap_url = f"ws://{config.tap_host}:{bound[1]}"
+        manager.live.tap_url = f"{'wss' if tap_tls else 'ws'}://{tap_authority(config.tap_host, bound[1])}"
     link = loop.create_task(manager.live.run(manager.sessions))
     if ready is not None:
         ready(manager)

@@ -12,7 +12,8 @@ Configuration (environment, or a ``[siprec]`` table in ``<data-dir>/config.toml`
 ``CALLVAULT_SIPREC_LISTEN`` (``HOST:PORT``, turns it on), ``CALLVAULT_SIPREC_TLS_PORT``,
 ``CALLVAULT_SIPREC_CERT``, ``CALLVAULT_SIPREC_KEY``, ``CALLVAULT_SIPREC_ADVERTISE``,
 ``CALLVAULT_SIPREC_RTP_PORTS`` (``LO-HI``), ``CALLVAULT_SIPREC_PROCESSES``, ``CALLVAULT_SIPREC_TAP``
-(``HOST:PORT`` of the live-monitoring tap, docs/live-monitoring.md).
+(``HOST:PORT`` of the live-monitoring tap, docs/live-monitoring.md), ``CALLVAULT_SIPREC_TAP_CERT`` and
+``CALLVAULT_SIPREC_TAP_KEY`` (the tap's TLS certificate and key; required for a tap off loopback).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from callvault.core.supervisor import ChildSupervisor
 
 log = logging.getLogger("callvault.siprec.service")
 
-_KEYS = ("listen", "tls_port", "cert", "key", "advertise", "rtp_ports", "processes", "tap")
+_KEYS = ("listen", "tls_port", "cert", "key", "advertise", "rtp_ports", "processes", "tap", "tap_cert", "tap_key")
 CONFIG_EXIT = 2
 """``callvault`` exits 2 on invalid input or configuration (core.errors): restarting will not help."""
 
@@ -47,12 +48,16 @@ class SiprecSettings:
     processes: int = 1
     tap: str | None = None
     """The live-monitoring tap's ``HOST:PORT`` (loopback or internal); None: no live listening."""
+    tap_cert: Path | None = None
+    tap_key: Path | None = None
+    """The tap's TLS certificate and key (``wss://``)."""
 
     def cli_args(self, data_dir: Path) -> list[str]:
         args = ["capture", "siprec", "--listen", self.listen, "--processes", str(self.processes),
                 "--data-dir", str(data_dir)]
         for flag, value in (("--tls-port", self.tls_port), ("--cert", self.cert), ("--key", self.key),
-                            ("--advertise", self.advertise), ("--rtp-ports", self.rtp_ports), ("--tap", self.tap)):
+                            ("--advertise", self.advertise), ("--rtp-ports", self.rtp_ports), ("--tap", self.tap),
+                            ("--tap-cert", self.tap_cert), ("--tap-key", self.tap_key)):
             if value is not None:
                 args += [flag, str(value)]
         return args
@@ -91,6 +96,8 @@ def siprec_settings(settings: Settings) -> SiprecSettings | None:
         rtp_ports=values.get("rtp_ports"),
         processes=_int(values, "processes", 1, 256) or 1,
         tap=values.get("tap"),
+        tap_cert=_file(values, "tap_cert"),
+        tap_key=_file(values, "tap_key"),
     )
 
 
