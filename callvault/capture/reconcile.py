@@ -10,7 +10,8 @@ as PBX imports store it), else by extension with a start within ``TOLERANCE``. T
 * ``missing``: no recording and no refusal: the call never reached callvault;
 * ``failed``: a ``failed`` recording (no media, capture died);
 * ``gap``: a recording with seconds where no media arrived;
-* ``refused``: admission refused it (its ``recording.not_stored`` audit entry names why);
+* ``refused``: admission refused it (its ``recording.not_stored`` audit entry names why; found by call id, else
+  by the extension, direction and start the entry records, as a stored recording is);
 * ``out_of_scope``: the policy does not ask for it to be recorded (with the scope's reason).
 
 Under ``recording_scope.mandatory`` every missing, failed, gap or refused call is an incident
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -114,16 +115,55 @@ def _stored(session: Session, record: CallRecord, tolerance: timedelta) -> Recor
     return min(near, key=lambda r: abs((r.started_at - record.started_at).total_seconds()), default=None)
 
 
-def _refusal(session: Session, record: CallRecord) -> AuditEntry | None:
-    return session.scalar(select(AuditEntry).where(
-        AuditEntry.action == "recording.not_stored",
-        AuditEntry.object_id.in_(_ids(record))).order_by(AuditEntry.seq.desc()))
+class Refusals:
+    """Admission's refusals (``recording.not_stored``) that could be the file's calls, read once per run.
+
+    Why not by call id alone: the id capture refused (the SBC's SIPREC session) is rarely the id in the PBX's
+    CDR, so such a refusal was reported as a missing call and raised a second incident for it. A refusal names
+    the call's extension, direction and start (``details``), and is found by them as a stored recording is."""
+
+    def __init__(self, session: Session, records: list[CallRecord], tolerance: timedelta) -> None:
+        self.session = session
+        self.tolerance = tolerance
+        self.near: dict[tuple[str, str], list[tuple[datetime, AuditEntry]]] = {}
+        extensions = {r.extension for r in records if r.extension}
+        if not extensions:
+            return
+        earliest = min(r.started_at for r in records) - tolerance  # a call is refused once it has begun
+        for entry in session.scalars(select(AuditEntry).where(
+                AuditEntry.action == "recording.not_stored", AuditEntry.at >= earliest,
+                AuditEntry.details["extension"].as_string().in_(sorted(extensions)))):
+            started = _started(entry)
+            if started is not None:
+                key = (str(entry.details["extension"]), str(entry.details.get("direction") or ""))
+                self.near.setdefault(key, []).append((started, entry))
+
+    def of(self, record: CallRecord) -> AuditEntry | None:
+        """The latest refusal under one of the record's call ids, else the one on its extension and direction
+        that started nearest to it, within the tolerance."""
+        by_id = self.session.scalar(select(AuditEntry).where(
+            AuditEntry.action == "recording.not_stored",
+            AuditEntry.object_id.in_(_ids(record))).order_by(AuditEntry.seq.desc()))
+        if by_id is not None or not record.extension:
+            return by_id
+        close = [(abs((started - record.started_at).total_seconds()), entry)
+                 for started, entry in self.near.get((record.extension, record.direction), [])
+                 if abs(started - record.started_at) <= self.tolerance]
+        return min(close, key=lambda pair: (pair[0], -pair[1].seq), default=(0.0, None))[1]
 
 
-def _judge(session: Session, record: CallRecord, tolerance: timedelta) -> Finding:
+def _started(entry: AuditEntry) -> datetime | None:
+    try:
+        started = datetime.fromisoformat(str(entry.details.get("started_at")))
+    except ValueError:
+        return None
+    return started if started.tzinfo is not None else None
+
+
+def _judge(session: Session, record: CallRecord, tolerance: timedelta, refusals: Refusals) -> Finding:
     row = _stored(session, record, tolerance)
     if row is None:
-        refusal = _refusal(session, record)
+        refusal = refusals.of(record)
         if refusal is not None:
             return Finding(record, "refused", f"refused at admission: {refusal.reason or 'no reason recorded'}",
                            call_id=refusal.object_id or record.call_id)
@@ -152,6 +192,7 @@ def reconcile(
                             clause=scope.mandatory_clause or "recording_scope.mandatory",
                             not_answered=records.not_answered)
     users = _team_by_extension(session)
+    refusals = Refusals(session, records.records, tolerance)
     for record in records.records:
         team, agent = record.team, record.agent
         if team is None and record.extension in users:
@@ -163,7 +204,7 @@ def reconcile(
         if not check.in_scope:
             result.findings.append(Finding(record, "out_of_scope", check.reason, call_id=record.call_id))
             continue
-        finding = _judge(session, record, tolerance)
+        finding = _judge(session, record, tolerance, refusals)
         if finding.outcome in PROBLEM_OUTCOMES:
             facts = CallFacts(call_id=finding.call_id, started_at=record.started_at, direction=record.direction,
                               extension=record.extension, team=team, agent=agent,

@@ -243,6 +243,24 @@ def test_a_call_in_scope_refused_at_admission_is_an_incident_and_reconcile_names
     assert len(_incidents(fca)) == 1
 
 
+def test_a_refusal_under_another_call_id_is_found_by_extension_and_start(fca: World) -> None:
+    """The SBC's call id (what capture refused) is not the PBX's (what its CDR says): the refusal is still
+    found, by extension, direction and start, as a stored recording is. Before, the call was reported
+    "missing: no refusal on record" and raised a second incident for the same call."""
+    too_old = NOW - timedelta(days=365 * 8)  # past the 84-month cap: admission refuses to store it
+    with pytest.raises(NotRecordable):
+        _store(fca, "sbc-expired", too_old)
+    other_desk = _line("pbx-other-desk", too_old, extension="4002")  # same moment, another trader: not refused
+
+    result = _reconcile(fca, _cdr(_line("pbx-expired", too_old + timedelta(seconds=40)), other_desk))
+
+    assert [(f.record.call_id, f.outcome, f.call_id) for f in result.findings] == [
+        ("pbx-expired", "refused", "sbc-expired"), ("pbx-other-desk", "missing", "pbx-other-desk")]
+    assert "retention ended" in result.findings[0].detail
+    assert sorted((r.kind, r.call_id, r.source) for r in _incidents(fca)) == [
+        ("missing", "pbx-other-desk", "reconcile"), ("refused", "sbc-expired", "capture")]
+
+
 def test_a_call_outside_the_recording_scope_is_no_incident_when_refused_or_reconciled(fca: World) -> None:
     with pytest.raises(NotRecordable):
         _store(fca, "c-ops", CALLS, extension="4009", team="operations")
