@@ -205,6 +205,10 @@ def file_control(
                 and retention.under_minimum(row, clock.now())):
             raise UnderRetentionMinimum(retention.minimum_refusal(
                 policy, row, "discarded" if kind == ControlKind.PERSONAL else "cut or silenced"))
+        if row.state == RecordingState.AVAILABLE and kind in (ControlKind.STOP, ControlKind.PAUSE):
+            refusal = late_edit_refusal(session, policy, row, clock.now())
+            if refusal is not None:
+                raise refusal
     assert call_id is not None
     live_now = row is not None and row.state == RecordingState.PENDING
     late_personal: Recording | None = None
@@ -249,6 +253,28 @@ def file_control(
     return ControlFiled(tuple(ids), row.id if row is not None else None, call_id, live=live_now)
 
 
+def late_edit_refusal(session: Session, policy: PolicyDocument, row: Recording,
+                      now: datetime) -> personal.PersonalRefused | None:
+    """Why a ``stop`` or ``pause`` may not reach the stored recording ``row`` now; None when it may.
+
+    They are the agent's acts during the call, relayed late at most by the window ``personal`` has
+    (``controls.personal_after_call_minutes``); after it, or while the recording is evidence (an unresolved
+    case, an access or caller's request in hand, a quality sample: ``personal.evidence``), cutting it would be
+    a way around everything that keeps it, as marking it personal would (A3, A9, A14, B4). A legal hold defers
+    the edit instead (``apply_deferred`` asks again once it is released)."""
+    window = policy.controls.personal_after_call_minutes
+    minutes = (now - row.ended_at).total_seconds() / 60
+    if minutes > window:
+        return personal.PersonalRefused(
+            f"recording {row.id} cannot be cut or silenced: the call ended {minutes:.0f} minutes ago and policy "
+            f"{policy.policy_id} lets the agent's stop or pause reach its stored recording for {window} minutes "
+            "after the call's end (controls.personal_after_call_minutes; A14, B4)",
+            reason="after the window for the agent's controls", clauses=("A14", "B4"))
+    if row.on_hold:
+        return None
+    return personal.evidence(session, row, now, what="cut or silenced")
+
+
 def _edit_for(row: Recording, controls: list[RecordingControl]) -> tuple[AudioEdit, bool]:
     """The edit these new events ask of the stored audio, and whether nothing would remain."""
     origin = audio_origin(row)
@@ -286,6 +312,16 @@ def apply_to_stored(
         if row.on_hold:
             return _defer_for_hold(session, row=row, controls=controls, actor=actor, source_ip=source_ip,
                                    clock=clock)
+        kept = (None if any(c.kind == ControlKind.PERSONAL for c in controls)
+                else personal.evidence(session, row, clock.now(), what="cut or silenced"))
+        if kept is not None:  # a stop a hold deferred, asked again once the hold went: it is still evidence
+            outcome = f"not applied: {kept.message}"
+            _mark(controls, outcome, clock)
+            audit.append(session, audit.AuditEvent(
+                actor=actor.username, actor_role=actor.role, action="recording.control_refused", decision="deny",
+                object_type="recording", object_id=row.id, reason=kept.reason, source_ip=source_ip,
+                clauses=kept.clauses, details={"controls": [c.kind for c in controls]}), clock=clock)
+            return outcome
         if any(c.kind == ControlKind.PERSONAL for c in controls):
             pending = destroy_now(session, keyring=keyring, doomed=[Doomed.of(
                 row, RetentionRule.PERSONAL_CALL.value, f"call marked personal by {actor.username}")],

@@ -376,15 +376,32 @@ def link_recording(
     session: Session, *, policy: PolicyDocument, actor: str, actor_role: str, ref: str, recording_id: str,
     clock: Clock = system_clock,
 ) -> Recording:
-    """Link a recording to a case (replacing any earlier link) and recompute its date."""
+    """Link a recording to a case (replacing any earlier link) and recompute its date.
+
+    A link may keep a recording longer, never shorter: moving it out of a case whose legal hold covers it
+    would release the hold without a holder's say, and moving it to a resolved case would bring its
+    destruction forward; both are Conflicts (A9, B9, B11). Such a recording stays with its case until the
+    hold is released or the case resolved by those who may."""
     require_manager(policy, actor_role, "link recordings to cases")
     get_case(session, ref)
     row = session.get(Recording, recording_id)
     if row is None or row.state != RecordingState.AVAILABLE:
         raise NotFound("no such recording")
     previous = row.case_ref
+    refresh(session, policy=policy, rows=[row])  # its standing now, under this policy version
+    held_before, until_before = row.on_hold, row.destroy_after
     row.case_ref = ref
     refresh(session, policy=policy, rows=[row])
+    if held_before and not row.on_hold:
+        raise Conflict(f"recording {row.id} is kept by the legal hold on case {previous}; linking it to case {ref} "
+                       "would release it. Only the roles retention.legal_hold.roles names release a hold "
+                       "(A9, B9, B11)")
+    if row.destroy_after is not None and (until_before is None or row.destroy_after < until_before):
+        now = "kept with no date" if until_before is None else f"{until_before:%Y-%m-%d}"
+        raise Conflict(f"linking recording {row.id} to case {ref} would have it destroyed on "
+                       f"{row.destroy_after:%Y-%m-%d} ({row.retention_rule}), earlier than its date now "
+                       f"({now}{f', under case {previous}' if previous else ''}): a link may keep a recording "
+                       "longer, never shorter (A9)")
     audit.append(session, audit.AuditEvent(
         actor=actor, actor_role=actor_role, action="retention.case_linked", object_type="recording",
         object_id=row.id, details={"case_ref": ref, "previous_case_ref": previous}, clauses=("A9",)), clock=clock)

@@ -127,6 +127,22 @@ class World:
             integration_user(session, username, self.clock)
         return username
 
+    def stop(self, rec_id: str, at: datetime) -> str:
+        """The phone system relays the agent's stop at ``at`` for a stored recording, as of the world's clock
+        (the CLI's clock is the machine's); returns what was done to the stored audio."""
+        from callvault.capture import control
+        from callvault.policy import service as policy_service
+        from callvault.policy.decide import Actor
+
+        username = self.integration_account()
+        with self.runtime.db.unit_of_work() as session:
+            policy = policy_service.current_policy(session, clock=self.clock)
+            actor = Actor(user_id="", username=username, role=policy.controls.integration_roles[0])
+            filed = control.file_control(session, policy=policy, actor=actor, kind="stop", recording_id=rec_id,
+                                         at=at, clock=self.clock)
+        return control.apply_to_stored(db=self.runtime.db, store=self.runtime.store, keyring=self.runtime.keyring,
+                                       filed=filed, actor=actor, clock=self.clock)
+
     def close(self) -> None:
         self.runtime.close()
 

@@ -1,0 +1,142 @@
+"""Ways around retention an outside tester found (December 2026), each reproduced as they did it.
+
+1. An administrator re-linked a recording held with its case's legal hold to a resolved case: the hold no
+   longer covered it and the next sweep destroyed it (A9, B9, B11).
+2. A ``stop`` filed at the call's start months after the call destroyed a stored recording, even one that was
+   evidence (an open case), where ``personal`` is refused (A3, A9, A14, B4).
+3. The sweep destroyed a recording a verified caller's request, not yet answered, covered (B7, A4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from callvault.capture import control
+from callvault.capture.models import RecordingControl
+from callvault.capture.personal import PersonalRefused
+from callvault.core.errors import Conflict
+from callvault.policy import service as policy_service
+from callvault.policy.schema import PolicyDocument
+from callvault.retention import service as retention
+from callvault.retention.sweep import sweep
+from tests.support.retention import T, World, world_for
+
+
+@pytest.fixture()
+def a(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    yield from world_for(request, tmp_path, "a")
+
+
+def _policy(world: World) -> PolicyDocument:
+    with world.runtime.db.unit_of_work() as session:
+        return policy_service.current_policy(session, clock=world.clock)
+
+
+def _sweep(world: World) -> None:
+    sweep(db=world.runtime.db, store=world.runtime.store, keyring=world.runtime.keyring, clock=world.clock)
+
+
+def _open(world: World, ref: str, *, resolve: bool = False) -> None:
+    policy = _policy(world)
+    with world.runtime.db.unit_of_work() as session:
+        retention.open_case(session, policy=policy, actor="exec", actor_role="executive", ref=ref, kind="complaint",
+                            clock=world.clock)
+        if resolve:
+            retention.resolve_case(session, policy=policy, actor="exec", actor_role="executive", ref=ref,
+                                   clock=world.clock)
+
+
+def _link(world: World, rec: str, ref: str) -> None:
+    with world.runtime.db.unit_of_work() as session:
+        retention.link_recording(session, policy=_policy(world), actor="it", actor_role="it_staff", ref=ref,
+                                 recording_id=rec, clock=world.clock)
+
+
+def test_relinking_a_recording_held_with_its_case_to_a_resolved_case_is_refused_and_it_is_kept(a: World) -> None:
+    rec = a.ingest(case_ref="COMPLAINT-1")
+    _open(a, "COMPLAINT-1")
+    with a.runtime.db.unit_of_work() as session:
+        retention.place_hold(session, policy=_policy(a), actor="exec", actor_role="executive", reason="litigation",
+                             owner="exec", review_on=date(2026, 4, 1), case_ref="COMPLAINT-1", clock=a.clock)
+    a.at(T + timedelta(days=2))
+    _open(a, "JUNK", resolve=True)
+
+    with pytest.raises(Conflict, match="legal hold") as refused:
+        _link(a, rec, "JUNK")
+    assert "retention.legal_hold.roles" in refused.value.message
+
+    a.at(T + timedelta(days=2, minutes=1))
+    _sweep(a)
+    row = a.row(rec)
+    assert row.case_ref == "COMPLAINT-1" and row.on_hold and a.playable(rec)
+
+
+def test_a_link_may_keep_a_recording_longer_but_never_bring_its_destruction_forward(a: World) -> None:
+    rec = a.ingest(case_ref="COMPLAINT-2")
+    _open(a, "COMPLAINT-2")
+    kept_until = a.row(rec).destroy_after
+    a.at(T + timedelta(days=2))
+    _open(a, "JUNK", resolve=True)  # policy A: a resolved case's recordings go at once (grace 0 days)
+
+    with pytest.raises(Conflict, match="earlier") as refused:
+        _link(a, rec, "JUNK")
+    assert "COMPLAINT-2" in refused.value.message
+    assert a.row(rec).case_ref == "COMPLAINT-2" and a.row(rec).destroy_after == kept_until
+
+    loose = a.ingest()  # no case: linking it to an open case changes nothing it had
+    _open(a, "COMPLAINT-3")
+    _link(a, loose, "COMPLAINT-3")
+    assert a.row(loose).case_ref == "COMPLAINT-3"
+
+
+def _stop_at_start(world: World, rec: str) -> str:
+    return world.stop(rec, world.row(rec).started_at)
+
+
+def test_a_stop_cannot_destroy_a_recording_that_is_evidence_even_within_the_window(a: World) -> None:
+    rec = a.ingest(case_ref="COMPLAINT-9")
+    _open(a, "COMPLAINT-9")
+    a.at(T + timedelta(minutes=5))  # within the 15 minutes an agent's control may still reach it
+
+    with pytest.raises(PersonalRefused, match="case COMPLAINT-9"):
+        _stop_at_start(a, rec)
+    assert a.playable(rec)
+
+
+def test_a_stop_filed_long_after_the_call_is_refused_even_when_nothing_else_keeps_the_recording(a: World) -> None:
+    rec = a.ingest()
+    a.at(T + timedelta(days=90))
+
+    with pytest.raises(PersonalRefused, match="minutes"):
+        _stop_at_start(a, rec)
+    assert a.playable(rec)
+
+    soon = a.ingest(started=T + timedelta(days=90))  # the agent's stop relayed a minute after the call: applied
+    assert "destroyed" in _stop_at_start(a, soon)
+
+
+def test_a_stop_a_hold_deferred_is_not_applied_once_released_while_the_recording_is_still_evidence(a: World) -> None:
+    rec = a.ingest(case_ref="COMPLAINT-11")
+    with a.runtime.db.unit_of_work() as session:
+        hold = retention.place_hold(session, policy=_policy(a), actor="exec", actor_role="executive",
+                                    reason="regulator", owner="exec", review_on=date(2026, 4, 1), recording_id=rec,
+                                    clock=a.clock)
+    assert _stop_at_start(a, rec) == control.HELD_OUTCOME
+    _open(a, "COMPLAINT-11")
+    a.at(T + timedelta(days=3))
+    with a.runtime.db.unit_of_work() as session:
+        retention.release_hold(session, policy=_policy(a), actor="exec", actor_role="executive", hold_id=hold.id,
+                               reason="closed", clock=a.clock)
+
+    control.apply_deferred(db=a.runtime.db, store=a.runtime.store, keyring=a.runtime.keyring, clock=a.clock)
+
+    assert a.playable(rec)
+    with a.runtime.db.unit_of_work() as session:
+        [stop] = session.scalars(select(RecordingControl).where(RecordingControl.recording_id == rec))
+        assert stop.applied_at is not None and stop.outcome.startswith("not applied")
+        assert "case COMPLAINT-11" in stop.outcome
