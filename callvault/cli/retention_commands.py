@@ -110,7 +110,8 @@ def retention_sweep(
             result = dry_run(runtime.db, clock=runtime.clock, limit=limit)
             if json_output:
                 print_json({"would_destroy": [c.__dict__ for c in result.candidates],
-                            "by_rule": dict(result.by_rule), "held": result.held})
+                            "by_rule": dict(result.by_rule), "held": result.held,
+                            "kept_for_requests": result.kept_for_requests})
                 return
             table = Table("recording", "call", "started", "destroy after", "rule",
                           title=f"Would destroy {len(result.candidates)} recording(s)")
@@ -118,7 +119,8 @@ def retention_sweep(
                 table.add_row(c.recording_id, c.call_id, f"{c.started_at:%Y-%m-%d}",
                               f"{c.destroy_after:%Y-%m-%d %H:%M}", c.rule)
             out.print(table)
-            out.print(f"{result.held} due recording(s) kept by a legal hold.")
+            out.print(f"{result.held} due recording(s) kept by a legal hold; {result.kept_for_requests} kept until "
+                      "the caller's, operator's or access request that wants them is answered.")
             return
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TimeRemainingColumn(), console=err, transient=json_output) as progress:
@@ -128,14 +130,16 @@ def retention_sweep(
                            on_start=lambda total: progress.update(task, total=total),
                            on_batch=lambda n: progress.advance(task, n))
         summary = {"destroyed": result.destroyed, "by_rule": dict(result.by_rule), "resumed": result.resumed,
-                   "reapplied": result.reapplied, "recomputed": result.recomputed, "held": result.held}
+                   "reapplied": result.reapplied, "recomputed": result.recomputed, "held": result.held,
+                   "kept_for_requests": result.kept_for_requests}
         if json_output:
             print_json(summary)
             return
         rules = ", ".join(f"{n} by {rule}" for rule, n in sorted(result.by_rule.items())) or "none due"
         out.print(f"Destroyed {result.destroyed} recording(s) ({rules}); finished {result.resumed} left by an "
                   f"interrupted run; {result.reapplied} destroyed again (key on the key-destruction list, e.g. "
-                  f"after a restore); {result.held} due recording(s) kept by a legal hold.")
+                  f"after a restore); {result.held} due recording(s) kept by a legal hold; "
+                  f"{result.kept_for_requests} kept until the request that wants them is answered.")
     finally:
         runtime.close()
 

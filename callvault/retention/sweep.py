@@ -19,10 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import exists, func, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from callvault.access import service as access
 from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.policy import service as policy_service
@@ -33,6 +34,7 @@ from callvault.retention.reapply import reapply
 from callvault.retention.shred import Doomed, Pending, destroy_now, finish, resume
 from callvault.storage.blobstore import BlobStore
 from callvault.storage.keys import Keyring
+from callvault.subject_requests import service as subject_requests
 
 DEFAULT_BATCH = 500
 
@@ -58,6 +60,9 @@ class SweepResult:
     recomputed: int = 0
     held: int = 0
     """Due recordings kept because of a legal hold."""
+    kept_for_requests: int = 0
+    """Due recordings kept because a request in hand wants them: a verified caller's or operator's request not
+    sent yet, or an access request pending or granted and in force (``wanted``)."""
     holds_overdue: int = 0
     """Holds newly reported as past their review date (``service.review_overdue_holds``)."""
     holds_lapsed: int = 0
@@ -76,6 +81,19 @@ def _due(now: datetime) -> list[ColumnElement[bool]]:
         # Rows a concurrent or interrupted run already shredded are finished by ``resume``, not twice.
         ~exists().where(DestructionRecord.recording_id == Recording.id),
     ]
+
+
+def wanted(session: Session, rec: Recording, now: datetime) -> str | None:
+    """Why a due recording must wait: the request in hand that wants it, or None.
+
+    Destroying what a person has asked for, before they are answered, defeats the request (B7, B10, A4:
+    PIPEDA keeps information under an access request for as long as it takes to exhaust recourse); an access
+    request pending or granted names the recording for a purpose (B6, B9). It goes at the first sweep after."""
+    asked = subject_requests.open_requests_for(session, rec)
+    if asked:
+        return f"subject request {asked[0].id}"
+    named = access.open_requests_naming(session, recording_id=rec.id, now=now)
+    return f"access request {named[0]}" if named else None
 
 
 def _count(session: Session, conds: Sequence[ColumnElement[bool]]) -> int:
@@ -100,15 +118,17 @@ def dry_run(db: Database, *, clock: Clock = system_clock, limit: int | None = No
     try:
         policy = policy_service.current_policy(session, clock=clock)
         result.recomputed = service.refresh_stale(session, policy=policy)
-        query = (select(Recording.id, Recording.call_id, Recording.started_at, Recording.destroy_after,
-                        Recording.retention_rule)
-                 .where(*_due(now)).order_by(Recording.destroy_after, Recording.id))
-        if limit is not None:
-            query = query.limit(limit)
-        for rec_id, call_id, started, after, rule in session.execute(query):
-            assert after is not None  # selected by destroy_after <= now
-            result.candidates.append(Candidate(rec_id, call_id, started, after, rule or "max_age"))
-            result.by_rule[rule or "max_age"] += 1
+        query = select(Recording).where(*_due(now)).order_by(Recording.destroy_after, Recording.id)
+        for row in session.scalars(query):
+            assert row.destroy_after is not None  # selected by destroy_after <= now
+            if wanted(session, row, now) is not None:
+                result.kept_for_requests += 1
+                continue
+            if limit is not None and len(result.candidates) >= limit:
+                continue
+            rule = row.retention_rule or "max_age"
+            result.candidates.append(Candidate(row.id, row.call_id, row.started_at, row.destroy_after, rule))
+            result.by_rule[rule] += 1
         result.held = _held(session, now)
     finally:
         session.rollback()
@@ -147,28 +167,34 @@ def sweep(
     if on_start is not None:
         on_start(due_count(db, now=now))
     postgres = db.dialect == "postgresql"
+    waiting: set[str] = set()
     while True:
         with db.unit_of_work() as session:
-            query = (select(Recording.id, Recording.call_id, Recording.sha256, Recording.size_bytes,
-                            Recording.blob_key, Recording.started_at, Recording.retention_rule,
-                            Recording.destroy_after)
-                     .where(*_due(now)).order_by(Recording.destroy_after, Recording.id).limit(batch_size))
+            query = (select(Recording)
+                     .where(*_due(now), Recording.id.not_in(waiting) if waiting else true())
+                     .order_by(Recording.destroy_after, Recording.id).limit(batch_size))
             if postgres:
                 query = query.with_for_update(skip_locked=True, of=Recording)
-            rows = list(session.execute(query))
+            rows = list(session.scalars(query))
             if not rows:
                 break
-            doomed = [Doomed(rec_id, call_id, sha, size, blob, started, rule or "max_age",
-                             f"retention: {rule or 'max_age'} date {after:%Y-%m-%d} reached")
-                      for rec_id, call_id, sha, size, blob, started, rule, after in rows]
-            pending = destroy_now(session, keyring=keyring, doomed=doomed, actor=actor, clock=clock)
+            kept = {row.id for row in rows if wanted(session, row, now) is not None}
+            waiting |= kept
+            doomed = [Doomed(row.id, row.call_id, row.sha256, row.size_bytes, row.blob_key, row.started_at,
+                             row.retention_rule or "max_age",
+                             f"retention: {row.retention_rule or 'max_age'} date {row.destroy_after:%Y-%m-%d} reached")
+                      for row in rows if row.id not in kept]
+            pending = destroy_now(session, keyring=keyring, doomed=doomed, actor=actor, clock=clock) if doomed else []
+        result.kept_for_requests = len(waiting)
+        if not doomed:
+            continue
         if after_keys_destroyed is not None:
             after_keys_destroyed(pending)
         finish(db, store, keyring, pending, clock=clock)
-        result.destroyed += len(rows)
+        result.destroyed += len(doomed)
         result.by_rule.update(d.rule for d in doomed)
         if on_batch is not None:
-            on_batch(len(rows))
+            on_batch(len(doomed))
     with db.unit_of_work() as session:
         result.held = _held(session, now)
     return result

@@ -20,10 +20,12 @@ from callvault.capture import control
 from callvault.capture.models import RecordingControl
 from callvault.capture.personal import PersonalRefused
 from callvault.core.errors import Conflict
+from callvault.core.ids import new_id
 from callvault.policy import service as policy_service
 from callvault.policy.schema import PolicyDocument
 from callvault.retention import service as retention
 from callvault.retention.sweep import sweep
+from callvault.subject_requests.models import RequestStatus, SubjectRequest
 from tests.support.retention import T, World, world_for
 
 
@@ -140,3 +142,28 @@ def test_a_stop_a_hold_deferred_is_not_applied_once_released_while_the_recording
         [stop] = session.scalars(select(RecordingControl).where(RecordingControl.recording_id == rec))
         assert stop.applied_at is not None and stop.outcome.startswith("not applied")
         assert "case COMPLAINT-11" in stop.outcome
+
+
+def test_the_sweep_keeps_what_a_verified_callers_request_covers_until_it_is_answered(a: World) -> None:
+    asked = a.ingest()  # the caller +1 416 555 0142 (IN_SCOPE["a"])
+    other = a.ingest(remote_number="+1 416 555 0199")
+    a.at(T.replace(month=7, day=10))
+    request_id = new_id()
+    with a.runtime.db.unit_of_work() as session:  # verified a few days before the calls' 6-month date
+        session.add(SubjectRequest(
+            id=request_id, kind="caller", status=RequestStatus.TO_REVIEW, phone_numbers=["+14165550142"],
+            email="caller@example.org", region="CA-ON", timezone="America/Toronto", received_at=a.clock.now(),
+            verified_at=a.clock.now(), due_on=date(2026, 7, 21), due_at=a.clock.now() + timedelta(days=11)))
+    a.at(T.replace(month=7, day=20))
+
+    result = sweep(db=a.runtime.db, store=a.runtime.store, keyring=a.runtime.keyring, clock=a.clock)
+
+    assert a.intact_or_fully_destroyed(other) == "destroyed"
+    assert a.intact_or_fully_destroyed(asked) == "intact", "destroyed while the caller's request was in hand"
+    assert result.kept_for_requests == 1
+    with a.runtime.db.unit_of_work() as session:
+        row = session.get(SubjectRequest, request_id)
+        assert row is not None
+        row.status = RequestStatus.SENT  # answered: the recording goes at the next sweep
+    _sweep(a)
+    assert a.intact_or_fully_destroyed(asked) == "destroyed"
