@@ -10,6 +10,11 @@ Reading a transcript or a CRM check is content access: ``authorize_content`` wit
 redacted audio is decided as playback (``Action.PLAY``/``DOWNLOAD``) and audited the same way. What
 an allowed request still needs (a transcript, two channels for an anonymised copy) is checked before
 the entry is written, so a request answered "not yet" or "cannot" is on record as refused.
+
+A purpose whose decision serves only a masked copy (A6 training's anonymised copy, a "minimum necessary"
+purpose's redacted one) learns nothing here that the masked transcript does not show: the CRM check it sees,
+and the flag count it is answered, are made from the masked note and the masked transcript; and it may not
+search the word index, which holds the words as spoken (refused, audited, before the index is read).
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ def get_transcript(recording_id: str, purpose: Purpose = None, redact: bool = Fa
     with runtime.db.unit_of_work() as session:
         row, doc = service.load_transcript(session, keyring=runtime.keyring, recording_id=recording_id)
         completed = row.completed_at
-    masked = redact or serves in ("anonymised_derivative", "redacted")
+    masked = redact or service.masks(serves)
     if masked:
         doc = service.redacted(doc, region=runtime.settings.default_region)
     return TranscriptRead.model_validate({
@@ -113,13 +118,19 @@ def search_transcripts(q: Annotated[str, Query(min_length=1, max_length=200, des
                        caller: Caller = Depends(get_caller),
                        runtime: Runtime = Depends(get_runtime)) -> TranscriptSearchResult:
     """Recordings whose transcript contains every word of ``q`` (exact words, see docs), within your scope
-    and allowed for ``purpose``. Audited with the purpose and the number of hits, never the words."""
+    and allowed for ``purpose``. Audited with the purpose, the number of hits and the recordings returned
+    (each also as a transcript access of that call), never the words.
+
+    A purpose that serves only a masked copy is refused (403) whatever ``q`` says: the index holds what was
+    said unmasked, so any answer would tell whether a masked number or name was said."""
     key = search.load_search_key(runtime.settings.key_dir, runtime.settings.env)
     with runtime.db.unit_of_work() as session:
-        hits = search.allowed_hits(session, key=key, policy=caller.policy, actor=caller.actor, query=q,
-                                   purpose=purpose, source_ip=caller.source_ip, limit=limit, clock=runtime.clock)
+        answer = search.allowed_hits(session, key=key, policy=caller.policy, actor=caller.actor, query=q,
+                                     purpose=purpose, source_ip=caller.source_ip, limit=limit, clock=runtime.clock)
         items = [TranscriptHit(recording_id=r.id, started_at=r.started_at, extension=r.extension, agent=r.agent)
-                 for r in hits]
+                 for r in answer.hits]
+    if answer.refusal is not None:
+        raise answer.refusal  # after the commit: the refusal is on record
     return TranscriptSearchResult(items=items)
 
 
@@ -132,8 +143,12 @@ def post_crm_note(recording_id: str, body: CrmNoteIn, purpose: Purpose = None, c
     content, the role's scope, grants): the answer's ``flag_count`` tells what was not said on the call.
     The decision is taken before the note is looked at, so a refused caller gets the same answer whatever
     the note says, and nothing is stored. (A CRM system sends notes through the signed ``/crm/notes``.)
+
+    A purpose that serves only a masked copy is answered the flag count of the masked note against the masked
+    transcript (``redacted: true``), so a note guessing a masked number gets the same count right or wrong; the
+    check stored with the note is still made from what was said, for the purposes that may see it.
     """
-    _authorise(runtime, caller, recording_id, purpose, "crm_check_post")
+    masked = service.masks(_authorise(runtime, caller, recording_id, purpose, "crm_check_post"))
     with runtime.db.unit_of_work() as session:
         row = session.get(Recording, recording_id)
         if row is None:
@@ -141,17 +156,27 @@ def post_crm_note(recording_id: str, body: CrmNoteIn, purpose: Purpose = None, c
         note = service.add_crm_note(session, keyring=runtime.keyring, recording=row, note=body.note,
                                     products=body.products, actor=caller.user.username,
                                     env=runtime.settings.env, clock=runtime.clock)
-        accepted = CrmNoteAccepted(id=note.id, check_state=note.check_state, flag_count=note.flag_count)
+        flag_count = note.flag_count
+        if masked:
+            flag_count = service.read_crm_notes(session, keyring=runtime.keyring, recording_id=recording_id,
+                                                masked=True, region=runtime.settings.default_region,
+                                                env=runtime.settings.env, note_id=note.id)[0]["flag_count"]
+        accepted = CrmNoteAccepted(id=note.id, check_state=note.check_state, flag_count=flag_count, redacted=masked)
     return JSONResponse(accepted.model_dump(), status_code=201)
 
 
 @router.get("/recordings/{recording_id}/crm-note", response_model=list[CrmNoteRead])
 def get_crm_notes(recording_id: str, purpose: Purpose = None, caller: Caller = Depends(get_caller),
                   runtime: Runtime = Depends(get_runtime)) -> list[CrmNoteRead]:
-    """The CRM notes and their flags with evidence from the call; content access, decided and audited."""
-    _authorise(runtime, caller, recording_id, purpose, "crm_check")
+    """The CRM notes and their flags with evidence from the call; content access, decided and audited.
+
+    A purpose that serves only a masked copy sees each note masked and its check made from the masked note and
+    the masked transcript (``redacted: true``): the stored check quotes the digits, dates and words that copy
+    hides, and its flag count would confirm a guessed number."""
+    masked = service.masks(_authorise(runtime, caller, recording_id, purpose, "crm_check"))
     with runtime.db.unit_of_work() as session:
-        notes = service.read_crm_notes(session, keyring=runtime.keyring, recording_id=recording_id)
+        notes = service.read_crm_notes(session, keyring=runtime.keyring, recording_id=recording_id, masked=masked,
+                                       region=runtime.settings.default_region, env=runtime.settings.env)
     return [CrmNoteRead.model_validate(n) for n in notes]
 
 

@@ -11,6 +11,10 @@ speaker and time):
   against the call's word sequences (ratio ≥ 0.8), else ``product_not_in_call``;
 * overall meaning: cosine similarity of all-MiniLM-L6-v2 sentence embeddings (when installed, see
   ``embedding``), else a lexical (content-word) cosine; below the threshold → ``low_similarity``.
+
+Flags quote the transcript they are given (digits, dates, the words nearest a product name), and whether a
+number raises one tells whether it was said. So a purpose served only a masked copy is shown a check of the
+masked note against the masked transcript (``service.read_crm_notes(masked=True)``), never the stored one.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Final
 
 import phonenumbers
 
-from callvault.transcription.document import TranscriptDoc, TWord
+from callvault.transcription.document import TranscriptDoc, TSegment, TWord
 
 CARD_KINDS: Final = frozenset({"card_number", "card_security_code"})
 _NUMBER_WORDS: Final = {
@@ -42,6 +42,7 @@ _NOT_NAMES_TEXT: Final = (
     "monday tuesday wednesday thursday friday saturday sunday january february march april may june july "
     "august september october november december")
 _NOT_NAMES: Final = frozenset(_NOT_NAMES_TEXT.split())
+_TEXT_WORD: Final = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,36 @@ def _names(words: list[tuple[int, int, TWord]], taken: set[int]) -> list[tuple[i
     return merged
 
 
+def label(kind: str) -> str:
+    """What a masked span reads as: ``[phone number]``, ``[name]``..."""
+    return f"[{kind.replace('_', ' ')}]"
+
+
+def mask_text(text: str, *, region: str = "CA") -> str:
+    """``text`` (a CRM note, a product name) with every span ``find`` detects replaced by ``[kind]``, as in a
+    masked transcript; its own spacing and line breaks are kept.
+
+    Why: a purpose served only a masked copy sees a CRM note beside that copy. The note often repeats what the
+    caller said (their number, their name), and a note compared with the masked transcript must be masked the
+    same way, or a guessed number in it would be checked against nothing and its flags would differ from a
+    masked one's. The text is read as one speaker's words (a numeral word, "four"... counts as a digit)."""
+    spans = [(m.start(), m.end()) for m in _TEXT_WORD.finditer(text)]
+    if not spans:
+        return text
+    words = [TWord(text[a:b], float(i), i + 0.5) for i, (a, b) in enumerate(spans)]
+    doc = TranscriptDoc(engine="text", speakers=["text"], segments=[TSegment("text", 0.0, float(len(words)), words)])
+    out: list[str] = []
+    last = 0
+    for f in sorted(find(doc, region=region), key=lambda f: f.words[0]):
+        first, end = spans[f.words[0][1]][0], spans[f.words[-1][1]][1]
+        if first < last:
+            continue  # detectors never overlap; kept safe if one ever does
+        out += [text[last:first], label(f.kind)]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
+
+
 def apply(doc: TranscriptDoc, findings: list[Finding], *, kinds: frozenset[str] | None = None,
           record_removal: bool = False) -> TranscriptDoc:
     """A copy of ``doc`` with the words of each finding (of ``kinds``) replaced by ``[kind]``.
@@ -222,7 +253,7 @@ def apply(doc: TranscriptDoc, findings: list[Finding], *, kinds: frozenset[str] 
     replace: dict[tuple[int, int], str] = {}
     drop: set[tuple[int, int]] = set()
     for f in chosen:
-        replace[f.words[0]] = f"[{f.kind.replace('_', ' ')}]"
+        replace[f.words[0]] = label(f.kind)
         drop.update(f.words[1:])
     copy = TranscriptDoc.from_json(doc.to_json())
     for si, seg in enumerate(copy.segments):

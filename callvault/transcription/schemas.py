@@ -62,6 +62,9 @@ class CrmNoteAccepted(BaseModel):
     id: str
     check_state: str
     flag_count: int
+    redacted: bool = False
+    """True when ``flag_count`` counts the masked note's flags against the masked transcript: the purpose serves
+    only a masked copy, so the count must not tell whether a value the copy hides was said."""
 
 
 class CrmWebhookStored(BaseModel):
@@ -98,6 +101,9 @@ class CrmNoteRead(BaseModel):
     similarity: float | None
     similarity_method: str | None
     flags: list[CrmFlagRead]
+    redacted: bool = False
+    """True when the purpose serves only a masked copy: the note is masked and its check (flags, count,
+    similarity) was made from the masked note and the masked transcript, so it shows nothing that copy hides."""
 
 
 class CrmWebhookNoteResult(BaseModel):

@@ -291,6 +291,17 @@ def redacted(doc: TranscriptDoc, *, region: str = "CA") -> TranscriptDoc:
     return redaction.apply(doc, redaction.find(doc, region=region))
 
 
+MASKED_SERVES = frozenset({"anonymised_derivative", "redacted"})
+"""What a decision may serve (``Decision.serves``) that allows only a masked copy of what was said."""
+
+
+def masks(serves: str | None) -> bool:
+    """Whether a decision that ``serves`` this may see only masked text: the transcript, the CRM check and
+    anything else derived from what was said (A6 training's anonymised copy, a "minimum necessary" purpose's
+    redacted one). Anything but the original counts as masked, so a kind added later is masked until it says not."""
+    return serves != "original"
+
+
 # --------------------------------------------------------------------------------------- CRM notes
 def add_crm_note(
     session: Session, *, keyring: Keyring, recording: Recording, note: str, actor: str, source: str = "api",
@@ -345,20 +356,48 @@ def _check_notes(session: Session, *, keyring: Keyring, recording_id: str, data_
     return len(notes)
 
 
-def read_crm_notes(session: Session, *, keyring: Keyring, recording_id: str) -> list[dict[str, Any]]:
-    """The notes with their checks, unsealed (the caller has authorised content access)."""
+def read_crm_notes(session: Session, *, keyring: Keyring, recording_id: str, masked: bool = False,
+                   region: str = "CA", env: Mapping[str, str] | None = None,
+                   note_id: str | None = None) -> list[dict[str, Any]]:
+    """The notes with their checks, unsealed (the caller has authorised content access); only ``note_id``'s if given.
+
+    ``masked`` (the decision serves only a masked copy, see ``masks``): each note is shown masked and its check
+    is made afresh from the masked note and the masked transcript; the stored check is not shown. Why: it was
+    made from what was said, so its flags quote the digits, dates and words near them that the copy hides, and
+    its flag count answers "was this exact number said?" for a guessed note (an oracle over masked data). A check
+    built from the masked texts tells the reader nothing they could not read in the masked transcript."""
     data_key = sealing.data_key_for(session, keyring=keyring, recording_id=recording_id)
+    masked_doc: TranscriptDoc | None = None
+    if masked and missing_transcript(session, recording_id) is None:
+        masked_doc = redacted(load_transcript(session, keyring=keyring, recording_id=recording_id)[1], region=region)
+    query = select(CrmNote).where(CrmNote.recording_id == recording_id)
+    if note_id is not None:
+        query = query.where(CrmNote.id == note_id)
     out = []
-    for n in session.scalars(select(CrmNote).where(CrmNote.recording_id == recording_id)
-                             .order_by(CrmNote.received_at)):
+    for n in session.scalars(query.order_by(CrmNote.received_at)):
         body = json.loads(sealing.unseal(data_key, sealing.context_for(recording_id, sealing.CRM_NOTE),
                                          n.sealed_note))
         check = json.loads(sealing.unseal(data_key, sealing.context_for(recording_id, sealing.CRM_CHECK),
                                           n.sealed_check)) if n.sealed_check else None
-        out.append({"id": n.id, "crm_ref": n.crm_ref, "source": n.source, "received_at": n.received_at,
-                    "received_by": n.received_by, "note": body["note"], "author": body.get("author"),
-                    "written_at": body.get("written_at"), "check_state": n.check_state,
-                    "flag_count": n.flag_count, "similarity": n.similarity, "similarity_method": n.similarity_method,
-                    "flags": check["flags"] if check else []})
+        item = {"id": n.id, "crm_ref": n.crm_ref, "source": n.source, "received_at": n.received_at,
+                "received_by": n.received_by, "note": body["note"], "author": body.get("author"),
+                "written_at": body.get("written_at"), "check_state": n.check_state,
+                "flag_count": n.flag_count, "similarity": n.similarity, "similarity_method": n.similarity_method,
+                "flags": check["flags"] if check else [], "redacted": masked}
+        if masked:
+            item.update(_masked_check(body, masked_doc if n.check_state == "checked" else None, region=region,
+                                      env=env))
+        out.append(item)
     return out
 
+
+def _masked_check(body: dict[str, Any], masked_doc: TranscriptDoc | None, *, region: str,
+                  env: Mapping[str, str] | None) -> dict[str, Any]:
+    """A note's masked text and its check against the masked transcript (none while it is not checked yet)."""
+    note = redaction.mask_text(body["note"], region=region)
+    if masked_doc is None:
+        return {"note": note, "flag_count": 0, "similarity": None, "similarity_method": None, "flags": []}
+    products = [redaction.mask_text(p, region=region) for p in body.get("products") or ()]
+    result = crm.compare(note, masked_doc, products=products, env=env or {}).to_dict()
+    return {"note": note, "flag_count": len(result["flags"]), "similarity": result["similarity"],
+            "similarity_method": result["method"], "flags": result["flags"]}

@@ -122,9 +122,12 @@ class _Search:
             number_contains=q.get("number"), started_from=start, started_to=end, case_ref=q.get("case_ref"),
             state=state)
 
-    def words_hits(self, session: Session, source_ip: str | None) -> tuple[str, ...] | None:
+    def words_hits(self, source_ip: str | None) -> tuple[str, ...] | None:
         """The recordings whose transcript holds every word typed (decided for the purpose and audited by
-        the same service as ``GET /api/v1/transcripts/search``), or None when no words were typed."""
+        the same service as ``GET /api/v1/transcripts/search``), or None when no words were typed.
+
+        In a unit of work of its own, so that a refusal (a purpose served only a masked copy may not search
+        what was said) is on record before the page shows it."""
         words = self.q.get("words")
         if not words:
             return None
@@ -135,10 +138,14 @@ class _Search:
         if purpose not in allowed_purposes(self.caller.policy, self.caller.user.role):
             raise InvalidInput(f"Purpose: your role may not use {purpose}")
         key = transcript_search.load_search_key(self.runtime.settings.key_dir, self.runtime.settings.env)
-        hits = transcript_search.allowed_hits(
-            session, key=key, policy=self.caller.policy, actor=self.caller.actor, query=words[:200], purpose=purpose,
-            source_ip=source_ip, limit=MAX_PAGE, clock=self.runtime.clock)
-        return tuple(r.id for r in hits)
+        with self.runtime.db.unit_of_work() as session:
+            answer = transcript_search.allowed_hits(
+                session, key=key, policy=self.caller.policy, actor=self.caller.actor, query=words[:200],
+                purpose=purpose, source_ip=source_ip, limit=MAX_PAGE, clock=self.runtime.clock)
+            ids = tuple(r.id for r in answer.hits)
+        if answer.refusal is not None:
+            raise answer.refusal
+        return ids
 
     def run(self, *, limit: int, cursor: str | None, pages: int = 1) -> tuple[list[Any], str | None]:
         """Up to ``pages`` service pages from ``cursor`` (the CSV export reads several), rows detached."""
@@ -147,8 +154,8 @@ class _Search:
         rows: list[Any] = []
         next_cursor = cursor
         try:
+            ids = self.words_hits(self.caller.source_ip)
             with self.runtime.db.unit_of_work() as session:
-                ids = self.words_hits(session, self.caller.source_ip)
                 filters = self.filters if ids is None else self.filters.model_copy(update={"recording_ids": ids})
                 for _ in range(pages):
                     found, next_cursor = recordings.search(
