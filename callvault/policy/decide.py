@@ -421,7 +421,8 @@ def decide(
     (the role at declaration and now), not ended at ``now``, the action among ``emergency_access.actions`` (or
     ``view_metadata``, which every declaration allows).
     Wider than the role's scope and needing no purpose or approval, but never for a recording that is not
-    available, nor before the policy is acknowledged."""
+    available or whose content is quarantined (no consent evidence, A5, B2), nor before the policy is
+    acknowledged; it serves what ``emergency_access.serves`` says."""
     decision = _decide(policy=policy, actor=actor, action=action, recording=recording, purpose=purpose,
                        grants=grants, now=now)
     rules = policy.emergency_access
@@ -435,12 +436,16 @@ def decide(
             or actor.role not in policy.roles or not _acknowledged(policy, actor) or recording.state != "available"):
         return decision
     clauses = tuple(c for c in (rules.clause,) if c)
+    if recording.quarantined and action != Action.VIEW_METADATA:
+        return _deny(f"This recording is quarantined until its consent evidence is resolved; declaration "
+                     f"{emergency.declaration_id} does not open it (A5, B2). Without it: {decision.reason}",
+                     ("A5", "B2", *clauses), purpose)
     return Decision(
         allowed=True,
         reason=f"Emergency access: {actor.username}'s declaration {emergency.declaration_id} (until "
                f"{emergency.ends_at:%Y-%m-%d %H:%M} UTC) allows {action.value} beyond role {actor.role!r}'s scope; "
                f"it will be reviewed. Without it: {decision.reason}",
-        clauses=clauses, serves="original",
+        clauses=clauses, serves=rules.serves,
         purpose=None if action == Action.VIEW_METADATA else (purpose or "").strip() or "emergency_access",
         emergency_declaration=emergency.declaration_id,
     )

@@ -271,3 +271,39 @@ def test_only_the_hipaa_privacy_officer_reads_a_patients_accounting_of_disclosur
     assert may_read(hipaa, "privacy_officer")
     assert not any(may_read(hipaa, role) for role in ("nurse", "practice_manager", "admin"))
     assert hipaa.emergency_access is not None and hipaa.emergency_access.reviewer_roles == ("privacy_officer",)
+
+
+def test_an_emergency_declaration_never_opens_a_quarantined_recording(hipaa: PolicyDocument) -> None:
+    """Outside tester: a declaration served the original of a recording with no consent evidence on record.
+    Quarantine (A5, B2) keeps it out of every use until an administrator resolves it; which call it is
+    (metadata) the declaration still shows."""
+    nurse = _actor(hipaa, "nurse", "nora", extension="201")
+    unconsented = RecordingFacts(recording_id="r2", extension="200", agent="nina", team="patient_line",
+                                 quarantined=True)
+    now = CALL_START + timedelta(days=1)
+    declared = _declared(nurse, ends_at=now + timedelta(minutes=30))
+    for action in (Action.PLAY, Action.TRANSCRIPT):
+        refused = decide(policy=hipaa, actor=nurse, action=action, recording=unconsented, purpose=None, now=now,
+                         emergency=declared)
+        assert not refused.allowed and "quarantined" in refused.reason, action
+    assert decide(policy=hipaa, actor=nurse, action=Action.VIEW_METADATA, recording=unconsented, purpose=None,
+                  now=now, emergency=declared).allowed
+
+
+def test_what_an_emergency_declaration_serves_is_the_policys_word(hipaa: PolicyDocument) -> None:
+    """The HIPAA example says why a nurse in an emergency hears the original (treatment is outside minimum
+    necessary, 164.502(b)(2)(i)); a policy may instead serve the redacted copy."""
+    assert hipaa.emergency_access is not None and hipaa.emergency_access.serves == "original"
+    nurse = _actor(hipaa, "nurse", "nora", extension="201")
+    colleagues = RecordingFacts(recording_id="r1", extension="200", agent="nina", team="patient_line")
+    now = CALL_START + timedelta(days=1)
+    declared = _declared(nurse, ends_at=now + timedelta(minutes=30))
+    assert decide(policy=hipaa, actor=nurse, action=Action.PLAY, recording=colleagues, purpose=None, now=now,
+                  emergency=declared).serves == "original"
+    text = (EXAMPLES / "policy-health-hipaa.yaml").read_text()
+    stricter = parse_policy_text(text.replace("  serves: original", "  serves: redacted", 1))
+    assert stricter.emergency_access is not None and stricter.emergency_access.serves == "redacted"
+    stricter_nurse = _actor(stricter, "nurse", "nora", extension="201")
+    assert decide(policy=stricter, actor=stricter_nurse, action=Action.PLAY, recording=colleagues, purpose=None,
+                  now=now, emergency=_declared(stricter_nurse, ends_at=now + timedelta(minutes=30))
+                  ).serves == "redacted"

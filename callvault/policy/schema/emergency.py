@@ -16,7 +16,8 @@ class EmergencyAccessRules(_Model):
     holder ``actions`` on any available recording without a purpose, an approval or the role's scope (each
     access audited with the declaration's id). Every declaration creates a review task for
     ``reviewer_roles`` due ``review_within_days`` later; an overdue review is reported to the misuse
-    recipients. Absent from a policy: nobody can declare one.
+    recipients. Never a quarantined recording's content (no consent evidence: no use at all, A5, B2). Absent from
+    a policy: nobody can declare one.
     """
 
     roles: tuple[Identifier, ...] = Field(min_length=1)
@@ -29,6 +30,10 @@ class EmergencyAccessRules(_Model):
     """Days after the declaration by which its review is due; later, it is reported as overdue."""
     actions: tuple[Literal["play", "transcript", "download", "export"], ...] = ("play", "transcript")
     """What a declaration allows; default: listen and read, never take a copy away."""
+    serves: Literal["original", "redacted"] = "original"
+    """What a declaration's holder hears and reads: the original, or only the redacted copy (personal data toned
+    out, as a "minimum necessary" purpose serves). Policy data because it is the policy's call: HIPAA, for one,
+    leaves treatment outside minimum necessary (45 CFR 164.502(b)(2)(i))."""
     clause: str = ""
     """The clause of the written policy (or law) this rests on, cited in every audit entry."""
 
