@@ -142,16 +142,24 @@ def replace_key(
     The old key row is deleted and logged as ``replaced``; after the commit, ``finish`` lists it and
     deletes the old blob. The recording stays available.
     """
-    fp = fingerprint(old_key.wrapped_key)
-    session.add(KeyDestruction(fingerprint=fp, recording_id=row.id, kek_id=old_key.kek_id, blob_key=row.blob_key,
-                               reason=REPLACED, destroyed_at=clock.now(), completed_at=None))
-    old_blob = row.blob_key
+    pending = log_replaced(session, row=row, old_key=old_key, clock=clock)
     session.delete(old_key)
     session.flush()
     session.add(new_key)
     row.blob_key = new_blob_key
     session.flush()
-    return Pending(row.id, old_blob, fp, whole=False)
+    return pending
+
+
+def log_replaced(session: Session, *, row: Recording, old_key: DataKey, clock: Clock) -> Pending:
+    """Log ``old_key`` (still ``row``'s, with ``row.blob_key``) as ``replaced`` in the caller's transaction, before
+    the caller swaps the recording onto a new key and blob; ``finish`` after the commit lists the key and deletes
+    the old blob. Every replacement goes through here (a truncation, card data removed from the audio), so a
+    database restored from before it can never unwrap the old key and play what was cut (A9, PCI DSS)."""
+    fp = fingerprint(old_key.wrapped_key)
+    session.add(KeyDestruction(fingerprint=fp, recording_id=row.id, kek_id=old_key.kek_id, blob_key=row.blob_key,
+                               reason=REPLACED, destroyed_at=clock.now(), completed_at=None))
+    return Pending(row.id, row.blob_key, fp, whole=False)
 
 
 def finish(

@@ -41,6 +41,7 @@ from callvault.core.errors import FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.recordings import playback
 from callvault.recordings.models import DataKey, Recording, RecordingState
+from callvault.retention import shred
 from callvault.storage.blobstore import BlobStore
 from callvault.storage.crypto import encrypt_stream, new_data_key
 from callvault.storage.keys import Keyring
@@ -190,10 +191,11 @@ def process(
             outcome.removed.update({"dtmf": len(tones)} if tones else {})
             new_audio = _write_redacted_audio(store, row, decoded)
     outcome.words = sum(len(s.words) for s in doc.segments)
+    replaced: list[shred.Pending] = []
     try:
         done = _finalise(db, store, keyring, row=row, doc=doc, worker_id=worker_id, outcome=outcome,
                          new_audio=new_audio, search_key=search_key, env=env or {}, clock=clock,
-                         seconds=time.monotonic() - started)
+                         seconds=time.monotonic() - started, replaced=replaced)
     except BaseException:
         if new_audio is not None:
             store.delete(new_audio[0])
@@ -202,8 +204,7 @@ def process(
         if new_audio is not None:
             store.delete(new_audio[0])
         return None
-    if new_audio is not None:
-        store.delete(row.blob_key)  # its key was replaced in the committed transaction
+    shred.finish(db, store, keyring, replaced, clock=clock)  # the old key listed, the old blob deleted
     outcome.seconds_processing = time.monotonic() - started
     return outcome
 
@@ -222,8 +223,10 @@ def _write_redacted_audio(store: BlobStore, row: Recording, decoded: taudio.Deco
 def _finalise(
     db: Database, store: BlobStore, keyring: Keyring, *, row: Recording, doc: TranscriptDoc, worker_id: str,
     outcome: Outcome, new_audio: tuple[str, bytes, int, int, str] | None, search_key: bytes,
-    env: Mapping[str, str], clock: Clock, seconds: float,
+    env: Mapping[str, str], clock: Clock, seconds: float, replaced: list[shred.Pending],
 ) -> bool:
+    """Store the transcript (and the audio with card data removed, under a new key) in one transaction;
+    ``replaced`` gets the old key's pending destruction, for ``shred.finish`` after the commit."""
     with db.unit_of_work() as session:
         t = session.get(Transcript, row.id, with_for_update=True)
         rec = session.get(Recording, row.id)
@@ -234,7 +237,9 @@ def _finalise(
         if new_audio is not None:
             blob_key, data_key, size, ct_size, sha = new_audio
             wrapped = keyring.wrap(data_key, recording_id=row.id)
-            # Overwriting the wrapped key destroys the old data key: the old blob is unreadable from here.
+            # The old wrapped key is listed as replaced (``finish`` after the commit), then overwritten in place:
+            # the row keeps its transcript and index, and no restored backup can unwrap the old key again.
+            replaced.append(shred.log_replaced(session, row=rec, old_key=key_row, clock=clock))
             key_row.kek_id, key_row.wrapped_key = wrapped.kek_id, wrapped.wrapped
             key_row.ciphertext_size, key_row.created_at = ct_size, clock.now()
             rec.blob_key, rec.size_bytes, rec.sha256 = blob_key, size, sha

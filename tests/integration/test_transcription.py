@@ -19,8 +19,11 @@ from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
 from callvault.capture.ingest import ingest_recording
+from callvault.core.errors import NotFound
 from callvault.recordings import playback
 from callvault.recordings.models import DataKey, Recording
+from callvault.retention.models import KeyDestruction
+from callvault.storage.keys import WrappedKey
 from callvault.transcription import audio as taudio
 from callvault.transcription import engines, redaction, search, service
 from callvault.transcription.document import TranscriptDoc
@@ -103,6 +106,7 @@ class Transcribed:
     old_blob: str
     old_wrapped: bytes
     tone_span: tuple[float, float]
+    old_kek: str = ""
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +121,9 @@ def transcribed(env: CallvaultEnv, whisper_model_dir: Path, tmp_path_factory: py
         row = session.get(Recording, rec_id)
         key = session.get(DataKey, rec_id)
         assert row is not None and key is not None
-        old_blob, old_wrapped = row.blob_key, bytes(key.wrapped_key)
+        old_blob, old_wrapped, old_kek = row.blob_key, bytes(key.wrapped_key), key.kek_id
     assert transcribe_new(env.runtime) >= 1
-    yield Transcribed(rec_id, old_blob, old_wrapped, (t0, t1))
+    yield Transcribed(rec_id, old_blob, old_wrapped, (t0, t1), old_kek)
 
 
 def load(env: CallvaultEnv, rec_id: str) -> TranscriptDoc:
@@ -188,6 +192,21 @@ def test_card_removal_replaces_the_data_key_and_destroys_the_old_blob(
     assert not env.runtime.store.exists(transcribed.old_blob)
     assert len(entries) == 1
     assert not re.search(r"\d{3}", str(entries[0].details).replace("card_data", ""))
+
+
+def test_the_key_card_removal_replaced_is_on_the_destruction_list_so_a_restore_cannot_bring_the_card_back(
+    env: CallvaultEnv, transcribed: Transcribed,
+) -> None:
+    """Outside tester: the old wrapped key was overwritten in place but never listed, so a database restored from
+    a backup taken before the worker ran (with today's key directory) unwrapped it again, and the old blob in a
+    blob backup played the spoken card number. Now it is listed, as a truncation's replaced key is."""
+    with pytest.raises(NotFound):
+        env.runtime.keyring.unwrap(WrappedKey(transcribed.old_kek, transcribed.old_wrapped),
+                                   recording_id=transcribed.recording_id)
+    with env.runtime.db.unit_of_work() as session:
+        [logged] = session.scalars(select(KeyDestruction).where(
+            KeyDestruction.recording_id == transcribed.recording_id))
+        assert logged.reason == "replaced" and logged.completed_at is not None
 
 
 def test_transcript_is_sealed_and_the_index_holds_no_words(env: CallvaultEnv, transcribed: Transcribed) -> None:
