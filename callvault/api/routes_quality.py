@@ -56,19 +56,16 @@ def _reviewer(caller: Caller) -> None:
 @router.post("/samples", response_model=SampleRead, status_code=201)
 def create_sample(body: SampleCreate, caller: Caller = Depends(get_caller),
                   runtime: Runtime = Depends(get_runtime)) -> SampleRead:
-    """Draw a random sample now (default: the last complete period) and queue the chosen calls."""
+    """Draw the last complete period's random sample now and queue the chosen calls.
+
+    ``first_day``/``last_day``, when given, must be that period's first and last day (422 otherwise: no window
+    around chosen calls, no period still running, no older period); a period already sampled is a 409 naming
+    its sample. Each refusal is audited (``sampling.draw_on_demand``)."""
     _reviewer(caller)
-    rule = sampling.rules_of(caller.policy).sampling
-    if body.first_day or body.last_day:
-        first = body.first_day or body.last_day
-        assert first is not None
-        period = sampling.period_between(first, body.last_day or first, rule)
-    else:
-        period = sampling.previous_period(runtime.clock.now(), rule)
-    with runtime.db.unit_of_work() as session:
-        row = sampling.run_sample(session, policy=caller.policy, period=period, trigger="on_demand",
-                                  actor=caller.user.username, clock=runtime.clock, source_ip=caller.source_ip)
-        return _sample_read(row)
+    row = sampling.draw_on_demand(runtime.db, policy=caller.policy, first=body.first_day, last=body.last_day,
+                                  actor=caller.user.username, actor_role=caller.user.role, latest_only=True,
+                                  clock=runtime.clock, source_ip=caller.source_ip)
+    return _sample_read(row)
 
 
 @router.get("/samples/{sample_id}", response_model=SampleRead)

@@ -27,28 +27,28 @@ def _day(value: str, name: str) -> date:
 @quality_app.command("sample")
 @handle_errors
 def sample(
-    first: Annotated[str | None, typer.Option("--from", help="first day (YYYY-MM-DD, policy's time zone)")] = None,
-    last: Annotated[str | None, typer.Option("--to", help="last day, inclusive")] = None,
+    first: Annotated[str | None, typer.Option("--from", help="first day of one whole period (YYYY-MM-DD, policy's "
+                                                               "time zone)")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="last day of that period, inclusive")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the sample as JSON")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Draw a random review sample now (default: the last complete period) and queue the chosen calls."""
+    """Draw a random review sample now (default: the last complete period) and queue the chosen calls.
+
+    --from/--to name one whole period of the policy's rule that has ended and was never sampled: an
+    administrator's way to fill a gap (a period before quality review was set up); reviewers draw only the
+    last complete period. A period is sampled once; each draw and each refusal is audited."""
     runtime = open_runtime(data_dir)
     try:
         with runtime.db.unit_of_work() as session:
             policy = policy_service.current_policy(session, clock=runtime.clock)
-            rule = sampling.rules_of(policy).sampling
-            if first or last:
-                start = _day(first or last or "", "--from")
-                period = sampling.period_between(start, _day(last, "--to") if last else start, rule)
-            else:
-                period = sampling.previous_period(runtime.clock.now(), rule)
-            row = sampling.run_sample(session, policy=policy, period=period, trigger="on_demand", actor=CLI_ACTOR,
-                                      clock=runtime.clock)
-            summary = {"sample_id": row.id, "period_start": row.period_start.isoformat(),
-                       "period_end": row.period_end.isoformat(), "population": len(row.population),
-                       "selected": len(row.selected), "excluded": row.excluded, "seed": row.seed,
-                       "population_sha256": row.population_sha256}
+        row = sampling.draw_on_demand(runtime.db, policy=policy, first=_day(first, "--from") if first else None,
+                                      last=_day(last, "--to") if last else None, actor=CLI_ACTOR,
+                                      latest_only=False, clock=runtime.clock)
+        summary = {"sample_id": row.id, "period_start": row.period_start.isoformat(),
+                   "period_end": row.period_end.isoformat(), "population": len(row.population),
+                   "selected": len(row.selected), "excluded": row.excluded, "seed": row.seed,
+                   "population_sha256": row.population_sha256}
     finally:
         runtime.close()
     if as_json:

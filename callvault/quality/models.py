@@ -39,7 +39,9 @@ class QaSample(Base):
     trigger: Mapped[str] = mapped_column(String(16))
     """``schedule`` (the worker, once per period) or ``on_demand`` (a person, CLI or API)."""
     schedule_key: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
-    """``policy:period:start`` for scheduled draws: unique, so two worker nodes cannot both draw a period."""
+    """``policy:unit:start`` of the period, for every draw (scheduled or on demand; None on samples drawn before
+    a period could be sampled only once): unique, so two draws racing for one period (two worker nodes, a
+    second click) cannot both be stored. The name is the column's from when only the worker set it."""
     seed: Mapped[str] = mapped_column(String(64))
     """128 random bits (hex) drawn when the sample is run: nobody can know the selection beforehand."""
     rule: Mapped[dict[str, Any]] = mapped_column(JSON)

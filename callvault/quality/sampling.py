@@ -14,9 +14,26 @@ How a sample is drawn, so anyone can re-derive it from the stored ``seed`` and `
 
 Every call of an agent therefore has the same chance ``n / calls`` of being chosen (uniform), and each
 stratum gets its proportional share of the sample (within one call), which is what stratification is
-for. The seed is 128 bits from ``secrets`` drawn when the sample is run, after the period has ended for
-scheduled runs, so nobody (an agent included) can know which calls will be chosen. Nothing here uses
-Python's ``random``: the HMAC construction can be re-implemented in any language by an auditor.
+for. The seed is 128 bits from ``secrets`` drawn when the sample is run, after the period has ended, so
+nobody (an agent included) can know which calls will be chosen. Nothing here uses Python's ``random``: the
+HMAC construction can be re-implemented in any language by an auditor.
+
+Why a sample cannot be steered onto a chosen call (a reviewer may listen to a drawn call without the access
+request and approval every other call needs, B6/B9, so a draw the reviewer can shape is a way round them):
+
+- a period is **sampled once** per policy: a draw over a period overlapping an earlier sample's is refused
+  (``PeriodAlreadySampled``, 409, naming that sample); there is no redraw. Drawing again until the wanted
+  call comes up would otherwise work sooner or later, whatever the seed;
+- a period is **one whole calendar unit** of the policy's rule (``sampling.period``: day, week, month or
+  quarter, in ``sampling.timezone``), **already ended**: no window of a few days around one call, where an
+  agent with one call is drawn for certain, and no draw while calls of the period can still come in;
+- on demand, a reviewer draws only the **last complete period** (what the worker draws anyway): an older
+  period that was never sampled (before quality review was set up, imported history) would let them pick
+  one in which the wanted call is its agent's only call. An administrator fills such a gap from the command
+  line (``callvault quality sample --from --to``), on the record like every draw;
+- the seed comes from ``secrets`` inside the draw; nothing the requester sends reaches it.
+
+Every refused draw is written to the audit log (``quality.sample``, decision ``deny``, with the reason).
 """
 
 from __future__ import annotations
@@ -34,11 +51,13 @@ from itertools import groupby
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 from sqlalchemy.orm import Session
 
 from callvault.audit import service as audit
 from callvault.core.clock import Clock, system_clock
-from callvault.core.errors import FieldProblem, InvalidInput, NotFound
+from callvault.core.db import Database
+from callvault.core.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from callvault.core.ids import new_id
 from callvault.core.instants import day_problem
 from callvault.policy.schema import PolicyDocument, QualityReviewRules, SamplingRule, add_months
@@ -66,21 +85,24 @@ def rules_of(policy: PolicyDocument) -> QualityReviewRules:
     return policy.quality_review
 
 
+def _unit_days(local: date, rule: SamplingRule) -> tuple[date, date]:
+    """The first day of the rule's period holding the local day ``local``, and the first day after it."""
+    if rule.period == "day":
+        return local, local + timedelta(days=1)
+    if rule.period == "week":
+        first = local - timedelta(days=local.weekday())
+        return first, first + timedelta(days=7)
+    if rule.period == "quarter":
+        first = local.replace(month=(local.month - 1) // 3 * 3 + 1, day=1)
+        return first, add_months(first, 3)
+    first = local.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1)
+
+
 def period_containing(moment: datetime, rule: SamplingRule) -> Period:
     """The day, week (Monday first), month or calendar quarter holding ``moment``, in the rule's time zone."""
     zone = ZoneInfo(rule.timezone)
-    local = moment.astimezone(zone).date()
-    if rule.period == "day":
-        first, after = local, local + timedelta(days=1)
-    elif rule.period == "week":
-        first = local - timedelta(days=local.weekday())
-        after = first + timedelta(days=7)
-    elif rule.period == "quarter":
-        first = local.replace(month=(local.month - 1) // 3 * 3 + 1, day=1)
-        after = add_months(first, 3)
-    else:
-        first = local.replace(day=1)
-        after = (first + timedelta(days=32)).replace(day=1)
+    first, after = _unit_days(moment.astimezone(zone).date(), rule)
     return Period(_midnight(first, zone), _midnight(after, zone))
 
 
@@ -91,7 +113,9 @@ def previous_period(now: datetime, rule: SamplingRule) -> Period:
 
 
 def period_between(first: date, last: date, rule: SamplingRule) -> Period:
-    """An on-demand period: from the start of ``first`` to the end of ``last`` (inclusive) in the rule's zone."""
+    """Any span of days, from the start of ``first`` to the end of ``last`` (inclusive) in the rule's zone.
+
+    Not what a person may draw: ``requested_period`` holds every draw asked for to one whole, ended period."""
     for name, day in (("first_day", first), ("last_day", last)):
         if problem := day_problem(day):  # midnight of 9999-12-31 + 1 day, or year 1 east of UTC: a 500 before
             raise InvalidInput("cannot sample that period:", [FieldProblem(name, problem)])
@@ -102,6 +126,58 @@ def period_between(first: date, last: date, rule: SamplingRule) -> Period:
             "last_day", f"a sample covers at most {MAX_PERIOD_DAYS} days; run one per period instead")])
     zone = ZoneInfo(rule.timezone)
     return Period(_midnight(first, zone), _midnight(last + timedelta(days=1), zone))
+
+
+_UNIT_NAMES = {"day": "day", "week": "week (Monday to Sunday)", "month": "month", "quarter": "calendar quarter"}
+
+
+def requested_period(first: date | None, last: date | None, rule: SamplingRule, *, now: datetime,
+                     latest_only: bool) -> Period:
+    """The period a person asked to draw, held to what cannot be aimed at one call (see the module doc).
+
+    No days: the last complete period. Days given must be the first and the last day of one whole period of
+    the policy's rule (``sampling.period`` in ``sampling.timezone``) that has ended at ``now``; with
+    ``latest_only`` (reviewers, over the API and the pages) it must be the last complete one. Raises
+    ``InvalidInput`` naming ``first_day`` / ``last_day`` and the days that would do.
+    """
+    latest = previous_period(now, rule)
+    if first is None and last is None:
+        return latest
+    for name, day in (("first_day", first), ("last_day", last)):
+        if day is not None and (problem := day_problem(day)):  # year 1 east of UTC, 9999-12-31 + 1 day
+            raise InvalidInput("cannot sample that period:", [FieldProblem(name, problem)])
+    if first is not None and last is not None and last < first:
+        raise InvalidInput("cannot sample that period:", [FieldProblem("last_day", "the last day is before the first")])
+    zone = ZoneInfo(rule.timezone)
+    held = first if first is not None else last
+    assert held is not None
+    start, after = _unit_days(held, rule)
+    end = after - timedelta(days=1)
+    problems = [FieldProblem(name, f"must be {want.isoformat()}, the {which} day of that {rule.period}")
+                for name, day, want, which in (("first_day", first, start, "first"), ("last_day", last, end, "last"))
+                if day != want]
+    if problems:
+        raise InvalidInput(
+            f"cannot sample that period: a sample covers one whole {_UNIT_NAMES[rule.period]} in {rule.timezone} "
+            f"(the policy's sampling rule, B8), never a window around chosen calls; the {rule.period} holding "
+            f"{held.isoformat()} runs {start.isoformat()} to {end.isoformat()}:", problems)
+    period = Period(_midnight(start, zone), _midnight(after, zone))
+    if period.end > now:
+        raise InvalidInput("cannot sample that period:", [FieldProblem(
+            "last_day", f"that {rule.period} has not ended (it ends {after.isoformat()} 00:00 {rule.timezone}); "
+            "a period is sampled once it is over, so that nobody can know the selection in advance (B8)")])
+    if latest_only and period != latest:
+        raise InvalidInput("cannot sample that period:", [FieldProblem(
+            "first_day", f"a reviewer draws only the last complete {rule.period} ({_local_days(latest, zone)}); an "
+            "earlier period that was not sampled when it ended is drawn by an administrator with `callvault quality "
+            "sample --from --to`, so that nobody picks a period in which a call they want is drawn for certain (B8)")])
+    return period
+
+
+def _local_days(period: Period, zone: ZoneInfo) -> str:
+    first = period.start.astimezone(zone).date()
+    last = (period.end.astimezone(zone) - timedelta(days=1)).date()
+    return f"{first.isoformat()} to {last.isoformat()}"
 
 
 def _midnight(day: date, zone: ZoneInfo) -> datetime:
@@ -176,23 +252,55 @@ def eligible(session: Session, period: Period,
     return population, excluded
 
 
+class PeriodAlreadySampled(Conflict):
+    """A draw over a period an earlier sample of the same policy already covers (409): a period is sampled once.
+
+    Why: a reviewer may listen to a drawn call without an access request (B8); if they could draw again, they
+    would draw until the call they want came up (B6, B9 bypassed). ``sample_id`` names the earlier sample, which
+    stays the period's only one."""
+
+    def __init__(self, earlier: QaSample) -> None:
+        zone = ZoneInfo(str(earlier.rule.get("timezone") or "UTC"))
+        message = (f"that period was already sampled: sample {earlier.id} covers "
+                   f"{_local_days(Period(earlier.period_start, earlier.period_end), zone)} (drawn "
+                   f"{earlier.created_at:%Y-%m-%d %H:%M} UTC by {earlier.run_by}). A period is sampled once and never "
+                   "drawn again, so that nobody can redraw until a call they want comes up (B8); a call it did not "
+                   "draw needs an access request.")
+        super().__init__(message)
+        self.sample_id = earlier.id
+        self.reason = message
+        self.clauses: tuple[str, ...] = ("B8",)
+
+
+def earlier_sample(session: Session, policy_id: str, period: Period) -> QaSample | None:
+    """The oldest sample of ``policy_id`` whose period overlaps ``period`` (the one a new draw would repeat)."""
+    return session.scalars(select(QaSample).where(
+        QaSample.policy_id == policy_id, QaSample.period_start < period.end, QaSample.period_end > period.start,
+    ).order_by(QaSample.created_at, QaSample.id).limit(1)).first()
+
+
 def run_sample(
     session: Session, *, policy: PolicyDocument, period: Period, trigger: str, actor: str,
     clock: Clock = system_clock, source_ip: str | None = None,
 ) -> QaSample:
     """Draw a sample for ``period`` and put the chosen calls in the review queue (the caller commits).
 
-    Scheduled draws carry a unique ``schedule_key``: a second worker drawing the same period fails on
-    commit instead of doubling the queue.
+    A period is sampled once: a period overlapping an earlier sample of the policy raises
+    ``PeriodAlreadySampled``. Every draw carries a unique ``schedule_key`` (policy, unit, start), so two draws
+    racing for the same period (two worker nodes, a second click) cannot both pass that check: the second
+    fails on flush. People reach this through ``draw_on_demand``, which also holds the period to one whole,
+    ended period of the rule.
     """
     qr = rules_of(policy)
+    earlier = earlier_sample(session, policy.policy_id, period)
+    if earlier is not None:
+        raise PeriodAlreadySampled(earlier)
     population, excluded = eligible(session, period, qr.sampling)
     seed = secrets.token_hex(16)
     selected = select_calls(seed, population, qr.sampling)
     sample = QaSample(
         id=new_id(), policy_id=policy.policy_id, policy_version=policy.version, period_start=period.start,
-        period_end=period.end, trigger=trigger,
-        schedule_key=scheduled_key(policy, period) if trigger == "schedule" else None,
+        period_end=period.end, trigger=trigger, schedule_key=period_key(policy, period),
         seed=seed, rule=qr.sampling.model_dump(mode="json"), population=[list(e) for e in population],
         population_sha256=population_digest(population), selected=selected, excluded=dict(excluded),
         run_by=actor[:64], created_at=clock.now())
@@ -212,18 +320,55 @@ def run_sample(
     return sample
 
 
-def scheduled_key(policy: PolicyDocument, period: Period) -> str:
+def period_key(policy: PolicyDocument, period: Period) -> str:
+    """``policy:unit:start``, unique among samples: the same period cannot be drawn twice even by racing draws."""
     return f"{policy.policy_id}:{rules_of(policy).sampling.period}:{period.start.isoformat()}"
 
 
 def run_due(session: Session, *, policy: PolicyDocument, clock: Clock = system_clock) -> QaSample | None:
-    """The worker's draw: the last complete period, once per policy and period; None when already drawn."""
+    """The worker's draw: the last complete period, once per policy and period; None when already drawn (by the
+    worker or by a person who did not wait for it)."""
     if policy.quality_review is None:
         return None
     period = previous_period(clock.now(), policy.quality_review.sampling)
-    if session.scalar(select(QaSample.id).where(QaSample.schedule_key == scheduled_key(policy, period))):
+    if earlier_sample(session, policy.policy_id, period) is not None:
         return None
     return run_sample(session, policy=policy, period=period, trigger="schedule", actor="worker", clock=clock)
+
+
+def draw_on_demand(
+    db: Database, *, policy: PolicyDocument, first: date | None, last: date | None, actor: str,
+    actor_role: str = "", latest_only: bool = True, clock: Clock = system_clock, source_ip: str | None = None,
+) -> QaSample:
+    """A person's draw (API, the queue page's button, the CLI), committed: the last complete period, or the days
+    asked for when they are one whole, ended period (``requested_period``) not sampled before.
+
+    A refusal (``InvalidInput`` for the period, ``PeriodAlreadySampled``) is written to the audit log before it is
+    raised: repeated attempts to draw around one call are what an auditor looks for. A draw that lost a race for
+    the same period to another one is answered like any second draw, naming the sample that won.
+    """
+    qr = rules_of(policy)
+    try:
+        period = requested_period(first, last, qr.sampling, now=clock.now(), latest_only=latest_only)
+        try:
+            with db.unit_of_work() as session:
+                return run_sample(session, policy=policy, period=period, trigger="on_demand", actor=actor,
+                                  clock=clock, source_ip=source_ip)
+        except SAIntegrityError:
+            with db.read_only() as session:
+                earlier = earlier_sample(session, policy.policy_id, period)
+            if earlier is None:
+                raise
+            raise PeriodAlreadySampled(earlier) from None
+    except (InvalidInput, PeriodAlreadySampled) as refused:
+        with db.unit_of_work() as session:
+            audit.append(session, audit.AuditEvent(
+                actor=actor, actor_role=actor_role, action="quality.sample", decision="deny", object_type="qa_sample",
+                object_id=getattr(refused, "sample_id", ""), purpose=qr.purpose, reason=refused.message,
+                clauses=("B8",), source_ip=source_ip,
+                details={"trigger": "on_demand", "first_day": first.isoformat() if first else None,
+                         "last_day": last.isoformat() if last else None}), clock=clock)
+        raise
 
 
 def rederive(sample: QaSample) -> list[str]:

@@ -59,13 +59,13 @@ def sample_now(request: Request, csrf_token: Annotated[str, Form()] = "", caller
         return form_expired(request, caller)
     if not review.may_review(caller.policy, caller.user.role):
         return _not_reviewer(request, caller)
-    rule = sampling.rules_of(caller.policy).sampling
-    with runtime.db.unit_of_work() as session:
-        row = sampling.run_sample(session, policy=caller.policy, trigger="on_demand", actor=caller.user.username,
-                                  period=sampling.previous_period(runtime.clock.now(), rule), clock=runtime.clock,
-                                  source_ip=caller.source_ip)
-        count = len(row.selected)
-    return RedirectResponse(f"/quality?done=sampled-{count}", status_code=303)
+    try:
+        row = sampling.draw_on_demand(runtime.db, policy=caller.policy, first=None, last=None,
+                                      actor=caller.user.username, actor_role=caller.user.role, clock=runtime.clock,
+                                      source_ip=caller.source_ip)
+    except sampling.PeriodAlreadySampled as drawn:  # a period is sampled once: say which sample has it
+        return RedirectResponse(f"/quality?done=already-{drawn.sample_id}", status_code=303)
+    return RedirectResponse(f"/quality?done=sampled-{len(row.selected)}", status_code=303)
 
 
 def _item_context(runtime: Runtime, caller: Caller, item_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
@@ -28,6 +29,8 @@ from websockets.sync.client import connect
 from callvault.audit.models import AuditEntry
 from callvault.capture.ingest import ingest_recording
 from callvault.notify import service as notify
+from callvault.policy import service as policy_service
+from callvault.quality import sampling
 from callvault.recordings.models import Recording
 from callvault.subject_requests.models import SubjectRequestRecording
 from callvault.transcription import engines
@@ -40,8 +43,8 @@ from tests.support.transcripts import transcribe_now
 
 ALL_YES = {"greeting": "yes", "recording_notice": "na", "understood": "yes", "accurate": "yes",
            "verified": "yes", "courteous": "yes", "close": "yes"}
-COACHED_DAY = (CALL_START - timedelta(days=7)).date().isoformat()
-"""The coached call is the only call of its day, so a sample of that day queues exactly it."""
+COACHED_START = CALL_START - timedelta(days=7)
+"""The coached call is the only call of its (Toronto) week, so a sample of that week queues exactly it."""
 
 
 class OneLineEngine:
@@ -84,7 +87,7 @@ def calls(env: CallvaultEnv, server: LiveServer) -> Calls:
         "an untranscribed call": _ingest(env),
         "a mono call": _ingest(env, channels=1),
         "a quarantined call": _ingest(env),
-        "the coached call": _ingest(env, started=CALL_START - timedelta(days=7)),
+        "the coached call": _ingest(env, started=COACHED_START),
     }
     for transcribed in ("alice's call", "a mono call"):
         transcribe_now(env, ids[transcribed], OneLineEngine())
@@ -92,9 +95,17 @@ def calls(env: CallvaultEnv, server: LiveServer) -> Calls:
         session.execute(update(Recording).where(Recording.id == ids["a quarantined call"]).values(quarantined=True))
     with server.client("alice") as alice:  # training use needs the recorded employee's consent (A6)
         assert alice.post("/api/v1/me/consents", json={"purpose": "training"}).status_code == 201
+    # That week is over but need not be the last complete one, which is all a reviewer may draw: it is drawn
+    # as an administrator fills a week nobody sampled (`callvault quality sample --from --to`).
+    with env.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=env.runtime.clock)
+    week = sampling.period_containing(COACHED_START, sampling.rules_of(policy).sampling)
+    zone = ZoneInfo(sampling.rules_of(policy).sampling.timezone)
+    drawn = sampling.draw_on_demand(env.runtime.db, policy=policy, first=week.start.astimezone(zone).date(),
+                                    last=(week.end.astimezone(zone) - timedelta(days=1)).date(), actor="cli:test",
+                                    latest_only=False, clock=env.runtime.clock)
+    assert drawn.selected == [ids["the coached call"]]
     with server.client("lead") as lead:
-        sample = lead.post("/api/v1/quality/samples", json={"first_day": COACHED_DAY, "last_day": COACHED_DAY})
-        assert sample.status_code == 201 and sample.json()["selected"] == [ids["the coached call"]], sample.text
         [item] = [i for i in lead.get("/api/v1/quality/queue").json() if i["recording_id"] == ids["the coached call"]]
         assert lead.post(f"/api/v1/quality/items/{item['id']}/reviews", json={"answers": ALL_YES}).status_code == 201
         clip = lead.post(f"/api/v1/quality/items/{item['id']}/training-clip", json={"title": "A good call"})

@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from callvault.audit.models import AuditEntry
+from callvault.policy import service as policy_service
+from callvault.quality import sampling
 from tests.api.test_auth_web import web_sign_in
-from tests.support.audio import CALL_START, metadata, upload, wav_bytes
+from tests.support.audio import metadata, upload, wav_bytes
 from tests.support.env import CallvaultEnv, LiveServer
 
 
@@ -26,16 +28,21 @@ def _upload(server: LiveServer, seed: int, **meta: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def calls_b(server_b: LiveServer) -> dict[str, str]:
-    """Sam's call drawn into this week's QA sample, and one of his calls three days earlier that was not."""
+def calls_b(server_b: LiveServer, env_b: CallvaultEnv) -> dict[str, str]:
+    """Sam's only call of the last complete month (by the product's clock), drawn into that month's QA sample
+    (5 %, at least one), and one of his calls of the month before, which no reviewer can draw: a reviewer samples
+    only the last complete period, once."""
     sam = {"agent": "sam", "extension": "3001", "team": "customer_success", "local_number": "+61 2 8197 9000",
            "remote_number": "+61 2 9374 4000"}
-    calls = {"sampled": _upload(server_b, 701, **sam),
-             "unsampled": _upload(server_b, 702, started=CALL_START - timedelta(days=3), **sam)}
-    day = CALL_START.date()
+    with env_b.runtime.db.unit_of_work() as session:
+        rules = policy_service.current_policy(session, clock=env_b.runtime.clock).quality_review
+    assert rules is not None
+    last = sampling.previous_period(env_b.runtime.clock.now(), rules.sampling)
+    before = sampling.previous_period(last.start, rules.sampling)
+    calls = {"sampled": _upload(server_b, 701, started=last.start + timedelta(days=1, hours=4), **sam),
+             "unsampled": _upload(server_b, 702, started=before.start + timedelta(days=1, hours=4), **sam)}
     with server_b.client("qa") as qa:
-        resp = qa.post("/api/v1/quality/samples", json={"first_day": (day - timedelta(days=1)).isoformat(),
-                                                        "last_day": (day + timedelta(days=1)).isoformat()})
+        resp = qa.post("/api/v1/quality/samples", json={})
     assert resp.status_code == 201, resp.text
     assert resp.json()["selected"] == [calls["sampled"]]
     return calls

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from callvault.access import consents
 from callvault.core.errors import Conflict
@@ -56,15 +57,61 @@ def test_the_worker_draws_the_last_week_once_however_often_it_runs(a: World) -> 
         assert set(week.selected) <= set(calls)
         policy = policy_service.current_policy(session, clock=a.clock)
         period = sampling.Period(week.period_start, week.period_end)
-    # A second worker node racing for the same period is refused by the unique schedule key.
-    with pytest.raises(IntegrityError), a.runtime.db.unit_of_work() as session:
+    # Drawing that week again is refused, naming the sample that has it: a period is sampled once.
+    with pytest.raises(sampling.PeriodAlreadySampled, match=week.id), a.runtime.db.unit_of_work() as session:
         sampling.run_sample(session, policy=policy, period=period, trigger="schedule", actor="worker", clock=a.clock)
+
+
+def test_two_draws_racing_for_one_period_store_one_sample_and_the_loser_hears_which(
+    a: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two worker nodes (or a node and a reviewer's click) both look before either has stored its sample: the
+    unique period key keeps the second out, and a person's draw is told which sample won (409), not a 500."""
+    for i in range(3):
+        a.ingest(started=T + timedelta(hours=i))
+    a.at(T + timedelta(days=7))
+    assert all_jobs()["quality.sample"].run(a.runtime) == 2
+    with a.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=a.clock)
+        won = session.query(QaSample).order_by(QaSample.period_start.desc()).first()
+        assert won is not None
+        period = sampling.Period(won.period_start, won.period_end)
+    real = sampling.earlier_sample
+    monkeypatch.setattr(sampling, "earlier_sample", lambda *args: None)  # the other node's sample not yet seen
+    with pytest.raises(IntegrityError), a.runtime.db.unit_of_work() as session:  # what the worker job swallows
+        sampling.run_sample(session, policy=policy, period=period, trigger="schedule", actor="worker", clock=a.clock)
+    too_early = [None]  # a reviewer's click looked too early, lost on the key, then looks again
+
+    def racing(session: Session, policy_id: str, period: sampling.Period) -> QaSample | None:
+        return too_early.pop() if too_early else real(session, policy_id, period)
+
+    monkeypatch.setattr(sampling, "earlier_sample", racing)
+    with pytest.raises(sampling.PeriodAlreadySampled, match=won.id):
+        sampling.draw_on_demand(a.runtime.db, policy=policy, first=None, last=None, actor="lead", clock=a.clock)
+    assert not too_early
+    assert a.count(QaSample) == 1 and a.count(QaReviewItem) == 2
+
+
+def test_the_worker_leaves_a_period_a_reviewer_already_drew(a: World) -> None:
+    for i in range(3):
+        a.ingest(started=T + timedelta(hours=i))
+    a.at(T + timedelta(days=7))
+    with a.runtime.db.unit_of_work() as session:
+        policy = policy_service.current_policy(session, clock=a.clock)
+    drawn = sampling.draw_on_demand(a.runtime.db, policy=policy, first=None, last=None, actor="lead", clock=a.clock)
+    assert len(drawn.selected) == 2
+    assert all_jobs()["quality.sample"].run(a.runtime) == 0
+    assert a.count(QaSample) == 1 and a.count(QaReviewItem) == 2
 
 
 def test_cli_sample_and_verify_and_a_tampered_sample_is_caught(a: World) -> None:
     for i in range(5):
         a.ingest(started=T + timedelta(hours=i))
-    code, out = a.cli("quality", "sample", "--from", "2026-01-15", "--to", "2026-01-15")
+    code, out = a.cli("quality", "sample", "--from", "2026-01-15", "--to", "2026-01-15")  # one day of a week
+    assert code != 0 and "one whole week" in out and "2026-01-12 to 2026-01-18" in out, out
+    assert a.count(QaSample) == 0
+    # An administrator fills a week nobody sampled (here: long before the last one), as a whole week.
+    code, out = a.cli("quality", "sample", "--from", "2026-01-12", "--to", "2026-01-18")
     assert code == 0 and "2 of 5 calls queued" in out, out
     sample_id = out.split()[1].rstrip(":")
     code, out = a.cli("quality", "verify", sample_id)
@@ -77,6 +124,9 @@ def test_cli_sample_and_verify_and_a_tampered_sample_is_caught(a: World) -> None
     code, out = a.cli("quality", "verify", sample_id)
     assert code == 1 and "does NOT" in out and "seed and population" in out
     assert a.count(QaReviewItem) == 2
+    code, out = a.cli("quality", "sample", "--from", "2026-01-12", "--to", "2026-01-18")  # once per period
+    assert code != 0 and f"already sampled: sample {sample_id}" in " ".join(out.split()), out
+    assert a.count(QaSample) == 1 and a.count(QaReviewItem) == 2
     code, out = a.cli("quality", "sample", "--from", "2026-01-20", "--to", "2026-01-10")
     assert code != 0 and "before the first" in out
 

@@ -110,3 +110,74 @@ def test_an_on_demand_period_must_run_forwards_and_not_too_long() -> None:
         sampling.period_between(date(2026, 11, 20), date(2026, 11, 1), rule)
     with pytest.raises(InvalidInput):
         sampling.period_between(date(2026, 1, 1), date(2026, 12, 31), rule)
+
+
+# ----------------------------------------------- what a person may ask to draw: one whole, ended period
+NOW = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
+"""A Wednesday; the last complete Toronto week is 16-22 November, the last complete month October."""
+WEEKLY = SamplingRule(period="week", timezone="America/Toronto", calls_per_agent=2)
+MONTHLY = SamplingRule(period="month", timezone="Australia/Adelaide", percent=5)
+
+
+def _asked(first: date | None, last: date | None, rule: SamplingRule = WEEKLY, *,
+           latest_only: bool = True) -> sampling.Period:
+    return sampling.requested_period(first, last, rule, now=NOW, latest_only=latest_only)
+
+
+def test_without_days_a_draw_is_the_last_complete_period() -> None:
+    assert _asked(None, None) == sampling.previous_period(NOW, WEEKLY)
+    assert _asked(date(2026, 11, 16), date(2026, 11, 22)) == sampling.previous_period(NOW, WEEKLY)
+    month = _asked(date(2026, 10, 1), date(2026, 10, 31), MONTHLY)
+    assert (month.start, month.end) == (datetime(2026, 9, 30, 14, 30, tzinfo=UTC),  # midnight in Adelaide
+                                        datetime(2026, 10, 31, 13, 30, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("first, last, wrong", [
+    (date(2026, 11, 18), date(2026, 11, 20), ["first_day", "last_day"]),  # a window around one call
+    (date(2026, 11, 18), date(2026, 11, 18), ["first_day", "last_day"]),
+    (date(2026, 11, 16), date(2026, 11, 21), ["last_day"]),
+    (date(2026, 11, 16), None, ["last_day"]),
+    (None, date(2026, 11, 22), ["first_day"]),
+    (date(2026, 11, 9), date(2026, 11, 22), ["last_day"]),  # two weeks: one is drawn at a time
+])
+def test_a_draw_covers_one_whole_period_and_says_which_days_would_do(
+    first: date | None, last: date | None, wrong: list[str],
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        _asked(first, last)
+    assert [p.location for p in refused.value.problems] == wrong
+    assert "one whole week (Monday to Sunday)" in refused.value.message
+    assert "2026-11-16 to 2026-11-22" in refused.value.message or "2026-11-09 to 2026-11-15" in refused.value.message
+
+
+def test_a_period_that_has_not_ended_is_not_drawn() -> None:
+    with pytest.raises(InvalidInput, match="has not ended") as refused:
+        _asked(date(2026, 11, 23), date(2026, 11, 29), latest_only=False)
+    assert [p.location for p in refused.value.problems] == ["last_day"]
+    with pytest.raises(InvalidInput, match="has not ended"):
+        _asked(date(2026, 11, 1), date(2026, 11, 30), MONTHLY, latest_only=False)
+
+
+def test_only_an_administrator_draws_an_earlier_period_nobody_sampled() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        _asked(date(2026, 11, 9), date(2026, 11, 15))
+    assert "last complete week (2026-11-16 to 2026-11-22)" in refused.value.message
+    assert "callvault quality sample --from" in refused.value.message
+    earlier = _asked(date(2026, 11, 9), date(2026, 11, 15), latest_only=False)
+    assert earlier == sampling.period_containing(datetime(2026, 11, 12, tzinfo=UTC), WEEKLY)
+
+
+def test_quarters_and_days_are_whole_too() -> None:
+    quarter = SamplingRule(period="quarter", timezone="Europe/London", calls_per_agent=3)
+    assert _asked(date(2026, 7, 1), date(2026, 9, 30), quarter).end == datetime(2026, 9, 30, 23, 0, tzinfo=UTC)
+    with pytest.raises(InvalidInput, match="2026-07-01 to 2026-09-30"):
+        _asked(date(2026, 7, 1), date(2026, 7, 31), quarter)
+    daily = SamplingRule(period="day", timezone="UTC", calls_per_agent=1)
+    assert _asked(date(2026, 11, 24), date(2026, 11, 24), daily).start == datetime(2026, 11, 24, tzinfo=UTC)
+
+
+def test_days_out_of_range_are_named_before_anything_else() -> None:
+    for day in (date(1, 1, 1), date(9999, 12, 31)):
+        with pytest.raises(InvalidInput) as refused:
+            _asked(day, None, SamplingRule(period="day", timezone="Asia/Tokyo", calls_per_agent=1))
+        assert [p.location for p in refused.value.problems] == ["first_day"]
