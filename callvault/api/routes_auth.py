@@ -272,24 +272,26 @@ def mfa_confirm(body: ConfirmRequest, request: Request, caller: Caller = Depends
 def change_password(body: PasswordChange, caller: Caller = Depends(get_caller),
                     runtime: Runtime = Depends(get_runtime)) -> None:
     """Change your own password: the current one and (MFA set up) a one-time code. Every other token and
-    web session of the account ends; the one used here goes on. Problems: 422 naming the field."""
-    with runtime.db.unit_of_work() as session:
-        user = identity.get_user(session, caller.user.username)
-        lifecycle.change_password(
-            session, user=user, current_password=body.current_password, new_password=body.new_password,
-            otp=body.otp, keyring=runtime.keyring, source_ip=caller.source_ip, clock=runtime.clock,
-            keep_token_id=caller.credential_id if caller.via == "token" else None,
-            keep_session_id=caller.credential_id if caller.via == "session" else None)
+    web session of the account ends; the one used here goes on. Problems: 422 naming the field. A wrong
+    current password or code counts towards the sign-in guessing limits, so after five the change (and
+    sign-in from this address) is refused for a while, with the message sign-in gives."""
+    lifecycle.change_password(
+        runtime.db, username=caller.user.username, current_password=body.current_password,
+        new_password=body.new_password, otp=body.otp, keyring=runtime.keyring, counters=runtime.counters,
+        source_ip=caller.source_ip, clock=runtime.clock,
+        keep_token_id=caller.credential_id if caller.via == "token" else None,
+        keep_session_id=caller.credential_id if caller.via == "session" else None)
 
 
 @router.post("/auth/password-reset", status_code=204)
 def reset_password(body: PasswordReset, request: Request, runtime: Runtime = Depends(get_runtime)) -> None:
     """Choose a new password with the one-time reset code an administrator's reset issued (and a one-time
-    code when MFA is set up). No sign-in needed; then sign in with the new password."""
-    with runtime.db.unit_of_work() as session:
-        lifecycle.set_password_with_code(
-            session, username=body.username, reset_code=body.reset_code, new_password=body.new_password,
-            otp=body.otp, keyring=runtime.keyring, source_ip=source_ip(request), clock=runtime.clock)
+    code when MFA is set up). No sign-in needed; then sign in with the new password. A wrong one-time code
+    counts towards the sign-in guessing limits."""
+    lifecycle.set_password_with_code(
+        runtime.db, username=body.username, reset_code=body.reset_code, new_password=body.new_password,
+        otp=body.otp, keyring=runtime.keyring, counters=runtime.counters, source_ip=source_ip(request),
+        clock=runtime.clock)
 
 
 @router.post("/me/acknowledge-policy", status_code=204)

@@ -14,7 +14,8 @@ Contracts:
   creates the account. A username claim naming an existing account never links it (issue 24: anyone
   controlling that name at the provider took the account over); the person is told how to link.
 - The role comes from the token's role/group claims only through the administrator's ``role_map``
-  (first match wins), and a change is audited. Without a map the role never changes.
+  (first match wins), and a change is audited and ends the account's other tokens and sessions (made under
+  the old role's sign-in rules). Without a map the role never changes.
 - MFA: when the policy requires it for the role, the provider must prove it (``amr``/``acr`` from the
   accepted lists); otherwise the person owes our own TOTP code (or must set it up) exactly as after a
   password.
@@ -44,7 +45,7 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.errors import AuthenticationFailed, ConfigurationError, Conflict, InvalidInput
 from callvault.core.ids import new_id
 from callvault.core.settings import OidcSettings
-from callvault.identity import mfa, throttle
+from callvault.identity import lifecycle, mfa, throttle
 from callvault.identity import service as identity
 from callvault.identity.counters import Counters
 from callvault.identity.models import OidcIdentity, OidcLoginState, User
@@ -422,7 +423,11 @@ def finish(
             actor="sso", action="user.role_changed", object_type="user", object_id=user.id,
             details={"username": user.username, "from": user.role, "to": role, "source": "oidc claims",
                      "issuer": settings.issuer}, clauses=("A12",)), clock=clock)
-        user.role = role
+        old_role, user.role = user.role, role
+        # Tokens and sessions made under the old role must not carry on under this one (finding W3); the
+        # sign-in under way makes its own new session after this, under the new role's rules.
+        lifecycle.end_credentials_for_role_change(session, user=user, old_role=old_role, actor="sso",
+                                                  source_ip=source_ip, clock=clock)
     proved = idp_proved_mfa(settings, claims)
     if identity.mfa_required(policy, user) and not proved:
         stage: identity.Stage = "mfa" if mfa.is_enrolled(session, user) else "enrol"

@@ -140,11 +140,17 @@ def get_user(session: Session, username: str) -> User:
     return user
 
 
+def locked_message(until: datetime) -> str:
+    """The words for a guessing lock, the same wherever a password or code is refused because of one (sign-in,
+    a password change), so a person meets one rule with one explanation."""
+    return f"too many failed sign-ins; try again after {until:%H:%M} UTC"
+
+
 class SignInLocked(AuthenticationFailed):
     """Too many failures for this account name or address; nothing is checked until ``until``."""
 
     def __init__(self, until: datetime) -> None:
-        super().__init__(f"too many failed sign-ins; try again after {until:%H:%M} UTC")
+        super().__init__(locked_message(until))
         self.until = until
 
 
@@ -250,12 +256,21 @@ def record_failed_sign_in(
     failed one rolls back). Attempts refused by a lock are recorded but not counted again; so are those
     refused because the counters could not be read (``count=False``, reason ``UNAVAILABLE``)."""
     name = username.strip().lower()[:64] or "(blank)"
-    locks = [] if not count or reason.startswith("too many") else throttle.record_failure(
-        session, counters=counters, username=username, address=source_ip, now=clock.now())
     audit.append(session, audit.AuditEvent(
         actor=name, action="auth.sign_in", decision="deny", reason=reason, source_ip=source_ip, clauses=("A12",),
     ), clock=clock)
-    for lock in locks:
+    if count and not reason.startswith("too many"):
+        count_failure(session, username=username, source_ip=source_ip, counters=counters, clock=clock)
+
+
+def count_failure(session: Session, *, username: str, source_ip: str | None, counters: Counters,
+                  clock: Clock = system_clock) -> None:
+    """Count one wrong password or one-time code towards the guessing limits (``throttle``) and audit each lock
+    it starts (``auth.lockout``). Shared by sign-in and every other check of a password or code (a password
+    change, ``lifecycle``): with separate counts, each would be a second, unlimited guessing oracle."""
+    name = username.strip().lower()[:64] or "(blank)"
+    for lock in throttle.record_failure(session, counters=counters, username=username, address=source_ip,
+                                        now=clock.now()):
         audit.append(session, audit.AuditEvent(
             actor=name, action="auth.lockout", decision="deny", object_type="throttle", object_id=lock.key[:200],
             reason=f"too many failed sign-ins; locked until {lock.until.isoformat()}", source_ip=source_ip,

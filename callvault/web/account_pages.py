@@ -38,12 +38,10 @@ def change_password(request: Request, current_password: Annotated[str, Form()] =
         problems.append(FieldProblem("confirm_password", "does not match the new password"))
     else:
         try:
-            with runtime.db.unit_of_work() as session:
-                user = identity.get_user(session, caller.user.username)
-                lifecycle.change_password(session, user=user, current_password=current_password,
-                                          new_password=new_password, otp=otp or None, keyring=runtime.keyring,
-                                          keep_session_id=caller.credential_id, source_ip=caller.source_ip,
-                                          clock=runtime.clock)
+            lifecycle.change_password(runtime.db, username=caller.user.username, current_password=current_password,
+                                      new_password=new_password, otp=otp or None, keyring=runtime.keyring,
+                                      counters=runtime.counters, keep_session_id=caller.credential_id,
+                                      source_ip=caller.source_ip, clock=runtime.clock)
         except InvalidInput as exc:
             problems = exc.problems or [FieldProblem("password", exc.message)]
     if problems:
@@ -97,10 +95,9 @@ def reset_submit(request: Request, username: Annotated[str, Form()] = "", reset_
         return _reset_form(request, problems=[FieldProblem("confirm_password", "does not match the new password")],
                            status_code=422)
     try:
-        with runtime.db.unit_of_work() as session:
-            lifecycle.set_password_with_code(session, username=username, reset_code=reset_code,
-                                             new_password=new_password, otp=otp or None, keyring=runtime.keyring,
-                                             source_ip=source_ip(request), clock=runtime.clock)
+        lifecycle.set_password_with_code(runtime.db, username=username, reset_code=reset_code,
+                                         new_password=new_password, otp=otp or None, keyring=runtime.keyring,
+                                         counters=runtime.counters, source_ip=source_ip(request), clock=runtime.clock)
     except InvalidInput as exc:
         return _reset_form(request, problems=exc.problems, status_code=422)
     return _reset_form(request, problems=[], done=True)

@@ -69,7 +69,9 @@ def change_profile(username: str, request: Request, role: Annotated[str, Form()]
                    extension: Annotated[str, Form()] = "", team: Annotated[str, Form()] = "",
                    csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
                    runtime: Runtime = Depends(get_runtime)) -> Response:
-    """Role, extension and team; the extension decides which calls a specialist reaches, so it is audited."""
+    """Role, extension and team; the extension decides which calls a specialist reaches, so it is audited. A
+    role change ends the person's sessions and tokens (the new role's sign-in rules apply from their next
+    sign-in), and the banner tells the administrator so."""
     if not same(csrf_token, caller.csrf_token):
         return form_expired(request, caller)
     refused = oversight_pages.admin_only(request, caller, runtime, "user_change")
@@ -89,8 +91,8 @@ def change_profile(username: str, request: Request, role: Annotated[str, Form()]
         return oversight_pages.users_page_with(request, caller, runtime, edit_problems=_problems(exc),
                                                edit_user=username, status_code=422 if isinstance(exc, InvalidInput)
                                                else 409)
-    return RedirectResponse(f"/admin/users?done={'changed' if changes else 'unchanged'}&user={name}",
-                            status_code=303)
+    done = "role-changed" if "role" in changes else "changed" if changes else "unchanged"
+    return RedirectResponse(f"/admin/users?done={done}&user={name}", status_code=303)
 
 
 # ----------------------------------------------------------------------------------------- API tokens
