@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -305,6 +306,32 @@ def issue_token(
     session.add(row)
     session.flush()
     return IssuedToken(token=token, expires_in=ttl_seconds, token_id=row.id)
+
+
+def token_owner_refusal(policy: PolicyDocument, *, issuer: User, owner: User) -> str | None:
+    """Why ``issuer`` may not create a token for ``owner`` (an administrator, on the users page); None if they may.
+
+    A token is its owner's credential without their password or second factor, and every request it makes is
+    audited as its owner. So an administrator makes one only for themselves or for a machine account: a role that
+    reaches no content, administers nothing and signs in without a second factor (the phone system's account).
+    Otherwise IT, who never hears a call, would mint a download token for an executive and play recordings as
+    them, skipping their MFA, the step-up and the separation of duties (approvals). The server operator's
+    ``callvault tokens create`` (the key files' holder) is the way for anything else."""
+    if owner.id == issuer.id:
+        return None
+    rule = policy.roles.get(owner.role)
+    if rule is not None and rule.content_scope == "none" and not rule.can_administer and not rule.mfa_required:
+        return None
+    return (f"{owner.username} ({owner.role}) reaches recordings, administers or signs in with a second factor: a "
+            "token would let whoever holds it act as them without their password or second factor, on their "
+            "audit trail. From this page, tokens are made only for yourself or for an account that reaches no "
+            "content and administers nothing (e.g. the phone system's); the server operator makes others with "
+            "`callvault tokens create` (docs/accounts.md)")
+
+
+def may_own_tokens_from(policy: PolicyDocument, issuer: User, users: Sequence[User]) -> list[str]:
+    """The usernames ``issuer`` may create a token for from the users page (``token_owner_refusal``)."""
+    return [u.username for u in users if u.active and token_owner_refusal(policy, issuer=issuer, owner=u) is None]
 
 
 def revoke_token(session: Session, *, token: str, clock: Clock = system_clock) -> None:

@@ -124,13 +124,21 @@ async def create_token(request: Request, caller: Caller = Depends(page_caller),
         try:
             with runtime.db.unit_of_work() as session:
                 account = identity.get_user(session, owner)
-                issued = identity.issue_token(session, user=account, ttl_seconds=days * 86400, name=name,
-                                              scopes=checked, clock=runtime.clock)
-                audit.append(session, audit.AuditEvent(
-                    actor=caller.user.username, actor_role=caller.user.role, action="auth.token_created",
-                    object_type="api_token", object_id=issued.token_id, source_ip=caller.source_ip,
-                    details={"user": account.username, "scopes": list(checked), "ttl_seconds": days * 86400,
-                             "name": name}), clock=runtime.clock)
+                refusal = identity.token_owner_refusal(caller.policy, issuer=caller.user, owner=account)
+                if refusal is not None:
+                    problems.append(FieldProblem("user", refusal))
+                    audit.append(session, audit.AuditEvent(
+                        actor=caller.user.username, actor_role=caller.user.role, action="auth.token_created",
+                        decision="deny", reason=refusal, source_ip=caller.source_ip,
+                        details={"user": account.username, "scopes": list(checked)}), clock=runtime.clock)
+                else:
+                    issued = identity.issue_token(session, user=account, ttl_seconds=days * 86400, name=name,
+                                                  scopes=checked, clock=runtime.clock)
+                    audit.append(session, audit.AuditEvent(
+                        actor=caller.user.username, actor_role=caller.user.role, action="auth.token_created",
+                        object_type="api_token", object_id=issued.token_id, source_ip=caller.source_ip,
+                        details={"user": account.username, "scopes": list(checked), "ttl_seconds": days * 86400,
+                                 "name": name}), clock=runtime.clock)
         except NotFound as exc:
             problems.append(FieldProblem("user", exc.message))
     if problems:

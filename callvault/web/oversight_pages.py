@@ -356,14 +356,17 @@ def users_page_with(request: Request, caller: Caller, runtime: Runtime, *, statu
     ``edit_problems`` and ``edit_user``, ``token_problems`` and ``token_form``)."""
     with runtime.db.unit_of_work() as session:
         users = identity.list_users(session, policy=caller.policy, counters=runtime.counters, clock=runtime.clock)
-        names = {u.id: u.username for u in session.scalars(select(User))}
+        accounts = list(session.scalars(select(User)))
+        names = {u.id: u.username for u in accounts}
+        token_owners = identity.may_own_tokens_from(caller.policy, caller.user, accounts)
         tokens = [{"t": t, "user": names.get(t.user_id, "?")} for t in identity.list_tokens(session)]
         for t in tokens:
             session.expunge(t["t"])
     context = {"caller": caller, "users": users, "tokens": tokens, "now": runtime.clock.now(),
                "flash": request.query_params.get("done"), "flash_user": request.query_params.get("user", ""),
                "roles": sorted(caller.policy.roles), "scopes": identity.SCOPES, "add_problems": [], "add_form": {},
-               "edit_problems": [], "edit_user": "", "token_problems": [], "token_form": {}}
+               "edit_problems": [], "edit_user": "", "token_problems": [], "token_form": {},
+               "token_owners": sorted(token_owners)}
     return render(request, "users.html", {**context, **forms}, status_code=status_code)
 
 
