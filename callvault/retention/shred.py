@@ -38,6 +38,7 @@ from callvault.core.clock import Clock, system_clock
 from callvault.core.db import Database
 from callvault.core.errors import Conflict
 from callvault.integrations.webhooks_out import emit as webhooks
+from callvault.quality.models import QaComment, QaReview, QaReviewItem
 from callvault.recordings.models import DataKey, Recording, RecordingState
 from callvault.retention.models import DestructionRecord, KeyDestruction
 from callvault.storage.blobstore import BlobStore
@@ -186,11 +187,23 @@ def finish(
                 session.execute(update(Recording).where(Recording.id.in_(ids)).values(
                     state=RecordingState.DESTROYED, destroyed_at=now, on_hold=False, retention_rule=rule,
                     destroy_after=None, remote_number=None, crm_ref=None, consent={}))
+            _scrub_reviews(session, whole)
         if fps:
             session.execute(update(KeyDestruction).where(KeyDestruction.fingerprint.in_(fps),
                                                          KeyDestruction.completed_at.is_(None))
                             .values(completed_at=now))
     return len(whole)
+
+
+def _scrub_reviews(session: Session, recording_ids: Sequence[str]) -> None:
+    """Quality reviewers' words about destroyed calls go with them: the comments pinned to moments of the call and
+    the coaching note and the agent's reply quote or describe what was said (B11: the content is destroyed). The
+    scores stay (the agent's record, B8), and so does the fact that the call was reviewed."""
+    items = select(QaReviewItem.id).where(QaReviewItem.recording_id.in_(recording_ids))
+    session.execute(delete(QaComment).where(QaComment.item_id.in_(items)),
+                    execution_options={"synchronize_session": False})
+    session.execute(update(QaReview).where(QaReview.item_id.in_(items)).values(coaching_note="", agent_response=""),
+                    execution_options={"synchronize_session": False})
 
 
 def _delete_blobs(store: BlobStore, keys: Sequence[str]) -> None:

@@ -22,7 +22,10 @@ from callvault.capture.personal import PersonalRefused
 from callvault.core.errors import Conflict
 from callvault.core.ids import new_id
 from callvault.policy import service as policy_service
+from callvault.policy.decide import Actor
 from callvault.policy.schema import PolicyDocument
+from callvault.quality import review, sampling
+from callvault.quality.models import QaReviewItem
 from callvault.retention import service as retention
 from callvault.retention.sweep import sweep
 from callvault.subject_requests.models import RequestStatus, SubjectRequest
@@ -167,3 +170,38 @@ def test_the_sweep_keeps_what_a_verified_callers_request_covers_until_it_is_answ
         row.status = RequestStatus.SENT  # answered: the recording goes at the next sweep
     _sweep(a)
     assert a.intact_or_fully_destroyed(asked) == "destroyed"
+
+
+@pytest.fixture()
+def b(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
+    yield from world_for(request, tmp_path, "b")
+
+
+def test_a_reviewers_comments_and_coaching_note_go_with_the_recording_they_quote(b: World) -> None:
+    """Outside tester: comments pinned to moments of a call ("at 1:20 the caller gives their account number…")
+    and the coaching note were still served after the recording was destroyed (B11: content destroyed)."""
+    rec = b.ingest()
+    policy = _policy(b)
+    assert policy.quality_review is not None
+    with b.runtime.db.unit_of_work() as session:
+        sample = sampling.run_sample(session, policy=policy, trigger="manual", actor="admin", clock=b.clock,
+                                     period=sampling.period_containing(T, policy.quality_review.sampling))
+        [item] = session.scalars(select(QaReviewItem).where(QaReviewItem.sample_id == sample.id))
+        lead = Actor(user_id="", username="lead", role="support_lead",
+                     acknowledged_policy_sha256=policy.content_sha256)
+        review.add_comment(session, policy=policy, actor=lead, item=item, at_seconds=1.0, duration=2.0,
+                           text="the caller reads out their account number 77231904 here", clock=b.clock)
+        card = policy.quality_review.scorecard
+        review.submit(session, policy=policy, actor=lead, item=item, clock=b.clock,
+                      answers={q.id: "yes" for s in card.sections for q in s.questions},
+                      coaching_note="confirm the account number 77231904 before the refund")
+        item_id = item.id
+    b.at(T.replace(year=2027, month=1, day=20))  # past policy B's 12 months
+
+    _sweep(b)
+
+    assert b.intact_or_fully_destroyed(rec) == "destroyed"
+    with b.runtime.db.unit_of_work() as session:
+        assert review.comments(session, item_id) == []
+        [kept] = review.reviews_of_item(session, item_id)
+        assert "77231904" not in kept.coaching_note and kept.score is not None  # the score stays, the words go
