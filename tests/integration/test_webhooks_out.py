@@ -101,13 +101,14 @@ def _ingest_with_lost_packets(world: World) -> str:
 
 
 def _subject_requests(world: World) -> tuple[str, str]:
-    """One caller's request due in two working days, one already overdue."""
+    """One caller's request due in two working days, one already overdue: a caller none of the recordings is of
+    (a request in hand keeps the recordings it covers from the sweep, and this test's sweep must destroy them)."""
     now = world.clock.now()
     ids = (new_id(), new_id())
     with world.runtime.db.unit_of_work() as session:
         for rid, due in zip(ids, (now + timedelta(days=2), now - timedelta(hours=1)), strict=True):
             session.add(SubjectRequest(
-                id=rid, kind="caller", status=RequestStatus.TO_REVIEW, phone_numbers=["+14165550142"],
+                id=rid, kind="caller", status=RequestStatus.TO_REVIEW, phone_numbers=["+14165550177"],
                 email="caller@example.org", region="CA-ON", timezone="America/Toronto", received_at=now,
                 due_on=due.date(), due_at=due))
         session.flush()
@@ -158,7 +159,7 @@ def test_every_event_type_reaches_a_real_receiver_signed_and_without_content(wor
     [misuse] = by_type["misuse.reported"]
     assert misuse.body["data"]["report_id"] == report.id
     everything = repr([r.body for r in receiver.received])
-    assert "+1 416 555 0142" not in everything and "+14165550142" not in everything  # no phone numbers
+    assert not any(n in everything for n in ("+1 416 555 0142", "+14165550142", "+14165550177"))  # no numbers
     assert "Listened to a colleague" not in everything  # no report text
     assert all(r.body["type"] == r.event_type and r.body["id"] for r in receiver.received)
     assert {d.state for d in log(world)} == {DeliveryState.DELIVERED}
