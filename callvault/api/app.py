@@ -33,7 +33,7 @@ from callvault.api import (
 )
 from callvault.api.deps import NetworkGuard
 from callvault.api.errors import TooLargeAsJson, install_error_handlers
-from callvault.api.security_headers import SecurityHeaders
+from callvault.api.security_headers import CrossSiteGuard, SecurityHeaders
 from callvault.api.text_guard import refuse_nul
 from callvault.ops.metrics import build_registry
 from callvault.retention.reapply import reapply_at_start
@@ -105,8 +105,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     # The body limit sits outside the guard and inside RequestContext (which logs its 413s); routes with
     # their own ``max_body_size`` narrow or widen it. TooLargeAsJson, outermost, turns Starlette's plain
     # text 413 into callvault's JSON error. SecurityHeaders (CSP, no framing, nosniff) wraps it all,
-    # so refusals and errors carry them too.
+    # so refusals and errors carry them too. CrossSiteGuard (a cookie-carrying POST from another site's page:
+    # 403) reads only headers, so it runs before the guard's database read and before any body is read.
     app.add_middleware(NetworkGuard, runtime=runtime)
+    app.add_middleware(CrossSiteGuard, runtime=runtime)
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=DEFAULT_BODY_LIMIT)
     app.add_middleware(observability.RequestContext, metrics=http_metrics)
     app.add_middleware(TooLargeAsJson)

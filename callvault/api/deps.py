@@ -457,15 +457,17 @@ async def _resolve_async(request: Request, runtime: Runtime, *, allow_enrol: boo
     return caller
 
 
-def require_step_up(runtime: Runtime, caller: Caller) -> None:
+def require_step_up(runtime: Runtime, caller: Caller, action: str | None = None) -> None:
     """Refuse a download unless this session or token confirmed a one-time code recently (or is an
-    unattended client's token scoped ``recordings:download``): ``identity.step_up``, RELIABILITY 17."""
+    unattended client's token scoped ``recordings:download``): ``identity.step_up``, RELIABILITY 17.
+    With ``action`` (an approval, a credential made, a policy loaded), the same check for that action,
+    which no scoped token passes; answered 403 ``step_up_required`` like a download."""
     from callvault.identity import step_up
 
     with runtime.db.read_only() as session:
         step_up.require(session, via=caller.via, credential_id=caller.credential_id, scopes=caller.scopes,
                         full_scope=identity.FULL_SCOPE, window_seconds=runtime.settings.step_up_seconds,
-                        clock=runtime.clock)
+                        clock=runtime.clock, action=action)
 
 
 def step_up_problem(runtime: Runtime, caller: Caller) -> StepUpRequired | None:

@@ -169,9 +169,24 @@ def put_my_review(item_id: str, body: ReviewCreate, caller: Caller = Depends(get
         return ReviewRead.model_validate(row)
 
 
+def _may_read_about(runtime: Runtime, caller: Caller, item_id: str, reading: str) -> None:
+    """Decide (and audit, committed) the reviewer reading what was written about a queued call as listening to
+    it under the review purpose (``review.authorize_item``: coaching notes and comments are the call's content
+    at one remove); raise the refusal when the policy says no."""
+    with runtime.db.unit_of_work() as session:
+        decision, _, row = review.authorize_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id,
+                                                 source_ip=caller.source_ip, clock=runtime.clock, reading=reading)
+    if row is None:
+        raise NotFound("no such recording")
+    if not decision.allowed:
+        raise recordings.refusal(decision)
+
+
 @router.get("/items/{item_id}/reviews", response_model=list[ReviewRead])
 def get_reviews(item_id: str, caller: Caller = Depends(get_caller),
                 runtime: Runtime = Depends(get_runtime)) -> list[ReviewRead]:
+    """Every reviewer's score and coaching note on a queued call: decided and audited as listening to it."""
+    _may_read_about(runtime, caller, item_id, "reviews")
     with runtime.db.unit_of_work() as session:
         item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
         return [ReviewRead.model_validate(r) for r in review.reviews_of_item(session, item.id)]
@@ -199,6 +214,8 @@ def post_comment(item_id: str, body: CommentCreate, caller: Caller = Depends(get
 @router.get("/items/{item_id}/comments", response_model=list[CommentRead])
 def get_comments(item_id: str, caller: Caller = Depends(get_caller),
                  runtime: Runtime = Depends(get_runtime)) -> list[CommentRead]:
+    """The reviewers' time-stamped comments on a queued call: decided and audited as listening to it."""
+    _may_read_about(runtime, caller, item_id, "comments")
     with runtime.db.unit_of_work() as session:
         item = review.get_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id)
         return [CommentRead.model_validate(c) for c in review.comments(session, item.id)]
@@ -242,7 +259,7 @@ def acknowledge(review_id: str, body: AcknowledgeCreate, caller: Caller = Depend
 @router.get("/dashboard", response_model=list[DashboardRow])
 def dashboard(by: Annotated[str, Query(pattern="^(agent|team)$")] = "agent", caller: Caller = Depends(get_caller),
               runtime: Runtime = Depends(get_runtime)) -> list[DashboardRow]:
-    """Average score, passes and auto-fails per agent (or team) and month."""
+    """Average score, passes and auto-fails per agent (or team) and month, over the calls you may see."""
     with runtime.db.unit_of_work() as session:
         rows = review.dashboard(session, policy=caller.policy, actor=caller.actor, by=by)
     return [DashboardRow.model_validate(r.__dict__) for r in rows]
@@ -250,7 +267,7 @@ def dashboard(by: Annotated[str, Query(pattern="^(agent|team)$")] = "agent", cal
 
 @router.get("/calibration", response_model=list[CalibrationRead])
 def calibration(caller: Caller = Depends(get_caller), runtime: Runtime = Depends(get_runtime)) -> list[CalibrationRead]:
-    """Calls scored by two or more reviewers, widest disagreement first."""
+    """Calls you may see scored by two or more reviewers, widest disagreement first."""
     with runtime.db.unit_of_work() as session:
         pairs = review.calibration(session, policy=caller.policy, actor=caller.actor)
         return [CalibrationRead(item_id=p.item.id, recording_id=p.item.recording_id, agent=p.item.agent,

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from callvault.api.deps import Caller, get_caller, get_runtime, source_ip
+from callvault.api.deps import Caller, get_caller, get_runtime, require_step_up, source_ip
 from callvault.core.clock import Clock
 from callvault.core.errors import AccessDenied, FieldProblem, InvalidInput
 from callvault.core.ids import new_id
@@ -409,7 +409,8 @@ def verify_phone(request_id: str, body: PhoneVerifyBody, request: Request,
     recordings can be released without the team having to check facts about the calls."""
     try:
         with runtime.db.unit_of_work() as session:
-            outcome = proof.verify_phone(session, request_id=request_id, phone_number=body.phone_number,
+            policy = policy_service.current_policy(session, clock=runtime.clock)
+            outcome = proof.verify_phone(session, policy=policy, request_id=request_id, phone_number=body.phone_number,
                                          code=body.code, source_ip=source_ip(request), counters=runtime.counters,
                                          clock=runtime.clock)
     except limits.RateLimited as exc:
@@ -477,8 +478,13 @@ def approve(request_id: str, request: Request, body: ApproveBody | None = None,
     """Release: every recording is decided for ``subject_access`` (audited), then the link is mailed.
 
     A recording whose number the caller did not confirm by phone code is released only when
-    ``facts_checked`` names enough of the caller's facts, each matching it; otherwise 403, audited."""
+    ``facts_checked`` names enough of the caller's facts, each matching it; otherwise 403, audited.
+    It mails a link outside (or destroys an erasure's recordings), so it also needs a fresh step-up code
+    (403 ``step_up_required``, as a download): a stolen token alone cannot send recordings out."""
+    from callvault.identity import step_up
+
     _staff(caller, runtime, "approve", request_id)
+    require_step_up(runtime, caller, step_up.APPROVE_REQUEST)
     body = body or ApproveBody()
     with runtime.db.unit_of_work() as session:
         outcome = subject.approve(session, policy=caller.policy, actor=caller.actor, request_id=request_id,

@@ -1,6 +1,8 @@
 """Administrators' account actions (issue 24 point 7): MFA reset, one-time enrolment codes, deactivation
 and reactivation, password reset. Thin over ``identity.lifecycle`` and ``identity.account_codes``, like the
-CLI (``callvault users ...``) and the web users page. Each needs a role that administers accounts."""
+CLI (``callvault users ...``) and the web users page. Each needs a role that administers accounts; those that
+make or remove a credential (MFA reset, enrolment code, password reset) also need a fresh step-up code
+(``POST /api/v1/auth/step-up``, 403 ``step_up_required`` otherwise), so a stolen token cannot hand out access."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from callvault.api.deps import Caller, get_caller, get_runtime
+from callvault.api.deps import Caller, get_caller, get_runtime, require_step_up
 from callvault.core.errors import AccessDenied
-from callvault.identity import account_codes, lifecycle
+from callvault.identity import account_codes, lifecycle, step_up
 from callvault.identity import service as identity
 from callvault.runtime import Runtime
 
@@ -54,6 +56,7 @@ def enrolment_code(username: str, body: CodeRequest | None = None, caller: Calle
                    runtime: Runtime = Depends(get_runtime)) -> IssuedCodeRead:
     """A one-time code with which ``username`` sets up MFA (replaces any earlier one); audited."""
     _administrator(caller)
+    require_step_up(runtime, caller, step_up.ENROLMENT_CODE)
     with runtime.db.unit_of_work() as session:
         user = identity.get_user(session, username)
         issued = account_codes.issue(session, user=user, purpose="enrol", actor=caller.user.username,
@@ -67,6 +70,7 @@ def mfa_reset(username: str, caller: Caller = Depends(get_caller),
               runtime: Runtime = Depends(get_runtime)) -> AccountState:
     """Remove the account's second factor and end every token and web session it has, at once."""
     _administrator(caller)
+    require_step_up(runtime, caller, step_up.RESET_MFA)
     with runtime.db.unit_of_work() as session:
         user = identity.get_user(session, username)
         ended = lifecycle.reset_mfa(session, user=user, actor=caller.user.username, actor_role=caller.user.role,
@@ -105,6 +109,7 @@ def password_reset(username: str, body: CodeRequest | None = None, caller: Calle
     """The old password stops working and every token and session ends; the one-time reset code returned
     lets the owner choose a new one (POST /api/v1/auth/password-reset, or the sign-in page's link)."""
     _administrator(caller)
+    require_step_up(runtime, caller, step_up.RESET_PASSWORD)
     with runtime.db.unit_of_work() as session:
         user = identity.get_user(session, username)
         issued = lifecycle.reset_password(session, user=user, actor=caller.user.username,

@@ -12,13 +12,26 @@ CSRF check needs (``no-referrer`` would make browsers send ``Origin: null``).
 
 The one exception is the interactive API explorer (``/api/v1/docs``), FastAPI's Swagger UI page,
 which loads its script and style from a CDN and starts with an inline script: it shows no data.
+
+``CrossSiteGuard`` is that Origin check (RELIABILITY 17): a state-changing request that carries the session
+cookie but says it comes from a page of another site is refused with 403 before any handler runs.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Final
+from urllib.parse import urlsplit
 
+from starlette.requests import Request, cookie_parser
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from callvault.api.deps import HOST_PREFIX, SAFE_METHODS, SESSION_COOKIE
+from callvault.core.errors import AccessDenied
+from callvault.runtime import Runtime
+
+log = logging.getLogger("callvault.api")
 
 CSP: Final = "; ".join((
     "default-src 'self'",
@@ -61,3 +74,86 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, stamped)
+
+
+CROSS_SITE_REFUSAL: Final = ("this request came from a page of another site (its Origin is not this server), so "
+                             "it was refused and nothing was changed; use callvault's own pages")
+
+
+def own_origin_hosts(headers: dict[str, str], public_url: str | None) -> frozenset[str]:
+    """The ``host[:port]`` this server answers as: the request's ``Host`` (what the browser asked for; nginx
+    passes it through, see deploy/), the same rule as the live WebSocket's Origin check, and the host of
+    ``CALLVAULT_PUBLIC_URL`` when set (for a proxy that rewrites ``Host``)."""
+    hosts = {headers.get("host", "").lower()}
+    if public_url:
+        hosts.add(urlsplit(public_url).netloc.lower())
+    return frozenset(h for h in hosts if h)
+
+
+def cross_site(headers: dict[str, str], public_url: str | None) -> bool:
+    """Whether the browser says this request comes from another site: an ``Origin`` naming another host
+    (``null``, from a sandboxed frame or a ``data:`` page, is another site too), or, where the browser sent
+    no ``Origin``, ``Sec-Fetch-Site: cross-site``. A request saying neither is a non-browser client's."""
+    origin = headers.get("origin")
+    if origin is not None:
+        parts = urlsplit(origin.strip())
+        return parts.scheme not in ("http", "https") or parts.netloc.lower() not in own_origin_hosts(
+            headers, public_url)
+    return headers.get("sec-fetch-site", "").strip().lower() == "cross-site"
+
+
+def carries_session_cookie(headers: dict[str, str]) -> bool:
+    """Whether the request carries the web session cookie under either of its names (``__Host-`` or not):
+    the ambient credential a forged form would borrow."""
+    cookies = cookie_parser(headers.get("cookie", ""))
+    return bool(cookies.get(SESSION_COOKIE) or cookies.get(HOST_PREFIX + SESSION_COOKIE))
+
+
+class CrossSiteGuard:
+    """ASGI middleware: refuse (403) a POST/PUT/PATCH/DELETE that carries the session cookie and comes from
+    a page of another site, before the body is read or any handler runs.
+
+    Why, when every such request already needs the session's CSRF token and the cookie is SameSite=Strict:
+    defence in depth. A sibling subdomain is the *same site*, so the Strict cookie reaches us from its pages;
+    a leaked or guessed token would then be all that stands between a forged form and the person's account.
+    The browser's ``Origin`` cannot be forged by a page, so a form or ``fetch`` from elsewhere is refused here
+    whatever token it holds. Requests without the cookie (bearer-token API clients, CRM webhooks, the public
+    caller-request form and API) carry no ambient credential and pass; so do requests saying nothing about
+    their origin (non-browser clients).
+
+    Not audited, like the live WebSocket's Origin refusal and the CSRF refusal: the refusal names no
+    resolved user (the cookie is not looked up, so a flood of forged posts costs no database work); it is
+    logged with the path and the Origin for the operator.
+    """
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method", "GET") in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers: dict[str, str] = {}
+        for key, value in scope.get("headers", []):
+            name, text = key.decode("latin-1").lower(), value.decode("latin-1")
+            headers[name] = f"{headers[name]}; {text}" if name == "cookie" and name in headers else text
+        public_url = self.runtime.settings.env.get("CALLVAULT_PUBLIC_URL") or None
+        if not (carries_session_cookie(headers) and cross_site(headers, public_url)):
+            await self.app(scope, receive, send)
+            return
+        log.warning("cross-site %s %s refused (Origin %r, Sec-Fetch-Site %r)", scope.get("method"),
+                    scope.get("path", "")[:200], headers.get("origin", "")[:200], headers.get("sec-fetch-site", ""))
+        response = _refusal(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+def _refusal(request: Request) -> Response:
+    """The 403 in the form the asker reads: the HTML refusal page for a browser asking for a page, else the
+    API's JSON error. Imported late: the web edge builds on the API, not the other way round."""
+    from callvault.api.errors import error_response
+    from callvault.web.common import error_page, wants_html
+
+    if wants_html(request):
+        return error_page(request, 403, CROSS_SITE_REFUSAL, "Open callvault itself and use its own form.")
+    return error_response(AccessDenied(CROSS_SITE_REFUSAL))

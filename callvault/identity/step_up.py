@@ -11,6 +11,13 @@ session (``POST /auth/step-up``). A scoped token made by an administrator for an
 (``callvault tokens create``) has no person to ask, so it downloads only if it carries the explicit
 scope ``recordings:download``; ``recordings:play`` alone no longer downloads.
 
+The same fresh code guards the other ways content leaves, is destroyed, or credentials are made
+(``require(..., action=...)``): approving a caller's subject request (it mails a download link outside, or
+crypto-shreds an erasure's recordings), creating an API token, resetting someone's MFA or password or
+issuing their enrolment code, and loading a policy. A hijacked web session or stolen interactive token
+could otherwise do them on the strength of a sign-in up to 12 hours old. A scoped token never does them:
+it has nobody to type a code (the server operator's CLI, who holds the key files, asks for none).
+
 Wrong codes count towards the sign-in guessing limits (``throttle``), so the endpoint is no oracle
 for guessing six digits with a stolen token.
 """
@@ -31,9 +38,19 @@ from callvault.identity.models import ApiToken, User, WebSession
 from callvault.storage.keys import Keyring
 
 DOWNLOAD_SCOPE = "recordings:download"
+APPROVE_REQUEST = "approving a caller's request"
+CREATE_TOKEN = "creating an API token"  # noqa: S105 (words for a refusal, no secret)
+RESET_MFA = "resetting someone's MFA"
+RESET_PASSWORD = "resetting someone's password"  # noqa: S105 (words for a refusal, no secret)
+ENROLMENT_CODE = "issuing an MFA enrolment code"
+LOAD_POLICY = "loading a policy"
+"""The guarded actions besides downloads, in the words their refusals use."""
 PROMPT = ("confirm with your authenticator code: downloads need a one-time code entered in the last "
           "{minutes} (web: the recording page asks for it; API: POST /api/v1/auth/step-up "
           '{{"code": "123456"}})')
+ACTION_PROMPT = ("confirm with your authenticator code: {action} needs a one-time code entered in the last {minutes} "
+                 "(web: the form's \"Your one-time code\" field; API: POST /api/v1/auth/step-up "
+                 '{{"code": "123456"}}, then send the request again)')
 
 
 def _row(session: Session, via: Literal["token", "session"], credential_id: str) -> ApiToken | WebSession | None:
@@ -42,7 +59,8 @@ def _row(session: Session, via: Literal["token", "session"], credential_id: str)
     return session.get(WebSession, credential_id)
 
 
-def _minutes(seconds: int) -> str:
+def minutes(seconds: int) -> str:
+    """The freshness window in words, for a prompt ("5 minutes", "90 seconds")."""
     return f"{seconds // 60} minutes" if seconds % 60 == 0 else f"{seconds} seconds"
 
 
@@ -52,8 +70,13 @@ def is_fresh(stepped_up_at: datetime | None, *, now: datetime, window_seconds: i
 
 
 def require(session: Session, *, via: Literal["token", "session"], credential_id: str, scopes: frozenset[str],
-            full_scope: str, window_seconds: int, clock: Clock = system_clock) -> None:
-    """Raise ``StepUpRequired`` unless this session or token may download now (see the module doc)."""
+            full_scope: str, window_seconds: int, clock: Clock = system_clock, action: str | None = None) -> None:
+    """Raise ``StepUpRequired`` unless this session or token may download now (see the module doc); with
+    ``action`` (words such as "approving a caller's request"), unless it may do that guarded action now."""
+    if via == "token" and full_scope not in scopes and action is not None:
+        raise StepUpRequired(f"this token may not do this: {action} needs a person's fresh one-time code, and a "
+                             f"scoped integration token has nobody to type one (sign in, confirm with "
+                             f"POST /api/v1/auth/step-up, and send it again)", reason="no step-up", clauses=("A12",))
     if via == "token" and full_scope not in scopes:
         if DOWNLOAD_SCOPE in scopes:
             return
@@ -62,8 +85,10 @@ def require(session: Session, *, via: Literal["token", "session"], credential_id
                              f"authenticator code)", reason="no step-up", clauses=("A12",))
     row = _row(session, via, credential_id)
     if row is None or not is_fresh(row.stepped_up_at, now=clock.now(), window_seconds=window_seconds):
-        raise StepUpRequired(PROMPT.format(minutes=_minutes(window_seconds)), reason="no recent step-up",
-                             clauses=("A12",))
+        window = minutes(window_seconds)
+        prompt = PROMPT.format(minutes=window) if action is None else ACTION_PROMPT.format(action=action,
+                                                                                            minutes=window)
+        raise StepUpRequired(prompt, reason="no recent step-up", clauses=("A12",))
 
 
 def confirm(session: Session, *, user: User, via: Literal["token", "session"], credential_id: str, code: str,

@@ -51,7 +51,12 @@ def _reviewer_rules(policy: PolicyDocument, actor: Actor) -> QualityReviewRules:
 def _visible(session: Session, policy: PolicyDocument, actor: Actor, item: QaReviewItem) -> bool:
     """Whether the reviewer may see the call's details at all: within their role's scope, not quarantined
     (a policy may give reviewing to a team-scoped role; the queue must not show more than ``decide`` would)."""
-    row = session.get(Recording, item.recording_id)
+    return _may_see_recording(session, policy, actor, item.recording_id)
+
+
+def _may_see_recording(session: Session, policy: PolicyDocument, actor: Actor, recording_id: str) -> bool:
+    """``_visible`` by the recording's id (the dashboard reads reviews, which name their item's recording)."""
+    row = session.get(Recording, recording_id)
     if row is None:
         return False
     return decide(policy=policy, actor=actor, action=Action.VIEW_METADATA, recording=recordings.facts(row),
@@ -82,10 +87,17 @@ def get_item(session: Session, *, policy: PolicyDocument, actor: Actor, item_id:
 def authorize_item(
     session: Session, *, policy: PolicyDocument, actor: Actor, item_id: str, action: Action = Action.PLAY,
     source_ip: str | None = None, clock: Clock = system_clock, range_header: str | None = None,
+    reading: str | None = None,
 ) -> tuple[Decision, QaReviewItem, Recording | None]:
     """Decide and audit a reviewer reaching a queued call under the review purpose (the caller commits,
     then refuses with ``recordings.refusal`` when the decision is no). Listening needs the original: a
     review purpose that serves only an anonymised copy is refused, and recorded so.
+
+    ``reading``: what the reviewer reads about the call instead of hearing it (``reviews``, ``comments``,
+    ``item page``), named in the entry's details. Why decided as listening (``play``): coaching notes and
+    time-stamped comments say what was said at which moment, so they are the call's content at one remove;
+    whoever may not hear the call under the review purpose may not read them either, and each read is on
+    record like a listen (the policy always lets its review purpose ``play``).
 
     ``range_header``: the player's ``Range`` (seeking). It is checked against the call's size before the
     decision is written, so a range that cannot be served is on record as refused (416), as for the
@@ -93,6 +105,8 @@ def authorize_item(
     qr = _reviewer_rules(policy, actor)
     item = get_item(session, policy=policy, actor=actor, item_id=item_id)
     details: dict[str, object] = {"quality_item": item.id}
+    if reading:
+        details["read"] = reading
     if range_header:
         details["range"] = range_header
     decision, row = recordings.authorize_content(
@@ -323,16 +337,23 @@ class ScoreRow:
 
 def dashboard(session: Session, *, policy: PolicyDocument, actor: Actor, by: str = "agent",
               since: datetime | None = None) -> list[ScoreRow]:
-    """Average scores per agent (or team) and month, with pass and auto-fail counts."""
+    """Average scores per agent (or team) and month, with pass and auto-fail counts, over the calls the
+    reviewer may see (``_visible``): the rows name agents and teams, so a team-scoped reviewer's dashboard
+    must not show another team's people or scores, nor a call quarantined since it was scored."""
     _reviewer_rules(policy, actor)
     if by not in ("agent", "team"):
         raise InvalidInput("cannot build the dashboard:", [FieldProblem("by", "agent or team")])
-    query = select(QaReview)
+    query = select(QaReview, QaReviewItem.recording_id).join(QaReviewItem, QaReviewItem.id == QaReview.item_id)
     if since is not None:
         query = query.where(QaReview.submitted_at >= since)
     rows: dict[tuple[str, str], ScoreRow] = {}
     totals: dict[tuple[str, str], float] = defaultdict(float)
-    for r in session.scalars(query):
+    seen: dict[str, bool] = {}
+    for r, recording_id in session.execute(query):
+        if recording_id not in seen:
+            seen[recording_id] = _may_see_recording(session, policy, actor, recording_id)
+        if not seen[recording_id]:
+            continue
         key = (r.agent if by == "agent" else (r.team or "(no team)"), r.submitted_at.strftime("%Y-%m"))
         row = rows.setdefault(key, ScoreRow(key=key[0], month=key[1]))
         row.reviews += 1
@@ -355,10 +376,13 @@ class CalibrationPair:
 
 
 def calibration(session: Session, *, policy: PolicyDocument, actor: Actor, limit: int = 100) -> list[CalibrationPair]:
-    """Calls scored by two or more reviewers, with how far apart they were (widest first)."""
+    """Calls scored by two or more reviewers, with how far apart they were (widest first); only calls the
+    reviewer may see (``_visible``: each pair names the recording, its agent and every reviewer's score)."""
     _reviewer_rules(policy, actor)
     multi = select(QaReview.item_id).group_by(QaReview.item_id).having(func.count(QaReview.id) >= 2)
-    items = list(session.scalars(select(QaReviewItem).where(QaReviewItem.id.in_(multi)).limit(limit)))
+    candidates = session.scalars(select(QaReviewItem).where(QaReviewItem.id.in_(multi))
+                                 .order_by(QaReviewItem.created_at, QaReviewItem.id))
+    items = [i for i in candidates if _visible(session, policy, actor, i)][:limit]
     pairs: list[CalibrationPair] = []
     for item in items:
         reviews = reviews_of_item(session, item.id)

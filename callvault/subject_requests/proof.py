@@ -37,7 +37,7 @@ from callvault.identity.counters import Counters
 from callvault.identity.models import User
 from callvault.policy.schema import PolicyDocument
 from callvault.recordings.models import Recording
-from callvault.subject_requests import limits
+from callvault.subject_requests import limits, region
 from callvault.subject_requests.models import PhoneProof, RequesterKind, RequestStatus, SubjectRequest
 
 FACTS = ("call_time", "agent_name", "reason")
@@ -314,11 +314,14 @@ def _plain(number: str) -> str:
     return re.sub(r"[\s().\-]", "", number or "")[:32]
 
 
-def verify_phone(session: Session, *, request_id: str, phone_number: str, code: str, source_ip: str | None,
-                 counters: Counters, clock: Clock) -> PhoneVerifyOutcome:
+def verify_phone(session: Session, *, policy: PolicyDocument, request_id: str, phone_number: str, code: str,
+                 source_ip: str | None, counters: Counters, clock: Clock) -> PhoneVerifyOutcome:
     """Check the code sent to one of the request's numbers. Every failure is audited and counted against
     the proof (``MAX_PHONE_ATTEMPTS``, then void) and the client address (``limits.VERIFY_PER_ADDRESS``);
-    the caller commits in every case, then refuses when ``ok`` is false."""
+    the caller commits in every case, then refuses when ``ok`` is false.
+
+    A number proven here is the first point at which its recorded calls may decide the request's region (B7):
+    ``region.refine_after_proof`` does so, and what changes for the requester is in the outcome's message."""
     now = clock.now()
     limits.check(session, counters, [(limits.VERIFY_PER_ADDRESS, source_ip)], now=now)
     row = session.get(SubjectRequest, request_id[:36]) if request_id else None
@@ -352,4 +355,6 @@ def verify_phone(session: Session, *, request_id: str, phone_number: str, code: 
     _event(session, actor="(public)", action="phone_verified", row=row, source_ip=source_ip,
            details={"number_index": row.phone_numbers.index(number) if number in row.phone_numbers else -1},
            clock=clock)
-    return PhoneVerifyOutcome(True, "thank you: your phone number is confirmed", row)
+    told = region.refine_after_proof(session, policy=policy, row=row,
+                                     proven=verified_numbers(session, row.id) | {number}, clock=clock)
+    return PhoneVerifyOutcome(True, "thank you: your phone number is confirmed" + (f"; {told}" if told else ""), row)

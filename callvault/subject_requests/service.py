@@ -45,12 +45,13 @@ from callvault.identity.models import User
 from callvault.integrations.webhooks_out import emit as webhooks
 from callvault.notify import service as notify
 from callvault.policy.decide import Action, Actor, Decision, SubjectMatchFacts, has_acknowledged
-from callvault.policy.schema import Deadline, PolicyDocument
+from callvault.policy.schema import PolicyDocument
 from callvault.recordings import service as recordings
 from callvault.recordings.models import Recording, RecordingState
 from callvault.retention.shred import Pending
 from callvault.storage.keys import Keyring
 from callvault.subject_requests import limits, proof
+from callvault.subject_requests import region as region_of
 from callvault.subject_requests.models import (
     DeliveryLink,
     RequesterKind,
@@ -58,7 +59,7 @@ from callvault.subject_requests.models import (
     SubjectRequest,
     SubjectRequestRecording,
 )
-from callvault.subject_requests.workdays import Calendar, calendar_for, choose_region
+from callvault.subject_requests.workdays import Calendar, calendar_for
 
 PURPOSE = "subject_access"
 CLAUSES = ("B7", "B10", "A4")
@@ -229,19 +230,6 @@ def _validate(policy: PolicyDocument, new: NewRequest, *, today: date) -> tuple[
     return numbers, email
 
 
-def called_numbers(session: Session, numbers: Sequence[str], *, limit: int = 20) -> list[str]:
-    """Our side's numbers (trunks) on the recorded calls with these caller numbers, newest call first.
-
-    B7's region is the regional office the caller rang, so this is what picks the working-day calendar;
-    destroyed recordings count too (their metadata stays), the call still happened on that number."""
-    if not numbers:
-        return []
-    rows = session.execute(select(Recording.local_number).where(
-        Recording.remote_number.in_(list(numbers)), Recording.local_number.is_not(None))
-        .order_by(Recording.started_at.desc()).limit(limit))
-    return [number for (number,) in rows if number]
-
-
 def submit(
     session: Session, *, policy: PolicyDocument, new: NewRequest, source_ip: str | None, counters: Counters,
     keyring: Keyring, phone_proof: bool = False, clock: Clock = system_clock,
@@ -276,7 +264,9 @@ def submit(
     limits.count(session, counters, limits.SUBMIT_PER_ADDRESS, source_ip, now=now)
     limits.count(session, counters, limits.SUBMIT_PER_EMAIL, email.lower(), now=now)
     rules = policy.subject_requests
-    choice = choose_region(policy, numbers, called_numbers(session, numbers))
+    # Only what the requester supplied picks the region now: its calls would tell them where a number they
+    # have not proven is recorded. ``region.refine_after_proof`` consults them once the number is proven.
+    choice = region_of.at_intake(policy, numbers)
     region = choice.region
     cal = calendar_for(rules, region, numbers)
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
@@ -362,13 +352,6 @@ def _verify_failed(session: Session, row: SubjectRequest, reason: str, *, source
         details={"attempts": row.code_attempts}), clock=clock)
 
 
-def _deadline_words(deadline: Deadline, region: str) -> str:
-    if deadline.working_days is not None:
-        return (f"{deadline.working_days} working days in region {region}, not counting weekends and public "
-                "holidays")
-    return f"{deadline.describe()} from the day we received it"
-
-
 def _start_clock(session: Session, policy: PolicyDocument, row: SubjectRequest, *, now: datetime,
                  mail_domain: str, clock: Clock) -> None:
     deadline = policy.subject_requests.effective_deadline
@@ -380,7 +363,7 @@ def _start_clock(session: Session, policy: PolicyDocument, row: SubjectRequest, 
                    dedup_key=f"subject:{row.id}:ack", clock=clock, body=(
         f"Thank you. {policy.organisation} received your request for copies of your call recordings on "
         f"{now.astimezone(ZoneInfo(cal.timezone)):%A %d %B %Y at %H:%M} ({cal.timezone}).\n\n"
-        f"We will answer by {row.due_on:%A %d %B %Y} ({_deadline_words(deadline, cal.region)}).\n"
+        f"We will answer by {row.due_on:%A %d %B %Y} ({region_of.deadline_words(deadline, cal.region)}).\n"
         f"We will send a download link to this address.\n\n"
         f"Request reference: {row.id}\n"))
     _mail_team(session, policy, subject=f"New request for recordings, due {row.due_on}",

@@ -129,7 +129,8 @@ class RegionChoice:
     basis: str
 
 
-def choose_region(policy: PolicyDocument, numbers: Sequence[str], called: Sequence[str] = ()) -> RegionChoice:
+def choose_region(policy: PolicyDocument, numbers: Sequence[str], called: Sequence[str] = (), *,
+                  calls_consulted: bool = True) -> RegionChoice:
     """The policy region for a caller's request (B7), in this order:
 
     1. the regional number the caller rang: the first of ``called`` (the trunk numbers of their matched
@@ -138,28 +139,45 @@ def choose_region(policy: PolicyDocument, numbers: Sequence[str], called: Sequen
     2. with no such call, a trunk whose ``countries`` list the caller's country (the number they would ring);
     3. a region calendar in the caller's own country;
     4. ``default_region``.
+
+    ``calls_consulted`` False: the calls were not looked at because the number is not yet proven the requester's
+    (anyone can type anyone's number, and a region picked from its calls would tell them where it is recorded);
+    the basis says so instead of claiming no call was found.
     """
+    rules, scope = policy.subject_requests, policy.recording_scope
+    rang = rang_region(policy, called)
+    if rang is not None:
+        return rang
+    no_call = ("no recorded call of {number} was found" if calls_consulted else
+               "{number} is not yet proven the caller's, so its recorded calls are not consulted")
+    countries = [(n, c) for n in numbers if (c := _country(n)) is not None]
+    for number, country in countries:
+        for trunk in scope.trunk_numbers:
+            if country in trunk.countries and trunk.region in rules.regions:
+                return RegionChoice(trunk.region, f"{no_call.format(number=number)}; its country {country} "
+                                                  f"is served by {trunk.number}, the {trunk.region} number")
+    for number, country in countries:
+        for region_id, region in rules.regions.items():
+            if region.country == country:
+                return RegionChoice(region_id, f"{no_call.format(number=number)}; region {region_id} is "
+                                               f"its country {country}")
+    if rules.default_region is None:
+        raise ValueError("the policy names no default_region for subject requests")
+    lead = "no recorded call" if calls_consulted else "the number not yet proven"
+    return RegionChoice(rules.default_region, f"{lead} and no region for the caller's country: "
+                                              "subject_requests.default_region")
+
+
+def rang_region(policy: PolicyDocument, called: Sequence[str]) -> RegionChoice | None:
+    """The region of the first of ``called`` (our numbers on the caller's recorded calls, newest first) that
+    ``recording_scope.trunk_numbers`` maps to a region with a calendar, or None: step 1 of ``choose_region``."""
     rules, scope = policy.subject_requests, policy.recording_scope
     for number in called:
         trunk = scope.trunk_for(number)
         if trunk is not None and trunk.region in rules.regions:
             return RegionChoice(trunk.region, f"the caller's recorded call was on {trunk.number}, the {trunk.region} "
                                               "number (recording_scope.trunk_numbers)")
-    countries = [(n, c) for n in numbers if (c := _country(n)) is not None]
-    for number, country in countries:
-        for trunk in scope.trunk_numbers:
-            if country in trunk.countries and trunk.region in rules.regions:
-                return RegionChoice(trunk.region, f"no recorded call of {number} was found; its country {country} "
-                                                  f"is served by {trunk.number}, the {trunk.region} number")
-    for number, country in countries:
-        for region_id, region in rules.regions.items():
-            if region.country == country:
-                return RegionChoice(region_id, f"no recorded call of {number} was found; region {region_id} is "
-                                               f"its country {country}")
-    if rules.default_region is None:
-        raise ValueError("the policy names no default_region for subject requests")
-    return RegionChoice(rules.default_region, "no recorded call and no region for the caller's country: "
-                                              "subject_requests.default_region")
+    return None
 
 
 def region_for(rules: SubjectRequestRules, numbers: Sequence[str]) -> str:

@@ -13,15 +13,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from callvault.api.deps import Caller, cookie_name, get_runtime, read_cookie, secure_request, source_ip
 from callvault.core.errors import Conflict, FieldProblem, InvalidInput
-from callvault.identity import account_codes, lifecycle, preferences
+from callvault.identity import account_codes, lifecycle, preferences, step_up
 from callvault.identity import service as identity
 from callvault.runtime import Runtime
-from callvault.web import sso_pages
+from callvault.web import sso_pages, step_up_gate
 from callvault.web.common import PRELOGIN_COOKIE, abilities, denied, form_expired, page_caller, render, same, templates
 
 router = APIRouter(include_in_schema=False)
 Action = Literal["mfa-reset", "enrolment-code", "deactivate", "reactivate", "password-reset"]
 DONE = {"mfa-reset": "mfa-reset", "deactivate": "deactivated", "reactivate": "reactivated"}
+STEPPED_UP = {"mfa-reset": step_up.RESET_MFA, "password-reset": step_up.RESET_PASSWORD,
+              "enrolment-code": step_up.ENROLMENT_CODE}
+"""The actions that make or remove a credential: they need a fresh step-up code (``web.step_up_gate``)."""
+LABELS = {"mfa-reset": "Reset MFA", "password-reset": "Reset password", "enrolment-code": "Enrolment code"}
 
 
 @router.post("/account/password", response_class=HTMLResponse)
@@ -104,14 +108,23 @@ def reset_submit(request: Request, username: Annotated[str, Form()] = "", reset_
 
 
 @router.post("/admin/users/{username}/{action}", response_class=HTMLResponse)
-def user_action(username: str, action: Action, request: Request, csrf_token: Annotated[str, Form()] = "",
-                caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
-    """The administrator's account actions; a code is shown once on its own page (not cached)."""
+def user_action(username: str, action: Action, request: Request, step_up_code: Annotated[str, Form()] = "",
+                csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
+                runtime: Runtime = Depends(get_runtime)) -> Response:
+    """The administrator's account actions; a code is shown once on its own page (not cached). Those that
+    make or remove a credential (``STEPPED_UP``) need a fresh step-up code, so a hijacked session cannot
+    hand itself a way back in."""
     if not same(csrf_token, caller.csrf_token):
         return form_expired(request, caller)
     if not abilities(caller)["admin"]:
         return denied(request, caller, f"role {caller.user.role} does not administer accounts",
                       "These actions are for the roles the policy lets administer callvault.")
+    if action in STEPPED_UP:
+        unconfirmed = step_up_gate.refusal(runtime, caller, step_up_code, STEPPED_UP[action])
+        if unconfirmed is not None:
+            return denied(request, caller, unconfirmed, f"Go back to the users page, type the code in the field "
+                          f"next to “{LABELS[action]}” for {username}, and press it again.",
+                          title="Confirm with your one-time code")
     actor, role, ip, clock = caller.user.username, caller.user.role, caller.source_ip, runtime.clock
     try:
         with runtime.db.unit_of_work() as session:

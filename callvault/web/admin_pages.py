@@ -13,19 +13,20 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from callvault.api.deps import Caller, get_runtime
 from callvault.audit import service as audit
 from callvault.core.errors import CallvaultError, Conflict, FieldProblem, InvalidInput, NotFound
-from callvault.identity import lifecycle
+from callvault.identity import lifecycle, step_up
 from callvault.identity import service as identity
 from callvault.integrations.webhooks_out import service as webhooks
 from callvault.policy import service as policy_service
 from callvault.policy.loader import parse_policy_text
 from callvault.policy.risks import policy_risks
 from callvault.runtime import Runtime
-from callvault.web import integrations_pages, oversight_pages
+from callvault.web import integrations_pages, oversight_pages, step_up_gate
 from callvault.web.common import denied, form_expired, page_caller, render, same
 
 router = APIRouter(include_in_schema=False)
@@ -100,7 +101,8 @@ def change_profile(username: str, request: Request, role: Annotated[str, Form()]
 async def create_token(request: Request, caller: Caller = Depends(page_caller),
                        runtime: Runtime = Depends(get_runtime)) -> Response:
     """``callvault tokens create``: a scoped bearer token for an account, shown once, audited
-    ``auth.token_created``. The scopes only narrow: the account's role and the policy still decide."""
+    ``auth.token_created``. The scopes only narrow: the account's role and the policy still decide.
+    A token is a credential that outlives the session, so making one needs a fresh step-up code."""
     form = await request.form()
     if not same(str(form.get("csrf_token", "")), caller.csrf_token):
         return form_expired(request, caller)
@@ -109,6 +111,13 @@ async def create_token(request: Request, caller: Caller = Depends(page_caller),
         return refused
     owner, name = str(form.get("user", "")), str(form.get("name", "")).strip() or "integration"
     scopes = [str(s) for s in form.getlist("scope")]
+    unconfirmed = await run_in_threadpool(step_up_gate.refusal, runtime, caller, str(form.get("step_up_code", "")),
+                                          step_up.CREATE_TOKEN)
+    if unconfirmed is not None:
+        return oversight_pages.users_page_with(
+            request, caller, runtime, token_problems=[FieldProblem("step_up_code", unconfirmed)],
+            token_form={"user": owner, "name": name, "scopes": scopes, "days": str(form.get("days", ""))},
+            status_code=403)
     problems: list[FieldProblem] = []
     try:
         days = int(str(form.get("days", "90")))
@@ -262,16 +271,22 @@ def _check_text(text: str, source: str, runtime: Runtime) -> dict[str, object]:
 
 @router.post("/admin/policy/load", response_class=HTMLResponse)
 def load_policy(request: Request, text: Annotated[str, Form()] = "", source: Annotated[str, Form()] = "",
-                csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
-                runtime: Runtime = Depends(get_runtime)) -> Response:
+                step_up_code: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+                caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
     """``callvault policy load``: the checked text is validated again and stored (audited ``policy.loaded``);
-    it takes effect on its effective date, and everyone re-acknowledges it then (B13)."""
+    it takes effect on its effective date, and everyone re-acknowledges it then (B13). The policy decides
+    who reaches what, so loading one needs a fresh step-up code (the CLI, on the server, asks for none)."""
     if not same(csrf_token, caller.csrf_token):
         return form_expired(request, caller)
     refused = oversight_pages.admin_only(request, caller, runtime, "policy_load")
     if refused is not None:
         return refused
     text = text.replace("\r\n", "\n")  # a form sends line breaks as CRLF; keep the file's own
+    unconfirmed = step_up_gate.refusal(runtime, caller, step_up_code, step_up.LOAD_POLICY)
+    if unconfirmed is not None:  # the checked file comes back with its Load button and the reason
+        check = {"source": source[:200], "problems": [], "warnings": [], "doc": None, "text": "",
+                 **_check_text(text, source[:200], runtime), "step_up_error": unconfirmed}
+        return oversight_pages.policy_page_with(request, caller, runtime, check=check, status_code=403)
     source = f"web upload: {source[:150] or 'policy'}"
     try:
         with runtime.db.unit_of_work() as session:

@@ -119,6 +119,9 @@ def item_page(item_id: str, request: Request, caller: Caller = Depends(page_call
     if not review.may_review(caller.policy, caller.user.role):
         return _not_reviewer(request, caller)
     try:
+        refused = _read_refusal(request, runtime, caller, item_id)
+        if refused is not None:
+            return refused
         ctx = _item_context(runtime, caller, item_id)
     except NotFound:
         return render(request, "not_found.html", {"caller": caller, "what": "review item"}, status_code=404)
@@ -165,6 +168,9 @@ async def submit_review(item_id: str, request: Request, caller: Caller = Depends
     if isinstance(result, Response):
         return result
     if result:
+        refused = await run_in_threadpool(_read_refusal, request, runtime, caller, item_id)
+        if refused is not None:
+            return refused
         ctx = await run_in_threadpool(_item_context, runtime, caller, item_id)
         return render(request, "quality_item.html", {**ctx, "errors": result, "answers": answers, "note": note,
                                                      "start": None, "step_up_failed": False, "flash": None},
@@ -180,6 +186,22 @@ def _refusal(request: Request, runtime: Runtime, caller: Caller, item_id: str) -
             session, policy=caller.policy, actor=caller.actor, item_id=item_id, action=Action.VIEW_METADATA,
             source_ip=caller.source_ip, clock=runtime.clock)
     return None if decision.allowed else denied(request, caller, decision.reason, clauses=decision.clauses)
+
+
+def _read_refusal(request: Request, runtime: Runtime, caller: Caller, item_id: str) -> Response | None:
+    """As the API's reviews and comments: the page shows every coaching note and time-stamped comment on the
+    call, so it is decided and audited as listening to it under the review purpose (``review.authorize_item``)
+    before they are read; the refusal page, or None. An item the reviewer may not see raises NotFound."""
+    with runtime.db.unit_of_work() as session:
+        decision, _, row = review.authorize_item(session, policy=caller.policy, actor=caller.actor, item_id=item_id,
+                                                 source_ip=caller.source_ip, clock=runtime.clock,
+                                                 reading="item page")
+    if decision.allowed and row is not None:
+        return None
+    refused = recordings.refusal(decision) if row is not None else NotFound("no such recording")
+    if isinstance(refused, NotFound):
+        raise refused
+    return denied(request, caller, refused.message, clauses=tuple(getattr(refused, "clauses", ())))
 
 
 @router.post("/quality/items/{item_id}/comment", response_class=HTMLResponse)

@@ -20,10 +20,12 @@ from sqlalchemy.orm import Session
 from callvault.api.deps import Caller, get_runtime
 from callvault.api.routes_subject_requests import candidate_reads, identity_of, public_url
 from callvault.core.errors import AccessDenied, CallvaultError, Conflict, InvalidInput, NotFound
+from callvault.identity import step_up
 from callvault.retention import shred
 from callvault.runtime import Runtime
 from callvault.subject_requests import service as subject_requests
 from callvault.subject_requests import workflow
+from callvault.web import step_up_gate
 from callvault.web.common import denied, form_expired, page_caller, render, same
 
 router = APIRouter(include_in_schema=False)
@@ -168,10 +170,13 @@ def review_request(request: Request, request_id: str, recording_ids: Annotated[l
 def approve_request(request: Request, request_id: str, facts_checked: Annotated[list[str] | None, Form()] = None,
                     link_days: Annotated[int, Form()] = subject_requests.LINK_DAYS_DEFAULT,
                     max_downloads: Annotated[int, Form()] = subject_requests.DOWNLOADS_DEFAULT,
-                    csrf_token: Annotated[str, Form()] = "", caller: Caller = Depends(page_caller),
-                    runtime: Runtime = Depends(get_runtime)) -> Response:
+                    step_up_code: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+                    caller: Caller = Depends(page_caller), runtime: Runtime = Depends(get_runtime)) -> Response:
     """Release the chosen recordings: ``service.approve`` checks the proof (``facts_checked``) and decides
-    each recording for ``subject_access`` as this person, all audited; any refusal releases nothing."""
+    each recording for ``subject_access`` as this person, all audited; any refusal releases nothing.
+
+    It mails a link outside, or destroys recordings, so it needs a fresh step-up code like a download
+    (``step_up_gate``): without one the page says so, keeps what was typed, and nothing happens."""
     if not same(csrf_token, caller.csrf_token):
         return form_expired(request, caller)
     refused = _staff_refusal(request, caller, runtime, "approve", request_id)
@@ -179,6 +184,9 @@ def approve_request(request: Request, request_id: str, facts_checked: Annotated[
         return refused
     facts = [f for f in (facts_checked or []) if f in FACT_LABELS]
     form = {"facts_checked": facts, "link_days": link_days, "max_downloads": max_downloads}
+    unconfirmed = step_up_gate.refusal(runtime, caller, step_up_code, step_up.APPROVE_REQUEST)
+    if unconfirmed is not None:
+        return _detail(request, caller, runtime, request_id, errors=[unconfirmed], form=form, status_code=403)
     try:
         with runtime.db.unit_of_work() as session:
             outcome = subject_requests.approve(

@@ -164,9 +164,9 @@ def request_verify_phone(request: Request, request_id: str,
                                   "error": None, "confirmed": None}
     try:
         with runtime.db.unit_of_work() as session:
-            context["policy"] = policy_service.current_policy(session, clock=runtime.clock)
-            outcome = proof.verify_phone(session, request_id=request_id, phone_number=phone_number, code=code,
-                                         source_ip=source_ip(request), counters=runtime.counters,
+            context["policy"] = policy = policy_service.current_policy(session, clock=runtime.clock)
+            outcome = proof.verify_phone(session, policy=policy, request_id=request_id, phone_number=phone_number,
+                                         code=code, source_ip=source_ip(request), counters=runtime.counters,
                                          clock=runtime.clock)
     except limits.RateLimited as exc:
         return _page(request, "subject_request_done.html", {**context, "error": exc.message}, status_code=429)
@@ -174,7 +174,10 @@ def request_verify_phone(request: Request, request_id: str,
         return _page(request, "subject_request_done.html", {**context, "error": FORM_UNAVAILABLE}, status_code=503)
     if not outcome.ok:
         return _page(request, "subject_request_done.html", {**context, "error": outcome.message}, status_code=422)
-    return _page(request, "subject_request_done.html", {**context, "phone_numbers": [], "confirmed": phone_number})
+    # Proven now, so the due date may have moved later with the office the number rang (``region``): show it.
+    due_on = outcome.request.due_on if outcome.request is not None else None
+    return _page(request, "subject_request_done.html", {**context, "phone_numbers": [], "confirmed": phone_number,
+                                                        "due_on": due_on})
 
 
 @router.get("/s/{token}")

@@ -82,6 +82,7 @@ def test_an_mfa_reset_through_the_api_ends_tokens_and_web_sessions_at_once(live:
     browser = _web_session(live, "alice")
     assert _me(live, token) == 200 and browser.get("/api/v1/me").status_code == 200
     with live.client("admin") as admin:
+        live.step_up(admin, "admin")  # a credential change needs a fresh code
         resp = admin.post("/api/v1/users/alice/mfa-reset")
         assert resp.status_code == 200 and resp.json()["credentials_ended"] >= 2, resp.text
     assert _me(live, token) == 401
@@ -101,6 +102,7 @@ def test_only_an_administrator_may_reset_mfa_or_issue_codes(live: LiveServer) ->
 # ------------------------------------------------------------------------------------- enrolment
 def test_after_an_mfa_reset_the_password_alone_cannot_enrol_an_authenticator(live: LiveServer) -> None:
     with live.client("admin") as admin:
+        live.step_up(admin, "admin")  # a credential change needs a fresh code
         assert admin.post("/api/v1/users/lead/mfa-reset").status_code == 200
     status, body = _token(live, "lead")
     assert status == 200 and body["mfa_enrolment_required"] and "ask an administrator" in body["message"]
@@ -117,6 +119,7 @@ def test_after_an_mfa_reset_the_password_alone_cannot_enrol_an_authenticator(liv
 
 def test_an_enrolment_code_works_once_for_its_own_account_and_is_stored_hashed(live: LiveServer) -> None:
     with live.client("admin") as admin:
+        live.step_up(admin, "admin")  # a credential change needs a fresh code
         admin.post("/api/v1/users/lead/mfa-reset")
         issued = admin.post("/api/v1/users/lead/enrolment-code", json={"ttl_minutes": 30})
         assert issued.status_code == 200, issued.text
@@ -138,6 +141,7 @@ def test_an_enrolment_code_works_once_for_its_own_account_and_is_stored_hashed(l
                                                            "enrolment_code": code})
         assert done.status_code == 200, done.text
     with live.client("admin") as admin:
+        live.step_up(admin, "admin")  # a credential change needs a fresh code
         admin.post("/api/v1/users/lead/mfa-reset")
     _, body = _token(live, "lead")
     with live.client() as client:
@@ -240,6 +244,7 @@ def test_a_user_changes_their_password_and_their_other_tokens_end(live: LiveServ
 def test_an_administrators_password_reset_issues_a_one_time_code_for_a_new_password(live: LiveServer) -> None:
     token = _fresh_token(live, "alice")
     with live.client("admin") as admin:
+        live.step_up(admin, "admin")  # a credential change needs a fresh code
         resp = admin.post("/api/v1/users/alice/password-reset")
         assert resp.status_code == 200, resp.text
         reset_code = resp.json()["code"]
@@ -275,7 +280,8 @@ def test_the_users_page_deactivates_and_issues_codes(live: LiveServer) -> None:
     assert done.status_code == 303
     assert "bob is deactivated" in browser.get(done.headers["location"]).text
     assert _me(live, token) == 401
-    issued = browser.post("/admin/users/lead/enrolment-code", data={"csrf_token": csrf})
+    issued = browser.post("/admin/users/lead/enrolment-code", data={"csrf_token": csrf,
+                                                                   "step_up_code": live.env.otp("admin")})
     assert issued.status_code == 200 and 'id="account-code"' in issued.text
     assert issued.headers["cache-control"] == "no-store"
     refused = browser.post("/admin/users/lead/enrolment-code", data={"csrf_token": "forged"})

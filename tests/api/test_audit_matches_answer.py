@@ -341,6 +341,7 @@ def test_a_release_or_a_download_refused_for_one_call_is_on_record_as_refused_fo
         with env.runtime.db.unit_of_work() as session:  # quarantined after review: the release must stop
             session.execute(update(Recording).where(Recording.id == second).values(quarantined=True))
         before = _last_seq(env)
+        server.step_up(lead, "lead")  # approving needs a fresh code
         refused = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
         assert refused.status_code == 403 and "quarantined" in refused.json()["message"]
         for rec in (first, second):
@@ -350,6 +351,7 @@ def test_a_release_or_a_download_refused_for_one_call_is_on_record_as_refused_fo
         with env.runtime.db.unit_of_work() as session:
             session.execute(update(Recording).where(Recording.id == second).values(quarantined=False))
         before = _last_seq(env)
+        server.step_up(lead, "lead")  # approving needs a fresh code
         released = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
         assert released.status_code == 200, released.text
         for rec in (first, second):

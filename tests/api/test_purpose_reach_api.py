@@ -120,6 +120,7 @@ def test_policy_b_an_operators_request_opens_their_calls_to_its_handlers_then_on
         assert _audio(lead, rec, "subject_access").status_code == 200  # in review: the team may check it
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
                          json={"recording_ids": [rec]}).status_code == 200
+        server_b.step_up(lead, "lead")  # approving needs a fresh code
         released = lead.post(f"/api/v1/subject-requests/{request_id}/approve")
         assert released.status_code == 200, released.text
         server_b.step_up(lead2, "lead2")

@@ -80,6 +80,7 @@ def test_approving_an_erasure_request_destroys_the_callers_recordings_and_keeps_
         reviewed = lead.post(f"/api/v1/subject-requests/{request_id}/review",
                              json={"recording_ids": [erasable, held]})
         assert reviewed.status_code == 200, reviewed.text
+        server.step_up(lead, "lead")  # approving needs a fresh code
         done = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
         assert done.status_code == 200, done.text
         shown = done.json()
@@ -114,6 +115,7 @@ def test_an_erasure_request_with_nothing_to_delete_is_answered_without_a_link(
     request_id = _verified_erasure(server, env, mail, phone, email)
     with server.client("lead") as lead:
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review", json={"recording_ids": []}).status_code == 200
+        server.step_up(lead, "lead")  # approving needs a fresh code
         done = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
         assert done.status_code == 200, done.text
         assert done.json()["erasure"] == {"destroyed": [], "kept": []}
@@ -140,7 +142,14 @@ def test_on_the_request_page_staff_delete_instead_of_release_and_see_what_was_ke
         page = browser.get(f"/requests/{request_id}")
         assert "Delete the caller's recordings" in page.text and "Delete the chosen recordings" in page.text
         assert "The link works for" not in page.text, "no download link is offered for an erasure request"
-        done = browser.post(f"/requests/{request_id}/approve", data={"csrf_token": _csrf(page.text)})
+        assert 'name="step_up_code"' in page.text, "destroying recordings asks for the one-time code in place"
+        # Without a fresh code (a browser left signed in): nothing is destroyed, and the page says what to do.
+        refused = browser.post(f"/requests/{request_id}/approve", data={"csrf_token": _csrf(page.text)})
+        assert refused.status_code == 403 and "needs your one-time code" in refused.text
+        with env.runtime.db.unit_of_work() as session:
+            assert session.get(Recording, erasable).state == RecordingState.AVAILABLE  # type: ignore[union-attr]
+        done = browser.post(f"/requests/{request_id}/approve", data={"csrf_token": _csrf(page.text),
+                                                                     "step_up_code": env.otp("lead")})
         assert done.status_code == 303 and done.headers["location"].endswith("?done=erased")
         after = browser.get(done.headers["location"])
         assert "Erasure carried out" in after.text and "1 recording destroyed" in after.text
@@ -189,6 +198,7 @@ def test_an_approver_the_policy_does_not_let_act_deletes_nothing_and_the_refusal
     with env.runtime.db.unit_of_work() as session:
         policy_service.load_policy(session, text=yaml.safe_dump(doc), source="test", actor="test")
     with server.client("lead") as lead:
+        server.step_up(lead, "lead")  # approving needs a fresh code
         refused = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
         assert refused.status_code == 403 and "has not acknowledged" in refused.text, refused.text
     # Past the edges' staff gate (every edge has one), the service decides each recording itself.
@@ -210,6 +220,7 @@ def test_an_approver_the_policy_does_not_let_act_deletes_nothing_and_the_refusal
         assert "acknowledged" in (denied[0].reason or "")
     with server.client("lead") as lead:
         assert lead.post("/api/v1/me/acknowledge-policy").status_code == 204
+        server.step_up(lead, "lead")  # approving needs a fresh code
         done = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
         assert done.status_code == 200, done.text
         assert done.json()["erasure"]["destroyed"] == [rec]

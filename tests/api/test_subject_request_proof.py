@@ -107,6 +107,7 @@ def test_a_stranger_with_their_own_email_cannot_get_someone_elses_calls(
                          json={"recording_ids": [calls["older"]]}).status_code == 422
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
                          json={"recording_ids": [calls["recent"]]}).status_code == 200
+        server.step_up(lead, "lead")  # approving needs a fresh code
         refused = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
         assert refused.status_code == 403
         assert "Phone number NOT verified" in refused.json()["message"]
@@ -135,6 +136,7 @@ def test_the_reviewer_sees_which_facts_match_and_must_confirm_them_by_name(
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
                          json={"recording_ids": [calls["recent"]]}).status_code == 200
         approve = f"/api/v1/subject-requests/{request_id}/approve"
+        server.step_up(lead, "lead")  # approving needs a fresh code
         one = lead.post(approve, json={"facts_checked": ["call_time"]})
         assert one.status_code == 403 and "at least 2" in one.json()["message"]
         wrong_agent = lead.post(approve, json={"facts_checked": ["call_time", "agent_name"]})

@@ -125,6 +125,7 @@ def _release(server: LiveServer, env: CallvaultEnv, mail: MailSink, request_id: 
     with server.client("lead") as lead:
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
                          json={"recording_ids": rec_ids}).status_code == 200
+        server.step_up(lead, "lead")  # approving needs a fresh code
         resp = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json=approve)
         assert resp.status_code == 200, resp.text
     links = [re.search(r"(http\S+/s/\S+)", _body(m)) for m in _mails(mail, env, email)
@@ -281,6 +282,7 @@ def test_staff_cannot_release_their_own_request(server: LiveServer, env: Callvau
     with server.client("lead") as lead:
         request_id = lead.post("/api/v1/me/subject-requests", json={}).json()["id"]
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review", json={"recording_ids": []}).status_code == 200
+        server.step_up(lead, "lead")  # approving needs a fresh code
         assert lead.post(f"/api/v1/subject-requests/{request_id}/approve").status_code == 403
 
 
@@ -411,6 +413,7 @@ def test_the_outbox_never_holds_a_verification_code_or_a_download_link_in_clear(
     with server.client("lead") as lead:
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
                          json={"recording_ids": [recs["in2"][0]]}).status_code == 200
+        server.step_up(lead, "lead")  # approving needs a fresh code
         assert lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={}).status_code == 200
     queued = _outbox_text(env, email)
     links = [re.search(r"(http\S+/s/(\S+))", _body(m)) for m in _mails(mail, env, email)
@@ -484,6 +487,7 @@ def test_a_stranger_who_cannot_answer_the_phone_gets_nothing(
     with server.client("lead") as lead:
         assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
                          json={"recording_ids": [recs["in2"][0]]}).status_code in (200, 422)
+        server.step_up(lead, "lead")  # approving needs a fresh code
         refused = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
         if refused.status_code != 409:  # the call was on the stated day, so it could be picked: still refused
             assert refused.status_code == 403 and "NOT verified" in refused.json()["message"]
@@ -541,3 +545,27 @@ def test_on_the_request_page_staff_revoke_a_mailed_link_at_once(
         entries = session.scalars(select(AuditEntry).where(AuditEntry.object_id == request_id,
                                                            AuditEntry.action == "subject_request.link_revoked")).all()
     assert [e.actor for e in entries] == ["lead"]
+
+
+def test_approving_a_release_needs_a_fresh_one_time_code(
+        server: LiveServer, env: CallvaultEnv, mail: MailSink, recs: dict[str, tuple[str, bytes]],
+        phone: PhoneServer) -> None:
+    """Pen-test finding: a stolen staff token, signed in hours ago, mailed a caller's recordings to an outside
+    address with no second factor. Now approving answers 403 ``step_up_required`` (as a download does) and
+    releases nothing until the person confirms a fresh code on that token."""
+    email = "release.stepup@example.org"
+    request_id = _verified_request(server, env, mail, email, CALLER_2, phone)
+    with server.client() as lead:
+        lead.headers["Authorization"] = f"Bearer {server.sign_in(lead, 'lead')}"  # signed in, never stepped up
+        assert lead.post(f"/api/v1/subject-requests/{request_id}/review",
+                         json={"recording_ids": [recs["in2"][0]]}).status_code == 200
+        refused = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"] == "step_up_required"
+        assert "approving a caller's request" in refused.json()["message"]
+        assert lead.get(f"/api/v1/subject-requests/{request_id}").json()["stored_status"] == "ready"
+        assert not [m for m in _mails(mail, env, email) if str(m["Subject"]) == "Your call recordings"]
+        server.step_up(lead, "lead")
+        released = lead.post(f"/api/v1/subject-requests/{request_id}/approve", json={})
+        assert released.status_code == 200, released.text
+    assert [m for m in _mails(mail, env, email) if str(m["Subject"]) == "Your call recordings"]

@@ -108,11 +108,14 @@ def test_staff_review_a_callers_request_confirm_the_facts_and_release_it(
     lead.get_by_label(f"Release recording {call[:8]}").check()
     lead.get_by_role("button", name="Confirm the chosen recordings").click()
     assert "ready to release" in lead.get_by_role("status").first.inner_text()
+    # Releasing mails recordings outside: the form asks for a fresh one-time code in place (RELIABILITY 17).
+    lead.get_by_label("Your one-time code").fill(env.otp("lead"))
     lead.get_by_role("button", name="Release to the requester").click()  # no facts named: refused, nothing out
     assert "Nothing was released" in lead.locator("#form-errors").inner_text()
     assert _audit(env, "subject_request.release", request_id, "deny")
     lead.get_by_label("I checked the date and time of the call").check()
     lead.get_by_label("I checked the agent's first name").check()
+    assert lead.get_by_label("Your one-time code").count() == 0, "the code just confirmed still counts"
     _shot(lead, "callers-request-release", tmp_path)
     lead.get_by_role("button", name="Release to the requester").click()
     assert "Released" in lead.get_by_role("status").first.inner_text()
