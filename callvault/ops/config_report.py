@@ -75,6 +75,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("CALLVAULT_JSON_LOGS", "json_logs", value=lambda s: s.json_logs),
     Spec("CALLVAULT_METRICS_TOKEN", None, secret=True, value=lambda s: s.metrics_token),
     Spec("CALLVAULT_SIPREC_STATS", "siprec_stats", value=lambda s: s.siprec_stats),
+    Spec("CALLVAULT_LIVE_TAP_CA", "live_tap_ca", value=lambda s: str(s.live_tap_ca) if s.live_tap_ca else None),
     Spec("CALLVAULT_REDIS_URL", "redis_url", value=lambda s: redact_url(s.redis_url) if s.redis_url else None),
     Spec("CALLVAULT_REDIS_PREFIX", "redis_prefix", value=lambda s: s.redis_prefix),
     Spec("CALLVAULT_OIDC_ISSUER", "oidc_issuer", value=_oidc("issuer")),

@@ -55,10 +55,12 @@ def _denials(env: CallvaultEnv, actor: str, action: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- control
-def test_agent_stops_their_own_recording_and_it_is_truncated(server: LiveServer) -> None:
-    rec = _store(server)
+def test_agent_stops_their_own_recording_and_it_is_truncated(server: LiveServer, env: CallvaultEnv) -> None:
+    start = _ended_ago(env, 1)  # the agent's stop, relayed within the policy's window after the call
+    rec = _store(server, started=start)
     with server.client("alice") as alice:
-        resp = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "stop", "at": _at(1.0)})
+        resp = alice.post(f"/api/v1/recordings/{rec}/control",
+                          json={"action": "stop", "at": (start + timedelta(seconds=1)).isoformat()})
     assert resp.status_code == 200, resp.text
     assert resp.json()["outcome"] == "truncated at 1.0 s"
     assert _seconds(server, rec) == 1.0
@@ -216,10 +218,14 @@ def test_specialist_without_the_call_cannot_control_a_live_call_for_someone_else
     assert events[0]["outcome"].startswith("ignored")
 
 
-def test_timeline_is_shown_to_those_who_may_see_the_recording_only(server: LiveServer) -> None:
-    rec = _store(server)
+def test_timeline_is_shown_to_those_who_may_see_the_recording_only(server: LiveServer, env: CallvaultEnv) -> None:
+    start = _ended_ago(env, 1)
+    rec = _store(server, started=start)
     with server.client("alice") as alice:
-        alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "pause", "at": _at(1.0), "until": _at(2.0)})
+        paused = alice.post(f"/api/v1/recordings/{rec}/control", json={
+            "action": "pause", "at": (start + timedelta(seconds=1)).isoformat(),
+            "until": (start + timedelta(seconds=2)).isoformat()})
+        assert paused.status_code == 200, paused.text
         events = alice.get(f"/api/v1/recordings/{rec}/controls").json()
     assert [e["kind"] for e in events] == ["pause", "resume"]
     with server.client("bob") as bob:
@@ -446,3 +452,13 @@ def test_leadership_cannot_resolve_quarantine_and_the_refusal_is_audited(
     with server.client("admin") as admin:
         gone = admin.post(f"/api/v1/recordings/{rec}/quarantine", json={"decision": "destroy", "reason": "no notice"})
     assert gone.status_code == 200 and json.loads(gone.text)["state"] == "destroyed"
+
+
+def test_a_stop_relayed_long_after_the_call_is_refused_and_the_audio_kept(server: LiveServer) -> None:
+    """The agent's stop is their act during the call; relayed a day later it would cut a stored recording on one
+    word after the fact (the retention bypass an outside tester found): 409 naming the window, nothing cut."""
+    rec = _store(server)  # yesterday's call
+    with server.client("alice") as alice:
+        resp = alice.post(f"/api/v1/recordings/{rec}/control", json={"action": "stop", "at": _at(1.0)})
+    assert resp.status_code == 409 and "personal_after_call_minutes" in resp.json()["message"], resp.text
+    assert _seconds(server, rec) == 4.0
