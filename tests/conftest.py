@@ -171,6 +171,16 @@ def env_b(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         environment.close()
 
 
+@pytest.fixture()
+def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
+    """The real HTTP server over a fresh ``isolated_env``: for tests that lock accounts, end sessions or change
+    roles, which must not leak into the module's shared ``env``."""
+    server = LiveServer(isolated_env)
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def server_b(env_b: CallvaultEnv) -> Iterator[LiveServer]:
     """The real HTTP server over ``env_b`` (a module's own ``env_b`` fixture, where it has one)."""

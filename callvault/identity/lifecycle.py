@@ -27,6 +27,8 @@ Contracts (issue 24 point 7):
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -205,6 +207,20 @@ def _refuse_while_locked(session: Session, *, username: str, counters: Counters,
         raise ProofRefused(FieldProblem(location, identity.locked_message(lock.until)), counted=False)
 
 
+@contextmanager
+def _proof_counted(db: Database, *, username: str, via: str, counters: Counters, source_ip: str | None,
+                   clock: Clock) -> Iterator[Session]:
+    """A unit of work for a password change; a ``ProofRefused`` out of it rolls it back, then is put on record and
+    counted in a transaction of its own (``_record_refused_proof``) and raised again."""
+    try:
+        with db.unit_of_work() as session:
+            yield session
+    except ProofRefused as refused:
+        _record_refused_proof(db, username=username, refused=refused, via=via, counters=counters,
+                              source_ip=source_ip, clock=clock)
+        raise
+
+
 def _record_refused_proof(db: Database, *, username: str, refused: ProofRefused, via: str, counters: Counters,
                           source_ip: str | None, clock: Clock) -> None:
     """Put a refused password change on record (``auth.password_change`` deny) and count it as a failed sign-in
@@ -225,16 +241,12 @@ def change_password(
     """The owner changes their password: the current one and (MFA set up) a one-time code prove it is them.
     Every other token and session ends; how many ended. A wrong password or code is a ``ProofRefused`` that
     counts towards the sign-in guessing limits; see the module doc for why this takes the ``Database``."""
-    try:
-        with db.unit_of_work() as session:
-            user = identity.get_user(session, username)
-            return _change_password(session, user=user, current_password=current_password, new_password=new_password,
-                                    otp=otp, keyring=keyring, counters=counters, keep_token_id=keep_token_id,
-                                    keep_session_id=keep_session_id, source_ip=source_ip, clock=clock)
-    except ProofRefused as refused:
-        _record_refused_proof(db, username=username, refused=refused, via="owner", counters=counters,
-                              source_ip=source_ip, clock=clock)
-        raise
+    with _proof_counted(db, username=username, via="owner", counters=counters, source_ip=source_ip,
+                        clock=clock) as session:
+        user = identity.get_user(session, username)
+        return _change_password(session, user=user, current_password=current_password, new_password=new_password,
+                                otp=otp, keyring=keyring, counters=counters, keep_token_id=keep_token_id,
+                                keep_session_id=keep_session_id, source_ip=source_ip, clock=clock)
 
 
 def _change_password(
@@ -279,14 +291,10 @@ def set_password_with_code(
     MFA is set up). An unknown, deactivated account and a bad code get the same answer. A wrong one-time code
     counts towards the sign-in guessing limits, as at ``change_password``: a reset code that went astray must not
     open an unlimited oracle for the code either."""
-    try:
-        with db.unit_of_work() as session:
-            _set_password_with_code(session, username=username, reset_code=reset_code, new_password=new_password,
-                                    otp=otp, keyring=keyring, counters=counters, source_ip=source_ip, clock=clock)
-    except ProofRefused as refused:
-        _record_refused_proof(db, username=username, refused=refused, via="reset code", counters=counters,
-                              source_ip=source_ip, clock=clock)
-        raise
+    with _proof_counted(db, username=username, via="reset code", counters=counters, source_ip=source_ip,
+                        clock=clock) as session:
+        _set_password_with_code(session, username=username, reset_code=reset_code, new_password=new_password,
+                                otp=otp, keyring=keyring, counters=counters, source_ip=source_ip, clock=clock)
 
 
 def _set_password_with_code(

@@ -4,13 +4,11 @@ administrator's one-time enrolment code; administrators deactivate, reactivate a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pyotp
-import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -22,14 +20,6 @@ from callvault.identity import service as identity
 from callvault.identity.models import AccountCode
 from tests.api.test_auth_web import _csrf, web_sign_in
 from tests.support.env import PASSWORD, CallvaultEnv, LiveServer
-
-
-@pytest.fixture()
-def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(isolated_env)
-    live.start()
-    yield live
-    live.stop()
 
 
 def cli(env: CallvaultEnv, *args: str) -> tuple[int, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,14 +37,6 @@ def _trust_loopback_proxy(env: CallvaultEnv) -> None:
 def _denials(env: CallvaultEnv) -> list[AuditEntry]:
     with env.runtime.db.unit_of_work() as session:
         return list(session.scalars(select(AuditEntry).where(AuditEntry.action == "network.denied")))
-
-
-@pytest.fixture()
-def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(isolated_env)
-    live.start()
-    yield live
-    live.stop()
 
 
 def test_a_role_limited_to_the_office_network_is_refused_from_elsewhere(live: LiveServer) -> None:

@@ -47,14 +47,6 @@ def _token(server: LiveServer, username: str, otp: str | None,
 
 
 @pytest.fixture()
-def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(isolated_env)
-    live.start()
-    yield live
-    live.stop()
-
-
-@pytest.fixture()
 def guarded(counters_env: CallvaultEnv) -> Iterator[LiveServer]:
     """A live server whose guessing counters are in the database, then in Redis (the same rules for both)."""
     live = LiveServer(counters_env)

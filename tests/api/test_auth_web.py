@@ -54,14 +54,6 @@ def signed_in_pages(server: LiveServer, env: CallvaultEnv, names: Iterable[str])
             client.close()
 
 
-@pytest.fixture()
-def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(isolated_env)
-    live.start()
-    yield live
-    live.stop()
-
-
 def test_signing_in_through_the_pages_reaches_the_recordings(server: LiveServer, env: CallvaultEnv) -> None:
     with server.client() as browser:
         web_sign_in(browser, env, "lead")

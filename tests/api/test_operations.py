@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,14 +31,6 @@ def _metric(body: str, name: str, labels: str = "") -> float:
     match = re.search(rf"^{re.escape(name)}{re.escape(labels)} ([0-9.e+-]+)$", body, re.MULTILINE)
     assert match, f"{name}{labels} not in metrics"
     return float(match.group(1))
-
-
-@pytest.fixture()
-def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
-    server = LiveServer(isolated_env)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_metrics_count_ingests_and_time_requests_by_route_template(server: LiveServer, env: CallvaultEnv) -> None:

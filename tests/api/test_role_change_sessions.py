@@ -24,14 +24,6 @@ from tests.support.oidc_provider import Provider, running_provider
 PLAY = {"purpose": "complaint_investigation"}
 
 
-@pytest.fixture()
-def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
-    live = LiveServer(isolated_env)
-    live.start()
-    yield live
-    live.stop()
-
-
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
     with running_provider() as running:

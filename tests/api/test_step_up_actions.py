@@ -7,7 +7,6 @@ covered with the subject-request tests (``test_subject_requests``, ``test_subjec
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,14 +19,6 @@ from callvault.identity.models import ApiToken, User
 from tests.api.test_auth_web import _csrf, web_sign_in
 from tests.conftest import POLICY_A
 from tests.support.env import CallvaultEnv, LiveServer
-
-
-@pytest.fixture()
-def live(isolated_env: CallvaultEnv) -> Iterator[LiveServer]:
-    server = LiveServer(isolated_env)
-    server.start()
-    yield server
-    server.stop()
 
 
 def _audit(env: CallvaultEnv, action: str) -> list[tuple[str, str]]:
